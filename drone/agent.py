@@ -1,0 +1,142 @@
+"""A drone: takes jobs from its queen and runs them, up to `capacity` at once.
+
+The agent holds the job slots and turns queen messages into work: ``queue:new``
+starts a JobRun in a fresh workspace, ``job:cancel`` cancels it. It reports
+through the Connection, which numbers, keeps and resends events.
+
+Lifecycle: ``async with Agent(config) as agent: await agent.run()``. Stopping
+(cancelling `run`) ends running jobs as cancelled, waits briefly for the queen
+to ack what they said, and says ``drone:bye``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+from typing import Any
+
+from queen import __version__
+from queen.config import DroneConfig
+from queen.errors import ApiaryError
+from queen.protocol import PROTOCOL_VERSION, Msg
+
+from .connection import Connection
+from .executor import JobRun
+from .workspace import Workspaces
+
+log = logging.getLogger(__name__)
+
+
+class Refused(ApiaryError):
+    """The queen refused this drone (another protocol version, bad info)."""
+
+
+class Agent:
+    def __init__(self, config: DroneConfig) -> None:
+        self.config = config
+        self.id = config.drone_id
+        self.capacity = config.slots
+        self.workspaces = Workspaces(config.work_path / "workspaces")
+        self.jobs: dict[str, asyncio.Task[None]] = {}
+        self.conn = Connection(config, self.id, self.on_message, self.info, self.heartbeat)
+        self._refused: asyncio.Future[str] | None = None
+        # Jobs inherit the drone's environment, less Apiary's own settings.
+        self.base_env = {k: v for k, v in os.environ.items() if not k.startswith("APIARY_")}
+
+    async def __aenter__(self) -> Agent:
+        self._refused = asyncio.get_running_loop().create_future()
+        self.conn.start()
+        log.info("drone %s: capacity %d, speed %s, connecting to %s", self.id, self.capacity,
+                 self.config.speed, self.config.queen)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+        self.conn.close()
+
+    def info(self) -> dict[str, Any]:
+        return {"id": self.id, "capacity": self.capacity, "speed": self.config.speed, "plugins": [],
+                "version": PROTOCOL_VERSION, "apiary": __version__, "host": socket.gethostname(),
+                "jobs": list(self.jobs), "held": self.conn.outbox.held()}
+
+    def heartbeat(self) -> dict[str, Any]:
+        return {"jobs": list(self.jobs), "held": self.conn.outbox.held(), "load": os.getloadavg()[0]}
+
+    async def run(self) -> None:
+        """Serve until cancelled; raise Refused if the queen will not have us."""
+        assert self._refused is not None
+        receiver = asyncio.create_task(self.conn.run())
+        try:
+            done, _ = await asyncio.wait({receiver, self._refused}, return_when=asyncio.FIRST_COMPLETED)
+            if self._refused in done:
+                raise Refused(self._refused.result())
+            receiver.result()
+        finally:
+            receiver.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await receiver
+
+    def on_message(self, msg: Msg, body: dict[str, Any]) -> None:
+        if msg is Msg.QUEUE_NEW:
+            self.start_job(body)
+        elif msg is Msg.JOB_CANCEL:
+            task = self.jobs.get(body["id"])
+            if task is not None:
+                log.info("job %s: cancel requested", body["id"])
+                task.cancel()
+        elif msg is Msg.REFUSED:
+            log.error("the queen refused this drone: %s", body["reason"])
+            if self._refused is not None and not self._refused.done():
+                self._refused.set_result(body["reason"])
+        else:
+            log.warning("the queen sent %s, which only drones send: dropped", msg.value)
+
+    def start_job(self, job: dict[str, Any]) -> None:
+        job_id = job["id"]
+        if job_id in self.jobs:
+            return  # a repeated queue:new for a job already running here
+        if len(self.jobs) >= self.capacity:
+            log.warning("job %s arrived with all %d slots busy; running it anyway", job_id, self.capacity)
+        log.info("job %s: starting (#%s %s)", job_id, job.get("number"), job.get("repo", {}).get("name"))
+        self.jobs[job_id] = asyncio.create_task(self._run_job(job))
+
+    async def _run_job(self, job: dict[str, Any]) -> None:
+        job_id = job["id"]
+
+        def emit(msg: Msg, fields: dict[str, Any]) -> None:
+            self.conn.emit(job_id, msg, fields)
+
+        workspace = None
+        try:
+            workspace = self.workspaces.create(job_id)
+            run = JobRun(job, workspace, emit, self.base_env, self.config.output_flush_ms / 1000,
+                         self.config.output_chunk_bytes)
+            # A cancel reaches the JobRun, which kills the step and reports the
+            # job as cancelled before returning.
+            status = await run.run()
+            log.info("job %s: %s", job_id, status)
+        except OSError as exc:
+            log.error("job %s: cannot prepare its workspace: %s", job_id, exc)
+            now = time.time()
+            emit(Msg.JOB_STARTED, {"timestamp": now})
+            emit(Msg.JOB_STDERR, {"text": f"apiary: cannot prepare the workspace: {exc}\n"})
+            emit(Msg.JOB_DONE, {"timestamp": now, "result": "errored", "error": str(exc)})
+        finally:
+            self.conn.finish(job_id)
+            self.jobs.pop(job_id, None)
+            if workspace is not None:
+                await self.workspaces.remove(workspace)
+
+    async def stop(self, ack_timeout: float = 5.0) -> None:
+        for task in self.jobs.values():
+            task.cancel()
+        if self.jobs:
+            await asyncio.gather(*self.jobs.values(), return_exceptions=True)
+        if not await self.conn.drain(ack_timeout):
+            log.warning("stopping with %d events the queen has not acked", self.conn.outbox.unacked_count())
+        self.conn.send(Msg.DRONE_BYE, {})
+        await asyncio.sleep(0.05)  # let the bye leave before the socket closes

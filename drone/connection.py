@@ -1,0 +1,183 @@
+"""The drone's link to its queen: the only drone code that sees sockets and frames.
+
+A ZeroMQ DEALER whose identity is the drone id. `emit(job, type, fields)` gives
+a job event its seq, keeps it in the outbox and sends it; nothing the drone
+emits is lost while it lives: unacked events go again when the queen comes back
+(a new boot id in ``queen:heartbeat``, or ``drone:query-info``) or when they
+have waited too long. Sends never block: with ZMQ_IMMEDIATE a frame is only
+queued on a live connection, so a queen that is away costs a failed send, not
+a growing queue of stale frames; the outbox is the queue.
+
+Heartbeats go every ``heartbeat_interval``; a queen silent for ``interval *
+liveness`` is reported as unreachable (ZeroMQ keeps reconnecting, with backoff
+growing to a cap). Messages other than ``ack`` go to ``on_message``.
+
+Lifecycle: `start()`, then `run()` until cancelled, then `close()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import zmq
+import zmq.asyncio
+
+from queen.config import DroneConfig
+from queen.errors import ProtocolError
+from queen.protocol import MAX_MESSAGE_BYTES, Msg, decode, encode
+
+from .outbox import Outbox
+
+log = logging.getLogger(__name__)
+
+OnMessage = Callable[[Msg, dict[str, Any]], None]
+InfoFn = Callable[[], dict[str, Any]]
+
+
+class Connection:
+    def __init__(self, config: DroneConfig, drone_id: str, on_message: OnMessage, info: InfoFn,
+                 heartbeat_body: InfoFn) -> None:
+        self.config = config
+        self.drone_id = drone_id
+        self.on_message = on_message
+        self.info = info
+        self.heartbeat_body = heartbeat_body
+        self.outbox = Outbox(config.resend_after)
+        self.ctx = zmq.asyncio.Context()
+        self.sock = self.ctx.socket(zmq.DEALER)
+        self._raw = zmq.Socket.shadow(self.sock.underlying)
+        self.queen_boot: str | None = None
+        self.last_heard = 0.0
+        self.reachable = False
+        self.sent_dropped = 0
+
+    def start(self) -> None:
+        sock = self.sock
+        sock.setsockopt(zmq.IDENTITY, self.drone_id.encode())
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.IMMEDIATE, 1)
+        sock.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
+        sock.setsockopt(zmq.SNDHWM, 100_000)
+        sock.setsockopt(zmq.RCVHWM, 100_000)
+        sock.setsockopt(zmq.RECONNECT_IVL, 100)
+        sock.setsockopt(zmq.RECONNECT_IVL_MAX, 5000)
+        # CurveZMQ goes here: CURVE_SERVERKEY of the queen and this drone's keypair.
+        sock.connect(self.config.queen)
+
+    # -- sending --------------------------------------------------------------------
+
+    def _send(self, frame: bytes) -> bool:
+        try:
+            self._raw.send(frame, zmq.NOBLOCK)
+            return True
+        except zmq.ZMQError:
+            self.sent_dropped += 1
+            return False
+
+    def send(self, msg: Msg, body: dict[str, Any]) -> bool:
+        """Send a message that needs no delivery guarantee (info, heartbeat, bye)."""
+        return self._send(encode(msg, body))
+
+    def emit(self, job_id: str, msg: Msg, fields: dict[str, Any]) -> None:
+        """Send a job event; it is kept until the queen acks it."""
+        seq = self.outbox.next_seq(job_id)
+        frame = encode(msg, {"id": job_id, "seq": seq, **fields})
+        self.outbox.keep(job_id, seq, frame)
+        self._send(frame)
+
+    def finish(self, job_id: str) -> None:
+        self.outbox.finish(job_id)
+
+    def hello(self) -> None:
+        """Introduce this drone (again) and resend everything not yet acked."""
+        self.send(Msg.DRONE_INFO, self.info())
+        self.resend_all()
+
+    def resend_all(self) -> None:
+        for frame in self.outbox.all_frames():
+            if not self._send(frame):
+                break
+
+    # -- receiving ------------------------------------------------------------------
+
+    async def run(self) -> None:
+        beat = asyncio.create_task(self._beat())
+        try:
+            while True:
+                await self.sock.poll(flags=zmq.POLLIN)
+                while True:
+                    try:
+                        frame = self._raw.recv(zmq.NOBLOCK)
+                    except zmq.Again:
+                        break
+                    self._receive(frame)
+        finally:
+            beat.cancel()
+
+    def _receive(self, frame: bytes) -> None:
+        try:
+            msg, body = decode(frame)
+        except ProtocolError as exc:
+            log.warning("dropped a malformed frame from the queen: %s", exc)
+            return
+        self.last_heard = time.monotonic()
+        if not self.reachable:
+            self.reachable = True
+            log.info("queen %s reachable", self.config.queen)
+        if msg is Msg.ACK:
+            self.outbox.ack(body["id"], body["seq"])
+        elif msg is Msg.QUEEN_HEARTBEAT:
+            if body["boot"] != self.queen_boot:
+                if self.queen_boot is not None:
+                    log.info("the queen restarted; resending %d unacked events", self.outbox.unacked_count())
+                    self.resend_all()
+                self.queen_boot = body["boot"]
+        elif msg is Msg.QUERY_INFO:
+            self.hello()
+        else:
+            try:
+                self.on_message(msg, body)
+            except Exception:
+                log.exception("error handling %s", msg.value)
+
+    async def _beat(self) -> None:
+        interval = self.config.heartbeat_interval
+        timeout = interval * self.config.heartbeat_liveness
+        retry = 0.05
+        next_beat = time.monotonic() + interval
+        while True:
+            if not self.reachable:
+                # Introduce ourselves until the queen answers; quickly at first.
+                self.send(Msg.DRONE_INFO, self.info())
+                await asyncio.sleep(retry)
+                retry = min(retry * 2, interval)
+            else:
+                retry = 0.05
+                await asyncio.sleep(max(0.0, next_beat - time.monotonic()))
+            now = time.monotonic()
+            if now < next_beat:
+                continue
+            next_beat = now + interval
+            self.send(Msg.DRONE_HEARTBEAT, self.heartbeat_body())
+            if self.reachable and now - self.last_heard > timeout:
+                self.reachable = False
+                log.warning("queen %s silent for %.1fs; holding %d unacked events until it is back",
+                            self.config.queen, timeout, self.outbox.unacked_count())
+            for frame in self.outbox.overdue():
+                if not self._send(frame):
+                    break
+
+    async def drain(self, timeout: float) -> bool:
+        """Wait until every event is acked, up to `timeout` seconds; True if all were."""
+        deadline = time.monotonic() + timeout
+        while self.outbox.unacked_count() and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        return not self.outbox.unacked_count()
+
+    def close(self) -> None:
+        self.sock.close(linger=0)
+        self.ctx.term()

@@ -1,0 +1,63 @@
+"""Coalesces a command's output into chunks: one event per few ms or KiB, not per line.
+
+Bytes from stdout and stderr arrive as the pipes give them. Each stream has an
+incremental UTF-8 decoder, so a character split across two reads is never split
+across two events (undecodable bytes become U+FFFD). The buffer holds one
+stream at a time: output of the other stream flushes it first, which keeps the
+two streams in the order they were read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+from collections.abc import Callable
+
+EmitFn = Callable[[str, str], None]  # (stream "stdout" | "stderr", text)
+
+
+class OutputBuffer:
+    def __init__(self, emit: EmitFn, flush_after: float, max_bytes: int) -> None:
+        self.emit = emit
+        self.flush_after = flush_after
+        self.max_bytes = max_bytes
+        self._decoders = {s: codecs.getincrementaldecoder("utf-8")("replace") for s in ("stdout", "stderr")}
+        self._stream = "stdout"
+        self._parts: list[str] = []
+        self._size = 0
+        self._timer: asyncio.TimerHandle | None = None
+
+    def feed(self, stream: str, data: bytes) -> None:
+        text = self._decoders[stream].decode(data)
+        if not text:
+            return
+        if stream != self._stream:
+            self.flush()
+            self._stream = stream
+        self._parts.append(text)
+        self._size += len(data)
+        if self._size >= self.max_bytes:
+            self.flush()
+        elif self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self.flush_after, self.flush)
+
+    def flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._parts:
+            text = "".join(self._parts)
+            self._parts.clear()
+            self._size = 0
+            self.emit(self._stream, text)
+
+    def close(self) -> None:
+        """Flush everything, including a trailing partial character (as U+FFFD)."""
+        for stream, decoder in self._decoders.items():
+            tail = decoder.decode(b"", final=True)
+            if tail:
+                if stream != self._stream:
+                    self.flush()
+                    self._stream = stream
+                self._parts.append(tail)
+        self.flush()

@@ -1,0 +1,117 @@
+"""Builds the queen's aiohttp application and runs it.
+
+`init_app(config)` is the one place where the queen is assembled: routes,
+error middleware, and its long-lived resources as cleanup contexts (the store,
+embedded or not; the hive with its ZeroMQ socket and tasks). `running_queen`
+starts it on real sockets and yields the addresses it bound.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from aiohttp import web
+
+from . import __version__, keys
+from .api import routes as api_routes
+from .config import QueenConfig
+from .embedded import embedded_store
+from .errors import RequestError
+from .hive import Hive
+from .hub import Hub
+from .store import Store
+from .ws import websocket
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 1024 * 1024
+
+
+@web.middleware
+async def error_middleware(request: web.Request,
+                           handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except RequestError as exc:
+        body = {"error": str(exc)}
+        if exc.field:
+            body["field"] = exc.field
+        return web.json_response(body, status=exc.status)
+    except web.HTTPException as exc:
+        if exc.status >= 400 and request.path.startswith("/api/"):
+            reason = "no such endpoint" if exc.status == 404 else exc.reason
+            return web.json_response({"error": reason}, status=exc.status)
+        raise
+    except Exception:
+        log.exception("%s %s failed", request.method, request.path)
+        return web.json_response({"error": "internal error; the queen's log has the details"}, status=500)
+
+
+async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
+    config = app[keys.CONFIG]
+    async with contextlib.AsyncExitStack() as stack:
+        url = config.mongodb_url
+        if url == "embedded":
+            url = await stack.enter_async_context(embedded_store(config.data_path))
+        store = await Store.connect(url, config.database)
+        stack.push_async_callback(store.close)
+        app[keys.STORE] = store
+        yield
+
+
+async def _hive_ctx(app: web.Application) -> AsyncIterator[None]:
+    async with Hive(app[keys.CONFIG], app[keys.STORE], app[keys.HUB]) as hive:
+        app[keys.HIVE] = hive
+        yield
+
+
+def init_app(config: QueenConfig) -> web.Application:
+    app = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY_BYTES)
+    app[keys.CONFIG] = config
+    app[keys.HUB] = Hub()
+    app[keys.VERSION] = __version__
+    app.cleanup_ctx.append(_store_ctx)
+    app.cleanup_ctx.append(_hive_ctx)
+    app.add_routes(api_routes)
+    app.router.add_get("/ws", websocket)
+    return app
+
+
+@dataclasses.dataclass(frozen=True)
+class Addresses:
+    http: str
+    drones: str
+
+    @property
+    def api(self) -> str:
+        return f"{self.http}/api/v1"
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    # A restarted queen takes its port back at once.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    return sock
+
+
+@contextlib.asynccontextmanager
+async def running_queen(config: QueenConfig) -> AsyncIterator[Addresses]:
+    """Start the queen on its sockets; yield where it listens; stop it on exit."""
+    config.data_path.mkdir(parents=True, exist_ok=True)
+    app = init_app(config)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    sock = _listen(config.http_host, config.http_port)
+    await runner.setup()
+    try:
+        await web.SockSite(runner, sock, shutdown_timeout=1.0).start()
+        host, port = sock.getsockname()[:2]
+        shown = f"[{host}]" if ":" in host else host
+        http = config.public_url.rstrip("/") or f"http://{shown}:{port}"
+        yield Addresses(http=http, drones=app[keys.HIVE].endpoint)
+    finally:
+        await runner.cleanup()

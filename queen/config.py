@@ -1,0 +1,210 @@
+"""Configuration: frozen dataclasses read once from a TOML file and the environment.
+
+`load_config(path)` reads ``[queen]`` and ``[drone]`` tables from the file (every
+key optional, see config.example.toml), then lets ``APIARY_<TABLE>_<KEY>``
+variables override them (``APIARY_QUEEN_HTTP_PORT=9000``), then validates. Any
+fault raises ConfigError naming where it came from, the key and what is wrong.
+Nothing else in Apiary reads ``os.environ`` for settings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import socket
+import tomllib
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+_ENDPOINT = re.compile(r"^tcp://(\*|[A-Za-z0-9.\-]+|\[[0-9a-fA-F:]+\]):(\*|\d{1,5})$")
+_DRONE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,63}$")
+
+
+@dataclasses.dataclass(frozen=True)
+class QueenConfig:
+    """The queen's settings."""
+
+    http_host: str = "127.0.0.1"
+    http_port: int = 8420
+    drone_bind: str = "tcp://127.0.0.1:8421"
+    data_dir: str = "~/.apiary/queen"
+    mongodb_url: str = "embedded"
+    database: str = "apiary"
+    public_url: str = ""
+    heartbeat_interval: float = 1.0
+    heartbeat_liveness: int = 3
+
+    def check(self) -> None:
+        _port("http_port", self.http_port)
+        _endpoint("drone_bind", self.drone_bind)
+        if not (self.mongodb_url == "embedded" or self.mongodb_url.startswith(("mongodb://", "mongodb+srv://"))):
+            raise _fault("mongodb_url", f'must be "embedded" or a mongodb:// URL, got {self.mongodb_url!r}')
+        if not re.fullmatch(r"[A-Za-z0-9_\-]{1,63}", self.database):
+            raise _fault("database", f"must be a plain database name, got {self.database!r}")
+        _positive("heartbeat_interval", self.heartbeat_interval)
+        _positive("heartbeat_liveness", self.heartbeat_liveness)
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir).expanduser()
+
+
+@dataclasses.dataclass(frozen=True)
+class DroneConfig:
+    """A drone's settings."""
+
+    queen: str = "tcp://127.0.0.1:8421"
+    id: str = ""
+    capacity: int = 0
+    speed: float = 1.0
+    work_dir: str = "~/.apiary/drone"
+    heartbeat_interval: float = 1.0
+    heartbeat_liveness: int = 3
+    resend_after: float = 2.0
+    output_flush_ms: float = 5.0
+    output_chunk_bytes: int = 65536
+
+    def check(self) -> None:
+        _endpoint("queen", self.queen)
+        if self.id and not _DRONE_ID.match(self.id):
+            raise _fault("id", f"must be letters, digits, '.', '_' or '-' (at most 64), got {self.id!r}")
+        if self.capacity < 0:
+            raise _fault("capacity", f"must be 0 (one slot per CPU) or more, got {self.capacity}")
+        _positive("speed", self.speed)
+        _positive("heartbeat_interval", self.heartbeat_interval)
+        _positive("heartbeat_liveness", self.heartbeat_liveness)
+        _positive("resend_after", self.resend_after)
+        _positive("output_flush_ms", self.output_flush_ms)
+        if self.output_chunk_bytes < 1024:
+            raise _fault("output_chunk_bytes", f"must be at least 1024, got {self.output_chunk_bytes}")
+
+    @property
+    def drone_id(self) -> str:
+        return self.id or f"{socket.gethostname()}-{os.getpid()}"
+
+    @property
+    def slots(self) -> int:
+        return self.capacity or os.cpu_count() or 1
+
+    @property
+    def work_path(self) -> Path:
+        return Path(self.work_dir).expanduser()
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    queen: QueenConfig = QueenConfig()
+    drone: DroneConfig = DroneConfig()
+
+
+_TABLES: dict[str, type] = {"queen": QueenConfig, "drone": DroneConfig}
+
+
+class _Fault(Exception):
+    def __init__(self, key: str, message: str) -> None:
+        self.key, self.message = key, message
+
+
+def _fault(key: str, message: str) -> _Fault:
+    return _Fault(key, message)
+
+
+def _port(key: str, value: int) -> None:
+    if not 0 <= value <= 65535:
+        raise _fault(key, f"must be a port number 0-65535 (0: any free port), got {value}")
+
+
+def _endpoint(key: str, value: str) -> None:
+    if not _ENDPOINT.match(value):
+        raise _fault(key, f"must look like tcp://HOST:PORT, got {value!r}")
+
+
+def _positive(key: str, value: float) -> None:
+    if value <= 0:
+        raise _fault(key, f"must be greater than 0, got {value}")
+
+
+def _convert(table: str, key: str, want: type, raw: Any, where: str) -> Any:
+    """`raw` as the field's type; strings (from the environment) are parsed."""
+    if isinstance(raw, str) and want is not str:
+        try:
+            raw = {int: int, float: float}[want](raw.strip())
+        except (KeyError, ValueError):
+            raise ConfigError(f"{where}: [{table}] {key}: expected {want.__name__}, got {raw!r}") from None
+    if want is float and isinstance(raw, int) and not isinstance(raw, bool):
+        raw = float(raw)
+    if not isinstance(raw, want) or isinstance(raw, bool):
+        raise ConfigError(f"{where}: [{table}] {key}: expected {want.__name__}, got {type(raw).__name__} {raw!r}")
+    return raw
+
+
+def load_config(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> Config:
+    """Read `path` (optional) and APIARY_* variables from `env`; validate; return Config."""
+    env = os.environ if env is None else env
+    data: dict[str, Any] = {}
+    where = "defaults"
+    if path is not None:
+        where = str(path)
+        try:
+            with open(path, "rb") as fh:
+                data = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ConfigError(f"{where}: no such file") from None
+        except OSError as exc:
+            raise ConfigError(f"{where}: cannot read: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{where}: not valid TOML: {exc}") from None
+    for table in data:
+        if table not in _TABLES:
+            raise ConfigError(f"{where}: unknown table [{table}] (known: {', '.join(_TABLES)})")
+    sections = {}
+    for table, cls in _TABLES.items():
+        section = data.get(table, {})
+        if not isinstance(section, dict):
+            raise ConfigError(f"{where}: {table} must be a table ([{table}])")
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        values: dict[str, Any] = {}
+        origin: dict[str, str] = {}
+        for key, raw in section.items():
+            if key not in fields:
+                raise ConfigError(f"{where}: [{table}] {key}: unknown key (known: {', '.join(fields)})")
+            values[key] = _convert(table, key, _field_type(fields[key]), raw, where)
+            origin[key] = where
+        prefix = f"APIARY_{table.upper()}_"
+        for name, raw in env.items():
+            if not name.startswith(prefix):
+                continue
+            key = name[len(prefix):].lower()
+            if key not in fields:
+                raise ConfigError(f"{name}: unknown setting [{table}] {key} (known: {', '.join(fields)})")
+            values[key] = _convert(table, key, _field_type(fields[key]), raw, name)
+            origin[key] = name
+        section_obj = cls(**values)
+        try:
+            section_obj.check()
+        except _Fault as fault:
+            raise ConfigError(f"{origin.get(fault.key, 'defaults')}: [{table}] {fault.key}: {fault.message}") from None
+        sections[table] = section_obj
+    return Config(**sections)
+
+
+def with_changes(section: Any, origin: Callable[[str], str], **changes: Any) -> Any:
+    """`section` with `changes` applied (e.g. command-line flags), validated again.
+
+    `origin(key)` names where a faulty value came from, e.g. ``--http-port``.
+    """
+    updated = dataclasses.replace(section, **changes)
+    try:
+        updated.check()
+    except _Fault as fault:
+        raise ConfigError(f"{origin(fault.key)}: {fault.message}") from None
+    return updated
+
+
+def _field_type(field: dataclasses.Field[Any]) -> type:
+    # annotations are strings under `from __future__ import annotations`
+    return {"str": str, "int": int, "float": float}[str(field.type)]

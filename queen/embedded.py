@@ -1,0 +1,100 @@
+"""The embedded store: nx-27017 (a MongoDB wire-protocol server over SQLite) as a child.
+
+`mongodb_url = "embedded"` makes the queen run one of these on a free loopback
+port with its data under the queen's data directory, so a new user needs no
+database. The child dies with the queen (PR_SET_PDEATHSIG) even when the queen
+is killed, so a restarted queen never finds a stale server holding its files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from pymongo import AsyncMongoClient
+
+from .errors import StoreError
+
+log = logging.getLogger(__name__)
+
+# nx-27017 logs every command at INFO; a WARNING root logger keeps its log (and
+# its hot path) quiet. basicConfig in its main() is then a no-op.
+_LAUNCH = (
+    "import logging, sys; logging.basicConfig(level=logging.WARNING);"
+    "from nx_27017.nx_27017 import main; sys.argv[0] = 'nx-27017'; sys.exit(main())"
+)
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def _wait_until_up(url: str, proc: subprocess.Popen[bytes], log_path: Path, timeout: float = 20.0) -> None:
+    client: AsyncMongoClient = AsyncMongoClient(url, serverSelectionTimeoutMS=200)
+    deadline = asyncio.get_running_loop().time() + timeout
+    try:
+        while True:
+            if proc.poll() is not None:
+                tail = log_path.read_text(errors="replace")[-2000:] if log_path.exists() else ""
+                raise StoreError(f"the embedded store (nx-27017) exited with code {proc.returncode}: {tail.strip()}")
+            try:
+                await client.admin.command("ping")
+                return
+            except Exception:
+                if asyncio.get_running_loop().time() > deadline:
+                    raise StoreError(f"the embedded store did not answer within {timeout:.0f}s (log: {log_path})") from None
+                await asyncio.sleep(0.05)
+    finally:
+        await client.close()
+
+
+@contextlib.asynccontextmanager
+async def embedded_store(data_path: Path) -> AsyncIterator[str]:
+    """Run nx-27017 with its data in `data_path/store`; yield its mongodb:// URL."""
+    store_dir = data_path / "store"
+    store_dir.mkdir(parents=True, exist_ok=True)
+    pid_file = store_dir / "nx-27017.pid"
+    log_path = store_dir / "nx-27017.log"
+    # A pid file left by a killed server would stop the new one from starting.
+    pid_file.unlink(missing_ok=True)
+    port = _free_port()
+    with open(log_path, "ab") as log_file:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _LAUNCH, "--data-dir", str(store_dir), "--pid-file", str(pid_file),
+             "--log-file", str(log_path), "--host", "127.0.0.1", "--port", str(port)],
+            stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent, cwd=store_dir,
+        )
+    url = f"mongodb://127.0.0.1:{port}/?directConnection=true"
+    try:
+        await _wait_until_up(url, proc, log_path)
+        log.info("embedded store (nx-27017) pid %d on port %d, data in %s", proc.pid, port, store_dir)
+        yield url
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                await asyncio.to_thread(proc.wait, 10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                await asyncio.to_thread(proc.wait)
+        with contextlib.suppress(OSError):
+            os.unlink(pid_file)

@@ -1,0 +1,52 @@
+"""Apiary's exceptions, one root for everything the project raises on purpose.
+
+    ApiaryError
+    ├── ConfigError        a config file or variable is wrong (CLI: message, exit 2)
+    ├── ProtocolError      a ZeroMQ frame is malformed (logged and dropped)
+    ├── StoreError         the store cannot be reached or started
+    └── RequestError       an API call is wrong (HTTP status + JSON message)
+        ├── BadRequest     400, names the field
+        ├── NotFound       404
+        └── Conflict       409
+
+Each edge turns them into a clear message: the CLI prints and exits, the API
+answers JSON ``{"error": message, "field": name}``, the broker logs and drops.
+"""
+
+from __future__ import annotations
+
+
+class ApiaryError(Exception):
+    """Something Apiary can explain to its user."""
+
+
+class ConfigError(ApiaryError):
+    """The configuration is invalid."""
+
+
+class ProtocolError(ApiaryError):
+    """A ZeroMQ message could not be understood."""
+
+
+class StoreError(ApiaryError):
+    """The store could not be started or reached."""
+
+
+class RequestError(ApiaryError):
+    status = 400
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class BadRequest(RequestError):
+    status = 400
+
+
+class NotFound(RequestError):
+    status = 404
+
+
+class Conflict(RequestError):
+    status = 409

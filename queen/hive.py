@@ -1,0 +1,235 @@
+"""The queen's side of the drones: routes their messages, keeps the pool alive.
+
+The hive owns the broker, the pool, the recorder and the dispatcher and wires
+them: ``drone:info`` admits a drone (after checking its protocol version) and
+reconciles the jobs the store thinks it runs with the jobs it reports; job
+events go to the recorder; heartbeats keep the drone in the pool. Every
+``heartbeat_interval`` the hive sends ``queen:heartbeat`` (with this queen's
+boot id, so drones notice a restart) and drops drones silent for
+``interval * liveness``.
+
+Use as ``async with Hive(config, store, hub) as hive:``; leaving stops its
+tasks and closes the socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+import ulid
+from pymongo.errors import PyMongoError
+
+from .config import QueenConfig
+from .broker import Broker
+from .dispatcher import Dispatcher
+from .hub import Hub
+from .pool import Drone, Pool
+from .protocol import JOB_EVENTS, PROTOCOL_VERSION, Msg
+from .recorder import Recorder
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+
+class Hive:
+    def __init__(self, config: QueenConfig, store: Store, hub: Hub) -> None:
+        self.config = config
+        self.store = store
+        self.hub = hub
+        self.boot = str(ulid.ULID())
+        self.pool = Pool()
+        self.broker = Broker(config.drone_bind, self.on_message)
+        self.recorder = Recorder(store, hub, self._ack, self._job_done)
+        self.dispatcher = Dispatcher(store, self.pool, hub, self.broker.send, self.recorder.track)
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._queried: dict[str, float] = {}
+
+    @property
+    def timeout(self) -> float:
+        return self.config.heartbeat_interval * self.config.heartbeat_liveness
+
+    async def __aenter__(self) -> Hive:
+        self.endpoint = self.broker.start()
+        for coro in (self.broker.run(), self.recorder.run(), self.dispatcher.run(), self._heartbeats()):
+            self._tasks.append(asyncio.create_task(coro))
+        log.info("waiting for drones on %s", self.endpoint)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self.broker.close()
+
+    # -- messages from drones -------------------------------------------------
+
+    def on_message(self, drone_id: str, msg: Msg, body: dict[str, Any]) -> None:
+        drone = self.pool.get(drone_id)
+        if drone is not None:
+            drone.last_seen = time.time()
+        if msg in JOB_EVENTS:
+            self.recorder.submit(drone_id, msg, body)
+            if drone is None:
+                self._query_info(drone_id)
+        elif msg is Msg.DRONE_INFO:
+            self._admit(drone_id, body)
+        elif msg is Msg.DRONE_HEARTBEAT:
+            if drone is None:
+                self._query_info(drone_id)
+            else:
+                self._heartbeat(drone, body)
+        elif msg is Msg.DRONE_BYE:
+            if self.pool.leave(drone_id) is not None:
+                log.info("drone %s left", drone_id)
+                self._drones_changed()
+                self._save_drone_later(drone_id, "left")
+        else:
+            log.warning("drone %s sent %s, which only the queen sends: dropped", drone_id, msg.value)
+
+    def _query_info(self, drone_id: str) -> None:
+        # Once a second at most: a drone this queen does not know (it restarted).
+        now = time.monotonic()
+        if now - self._queried.get(drone_id, 0.0) >= 1.0:
+            self._queried[drone_id] = now
+            self.broker.send(drone_id, Msg.QUERY_INFO, {})
+
+    def _admit(self, drone_id: str, body: dict[str, Any]) -> None:
+        if body["version"] != PROTOCOL_VERSION:
+            reason = (f"drone {drone_id} speaks protocol version {body['version']}, this queen speaks "
+                      f"{PROTOCOL_VERSION}: install the same Apiary version on both")
+            log.warning("%s; refused", reason)
+            self.broker.send(drone_id, Msg.REFUSED, {"reason": reason})
+            return
+        if body["id"] != drone_id or body["capacity"] < 1:
+            log.warning("drone %s: info with id %r and capacity %r: refused", drone_id, body["id"], body["capacity"])
+            self.broker.send(drone_id, Msg.REFUSED, {"reason": "drone:info must carry the drone's own id and a capacity of 1 or more"})
+            return
+        rejoin = drone_id in self.pool
+        previous = self.pool.get(drone_id)
+        reported = _job_ids(body.get("jobs")) | _job_ids(body.get("held"))
+        drone = Drone(
+            id=drone_id, capacity=body["capacity"], speed=float(body["speed"]), version=body["version"],
+            plugins=frozenset(p for p in body.get("plugins", []) if isinstance(p, str)),
+            host=str(body.get("host", "")),
+            jobs={j: time.time() for j in _job_ids(body.get("jobs"))},
+        )
+        if previous is not None:
+            drone.joined = previous.joined
+            # Keep what this queen dispatched since; the drone may not have started it yet.
+            for job_id, since in previous.jobs.items():
+                drone.jobs.setdefault(job_id, since)
+        self.pool.join(drone)
+        # Answer at once: the drone learns this queen's boot id and stops retrying.
+        self.broker.send(drone_id, Msg.QUEEN_HEARTBEAT, {"boot": self.boot})
+        log.info("drone %s %s: capacity %d, speed %s, running %d", drone_id,
+                 "re-registered" if rejoin else "joined", drone.capacity, drone.speed, len(drone.jobs))
+        self._drones_changed()
+        self._spawn(self._reconcile(drone_id, reported, fresh=previous is None))
+
+    def _heartbeat(self, drone: Drone, body: dict[str, Any]) -> None:
+        load = body.get("load")
+        drone.load = float(load) if isinstance(load, (int, float)) else None
+        reported = _job_ids(body.get("jobs")) | _job_ids(body.get("held"))
+        # A queue:new lost on a broken connection: the drone never heard of the job.
+        lost = Pool.unaccounted(drone, reported, time.time() - 2 * self.config.heartbeat_interval)
+        if lost:
+            self._spawn(self._take_back(drone.id, lost))
+
+    async def _reconcile(self, drone_id: str, reported: set[str], fresh: bool) -> None:
+        """Match the store's view of `drone_id`'s jobs with what the drone reports."""
+        if fresh:
+            for job in await self.store.jobs_of_drone(drone_id):
+                drone = self.pool.get(drone_id)
+                # Jobs dispatched since the drone joined are in drone.jobs: not lost.
+                if job["_id"] not in reported and (drone is None or job["_id"] not in drone.jobs):
+                    await self._take_back(drone_id, [job["_id"]])
+        await self.store.save_drone({"_id": drone_id, "state": "connected", **self._public(drone_id)})
+        self.dispatcher.wake()
+
+    async def _take_back(self, drone_id: str, job_ids: list[str]) -> None:
+        for job_id in job_ids:
+            self.pool.release(drone_id, job_id)
+            if await self.store.requeue(job_id, drone_id):
+                log.warning("job %s never reached drone %s: queued again", job_id, drone_id)
+            elif await self.store.fail_lost(job_id, drone_id, f"drone {drone_id} no longer runs this job"):
+                log.warning("job %s: drone %s no longer runs it: errored", job_id, drone_id)
+                self.hub.publish("jobs", {"type": "job:update", "job": job_id, "status": "errored"})
+        self._drones_changed()
+        self.dispatcher.wake()
+
+    # -- callbacks from the recorder -----------------------------------------
+
+    def _ack(self, drone_id: str, job_id: str, seq: int) -> None:
+        self.broker.send(drone_id, Msg.ACK, {"id": job_id, "seq": seq})
+
+    def _job_done(self, drone_id: str, job_id: str, status: str) -> None:
+        if self.pool.release(drone_id, job_id):
+            self._drones_changed()
+        self.dispatcher.wake()
+
+    # -- liveness -----------------------------------------------------------------
+
+    async def _heartbeats(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.heartbeat_interval)
+            for drone_id in list(self.pool.drones):
+                self.broker.send(drone_id, Msg.QUEEN_HEARTBEAT, {"boot": self.boot})
+            for drone_id in self.pool.silent_since(time.time() - self.timeout):
+                drone = self.pool.leave(drone_id)
+                log.warning("drone %s silent for %.1fs: lost (jobs: %s)", drone_id, self.timeout,
+                            ", ".join(drone.jobs) if drone and drone.jobs else "none")
+                self._drones_changed()
+                self._save_drone_later(drone_id, "lost")
+                if drone is not None and drone.jobs:
+                    # Jobs it never started go back to the queue; running ones stay
+                    # until the drone returns and reconciles.
+                    self._spawn(self._requeue_undelivered(drone_id, list(drone.jobs)))
+
+    async def _requeue_undelivered(self, drone_id: str, job_ids: list[str]) -> None:
+        for job_id in job_ids:
+            if await self.store.requeue(job_id, drone_id):
+                log.warning("job %s was never started by lost drone %s: queued again", job_id, drone_id)
+        self.dispatcher.wake()
+
+    # -- helpers -------------------------------------------------------------------
+
+    def _public(self, drone_id: str) -> dict[str, Any]:
+        drone = self.pool.get(drone_id)
+        return drone.public() if drone else {"id": drone_id}
+
+    def _drones_changed(self) -> None:
+        self.hub.publish("drones", {"type": "drones", "drones": self.drones()})
+
+    def drones(self) -> list[dict[str, Any]]:
+        return [d.public() for d in sorted(self.pool.drones.values(), key=lambda d: d.id)]
+
+    def _save_drone_later(self, drone_id: str, state: str) -> None:
+        self._spawn(self.store.save_drone({"_id": drone_id, "state": state, "since": time.time()}))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(_logged(coro))
+        self._tasks.append(task)
+        task.add_done_callback(self._forget)
+
+    def _forget(self, task: asyncio.Task[Any]) -> None:
+        with contextlib.suppress(ValueError):
+            self._tasks.remove(task)
+
+
+async def _logged(coro: Any) -> None:
+    try:
+        await coro
+    except PyMongoError as exc:
+        log.warning("store error: %s", exc)
+    except Exception:
+        log.exception("unexpected error")
+
+
+def _job_ids(value: Any) -> set[str]:
+    return {j for j in value if isinstance(j, str)} if isinstance(value, list) else set()

@@ -1,0 +1,19 @@
+"""The typed keys under which the queen's long-lived state hangs on the aiohttp app."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from .config import QueenConfig
+    from .hive import Hive
+    from .hub import Hub
+    from .store import Store
+
+CONFIG: web.AppKey[QueenConfig] = web.AppKey("config")
+STORE: web.AppKey[Store] = web.AppKey("store")
+HUB: web.AppKey[Hub] = web.AppKey("hub")
+HIVE: web.AppKey[Hive] = web.AppKey("hive")
+VERSION: web.AppKey[str] = web.AppKey("version", str)

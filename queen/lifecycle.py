@@ -1,0 +1,47 @@
+"""What a drone's event does to its job document. Pure: no I/O.
+
+`job_update` turns one event into ``$set`` fields. Every update is a set of
+leaf fields, never an increment, so applying an event twice (a drone resending
+after a queen restart) leaves the same document.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .protocol import FINAL_STATES, JobStatus, Msg
+
+
+def job_update(msg: Msg, body: dict[str, Any], drone_id: str) -> dict[str, Any]:
+    """The ``$set`` fields that event `msg` with `body` from `drone_id` applies to its job."""
+    if msg is Msg.JOB_STARTED:
+        return {"status": JobStatus.RUNNING.value, "started": body["timestamp"], "drone": drone_id}
+    if msg is Msg.JOB_CMD_START:
+        key = f"commands.{body['num']}"
+        fields = {f"{key}.num": body["num"], f"{key}.command": body["screencmd"]}
+        for name in ("stage", "title", "phase", "timestamp"):
+            if name in body:
+                fields[f"{key}.{'started' if name == 'timestamp' else name}"] = body[name]
+        return fields
+    if msg is Msg.JOB_CMD_DONE:
+        key = f"commands.{body['num']}"
+        return {f"{key}.exitCode": body["exitCode"], f"{key}.duration": body["duration"]}
+    if msg is Msg.JOB_PHASE:
+        return {f"phases.{body['phase']}.state": body["state"]}
+    if msg is Msg.JOB_TESTED:
+        return {"phases.test.code": body["code"], "tested": body["timestamp"]}
+    if msg is Msg.JOB_DEPLOYED:
+        return {"phases.deploy.code": body["code"], "deployed": body["timestamp"]}
+    if msg is Msg.JOB_DONE:
+        return {"status": final_status(body.get("result")), "finished": body["timestamp"],
+                **({"error": body["error"]} if isinstance(body.get("error"), str) else {})}
+    return {}
+
+
+def final_status(result: Any) -> str:
+    """The job status a drone's ``job:done`` result means; anything unknown is an error."""
+    try:
+        status = JobStatus(result)
+    except ValueError:
+        return JobStatus.ERRORED.value
+    return status.value if status in FINAL_STATES else JobStatus.ERRORED.value

@@ -1,0 +1,87 @@
+"""The drones the queen knows now, and which jobs it gave each. State only, no I/O.
+
+A drone enters the pool with ``drone:info`` and leaves with ``drone:bye`` or
+when it has been silent for ``heartbeat_interval * heartbeat_liveness``. A
+queen that restarts starts with an empty pool: drones re-register when they
+see its new boot id, reporting the jobs they still run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any
+
+from .scheduler import DroneView
+
+
+@dataclasses.dataclass
+class Drone:
+    id: str
+    capacity: int
+    speed: float
+    version: int
+    plugins: frozenset[str] = frozenset()
+    host: str = ""
+    # job id -> when this queen dispatched it (or learnt of it from the drone)
+    jobs: dict[str, float] = dataclasses.field(default_factory=dict)
+    joined: float = dataclasses.field(default_factory=time.time)
+    last_seen: float = dataclasses.field(default_factory=time.time)
+    load: float | None = None
+
+    def view(self) -> DroneView:
+        return DroneView(self.id, self.capacity, len(self.jobs), self.speed, self.plugins)
+
+    def public(self) -> dict[str, Any]:
+        """The drone as the API and the dashboard show it."""
+        return {
+            "id": self.id,
+            "host": self.host,
+            "capacity": self.capacity,
+            "running": len(self.jobs),
+            "jobs": sorted(self.jobs),
+            "speed": self.speed,
+            "plugins": sorted(self.plugins),
+            "version": self.version,
+            "joined": self.joined,
+            "last_heartbeat": self.last_seen,
+            "load": self.load,
+        }
+
+
+class Pool:
+    def __init__(self) -> None:
+        self.drones: dict[str, Drone] = {}
+
+    def __contains__(self, drone_id: str) -> bool:
+        return drone_id in self.drones
+
+    def get(self, drone_id: str) -> Drone | None:
+        return self.drones.get(drone_id)
+
+    def join(self, drone: Drone) -> None:
+        self.drones[drone.id] = drone
+
+    def leave(self, drone_id: str) -> Drone | None:
+        return self.drones.pop(drone_id, None)
+
+    def views(self) -> list[DroneView]:
+        return [d.view() for d in self.drones.values()]
+
+    def assign(self, drone_id: str, job_id: str) -> None:
+        drone = self.drones.get(drone_id)
+        if drone is not None:
+            drone.jobs[job_id] = time.time()
+
+    def release(self, drone_id: str, job_id: str) -> bool:
+        """Free the slot `job_id` held on `drone_id`; True when it held one."""
+        drone = self.drones.get(drone_id)
+        return drone is not None and drone.jobs.pop(job_id, None) is not None
+
+    def silent_since(self, cutoff: float) -> list[str]:
+        return [d.id for d in self.drones.values() if d.last_seen < cutoff]
+
+    @staticmethod
+    def unaccounted(drone: Drone, reported: set[str], older_than: float) -> list[str]:
+        """Jobs the queen gave `drone` before `older_than` that the drone no longer reports."""
+        return [j for j, since in drone.jobs.items() if j not in reported and since < older_than]

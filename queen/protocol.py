@@ -1,0 +1,169 @@
+"""The queen <-> drone wire protocol: message types, job states, framing.
+
+The one definition both sides import (DESIGN.md §3). No I/O here: the broker
+(queen) and the agent (drone) own the sockets and hand frames to `decode`.
+
+A message is one ZeroMQ frame holding msgpack ``[type, body]`` with ``body`` a
+map. Every drone -> queen event of a job carries ``id`` (the job) and ``seq``
+(1, 2, 3… per job); the queen stores, then acks cumulatively with
+``ack {id, seq}``; the drone resends what stays unacked.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+import msgpack
+
+from .errors import ProtocolError
+
+PROTOCOL_VERSION = 1
+
+# Largest frame either side accepts; ZeroMQ drops bigger ones (ZMQ_MAXMSGSIZE).
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+
+
+class Msg(str, enum.Enum):
+    """Every message type on the wire."""
+
+    # drone -> queen, about the drone
+    DRONE_INFO = "drone:info"
+    DRONE_HEARTBEAT = "drone:heartbeat"
+    DRONE_BYE = "drone:bye"
+    # queen -> drone
+    QUEEN_HEARTBEAT = "queen:heartbeat"
+    QUERY_INFO = "drone:query-info"
+    QUEUE_NEW = "queue:new"
+    JOB_CANCEL = "job:cancel"
+    JOB_QUERY_INFO = "job:query-info"
+    ACK = "ack"
+    REFUSED = "drone:refused"
+    # drone -> queen, events of a job (each carries id and seq)
+    JOB_STARTED = "job:started"
+    JOB_CMD_START = "job:cmd:start"
+    JOB_CMD_STDOUT = "job:cmd:stdout"
+    JOB_CMD_STDERR = "job:cmd:stderr"
+    JOB_CMD_DONE = "job:cmd:done"
+    JOB_STDOUT = "job:stdout"
+    JOB_STDERR = "job:stderr"
+    JOB_PLUGIN = "job:plugin"
+    JOB_PHASE = "job:phase"
+    JOB_TESTED = "job:tested"
+    JOB_DEPLOYED = "job:deployed"
+    JOB_DONE = "job:done"
+    JOB_INFO = "job:info"
+
+
+JOB_EVENTS = frozenset(
+    {
+        Msg.JOB_STARTED,
+        Msg.JOB_CMD_START,
+        Msg.JOB_CMD_STDOUT,
+        Msg.JOB_CMD_STDERR,
+        Msg.JOB_CMD_DONE,
+        Msg.JOB_STDOUT,
+        Msg.JOB_STDERR,
+        Msg.JOB_PLUGIN,
+        Msg.JOB_PHASE,
+        Msg.JOB_TESTED,
+        Msg.JOB_DEPLOYED,
+        Msg.JOB_DONE,
+    }
+)
+
+OUTPUT_EVENTS = frozenset(
+    {Msg.JOB_CMD_STDOUT, Msg.JOB_CMD_STDERR, Msg.JOB_STDOUT, Msg.JOB_STDERR}
+)
+
+# Fields each type must carry, with their types; extra fields are allowed so a
+# newer side can add information without breaking an older one.
+_NUM = (int, float)
+_FIELDS: dict[Msg, dict[str, type | tuple[type, ...]]] = {
+    Msg.DRONE_INFO: {"id": str, "capacity": int, "speed": _NUM, "version": int, "jobs": list},
+    Msg.DRONE_HEARTBEAT: {"jobs": list},
+    Msg.DRONE_BYE: {},
+    Msg.QUEEN_HEARTBEAT: {"boot": str},
+    Msg.QUERY_INFO: {},
+    Msg.QUEUE_NEW: {"id": str, "pipeline": dict},
+    Msg.JOB_CANCEL: {"id": str},
+    Msg.JOB_QUERY_INFO: {"id": str},
+    Msg.ACK: {"id": str, "seq": int},
+    Msg.REFUSED: {"reason": str},
+    Msg.JOB_STARTED: {"timestamp": _NUM},
+    Msg.JOB_CMD_START: {"num": int, "command": str, "screencmd": str},
+    Msg.JOB_CMD_STDOUT: {"num": int, "text": str},
+    Msg.JOB_CMD_STDERR: {"num": int, "text": str},
+    Msg.JOB_CMD_DONE: {"num": int, "exitCode": int, "duration": _NUM},
+    Msg.JOB_STDOUT: {"text": str},
+    Msg.JOB_STDERR: {"text": str},
+    Msg.JOB_PLUGIN: {"plugin": str},
+    Msg.JOB_PHASE: {"phase": str, "state": str},
+    Msg.JOB_TESTED: {"code": int, "timestamp": _NUM},
+    Msg.JOB_DEPLOYED: {"code": int, "timestamp": _NUM},
+    Msg.JOB_DONE: {"timestamp": _NUM, "result": str},
+    Msg.JOB_INFO: {},
+}
+for _t in JOB_EVENTS:
+    _FIELDS[_t] = {"id": str, "seq": int, **_FIELDS[_t]}
+
+
+class JobStatus(str, enum.Enum):
+    """Where a job is in its life. The last four are final."""
+
+    QUEUED = "queued"
+    DISPATCHED = "dispatched"
+    RUNNING = "running"
+    PASSED = "passed"
+    FAILED = "failed"
+    ERRORED = "errored"
+    CANCELLED = "cancelled"
+
+    @property
+    def final(self) -> bool:
+        return self in FINAL_STATES
+
+
+FINAL_STATES = frozenset(
+    {JobStatus.PASSED, JobStatus.FAILED, JobStatus.ERRORED, JobStatus.CANCELLED}
+)
+
+
+class JobType(str, enum.Enum):
+    TEST = "TEST"
+    DEPLOY = "DEPLOY"
+    TEST_DEPLOY = "TEST_DEPLOY"
+
+
+def encode(kind: Msg, body: dict[str, Any]) -> bytes:
+    """One frame for `kind` with `body`."""
+    return msgpack.packb([kind.value, body], use_bin_type=True)
+
+
+def decode(frame: bytes) -> tuple[Msg, dict[str, Any]]:
+    """Parse and check one frame; raise ProtocolError saying what is wrong."""
+    try:
+        data = msgpack.unpackb(frame, raw=False, strict_map_key=True)
+    except Exception as exc:  # msgpack raises several unrelated types
+        raise ProtocolError(f"not msgpack: {exc}") from None
+    if not isinstance(data, list) or len(data) != 2:
+        raise ProtocolError("frame is not a [type, body] pair")
+    kind, body = data
+    try:
+        msg = Msg(kind)
+    except ValueError:
+        raise ProtocolError(f"unknown message type {kind!r}") from None
+    if not isinstance(body, dict):
+        raise ProtocolError(f"{msg.value}: body is not a map")
+    for name, want in _FIELDS[msg].items():
+        value = body.get(name)
+        # bool is an int subclass; a True seq or exitCode is still a malformed frame
+        if not isinstance(value, want) or isinstance(value, bool):
+            raise ProtocolError(f"{msg.value}: field {name!r} missing or not {_type_name(want)}")
+    return msg, body
+
+
+def _type_name(want: type | tuple[type, ...]) -> str:
+    if isinstance(want, tuple):
+        return " or ".join(t.__name__ for t in want)
+    return want.__name__

@@ -1,0 +1,146 @@
+"""Stores drones' job events exactly once, in order, then acks and publishes them.
+
+Each job's events are stored as the contiguous run 1..N: an event is accepted
+only when its seq is the next one expected. An older seq is a resend (already
+stored: acked again, not stored twice); a newer one means frames were lost on a
+broken connection, and it is dropped until the drone resends from the gap (the
+drone resends whatever stays unacked). So the events collection never holds a
+gap, the job document is updated in event order, and the highest stored seq
+is what the queen acks.
+
+Writes are batched: one writer task takes everything that arrived while the
+previous batch was being written (group commit). Per batch: one job update per
+job (idempotent ``$set``), then one ``insert_many`` of events, then acks, then
+live publication. If the store fails, nothing is acked; the batch is retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from pymongo.errors import PyMongoError
+
+from .hub import Hub
+from .lifecycle import job_update
+from .protocol import Msg
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+# (drone, job, seq): every event of `job` up to `seq` is stored
+AckFn = Callable[[str, str, int], None]
+# (drone, job id, final status): a job's job:done is stored
+DoneFn = Callable[[str, str, str], None]
+
+
+class _Track:
+    __slots__ = ("next_seq", "drone")
+
+    def __init__(self, next_seq: int, drone: str | None) -> None:
+        self.next_seq = next_seq
+        self.drone = drone
+
+
+class Recorder:
+    def __init__(self, store: Store, hub: Hub, ack: AckFn, done: DoneFn) -> None:
+        self.store = store
+        self.hub = hub
+        self.ack = ack
+        self.done = done
+        self._pending: list[tuple[str, Msg, dict[str, Any]]] = []
+        self._wake = asyncio.Event()
+        self._tracks: dict[str, _Track] = {}
+        self.stored = 0
+
+    def track(self, job_id: str, drone_id: str) -> None:
+        """Note a job this queen just dispatched: its events start at seq 1."""
+        self._tracks[job_id] = _Track(1, drone_id)
+
+    def submit(self, drone_id: str, msg: Msg, body: dict[str, Any]) -> None:
+        self._pending.append((drone_id, msg, body))
+        self._wake.set()
+
+    async def run(self) -> None:
+        backoff = 0.05
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            batch, self._pending = self._pending, []
+            try:
+                await self._write(batch)
+                backoff = 0.05
+            except PyMongoError as exc:
+                # Nothing was acked: put the batch back in front and try again.
+                log.warning("store write failed (%s); retrying %d events in %.1fs", exc, len(batch), backoff)
+                self._pending = batch + self._pending
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+                self._wake.set()
+
+    async def _load_track(self, job_id: str) -> _Track | None:
+        job = await self.store.get_job(job_id)
+        if job is None:
+            return None
+        return _Track(await self.store.last_seq(job_id) + 1, job.get("drone"))
+
+    async def _write(self, batch: list[tuple[str, Msg, dict[str, Any]]]) -> None:
+        now = time.time()
+        docs: list[dict[str, Any]] = []
+        updates: dict[str, dict[str, Any]] = {}
+        acks: dict[tuple[str, str], int] = {}
+        next_seq: dict[str, int] = {}  # advanced only once the batch is stored
+        finished: list[tuple[str, str, str]] = []
+        for drone_id, msg, body in batch:
+            job_id, seq = body["id"], body["seq"]
+            track = self._tracks.get(job_id)
+            if track is None:
+                track = await self._load_track(job_id)
+                if track is None:
+                    log.warning("drone %s sent %s for unknown job %s: dropped", drone_id, msg.value, job_id)
+                    continue
+                self._tracks[job_id] = track
+            if track.drone is not None and track.drone != drone_id:
+                log.warning("drone %s sent %s for job %s, which runs on %s: dropped",
+                            drone_id, msg.value, job_id, track.drone)
+                continue
+            expected = next_seq.get(job_id, track.next_seq)
+            if seq < expected:
+                acks[(drone_id, job_id)] = expected - 1
+                continue
+            if seq > expected:
+                log.debug("job %s: seq %d arrived while %d was expected; waiting for a resend", job_id, seq, expected)
+                continue
+            doc = {k: v for k, v in body.items() if k != "id"}
+            doc.update(job=job_id, type=msg.value, at=now)
+            docs.append(doc)
+            fields = job_update(msg, body, drone_id)
+            if fields:
+                updates.setdefault(job_id, {}).update(fields)
+            next_seq[job_id] = seq + 1
+            acks[(drone_id, job_id)] = seq
+            if msg is Msg.JOB_DONE:
+                finished.append((drone_id, job_id, updates[job_id]["status"]))
+        # Job document first: its $set is idempotent, so a crash between the two
+        # writes is repaired when the drone resends the (then unstored) events.
+        await self.store.update_jobs(updates)
+        await self.store.insert_events(docs)
+        self.stored += len(docs)
+        for job_id, seq in next_seq.items():
+            self._tracks[job_id].next_seq = seq
+        for (drone_id, job_id), seq in acks.items():
+            self.ack(drone_id, job_id, seq)
+        for doc in docs:
+            topic = f"job:{doc['job']}"
+            if self.hub.has_subscribers(topic):
+                self.hub.publish(topic, doc)
+        for job_id, fields in updates.items():
+            status_fields = {k: v for k, v in fields.items() if not k.startswith(("commands.", "phases."))}
+            if status_fields:
+                self.hub.publish("jobs", {"type": "job:update", "job": job_id, **status_fields})
+        for drone_id, job_id, status in finished:
+            self._tracks.pop(job_id, None)
+            self.done(drone_id, job_id, status)

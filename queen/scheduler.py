@@ -1,0 +1,44 @@
+"""Which drone gets a job (DESIGN.md §7). Pure: no sockets, no store.
+
+The drone with the most spare capacity (``capacity - running``) wins; ties go
+to the faster drone (``speed``), then to one that already has the job's
+plugins, then to the lowest id so the choice is repeatable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+
+
+@dataclasses.dataclass(frozen=True)
+class DroneView:
+    """What the scheduler needs to know of a drone."""
+
+    id: str
+    capacity: int
+    running: int
+    speed: float = 1.0
+    plugins: frozenset[str] = frozenset()
+
+    @property
+    def spare(self) -> int:
+        return self.capacity - self.running
+
+
+def has_spare(drones: Iterable[DroneView]) -> bool:
+    return any(d.spare > 0 for d in drones)
+
+
+def pick_drone(drones: Iterable[DroneView], plugins: Iterable[str] = ()) -> str | None:
+    """The id of the drone that should run a job needing `plugins`, or None if all are full."""
+    wanted = frozenset(plugins)
+    best: tuple[int, float, bool, str] | None = None
+    for d in drones:
+        if d.spare <= 0:
+            continue
+        # min() over negated ranks: most spare, fastest, has plugins, then lowest id
+        rank = (-d.spare, -d.speed, not wanted <= d.plugins, d.id)
+        if best is None or rank < best:
+            best = rank
+    return None if best is None else best[3]

@@ -1,0 +1,182 @@
+"""Every query the queen makes, in one place, over PyMongo's asyncio API.
+
+Collections: ``repos`` (settings and pipeline, ``_id`` = name), ``jobs`` (``_id`` =
+ULID string, so ``_id`` order is trigger order), ``events`` (append-only, unique
+on ``(job, seq)``, output as chunks), ``counters`` (per-repository job numbers),
+``drones`` (last known state of each drone). Ids are strings: nx-27017 does not
+match ObjectId values outside ``_id``.
+
+Jobs' command summaries live in a map ``commands.<num>`` (set with ``$set``),
+not an array: updates stay idempotent, and replaying an event is harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReturnDocument, UpdateOne
+from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
+
+from .errors import Conflict, StoreError
+from .protocol import JobStatus
+
+log = logging.getLogger(__name__)
+
+_DUPLICATE_KEY = 11000
+READ_BATCH = 5000
+
+
+class Store:
+    """The queen's store. Open with `connect`, close with `close`."""
+
+    def __init__(self, client: AsyncMongoClient, database: str) -> None:
+        self.client = client
+        self.db = client[database]
+        self.repos = self.db.repos
+        self.jobs = self.db.jobs
+        self.events = self.db.events
+        self.counters = self.db.counters
+        self.drones = self.db.drones
+
+    @classmethod
+    async def connect(cls, url: str, database: str) -> Store:
+        client: AsyncMongoClient = AsyncMongoClient(url, serverSelectionTimeoutMS=10_000, tz_aware=False)
+        store = cls(client, database)
+        try:
+            await store.ensure_indexes()
+        except PyMongoError as exc:
+            await client.close()
+            raise StoreError(f"cannot use the store at {url}: {exc}") from None
+        return store
+
+    async def close(self) -> None:
+        await self.client.close()
+
+    async def ensure_indexes(self) -> None:
+        await self.events.create_index([("job", ASCENDING), ("seq", ASCENDING)], unique=True)
+        # Not (status, _id): nx-27017 refuses inserts into a collection whose index includes _id.
+        await self.jobs.create_index([("status", ASCENDING)])
+        await self.jobs.create_index([("repo", ASCENDING)])
+        await self.jobs.create_index([("drone", ASCENDING)])
+
+    # -- repositories ---------------------------------------------------
+
+    async def insert_repo(self, repo: dict[str, Any]) -> None:
+        try:
+            await self.repos.insert_one(repo)
+        except DuplicateKeyError:
+            raise Conflict(f"repository {repo['_id']!r} already exists", field="name") from None
+
+    async def replace_repo(self, repo: dict[str, Any]) -> bool:
+        """Create or replace; True when it was created."""
+        result = await self.repos.replace_one({"_id": repo["_id"]}, repo, upsert=True)
+        return result.matched_count == 0
+
+    async def get_repo(self, name: str) -> dict[str, Any] | None:
+        return await self.repos.find_one({"_id": name})
+
+    async def list_repos(self) -> list[dict[str, Any]]:
+        return await self.repos.find({}).sort("_id", ASCENDING).to_list(None)
+
+    # -- jobs -------------------------------------------------------------
+
+    async def next_job_number(self, repo: str) -> int:
+        doc = await self.counters.find_one_and_update(
+            {"_id": repo}, {"$inc": {"n": 1}}, upsert=True, return_document=ReturnDocument.AFTER
+        )
+        return int(doc["n"])
+
+    async def insert_job(self, job: dict[str, Any]) -> None:
+        await self.jobs.insert_one(job)
+
+    async def get_job(self, job_id: str) -> dict[str, Any] | None:
+        return await self.jobs.find_one({"_id": job_id})
+
+    async def list_jobs(self, repo: str | None = None, branch: str | None = None,
+                        before: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        query: dict[str, Any] = {}
+        if repo is not None:
+            query["repo"] = repo
+        if branch is not None:
+            query["ref.branch"] = branch
+        if before is not None:
+            query["_id"] = {"$lt": before}
+        cursor = self.jobs.find(query, {"pipeline": 0}).sort("_id", DESCENDING).limit(limit)
+        return await cursor.to_list(None)
+
+    async def claim_next(self, drone_id: str) -> dict[str, Any] | None:
+        """Take the oldest queued job for `drone_id`; None when nothing waits."""
+        return await self.jobs.find_one_and_update(
+            {"status": JobStatus.QUEUED.value},
+            {"$set": {"status": JobStatus.DISPATCHED.value, "drone": drone_id, "dispatched": time.time()},
+             "$inc": {"attempts": 1}},
+            sort=[("_id", ASCENDING)],
+            return_document=ReturnDocument.AFTER,
+        )
+
+    async def requeue(self, job_id: str, drone_id: str) -> bool:
+        """Put a job dispatched to `drone_id` that never started back in the queue."""
+        result = await self.jobs.update_one(
+            {"_id": job_id, "drone": drone_id, "status": JobStatus.DISPATCHED.value},
+            {"$set": {"status": JobStatus.QUEUED.value, "drone": None}},
+        )
+        return result.modified_count == 1
+
+    async def fail_lost(self, job_id: str, drone_id: str, reason: str) -> bool:
+        """End a job its drone no longer holds (the drone restarted mid-job)."""
+        result = await self.jobs.update_one(
+            {"_id": job_id, "drone": drone_id, "status": JobStatus.RUNNING.value},
+            {"$set": {"status": JobStatus.ERRORED.value, "finished": time.time(), "error": reason}},
+        )
+        return result.modified_count == 1
+
+    async def jobs_of_drone(self, drone_id: str) -> list[dict[str, Any]]:
+        """Jobs the store believes `drone_id` is dispatched to or running."""
+        statuses = [JobStatus.DISPATCHED.value, JobStatus.RUNNING.value]
+        cursor = self.jobs.find({"drone": drone_id, "status": {"$in": statuses}}, {"_id": 1, "status": 1})
+        return await cursor.to_list(None)
+
+    async def update_jobs(self, updates: dict[str, dict[str, Any]]) -> None:
+        """Apply one ``$set`` per job, in one round trip."""
+        if not updates:
+            return
+        if len(updates) == 1:
+            (job_id, fields), = updates.items()
+            await self.jobs.update_one({"_id": job_id}, {"$set": fields})
+            return
+        await self.jobs.bulk_write([UpdateOne({"_id": j}, {"$set": f}) for j, f in updates.items()], ordered=False)
+
+    # -- events -----------------------------------------------------------
+
+    async def insert_events(self, docs: list[dict[str, Any]]) -> None:
+        """Store events; one already stored (same job and seq) is skipped silently."""
+        if not docs:
+            return
+        try:
+            await self.events.insert_many(docs, ordered=False)
+        except BulkWriteError as exc:
+            others = [e for e in exc.details.get("writeErrors", []) if e.get("code") != _DUPLICATE_KEY]
+            if others or exc.details.get("writeConcernErrors"):
+                raise
+
+    async def last_seq(self, job_id: str) -> int:
+        doc = await self.events.find_one({"job": job_id}, {"seq": 1}, sort=[("seq", DESCENDING)])
+        return int(doc["seq"]) if doc else 0
+
+    async def events_after(self, job_id: str, after: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
+        cursor = self.events.find({"job": job_id, "seq": {"$gt": after}}, {"_id": 0}).sort("seq", ASCENDING)
+        if limit is not None:
+            cursor = cursor.limit(limit)
+        return await cursor.batch_size(READ_BATCH).to_list(None)
+
+    # -- drones -------------------------------------------------------------
+
+    async def save_drone(self, drone: dict[str, Any]) -> None:
+        await self.drones.replace_one({"_id": drone["_id"]}, drone, upsert=True)
+
+    async def list_drones(self, ids: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        query = {} if ids is None else {"_id": {"$in": list(ids)}}
+        return await self.drones.find(query).sort("_id", ASCENDING).to_list(None)

@@ -1,0 +1,135 @@
+"""The browser WebSocket at /ws: live job events, job status changes, the drone pool.
+
+Client -> queen, JSON:
+    {"op": "subscribe", "topic": "job", "job": ID, "after": SEQ}   the job's events after SEQ, then live
+    {"op": "subscribe", "topic": "jobs"}                             status changes of all jobs
+    {"op": "subscribe", "topic": "drones"}                           the pool now, then each change
+    {"op": "unsubscribe", "topic": ..., "job": ID}
+Queen -> client, JSON: stored events as the API returns them (``job``, ``seq``,
+``type``, …), ``{"type": "job:update", …}``, ``{"type": "drones", "drones": […]}``,
+``{"type": "subscribed", …}`` once a job's history is sent, ``{"type": "error", "error": …}``.
+
+No gap, no duplicate: a job subscription puts a catch-up marker in the
+connection's queue and registers for live events in one synchronous step; the
+one sender task then sends the stored history and skips live events it has
+already sent (by seq). The recorder publishes only stored events, so whatever
+the history read misses is in the queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from . import keys
+from .hub import Subscriber
+from .store import READ_BATCH
+
+log = logging.getLogger(__name__)
+
+CLOSE_TOO_SLOW = 4008
+
+
+async def websocket(request: web.Request) -> web.WebSocketResponse:
+    ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=64 * 1024)
+    await ws.prepare(request)
+    conn = _Connection(request.app, ws)
+    sender = asyncio.create_task(conn.send_loop())
+    try:
+        async for message in ws:
+            if message.type is not WSMsgType.TEXT:
+                continue
+            conn.handle(message.data)
+    finally:
+        sender.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sender
+        request.app[keys.HUB].unsubscribe(conn.sub)
+    return ws
+
+
+class _Connection:
+    def __init__(self, app: web.Application, ws: web.WebSocketResponse) -> None:
+        self.app = app
+        self.ws = ws
+        self.hub = app[keys.HUB]
+        self.sub = Subscriber(set(), self.hub.limit)
+        self.sent_seq: dict[str, int] = {}
+
+    def error(self, text: str) -> None:
+        self.sub.queue.put_nowait({"type": "error", "error": text})
+
+    def handle(self, data: str) -> None:
+        try:
+            cmd = json.loads(data)
+        except json.JSONDecodeError as exc:
+            return self.error(f"not JSON: {exc.msg}")
+        if not isinstance(cmd, dict) or cmd.get("op") not in ("subscribe", "unsubscribe"):
+            return self.error('expected {"op": "subscribe" or "unsubscribe", "topic": ...}')
+        topic = cmd.get("topic")
+        if topic == "job":
+            job_id, after = cmd.get("job"), cmd.get("after", 0)
+            if not isinstance(job_id, str) or not job_id:
+                return self.error("job: a job id is required")
+            if not isinstance(after, int) or isinstance(after, bool) or after < 0:
+                return self.error("after: must be a sequence number, 0 or more")
+            name = f"job:{job_id}"
+            if cmd["op"] == "unsubscribe":
+                self.hub.unsubscribe(self.sub, name)
+                self.sent_seq.pop(job_id, None)
+                return
+            # Marker first, then registration, with no await between: every live
+            # event of this job lands in the queue behind the marker.
+            self.sub.queue.put_nowait({"_catchup": job_id, "after": after})
+            self.hub.subscribe(self.sub, name)
+        elif topic in ("jobs", "drones"):
+            if cmd["op"] == "unsubscribe":
+                self.hub.unsubscribe(self.sub, topic)
+                return
+            if topic == "drones":
+                self.sub.queue.put_nowait({"type": "drones", "drones": self.app[keys.HIVE].drones()})
+            self.hub.subscribe(self.sub, topic)
+            self.sub.queue.put_nowait({"type": "subscribed", "topic": topic})
+        else:
+            self.error("topic: must be job, jobs or drones")
+
+    async def send_loop(self) -> None:
+        store = self.app[keys.STORE]
+        while True:
+            item = await self.sub.queue.get()
+            if item is None:  # the hub cut us off: too far behind
+                await self.ws.close(code=CLOSE_TOO_SLOW, message=b"too slow: reconnect with after=<last seq>")
+                return
+            if "_catchup" in item:
+                await self._catch_up(store, item["_catchup"], item["after"])
+                continue
+            job_id = item.get("job")
+            seq = item.get("seq")
+            if seq is not None and job_id in self.sent_seq:
+                if seq <= self.sent_seq[job_id]:
+                    continue  # already sent from the store
+                self.sent_seq[job_id] = seq
+            await self.ws.send_str(json.dumps(item))
+
+    async def _catch_up(self, store: Any, job_id: str, after: int) -> None:
+        job = await store.get_job(job_id)
+        if job is None:
+            self.hub.unsubscribe(self.sub, f"job:{job_id}")
+            await self.ws.send_str(json.dumps({"type": "error", "error": f"no job {job_id!r}", "job": job_id}))
+            return
+        last = after
+        while True:
+            events = await store.events_after(job_id, last, READ_BATCH)
+            for event in events:
+                await self.ws.send_str(json.dumps(event))
+            if events:
+                last = events[-1]["seq"]
+            if len(events) < READ_BATCH:
+                break
+        self.sent_seq[job_id] = last
+        await self.ws.send_str(json.dumps({"type": "subscribed", "topic": "job", "job": job_id, "last": last}))
