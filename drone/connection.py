@@ -64,19 +64,19 @@ class Connection:
         sock.setsockopt(zmq.SNDHWM, 100_000)
         sock.setsockopt(zmq.RCVHWM, 100_000)
         sock.setsockopt(zmq.RECONNECT_IVL, 100)
-        sock.setsockopt(zmq.RECONNECT_IVL_MAX, 5000)
+        sock.setsockopt(zmq.RECONNECT_IVL_MAX, 2000)
         # CurveZMQ goes here: CURVE_SERVERKEY of the queen and this drone's keypair.
         sock.connect(self.config.queen)
 
     # -- sending --------------------------------------------------------------------
 
     def _send(self, frame: bytes) -> bool:
-        try:
-            self._raw.send(frame, zmq.NOBLOCK)
+        # Through the asyncio socket (see queen/broker.py): NOBLOCK resolves at once.
+        sent = self.sock.send(frame, flags=zmq.NOBLOCK)
+        if sent.done() and sent.exception() is None:
             return True
-        except zmq.ZMQError:
-            self.sent_dropped += 1
-            return False
+        self.sent_dropped += 1
+        return False
 
     def send(self, msg: Msg, body: dict[str, Any]) -> bool:
         """Send a message that needs no delivery guarantee (info, heartbeat, bye)."""
@@ -95,6 +95,8 @@ class Connection:
     def hello(self) -> None:
         """Introduce this drone (again) and resend everything not yet acked."""
         self.send(Msg.DRONE_INFO, self.info())
+        if self.outbox.unacked_count():
+            log.info("registering with the queen; resending %d unacked events", self.outbox.unacked_count())
         self.resend_all()
 
     def resend_all(self) -> None:
@@ -108,7 +110,7 @@ class Connection:
         beat = asyncio.create_task(self._beat())
         try:
             while True:
-                await self.sock.poll(flags=zmq.POLLIN)
+                self._receive(await self.sock.recv())
                 while True:
                     try:
                         frame = self._raw.recv(zmq.NOBLOCK)
@@ -137,6 +139,10 @@ class Connection:
                     self.resend_all()
                 self.queen_boot = body["boot"]
         elif msg is Msg.QUERY_INFO:
+            # A queen that does not know us (it restarted): its heartbeat with the
+            # same boot id must not make us resend everything a second time.
+            if isinstance(body.get("boot"), str):
+                self.queen_boot = body["boot"]
             self.hello()
         else:
             try:

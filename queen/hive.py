@@ -97,7 +97,7 @@ class Hive:
         now = time.monotonic()
         if now - self._queried.get(drone_id, 0.0) >= 1.0:
             self._queried[drone_id] = now
-            self.broker.send(drone_id, Msg.QUERY_INFO, {})
+            self.broker.send(drone_id, Msg.QUERY_INFO, {"boot": self.boot})
 
     def _admit(self, drone_id: str, body: dict[str, Any]) -> None:
         if body["version"] != PROTOCOL_VERSION:
