@@ -92,8 +92,6 @@ class Agent:
             log.error("the queen refused this drone: %s", body["reason"])
             if self._refused is not None and not self._refused.done():
                 self._refused.set_result(body["reason"])
-        else:
-            log.warning("the queen sent %s, which only drones send: dropped", msg.value)
 
     def start_job(self, job: dict[str, Any]) -> None:
         job_id = job["id"]

@@ -28,7 +28,7 @@ import zmq.asyncio
 
 from queen.config import DroneConfig
 from queen.errors import ProtocolError
-from queen.protocol import MAX_MESSAGE_BYTES, Msg, decode, encode
+from queen.protocol import MAX_MESSAGE_BYTES, QUEEN_SENDS, Msg, decode, encode
 
 from .outbox import Outbox
 
@@ -122,7 +122,7 @@ class Connection:
 
     def _receive(self, frame: bytes) -> None:
         try:
-            msg, body = decode(frame)
+            msg, body = decode(frame, QUEEN_SENDS)
         except ProtocolError as exc:
             log.warning("dropped a malformed frame from the queen: %s", exc)
             return

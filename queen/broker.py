@@ -21,7 +21,7 @@ import zmq
 import zmq.asyncio
 
 from .errors import ProtocolError
-from .protocol import MAX_MESSAGE_BYTES, Msg, decode, encode
+from .protocol import DRONE_SENDS, MAX_MESSAGE_BYTES, Msg, decode, encode
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ class Broker:
         try:
             if len(frames) != 2:
                 raise ProtocolError(f"expected one frame after the identity, got {len(frames) - 1}")
-            msg, body = decode(frames[1])
+            msg, body = decode(frames[1], DRONE_SENDS)
             drone_id = identity.decode("utf-8")
         except (ProtocolError, UnicodeDecodeError) as exc:
             self._log_bad(identity, exc)

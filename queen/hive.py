@@ -89,8 +89,6 @@ class Hive:
                 log.info("drone %s left", drone_id)
                 self._drones_changed()
                 self._save_drone_later(drone_id, "left")
-        else:
-            log.warning("drone %s sent %s, which only the queen sends: dropped", drone_id, msg.value)
 
     def _query_info(self, drone_id: str) -> None:
         # Once a second at most: a drone this queen does not know (it restarted).

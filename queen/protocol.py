@@ -72,6 +72,10 @@ JOB_EVENTS = frozenset(
     }
 )
 
+# Who may send what: each side refuses the other's types as malformed.
+DRONE_SENDS = JOB_EVENTS | {Msg.DRONE_INFO, Msg.DRONE_HEARTBEAT, Msg.DRONE_BYE, Msg.JOB_INFO}
+QUEEN_SENDS = frozenset(Msg) - DRONE_SENDS
+
 OUTPUT_EVENTS = frozenset(
     {Msg.JOB_CMD_STDOUT, Msg.JOB_CMD_STDERR, Msg.JOB_STDOUT, Msg.JOB_STDERR}
 )
@@ -140,8 +144,8 @@ def encode(kind: Msg, body: dict[str, Any]) -> bytes:
     return msgpack.packb([kind.value, body], use_bin_type=True)
 
 
-def decode(frame: bytes) -> tuple[Msg, dict[str, Any]]:
-    """Parse and check one frame; raise ProtocolError saying what is wrong."""
+def decode(frame: bytes, allowed: frozenset[Msg] = frozenset(Msg)) -> tuple[Msg, dict[str, Any]]:
+    """Parse and check one frame of a type in `allowed`; raise ProtocolError saying what is wrong."""
     try:
         data = msgpack.unpackb(frame, raw=False, strict_map_key=True)
     except Exception as exc:  # msgpack raises several unrelated types
@@ -153,6 +157,8 @@ def decode(frame: bytes) -> tuple[Msg, dict[str, Any]]:
         msg = Msg(kind)
     except ValueError:
         raise ProtocolError(f"unknown message type {kind!r}") from None
+    if msg not in allowed:
+        raise ProtocolError(f"{msg.value} is not sent in this direction")
     if not isinstance(body, dict):
         raise ProtocolError(f"{msg.value}: body is not a map")
     for name, want in _FIELDS[msg].items():

@@ -54,6 +54,7 @@ class Recorder:
         self._pending: list[tuple[str, Msg, dict[str, Any]]] = []
         self._wake = asyncio.Event()
         self._tracks: dict[str, _Track] = {}
+        self._unknown: set[str] = set()
         self.stored = 0
 
     def track(self, job_id: str, drone_id: str) -> None:
@@ -98,8 +99,14 @@ class Recorder:
             job_id, seq = body["id"], body["seq"]
             track = self._tracks.get(job_id)
             if track is None:
+                if job_id in self._unknown:
+                    continue
                 track = await self._load_track(job_id)
                 if track is None:
+                    # Remembered, so a flood of these costs no store lookups or log lines.
+                    if len(self._unknown) > 10_000:
+                        self._unknown.clear()
+                    self._unknown.add(job_id)
                     log.warning("drone %s sent %s for unknown job %s: dropped", drone_id, msg.value, job_id)
                     continue
                 self._tracks[job_id] = track
@@ -115,7 +122,9 @@ class Recorder:
                 log.debug("job %s: seq %d arrived while %d was expected; waiting for a resend", job_id, seq, expected)
                 continue
             doc = {k: v for k, v in body.items() if k != "id"}
-            doc.update(job=job_id, type=msg.value, at=now)
+            # A string _id: nothing an ObjectId would leak into JSON, and a
+            # repeated (job, seq) collides on _id as on the unique index.
+            doc.update(_id=f"{job_id}:{seq}", job=job_id, type=msg.value, at=now)
             docs.append(doc)
             fields = job_update(msg, body, drone_id)
             if fields:
@@ -134,6 +143,7 @@ class Recorder:
         for (drone_id, job_id), seq in acks.items():
             self.ack(drone_id, job_id, seq)
         for doc in docs:
+            del doc["_id"]  # the API and the browser see events without it
             topic = f"job:{doc['job']}"
             if self.hub.has_subscribers(topic):
                 self.hub.publish(topic, doc)

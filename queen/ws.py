@@ -40,6 +40,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     await ws.prepare(request)
     conn = _Connection(request.app, ws)
     sender = asyncio.create_task(conn.send_loop())
+    sender.add_done_callback(lambda task: _sender_ended(task, ws))
     try:
         async for message in ws:
             if message.type is not WSMsgType.TEXT:
@@ -51,6 +52,17 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
             await sender
         request.app[keys.HUB].unsubscribe(conn.sub)
     return ws
+
+
+def _sender_ended(task: asyncio.Task[None], ws: web.WebSocketResponse) -> None:
+    if task.cancelled():
+        return
+    exc = task.exception()
+    if exc is not None and not isinstance(exc, ConnectionError):
+        log.error("WebSocket sender failed", exc_info=exc)
+    if not ws.closed:
+        # Ends the receive loop in websocket() too.
+        asyncio.ensure_future(ws.close(code=1011 if exc else 1000))
 
 
 class _Connection:

@@ -1,0 +1,67 @@
+"""Configuration: defaults, file, environment, and clear errors for bad values."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from queen.config import load_config
+from queen.errors import ConfigError
+
+
+def test_defaults_file_and_environment_in_that_order(tmp_path: Path) -> None:
+    assert load_config(env={}).queen.http_port == 8420
+    path = tmp_path / "apiary.toml"
+    path.write_text('[queen]\nhttp_port = 9000\nmongodb_url = "mongodb://db:27017"\n[drone]\ncapacity = 4\n')
+    config = load_config(path, env={"APIARY_QUEEN_HTTP_PORT": "9100", "APIARY_DRONE_SPEED": "2.5"})
+    assert config.queen.http_port == 9100
+    assert config.queen.mongodb_url == "mongodb://db:27017"
+    assert config.drone.capacity == 4 and config.drone.speed == 2.5
+
+
+def test_the_example_config_is_valid_and_documents_every_setting() -> None:
+    example = Path(__file__).parent.parent / "config.example.toml"
+    config = load_config(example, env={})
+    assert config == load_config(env={})  # it states the defaults
+    text = example.read_text()
+    for table in ("queen", "drone"):
+        for name in type(getattr(config, table)).__dataclass_fields__:
+            assert f"\n{name} = " in text, f"config.example.toml does not document [{table}] {name}"
+
+
+@pytest.mark.parametrize(("text", "env", "words"), [
+    ("[queen]\nhttp_port = 70000\n", {}, "[queen] http_port: must be a port number"),
+    ('[queen]\nhttp_port = "eighty"\n', {}, "[queen] http_port: expected int"),
+    ("[queen]\nhttp_prot = 80\n", {}, "[queen] http_prot: unknown key"),
+    ("[hive]\nx = 1\n", {}, "unknown table [hive]"),
+    ("[queen\nhttp_port = 1\n", {}, "not valid TOML"),
+    ('[queen]\nmongodb_url = "postgres://x"\n', {}, "[queen] mongodb_url: must be"),
+    ('[drone]\nqueen = "localhost:8421"\n', {}, "[drone] queen: must look like tcp://HOST:PORT"),
+    ("", {"APIARY_DRONE_CAPACITY": "many"}, "APIARY_DRONE_CAPACITY: [drone] capacity: expected int"),
+    ("", {"APIARY_QUEEN_COLOUR": "red"}, "APIARY_QUEEN_COLOUR: unknown setting"),
+])
+def test_bad_settings_name_the_key_and_the_fault(tmp_path: Path, text: str, env: dict[str, str], words: str) -> None:
+    path = tmp_path / "apiary.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_config(path, env=env)
+    assert words in str(err.value)
+
+
+def test_a_queen_with_a_bad_config_file_exits_with_a_message_not_a_traceback(tmp_path: Path) -> None:
+    path = tmp_path / "apiary.toml"
+    path.write_text("[queen]\nheartbeat_interval = -1\n")
+    result = subprocess.run([sys.executable, "-m", "queen.cli", "queen", "-c", str(path)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"apiary: error: {path}: [queen] heartbeat_interval: must be greater than 0, got -1.0"
+
+
+def test_a_bad_flag_value_is_named(tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "queen.cli", "drone", "--queen", "nowhere"],
+                            capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "--queen: must look like tcp://HOST:PORT" in result.stderr and "Traceback" not in result.stderr

@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import time
+
+from drone.outbox import Outbox
+
+
+def fill(box: Outbox, job: str, n: int) -> None:
+    for _ in range(n):
+        seq = box.next_seq(job)
+        box.keep(job, seq, f"{job}:{seq}".encode())
+
+
+def test_events_are_numbered_per_job_and_kept_until_acked() -> None:
+    box = Outbox(resend_after=10)
+    fill(box, "a", 3)
+    fill(box, "b", 2)
+    assert list(box.all_frames()) == [b"a:1", b"a:2", b"a:3", b"b:1", b"b:2"]
+    box.ack("a", 2)
+    assert list(box.all_frames()) == [b"a:3", b"b:1", b"b:2"]
+    assert sorted(box.held()) == ["a", "b"]
+
+
+def test_a_finished_job_is_forgotten_once_fully_acked() -> None:
+    box = Outbox(resend_after=10)
+    fill(box, "a", 2)
+    box.finish("a")
+    assert box.held() == ["a"]
+    box.ack("a", 2)
+    assert box.held() == [] and box.unacked_count() == 0
+
+
+def test_overdue_events_are_resent_with_growing_waits() -> None:
+    box = Outbox(resend_after=0.01, resend_max=0.04)
+    fill(box, "a", 2)
+    assert list(box.overdue()) == []
+    time.sleep(0.015)
+    assert list(box.overdue()) == [b"a:1", b"a:2"]
+    time.sleep(0.015)
+    assert list(box.overdue()) == []  # now waits 0.02
+    time.sleep(0.01)
+    assert list(box.overdue()) == [b"a:1", b"a:2"]
+    box.ack("a", 1)  # progress resets the wait
+    time.sleep(0.011)
+    assert list(box.overdue()) == [b"a:2"]

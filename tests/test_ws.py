@@ -1,0 +1,58 @@
+"""The browser WebSocket: a subscriber joining mid-job gets everything, once, in order."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import WSMsgType
+
+from tests.cluster import Cluster, output_lines
+
+
+async def test_late_websocket_subscriber_gets_history_then_live_without_gap_or_duplicate(queen: Cluster) -> None:
+    await queen.add_drone("d1")
+    script = 'i=1; while [ $i -le 300 ]; do echo "line $i"; sleep 0.004; i=$((i+1)); done'
+    await queen.create_repo("live", ("print", [script]))
+    job = await queen.trigger("live")
+    await queen.wait_for(lambda: queen.events(job["id"]),
+                         lambda evs: len(output_lines(evs, "job:cmd:stdout")) >= 30, "output to be stored")
+
+    assert queen.http is not None
+    received: list[dict[str, Any]] = []
+    ws_url = queen.api.replace("http://", "ws://").replace("/api/v1", "/ws")
+    async with queen.http.ws_connect(ws_url) as ws:
+        await ws.send_json({"op": "subscribe", "topic": "job", "job": job["id"], "after": 0})
+        while not received or received[-1].get("type") != "job:done":
+            frame = await ws.receive(timeout=30)
+            assert frame.type is WSMsgType.TEXT, frame
+            message = json.loads(frame.data)
+            if "seq" in message:
+                received.append(message)
+
+    stored = await queen.events(job["id"])
+    assert [e["seq"] for e in received] == list(range(1, len(stored) + 1))
+    assert received == stored
+    assert output_lines(received, "job:cmd:stdout") == [f"line {i}" for i in range(1, 301)]
+
+
+async def test_websocket_announces_job_status_and_drones(queen: Cluster) -> None:
+    assert queen.http is not None
+    ws_url = queen.api.replace("http://", "ws://").replace("/api/v1", "/ws")
+    await queen.create_repo("app", ("test", ["true"]))
+    async with queen.http.ws_connect(ws_url) as ws:
+        await ws.send_json({"op": "subscribe", "topic": "drones"})
+        await ws.send_json({"op": "subscribe", "topic": "jobs"})
+        await ws.send_str("not json")
+        first = json.loads((await ws.receive(timeout=10)).data)
+        assert first == {"type": "drones", "drones": []}
+        await queen.add_drone("d1")
+        job = await queen.trigger("app")
+        seen: list[dict[str, Any]] = []
+        while not any(m.get("status") == "passed" for m in seen):
+            seen.append(json.loads((await ws.receive(timeout=30)).data))
+
+    assert any(m["type"] == "error" and "not JSON" in m["error"] for m in seen)
+    assert any(m["type"] == "drones" and [d["id"] for d in m["drones"]] == ["d1"] for m in seen)
+    statuses = [m["status"] for m in seen if m.get("job") == job["id"] and "status" in m]
+    assert statuses == ["queued", "dispatched", "running", "passed"]
