@@ -228,10 +228,7 @@ async def trigger_job(request: web.Request) -> web.Response:
         "phases": {},
     }
     job["number"] = await store.next_job_number(repo["_id"])
-    await store.insert_job(job)
-    request.app[keys.HIVE].dispatcher.wake()
-    request.app[keys.HUB].publish("jobs", {"type": "job:new", "job": job["_id"], "repo": job["repo"],
-                                           "number": job["number"], "status": job["status"], "ref": ref})
+    await request.app[keys.HIVE].dispatcher.submit(job)
     return web.json_response(public_job(job), status=201, headers={"Location": f"/api/v1/jobs/{job['_id']}"})
 
 

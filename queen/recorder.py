@@ -9,9 +9,10 @@ gap, the job document is updated in event order, and the highest stored seq
 is what the queen acks.
 
 Writes are batched: one writer task takes everything that arrived while the
-previous batch was being written (group commit). Per batch: one job update per
-job (idempotent ``$set``), then one ``insert_many`` of events, then acks, then
-live publication. If the store fails, nothing is acked; the batch is retried.
+previous batch was being written (group commit). Per batch, at once: one job
+update per job (idempotent ``$set``) and one ``insert_many`` of events; then
+acks, then live publication. If the store fails, nothing is acked and the
+batch is retried.
 """
 
 from __future__ import annotations
@@ -26,10 +27,12 @@ from pymongo.errors import PyMongoError
 
 from .hub import Hub
 from .lifecycle import job_update
-from .protocol import Msg
+from .protocol import OUTPUT_EVENTS, JobStatus, Msg
 from .store import Store
 
 log = logging.getLogger(__name__)
+
+_OUTPUT_TYPES = [m.value for m in OUTPUT_EVENTS]
 
 # (drone, job, seq): every event of `job` up to `seq` is stored
 AckFn = Callable[[str, str, int], None]
@@ -83,9 +86,18 @@ class Recorder:
                 self._wake.set()
 
     async def _load_track(self, job_id: str) -> _Track | None:
+        """Where a job this queen has not seen yet stands (after a restart)."""
         job = await self.store.get_job(job_id)
         if job is None:
             return None
+        if not JobStatus(job["status"]).final:
+            # The job document is a projection of the job's events. A queen that
+            # died between storing a batch's events and its job update left the
+            # document behind: project it again from what is stored.
+            fields: dict[str, Any] = {}
+            for event in await self.store.job_history(job_id, _OUTPUT_TYPES):
+                fields.update(job_update(Msg(event["type"]), event, event.get("drone") or job.get("drone") or ""))
+            await self.store.update_jobs({job_id: fields} if fields else {})
         return _Track(await self.store.last_seq(job_id) + 1, job.get("drone"))
 
     async def _write(self, batch: list[tuple[str, Msg, dict[str, Any]]]) -> None:
@@ -95,6 +107,7 @@ class Recorder:
         acks: dict[tuple[str, str], int] = {}
         next_seq: dict[str, int] = {}  # advanced only once the batch is stored
         finished: list[tuple[str, str, str]] = []
+        changes: list[tuple[str, dict[str, Any]]] = []
         for drone_id, msg, body in batch:
             job_id, seq = body["id"], body["seq"]
             track = self._tracks.get(job_id)
@@ -129,14 +142,17 @@ class Recorder:
             fields = job_update(msg, body, drone_id)
             if fields:
                 updates.setdefault(job_id, {}).update(fields)
+                summary = {k: v for k, v in fields.items() if not k.startswith(("commands.", "phases."))}
+                if summary:
+                    changes.append((job_id, summary))
             next_seq[job_id] = seq + 1
             acks[(drone_id, job_id)] = seq
             if msg is Msg.JOB_DONE:
                 finished.append((drone_id, job_id, updates[job_id]["status"]))
-        # Job document first: its $set is idempotent, so a crash between the two
-        # writes is repaired when the drone resends the (then unstored) events.
-        await self.store.update_jobs(updates)
-        await self.store.insert_events(docs)
+        # Both writes at once. If only one lands: a failed batch is retried
+        # whole (both writes are idempotent) before anything is acked, and a
+        # queen that died in between re-projects the job on restart (_load_track).
+        await asyncio.gather(self.store.update_jobs(updates), self.store.insert_events(docs))
         self.stored += len(docs)
         for job_id, seq in next_seq.items():
             self._tracks[job_id].next_seq = seq
@@ -147,10 +163,10 @@ class Recorder:
             topic = f"job:{doc['job']}"
             if self.hub.has_subscribers(topic):
                 self.hub.publish(topic, doc)
-        for job_id, fields in updates.items():
-            status_fields = {k: v for k, v in fields.items() if not k.startswith(("commands.", "phases."))}
-            if status_fields:
-                self.hub.publish("jobs", {"type": "job:update", "job": job_id, **status_fields})
+        # Each change on its own, in order: a job that started and ended within
+        # one batch is still seen running, then ended.
+        for job_id, summary in changes:
+            self.hub.publish("jobs", {"type": "job:update", "job": job_id, **summary})
         for drone_id, job_id, status in finished:
             self._tracks.pop(job_id, None)
             self.done(drone_id, job_id, status)

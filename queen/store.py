@@ -2,8 +2,7 @@
 
 Collections: ``repos`` (settings and pipeline, ``_id`` = name), ``jobs`` (``_id`` =
 ULID string, so ``_id`` order is trigger order), ``events`` (append-only, unique
-on ``(job, seq)``, output as chunks), ``counters`` (per-repository job numbers),
-``drones`` (last known state of each drone). Ids are strings: nx-27017 does not
+on ``(job, seq)``, output as chunks), ``drones`` (last known state of each drone). Ids are strings: nx-27017 does not
 match ObjectId values outside ``_id``.
 
 Jobs' command summaries live in a map ``commands.<num>`` (set with ``$set``),
@@ -12,6 +11,7 @@ not an array: updates stay idempotent, and replaying an event is harmless.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Iterable
@@ -38,8 +38,10 @@ class Store:
         self.repos = self.db.repos
         self.jobs = self.db.jobs
         self.events = self.db.events
-        self.counters = self.db.counters
         self.drones = self.db.drones
+        self._numbers: dict[str, int] = {}
+        self._repos: dict[str, dict[str, Any]] = {}
+        self._numbers_lock = asyncio.Lock()
 
     @classmethod
     async def connect(cls, url: str, database: str) -> Store:
@@ -59,24 +61,34 @@ class Store:
         await self.events.create_index([("job", ASCENDING), ("seq", ASCENDING)], unique=True)
         # Not (status, _id): nx-27017 refuses inserts into a collection whose index includes _id.
         await self.jobs.create_index([("status", ASCENDING)])
-        await self.jobs.create_index([("repo", ASCENDING)])
+        await self.jobs.create_index([("repo", ASCENDING), ("number", DESCENDING)])
         await self.jobs.create_index([("drone", ASCENDING)])
 
     # -- repositories ---------------------------------------------------
+
+    # Repositories are read on every trigger and written rarely, and only by
+    # this queen: they are cached, and the cache is updated on every write.
 
     async def insert_repo(self, repo: dict[str, Any]) -> None:
         try:
             await self.repos.insert_one(repo)
         except DuplicateKeyError:
             raise Conflict(f"repository {repo['_id']!r} already exists", field="name") from None
+        self._repos[repo["_id"]] = repo
 
     async def replace_repo(self, repo: dict[str, Any]) -> bool:
         """Create or replace; True when it was created."""
         result = await self.repos.replace_one({"_id": repo["_id"]}, repo, upsert=True)
+        self._repos[repo["_id"]] = repo
         return result.matched_count == 0
 
     async def get_repo(self, name: str) -> dict[str, Any] | None:
-        return await self.repos.find_one({"_id": name})
+        if name not in self._repos:
+            repo = await self.repos.find_one({"_id": name})
+            if repo is None:
+                return None
+            self._repos[name] = repo
+        return dict(self._repos[name])
 
     async def list_repos(self) -> list[dict[str, Any]]:
         return await self.repos.find({}).sort("_id", ASCENDING).to_list(None)
@@ -84,10 +96,19 @@ class Store:
     # -- jobs -------------------------------------------------------------
 
     async def next_job_number(self, repo: str) -> int:
-        doc = await self.counters.find_one_and_update(
-            {"_id": repo}, {"$inc": {"n": 1}}, upsert=True, return_document=ReturnDocument.AFTER
-        )
-        return int(doc["n"])
+        """The repository's next job number (1, 2, 3…).
+
+        Counted in memory, seeded once per repository from the highest number
+        stored: one queen owns the jobs, and this keeps a store round trip off
+        every trigger.
+        """
+        if repo not in self._numbers:
+            async with self._numbers_lock:
+                if repo not in self._numbers:
+                    last = await self.jobs.find_one({"repo": repo}, {"number": 1}, sort=[("number", DESCENDING)])
+                    self._numbers[repo] = int(last["number"]) if last and last.get("number") else 0
+        self._numbers[repo] += 1
+        return self._numbers[repo]
 
     async def insert_job(self, job: dict[str, Any]) -> None:
         await self.jobs.insert_one(job)
@@ -161,6 +182,11 @@ class Store:
             others = [e for e in exc.details.get("writeErrors", []) if e.get("code") != _DUPLICATE_KEY]
             if others or exc.details.get("writeConcernErrors"):
                 raise
+
+    async def job_history(self, job_id: str, output_types: Iterable[str]) -> list[dict[str, Any]]:
+        """A job's stored events other than output, in seq order."""
+        cursor = self.events.find({"job": job_id, "type": {"$nin": list(output_types)}}, {"_id": 0})
+        return await cursor.sort("seq", ASCENDING).batch_size(READ_BATCH).to_list(None)
 
     async def last_seq(self, job_id: str) -> int:
         doc = await self.events.find_one({"job": job_id}, {"seq": 1}, sort=[("seq", DESCENDING)])

@@ -54,5 +54,8 @@ async def test_websocket_announces_job_status_and_drones(queen: Cluster) -> None
 
     assert any(m["type"] == "error" and "not JSON" in m["error"] for m in seen)
     assert any(m["type"] == "drones" and [d["id"] for d in m["drones"]] == ["d1"] for m in seen)
-    statuses = [m["status"] for m in seen if m.get("job") == job["id"] and "status" in m]
-    assert statuses == ["queued", "dispatched", "running", "passed"]
+    about_job = [m for m in seen if m.get("job") == job["id"]]
+    assert about_job[0]["type"] == "job:new" and about_job[0]["repo"] == "app" and about_job[0]["number"] == 1
+    statuses = [m["status"] for m in about_job if m["type"] == "job:update" and "status" in m]
+    assert statuses == ["dispatched", "running", "passed"]
+    assert about_job[0]["status"] in ("queued", "dispatched")

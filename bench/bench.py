@@ -1,0 +1,178 @@
+"""Apiary's benchmark: starts a real queen and drones and prints figures.
+
+    python bench/bench.py [--jobs 100] [--burst 200] [--lines 200000]
+
+Measures, through the public API and the browser WebSocket (a job's state
+change is published only once it is stored, so "seen on the WebSocket" is
+"stored"):
+  * dispatch latency: trigger (POST) -> job:started stored, median and p99;
+  * a trivial job: trigger -> job:done stored;
+  * throughput: a burst of trivial jobs on 4 drones of capacity 1;
+  * output: one job printing N lines, seconds and lines/s, and lines stored;
+  * the queen's peak RSS (and the embedded store's).
+Figures are printed, never asserted: machines are shared and noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.cluster import Cluster, output_lines  # noqa: E402
+
+# Production heartbeats, not the tests' fast ones.
+NORMAL = {"APIARY_QUEEN_HEARTBEAT_INTERVAL": "1.0", "APIARY_DRONE_HEARTBEAT_INTERVAL": "1.0",
+          "APIARY_DRONE_RESEND_AFTER": "2.0"}
+
+
+class Watcher:
+    """Follows the `jobs` topic; records when each job was seen running and finished."""
+
+    def __init__(self) -> None:
+        self.running: dict[str, float] = {}
+        self.done: dict[str, float] = {}
+        self.status: dict[str, str] = {}
+        self.changed = asyncio.Event()
+
+    async def follow(self, cluster: Cluster) -> None:
+        assert cluster.http is not None
+        url = cluster.api.replace("http://", "ws://").replace("/api/v1", "/ws")
+        async with cluster.http.ws_connect(url) as ws:
+            await ws.send_json({"op": "subscribe", "topic": "jobs"})
+            async for frame in ws:
+                now = time.perf_counter()
+                msg = json.loads(frame.data)
+                status = msg.get("status")
+                if msg.get("type") != "job:update" or status is None:
+                    continue
+                job = msg["job"]
+                self.status[job] = status
+                if status == "running":
+                    self.running[job] = now
+                elif status in ("passed", "failed", "errored", "cancelled"):
+                    self.done[job] = now
+                    self.changed.set()
+
+    async def until_done(self, job_ids: list[str], timeout: float = 300) -> None:
+        deadline = time.monotonic() + timeout
+        while not all(j in self.done for j in job_ids):
+            self.changed.clear()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"{sum(j in self.done for j in job_ids)}/{len(job_ids)} jobs finished")
+            try:
+                await asyncio.wait_for(self.changed.wait(), remaining)
+            except TimeoutError:
+                pass
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+
+async def trigger(cluster: Cluster, repo: str) -> tuple[str, float]:
+    t0 = time.perf_counter()
+    job = await cluster.trigger(repo)
+    return job["id"], t0
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--jobs", type=int, default=100, help="sequential trivial jobs for latency")
+    parser.add_argument("--burst", type=int, default=200, help="trivial jobs for throughput")
+    parser.add_argument("--lines", type=int, default=200_000, help="lines printed by the output job")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="apiary-bench-") as tmp:
+        cluster = Cluster(Path(tmp))
+        try:
+            await run(cluster, args)
+        finally:
+            await cluster.close()
+
+
+async def run(cluster: Cluster, args: argparse.Namespace) -> None:
+    await cluster.start_queen(env=NORMAL)
+    for i in range(4):
+        await cluster.add_drone(f"d{i}", capacity=1, env=NORMAL)
+    await cluster.create_repo("trivial", ("test", ["true"]))
+    await cluster.create_repo("loud", ("print", [f"seq 1 {args.lines}"]))
+    watcher = Watcher()
+    follower = asyncio.create_task(watcher.follow(cluster))
+    await asyncio.sleep(0.3)
+
+    # 1 and 2: one job at a time, so latency is not queueing.
+    for _ in range(5):  # warm-up: first inserts create the store's tables
+        job_id, _ = await trigger(cluster, "trivial")
+        await watcher.until_done([job_id])
+    dispatch, done = [], []
+    for _ in range(args.jobs):
+        job_id, t0 = await trigger(cluster, "trivial")
+        await watcher.until_done([job_id])
+        dispatch.append((watcher.running[job_id] - t0) * 1000)
+        done.append((watcher.done[job_id] - t0) * 1000)
+
+    # 3: a burst on 4 drones of capacity 1.
+    t0 = time.perf_counter()
+    burst = await asyncio.gather(*(cluster.trigger("trivial") for _ in range(args.burst)))
+    ids = [j["id"] for j in burst]
+    await watcher.until_done(ids)
+    burst_s = max(watcher.done[j] for j in ids) - t0
+    passed = sum(watcher.status[j] == "passed" for j in ids)
+
+    # 4: one job printing many lines.
+    job_id, t0 = await trigger(cluster, "loud")
+    await watcher.until_done([job_id])
+    lines_s = watcher.done[job_id] - t0
+    events = await cluster.events(job_id)
+    stored_lines = len(output_lines(events, "job:cmd:stdout"))
+    chunks = sum(e["type"] == "job:cmd:stdout" for e in events)
+
+    follower.cancel()
+    assert cluster.queen is not None and cluster.queen.proc is not None
+    queen_pid = cluster.queen.proc.pid
+    queen_rss = peak_rss_mib(queen_pid)
+    store_rss = [peak_rss_mib(p) for p in children(queen_pid)]
+
+    print()
+    print(f"Apiary benchmark ({args.jobs} sequential jobs, {args.burst}-job burst, {args.lines:,}-line job)")
+    print(f"  dispatch, trigger -> job:started stored   p50 {statistics.median(dispatch):6.1f} ms   "
+          f"p99 {pct(dispatch, 0.99):6.1f} ms   (aim: p50 <= 5, p99 <= 25)")
+    print(f"  trivial job, trigger -> job:done stored   p50 {statistics.median(done):6.1f} ms   "
+          f"p99 {pct(done, 0.99):6.1f} ms   (aim: <= 20; Buildbot 4.3: 390)")
+    print(f"  throughput, {args.burst} jobs on 4 drones x 1    {args.burst / burst_s:6.1f} jobs/s  "
+          f"({burst_s:.2f} s, {passed} passed)   (aim: >= 100; Buildbot 4.3: 4.9)")
+    print(f"  output, {args.lines:,} lines                {lines_s:6.2f} s  {args.lines / lines_s:10,.0f} lines/s  "
+          f"{stored_lines:,} lines stored in {chunks} chunks   (aim: <= 1 s; Buildbot 4.3: 4.1 s)")
+    print(f"  queen peak RSS                           {queen_rss:6.1f} MiB"
+          + (f"   (embedded store: {', '.join(f'{r:.1f}' for r in store_rss)} MiB)" if store_rss else ""))
+
+
+def _figures(_: Any = None) -> None:  # pragma: no cover - keeps `python -m bench.bench` working
+    asyncio.run(main())
+
+
+if __name__ == "__main__":
+    _figures()
