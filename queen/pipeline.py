@@ -1,67 +1,446 @@
-"""The pipeline a job runs: parsed and validated on the queen, executed by the drone.
+"""The pipeline a job runs (DESIGN.md §5): parsed and validated on the queen, scheduled by the drone.
 
-This is the minimal model — named stages of ``run`` steps, run in order — that
-the full model of DESIGN.md §5 (phases, needs, hooks, parameters…) extends.
-Pure: `parse_pipeline` takes plain data and returns the normalised pipeline the
-drone receives in ``queue:new``, or raises BadRequest naming the faulty field.
+Pure, no I/O. `load_pipeline` reads `.apiary.yml` text, `parse_pipeline` takes
+plain data (JSON from the API); both return the compiled form the queen stores
+and sends in ``queue:new``, or raise `PipelineError` naming the file, the line
+and the path of the fault. Compiling a compiled pipeline returns it unchanged.
+`resolve_parameters`, `runnable_stages`, `next_stages` and `blocked_stages` are
+the decisions made from it at trigger time and while a job runs.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
+import yaml
+from yaml.constructor import SafeConstructor
+
 from .errors import BadRequest
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._\-]{0,63}$")
-_STAGE_KEYS = {"name", "steps"}
-_STEP_KEYS = {"run", "title"}
+_STAGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._\-]{0,63}$")
+_VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_NUMBER = r"(\d+(?:\.\d+)?)"
+_DURATION = re.compile(rf"^(?:{_NUMBER}h)?(?:{_NUMBER}m)?(?:{_NUMBER}s)?$")
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+_MAX_NODES = 100_000
+MAX_PARALLEL = 64
+DEFAULT_PARALLEL = 4
+MAX_TITLE = 80
+
+HOOKS = ("on_start", "on_success", "on_failure")
+PHASES = ("environment", "prepare", "cleanup")
+_TOP_KEYS = {"env", "parameters", "timeout", "output_timeout", "parallel", "artifacts", *HOOKS, "hooks", *PHASES,
+             "phases", "stages"}
+_STAGE_KEYS = {"name", "needs", "deploy", "env", "steps", *HOOKS, "hooks"}
+_STEP_KEYS = {"run", "title", "ignore_exit_code"}
+_PARAM_KEYS = {"required", "default", "description"}
+
+
+class PipelineError(BadRequest):
+    """A pipeline that does not parse or validate; says where: file, line, path (``stages[1].needs[0]``)."""
+
+    def __init__(self, problem: str, path: str = "", line: int | None = None,
+                 filename: str | None = None, where: str = "pipeline") -> None:
+        field = f"{where}.{path}" if path else where
+        if filename is None:
+            message = f"{field}: {problem}"
+        else:
+            place = f"{filename}, line {line}: " if line else f"{filename}: "
+            message = place + (f"{path}: " if path else "") + problem
+        super().__init__(message, field=field)
+        self.problem, self.path, self.line, self.filename = problem, path, line, filename
+
+
+class _Invalid(BadRequest):
+    """What the validators raise: the path (and, for YAML syntax, the line); the entry points say the rest."""
+
+    def __init__(self, path: str, problem: str, line: int | None = None) -> None:
+        super().__init__(f"{path}: {problem}", field=path)
+        self.path, self.problem, self.line = path, problem, line
+
+
+# -- entry points ------------------------------------------------------------------
+
+def load_pipeline(text: str, filename: str = ".apiary.yml") -> dict[str, Any]:
+    """Compile `.apiary.yml` text; every error names `filename` and the line of the offending key or value."""
+    lines: dict[str, int] = {}
+    try:
+        return _pipeline(_read_yaml(text, lines))
+    except _Invalid as fault:
+        raise PipelineError(fault.problem, fault.path, fault.line or _line_of(lines, fault.path), filename) from None
 
 
 def parse_pipeline(data: Any, where: str = "pipeline") -> dict[str, Any]:
-    """Validate `data` and return ``{"stages": [{"name", "steps": [{"run", "title"}]}]}``."""
+    """Compile already-parsed data (JSON from the API); errors start with ``where.path`` and have no line."""
+    try:
+        return _pipeline(data)
+    except _Invalid as fault:
+        raise PipelineError(fault.problem, fault.path, where=where) from None
+
+
+def _line_of(lines: dict[str, int], path: str) -> int | None:
+    """The line of `path`, or of its nearest parent that was written (a missing key points at its mapping)."""
+    while path not in lines:
+        if not path:
+            return None
+        path = path[:max(path.rfind("[") if path.endswith("]") else path.rfind("."), 0)]
+    return lines[path]
+
+
+# -- YAML with lines ----------------------------------------------------------------
+
+def _read_yaml(text: str, lines: dict[str, int]) -> Any:
+    """YAML text -> plain data as SafeLoader builds it, noting in `lines` the line of each path."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        if root is None:
+            raise _Invalid("", "the file is empty; a pipeline needs 'stages'")
+        return _Reader(lines).read(root, "")
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        context = f" ({exc.context})" if exc.context else ""
+        raise _Invalid("", f"not valid YAML: {exc.problem}{context}", mark.line + 1 if mark else None) from None
+    except yaml.YAMLError as exc:
+        raise _Invalid("", f"not valid YAML: {exc}") from None
+    except RecursionError:  # also an alias inside its own anchor: `&a [*a]`
+        raise _Invalid("", "not valid YAML: nested too deeply, or an alias refers to itself") from None
+
+
+class _Reader:
+    """Walks the composed nodes: keeps lines, refuses duplicate keys, bounds alias expansion."""
+
+    def __init__(self, lines: dict[str, int]) -> None:
+        self.lines, self.nodes, self.constructor = lines, 0, SafeConstructor()
+
+    def read(self, node: yaml.Node, path: str) -> Any:
+        self.lines.setdefault(path, node.start_mark.line + 1)
+        self.nodes += 1
+        if self.nodes > _MAX_NODES:  # aliases can expand exponentially ("billion laughs")
+            raise _Invalid(path, f"the file expands to more than {_MAX_NODES} values")
+        if isinstance(node, yaml.SequenceNode):
+            return [self.read(item, f"{path}[{i}]") for i, item in enumerate(node.value)]
+        if not isinstance(node, yaml.MappingNode):
+            return self.scalar(node, path)
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == _MERGE_TAG:
+                continue
+            key, line = self.scalar(key_node, path), key_node.start_mark.line + 1
+            if key in seen:
+                self.lines[_join(path, key)] = line
+                raise _Invalid(_join(path, key), f"key {key!r} appears twice (first on line {seen[key]})")
+            seen[key] = line
+        self.constructor.flatten_mapping(node)  # `<<: *anchor` merges, as SafeLoader does
+        out = {}
+        for key_node, value_node in node.value:
+            key = self.scalar(key_node, path)
+            self.lines[_join(path, key)] = key_node.start_mark.line + 1
+            out[key] = self.read(value_node, _join(path, key))
+        return out
+
+    def scalar(self, node: yaml.Node, path: str) -> Any:
+        if not isinstance(node, yaml.ScalarNode):
+            raise _Invalid(path, "a key must be a plain value, not a list or mapping")
+        try:
+            return self.constructor.construct_object(node)
+        except (ValueError, TypeError) as exc:  # `!!int abc`; tags SafeLoader lacks raise a MarkedYAMLError
+            raise _Invalid(path, f"cannot read this value: {exc}", node.start_mark.line + 1) from None
+
+
+# -- validation and compilation ----------------------------------------------------------
+
+def _join(path: str, key: Any) -> str:
+    return f"{path}.{key}" if path else str(key)
+
+
+def _kind(value: Any) -> str:
+    kinds = {type(None): "null", bool: "true/false", dict: "a mapping", list: "a list", str: "a string",
+             int: "a number", float: "a number"}
+    return kinds.get(type(value), type(value).__name__)
+
+
+def _known(obj: dict[Any, Any], allowed: set[str], at: str) -> None:
+    for key in obj:
+        if key not in allowed:
+            raise _Invalid(_join(at, key), f"unknown key {key!r} (allowed: {', '.join(sorted(allowed))})")
+
+
+def _mapping(value: Any, at: str) -> dict[Any, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _Invalid(at, f"must be a mapping, got {_kind(value)}")
+    return value
+
+
+def _text(value: Any, at: str) -> str:
+    """Environment values and defaults: YAML scalars become the strings the shell sees."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float, str)):
+        return str(value)
+    raise _Invalid(at, f"must be a string, number or true/false, got {_kind(value)}")
+
+
+def _flag(value: Any, at: str) -> bool:
+    if value is not None and not isinstance(value, bool):
+        raise _Invalid(at, f"must be true or false, got {_kind(value)}")
+    return bool(value)
+
+
+def _list(value: Any, at: str, what: str) -> list[Any]:
+    if value is not None and not isinstance(value, list):
+        raise _Invalid(at, f"must be a list of {what}, got {_kind(value)}")
+    return value or []
+
+
+def _pipeline(data: Any) -> dict[str, Any]:
     if not isinstance(data, dict):
-        raise BadRequest(f"{where}: must be an object with 'stages'", field=where)
-    _no_unknown(data, {"stages"}, where)
-    stages = data.get("stages")
-    if not isinstance(stages, list) or not stages:
-        raise BadRequest(f"{where}.stages: must be a non-empty list of stages", field=f"{where}.stages")
-    seen: set[str] = set()
-    out = []
-    for i, stage in enumerate(stages):
-        at = f"{where}.stages[{i}]"
-        if not isinstance(stage, dict):
-            raise BadRequest(f"{at}: must be an object with 'name' and 'steps'", field=at)
-        _no_unknown(stage, _STAGE_KEYS, at)
-        name = stage.get("name")
-        if not isinstance(name, str) or not _NAME.match(name):
-            raise BadRequest(f"{at}.name: must be a name of letters, digits, spaces, '.', '_' or '-'", field=f"{at}.name")
-        if name in seen:
-            raise BadRequest(f"{at}.name: stage {name!r} appears twice", field=f"{at}.name")
-        seen.add(name)
-        steps = stage.get("steps")
-        if not isinstance(steps, list) or not steps:
-            raise BadRequest(f"{at}.steps: must be a non-empty list of steps", field=f"{at}.steps")
-        out.append({"name": name, "steps": [_step(step, f"{at}.steps[{j}]") for j, step in enumerate(steps)]})
-    return {"stages": out}
+        raise _Invalid("", f"must be a mapping with 'stages', got {_kind(data)}")
+    _known(data, _TOP_KEYS, "")
+    return {
+        "env": _env(data.get("env"), "env"),
+        "parameters": _parameters(data.get("parameters")),
+        "timeout": parse_duration(data.get("timeout"), "timeout"),
+        "output_timeout": parse_duration(data.get("output_timeout"), "output_timeout"),
+        "parallel": _parallel(data.get("parallel")),
+        "artifacts": _artifacts(data.get("artifacts")),
+        "hooks": _step_lists(data, HOOKS, "hooks", ""),
+        "phases": _step_lists(data, PHASES, "phases", ""),
+        "stages": _stages(data.get("stages")),
+    }
 
 
-def _step(step: Any, at: str) -> dict[str, str]:
+def _names(value: Any, at: str, what: str) -> dict[str, Any]:
+    """A mapping keyed by environment variable names (env, parameters)."""
+    for name in _mapping(value, at):
+        if not isinstance(name, str) or not _VAR_NAME.match(name):
+            raise _Invalid(_join(at, name), f"a {what} name is letters, digits and '_', not starting with a digit")
+    return _mapping(value, at)
+
+
+def _env(value: Any, at: str) -> dict[str, str]:
+    return {name: _text(text, _join(at, name)) for name, text in _names(value, at, "variable").items()}
+
+
+def _parameters(value: Any) -> dict[str, dict[str, Any]]:
+    out = {}
+    for name, spec in _names(value, "parameters", "parameter").items():
+        at = _join("parameters", name)
+        if spec is not None and not isinstance(spec, (dict, list)):
+            spec = {"default": spec}  # `NAME: value` declares a default
+        spec = _mapping(spec, at)
+        _known(spec, _PARAM_KEYS, at)
+        required = _flag(spec.get("required"), f"{at}.required")
+        default = spec.get("default")
+        if default is not None:
+            if required:
+                raise _Invalid(f"{at}.default", "a required parameter takes no default")
+            default = _text(default, f"{at}.default")
+        description = spec.get("description", "")
+        if not isinstance(description, str):
+            raise _Invalid(f"{at}.description", f"must be a string, got {_kind(description)}")
+        out[name] = {"required": required, "default": default, "description": description}
+    return out
+
+
+def parse_duration(value: Any, where: str) -> float | None:
+    """Seconds from a number or ``"90s"``, ``"10m"``, ``"1h30m"``; None stays None. BadRequest names `where`."""
+    if value is None:
+        return None
+    if isinstance(value, str) and (text := value.strip()):
+        if re.fullmatch(_NUMBER, text):
+            seconds = float(text)
+        elif match := _DURATION.match(text):
+            hours, minutes, secs = (float(part or 0) for part in match.groups())
+            seconds = hours * 3600 + minutes * 60 + secs
+        else:
+            raise _Invalid(where, f"{value!r} is not a duration: give seconds or e.g. '90s', '10m', '1h30m'")
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        raise _Invalid(where, f"must be seconds or a duration like '90s', '10m', '1h30m', got {_kind(value)}")
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise _Invalid(where, f"must be more than zero seconds and finite, got {value!r}")
+    return seconds
+
+
+def _parallel(value: Any) -> int:
+    value = DEFAULT_PARALLEL if value is None else value
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_PARALLEL:
+        raise _Invalid("parallel", f"must be a whole number from 1 to {MAX_PARALLEL}, got {value!r}")
+    return value
+
+
+def _artifacts(value: Any) -> list[str]:
+    for i, glob in enumerate(_list(value, "artifacts", "globs")):
+        if not isinstance(glob, str) or not glob.strip():
+            raise _Invalid(f"artifacts[{i}]", f"must be a non-empty glob, got {_kind(glob)}")
+        if glob.startswith("/") or ".." in glob.split("/"):
+            raise _Invalid(f"artifacts[{i}]", f"{glob!r} must stay inside the workspace (no leading '/', no '..')")
+    return list(value or [])
+
+
+def _step_lists(data: dict[str, Any], names: tuple[str, ...], group: str, at: str) -> dict[str, list[dict[str, Any]]]:
+    """Hooks or phases, written flat (``on_start``) or, as compiled, grouped (``hooks.on_start``)."""
+    grouped = _mapping(data.get(group), _join(at, group))
+    _known(grouped, set(names), _join(at, group))
+    out = {}
+    for name in names:
+        if name in grouped and name in data:
+            raise _Invalid(_join(at, name), f"given twice, as {name!r} and as '{group}.{name}'")
+        path = _join(at, f"{group}.{name}" if name in grouped else name)
+        out[name] = _steps(grouped[name] if name in grouped else data.get(name), path, required=False)
+    return out
+
+
+def _steps(value: Any, at: str, required: bool) -> list[dict[str, Any]]:
+    if required and not _list(value, at, "steps"):
+        raise _Invalid(at, "must be a non-empty list of steps")
+    return [_step(step, f"{at}[{i}]") for i, step in enumerate(_list(value, at, "steps"))]
+
+
+def _step(step: Any, at: str) -> dict[str, Any]:
     if isinstance(step, str):
         step = {"run": step}
     if not isinstance(step, dict):
-        raise BadRequest(f"{at}: must be a command string or an object with 'run'", field=at)
-    _no_unknown(step, _STEP_KEYS, at)
+        raise _Invalid(at, f"must be a command string or a mapping with 'run', got {_kind(step)}")
+    _known(step, _STEP_KEYS, at)
     run = step.get("run")
     if not isinstance(run, str) or not run.strip():
-        raise BadRequest(f"{at}.run: must be a non-empty command", field=f"{at}.run")
-    title = step.get("title", run.splitlines()[0][:80])
-    if not isinstance(title, str):
-        raise BadRequest(f"{at}.title: must be a string", field=f"{at}.title")
-    return {"run": run, "title": title}
+        got = "" if isinstance(run, str) else f", got {_kind(run)}"
+        raise _Invalid(f"{at}.run", f"must be a non-empty command{got}")
+    title = step.get("title")
+    if title is None:
+        title = run.strip().splitlines()[0].strip()[:MAX_TITLE]
+    elif not isinstance(title, str) or not title.strip() or len(title) > MAX_TITLE or "\n" in title:
+        raise _Invalid(f"{at}.title", f"must be a one-line string of 1 to {MAX_TITLE} characters")
+    ignore = _flag(step.get("ignore_exit_code"), f"{at}.ignore_exit_code")
+    return {"run": run, "title": title, "ignore_exit_code": ignore}
 
 
-def _no_unknown(obj: dict[str, Any], known: set[str], at: str) -> None:
-    for key in obj:
-        if key not in known:
-            raise BadRequest(f"{at}.{key}: unknown key (known: {', '.join(sorted(known))})", field=f"{at}.{key}")
+def _stages(value: Any) -> list[dict[str, Any]]:
+    if not isinstance(value, list) or not value:
+        raise _Invalid("stages", f"must be a non-empty list of stages, got {_kind(value)}")
+    deploy: dict[str, bool] = {}
+    for i, stage in enumerate(value):  # names and kinds first: `needs` may point forward
+        at = f"stages[{i}]"
+        if not isinstance(stage, dict):
+            raise _Invalid(at, f"must be a mapping with 'name' and 'steps', got {_kind(stage)}")
+        _known(stage, _STAGE_KEYS, at)
+        name = stage.get("name")
+        if not isinstance(name, str) or not _STAGE_NAME.match(name):
+            raise _Invalid(f"{at}.name", "must be a name of letters, digits, spaces, '.', '_' or '-' (at most 64)")
+        if name in deploy:
+            raise _Invalid(f"{at}.name", f"stage {name!r} appears twice (also stages[{list(deploy).index(name)}])")
+        deploy[name] = _flag(stage.get("deploy"), f"{at}.deploy")
+    out = [_stage(stage, f"stages[{i}]", deploy) for i, stage in enumerate(value)]
+    _refuse_cycles(out)
+    return out
+
+
+def _stage(stage: dict[str, Any], at: str, deploy: dict[str, bool]) -> dict[str, Any]:
+    name = stage["name"]
+    needs = _list(stage.get("needs"), f"{at}.needs", "stage names")
+    for j, need in enumerate(needs):
+        path = f"{at}.needs[{j}]"
+        if not isinstance(need, str) or need not in deploy:
+            raise _Invalid(path, f"unknown stage {need!r} (stages: {', '.join(deploy)})")
+        if need in needs[:j]:
+            raise _Invalid(path, f"stage {need!r} is listed twice")
+        if deploy[need] and not deploy[name]:
+            raise _Invalid(path, f"test stage {name!r} cannot need deploy stage {need!r}: deploys run after the tests")
+    return {"name": name, "needs": list(needs), "deploy": deploy[name], "env": _env(stage.get("env"), f"{at}.env"),
+            "steps": _steps(stage.get("steps"), f"{at}.steps", required=True),
+            "hooks": _step_lists(stage, HOOKS, "hooks", at)}
+
+
+def _refuse_cycles(stages: list[dict[str, Any]]) -> None:
+    """Depth-first, without recursion (a long chain must not hit Python's limit); names the first cycle found."""
+    needs = {s["name"]: s["needs"] for s in stages}
+    index = {s["name"]: i for i, s in enumerate(stages)}
+    state: dict[str, int] = {}  # 1 on the current path, 2 finished
+    for root in needs:
+        if root in state:
+            continue
+        state[root], path, todo = 1, [root], [iter(needs[root])]
+        while todo:
+            node, need = path[-1], next(todo[-1], None)
+            if need is None:
+                state[node] = 2
+                path.pop()
+                todo.pop()
+            elif state.get(need) == 1:
+                cycle = [node] + path[path.index(need):]
+                raise _Invalid(f"stages[{index[node]}].needs[{needs[node].index(need)}]",
+                               f"needs form a cycle: {' -> '.join(cycle)}")
+            elif need not in state:
+                state[need] = 1
+                path.append(need)
+                todo.append(iter(needs[need]))
+
+
+# -- decisions made from a compiled pipeline ------------------------------------------------
+
+def resolve_parameters(pipeline: dict[str, Any], given: dict[str, str]) -> dict[str, str]:
+    """The job's parameters at trigger time: given values, then defaults; refuse missing and undeclared ones."""
+    declared = pipeline.get("parameters", {})
+    for name in given:
+        if name not in declared:
+            raise BadRequest(f"parameters.{name}: not declared by the pipeline "
+                             f"(declared: {', '.join(declared) or 'none'})", field=f"parameters.{name}")
+    out = {}
+    for name, spec in declared.items():
+        if name in given:
+            out[name] = given[name]
+        elif spec["required"]:
+            raise BadRequest(f"parameters.{name}: required by the pipeline, not given", field=f"parameters.{name}")
+        elif spec["default"] is not None:
+            out[name] = spec["default"]
+    return out
+
+
+def runnable_stages(pipeline: dict[str, Any], job_type: str) -> list[dict[str, Any]]:
+    """The stages a job of `job_type` runs, as one graph for `next_stages` (copies; the pipeline is not changed).
+
+    TEST: the test stages. TEST_DEPLOY: the test stages, then the deploy stages,
+    each of which now also needs every test stage (deploy only after the tests
+    passed: a failed test blocks every deploy stage, whether the caller runs
+    all of them as one graph or the deploy stages as a second one). DEPLOY: the
+    deploy stages only; their needs on test stages are dropped.
+    """
+    tests = [s for s in pipeline["stages"] if not s["deploy"]]
+    deploys = [s for s in pipeline["stages"] if s["deploy"]]
+    deploy_names = {s["name"] for s in deploys}
+    if job_type == "TEST":
+        return [dict(s) for s in tests]
+    if job_type == "DEPLOY":
+        return [{**s, "needs": [n for n in s["needs"] if n in deploy_names]} for s in deploys]
+    if job_type == "TEST_DEPLOY":
+        test_names = [s["name"] for s in tests]
+        return [dict(s) for s in tests] + [
+            {**s, "needs": test_names + [n for n in s["needs"] if n in deploy_names]} for s in deploys]
+    raise BadRequest(f"type: must be one of TEST, DEPLOY, TEST_DEPLOY, got {job_type!r}", field="type")
+
+
+def next_stages(stages: list[dict[str, Any]], done: dict[str, bool], running: set[str], limit: int) -> list[str]:
+    """Stages that may start now, in pipeline order: not started, every need done and passed, within `limit`.
+
+    `done` maps each finished stage to whether it passed. A need that is not
+    among `stages` counts as met: a caller that runs the deploy stages as a
+    graph of their own does so only once the test stages passed.
+    """
+    names = {s["name"] for s in stages}
+    ready = [s["name"] for s in stages if s["name"] not in done and s["name"] not in running
+             and all(done.get(need, need not in names) for need in s["needs"])]
+    return ready[:max(0, limit - len(running))]
+
+
+def blocked_stages(stages: list[dict[str, Any]], done: dict[str, bool]) -> list[str]:
+    """Stages that can never run because a need failed or is itself blocked, in pipeline order (to report skipped)."""
+    blocked = {name for name, passed in done.items() if not passed}
+    for _ in stages:  # a round reaches one step further down every chain; needs may point forward
+        blocked |= {s["name"] for s in stages if any(need in blocked for need in s["needs"])}
+    return [s["name"] for s in stages if s["name"] in blocked and s["name"] not in done]
