@@ -1,0 +1,84 @@
+"""The commands that check a job's ref out into its workspace.
+
+`checkout_plan` decides, the executor runs: each command goes through
+``/bin/sh -c`` in the workspace with `CheckoutPlan.env` added to the job's
+environment, and its output streams into the job's log like any step's. The
+commands are shown in that log, so they never hold a secret: an https token
+travels as an ``http.<origin>.extraHeader`` set through ``GIT_CONFIG_*``
+variables, an ssh key as a 0600 file in the job's private directory named by
+``GIT_SSH_COMMAND``. Call `CheckoutPlan.cleanup()` when the job ends, whatever
+happened, to remove the key.
+
+Ref and credential rules are the queen's (queen/gitread.py), so a ref the
+queen accepted at trigger time checks out the same commit here. A bad ref or
+refused credentials fail the fetch with git's own message and a line saying
+what could not be fetched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from queen.gitread import auth_env, check_url, display_url, parse_ref
+
+log = logging.getLogger(__name__)
+
+SHOW_COMMIT = "git log -1 --no-decorate --format='checked out %H%n  %s%n  %an, %ad' --date=iso"
+
+
+@dataclass(frozen=True)
+class CheckoutPlan:
+    """Shell commands to run in order in the workspace, the environment they need, and the key to remove."""
+
+    commands: list[str]
+    env: dict[str, str]
+    key_file: Path | None = field(default=None, repr=False)
+
+    def cleanup(self) -> None:
+        """Remove the key file, if any; safe to call more than once."""
+        if self.key_file is not None:
+            with contextlib.suppress(FileNotFoundError):
+                self.key_file.unlink()
+
+
+def checkout_plan(url: str, ref: dict[str, Any], auth: dict[str, Any] | None, private_dir: Path, *,
+                  depth: int | None = None) -> CheckoutPlan:
+    """Plan the checkout of `ref` of `url`; writes an ssh key into `private_dir` (outside the workspace).
+
+    `depth` limits the history fetched (None: all of it, so `git describe` and
+    merge-base work in the job). Raises GitError for a malformed URL or ref.
+    """
+    check_url(url)
+    wanted = parse_ref(ref)
+    env, key_file = auth_env(url, auth, private_dir, isolated=False)
+    # Quiet about the initial branch name and a detached HEAD; both are expected here.
+    base = int(env["GIT_CONFIG_COUNT"])
+    for n, (key, value) in enumerate((("init.defaultBranch", "apiary"), ("advice.detachedHead", "false"))):
+        env[f"GIT_CONFIG_KEY_{base + n}"] = key
+        env[f"GIT_CONFIG_VALUE_{base + n}"] = value
+    env["GIT_CONFIG_COUNT"] = str(base + 2)
+
+    q = shlex.quote
+    fetch = "git fetch --no-tags" + (f" --depth={int(depth)}" if depth else "") + " origin"
+    failed = f"echo {q(f'apiary: could not fetch {wanted.text} from {display_url(url)}')} >&2; exit $code"
+    commands = ["git init -q", f"git remote add origin {q(url)}"]
+    if wanted.source is not None:
+        commands.append(f"{fetch} {q(f'+{wanted.source}:{wanted.local}')} || {{ code=$?; {failed}; }}")
+    if wanted.commit is not None:
+        if wanted.source is not None:
+            # The id is usually on the branch; if not (an older commit beyond `depth`, a force push), fetch it alone.
+            commands.append(f"git cat-file -e {q(wanted.commit + '^{commit}')} 2>/dev/null || "
+                            f"{fetch} {q(wanted.commit)} || {{ code=$?; {failed}; }}")
+        else:
+            commands.append(f"{fetch} {q(wanted.commit)} || {{ code=$?; {failed}; }}")
+        commands.append(f"git checkout -q --detach {q(wanted.commit)}")
+    else:
+        commands.append("git checkout -q --detach FETCH_HEAD")
+    commands.append(SHOW_COMMIT)
+    log.debug("checkout of %s from %s: %d commands", wanted.text, display_url(url), len(commands))
+    return CheckoutPlan(commands=commands, env=env, key_file=key_file)

@@ -1,0 +1,145 @@
+"""The resource sampler against real process trees (Linux /proc)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import resource
+import shlex
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+
+from drone.resources import TreeSampler, Usage
+
+MB = 1024 * 1024
+PY = shlex.quote(sys.executable)
+BUSY = "import time\nt = time.process_time()\nwhile time.process_time() - t < {}: pass"
+Spawn = Callable[..., Awaitable[asyncio.subprocess.Process]]
+
+
+def py(code: str) -> str:
+    """A shell word running `code` in a Python grandchild."""
+    return f"{PY} -c {shlex.quote(code)}"
+
+
+@pytest.fixture
+async def spawn() -> AsyncIterator[Spawn]:
+    """Starts `/bin/sh -c CMD` as a session leader, as the drone does; kills every group afterwards."""
+    procs: list[asyncio.subprocess.Process] = []
+
+    async def start(command: str, stdout: int = asyncio.subprocess.DEVNULL) -> asyncio.subprocess.Process:
+        proc = await asyncio.create_subprocess_exec("/bin/sh", "-c", command, stdin=asyncio.subprocess.DEVNULL,
+                                                    stdout=stdout, start_new_session=True)
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        await proc.communicate()
+
+
+async def test_peak_rss_counts_a_grandchild(spawn: Spawn) -> None:
+    proc = await spawn(py("b = bytearray(100 * 1024 * 1024); import time; time.sleep(0.6)") + "; :")
+    sampler = TreeSampler(proc.pid, interval=0.1)
+    sampler.start()
+    await proc.wait()
+    usage = await sampler.stop()
+    assert usage.peak_rss >= 90 * MB
+
+
+async def test_cpu_of_a_busy_grandchild(spawn: Spawn) -> None:
+    proc = await spawn(py(BUSY.format(0.5)) + "; :")
+    sampler = TreeSampler(proc.pid, interval=0.1)
+    sampler.start()
+    await proc.wait()
+    usage = await sampler.stop()
+    assert 0.3 <= usage.cpu_seconds < 2.0
+
+
+async def test_cpu_of_a_child_never_sampled_is_recovered_from_its_parent(spawn: Spawn) -> None:
+    # Only the first and last samples are taken; the child lives between them.
+    proc = await spawn(py(BUSY.format(0.5)) + "; echo done; sleep 10", stdout=asyncio.subprocess.PIPE)
+    sampler = TreeSampler(proc.pid, interval=60)
+    sampler.start()
+    assert proc.stdout is not None
+    assert await proc.stdout.readline() == b"done\n"
+    usage = await sampler.stop()
+    assert 0.4 <= usage.cpu_seconds < 1.0
+
+
+async def test_final_rusage_is_not_counted_twice(spawn: Spawn) -> None:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    proc = await spawn(py(BUSY.format(0.5)) + "; :")
+    sampler = TreeSampler(proc.pid, interval=0.1)
+    sampler.start()
+    await proc.wait()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    final = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    usage = await sampler.stop(final_cpu=final)
+    assert final * 0.95 <= usage.cpu_seconds <= final * 1.1 + 0.05
+
+
+async def test_final_rusage_counts_when_nothing_was_seen() -> None:
+    usage = await TreeSampler(2**22 + 12345).stop(final_cpu=1.5)
+    assert usage == Usage(0, 1.5)
+
+
+async def test_double_forked_daemon_is_counted(spawn: Spawn) -> None:
+    daemon = py("b = bytearray(60 * 1024 * 1024)\n" + BUSY.format(0.4) + "\ntime.sleep(5)")
+    proc = await spawn(f"( {daemon} & ) ; exit 0")
+    sampler = TreeSampler(proc.pid, interval=0.1)
+    sampler.start()
+    await proc.wait()  # the leader is gone; the daemon lives on in its session
+    await asyncio.sleep(0.8)
+    usage = await sampler.stop()
+    assert usage.peak_rss >= 50 * MB
+    assert usage.cpu_seconds >= 0.3
+
+
+async def test_a_tree_that_exits_at_once_gives_a_small_usage(spawn: Spawn) -> None:
+    proc = await spawn("exit 0")
+    sampler = TreeSampler(proc.pid, interval=0.05)
+    sampler.start()
+    await proc.wait()
+    await asyncio.sleep(0.1)
+    usage = await sampler.stop()
+    assert 0 <= usage.peak_rss < 50 * MB
+    assert 0 <= usage.cpu_seconds < 0.5
+    assert set(usage.to_dict()) == {"peak_rss", "cpu_seconds"}
+
+
+async def test_a_pid_that_never_existed_gives_zero() -> None:
+    sampler = TreeSampler(2**22 + 12345, interval=0.01)
+    sampler.start()
+    await asyncio.sleep(0.05)
+    assert await sampler.stop() == Usage(0, 0.0)
+
+
+async def test_sample_cost_for_twenty_processes(spawn: Spawn) -> None:
+    proc = await spawn("for i in $(seq 19); do sleep 10 & done; wait")
+    sampler = TreeSampler(proc.pid)
+    deadline = time.monotonic() + 5
+    while sampler.sample() < 20 and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    assert sampler.sample() == 20
+    rounds = 200
+    began = time.perf_counter()
+    for _ in range(rounds):
+        sampler.sample()
+    cost = (time.perf_counter() - began) / rounds
+    print(f"\none sample of a 20-process tree, {len(os.listdir('/proc'))} /proc entries: {cost * 1e3:.3f} ms")
+
+
+def test_combine_keeps_the_peak_and_adds_cpu() -> None:
+    total = Usage(100, 1.25).combine(Usage(50, 0.5)).combine(Usage(300, 0.0004))
+    assert total.peak_rss == 300
+    assert total.cpu_seconds == pytest.approx(1.7504)
+    assert total.to_dict() == {"peak_rss": 300, "cpu_seconds": 1.75}
+    assert Usage().combine(Usage(7, 0.1)) == Usage(7, 0.1)
