@@ -17,6 +17,7 @@ import logging
 import os
 import socket
 import time
+from pathlib import Path
 from typing import Any
 
 from queen import __version__
@@ -24,6 +25,7 @@ from queen.config import DroneConfig
 from queen.errors import ApiaryError
 from queen.protocol import PROTOCOL_VERSION, Msg
 
+from . import artifacts
 from .connection import Connection
 from .executor import JobRun
 from .workspace import Workspaces
@@ -40,10 +42,12 @@ class Agent:
         self.config = config
         self.id = config.drone_id
         self.capacity = config.slots
-        self.workspaces = Workspaces(config.work_path / "workspaces")
+        self.workspaces = Workspaces(config.work_path / "workspaces", config.keep_workspaces)
         self.jobs: dict[str, asyncio.Task[None]] = {}
         self.conn = Connection(config, self.id, self.on_message, self.info, self.heartbeat)
         self._refused: asyncio.Future[str] | None = None
+        self._stopped = False
+        self._reported: set[str] = set()  # jobs whose job:done is sent
         # Jobs inherit the drone's environment, less Apiary's own settings.
         self.base_env = {k: v for k, v in os.environ.items() if not k.startswith("APIARY_")}
 
@@ -55,7 +59,8 @@ class Agent:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
+        if not self._stopped:
+            await self.stop(ack_timeout=0.5)
         self.conn.close()
 
     def info(self) -> dict[str, Any]:
@@ -67,7 +72,11 @@ class Agent:
         return {"jobs": list(self.jobs), "held": self.conn.outbox.held(), "load": os.getloadavg()[0]}
 
     async def run(self) -> None:
-        """Serve until cancelled; raise Refused if the queen will not have us."""
+        """Serve until cancelled; raise Refused if the queen will not have us.
+
+        On cancel, running jobs end as cancelled and the queen gets the chance
+        to ack what they said (the receiver keeps reading acks meanwhile).
+        """
         assert self._refused is not None
         receiver = asyncio.create_task(self.conn.run())
         try:
@@ -75,6 +84,9 @@ class Agent:
             if self._refused in done:
                 raise Refused(self._refused.result())
             receiver.result()
+        except asyncio.CancelledError:
+            await self.stop()
+            raise
         finally:
             receiver.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -99,37 +111,58 @@ class Agent:
             return  # a repeated queue:new for a job already running here
         if len(self.jobs) >= self.capacity:
             log.warning("job %s arrived with all %d slots busy; running it anyway", job_id, self.capacity)
-        log.info("job %s: starting (#%s %s)", job_id, job.get("number"), job.get("repo", {}).get("name"))
-        self.jobs[job_id] = asyncio.create_task(self._run_job(job))
+        log.info("job %s: starting (#%s %s)", job_id, job.get("number"), (job.get("repo") or {}).get("name"))
+        task = asyncio.create_task(self._run_job(job))
+        self.jobs[job_id] = task
+        # Also when the task is cancelled before it ever ran: the slot must free.
+        task.add_done_callback(lambda _: self._job_over(job_id, task))
+
+    def _job_over(self, job_id: str, task: asyncio.Task[None]) -> None:
+        if self.jobs.get(job_id) is task:
+            del self.jobs[job_id]
+        if job_id not in self._reported:  # cancelled before it even started: say so
+            now = time.time()
+            self.conn.emit(job_id, Msg.JOB_STARTED, {"timestamp": now})
+            self.conn.emit(job_id, Msg.JOB_DONE, {"timestamp": now, "result": "cancelled", "error": "cancelled"})
+        self._reported.discard(job_id)
+        self.conn.finish(job_id)
 
     async def _run_job(self, job: dict[str, Any]) -> None:
         job_id = job["id"]
 
         def emit(msg: Msg, fields: dict[str, Any]) -> None:
+            if msg is Msg.JOB_DONE:
+                self._reported.add(job_id)
             self.conn.emit(job_id, msg, fields)
 
-        workspace = None
+        workspace = private = None
+
+        async def collect(root: Path, globs: list[str]) -> None:
+            await artifacts.send(root, globs, emit, self.config.artifact_max_bytes)
+
         try:
             workspace = self.workspaces.create(job_id)
-            run = JobRun(job, workspace, emit, self.base_env, self.config.output_flush_ms / 1000,
-                         self.config.output_chunk_bytes)
+            private = self.workspaces.create_private(job_id)
+            run = JobRun(job, workspace, emit, self.base_env, flush_after=self.config.output_flush_ms / 1000,
+                         chunk_bytes=self.config.output_chunk_bytes, private_dir=private, collect=collect)
             # A cancel reaches the JobRun, which kills the step and reports the
             # job as cancelled before returning.
             status = await run.run()
             log.info("job %s: %s", job_id, status)
-        except OSError as exc:
-            log.error("job %s: cannot prepare its workspace: %s", job_id, exc)
+        except Exception as exc:  # the job never got going: an infrastructure error, not a failure
+            log.exception("job %s: could not run it", job_id)
             now = time.time()
             emit(Msg.JOB_STARTED, {"timestamp": now})
-            emit(Msg.JOB_STDERR, {"text": f"apiary: cannot prepare the workspace: {exc}\n"})
-            emit(Msg.JOB_DONE, {"timestamp": now, "result": "errored", "error": str(exc)})
+            emit(Msg.JOB_STDERR, {"text": f"apiary: the drone could not run this job: {exc}\n"})
+            emit(Msg.JOB_DONE, {"timestamp": now, "result": "errored", "error": f"drone error: {exc}"})
         finally:
-            self.conn.finish(job_id)
-            self.jobs.pop(job_id, None)
+            if private is not None:
+                await self.workspaces.remove(private)
             if workspace is not None:
-                await self.workspaces.remove(workspace)
+                await self.workspaces.release(workspace)
 
     async def stop(self, ack_timeout: float = 5.0) -> None:
+        self._stopped = True
         for task in self.jobs.values():
             task.cancel()
         if self.jobs:

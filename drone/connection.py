@@ -130,6 +130,9 @@ class Connection:
         if not self.reachable:
             self.reachable = True
             log.info("queen %s reachable", self.config.queen)
+            # Back after a silence: what was sent meanwhile may be lost, so send it
+            # again now rather than when the backoff timer says.
+            self.resend_all()
         if msg is Msg.ACK:
             self.outbox.ack(body["id"], body["seq"])
         elif msg is Msg.QUEEN_HEARTBEAT:

@@ -1,146 +1,281 @@
-"""Runs one job's pipeline: stages in order, each step a child process.
+"""Runs one job's pipeline (DESIGN.md §5): phases, stages, hooks, timeouts.
 
-Every step runs as ``/bin/sh -c COMMAND`` in the job's workspace, in a process
-group of its own (so the whole tree can be killed at once), with the job's
-parameters and ``APIARY_*`` variables in its environment. Output is read in
-large chunks from both pipes and coalesced (drone/output.py). A failing step
-fails its stage and stops the job. The executor reports through
+Order of a job:
+
+1. job ``on_start`` hooks;
+2. phase ``environment``: the checkout (when the repository has a URL), then
+   the pipeline's environment steps; then phase ``prepare``;
+3. phase ``test``: the test stages (not for DEPLOY jobs), independent ones in
+   parallel up to ``parallel``, each as: stage ``on_start``, its steps (the
+   first failing step fails the stage), stage ``on_success`` / ``on_failure``;
+   once a stage fails no new stage starts, and stages that need a failed one
+   are skipped; ``job:tested`` carries the phase's exit code;
+4. phase ``deploy``: the deploy stages, for DEPLOY and TEST_DEPLOY jobs, and
+   only when the test phase passed; ``job:deployed`` carries its exit code;
+5. job ``on_success`` / ``on_failure`` hooks; artifacts are collected;
+6. phase ``cleanup``, always (also after a failure or a timeout; not after a
+   cancel, which stops at once).
+
+Hooks' and cleanup's exit codes never change the result. The job timeout and
+the output timeout (no output for that long) kill every running command and
+fail the job. Cancelling `run()` kills every running command's process group
+and ends the job ``cancelled``. The executor reports through
 ``emit(type, fields)`` only; it knows nothing of sockets or seqs.
-
-Cancellation: cancelling `run()` kills the running step's process group with
-SIGKILL and the job ends ``cancelled``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
-import signal
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from queen.protocol import JobStatus, Msg
+from queen.pipeline import blocked_stages, next_stages, runnable_stages
+from queen.protocol import JobStatus, JobType, Msg
 
-from .output import OutputBuffer
+from .checkout import checkout_plan
+from .masking import Masker
+from .step import EmitFn, StepRunner
 
 log = logging.getLogger(__name__)
 
-EmitFn = Callable[[Msg, dict[str, Any]], None]
-READ_SIZE = 65536
+# Called after the job's phases, before cleanup: (workspace, globs) -> None
+CollectFn = Callable[[Path, list[str]], Awaitable[None]]
+
+
+class _Abort(Exception):
+    """The job ran out of time; the message says which limit."""
 
 
 class JobRun:
     """One job on this drone. `run()` returns the job's final status."""
 
-    def __init__(self, job: dict[str, Any], workspace: Path, emit: EmitFn, base_env: Mapping[str, str],
-                 flush_after: float, chunk_bytes: int) -> None:
+    def __init__(self, job: dict[str, Any], workspace: Path, emit: EmitFn, base_env: Mapping[str, str], *,
+                 flush_after: float, chunk_bytes: int, private_dir: Path, collect: CollectFn | None = None) -> None:
         self.job = job
+        self.pipeline = job["pipeline"]
         self.workspace = workspace
         self.emit = emit
         self.base_env = base_env
-        self.flush_after = flush_after
-        self.chunk_bytes = chunk_bytes
+        self.private_dir = private_dir
+        self.collect = collect
+        secrets = job.get("secrets") or {}
+        auth = (job.get("repo") or {}).get("auth") or {}
+        self.masker = Masker([*secrets.values(), *(v for k, v in auth.items() if k in ("token", "key"))])
+        self.steps = StepRunner(workspace, emit, self.masker, flush_after, chunk_bytes)
+        self._abort: str | None = None
+        self._checkout_cleanup: Callable[[], None] | None = None
 
     def environment(self) -> dict[str, str]:
         job = self.job
         env = dict(self.base_env)
+        env.update({str(k): str(v) for k, v in (self.pipeline.get("env") or {}).items()})
         env.update({
             "CI": "true",
             "APIARY": "true",
             "APIARY_JOB_ID": job["id"],
             "APIARY_JOB_NUMBER": str(job.get("number", "")),
-            "APIARY_JOB_TYPE": job.get("type", "TEST"),
-            "APIARY_REPO": job.get("repo", {}).get("name", ""),
-            "APIARY_BRANCH": job.get("ref", {}).get("branch", "") or "",
-            "APIARY_COMMIT": job.get("ref", {}).get("id", "") or "",
+            "APIARY_JOB_TYPE": job.get("type", JobType.TEST.value),
+            "APIARY_REPO": (job.get("repo") or {}).get("name", ""),
+            "APIARY_BRANCH": (job.get("ref") or {}).get("branch", "") or "",
+            "APIARY_COMMIT": (job.get("ref") or {}).get("id", "") or "",
             "APIARY_WORKSPACE": str(self.workspace),
         })
-        env.update({k: str(v) for k, v in job.get("parameters", {}).items()})
+        env.update({k: str(v) for k, v in (job.get("parameters") or {}).items()})
+        env.update({k: str(v) for k, v in (job.get("secrets") or {}).items()})
         return env
 
     async def run(self) -> str:
+        started = time.monotonic()
         self.emit(Msg.JOB_STARTED, {"timestamp": time.time()})
-        status = JobStatus.PASSED
-        code = 0
-        error = None
+        env = self.environment()
+        status, error = JobStatus.PASSED, None
+        watchdog = asyncio.create_task(self._watchdog(asyncio.current_task(), started))
         try:
-            env = self.environment()
-            num = 0
-            for stage in self.job["pipeline"]["stages"]:
-                for step in stage["steps"]:
-                    num += 1
-                    code = await self._step(num, stage["name"], step, env)
-                    if code != 0:
-                        status = JobStatus.FAILED
-                        break
-                if status is not JobStatus.PASSED:
-                    break
+            passed = await self._phases(env) == 0
+            status = JobStatus.PASSED if passed else JobStatus.FAILED
         except asyncio.CancelledError:
-            status, code, error = JobStatus.CANCELLED, -1, "cancelled"
-            self.emit(Msg.JOB_STDERR, {"text": "job cancelled\n"})
+            self.steps.kill_all()
+            if self._abort is None:
+                status, error = JobStatus.CANCELLED, "cancelled"
+                self._say("job cancelled\n")
+            else:
+                # Our own watchdog cancelled us: a timeout, not a cancel.
+                current = asyncio.current_task()
+                if current is not None:
+                    current.uncancel()
+                status, error = JobStatus.FAILED, self._abort
+                self._say(f"apiary: {self._abort}; stopped\n")
         except Exception as exc:  # a broken job must not take the drone down
             log.exception("job %s: executor error", self.job["id"])
-            status, code, error = JobStatus.ERRORED, -1, f"drone error: {exc}"
-            self.emit(Msg.JOB_STDERR, {"text": f"apiary: {error}\n"})
-        now = time.time()
-        self.emit(Msg.JOB_TESTED, {"code": code, "timestamp": now})
-        done: dict[str, Any] = {"timestamp": now, "result": status.value, "code": code}
+            self.steps.kill_all()
+            status, error = JobStatus.ERRORED, f"drone error: {exc}"
+            self._say(f"apiary: {error}\n")
+        finally:
+            watchdog.cancel()
+        if status is not JobStatus.CANCELLED:
+            await self._cleanup(env)
+        done: dict[str, Any] = {"timestamp": time.time(), "result": status.value,
+                                "usage": self.steps.usage.to_dict()}
         if error:
-            done["error"] = error
+            done["error"] = self.masker.mask(error)
         self.emit(Msg.JOB_DONE, done)
         return status.value
 
-    async def _step(self, num: int, stage: str, step: dict[str, Any], env: dict[str, str]) -> int:
-        command = step["run"]
-        self.emit(Msg.JOB_CMD_START, {"num": num, "command": command, "screencmd": command, "stage": stage,
-                                      "title": step.get("title", command), "timestamp": time.time()})
-        started = time.monotonic()
+    # -- phases -----------------------------------------------------------------
 
-        def emit_output(stream: str, text: str) -> None:
-            kind = Msg.JOB_CMD_STDOUT if stream == "stdout" else Msg.JOB_CMD_STDERR
-            self.emit(kind, {"num": num, "text": text})
-
-        buffer = OutputBuffer(emit_output, self.flush_after, self.chunk_bytes)
-        try:
-            proc = await asyncio.create_subprocess_exec(
-                "/bin/sh", "-c", command, cwd=self.workspace, env=env, stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True)
-        except OSError as exc:
-            emit_output("stderr", f"apiary: cannot start the command: {exc}\n")
-            code = 127
-        else:
-            try:
-                await asyncio.gather(self._pump(proc.stdout, "stdout", buffer),
-                                     self._pump(proc.stderr, "stderr", buffer))
-                code = await proc.wait()
-            except asyncio.CancelledError:
-                self._kill_group(proc)
-                await proc.wait()
-                buffer.close()
-                self._cmd_done(num, -signal.SIGKILL, started)
-                raise
-            finally:
-                # Whatever the step left running in the background goes too.
-                self._kill_group(proc)
-        buffer.close()
-        self._cmd_done(num, code, started)
+    async def _phases(self, env: dict[str, str]) -> int:
+        pipeline, job_type = self.pipeline, self.job.get("type", JobType.TEST.value)
+        await self._hooks(self.pipeline.get("hooks", {}).get("on_start", []), env, "on_start", "environment")
+        code = await self._phase("environment", self._checkout_steps(env) + self._plain("environment"), env)
+        if code == 0:
+            code = await self._phase("prepare", self._plain("prepare"), env)
+        stages = runnable_stages(pipeline, job_type)
+        tests = [s for s in stages if not s.get("deploy")]
+        deploys = [s for s in stages if s.get("deploy")]
+        if code == 0 and job_type != JobType.DEPLOY.value:
+            code = await self._stages("test", tests, env)
+        self.emit(Msg.JOB_TESTED, {"code": code, "timestamp": time.time()})
+        if job_type in (JobType.DEPLOY.value, JobType.TEST_DEPLOY.value):
+            if code == 0:
+                code = await self._stages("deploy", deploys, env)
+            else:
+                self.emit(Msg.JOB_PHASE, {"phase": "deploy", "state": "skipped"})
+            self.emit(Msg.JOB_DEPLOYED, {"code": code, "timestamp": time.time()})
+        deploy_ok = code == 0
+        hook = "on_success" if deploy_ok else "on_failure"
+        await self._hooks(self.pipeline.get("hooks", {}).get(hook, []), env, hook, "deploy")
+        if self.collect is not None and pipeline.get("artifacts"):
+            await self.collect(self.workspace, pipeline["artifacts"])
         return code
 
-    def _cmd_done(self, num: int, code: int, started: float) -> None:
-        self.emit(Msg.JOB_CMD_DONE, {"num": num, "exitCode": code, "duration": round(time.monotonic() - started, 6)})
+    def _plain(self, phase: str) -> list[dict[str, Any]]:
+        return list((self.pipeline.get("phases") or {}).get(phase, []))
 
-    @staticmethod
-    async def _pump(stream: asyncio.StreamReader | None, name: str, buffer: OutputBuffer) -> None:
-        assert stream is not None
-        while chunk := await stream.read(READ_SIZE):
-            buffer.feed(name, chunk)
+    def _checkout_steps(self, env: dict[str, str]) -> list[dict[str, Any]]:
+        repo = self.job.get("repo") or {}
+        if not repo.get("url"):
+            return []
+        plan = checkout_plan(repo["url"], self.job.get("ref") or {}, repo.get("auth"), self.private_dir)
+        env.update(plan.env)
+        self._checkout_cleanup = plan.cleanup
+        return [{"run": c, "title": c.split("#")[0][:80], "stage": "checkout"} for c in plan.commands]
 
-    @staticmethod
-    def _kill_group(proc: asyncio.subprocess.Process) -> None:
-        # The step's own process group: its children and grandchildren too.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
+    async def _phase(self, phase: str, steps: list[dict[str, Any]], env: dict[str, str]) -> int:
+        """Run a phase's plain steps; return 0, or the exit code of the step that failed."""
+        if not steps:
+            return 0
+        self.emit(Msg.JOB_PHASE, {"phase": phase, "state": "started"})
+        try:
+            code = await self._steps(steps, env, phase, None)
+        finally:
+            if phase == "environment" and self._checkout_cleanup is not None:
+                self._checkout_cleanup()  # the key file goes as soon as the checkout is done
+        self.emit(Msg.JOB_PHASE, {"phase": phase, "state": "passed" if code == 0 else "failed"})
+        return code
+
+    async def _steps(self, steps: list[dict[str, Any]], env: dict[str, str], phase: str, stage: str | None) -> int:
+        """Run steps until one fails; return 0 or that step's exit code."""
+        for step in steps:
+            code = await self.steps.run(step["run"], env, title=step.get("title", ""), phase=phase,
+                                        stage=stage or step.get("stage"))
+            if code != 0 and not step.get("ignore_exit_code"):
+                return code
+        return 0
+
+    async def _hooks(self, steps: list[dict[str, Any]], env: dict[str, str], hook: str, phase: str,
+                     stage: str | None = None) -> None:
+        for step in steps:
+            await self.steps.run(step["run"], env, title=step.get("title", ""), phase=phase, stage=stage, hook=hook)
+
+    async def _stages(self, phase: str, stages: list[dict[str, Any]], env: dict[str, str]) -> int:
+        """Run `stages` as their `needs` allow, up to `parallel` at once.
+
+        Returns 0 when all passed, else the exit code of the first stage that failed.
+        """
+        if not stages:
+            return 0
+        self.emit(Msg.JOB_PHASE, {"phase": phase, "state": "started"})
+        limit = int(self.pipeline.get("parallel") or 1)
+        done: dict[str, bool] = {}
+        first_failure = 0
+        running: dict[asyncio.Task[int], str] = {}
+        try:
+            while True:
+                if all(done.values()):  # after a failure, nothing new starts
+                    by_name = {s["name"]: s for s in stages}
+                    for name in next_stages(stages, done, set(running.values()), limit):
+                        task = asyncio.create_task(self._stage(phase, by_name[name], env))
+                        running[task] = name
+                if not running:
+                    break
+                finished, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                for task in finished:
+                    code = task.result()
+                    done[running.pop(task)] = code == 0
+                    first_failure = first_failure or code
+        finally:
+            for task in running:
+                task.cancel()
+            if running:
+                await asyncio.gather(*running, return_exceptions=True)
+        skipped = [s["name"] for s in stages if s["name"] not in done]
+        for name in skipped:
+            self._say(f"apiary: stage {name} skipped: " + ("a stage it needs failed\n" if name in
+                      blocked_stages(stages, done) else "an earlier stage failed\n"))
+        code = first_failure or (1 if skipped else 0)
+        self.emit(Msg.JOB_PHASE, {"phase": phase, "state": "passed" if code == 0 else "failed"})
+        return code
+
+    async def _stage(self, phase: str, stage: dict[str, Any], env: dict[str, str]) -> int:
+        stage_env = {**env, **{str(k): str(v) for k, v in (stage.get("env") or {}).items()}}
+        hooks = stage.get("hooks") or {}
+        name = stage["name"]
+        await self._hooks(hooks.get("on_start", []), stage_env, "on_start", phase, name)
+        code = await self._steps(stage["steps"], stage_env, phase, name)
+        hook = "on_success" if code == 0 else "on_failure"
+        await self._hooks(hooks.get(hook, []), stage_env, hook, phase, name)
+        return code
+
+    async def _cleanup(self, env: dict[str, str]) -> None:
+        steps = self._plain("cleanup")
+        if not steps:
+            return
+        self.emit(Msg.JOB_PHASE, {"phase": "cleanup", "state": "started"})
+        for step in steps:
+            try:
+                await self.steps.run(step["run"], env, title=step.get("title", ""), phase="cleanup")
+            except Exception:
+                log.exception("job %s: cleanup step failed to run", self.job["id"])
+        self.emit(Msg.JOB_PHASE, {"phase": "cleanup", "state": "passed"})
+
+    # -- limits -------------------------------------------------------------------
+
+    async def _watchdog(self, job_task: asyncio.Task[Any] | None, started: float) -> None:
+        timeout = self.pipeline.get("timeout")
+        quiet = self.pipeline.get("output_timeout")
+        if job_task is None or (not timeout and not quiet):
+            return
+        while True:
+            await asyncio.sleep(0.1)
+            now = time.monotonic()
+            if timeout and now - started > timeout:
+                self._abort = f"the job timed out after {_human(timeout)}"
+            elif quiet and now - self.steps.last_output > quiet:
+                self._abort = f"no output for {_human(quiet)}"
+            if self._abort:
+                job_task.cancel()
+                return
+
+    def _say(self, text: str) -> None:
+        self.emit(Msg.JOB_STDERR, {"text": text})
+
+
+def _human(seconds: float) -> str:
+    seconds = float(seconds)
+    if seconds >= 60 and seconds % 60 == 0:
+        return f"{int(seconds // 60)} min"
+    return f"{seconds:g} s"
+

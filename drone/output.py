@@ -4,7 +4,9 @@ Bytes from stdout and stderr arrive as the pipes give them. Each stream has an
 incremental UTF-8 decoder, so a character split across two reads is never split
 across two events (undecodable bytes become U+FFFD). The buffer holds one
 stream at a time: output of the other stream flushes it first, which keeps the
-two streams in the order they were read.
+two streams in the order they were read. With a Masker, secrets are masked
+as the text is decoded, before it is buffered; a secret split across two reads
+is held back until it can be masked whole.
 """
 
 from __future__ import annotations
@@ -12,13 +14,18 @@ from __future__ import annotations
 import asyncio
 import codecs
 from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .masking import Masker
 
 EmitFn = Callable[[str, str], None]  # (stream "stdout" | "stderr", text)
 
 
 class OutputBuffer:
-    def __init__(self, emit: EmitFn, flush_after: float, max_bytes: int) -> None:
+    def __init__(self, emit: EmitFn, flush_after: float, max_bytes: int, masker: Masker | None = None) -> None:
         self.emit = emit
+        self._masks = {s: masker.stream() for s in ("stdout", "stderr")} if masker is not None else None
         self.flush_after = flush_after
         self.max_bytes = max_bytes
         self._decoders = {s: codecs.getincrementaldecoder("utf-8")("replace") for s in ("stdout", "stderr")}
@@ -29,6 +36,8 @@ class OutputBuffer:
 
     def feed(self, stream: str, data: bytes) -> None:
         text = self._decoders[stream].decode(data)
+        if self._masks is not None:
+            text = self._masks[stream].feed(text)
         if not text:
             return
         if stream != self._stream:
@@ -55,6 +64,8 @@ class OutputBuffer:
         """Flush everything, including a trailing partial character (as U+FFFD)."""
         for stream, decoder in self._decoders.items():
             tail = decoder.decode(b"", final=True)
+            if self._masks is not None:
+                tail = self._masks[stream].feed(tail) + self._masks[stream].flush()
             if tail:
                 if stream != self._stream:
                     self.flush()

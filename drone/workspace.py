@@ -1,15 +1,23 @@
-"""Per-job workspaces: a fresh directory for each job, removed when it ends."""
+"""Per-job directories: a fresh workspace for each job, and a private one for its credentials.
+
+A job's workspace is removed when the job ends, unless the drone keeps the
+last ``keep`` workspaces for inspection (``keep_workspaces``); then the oldest
+beyond that number goes. Private directories are always removed.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import shutil
+from collections import deque
 from pathlib import Path
 
 
 class Workspaces:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, keep: int = 0) -> None:
         self.root = root
+        self.keep = keep
+        self._kept: deque[Path] = deque()
 
     def create(self, job_id: str) -> Path:
         path = self.root / job_id
@@ -17,6 +25,23 @@ class Workspaces:
             shutil.rmtree(path, ignore_errors=True)
         path.mkdir(parents=True)
         return path
+
+    def create_private(self, job_id: str) -> Path:
+        """A directory only the drone reads (keys, credentials), outside the workspace."""
+        path = self.root.parent / "private" / job_id
+        if path.exists():
+            shutil.rmtree(path, ignore_errors=True)
+        path.mkdir(parents=True, mode=0o700)
+        return path
+
+    async def release(self, workspace: Path) -> None:
+        """The job is over: remove its workspace, or keep it among the last `keep`."""
+        if self.keep <= 0:
+            await self.remove(workspace)
+            return
+        self._kept.append(workspace)
+        while len(self._kept) > self.keep:
+            await self.remove(self._kept.popleft())
 
     async def remove(self, path: Path) -> None:
         await asyncio.to_thread(shutil.rmtree, path, True)

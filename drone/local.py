@@ -1,0 +1,119 @@
+"""`apiary run`: a working copy's pipeline, run right here with the drone's executor.
+
+No queen, no store, no checkout: the steps run in the working copy itself (like
+``make``), each command's output streams to the terminal as it comes, and a
+summary closes the run. The exit status is 0 when the job passed, 1 when it
+failed, 2 when the pipeline or the parameters are wrong.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+from queen.errors import ApiaryError
+from queen.pipeline import load_pipeline, resolve_parameters
+from queen.protocol import JobStatus, Msg
+
+from . import artifacts
+from .executor import JobRun
+
+
+class LocalRunError(ApiaryError):
+    """The working copy cannot be run: no pipeline file, or a bad --param."""
+
+    exit_code = 2
+
+
+class Terminal:
+    """Shows a job's events as a person reads them; collects the summary."""
+
+    def __init__(self, out: TextIO, err: TextIO, colour: bool) -> None:
+        self.out, self.err, self.colour = out, err, colour
+        self.commands: dict[int, dict[str, Any]] = {}
+        self.result: dict[str, Any] = {}
+
+    def _paint(self, text: str, code: str) -> str:
+        return f"\x1b[{code}m{text}\x1b[0m" if self.colour else text
+
+    def emit(self, msg: Msg, body: dict[str, Any]) -> None:
+        if msg is Msg.JOB_CMD_START:
+            self.commands[body["num"]] = dict(body)
+            where = "/".join(x for x in (body.get("phase"), body.get("stage"), body.get("hook")) if x)
+            self.out.write(self._paint(f"\n▶ [{where}] {body['title']}", "1;36") + "\n")
+            if body["title"] != body["screencmd"]:
+                self.out.write(self._paint(f"$ {body['screencmd']}", "2") + "\n")
+        elif msg in (Msg.JOB_CMD_STDOUT, Msg.JOB_STDOUT):
+            self.out.write(body["text"])
+        elif msg in (Msg.JOB_CMD_STDERR, Msg.JOB_STDERR):
+            self.out.flush()
+            self.err.write(body["text"])
+            self.err.flush()
+        elif msg is Msg.JOB_CMD_DONE:
+            self.commands[body["num"]].update(body)
+            ok = body["exitCode"] == 0
+            mark = self._paint("✓", "32") if ok else self._paint(f"✗ exit {body['exitCode']}", "31")
+            self.out.write(f"{mark} {body['duration']:.2f}s\n")
+        elif msg is Msg.JOB_DONE:
+            self.result = dict(body)
+        self.out.flush()
+
+    def summary(self, elapsed: float) -> None:
+        self.out.write("\n" + self._paint("Summary", "1") + "\n")
+        for num, c in sorted(self.commands.items()):
+            code = c.get("exitCode")
+            state = "ok" if code == 0 else f"exit {code}"
+            where = "/".join(x for x in (c.get("phase"), c.get("stage"), c.get("hook")) if x)
+            self.out.write(f"  {num:>3}  {state:<8} {c.get('duration', 0):7.2f}s  [{where}] {c['title']}\n")
+        result = self.result.get("result", "errored")
+        paint = "1;32" if result == JobStatus.PASSED.value else "1;31"
+        why = f" ({self.result['error']})" if self.result.get("error") else ""
+        self.out.write(self._paint(f"Job {result}{why} in {elapsed:.2f}s", paint) + "\n")
+        self.out.flush()
+
+
+def parse_params(pairs: list[str]) -> dict[str, str]:
+    params = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise LocalRunError(f"--param {pair!r}: expected NAME=VALUE")
+        params[name] = value
+    return params
+
+
+async def run_local(path: Path, job_type: str, params: dict[str, str], pipeline_file: str = ".apiary.yml",
+                    out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    """Run the pipeline of the working copy at `path`; return the exit status."""
+    workdir = path.resolve()
+    file = workdir / pipeline_file
+    try:
+        text = file.read_text()
+    except OSError as exc:
+        raise LocalRunError(f"{file}: {exc.strerror or exc}") from None
+    pipeline = load_pipeline(text, str(file))  # PipelineError names file, line and field
+    job = {"id": f"local-{int(time.time())}", "number": 0, "type": job_type, "pipeline": pipeline,
+           "parameters": resolve_parameters(pipeline, params), "repo": {"name": workdir.name, "url": ""},
+           "ref": {}, "secrets": {}}
+    terminal = Terminal(out, err, colour=out.isatty())
+
+    async def collect(root: Path, globs: list[str]) -> None:
+        files, notes = artifacts.match(root, globs)
+        for note in notes:
+            terminal.emit(Msg.JOB_STDOUT, {"text": note + "\n"})
+        for f in files:
+            terminal.emit(Msg.JOB_STDOUT, {"text": f"artifact: {f.relative_to(root)} ({f.stat().st_size:,} bytes)\n"})
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("APIARY_")}
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="apiary-run-") as private:
+        run = JobRun(job, workdir, terminal.emit, env, flush_after=0.02, chunk_bytes=65536,
+                     private_dir=Path(private), collect=collect)
+        # A Ctrl-C cancels run(), which kills the running commands and returns "cancelled".
+        result = await run.run()
+    terminal.summary(time.monotonic() - started)
+    return 0 if result == JobStatus.PASSED.value else 1
