@@ -1,4 +1,4 @@
-"""The REST API under /api/v1: thin handlers over the store and the hive.
+"""The REST API under /api/v1: thin handlers over the store, the job factory and the hive.
 
 Errors are JSON ``{"error": message, "field": name}`` with the HTTP status of
 the RequestError raised (see errors.py); the middleware in app.py maps them.
@@ -6,80 +6,23 @@ the RequestError raised (see errors.py); the middleware in app.py maps them.
 
 from __future__ import annotations
 
-import json
-import re
 import time
 from typing import Any
 
-import ulid
 from aiohttp import web
 
 from . import keys
-from .errors import BadRequest, NotFound
-from .pipeline import parse_pipeline
+from .errors import BadRequest, Conflict, NotFound
+from .jobs import create_job
 from .protocol import JobStatus, JobType
+from .repos import REPO_NAME, public_repo, repo_from_body
+from .retention import prune
+from .validate import ENV_NAME, get_str, no_unknown, query_int, read_json
 
 routes = web.RouteTableDef()
 
-REPO_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,99}$")
-PARAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 TRIGGER_SOURCES = ("UI", "API", "plugin")
 MAX_EVENTS_PAGE = 20_000
-
-
-# -- request helpers ------------------------------------------------------------
-
-async def read_json(request: web.Request) -> dict[str, Any]:
-    try:
-        body = await request.json(loads=json.loads)
-    except json.JSONDecodeError as exc:
-        raise BadRequest(f"body: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})", field="body") from None
-    except UnicodeDecodeError:
-        raise BadRequest("body: not UTF-8 text", field="body") from None
-    if not isinstance(body, dict):
-        raise BadRequest("body: must be a JSON object", field="body")
-    return body
-
-
-def get_str(body: dict[str, Any], name: str, default: str | None = None, *, required: bool = False,
-            pattern: re.Pattern[str] | None = None, prefix: str = "") -> str | None:
-    field = prefix + name
-    value = body.get(name)
-    if value is None:
-        if required:
-            raise BadRequest(f"{field}: required", field=field)
-        return default
-    if not isinstance(value, str):
-        raise BadRequest(f"{field}: must be a string, got {type(value).__name__}", field=field)
-    if pattern is not None and not pattern.match(value):
-        raise BadRequest(f"{field}: {value!r} is not allowed here", field=field)
-    return value
-
-
-def no_unknown(body: dict[str, Any], known: set[str], prefix: str = "") -> None:
-    for key in body:
-        if key not in known:
-            raise BadRequest(f"{prefix}{key}: unknown field (known: {', '.join(sorted(known))})", field=prefix + key)
-
-
-def query_int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise BadRequest(f"{name}: must be an integer, got {raw!r}", field=name) from None
-    if not low <= value <= high:
-        raise BadRequest(f"{name}: must be between {low} and {high}, got {value}", field=name)
-    return value
-
-
-# -- what the API shows ---------------------------------------------------------
-
-def public_repo(doc: dict[str, Any]) -> dict[str, Any]:
-    out = {k: v for k, v in doc.items() if k != "_id"}
-    return {"name": doc["_id"], **out}
 
 
 def public_job(doc: dict[str, Any]) -> dict[str, Any]:
@@ -92,29 +35,6 @@ def public_job(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 # -- repositories -----------------------------------------------------------------
-
-REPO_FIELDS = {"name", "url", "provider", "default_branch", "pipeline"}
-
-
-def repo_from_body(body: dict[str, Any], name: str | None = None) -> dict[str, Any]:
-    no_unknown(body, REPO_FIELDS)
-    if name is None:
-        name = get_str(body, "name", required=True, pattern=REPO_NAME)
-    elif "name" in body and body["name"] != name:
-        raise BadRequest(f"name: {body['name']!r} differs from the name in the URL ({name!r})", field="name")
-    if "pipeline" not in body:
-        raise BadRequest("pipeline: required", field="pipeline")
-    now = time.time()
-    return {
-        "_id": name,
-        "url": get_str(body, "url", ""),
-        "provider": get_str(body, "provider", "git"),
-        "default_branch": get_str(body, "default_branch", "main") or "main",
-        "pipeline": parse_pipeline(body["pipeline"]),
-        "created": now,
-        "updated": now,
-    }
-
 
 @routes.get("/api/v1/repos")
 async def list_repos(request: web.Request) -> web.Response:
@@ -146,9 +66,37 @@ async def get_repo(request: web.Request) -> web.Response:
     return web.json_response(public_repo(await _load_repo(request)))
 
 
+# -- secrets (write-only) ------------------------------------------------------------
+
+@routes.get("/api/v1/repos/{repo}/secrets")
+async def list_secrets(request: web.Request) -> web.Response:
+    repo = await _load_repo(request)
+    return web.json_response({"secrets": await request.app[keys.STORE].secret_names(repo["_id"])})
+
+
+@routes.put("/api/v1/repos/{repo}/secrets/{name}")
+async def put_secret(request: web.Request) -> web.Response:
+    repo = await _load_repo(request)
+    name = _secret_name(request)
+    body = await read_json(request)
+    no_unknown(body, {"value"})
+    value = get_str(body, "value", required=True)
+    await request.app[keys.STORE].set_secret(repo["_id"], name, value or "")
+    return web.json_response({"name": name, "set": True})
+
+
+@routes.delete("/api/v1/repos/{repo}/secrets/{name}")
+async def delete_secret(request: web.Request) -> web.Response:
+    repo = await _load_repo(request)
+    name = _secret_name(request)
+    if not await request.app[keys.STORE].delete_secret(repo["_id"], name):
+        raise NotFound(f"repository {repo['_id']!r} has no secret {name!r}")
+    return web.json_response({"name": name, "deleted": True})
+
+
 # -- jobs ---------------------------------------------------------------------------
 
-JOB_FIELDS = {"branch", "commit", "type", "parameters", "trigger"}
+JOB_FIELDS = {"branch", "commit", "fetch", "type", "parameters", "trigger"}
 TRIGGER_FIELDS = {"source", "type", "author", "message", "url"}
 
 
@@ -159,7 +107,7 @@ def _parameters(value: Any) -> dict[str, str]:
         raise BadRequest("parameters: must be an object of NAME: value", field="parameters")
     out = {}
     for name, v in value.items():
-        if not PARAM_NAME.match(name):
+        if not ENV_NAME.match(name):
             raise BadRequest(f"parameters.{name}: a parameter name is letters, digits and '_', not starting with a digit",
                              field=f"parameters.{name}")
         if isinstance(v, bool):
@@ -196,40 +144,51 @@ def _trigger(value: Any, now: float) -> dict[str, Any]:
     }
 
 
+async def _create(request: web.Request, repo: dict[str, Any], **kwargs: Any) -> web.Response:
+    app = request.app
+    job = await create_job(app[keys.STORE], app[keys.HIVE].dispatcher, app[keys.CONFIG].data_path / "git",
+                           repo, **kwargs)
+    return web.json_response(public_job(job), status=201, headers={"Location": f"/api/v1/jobs/{job['_id']}"})
+
+
 @routes.post("/api/v1/repos/{repo}/jobs")
 async def trigger_job(request: web.Request) -> web.Response:
     repo = await _load_repo(request)
     body = await read_json(request)
     no_unknown(body, JOB_FIELDS)
-    now = time.time()
     job_type = get_str(body, "type", JobType.TEST.value)
     if job_type not in JobType._value2member_map_:
         raise BadRequest(f"type: must be one of {', '.join(t.value for t in JobType)}", field="type")
-    ref: dict[str, Any] = {"branch": get_str(body, "branch", repo["default_branch"])}
+    fetch = get_str(body, "fetch")
+    ref: dict[str, Any] = {"fetch": fetch} if fetch else {"branch": get_str(body, "branch", repo["default_branch"])}
     commit = get_str(body, "commit")
     if commit:
         ref["id"] = commit
-    store = request.app[keys.STORE]
-    job = {
-        "_id": str(ulid.ULID()),
-        "repo": repo["_id"],
-        "repo_url": repo.get("url", ""),
-        "provider": repo.get("provider", "git"),
-        "ref": ref,
-        "type": job_type,
-        "parameters": _parameters(body.get("parameters")),
-        "trigger": _trigger(body.get("trigger"), now),
-        "pipeline": repo["pipeline"],
-        "status": JobStatus.QUEUED.value,
-        "created": now,
-        "attempts": 0,
-        "drone": None,
-        "commands": {},
-        "phases": {},
-    }
-    job["number"] = await store.next_job_number(repo["_id"])
-    await request.app[keys.HIVE].dispatcher.submit(job)
-    return web.json_response(public_job(job), status=201, headers={"Location": f"/api/v1/jobs/{job['_id']}"})
+    return await _create(request, repo, ref=ref, job_type=job_type, parameters=_parameters(body.get("parameters")),
+                         trigger=_trigger(body.get("trigger"), time.time()))
+
+
+@routes.post("/api/v1/jobs/{job}/rerun")
+async def rerun_job(request: web.Request) -> web.Response:
+    old = await _load_job(request)
+    repo = await request.app[keys.STORE].get_repo(old["repo"])
+    if repo is None:
+        raise NotFound(f"the repository {old['repo']!r} of job {old['_id']} no longer exists")
+    body = await read_json(request) if request.can_read_body else {}
+    no_unknown(body, {"trigger"})
+    trigger = _trigger(body.get("trigger"), time.time())
+    trigger["type"] = "rerun"
+    return await _create(request, repo, ref=dict(old["ref"]), job_type=old["type"],
+                         parameters=dict(old.get("parameters") or {}), trigger=trigger, rerun_of=old["_id"])
+
+
+@routes.post("/api/v1/jobs/{job}/cancel")
+async def cancel_job(request: web.Request) -> web.Response:
+    job = await _load_job(request)
+    if JobStatus(job["status"]).final:
+        raise Conflict(f"job {job['_id']} has already ended ({job['status']})", field="status")
+    status = await request.app[keys.HIVE].cancel(job)
+    return web.json_response({"id": job["_id"], "status": status}, status=202)
 
 
 @routes.get("/api/v1/repos/{repo}/jobs")
@@ -264,11 +223,45 @@ async def job_events(request: web.Request) -> web.Response:
                               "more": len(events) == limit})
 
 
-# -- drones ----------------------------------------------------------------------
+# -- artifacts -------------------------------------------------------------------------
+
+@routes.get("/api/v1/jobs/{job}/artifacts")
+async def list_artifacts(request: web.Request) -> web.Response:
+    job = await _load_job(request)
+    artifacts = await request.app[keys.STORE].list_artifacts(job["_id"])
+    for a in artifacts:
+        a["url"] = f"/api/v1/jobs/{job['_id']}/artifacts/{a['name']}"
+    return web.json_response({"artifacts": artifacts})
+
+
+@routes.get("/api/v1/jobs/{job}/artifacts/{name:.+}")
+async def download_artifact(request: web.Request) -> web.StreamResponse:
+    job = await _load_job(request)
+    name = request.match_info["name"]
+    store = request.app[keys.STORE]
+    found = {a["name"]: a for a in await store.list_artifacts(job["_id"])}.get(name)
+    if found is None:
+        raise NotFound(f"job {job['_id']} has no artifact {name!r}")
+    response = web.StreamResponse(headers={
+        "Content-Type": "application/octet-stream", "Content-Length": str(found["size"]),
+        "Content-Disposition": f'attachment; filename="{name.rsplit("/", 1)[-1]}"'})
+    await response.prepare(request)
+    for part in range(found["parts"]):
+        await response.write(await store.read_artifact_part(job["_id"], name, part))
+    await response.write_eof()
+    return response
+
+
+# -- drones, housekeeping --------------------------------------------------------------
 
 @routes.get("/api/v1/drones")
 async def list_drones(request: web.Request) -> web.Response:
     return web.json_response({"drones": request.app[keys.HIVE].drones()})
+
+
+@routes.post("/api/v1/prune")
+async def prune_now(request: web.Request) -> web.Response:
+    return web.json_response({"deleted": await prune(request.app[keys.STORE])})
 
 
 @routes.get("/api/v1")
@@ -285,6 +278,14 @@ def _repo_name(request: web.Request) -> str:
     name = request.match_info["repo"]
     if not REPO_NAME.match(name):
         raise NotFound(f"no repository {name!r}")
+    return name
+
+
+def _secret_name(request: web.Request) -> str:
+    name = request.match_info["name"]
+    if not ENV_NAME.match(name):
+        raise BadRequest(f"name: {name!r} is not a secret name (letters, digits and '_', not starting with a digit)",
+                         field="name")
     return name
 
 

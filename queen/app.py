@@ -8,6 +8,7 @@ starts it on real sockets and yields the addresses it bound.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import logging
@@ -23,6 +24,7 @@ from .embedded import embedded_store
 from .errors import RequestError
 from .hive import Hive
 from .hub import Hub
+from .retention import prune_daily
 from .store import Store
 from .ws import websocket
 
@@ -69,6 +71,14 @@ async def _hive_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
+async def _retention_ctx(app: web.Application) -> AsyncIterator[None]:
+    task = asyncio.create_task(prune_daily(app[keys.STORE]))
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 def init_app(config: QueenConfig) -> web.Application:
     app = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY_BYTES)
     app[keys.CONFIG] = config
@@ -76,6 +86,7 @@ def init_app(config: QueenConfig) -> web.Application:
     app[keys.VERSION] = __version__
     app.cleanup_ctx.append(_store_ctx)
     app.cleanup_ctx.append(_hive_ctx)
+    app.cleanup_ctx.append(_retention_ctx)
     app.add_routes(api_routes)
     app.router.add_get("/ws", websocket)
     return app

@@ -3,6 +3,8 @@
     apiary up                         a queen with the embedded store and one local drone
     apiary queen [-c apiary.toml]     a queen
     apiary drone --queen tcp://H:P    a drone
+    apiary run [PATH]                 a working copy's pipeline, here, without a queen
+    apiary prune                      apply the repositories' retention policies now
     apiary config                     the settings in force, as TOML
 
 Settings come from the config file (``-c``, else ``./apiary.toml`` if present),
@@ -27,7 +29,7 @@ import zmq
 
 from . import __version__
 from .config import Config, load_config, with_changes
-from .errors import ApiaryError, ConfigError
+from .errors import ApiaryError
 
 log = logging.getLogger("apiary")
 
@@ -60,6 +62,13 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("queen", parents=[common, queen_flags], help="run a queen")
     drone = sub.add_parser("drone", parents=[common, drone_flags], help="run a drone")
     drone.add_argument("--queen", help="the queen's drone endpoint, tcp://HOST:PORT")
+    run = sub.add_parser("run", parents=[common], help="run a working copy's pipeline here, without a queen")
+    run.add_argument("path", nargs="?", default=".", help="the working copy (default: .)")
+    run.add_argument("--type", default="TEST", choices=["TEST", "DEPLOY", "TEST_DEPLOY"], help="the job type")
+    run.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="a parameter (repeatable)")
+    run.add_argument("--file", default=".apiary.yml", help="the pipeline file in PATH (default: .apiary.yml)")
+    prune = sub.add_parser("prune", parents=[common], help="apply the retention policies now")
+    prune.add_argument("--url", help="the queen's URL (default: [client] url)")
     sub.add_parser("config", parents=[common], help="print the settings in force")
     return parser
 
@@ -91,11 +100,20 @@ def main(argv: list[str] | None = None) -> None:
         if args.command == "config":
             print(_as_toml(config))
             return
+        if args.command == "run":
+            from drone.local import parse_params, run_local
+
+            code = _run(_until_signalled(run_local(Path(args.path), args.type, parse_params(args.param),
+                                                   args.file)), fast_loop=False)
+            sys.exit(code if isinstance(code, int) else 1)
+        if args.command == "prune":
+            _run(_prune(args.url or config.client.url), fast_loop=False)
+            return
         runner = {"up": _up, "queen": _queen, "drone": _drone}[args.command]
         _run(_until_signalled(runner(config)), fast_loop=args.command != "drone")
     except ApiaryError as exc:
         print(f"apiary: error: {exc}", file=sys.stderr)
-        sys.exit(2 if isinstance(exc, ConfigError) else 1)
+        sys.exit(exc.exit_code)
     except OSError as exc:
         print(f"apiary: error: {exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""), file=sys.stderr)
         sys.exit(1)
@@ -106,7 +124,7 @@ def main(argv: list[str] | None = None) -> None:
         pass
 
 
-def _run(coro: Any, fast_loop: bool) -> None:
+def _run(coro: Any, fast_loop: bool) -> Any:
     """Run `coro`; on uvloop if `fast_loop` and it is installed.
 
     The queen gains from uvloop; a drone does not: it mostly starts processes,
@@ -119,17 +137,35 @@ def _run(coro: Any, fast_loop: bool) -> None:
             pass
         else:
             return uvloop.run(coro)
-    asyncio.run(coro)
+    return asyncio.run(coro)
 
 
-async def _until_signalled(coro: Any) -> None:
+async def _until_signalled(coro: Any) -> Any:
     """Run `coro` until it ends or SIGINT/SIGTERM arrives (then cancel it and let it clean up)."""
     task = asyncio.ensure_future(coro)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, task.cancel)
     with contextlib.suppress(asyncio.CancelledError):
-        await task
+        return await task
+    return None
+
+
+async def _prune(url: str) -> None:
+    import aiohttp
+
+    async with aiohttp.ClientSession() as http:
+        try:
+            async with http.post(url.rstrip("/") + "/api/v1/prune") as resp:
+                body = await resp.json(content_type=None)
+                if resp.status != 200:
+                    raise ApiaryError(f"{url}: {body.get('error', resp.reason)}")
+        except aiohttp.ClientError as exc:
+            raise ApiaryError(f"cannot reach the queen at {url}: {exc}") from None
+    for repo, count in sorted(body["deleted"].items()):
+        _say(f"{repo}: {count} job{'s' if count != 1 else ''} deleted")
+    if not body["deleted"]:
+        _say("no repositories")
 
 
 def _say(text: str) -> None:
@@ -182,7 +218,7 @@ def _store_text(config: Config) -> str:
 
 def _as_toml(config: Config) -> str:
     lines = []
-    for table in ("queen", "drone"):
+    for table in ("queen", "drone", "client"):
         lines.append(f"[{table}]")
         for field in dataclasses.fields(getattr(config, table)):
             value = getattr(getattr(config, table), field.name)

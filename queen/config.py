@@ -67,6 +67,8 @@ class DroneConfig:
     resend_after: float = 2.0
     output_flush_ms: float = 5.0
     output_chunk_bytes: int = 65536
+    artifact_max_bytes: int = 256 * 1024 * 1024
+    keep_workspaces: int = 0
 
     def check(self) -> None:
         _endpoint("queen", self.queen)
@@ -79,6 +81,10 @@ class DroneConfig:
         _positive("heartbeat_liveness", self.heartbeat_liveness)
         _positive("resend_after", self.resend_after)
         _positive("output_flush_ms", self.output_flush_ms)
+        if self.keep_workspaces < 0:
+            raise _fault("keep_workspaces", f"must be 0 or more, got {self.keep_workspaces}")
+        if self.artifact_max_bytes < 0:
+            raise _fault("artifact_max_bytes", f"must be 0 or more, got {self.artifact_max_bytes}")
         if self.output_chunk_bytes < 1024:
             raise _fault("output_chunk_bytes", f"must be at least 1024, got {self.output_chunk_bytes}")
 
@@ -96,12 +102,24 @@ class DroneConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class ClientConfig:
+    """Settings of the commands that talk to a queen (apiary prune, later trigger, ls, logs)."""
+
+    url: str = "http://127.0.0.1:8420"
+
+    def check(self) -> None:
+        if not re.match(r"^https?://[^\s/]+(/\S*)?$", self.url):
+            raise _fault("url", f"must be an http:// or https:// URL, got {self.url!r}")
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     queen: QueenConfig = QueenConfig()
     drone: DroneConfig = DroneConfig()
+    client: ClientConfig = ClientConfig()
 
 
-_TABLES: dict[str, type] = {"queen": QueenConfig, "drone": DroneConfig}
+_TABLES: dict[str, type] = {"queen": QueenConfig, "drone": DroneConfig, "client": ClientConfig}
 
 
 class _Fault(Exception):

@@ -18,7 +18,9 @@ from typing import Any
 
 from pymongo.errors import PyMongoError
 
+from .errors import BadRequest
 from .hub import Hub
+from .repos import repo_auth
 from .pool import Pool
 from .protocol import JobStatus, Msg
 from .scheduler import pick_drone
@@ -29,14 +31,18 @@ log = logging.getLogger(__name__)
 SendFn = Callable[[str, Msg, dict[str, Any]], bool]
 
 
-def job_message(job: dict[str, Any]) -> dict[str, Any]:
-    """The ``queue:new`` body for a stored job (DESIGN.md §4)."""
+def job_message(job: dict[str, Any], secrets: dict[str, str], auth: dict[str, Any] | None) -> dict[str, Any]:
+    """The ``queue:new`` body for a stored job (DESIGN.md §4).
+
+    Secrets travel only here, never in the job document or its events.
+    """
     return {
         "id": job["_id"],
         "number": job.get("number"),
         "attempt": job.get("attempts", 1),
         "repo": {"name": job["repo"], "url": job.get("repo_url", ""), "provider": job.get("provider", "git"),
-                 "vcs": "git"},
+                 "vcs": "git", "auth": auth},
+        "secrets": secrets,
         "ref": job["ref"],
         "type": job["type"],
         "trigger": job["trigger"],
@@ -131,7 +137,14 @@ class Dispatcher:
     async def _send(self, job: dict[str, Any], drone_id: str) -> bool:
         """Send a job stored as dispatched to `drone_id`, whose slot it already holds."""
         self.on_dispatch(job["_id"], drone_id)
-        if not self.send(drone_id, Msg.QUEUE_NEW, job_message(job)):
+        secrets = await self.store.secret_values(job["repo"])
+        repo = await self.store.get_repo(job["repo"])
+        try:
+            auth = repo_auth(repo, secrets) if repo else None
+        except BadRequest as exc:  # the secret was deleted since the trigger
+            log.warning("job %s: %s; checking out without credentials", job["_id"], exc)
+            auth = None
+        if not self.send(drone_id, Msg.QUEUE_NEW, job_message(job, secrets, auth)):
             log.warning("job %s: drone %s unreachable; back to the queue", job["_id"], drone_id)
             self.pool.release(drone_id, job["_id"])
             self.pool.leave(drone_id)

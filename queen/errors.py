@@ -19,9 +19,13 @@ from __future__ import annotations
 class ApiaryError(Exception):
     """Something Apiary can explain to its user."""
 
+    exit_code = 1  # the CLI's exit status when this ends a command
+
 
 class ConfigError(ApiaryError):
     """The configuration is invalid."""
+
+    exit_code = 2
 
 
 class ProtocolError(ApiaryError):
@@ -34,6 +38,7 @@ class StoreError(ApiaryError):
 
 class RequestError(ApiaryError):
     status = 400
+    exit_code = 2  # the same faults, met by a command (apiary run), are usage errors
 
     def __init__(self, message: str, field: str | None = None) -> None:
         super().__init__(message)

@@ -28,7 +28,7 @@ from .broker import Broker
 from .dispatcher import Dispatcher
 from .hub import Hub
 from .pool import Drone, Pool
-from .protocol import JOB_EVENTS, PROTOCOL_VERSION, Msg
+from .protocol import JOB_EVENTS, PROTOCOL_VERSION, JobStatus, Msg
 from .recorder import Recorder
 from .store import Store
 
@@ -43,7 +43,7 @@ class Hive:
         self.boot = str(ulid.ULID())
         self.pool = Pool()
         self.broker = Broker(config.drone_bind, self.on_message)
-        self.recorder = Recorder(store, hub, self._ack, self._job_done)
+        self.recorder = Recorder(store, hub, self._ack, self._job_done, self._stale)
         self.dispatcher = Dispatcher(store, self.pool, hub, self.broker.send, self.recorder.track)
         self._tasks: list[asyncio.Task[Any]] = []
         self._queried: dict[str, float] = {}
@@ -60,11 +60,10 @@ class Hive:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        for task in self._tasks:
+        tasks = list(self._tasks)  # done-callbacks edit the list
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await asyncio.gather(*tasks, return_exceptions=True)
         self.broker.close()
 
     # -- messages from drones -------------------------------------------------
@@ -85,15 +84,20 @@ class Hive:
             else:
                 self._heartbeat(drone, body)
         elif msg is Msg.DRONE_BYE:
-            if self.pool.leave(drone_id) is not None:
+            gone = self.pool.leave(drone_id)
+            if gone is not None:
                 log.info("drone %s left", drone_id)
                 self._drones_changed()
                 self._save_drone_later(drone_id, "left")
+                if gone.jobs:  # a queue:new that crossed its goodbye
+                    self._spawn(self._requeue_undelivered(drone_id, list(gone.jobs)))
 
     def _query_info(self, drone_id: str) -> None:
         # Once a second at most: a drone this queen does not know (it restarted).
         now = time.monotonic()
         if now - self._queried.get(drone_id, 0.0) >= 1.0:
+            if len(self._queried) > 10_000:  # spoofed ids must not grow it without end
+                self._queried.clear()
             self._queried[drone_id] = now
             self.broker.send(drone_id, Msg.QUERY_INFO, {"boot": self.boot})
 
@@ -113,7 +117,7 @@ class Hive:
         reported = _job_ids(body.get("jobs")) | _job_ids(body.get("held"))
         drone = Drone(
             id=drone_id, capacity=body["capacity"], speed=float(body["speed"]), version=body["version"],
-            plugins=frozenset(p for p in body.get("plugins", []) if isinstance(p, str)),
+            plugins=frozenset(p for p in _list(body.get("plugins")) if isinstance(p, str)),
             host=str(body.get("host", "")),
             jobs={j: time.time() for j in _job_ids(body.get("jobs"))},
         )
@@ -161,10 +165,37 @@ class Hive:
         self._drones_changed()
         self.dispatcher.wake()
 
+    # -- requests from the API -----------------------------------------------------
+
+    async def cancel(self, job: dict[str, Any]) -> str:
+        """Cancel a job: at once if it waits in the queue, else through its drone.
+
+        Returns "cancelled" when the job has ended here, "cancelling" when its
+        drone was asked to kill it (the job ends when the drone reports it).
+        """
+        job_id = job["_id"]
+        if await self.store.cancel_queued(job_id):
+            self.hub.publish("jobs", {"type": "job:update", "job": job_id, "status": JobStatus.CANCELLED.value})
+            return JobStatus.CANCELLED.value
+        job = await self.store.get_job(job_id) or job  # it may have left the queue meanwhile
+        drone_id = job.get("drone")
+        if drone_id in self.pool and self.broker.send(drone_id, Msg.JOB_CANCEL, {"id": job_id}):
+            log.info("job %s: cancel sent to drone %s", job_id, drone_id)
+            return "cancelling"
+        # No drone to ask: the job ends here.
+        if await self.store.end_job(job_id, JobStatus.CANCELLED, "cancelled while its drone was away"):
+            if drone_id:
+                self.pool.release(drone_id, job_id)
+            self.hub.publish("jobs", {"type": "job:update", "job": job_id, "status": JobStatus.CANCELLED.value})
+        return JobStatus.CANCELLED.value
+
     # -- callbacks from the recorder -----------------------------------------
 
     def _ack(self, drone_id: str, job_id: str, seq: int) -> None:
         self.broker.send(drone_id, Msg.ACK, {"id": job_id, "seq": seq})
+
+    def _stale(self, drone_id: str, job_id: str) -> None:
+        self.broker.send(drone_id, Msg.JOB_CANCEL, {"id": job_id})
 
     def _job_done(self, drone_id: str, job_id: str, status: str) -> None:
         if self.pool.release(drone_id, job_id):
@@ -231,3 +262,7 @@ async def _logged(coro: Any) -> None:
 
 def _job_ids(value: Any) -> set[str]:
     return {j for j in value if isinstance(j, str)} if isinstance(value, list) else set()
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []

@@ -7,9 +7,13 @@ after a queen restart) leaves the same document.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from .protocol import FINAL_STATES, JobStatus, Msg
+
+
+_PHASE = re.compile(r"^[a-z_]{1,32}$")
 
 
 def job_update(msg: Msg, body: dict[str, Any], drone_id: str) -> dict[str, Any]:
@@ -19,22 +23,32 @@ def job_update(msg: Msg, body: dict[str, Any], drone_id: str) -> dict[str, Any]:
     if msg is Msg.JOB_CMD_START:
         key = f"commands.{body['num']}"
         fields = {f"{key}.num": body["num"], f"{key}.command": body["screencmd"]}
-        for name in ("stage", "title", "phase", "timestamp"):
+        for name in ("stage", "title", "phase", "hook", "timestamp"):
             if name in body:
                 fields[f"{key}.{'started' if name == 'timestamp' else name}"] = body[name]
         return fields
     if msg is Msg.JOB_CMD_DONE:
         key = f"commands.{body['num']}"
-        return {f"{key}.exitCode": body["exitCode"], f"{key}.duration": body["duration"]}
+        fields = {f"{key}.exitCode": body["exitCode"], f"{key}.duration": body["duration"]}
+        if isinstance(body.get("usage"), dict):
+            fields[f"{key}.usage"] = body["usage"]
+        return fields
     if msg is Msg.JOB_PHASE:
+        if not _PHASE.match(body["phase"]):
+            return {}  # not a name that can be a field of the job document
         return {f"phases.{body['phase']}.state": body["state"]}
     if msg is Msg.JOB_TESTED:
         return {"phases.test.code": body["code"], "tested": body["timestamp"]}
     if msg is Msg.JOB_DEPLOYED:
         return {"phases.deploy.code": body["code"], "deployed": body["timestamp"]}
     if msg is Msg.JOB_DONE:
-        return {"status": final_status(body.get("result")), "finished": body["timestamp"],
-                **({"error": body["error"]} if isinstance(body.get("error"), str) else {})}
+        fields = {"status": final_status(body.get("result")), "finished": body["timestamp"]}
+        if isinstance(body.get("error"), str):
+            fields["error"] = body["error"]
+        if isinstance(body.get("usage"), dict):
+            fields["usage"] = body["usage"]
+        return fields
+
     return {}
 
 

@@ -22,6 +22,8 @@ PROTOCOL_VERSION = 1
 
 # Largest frame either side accepts; ZeroMQ drops bigger ones (ZMQ_MAXMSGSIZE).
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+# Artifacts travel in parts of this size, each one event (and one GridFS file).
+ARTIFACT_PART_BYTES = 4 * 1024 * 1024
 
 
 class Msg(str, enum.Enum):
@@ -52,6 +54,7 @@ class Msg(str, enum.Enum):
     JOB_TESTED = "job:tested"
     JOB_DEPLOYED = "job:deployed"
     JOB_DONE = "job:done"
+    JOB_ARTIFACT = "job:artifact"
     JOB_INFO = "job:info"
 
 
@@ -69,6 +72,7 @@ JOB_EVENTS = frozenset(
         Msg.JOB_TESTED,
         Msg.JOB_DEPLOYED,
         Msg.JOB_DONE,
+        Msg.JOB_ARTIFACT,
     }
 )
 
@@ -106,6 +110,8 @@ _FIELDS: dict[Msg, dict[str, type | tuple[type, ...]]] = {
     Msg.JOB_TESTED: {"code": int, "timestamp": _NUM},
     Msg.JOB_DEPLOYED: {"code": int, "timestamp": _NUM},
     Msg.JOB_DONE: {"timestamp": _NUM, "result": str},
+    # one part of a file the pipeline declared as an artifact (parts of ARTIFACT_PART_BYTES)
+    Msg.JOB_ARTIFACT: {"name": str, "part": int, "parts": int, "size": int, "data": bytes},
     Msg.JOB_INFO: {},
 }
 for _t in JOB_EVENTS:

@@ -49,11 +49,13 @@ class _Track:
 
 
 class Recorder:
-    def __init__(self, store: Store, hub: Hub, ack: AckFn, done: DoneFn) -> None:
+    def __init__(self, store: Store, hub: Hub, ack: AckFn, done: DoneFn,
+                 stale: Callable[[str, str], None] = lambda drone, job: None) -> None:
         self.store = store
         self.hub = hub
         self.ack = ack
         self.done = done
+        self.stale = stale
         self._pending: list[tuple[str, Msg, dict[str, Any]]] = []
         self._wake = asyncio.Event()
         self._tracks: dict[str, _Track] = {}
@@ -77,13 +79,17 @@ class Recorder:
             try:
                 await self._write(batch)
                 backoff = 0.05
-            except PyMongoError as exc:
+            except (PyMongoError, ConnectionError, TimeoutError) as exc:
                 # Nothing was acked: put the batch back in front and try again.
                 log.warning("store write failed (%s); retrying %d events in %.1fs", exc, len(batch), backoff)
                 self._pending = batch + self._pending
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
                 self._wake.set()
+            except Exception:
+                # Not the store being away: retrying would fail the same way and
+                # stall every job behind this batch. Nothing was acked; drop it.
+                log.exception("could not store a batch of %d events; dropped", len(batch))
 
     async def _load_track(self, job_id: str) -> _Track | None:
         """Where a job this queen has not seen yet stands (after a restart)."""
@@ -106,6 +112,7 @@ class Recorder:
         updates: dict[str, dict[str, Any]] = {}
         acks: dict[tuple[str, str], int] = {}
         next_seq: dict[str, int] = {}  # advanced only once the batch is stored
+        tracks: dict[str, _Track] = {}
         finished: list[tuple[str, str, str]] = []
         changes: list[tuple[str, dict[str, Any]]] = []
         for drone_id, msg, body in batch:
@@ -124,9 +131,14 @@ class Recorder:
                     continue
                 self._tracks[job_id] = track
             if track.drone is not None and track.drone != drone_id:
-                log.warning("drone %s sent %s for job %s, which runs on %s: dropped",
+                # A stale copy (the job was given to another drone): ack so the
+                # drone forgets the event, and tell it to stop the job.
+                log.warning("drone %s sent %s for job %s, which runs on %s: dropped; cancelling its copy",
                             drone_id, msg.value, job_id, track.drone)
+                acks[(drone_id, job_id)] = seq
+                self.stale(drone_id, job_id)
                 continue
+            tracks[job_id] = track
             expected = next_seq.get(job_id, track.next_seq)
             if seq < expected:
                 acks[(drone_id, job_id)] = expected - 1
@@ -134,7 +146,16 @@ class Recorder:
             if seq > expected:
                 log.debug("job %s: seq %d arrived while %d was expected; waiting for a resend", job_id, seq, expected)
                 continue
-            doc = {k: v for k, v in body.items() if k != "id"}
+            if msg is Msg.JOB_ARTIFACT:
+                # The bytes go to GridFS before the event is stored or acked.
+                await self.store.save_artifact_part(job_id, body["name"], body["part"], body["parts"],
+                                                    body["size"], body["data"])
+            doc = _storable({k: v for k, v in body.items() if k not in ("id", "data")})
+            if doc is None:
+                log.warning("drone %s sent %s for job %s with a value the store cannot hold: dropped",
+                            drone_id, msg.value, job_id)
+                acks[(drone_id, job_id)] = expected - 1
+                continue
             # A string _id: nothing an ObjectId would leak into JSON, and a
             # repeated (job, seq) collides on _id as on the unique index.
             doc.update(_id=f"{job_id}:{seq}", job=job_id, type=msg.value, at=now)
@@ -155,7 +176,9 @@ class Recorder:
         await asyncio.gather(self.store.update_jobs(updates), self.store.insert_events(docs))
         self.stored += len(docs)
         for job_id, seq in next_seq.items():
-            self._tracks[job_id].next_seq = seq
+            # Only the track this batch read: a re-dispatch may have replaced it meanwhile.
+            if self._tracks.get(job_id) is tracks[job_id]:
+                tracks[job_id].next_seq = seq
         for (drone_id, job_id), seq in acks.items():
             self.ack(drone_id, job_id, seq)
         for doc in docs:
@@ -170,3 +193,29 @@ class Recorder:
         for drone_id, job_id, status in finished:
             self._tracks.pop(job_id, None)
             self.done(drone_id, job_id, status)
+
+
+_INT64 = 2**63
+
+
+def _storable(value: Any, depth: int = 0) -> Any:
+    """`value` if the store (and JSON) can hold it as it is, else None."""
+    if value is None or isinstance(value, (str, bool, float)):
+        return value
+    if isinstance(value, int):
+        return value if -_INT64 <= value < _INT64 else None
+    if depth >= 8:
+        return None
+    if isinstance(value, list):
+        items = [_storable(v, depth + 1) for v in value]
+        return None if any(i is None and v is not None for i, v in zip(items, value)) else items
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            if not isinstance(k, str) or not k or k.startswith("$") or "." in k or "\0" in k:
+                return None
+            out[k] = _storable(v, depth + 1)
+            if out[k] is None and v is not None:
+                return None
+        return out
+    return None

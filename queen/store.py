@@ -2,7 +2,9 @@
 
 Collections: ``repos`` (settings and pipeline, ``_id`` = name), ``jobs`` (``_id`` =
 ULID string, so ``_id`` order is trigger order), ``events`` (append-only, unique
-on ``(job, seq)``, output as chunks), ``drones`` (last known state of each drone). Ids are strings: nx-27017 does not
+on ``(job, seq)``, output as chunks), ``drones`` (last known state of each drone), ``secrets`` (one document per
+repository secret; never copied into jobs or events), and GridFS bucket
+``artifacts`` (one file per part of an artifact, found by its metadata). Ids are strings: nx-27017 does not
 match ObjectId values outside ``_id``.
 
 Jobs' command summaries live in a map ``commands.<num>`` (set with ``$set``),
@@ -17,6 +19,9 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+import ulid
+from gridfs import AsyncGridFSBucket
+from gridfs.errors import NoFile
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReturnDocument, UpdateOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
@@ -39,8 +44,12 @@ class Store:
         self.jobs = self.db.jobs
         self.events = self.db.events
         self.drones = self.db.drones
+        self.secrets = self.db.secrets
+        self.artifact_files = self.db["artifacts.files"]
+        self.artifacts = AsyncGridFSBucket(self.db, bucket_name="artifacts")
         self._numbers: dict[str, int] = {}
         self._repos: dict[str, dict[str, Any]] = {}
+        self._secrets: dict[str, dict[str, str]] = {}
         self._numbers_lock = asyncio.Lock()
 
     @classmethod
@@ -63,6 +72,7 @@ class Store:
         await self.jobs.create_index([("status", ASCENDING)])
         await self.jobs.create_index([("repo", ASCENDING), ("number", DESCENDING)])
         await self.jobs.create_index([("drone", ASCENDING)])
+        await self.secrets.create_index([("repo", ASCENDING)])
 
     # -- repositories ---------------------------------------------------
 
@@ -197,6 +207,100 @@ class Store:
         if limit is not None:
             cursor = cursor.limit(limit)
         return await cursor.batch_size(READ_BATCH).to_list(None)
+
+    async def cancel_queued(self, job_id: str) -> bool:
+        """Cancel a job still waiting in the queue; True if it was waiting."""
+        result = await self.jobs.update_one(
+            {"_id": job_id, "status": JobStatus.QUEUED.value},
+            {"$set": {"status": JobStatus.CANCELLED.value, "finished": time.time(), "error": "cancelled"}})
+        return result.modified_count == 1
+
+    async def end_job(self, job_id: str, status: JobStatus, reason: str) -> bool:
+        """End a job that is not final yet (its drone is gone)."""
+        result = await self.jobs.update_one(
+            {"_id": job_id, "status": {"$nin": [s.value for s in JobStatus if s.final]}},
+            {"$set": {"status": status.value, "finished": time.time(), "error": reason}})
+        return result.modified_count == 1
+
+    async def jobs_for_retention(self, repo: str) -> list[dict[str, Any]]:
+        cursor = self.jobs.find({"repo": repo}, {"_id": 1, "status": 1, "created": 1, "ref": 1, "number": 1})
+        return await cursor.sort("_id", DESCENDING).batch_size(READ_BATCH).to_list(None)
+
+    async def delete_jobs(self, job_ids: list[str]) -> None:
+        """Delete jobs with their events and artifacts."""
+        for job_id in job_ids:
+            await self.delete_artifacts(job_id)
+        if job_ids:
+            await self.events.delete_many({"job": {"$in": job_ids}})
+            await self.jobs.delete_many({"_id": {"$in": job_ids}})
+
+    # -- secrets ------------------------------------------------------------
+
+    async def set_secret(self, repo: str, name: str, value: str) -> None:
+        self._secrets.pop(repo, None)
+        await self.secrets.replace_one({"_id": f"{repo}:{name}"},
+                                       {"_id": f"{repo}:{name}", "repo": repo, "name": name, "value": value,
+                                        "updated": time.time()}, upsert=True)
+
+    async def delete_secret(self, repo: str, name: str) -> bool:
+        self._secrets.pop(repo, None)
+        return (await self.secrets.delete_one({"_id": f"{repo}:{name}"})).deleted_count == 1
+
+    async def secret_names(self, repo: str) -> list[dict[str, Any]]:
+        cursor = self.secrets.find({"repo": repo}, {"name": 1, "updated": 1, "_id": 0})
+        return await cursor.sort("name", ASCENDING).to_list(None)
+
+    async def secret_values(self, repo: str) -> dict[str, str]:
+        """NAME -> value; cached like repositories (every dispatch needs them)."""
+        if repo not in self._secrets:
+            self._secrets[repo] = {d["name"]: d["value"] async for d in self.secrets.find({"repo": repo})}
+        return dict(self._secrets[repo])
+
+    # -- artifacts -------------------------------------------------------------
+
+    async def save_artifact_part(self, job_id: str, name: str, part: int, parts: int, size: int,
+                                 data: bytes) -> None:
+        """Store one part of an artifact; storing the same part again is a no-op.
+
+        Each upload gets a fresh string id (nx-27017 matches ObjectIds only in
+        _id, and GridFS looks chunks up by files_id): an upload a crash cut short
+        leaves orphan chunks, never a conflict with the retry.
+        """
+        if await self._artifact_file(job_id, name, part) is not None:
+            return
+        await self.artifacts.upload_from_stream_with_id(
+            str(ulid.ULID()), name, data,
+            metadata={"job": job_id, "name": name, "part": part, "parts": parts, "size": size})
+
+    async def _artifact_file(self, job_id: str, name: str, part: int) -> str | None:
+        doc = await self.artifact_files.find_one(
+            {"metadata.job": job_id, "metadata.name": name, "metadata.part": part}, {"_id": 1})
+        return None if doc is None else doc["_id"]
+
+    async def list_artifacts(self, job_id: str) -> list[dict[str, Any]]:
+        """The job's artifacts whose every part is stored: name, size, parts."""
+        files = await self.artifact_files.find({"metadata.job": job_id}).to_list(None)
+        seen: dict[str, set[int]] = {}
+        info: dict[str, dict[str, Any]] = {}
+        for f in files:
+            meta = f.get("metadata") or {}
+            seen.setdefault(meta["name"], set()).add(meta["part"])
+            info[meta["name"]] = {"name": meta["name"], "size": meta["size"], "parts": meta["parts"]}
+        return sorted((i for n, i in info.items() if len(seen[n]) == i["parts"]), key=lambda i: i["name"])
+
+    async def read_artifact_part(self, job_id: str, name: str, part: int) -> bytes:
+        file_id = await self._artifact_file(job_id, name, part)
+        if file_id is None:
+            raise NoFile(f"job {job_id} has no part {part} of {name}")
+        stream = await self.artifacts.open_download_stream(file_id)
+        return await stream.read()
+
+    async def delete_artifacts(self, job_id: str) -> None:
+        for doc in await self.artifact_files.find({"metadata.job": job_id}, {"_id": 1}).to_list(None):
+            try:
+                await self.artifacts.delete(doc["_id"])
+            except (NoFile, PyMongoError) as exc:  # nx-27017 answers a missing file with an error
+                log.debug("artifact file %s of job %s: %s", doc["_id"], job_id, exc)
 
     # -- drones -------------------------------------------------------------
 

@@ -81,6 +81,8 @@ class _Connection:
             cmd = json.loads(data)
         except json.JSONDecodeError as exc:
             return self.error(f"not JSON: {exc.msg}")
+        except RecursionError:
+            return self.error("not JSON we accept: nested too deeply")
         if not isinstance(cmd, dict) or cmd.get("op") not in ("subscribe", "unsubscribe"):
             return self.error('expected {"op": "subscribe" or "unsubscribe", "topic": ...}')
         topic = cmd.get("topic")

@@ -158,6 +158,14 @@ class Cluster:
                                                       for n, steps in stages]}}
         return (await self.request("POST", "/repos", body, expect=201))[1]
 
+    async def create_pipeline_repo(self, name: str, pipeline: str, **settings: Any) -> dict[str, Any]:
+        """A repository whose pipeline (YAML text) is stored on the queen."""
+        body = {"name": name, "pipeline": pipeline, "pipeline_source": "queen", **settings}
+        return (await self.request("POST", "/repos", body, expect=201))[1]
+
+    async def commands(self, job_id: str) -> list[dict[str, Any]]:
+        return (await self.job(job_id))["commands"]
+
     async def trigger(self, repo: str, **body: Any) -> dict[str, Any]:
         return (await self.request("POST", f"/repos/{repo}/jobs", body, expect=201))[1]
 

@@ -10,7 +10,12 @@ from tests.cluster import Cluster, output_lines
 
 async def test_job_runs_end_to_end_and_is_stored(queen: Cluster) -> None:
     await queen.add_drone("d1")
-    await queen.create_repo("app", ("build", ["echo building; echo warn >&2"]), ("test", ["echo $GREETING", "exit 3", "echo never"]))
+    await queen.create_pipeline_repo("app", """
+parameters: {GREETING: {required: true}}
+stages:
+  - {name: build, steps: ["echo building; echo warn >&2"]}
+  - {name: test, needs: [build], steps: ["echo $GREETING", "exit 3", "echo never"]}
+""")
     job = await queen.trigger("app", branch="feature-x", parameters={"GREETING": "hi there"},
                               trigger={"source": "UI", "author": "ada", "message": "try it"})
     assert job["status"] in ("queued", "dispatched") and job["number"] == 1

@@ -31,15 +31,15 @@ def test_a_finished_job_is_forgotten_once_fully_acked() -> None:
 
 
 def test_overdue_events_are_resent_with_growing_waits() -> None:
-    box = Outbox(resend_after=0.01, resend_max=0.04)
+    box = Outbox(resend_after=0.2, resend_max=0.8)
     fill(box, "a", 2)
     assert list(box.overdue()) == []
-    time.sleep(0.015)
+    time.sleep(0.25)
     assert list(box.overdue()) == [b"a:1", b"a:2"]
-    time.sleep(0.015)
-    assert list(box.overdue()) == []  # now waits 0.02
-    time.sleep(0.01)
+    time.sleep(0.25)
+    assert list(box.overdue()) == []  # now it waits 0.4 s
+    time.sleep(0.2)
     assert list(box.overdue()) == [b"a:1", b"a:2"]
-    box.ack("a", 1)  # progress resets the wait
-    time.sleep(0.011)
+    box.ack("a", 1)  # progress resets the wait to 0.2 s
+    time.sleep(0.25)
     assert list(box.overdue()) == [b"a:2"]

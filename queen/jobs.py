@@ -1,0 +1,73 @@
+"""Making jobs: from a trigger (the API, a re-run, later plugins) to a stored, queued job.
+
+`create_job` resolves what the job will run before anything is stored: the
+pipeline — the one stored on the queen, or ``.apiary.yml`` read at the job's
+commit (the repository's ``pipeline_source`` chooses) — and the parameters it
+declares. A pipeline that does not parse or validate, a missing required
+parameter or a ref git cannot find is refused with a RequestError naming the
+file, line and field; no such job is stored, none reaches a drone.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import ulid
+
+from .dispatcher import Dispatcher
+from .errors import BadRequest
+from .gitread import GitError, read_at_ref
+from .pipeline import load_pipeline, resolve_parameters
+from .repos import repo_auth, stored_pipeline
+from .protocol import JobStatus
+from .store import Store
+
+
+async def resolve_pipeline(store: Store, git_cache: Path, repo: dict[str, Any],
+                           ref: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The pipeline the job runs and its ref (with the commit id when read from the repository)."""
+    if repo.get("pipeline_source") == "queen":
+        return stored_pipeline(repo), ref
+    if not repo.get("url"):
+        raise BadRequest("url: the pipeline is read from the repository, which has no URL", field="url")
+    auth = repo_auth(repo, await store.secret_values(repo["_id"]))
+    filename = repo.get("pipeline_file") or ".apiary.yml"
+    try:
+        sha, text = await read_at_ref(git_cache, repo["url"], ref, auth, filename)
+    except GitError as exc:
+        raise BadRequest(f"ref: {exc}", field="ref") from None
+    where = ref.get("fetch") or ref.get("branch") or ""
+    if text is None:
+        raise BadRequest(f"{filename}: not found at {where} ({sha[:12]})", field="pipeline")
+    resolved = {**ref, "id": sha}
+    return load_pipeline(text, filename), resolved
+
+
+async def create_job(store: Store, dispatcher: Dispatcher, git_cache: Path, repo: dict[str, Any], *,
+                     ref: dict[str, Any], job_type: str, parameters: dict[str, str],
+                     trigger: dict[str, Any], rerun_of: str | None = None) -> dict[str, Any]:
+    pipeline, ref = await resolve_pipeline(store, git_cache, repo, ref)
+    job = {
+        "_id": str(ulid.ULID()),
+        "repo": repo["_id"],
+        "repo_url": repo.get("url", ""),
+        "provider": repo.get("provider", "git"),
+        "ref": ref,
+        "type": job_type,
+        "parameters": resolve_parameters(pipeline, parameters),
+        "trigger": trigger,
+        "pipeline": pipeline,
+        "status": JobStatus.QUEUED.value,
+        "created": time.time(),
+        "attempts": 0,
+        "drone": None,
+        "commands": {},
+        "phases": {},
+    }
+    if rerun_of:
+        job["rerun_of"] = rerun_of
+    job["number"] = await store.next_job_number(repo["_id"])
+    await dispatcher.submit(job)
+    return job

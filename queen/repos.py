@@ -1,0 +1,130 @@
+"""A repository's settings: what the API accepts, what it shows, whose credentials.
+
+    name            letters, digits, '.', '_', '-' (the URL path segment)
+    url             where drones (and the queen, for .apiary.yml) fetch the code
+    provider        git, github, gitlab… (for plugins; default git)
+    default_branch  the branch a trigger without one builds (default main)
+    pipeline_source "repo": .apiary.yml read at the job's commit (the default
+                    when a URL is given); "queen": the pipeline stored here
+    pipeline_file   the file read from the repository (default .apiary.yml)
+    pipeline        the stored pipeline: YAML text or the same as JSON
+    auth            {"type": "https", "secret": NAME[, "username": U]} or
+                    {"type": "ssh", "secret": NAME}: which repository secret
+                    holds the token or the private key
+    retention       {"keep_jobs": N, "keep_days": D}: what `prune` keeps
+                    (the last passing job of each branch is always kept)
+
+Secrets themselves are set apart (PUT /repos/{repo}/secrets/{NAME}) and are
+never shown back.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+from .errors import BadRequest
+from .pipeline import load_pipeline, parse_pipeline
+from .validate import ENV_NAME, get_number, get_str, no_unknown
+
+REPO_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,99}$")
+FIELDS = {"name", "url", "provider", "default_branch", "pipeline", "pipeline_source", "pipeline_file", "auth",
+          "retention"}
+SOURCES = ("repo", "queen")
+
+
+def repo_from_body(body: dict[str, Any], name: str | None = None) -> dict[str, Any]:
+    """Validated settings from an API body; `name` comes from the URL for PUT."""
+    no_unknown(body, FIELDS)
+    if name is None:
+        name = get_str(body, "name", required=True, pattern=REPO_NAME)
+    elif "name" in body and body["name"] != name:
+        raise BadRequest(f"name: {body['name']!r} differs from the name in the URL ({name!r})", field="name")
+    url = get_str(body, "url", "") or ""
+    pipeline = body.get("pipeline")
+    source = get_str(body, "pipeline_source", "queen" if pipeline is not None else "repo")
+    if source not in SOURCES:
+        raise BadRequest(f"pipeline_source: must be one of {', '.join(SOURCES)}", field="pipeline_source")
+    if source == "queen" and pipeline is None:
+        raise BadRequest("pipeline: required when pipeline_source is queen", field="pipeline")
+    if source == "repo" and not url:
+        raise BadRequest("url: required when the pipeline is read from the repository", field="url")
+    if isinstance(pipeline, str):
+        load_pipeline(pipeline, "pipeline")  # validated now; stored as written, with its comments
+    elif pipeline is not None:
+        pipeline = parse_pipeline(pipeline)
+    now = time.time()
+    return {
+        "_id": name,
+        "url": url,
+        "provider": get_str(body, "provider", "git"),
+        "default_branch": get_str(body, "default_branch", "main") or "main",
+        "pipeline_source": source,
+        "pipeline_file": get_str(body, "pipeline_file", ".apiary.yml"),
+        "pipeline": pipeline,
+        "auth": _auth(body.get("auth")),
+        "retention": _retention(body.get("retention")),
+        "created": now,
+        "updated": now,
+    }
+
+
+def stored_pipeline(repo: dict[str, Any]) -> dict[str, Any]:
+    """The repository's stored pipeline, compiled."""
+    pipeline = repo.get("pipeline")
+    if isinstance(pipeline, str):
+        return load_pipeline(pipeline, "pipeline")
+    return parse_pipeline(pipeline)
+
+
+def _auth(value: Any) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise BadRequest("auth: must be an object with type and secret", field="auth")
+    no_unknown(value, {"type", "secret", "username"}, "auth.")
+    kind = value.get("type")
+    if kind not in ("https", "ssh"):
+        raise BadRequest("auth.type: must be https (a token) or ssh (a private key)", field="auth.type")
+    secret = get_str(value, "secret", required=True, pattern=ENV_NAME, prefix="auth.")
+    auth = {"type": kind, "secret": secret}
+    username = get_str(value, "username", prefix="auth.")
+    if username:
+        auth["username"] = username
+    return auth
+
+
+def _retention(value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise BadRequest("retention: must be an object with keep_jobs and/or keep_days", field="retention")
+    no_unknown(value, {"keep_jobs", "keep_days"}, "retention.")
+    out = {}
+    keep_jobs = get_number(value, "keep_jobs", low=1, integer=True, prefix="retention.")
+    keep_days = get_number(value, "keep_days", low=0.001, prefix="retention.")
+    if keep_jobs is not None:
+        out["keep_jobs"] = keep_jobs
+    if keep_days is not None:
+        out["keep_days"] = keep_days
+    return out
+
+
+def public_repo(doc: dict[str, Any]) -> dict[str, Any]:
+    return {"name": doc["_id"], **{k: v for k, v in doc.items() if k != "_id"}}
+
+
+def repo_auth(repo: dict[str, Any], secrets: dict[str, str]) -> dict[str, Any] | None:
+    """The credentials for the repository's URL, taken from its secrets (or None)."""
+    auth = repo.get("auth")
+    if not auth:
+        return None
+    value = secrets.get(auth["secret"])
+    if value is None:
+        raise BadRequest(f"auth.secret: the repository has no secret {auth['secret']!r}; set it first",
+                         field="auth.secret")
+    out: dict[str, Any] = {"type": auth["type"], "token" if auth["type"] == "https" else "key": value}
+    if auth.get("username"):
+        out["username"] = auth["username"]
+    return out

@@ -1,0 +1,75 @@
+"""Checking what API clients send: JSON bodies, fields and query values.
+
+Every fault raises BadRequest naming the field, so the client learns what to
+fix; nothing is changed by a request that fails here.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from aiohttp import web
+
+from .errors import BadRequest
+
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+
+
+async def read_json(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json(loads=json.loads)
+    except json.JSONDecodeError as exc:
+        raise BadRequest(f"body: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})", field="body") from None
+    except UnicodeDecodeError:
+        raise BadRequest("body: not UTF-8 text", field="body") from None
+    if not isinstance(body, dict):
+        raise BadRequest("body: must be a JSON object", field="body")
+    return body
+
+
+def get_str(body: dict[str, Any], name: str, default: str | None = None, *, required: bool = False,
+            pattern: re.Pattern[str] | None = None, prefix: str = "") -> str | None:
+    field = prefix + name
+    value = body.get(name)
+    if value is None:
+        if required:
+            raise BadRequest(f"{field}: required", field=field)
+        return default
+    if not isinstance(value, str):
+        raise BadRequest(f"{field}: must be a string, got {type(value).__name__}", field=field)
+    if pattern is not None and not pattern.match(value):
+        raise BadRequest(f"{field}: {value!r} is not allowed here", field=field)
+    return value
+
+
+def get_number(body: dict[str, Any], name: str, *, low: float, integer: bool = False, prefix: str = "") -> Any:
+    field = prefix + name
+    value = body.get(name)
+    if value is None:
+        return None
+    kinds = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds) or value < low:
+        what = "an integer" if integer else "a number"
+        raise BadRequest(f"{field}: must be {what} of at least {low:g}, got {value!r}", field=field)
+    return value
+
+
+def no_unknown(body: dict[str, Any], known: set[str], prefix: str = "") -> None:
+    for key in body:
+        if key not in known:
+            raise BadRequest(f"{prefix}{key}: unknown field (known: {', '.join(sorted(known))})", field=prefix + key)
+
+
+def query_int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadRequest(f"{name}: must be an integer, got {raw!r}", field=name) from None
+    if not low <= value <= high:
+        raise BadRequest(f"{name}: must be between {low} and {high}, got {value}", field=name)
+    return value
