@@ -32,6 +32,9 @@ from .workspace import Workspaces
 
 log = logging.getLogger(__name__)
 
+# Bytes of a job's artifacts that may wait for the queen's ack at once.
+ARTIFACT_WINDOW = 16 * 1024 * 1024
+
 
 class Refused(ApiaryError):
     """The queen refused this drone (another protocol version, bad info)."""
@@ -48,6 +51,8 @@ class Agent:
         self._refused: asyncio.Future[str] | None = None
         self._stopped = False
         self._reported: set[str] = set()  # jobs whose job:done is sent
+        self._started: set[str] = set()  # jobs whose job:started is sent
+        self._cancel_first: set[str] = set()  # cancels that came before their job
         # Jobs inherit the drone's environment, less Apiary's own settings.
         self.base_env = {k: v for k, v in os.environ.items() if not k.startswith("APIARY_")}
 
@@ -100,6 +105,11 @@ class Agent:
             if task is not None:
                 log.info("job %s: cancel requested", body["id"])
                 task.cancel()
+            else:
+                # The cancel may overtake its queue:new; remember it (a bounded while).
+                if len(self._cancel_first) > 1000:
+                    self._cancel_first.clear()
+                self._cancel_first.add(body["id"])
         elif msg is Msg.REFUSED:
             log.error("the queen refused this drone: %s", body["reason"])
             if self._refused is not None and not self._refused.done():
@@ -109,6 +119,14 @@ class Agent:
         job_id = job["id"]
         if job_id in self.jobs:
             return  # a repeated queue:new for a job already running here
+        if job_id in self._cancel_first:
+            self._cancel_first.discard(job_id)
+            log.info("job %s: cancelled before it arrived", job_id)
+            now = time.time()
+            self.conn.emit(job_id, Msg.JOB_STARTED, {"timestamp": now})
+            self.conn.emit(job_id, Msg.JOB_DONE, {"timestamp": now, "result": "cancelled", "error": "cancelled"})
+            self.conn.finish(job_id)
+            return
         if len(self.jobs) >= self.capacity:
             log.warning("job %s arrived with all %d slots busy; running it anyway", job_id, self.capacity)
         log.info("job %s: starting (#%s %s)", job_id, job.get("number"), (job.get("repo") or {}).get("name"))
@@ -120,11 +138,13 @@ class Agent:
     def _job_over(self, job_id: str, task: asyncio.Task[None]) -> None:
         if self.jobs.get(job_id) is task:
             del self.jobs[job_id]
-        if job_id not in self._reported:  # cancelled before it even started: say so
+        if job_id not in self._reported:  # cancelled before it could report its end: say so
             now = time.time()
-            self.conn.emit(job_id, Msg.JOB_STARTED, {"timestamp": now})
+            if job_id not in self._started:
+                self.conn.emit(job_id, Msg.JOB_STARTED, {"timestamp": now})
             self.conn.emit(job_id, Msg.JOB_DONE, {"timestamp": now, "result": "cancelled", "error": "cancelled"})
         self._reported.discard(job_id)
+        self._started.discard(job_id)
         self.conn.finish(job_id)
 
     async def _run_job(self, job: dict[str, Any]) -> None:
@@ -133,12 +153,15 @@ class Agent:
         def emit(msg: Msg, fields: dict[str, Any]) -> None:
             if msg is Msg.JOB_DONE:
                 self._reported.add(job_id)
+            elif msg is Msg.JOB_STARTED:
+                self._started.add(job_id)
             self.conn.emit(job_id, msg, fields)
 
         workspace = private = None
 
         async def collect(root: Path, globs: list[str]) -> None:
-            await artifacts.send(root, globs, emit, self.config.artifact_max_bytes)
+            await artifacts.send(root, globs, emit, self.config.artifact_max_bytes,
+                                 room=lambda: self.conn.room(job_id, ARTIFACT_WINDOW))
 
         try:
             workspace = self.workspaces.create(job_id)
@@ -152,7 +175,8 @@ class Agent:
         except Exception as exc:  # the job never got going: an infrastructure error, not a failure
             log.exception("job %s: could not run it", job_id)
             now = time.time()
-            emit(Msg.JOB_STARTED, {"timestamp": now})
+            if job_id not in self._started:
+                emit(Msg.JOB_STARTED, {"timestamp": now})
             emit(Msg.JOB_STDERR, {"text": f"apiary: the drone could not run this job: {exc}\n"})
             emit(Msg.JOB_DONE, {"timestamp": now, "result": "errored", "error": f"drone error: {exc}"})
         finally:
@@ -169,5 +193,5 @@ class Agent:
             await asyncio.gather(*self.jobs.values(), return_exceptions=True)
         if not await self.conn.drain(ack_timeout):
             log.warning("stopping with %d events the queen has not acked", self.conn.outbox.unacked_count())
-        self.conn.send(Msg.DRONE_BYE, {})
+        self.conn.goodbye()
         await asyncio.sleep(0.05)  # let the bye leave before the socket closes

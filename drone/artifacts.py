@@ -9,7 +9,7 @@ other events, so an artifact is delivered exactly once like the log.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,16 @@ def match(workspace: Path, globs: list[str]) -> tuple[list[Path], list[str]]:
     return list(found), notes
 
 
-async def send(workspace: Path, globs: list[str], emit: EmitFn, max_bytes: int) -> None:
+def _read_part(path: Path, part: int) -> bytes:
+    with open(path, "rb") as f:
+        f.seek(part * ARTIFACT_PART_BYTES)
+        return f.read(ARTIFACT_PART_BYTES)
+
+
+async def send(workspace: Path, globs: list[str], emit: EmitFn, max_bytes: int,
+               room: Callable[[], Awaitable[None]] | None = None) -> None:
+    """Emit the matching files part by part; `room()` is awaited before each part, so
+    at most a few parts wait for the queen's ack in memory at a time."""
     files, notes = match(workspace, globs)
     total = 0
     for note in notes:
@@ -48,9 +57,10 @@ async def send(workspace: Path, globs: list[str], emit: EmitFn, max_bytes: int) 
                                           f"{max_bytes:,} bytes per job\n"})
             continue
         total += size
-        data = await asyncio.to_thread(path.read_bytes)
-        parts = max(1, -(-len(data) // ARTIFACT_PART_BYTES))
+        parts = max(1, -(-size // ARTIFACT_PART_BYTES))
         for part in range(parts):
-            chunk = data[part * ARTIFACT_PART_BYTES:(part + 1) * ARTIFACT_PART_BYTES]
-            emit(Msg.JOB_ARTIFACT, {"name": name, "part": part, "parts": parts, "size": len(data), "data": chunk})
-        emit(Msg.JOB_STDOUT, {"text": f"artifacts: {name} ({len(data):,} bytes) uploaded\n"})
+            if room is not None:
+                await room()
+            chunk = await asyncio.to_thread(_read_part, path, part)
+            emit(Msg.JOB_ARTIFACT, {"name": name, "part": part, "parts": parts, "size": size, "data": chunk})
+        emit(Msg.JOB_STDOUT, {"text": f"artifacts: {name} ({size:,} bytes) uploaded\n"})

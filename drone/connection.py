@@ -54,6 +54,7 @@ class Connection:
         self.last_heard = 0.0
         self.reachable = False
         self.sent_dropped = 0
+        self.leaving = False
 
     def start(self) -> None:
         sock = self.sock
@@ -88,6 +89,12 @@ class Connection:
         frame = encode(msg, {"id": job_id, "seq": seq, **fields})
         self.outbox.keep(job_id, seq, frame)
         self._send(frame)
+
+    def goodbye(self) -> None:
+        """Leave the pool: say drone:bye, and from now on neither heartbeat nor
+        answer drone:query-info (which would register us again)."""
+        self.leaving = True
+        self.send(Msg.DRONE_BYE, {})
 
     def finish(self, job_id: str) -> None:
         self.outbox.finish(job_id)
@@ -141,6 +148,8 @@ class Connection:
                     log.info("the queen restarted; resending %d unacked events", self.outbox.unacked_count())
                     self.resend_all()
                 self.queen_boot = body["boot"]
+        elif msg is Msg.QUERY_INFO and self.leaving:
+            pass
         elif msg is Msg.QUERY_INFO:
             # A queen that does not know us (it restarted): its heartbeat with the
             # same boot id must not make us resend everything a second time.
@@ -158,7 +167,7 @@ class Connection:
         timeout = interval * self.config.heartbeat_liveness
         retry = 0.05
         next_beat = time.monotonic() + interval
-        while True:
+        while not self.leaving:
             if not self.reachable:
                 # Introduce ourselves until the queen answers; quickly at first.
                 self.send(Msg.DRONE_INFO, self.info())
@@ -179,6 +188,11 @@ class Connection:
             for frame in self.outbox.overdue():
                 if not self._send(frame):
                     break
+
+    async def room(self, job_id: str, limit: int) -> None:
+        """Wait until `job_id` has less than `limit` bytes unacked (flow control for artifacts)."""
+        while self.outbox.unacked_bytes(job_id) >= limit:
+            await asyncio.sleep(0.02)
 
     async def drain(self, timeout: float) -> bool:
         """Wait until every event is acked, up to `timeout` seconds; True if all were."""

@@ -13,14 +13,14 @@ Order of a job:
 4. phase ``deploy``: the deploy stages, for DEPLOY and TEST_DEPLOY jobs, and
    only when the test phase passed; ``job:deployed`` carries its exit code;
 5. job ``on_success`` / ``on_failure`` hooks; artifacts are collected;
-6. phase ``cleanup``, always (also after a failure or a timeout; not after a
-   cancel, which stops at once).
+6. phase ``cleanup``, always: after a failure, a timeout or a cancel too.
 
 Hooks' and cleanup's exit codes never change the result. The job timeout and
 the output timeout (no output for that long) kill every running command and
-fail the job. Cancelling `run()` kills every running command's process group
-and ends the job ``cancelled``. The executor reports through
-``emit(type, fields)`` only; it knows nothing of sockets or seqs.
+fail the job; the finish (5, 6) then has CLEANUP_GRACE seconds. Cancelling
+`run()` kills every running command's process group, skips 5, runs cleanup and
+ends the job ``cancelled``; a second cancel stops the cleanup too. The executor
+reports through ``emit(type, fields)`` only; it knows nothing of sockets or seqs.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from queen.gitread import secrets_of
 from queen.pipeline import blocked_stages, next_stages, runnable_stages
 from queen.protocol import JobStatus, JobType, Msg
 
@@ -43,6 +44,9 @@ log = logging.getLogger(__name__)
 
 # Called after the job's phases, before cleanup: (workspace, globs) -> None
 CollectFn = Callable[[Path, list[str]], Awaitable[None]]
+
+# Seconds the finish (job hooks, artifacts, cleanup) may take once the job timed out.
+CLEANUP_GRACE = 60.0
 
 
 class _Abort(Exception):
@@ -62,10 +66,19 @@ class JobRun:
         self.private_dir = private_dir
         self.collect = collect
         secrets = job.get("secrets") or {}
-        auth = (job.get("repo") or {}).get("auth") or {}
-        self.masker = Masker([*secrets.values(), *(v for k, v in auth.items() if k in ("token", "key"))])
+        repo = job.get("repo") or {}
+        auth = repo.get("auth") or {}
+        # The repository's secrets, its credentials, and their forms on the wire
+        # (the token's Basic header, a password in the URL).
+        self.masker = Masker([*secrets.values(), *(v for k, v in auth.items() if k in ("token", "key")),
+                              *secrets_of(repo.get("url") or "", auth or None)])
         self.steps = StepRunner(workspace, emit, self.masker, flush_after, chunk_bytes)
         self._abort: str | None = None
+        self._deadline: float | None = None
+        self._code = 1
+        self._last_phase = "environment"
+        self._cancels = 0
+        self._cleanup_on_cancel = True
         self._checkout_cleanup: Callable[[], None] | None = None
 
     def environment(self) -> dict[str, str]:
@@ -89,34 +102,29 @@ class JobRun:
 
     async def run(self) -> str:
         started = time.monotonic()
+        timeout = self.pipeline.get("timeout")
+        self._deadline = started + timeout if timeout else None
         self.emit(Msg.JOB_STARTED, {"timestamp": time.time()})
         env = self.environment()
-        status, error = JobStatus.PASSED, None
-        watchdog = asyncio.create_task(self._watchdog(asyncio.current_task(), started))
+        watchdog = asyncio.create_task(self._watchdog(asyncio.current_task()))
         try:
-            passed = await self._phases(env) == 0
-            status = JobStatus.PASSED if passed else JobStatus.FAILED
-        except asyncio.CancelledError:
-            self.steps.kill_all()
-            if self._abort is None:
-                status, error = JobStatus.CANCELLED, "cancelled"
-                self._say("job cancelled\n")
-            else:
-                # Our own watchdog cancelled us: a timeout, not a cancel.
-                current = asyncio.current_task()
-                if current is not None:
-                    current.uncancel()
-                status, error = JobStatus.FAILED, self._abort
-                self._say(f"apiary: {self._abort}; stopped\n")
-        except Exception as exc:  # a broken job must not take the drone down
-            log.exception("job %s: executor error", self.job["id"])
-            self.steps.kill_all()
-            status, error = JobStatus.ERRORED, f"drone error: {exc}"
-            self._say(f"apiary: {error}\n")
+            outcome = await self._guarded(self._phases(env))
+            status, error = outcome if outcome else (JobStatus.PASSED if self._code == 0 else JobStatus.FAILED, None)
+            # The finish: job hooks and artifacts (not after a cancel), cleanup
+            # always; a timeout leaves them CLEANUP_GRACE seconds.
+            if status is not JobStatus.CANCELLED:
+                hook = "on_success" if status is JobStatus.PASSED else "on_failure"
+                stopped = await self._guarded(self._hooks(self._job_hooks(hook), env, hook, self._last_phase))
+                if stopped is None and self.collect is not None and self.pipeline.get("artifacts"):
+                    stopped = await self._guarded(self.collect(self.workspace, self.pipeline["artifacts"]))
+                if stopped is not None and stopped[0] is JobStatus.CANCELLED:
+                    status, error = stopped
+            if self._cleanup_on_cancel:
+                stopped = await self._guarded(self._cleanup(env))
+                if stopped is not None and stopped[0] is JobStatus.CANCELLED:
+                    status, error = stopped
         finally:
             watchdog.cancel()
-        if status is not JobStatus.CANCELLED:
-            await self._cleanup(env)
         done: dict[str, Any] = {"timestamp": time.time(), "result": status.value,
                                 "usage": self.steps.usage.to_dict()}
         if error:
@@ -124,11 +132,42 @@ class JobRun:
         self.emit(Msg.JOB_DONE, done)
         return status.value
 
+    async def _guarded(self, work: Awaitable[Any]) -> tuple[JobStatus, str] | None:
+        """Run `work`; None if it ended by itself, else how the job must end (cancel, timeout, error)."""
+        try:
+            await work
+            return None
+        except asyncio.CancelledError:
+            self.steps.kill_all()
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()  # handled here; what follows may await again
+            if self._abort is None:
+                self._say("job cancelled\n")
+                if self._cancels > 0:  # a second cancel: stop at once, cleanup included
+                    self._cleanup_on_cancel = False
+                self._cancels += 1
+                return JobStatus.CANCELLED, "cancelled"
+            reason, self._abort = self._abort, None
+            self._say(f"apiary: {reason}; stopped\n")
+            return JobStatus.FAILED, reason
+        except Exception as exc:  # a broken job must not take the drone down
+            log.exception("job %s: executor error", self.job["id"])
+            self.steps.kill_all()
+            error = f"drone error: {exc}"
+            self._say(f"apiary: {error}\n")
+            return JobStatus.ERRORED, error
+
+    def _job_hooks(self, name: str) -> list[dict[str, Any]]:
+        return list((self.pipeline.get("hooks") or {}).get(name, []))
+
     # -- phases -----------------------------------------------------------------
 
-    async def _phases(self, env: dict[str, str]) -> int:
+    async def _phases(self, env: dict[str, str]) -> None:
+        """Everything up to the deploy phase; the job's code lands in self._code."""
         pipeline, job_type = self.pipeline, self.job.get("type", JobType.TEST.value)
-        await self._hooks(self.pipeline.get("hooks", {}).get("on_start", []), env, "on_start", "environment")
+        self._code = 1  # until the phases say otherwise
+        await self._hooks(self._job_hooks("on_start"), env, "on_start", "environment")
         code = await self._phase("environment", self._checkout_steps(env) + self._plain("environment"), env)
         if code == 0:
             code = await self._phase("prepare", self._plain("prepare"), env)
@@ -144,12 +183,7 @@ class JobRun:
             else:
                 self.emit(Msg.JOB_PHASE, {"phase": "deploy", "state": "skipped"})
             self.emit(Msg.JOB_DEPLOYED, {"code": code, "timestamp": time.time()})
-        deploy_ok = code == 0
-        hook = "on_success" if deploy_ok else "on_failure"
-        await self._hooks(self.pipeline.get("hooks", {}).get(hook, []), env, hook, "deploy")
-        if self.collect is not None and pipeline.get("artifacts"):
-            await self.collect(self.workspace, pipeline["artifacts"])
-        return code
+        self._code = code
 
     def _plain(self, phase: str) -> list[dict[str, Any]]:
         return list((self.pipeline.get("phases") or {}).get(phase, []))
@@ -159,9 +193,10 @@ class JobRun:
         if not repo.get("url"):
             return []
         plan = checkout_plan(repo["url"], self.job.get("ref") or {}, repo.get("auth"), self.private_dir)
-        env.update(plan.env)
         self._checkout_cleanup = plan.cleanup
-        return [{"run": c, "title": c.split("#")[0][:80], "stage": "checkout"} for c in plan.commands]
+        # The credentials' environment is the checkout's alone, never the job's steps'.
+        return [{"run": c, "title": c.split("#")[0][:80], "stage": "checkout", "env": plan.env}
+                for c in plan.commands]
 
     async def _phase(self, phase: str, steps: list[dict[str, Any]], env: dict[str, str]) -> int:
         """Run a phase's plain steps; return 0, or the exit code of the step that failed."""
@@ -178,8 +213,10 @@ class JobRun:
 
     async def _steps(self, steps: list[dict[str, Any]], env: dict[str, str], phase: str, stage: str | None) -> int:
         """Run steps until one fails; return 0 or that step's exit code."""
+        self._last_phase = phase
         for step in steps:
-            code = await self.steps.run(step["run"], env, title=step.get("title", ""), phase=phase,
+            step_env = {**env, **step["env"]} if step.get("env") else env
+            code = await self.steps.run(step["run"], step_env, title=step.get("title", ""), phase=phase,
                                         stage=stage or step.get("stage"))
             if code != 0 and not step.get("ignore_exit_code"):
                 return code
@@ -253,21 +290,25 @@ class JobRun:
 
     # -- limits -------------------------------------------------------------------
 
-    async def _watchdog(self, job_task: asyncio.Task[Any] | None, started: float) -> None:
-        timeout = self.pipeline.get("timeout")
+    async def _watchdog(self, job_task: asyncio.Task[Any] | None) -> None:
         quiet = self.pipeline.get("output_timeout")
-        if job_task is None or (not timeout and not quiet):
+        timeout = self.pipeline.get("timeout")
+        if job_task is None or (not self._deadline and not quiet):
             return
         while True:
             await asyncio.sleep(0.1)
             now = time.monotonic()
-            if timeout and now - started > timeout:
+            if self._abort is not None:
+                continue  # the job is being stopped already
+            if self._deadline and now > self._deadline:
                 self._abort = f"the job timed out after {_human(timeout)}"
+                self._deadline = now + CLEANUP_GRACE  # what is left: the finish, bounded
+                timeout = CLEANUP_GRACE
             elif quiet and now - self.steps.last_output > quiet:
                 self._abort = f"no output for {_human(quiet)}"
+                self.steps.last_output = now  # the finish gets a fresh allowance
             if self._abort:
                 job_task.cancel()
-                return
 
     def _say(self, text: str) -> None:
         self.emit(Msg.JOB_STDERR, {"text": text})

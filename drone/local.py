@@ -116,4 +116,6 @@ async def run_local(path: Path, job_type: str, params: dict[str, str], pipeline_
         # A Ctrl-C cancels run(), which kills the running commands and returns "cancelled".
         result = await run.run()
     terminal.summary(time.monotonic() - started)
+    if result == JobStatus.CANCELLED.value:
+        return 130  # as a shell reports an interrupted command
     return 0 if result == JobStatus.PASSED.value else 1

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 
 class _JobOut:
-    __slots__ = ("next_seq", "frames", "sent_at", "wait", "finished")
+    __slots__ = ("next_seq", "frames", "sent_at", "wait", "finished", "bytes")
 
     def __init__(self, first_wait: float) -> None:
         self.next_seq = 1
@@ -22,6 +22,7 @@ class _JobOut:
         self.sent_at = 0.0  # when the oldest unacked frame was last sent
         self.wait = first_wait
         self.finished = False
+        self.bytes = 0
 
 
 class Outbox:
@@ -43,6 +44,7 @@ class Outbox:
         if not job.frames:
             job.sent_at = time.monotonic()
         job.frames.append((seq, frame))
+        job.bytes += len(frame)
 
     def finish(self, job_id: str) -> None:
         """The job emitted its last event; forget it once everything is acked."""
@@ -57,7 +59,7 @@ class Outbox:
             return
         progressed = False
         while job.frames and job.frames[0][0] <= seq:
-            job.frames.popleft()
+            job.bytes -= len(job.frames.popleft()[1])
             progressed = True
         if progressed:
             job.sent_at = time.monotonic()
@@ -71,6 +73,10 @@ class Outbox:
     def held(self) -> list[str]:
         """Jobs with unacked events."""
         return [j for j, out in self._jobs.items() if out.frames]
+
+    def unacked_bytes(self, job_id: str) -> int:
+        job = self._jobs.get(job_id)
+        return job.bytes if job is not None else 0
 
     def unacked_count(self) -> int:
         return sum(len(out.frames) for out in self._jobs.values())

@@ -101,6 +101,7 @@ class StepRunner:
                 code = await proc.wait()
             finally:
                 pumps.cancel()
+                await asyncio.gather(pumps, return_exceptions=True)
                 # Cancelled, timed out or done: whatever is left of its tree goes.
                 _kill_group(proc.pid)
                 self._groups.discard(proc.pid)

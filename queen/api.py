@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from typing import Any
+from urllib.parse import quote
 
 from aiohttp import web
 
@@ -230,7 +231,7 @@ async def list_artifacts(request: web.Request) -> web.Response:
     job = await _load_job(request)
     artifacts = await request.app[keys.STORE].list_artifacts(job["_id"])
     for a in artifacts:
-        a["url"] = f"/api/v1/jobs/{job['_id']}/artifacts/{a['name']}"
+        a["url"] = f"/api/v1/jobs/{job['_id']}/artifacts/{quote(a['name'])}"
     return web.json_response({"artifacts": artifacts})
 
 
@@ -244,7 +245,7 @@ async def download_artifact(request: web.Request) -> web.StreamResponse:
         raise NotFound(f"job {job['_id']} has no artifact {name!r}")
     response = web.StreamResponse(headers={
         "Content-Type": "application/octet-stream", "Content-Length": str(found["size"]),
-        "Content-Disposition": f'attachment; filename="{name.rsplit("/", 1)[-1]}"'})
+        "Content-Disposition": f"attachment; filename*=UTF-8''{quote(name.rsplit('/', 1)[-1], safe='')}"})
     await response.prepare(request)
     for part in range(found["parts"]):
         await response.write(await store.read_artifact_part(job["_id"], name, part))

@@ -145,6 +145,12 @@ class Hive:
 
     async def _reconcile(self, drone_id: str, reported: set[str], fresh: bool) -> None:
         """Match the store's view of `drone_id`'s jobs with what the drone reports."""
+        drone = self.pool.get(drone_id)
+        for job_id in await self.store.ended_among(drone.jobs if drone else ()):
+            # Ended here while the drone was away (cancelled): its copy must stop.
+            log.info("job %s ended while drone %s was away; cancelling its copy", job_id, drone_id)
+            self.recorder.finalize(job_id)
+            self.broker.send(drone_id, Msg.JOB_CANCEL, {"id": job_id})
         if fresh:
             for job in await self.store.jobs_of_drone(drone_id):
                 drone = self.pool.get(drone_id)
@@ -184,6 +190,7 @@ class Hive:
             return "cancelling"
         # No drone to ask: the job ends here.
         if await self.store.end_job(job_id, JobStatus.CANCELLED, "cancelled while its drone was away"):
+            self.recorder.finalize(job_id)
             if drone_id:
                 self.pool.release(drone_id, job_id)
             self.hub.publish("jobs", {"type": "job:update", "job": job_id, "status": JobStatus.CANCELLED.value})

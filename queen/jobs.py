@@ -18,7 +18,7 @@ import ulid
 
 from .dispatcher import Dispatcher
 from .errors import BadRequest
-from .gitread import GitError, read_at_ref
+from .gitread import GitError, parse_ref, read_at_ref
 from .pipeline import load_pipeline, resolve_parameters
 from .repos import repo_auth, stored_pipeline
 from .protocol import JobStatus
@@ -29,6 +29,11 @@ async def resolve_pipeline(store: Store, git_cache: Path, repo: dict[str, Any],
                            ref: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """The pipeline the job runs and its ref (with the commit id when read from the repository)."""
     if repo.get("pipeline_source") == "queen":
+        if repo.get("url"):
+            try:
+                parse_ref(ref)  # the drone will check it out: refuse what git would refuse now
+            except GitError as exc:
+                raise BadRequest(f"ref: {exc}", field="ref") from None
         return stored_pipeline(repo), ref
     if not repo.get("url"):
         raise BadRequest("url: the pipeline is read from the repository, which has no URL", field="url")

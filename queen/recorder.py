@@ -41,11 +41,14 @@ DoneFn = Callable[[str, str, str], None]
 
 
 class _Track:
-    __slots__ = ("next_seq", "drone")
+    __slots__ = ("next_seq", "drone", "final")
 
-    def __init__(self, next_seq: int, drone: str | None) -> None:
+    def __init__(self, next_seq: int, drone: str | None, final: bool = False) -> None:
         self.next_seq = next_seq
         self.drone = drone
+        # Ended by the queen (cancelled while its drone was away): late events are
+        # kept as output but never change the job's end.
+        self.final = final
 
 
 class Recorder:
@@ -65,6 +68,12 @@ class Recorder:
     def track(self, job_id: str, drone_id: str) -> None:
         """Note a job this queen just dispatched: its events start at seq 1."""
         self._tracks[job_id] = _Track(1, drone_id)
+
+    def finalize(self, job_id: str) -> None:
+        """The queen ended this job itself; what its drone still says must not revive it."""
+        track = self._tracks.get(job_id)
+        if track is not None:
+            track.final = True
 
     def submit(self, drone_id: str, msg: Msg, body: dict[str, Any]) -> None:
         self._pending.append((drone_id, msg, body))
@@ -96,7 +105,8 @@ class Recorder:
         job = await self.store.get_job(job_id)
         if job is None:
             return None
-        if not JobStatus(job["status"]).final:
+        final = JobStatus(job["status"]).final
+        if not final:
             # The job document is a projection of the job's events. A queen that
             # died between storing a batch's events and its job update left the
             # document behind: project it again from what is stored.
@@ -104,7 +114,7 @@ class Recorder:
             for event in await self.store.job_history(job_id, _OUTPUT_TYPES):
                 fields.update(job_update(Msg(event["type"]), event, event.get("drone") or job.get("drone") or ""))
             await self.store.update_jobs({job_id: fields} if fields else {})
-        return _Track(await self.store.last_seq(job_id) + 1, job.get("drone"))
+        return _Track(await self.store.last_seq(job_id) + 1, job.get("drone"), final)
 
     async def _write(self, batch: list[tuple[str, Msg, dict[str, Any]]]) -> None:
         now = time.time()
@@ -113,6 +123,7 @@ class Recorder:
         acks: dict[tuple[str, str], int] = {}
         next_seq: dict[str, int] = {}  # advanced only once the batch is stored
         tracks: dict[str, _Track] = {}
+        told: set[str] = set()
         finished: list[tuple[str, str, str]] = []
         changes: list[tuple[str, dict[str, Any]]] = []
         for drone_id, msg, body in batch:
@@ -160,7 +171,10 @@ class Recorder:
             # repeated (job, seq) collides on _id as on the unique index.
             doc.update(_id=f"{job_id}:{seq}", job=job_id, type=msg.value, at=now)
             docs.append(doc)
-            fields = job_update(msg, body, drone_id)
+            fields = {} if track.final else job_update(msg, body, drone_id)
+            if track.final and job_id not in told:
+                told.add(job_id)
+                self.stale(drone_id, job_id)  # the job ended here: stop the drone's copy
             if fields:
                 updates.setdefault(job_id, {}).update(fields)
                 summary = {k: v for k, v in fields.items() if not k.startswith(("commands.", "phases."))}
@@ -169,7 +183,7 @@ class Recorder:
             next_seq[job_id] = seq + 1
             acks[(drone_id, job_id)] = seq
             if msg is Msg.JOB_DONE:
-                finished.append((drone_id, job_id, updates[job_id]["status"]))
+                finished.append((drone_id, job_id, updates.get(job_id, {}).get("status", "")))
         # Both writes at once. If only one lands: a failed batch is retried
         # whole (both writes are idempotent) before anything is acked, and a
         # queen that died in between re-projects the job on restart (_load_track).

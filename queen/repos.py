@@ -23,8 +23,10 @@ from __future__ import annotations
 import re
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 from .errors import BadRequest
+from .gitread import GitError, check_url
 from .pipeline import load_pipeline, parse_pipeline
 from .validate import ENV_NAME, get_number, get_str, no_unknown
 
@@ -42,6 +44,8 @@ def repo_from_body(body: dict[str, Any], name: str | None = None) -> dict[str, A
     elif "name" in body and body["name"] != name:
         raise BadRequest(f"name: {body['name']!r} differs from the name in the URL ({name!r})", field="name")
     url = get_str(body, "url", "") or ""
+    if url:
+        _check_url(url)
     pipeline = body.get("pipeline")
     source = get_str(body, "pipeline_source", "queen" if pipeline is not None else "repo")
     if source not in SOURCES:
@@ -128,3 +132,18 @@ def repo_auth(repo: dict[str, Any], secrets: dict[str, str]) -> dict[str, Any] |
     if auth.get("username"):
         out["username"] = auth["username"]
     return out
+
+
+def _check_url(url: str) -> None:
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        raise BadRequest(f"url: {url!r} is not a URL", field="url") from None
+    if password is not None:
+        raise BadRequest("url: credentials do not belong in the URL, where every job would show them; "
+                         "put the token in a secret and name it in auth", field="url")
+    try:
+        check_url(url)
+    except GitError as exc:
+        raise BadRequest(f"url: {exc}", field="url") from None

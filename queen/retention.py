@@ -63,10 +63,12 @@ async def prune(store: Store, now: float | None = None) -> dict[str, int]:
     return deleted
 
 
-async def prune_daily(store: Store, every: float = DAY) -> None:
+async def prune_daily(store: Store, every: float = DAY, first_after: float = 60.0) -> None:
+    """Prune a minute after the queen starts (so a queen restarted often still prunes), then daily."""
+    await asyncio.sleep(first_after)
     while True:
-        await asyncio.sleep(every)
         try:
             await prune(store)
         except Exception:
             log.exception("daily prune failed; trying again tomorrow")
+        await asyncio.sleep(every)

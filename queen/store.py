@@ -164,6 +164,15 @@ class Store:
         )
         return result.modified_count == 1
 
+    async def ended_among(self, job_ids: Iterable[str]) -> list[str]:
+        """Which of `job_ids` have ended (so a drone still running one must stop)."""
+        ids = list(job_ids)
+        if not ids:
+            return []
+        final = [s.value for s in JobStatus if s.final]
+        cursor = self.jobs.find({"_id": {"$in": ids}, "status": {"$in": final}}, {"_id": 1})
+        return [d["_id"] for d in await cursor.to_list(None)]
+
     async def jobs_of_drone(self, drone_id: str) -> list[dict[str, Any]]:
         """Jobs the store believes `drone_id` is dispatched to or running."""
         statuses = [JobStatus.DISPATCHED.value, JobStatus.RUNNING.value]

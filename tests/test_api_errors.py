@@ -17,6 +17,7 @@ GOOD_PIPELINE = {"stages": [{"name": "test", "steps": [{"run": "true"}]}]}
     (b'{"name": "r", "colour": "red", "pipeline": {}}', "colour", "unknown field"),
     (b'{"name": "r"}', "url", "required when the pipeline is read from the repository"),
     (b'{"name": "r", "pipeline_source": "queen"}', "pipeline", "required"),
+    (b'{"name": "r", "url": "https://bob:hunter2@git.example.com/r.git"}', "url", "credentials do not belong"),
     (b'{"name": "r", "pipeline": "stages: [", "pipeline_source": "queen"}', "pipeline", "line 1"),
     (b'{"name": "r", "pipeline": {"stages": []}}', "pipeline.stages", "non-empty list"),
     (b'{"name": "r", "pipeline": {"stages": [{"name": "a", "steps": [{"run": 5}]}]}}',

@@ -5,6 +5,7 @@ Real git repositories served over file://, smart HTTP with a token and ssh with 
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
@@ -18,12 +19,13 @@ PIPELINE = """stages:
 TOKEN = "tok-3f9a7c1e2b"
 
 
-def make_project(root: Path) -> tuple[Path, dict[str, str]]:
+def make_project(root: Path, extra_step: str | None = None) -> tuple[Path, dict[str, str]]:
     """A bare repository `project.git` under `root`: main (two commits), a pull ref, a broken branch."""
     work = root / "work"
     work.mkdir(parents=True)
     git(work, "init", "-q", "-b", "main")
-    shas = {"v1": commit(work, {".apiary.yml": PIPELINE, "app.txt": "version one\n"}, "one")}
+    pipeline = PIPELINE + (f"  - name: more\n    steps: [{json.dumps(extra_step)}]\n" if extra_step else "")
+    shas = {"v1": commit(work, {".apiary.yml": pipeline, "app.txt": "version one\n"}, "one")}
     shas["v2"] = commit(work, {"app.txt": "version two\n"}, "two")
     git(work, "checkout", "-q", "-b", "pr")
     shas["pr"] = commit(work, {"app.txt": "pull request\n"}, "pr")
@@ -87,12 +89,12 @@ async def test_a_checkout_that_fails_fails_the_job_with_gits_message(queen: Clus
 
 
 async def test_https_with_a_token_held_as_a_secret(queen: Cluster, tmp_path: Path) -> None:
-    bare, shas = make_project(tmp_path / "git")
+    bare, shas = make_project(tmp_path / "git", extra_step="env | sort")
     await queen.add_drone("d1")
-    async with http_server(bare.parent, token=TOKEN) as base:
+    async with http_server(bare.parent, token=TOKEN, username="oauth2") as base:
         url = f"{base}/project.git"
-        await queen.request("POST", "/repos", {"name": "proj", "url": url,
-                                               "auth": {"type": "https", "secret": "GIT_TOKEN"}}, expect=201)
+        await queen.request("POST", "/repos", {"name": "proj", "url": url, "auth": {
+            "type": "https", "secret": "GIT_TOKEN", "username": "oauth2"}}, expect=201)
         status, answer = await queen.request("POST", "/repos/proj/jobs", {})
         assert status == 400 and answer["field"] == "auth.secret"  # the secret is not set yet
 
@@ -105,7 +107,11 @@ async def test_https_with_a_token_held_as_a_secret(queen: Cluster, tmp_path: Pat
         assert job["status"] == "passed", job
         events = await queen.events(job["id"])
         assert "version two" in stdout(events) and shas["v2"] in stdout(events)
-        assert TOKEN not in json.dumps(events) + json.dumps(job)
+        stored = json.dumps(events) + json.dumps(job)
+        header = base64.b64encode(f"oauth2:{TOKEN}".encode()).decode()
+        assert TOKEN not in stored and header not in stored
+        # The credentials were the checkout's alone: the steps' environment has none.
+        assert "GIT_CONFIG" not in stored and "Authorization" not in "".join(stdout(events))
 
 
 async def test_ssh_with_a_key_held_as_a_secret(queen: Cluster, tmp_path: Path) -> None:

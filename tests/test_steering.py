@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 from pathlib import Path
 
 from tests.cluster import Cluster, output_lines
@@ -95,3 +96,63 @@ stages: [{name: s, steps: ["echo $WHO"]}]
     assert (second["ref"], second["type"], second["parameters"]) == (first["ref"], first["type"], first["parameters"])
     assert second["rerun_of"] == first["id"] and second["trigger"]["type"] == "rerun"
     assert output_lines(await queen.events(second["id"]), "job:cmd:stdout") == ["ada"]
+
+
+async def test_a_timeout_still_runs_the_failure_hooks_the_artifacts_and_cleanup(queen: Cluster) -> None:
+    await queen.add_drone("d1")
+    await queen.create_pipeline_repo("late", """
+timeout: 1
+on_failure: [echo failure-hook]
+artifacts: [report.txt]
+cleanup: [echo cleaned]
+stages: [{name: s, steps: ["echo partial > report.txt; sleep 30"]}]
+""")
+    job = await queen.wait_job((await queen.trigger("late"))["id"], timeout=20)
+    assert job["status"] == "failed" and "timed out" in job["error"]
+    out = output_lines(await queen.events(job["id"]), "job:cmd:stdout")
+    assert out == ["failure-hook", "cleaned"]
+    assert [a["name"] for a in (await queen.get(f"/jobs/{job['id']}/artifacts"))["artifacts"]] == ["report.txt"]
+
+
+async def test_cleanup_runs_after_a_cancel_and_a_second_cancel_stops_it(queen: Cluster) -> None:
+    await queen.add_drone("d1")
+    await queen.create_pipeline_repo("c", """
+cleanup: ["echo cleaning; sleep 30; echo never"]
+stages: [{name: s, steps: ["echo working; sleep 30"]}]
+""")
+    job = await queen.trigger("c")
+    await queen.wait_for(lambda: queen.events(job["id"]),
+                         lambda evs: "working" in output_lines(evs, "job:cmd:stdout"), "the step")
+    await queen.request("POST", f"/jobs/{job['id']}/cancel", expect=202)
+    await queen.wait_for(lambda: queen.events(job["id"]),
+                         lambda evs: "cleaning" in output_lines(evs, "job:cmd:stdout"), "the cleanup")
+    await queen.request("POST", f"/jobs/{job['id']}/cancel", expect=202)
+    done = await queen.wait_job(job["id"], timeout=10)
+    assert done["status"] == "cancelled"
+    events = await queen.events(job["id"])
+    assert "never" not in output_lines(events, "job:cmd:stdout")
+    assert [e["type"] for e in events].count("job:done") == 1 and [e["type"] for e in events].count("job:started") == 1
+
+
+async def test_a_job_cancelled_while_its_drone_is_away_stays_cancelled(queen: Cluster) -> None:
+    drone = await queen.add_drone("d1")
+    await queen.create_pipeline_repo("away", 'stages: [{name: s, steps: ["echo begun; sleep 6; echo after"]}]')
+    job = await queen.trigger("away")
+    await queen.wait_for(lambda: queen.events(job["id"]),
+                         lambda evs: "begun" in output_lines(evs, "job:cmd:stdout"), "the step")
+    assert drone.proc is not None
+    drone.proc.send_signal(signal.SIGSTOP)
+    try:
+        await queen.wait_for(queen.drone_ids, lambda ids: "d1" not in ids, "the drone to be lost", timeout=10)
+        status, answer = await queen.request("POST", f"/jobs/{job['id']}/cancel")
+        assert status == 202 and answer["status"] == "cancelled"
+    finally:
+        drone.proc.send_signal(signal.SIGCONT)
+    await queen.wait_for(queen.drone_ids, lambda ids: "d1" in ids, "the drone to come back", timeout=10)
+    # The drone's copy is told to stop when its events reach the queen again.
+    await queen.wait_for(lambda: queen.events(job["id"]),
+                         lambda evs: any(e["type"] == "job:done" for e in evs), "the copy to end", timeout=15)
+    await asyncio.sleep(6)  # past the step's end, had it not been killed
+    done = await queen.job(job["id"])
+    assert done["status"] == "cancelled"
+    assert "after" not in output_lines(await queen.events(job["id"]), "job:cmd:stdout")
