@@ -165,7 +165,8 @@ class Agent:
 
         try:
             workspace = self.workspaces.create(job_id)
-            private = self.workspaces.create_private(job_id)
+            # Only a checkout needs one (for an ssh key).
+            private = self.workspaces.create_private(job_id) if (job.get("repo") or {}).get("url") else None
             run = JobRun(job, workspace, emit, self.base_env, flush_after=self.config.output_flush_ms / 1000,
                          chunk_bytes=self.config.output_chunk_bytes, private_dir=private, collect=collect)
             # A cancel reaches the JobRun, which kills the step and reports the

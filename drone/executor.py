@@ -57,7 +57,8 @@ class JobRun:
     """One job on this drone. `run()` returns the job's final status."""
 
     def __init__(self, job: dict[str, Any], workspace: Path, emit: EmitFn, base_env: Mapping[str, str], *,
-                 flush_after: float, chunk_bytes: int, private_dir: Path, collect: CollectFn | None = None) -> None:
+                 flush_after: float, chunk_bytes: int, private_dir: Path | None,
+                 collect: CollectFn | None = None) -> None:
         self.job = job
         self.pipeline = job["pipeline"]
         self.workspace = workspace
@@ -192,6 +193,7 @@ class JobRun:
         repo = self.job.get("repo") or {}
         if not repo.get("url"):
             return []
+        assert self.private_dir is not None, "a job with a URL needs a private directory"
         plan = checkout_plan(repo["url"], self.job.get("ref") or {}, repo.get("auth"), self.private_dir)
         self._checkout_cleanup = plan.cleanup
         # The credentials' environment is the checkout's alone, never the job's steps'.

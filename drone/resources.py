@@ -90,12 +90,24 @@ class TreeSampler:
         self._samples = 0
         self._task: asyncio.Task[None] | None = None
 
-    def start(self) -> None:
-        """Sample now (short-lived trees are seen at all) and then every interval."""
-        self.sample()
+    def start(self, immediate: bool = True) -> None:
+        """Sample now (short-lived trees are seen at all), unless not `immediate`, then every interval."""
+        if immediate:
+            self.sample()
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"sampler-{self.pid}")
 
-    async def stop(self, final_cpu: float | None = None) -> Usage:
+    def sample_leader(self) -> None:
+        """Read the leader alone: cheap, and, once it has exited but is not yet reaped,
+        its CPU with that of every child it waited for."""
+        stat = _read_stat(str(self.pid))
+        if stat is None:
+            return
+        self._samples += 1
+        _, ppid, start, own, reaped, pages = stat
+        self._seen[(self.pid, start)] = _Seen(ppid, own, reaped, self._samples)
+        self.peak_rss = max(self.peak_rss, pages * PAGE)
+
+    async def stop(self, final_cpu: float | None = None, final_sample: bool = True) -> Usage:
         """Stop sampling, take a last sample and summarise.
 
         `final_cpu` is the leader's rusage (user + system, its waited-for
@@ -105,7 +117,8 @@ class TreeSampler:
         if self._task is not None:
             self._task.cancel()
             await asyncio.wait({self._task})
-        self.sample()
+        if final_sample:
+            self.sample()
         return Usage(self.peak_rss, self._cpu_ticks(final_cpu) / TICKS)
 
     def sample(self) -> int:

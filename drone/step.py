@@ -85,13 +85,16 @@ class StepRunner:
                 return code
             self._groups.add(proc.pid)
             sampler = TreeSampler(proc.pid, self.sample_interval)
-            sampler.start()
+            # No sample at the start: a /proc scan costs about a millisecond, and a
+            # command that ends at once shows its CPU in the exit sample below.
+            sampler.start(immediate=False)
             pumps = asyncio.gather(_pump(proc.stdout, "stdout", buffer), _pump(proc.stderr, "stderr", buffer))
             try:
                 # The command ends when its shell does, even if something it left
                 # in the background still holds the pipes open (asyncio's wait()
                 # would wait for the pipes too).
                 await _exited(proc.pid)
+                sampler.sample_leader()  # a zombie now: its CPU and its children's, before reaping
                 _kill_group(proc.pid)
                 try:
                     await asyncio.wait_for(asyncio.shield(pumps), DRAIN_AFTER_EXIT)
@@ -107,7 +110,7 @@ class StepRunner:
                 self._groups.discard(proc.pid)
                 if proc.returncode is None:
                     await proc.wait()
-                usage = await sampler.stop()
+                usage = await sampler.stop(final_sample=False)  # the tree is gone by now
                 self.usage = self.usage.combine(usage)
         finally:
             buffer.close()

@@ -44,4 +44,7 @@ class Workspaces:
             await self.remove(self._kept.popleft())
 
     async def remove(self, path: Path) -> None:
-        await asyncio.to_thread(shutil.rmtree, path, True)
+        try:
+            path.rmdir()  # empty (often, for short jobs): no thread needed
+        except OSError:
+            await asyncio.to_thread(shutil.rmtree, path, True)
