@@ -127,7 +127,7 @@ class JobRun:
         finally:
             watchdog.cancel()
         done: dict[str, Any] = {"timestamp": time.time(), "result": status.value,
-                                "usage": self.steps.usage.to_dict()}
+                                "usage": self.steps.job_usage.to_dict()}
         if error:
             done["error"] = self.masker.mask(error)
         self.emit(Msg.JOB_DONE, done)

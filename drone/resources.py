@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,10 +83,13 @@ class TreeSampler:
     Cancelling `stop()` is safe; the sampling task is always cancelled.
     """
 
-    def __init__(self, pid: int, interval: float = 0.25) -> None:
+    def __init__(self, pid: int, interval: float = 0.25,
+                 on_sample: Callable[[], None] | None = None) -> None:
         self.pid = pid
         self.interval = interval
+        self.on_sample = on_sample  # told after each sample (a job adds up its running trees)
         self.peak_rss = 0
+        self.current_rss = 0
         self._seen: dict[tuple[int, int], _Seen] = {}
         self._samples = 0
         self._task: asyncio.Task[None] | None = None
@@ -137,6 +141,9 @@ class TreeSampler:
             rss += pages * PAGE
             count += 1
         self.peak_rss = max(self.peak_rss, rss)
+        self.current_rss = rss
+        if self.on_sample is not None:
+            self.on_sample()
         return count
 
     async def _run(self) -> None:

@@ -49,6 +49,8 @@ class StepRunner:
         self.usage = Usage(0, 0.0)
         self.last_output = time.monotonic()
         self._groups: set[int] = set()
+        self._samplers: set[TreeSampler] = set()
+        self._job_peak = 0
 
     async def run(self, command: str, env: Mapping[str, str], *, title: str = "", phase: str,
                   stage: str | None = None, hook: str | None = None) -> int:
@@ -84,7 +86,8 @@ class StepRunner:
                 code = 127
                 return code
             self._groups.add(proc.pid)
-            sampler = TreeSampler(proc.pid, self.sample_interval)
+            sampler = TreeSampler(proc.pid, self.sample_interval, self._job_sample)
+            self._samplers.add(sampler)
             # No sample at the start: a /proc scan costs about a millisecond, and a
             # command that ends at once shows its CPU in the exit sample below.
             sampler.start(immediate=False)
@@ -111,11 +114,21 @@ class StepRunner:
                 if proc.returncode is None:
                     await proc.wait()
                 usage = await sampler.stop(final_sample=False)  # the tree is gone by now
+                self._samplers.discard(sampler)
                 self.usage = self.usage.combine(usage)
         finally:
             buffer.close()
             self._done(num, code, started, usage)
         return code
+
+    def _job_sample(self) -> None:
+        # Commands of parallel stages run at once: the job's peak is their sum.
+        self._job_peak = max(self._job_peak, sum(s.current_rss for s in self._samplers))
+
+    @property
+    def job_usage(self) -> Usage:
+        """The job's usage: CPU of every command, peak memory of those running together."""
+        return Usage(max(self._job_peak, self.usage.peak_rss), self.usage.cpu_seconds)
 
     def _done(self, num: int, code: int, started: float, usage: Usage) -> None:
         self.emit(Msg.JOB_CMD_DONE, {"num": num, "exitCode": code, "duration": round(time.monotonic() - started, 6),

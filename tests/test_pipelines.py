@@ -155,10 +155,20 @@ async def test_an_invalid_stored_pipeline_is_refused_naming_line_and_field(queen
 
 async def test_resource_usage_is_reported_per_command_and_job(queen: Cluster) -> None:
     await queen.add_drone("d1")
-    grow = f"{sys.executable} -c 'b = bytearray(80 * 1024 * 1024); import time; time.sleep(0.5)'"
-    await queen.create_pipeline_repo("mem", f"stages:\n  - name: grow\n    steps: [{json.dumps(grow)}]\n")
+    grow = f"{sys.executable} -c 'b = bytearray(60 * 1024 * 1024); import time; time.sleep(1.2)'"
+    spin = f"{sys.executable} -c 'import time\nt = time.process_time()\nwhile time.process_time() - t < 0.4: pass'"
+    # Two stages at once, each holding 60 MB: the job's peak is their sum.
+    await queen.create_pipeline_repo("mem", f"""
+stages:
+  - {{name: a, steps: [{json.dumps(grow)}]}}
+  - {{name: b, steps: [{json.dumps(grow)}]}}
+  - {{name: c, needs: [a, b], steps: [{json.dumps(spin)}]}}
+""")
     job = await queen.wait_job((await queen.trigger("mem"))["id"])
     assert job["status"] == "passed", job
-    usage = job["commands"][0]["usage"]
-    assert usage["peak_rss"] >= 70 * 1024 * 1024 and usage["cpu_seconds"] >= 0
-    assert job["usage"]["peak_rss"] >= usage["peak_rss"]
+    by_stage = {c["stage"]: c["usage"] for c in job["commands"]}
+    assert by_stage["a"]["peak_rss"] >= 55 * 2**20 and by_stage["b"]["peak_rss"] >= 55 * 2**20
+    assert by_stage["a"]["peak_rss"] < 100 * 2**20
+    assert job["usage"]["peak_rss"] >= 110 * 2**20
+    assert by_stage["c"]["cpu_seconds"] >= 0.3
+    assert job["usage"]["cpu_seconds"] >= by_stage["c"]["cpu_seconds"]
