@@ -4,8 +4,18 @@
     apiary queen [-c apiary.toml]     a queen
     apiary drone --queen tcp://H:P    a drone
     apiary run [PATH]                 a working copy's pipeline, here, without a queen
+    apiary trigger REPO [--follow]    start a job; with --follow show its output, exit with its result
+    apiary ls [REPO]                  recent jobs
+    apiary logs JOB [--follow]        a job's output
+    apiary cancel JOB                 stop a job
+    apiary drones                     the drones in the pool
     apiary prune                      apply the repositories' retention policies now
     apiary config                     the settings in force, as TOML
+
+The client commands (trigger … prune) talk to the queen at ``--url`` (default:
+the ``[client] url`` setting). A followed job exits 0 passed, 1 failed,
+3 errored, 130 cancelled; a refused request exits 2 (bad input, unknown name)
+or 1 (anything else, or the queen unreachable).
 
 Settings come from the config file (``-c``, else ``./apiary.toml`` if present),
 then ``APIARY_*`` variables, then the command's flags. Errors Apiary can
@@ -18,22 +28,30 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import io
 import json
 import logging
 import signal
 import sys
+import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import zmq
 
 from . import __version__
 from .config import Config, load_config, with_changes
 from .errors import ApiaryError
+from .protocol import FINAL_STATES
+
+if TYPE_CHECKING:
+    from .client import Client, Follower
 
 log = logging.getLogger("apiary")
 
 DEFAULT_CONFIG = "apiary.toml"
+FINAL = {s.value for s in FINAL_STATES}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -67,8 +85,26 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--type", default="TEST", choices=["TEST", "DEPLOY", "TEST_DEPLOY"], help="the job type")
     run.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="a parameter (repeatable)")
     run.add_argument("--file", default=".apiary.yml", help="the pipeline file in PATH (default: .apiary.yml)")
-    prune = sub.add_parser("prune", parents=[common], help="apply the retention policies now")
-    prune.add_argument("--url", help="the queen's URL (default: [client] url)")
+    url = argparse.ArgumentParser(add_help=False)
+    url.add_argument("--url", help="the queen's URL, http://HOST:PORT (default: [client] url)")
+    client = [common, url]
+    trigger = sub.add_parser("trigger", parents=client, help="start a job")
+    trigger.add_argument("repo", help="the repository's name")
+    trigger.add_argument("--branch", help="the branch (default: the repository's default branch)")
+    trigger.add_argument("--commit", metavar="SHA", help="the commit to run")
+    trigger.add_argument("--type", default="TEST", choices=["TEST", "DEPLOY", "TEST_DEPLOY"], help="the job type")
+    trigger.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="a parameter (repeatable)")
+    trigger.add_argument("--follow", action="store_true", help="show the job's output; exit with its result")
+    ls = sub.add_parser("ls", parents=client, help="recent jobs, of every repository or of one")
+    ls.add_argument("repo", nargs="?", help="only this repository's jobs")
+    ls.add_argument("--limit", type=int, default=20, help="how many (default: 20)")
+    logs = sub.add_parser("logs", parents=client, help="a job's output")
+    logs.add_argument("job", help="the job's id")
+    logs.add_argument("--follow", action="store_true", help="then live until it ends; exit with its result")
+    cancel = sub.add_parser("cancel", parents=client, help="cancel a job")
+    cancel.add_argument("job", help="the job's id")
+    sub.add_parser("drones", parents=client, help="the drones in the pool")
+    sub.add_parser("prune", parents=client, help="apply the retention policies now")
     sub.add_parser("config", parents=[common], help="print the settings in force")
     return parser
 
@@ -106,9 +142,8 @@ def main(argv: list[str] | None = None) -> None:
             code = _run(_until_signalled(run_local(Path(args.path), args.type, parse_params(args.param),
                                                    args.file)), fast_loop=False)
             sys.exit(code if isinstance(code, int) else 1)
-        if args.command == "prune":
-            _run(_prune(args.url or config.client.url), fast_loop=False)
-            return
+        if args.command in CLIENT_COMMANDS:
+            sys.exit(_client_command(args, config))
         runner = {"up": _up, "queen": _queen, "drone": _drone}[args.command]
         _run(_until_signalled(runner(config)), fast_loop=args.command != "drone")
     except ApiaryError as exc:
@@ -149,23 +184,6 @@ async def _until_signalled(coro: Any) -> Any:
     with contextlib.suppress(asyncio.CancelledError):
         return await task
     return None
-
-
-async def _prune(url: str) -> None:
-    import aiohttp
-
-    async with aiohttp.ClientSession() as http:
-        try:
-            async with http.post(url.rstrip("/") + "/api/v1/prune") as resp:
-                body = await resp.json(content_type=None)
-                if resp.status != 200:
-                    raise ApiaryError(f"{url}: {body.get('error', resp.reason)}")
-        except aiohttp.ClientError as exc:
-            raise ApiaryError(f"cannot reach the queen at {url}: {exc}") from None
-    for repo, count in sorted(body["deleted"].items()):
-        _say(f"{repo}: {count} job{'s' if count != 1 else ''} deleted")
-    if not body["deleted"]:
-        _say("no repositories")
 
 
 def _say(text: str) -> None:
@@ -225,6 +243,133 @@ def _as_toml(config: Config) -> str:
             lines.append(f"{field.name} = {json.dumps(value)}")
         lines.append("")
     return "\n".join(lines)
+
+
+# -- the client commands -----------------------------------------------------------
+
+CLIENT_COMMANDS = ("trigger", "ls", "logs", "cancel", "drones", "prune")
+
+
+def _client_command(args: argparse.Namespace, config: Config) -> int:
+    """Run a client command against the queen at --url or [client] url; its exit status."""
+    settings = config.client
+    if args.url:
+        settings = with_changes(settings, lambda key: "--url", url=args.url)
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="replace")  # a job's output must not fail on a narrow terminal encoding
+    command = {"trigger": _trigger, "ls": _ls, "logs": _logs, "cancel": _cancel, "drones": _drones,
+               "prune": _prune}[args.command]
+    code = _run(_until_signalled(_with_client(settings.url, command, args)), fast_loop=False)
+    return 130 if code is None else code  # None: interrupted
+
+
+async def _with_client(url: str, command: Any, args: argparse.Namespace) -> int:
+    from .client import Client
+
+    async with Client(url) as client:
+        return await command(client, args)
+
+
+async def _trigger(client: Client, args: argparse.Namespace) -> int:
+    from .client import Follower, parse_params, q, whoami
+
+    body: dict[str, Any] = {"type": args.type, "parameters": parse_params(args.param),
+                            "trigger": {"source": "API", "author": whoami()}}
+    if args.branch:
+        body["branch"] = args.branch
+    if args.commit:
+        body["commit"] = args.commit
+    job = await client.request("POST", f"/repos/{q(args.repo)}/jobs", body)
+    _say(f"{job['repo']} #{job['number']} {job['status']}: {client.page(job['id'])}")
+    if not args.follow:
+        return 0
+    return await _follow(Follower(client, job, sys.stdout, sys.stderr))
+
+
+async def _logs(client: Client, args: argparse.Namespace) -> int:
+    from .client import Follower
+
+    job = await client.job(args.job)
+    follower = Follower(client, job, sys.stdout, sys.stderr)
+    await follower.stored()
+    if args.follow:
+        return await _follow(follower)
+    if job["status"] in FINAL and not follower.renderer.result:
+        await follower.ended()  # ended with no job:done (cancelled in the queue): say so
+    elif job["status"] not in FINAL:
+        print(f"apiary: job {job['id']} is {job['status']}; apiary logs --follow {job['id']} shows the rest",
+              file=sys.stderr)
+    return 0
+
+
+async def _follow(follower: Follower) -> int:
+    try:
+        return await follower.run()
+    except asyncio.CancelledError:
+        print(f"\napiary: stopped following; the job goes on (apiary cancel {follower.job_id} stops it)",
+              file=sys.stderr)
+        raise
+
+
+async def _ls(client: Client, args: argparse.Namespace) -> int:
+    from .client import age, colour_on, paint, q, span, table
+
+    path = f"/repos/{q(args.repo)}/jobs" if args.repo else "/jobs"
+    jobs = (await client.request("GET", f"{path}?limit={args.limit}"))["jobs"]
+    if not jobs:
+        _say("no jobs yet" + (f" in {args.repo}" if args.repo else ""))
+        return 0
+    now = time.time()
+    rows = []
+    for job in jobs:
+        ref, trigger = job.get("ref") or {}, job.get("trigger") or {}
+        source = " ".join(x for x in ((trigger.get("source") or {}).get("type"),
+                                      (trigger.get("author") or {}).get("name")) if x)
+        if job.get("duration") is not None:
+            took = span(job["duration"])
+        elif job.get("started") and job["status"] not in FINAL:
+            took = span(now - job["started"])  # still running
+        else:
+            took = "-"
+        rows.append([job["id"], f"{job['repo']}#{job['number']}", job["status"],
+                     ref.get("branch") or ref.get("fetch") or (ref.get("id") or "-")[:12], source or "-",
+                     job.get("drone") or "-", took, age(job.get("created"), now)])
+    colours = {"passed": "32", "failed": "31", "errored": "31", "cancelled": "33", "running": "36"}
+    on = colour_on(sys.stdout)
+    _say(table(["ID", "JOB", "STATUS", "REF", "TRIGGER", "DRONE", "DURATION", "AGE"], rows,
+               lambda col, value, cell: paint(cell, colours[value], on) if col == 2 and value in colours else cell))
+    return 0
+
+
+async def _cancel(client: Client, args: argparse.Namespace) -> int:
+    from .client import q
+
+    _say((await client.request("POST", f"/jobs/{q(args.job)}/cancel"))["status"])  # cancelled or cancelling
+    return 0
+
+
+async def _drones(client: Client, args: argparse.Namespace) -> int:
+    from .client import age, table
+
+    drones = (await client.request("GET", "/drones"))["drones"]
+    if not drones:
+        _say(f"no drones yet: run apiary drone --queen tcp://{urlsplit(client.url).hostname}:8421")
+        return 0
+    now = time.time()
+    rows = [[d["id"], d.get("host") or "-", str(d["capacity"]), str(d["running"]), f"{d['speed']:g}",
+             str(d["version"]), f"{age(d.get('last_heartbeat'), now)} ago"] for d in drones]
+    _say(table(["ID", "HOST", "CAPACITY", "RUNNING", "SPEED", "VERSION", "HEARTBEAT"], rows))
+    return 0
+
+
+async def _prune(client: Client, args: argparse.Namespace) -> int:
+    deleted = (await client.request("POST", "/prune"))["deleted"]
+    for repo, count in sorted(deleted.items()):
+        _say(f"{repo}: {count} job{'s' if count != 1 else ''} deleted")
+    if not deleted:
+        _say("no repositories")
+    return 0
 
 
 if __name__ == "__main__":
