@@ -14,7 +14,10 @@ import dataclasses
 import logging
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
+import aiohttp_jinja2
+import jinja2
 from aiohttp import web
 
 from . import __version__, keys
@@ -24,6 +27,8 @@ from .embedded import embedded_store
 from .errors import RequestError
 from .hive import Hive
 from .hub import Hub
+from .pages import FILTERS, error_pages
+from .pages import routes as page_routes
 from .retention import prune_daily
 from .store import Store
 from .ws import websocket
@@ -80,7 +85,7 @@ async def _retention_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 def init_app(config: QueenConfig) -> web.Application:
-    app = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY_BYTES)
+    app = web.Application(middlewares=[error_middleware, error_pages], client_max_size=MAX_BODY_BYTES)
     app[keys.CONFIG] = config
     app[keys.HUB] = Hub()
     app[keys.VERSION] = __version__
@@ -89,6 +94,10 @@ def init_app(config: QueenConfig) -> web.Application:
     app.cleanup_ctx.append(_retention_ctx)
     app.add_routes(api_routes)
     app.router.add_get("/ws", websocket)
+    web_dir = Path(__file__).resolve().parent.parent / "web"
+    aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(web_dir / "templates"), filters=FILTERS)
+    app.router.add_static("/static", web_dir / "static")
+    app.add_routes(page_routes)
     return app
 
 

@@ -1,0 +1,328 @@
+"""The dashboard: server-rendered HTML pages (Jinja2) over the same store the API reads.
+
+Pages are made live by web/static/apiary.js over the WebSocket; when a piece
+of a page changes it fetches the same piece rendered here again (the
+``/parts/…`` routes), so each thing is formatted in one place, the templates.
+Handlers are thin: they load, then render. The `error_pages` middleware turns
+errors on non-API paths into HTML pages (never a traceback); the API keeps its
+JSON errors (app.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp_jinja2
+import yaml
+from aiohttp import web
+from pymongo.errors import PyMongoError
+
+from . import keys
+from .api import public_job
+from .badges import NO_JOBS, badge_for, badge_svg, last_finished
+from .errors import BadRequest, NotFound, RequestError
+from .protocol import JobStatus, JobType
+from .repos import REPO_NAME, stored_pipeline
+from .store import READ_BATCH
+
+log = logging.getLogger(__name__)
+
+routes = web.RouteTableDef()
+
+JOBS_SHOWN = 50
+
+
+# -- formatting, for the templates -----------------------------------------------------
+
+def fmt_duration(seconds: float | None) -> str:
+    """1.2s, 45s, 3m 07s, 2h 05m."""
+    if seconds is None:
+        return ""
+    if seconds < 10:
+        return f"{seconds:.1f}s"
+    s = int(seconds + 0.5)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m {s % 60:02d}s"
+    return f"{s // 3600}h {s % 3600 // 60:02d}m"
+
+
+def fmt_bytes(n: int | float | None) -> str:
+    if not n:
+        return "0 B"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"
+
+
+def fmt_time(ts: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else ""
+
+
+def fmt_iso(ts: float | None) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts)) if ts else ""
+
+
+def fmt_ago(ts: float | None) -> str:
+    if not ts:
+        return ""
+    delta = max(0.0, time.time() - ts)
+    if delta < 5:
+        return "just now"
+    if delta < 60:
+        return f"{int(delta)}s ago"
+    if delta < 3600:
+        return f"{int(delta // 60)} min ago"
+    if delta < 86400:
+        return f"{int(delta // 3600)} h ago"
+    return f"{int(delta // 86400)} d ago"
+
+
+FILTERS: dict[str, Callable[..., Any]] = {
+    "duration": fmt_duration, "bytes": fmt_bytes, "time": fmt_time, "iso": fmt_iso, "ago": fmt_ago,
+}
+
+
+def job_view(doc: dict[str, Any]) -> dict[str, Any]:
+    """A job as the templates show it: the API's fields plus a few derived ones."""
+    job = public_job(doc)
+    trigger = job.get("trigger") or {}
+    source = trigger.get("source") or {}
+    author = trigger.get("author") or {}
+    ref = job.get("ref") or {}
+    job["final"] = JobStatus(job["status"]).final
+    job["source"] = source.get("name") or source.get("type") or "API"
+    job["author"] = author.get("name") or author.get("login") or author.get("email") or ""
+    job["ref_name"] = ref.get("branch") or ref.get("fetch") or ""
+    job["commit"] = ref.get("id") or ""
+    return job
+
+
+# -- rendering and errors ---------------------------------------------------------------
+
+def render(request: web.Request, template: str, status: int = 200, **context: Any) -> web.Response:
+    context.setdefault("version", request.app[keys.VERSION])
+    context.setdefault("now", time.time())
+    response = aiohttp_jinja2.render_template(template, request, context, status=status)
+    response.headers["Cache-Control"] = "no-cache"
+    return response
+
+
+def error_page(request: web.Request, status: int, message: str) -> web.Response:
+    """An HTML error page; plain HTML if even the template fails."""
+    title = {404: "Not found", 500: "Something went wrong"}.get(status, f"Error {status}")
+    try:
+        return render(request, "error.html", status=status, title=title, status_code=status, message=message)
+    except Exception:
+        log.exception("the error page itself failed")
+        return web.Response(status=status, content_type="text/html",
+                            text=f"<!doctype html><title>{status}</title><h1>{status}</h1>")
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def error_pages(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """HTML error pages for the dashboard's paths; /api and /ws pass through to app.py's JSON."""
+    if request.path.startswith("/api/") or request.path == "/ws":
+        return await handler(request)
+    try:
+        return await handler(request)
+    except RequestError as exc:
+        return error_page(request, exc.status, str(exc))
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        message = "There is no such page." if exc.status == 404 else exc.reason
+        return error_page(request, exc.status, message)
+    except Exception:
+        log.exception("%s %s failed", request.method, request.path)
+        return error_page(request, 500, "The queen could not show this page; its log has the details.")
+
+
+# -- loading ------------------------------------------------------------------------------
+
+async def load_repo(request: web.Request) -> dict[str, Any]:
+    name = request.match_info["repo"]
+    repo = await request.app[keys.STORE].get_repo(name) if REPO_NAME.match(name) else None
+    if repo is None:
+        raise NotFound(f"There is no repository named “{name}”.")
+    return repo
+
+
+async def load_job(request: web.Request) -> dict[str, Any]:
+    job_id = request.match_info["job"]
+    job = await request.app[keys.STORE].get_job(job_id)
+    if job is None:
+        raise NotFound(f"There is no job “{job_id}”; it may have been pruned.")
+    return job
+
+
+async def recent_jobs(request: web.Request, repo: str | None = None,
+                      branch: str | None = None) -> list[dict[str, Any]]:
+    docs = await request.app[keys.STORE].list_jobs(repo, branch=branch or None, limit=JOBS_SHOWN)
+    return [job_view(d) for d in docs]
+
+
+def declared_parameters(repo: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
+    """The stored pipeline's parameters (None when read from the repository) and any fault in it."""
+    if repo.get("pipeline_source") != "queen":
+        return None, ""
+    try:
+        return stored_pipeline(repo).get("parameters") or {}, ""
+    except BadRequest as exc:
+        return {}, str(exc)
+
+
+def base_url(request: web.Request) -> str:
+    return request.app[keys.CONFIG].public_url.rstrip("/") or f"{request.scheme}://{request.host}"
+
+
+# -- pages ------------------------------------------------------------------------------------
+
+@routes.get("/")
+async def dashboard(request: web.Request) -> web.Response:
+    repos = await request.app[keys.STORE].list_repos()
+    return render(request, "dashboard.html", page="dashboard", jobs=await recent_jobs(request),
+                  repos=[r["_id"] for r in repos])
+
+
+@routes.get("/repos/new")
+async def new_repo(request: web.Request) -> web.Response:
+    return render(request, "settings.html", page="settings", repo=None, secrets=[], webhook="",
+                  base=base_url(request))
+
+
+@routes.get("/repos/{repo}")
+async def repo_page(request: web.Request) -> web.Response:
+    repo = await load_repo(request)
+    branch = request.query.get("branch", "")
+    jobs = await recent_jobs(request, repo["_id"], branch)
+    # Branches seen in recent jobs, the default first: the filter and the trigger offer them.
+    seen = await request.app[keys.STORE].list_jobs(repo["_id"], limit=200)
+    branches = [repo["default_branch"]] + sorted(
+        {b for j in seen if (b := (j.get("ref") or {}).get("branch"))} - {repo["default_branch"]})
+    parameters, pipeline_error = declared_parameters(repo)
+    return render(request, "repo.html", page="repo", repo=repo, jobs=jobs, branch=branch, branches=branches,
+                  parameters=parameters, pipeline_error=pipeline_error, job_types=[t.value for t in JobType])
+
+
+@routes.get("/repos/{repo}/settings")
+async def repo_settings(request: web.Request) -> web.Response:
+    repo = await load_repo(request)
+    secrets = await request.app[keys.STORE].secret_names(repo["_id"])
+    pipeline = repo.get("pipeline")
+    if pipeline is not None and not isinstance(pipeline, str):
+        # A pipeline stored as JSON is shown as YAML to edit (the API takes either).
+        pipeline = yaml.safe_dump(pipeline, sort_keys=False)
+    webhook = f"{base_url(request)}/hooks/{repo.get('provider') or 'git'}/{repo['_id']}"
+    return render(request, "settings.html", page="settings", repo=repo, pipeline_text=pipeline or "",
+                  secrets=secrets, webhook=webhook, base=base_url(request))
+
+
+@routes.get("/jobs/{job}")
+async def job_page(request: web.Request) -> web.Response:
+    job = job_view(await load_job(request))
+    artifacts = await request.app[keys.STORE].list_artifacts(job["id"])
+    return render(request, "job.html", page="job", job=job, artifacts=artifacts)
+
+
+OUTPUT_TYPES = ("job:cmd:stdout", "job:cmd:stderr", "job:stdout", "job:stderr")
+
+
+@routes.get("/jobs/{job}/log")
+async def raw_log(request: web.Request) -> web.StreamResponse:
+    """Everything the job printed, both streams of every command, in the order it was stored."""
+    job = await load_job(request)
+    store = request.app[keys.STORE]
+    response = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8",
+                                           "Cache-Control": "no-cache"})
+    await response.prepare(request)
+    after = 0
+    try:
+        while True:
+            events = await store.events_after(job["_id"], after, READ_BATCH)
+            text = "".join(e.get("text") or "" for e in events if e.get("type") in OUTPUT_TYPES)
+            if text:
+                await response.write(text.encode())
+            if len(events) < READ_BATCH:
+                break
+            after = events[-1]["seq"]
+    except PyMongoError as exc:  # the headers are sent already: say so in the text
+        log.warning("raw log of job %s cut short: %s", job["_id"], exc)
+        await response.write(f"\n[apiary: the log is cut short here: {exc}]\n".encode())
+    await response.write_eof()
+    return response
+
+
+async def drones_context(request: web.Request) -> dict[str, Any]:
+    """The pool, and "repo #number" for each job it runs."""
+    hive = request.app[keys.HIVE]
+    drones = hive.drones()
+    labels = {}
+    for job_id in {j for d in drones for j in d["jobs"]}:
+        job = await request.app[keys.STORE].get_job(job_id)
+        if job is not None:
+            labels[job_id] = f"{job['repo']} #{job.get('number', '?')}"
+    return {"drones": drones, "labels": labels, "endpoint": hive.endpoint}
+
+
+@routes.get("/drones")
+async def drones_page(request: web.Request) -> web.Response:
+    return render(request, "drones.html", page="drones", **await drones_context(request))
+
+
+# -- parts: pieces of pages the script fetches again when they change -------------------
+
+@routes.get("/parts/jobs")
+async def part_job_rows(request: web.Request) -> web.Response:
+    repo = request.query.get("repo") or None
+    jobs = await recent_jobs(request, repo, request.query.get("branch"))
+    return render(request, "parts/job_rows.html", jobs=jobs, show_repo=repo is None)
+
+
+@routes.get("/parts/jobs/{job}")
+async def part_job_row(request: web.Request) -> web.Response:
+    job = job_view(await load_job(request))
+    return render(request, "parts/job_rows.html", jobs=[job], show_repo=request.query.get("repo") is None)
+
+
+@routes.get("/parts/jobs/{job}/summary")
+async def part_job_summary(request: web.Request) -> web.Response:
+    job = job_view(await load_job(request))
+    artifacts = await request.app[keys.STORE].list_artifacts(job["id"])
+    return render(request, "parts/job_summary.html", job=job, artifacts=artifacts)
+
+
+@routes.get("/parts/drones")
+async def part_drones(request: web.Request) -> web.Response:
+    return render(request, "parts/drones.html", **await drones_context(request))
+
+
+# -- badges -------------------------------------------------------------------------------
+
+async def _badge(request: web.Request, branch: str | None) -> web.Response:
+    name = request.match_info["repo"]
+    store = request.app[keys.STORE]
+    headers = {"Cache-Control": "no-cache", "Content-Type": "image/svg+xml; charset=utf-8"}
+    if not REPO_NAME.match(name) or await store.get_repo(name) is None:
+        return web.Response(status=404, text=badge_svg("build", "unknown repository", NO_JOBS), headers=headers)
+    job = await last_finished(store, name, branch)
+    return web.Response(text=badge_for("build", job), headers=headers)
+
+
+@routes.get("/badge/{repo}.svg")
+async def repo_badge(request: web.Request) -> web.Response:
+    return await _badge(request, None)
+
+
+@routes.get("/badge/{repo}/{branch:.+}.svg")
+async def branch_badge(request: web.Request) -> web.Response:
+    return await _badge(request, request.match_info["branch"])

@@ -1,0 +1,624 @@
+/* Apiary's dashboard script: makes the server-rendered pages live over /ws.
+ *
+ * No build step. Pieces of a page that change are fetched again as HTML from
+ * /parts/… (rendered by the same templates); only the job log is drawn here,
+ * virtually: lines live in arrays and only the visible window is in the DOM.
+ */
+"use strict";
+(() => {
+  const $ = (sel, root = document) => root.querySelector(sel);
+  const $$ = (sel, root = document) => Array.from(root.querySelectorAll(sel));
+  const el = (tag, cls, text) => {
+    const e = document.createElement(tag);
+    if (cls) e.className = cls;
+    if (text != null) e.textContent = text;
+    return e;
+  };
+  const FINAL = new Set(["passed", "failed", "errored", "cancelled"]);
+
+  // -- formatting (the same as queen/pages.py's filters) -------------------------------
+  function duration(s) {
+    if (s == null || isNaN(s)) return "";
+    if (s < 10) return Math.max(0, s).toFixed(1) + "s";
+    s = Math.round(s);
+    if (s < 60) return s + "s";
+    const pad = (n) => String(n).padStart(2, "0");
+    if (s < 3600) return `${Math.floor(s / 60)}m ${pad(s % 60)}s`;
+    return `${Math.floor(s / 3600)}h ${pad(Math.floor((s % 3600) / 60))}m`;
+  }
+  function bytes(n) {
+    if (!n) return "0 B";
+    const units = ["B", "KiB", "MiB", "GiB"];
+    let i = 0;
+    while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
+    return i ? `${n.toFixed(1)} ${units[i]}` : `${n} B`;
+  }
+  function ago(ts) {
+    const d = Math.max(0, Date.now() / 1000 - ts);
+    if (d < 5) return "just now";
+    if (d < 60) return Math.floor(d) + "s ago";
+    if (d < 3600) return Math.floor(d / 60) + " min ago";
+    if (d < 86400) return Math.floor(d / 3600) + " h ago";
+    return Math.floor(d / 86400) + " d ago";
+  }
+  function tick() {
+    const now = Date.now() / 1000;
+    for (const t of $$("time[data-ts]")) t.textContent = ago(+t.dataset.ts);
+    for (const s of $$("[data-since]")) s.textContent = duration(now - +s.dataset.since);
+  }
+  function statusBadge(s) {
+    const b = el("span", "status st-" + s);
+    b.append(el("span", "dot"), s);
+    b.firstChild.setAttribute("aria-hidden", "true");
+    return b;
+  }
+
+  // -- talking to the queen --------------------------------------------------------------
+  /* Subscribe over /ws; on a close, reconnect with backoff and subscribe again
+   * (subscriptions() is asked each time, so a job resumes after its last seq). */
+  function live(subscriptions, onMessage, onReconnect) {
+    const note = $("#conn");
+    let delay = 500, opened = false;
+    const connect = () => {
+      const ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws");
+      ws.onopen = () => {
+        delay = 500;
+        note.hidden = true;
+        for (const s of subscriptions()) ws.send(JSON.stringify(s));
+        if (opened && onReconnect) onReconnect();
+        opened = true;
+      };
+      ws.onmessage = (m) => {
+        let msg;
+        try { msg = JSON.parse(m.data); } catch { return; }
+        onMessage(msg);
+      };
+      ws.onclose = () => {
+        note.hidden = false;
+        note.textContent = "Reconnecting…";
+        setTimeout(connect, delay * (0.8 + Math.random() * 0.4));
+        delay = Math.min(delay * 2, 10000);
+      };
+    };
+    connect();
+  }
+  async function send(method, url, body) {
+    const init = { method, headers: { "Content-Type": "application/json", Accept: "application/json" } };
+    if (body !== undefined) init.body = JSON.stringify(body);
+    let r;
+    try { r = await fetch(url, init); } catch { return { status: 0, data: { error: "The queen cannot be reached; try again." } }; }
+    let data = {};
+    try { data = await r.json(); } catch { /* not JSON: the status says enough */ }
+    return { status: r.status, data };
+  }
+  async function part(url) {
+    const r = await fetch(url, { headers: { Accept: "text/html" } });
+    if (!r.ok) throw new Error(`${url}: ${r.status}`);
+    return r.text();
+  }
+  const timers = new Map();
+  /* Run fn once in `ms`, however often asked meanwhile (coalesces bursts of updates). */
+  function soon(key, fn, ms = 120) {
+    if (timers.has(key)) return;
+    timers.set(key, setTimeout(() => { timers.delete(key); fn(); }, ms));
+  }
+
+  // -- forms: JSON to the API, errors next to the field they name ------------------------
+  function clearErrors(form) {
+    for (const e of $$("[data-error-for]", form)) { e.hidden = true; e.textContent = ""; }
+    for (const i of $$("[aria-invalid]", form)) i.removeAttribute("aria-invalid");
+  }
+  function showError(form, field, message) {
+    let f = field || "", target = null;
+    if (f && message && message.startsWith(f + ": ")) message = message.slice(f.length + 2);
+    while (f) { // parameters.X, then parameters, then the form itself
+      target = form.querySelector(`[data-error-for~="${CSS.escape(f)}"]`);
+      if (target) break;
+      const cut = Math.max(f.lastIndexOf("."), f.lastIndexOf("["));
+      f = cut > 0 ? f.slice(0, cut) : "";
+    }
+    target = target || form.querySelector('[data-error-for=""]');
+    target.textContent = message || "Refused.";
+    target.hidden = false;
+    const box = target.closest(".field");
+    const input = box && box.querySelector("input:not([type=radio]), select, textarea");
+    if (input) { input.setAttribute("aria-invalid", "true"); input.focus(); } else target.scrollIntoView({ block: "nearest" });
+  }
+  async function submit(form, method, url, body) {
+    const button = $("button[type=submit]", form);
+    if (button) button.disabled = true;
+    try { return await send(method, url, body); } finally { if (button) button.disabled = false; }
+  }
+
+  function triggerForm(form) {
+    form.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      clearErrors(form);
+      const body = { type: form.elements.namedItem("type").value, trigger: { source: "UI" } };
+      const branch = form.elements.namedItem("branch").value.trim();
+      if (branch) body.branch = branch;
+      const params = {};
+      // An empty field is left out: the pipeline's default applies, or its "required" refusal.
+      for (const i of $$("[data-param]", form)) if (i.value !== "") params[i.dataset.param] = i.value;
+      const free = $("[data-free-params]", form);
+      if (free) {
+        const lines = free.value.split("\n");
+        for (let n = 0; n < lines.length; n++) {
+          const line = lines[n].trim();
+          if (!line || line.startsWith("#")) continue;
+          const eq = line.indexOf("=");
+          if (eq < 1) return showError(form, "parameters", `line ${n + 1}: write NAME=VALUE`);
+          params[line.slice(0, eq).trim()] = line.slice(eq + 1);
+        }
+      }
+      if (Object.keys(params).length) body.parameters = params;
+      const { status, data } = await submit(form, "POST", form.action, body);
+      if (status === 201) location.assign("/jobs/" + encodeURIComponent(data.id));
+      else showError(form, data.field, data.error || `The queen answered ${status}.`);
+    });
+  }
+
+  function repoForm(form) {
+    const sync = () => {
+      const source = (form.querySelector("[name=pipeline_source]:checked") || {}).value;
+      for (const f of $$("[data-show-when]", form)) f.hidden = f.dataset.showWhen !== source;
+      const hook = $("#webhook[data-base]");
+      if (hook) {
+        const v = (name) => form.elements.namedItem(name).value.trim();
+        hook.textContent = `${hook.dataset.base}/hooks/${v("provider") || "git"}/${v("name") || "name"}`;
+      }
+    };
+    form.addEventListener("input", sync);
+    form.addEventListener("change", sync);
+    sync();
+    form.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      clearErrors(form);
+      $("#saved").hidden = true;
+      const body = {};
+      for (const i of form.elements) {
+        if (!i.name || (i.type === "radio" && !i.checked)) continue;
+        let v = i.tagName === "TEXTAREA" ? i.value : i.value.trim();
+        if (v === "") continue;
+        if (i.type === "number") v = Number(v);
+        const path = i.name.split(".");
+        let at = body;
+        for (const k of path.slice(0, -1)) at = at[k] = at[k] || {};
+        at[path[path.length - 1]] = v;
+      }
+      if (body.pipeline_source === "queen") delete body.pipeline_file; else delete body.pipeline;
+      if (body.auth && !body.auth.type) delete body.auth;
+      const method = form.dataset.method;
+      const { status, data } = await submit(form, method, form.action, body);
+      if (status === 200 || status === 201) {
+        if (method === "POST") location.assign("/repos/" + encodeURIComponent(data.name));
+        else $("#saved").hidden = false;
+      } else showError(form, data.field, data.error || `The queen answered ${status}.`);
+    });
+  }
+
+  function secrets() {
+    const list = $("#secrets"), form = $("#secret-form");
+    if (!list || !form) return;
+    const url = list.dataset.url;
+    const reload = async () => {
+      const { data } = await send("GET", url);
+      list.replaceChildren(...(data.secrets || []).map((s) => {
+        const li = el("li");
+        li.dataset.secret = s.name;
+        const del = el("button", "link danger", "Delete");
+        del.type = "button";
+        del.dataset.deleteSecret = s.name;
+        del.setAttribute("aria-label", "Delete secret " + s.name);
+        li.append(el("code", null, s.name), " ", el("span", "muted", "set " + ago(s.updated)), " ", del);
+        return li;
+      }));
+      $("#secrets-empty").hidden = list.children.length > 0;
+    };
+    list.addEventListener("click", async (e) => {
+      const b = e.target.closest("[data-delete-secret]");
+      if (!b) return;
+      if (!b.dataset.armed) { // a second press deletes: no accidental loss, no modal dialog
+        b.dataset.armed = "1";
+        b.textContent = "Press again to delete";
+        b.addEventListener("blur", () => { delete b.dataset.armed; b.textContent = "Delete"; }, { once: true });
+        return;
+      }
+      await send("DELETE", `${url}/${encodeURIComponent(b.dataset.deleteSecret)}`);
+      await reload();
+    });
+    form.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      clearErrors(form);
+      const name = form.elements.namedItem("name").value.trim(), value = form.elements.namedItem("value");
+      if (!name) return showError(form, "name", "A name is required.");
+      const { status, data } = await submit(form, "PUT", `${url}/${encodeURIComponent(name)}`, { value: value.value });
+      if (status !== 200) return showError(form, data.field, data.error || `The queen answered ${status}.`);
+      value.value = "";
+      form.elements.namedItem("name").value = "";
+      await reload();
+    });
+  }
+
+  // -- live job tables (dashboard, repository) ------------------------------------------
+  function jobsTable() {
+    const table = $("#jobs");
+    if (!table) return null;
+    const tbody = $("tbody", table), repo = table.dataset.repo, branch = table.dataset.branch;
+    const q = repo ? "?repo=" + encodeURIComponent(repo) : "";
+    const ours = new Set(), asked = new Map();
+    const shown = () => { table.hidden = !tbody.rows.length; $("#jobs-empty").hidden = !!tbody.rows.length; };
+    const rowOf = (id) => tbody.querySelector(`tr[data-job="${CSS.escape(id)}"]`);
+    const refresh = async (id) => {
+      const ticket = (asked.get(id) || 0) + 1; // only the newest answer for a job is used
+      asked.set(id, ticket);
+      let html;
+      try { html = await part(`/parts/jobs/${encodeURIComponent(id)}${q}`); } catch { return; }
+      if (asked.get(id) !== ticket) return;
+      const tpl = document.createElement("template");
+      tpl.innerHTML = html.trim();
+      const row = tpl.content.querySelector("tr");
+      if (!row) return;
+      const old = rowOf(id);
+      if (old) old.replaceWith(row);
+      else { // ULIDs sort by time: newest first
+        const next = Array.from(tbody.rows).find((r) => r.dataset.job < id);
+        tbody.insertBefore(row, next || null);
+        while (tbody.rows.length > 50) tbody.deleteRow(-1);
+      }
+      shown();
+    };
+    return {
+      message(msg) {
+        if (msg.type === "job:new") {
+          if (repo && msg.repo !== repo) return;
+          if (branch && (msg.ref || {}).branch !== branch) return;
+          ours.add(msg.job);
+          soon("row:" + msg.job, () => refresh(msg.job), 0);
+        } else if (msg.type === "job:update") {
+          const row = rowOf(msg.job);
+          if (row && msg.status) {
+            row.dataset.status = msg.status;
+            $(".cell-status", row).replaceChildren(statusBadge(msg.status));
+            if (FINAL.has(msg.status)) {
+              for (const img of $$(`img[data-badge="${CSS.escape(row.dataset.repo)}"]`)) {
+                img.src = `/badge/${encodeURIComponent(row.dataset.repo)}.svg?t=${Date.now()}`;
+              }
+            }
+          }
+          if (row || ours.has(msg.job)) soon("row:" + msg.job, () => refresh(msg.job));
+        }
+      },
+      async reload() {
+        const p = new URLSearchParams();
+        if (repo) p.set("repo", repo);
+        if (branch) p.set("branch", branch);
+        try { tbody.innerHTML = await part("/parts/jobs?" + p); } catch { return; }
+        shown();
+      },
+    };
+  }
+
+  // -- the job log: ANSI colours, virtual scrolling ---------------------------------------
+  const LH = 18; // px; the same as .ln's height in apiary.css
+  const CSI = /\x1b\[([0-9;?]*)([@-~])/g;
+  /* A colour state is (foreground << 1) | bold; 0 is the default. */
+  function sgr(state, params) {
+    let fg = state >> 1, bold = state & 1;
+    const codes = params === "" ? [0] : params.split(";").map(Number);
+    for (let k = 0; k < codes.length; k++) {
+      const c = codes[k];
+      if (c === 0) { fg = 0; bold = 0; } else if (c === 1) bold = 1;
+      else if (c === 22) bold = 0;
+      else if ((c >= 30 && c <= 37) || (c >= 90 && c <= 97)) fg = c;
+      else if (c === 39) fg = 0;
+      else if (c === 38 || c === 48) k += codes[k + 1] === 5 ? 2 : codes[k + 1] === 2 ? 4 : 0;
+    }
+    return (fg << 1) | bold;
+  }
+  function sgrScan(state, text) {
+    CSI.lastIndex = 0;
+    let m;
+    while ((m = CSI.exec(text))) if (m[2] === "m") state = sgr(state, m[1]);
+    return state;
+  }
+  /* Append `text` to `parent` as text nodes: SGR colours become spans, other escapes vanish. */
+  function ansi(text, state, parent) {
+    if (text.endsWith("\r")) text = text.slice(0, -1);
+    const cr = text.lastIndexOf("\r"); // a progress bar: only what was drawn last shows
+    if (cr >= 0) { state = sgrScan(state, text.slice(0, cr)); text = text.slice(cr + 1); }
+    const put = (s) => {
+      if (!s) return;
+      if (!state) { parent.append(s); return; }
+      const fg = state >> 1;
+      parent.append(el("span", (fg ? "c" + fg : "") + (state & 1 ? " b" : ""), s));
+    };
+    if (text.indexOf("\x1b") < 0) return put(text);
+    let last = 0, m;
+    CSI.lastIndex = 0;
+    while ((m = CSI.exec(text))) {
+      put(text.slice(last, m.index));
+      if (m[2] === "m") state = sgr(state, m[1]);
+      last = CSI.lastIndex;
+    }
+    put(text.slice(last));
+  }
+
+  class LogView {
+    constructor(box, follow) {
+      this.box = box;
+      this.lines = [];
+      this.kinds = []; // 1: stderr
+      this.starts = new Map(); // line -> colour state at its start, when not the default
+      this.state = 0;
+      this.open = false; // the last line has no newline yet
+      this.follow = follow;
+      this.pending = false;
+      this.spacer = el("div", "log-spacer");
+      this.win = el("div", "log-win");
+      this.spacer.append(this.win);
+      box.append(this.spacer);
+      box.addEventListener("scroll", () => { this.follow = this.atBottom(); this.schedule(); }, { passive: true });
+    }
+    atBottom() {
+      const b = this.box;
+      return b.scrollTop + b.clientHeight >= b.scrollHeight - LH;
+    }
+    append(text, kind) {
+      if (!text) return;
+      const parts = text.split("\n"), end = parts.length - 1;
+      let i = 0;
+      if (this.open) {
+        this.lines[this.lines.length - 1] += parts[0];
+        if (parts[0].indexOf("\x1b") >= 0) this.state = sgrScan(this.state, parts[0]);
+        i = 1;
+      }
+      for (; i < parts.length; i++) {
+        const line = parts[i];
+        if (i === end && line === "") break;
+        if (this.state) this.starts.set(this.lines.length, this.state);
+        this.lines.push(line);
+        this.kinds.push(kind);
+        if (line.indexOf("\x1b") >= 0) this.state = sgrScan(this.state, line);
+      }
+      this.open = !text.endsWith("\n");
+      this.schedule();
+    }
+    schedule() {
+      if (this.pending) return;
+      this.pending = true;
+      requestAnimationFrame(() => { this.pending = false; this.render(); });
+    }
+    render() {
+      const b = this.box;
+      if (b.offsetParent === null) return; // in a closed section: drawn when opened
+      const n = this.lines.length;
+      this.spacer.style.height = n * LH + "px";
+      this.box.style.setProperty("--gutter", String(n).length + "ch");
+      if (this.follow) b.scrollTop = b.scrollHeight;
+      const top = b.scrollTop, h = b.clientHeight;
+      const from = Math.max(0, Math.floor(top / LH) - 15), to = Math.min(n, Math.ceil((top + h) / LH) + 15);
+      this.win.style.transform = `translateY(${from * LH}px)`;
+      const frag = document.createDocumentFragment();
+      for (let i = from; i < to; i++) {
+        const d = el("div", this.kinds[i] ? "ln err" : "ln");
+        d.dataset.n = i + 1;
+        ansi(this.lines[i], this.starts.get(i) || 0, d);
+        frag.append(d);
+      }
+      this.win.replaceChildren(frag);
+    }
+  }
+
+  // -- the job page ------------------------------------------------------------------------
+  const PHASES = ["environment", "prepare", "test", "deploy", "cleanup"];
+
+  function jobPage() {
+    const head = $("#job"), id = head.dataset.job, steps = $("#steps"), empty = $("#steps-empty");
+    const phases = new Map(), cmds = new Map();
+    let lastSeq = 0, caughtUp = false, jobOutput = null;
+
+    const section = (cls, title, open) => {
+      const d = el("details", cls), s = el("summary"), body = el("div", "body");
+      d.open = open;
+      const t = el("span", "title", title), state = el("span", "state"), meta = el("span", "meta");
+      s.append(el("span", "icon"), t, state, meta);
+      s.firstChild.setAttribute("aria-hidden", "true");
+      d.append(s, body);
+      return { el: d, body, title: t, state, meta };
+    };
+    const phase = (name) => {
+      if (phases.has(name)) return phases.get(name);
+      const p = section("phase", name, true);
+      p.name = name;
+      p.stages = new Map();
+      const rank = (n) => (PHASES.includes(n) ? PHASES.indexOf(n) : 99);
+      const next = Array.from(phases.values()).find((q) => rank(q.name) > rank(name));
+      steps.insertBefore(p.el, next ? next.el : jobOutput ? jobOutput.section.el : null);
+      phases.set(name, p);
+      empty.hidden = true;
+      return p;
+    };
+    const stage = (p, name) => {
+      if (p.stages.has(name)) return p.stages.get(name);
+      const s = section("stage", name, true);
+      s.cmds = [];
+      p.body.append(s.el);
+      p.stages.set(name, s);
+      return s;
+    };
+    const stageSummary = (s) => {
+      const failed = s.cmds.filter((c) => c.exit !== undefined && c.exit !== 0 && !c.hook).length;
+      const running = s.cmds.some((c) => c.exit === undefined);
+      s.el.dataset.state = running ? "running" : failed ? "failed" : "passed";
+      s.meta.textContent = `${s.cmds.length} command${s.cmds.length === 1 ? "" : "s"}` + (failed ? `, ${failed} failed` : "");
+    };
+    const command = (ev) => {
+      const p = phase(ev.phase || "job"), s = ev.stage ? stage(p, ev.stage) : null;
+      const c = section("cmd", ev.title || ev.command || `command ${ev.num}`, false);
+      c.el.dataset.num = ev.num;
+      c.el.dataset.state = "running";
+      c.hook = ev.hook;
+      if (ev.hook) c.title.prepend(el("span", "tag", ev.hook), " ");
+      c.code = el("span", "code");
+      c.state.replaceWith(c.code);
+      c.dur = el("span", "dur");
+      if (ev.timestamp) c.dur.dataset.since = ev.timestamp;
+      c.meta.before(c.dur);
+      const cmdline = el("div", "cmdline", "$ " + (ev.command || ""));
+      const box = el("div", "log");
+      box.tabIndex = 0;
+      box.setAttribute("role", "log");
+      box.setAttribute("aria-label", "Output of " + (ev.title || ev.command || "the command"));
+      c.body.append(cmdline, box);
+      c.view = new LogView(box, caughtUp); // live commands follow their tail; finished ones open at the top
+      c.el.addEventListener("toggle", () => { if (c.el.open) c.view.render(); });
+      (s || p).body.append(c.el);
+      if (s) { s.cmds.push(c); stageSummary(s); }
+      c.stage = s;
+      if (caughtUp) c.el.open = true;
+      cmds.set(ev.num, c);
+      return c;
+    };
+    const commandDone = (ev) => {
+      const c = cmds.get(ev.num) || command(ev);
+      c.exit = ev.exitCode;
+      c.el.dataset.state = ev.exitCode === 0 ? "passed" : "failed";
+      c.code.textContent = ev.exitCode < 0 ? `killed (signal ${-ev.exitCode})` : "exit " + ev.exitCode;
+      delete c.dur.dataset.since;
+      c.dur.textContent = duration(ev.duration);
+      const u = ev.usage;
+      // A command shorter than the sampling interval shows its CPU but no memory.
+      c.meta.textContent = u ? (u.peak_rss ? `${bytes(u.peak_rss)} peak · ` : "") + `${duration(u.cpu_seconds)} CPU` : "";
+      if (ev.exitCode !== 0 && !ev.hook && !caughtUp) c.el.open = true;
+      if (c.stage) stageSummary(c.stage);
+    };
+    const output = (ev, kind) => {
+      let view;
+      if (ev.num === undefined) {
+        if (!jobOutput) {
+          const s = section("joblog", "Messages from the drone", true);
+          const box = el("div", "log");
+          box.tabIndex = 0;
+          box.setAttribute("role", "log");
+          s.body.append(box);
+          steps.append(s.el);
+          empty.hidden = true;
+          jobOutput = { section: s, view: new LogView(box, true) };
+        }
+        view = jobOutput.view;
+      } else view = (cmds.get(ev.num) || command({ num: ev.num })).view;
+      view.append(ev.text, kind);
+    };
+    const phaseEvent = (ev) => {
+      const p = phase(ev.phase);
+      const state = ev.state === "started" ? "running" : ev.state;
+      p.el.dataset.state = state;
+      p.state.textContent = state;
+      if (ev.state === "started") p.since = ev.at;
+      else if (p.since && ev.at) p.meta.textContent = duration(ev.at - p.since);
+    };
+
+    const cancel = $("#cancel"), rerun = $("#rerun"), note = $("#live-note"), actionError = $("#action-error");
+    const setStatus = (s) => {
+      if (!s || head.dataset.status === s) return;
+      head.dataset.status = s;
+      $("#job-status").replaceChildren(statusBadge(s));
+      cancel.disabled = FINAL.has(s);
+      if (FINAL.has(s)) {
+        note.textContent = "";
+        if (!cmds.size && !jobOutput) empty.textContent = "This job ran no commands.";
+        for (const c of cmds.values()) if (c.exit === undefined) delete c.dur.dataset.since;
+        for (const p of phases.values()) { // a cancel or a timeout ends phases without a word
+          if (p.el.dataset.state === "running") { p.el.dataset.state = s; p.state.textContent = s; }
+        }
+      }
+    };
+    const summary = $("#summary");
+    const refreshSummary = async () => {
+      let html;
+      try { html = await part(summary.dataset.part); } catch { return; }
+      summary.innerHTML = html;
+      setStatus(($(".facts", summary) || {}).dataset?.status);
+    };
+
+    const onMessage = (msg) => {
+      if (msg.type === "job:update" || msg.type === "job:new") {
+        if (msg.job !== id) return;
+        setStatus(msg.status);
+        soon("summary", refreshSummary, 150);
+        return;
+      }
+      if (msg.type === "subscribed" && msg.topic === "job") {
+        if (!caughtUp) { // opened mid-job: show what runs now, or the last thing that ran
+          caughtUp = true;
+          const all = Array.from(cmds.values());
+          for (const c of all) if (c.exit === undefined) { c.el.open = true; c.view.follow = true; }
+          if (all.length && !all.some((c) => c.el.open)) all[all.length - 1].el.open = true;
+        }
+        return;
+      }
+      if (msg.type === "error") { note.textContent = msg.error; return; }
+      if (msg.job !== id || msg.seq === undefined) return;
+      if (msg.seq <= lastSeq) return; // seen before a reconnect
+      lastSeq = msg.seq;
+      switch (msg.type) {
+        case "job:started": setStatus("running"); soon("summary", refreshSummary, 150); break;
+        case "job:cmd:start": command(msg); break;
+        case "job:cmd:stdout": output(msg, 0); break;
+        case "job:cmd:stderr": output(msg, 1); break;
+        case "job:cmd:done": commandDone(msg); break;
+        case "job:stdout": output(msg, 0); break;
+        case "job:stderr": output(msg, 1); break;
+        case "job:phase": phaseEvent(msg); break;
+        case "job:done": soon("summary", refreshSummary, 50); break;
+        default: break;
+      }
+    };
+    live(() => [{ op: "subscribe", topic: "job", job: id, after: lastSeq }, { op: "subscribe", topic: "jobs" }],
+      onMessage, refreshSummary);
+
+    cancel.addEventListener("click", async () => {
+      cancel.disabled = true;
+      actionError.hidden = true;
+      const { status, data } = await send("POST", cancel.dataset.url);
+      if (status === 202) { if (!FINAL.has(head.dataset.status)) note.textContent = data.status === "cancelling" ? "Cancelling…" : ""; }
+      else { actionError.textContent = data.error || `The queen answered ${status}.`; actionError.hidden = false; }
+      soon("summary", refreshSummary, 50);
+    });
+    rerun.addEventListener("click", async () => {
+      rerun.disabled = true;
+      actionError.hidden = true;
+      const { status, data } = await send("POST", rerun.dataset.url, { trigger: { source: "UI" } });
+      rerun.disabled = false;
+      if (status === 201) location.assign("/jobs/" + encodeURIComponent(data.id));
+      else { actionError.textContent = data.error || `The queen answered ${status}.`; actionError.hidden = false; }
+    });
+  }
+
+  // -- the pages -------------------------------------------------------------------------------
+  function tablePage() {
+    const t = jobsTable();
+    if (t) live(() => [{ op: "subscribe", topic: "jobs" }], (m) => t.message(m), () => t.reload());
+  }
+  function dronesPage() {
+    const box = $("#drones");
+    const refresh = async () => { try { box.innerHTML = await part(box.dataset.part); } catch { /* next time */ } };
+    live(() => [{ op: "subscribe", topic: "drones" }], (m) => { if (m.type === "drones") soon("drones", refresh, 50); }, refresh);
+    setInterval(refresh, 5000); // last heartbeats move without a pool change
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    const page = document.body.dataset.page;
+    if (page === "dashboard") tablePage();
+    else if (page === "repo") {
+      tablePage();
+      triggerForm($("#trigger-form"));
+      const filter = $("[data-autosubmit]");
+      if (filter) filter.addEventListener("change", () => filter.form.submit());
+    } else if (page === "job") jobPage();
+    else if (page === "drones") dronesPage();
+    else if (page === "settings") { repoForm($("#repo-form")); secrets(); }
+    setInterval(tick, 1000);
+  });
+})();
