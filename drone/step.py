@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import subprocess
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -78,42 +79,42 @@ class StepRunner:
         code = KILLED  # unless the command gets to end by itself
         try:
             try:
-                proc = await asyncio.create_subprocess_exec(
-                    "/bin/sh", "-c", command, cwd=self.workspace, env=dict(env), stdin=asyncio.subprocess.DEVNULL,
-                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True)
+                child = _Child(command, self.workspace, env)
             except OSError as exc:
                 buffer.feed("stderr", f"apiary: cannot start the command: {exc}\n".encode())
                 code = 127
                 return code
-            self._groups.add(proc.pid)
-            sampler = TreeSampler(proc.pid, self.sample_interval, self._job_sample)
+            self._groups.add(child.pid)
+            sampler = TreeSampler(child.pid, self.sample_interval, self._job_sample)
             self._samplers.add(sampler)
-            # No sample at the start: a /proc scan costs about a millisecond, and a
-            # command that ends at once shows its CPU in the exit sample below.
+            # No sample at the start: a /proc scan costs about a millisecond, and the
+            # exit status below brings the CPU of a command that ends at once.
             sampler.start(immediate=False)
-            pumps = asyncio.gather(_pump(proc.stdout, "stdout", buffer), _pump(proc.stderr, "stderr", buffer))
+            pipes = asyncio.ensure_future(child.read_output(buffer))
+            cpu: float | None = None
             try:
                 # The command ends when its shell does, even if something it left
-                # in the background still holds the pipes open (asyncio's wait()
-                # would wait for the pipes too).
-                await _exited(proc.pid)
-                sampler.sample_leader()  # a zombie now: its CPU and its children's, before reaping
-                _kill_group(proc.pid)
+                # in the background still holds the pipes open.
+                await child.exited()
+                sampler.sample_leader()  # a zombie until we reap it: its last memory figures
+                _kill_group(child.pid)
                 try:
-                    await asyncio.wait_for(asyncio.shield(pumps), DRAIN_AFTER_EXIT)
+                    await asyncio.wait_for(asyncio.shield(pipes), DRAIN_AFTER_EXIT)
                 except TimeoutError:
                     buffer.feed("stderr", b"apiary: output left open by a process outside the command's group "
                                           b"was cut off\n")
-                code = await proc.wait()
+                code, cpu = child.reap()
             finally:
-                pumps.cancel()
-                await asyncio.gather(pumps, return_exceptions=True)
                 # Cancelled, timed out or done: whatever is left of its tree goes.
-                _kill_group(proc.pid)
-                self._groups.discard(proc.pid)
-                if proc.returncode is None:
-                    await proc.wait()
-                usage = await sampler.stop(final_sample=False)  # the tree is gone by now
+                _kill_group(child.pid)
+                pipes.cancel()
+                await asyncio.gather(pipes, return_exceptions=True)
+                if child.returncode is None:
+                    await child.exited()
+                    _, cpu = child.reap()
+                self._groups.discard(child.pid)
+                child.close()
+                usage = await sampler.stop(final_cpu=cpu, final_sample=False)
                 self._samplers.discard(sampler)
                 self.usage = self.usage.combine(usage)
         finally:
@@ -140,26 +141,72 @@ class StepRunner:
             _kill_group(pgid)
 
 
-async def _pump(stream: asyncio.StreamReader | None, name: str, buffer: OutputBuffer) -> None:
-    assert stream is not None
-    while chunk := await stream.read(READ_SIZE):
-        buffer.feed(name, chunk)
+class _Child:
+    """A command's process, reaped by us rather than by asyncio's child watcher.
 
+    Its exit shows through a pidfd without reaping it, so the sampler can still
+    read the zombie; then os.wait4 gives the exit status and the CPU time of the
+    command and of every process it waited for. No watcher thread per command.
+    """
 
-async def _exited(pid: int) -> None:
-    """Return once process `pid` has exited (a pidfd turns readable), without reaping it."""
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return  # gone and reaped already
-    loop = asyncio.get_running_loop()
-    done = loop.create_future()
-    loop.add_reader(fd, lambda: done.done() or done.set_result(None))
-    try:
-        await done
-    finally:
-        loop.remove_reader(fd)
-        os.close(fd)
+    def __init__(self, command: str, cwd: Path, env: Mapping[str, str]) -> None:
+        self.proc = subprocess.Popen(["/bin/sh", "-c", command], cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+        self.pid = self.proc.pid
+        self.pidfd = os.pidfd_open(self.pid)
+        self.returncode: int | None = None
+
+    async def exited(self) -> None:
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+        loop.add_reader(self.pidfd, lambda: done.done() or done.set_result(None))
+        try:
+            await done
+        finally:
+            loop.remove_reader(self.pidfd)
+
+    def reap(self) -> tuple[int, float]:
+        """Exit code (negative: killed by that signal) and CPU seconds; the process must have exited."""
+        _, status, rusage = os.wait4(self.pid, 0)
+        self.returncode = self.proc.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode, rusage.ru_utime + rusage.ru_stime
+
+    async def read_output(self, buffer: OutputBuffer) -> None:
+        """Feed both pipes into `buffer` until they close."""
+        assert self.proc.stdout is not None and self.proc.stderr is not None
+        loop = asyncio.get_running_loop()
+        closed = loop.create_future()
+        open_fds = {self.proc.stdout.fileno(): "stdout", self.proc.stderr.fileno(): "stderr"}
+
+        def readable(fd: int) -> None:
+            try:
+                data = os.read(fd, READ_SIZE)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if data:
+                buffer.feed(open_fds[fd], data)
+                return
+            loop.remove_reader(fd)
+            del open_fds[fd]
+            if not open_fds and not closed.done():
+                closed.set_result(None)
+
+        for fd in open_fds:
+            os.set_blocking(fd, False)
+            loop.add_reader(fd, readable, fd)
+        try:
+            await closed
+        finally:
+            for fd in list(open_fds):
+                loop.remove_reader(fd)
+
+    def close(self) -> None:
+        os.close(self.pidfd)
+        for pipe in (self.proc.stdout, self.proc.stderr):
+            if pipe is not None:
+                pipe.close()
 
 
 def _kill_group(pgid: int) -> None:
