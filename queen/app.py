@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import logging
 import socket
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -84,6 +85,13 @@ async def _retention_ctx(app: web.Application) -> AsyncIterator[None]:
         await task
 
 
+def _web_dir() -> Path:
+    """The dashboard's files: beside the package in a clone (or an editable
+    install), else where a regular install put them (pyproject's data-files)."""
+    beside = Path(__file__).resolve().parent.parent / "web"
+    return beside if (beside / "templates").is_dir() else Path(sys.prefix) / "share" / "apiary" / "web"
+
+
 def init_app(config: QueenConfig) -> web.Application:
     app = web.Application(middlewares=[error_middleware, error_pages], client_max_size=MAX_BODY_BYTES)
     app[keys.CONFIG] = config
@@ -94,7 +102,7 @@ def init_app(config: QueenConfig) -> web.Application:
     app.cleanup_ctx.append(_retention_ctx)
     app.add_routes(api_routes)
     app.router.add_get("/ws", websocket)
-    web_dir = Path(__file__).resolve().parent.parent / "web"
+    web_dir = _web_dir()
     aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(web_dir / "templates"), filters=FILTERS)
     app.router.add_static("/static", web_dir / "static")
     app.add_routes(page_routes)

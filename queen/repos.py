@@ -34,6 +34,7 @@ REPO_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,99}$")
 FIELDS = {"name", "url", "provider", "default_branch", "pipeline", "pipeline_source", "pipeline_file", "auth",
           "retention"}
 SOURCES = ("repo", "queen")
+RESERVED = {"new"}
 
 
 def repo_from_body(body: dict[str, Any], name: str | None = None) -> dict[str, Any]:
@@ -41,6 +42,8 @@ def repo_from_body(body: dict[str, Any], name: str | None = None) -> dict[str, A
     no_unknown(body, FIELDS)
     if name is None:
         name = get_str(body, "name", required=True, pattern=REPO_NAME)
+    if name in RESERVED:
+        raise BadRequest(f"name: {name!r} is reserved (the dashboard's /repos/{name} page)", field="name")
     elif "name" in body and body["name"] != name:
         raise BadRequest(f"name: {body['name']!r} differs from the name in the URL ({name!r})", field="name")
     url = get_str(body, "url", "") or ""

@@ -132,7 +132,8 @@ class Store:
         if repo is not None:
             query["repo"] = repo
         if branch is not None:
-            query["ref.branch"] = branch
+            # A branch, or a fetched ref such as a pull request's refs/pull/7/merge
+            query["$or"] = [{"ref.branch": branch}, {"ref.fetch": branch}]
         if before is not None:
             query["_id"] = {"$lt": before}
         cursor = self.jobs.find(query, {"pipeline": 0}).sort("_id", DESCENDING).limit(limit)
