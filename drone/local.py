@@ -76,16 +76,6 @@ class Terminal:
         self.out.flush()
 
 
-def parse_params(pairs: list[str]) -> dict[str, str]:
-    params = {}
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        if not sep or not name:
-            raise LocalRunError(f"--param {pair!r}: expected NAME=VALUE")
-        params[name] = value
-    return params
-
-
 async def run_local(path: Path, job_type: str, params: dict[str, str], pipeline_file: str = ".apiary.yml",
                     out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
     """Run the pipeline of the working copy at `path`; return the exit status."""

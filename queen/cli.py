@@ -137,7 +137,9 @@ def main(argv: list[str] | None = None) -> None:
             print(_as_toml(config))
             return
         if args.command == "run":
-            from drone.local import parse_params, run_local
+            from drone.local import run_local
+
+            from .validate import parse_params
 
             code = _run(_until_signalled(run_local(Path(args.path), args.type, parse_params(args.param),
                                                    args.file)), fast_loop=False)
@@ -272,7 +274,8 @@ async def _with_client(url: str, command: Any, args: argparse.Namespace) -> int:
 
 
 async def _trigger(client: Client, args: argparse.Namespace) -> int:
-    from .client import Follower, parse_params, q, whoami
+    from .client import Follower, q, whoami
+    from .validate import parse_params
 
     body: dict[str, Any] = {"type": args.type, "parameters": parse_params(args.param),
                             "trigger": {"source": "API", "author": whoami()}}

@@ -42,12 +42,6 @@ class ClientError(ApiaryError):
     """A client command could not do what it was asked."""
 
 
-class UsageError(ClientError):
-    """The command line is wrong."""
-
-    exit_code = 2
-
-
 class Unreachable(ClientError):
     """The queen did not answer."""
 
@@ -134,16 +128,6 @@ def whoami() -> str:
         return os.environ.get("USER") or getpass.getuser()
     except (OSError, KeyError):  # no passwd entry (containers)
         return "unknown"
-
-
-def parse_params(pairs: list[str]) -> dict[str, str]:
-    params = {}
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        if not sep or not name:
-            raise UsageError(f"--param {pair!r}: expected NAME=VALUE")
-        params[name] = value
-    return params
 
 
 def span(seconds: float) -> str:

@@ -73,3 +73,14 @@ def query_int(request: web.Request, name: str, default: int, low: int, high: int
     if not low <= value <= high:
         raise BadRequest(f"{name}: must be between {low} and {high}, got {value}", field=name)
     return value
+
+
+def parse_params(pairs: list[str]) -> dict[str, str]:
+    """``--param NAME=VALUE`` flags as a mapping (for `apiary trigger` and `apiary run`)."""
+    params = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise BadRequest(f"--param {pair!r}: expected NAME=VALUE", field="--param")
+        params[name] = value
+    return params
