@@ -197,9 +197,10 @@ async def _queen(config: Config) -> None:
 
     async with running_queen(config.queen) as where:
         _say(f"apiary queen {__version__}")
-        _say(f"  API:     {where.api}")
-        _say(f"  drones:  {where.drones}    (start one: apiary drone --queen {where.drones})")
-        _say(f"  store:   {_store_text(config)}")
+        _say(f"  dashboard: {where.http}/")
+        _say(f"  API:       {where.api}")
+        _say(f"  drones:    {where.drones}    (start one: apiary drone --queen {where.drones})")
+        _say(f"  store:     {_store_text(config)}")
         await asyncio.Event().wait()
 
 
@@ -222,9 +223,10 @@ async def _up(config: Config) -> None:
                                            id=config.drone.id or "local")
         async with Agent(drone_config) as agent:
             _say(f"apiary {__version__} is up")
-            _say(f"  API:     {where.api}")
-            _say(f"  drones:  {where.drones}    (add one: apiary drone --queen {where.drones})")
-            _say(f"  store:   {_store_text(config)}")
+            _say(f"  dashboard: {where.http}/")
+            _say(f"  API:       {where.api}")
+            _say(f"  drones:    {where.drones}    (add one: apiary drone --queen {where.drones})")
+            _say(f"  store:     {_store_text(config)}")
             _say(f"  local drone {agent.id}: {agent.capacity} slots")
             _say("Press Ctrl-C to stop.")
             await agent.run()
