@@ -27,7 +27,7 @@ def test_the_example_config_is_valid_and_documents_every_setting() -> None:
     config = load_config(example, env={})
     assert config == load_config(env={})  # it states the defaults
     text = example.read_text()
-    for table in ("queen", "drone"):
+    for table in ("queen", "drone", "client"):
         for name in type(getattr(config, table)).__dataclass_fields__:
             assert f"\n{name} = " in text, f"config.example.toml does not document [{table}] {name}"
 
