@@ -25,7 +25,7 @@ from . import __version__, keys
 from .api import routes as api_routes
 from .config import QueenConfig
 from .embedded import embedded_store
-from .errors import RequestError
+from .errors import ApiaryError, RequestError
 from .hive import Hive
 from .hub import Hub
 from .pages import FILTERS, error_pages
@@ -123,7 +123,11 @@ def _listen(host: str, port: int) -> socket.socket:
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     # A restarted queen takes its port back at once.
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ApiaryError(f"cannot listen on {host}:{port} (http_port): {exc.strerror}") from None
     return sock
 
 
@@ -134,7 +138,13 @@ async def running_queen(config: QueenConfig) -> AsyncIterator[Addresses]:
     app = init_app(config)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     sock = _listen(config.http_host, config.http_port)
-    await runner.setup()
+    try:
+        await runner.setup()
+    except BaseException:
+        # Close what did start (the embedded store) before the error goes up.
+        await runner.cleanup()
+        sock.close()
+        raise
     try:
         await web.SockSite(runner, sock, shutdown_timeout=1.0).start()
         host, port = sock.getsockname()[:2]

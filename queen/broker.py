@@ -20,7 +20,7 @@ from typing import Any
 import zmq
 import zmq.asyncio
 
-from .errors import ProtocolError
+from .errors import ApiaryError, ProtocolError
 from .protocol import DRONE_SENDS, MAX_MESSAGE_BYTES, Msg, decode, encode
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,10 @@ class Broker:
 
     def start(self) -> str:
         """Bind; return the endpoint actually bound (port filled in)."""
-        self.sock.bind(self.endpoint)
+        try:
+            self.sock.bind(self.endpoint)
+        except zmq.ZMQError as exc:
+            raise ApiaryError(f"cannot bind the drone endpoint {self.endpoint} (drone_bind): {exc}") from None
         self.endpoint = self.sock.getsockopt_string(zmq.LAST_ENDPOINT)
         return self.endpoint
 

@@ -47,6 +47,7 @@ class Hive:
         self.dispatcher = Dispatcher(store, self.pool, hub, self.broker.send, self.recorder.track)
         self._tasks: list[asyncio.Task[Any]] = []
         self._queried: dict[str, float] = {}
+        self._closing = False
 
     @property
     def timeout(self) -> float:
@@ -60,6 +61,7 @@ class Hive:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        self._closing = True  # no new store work: the store closes right after us
         tasks = list(self._tasks)  # done-callbacks edit the list
         for task in tasks:
             task.cancel()
@@ -249,6 +251,9 @@ class Hive:
         self._spawn(self.store.save_drone({"_id": drone_id, "state": state, "since": time.time()}))
 
     def _spawn(self, coro: Any) -> None:
+        if self._closing:
+            coro.close()
+            return
         task = asyncio.create_task(_logged(coro))
         self._tasks.append(task)
         task.add_done_callback(self._forget)

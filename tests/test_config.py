@@ -65,3 +65,16 @@ def test_a_bad_flag_value_is_named(tmp_path: Path) -> None:
                             capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert result.returncode == 2
     assert "--queen: must look like tcp://HOST:PORT" in result.stderr and "Traceback" not in result.stderr
+
+
+async def test_a_port_in_use_is_named_and_nothing_is_left_running(queen, tmp_path: Path) -> None:
+    http_port = queen.api.rsplit(":", 1)[1].split("/")[0]
+    for flags, words in ((["--http-port", http_port], f"cannot listen on 127.0.0.1:{http_port} (http_port)"),
+                         (["--http-port", "0", "--drone-bind", queen.endpoint],
+                          f"cannot bind the drone endpoint {queen.endpoint} (drone_bind)")):
+        result = subprocess.run([sys.executable, "-m", "queen.cli", "queen", "--data-dir", str(tmp_path / "q2"),
+                                 *flags], capture_output=True, text=True, timeout=60)
+        assert result.returncode == 1 and words in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr
+    store = tmp_path / "q2" / "store"
+    assert not (store / "nx-27017.pid").exists()  # the embedded store it started is stopped
