@@ -53,7 +53,6 @@ class Connection:
         self.queen_boot: str | None = None
         self.last_heard = 0.0
         self.reachable = False
-        self.sent_dropped = 0
         self.leaving = False
 
     def start(self) -> None:
@@ -76,8 +75,7 @@ class Connection:
         sent = self.sock.send(frame, flags=zmq.NOBLOCK)
         if sent.done() and sent.exception() is None:
             return True
-        self.sent_dropped += 1
-        return False
+        return False  # the outbox keeps job events; they go again later
 
     def send(self, msg: Msg, body: dict[str, Any]) -> bool:
         """Send a message that needs no delivery guarantee (info, heartbeat, bye)."""

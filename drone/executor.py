@@ -49,9 +49,6 @@ CollectFn = Callable[[Path, list[str]], Awaitable[None]]
 CLEANUP_GRACE = 60.0
 
 
-class _Abort(Exception):
-    """The job ran out of time; the message says which limit."""
-
 
 class JobRun:
     """One job on this drone. `run()` returns the job's final status."""

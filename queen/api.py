@@ -52,7 +52,7 @@ async def create_repo(request: web.Request) -> web.Response:
 
 @routes.put("/api/v1/repos/{repo}")
 async def put_repo(request: web.Request) -> web.Response:
-    name = _repo_name(request)
+    name = repo_name(request)
     repo = repo_from_body(await read_json(request), name)
     store = request.app[keys.STORE]
     old = await store.get_repo(name)
@@ -64,20 +64,20 @@ async def put_repo(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/repos/{repo}")
 async def get_repo(request: web.Request) -> web.Response:
-    return web.json_response(public_repo(await _load_repo(request)))
+    return web.json_response(public_repo(await load_repo(request)))
 
 
 # -- secrets (write-only) ------------------------------------------------------------
 
 @routes.get("/api/v1/repos/{repo}/secrets")
 async def list_secrets(request: web.Request) -> web.Response:
-    repo = await _load_repo(request)
+    repo = await load_repo(request)
     return web.json_response({"secrets": await request.app[keys.STORE].secret_names(repo["_id"])})
 
 
 @routes.put("/api/v1/repos/{repo}/secrets/{name}")
 async def put_secret(request: web.Request) -> web.Response:
-    repo = await _load_repo(request)
+    repo = await load_repo(request)
     name = _secret_name(request)
     body = await read_json(request)
     no_unknown(body, {"value"})
@@ -88,7 +88,7 @@ async def put_secret(request: web.Request) -> web.Response:
 
 @routes.delete("/api/v1/repos/{repo}/secrets/{name}")
 async def delete_secret(request: web.Request) -> web.Response:
-    repo = await _load_repo(request)
+    repo = await load_repo(request)
     name = _secret_name(request)
     if not await request.app[keys.STORE].delete_secret(repo["_id"], name):
         raise NotFound(f"repository {repo['_id']!r} has no secret {name!r}")
@@ -154,7 +154,7 @@ async def _create(request: web.Request, repo: dict[str, Any], **kwargs: Any) -> 
 
 @routes.post("/api/v1/repos/{repo}/jobs")
 async def trigger_job(request: web.Request) -> web.Response:
-    repo = await _load_repo(request)
+    repo = await load_repo(request)
     body = await read_json(request)
     no_unknown(body, JOB_FIELDS)
     job_type = get_str(body, "type", JobType.TEST.value)
@@ -171,7 +171,7 @@ async def trigger_job(request: web.Request) -> web.Response:
 
 @routes.post("/api/v1/jobs/{job}/rerun")
 async def rerun_job(request: web.Request) -> web.Response:
-    old = await _load_job(request)
+    old = await load_job(request)
     repo = await request.app[keys.STORE].get_repo(old["repo"])
     if repo is None:
         raise NotFound(f"the repository {old['repo']!r} of job {old['_id']} no longer exists")
@@ -185,7 +185,7 @@ async def rerun_job(request: web.Request) -> web.Response:
 
 @routes.post("/api/v1/jobs/{job}/cancel")
 async def cancel_job(request: web.Request) -> web.Response:
-    job = await _load_job(request)
+    job = await load_job(request)
     if JobStatus(job["status"]).final:
         raise Conflict(f"job {job['_id']} has already ended ({job['status']})", field="status")
     status = await request.app[keys.HIVE].cancel(job)
@@ -194,7 +194,7 @@ async def cancel_job(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/repos/{repo}/jobs")
 async def list_repo_jobs(request: web.Request) -> web.Response:
-    repo = await _load_repo(request)
+    repo = await load_repo(request)
     limit = query_int(request, "limit", 50, 1, 500)
     jobs = await request.app[keys.STORE].list_jobs(
         repo["_id"], branch=request.query.get("branch"), before=request.query.get("before"), limit=limit)
@@ -210,12 +210,12 @@ async def list_jobs(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/jobs/{job}")
 async def get_job(request: web.Request) -> web.Response:
-    return web.json_response(public_job(await _load_job(request)))
+    return web.json_response(public_job(await load_job(request)))
 
 
 @routes.get("/api/v1/jobs/{job}/events")
 async def job_events(request: web.Request) -> web.Response:
-    job = await _load_job(request)
+    job = await load_job(request)
     after = query_int(request, "after", 0, 0, 2**62)
     limit = query_int(request, "limit", MAX_EVENTS_PAGE, 1, MAX_EVENTS_PAGE)
     events = await request.app[keys.STORE].events_after(job["_id"], after, limit)
@@ -228,7 +228,7 @@ async def job_events(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/jobs/{job}/artifacts")
 async def list_artifacts(request: web.Request) -> web.Response:
-    job = await _load_job(request)
+    job = await load_job(request)
     artifacts = await request.app[keys.STORE].list_artifacts(job["_id"])
     for a in artifacts:
         a["url"] = f"/api/v1/jobs/{job['_id']}/artifacts/{quote(a['name'])}"
@@ -237,7 +237,7 @@ async def list_artifacts(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/jobs/{job}/artifacts/{name:.+}")
 async def download_artifact(request: web.Request) -> web.StreamResponse:
-    job = await _load_job(request)
+    job = await load_job(request)
     name = request.match_info["name"]
     store = request.app[keys.STORE]
     found = {a["name"]: a for a in await store.list_artifacts(job["_id"])}.get(name)
@@ -275,7 +275,7 @@ async def api_index(request: web.Request) -> web.Response:
 
 # -- lookups -----------------------------------------------------------------------
 
-def _repo_name(request: web.Request) -> str:
+def repo_name(request: web.Request) -> str:
     name = request.match_info["repo"]
     if not REPO_NAME.match(name):
         raise NotFound(f"no repository {name!r}")
@@ -290,17 +290,18 @@ def _secret_name(request: web.Request) -> str:
     return name
 
 
-async def _load_repo(request: web.Request) -> dict[str, Any]:
-    name = _repo_name(request)
+async def load_repo(request: web.Request) -> dict[str, Any]:
+    """The repository named in the path, or NotFound (the pages use it too)."""
+    name = repo_name(request)
     repo = await request.app[keys.STORE].get_repo(name)
     if repo is None:
         raise NotFound(f"no repository {name!r}")
     return repo
 
 
-async def _load_job(request: web.Request) -> dict[str, Any]:
+async def load_job(request: web.Request) -> dict[str, Any]:
     job_id = request.match_info["job"]
     job = await request.app[keys.STORE].get_job(job_id)
     if job is None:
-        raise NotFound(f"no job {job_id!r}")
+        raise NotFound(f"no job {job_id!r}; it may have been pruned")
     return job

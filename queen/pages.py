@@ -23,8 +23,9 @@ from pymongo.errors import PyMongoError
 from . import keys
 from .api import public_job
 from .badges import NO_JOBS, badge_for, badge_svg, last_finished
-from .errors import BadRequest, NotFound, RequestError
+from .errors import BadRequest, RequestError
 from .protocol import JobStatus, JobType
+from .api import load_job, load_repo
 from .repos import REPO_NAME, stored_pipeline
 from .store import READ_BATCH
 
@@ -148,22 +149,6 @@ async def error_pages(request: web.Request, handler: Handler) -> web.StreamRespo
 
 
 # -- loading ------------------------------------------------------------------------------
-
-async def load_repo(request: web.Request) -> dict[str, Any]:
-    name = request.match_info["repo"]
-    repo = await request.app[keys.STORE].get_repo(name) if REPO_NAME.match(name) else None
-    if repo is None:
-        raise NotFound(f"There is no repository named “{name}”.")
-    return repo
-
-
-async def load_job(request: web.Request) -> dict[str, Any]:
-    job_id = request.match_info["job"]
-    job = await request.app[keys.STORE].get_job(job_id)
-    if job is None:
-        raise NotFound(f"There is no job “{job_id}”; it may have been pruned.")
-    return job
-
 
 async def recent_jobs(request: web.Request, repo: str | None = None,
                       branch: str | None = None) -> list[dict[str, Any]]:

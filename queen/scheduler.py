@@ -26,10 +26,6 @@ class DroneView:
         return self.capacity - self.running
 
 
-def has_spare(drones: Iterable[DroneView]) -> bool:
-    return any(d.spare > 0 for d in drones)
-
-
 def pick_drone(drones: Iterable[DroneView], plugins: Iterable[str] = ()) -> str | None:
     """The id of the drone that should run a job needing `plugins`, or None if all are full."""
     wanted = frozenset(plugins)

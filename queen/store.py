@@ -316,7 +316,3 @@ class Store:
 
     async def save_drone(self, drone: dict[str, Any]) -> None:
         await self.drones.replace_one({"_id": drone["_id"]}, drone, upsert=True)
-
-    async def list_drones(self, ids: Iterable[str] | None = None) -> list[dict[str, Any]]:
-        query = {} if ids is None else {"_id": {"$in": list(ids)}}
-        return await self.drones.find(query).sort("_id", ASCENDING).to_list(None)
