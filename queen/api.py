@@ -45,7 +45,7 @@ async def list_repos(request: web.Request) -> web.Response:
 
 @routes.post("/api/v1/repos")
 async def create_repo(request: web.Request) -> web.Response:
-    repo = repo_from_body(await read_json(request))
+    repo = repo_from_body(await read_json(request), plugins=request.app[keys.PLUGINS])
     await request.app[keys.STORE].insert_repo(repo)
     return web.json_response(public_repo(repo), status=201, headers={"Location": f"/api/v1/repos/{repo['_id']}"})
 
@@ -53,7 +53,7 @@ async def create_repo(request: web.Request) -> web.Response:
 @routes.put("/api/v1/repos/{repo}")
 async def put_repo(request: web.Request) -> web.Response:
     name = repo_name(request)
-    repo = repo_from_body(await read_json(request), name)
+    repo = repo_from_body(await read_json(request), name, plugins=request.app[keys.PLUGINS])
     store = request.app[keys.STORE]
     old = await store.get_repo(name)
     if old is not None:
@@ -148,7 +148,7 @@ def _trigger(value: Any, now: float) -> dict[str, Any]:
 async def _create(request: web.Request, repo: dict[str, Any], **kwargs: Any) -> web.Response:
     app = request.app
     job = await create_job(app[keys.STORE], app[keys.HIVE].dispatcher, app[keys.CONFIG].data_path / "git",
-                           repo, **kwargs)
+                           repo, plugins=app[keys.PLUGINS], **kwargs)
     return web.json_response(public_job(job), status=201, headers={"Location": f"/api/v1/jobs/{job['_id']}"})
 
 

@@ -30,6 +30,7 @@ from .hive import Hive
 from .hub import Hub
 from .pages import FILTERS, error_pages
 from .pages import routes as page_routes
+from .plugins import Plugins, plugins_ctx, webhook
 from .retention import prune_daily
 from .store import Store
 from .ws import websocket
@@ -100,6 +101,10 @@ def init_app(config: QueenConfig) -> web.Application:
     app.cleanup_ctx.append(_store_ctx)
     app.cleanup_ctx.append(_hive_ctx)
     app.cleanup_ctx.append(_retention_ctx)
+    app[keys.PLUGINS] = Plugins.discover()
+    app[keys.PLUGIN_CONTEXTS] = {}
+    app.cleanup_ctx.append(plugins_ctx)
+    app.router.add_post("/hooks/{plugin}/{repo}", webhook)
     app.add_routes(api_routes)
     app.router.add_get("/ws", websocket)
     web_dir = _web_dir()
@@ -150,6 +155,7 @@ async def running_queen(config: QueenConfig) -> AsyncIterator[Addresses]:
         host, port = sock.getsockname()[:2]
         shown = f"[{host}]" if ":" in host else host
         http = config.public_url.rstrip("/") or f"http://{shown}:{port}"
+        app[keys.PLUGINS].base_url = http
         yield Addresses(http=http, drones=app[keys.HIVE].endpoint)
     finally:
         await runner.cleanup()

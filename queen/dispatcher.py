@@ -28,6 +28,9 @@ from .store import Store
 
 log = logging.getLogger(__name__)
 
+# How many of the oldest queued jobs one dispatch round considers.
+CLAIM_WINDOW = 32
+
 SendFn = Callable[[str, Msg, dict[str, Any]], bool]
 
 
@@ -48,7 +51,7 @@ def job_message(job: dict[str, Any], secrets: dict[str, str], auth: dict[str, An
         "trigger": job["trigger"],
         "parameters": job.get("parameters", {}),
         "pipeline": job["pipeline"],
-        "plugins": [],
+        "plugins": job["pipeline"].get("plugins") or [],
     }
 
 
@@ -79,7 +82,7 @@ class Dispatcher:
         The shortcut skips the claim query on the way to the drone; the job is
         still stored (as dispatched) before ``queue:new`` leaves.
         """
-        drone_id = pick_drone(self.pool.views()) if self.queue_empty else None
+        drone_id = pick_drone(self.pool.views(), job.get("plugin_keys", ())) if self.queue_empty else None
         if drone_id is None:
             await self.store.insert_job(job)
             self._announce(job)
@@ -114,25 +117,42 @@ class Dispatcher:
                 await asyncio.sleep(self.backstop)
 
     async def dispatch(self) -> int:
-        """Hand out queued jobs while slots are free; return how many went out."""
+        """Hand out queued jobs, oldest first, while slots are free; return how many went out.
+
+        A job no drone can take now (all full, or the only ones with room may
+        not install its plugins) stays queued; younger jobs may pass it.
+        """
         sent = 0
         while True:
-            drone_id = pick_drone(self.pool.views())
-            if drone_id is None:
+            if not self._any_room():
                 return sent
             generation = self._generation
-            job = await self.store.claim_next(drone_id)
-            if job is None:
-                # Empty, unless something was queued while the claim was in flight.
+            waiting = await self.store.queued(CLAIM_WINDOW)
+            if not waiting:
+                # Empty, unless something was queued while the query was in flight.
                 self.queue_empty = generation == self._generation
                 return sent
-            if drone_id not in self.pool:
-                # The drone left while the claim was in flight.
-                await self.store.requeue(job["_id"], drone_id)
-                continue
-            self.pool.assign(drone_id, job["_id"])
-            if await self._send(job, drone_id):
-                sent += 1
+            progress = False
+            for queued in waiting:
+                drone_id = pick_drone(self.pool.views(), queued.get("plugin_keys") or ())
+                if drone_id is None:
+                    continue
+                job = await self.store.claim(queued["_id"], drone_id)
+                if job is None:
+                    continue  # cancelled meanwhile
+                if drone_id not in self.pool:
+                    # The drone left while the claim was in flight.
+                    await self.store.requeue(job["_id"], drone_id)
+                    continue
+                self.pool.assign(drone_id, job["_id"])
+                progress = True
+                if await self._send(job, drone_id):
+                    sent += 1
+            if not progress or len(waiting) < CLAIM_WINDOW:
+                return sent  # all considered; what is left waits for a drone that can take it
+
+    def _any_room(self) -> bool:
+        return any(v.spare > 0 for v in self.pool.views())
 
     async def _send(self, job: dict[str, Any], drone_id: str) -> bool:
         """Send a job stored as dispatched to `drone_id`, whose slot it already holds."""

@@ -119,7 +119,8 @@ class Hive:
         reported = _job_ids(body.get("jobs")) | _job_ids(body.get("held"))
         drone = Drone(
             id=drone_id, capacity=body["capacity"], speed=float(body["speed"]), version=body["version"],
-            plugins=frozenset(p for p in _list(body.get("plugins")) if isinstance(p, str)),
+            plugins=_plugins(body.get("plugins")),
+            installs=body.get("installs_plugins") is not False,
             host=str(body.get("host", "")),
             jobs={j: time.time() for j in _job_ids(body.get("jobs"))},
         )
@@ -137,6 +138,11 @@ class Hive:
         self._spawn(self._reconcile(drone_id, reported, fresh=previous is None))
 
     def _heartbeat(self, drone: Drone, body: dict[str, Any]) -> None:
+        if "plugins" in body:  # it installed some since it registered
+            plugins = _plugins(body["plugins"])
+            if plugins != drone.plugins:
+                drone.plugins = plugins
+                self._drones_changed()
         load = body.get("load")
         drone.load = float(load) if isinstance(load, (int, float)) else None
         reported = _job_ids(body.get("jobs")) | _job_ids(body.get("held"))
@@ -274,6 +280,10 @@ async def _logged(coro: Any) -> None:
 
 def _job_ids(value: Any) -> set[str]:
     return {j for j in value if isinstance(j, str)} if isinstance(value, list) else set()
+
+
+def _plugins(value: Any) -> frozenset[str]:
+    return frozenset(p for p in _list(value) if isinstance(p, str))
 
 
 def _list(value: Any) -> list[Any]:

@@ -1,4 +1,4 @@
-"""Making jobs: from a trigger (the API, a re-run, later plugins) to a stored, queued job.
+"""Making jobs: from a trigger (the API, a re-run, a plugin) to a stored, queued job.
 
 `create_job` resolves what the job will run before anything is stored: the
 pipeline — the one stored on the queen, or ``.apiary.yml`` read at the job's
@@ -12,17 +12,20 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ulid
 
 from .dispatcher import Dispatcher
 from .errors import BadRequest
 from .gitread import GitError, parse_ref, read_at_ref
-from .pipeline import load_pipeline, resolve_parameters
+from .pipeline import load_pipeline, plugin_keys, resolve_parameters
 from .repos import repo_auth, stored_pipeline
 from .protocol import JobStatus
 from .store import Store
+
+if TYPE_CHECKING:
+    from .plugins import Plugins
 
 
 async def resolve_pipeline(store: Store, git_cache: Path, repo: dict[str, Any],
@@ -52,8 +55,11 @@ async def resolve_pipeline(store: Store, git_cache: Path, repo: dict[str, Any],
 
 async def create_job(store: Store, dispatcher: Dispatcher, git_cache: Path, repo: dict[str, Any], *,
                      ref: dict[str, Any], job_type: str, parameters: dict[str, str],
-                     trigger: dict[str, Any], rerun_of: str | None = None) -> dict[str, Any]:
+                     trigger: dict[str, Any], plugins: Plugins, rerun_of: str | None = None) -> dict[str, Any]:
     pipeline, ref = await resolve_pipeline(store, git_cache, repo, ref)
+    # Configs of plugins the queen has are checked now; drones check the others.
+    for i, plugin in enumerate(pipeline.get("plugins") or []):
+        plugin["config"] = plugins.check_config(plugin["name"], plugin["config"], f"pipeline.plugins[{i}].config")
     job = {
         "_id": str(ulid.ULID()),
         "repo": repo["_id"],
@@ -64,6 +70,7 @@ async def create_job(store: Store, dispatcher: Dispatcher, git_cache: Path, repo
         "parameters": resolve_parameters(pipeline, parameters),
         "trigger": trigger,
         "pipeline": pipeline,
+        "plugin_keys": plugin_keys(pipeline),
         "status": JobStatus.QUEUED.value,
         "created": time.time(),
         "attempts": 0,

@@ -10,6 +10,7 @@ if TYPE_CHECKING:
     from .config import QueenConfig
     from .hive import Hive
     from .hub import Hub
+    from .plugins import PluginContext, Plugins
     from .store import Store
 
 CONFIG: web.AppKey[QueenConfig] = web.AppKey("config")
@@ -17,3 +18,6 @@ STORE: web.AppKey[Store] = web.AppKey("store")
 HUB: web.AppKey[Hub] = web.AppKey("hub")
 HIVE: web.AppKey[Hive] = web.AppKey("hive")
 VERSION: web.AppKey[str] = web.AppKey("version", str)
+PLUGINS: web.AppKey[Plugins] = web.AppKey("plugins")
+# Filled when the queen starts (queen/plugins.py); the dict itself never changes.
+PLUGIN_CONTEXTS: web.AppKey[dict[str, PluginContext]] = web.AppKey("plugin_contexts")

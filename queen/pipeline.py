@@ -32,10 +32,14 @@ MAX_TITLE = 80
 HOOKS = ("on_start", "on_success", "on_failure")
 PHASES = ("environment", "prepare", "cleanup")
 _TOP_KEYS = {"env", "parameters", "timeout", "output_timeout", "parallel", "artifacts", *HOOKS, "hooks", *PHASES,
-             "phases", "stages"}
+             "phases", "stages", "plugins"}
 _STAGE_KEYS = {"name", "needs", "deploy", "env", "steps", *HOOKS, "hooks"}
 _STEP_KEYS = {"run", "title", "ignore_exit_code"}
 _PARAM_KEYS = {"required", "default", "description"}
+_PLUGIN_KEYS = {"name", "pip", "config"}
+_PLUGIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,99}$")
+# What makes a string a pip requirement rather than a plugin's name: a version, a URL, extras.
+_REQUIREMENT = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._\-]*)\s*(\[[^\]]*\])?\s*(==|>=|<=|~=|!=|<|>|===)")
 
 
 class PipelineError(BadRequest):
@@ -209,7 +213,8 @@ def _pipeline(data: Any) -> dict[str, Any]:
         "artifacts": _artifacts(data.get("artifacts")),
         "hooks": _step_lists(data, HOOKS, "hooks", ""),
         "phases": _step_lists(data, PHASES, "phases", ""),
-        "stages": _stages(data.get("stages")),
+        "stages": _stages(data.get("stages"), bool(data.get("plugins"))),
+        "plugins": _plugins(data.get("plugins")),
     }
 
 
@@ -321,7 +326,33 @@ def _step(step: Any, at: str) -> dict[str, Any]:
     return {"run": run, "title": title, "ignore_exit_code": ignore}
 
 
-def _stages(value: Any) -> list[dict[str, Any]]:
+def _plugins(value: Any) -> list[dict[str, Any]]:
+    """``plugins:``: each a name (``python``), a pip requirement (``apiary-hello==1.0``) or
+    {name, pip, config}. Compiled: {"name", "pip" (None: the drone has it or installs the name), "config"}."""
+    out: list[dict[str, Any]] = []
+    for i, item in enumerate(_list(value, "plugins", "plugins")):
+        at = f"plugins[{i}]"
+        if isinstance(item, str):
+            match = _REQUIREMENT.match(item.strip())
+            item = {"name": match.group(1), "pip": item.strip()} if match else {"name": item.strip()}
+        item = _mapping(item, at)
+        _known(item, _PLUGIN_KEYS, at)
+        name = item.get("name")
+        if not isinstance(name, str) or not _PLUGIN_NAME.match(name):
+            raise _Invalid(f"{at}.name", "must be a plugin's entry-point name (letters, digits, '.', '_', '-')")
+        pip = item.get("pip")
+        if pip is not None and (not isinstance(pip, str) or not pip.strip() or pip.strip().startswith("-")):
+            raise _Invalid(f"{at}.pip", "must be a pip requirement such as 'apiary-hello==1.0' or 'git+https://…'")
+        if any(p["name"] == name for p in out):
+            raise _Invalid(f"{at}.name", f"plugin {name!r} is named twice")
+        out.append({"name": name, "pip": pip.strip() if pip else None, "config": _mapping(item.get("config"),
+                                                                                        f"{at}.config")})
+    return out
+
+
+def _stages(value: Any, optional: bool = False) -> list[dict[str, Any]]:
+    if optional and value is None:
+        return []  # the plugins bring the commands
     if not isinstance(value, list) or not value:
         raise _Invalid("stages", f"must be a non-empty list of stages, got {_kind(value)}")
     deploy: dict[str, bool] = {}
@@ -383,6 +414,15 @@ def _refuse_cycles(stages: list[dict[str, Any]]) -> None:
 
 
 # -- decisions made from a compiled pipeline ------------------------------------------------
+
+def plugin_key(plugin: dict[str, Any]) -> str:
+    """What identifies a plugin a drone has: its pip requirement as written, else its name."""
+    return plugin.get("pip") or plugin["name"]
+
+
+def plugin_keys(pipeline: dict[str, Any]) -> list[str]:
+    return [plugin_key(p) for p in pipeline.get("plugins") or []]
+
 
 def resolve_parameters(pipeline: dict[str, Any], given: dict[str, str]) -> dict[str, str]:
     """The job's parameters at trigger time: given values, then defaults; refuse missing and undeclared ones."""

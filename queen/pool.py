@@ -22,6 +22,7 @@ class Drone:
     speed: float
     version: int
     plugins: frozenset[str] = frozenset()
+    installs: bool = True  # may install the plugins a job needs
     host: str = ""
     # job id -> when this queen dispatched it (or learnt of it from the drone)
     jobs: dict[str, float] = dataclasses.field(default_factory=dict)
@@ -30,7 +31,7 @@ class Drone:
     load: float | None = None
 
     def view(self) -> DroneView:
-        return DroneView(self.id, self.capacity, len(self.jobs), self.speed, self.plugins)
+        return DroneView(self.id, self.capacity, len(self.jobs), self.speed, self.plugins, self.installs)
 
     def public(self) -> dict[str, Any]:
         """The drone as the API and the dashboard show it."""
@@ -42,6 +43,7 @@ class Drone:
             "jobs": sorted(self.jobs),
             "speed": self.speed,
             "plugins": sorted(self.plugins),
+            "installs_plugins": self.installs,
             "version": self.version,
             "joined": self.joined,
             "last_heartbeat": self.last_seen,

@@ -13,6 +13,12 @@
                     holds the token or the private key
     retention       {"keep_jobs": N, "keep_days": D}: what `prune` keeps
                     (the last passing job of each branch is always kept)
+    plugins         the queen-side plugins it uses (webhooks, schedules,
+                    reactions): [name or {"name", "config"}], each config
+                    checked against the plugin's schema
+    branches        {"include": [pattern], "exclude": [pattern]}: which
+                    branches a push or pull request may trigger (shell-style
+                    patterns such as release/*; exclude wins)
 
 Secrets themselves are set apart (PUT /repos/{repo}/secrets/{NAME}) and are
 never shown back.
@@ -22,7 +28,7 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from .errors import BadRequest
@@ -30,14 +36,17 @@ from .gitread import GitError, check_url
 from .pipeline import load_pipeline, parse_pipeline
 from .validate import ENV_NAME, get_number, get_str, no_unknown
 
+if TYPE_CHECKING:
+    from .plugins import Plugins
+
 REPO_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,99}$")
 FIELDS = {"name", "url", "provider", "default_branch", "pipeline", "pipeline_source", "pipeline_file", "auth",
-          "retention"}
+          "retention", "plugins", "branches"}
 SOURCES = ("repo", "queen")
 RESERVED = {"new"}
 
 
-def repo_from_body(body: dict[str, Any], name: str | None = None) -> dict[str, Any]:
+def repo_from_body(body: dict[str, Any], name: str | None = None, *, plugins: Plugins) -> dict[str, Any]:
     """Validated settings from an API body; `name` comes from the URL for PUT."""
     no_unknown(body, FIELDS)
     if name is None:
@@ -72,6 +81,8 @@ def repo_from_body(body: dict[str, Any], name: str | None = None) -> dict[str, A
         "pipeline": pipeline,
         "auth": _auth(body.get("auth")),
         "retention": _retention(body.get("retention")),
+        "plugins": plugins.check_settings(body.get("plugins")),
+        "branches": _branches(body.get("branches")),
         "created": now,
         "updated": now,
     }
@@ -115,6 +126,26 @@ def _retention(value: Any) -> dict[str, Any]:
         out["keep_jobs"] = keep_jobs
     if keep_days is not None:
         out["keep_days"] = keep_days
+    return out
+
+
+def _branches(value: Any) -> dict[str, list[str]]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise BadRequest("branches: must be an object with include and/or exclude patterns", field="branches")
+    no_unknown(value, {"include", "exclude"}, "branches.")
+    out = {}
+    for key in ("include", "exclude"):
+        patterns = value.get(key)
+        if patterns is None:
+            continue
+        if isinstance(patterns, str):
+            patterns = [p.strip() for p in patterns.split(",")]
+        if not isinstance(patterns, list) or not all(isinstance(p, str) and p.strip() for p in patterns):
+            raise BadRequest(f"branches.{key}: must be a list of branch patterns such as main or release/*",
+                             field=f"branches.{key}")
+        out[key] = [p.strip() for p in patterns if p.strip()]
     return out
 
 

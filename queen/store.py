@@ -139,13 +139,17 @@ class Store:
         cursor = self.jobs.find(query, {"pipeline": 0}).sort("_id", DESCENDING).limit(limit)
         return await cursor.to_list(None)
 
-    async def claim_next(self, drone_id: str) -> dict[str, Any] | None:
-        """Take the oldest queued job for `drone_id`; None when nothing waits."""
+    async def queued(self, limit: int) -> list[dict[str, Any]]:
+        """The oldest queued jobs (id and plugin keys only), oldest first."""
+        cursor = self.jobs.find({"status": JobStatus.QUEUED.value}, {"plugin_keys": 1}).sort("_id", ASCENDING)
+        return await cursor.limit(limit).to_list(None)
+
+    async def claim(self, job_id: str, drone_id: str) -> dict[str, Any] | None:
+        """Take queued job `job_id` for `drone_id`; None if it is no longer queued."""
         return await self.jobs.find_one_and_update(
-            {"status": JobStatus.QUEUED.value},
+            {"_id": job_id, "status": JobStatus.QUEUED.value},
             {"$set": {"status": JobStatus.DISPATCHED.value, "drone": drone_id, "dispatched": time.time()},
              "$inc": {"attempts": 1}},
-            sort=[("_id", ASCENDING)],
             return_document=ReturnDocument.AFTER,
         )
 

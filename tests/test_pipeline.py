@@ -22,6 +22,10 @@ timeout: 1h30m
 output_timeout: 300
 parallel: 2
 artifacts: ["dist/*.whl", "reports/**/*.xml"]
+plugins:
+  - python
+  - apiary-hello==1.0
+  - {name: private, pip: "git+https://${TOKEN}@git.example.com/p.git", config: {level: 2}}
 on_start: [echo starting]
 on_success: [echo yay]
 on_failure: [{run: ./collect-logs, title: Logs, ignore_exit_code: true}]
@@ -67,6 +71,9 @@ FULL_COMPILED = {
     "output_timeout": 300.0,
     "parallel": 2,
     "artifacts": ["dist/*.whl", "reports/**/*.xml"],
+    "plugins": [{"name": "python", "pip": None, "config": {}},
+                {"name": "apiary-hello", "pip": "apiary-hello==1.0", "config": {}},
+                {"name": "private", "pip": "git+https://${TOKEN}@git.example.com/p.git", "config": {"level": 2}}],
     "hooks": {"on_start": [step("echo starting")], "on_success": [step("echo yay")],
               "on_failure": [step("./collect-logs", "Logs", True)]},
     "phases": {"environment": [step("pip install -e .")], "prepare": [step("make deps")],
@@ -114,7 +121,7 @@ def test_compiling_a_compiled_pipeline_returns_it_unchanged() -> None:
 
 def test_a_minimal_pipeline_gets_the_defaults() -> None:
     assert parse_pipeline({"stages": [{"name": "t", "steps": ["make test"]}]}) == {
-        "env": {}, "parameters": {}, "timeout": None, "output_timeout": None, "parallel": 4, "artifacts": [],
+        "env": {}, "parameters": {}, "timeout": None, "output_timeout": None, "parallel": 4, "artifacts": [], "plugins": [],
         "hooks": no_hooks(), "phases": {"environment": [], "prepare": [], "cleanup": []},
         "stages": [{"name": "t", "needs": [], "deploy": False, "env": {}, "steps": [step("make test")],
                     "hooks": no_hooks()}]}
@@ -505,3 +512,26 @@ def test_a_failed_test_stage_blocks_every_deploy_stage_of_a_test_deploy_job() ->
     assert next_stages(graph, {"build": True}, set(), 4) == ["test"]
     assert blocked_stages(graph, {"build": True, "test": False}) == ["ship", "sign"]
     assert next_stages(graph, {"build": True, "test": True}, set(), 4) == ["sign"]
+
+
+def test_plugin_mistakes_name_the_line_and_the_field() -> None:
+    err = yaml_error("""\
+        plugins:
+          - python
+          - {name: hello, pip: 3}
+        stages: [{name: t, steps: [x]}]
+        """)
+    assert (err.line, err.path) == (3, "plugins[1].pip")
+    err = yaml_error("""\
+        plugins: [python, {name: python}]
+        """)
+    assert err.path == "plugins[1].name" and "twice" in str(err)
+    err = yaml_error("""\
+        plugins: [{name: hello, conf: {}}]
+        """)
+    assert err.path == "plugins[0].conf"
+
+
+def test_a_pipeline_of_plugins_alone_needs_no_stages() -> None:
+    assert load_pipeline("plugins: [shell]\n")["stages"] == []
+    assert yaml_error("env: {A: b}\n").path == "stages"
