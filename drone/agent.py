@@ -28,6 +28,7 @@ from queen.protocol import PROTOCOL_VERSION, Msg
 from . import artifacts
 from .connection import Connection
 from .executor import JobRun
+from .plugins import PluginManager
 from .workspace import Workspaces
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,7 @@ class Agent:
         self.id = config.drone_id
         self.capacity = config.slots
         self.workspaces = Workspaces(config.work_path / "workspaces", config.keep_workspaces)
+        self.plugins = PluginManager(config)
         self.jobs: dict[str, asyncio.Task[None]] = {}
         self.conn = Connection(config, self.id, self.on_message, self.info, self.heartbeat)
         self._refused: asyncio.Future[str] | None = None
@@ -69,12 +71,14 @@ class Agent:
         self.conn.close()
 
     def info(self) -> dict[str, Any]:
-        return {"id": self.id, "capacity": self.capacity, "speed": self.config.speed, "plugins": [],
+        return {"id": self.id, "capacity": self.capacity, "speed": self.config.speed, "plugins": self.plugins.have(),
+                "installs_plugins": self.plugins.installs,
                 "version": PROTOCOL_VERSION, "apiary": __version__, "host": socket.gethostname(),
                 "jobs": list(self.jobs), "held": self.conn.outbox.held()}
 
     def heartbeat(self) -> dict[str, Any]:
-        return {"jobs": list(self.jobs), "held": self.conn.outbox.held(), "load": os.getloadavg()[0]}
+        return {"jobs": list(self.jobs), "held": self.conn.outbox.held(), "load": os.getloadavg()[0],
+                "plugins": self.plugins.have()}
 
     async def run(self) -> None:
         """Serve until cancelled; raise Refused if the queen will not have us.
@@ -168,7 +172,8 @@ class Agent:
             # Only a checkout needs one (for an ssh key).
             private = self.workspaces.create_private(job_id) if (job.get("repo") or {}).get("url") else None
             run = JobRun(job, workspace, emit, self.base_env, flush_after=self.config.output_flush_ms / 1000,
-                         chunk_bytes=self.config.output_chunk_bytes, private_dir=private, collect=collect)
+                         chunk_bytes=self.config.output_chunk_bytes, private_dir=private, collect=collect,
+                         plugins=self.plugins)
             # A cancel reaches the JobRun, which kills the step and reports the
             # job as cancelled before returning.
             status = await run.run()

@@ -22,7 +22,8 @@ Queen side: imported by the queen (install the plugin next to Apiary there),
 run in its event loop; `ctx` is the queen's PluginContext (queen/plugins.py).
 
     config_schema                  validated when a repository's settings are saved
-    check_config(config)           further checks; raise ConfigProblem(field, text)
+    check_config(config)           further checks; raise ValueError("field: what is wrong")
+                                   (or ConfigProblem(field, text) from here)
     async webhook(request, ctx)    POST /hooks/<plugin>/<repo>: an aiohttp request
                                    in, a response out (ctx.ignored, ctx.queued…)
     async background(ctx)          runs as long as the queen (schedules, pollers)
@@ -66,7 +67,12 @@ def check_config(schema: dict[str, Any] | None, config: Any, plugin: Any = None)
         config = _apply(schema, config)
     extra = getattr(plugin, "check_config", None)
     if callable(extra):
-        extra(config)
+        try:
+            extra(config)
+        except ConfigProblem:
+            raise
+        except ValueError as exc:  # plugins need not import Apiary: a ValueError says what is wrong
+            raise ConfigProblem("", str(exc)) from None
     return config
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import shlex
 import socket
 import tomllib
 from collections.abc import Callable, Mapping
@@ -69,9 +70,19 @@ class DroneConfig:
     output_chunk_bytes: int = 65536
     artifact_max_bytes: int = 256 * 1024 * 1024
     keep_workspaces: int = 0
+    install_plugins: bool = True
+    pip_args: str = ""
+    plugin_timeout: float = 60.0
+    plugin_install_timeout: float = 900.0
 
     def check(self) -> None:
         _endpoint("queen", self.queen)
+        _positive("plugin_timeout", self.plugin_timeout)
+        _positive("plugin_install_timeout", self.plugin_install_timeout)
+        try:
+            shlex.split(self.pip_args)
+        except ValueError as exc:
+            raise _fault("pip_args", f"cannot split it as a shell would: {exc}") from None
         if self.id and not _DRONE_ID.match(self.id):
             raise _fault("id", f"must be letters, digits, '.', '_' or '-' (at most 64), got {self.id!r}")
         if self.capacity < 0:
@@ -148,6 +159,15 @@ def _positive(key: str, value: float) -> None:
 
 def _convert(table: str, key: str, want: type, raw: Any, where: str) -> Any:
     """`raw` as the field's type; strings (from the environment) are parsed."""
+    if isinstance(raw, str) and want is bool:
+        flag = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}.get(raw.strip().lower())
+        if flag is None:
+            raise ConfigError(f"{where}: [{table}] {key}: expected true or false, got {raw!r}")
+        return flag
+    if want is bool:
+        if not isinstance(raw, bool):
+            raise ConfigError(f"{where}: [{table}] {key}: expected true or false, got {type(raw).__name__} {raw!r}")
+        return raw
     if isinstance(raw, str) and want is not str:
         try:
             raw = {int: int, float: float}[want](raw.strip())
@@ -225,4 +245,4 @@ def with_changes(section: Any, origin: Callable[[str], str], **changes: Any) -> 
 
 def _field_type(field: dataclasses.Field[Any]) -> type:
     # annotations are strings under `from __future__ import annotations`
-    return {"str": str, "int": int, "float": float}[str(field.type)]
+    return {"str": str, "int": int, "float": float, "bool": bool}[str(field.type)]

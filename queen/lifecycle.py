@@ -14,6 +14,7 @@ from .protocol import FINAL_STATES, JobStatus, Msg
 
 
 _PHASE = re.compile(r"^[a-z_]{1,32}$")
+_FIELD = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
 
 
 def job_update(msg: Msg, body: dict[str, Any], drone_id: str) -> dict[str, Any]:
@@ -37,6 +38,12 @@ def job_update(msg: Msg, body: dict[str, Any], drone_id: str) -> dict[str, Any]:
         if not _PHASE.match(body["phase"]):
             return {}  # not a name that can be a field of the job document
         return {f"phases.{body['phase']}.state": body["state"]}
+    if msg is Msg.JOB_PLUGIN:
+        # A plugin's figures (test counts, an install) on the job: plugins.NAME.KEY
+        if not _FIELD.match(body["plugin"]):
+            return {}
+        return {f"plugins.{body['plugin']}.{k}": v for k, v in body["data"].items()
+                if isinstance(k, str) and _FIELD.match(k)}
     if msg is Msg.JOB_TESTED:
         return {"phases.test.code": body["code"], "tested": body["timestamp"]}
     if msg is Msg.JOB_DEPLOYED:

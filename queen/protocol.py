@@ -105,7 +105,7 @@ _FIELDS: dict[Msg, dict[str, type | tuple[type, ...]]] = {
     Msg.JOB_CMD_DONE: {"num": int, "exitCode": int, "duration": _NUM},
     Msg.JOB_STDOUT: {"text": str},
     Msg.JOB_STDERR: {"text": str},
-    Msg.JOB_PLUGIN: {"plugin": str},
+    Msg.JOB_PLUGIN: {"plugin": str, "data": dict},
     Msg.JOB_PHASE: {"phase": str, "state": str},
     Msg.JOB_TESTED: {"code": int, "timestamp": _NUM},
     Msg.JOB_DEPLOYED: {"code": int, "timestamp": _NUM},

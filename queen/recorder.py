@@ -161,7 +161,8 @@ class Recorder:
                 # The bytes go to GridFS before the event is stored or acked.
                 await self.store.save_artifact_part(job_id, body["name"], body["part"], body["parts"],
                                                     body["size"], body["data"])
-            doc = _storable({k: v for k, v in body.items() if k not in ("id", "data")})
+            # An artifact's bytes are in GridFS; its event keeps the rest.
+            doc = _storable({k: v for k, v in body.items() if k != "id" and (k != "data" or msg is not Msg.JOB_ARTIFACT)})
             if doc is None:
                 log.warning("drone %s sent %s for job %s with a value the store cannot hold: dropped",
                             drone_id, msg.value, job_id)

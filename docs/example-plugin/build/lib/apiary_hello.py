@@ -1,0 +1,41 @@
+"""apiary-hello: an Apiary plugin that greets in the job's log and counts the workspace's files.
+
+It uses every drone-side part of the plugin contract: a config schema,
+commands for two phases, an environment variable, an artifact and results.
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+config_schema = {
+    "greeting": {"type": "str", "default": "hello", "help": "what to say"},
+    "loud": {"type": "bool", "default": False, "help": "say it in capitals"},
+}
+
+
+def check_config(config):
+    if not config["greeting"].strip():
+        raise ValueError("greeting: must not be empty")
+
+
+def phases(job, config):
+    words = config["greeting"].upper() if config["loud"] else config["greeting"]
+    return {
+        "prepare": [f"echo {shlex.quote(words)}, {shlex.quote(job['repo']['name'])}"],
+        "test": [{"run": "ls -A | grep -v '^hello-count.txt$' | wc -l > hello-count.txt", "title": "count files"}],
+    }
+
+
+def env(job, config):
+    return {"HELLO_GREETING": config["greeting"]}
+
+
+def artifacts(job, config):
+    return ["hello-count.txt"]
+
+
+def results(job, config):
+    counted = Path(job["workspace"], "hello-count.txt")
+    return {"files": int(counted.read_text())} if counted.exists() else {}
