@@ -222,7 +222,6 @@ class JobRun:
             return
         if self.plugins is None:
             raise PluginError(plugins[0]["name"], "plugins cannot run here", setup=True)
-        self.emit(Msg.JOB_PHASE, {"phase": "plugins", "state": "started"})
         for note in await self.plugins.ensure(plugins, self.job.get("secrets") or {}, self._say_out):
             self.emit(Msg.JOB_PLUGIN, {"plugin": note.pop("plugin"), "data": note})
         answers = await self.plugins.call("setup", plugins, self._plugin_view(), self.workspace,
@@ -241,7 +240,6 @@ class JobRun:
             self._artifacts.extend(contributed["artifacts"])
             if answer.get("has_results"):
                 self._with_results.append(plugin)
-        self.emit(Msg.JOB_PHASE, {"phase": "plugins", "state": "passed"})
 
     async def _plugin_results(self) -> None:
         """After the tests: each plugin's figures (test counts…) as ``job:plugin`` events."""

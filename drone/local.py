@@ -15,12 +15,14 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from queen.config import DroneConfig
 from queen.errors import ApiaryError
 from queen.pipeline import load_pipeline, resolve_parameters
 from queen.protocol import JobStatus, Msg
 
 from . import artifacts
 from .executor import JobRun
+from .plugins import PluginManager
 
 
 class LocalRunError(ApiaryError):
@@ -58,6 +60,9 @@ class Terminal:
             ok = body["exitCode"] == 0
             mark = self._paint("✓", "32") if ok else self._paint(f"✗ exit {body['exitCode']}", "31")
             self.out.write(f"{mark} {body['duration']:.2f}s\n")
+        elif msg is Msg.JOB_PLUGIN:
+            figures = ", ".join(f"{k} {v}" for k, v in body["data"].items())
+            self.out.write(self._paint(f"plugin {body['plugin']}: {figures}", "2") + "\n")
         elif msg is Msg.JOB_DONE:
             self.result = dict(body)
         self.out.flush()
@@ -77,8 +82,12 @@ class Terminal:
 
 
 async def run_local(path: Path, job_type: str, params: dict[str, str], pipeline_file: str = ".apiary.yml",
-                    out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
-    """Run the pipeline of the working copy at `path`; return the exit status."""
+                    out: TextIO = sys.stdout, err: TextIO = sys.stderr, drone: DroneConfig | None = None) -> int:
+    """Run the pipeline of the working copy at `path`; return the exit status.
+
+    Plugins the pipeline names are installed as a drone would, under the
+    drone's ``work_dir`` (`drone` config), and reused by later runs.
+    """
     workdir = path.resolve()
     file = workdir / pipeline_file
     try:
@@ -88,7 +97,7 @@ async def run_local(path: Path, job_type: str, params: dict[str, str], pipeline_
     pipeline = load_pipeline(text, str(file))  # PipelineError names file, line and field
     job = {"id": f"local-{int(time.time())}", "number": 0, "type": job_type, "pipeline": pipeline,
            "parameters": resolve_parameters(pipeline, params), "repo": {"name": workdir.name, "url": ""},
-           "ref": {}, "secrets": {}}
+           "ref": {}, "secrets": {}, "plugins": pipeline.get("plugins") or []}
     terminal = Terminal(out, err, colour=out.isatty())
 
     async def collect(root: Path, globs: list[str]) -> None:
@@ -102,7 +111,7 @@ async def run_local(path: Path, job_type: str, params: dict[str, str], pipeline_
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="apiary-run-") as private:
         run = JobRun(job, workdir, terminal.emit, env, flush_after=0.02, chunk_bytes=65536,
-                     private_dir=Path(private), collect=collect)
+                     private_dir=Path(private), collect=collect, plugins=PluginManager(drone or DroneConfig()))
         # A Ctrl-C cancels run(), which kills the running commands and returns "cancelled".
         result = await run.run()
     terminal.summary(time.monotonic() - started)

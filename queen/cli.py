@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> None:
             from .validate import parse_params
 
             code = _run(_until_signalled(run_local(Path(args.path), args.type, parse_params(args.param),
-                                                   args.file)), fast_loop=False)
+                                                   args.file, drone=config.drone)), fast_loop=False)
             sys.exit(code if isinstance(code, int) else 1)
         if args.command in CLIENT_COMMANDS:
             sys.exit(_client_command(args, config))

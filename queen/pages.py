@@ -98,8 +98,10 @@ def job_view(doc: dict[str, Any]) -> dict[str, Any]:
     author = trigger.get("author") or {}
     ref = job.get("ref") or {}
     job["final"] = JobStatus(job["status"]).final
-    job["source"] = source.get("name") or source.get("type") or "API"
-    job["author"] = author.get("name") or author.get("login") or author.get("email") or ""
+    job["source"] = source.get("name") or (f"plugin {source['plugin']}" if source.get("plugin") else None) \
+        or source.get("type") or "API"
+    job["author"] = (author.get("name") or author.get("username") or author.get("login") or author.get("email")
+                     or "")
     job["ref_name"] = ref.get("branch") or ref.get("fetch") or ""
     job["commit"] = ref.get("id") or ""
     return job
@@ -182,7 +184,7 @@ async def dashboard(request: web.Request) -> web.Response:
 @routes.get("/repos/new")
 async def new_repo(request: web.Request) -> web.Response:
     return render(request, "settings.html", page="settings", repo=None, secrets=[], webhook="",
-                  base=base_url(request))
+                  base=base_url(request), plugins_text="", available=_available(request))
 
 
 @routes.get("/repos/{repo}")
@@ -211,8 +213,16 @@ async def repo_settings(request: web.Request) -> web.Response:
         # A pipeline stored as JSON is shown as YAML to edit (the API takes either).
         pipeline = yaml.safe_dump(pipeline, sort_keys=False)
     webhook = f"{base_url(request)}/hooks/{repo.get('provider') or 'git'}/{repo['_id']}"
+    plugins = repo.get("plugins") or []
     return render(request, "settings.html", page="settings", repo=repo, pipeline_text=pipeline or "",
-                  secrets=secrets, webhook=webhook, base=base_url(request))
+                  secrets=secrets, webhook=webhook, base=base_url(request), available=_available(request),
+                  plugins_text=yaml.safe_dump(plugins, sort_keys=False) if plugins else "")
+
+
+def _available(request: web.Request) -> list[tuple[str, dict[str, Any]]]:
+    """The queen's plugins and their settings, for the settings page."""
+    plugins = request.app[keys.PLUGINS]
+    return [(name, plugins.schema(name)) for name in sorted(plugins.loaded)]
 
 
 @routes.get("/jobs/{job}")

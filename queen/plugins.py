@@ -29,6 +29,7 @@ from importlib.metadata import entry_points
 from typing import Any
 
 import aiohttp
+import yaml
 from aiohttp import web
 
 from plugins.api import ConfigProblem, check_config, check_schema
@@ -73,6 +74,11 @@ class Plugins:
 
     def check_settings(self, value: Any, where: str = "plugins") -> list[dict[str, Any]]:
         """A repository's ``plugins`` setting, validated: [{"name", "config"}]; the queen must have each."""
+        if isinstance(value, str):  # YAML text, as typed on the settings page
+            try:
+                value = yaml.safe_load(value) if value.strip() else []
+            except yaml.YAMLError as exc:
+                raise BadRequest(f"{where}: not valid YAML: {exc}", field=where) from None
         if value is None:
             return []
         if not isinstance(value, list):
@@ -304,7 +310,7 @@ class Reactions:
                 if fn is not None:
                     self.hooks[when].append((name, fn))
         self._tasks: set[asyncio.Task[None]] = set()
-        self._seen: dict[str, set[str]] = {}
+        self._seen: dict[str, set[str]] = {}  # job -> transitions told (bounded below)
 
     @property
     def wanted(self) -> bool:
@@ -335,6 +341,8 @@ class Reactions:
 
     async def _react(self, when: str, job_id: str) -> None:
         # Each transition once, however many updates repeat the status.
+        if len(self._seen) > 10_000:  # jobs that never ended here (the queen restarted)
+            self._seen.clear()
         seen = self._seen.setdefault(job_id, set())
         if when in seen:
             return

@@ -253,3 +253,28 @@ async def test_a_server_error_is_an_html_page_without_a_traceback(tmp_path: Path
     assert response.status == 500 and response.content_type == "text/html"
     assert "Something went wrong" in response.text and "secret internals" not in response.text
     assert "Traceback" not in response.text
+
+
+async def test_plugins_and_branch_filters_are_set_on_the_settings_page(queen: Cluster, page: Page) -> None:
+    await queen.create_pipeline_repo("app", "stages: [{name: t, steps: [make]}]")
+    await page.goto("/repos/app/settings")
+    await expect(page.locator(".plugin-list")).to_contain_text("github")
+    await page.get_by_label("Plugins").fill("- name: github\n  config: {api: not-a-url}\n")
+    await page.get_by_role("button", name="Save settings").click()
+    # The fault names the plugin's field, next to the plugins box; nothing is saved.
+    await expect(page.locator("#err-plugins")).to_contain_text("plugins[0].config.api")
+    assert (await queen.get("/repos/app"))["plugins"] == []
+
+    await page.get_by_label("Plugins").fill("- name: github\n  config: {api: 'https://gitea.example.com/api/v1'}\n")
+    await page.get_by_label("Include").fill("main, release/*")
+    await page.get_by_label("Exclude").fill("release/old")
+    await page.get_by_role("button", name="Save settings").click()
+    await expect(page.locator("#saved")).to_be_visible()
+    repo = await queen.get("/repos/app")
+    assert repo["plugins"][0]["name"] == "github"
+    assert repo["plugins"][0]["config"]["api"] == "https://gitea.example.com/api/v1"
+    assert repo["branches"] == {"include": ["main", "release/*"], "exclude": ["release/old"]}
+    await page.reload()
+    await expect(page.get_by_label("Plugins")).to_have_value(re.compile(r"name: github"))
+    await expect(page.get_by_label("Include")).to_have_value("main, release/*")
+    await shot(page, "settings-plugins")

@@ -14,7 +14,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from playwright.async_api import Page, expect
 
+from tests.browser import browser, page, shot  # noqa: F401  (fixtures)
 from tests.cluster import Cluster, output_lines
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "docs" / "example-plugin"
@@ -241,3 +243,27 @@ async def test_repository_settings_refuse_plugins_the_queen_lacks(queen: Cluster
     assert status == 400 and body["field"] == "plugins[0].name"
     assert re.search(r"no plugin 'nope' is installed on the queen \(installed: .*github.*\)", body["error"])
     assert (await queen.get("/repos"))["repos"] == []
+
+
+def test_the_worked_example_in_the_docs_is_the_plugin_the_tests_build() -> None:
+    doc = (EXAMPLE.parent / "plugins.md").read_text()
+    for name in ("pyproject.toml", "apiary_hello.py"):
+        assert (EXAMPLE / name).read_text().rstrip() in doc, f"docs/plugins.md shows an outdated {name}"
+
+
+async def test_the_job_page_shows_the_install_and_the_plugins_figures(queen: Cluster, wheels: Path,
+                                                                     page: Page) -> None:
+    await queen.add_drone("d1", env=from_wheels(wheels))
+    await queen.create_pipeline_repo("greeter", """
+plugins: [{name: hello, pip: "apiary-hello==1.0.0"}]
+stages: [{name: wait, steps: ["sleep 1"]}]
+""")
+    job = await queen.trigger("greeter")
+    await page.goto(f"/jobs/{job['id']}")
+    log = page.locator("#steps")
+    await expect(log).to_contain_text("installing plugin hello", timeout=60_000)
+    await expect(log).to_contain_text("plugin hello: files 0", timeout=60_000)
+    figures = page.locator(".plugin-figures[data-plugin=hello]")
+    await expect(figures).to_contain_text("files 0")
+    await expect(figures).to_contain_text("installed apiary-hello==1.0.0")
+    await shot(page, "job-plugin")

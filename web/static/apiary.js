@@ -110,13 +110,14 @@
   }
   function showError(form, field, message) {
     let f = field || "", target = null;
-    if (f && message && message.startsWith(f + ": ")) message = message.slice(f.length + 2);
     while (f) { // parameters.X, then parameters, then the form itself
       target = form.querySelector(`[data-error-for~="${CSS.escape(f)}"]`);
       if (target) break;
       const cut = Math.max(f.lastIndexOf("."), f.lastIndexOf("["));
       f = cut > 0 ? f.slice(0, cut) : "";
     }
+    // Next to its own field the field's name goes without saying; next to a parent's, it stays.
+    if (f && f === field && message && message.startsWith(f + ": ")) message = message.slice(f.length + 2);
     target = target || form.querySelector('[data-error-for=""]');
     target.textContent = message || "Refused.";
     target.hidden = false;
@@ -188,6 +189,12 @@
       }
       if (body.pipeline_source === "queen") delete body.pipeline_file; else delete body.pipeline;
       if (body.auth && !body.auth.type) delete body.auth;
+      if (body.plugins !== undefined) { // YAML or JSON, like the pipeline; an empty box clears them
+        try { body.plugins = body.plugins.trim() ? JSON.parse(body.plugins) : []; } catch { /* YAML: the queen reads it */ }
+      } else body.plugins = [];
+      for (const k of ["include", "exclude"]) {
+        if (body.branches && typeof body.branches[k] === "string") body.branches[k] = body.branches[k].split(/[\s,]+/).filter(Boolean);
+      }
       const method = form.dataset.method;
       const { status, data } = await submit(form, method, form.action, body);
       if (status === 200 || status === 201) {
@@ -571,6 +578,10 @@
         case "job:stdout": output(msg, 0); break;
         case "job:stderr": output(msg, 1); break;
         case "job:phase": phaseEvent(msg); break;
+        case "job:plugin": // a plugin's figures or its install: a line in the log, the summary shows them too
+          output({ text: `plugin ${msg.plugin}: ${Object.entries(msg.data || {}).map(([k, v]) => `${k} ${typeof v === "object" ? JSON.stringify(v) : v}`).join(", ")}\n` }, 0);
+          soon("summary", refreshSummary, 150);
+          break;
         case "job:done": soon("summary", refreshSummary, 50); break;
         default: break;
       }
