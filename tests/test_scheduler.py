@@ -19,3 +19,11 @@ def test_ties_go_to_the_faster_drone_then_to_one_with_the_plugins_then_by_id() -
 def test_no_drone_when_all_are_full_or_there_are_none() -> None:
     assert pick_drone([DroneView("a", 1, 1), DroneView("b", 2, 2)]) is None
     assert pick_drone([]) is None
+
+
+def test_a_drone_that_never_installs_gets_only_jobs_whose_plugins_it_has() -> None:
+    frozen = DroneView("a", 4, 0, plugins=frozenset({"shell"}), installs=False)
+    busy_installer = DroneView("b", 1, 1)
+    assert pick_drone([frozen, busy_installer], plugins=["shell"]) == "a"
+    assert pick_drone([frozen, busy_installer], plugins=["shell", "apiary-hello==1.0"]) is None
+    assert pick_drone([frozen, DroneView("c", 1, 0)], plugins=["apiary-hello==1.0"]) == "c"
