@@ -303,7 +303,7 @@ class Reactions:
     def __init__(self, app: web.Application, contexts: dict[str, PluginContext]) -> None:
         self.app = app
         self.hooks: dict[str, list[tuple[str, Any]]] = {"started": [], "done": []}
-        for name, ctx in contexts.items():
+        for name in contexts:
             plugin = app[keys.PLUGINS].loaded[name]
             for when in self.hooks:
                 fn = getattr(plugin, f"job_{when}", None)
