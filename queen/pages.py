@@ -212,8 +212,11 @@ async def repo_settings(request: web.Request) -> web.Response:
     if pipeline is not None and not isinstance(pipeline, str):
         # A pipeline stored as JSON is shown as YAML to edit (the API takes either).
         pipeline = yaml.safe_dump(pipeline, sort_keys=False)
-    webhook = f"{base_url(request)}/hooks/{repo.get('provider') or 'git'}/{repo['_id']}"
     plugins = repo.get("plugins") or []
+    # The hook of the repository's plugin that takes webhooks, else the one named like its provider.
+    loaded = request.app[keys.PLUGINS].loaded
+    hooked = [p["name"] for p in plugins if hasattr(loaded.get(p["name"]), "webhook")]
+    webhook = f"{base_url(request)}/hooks/{hooked[0] if hooked else repo.get('provider') or 'git'}/{repo['_id']}"
     return render(request, "settings.html", page="settings", repo=repo, pipeline_text=pipeline or "",
                   secrets=secrets, webhook=webhook, base=base_url(request), available=_available(request),
                   plugins_text=yaml.safe_dump(plugins, sort_keys=False) if plugins else "")

@@ -20,6 +20,7 @@ logged; a webhook that raises answers 500 naming the plugin.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import fnmatch
 import logging
@@ -298,7 +299,12 @@ async def _call(name: str, hook: str, coro: Any) -> None:
 
 
 class Reactions:
-    """Calls plugins' ``job_started`` and ``job_done`` as the hub announces status changes."""
+    """Calls plugins' ``job_started`` and ``job_done`` as the hub announces status changes.
+
+    Per job in that order, each once: ``job_done`` waits for ``job_started``
+    to finish, and a job that ended before its start was announced (a quick
+    job whose events were stored in one batch) gets both, in order.
+    """
 
     def __init__(self, app: web.Application, contexts: dict[str, PluginContext]) -> None:
         self.app = app
@@ -310,7 +316,8 @@ class Reactions:
                 if fn is not None:
                     self.hooks[when].append((name, fn))
         self._tasks: set[asyncio.Task[None]] = set()
-        self._seen: dict[str, set[str]] = {}  # job -> transitions told (bounded below)
+        self._started: dict[str, asyncio.Task[None]] = {}  # running jobs whose start was told
+        self._ended: collections.OrderedDict[str, None] = collections.OrderedDict()  # recent, bounded
 
     @property
     def wanted(self) -> bool:
@@ -325,40 +332,50 @@ class Reactions:
                     hub.unsubscribe(sub)
                     sub = hub.subscribe(None, "jobs")
                     continue
-                status = message.get("status")
-                when = "started" if status == _RUNNING else "done" if status in _FINAL else None
-                if when and self.hooks[when]:
-                    self._spawn(self._react(when, message["job"]))
+                self.on_status(message.get("job"), message.get("status"))
         finally:
             hub.unsubscribe(sub)
             for task in list(self._tasks):
                 task.cancel()
 
-    def _spawn(self, coro: Any) -> None:
+    def on_status(self, job_id: Any, status: Any) -> None:
+        if not isinstance(job_id, str) or job_id in self._ended:
+            return
+        if status == _RUNNING and job_id not in self._started:
+            if len(self._started) > 10_000:  # jobs that never ended here (the queen restarted)
+                self._started.clear()
+            self._started[job_id] = self._spawn(self._tell(job_id, ["started"]))
+        elif status in _FINAL:
+            self._ended[job_id] = None
+            if len(self._ended) > 10_000:
+                self._ended.popitem(last=False)
+            before = self._started.pop(job_id, None)
+            self._spawn(self._tell(job_id, ["done"] if before else ["started", "done"], before))
+
+    def _spawn(self, coro: Any) -> asyncio.Task[None]:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
-    async def _react(self, when: str, job_id: str) -> None:
-        # Each transition once, however many updates repeat the status.
-        if len(self._seen) > 10_000:  # jobs that never ended here (the queen restarted)
-            self._seen.clear()
-        seen = self._seen.setdefault(job_id, set())
-        if when in seen:
+    async def _tell(self, job_id: str, whens: list[str], before: asyncio.Task[None] | None = None) -> None:
+        if before is not None:
+            await asyncio.wait([before])
+        if not any(self.hooks[w] for w in whens):
             return
-        seen.add(when)
-        if when == "done":
-            self._seen.pop(job_id, None)
         try:
             job = await self.app[keys.STORE].get_job(job_id)
         except Exception as exc:
-            log.warning("job %s: plugins not told it %s: store error: %s", job_id, when, exc)
+            log.warning("job %s: plugins not told of it: store error: %s", job_id, exc)
             return
         if job is None:
             return
         contexts = self.app[keys.PLUGIN_CONTEXTS]
-        await asyncio.gather(*(_call(name, f"job_{when}", fn(job, contexts[name]))
-                               for name, fn in self.hooks[when]))
+        for when in whens:
+            if when == "started" and not job.get("started"):
+                continue  # cancelled while it waited: it never started
+            await asyncio.gather(*(_call(name, f"job_{when}", fn(job, contexts[name]))
+                                   for name, fn in self.hooks[when]))
 
 
 @contextlib.asynccontextmanager

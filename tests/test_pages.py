@@ -277,4 +277,5 @@ async def test_plugins_and_branch_filters_are_set_on_the_settings_page(queen: Cl
     await page.reload()
     await expect(page.get_by_label("Plugins")).to_have_value(re.compile(r"name: github"))
     await expect(page.get_by_label("Include")).to_have_value("main, release/*")
+    await expect(page.locator("#webhook")).to_have_text(f"{base_url(queen)}/hooks/github/app")
     await shot(page, "settings-plugins")
