@@ -56,7 +56,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from plugins import github as forge
+from plugins import forge
 from plugins.api import ConfigProblem
 from queen.plugins import PluginContext
 

@@ -91,3 +91,10 @@ def test_a_malformed_answer_fails_naming_the_plugin(answer: dict, fault: str) ->
     with pytest.raises(PluginError) as err:
         plugin_contribution("tool", answer, set())
     assert str(err.value).startswith("plugin tool: ") and fault in str(err.value)
+
+
+def test_every_built_in_plugin_loads() -> None:
+    from queen.plugins import Plugins
+
+    loaded = Plugins.discover().loaded
+    assert {"shell", "python", "node", "github", "gitlab", "schedule", "after", "report"} <= set(loaded)
