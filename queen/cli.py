@@ -121,7 +121,7 @@ def _with_flags(config: Config, args: argparse.Namespace) -> Config:
                                 "data_dir": "data_dir", "mongodb_url": "mongodb_url"})
     drone = pick(config.drone, {"capacity": "capacity", "speed": "speed", "id": "id", "work_dir": "work_dir",
                                 "queen": "queen"})
-    return Config(queen=queen, drone=drone)
+    return dataclasses.replace(config, queen=queen, drone=drone)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -193,3 +193,16 @@ def test_colours_pass_through_to_a_terminal_and_are_stripped_from_a_pipe_even_wh
             renderer.event(event)
     assert pipe.getvalue() == "\n▶ [test/s] t\na red no newline\n✓ 0.50s\n"
     assert "a \x1b[31mred\x1b[0m no newline\n" in tty.getvalue() and "\x1b[1;36m▶ [test/s] t" in tty.getvalue()
+
+
+async def test_the_client_url_comes_from_the_environment_or_the_config_file(queen: Cluster, tmp_path: Path) -> None:
+    await queen.create_repo("app", ("t", ["true"]))
+    base = queen.api.rsplit("/api", 1)[0]
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "queen.cli", "ls", stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.PIPE, env={**ENV, "APIARY_CLIENT_URL": base})
+    out, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    config = tmp_path / "apiary.toml"
+    config.write_text(f'[client]\nurl = "{base}"\n')
+    assert (await apiary(tmp_path, "ls", "--config", str(config))).code == 0
+    assert "cannot reach" in (await apiary(tmp_path, "ls")).err  # the default port: nothing there
