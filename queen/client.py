@@ -204,6 +204,9 @@ class Renderer:
             code = e.get("exitCode")
             mark = paint("✓", "32", self.colour) if code == 0 else paint(f"✗ exit {code}", "31", self.colour)
             self._line(f"{mark} {e.get('duration', 0):.2f}s")
+        elif kind == "job:plugin" and isinstance(e.get("data"), dict):
+            figures = ", ".join(f"{k} {v}" for k, v in e["data"].items())
+            self._line(paint(f"plugin {e.get('plugin')}: {figures}", "2", self.colour))
         elif kind == "job:artifact" and e.get("part") == e.get("parts", 1) - 1:
             self._line(f"artifact: {e.get('name')} ({e.get('size', 0):,} bytes)")
         elif kind == "job:done":
