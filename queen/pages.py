@@ -98,10 +98,11 @@ def job_view(doc: dict[str, Any]) -> dict[str, Any]:
     author = trigger.get("author") or {}
     ref = job.get("ref") or {}
     job["final"] = JobStatus(job["status"]).final
-    job["source"] = source.get("name") or (f"plugin {source['plugin']}" if source.get("plugin") else None) \
-        or source.get("type") or "API"
+    job["source"] = source.get("name") or source.get("plugin") or source.get("type") or "API"
     job["author"] = (author.get("name") or author.get("username") or author.get("login") or author.get("email")
                      or "")
+    if job["author"] == job["source"]:  # a schedule's job: "schedule · schedule" says nothing more
+        job["author"] = ""
     job["ref_name"] = ref.get("branch") or ref.get("fetch") or ""
     job["commit"] = ref.get("id") or ""
     return job
