@@ -267,3 +267,20 @@ stages: [{name: wait, steps: ["sleep 1"]}]
     await expect(figures).to_contain_text("files 0")
     await expect(figures).to_contain_text("installed apiary-hello==1.0.0")
     await shot(page, "job-plugin")
+
+
+async def test_a_private_requirements_token_comes_from_a_secret_and_never_shows(queen: Cluster) -> None:
+    await queen.add_drone("d1")
+    await queen.create_pipeline_repo("app", """
+plugins: [{name: private, pip: "git+https://${GIT_TOKEN}@127.0.0.1:9/team/apiary-private.git"}]
+stages: [{name: t, steps: ["true"]}]
+""")
+    token = "tok-5f3a9c1e77"
+    await queen.request("PUT", "/repos/app/secrets/GIT_TOKEN", {"value": token}, expect=200)
+    job = await queen.wait_job((await queen.trigger("app"))["id"], timeout=120)
+    assert job["status"] == "errored" and job["error"].startswith("plugin private: pip install failed")
+    events = await queen.events(job["id"])
+    assert "git+https://${GIT_TOKEN}@127.0.0.1:9" in text_of(events, "job:stdout")  # what was asked, as written
+    assert token not in repr(events) and token not in repr(job)
+    plugin_dirs = [p.name for p in (queen.tmp / "drones" / "d1" / "plugins").iterdir()]
+    assert plugin_dirs and not any(token in name for name in plugin_dirs)
