@@ -55,6 +55,7 @@ class Agent:
         self._reported: set[str] = set()  # jobs whose job:done is sent
         self._started: set[str] = set()  # jobs whose job:started is sent
         self._cancel_first: set[str] = set()  # cancels that came before their job
+        self._attempts: dict[str, int] = {}  # running job -> its attempt number
         # Jobs inherit the drone's environment, less Apiary's own settings.
         self.base_env = {k: v for k, v in os.environ.items() if not k.startswith("APIARY_")}
 
@@ -123,12 +124,17 @@ class Agent:
         job_id = job["id"]
         if job_id in self.jobs:
             return  # a repeated queue:new for a job already running here
+        # A retried job continues its earlier attempts' event and command numbers;
+        # every event carries the attempt, the queen's fencing token.
+        self.conn.begin(job_id, int(job.get("first_seq") or 1))
+        self._attempts[job_id] = int(job.get("attempt") or 1)
         if job_id in self._cancel_first:
             self._cancel_first.discard(job_id)
             log.info("job %s: cancelled before it arrived", job_id)
             now = time.time()
-            self.conn.emit(job_id, Msg.JOB_STARTED, {"timestamp": now})
-            self.conn.emit(job_id, Msg.JOB_DONE, {"timestamp": now, "result": "cancelled", "error": "cancelled"})
+            self._emit(job_id, Msg.JOB_STARTED, {"timestamp": now})
+            self._emit(job_id, Msg.JOB_DONE, {"timestamp": now, "result": "cancelled", "error": "cancelled"})
+            self._attempts.pop(job_id, None)
             self.conn.finish(job_id)
             return
         if len(self.jobs) >= self.capacity:
@@ -139,16 +145,20 @@ class Agent:
         # Also when the task is cancelled before it ever ran: the slot must free.
         task.add_done_callback(lambda _: self._job_over(job_id, task))
 
+    def _emit(self, job_id: str, msg: Msg, fields: dict[str, Any]) -> None:
+        self.conn.emit(job_id, msg, {**fields, "attempt": self._attempts.get(job_id, 1)})
+
     def _job_over(self, job_id: str, task: asyncio.Task[None]) -> None:
         if self.jobs.get(job_id) is task:
             del self.jobs[job_id]
         if job_id not in self._reported:  # cancelled before it could report its end: say so
             now = time.time()
             if job_id not in self._started:
-                self.conn.emit(job_id, Msg.JOB_STARTED, {"timestamp": now})
-            self.conn.emit(job_id, Msg.JOB_DONE, {"timestamp": now, "result": "cancelled", "error": "cancelled"})
+                self._emit(job_id, Msg.JOB_STARTED, {"timestamp": now})
+            self._emit(job_id, Msg.JOB_DONE, {"timestamp": now, "result": "cancelled", "error": "cancelled"})
         self._reported.discard(job_id)
         self._started.discard(job_id)
+        self._attempts.pop(job_id, None)
         self.conn.finish(job_id)
 
     async def _run_job(self, job: dict[str, Any]) -> None:
@@ -159,7 +169,7 @@ class Agent:
                 self._reported.add(job_id)
             elif msg is Msg.JOB_STARTED:
                 self._started.add(job_id)
-            self.conn.emit(job_id, msg, fields)
+            self._emit(job_id, msg, fields)
 
         workspace = private = None
 

@@ -81,6 +81,10 @@ class Connection:
         """Send a message that needs no delivery guarantee (info, heartbeat, bye)."""
         return self._send(encode(msg, body))
 
+    def begin(self, job_id: str, first_seq: int) -> None:
+        """A job arrives whose events start at `first_seq` (it may be a retry)."""
+        self.outbox.begin(job_id, first_seq)
+
     def emit(self, job_id: str, msg: Msg, fields: dict[str, Any]) -> None:
         """Send a job event; it is kept until the queen acks it."""
         seq = self.outbox.next_seq(job_id)

@@ -72,6 +72,8 @@ class JobRun:
         self.masker = Masker([*secrets.values(), *(v for k, v in auth.items() if k in ("token", "key")),
                               *secrets_of(repo.get("url") or "", auth or None)])
         self.steps = StepRunner(workspace, emit, self.masker, flush_after, chunk_bytes)
+        # A retried job's commands are numbered after its earlier attempts' ones.
+        self.steps.num = int(job.get("first_cmd") or 1) - 1
         self._abort: str | None = None
         self._deadline: float | None = None
         self._code = 1
@@ -85,6 +87,7 @@ class JobRun:
         self._plugin_stages: list[dict[str, Any]] = []
         self._artifacts = list(self.pipeline.get("artifacts") or [])
         self._with_results: list[dict[str, Any]] = []
+        self._setup_failed = False  # the drone could not set the job up: the queen may retry it elsewhere
 
     def environment(self) -> dict[str, str]:
         job = self.job
@@ -134,6 +137,8 @@ class JobRun:
                                 "usage": self.steps.job_usage.to_dict()}
         if error:
             done["error"] = self.masker.mask(error)
+        if self._setup_failed and status is JobStatus.ERRORED:
+            done["retry"] = True
         self.emit(Msg.JOB_DONE, done)
         return status.value
 
@@ -144,6 +149,7 @@ class JobRun:
             return None
         except PluginError as exc:  # a failed install is a setup error; a plugin raising fails the job
             self.steps.kill_all()
+            self._setup_failed = exc.setup
             error = self.masker.mask(str(exc))
             self._say(f"apiary: {error}\n")
             return (JobStatus.ERRORED if exc.setup else JobStatus.FAILED), error

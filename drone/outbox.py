@@ -31,6 +31,14 @@ class Outbox:
         self.resend_max = resend_max
         self._jobs: dict[str, _JobOut] = {}
 
+    def begin(self, job_id: str, first_seq: int) -> None:
+        """Number a job's events from `first_seq` (a retried job continues its earlier attempts' seqs)."""
+        job = self._jobs.get(job_id)
+        if job is None:
+            job = self._jobs[job_id] = _JobOut(self.resend_after)
+        if not job.frames:
+            job.next_seq = max(job.next_seq, first_seq)
+
     def next_seq(self, job_id: str) -> int:
         job = self._jobs.get(job_id)
         if job is None:

@@ -38,9 +38,12 @@ class QueenConfig:
     public_url: str = ""
     heartbeat_interval: float = 1.0
     heartbeat_liveness: int = 3
+    max_attempts: int = 3
 
     def check(self) -> None:
         _port("http_port", self.http_port)
+        if self.max_attempts < 1:
+            raise _fault("max_attempts", f"must be 1 or more, got {self.max_attempts}")
         _endpoint("drone_bind", self.drone_bind)
         if not (self.mongodb_url == "embedded" or self.mongodb_url.startswith(("mongodb://", "mongodb+srv://"))):
             raise _fault("mongodb_url", f'must be "embedded" or a mongodb:// URL, got {self.mongodb_url!r}')

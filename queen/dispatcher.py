@@ -57,7 +57,7 @@ def job_message(job: dict[str, Any], secrets: dict[str, str], auth: dict[str, An
 
 class Dispatcher:
     def __init__(self, store: Store, pool: Pool, hub: Hub, send: SendFn,
-                 on_dispatch: Callable[[str, str], None], backstop: float = 1.0) -> None:
+                 on_dispatch: Callable[[str, str, int, int], None], backstop: float = 1.0) -> None:
         self.store = store
         self.pool = pool
         self.hub = hub
@@ -156,7 +156,9 @@ class Dispatcher:
 
     async def _send(self, job: dict[str, Any], drone_id: str) -> bool:
         """Send a job stored as dispatched to `drone_id`, whose slot it already holds."""
-        self.on_dispatch(job["_id"], drone_id)
+        attempt = int(job.get("attempts") or 1)
+        first_seq, first_cmd = (1, 1) if attempt == 1 else await self.store.resume_point(job["_id"])
+        self.on_dispatch(job["_id"], drone_id, first_seq, attempt)
         secrets = await self.store.secret_values(job["repo"])
         repo = await self.store.get_repo(job["repo"])
         try:
@@ -164,7 +166,10 @@ class Dispatcher:
         except BadRequest as exc:  # the secret was deleted since the trigger
             log.warning("job %s: %s; checking out without credentials", job["_id"], exc)
             auth = None
-        if not self.send(drone_id, Msg.QUEUE_NEW, job_message(job, secrets, auth)):
+        message = job_message(job, secrets, auth)
+        if attempt > 1:  # a retry goes on where the earlier attempts' events and commands stopped
+            message.update(first_seq=first_seq, first_cmd=first_cmd)
+        if not self.send(drone_id, Msg.QUEUE_NEW, message):
             log.warning("job %s: drone %s unreachable; back to the queue", job["_id"], drone_id)
             self.pool.release(drone_id, job["_id"])
             self.pool.leave(drone_id)

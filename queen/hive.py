@@ -25,6 +25,7 @@ from pymongo.errors import PyMongoError
 
 from .config import QueenConfig
 from .broker import Broker
+from .curve import server_curve
 from .dispatcher import Dispatcher
 from .hub import Hub
 from .pool import Drone, Pool
@@ -42,7 +43,7 @@ class Hive:
         self.hub = hub
         self.boot = str(ulid.ULID())
         self.pool = Pool()
-        self.broker = Broker(config.drone_bind, self.on_message)
+        self.broker = Broker(config.drone_bind, self.on_message, server_curve(config))
         self.recorder = Recorder(store, hub, self._ack, self._job_done, self._stale)
         self.dispatcher = Dispatcher(store, self.pool, hub, self.broker.send, self.recorder.track)
         self._tasks: list[asyncio.Task[Any]] = []
@@ -159,6 +160,13 @@ class Hive:
             log.info("job %s ended while drone %s was away; cancelling its copy", job_id, drone_id)
             self.recorder.finalize(job_id)
             self.broker.send(drone_id, Msg.JOB_CANCEL, {"id": job_id})
+        for job_id, runner in (await self.store.runners_of(reported)).items():
+            if runner != drone_id:
+                # Given to another attempt while this drone was away (paused, cut off): stop this copy.
+                log.warning("job %s: drone %s is back with a stale copy (now %s); cancelling it", job_id, drone_id,
+                            f"on {runner}" if runner else "queued")
+                self.pool.release(drone_id, job_id)
+                self.broker.send(drone_id, Msg.JOB_CANCEL, {"id": job_id})
         if fresh:
             for job in await self.store.jobs_of_drone(drone_id):
                 drone = self.pool.get(drone_id)
@@ -173,9 +181,8 @@ class Hive:
             self.pool.release(drone_id, job_id)
             if await self.store.requeue(job_id, drone_id):
                 log.warning("job %s never reached drone %s: queued again", job_id, drone_id)
-            elif await self.store.fail_lost(job_id, drone_id, f"drone {drone_id} no longer runs this job"):
-                log.warning("job %s: drone %s no longer runs it: errored", job_id, drone_id)
-                self.hub.publish("jobs", {"type": "job:update", "job": job_id, "status": "errored"})
+            else:
+                await self._retry(job_id, drone_id, f"drone {drone_id} no longer runs this job (it restarted)")
         self._drones_changed()
         self.dispatcher.wake()
 
@@ -212,9 +219,12 @@ class Hive:
     def _stale(self, drone_id: str, job_id: str) -> None:
         self.broker.send(drone_id, Msg.JOB_CANCEL, {"id": job_id})
 
-    def _job_done(self, drone_id: str, job_id: str, status: str) -> None:
+    def _job_done(self, drone_id: str, job_id: str, status: str, retry: bool = False) -> None:
         if self.pool.release(drone_id, job_id):
             self._drones_changed()
+        if retry and status == JobStatus.ERRORED.value:
+            # Its setup failed on that drone (a plugin install): another attempt may succeed.
+            self._spawn(self._retry(job_id, drone_id, f"setup failed on drone {drone_id}", setup=True))
         self.dispatcher.wake()
 
     # -- liveness -----------------------------------------------------------------
@@ -231,15 +241,33 @@ class Hive:
                 self._drones_changed()
                 self._save_drone_later(drone_id, "lost")
                 if drone is not None and drone.jobs:
-                    # Jobs it never started go back to the queue; running ones stay
-                    # until the drone returns and reconciles.
-                    self._spawn(self._requeue_undelivered(drone_id, list(drone.jobs)))
+                    self._spawn(self._requeue_lost(drone_id, list(drone.jobs)))
 
-    async def _requeue_undelivered(self, drone_id: str, job_ids: list[str]) -> None:
+    async def _requeue_lost(self, drone_id: str, job_ids: list[str]) -> None:
+        """A lost drone's jobs: never started ones back to the queue; started ones retried or errored."""
         for job_id in job_ids:
             if await self.store.requeue(job_id, drone_id):
                 log.warning("job %s was never started by lost drone %s: queued again", job_id, drone_id)
+            else:
+                await self._retry(job_id, drone_id, f"drone {drone_id} was lost (silent for {self.timeout:g} s)")
         self.dispatcher.wake()
+
+    async def _retry(self, job_id: str, drone_id: str, reason: str, setup: bool = False) -> None:
+        """Another attempt for a job its drone lost (or could not set up), or its end when none is left."""
+        job = await self.store.get_job(job_id)
+        status = await self.store.retry_or_fail(job_id, drone_id, reason, self.config.max_attempts, setup=setup)
+        if status is None or job is None or setup and status == JobStatus.ERRORED.value:
+            if status == JobStatus.QUEUED.value:
+                self.dispatcher.wake()
+            return  # (a setup failure out of attempts keeps its own error and was announced)
+        attempt = int(job.get("attempts") or 1)
+        if status == JobStatus.QUEUED.value:
+            self.recorder.retire(job_id, attempt)
+            log.warning("job %s: %s; attempt %d of %d queued", job_id, reason, attempt + 1, self.config.max_attempts)
+        else:
+            self.recorder.finalize(job_id)
+            log.warning("job %s: %s; no attempts left: errored", job_id, reason)
+        self.hub.publish("jobs", {"type": "job:update", "job": job_id, "status": status})
 
     # -- helpers -------------------------------------------------------------------
 

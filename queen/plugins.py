@@ -339,7 +339,12 @@ class Reactions:
                 task.cancel()
 
     def on_status(self, job_id: Any, status: Any) -> None:
-        if not isinstance(job_id, str) or job_id in self._ended:
+        if not isinstance(job_id, str):
+            return
+        if status == JobStatus.QUEUED.value:  # another attempt (its setup failed): it will start again
+            self._ended.pop(job_id, None)
+            return
+        if job_id in self._ended:
             return
         if status == _RUNNING and job_id not in self._started:
             if len(self._started) > 10_000:  # jobs that never ended here (the queen restarted)

@@ -36,16 +36,19 @@ _OUTPUT_TYPES = [m.value for m in OUTPUT_EVENTS]
 
 # (drone, job, seq): every event of `job` up to `seq` is stored
 AckFn = Callable[[str, str, int], None]
-# (drone, job id, final status): a job's job:done is stored
-DoneFn = Callable[[str, str, str], None]
+# (drone, job id, final status, retry): a job's job:done is stored; retry: it
+# failed to set up (an infrastructure fault) and may go to another attempt
+DoneFn = Callable[[str, str, str, bool], None]
 
 
 class _Track:
-    __slots__ = ("next_seq", "drone", "final")
+    __slots__ = ("attempt", "drone", "final", "next_seq")
 
-    def __init__(self, next_seq: int, drone: str | None, final: bool = False) -> None:
+    def __init__(self, next_seq: int, drone: str | None, final: bool = False, attempt: int = 1) -> None:
         self.next_seq = next_seq
         self.drone = drone
+        # The fencing token: events of an earlier attempt (a drone thought lost) are refused.
+        self.attempt = attempt
         # Ended by the queen (cancelled while its drone was away): late events are
         # kept as output but never change the job's end.
         self.final = final
@@ -65,9 +68,15 @@ class Recorder:
         self._unknown: set[str] = set()
         self.stored = 0
 
-    def track(self, job_id: str, drone_id: str) -> None:
-        """Note a job this queen just dispatched: its events start at seq 1."""
-        self._tracks[job_id] = _Track(1, drone_id)
+    def track(self, job_id: str, drone_id: str, first_seq: int = 1, attempt: int = 1) -> None:
+        """Note a job this queen just dispatched: its events start at `first_seq` and carry `attempt`."""
+        self._tracks[job_id] = _Track(first_seq, drone_id, attempt=attempt)
+
+    def retire(self, job_id: str, attempt: int) -> None:
+        """The job's attempt `attempt` is over (its drone was lost): refuse what it still says."""
+        track = self._tracks.get(job_id)
+        if track is not None:
+            track.drone, track.attempt = None, attempt + 1
 
     def finalize(self, job_id: str) -> None:
         """The queen ended this job itself; what its drone still says must not revive it."""
@@ -114,7 +123,9 @@ class Recorder:
             for event in await self.store.job_history(job_id, _OUTPUT_TYPES):
                 fields.update(job_update(Msg(event["type"]), event, event.get("drone") or job.get("drone") or ""))
             await self.store.update_jobs({job_id: fields} if fields else {})
-        return _Track(await self.store.last_seq(job_id) + 1, job.get("drone"), final)
+        # A job back in the queue waits for its next attempt; the last one's events are stale.
+        attempt = int(job.get("attempts") or 1) + (1 if job["status"] == JobStatus.QUEUED.value else 0)
+        return _Track(await self.store.last_seq(job_id) + 1, job.get("drone"), final, attempt=attempt)
 
     async def _write(self, batch: list[tuple[str, Msg, dict[str, Any]]]) -> None:
         now = time.time()
@@ -141,11 +152,12 @@ class Recorder:
                     log.warning("drone %s sent %s for unknown job %s: dropped", drone_id, msg.value, job_id)
                     continue
                 self._tracks[job_id] = track
-            if track.drone is not None and track.drone != drone_id:
+            if body.get("attempt", 1) != track.attempt or track.drone is not None and track.drone != drone_id:
                 # A stale copy (the job was given to another drone): ack so the
                 # drone forgets the event, and tell it to stop the job.
-                log.warning("drone %s sent %s for job %s, which runs on %s: dropped; cancelling its copy",
-                            drone_id, msg.value, job_id, track.drone)
+                log.warning("drone %s sent %s for job %s (attempt %s), which runs on %s (attempt %s): dropped; "
+                            "cancelling its copy", drone_id, msg.value, job_id, body.get("attempt", 1), track.drone,
+                            track.attempt)
                 acks[(drone_id, job_id)] = seq
                 self.stale(drone_id, job_id)
                 continue
@@ -184,7 +196,8 @@ class Recorder:
             next_seq[job_id] = seq + 1
             acks[(drone_id, job_id)] = seq
             if msg is Msg.JOB_DONE:
-                finished.append((drone_id, job_id, updates.get(job_id, {}).get("status", "")))
+                finished.append((drone_id, job_id, updates.get(job_id, {}).get("status", ""),
+                                 body.get("retry") is True))
         # Both writes at once. If only one lands: a failed batch is retried
         # whole (both writes are idempotent) before anything is acked, and a
         # queen that died in between re-projects the job on restart (_load_track).
@@ -205,9 +218,9 @@ class Recorder:
         # one batch is still seen running, then ended.
         for job_id, summary in changes:
             self.hub.publish("jobs", {"type": "job:update", "job": job_id, **summary})
-        for drone_id, job_id, status in finished:
+        for drone_id, job_id, status, retry in finished:
             self._tracks.pop(job_id, None)
-            self.done(drone_id, job_id, status)
+            self.done(drone_id, job_id, status, retry)
 
 
 _INT64 = 2**63

@@ -26,7 +26,7 @@ from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReturnDocument, Upd
 from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
 from .errors import Conflict, StoreError
-from .protocol import JobStatus
+from .protocol import FINAL_STATES, JobStatus
 
 log = logging.getLogger(__name__)
 
@@ -155,19 +155,60 @@ class Store:
 
     async def requeue(self, job_id: str, drone_id: str) -> bool:
         """Put a job dispatched to `drone_id` that never started back in the queue."""
+        # It never started: the attempt does not count.
         result = await self.jobs.update_one(
             {"_id": job_id, "drone": drone_id, "status": JobStatus.DISPATCHED.value},
-            {"$set": {"status": JobStatus.QUEUED.value, "drone": None}},
+            {"$set": {"status": JobStatus.QUEUED.value, "drone": None}, "$inc": {"attempts": -1}},
         )
         return result.modified_count == 1
 
-    async def fail_lost(self, job_id: str, drone_id: str, reason: str) -> bool:
-        """End a job its drone no longer holds (the drone restarted mid-job)."""
+    async def retry_or_fail(self, job_id: str, drone_id: str, reason: str, max_attempts: int,
+                            setup: bool = False) -> str | None:
+        """A job `drone_id` started and lost: back to the queue while attempts remain, else errored.
+
+        With `setup`, the job ended errored because the drone could not set it
+        up; with attempts left it is queued again, else it keeps its error.
+        The attempt is kept in the job's ``history``. Returns the job's new
+        status, or None if the job was not running on that drone.
+        """
+        states = [JobStatus.ERRORED.value] if setup else [JobStatus.RUNNING.value, JobStatus.DISPATCHED.value]
+        job = await self.jobs.find_one({"_id": job_id, "drone": drone_id, "status": {"$in": states}})
+        if job is None:
+            return None
+        attempt = int(job.get("attempts") or 1)
+        now = time.time()
+        record = {"attempt": attempt, "drone": drone_id, "dispatched": job.get("dispatched"),
+                  "started": job.get("started"), "ended": now, "reason": reason}
+        if setup:
+            record["reason"] = f"{reason}: {job.get('error', '')}"
+        if attempt < max_attempts:
+            fields: dict[str, Any] = {"status": JobStatus.QUEUED.value, "drone": None, "finished": None,
+                                      "error": None}
+        elif setup:
+            return JobStatus.ERRORED.value
+        else:
+            fields = {"status": JobStatus.ERRORED.value, "finished": now,
+                      "error": f"{reason}; {attempt} attempt{'s' if attempt > 1 else ''} made, none finished"}
         result = await self.jobs.update_one(
-            {"_id": job_id, "drone": drone_id, "status": JobStatus.RUNNING.value},
-            {"$set": {"status": JobStatus.ERRORED.value, "finished": time.time(), "error": reason}},
-        )
-        return result.modified_count == 1
+            {"_id": job_id, "drone": drone_id, "status": job["status"]},
+            {"$set": {**fields, f"history.{attempt}": record}})
+        return fields["status"] if result.modified_count == 1 else None
+
+    async def resume_point(self, job_id: str) -> tuple[int, int]:
+        """Where a retried job's numbering goes on: (next event seq, next command number)."""
+        last = await self.last_seq(job_id)
+        job = await self.jobs.find_one({"_id": job_id}, {"commands": 1})
+        nums = [int(k) for k in ((job or {}).get("commands") or {}) if str(k).isdigit()]
+        return last + 1, max(nums, default=0) + 1
+
+    async def runners_of(self, job_ids: Iterable[str]) -> dict[str, str | None]:
+        """For each of `job_ids` not ended: the drone the store gives it to (None: queued)."""
+        ids = list(job_ids)
+        if not ids:
+            return {}
+        cursor = self.jobs.find({"_id": {"$in": ids}, "status": {"$nin": [s.value for s in FINAL_STATES]}},
+                                {"drone": 1})
+        return {doc["_id"]: doc.get("drone") for doc in await cursor.to_list(None)}
 
     async def ended_among(self, job_ids: Iterable[str]) -> list[str]:
         """Which of `job_ids` have ended (so a drone still running one must stop)."""

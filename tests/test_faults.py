@@ -1,0 +1,90 @@
+"""Faults with real processes: drones killed or paused mid-job. Each test prints what it did."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+
+from tests.cluster import Cluster, output_lines
+
+# First attempt: says so and hangs; any later one: says so and ends. A file in
+# the test's directory tells them apart, as a flaky machine would not.
+ONCE = 'if [ -e {flag} ]; then echo "second attempt"; else touch {flag}; echo "first attempt"; sleep 60; fi'
+
+
+def pipeline(flag: Path) -> str:
+    return f"stages: [{{name: s, steps: [{ONCE.format(flag=flag)!r}]}}]"
+
+
+async def started_on(queen: Cluster, job_id: str, line: str) -> None:
+    await queen.wait_for(lambda: queen.events(job_id), lambda evs: line in output_lines(evs, "job:cmd:stdout"),
+                         f"{line!r} to be stored", timeout=30)
+
+
+async def test_job_of_a_killed_drone_runs_again_on_another_and_keeps_what_it_printed(queen: Cluster,
+                                                                                     tmp_path: Path) -> None:
+    doomed = await queen.add_drone("doomed", speed=2.0)  # the faster one gets the job first
+    await queen.add_drone("spare", speed=1.0)
+    await queen.create_pipeline_repo("app", pipeline(tmp_path / "flag"))
+    job = await queen.trigger("app")
+    await started_on(queen, job["id"], "first attempt")
+    await doomed.stop(signal.SIGKILL)
+
+    done = await queen.wait_job(job["id"], timeout=30)
+    assert (done["status"], done["drone"], done["attempts"]) == ("passed", "spare", 2)
+    assert done["history"]["1"]["drone"] == "doomed" and "was lost" in done["history"]["1"]["reason"]
+    events = await queen.events(job["id"])
+    assert output_lines(events, "job:cmd:stdout") == ["first attempt", "second attempt"]
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))  # one run of seqs, nothing twice
+    assert [e["attempt"] for e in events if e["type"] == "job:started"] == [1, 2]
+    assert [c["num"] for c in done["commands"]] == [1, 2]  # both attempts' commands, numbered apart
+    print(f"\nkilled drone 'doomed' mid-job; attempt 2 passed on 'spare'; {len(events)} events stored once")
+
+
+async def test_a_job_whose_drones_keep_dying_ends_errored_after_max_attempts(cluster: Cluster,
+                                                                              tmp_path: Path) -> None:
+    await cluster.start_queen(env={"APIARY_QUEEN_MAX_ATTEMPTS": "2"})
+    await cluster.create_pipeline_repo("app", "stages: [{name: s, steps: ['echo up; sleep 60']}]")
+    job = await cluster.trigger("app")
+    kills = 0
+    for name in ("one", "two"):
+        drone = await cluster.add_drone(name)
+        await cluster.wait_for(lambda: cluster.job(job["id"]), lambda j: j["drone"] == name and j["status"] == "running",
+                               f"the job to run on {name}")
+        await drone.stop(signal.SIGKILL)
+        kills += 1
+    done = await cluster.wait_job(job["id"], timeout=30)
+    assert done["status"] == "errored"
+    assert done["error"] == "drone two was lost (silent for 0.8 s); 2 attempts made, none finished"
+    assert [done["history"][n]["drone"] for n in ("1", "2")] == ["one", "two"]
+    assert output_lines(await cluster.events(job["id"]), "job:cmd:stdout") == ["up", "up"]
+    print(f"\n{kills} drones killed; the job ended errored after 2 attempts")
+
+
+async def test_a_paused_drone_coming_back_cannot_run_the_same_job_twice(queen: Cluster, tmp_path: Path) -> None:
+    sleeper = await queen.add_drone("sleeper", speed=2.0)
+    await queen.add_drone("awake", speed=1.0)
+    flag = tmp_path / "flag"
+    await queen.create_pipeline_repo("app", f"""stages: [{{name: s, steps: [
+  'if [ -e {flag} ]; then echo "second attempt"; sleep 3; else touch {flag}; echo "first attempt"; sleep 2; echo "late line"; fi']}}]""")
+    job = await queen.trigger("app")
+    await started_on(queen, job["id"], "first attempt")
+    assert sleeper.proc is not None
+    sleeper.proc.send_signal(signal.SIGSTOP)
+    try:
+        await queen.wait_for(lambda: queen.job(job["id"]), lambda j: j["drone"] == "awake" and j["status"] == "running",
+                             "the second attempt to start", timeout=15)
+    finally:
+        sleeper.proc.send_signal(signal.SIGCONT)
+    await queen.wait_for(queen.drone_ids, lambda ids: "sleeper" in ids, "the paused drone to come back")
+    await asyncio.sleep(3)  # the first copy's step would have printed its late line by now
+    done = await queen.wait_job(job["id"], timeout=30)
+    assert (done["status"], done["drone"], done["attempts"]) == ("passed", "awake", 2)
+    events = await queen.events(job["id"])
+    lines = output_lines(events, "job:cmd:stdout")
+    assert lines == ["first attempt", "second attempt"]  # the stale copy's late line was refused
+    assert {e["attempt"] for e in events if e["seq"] > events[0]["seq"] and e["type"] != "job:cmd:stdout"} <= {1, 2}
+    assert [e["type"] for e in events].count("job:done") == 1
+    assert "stale copy" in queen.queen.logs() or "cancelling its copy" in queen.queen.logs()
+    print("\npaused a drone past the timeout; its copy was cancelled, the job ran once more and passed")
