@@ -20,6 +20,7 @@ from pathlib import Path
 import aiohttp_jinja2
 import jinja2
 from aiohttp import web
+from pymongo.errors import PyMongoError
 
 from . import __version__, keys
 from .api import routes as api_routes
@@ -55,6 +56,10 @@ async def error_middleware(request: web.Request,
             reason = "no such endpoint" if exc.status == 404 else exc.reason
             return web.json_response({"error": reason}, status=exc.status)
         raise
+    except PyMongoError as exc:  # the store is away (restarting): say so, try again later
+        log.warning("%s %s: store unavailable: %s", request.method, request.path, exc)
+        return web.json_response({"error": "the store is unavailable; try again shortly"}, status=503,
+                                 headers={"Retry-After": "2"})
     except Exception:
         log.exception("%s %s failed", request.method, request.path)
         return web.json_response({"error": "internal error; the queen's log has the details"}, status=500)

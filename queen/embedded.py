@@ -66,30 +66,49 @@ async def _wait_until_up(url: str, proc: subprocess.Popen[bytes], log_path: Path
         await client.close()
 
 
-@contextlib.asynccontextmanager
-async def embedded_store(data_path: Path) -> AsyncIterator[str]:
-    """Run nx-27017 with its data in `data_path/store`; yield its mongodb:// URL."""
-    store_dir = data_path / "store"
-    store_dir.mkdir(parents=True, exist_ok=True)
-    pid_file = store_dir / "nx-27017.pid"
-    log_path = store_dir / "nx-27017.log"
-    # A pid file left by a killed server would stop the new one from starting.
-    pid_file.unlink(missing_ok=True)
-    port = _free_port()
-    with open(log_path, "ab") as log_file:
-        proc = subprocess.Popen(
-            [sys.executable, "-c", _LAUNCH, "--data-dir", str(store_dir), "--pid-file", str(pid_file),
-             "--log-file", str(log_path), "--host", "127.0.0.1", "--port", str(port)],
-            stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
-            preexec_fn=_die_with_parent, cwd=store_dir,
-        )
-    url = f"mongodb://127.0.0.1:{port}/?directConnection=true"
-    try:
-        await _wait_until_up(url, proc, log_path)
-        log.info("embedded store (nx-27017) pid %d on port %d, data in %s", proc.pid, port, store_dir)
-        yield url
-    finally:
-        if proc.poll() is None:
+class _Server:
+    """One nx-27017 child on a fixed port; started again on the same port and data if it dies."""
+
+    def __init__(self, store_dir: Path, port: int) -> None:
+        self.store_dir, self.port = store_dir, port
+        self.pid_file = store_dir / "nx-27017.pid"
+        self.log_path = store_dir / "nx-27017.log"
+        self.url = f"mongodb://127.0.0.1:{port}/?directConnection=true"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> subprocess.Popen[bytes]:
+        # A pid file left by a killed server would stop the new one from starting.
+        self.pid_file.unlink(missing_ok=True)
+        with open(self.log_path, "ab") as log_file:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-c", _LAUNCH, "--data-dir", str(self.store_dir), "--pid-file", str(self.pid_file),
+                 "--log-file", str(self.log_path), "--host", "127.0.0.1", "--port", str(self.port)],
+                stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
+                preexec_fn=_die_with_parent, cwd=self.store_dir,
+            )
+        return self.proc
+
+    async def supervise(self, interval: float = 0.2) -> None:
+        """Start the server again whenever it exits; the queen's writes wait and retry meanwhile."""
+        pause = 0.2
+        while True:
+            await asyncio.sleep(interval)
+            proc = self.proc
+            if proc is None or proc.poll() is None:
+                continue
+            log.error("the embedded store (pid %d) exited with code %s; starting it again", proc.pid, proc.returncode)
+            try:
+                await _wait_until_up(self.url, self.start(), self.log_path)
+                log.warning("the embedded store is back (pid %d)", self.proc.pid if self.proc else 0)
+                pause = 0.2
+            except StoreError as exc:
+                log.error("%s; trying again in %.1f s", exc, pause)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 10.0)
+
+    async def stop(self) -> None:
+        proc = self.proc
+        if proc is not None and proc.poll() is None:
             proc.terminate()
             try:
                 await asyncio.to_thread(proc.wait, 10)
@@ -97,4 +116,29 @@ async def embedded_store(data_path: Path) -> AsyncIterator[str]:
                 proc.kill()
                 await asyncio.to_thread(proc.wait)
         with contextlib.suppress(OSError):
-            os.unlink(pid_file)
+            os.unlink(self.pid_file)
+
+
+@contextlib.asynccontextmanager
+async def embedded_store(data_path: Path) -> AsyncIterator[str]:
+    """Run nx-27017 with its data in `data_path/store`; yield its mongodb:// URL.
+
+    The server is watched: if it dies it is started again on the same port with
+    the same data, and the driver reconnects by itself.
+    """
+    store_dir = data_path / "store"
+    store_dir.mkdir(parents=True, exist_ok=True)
+    server = _Server(store_dir, _free_port())
+    watcher: asyncio.Task[None] | None = None
+    try:
+        await _wait_until_up(server.url, server.start(), server.log_path)
+        log.info("embedded store (nx-27017) pid %d on port %d, data in %s", server.proc.pid if server.proc else 0,
+                 server.port, store_dir)
+        watcher = asyncio.create_task(server.supervise())
+        yield server.url
+    finally:
+        if watcher is not None:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+        await server.stop()

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 from pathlib import Path
 
-from tests.cluster import Cluster, output_lines
+from tests.cluster import FINAL, Cluster, output_lines
 
 # First attempt: says so and hangs; any later one: says so and ends. A file in
 # the test's directory tells them apart, as a flaky machine would not.
@@ -88,3 +89,32 @@ async def test_a_paused_drone_coming_back_cannot_run_the_same_job_twice(queen: C
     assert [e["type"] for e in events].count("job:done") == 1
     assert "stale copy" in queen.queen.logs() or "cancelling its copy" in queen.queen.logs()
     print("\npaused a drone past the timeout; its copy was cancelled, the job ran once more and passed")
+
+
+async def test_store_killed_and_restarted_mid_job_loses_and_doubles_nothing(queen: Cluster) -> None:
+    await queen.add_drone("d1")
+    lines = 400
+    await queen.create_pipeline_repo("app", f"""stages: [{{name: s, steps: [
+  'i=1; while [ $i -le {lines} ]; do echo "line $i"; sleep 0.01; i=$((i+1)); done']}}]""")
+    job = await queen.trigger("app")
+    await started_on(queen, job["id"], "line 20")
+    pid = int((queen.tmp / "queen" / "store" / "nx-27017.pid").read_text())
+    os.kill(pid, signal.SIGKILL)
+
+    async def job_or_none() -> dict | None:
+        try:
+            return await queen.job(job["id"])
+        except AssertionError:  # 503 while the store is away
+            return None
+
+    done = await queen.wait_for(job_or_none, lambda j: j is not None and j["status"] in FINAL,
+                                "the job to end after the store came back", timeout=60)
+    assert done["status"] == "passed"
+    events = await queen.events(job["id"])
+    stored = output_lines(events, "job:cmd:stdout")
+    assert stored == [f"line {i}" for i in range(1, lines + 1)]
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+    new_pid = int((queen.tmp / "queen" / "store" / "nx-27017.pid").read_text())
+    assert new_pid != pid and "starting it again" in queen.queen.logs()
+    print(f"\nkilled the store (pid {pid}) mid-job; it came back as pid {new_pid}; "
+          f"{lines} lines printed, {len(stored)} stored, each once")
