@@ -46,7 +46,8 @@ class Connection:
         self.on_message = on_message
         self.info = info
         self.heartbeat_body = heartbeat_body
-        self.outbox = Outbox(config.resend_after)
+        self.outbox = Outbox(config.resend_after, memory_limit=config.outbox_memory_bytes,
+                             spill_dir=config.work_path / "outbox")
         self.ctx = zmq.asyncio.Context()
         self.sock = self.ctx.socket(zmq.DEALER)
         self._raw = zmq.Socket.shadow(self.sock.underlying)

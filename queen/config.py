@@ -73,6 +73,7 @@ class DroneConfig:
     output_chunk_bytes: int = 65536
     artifact_max_bytes: int = 256 * 1024 * 1024
     keep_workspaces: int = 0
+    outbox_memory_bytes: int = 64 * 2**20
     install_plugins: bool = True
     pip_args: str = ""
     plugin_timeout: float = 60.0
@@ -94,6 +95,8 @@ class DroneConfig:
         _positive("heartbeat_interval", self.heartbeat_interval)
         _positive("heartbeat_liveness", self.heartbeat_liveness)
         _positive("resend_after", self.resend_after)
+        if self.outbox_memory_bytes < 0:
+            raise _fault("outbox_memory_bytes", f"must be 0 or more, got {self.outbox_memory_bytes}")
         _positive("output_flush_ms", self.output_flush_ms)
         if self.keep_workspaces < 0:
             raise _fault("keep_workspaces", f"must be 0 or more, got {self.keep_workspaces}")

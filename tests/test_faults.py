@@ -118,3 +118,33 @@ async def test_store_killed_and_restarted_mid_job_loses_and_doubles_nothing(quee
     assert new_pid != pid and "starting it again" in queen.queen.logs()
     print(f"\nkilled the store (pid {pid}) mid-job; it came back as pid {new_pid}; "
           f"{lines} lines printed, {len(stored)} stored, each once")
+
+
+async def test_queen_killed_while_a_job_prints_the_drone_holds_output_on_disk_and_loses_none(queen: Cluster) -> None:
+    # A small memory allowance so the held output must spill to disk.
+    drone = await queen.add_drone("d1", env={"APIARY_DRONE_OUTBOX_MEMORY_BYTES": "4096",
+                                             "APIARY_DRONE_OUTPUT_FLUSH_MS": "1"})
+    lines = 3000
+    await queen.create_pipeline_repo("app", f"""stages: [{{name: s, steps: [
+  'i=1; while [ $i -le {lines} ]; do echo "line $i of the output held while the queen is away"; i=$((i+1)); sleep 0.001; done']}}]""")
+    job = await queen.trigger("app")
+    await started_on(queen, job["id"], "line 20 of the output held while the queen is away")
+    assert queen.queen is not None
+    await queen.queen.stop(signal.SIGKILL)
+    await asyncio.sleep(2)  # the job goes on printing; the drone holds what it says
+    await queen.start_queen()
+    done = await queen.wait_job(job["id"], timeout=60)
+    assert done["status"] == "passed"
+    events = await queen.events(job["id"])
+    stored = output_lines(events, "job:cmd:stdout")
+    assert stored == [f"line {i} of the output held while the queen is away" for i in range(1, lines + 1)]
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+    assert "holding further events on disk" in drone.logs()
+    await queen.wait_for(lambda: _spill_files(queen), lambda files: files == [], "the spill file to go")
+    print(f"\nkilled the queen for 2 s mid-job; the drone spilled to disk; {lines} lines printed, "
+          f"{len(stored)} stored, each once")
+
+
+async def _spill_files(queen: Cluster) -> list[str]:
+    outbox = queen.tmp / "drones" / "d1" / "outbox"
+    return sorted(p.name for p in outbox.iterdir()) if outbox.exists() else []
