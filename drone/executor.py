@@ -99,6 +99,7 @@ class JobRun:
             "APIARY_JOB_ID": job["id"],
             "APIARY_JOB_NUMBER": str(job.get("number", "")),
             "APIARY_JOB_TYPE": job.get("type", JobType.TEST.value),
+            "APIARY_JOB_ATTEMPT": str(job.get("attempt", 1)),
             "APIARY_REPO": (job.get("repo") or {}).get("name", ""),
             "APIARY_BRANCH": (job.get("ref") or {}).get("branch", "") or "",
             "APIARY_COMMIT": (job.get("ref") or {}).get("id", "") or "",

@@ -56,7 +56,8 @@ class Hive:
 
     async def __aenter__(self) -> Hive:
         self.endpoint = self.broker.start()
-        for coro in (self.broker.run(), self.recorder.run(), self.dispatcher.run(), self._heartbeats()):
+        for coro in (self.broker.run(), self.recorder.run(), self.dispatcher.run(), self._heartbeats(),
+                     self._orphans()):
             self._tasks.append(asyncio.create_task(coro))
         log.info("waiting for drones on %s", self.endpoint)
         return self
@@ -242,6 +243,24 @@ class Hive:
                 self._save_drone_later(drone_id, "lost")
                 if drone is not None and drone.jobs:
                     self._spawn(self._requeue_lost(drone_id, list(drone.jobs)))
+
+    async def _orphans(self) -> None:
+        """After a restart: jobs whose drone did not come back within twice the timeout are its lost jobs."""
+        await asyncio.sleep(2 * self.timeout)
+        while True:
+            try:
+                in_flight = await self.store.jobs_in_flight()
+                break
+            except PyMongoError as exc:
+                log.warning("looking for jobs of drones that did not return: store error: %s", exc)
+                await asyncio.sleep(self.timeout)
+        lost: dict[str, list[str]] = {}
+        for job in in_flight:
+            if job.get("drone") and job["drone"] not in self.pool:
+                lost.setdefault(job["drone"], []).append(job["_id"])
+        for drone_id, job_ids in lost.items():
+            log.warning("drone %s did not return after the restart; its jobs: %s", drone_id, ", ".join(job_ids))
+            await self._requeue_lost(drone_id, job_ids)
 
     async def _requeue_lost(self, drone_id: str, job_ids: list[str]) -> None:
         """A lost drone's jobs: never started ones back to the queue; started ones retried or errored."""

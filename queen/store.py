@@ -219,6 +219,11 @@ class Store:
         cursor = self.jobs.find({"_id": {"$in": ids}, "status": {"$in": final}}, {"_id": 1})
         return [d["_id"] for d in await cursor.to_list(None)]
 
+    async def jobs_in_flight(self) -> list[dict[str, Any]]:
+        """Jobs dispatched to or running on a drone."""
+        statuses = [JobStatus.DISPATCHED.value, JobStatus.RUNNING.value]
+        return await self.jobs.find({"status": {"$in": statuses}}, {"_id": 1, "drone": 1}).to_list(None)
+
     async def jobs_of_drone(self, drone_id: str) -> list[dict[str, Any]]:
         """Jobs the store believes `drone_id` is dispatched to or running."""
         statuses = [JobStatus.DISPATCHED.value, JobStatus.RUNNING.value]

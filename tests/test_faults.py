@@ -49,10 +49,11 @@ async def test_a_job_whose_drones_keep_dying_ends_errored_after_max_attempts(clu
     await cluster.create_pipeline_repo("app", "stages: [{name: s, steps: ['echo up; sleep 60']}]")
     job = await cluster.trigger("app")
     kills = 0
-    for name in ("one", "two"):
+    for n, name in enumerate(("one", "two"), 1):
         drone = await cluster.add_drone(name)
-        await cluster.wait_for(lambda: cluster.job(job["id"]), lambda j: j["drone"] == name and j["status"] == "running",
-                               f"the job to run on {name}")
+        await cluster.wait_for(lambda: cluster.events(job["id"]),
+                               lambda evs, n=n: output_lines(evs, "job:cmd:stdout") == ["up"] * n,
+                               f"the job's line from {name} to be stored")
         await drone.stop(signal.SIGKILL)
         kills += 1
     done = await cluster.wait_job(job["id"], timeout=30)
