@@ -33,6 +33,7 @@ from .pages import FILTERS, error_pages
 from .pages import routes as page_routes
 from .plugins import Plugins, plugins_ctx, webhook
 from .retention import prune_daily
+from .sealing import Sealer
 from .store import Store
 from .ws import websocket
 
@@ -71,7 +72,7 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
         url = config.mongodb_url
         if url == "embedded":
             url = await stack.enter_async_context(embedded_store(config.data_path))
-        store = await Store.connect(url, config.database)
+        store = await Store.connect(url, config.database, Sealer.from_file(config.secrets_key_path))
         stack.push_async_callback(store.close)
         app[keys.STORE] = store
         yield

@@ -39,6 +39,7 @@ class QueenConfig:
     heartbeat_interval: float = 1.0
     heartbeat_liveness: int = 3
     max_attempts: int = 3
+    secrets_key_file: str = ""
 
     def check(self) -> None:
         _port("http_port", self.http_port)
@@ -55,6 +56,11 @@ class QueenConfig:
     @property
     def data_path(self) -> Path:
         return Path(self.data_dir).expanduser()
+
+    @property
+    def secrets_key_path(self) -> Path:
+        """The key that seals repository secrets at rest (queen/sealing.py)."""
+        return Path(self.secrets_key_file).expanduser() if self.secrets_key_file else self.data_path / "secrets.key"
 
 
 @dataclasses.dataclass(frozen=True)

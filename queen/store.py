@@ -27,6 +27,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
 from .errors import Conflict, StoreError
 from .protocol import FINAL_STATES, JobStatus
+from .sealing import Sealer
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +38,9 @@ READ_BATCH = 5000
 class Store:
     """The queen's store. Open with `connect`, close with `close`."""
 
-    def __init__(self, client: AsyncMongoClient, database: str) -> None:
+    def __init__(self, client: AsyncMongoClient, database: str, sealer: Sealer) -> None:
         self.client = client
+        self.sealer = sealer
         self.db = client[database]
         self.repos = self.db.repos
         self.jobs = self.db.jobs
@@ -53,14 +55,18 @@ class Store:
         self._numbers_lock = asyncio.Lock()
 
     @classmethod
-    async def connect(cls, url: str, database: str) -> Store:
+    async def connect(cls, url: str, database: str, sealer: Sealer) -> Store:
         client: AsyncMongoClient = AsyncMongoClient(url, serverSelectionTimeoutMS=10_000, tz_aware=False)
-        store = cls(client, database)
+        store = cls(client, database, sealer)
         try:
             await store.ensure_indexes()
+            await store.seal_secrets()
         except PyMongoError as exc:
             await client.close()
             raise StoreError(f"cannot use the store at {url}: {exc}") from None
+        except BaseException:
+            await client.close()
+            raise
         return store
 
     async def close(self) -> None:
@@ -299,8 +305,8 @@ class Store:
     async def set_secret(self, repo: str, name: str, value: str) -> None:
         self._secrets.pop(repo, None)
         await self.secrets.replace_one({"_id": f"{repo}:{name}"},
-                                       {"_id": f"{repo}:{name}", "repo": repo, "name": name, "value": value,
-                                        "updated": time.time()}, upsert=True)
+                                       {"_id": f"{repo}:{name}", "repo": repo, "name": name,
+                                        "value": self.sealer.seal(value), "updated": time.time()}, upsert=True)
 
     async def delete_secret(self, repo: str, name: str) -> bool:
         self._secrets.pop(repo, None)
@@ -310,10 +316,19 @@ class Store:
         cursor = self.secrets.find({"repo": repo}, {"name": 1, "updated": 1, "_id": 0})
         return await cursor.sort("name", ASCENDING).to_list(None)
 
+    async def seal_secrets(self) -> None:
+        """At start: seal values an older queen stored in clear; refuse a key that did not seal the others."""
+        async for doc in self.secrets.find({}):
+            if self.sealer.sealed(doc["value"]):
+                self.sealer.open(doc["value"])  # ConfigError if the key is not the one used
+                continue
+            await self.secrets.update_one({"_id": doc["_id"]}, {"$set": {"value": self.sealer.seal(doc["value"])}})
+
     async def secret_values(self, repo: str) -> dict[str, str]:
         """NAME -> value; cached like repositories (every dispatch needs them)."""
         if repo not in self._secrets:
-            self._secrets[repo] = {d["name"]: d["value"] async for d in self.secrets.find({"repo": repo})}
+            self._secrets[repo] = {d["name"]: self.sealer.open(d["value"])
+                                   async for d in self.secrets.find({"repo": repo})}
         return dict(self._secrets[repo])
 
     # -- artifacts -------------------------------------------------------------

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+import re
+import signal
+import stat
 import sys
 import urllib.parse
+
+from cryptography.fernet import Fernet
+from pymongo import MongoClient
 
 from tests.cluster import Cluster
 
@@ -56,3 +63,29 @@ async def test_secret_names_are_checked_and_deleting_an_unknown_one_is_404(queen
     assert status == 400 and answer["field"] == "valeu"
     status, _ = await queen.request("DELETE", "/repos/app/secrets/NOPE")
     assert status == 404
+
+
+async def test_secrets_are_sealed_at_rest_and_another_key_is_refused_at_start(queen: Cluster) -> None:
+    await queen.add_drone("d1")
+    await queen.create_pipeline_repo("app", 'stages: [{name: s, steps: [\'test "$TOKEN" = "s3cr3t-at-rest"\']}]')
+    await queen.request("PUT", "/repos/app/secrets/TOKEN", {"value": "s3cr3t-at-rest"}, expect=200)
+    assert (await queen.wait_job((await queen.trigger("app"))["id"]))["status"] == "passed"
+
+    assert queen.queen is not None
+    port = re.search(r"embedded store \(nx-27017\) pid \d+ on port (\d+)", queen.queen.logs())
+    assert port, queen.queen.logs()
+    with MongoClient(f"mongodb://127.0.0.1:{port[1]}/?directConnection=true") as raw:
+        stored = raw.apiary.secrets.find_one({"name": "TOKEN"})
+    assert stored["value"].startswith("fernet:") and "s3cr3t-at-rest" not in str(stored)
+    key_file = queen.tmp / "queen" / "secrets.key"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+
+    await queen.queen.stop(signal.SIGTERM)
+    key_file.write_bytes(Fernet.generate_key())  # not the key that sealed them
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "queen.cli", "queen", "--data-dir", str(queen.tmp / "queen"), "--http-port", "0",
+        "--drone-bind", "tcp://127.0.0.1:*", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 2
+    assert "[queen] secrets_key_file: the stored secrets were sealed with another key" in err.decode()
+    assert "Traceback" not in err.decode()
