@@ -12,12 +12,17 @@ Heartbeats go every ``heartbeat_interval``; a queen silent for ``interval *
 liveness`` is reported as unreachable (ZeroMQ keeps reconnecting, with backoff
 growing to a cap). Messages other than ``ack`` go to ``on_message``.
 
-Lifecycle: `start()`, then `run()` until cancelled, then `close()`.
+With ``curve_secret_key`` and ``queen_public_key`` the DEALER is a CurveZMQ
+client. A refused handshake is logged with what to fix (at most once a
+minute) and dialled again (queen/curve.py).
+
+Lifecycle: `start()` (in the running loop), then `run()` until cancelled, then `close()`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -27,6 +32,13 @@ import zmq
 import zmq.asyncio
 
 from queen.config import DroneConfig
+from queen.curve import (
+    LOG_EVERY,
+    Every,
+    HandshakeMonitor,
+    client_curve,
+    drone_handshake_problem,
+)
 from queen.errors import ProtocolError
 from queen.protocol import MAX_MESSAGE_BYTES, QUEEN_SENDS, Msg, decode, encode
 
@@ -48,6 +60,12 @@ class Connection:
         self.heartbeat_body = heartbeat_body
         self.outbox = Outbox(config.resend_after, memory_limit=config.outbox_memory_bytes,
                              spill_dir=config.work_path / "outbox")
+        # CurveZMQ keys (files read now: a bad one stops the drone at start); None: no CURVE.
+        self.curve = client_curve(config)
+        self._handshakes: HandshakeMonitor | None = None
+        self._told = Every(LOG_EVERY)
+        self._redial: asyncio.TimerHandle | None = None
+        self._redial_after = 1.0
         self.ctx = zmq.asyncio.Context()
         self.sock = self.ctx.socket(zmq.DEALER)
         self._raw = zmq.Socket.shadow(self.sock.underlying)
@@ -66,8 +84,45 @@ class Connection:
         sock.setsockopt(zmq.RCVHWM, 100_000)
         sock.setsockopt(zmq.RECONNECT_IVL, 100)
         sock.setsockopt(zmq.RECONNECT_IVL_MAX, 2000)
-        # CurveZMQ goes here: CURVE_SERVERKEY of the queen and this drone's keypair.
+        if self.curve is not None:
+            sock.setsockopt(zmq.CURVE_SECRETKEY, self.curve.keys.secret)
+            sock.setsockopt(zmq.CURVE_PUBLICKEY, self.curve.keys.public)
+            sock.setsockopt(zmq.CURVE_SERVERKEY, self.curve.server)
+        # ZeroMQ tells a client nothing about a refused handshake but through a
+        # monitor: watch it to say what is wrong, and to dial again.
+        self._handshakes = HandshakeMonitor(sock, self._handshake)
         sock.connect(self.config.queen)
+
+    def _handshake(self, event: int, value: int) -> None:
+        if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+            self._told.clear()
+            self._redial_after = 1.0
+            return
+        problem = drone_handshake_problem(self.config.queen, event, value, self.curve)
+        if self._told.due(problem):
+            log.warning("%s", problem)
+        # A client whose key the queen refused may never try again by itself
+        # (libzmq); dial again after a pause that grows to 10 s, so a drone
+        # added to authorized_keys gets in without a restart.
+        if self._redial is None:
+            self._redial = asyncio.get_running_loop().call_later(self._redial_after, self._dial_again)
+            self._redial_after = min(self._redial_after * 2, 10.0)
+
+    def _dial_again(self) -> None:
+        self._redial = None
+        if self.sock.closed:
+            return
+        with contextlib.suppress(zmq.ZMQError):
+            self.sock.disconnect(self.config.queen)
+        self.sock.connect(self.config.queen)
+
+    def _stop_handshakes(self) -> None:
+        if self._redial is not None:
+            self._redial.cancel()
+            self._redial = None
+        if self._handshakes is not None:
+            self._handshakes.close()  # before the context ends: term() would wait for its socket
+            self._handshakes = None
 
     # -- sending --------------------------------------------------------------------
 
@@ -205,5 +260,6 @@ class Connection:
         return not self.outbox.unacked_count()
 
     def close(self) -> None:
+        self._stop_handshakes()
         self.sock.close(linger=0)
         self.ctx.term()

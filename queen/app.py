@@ -16,6 +16,7 @@ import socket
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import aiohttp_jinja2
 import jinja2
@@ -23,7 +24,9 @@ from aiohttp import web
 from pymongo.errors import PyMongoError
 
 from . import __version__, keys
+from .accounts import routes as account_routes
 from .api import routes as api_routes
+from .auth import Gate, auth_middleware
 from .config import QueenConfig
 from .embedded import embedded_store
 from .errors import ApiaryError, RequestError
@@ -78,6 +81,17 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
+async def _gate_ctx(app: web.Application) -> AsyncIterator[None]:
+    gate = app[keys.GATE]
+    gate.users_exist = await app[keys.STORE].count_users() > 0
+    if not gate.users_exist:
+        gate.setup_token()
+        log.info("no users yet%s: make the first admin with `apiary user add NAME --role admin` on this machine, "
+                    "or at /setup with the token in %s", " (open to anyone who reaches this loopback address until "
+                    "then)" if gate.loopback else "", gate.setup_file)
+    yield
+
+
 async def _hive_ctx(app: web.Application) -> AsyncIterator[None]:
     async with Hive(app[keys.CONFIG], app[keys.STORE], app[keys.HUB]) as hive:
         app[keys.HIVE] = hive
@@ -100,11 +114,14 @@ def _web_dir() -> Path:
 
 
 def init_app(config: QueenConfig) -> web.Application:
-    app = web.Application(middlewares=[error_middleware, error_pages], client_max_size=MAX_BODY_BYTES)
+    app = web.Application(middlewares=[error_middleware, error_pages, auth_middleware],
+                          client_max_size=MAX_BODY_BYTES)
     app[keys.CONFIG] = config
+    app[keys.GATE] = Gate(config.data_path, config.http_host, config.anonymous_read)
     app[keys.HUB] = Hub()
     app[keys.VERSION] = __version__
     app.cleanup_ctx.append(_store_ctx)
+    app.cleanup_ctx.append(_gate_ctx)
     app.cleanup_ctx.append(_hive_ctx)
     app.cleanup_ctx.append(_retention_ctx)
     app[keys.PLUGINS] = Plugins.discover()
@@ -114,10 +131,17 @@ def init_app(config: QueenConfig) -> web.Application:
     app.add_routes(api_routes)
     app.router.add_get("/ws", websocket)
     web_dir = _web_dir()
-    aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(web_dir / "templates"), filters=FILTERS)
+    aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(web_dir / "templates"), filters=FILTERS,
+                         context_processors=[_who])
     app.router.add_static("/static", web_dir / "static")
     app.add_routes(page_routes)
+    app.add_routes(account_routes)
     return app
+
+
+async def _who(request: web.Request) -> dict[str, Any]:
+    """Every page knows who is signed in (and their CSRF token), and whether signing in is possible."""
+    return {"me": request.get("identity"), "signin_offered": bool(request.app[keys.GATE].users_exist)}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -6,8 +6,15 @@ msg, body)``; malformed frames and unknown types are logged and dropped.
 `send` never blocks: a frame for a drone that is gone or too far behind is
 reported as not sent and the caller decides (requeue, forget).
 
-Lifecycle: `start()` binds (and returns the bound endpoint, useful with port
-``*``), `run()` receives until cancelled, `close()` closes with linger 0.
+With a `ServerCurve` the ROUTER is a CurveZMQ server: a ZAP handler on the
+broker's context admits only authorized drone keys, so an unauthenticated
+peer's frames never reach `handler` and it is sent nothing (queen/curve.py).
+Without one, drones are not authenticated: the queen's start refuses that on
+a drone port other machines reach (`curve.server_curve`).
+
+Lifecycle: `start()` (in the running loop) starts the ZAP handler and binds
+(and returns the bound endpoint, useful with port ``*``), `run()` receives
+until cancelled, `close()` closes with linger 0.
 """
 
 from __future__ import annotations
@@ -20,6 +27,16 @@ from typing import Any
 import zmq
 import zmq.asyncio
 
+from .curve import (
+    LOG_EVERY,
+    ZAP_DOMAIN,
+    DroneAuthenticator,
+    Every,
+    HandshakeMonitor,
+    ServerCurve,
+    is_loopback,
+    queen_handshake_problem,
+)
 from .errors import ApiaryError, ProtocolError
 from .protocol import DRONE_SENDS, MAX_MESSAGE_BYTES, Msg, decode, encode
 
@@ -28,12 +45,17 @@ log = logging.getLogger(__name__)
 Handler = Callable[[str, Msg, dict[str, Any]], None]
 
 _DRAIN_MAX = 1000  # frames taken per wakeup before yielding to other tasks
+_HANDSHAKE_MS = 10_000  # a peer that connects and does not complete a handshake is dropped after this
 
 
 class Broker:
-    def __init__(self, endpoint: str, handler: Handler) -> None:
+    def __init__(self, endpoint: str, handler: Handler, curve: ServerCurve | None = None) -> None:
         self.endpoint = endpoint
         self.handler = handler
+        self.curve = curve
+        self.auth: DroneAuthenticator | None = None
+        self._handshakes: HandshakeMonitor | None = None
+        self._told = Every(LOG_EVERY)  # one line a minute per kind of refused handshake
         self.ctx = zmq.asyncio.Context()
         self.sock = self._make_socket()
         # A plain (synchronous) view of the same socket for non-blocking drains:
@@ -52,18 +74,50 @@ class Broker:
         sock.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
         sock.setsockopt(zmq.RCVHWM, 100_000)
         sock.setsockopt(zmq.SNDHWM, 100_000)
-        # CurveZMQ goes here: CURVE_SERVER with the queen's secret key, and a ZAP
-        # handler that admits authorized drone keys (see DESIGN.md §3).
+        sock.setsockopt(zmq.HANDSHAKE_IVL, _HANDSHAKE_MS)
+        if self.curve is not None:
+            sock.setsockopt(zmq.CURVE_SERVER, 1)
+            sock.setsockopt(zmq.CURVE_SECRETKEY, self.curve.keys.secret)
+            sock.setsockopt(zmq.CURVE_PUBLICKEY, self.curve.keys.public)
+            sock.setsockopt(zmq.ZAP_DOMAIN, ZAP_DOMAIN.encode())
+            # Without a ZAP handler libzmq would admit every client key; with
+            # this it refuses every handshake instead.
+            sock.setsockopt(zmq.ZAP_ENFORCE_DOMAIN, 1)
         return sock
 
     def start(self) -> str:
-        """Bind; return the endpoint actually bound (port filled in)."""
+        """Start the ZAP handler, bind; return the endpoint actually bound (port filled in)."""
+        if self.curve is not None:
+            self.auth = DroneAuthenticator(self.ctx, self.curve)
+            self.auth.start()
+        self._handshakes = HandshakeMonitor(self.sock, self._handshake_failed, zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL)
         try:
             self.sock.bind(self.endpoint)
         except zmq.ZMQError as exc:
+            self._stop_security()
             raise ApiaryError(f"cannot bind the drone endpoint {self.endpoint} (drone_bind): {exc}") from None
         self.endpoint = self.sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        if self.auth is not None:
+            log.info("drones authenticate with CurveZMQ (authorized keys: %s)", self.auth.keys.folder)
+        elif is_loopback(self.endpoint):
+            log.info("drones are not authenticated (loopback only)")
+        else:
+            log.warning("drones are not authenticated on %s (allow_insecure_drones): any peer that reaches it can "
+                        "join as a drone and receive jobs with their secrets", self.endpoint)
         return self.endpoint
+
+    def _handshake_failed(self, event: int, value: int) -> None:
+        problem = queen_handshake_problem(self.endpoint, event, value, self.curve is not None)
+        if problem is not None and self._told.due(problem):
+            log.warning("%s", problem)
+
+    def _stop_security(self) -> None:
+        if self._handshakes is not None:
+            self._handshakes.close()
+            self._handshakes = None
+        if self.auth is not None:
+            self.auth.stop()
+            self.auth = None
 
     async def run(self) -> None:
         sock = self.sock
@@ -117,5 +171,6 @@ class Broker:
         return True
 
     def close(self) -> None:
+        self._stop_security()  # their sockets are on our context: term() would wait for them
         self.sock.close(linger=0)
         self.ctx.term()

@@ -11,6 +11,7 @@
     apiary drones                     the drones in the pool
     apiary prune                      apply the repositories' retention policies now
     apiary config                     the settings in force, as TOML
+    apiary keys [--drone]             a CurveZMQ key pair for the queen (or a drone), and what to do with it
 
 The client commands (trigger … prune) talk to the queen at ``--url`` (default:
 the ``[client] url`` setting). A followed job exits 0 passed, 1 failed,
@@ -105,7 +106,25 @@ def _parser() -> argparse.ArgumentParser:
     cancel.add_argument("job", help="the job's id")
     sub.add_parser("drones", parents=client, help="the drones in the pool")
     sub.add_parser("prune", parents=client, help="apply the retention policies now")
+    user = sub.add_parser("user", parents=client, help="people: apiary user add NAME [--role admin|member]")
+    user.add_argument("action", choices=["add"], help="add a user (the first one needs no token: it is the admin "
+                                                      "made with this machine's setup token)")
+    user.add_argument("name", help="the username")
+    user.add_argument("--role", choices=["admin", "member"], default=None,
+                      help="admin or member (default: admin for the first user, else member)")
+    token = sub.add_parser("token", parents=client, help="make an API token for the CLI: apiary token create")
+    token.add_argument("action", choices=["create"], help="sign in with a password and print a new token")
+    token.add_argument("--user", required=True, help="your username")
+    token.add_argument("--name", default="cli", help="what the token is for (default: cli)")
     sub.add_parser("config", parents=[common], help="print the settings in force")
+    keys = sub.add_parser("keys", parents=[common], help="make a CurveZMQ key pair for the queen or a drone")
+    keys.add_argument("--drone", action="store_true",
+                      help="a drone's key pair (implied by a --name other than queen)")
+    keys.add_argument("--name", help="the files' name, NAME.key and NAME.key_secret "
+                                     "(default: queen; for a drone, its [drone] id or the host name)")
+    keys.add_argument("--dir", help="where to write them (default: [queen] data_dir/keys; "
+                                    "for a drone, [drone] work_dir/keys)")
+    keys.add_argument("--force", action="store_true", help="replace existing key files")
     return parser
 
 
@@ -135,6 +154,9 @@ def main(argv: list[str] | None = None) -> None:
         config = _with_flags(load_config(path), args)
         if args.command == "config":
             print(_as_toml(config))
+            return
+        if args.command == "keys":
+            _keys(args, config)
             return
         if args.command == "run":
             from drone.local import run_local
@@ -194,7 +216,9 @@ def _say(text: str) -> None:
 
 async def _queen(config: Config) -> None:
     from .app import running_queen
+    from .curve import server_curve
 
+    server_curve(config.queen)  # key files and the drone port's safety, before anything starts
     async with running_queen(config.queen) as where:
         _say(f"apiary queen {__version__}")
         _say(f"  dashboard: {where.http}/")
@@ -216,11 +240,17 @@ async def _up(config: Config) -> None:
     from drone.agent import Agent
 
     from .app import running_queen
+    from .curve import server_curve
 
+    server_curve(config.queen)  # key files and the drone port's safety, before anything starts
     async with running_queen(config.queen) as where:
         host, port = where.drones.rsplit(":", 1)
         drone_config = dataclasses.replace(config.drone, queen=f"{host.replace('0.0.0.0', '127.0.0.1')}:{port}",
                                            id=config.drone.id or "local")
+        if config.queen.curve_secret_key and not config.drone.curve_secret_key:
+            # The local drone presents the queen's own key pair, which the queen always admits.
+            drone_config = dataclasses.replace(drone_config, curve_secret_key=config.queen.curve_secret_key,
+                                               queen_public_key=config.queen.curve_secret_key)
         async with Agent(drone_config) as agent:
             _say(f"apiary {__version__} is up")
             _say(f"  dashboard: {where.http}/")
@@ -249,9 +279,49 @@ def _as_toml(config: Config) -> str:
     return "\n".join(lines)
 
 
+def _keys(args: argparse.Namespace, config: Config) -> None:
+    """apiary keys: a CurveZMQ key pair, and what to do with it."""
+    import socket
+
+    import zmq.auth
+
+    from .curve import create_key_pair
+
+    drone = args.drone or (args.name is not None and args.name != "queen")
+    if drone:
+        name = args.name or config.drone.id or socket.gethostname().split(".")[0]
+        directory = Path(args.dir).expanduser() if args.dir else config.drone.work_path / "keys"
+    else:
+        name = args.name or "queen"
+        directory = Path(args.dir).expanduser() if args.dir else config.queen.data_path / "keys"
+    public, secret = create_key_pair(directory.absolute(), name, force=args.force)
+    key = zmq.auth.load_certificate(public)[0].decode()
+    who = f"drone key pair {name}" if drone else "queen key pair"
+    _say(f"{who} written:")
+    _say(f"  public: {public}    (the key: {key})")
+    _say(f"  secret: {secret}    (mode 0600: keep it on this machine)")
+    if drone:
+        _say("Next:")
+        _say(f"  1. copy {public.name} into the queen's authorized_keys folder (no restart needed)")
+        _say("  2. copy the queen's public key file (queen.key) here, and set in this drone's [drone] table:")
+        _say(f'       curve_secret_key = "{secret}"')
+        _say('       queen_public_key = "/path/to/queen.key"')
+        return
+    authorized = public.parent / "authorized"
+    authorized.mkdir(exist_ok=True)
+    _say(f"  authorized drone keys: {authorized}/")
+    _say("Next:")
+    _say("  1. set in the queen's [queen] table (then restart it):")
+    _say(f'       curve_secret_key = "{secret}"')
+    _say(f'       authorized_keys = "{authorized}"')
+    _say("  2. on each drone machine run apiary keys --drone, and copy the drone's .key file into")
+    _say(f"     {authorized}/")
+    _say(f"  3. copy {public} to each drone machine and set its [drone] queen_public_key to that copy")
+
+
 # -- the client commands -----------------------------------------------------------
 
-CLIENT_COMMANDS = ("trigger", "ls", "logs", "cancel", "drones", "prune")
+CLIENT_COMMANDS = ("trigger", "ls", "logs", "cancel", "drones", "prune", "user", "token")
 
 
 def _client_command(args: argparse.Namespace, config: Config) -> int:
@@ -263,16 +333,58 @@ def _client_command(args: argparse.Namespace, config: Config) -> int:
         if isinstance(stream, io.TextIOWrapper):
             stream.reconfigure(errors="replace")  # a job's output must not fail on a narrow terminal encoding
     command = {"trigger": _trigger, "ls": _ls, "logs": _logs, "cancel": _cancel, "drones": _drones,
-               "prune": _prune}[args.command]
-    code = _run(_until_signalled(_with_client(settings.url, command, args)), fast_loop=False)
+               "prune": _prune, "user": _user, "token": _token}[args.command]
+    args.setup_file = config.queen.data_path / "setup-token"
+    code = _run(_until_signalled(_with_client(settings.url, settings.token, command, args)), fast_loop=False)
     return 130 if code is None else code  # None: interrupted
 
 
-async def _with_client(url: str, command: Any, args: argparse.Namespace) -> int:
+async def _with_client(url: str, token: str, command: Any, args: argparse.Namespace) -> int:
     from .client import Client
 
-    async with Client(url) as client:
+    async with Client(url, token) as client:
         return await command(client, args)
+
+
+def _password(confirm: bool) -> str:
+    """A password from the terminal (asked twice for a new one), or the first line of stdin."""
+    import getpass
+
+    if not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\n")
+    password = getpass.getpass("password: ")
+    if confirm and getpass.getpass("again: ") != password:
+        raise ApiaryError("the passwords differ")
+    return password
+
+
+async def _user(client: Any, args: argparse.Namespace) -> int:
+    """apiary user add: the first admin with this machine's setup token, or a user made by an admin's token."""
+    setup_file: Path = args.setup_file
+    password = _password(confirm=True)
+    if setup_file.exists():
+        if args.role == "member":
+            raise ApiaryError("the first user is an admin: leave out --role member")
+        await client.request("POST", "/setup", {"token": setup_file.read_text().strip(), "username": args.name,
+                                                "password": password})
+        _say(f"{args.name} is this queen's first admin; sign in at {client.url}/signin "
+             f"(and make a CLI token: apiary token create --user {args.name})")
+        return 0
+    await client.request("POST", "/users", {"username": args.name, "password": password,
+                                            "role": args.role or "member"})
+    _say(f"{args.name} added ({args.role or 'member'})")
+    return 0
+
+
+async def _token(client: Any, args: argparse.Namespace) -> int:
+    """apiary token create: sign in with a password, print a new API token once."""
+    session = await client.request("POST", "/session", {"username": args.user, "password": _password(False)})
+    made = await client.request("POST", "/tokens", {"name": args.name},
+                                headers={"X-CSRF-Token": session["csrf"], "Cookie": client.cookie})
+    print(made["token"])  # alone on stdout, for scripts
+    print("keep it: export APIARY_CLIENT_TOKEN=<the token> (or [client] token); it is not shown again",
+          file=sys.stderr)
+    return 0
 
 
 async def _trigger(client: Client, args: argparse.Namespace) -> int:

@@ -77,10 +77,14 @@ def q(name: str) -> str:
 class Client:
     """The queen at `url` (``http://host:port``), over one HTTP session."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, token: str = "") -> None:
         self.url = re.sub(r"/api(/v1)?$", "", url.rstrip("/"))  # the API's own URL works too
+        # An API token signs every request (and the WebSocket) in as its user.
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
         # No total timeout: a WebSocket lives as long as the job; sock_read bounds a stalled answer.
-        self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=60))
+        self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=60),
+                                             headers=headers)
+        self.cookie = ""
 
     async def __aenter__(self) -> Client:
         return self
@@ -92,11 +96,14 @@ class Client:
         """The job's page on the dashboard."""
         return f"{self.url}/jobs/{job_id}"
 
-    async def request(self, method: str, path: str, body: Any = None) -> dict[str, Any]:
+    async def request(self, method: str, path: str, body: Any = None,
+                      headers: dict[str, str] | None = None) -> dict[str, Any]:
         """The JSON answer to `method` `path` (under /api/v1); ApiError for any 4xx/5xx."""
         try:
-            async with self.session.request(method, f"{self.url}/api/v1{path}", json=body) as resp:
+            async with self.session.request(method, f"{self.url}/api/v1{path}", json=body, headers=headers) as resp:
                 raw = await resp.read()
+                if "Set-Cookie" in resp.headers:  # a session (apiary token create): kept for the next request
+                    self.cookie = "; ".join(f"{k}={v.value}" for k, v in resp.cookies.items())
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise Unreachable(self.url, _why(exc)) from None
         try:

@@ -40,9 +40,14 @@ class QueenConfig:
     heartbeat_liveness: int = 3
     max_attempts: int = 3
     secrets_key_file: str = ""
+    anonymous_read: bool = False
+    curve_secret_key: str = ""
+    authorized_keys: str = ""
+    allow_insecure_drones: bool = False
 
     def check(self) -> None:
         _port("http_port", self.http_port)
+        _key_pair("curve_secret_key", self.curve_secret_key, "authorized_keys", self.authorized_keys)
         if self.max_attempts < 1:
             raise _fault("max_attempts", f"must be 1 or more, got {self.max_attempts}")
         _endpoint("drone_bind", self.drone_bind)
@@ -68,6 +73,8 @@ class DroneConfig:
     """A drone's settings."""
 
     queen: str = "tcp://127.0.0.1:8421"
+    curve_secret_key: str = ""
+    queen_public_key: str = ""
     id: str = ""
     capacity: int = 0
     speed: float = 1.0
@@ -87,6 +94,7 @@ class DroneConfig:
 
     def check(self) -> None:
         _endpoint("queen", self.queen)
+        _key_pair("curve_secret_key", self.curve_secret_key, "queen_public_key", self.queen_public_key)
         _positive("plugin_timeout", self.plugin_timeout)
         _positive("plugin_install_timeout", self.plugin_install_timeout)
         try:
@@ -129,6 +137,7 @@ class ClientConfig:
     """Settings of the commands that talk to a queen (apiary prune, later trigger, ls, logs)."""
 
     url: str = "http://127.0.0.1:8420"
+    token: str = ""
 
     def check(self) -> None:
         if not re.match(r"^https?://[^\s/]+(/\S*)?$", self.url):
@@ -167,6 +176,15 @@ def _endpoint(key: str, value: str) -> None:
 def _positive(key: str, value: float) -> None:
     if value <= 0:
         raise _fault(key, f"must be greater than 0, got {value}")
+
+
+def _key_pair(key: str, value: str, other: str, other_value: str) -> None:
+    """CurveZMQ needs both settings or neither (queen/curve.py reads the files when a process starts).
+    The fault names the one that is set, so that it says where it came from."""
+    if value and not other_value:
+        raise _fault(key, f"is set but {other} is not: CurveZMQ needs both (see apiary keys)")
+    if other_value and not value:
+        raise _fault(other, f"is set but {key} is not: CurveZMQ needs both (see apiary keys)")
 
 
 def _convert(table: str, key: str, want: type, raw: Any, where: str) -> Any:

@@ -44,7 +44,7 @@ class Hive:
         self.boot = str(ulid.ULID())
         self.pool = Pool()
         self.broker = Broker(config.drone_bind, self.on_message, server_curve(config))
-        self.recorder = Recorder(store, hub, self._ack, self._job_done, self._stale)
+        self.recorder = Recorder(store, hub, self._ack, self._job_done, self._stale, config.max_attempts)
         self.dispatcher = Dispatcher(store, self.pool, hub, self.broker.send, self.recorder.track)
         self._tasks: list[asyncio.Task[Any]] = []
         self._queried: dict[str, float] = {}
@@ -223,9 +223,8 @@ class Hive:
     def _job_done(self, drone_id: str, job_id: str, status: str, retry: bool = False) -> None:
         if self.pool.release(drone_id, job_id):
             self._drones_changed()
-        if retry and status == JobStatus.ERRORED.value:
-            # Its setup failed on that drone (a plugin install): another attempt may succeed.
-            self._spawn(self._retry(job_id, drone_id, f"setup failed on drone {drone_id}", setup=True))
+        if retry and status == JobStatus.QUEUED.value:
+            log.warning("job %s: its setup failed on drone %s; queued for another attempt", job_id, drone_id)
         self.dispatcher.wake()
 
     # -- liveness -----------------------------------------------------------------
@@ -271,14 +270,12 @@ class Hive:
                 await self._retry(job_id, drone_id, f"drone {drone_id} was lost (silent for {self.timeout:g} s)")
         self.dispatcher.wake()
 
-    async def _retry(self, job_id: str, drone_id: str, reason: str, setup: bool = False) -> None:
-        """Another attempt for a job its drone lost (or could not set up), or its end when none is left."""
+    async def _retry(self, job_id: str, drone_id: str, reason: str) -> None:
+        """Another attempt for a job its drone lost, or its end when none is left (`max_attempts`)."""
         job = await self.store.get_job(job_id)
-        status = await self.store.retry_or_fail(job_id, drone_id, reason, self.config.max_attempts, setup=setup)
-        if status is None or job is None or setup and status == JobStatus.ERRORED.value:
-            if status == JobStatus.QUEUED.value:
-                self.dispatcher.wake()
-            return  # (a setup failure out of attempts keeps its own error and was announced)
+        status = await self.store.retry_or_fail(job_id, drone_id, reason, self.config.max_attempts)
+        if status is None or job is None:
+            return
         attempt = int(job.get("attempts") or 1)
         if status == JobStatus.QUEUED.value:
             self.recorder.retire(job_id, attempt)

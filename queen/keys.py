@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 if TYPE_CHECKING:
+    from .auth import Gate
     from .config import QueenConfig
     from .hive import Hive
     from .hub import Hub
@@ -21,3 +22,4 @@ VERSION: web.AppKey[str] = web.AppKey("version", str)
 PLUGINS: web.AppKey[Plugins] = web.AppKey("plugins")
 # Filled when the queen starts (queen/plugins.py); the dict itself never changes.
 PLUGIN_CONTEXTS: web.AppKey[dict[str, PluginContext]] = web.AppKey("plugin_contexts")
+GATE: web.AppKey[Gate] = web.AppKey("gate")

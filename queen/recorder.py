@@ -56,7 +56,8 @@ class _Track:
 
 class Recorder:
     def __init__(self, store: Store, hub: Hub, ack: AckFn, done: DoneFn,
-                 stale: Callable[[str, str], None] = lambda drone, job: None) -> None:
+                 stale: Callable[[str, str], None] = lambda drone, job: None, max_attempts: int = 1) -> None:
+        self.max_attempts = max_attempts
         self.store = store
         self.hub = hub
         self.ack = ack
@@ -185,6 +186,10 @@ class Recorder:
             doc.update(_id=f"{job_id}:{seq}", job=job_id, type=msg.value, at=now)
             docs.append(doc)
             fields = {} if track.final else job_update(msg, body, drone_id)
+            if msg is Msg.JOB_DONE and body.get("retry") is True and not track.final \
+                    and track.attempt < self.max_attempts:
+                # Its setup failed there (a plugin install): not an end, another attempt.
+                fields = _retried(body, drone_id, track.attempt)
             if track.final and job_id not in told:
                 told.add(job_id)
                 self.stale(drone_id, job_id)  # the job ended here: stop the drone's copy
@@ -224,6 +229,14 @@ class Recorder:
 
 
 _INT64 = 2**63
+
+
+def _retried(body: dict[str, Any], drone_id: str, attempt: int) -> dict[str, Any]:
+    """The job's fields when attempt `attempt` could not be set up on `drone_id`: queued again, the attempt kept."""
+    reason = f"setup failed on drone {drone_id}: {body.get('error') or 'no reason given'}"
+    return {"status": JobStatus.QUEUED.value, "drone": None,
+            f"history.{attempt}": {"attempt": attempt, "drone": drone_id, "ended": body.get("timestamp"),
+                                   "reason": reason}}
 
 
 def _storable(value: Any, depth: int = 0) -> Any:

@@ -47,6 +47,9 @@ class Store:
         self.events = self.db.events
         self.drones = self.db.drones
         self.secrets = self.db.secrets
+        self.users = self.db.users
+        self.sessions = self.db.sessions
+        self.tokens = self.db.tokens
         self.artifact_files = self.db["artifacts.files"]
         self.artifacts = AsyncGridFSBucket(self.db, bucket_name="artifacts")
         self._numbers: dict[str, int] = {}
@@ -168,16 +171,13 @@ class Store:
         )
         return result.modified_count == 1
 
-    async def retry_or_fail(self, job_id: str, drone_id: str, reason: str, max_attempts: int,
-                            setup: bool = False) -> str | None:
+    async def retry_or_fail(self, job_id: str, drone_id: str, reason: str, max_attempts: int) -> str | None:
         """A job `drone_id` started and lost: back to the queue while attempts remain, else errored.
 
-        With `setup`, the job ended errored because the drone could not set it
-        up; with attempts left it is queued again, else it keeps its error.
         The attempt is kept in the job's ``history``. Returns the job's new
         status, or None if the job was not running on that drone.
         """
-        states = [JobStatus.ERRORED.value] if setup else [JobStatus.RUNNING.value, JobStatus.DISPATCHED.value]
+        states = [JobStatus.RUNNING.value, JobStatus.DISPATCHED.value]
         job = await self.jobs.find_one({"_id": job_id, "drone": drone_id, "status": {"$in": states}})
         if job is None:
             return None
@@ -185,13 +185,8 @@ class Store:
         now = time.time()
         record = {"attempt": attempt, "drone": drone_id, "dispatched": job.get("dispatched"),
                   "started": job.get("started"), "ended": now, "reason": reason}
-        if setup:
-            record["reason"] = f"{reason}: {job.get('error', '')}"
         if attempt < max_attempts:
-            fields: dict[str, Any] = {"status": JobStatus.QUEUED.value, "drone": None, "finished": None,
-                                      "error": None}
-        elif setup:
-            return JobStatus.ERRORED.value
+            fields: dict[str, Any] = {"status": JobStatus.QUEUED.value, "drone": None}
         else:
             fields = {"status": JobStatus.ERRORED.value, "finished": now,
                       "error": f"{reason}; {attempt} attempt{'s' if attempt > 1 else ''} made, none finished"}
@@ -330,6 +325,53 @@ class Store:
             self._secrets[repo] = {d["name"]: self.sealer.open(d["value"])
                                    async for d in self.secrets.find({"repo": repo})}
         return dict(self._secrets[repo])
+
+    # -- people: users, sessions, API tokens ----------------------------------------
+
+    async def count_users(self) -> int:
+        return await self.users.count_documents({})
+
+    async def get_user(self, name: str) -> dict[str, Any] | None:
+        return await self.users.find_one({"_id": name})
+
+    async def insert_user(self, name: str, password_hash: str, role: str) -> bool:
+        """Add a user; False if the name is taken."""
+        try:
+            await self.users.insert_one({"_id": name, "password": password_hash, "role": role,
+                                         "created": time.time()})
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def list_users(self) -> list[dict[str, Any]]:
+        return await self.users.find({}, {"password": 0}).sort("_id", ASCENDING).to_list(None)
+
+    async def delete_user(self, name: str) -> bool:
+        await self.sessions.delete_many({"user": name})
+        await self.tokens.delete_many({"user": name})
+        return (await self.users.delete_one({"_id": name})).deleted_count == 1
+
+    async def create_session(self, session_id: str, user: str, csrf: str, expires: float) -> None:
+        await self.sessions.insert_one({"_id": session_id, "user": user, "csrf": csrf, "expires": expires})
+
+    async def get_session(self, session_id: str) -> dict[str, Any] | None:
+        return await self.sessions.find_one({"_id": session_id, "expires": {"$gt": time.time()}})
+
+    async def delete_session(self, session_id: str) -> None:
+        await self.sessions.delete_one({"_id": session_id})
+
+    async def create_token(self, token_id: str, user: str, secret_hash: str, name: str) -> None:
+        await self.tokens.insert_one({"_id": token_id, "user": user, "hash": secret_hash, "name": name,
+                                      "created": time.time()})
+
+    async def get_token(self, token_id: str) -> dict[str, Any] | None:
+        return await self.tokens.find_one({"_id": token_id})
+
+    async def list_tokens(self, user: str) -> list[dict[str, Any]]:
+        return await self.tokens.find({"user": user}, {"hash": 0}).sort("created", ASCENDING).to_list(None)
+
+    async def delete_token(self, token_id: str, user: str) -> bool:
+        return (await self.tokens.delete_one({"_id": token_id, "user": user})).deleted_count == 1
 
     # -- artifacts -------------------------------------------------------------
 

@@ -84,6 +84,8 @@
   }
   async function send(method, url, body) {
     const init = { method, headers: { "Content-Type": "application/json", Accept: "application/json" } };
+    const csrf = document.querySelector("meta[name=csrf-token]"); // a signed-in session's guard
+    if (csrf) init.headers["X-CSRF-Token"] = csrf.content;
     if (body !== undefined) init.body = JSON.stringify(body);
     let r;
     try { r = await fetch(url, init); } catch { return { status: 0, data: { error: "The queen cannot be reached; try again." } }; }
@@ -619,9 +621,27 @@
     setInterval(refresh, 5000); // last heartbeats move without a pool change
   }
 
+  function accountForm(form) { // sign in, or make the first admin: then go where the visitor was going
+    form.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      clearErrors(form);
+      const body = {};
+      for (const i of form.elements) if (i.name) body[i.name] = i.value;
+      const { status, data } = await submit(form, "POST", form.action, body);
+      if (status === 200) {
+        const next = new URLSearchParams(location.search).get("next");
+        location.assign(next && next.startsWith("/") && !next.startsWith("//") ? next : "/");
+      } else showError(form, data.field, data.error || `The queen answered ${status}.`);
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", () => {
     const page = document.body.dataset.page;
-    if (page === "dashboard") tablePage();
+    const out = $("#sign-out");
+    if (out) out.addEventListener("click", async () => { await send("DELETE", "/api/v1/session"); location.assign("/signin"); });
+    if (page === "signin") accountForm($("#signin-form"));
+    else if (page === "setup") accountForm($("#setup-form"));
+    else if (page === "dashboard") tablePage();
     else if (page === "repo") {
       tablePage();
       triggerForm($("#trigger-form"));

@@ -1,0 +1,160 @@
+"""Accounts at /api/v1: the first admin (setup), signing in and out, users, API tokens; and their pages.
+
+Access is decided before these handlers run (queen/auth.py); here: input
+checked, passwords verified, sessions and tokens made. Errors are JSON as
+everywhere in the API.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from aiohttp import web
+
+from . import keys
+from .auth import COOKIE, SESSION_SECONDS
+from .errors import BadRequest, Conflict, NotFound
+from .pages import render
+from .users import Role, check_password, check_username, hash_password, new_secret, new_token, same, verify_password
+from .validate import get_str, no_unknown, read_json
+
+routes = web.RouteTableDef()
+
+
+def _identity(request: web.Request) -> dict[str, Any]:
+    identity = request.get("identity")
+    if identity is None:
+        raise BadRequest("this needs a signed-in user (the queen has none yet, or you are not signed in)",
+                         field="user")
+    return identity
+
+
+async def _start_session(request: web.Request, user: str, role: str) -> web.Response:
+    session_id, csrf = new_secret(), new_secret()
+    await request.app[keys.STORE].create_session(session_id, user, csrf, time.time() + SESSION_SECONDS)
+    response = web.json_response({"user": user, "role": role, "csrf": csrf})
+    response.set_cookie(COOKIE, session_id, max_age=SESSION_SECONDS, httponly=True, samesite="Lax",
+                        secure=request.secure, path="/")
+    return response
+
+
+@routes.post("/api/v1/setup")
+async def setup(request: web.Request) -> web.Response:
+    """The first admin, made with the setup token from data_dir/setup-token."""
+    gate, store = request.app[keys.GATE], request.app[keys.STORE]
+    body = await read_json(request)
+    no_unknown(body, {"token", "username", "password"})
+    if await store.count_users():
+        raise Conflict("this queen has users already; an admin adds more", field="username")
+    if not same(get_str(body, "token", "") or "", gate.setup_token()):
+        raise BadRequest("token: not this queen's setup token (see its data_dir/setup-token)", field="token")
+    name, password = check_username(body.get("username")), check_password(body.get("password"))
+    await store.insert_user(name, hash_password(password), Role.ADMIN.value)
+    gate.setup_done()
+    gate.forget()
+    return await _start_session(request, name, Role.ADMIN.value)
+
+
+@routes.post("/api/v1/session")
+async def sign_in(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    no_unknown(body, {"username", "password"})
+    name, password = get_str(body, "username", "") or "", get_str(body, "password", "") or ""
+    user = await request.app[keys.STORE].get_user(name) if name else None
+    if user is None or not verify_password(user["password"], password):
+        return web.json_response({"error": "wrong username or password", "field": "password"}, status=401)
+    return await _start_session(request, name, user["role"])
+
+
+@routes.delete("/api/v1/session")
+async def sign_out(request: web.Request) -> web.Response:
+    session_id = request.cookies.get(COOKIE)
+    if session_id:
+        await request.app[keys.STORE].delete_session(session_id)
+        request.app[keys.GATE].forget()
+    response = web.json_response({"signed_out": True})
+    response.del_cookie(COOKIE, path="/")
+    return response
+
+
+@routes.get("/api/v1/me")
+async def me(request: web.Request) -> web.Response:
+    identity = request.get("identity")
+    if identity is None:
+        return web.json_response({"user": None, "setup": not request.app[keys.GATE].users_exist})
+    return web.json_response({"user": identity["user"], "role": identity["role"].value, "via": identity["via"]})
+
+
+@routes.get("/api/v1/users")
+async def list_users(request: web.Request) -> web.Response:
+    users = await request.app[keys.STORE].list_users()
+    return web.json_response({"users": [{"name": u["_id"], "role": u["role"], "created": u["created"]}
+                                        for u in users]})
+
+
+@routes.post("/api/v1/users")
+async def add_user(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    no_unknown(body, {"username", "password", "role"})
+    name, password = check_username(body.get("username")), check_password(body.get("password"))
+    role = get_str(body, "role", Role.MEMBER.value)
+    if role not in Role._value2member_map_:
+        raise BadRequest("role: admin or member", field="role")
+    if not await request.app[keys.STORE].insert_user(name, hash_password(password), role):
+        raise Conflict(f"username: {name!r} exists", field="username")
+    request.app[keys.GATE].forget()
+    return web.json_response({"name": name, "role": role}, status=201)
+
+
+@routes.delete("/api/v1/users/{name}")
+async def delete_user(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    if name == _identity(request)["user"]:
+        raise Conflict("you cannot delete yourself; another admin can", field="name")
+    if not await request.app[keys.STORE].delete_user(name):
+        raise NotFound(f"no user {name!r}", field="name")
+    request.app[keys.GATE].forget()
+    return web.json_response({"name": name, "deleted": True})
+
+
+@routes.get("/api/v1/tokens")
+async def list_tokens(request: web.Request) -> web.Response:
+    tokens = await request.app[keys.STORE].list_tokens(_identity(request)["user"])
+    return web.json_response({"tokens": [{"id": t["_id"], "name": t["name"], "created": t["created"]}
+                                         for t in tokens]})
+
+
+@routes.post("/api/v1/tokens")
+async def create_token(request: web.Request) -> web.Response:
+    user = _identity(request)["user"]
+    body = await read_json(request) if request.can_read_body else {}
+    no_unknown(body, {"name"})
+    name = get_str(body, "name", "") or "token"
+    token_id, secret_hash, token = new_token()
+    await request.app[keys.STORE].create_token(token_id, user, secret_hash, name[:80])
+    return web.json_response({"id": token_id, "name": name[:80], "token": token,
+                              "note": "shown once: keep it (APIARY_CLIENT_TOKEN or [client] token)"}, status=201)
+
+
+@routes.delete("/api/v1/tokens/{id}")
+async def delete_token(request: web.Request) -> web.Response:
+    if not await request.app[keys.STORE].delete_token(request.match_info["id"], _identity(request)["user"]):
+        raise NotFound("no such token of yours", field="id")
+    request.app[keys.GATE].forget()
+    return web.json_response({"id": request.match_info["id"], "deleted": True})
+
+
+# -- pages ----------------------------------------------------------------------------------
+
+@routes.get("/signin")
+async def signin_page(request: web.Request) -> web.Response:
+    return render(request, "signin.html", page="signin")
+
+
+@routes.get("/setup")
+async def setup_page(request: web.Request) -> web.StreamResponse:
+    if await request.app[keys.STORE].count_users():
+        raise web.HTTPSeeOther("/signin")
+    request.app[keys.GATE].setup_token()  # written now, for the operator to read
+    return render(request, "setup.html", page="setup", token_file=str(request.app[keys.GATE].setup_file))

@@ -1,0 +1,159 @@
+"""Who is asking, and may they: sessions for pages, API tokens for the API and CLI, CSRF, the setup token.
+
+`Gate` (on the app under ``keys.GATE``) finds the user of a request from its
+session cookie or its ``Authorization: Bearer`` token and applies
+`users.may`. A request made with a session cookie that changes anything must
+carry the session's CSRF token in ``X-CSRF-Token`` (the dashboard's script
+sends it from the page's ``<meta name="csrf-token">``); token requests need
+none, as no browser sends them by itself.
+
+Until the first user exists the queen is in setup: open when it listens on
+loopback only, else answering nothing but the setup page. The first admin is
+made with the setup token, which the queen writes to ``data_dir/setup-token``
+(readable by its owner only) and which `apiary user add` reads.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from . import keys
+from .users import SAFE, Role, is_public, may, new_secret, same, split_token, token_hash
+
+log = logging.getLogger(__name__)
+
+COOKIE = "apiary_session"
+SESSION_SECONDS = 14 * 24 * 3600
+_CACHE_SECONDS = 30.0  # how long a looked-up session or token is trusted without asking the store
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class Gate:
+    """The queen's door: identities, the setup state, and the access rule applied to each request."""
+
+    def __init__(self, data_path: Path, http_host: str, anonymous_read: bool) -> None:
+        self.anonymous_read = anonymous_read
+        self.loopback = _loopback(http_host)
+        self.users_exist: bool | None = None  # known after the first request
+        self.setup_file = data_path / "setup-token"
+        self._cache: dict[str, tuple[float, dict[str, Any] | None]] = {}
+
+    def setup_token(self) -> str:
+        """The one-time token that makes the first admin; written to data_dir/setup-token."""
+        if self.setup_file.exists():
+            return self.setup_file.read_text().strip()
+        token = new_secret()
+        fd = os.open(self.setup_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(token + "\n")
+        return token
+
+    def setup_done(self) -> None:
+        self.users_exist = True
+        self.setup_file.unlink(missing_ok=True)
+
+    def forget(self) -> None:
+        """Users, sessions or tokens changed: look them up again."""
+        self._cache.clear()
+
+    async def identity(self, request: web.Request) -> dict[str, Any] | None:
+        """{"user", "role", "csrf" (sessions only), "via"} of the request, or None."""
+        store = request.app[keys.STORE]
+        header = request.headers.get("Authorization", "")
+        if header.startswith("Bearer "):
+            parts = split_token(header[7:].strip())
+            if parts is None:
+                return None
+            cached = self._cached(f"t:{parts[0]}")
+            if cached is not False:
+                found = cached
+            else:
+                doc = await store.get_token(parts[0])
+                found = doc and {"user": doc["user"], "hash": doc["hash"]}
+                self._cache[f"t:{parts[0]}"] = (time.monotonic(), found)
+            if not found or not same(found["hash"], token_hash(parts[1])):
+                return None
+            return await self._with_role(store, found["user"], "token", None)
+        session_id = request.cookies.get(COOKIE)
+        if not session_id:
+            return None
+        cached = self._cached(f"s:{session_id}")
+        if cached is not False:
+            found = cached
+        else:
+            doc = await store.get_session(session_id)
+            found = doc and {"user": doc["user"], "csrf": doc["csrf"], "expires": doc["expires"]}
+            self._cache[f"s:{session_id}"] = (time.monotonic(), found)
+        if not found or found["expires"] < time.time():
+            return None
+        return await self._with_role(store, found["user"], "session", found["csrf"])
+
+    def _cached(self, key: str) -> Any:
+        entry = self._cache.get(key)
+        if entry is None or time.monotonic() - entry[0] > _CACHE_SECONDS:
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+            return False
+        return entry[1]
+
+    async def _with_role(self, store: Any, user: str, via: str, csrf: str | None) -> dict[str, Any] | None:
+        cached = self._cached(f"u:{user}")
+        if cached is False:
+            doc = await store.get_user(user)
+            cached = doc and {"role": doc["role"]}
+            self._cache[f"u:{user}"] = (time.monotonic(), cached)
+        if not cached:
+            return None
+        return {"user": user, "role": Role(cached["role"]), "csrf": csrf, "via": via}
+
+
+def _wants_html(request: web.Request) -> bool:
+    return not request.path.startswith(("/api/", "/parts/", "/ws")) and request.method in SAFE
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    gate = request.app[keys.GATE]
+    if gate.users_exist is None:
+        gate.users_exist = await request.app[keys.STORE].count_users() > 0
+    request["identity"] = None
+    if not gate.users_exist:
+        if gate.loopback or is_public(request.path):
+            return await handler(request)  # setup: open on loopback; elsewhere only the setup page
+        if _wants_html(request):
+            raise web.HTTPSeeOther("/setup")
+        return web.json_response({"error": "this queen has no users yet: make the first admin (apiary user add, "
+                                           "or the /setup page)"}, status=401)
+    identity = await gate.identity(request)
+    request["identity"] = identity
+    role = identity["role"] if identity else None
+    if not may(role, request.method, request.path, gate.anonymous_read):
+        if identity is None:
+            if _wants_html(request):
+                raise web.HTTPSeeOther(f"/signin?next={request.path_qs}")
+            return web.json_response({"error": "sign in first: a session, or an API token as "
+                                               "'Authorization: Bearer apiary_…'"}, status=401)
+        return web.json_response({"error": f"a {role.value} may not do this" if role else "not allowed"},
+                                 status=403)
+    if identity and identity["via"] == "session" and request.method not in SAFE and not is_public(request.path):
+        if not same(request.headers.get("X-CSRF-Token", ""), identity["csrf"] or ""):
+            return web.json_response({"error": "missing or wrong X-CSRF-Token; reload the page"}, status=403)
+    return await handler(request)

@@ -1,0 +1,248 @@
+"""People sign in: the first admin, roles, sessions with CSRF, API tokens, anonymous reading."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import aiohttp
+import pytest
+from playwright.async_api import Browser, Page, expect
+from pymongo import MongoClient
+
+from queen.users import Role, may
+from tests.browser import base_url, browser, page, shot  # noqa: F401  (fixtures)
+from tests.cluster import Cluster
+
+
+@pytest.mark.parametrize(("role", "method", "path", "allowed"), [
+    (None, "GET", "/api/v1/jobs", False),
+    (None, "POST", "/api/v1/session", True),
+    (None, "POST", "/hooks/github/app", True),
+    (None, "GET", "/badge/app.svg", True),
+    (Role.MEMBER, "GET", "/api/v1/jobs", True),
+    (Role.MEMBER, "POST", "/api/v1/repos/app/jobs", True),
+    (Role.MEMBER, "POST", "/api/v1/jobs/01J/cancel", True),
+    (Role.MEMBER, "POST", "/api/v1/jobs/01J/rerun", True),
+    (Role.MEMBER, "PUT", "/api/v1/repos/app", False),
+    (Role.MEMBER, "PUT", "/api/v1/repos/app/secrets/TOKEN", False),
+    (Role.MEMBER, "POST", "/api/v1/prune", False),
+    (Role.MEMBER, "GET", "/api/v1/users", False),
+    (Role.MEMBER, "POST", "/api/v1/tokens", True),
+    (Role.ADMIN, "PUT", "/api/v1/repos/app/secrets/TOKEN", True),
+    (Role.ADMIN, "POST", "/api/v1/users", True),
+])
+def test_who_may_do_what(role: Role | None, method: str, path: str, allowed: bool) -> None:
+    assert may(role, method, path) is allowed
+
+
+def test_anonymous_reading_when_enabled_reads_and_never_writes() -> None:
+    assert may(None, "GET", "/api/v1/jobs", anonymous_read=True)
+    assert not may(None, "POST", "/api/v1/repos/app/jobs", anonymous_read=True)
+    assert not may(None, "GET", "/api/v1/users", anonymous_read=True)
+
+
+_open: list[Caller] = []
+
+
+@pytest.fixture(autouse=True)
+async def _close_callers() -> Any:
+    yield
+    while _open:
+        await _open.pop().close()
+
+
+class Caller:
+    """Requests as one person: a bearer token, or a session cookie and its CSRF token (closed after the test)."""
+
+    def __init__(self, queen: Cluster, token: str = "") -> None:
+        _open.append(self)
+        self.base = queen.api
+        self.token = token
+        self.csrf = ""
+        self.http = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+
+    async def call(self, method: str, path: str, body: Any = None, csrf: bool = True) -> tuple[int, Any]:
+        headers = {}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        if self.csrf and csrf:
+            headers["X-CSRF-Token"] = self.csrf
+        async with self.http.request(method, self.base + path, json=body, headers=headers) as resp:
+            return resp.status, await resp.json(content_type=None)
+
+    async def close(self) -> None:
+        if not self.http.closed:
+            await self.http.close()
+
+
+async def first_admin(queen: Cluster) -> Caller:
+    token = (queen.tmp / "queen" / "setup-token").read_text().strip()
+    admin = Caller(queen)
+    status, body = await admin.call("POST", "/setup", {"token": token, "username": "ada", "password": "correct horse"})
+    assert status == 200, body
+    admin.csrf = body["csrf"]
+    return admin
+
+
+async def test_first_admin_then_nothing_without_signing_in(queen: Cluster) -> None:
+    # Before any user: a loopback queen is open, and says how to make the first admin.
+    assert (await queen.request("GET", "/jobs"))[0] == 200
+    assert "apiary user add" in queen.queen.logs() if queen.queen else False
+    wrong = Caller(queen)
+    status, body = await wrong.call("POST", "/setup", {"token": "guess", "username": "eve", "password": "12345678"})
+    assert (status, body["field"]) == (400, "token")
+    admin = await first_admin(queen)
+    try:
+        assert not (queen.tmp / "queen" / "setup-token").exists()  # used up
+        status, _ = await queen.request("GET", "/jobs")
+        assert status == 401
+        status, body = await Caller(queen, token="apiary_nope_nope").call("GET", "/jobs")
+        assert status == 401 and "sign in" in body["error"]
+        assert (await admin.call("GET", "/me"))[1] == {"user": "ada", "role": "admin", "via": "session"}
+        status, _ = await admin.call("POST", "/setup", {"token": "x", "username": "eve", "password": "12345678"})
+        assert status == 409
+    finally:
+        await admin.close()
+
+
+async def test_roles_tokens_and_csrf(queen: Cluster) -> None:
+    await queen.add_drone("d1")
+    admin = await first_admin(queen)
+    try:
+        # A session cookie alone does not change anything: the CSRF token must come too.
+        status, body = await admin.call("POST", "/repos", {"name": "app", "pipeline": "stages: [{name: s, steps: [\"true\"]}]"},
+                                        csrf=False)
+        assert status == 403 and "X-CSRF-Token" in body["error"]
+        assert (await admin.call("POST", "/repos", {"name": "app", "pipeline": "stages: [{name: s, steps: [\"true\"]}]"}))[0] == 201
+        status, body = await admin.call("POST", "/users", {"username": "bob", "password": "short"})
+        assert (status, body["field"]) == (400, "password")
+        assert (await admin.call("POST", "/users", {"username": "bob", "password": "bob's long pw",
+                                                     "role": "member"}))[0] == 201
+
+        bob = Caller(queen)
+        status, body = await bob.call("POST", "/session", {"username": "bob", "password": "wrong one"})
+        assert status == 401
+        status, body = await bob.call("POST", "/session", {"username": "bob", "password": "bob's long pw"})
+        assert status == 200 and body["role"] == "member"
+        bob.csrf = body["csrf"]
+        status, made = await bob.call("POST", "/tokens", {"name": "laptop"})
+        assert status == 201 and made["token"].startswith("apiary_")
+        await bob.close()
+
+        # The token works without cookies or CSRF (the CLI's way), as a member.
+        cli = Caller(queen, token=made["token"])
+        try:
+            job = await cli.call("POST", "/repos/app/jobs", {})
+            assert job[0] == 201
+            assert (await queen.wait_for(lambda: cli.call("GET", f"/jobs/{job[1]['id']}"),
+                                         lambda r: r[1]["status"] == "passed", "the job"))[0] == 200
+            assert (await cli.call("PUT", "/repos/app/secrets/TOKEN", {"value": "x"}))[0] == 403
+            assert (await cli.call("GET", "/users"))[0] == 403
+            assert (await cli.call("DELETE", f"/tokens/{made['id']}"))[0] == 200
+            assert (await cli.call("GET", "/jobs"))[0] == 401  # revoked at once
+        finally:
+            await cli.close()
+    finally:
+        await admin.close()
+
+    # Passwords are stored as argon2id hashes, tokens as SHA-256 of their secret part.
+    assert queen.queen is not None
+    port = re.search(r"on port (\d+)", queen.queen.logs())
+    assert port
+    with MongoClient(f"mongodb://127.0.0.1:{port[1]}/?directConnection=true") as raw:
+        assert raw.apiary.users.find_one({"_id": "bob"})["password"].startswith("$argon2id$")
+
+
+async def test_anonymous_reading_is_off_unless_enabled(cluster: Cluster) -> None:
+    await cluster.start_queen(env={"APIARY_QUEEN_ANONYMOUS_READ": "true"})
+    admin = await first_admin(cluster)
+    try:
+        assert (await admin.call("POST", "/repos", {"name": "app", "pipeline": "stages: [{name: s, steps: [\"true\"]}]"}))[0] == 201
+    finally:
+        await admin.close()
+    assert (await cluster.request("GET", "/jobs"))[0] == 200
+    assert (await cluster.request("GET", "/repos/app"))[0] == 200
+    assert (await cluster.request("POST", "/repos/app/jobs", {}))[0] == 401
+
+
+async def test_sign_in_on_the_page_then_the_trigger_button_works_and_sign_out(queen: Cluster, page: Page) -> None:
+    await queen.add_drone("d1")
+    admin = await first_admin(queen)
+    await admin.call("POST", "/repos", {"name": "app", "pipeline": "stages: [{name: s, steps: [\"echo hi\"]}]"})
+    await admin.call("POST", "/users", {"username": "bob", "password": "bob's long pw", "role": "member"})
+
+    await page.goto("/repos/app")
+    await page.wait_for_url(re.compile(r"/signin\?next=/repos/app$"))
+    await page.get_by_label("Username").fill("bob")
+    await page.get_by_label("Password").fill("not it at all")
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.locator("#err-password")).to_contain_text("wrong username or password")
+    await page.get_by_label("Password").fill("bob's long pw")
+    await page.get_by_role("button", name="Sign in").click()
+    await page.wait_for_url("**/repos/app")
+    await expect(page.locator(".who")).to_contain_text("bob (member)")
+    await shot(page, "signed-in")
+
+    # The page's script sends the session's CSRF token: the button works.
+    await page.get_by_role("button", name="Trigger a job").click()
+    await page.wait_for_url(re.compile(r"/jobs/\w+$"))
+    await expect(page.locator("#job-status")).to_have_text("passed", timeout=20_000)
+
+    await page.get_by_role("button", name="Sign out").click()
+    await page.wait_for_url("**/signin")
+    await page.goto("/")
+    await page.wait_for_url("**/signin?next=/")
+
+
+async def test_a_queen_on_a_public_address_without_users_answers_only_its_setup(cluster: Cluster,
+                                                                              browser: Browser) -> None:
+    await cluster.start_queen(env={"APIARY_QUEEN_HTTP_HOST": "0.0.0.0"})
+    status, body = await cluster.request("GET", "/jobs")
+    assert status == 401 and "apiary user add" in body["error"]
+    context = await browser.new_context(base_url=base_url(cluster))
+    page = await context.new_page()
+    await page.goto("/")
+    await page.wait_for_url("**/setup")
+    token = (cluster.tmp / "queen" / "setup-token").read_text().strip()
+    await page.get_by_label("Setup token").fill(token)
+    await page.get_by_label("Username").fill("ada")
+    await page.get_by_label("Password").fill("correct horse")
+    await page.get_by_role("button", name="Make the admin and sign in").click()
+    await page.wait_for_url(re.compile(r"/$"))
+    await expect(page.locator(".who")).to_contain_text("ada (admin)")
+    await context.close()
+
+
+async def test_the_first_admin_and_a_cli_token_from_the_command_line(queen: Cluster) -> None:
+    import asyncio
+    import os
+    import sys
+
+    base = queen.api.rsplit("/api", 1)[0]
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("APIARY_")},
+           "APIARY_QUEEN_DATA_DIR": str(queen.tmp / "queen"), "APIARY_CLIENT_URL": base}
+
+    async def apiary(*args: str, stdin: str = "", extra: dict[str, str] | None = None) -> tuple[int, str, str]:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "queen.cli", *args, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE, env={**env, **(extra or {})})
+        out, err = await asyncio.wait_for(proc.communicate(stdin.encode()), 30)
+        return proc.returncode or 0, out.decode(), err.decode()
+
+    code, out, err = await apiary("user", "add", "ada", stdin="correct horse\n")
+    assert code == 0, err
+    assert "ada is this queen's first admin" in out
+    code, _, err = await apiary("ls")
+    assert code != 0 and "sign in first" in err
+    code, out, err = await apiary("token", "create", "--user", "ada", stdin="correct horse\n")
+    assert code == 0, err
+    token = out.strip()
+    assert token.startswith("apiary_")
+    code, out, err = await apiary("user", "add", "bob", "--role", "member", stdin="bob's long pw\n",
+                                  extra={"APIARY_CLIENT_TOKEN": token})
+    assert code == 0, err
+    code, out, err = await apiary("ls", extra={"APIARY_CLIENT_TOKEN": token})
+    assert code == 0, err
+    code, _, err = await apiary("token", "create", "--user", "ada", stdin="wrong password\n")
+    assert code != 0 and "wrong username or password" in err and "Traceback" not in err
