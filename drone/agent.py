@@ -28,6 +28,7 @@ from queen.protocol import PROTOCOL_VERSION, Msg
 from . import artifacts
 from .connection import Connection
 from .executor import JobRun
+from .limits import JobLimits
 from .plugins import PluginManager
 from .workspace import Workspaces
 
@@ -183,7 +184,7 @@ class Agent:
             private = self.workspaces.create_private(job_id) if (job.get("repo") or {}).get("url") else None
             run = JobRun(job, workspace, emit, self.base_env, flush_after=self.config.output_flush_ms / 1000,
                          chunk_bytes=self.config.output_chunk_bytes, private_dir=private, collect=collect,
-                         plugins=self.plugins)
+                         plugins=self.plugins, limits=JobLimits.of(self.config))
             # A cancel reaches the JobRun, which kills the step and reports the
             # job as cancelled before returning.
             status = await run.run()

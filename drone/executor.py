@@ -15,12 +15,13 @@ Order of a job:
 5. job ``on_success`` / ``on_failure`` hooks; artifacts are collected;
 6. phase ``cleanup``, always: after a failure, a timeout or a cancel too.
 
-Hooks' and cleanup's exit codes never change the result. The job timeout and
-the output timeout (no output for that long) kill every running command and
-fail the job; the finish (5, 6) then has CLEANUP_GRACE seconds. Cancelling
-`run()` kills every running command's process group, skips 5, runs cleanup and
-ends the job ``cancelled``; a second cancel stops the cleanup too. The executor
-reports through ``emit(type, fields)`` only; it knows nothing of sockets or seqs.
+Hooks' and cleanup's exit codes never change the result. The job timeout,
+the output timeout (no output for that long) and a workspace over its cap
+(limits.py) kill every running command and fail the job; the finish (5, 6)
+then has CLEANUP_GRACE seconds. Cancelling `run()` kills every running
+command's process group, skips 5, runs cleanup and ends the job
+``cancelled``; a second cancel stops the cleanup too. The executor reports
+through ``emit(type, fields)`` only; it knows nothing of sockets or seqs.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from queen.pipeline import blocked_stages, next_stages, runnable_stages
 from queen.protocol import JobStatus, JobType, Msg
 
 from .checkout import checkout_plan
+from .limits import JobLimits, LogCap, WorkspaceGuard
 from .masking import Masker
 from .plugins import PluginError, PluginManager, plugin_contribution
 from .step import EmitFn, StepRunner
@@ -56,7 +58,8 @@ class JobRun:
 
     def __init__(self, job: dict[str, Any], workspace: Path, emit: EmitFn, base_env: Mapping[str, str], *,
                  flush_after: float, chunk_bytes: int, private_dir: Path | None,
-                 collect: CollectFn | None = None, plugins: PluginManager | None = None) -> None:
+                 collect: CollectFn | None = None, plugins: PluginManager | None = None,
+                 limits: JobLimits | None = None) -> None:
         self.job = job
         self.pipeline = job["pipeline"]
         self.workspace = workspace
@@ -71,7 +74,10 @@ class JobRun:
         # (the token's Basic header, a password in the URL).
         self.masker = Masker([*secrets.values(), *(v for k, v in auth.items() if k in ("token", "key")),
                               *secrets_of(repo.get("url") or "", auth or None)])
-        self.steps = StepRunner(workspace, emit, self.masker, flush_after, chunk_bytes)
+        limits = limits or JobLimits()
+        self.steps = StepRunner(workspace, emit, self.masker, flush_after, chunk_bytes,
+                                log_cap=LogCap(limits.log_max_bytes))
+        self.disk = WorkspaceGuard(workspace, limits.workspace_max_bytes, limits.check_every)
         # A retried job's commands are numbered after its earlier attempts' ones.
         self.steps.num = int(job.get("first_cmd") or 1) - 1
         self._abort: str | None = None
@@ -134,6 +140,7 @@ class JobRun:
                     status, error = stopped
         finally:
             watchdog.cancel()
+            self.disk.close()
         done: dict[str, Any] = {"timestamp": time.time(), "result": status.value,
                                 "usage": self.steps.job_usage.to_dict()}
         if error:
@@ -369,7 +376,7 @@ class JobRun:
     async def _watchdog(self, job_task: asyncio.Task[Any] | None) -> None:
         quiet = self.pipeline.get("output_timeout")
         timeout = self.pipeline.get("timeout")
-        if job_task is None or (not self._deadline and not quiet):
+        if job_task is None or (not self._deadline and not quiet and not self.disk.limit):
             return
         while True:
             await asyncio.sleep(0.1)
@@ -383,6 +390,8 @@ class JobRun:
             elif quiet and now - self.steps.last_output > quiet:
                 self._abort = f"no output for {_human(quiet)}"
                 self.steps.last_output = now  # the finish gets a fresh allowance
+            else:
+                self._abort = self.disk.over()  # said once: the finish may clean the workspace up
             if self._abort:
                 job_task.cancel()
 

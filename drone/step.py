@@ -4,7 +4,9 @@ A command runs as ``/bin/sh -c COMMAND`` in the job's workspace, in a session
 (and process group) of its own, so cancelling or timing out kills its whole tree
 at once — grandchildren and background processes included — and the resource
 sampler can find every process of it. Output is read in large chunks, masked,
-coalesced and emitted as ``job:cmd:stdout`` / ``job:cmd:stderr``.
+coalesced and emitted as ``job:cmd:stdout`` / ``job:cmd:stderr`` — until the
+job's LogCap is reached: then one ``job:stderr`` marker says so, the rest of
+every command's output is read and dropped, and the commands run on.
 
 `StepRunner.run` returns the exit code; it raises CancelledError after killing
 the process group when the job is cancelled or times out.
@@ -24,6 +26,7 @@ from typing import Any
 
 from queen.protocol import Msg
 
+from .limits import LogCap
 from .masking import Masker
 from .output import OutputBuffer
 from .resources import TreeSampler, Usage
@@ -39,13 +42,14 @@ class StepRunner:
     """Runs a job's commands, numbering them 1, 2, 3… in the order they start."""
 
     def __init__(self, workspace: Path, emit: EmitFn, masker: Masker, flush_after: float, chunk_bytes: int,
-                 sample_interval: float = 0.25) -> None:
+                 sample_interval: float = 0.25, log_cap: LogCap | None = None) -> None:
         self.workspace = workspace
         self.emit = emit
         self.masker = masker
         self.flush_after = flush_after
         self.chunk_bytes = chunk_bytes
         self.sample_interval = sample_interval
+        self.log_cap = log_cap or LogCap(0)
         self.num = 0
         self.usage = Usage(0, 0.0)
         self.last_output = time.monotonic()
@@ -71,10 +75,21 @@ class StepRunner:
 
         def emit_output(stream: str, text: str) -> None:
             self.last_output = time.monotonic()
-            kind = Msg.JOB_CMD_STDOUT if stream == "stdout" else Msg.JOB_CMD_STDERR
-            self.emit(kind, {"num": num, "text": text})
+            text, cut = self.log_cap.take(text)
+            if text:
+                kind = Msg.JOB_CMD_STDOUT if stream == "stdout" else Msg.JOB_CMD_STDERR
+                self.emit(kind, {"num": num, "text": text})
+            if cut:
+                self.emit(Msg.JOB_STDERR, {"text": self.log_cap.marker})
 
         buffer = OutputBuffer(emit_output, self.flush_after, self.chunk_bytes, self.masker)
+
+        def feed(stream: str, data: bytes) -> None:
+            if self.log_cap.reached:  # dropped unread by the buffer; still a sign of life
+                self.last_output = time.monotonic()
+            else:
+                buffer.feed(stream, data)
+
         usage = Usage(0, 0.0)
         code = KILLED  # unless the command gets to end by itself
         try:
@@ -90,7 +105,7 @@ class StepRunner:
             # No sample at the start: a /proc scan costs about a millisecond, and the
             # exit status below brings the CPU of a command that ends at once.
             sampler.start(immediate=False)
-            pipes = asyncio.ensure_future(child.read_output(buffer))
+            pipes = asyncio.ensure_future(child.read_output(feed))
             cpu: float | None = None
             try:
                 # The command ends when its shell does, even if something it left
@@ -171,8 +186,8 @@ class _Child:
         self.returncode = self.proc.returncode = os.waitstatus_to_exitcode(status)
         return self.returncode, rusage.ru_utime + rusage.ru_stime
 
-    async def read_output(self, buffer: OutputBuffer) -> None:
-        """Feed both pipes into `buffer` until they close."""
+    async def read_output(self, feed: Callable[[str, bytes], None]) -> None:
+        """Give what both pipes say to `feed(stream, data)` until they close."""
         assert self.proc.stdout is not None and self.proc.stderr is not None
         loop = asyncio.get_running_loop()
         closed = loop.create_future()
@@ -186,7 +201,7 @@ class _Child:
             except OSError:
                 data = b""
             if data:
-                buffer.feed(open_fds[fd], data)
+                feed(open_fds[fd], data)
                 return
             loop.remove_reader(fd)
             del open_fds[fd]

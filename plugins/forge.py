@@ -14,6 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 
 from plugins.api import ConfigProblem
 from queen.plugins import PluginContext, TriggerRefused
@@ -65,10 +66,13 @@ async def receive(request: web.Request, ctx: PluginContext, schema: dict[str, An
     if (request.content_length or 0) > MAX_PAYLOAD:
         raise too_big
     body = bytearray()
-    async for chunk in request.content.iter_chunked(65536):
-        body += chunk
-        if len(body) > MAX_PAYLOAD:
-            raise too_big
+    try:
+        async for chunk in request.content.iter_chunked(65536):
+            body += chunk
+            if len(body) > MAX_PAYLOAD:
+                raise too_big
+    except RequestPayloadError:  # a bad Content-Encoding, or cut short
+        raise Answer(web.Response(status=400, text="bad payload: cannot be read\n")) from None
     secret, given = await ctx.secret(name, config["secret"]), request.headers.get(header)
     if not secret:
         reason = f"repository {name} has no secret {config['secret']}; set it to the webhook's secret"
@@ -85,7 +89,8 @@ async def receive(request: web.Request, ctx: PluginContext, schema: dict[str, An
         if request.content_type == "application/x-www-form-urlencoded":
             body = bytearray(parse_qs(body.decode())["payload"][0].encode())
         payload = json.loads(body)
-    except (ValueError, KeyError) as exc:
+        json.dumps(payload, ensure_ascii=False).encode()  # "\\ud800" parses, but no document can hold it
+    except (ValueError, KeyError, RecursionError) as exc:
         raise Answer(web.Response(status=400, text=f"bad payload: not JSON ({exc})\n")) from None
     if not isinstance(payload, dict):
         raise Answer(web.Response(status=400, text="bad payload: not a JSON object\n"))

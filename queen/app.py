@@ -23,7 +23,7 @@ import jinja2
 from aiohttp import web
 from pymongo.errors import PyMongoError
 
-from . import __version__, keys
+from . import __version__, keys, openapi
 from .accounts import routes as account_routes
 from .api import routes as api_routes
 from .auth import Gate, auth_middleware
@@ -129,6 +129,7 @@ def init_app(config: QueenConfig) -> web.Application:
     app.cleanup_ctx.append(plugins_ctx)
     app.router.add_post("/hooks/{plugin}/{repo}", webhook)
     app.add_routes(api_routes)
+    app.router.add_get(openapi.PATH, openapi.serve)
     app.router.add_get("/ws", websocket)
     web_dir = _web_dir()
     aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(web_dir / "templates"), filters=FILTERS,

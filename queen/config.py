@@ -86,6 +86,8 @@ class DroneConfig:
     output_chunk_bytes: int = 65536
     artifact_max_bytes: int = 256 * 1024 * 1024
     keep_workspaces: int = 0
+    log_max_bytes: int = 100 * 2**20
+    workspace_max_bytes: int = 20 * 2**30
     outbox_memory_bytes: int = 64 * 2**20
     install_plugins: bool = True
     pip_args: str = ""
@@ -114,6 +116,9 @@ class DroneConfig:
         _positive("output_flush_ms", self.output_flush_ms)
         if self.keep_workspaces < 0:
             raise _fault("keep_workspaces", f"must be 0 or more, got {self.keep_workspaces}")
+        for key in ("log_max_bytes", "workspace_max_bytes"):
+            if getattr(self, key) < 0:
+                raise _fault(key, f"must be 0 (no cap) or more, got {getattr(self, key)}")
         if self.artifact_max_bytes < 0:
             raise _fault("artifact_max_bytes", f"must be 0 or more, got {self.artifact_max_bytes}")
         if self.output_chunk_bytes < 1024:

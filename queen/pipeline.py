@@ -18,6 +18,7 @@ import yaml
 from yaml.constructor import SafeConstructor
 
 from .errors import BadRequest
+from .validate import unstorable
 
 _STAGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._\-]{0,63}$")
 _VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -345,8 +346,10 @@ def _plugins(value: Any) -> list[dict[str, Any]]:
             raise _Invalid(f"{at}.pip", "must be a pip requirement such as 'apiary-hello==1.0' or 'git+https://…'")
         if any(p["name"] == name for p in out):
             raise _Invalid(f"{at}.name", f"plugin {name!r} is named twice")
-        out.append({"name": name, "pip": pip.strip() if pip else None, "config": _mapping(item.get("config"),
-                                                                                        f"{at}.config")})
+        config = _mapping(item.get("config"), f"{at}.config")
+        if (fault := unstorable(config)) is not None:  # YAML can say what no job document holds (dates…)
+            raise _Invalid(f"{at}.config{fault[0]}", fault[1])
+        out.append({"name": name, "pip": pip.strip() if pip else None, "config": config})
     return out
 
 

@@ -40,7 +40,7 @@ from .errors import BadRequest, RequestError
 from .hub import Hub
 from .jobs import create_job
 from .protocol import FINAL_STATES, JobStatus, JobType
-from .validate import ENV_NAME
+from .validate import ENV_NAME, unstorable
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +80,8 @@ class Plugins:
                 value = yaml.safe_load(value) if value.strip() else []
             except yaml.YAMLError as exc:
                 raise BadRequest(f"{where}: not valid YAML: {exc}", field=where) from None
+            if (fault := unstorable(value)) is not None:  # dates, 2**64, aliases that never end…
+                raise BadRequest(f"{where}{fault[0]}: {fault[1]}", field=where + fault[0])
         if value is None:
             return []
         if not isinstance(value, list):

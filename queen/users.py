@@ -36,9 +36,10 @@ class Role(str, enum.Enum):
     MEMBER = "member"
 
 
-# Paths anyone may use: signing in, the first admin's setup, static files,
-# badges (for READMEs) and plugins' webhooks (they check the forge's signature).
-PUBLIC = ("/signin", "/setup", "/api/v1/session", "/api/v1/setup", "/static/", "/badge/", "/hooks/")
+# Paths anyone may use: signing in, the first admin's setup, the API's description,
+# static files, badges (for READMEs) and plugins' webhooks (they check the forge's signature).
+PUBLIC = ("/signin", "/setup", "/api/v1/session", "/api/v1/setup", "/api/v1/openapi.json", "/static/", "/badge/",
+          "/hooks/")
 # Unsafe requests a member may make: the job actions.
 MEMBER_ACTIONS = re.compile(r"^/api/v1/(repos/[^/]+/jobs|jobs/[^/]+/(cancel|rerun))$")
 # What every signed-in user may do to their own account.

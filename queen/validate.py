@@ -7,26 +7,109 @@ fix; nothing is changed by a request that fails here.
 from __future__ import annotations
 
 import json
+import math
 import re
-from typing import Any
-
-from aiohttp import web
+from typing import TYPE_CHECKING, Any
 
 from .errors import BadRequest
 
+if TYPE_CHECKING:
+    from aiohttp import web
+
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+# Deepest nesting a body may have (a pipeline as JSON needs about six levels).
+MAX_DEPTH = 32
+MAX_VALUES = 100_000
+_INT64 = 2**63
 
 
 async def read_json(request: web.Request) -> dict[str, Any]:
+    """The body as a JSON object holding only what the store can keep, or BadRequest naming the field.
+
+    JSON is UTF-8 (RFC 8259), whatever charset the Content-Type names.
+    """
+    from aiohttp.web_protocol import RequestPayloadError  # here: drones import this module without aiohttp
+
     try:
-        body = await request.json(loads=json.loads)
+        raw = await request.read()
+    except RequestPayloadError:
+        raise BadRequest("body: cannot be read (a bad Content-Encoding, or cut short)", field="body") from None
+    try:
+        body = json.loads(raw.decode(), parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
-        raise BadRequest(f"body: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})", field="body") from None
+        raise BadRequest(f"body: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})",
+                         field="body") from None
     except UnicodeDecodeError:
         raise BadRequest("body: not UTF-8 text", field="body") from None
+    except RecursionError:
+        raise BadRequest(f"body: nested more than {MAX_DEPTH} levels deep", field="body") from None
+    except ValueError as exc:  # an integer of more than 4300 digits
+        raise BadRequest(f"body: not valid JSON ({exc})", field="body") from None
     if not isinstance(body, dict):
         raise BadRequest("body: must be a JSON object", field="body")
+    _storable(body)
     return body
+
+
+def _no_constant(name: str) -> Any:
+    raise BadRequest(f"body: not valid JSON ({name} is not a JSON number)", field="body")
+
+
+def _storable(body: dict[str, Any]) -> None:
+    fault = unstorable(body)
+    if fault is not None:
+        field = fault[0].lstrip(".") or "body"
+        raise BadRequest(f"{field}: {fault[1]}", field=field)
+
+
+def unstorable(value: Any) -> tuple[str, str] | None:
+    """Where in `value` and why it cannot be kept in a stored document, or None.
+
+    Stored data is what JSON carries and BSON holds: text without unpaired
+    surrogates (``"\\ud800"``), 64-bit integers, finite numbers, true/false,
+    null, lists, and mappings whose keys are text without NUL; at most
+    MAX_DEPTH deep and MAX_VALUES values (YAML aliases can make a small text a
+    huge or endless tree). YAML can say more (dates, binary, numeric keys);
+    so can JSON (huge integers, 1e400). The path is relative: ``.key``, ``[i]``.
+    """
+    todo: list[tuple[Any, str, int]] = [(value, "", 0)]
+    count = 0
+    while todo:
+        value, path, depth = todo.pop()
+        count += 1
+        if count > MAX_VALUES:
+            return "", f"holds more than {MAX_VALUES} values"
+        if isinstance(value, str):
+            if not _encodes(value):
+                return path, "holds an unpaired surrogate (\\ud800-\\udfff), not text"
+        elif value is None or isinstance(value, bool):
+            continue
+        elif isinstance(value, int):
+            if not -_INT64 <= value < _INT64:
+                return path, "a whole number that does not fit in 64 bits"
+        elif isinstance(value, float):
+            if not math.isfinite(value):
+                return path, "a number too large to keep"
+        elif not isinstance(value, (dict, list)):
+            return path, f"must be text, a number, true/false, a list or a mapping, not {type(value).__name__}"
+        elif depth >= MAX_DEPTH:
+            return path, f"nested more than {MAX_DEPTH} levels deep"
+        elif isinstance(value, list):
+            todo.extend((item, f"{path}[{i}]", depth + 1) for i, item in reversed(list(enumerate(value))))
+        else:
+            for key in value:
+                if not isinstance(key, str) or not _encodes(key) or "\x00" in key:
+                    return path, f"the key {key!r} is not a name (text without NUL)"
+            todo.extend((item, f"{path}.{key}", depth + 1) for key, item in reversed(list(value.items())))
+    return None
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def get_str(body: dict[str, Any], name: str, default: str | None = None, *, required: bool = False,

@@ -88,9 +88,9 @@ class _Connection:
         topic = cmd.get("topic")
         if topic == "job":
             job_id, after = cmd.get("job"), cmd.get("after", 0)
-            if not isinstance(job_id, str) or not job_id:
+            if not isinstance(job_id, str) or not job_id or len(job_id) > 64 or not job_id.isascii():
                 return self.error("job: a job id is required")
-            if not isinstance(after, int) or isinstance(after, bool) or after < 0:
+            if not isinstance(after, int) or isinstance(after, bool) or not 0 <= after < 2**62:
                 return self.error("after: must be a sequence number, 0 or more")
             name = f"job:{job_id}"
             if cmd["op"] == "unsubscribe":

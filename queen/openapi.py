@@ -1,0 +1,348 @@
+"""The REST API's OpenAPI 3.1 description, served at ``GET /api/v1/openapi.json``.
+
+Written by hand beside the handlers in api.py: every route under /api/v1 with
+its parameters, request body and responses, errors included (``{"error",
+"field"}``, see errors.py). Request schemas say what validate.py and repos.py
+accept; response schemas name the fields clients rely on and allow more.
+tests/test_openapi.py checks that the paths here are exactly the app's
+/api/v1 routes, and runs schemathesis against a real queen with it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from . import __version__
+from .protocol import JobStatus, JobType
+from .repos import REPO_NAME, SOURCES
+
+PATH = "/api/v1/openapi.json"
+# Patterns as JSON Schema reads them (ECMA: no (?P...), same classes as ours).
+_ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
+_JSON = "application/json"
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {_JSON: {"schema": schema}}}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"$ref": f"#/components/responses/{description}"}
+
+
+def _body(schema: dict[str, Any], required: bool = True) -> dict[str, Any]:
+    return {"required": required, "content": {_JSON: {"schema": schema}}}
+
+
+def _param(name: str, where: str = "path", **schema: Any) -> dict[str, Any]:
+    return {"$ref": f"#/components/parameters/{name}"} if not schema else {
+        "name": name, "in": where, "required": where == "path", "schema": schema}
+
+
+def _object(properties: dict[str, Any], required: tuple[str, ...] = (), closed: bool = False) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "object", "properties": properties}
+    if required:
+        schema["required"] = list(required)
+    if closed:
+        schema["additionalProperties"] = False
+    return schema
+
+
+_STRING = {"type": "string"}
+_NUMBER = {"type": "number"}
+_STRINGS = {"type": "array", "items": _STRING}
+_USERNAME = {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,63}$"}
+_PASSWORD = {"type": "string", "minLength": 8}
+_STEPS = {"type": ["array", "null"], "items": {"oneOf": [_STRING, {"type": "object"}]}}
+
+SCHEMAS: dict[str, Any] = {
+    "Error": _object({"error": _STRING, "field": _STRING}, ("error",)),
+    "Pipeline": {
+        "description": "A pipeline as JSON (the same keys as .apiary.yml; see the README's Pipelines).",
+        **_object({
+            "stages": {"type": "array", "minItems": 1, "items": {"type": "object"}},
+            "env": {"type": "object"}, "parameters": {"type": "object"},
+            "timeout": {"type": ["number", "string"]}, "output_timeout": {"type": ["number", "string"]},
+            "parallel": {"type": "integer", "minimum": 1, "maximum": 64},
+            "artifacts": _STRINGS, "plugins": {"type": "array"},
+            "on_start": _STEPS, "on_success": _STEPS, "on_failure": _STEPS,
+            "environment": _STEPS, "prepare": _STEPS, "cleanup": _STEPS,
+            "hooks": {"type": "object"}, "phases": {"type": "object"},
+        }, ("stages",), closed=True)},
+    "RepoSettings": _object({
+        "name": {"type": "string", "pattern": REPO_NAME.pattern,
+                 "description": "required by POST /repos; for PUT, the name in the path"},
+        "url": {"type": "string", "description": "git URL, without credentials"},
+        "provider": _STRING,
+        "default_branch": _STRING,
+        "pipeline_source": {"enum": list(SOURCES)},
+        "pipeline_file": _STRING,
+        "pipeline": {"oneOf": [{"type": "string", "description": "YAML text"}, _ref("Pipeline")]},
+        "auth": {"oneOf": [{"type": "null"}, _object({
+            "type": {"enum": ["https", "ssh"]},
+            "secret": {"type": "string", "pattern": _ENV_NAME},
+            "username": _STRING}, ("type", "secret"), closed=True)]},
+        "retention": {"oneOf": [{"type": "null"}, _object({
+            "keep_jobs": {"type": "integer", "minimum": 1},
+            "keep_days": {"type": "number", "minimum": 0.001}}, closed=True)]},
+        "plugins": {"oneOf": [{"type": "null"}, {"type": "string", "description": "YAML text"}, {
+            "type": "array", "items": {"oneOf": [_STRING, _object(
+                {"name": _STRING, "config": {"type": ["object", "null"]}}, ("name",), closed=True)]}}]},
+        "branches": {"oneOf": [{"type": "null"}, _object({
+            "include": {"oneOf": [_STRING, _STRINGS]},
+            "exclude": {"oneOf": [_STRING, _STRINGS]}}, closed=True)]},
+    }, closed=True),
+    "Repo": _object({
+        "name": _STRING, "url": _STRING, "provider": _STRING, "default_branch": _STRING,
+        "pipeline_source": {"enum": list(SOURCES)}, "pipeline_file": _STRING,
+        "pipeline": {"type": ["string", "object", "null"]},
+        "auth": {"type": ["object", "null"]}, "retention": {"type": "object"},
+        "plugins": {"type": "array", "items": _object({"name": _STRING, "config": {"type": "object"}})},
+        "branches": {"type": "object"}, "created": _NUMBER, "updated": _NUMBER,
+    }, ("name", "url", "pipeline_source")),
+    "Trigger": _object({
+        "source": {"oneOf": [{"enum": ["UI", "API", "plugin"]},
+                             _object({"type": {"enum": ["UI", "API", "plugin"]}}, ("type",))]},
+        "type": _STRING,
+        "author": {"oneOf": [_STRING, {"type": "object", "additionalProperties": _STRING}]},
+        "message": _STRING,
+        "url": _STRING,
+    }, closed=True),
+    "TriggerJob": _object({
+        "branch": _STRING, "commit": _STRING,
+        "fetch": {"type": "string", "description": "a refspec such as refs/pull/7/merge"},
+        "type": {"enum": [t.value for t in JobType]},
+        "parameters": {"type": "object", "propertyNames": {"pattern": _ENV_NAME},
+                       "additionalProperties": {"type": ["string", "number", "boolean"]}},
+        "trigger": _ref("Trigger"),
+    }, closed=True),
+    "Rerun": _object({"trigger": _ref("Trigger")}, closed=True),
+    "Session": _object({"user": _STRING, "role": {"enum": ["admin", "member"]},
+                        "csrf": {"type": "string", "description": "send it as X-CSRF-Token with unsafe requests"}},
+                       ("user", "role", "csrf")),
+    "Job": _object({
+        "id": _STRING, "number": {"type": "integer"}, "repo": _STRING,
+        "status": {"enum": [s.value for s in JobStatus]}, "type": {"enum": [t.value for t in JobType]},
+        "ref": {"type": "object"}, "parameters": {"type": "object", "additionalProperties": _STRING},
+        "trigger": {"type": "object"}, "drone": {"type": ["string", "null"]},
+        "created": _NUMBER, "started": _NUMBER, "finished": _NUMBER, "duration": _NUMBER,
+        "commands": {"type": "array", "items": {"type": "object"}},
+        "phases": {"type": "object"}, "usage": {"type": "object"}, "error": _STRING,
+    }, ("id", "repo", "status", "type", "ref", "commands")),
+    "Event": _object({"seq": {"type": "integer"}, "type": _STRING, "job": _STRING}, ("seq", "type")),
+    "Artifact": _object({"name": _STRING, "size": {"type": "integer"}, "parts": {"type": "integer"},
+                         "url": _STRING}, ("name", "size", "url")),
+    "Drone": _object({
+        "id": _STRING, "host": _STRING, "capacity": {"type": "integer"}, "running": {"type": "integer"},
+        "jobs": _STRINGS, "speed": _NUMBER, "plugins": _STRINGS, "installs_plugins": {"type": "boolean"},
+        "version": {"type": ["integer", "string"]}, "joined": _NUMBER, "last_heartbeat": _NUMBER,
+        "load": {"type": ["number", "null"]},
+    }, ("id", "capacity", "running")),
+}
+
+PARAMETERS: dict[str, Any] = {
+    "repo": {"name": "repo", "in": "path", "required": True, "description": "the repository's name",
+             "schema": {"type": "string", "pattern": REPO_NAME.pattern}},
+    "job": {"name": "job", "in": "path", "required": True, "description": "the job's id", "schema": _STRING},
+    "secret": {"name": "name", "in": "path", "required": True, "description": "the secret's name",
+               "schema": {"type": "string", "pattern": _ENV_NAME}},
+    "limit": {"name": "limit", "in": "query", "description": "at most this many jobs (default 50)",
+              "schema": {"type": "integer", "minimum": 1, "maximum": 500}},
+    "before": {"name": "before", "in": "query", "description": "only jobs older than this job id (paging)",
+               "schema": _STRING},
+}
+
+RESPONSES: dict[str, Any] = {
+    "BadRequest": _json(_ref("Error"), "bad input; `field` names it"),
+    "NotFound": _json(_ref("Error"), "no such repository, job, secret or artifact"),
+    "Conflict": _json(_ref("Error"), "the repository exists, or the job has ended"),
+    "TooLarge": _json(_ref("Error"), "a body over 1 MiB"),
+    "SignIn": _json(_ref("Error"), "sign in first (once the queen has users): a session or an API token"),
+    "Forbidden": _json(_ref("Error"), "this role may not do this, or a session's X-CSRF-Token is missing"),
+    "Unavailable": _json(_ref("Error"), "the store is away (restarting); try again shortly"),
+}
+
+_BAD, _MISSING, _CONFLICT = _error("BadRequest"), _error("NotFound"), _error("Conflict")
+_REPO, _JOB = _param("repo"), _param("job")
+_JOBS = _object({"jobs": {"type": "array", "items": _ref("Job")}}, ("jobs",))
+
+
+def _op(summary: str, responses: dict[str, Any], *, parameters: list[Any] | None = None,
+        body: dict[str, Any] | None = None, store: bool = True) -> dict[str, Any]:
+    """An operation; any may answer 401 and 403 (queen/auth.py), one that reads a body 413, one that uses
+    the store 503."""
+    responses = {**responses, "401": _error("SignIn"), "403": _error("Forbidden"),
+                 **({"413": _error("TooLarge")} if body else {}), **({"503": _error("Unavailable")} if store else {})}
+    op: dict[str, Any] = {"summary": summary, "responses": responses}
+    if parameters:
+        op["parameters"] = parameters
+    if body is not None:
+        op["requestBody"] = body
+    return op
+
+
+PATHS: dict[str, Any] = {
+    "/api/v1": {"get": _op("The API's version and entry points", {
+        "200": _json(_object({"apiary": _STRING, "links": _STRINGS}, ("apiary", "links")), "the index")},
+        store=False)},
+    PATH: {"get": _op("This description", {"200": _json({"type": "object"}, "OpenAPI 3.1")}, store=False)},
+    "/api/v1/repos": {
+        "get": _op("The repositories", {
+            "200": _json(_object({"repos": {"type": "array", "items": _ref("Repo")}}, ("repos",)), "all")}),
+        "post": _op("Register a repository (`name` required)", {
+            "201": _json(_ref("Repo"), "registered"), "400": _BAD, "409": _CONFLICT},
+            body=_body(_ref("RepoSettings"))),
+    },
+    "/api/v1/repos/{repo}": {
+        "get": _op("A repository's settings", {"200": _json(_ref("Repo"), "its settings"), "404": _MISSING},
+                   parameters=[_REPO]),
+        "put": _op("Create or replace a repository's settings", {
+            "200": _json(_ref("Repo"), "replaced"), "201": _json(_ref("Repo"), "created"),
+            "400": _BAD, "404": _MISSING}, parameters=[_REPO], body=_body(_ref("RepoSettings"))),
+    },
+    "/api/v1/repos/{repo}/secrets": {
+        "get": _op("The names of a repository's secrets (never their values)", {
+            "200": _json(_object({"secrets": {"type": "array", "items": _object(
+                {"name": _STRING, "updated": _NUMBER}, ("name",))}}, ("secrets",)), "names"), "404": _MISSING},
+            parameters=[_REPO]),
+    },
+    "/api/v1/repos/{repo}/secrets/{name}": {
+        "put": _op("Set a secret", {
+            "200": _json(_object({"name": _STRING, "set": {"const": True}}, ("name", "set")), "set"),
+            "400": _BAD, "404": _MISSING}, parameters=[_REPO, _param("secret")],
+            body=_body(_object({"value": _STRING}, ("value",), closed=True))),
+        "delete": _op("Delete a secret", {
+            "200": _json(_object({"name": _STRING, "deleted": {"const": True}}, ("name", "deleted")), "deleted"),
+            "400": _BAD, "404": _MISSING}, parameters=[_REPO, _param("secret")]),
+    },
+    "/api/v1/repos/{repo}/jobs": {
+        "get": _op("The repository's jobs, newest first", {"200": _json(_JOBS, "a page"), "400": _BAD,
+                                                           "404": _MISSING},
+                   parameters=[_REPO, _param("branch", "query", type="string"), _param("limit"), _param("before")]),
+        "post": _op("Trigger a job", {
+            "201": _json(_ref("Job"), "queued"), "400": _BAD, "404": _MISSING},
+            parameters=[_REPO], body=_body(_ref("TriggerJob"))),
+    },
+    "/api/v1/jobs": {
+        "get": _op("Jobs of every repository, newest first", {"200": _json(_JOBS, "a page"), "400": _BAD},
+                   parameters=[_param("limit"), _param("before")]),
+    },
+    "/api/v1/jobs/{job}": {
+        "get": _op("One job: status, ref, trigger, drone, timestamps, commands, phases, usage", {
+            "200": _json(_ref("Job"), "the job"), "404": _MISSING}, parameters=[_JOB]),
+    },
+    "/api/v1/jobs/{job}/events": {
+        "get": _op("The job's events after `after`, in order", {
+            "200": _json(_object({
+                "job": _STRING, "status": _STRING, "events": {"type": "array", "items": _ref("Event")},
+                "last": {"type": "integer"}, "more": {"type": "boolean"}}, ("job", "events", "last", "more")),
+                "a page"), "400": _BAD, "404": _MISSING},
+            parameters=[_JOB, _param("after", "query", type="integer", minimum=0, maximum=2**62),
+                        _param("limit", "query", type="integer", minimum=1, maximum=20_000)]),
+    },
+    "/api/v1/jobs/{job}/cancel": {
+        "post": _op("Cancel a job: at once if queued, else its drone kills its processes", {
+            "202": _json(_object({"id": _STRING, "status": _STRING}, ("id", "status")), "cancelling"),
+            "404": _MISSING, "409": _CONFLICT}, parameters=[_JOB]),
+    },
+    "/api/v1/jobs/{job}/rerun": {
+        "post": _op("A new job with the same ref, type and parameters", {
+            "201": _json(_ref("Job"), "queued"), "400": _BAD, "404": _MISSING},
+            parameters=[_JOB], body=_body(_ref("Rerun"), required=False)),
+    },
+    "/api/v1/jobs/{job}/artifacts": {
+        "get": _op("The job's artifacts", {
+            "200": _json(_object({"artifacts": {"type": "array", "items": _ref("Artifact")}}, ("artifacts",)),
+                         "the list"), "404": _MISSING}, parameters=[_JOB]),
+    },
+    "/api/v1/jobs/{job}/artifacts/{name}": {
+        "get": _op("Download an artifact", {
+            "200": {"description": "the file", "content": {"application/octet-stream": {
+                "schema": {"type": "string", "format": "binary"}}}}, "404": _MISSING},
+            parameters=[_JOB, _param("name", type="string", minLength=1)]),
+    },
+    # -- accounts (queen/accounts.py) --
+    "/api/v1/setup": {
+        "post": _op("The first admin, with the setup token from the queen's data_dir/setup-token", {
+            "200": _json(_ref("Session"), "signed in"), "400": _BAD, "409": _CONFLICT},
+            body=_body(_object({"token": _STRING, "username": _USERNAME, "password": _PASSWORD},
+                               ("token", "username", "password"), closed=True))),
+    },
+    "/api/v1/session": {
+        "post": _op("Sign in: a session cookie and its CSRF token", {
+            "200": _json(_ref("Session"), "signed in"), "400": _BAD},
+            body=_body(_object({"username": _STRING, "password": _STRING}, ("username", "password"),
+                               closed=True))),
+        "delete": _op("Sign out", {"200": _json(_object({"signed_out": {"const": True}}, ("signed_out",)),
+                                                "signed out")}),
+    },
+    "/api/v1/me": {
+        "get": _op("Who is asking", {"200": _json(_object({
+            "user": {"type": ["string", "null"]}, "role": {"enum": ["admin", "member"]}, "via": _STRING,
+            "setup": {"type": "boolean"}}, ("user",)), "the user, or null")}),
+    },
+    "/api/v1/users": {
+        "get": _op("The users (admins only)", {"200": _json(_object({"users": {"type": "array", "items": _object(
+            {"name": _STRING, "role": {"enum": ["admin", "member"]}, "created": _NUMBER}, ("name", "role"))}},
+            ("users",)), "all")}),
+        "post": _op("Add a user (admins only)", {
+            "201": _json(_object({"name": _STRING, "role": {"enum": ["admin", "member"]}}, ("name", "role")),
+                         "added"), "400": _BAD, "409": _CONFLICT},
+            body=_body(_object({"username": _USERNAME, "password": _PASSWORD, "role": {"enum": ["admin", "member"]}},
+                               ("username", "password"), closed=True))),
+    },
+    "/api/v1/users/{name}": {
+        "delete": _op("Delete a user (admins only; not oneself)", {
+            "200": _json(_object({"name": _STRING, "deleted": {"const": True}}, ("name", "deleted")), "deleted"),
+            "400": _BAD, "404": _MISSING, "409": _CONFLICT}, parameters=[_param("name", type="string")]),
+    },
+    "/api/v1/tokens": {
+        "get": _op("Your API tokens (never their secrets)", {
+            "200": _json(_object({"tokens": {"type": "array", "items": _object(
+                {"id": _STRING, "name": _STRING, "created": _NUMBER}, ("id", "name"))}}, ("tokens",)), "yours"),
+            "400": _BAD}),
+        "post": _op("A new API token, shown once", {
+            "201": _json(_object({"id": _STRING, "name": _STRING, "token": _STRING, "note": _STRING},
+                                 ("id", "name", "token")), "made"), "400": _BAD},
+            body=_body(_object({"name": _STRING}, closed=True), required=False)),
+    },
+    "/api/v1/tokens/{id}": {
+        "delete": _op("Delete one of your API tokens", {
+            "200": _json(_object({"id": _STRING, "deleted": {"const": True}}, ("id", "deleted")), "deleted"),
+            "400": _BAD, "404": _MISSING}, parameters=[_param("id", type="string")]),
+    },
+    "/api/v1/drones": {
+        "get": _op("The drones in the pool", {
+            "200": _json(_object({"drones": {"type": "array", "items": _ref("Drone")}}, ("drones",)), "the pool")},
+            store=False),
+    },
+    "/api/v1/prune": {
+        "post": _op("Apply every repository's retention policy now", {
+            "200": _json(_object({"deleted": {"type": "object", "additionalProperties": {"type": "integer"}}},
+                                 ("deleted",)), "how many jobs each repository lost")}),
+    },
+}
+
+
+def description() -> dict[str, Any]:
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Apiary", "version": __version__,
+                 "description": "The queen's REST API. Errors are {\"error\": message, \"field\": name}."},
+        "paths": PATHS,
+        # Open until the queen has users (on loopback); then a session (POST /api/v1/session) or a token.
+        "security": [{}, {"token": []}, {"session": []}],
+        "components": {"schemas": SCHEMAS, "parameters": PARAMETERS, "responses": RESPONSES, "securitySchemes": {
+            "token": {"type": "http", "scheme": "bearer", "description": "an API token, apiary_…"},
+            "session": {"type": "apiKey", "in": "cookie", "name": "apiary_session"}}},
+    }
+
+
+async def serve(request: web.Request) -> web.Response:
+    return web.json_response(description())
