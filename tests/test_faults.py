@@ -7,6 +7,9 @@ import os
 import signal
 from pathlib import Path
 
+from playwright.async_api import Page, expect
+
+from tests.browser import browser, page  # noqa: F401  (fixtures)
 from tests.cluster import FINAL, Cluster, output_lines
 
 # First attempt: says so and hangs; any later one: says so and ends. A file in
@@ -24,7 +27,8 @@ async def started_on(queen: Cluster, job_id: str, line: str) -> None:
 
 
 async def test_job_of_a_killed_drone_runs_again_on_another_and_keeps_what_it_printed(queen: Cluster,
-                                                                                     tmp_path: Path) -> None:
+                                                                                     tmp_path: Path,
+                                                                                     page: Page) -> None:
     doomed = await queen.add_drone("doomed", speed=2.0)  # the faster one gets the job first
     await queen.add_drone("spare", speed=1.0)
     await queen.create_pipeline_repo("app", pipeline(tmp_path / "flag"))
@@ -40,6 +44,12 @@ async def test_job_of_a_killed_drone_runs_again_on_another_and_keeps_what_it_pri
     assert [e["seq"] for e in events] == list(range(1, len(events) + 1))  # one run of seqs, nothing twice
     assert [e["attempt"] for e in events if e["type"] == "job:started"] == [1, 2]
     assert [c["num"] for c in done["commands"]] == [1, 2]  # both attempts' commands, numbered apart
+    # The page lists the attempts and shows the lost one's command as never ended.
+    await page.goto(f"/jobs/{job['id']}")
+    await expect(page.locator(".attempts li")).to_have_count(2)
+    await expect(page.locator(".attempts li").first).to_contain_text("doomed")
+    await expect(page.locator("#steps")).to_contain_text("lost with its drone")
+    await expect(page.locator("#job-status")).to_have_text("passed")
     print(f"\nkilled drone 'doomed' mid-job; attempt 2 passed on 'spare'; {len(events)} events stored once")
 
 

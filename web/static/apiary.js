@@ -572,7 +572,19 @@
       if (msg.seq <= lastSeq) return; // seen before a reconnect
       lastSeq = msg.seq;
       switch (msg.type) {
-        case "job:started": setStatus("running"); soon("summary", refreshSummary, 150); break;
+        case "job:started":
+          if (msg.attempt > 1) { // an earlier attempt's drone was lost: its unfinished commands never ended
+            for (const c of cmds.values()) {
+              if (c.exit !== undefined) continue;
+              c.exit = null;
+              c.el.dataset.state = "failed";
+              c.code.textContent = "lost with its drone";
+              delete c.dur.dataset.since;
+              c.el.open = false;
+            }
+            output({ text: `attempt ${msg.attempt} started\n` }, 1);
+          }
+          setStatus("running"); soon("summary", refreshSummary, 150); break;
         case "job:cmd:start": command(msg); break;
         case "job:cmd:stdout": output(msg, 0); break;
         case "job:cmd:stderr": output(msg, 1); break;
