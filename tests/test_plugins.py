@@ -47,7 +47,9 @@ def wheels(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder of plugin wheels: the worked example at 1.0.0 and 2.0.0, and a plugin that misbehaves."""
     root = tmp_path_factory.mktemp("plugins")
     out = root / "wheels"
-    build_wheel(EXAMPLE, out)
+    v1 = root / "hello-1"
+    shutil.copytree(EXAMPLE, v1)  # built from a copy: a build leaves files beside its source
+    build_wheel(v1, out)
     v2 = root / "hello-2"
     shutil.copytree(EXAMPLE, v2)
     pyproject = v2 / "pyproject.toml"
