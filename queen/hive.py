@@ -36,6 +36,10 @@ from .store import Store
 log = logging.getLogger(__name__)
 
 
+# Seconds a restarted queen waits for drones to return before it retries their jobs elsewhere.
+ORPHAN_GRACE = 15.0
+
+
 class Hive:
     def __init__(self, config: QueenConfig, store: Store, hub: Hub) -> None:
         self.config = config
@@ -244,8 +248,12 @@ class Hive:
                     self._spawn(self._requeue_lost(drone_id, list(drone.jobs)))
 
     async def _orphans(self) -> None:
-        """After a restart: jobs whose drone did not come back within twice the timeout are its lost jobs."""
-        await asyncio.sleep(2 * self.timeout)
+        """After a restart: jobs whose drone did not come back in time are its lost jobs.
+
+        In time: drones redial with backoff (ZeroMQ's up to 2 s, a refused
+        handshake's up to 10 s), so at least ORPHAN_GRACE seconds.
+        """
+        await asyncio.sleep(max(2 * self.timeout, ORPHAN_GRACE))
         while True:
             try:
                 in_flight = await self.store.jobs_in_flight()

@@ -116,16 +116,19 @@ class Recorder:
         if job is None:
             return None
         final = JobStatus(job["status"]).final
-        if not final:
-            # The job document is a projection of the job's events. A queen that
-            # died between storing a batch's events and its job update left the
-            # document behind: project it again from what is stored.
+        attempt = int(job.get("attempts") or 1)
+        if not final and job["status"] != JobStatus.QUEUED.value:
+            # The job document is a projection of the current attempt's events. A
+            # queen that died between storing a batch's events and its job update
+            # left the document behind: project it again from what is stored. (A
+            # queued job waits for its next attempt: nothing of the last one applies.)
             fields: dict[str, Any] = {}
             for event in await self.store.job_history(job_id, _OUTPUT_TYPES):
-                fields.update(job_update(Msg(event["type"]), event, event.get("drone") or job.get("drone") or ""))
+                if event.get("attempt", 1) == attempt:
+                    fields.update(job_update(Msg(event["type"]), event, job.get("drone") or ""))
             await self.store.update_jobs({job_id: fields} if fields else {})
         # A job back in the queue waits for its next attempt; the last one's events are stale.
-        attempt = int(job.get("attempts") or 1) + (1 if job["status"] == JobStatus.QUEUED.value else 0)
+        attempt += 1 if job["status"] == JobStatus.QUEUED.value else 0
         return _Track(await self.store.last_seq(job_id) + 1, job.get("drone"), final, attempt=attempt)
 
     async def _write(self, batch: list[tuple[str, Msg, dict[str, Any]]]) -> None:
