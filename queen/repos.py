@@ -97,11 +97,9 @@ def stored_pipeline(repo: dict[str, Any]) -> dict[str, Any]:
 
 
 def _auth(value: Any) -> dict[str, Any] | None:
+    value = _object(value, "auth", {"type", "secret", "username"}, "type and secret")
     if value is None:
         return None
-    if not isinstance(value, dict):
-        raise BadRequest("auth: must be an object with type and secret", field="auth")
-    no_unknown(value, {"type", "secret", "username"}, "auth.")
     kind = value.get("type")
     if kind not in ("https", "ssh"):
         raise BadRequest("auth.type: must be https (a token) or ssh (a private key)", field="auth.type")
@@ -113,12 +111,20 @@ def _auth(value: Any) -> dict[str, Any] | None:
     return auth
 
 
+def _object(value: Any, name: str, keys: set[str], what: str) -> dict[str, Any] | None:
+    """An optional settings object `name` with only `keys`, or None when not given."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise BadRequest(f"{name}: must be an object with {what}", field=name)
+    no_unknown(value, keys, f"{name}.")
+    return value
+
+
 def _retention(value: Any) -> dict[str, Any]:
+    value = _object(value, "retention", {"keep_jobs", "keep_days"}, "keep_jobs and/or keep_days")
     if value is None:
         return {}
-    if not isinstance(value, dict):
-        raise BadRequest("retention: must be an object with keep_jobs and/or keep_days", field="retention")
-    no_unknown(value, {"keep_jobs", "keep_days"}, "retention.")
     out = {}
     keep_jobs = get_number(value, "keep_jobs", low=1, integer=True, prefix="retention.")
     keep_days = get_number(value, "keep_days", low=0.001, prefix="retention.")
@@ -130,11 +136,9 @@ def _retention(value: Any) -> dict[str, Any]:
 
 
 def _branches(value: Any) -> dict[str, list[str]]:
+    value = _object(value, "branches", {"include", "exclude"}, "include and/or exclude patterns")
     if value is None:
         return {}
-    if not isinstance(value, dict):
-        raise BadRequest("branches: must be an object with include and/or exclude patterns", field="branches")
-    no_unknown(value, {"include", "exclude"}, "branches.")
     out = {}
     for key in ("include", "exclude"):
         patterns = value.get(key)

@@ -24,7 +24,11 @@ from plugins.api import ConfigProblem, check_config, check_schema
 from tests.cluster import Cluster, output_lines
 from tests.gitserver import commit, git
 
-SAMPLE = '''import pytest
+# The sample repository's own tests: two pass, one fails, one is skipped (a
+# unittest-style skip, which pytest counts as skipped like its own).
+SAMPLE = '''import unittest
+
+import pytest
 
 
 def test_adds():
@@ -39,7 +43,7 @@ def test_divides():
     assert 7 // 2 == {answer}
 
 
-@pytest.mark.skip(reason="not today")
+@unittest.skip("not today")
 def test_later():
     pass
 '''
