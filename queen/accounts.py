@@ -13,10 +13,12 @@ from typing import Any
 from aiohttp import web
 
 from . import keys
-from .auth import COOKIE, SESSION_SECONDS
+from .auth import COOKIE, SESSION_SECONDS, Busy
 from .errors import BadRequest, Conflict, NotFound
 from .pages import render
-from .users import Role, check_password, check_username, hash_password, new_secret, new_token, same, verify_password
+from .strict_json import json_response
+from .throttle import retry_after
+from .users import Role, check_password, check_username, new_secret, new_token, same
 from .validate import get_str, no_unknown, read_json
 
 routes = web.RouteTableDef()
@@ -33,7 +35,7 @@ def _identity(request: web.Request) -> dict[str, Any]:
 async def _start_session(request: web.Request, user: str, role: str) -> web.Response:
     session_id, csrf = new_secret(), new_secret()
     await request.app[keys.STORE].create_session(session_id, user, csrf, time.time() + SESSION_SECONDS)
-    response = web.json_response({"user": user, "role": role, "csrf": csrf})
+    response = json_response({"user": user, "role": role, "csrf": csrf})
     response.set_cookie(COOKIE, session_id, max_age=SESSION_SECONDS, httponly=True, samesite="Lax",
                         secure=request.secure, path="/")
     return response
@@ -41,29 +43,65 @@ async def _start_session(request: web.Request, user: str, role: str) -> web.Resp
 
 @routes.post("/api/v1/setup")
 async def setup(request: web.Request) -> web.Response:
-    """The first admin, made with the setup token from data_dir/setup-token."""
+    """An admin made with the setup token from data_dir/setup-token, while the queen has none.
+
+    A name that exists (a member) becomes the admin, with this password: the
+    token proves its holder runs the queen.
+    """
     gate, store = request.app[keys.GATE], request.app[keys.STORE]
     body = await read_json(request)
     no_unknown(body, {"token", "username", "password"})
-    if await store.count_users():
-        raise Conflict("this queen has users already; an admin adds more", field="username")
+    if await store.count_users(Role.ADMIN.value):
+        raise Conflict("this queen has an admin already; an admin adds more", field="username")
+    address = f"addr:{request.remote}"
+    wait = gate.by_address.wait(address, time.monotonic())
+    if wait:
+        return _too_many(wait, "token")
     if not same(get_str(body, "token", "") or "", gate.setup_token()):
+        gate.by_address.failed(address, time.monotonic())
         raise BadRequest("token: not this queen's setup token (see its data_dir/setup-token)", field="token")
     name, password = check_username(body.get("username")), check_password(body.get("password"))
-    await store.insert_user(name, hash_password(password), Role.ADMIN.value)
+    await store.make_admin(name, await _hash(gate, password))
     gate.setup_done()
     gate.forget()
     return await _start_session(request, name, Role.ADMIN.value)
 
 
+def _too_many(wait: float, field: str) -> web.Response:
+    return json_response({"error": f"too many failed attempts: try again in {retry_after(wait)} s", "field": field},
+                         status=429, headers={"Retry-After": retry_after(wait)})
+
+
+async def _hash(gate: Any, password: str) -> str:
+    try:
+        return await gate.passwords.hash(password)
+    except Busy:
+        raise web.HTTPTooManyRequests(headers={"Retry-After": "1"}) from None
+
+
 @routes.post("/api/v1/session")
 async def sign_in(request: web.Request) -> web.Response:
+    """Sign in with a password: a session cookie and its CSRF token; 429 after too many failures."""
+    gate = request.app[keys.GATE]
     body = await read_json(request)
     no_unknown(body, {"username", "password"})
     name, password = get_str(body, "username", "") or "", get_str(body, "password", "") or ""
+    throttled = [(gate.by_address, f"addr:{request.remote}")] + ([(gate.by_user, f"user:{name}")] if name else [])
+    wait = max(throttle.wait(key, time.monotonic()) for throttle, key in throttled)
+    if wait:
+        return _too_many(wait, "password")
     user = await request.app[keys.STORE].get_user(name) if name else None
-    if user is None or not verify_password(user["password"], password):
-        return web.json_response({"error": "wrong username or password", "field": "password"}, status=401)
+    try:
+        right = await gate.passwords.verify(user["password"] if user else None, password)
+    except Busy:
+        return json_response({"error": "the queen is busy checking passwords: try again in a second",
+                              "field": "password"}, status=429, headers={"Retry-After": "1"})
+    if user is None or not right:
+        for throttle, key in throttled:
+            throttle.failed(key, time.monotonic())
+        return json_response({"error": "wrong username or password", "field": "password"}, status=401)
+    for throttle, key in throttled:
+        throttle.succeeded(key)
     return await _start_session(request, name, user["role"])
 
 
@@ -73,7 +111,7 @@ async def sign_out(request: web.Request) -> web.Response:
     if session_id:
         await request.app[keys.STORE].delete_session(session_id)
         request.app[keys.GATE].forget()
-    response = web.json_response({"signed_out": True})
+    response = json_response({"signed_out": True})
     response.del_cookie(COOKIE, path="/")
     return response
 
@@ -82,14 +120,14 @@ async def sign_out(request: web.Request) -> web.Response:
 async def me(request: web.Request) -> web.Response:
     identity = request.get("identity")
     if identity is None:
-        return web.json_response({"user": None, "setup": not request.app[keys.GATE].users_exist})
-    return web.json_response({"user": identity["user"], "role": identity["role"].value, "via": identity["via"]})
+        return json_response({"user": None, "setup": not request.app[keys.GATE].admin_exists})
+    return json_response({"user": identity["user"], "role": identity["role"].value, "via": identity["via"]})
 
 
 @routes.get("/api/v1/users")
 async def list_users(request: web.Request) -> web.Response:
     users = await request.app[keys.STORE].list_users()
-    return web.json_response({"users": [{"name": u["_id"], "role": u["role"], "created": u["created"]}
+    return json_response({"users": [{"name": u["_id"], "role": u["role"], "created": u["created"]}
                                         for u in users]})
 
 
@@ -101,10 +139,10 @@ async def add_user(request: web.Request) -> web.Response:
     role = get_str(body, "role", Role.MEMBER.value)
     if role not in Role._value2member_map_:
         raise BadRequest("role: admin or member", field="role")
-    if not await request.app[keys.STORE].insert_user(name, hash_password(password), role):
+    if not await request.app[keys.STORE].insert_user(name, await _hash(request.app[keys.GATE], password), role):
         raise Conflict(f"username: {name!r} exists", field="username")
     request.app[keys.GATE].forget()
-    return web.json_response({"name": name, "role": role}, status=201)
+    return json_response({"name": name, "role": role}, status=201)
 
 
 @routes.delete("/api/v1/users/{name}")
@@ -115,13 +153,13 @@ async def delete_user(request: web.Request) -> web.Response:
     if not await request.app[keys.STORE].delete_user(name):
         raise NotFound(f"no user {name!r}", field="name")
     request.app[keys.GATE].forget()
-    return web.json_response({"name": name, "deleted": True})
+    return json_response({"name": name, "deleted": True})
 
 
 @routes.get("/api/v1/tokens")
 async def list_tokens(request: web.Request) -> web.Response:
     tokens = await request.app[keys.STORE].list_tokens(_identity(request)["user"])
-    return web.json_response({"tokens": [{"id": t["_id"], "name": t["name"], "created": t["created"]}
+    return json_response({"tokens": [{"id": t["_id"], "name": t["name"], "created": t["created"]}
                                          for t in tokens]})
 
 
@@ -133,7 +171,7 @@ async def create_token(request: web.Request) -> web.Response:
     name = get_str(body, "name", "") or "token"
     token_id, secret_hash, token = new_token()
     await request.app[keys.STORE].create_token(token_id, user, secret_hash, name[:80])
-    return web.json_response({"id": token_id, "name": name[:80], "token": token,
+    return json_response({"id": token_id, "name": name[:80], "token": token,
                               "note": "shown once: keep it (APIARY_CLIENT_TOKEN or [client] token)"}, status=201)
 
 
@@ -142,7 +180,7 @@ async def delete_token(request: web.Request) -> web.Response:
     if not await request.app[keys.STORE].delete_token(request.match_info["id"], _identity(request)["user"]):
         raise NotFound("no such token of yours", field="id")
     request.app[keys.GATE].forget()
-    return web.json_response({"id": request.match_info["id"], "deleted": True})
+    return json_response({"id": request.match_info["id"], "deleted": True})
 
 
 # -- pages ----------------------------------------------------------------------------------
@@ -154,7 +192,7 @@ async def signin_page(request: web.Request) -> web.Response:
 
 @routes.get("/setup")
 async def setup_page(request: web.Request) -> web.StreamResponse:
-    if await request.app[keys.STORE].count_users():
+    if await request.app[keys.STORE].count_users(Role.ADMIN.value):
         raise web.HTTPSeeOther("/signin")
     request.app[keys.GATE].setup_token()  # written now, for the operator to read
     return render(request, "setup.html", page="setup", token_file=str(request.app[keys.GATE].setup_file))

@@ -18,7 +18,8 @@ from .jobs import create_job
 from .protocol import JobStatus, JobType
 from .repos import REPO_NAME, public_repo, repo_from_body
 from .retention import prune
-from .validate import ENV_NAME, get_str, no_unknown, query_int, read_json
+from .strict_json import json_response
+from .validate import ENV_NAME, get_str, is_web_link, no_unknown, query_int, read_json
 
 routes = web.RouteTableDef()
 
@@ -40,14 +41,14 @@ def public_job(doc: dict[str, Any]) -> dict[str, Any]:
 @routes.get("/api/v1/repos")
 async def list_repos(request: web.Request) -> web.Response:
     store = request.app[keys.STORE]
-    return web.json_response({"repos": [public_repo(r) for r in await store.list_repos()]})
+    return json_response({"repos": [public_repo(r) for r in await store.list_repos()]})
 
 
 @routes.post("/api/v1/repos")
 async def create_repo(request: web.Request) -> web.Response:
     repo = repo_from_body(await read_json(request), plugins=request.app[keys.PLUGINS])
     await request.app[keys.STORE].insert_repo(repo)
-    return web.json_response(public_repo(repo), status=201, headers={"Location": f"/api/v1/repos/{repo['_id']}"})
+    return json_response(public_repo(repo), status=201, headers={"Location": f"/api/v1/repos/{repo['_id']}"})
 
 
 @routes.put("/api/v1/repos/{repo}")
@@ -59,12 +60,12 @@ async def put_repo(request: web.Request) -> web.Response:
     if old is not None:
         repo["created"] = old.get("created", repo["created"])
     created = await store.replace_repo(repo)
-    return web.json_response(public_repo(repo), status=201 if created else 200)
+    return json_response(public_repo(repo), status=201 if created else 200)
 
 
 @routes.get("/api/v1/repos/{repo}")
 async def get_repo(request: web.Request) -> web.Response:
-    return web.json_response(public_repo(await load_repo(request)))
+    return json_response(public_repo(await load_repo(request)))
 
 
 # -- secrets (write-only) ------------------------------------------------------------
@@ -72,7 +73,7 @@ async def get_repo(request: web.Request) -> web.Response:
 @routes.get("/api/v1/repos/{repo}/secrets")
 async def list_secrets(request: web.Request) -> web.Response:
     repo = await load_repo(request)
-    return web.json_response({"secrets": await request.app[keys.STORE].secret_names(repo["_id"])})
+    return json_response({"secrets": await request.app[keys.STORE].secret_names(repo["_id"])})
 
 
 @routes.put("/api/v1/repos/{repo}/secrets/{name}")
@@ -83,7 +84,7 @@ async def put_secret(request: web.Request) -> web.Response:
     no_unknown(body, {"value"})
     value = get_str(body, "value", required=True)
     await request.app[keys.STORE].set_secret(repo["_id"], name, value or "")
-    return web.json_response({"name": name, "set": True})
+    return json_response({"name": name, "set": True})
 
 
 @routes.delete("/api/v1/repos/{repo}/secrets/{name}")
@@ -92,7 +93,7 @@ async def delete_secret(request: web.Request) -> web.Response:
     name = _secret_name(request)
     if not await request.app[keys.STORE].delete_secret(repo["_id"], name):
         raise NotFound(f"repository {repo['_id']!r} has no secret {name!r}")
-    return web.json_response({"name": name, "deleted": True})
+    return json_response({"name": name, "deleted": True})
 
 
 # -- jobs ---------------------------------------------------------------------------
@@ -135,11 +136,15 @@ def _trigger(value: Any, now: float) -> dict[str, Any]:
         author = {"name": author}
     if not isinstance(author, dict) or not all(isinstance(v, str) for v in author.values()):
         raise BadRequest("trigger.author: must be a name or an object of strings", field="trigger.author")
+    url = get_str(value, "url", "", prefix="trigger.")
+    if url and not is_web_link(url):
+        raise BadRequest("trigger.url: must be an http:// or https:// address (the job page links to it)",
+                         field="trigger.url")
     return {
         "type": get_str(value, "type", "manual", prefix="trigger."),
         "author": author,
         "message": get_str(value, "message", "", prefix="trigger."),
-        "url": get_str(value, "url", "", prefix="trigger."),
+        "url": url,
         "timestamp": now,
         "source": source,
     }
@@ -149,7 +154,7 @@ async def _create(request: web.Request, repo: dict[str, Any], **kwargs: Any) -> 
     app = request.app
     job = await create_job(app[keys.STORE], app[keys.HIVE].dispatcher, app[keys.CONFIG].data_path / "git",
                            repo, plugins=app[keys.PLUGINS], **kwargs)
-    return web.json_response(public_job(job), status=201, headers={"Location": f"/api/v1/jobs/{job['_id']}"})
+    return json_response(public_job(job), status=201, headers={"Location": f"/api/v1/jobs/{job['_id']}"})
 
 
 @routes.post("/api/v1/repos/{repo}/jobs")
@@ -189,7 +194,7 @@ async def cancel_job(request: web.Request) -> web.Response:
     if JobStatus(job["status"]).final:
         raise Conflict(f"job {job['_id']} has already ended ({job['status']})", field="status")
     status = await request.app[keys.HIVE].cancel(job)
-    return web.json_response({"id": job["_id"], "status": status}, status=202)
+    return json_response({"id": job["_id"], "status": status}, status=202)
 
 
 @routes.get("/api/v1/repos/{repo}/jobs")
@@ -198,19 +203,19 @@ async def list_repo_jobs(request: web.Request) -> web.Response:
     limit = query_int(request, "limit", 50, 1, 500)
     jobs = await request.app[keys.STORE].list_jobs(
         repo["_id"], branch=request.query.get("branch"), before=request.query.get("before"), limit=limit)
-    return web.json_response({"jobs": [public_job(j) for j in jobs]})
+    return json_response({"jobs": [public_job(j) for j in jobs]})
 
 
 @routes.get("/api/v1/jobs")
 async def list_jobs(request: web.Request) -> web.Response:
     limit = query_int(request, "limit", 50, 1, 500)
     jobs = await request.app[keys.STORE].list_jobs(before=request.query.get("before"), limit=limit)
-    return web.json_response({"jobs": [public_job(j) for j in jobs]})
+    return json_response({"jobs": [public_job(j) for j in jobs]})
 
 
 @routes.get("/api/v1/jobs/{job}")
 async def get_job(request: web.Request) -> web.Response:
-    return web.json_response(public_job(await load_job(request)))
+    return json_response(public_job(await load_job(request)))
 
 
 @routes.get("/api/v1/jobs/{job}/events")
@@ -220,7 +225,7 @@ async def job_events(request: web.Request) -> web.Response:
     limit = query_int(request, "limit", MAX_EVENTS_PAGE, 1, MAX_EVENTS_PAGE)
     events = await request.app[keys.STORE].events_after(job["_id"], after, limit)
     last = events[-1]["seq"] if events else after
-    return web.json_response({"job": job["_id"], "status": job["status"], "events": events, "last": last,
+    return json_response({"job": job["_id"], "status": job["status"], "events": events, "last": last,
                               "more": len(events) == limit})
 
 
@@ -232,7 +237,7 @@ async def list_artifacts(request: web.Request) -> web.Response:
     artifacts = await request.app[keys.STORE].list_artifacts(job["_id"])
     for a in artifacts:
         a["url"] = f"/api/v1/jobs/{job['_id']}/artifacts/{quote(a['name'])}"
-    return web.json_response({"artifacts": artifacts})
+    return json_response({"artifacts": artifacts})
 
 
 @routes.get("/api/v1/jobs/{job}/artifacts/{name:.+}")
@@ -257,17 +262,17 @@ async def download_artifact(request: web.Request) -> web.StreamResponse:
 
 @routes.get("/api/v1/drones")
 async def list_drones(request: web.Request) -> web.Response:
-    return web.json_response({"drones": request.app[keys.HIVE].drones()})
+    return json_response({"drones": request.app[keys.HIVE].drones()})
 
 
 @routes.post("/api/v1/prune")
 async def prune_now(request: web.Request) -> web.Response:
-    return web.json_response({"deleted": await prune(request.app[keys.STORE])})
+    return json_response({"deleted": await prune(request.app[keys.STORE])})
 
 
 @routes.get("/api/v1")
 async def api_index(request: web.Request) -> web.Response:
-    return web.json_response({
+    return json_response({
         "apiary": request.app[keys.VERSION],
         "links": ["/api/v1/repos", "/api/v1/jobs", "/api/v1/drones", "/ws"],
     })

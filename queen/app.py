@@ -28,6 +28,13 @@ from .accounts import routes as account_routes
 from .api import routes as api_routes
 from .auth import Gate, auth_middleware
 from .config import QueenConfig
+from .connections import (
+    IDLE_TIMEOUT,
+    MAX_CONNECTIONS,
+    Connections,
+    cap_for,
+    raise_file_limit,
+)
 from .embedded import embedded_store
 from .errors import ApiaryError, RequestError
 from .hive import Hive
@@ -38,6 +45,13 @@ from .plugins import Plugins, plugins_ctx, webhook
 from .retention import prune_daily
 from .sealing import Sealer
 from .store import Store
+from .strict_json import json_response
+from .web_guard import (
+    Policy,
+    add_security_headers,
+    is_loopback_name,
+    web_guard_middleware,
+)
 from .ws import websocket
 
 log = logging.getLogger(__name__)
@@ -54,19 +68,19 @@ async def error_middleware(request: web.Request,
         body = {"error": str(exc)}
         if exc.field:
             body["field"] = exc.field
-        return web.json_response(body, status=exc.status)
+        return json_response(body, status=exc.status)
     except web.HTTPException as exc:
         if exc.status >= 400 and request.path.startswith("/api/"):
             reason = "no such endpoint" if exc.status == 404 else exc.reason
-            return web.json_response({"error": reason}, status=exc.status)
+            return json_response({"error": reason}, status=exc.status)
         raise
     except PyMongoError as exc:  # the store is away (restarting): say so, try again later
         log.warning("%s %s: store unavailable: %s", request.method, request.path, exc)
-        return web.json_response({"error": "the store is unavailable; try again shortly"}, status=503,
+        return json_response({"error": "the store is unavailable; try again shortly"}, status=503,
                                  headers={"Retry-After": "2"})
     except Exception:
         log.exception("%s %s failed", request.method, request.path)
-        return web.json_response({"error": "internal error; the queen's log has the details"}, status=500)
+        return json_response({"error": "internal error; the queen's log has the details"}, status=500)
 
 
 async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -83,12 +97,15 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def _gate_ctx(app: web.Application) -> AsyncIterator[None]:
     gate = app[keys.GATE]
-    gate.users_exist = await app[keys.STORE].count_users() > 0
+    await gate.refresh(app[keys.STORE])
     if not gate.users_exist:
-        gate.setup_token()
-        log.info("no users yet%s: make the first admin with `apiary user add NAME --role admin` on this machine, "
-                    "or at /setup with the token in %s", " (open to anyone who reaches this loopback address until "
-                    "then)" if gate.loopback else "", gate.setup_file)
+        log.info("no users yet%s: make the first admin with `apiary user add NAME` on this machine, "
+                 "or at /setup with the token in %s", " (open to this machine's users until then)"
+                 if gate.loopback else "", gate.setup_file)
+    elif not gate.admin_exists:
+        log.warning("this queen has users but no admin: make one with `apiary user add NAME --role admin "
+                    "--data-dir %s` on this machine, or at /setup with the token in %s", gate.setup_file.parent,
+                    gate.setup_file)
     yield
 
 
@@ -113,9 +130,16 @@ def _web_dir() -> Path:
     return beside if (beside / "templates").is_dir() else Path(sys.prefix) / "share" / "apiary" / "web"
 
 
-def init_app(config: QueenConfig) -> web.Application:
-    app = web.Application(middlewares=[error_middleware, error_pages, auth_middleware],
+def init_app(config: QueenConfig, connection_cap: int = MAX_CONNECTIONS) -> web.Application:
+    connections = Connections(connection_cap)
+    policy = Policy(config.public_url, loopback_only=is_loopback_name(config.http_host))
+    # Outermost first: errors become answers; connections are tracked; other sites are refused
+    # before anything is read or looked up; then page errors and who is asking.
+    app = web.Application(middlewares=[error_middleware, connections.middleware, web_guard_middleware(policy),
+                                       error_pages, auth_middleware],
                           client_max_size=MAX_BODY_BYTES)
+    app.on_response_prepare.append(add_security_headers)
+    app[keys.CONNECTIONS] = connections
     app[keys.CONFIG] = config
     app[keys.GATE] = Gate(config.data_path, config.http_host, config.anonymous_read)
     app[keys.HUB] = Hub()
@@ -171,8 +195,9 @@ def _listen(host: str, port: int) -> socket.socket:
 async def running_queen(config: QueenConfig) -> AsyncIterator[Addresses]:
     """Start the queen on its sockets; yield where it listens; stop it on exit."""
     config.data_path.mkdir(parents=True, exist_ok=True)
-    app = init_app(config)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    app = init_app(config, cap_for(raise_file_limit()))
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, keepalive_timeout=IDLE_TIMEOUT,
+                           shutdown_timeout=1.0)
     sock = _listen(config.http_host, config.http_port)
     try:
         await runner.setup()
@@ -181,12 +206,18 @@ async def running_queen(config: QueenConfig) -> AsyncIterator[Addresses]:
         await runner.cleanup()
         sock.close()
         raise
+    connections = app[keys.CONNECTIONS]
+    # Our own listening server rather than a SockSite: each connection passes through the guard's factory.
+    server = await asyncio.get_running_loop().create_server(connections.factory(runner.server), sock=sock,
+                                                            backlog=1024)
+    sweeper = asyncio.create_task(connections.sweep(runner.server))
     try:
-        await web.SockSite(runner, sock, shutdown_timeout=1.0).start()
         host, port = sock.getsockname()[:2]
         shown = f"[{host}]" if ":" in host else host
         http = config.public_url.rstrip("/") or f"http://{shown}:{port}"
         app[keys.PLUGINS].base_url = http
         yield Addresses(http=http, drones=app[keys.HIVE].endpoint)
     finally:
+        sweeper.cancel()
+        server.close()
         await runner.cleanup()

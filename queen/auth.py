@@ -8,25 +8,35 @@ sends it from the page's ``<meta name="csrf-token">``); token requests need
 none, as no browser sends them by itself.
 
 Until the first user exists the queen is in setup: open when it listens on
-loopback only, else answering nothing but the setup page. The first admin is
-made with the setup token, which the queen writes to ``data_dir/setup-token``
-(readable by its owner only) and which `apiary user add` reads.
+loopback only (to this machine's users; queen/web_guard.py keeps other web
+sites out), else answering nothing but the setup page. Users are never made
+in setup but by the setup path: while no admin exists, the setup token, which
+the queen writes to ``data_dir/setup-token`` (readable by its owner only) and
+which `apiary user add` reads on the queen's machine, makes one.
+
+Passwords are checked off the event loop, a few at a time (`Passwords`), and
+failed sign-ins are throttled per address and per username (queen/throttle.py).
 """
 
 from __future__ import annotations
 
-import ipaddress
+import asyncio
 import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from aiohttp import web
 
 from . import keys
-from .users import SAFE, Role, is_public, may, new_secret, same, split_token, token_hash
+from .strict_json import json_response
+from .throttle import ADDRESS_LIMIT, USER_LIMIT, Throttle
+from .users import (SAFE, Role, hash_password, is_public, may, new_secret, same, split_token, token_hash,
+                    verify_password)
+from .web_guard import is_loopback_name
 
 log = logging.getLogger(__name__)
 
@@ -37,13 +47,45 @@ _CACHE_SECONDS = 30.0  # how long a looked-up session or token is trusted withou
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+# Password hashing (argon2id, about 0.1-0.3 s of CPU each) runs in threads, this many at once;
+# beyond HASHING_QUEUE waiting, a sign-in is answered 429 at once rather than queued.
+HASHING_AT_ONCE = 2
+HASHING_QUEUE = 16
+
+
+class Busy(Exception):
+    """Too many password checks are waiting already."""
+
+
+class Passwords:
+    """argon2id hashing and verifying off the event loop, at most HASHING_AT_ONCE at a time."""
+
+    def __init__(self) -> None:
+        self._slots = asyncio.Semaphore(HASHING_AT_ONCE)
+        self._waiting = 0
+        self._dummy: str | None = None
+
+    async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        if self._waiting >= HASHING_QUEUE:
+            raise Busy()
+        self._waiting += 1
+        try:
+            async with self._slots:
+                return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+        finally:
+            self._waiting -= 1
+
+    async def hash(self, password: str) -> str:
+        return await self._run(hash_password, password)
+
+    async def verify(self, stored_hash: str | None, password: str) -> bool:
+        """Whether `password` matches; None (no such user) costs the same time and is False."""
+        if stored_hash is None:
+            if self._dummy is None:
+                self._dummy = await self.hash(new_secret())
+            await self._run(verify_password, self._dummy, password)
+            return False
+        return bool(await self._run(verify_password, stored_hash, password))
 
 
 class Gate:
@@ -51,10 +93,21 @@ class Gate:
 
     def __init__(self, data_path: Path, http_host: str, anonymous_read: bool) -> None:
         self.anonymous_read = anonymous_read
-        self.loopback = _loopback(http_host)
+        self.loopback = is_loopback_name(http_host)
         self.users_exist: bool | None = None  # known after the first request
+        self.admin_exists: bool | None = None
         self.setup_file = data_path / "setup-token"
+        self.passwords = Passwords()
+        self.by_address = Throttle(ADDRESS_LIMIT)
+        self.by_user = Throttle(USER_LIMIT)
         self._cache: dict[str, tuple[float, dict[str, Any] | None]] = {}
+
+    async def refresh(self, store: Any) -> None:
+        """Read whether users and an admin exist; while no admin does, the setup token is on disk."""
+        self.users_exist = await store.count_users() > 0
+        self.admin_exists = await store.count_users(Role.ADMIN.value) > 0
+        if not self.admin_exists:
+            self.setup_token()
 
     def setup_token(self) -> str:
         """The one-time token that makes the first admin; written to data_dir/setup-token."""
@@ -67,7 +120,7 @@ class Gate:
         return token
 
     def setup_done(self) -> None:
-        self.users_exist = True
+        self.users_exist = self.admin_exists = True
         self.setup_file.unlink(missing_ok=True)
 
     def forget(self) -> None:
@@ -133,14 +186,20 @@ def _wants_html(request: web.Request) -> bool:
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     gate = request.app[keys.GATE]
     if gate.users_exist is None:
-        gate.users_exist = await request.app[keys.STORE].count_users() > 0
+        await gate.refresh(request.app[keys.STORE])
     request["identity"] = None
     if not gate.users_exist:
+        if request.path.startswith("/api/v1/users") and request.method not in SAFE:
+            # The first user is the owner's admin: only the setup path (and its token) makes one.
+            return json_response({"error": "this queen has no admin yet: make one with `apiary user add NAME` on "
+                                           "the queen's machine (it reads the setup token in "
+                                           f"{gate.setup_file}), or at /setup with that token",
+                                  "field": "username"}, status=403)
         if gate.loopback or is_public(request.path):
             return await handler(request)  # setup: open on loopback; elsewhere only the setup page
         if _wants_html(request):
             raise web.HTTPSeeOther("/setup")
-        return web.json_response({"error": "this queen has no users yet: make the first admin (apiary user add, "
+        return json_response({"error": "this queen has no users yet: make the first admin (apiary user add, "
                                            "or the /setup page)"}, status=401)
     identity = await gate.identity(request)
     request["identity"] = identity
@@ -148,12 +207,12 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if not may(role, request.method, request.path, gate.anonymous_read):
         if identity is None:
             if _wants_html(request):
-                raise web.HTTPSeeOther(f"/signin?next={request.path_qs}")
-            return web.json_response({"error": "sign in first: a session, or an API token as "
+                raise web.HTTPSeeOther(f"/signin?next={quote(request.path_qs, safe='')}")
+            return json_response({"error": "sign in first: a session, or an API token as "
                                                "'Authorization: Bearer apiary_…'"}, status=401)
-        return web.json_response({"error": f"a {role.value} may not do this" if role else "not allowed"},
+        return json_response({"error": f"a {role.value} may not do this" if role else "not allowed"},
                                  status=403)
     if identity and identity["via"] == "session" and request.method not in SAFE and not is_public(request.path):
         if not same(request.headers.get("X-CSRF-Token", ""), identity["csrf"] or ""):
-            return web.json_response({"error": "missing or wrong X-CSRF-Token; reload the page"}, status=403)
+            return json_response({"error": "missing or wrong X-CSRF-Token; reload the page"}, status=403)
     return await handler(request)

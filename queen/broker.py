@@ -142,6 +142,9 @@ class Broker:
             drone_id = identity.decode("utf-8")
         except (ProtocolError, UnicodeDecodeError) as exc:
             self._log_bad(identity, exc)
+            if isinstance(exc, ProtocolError) and exc.kind is Msg.DRONE_INFO:
+                # A drone that cannot register must hear why, not retry in silence.
+                self._send(identity, Msg.REFUSED, {"reason": str(exc)})
             return
         try:
             self.handler(drone_id, msg, body)
@@ -161,12 +164,15 @@ class Broker:
 
     def send(self, drone_id: str, msg: Msg, body: dict[str, Any]) -> bool:
         """Queue one message to `drone_id`; False when it cannot be delivered now."""
+        return self._send(drone_id.encode(), msg, body)
+
+    def _send(self, identity: bytes, msg: Msg, body: dict[str, Any]) -> bool:
         # Through the asyncio socket: it resolves at once with NOBLOCK and wakes
         # a pending receive if the send consumed the socket's readiness signal.
-        sent = self.sock.send_multipart([drone_id.encode(), encode(msg, body)], flags=zmq.NOBLOCK)
+        sent = self.sock.send_multipart([identity, encode(msg, body)], flags=zmq.NOBLOCK)
         exc = sent.exception() if sent.done() else None
         if exc is not None:
-            log.debug("cannot send %s to drone %s: %s", msg.value, drone_id, exc)
+            log.debug("cannot send %s to drone %r: %s", msg.value, identity[:64], exc)
             return False
         return True
 

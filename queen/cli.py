@@ -111,7 +111,9 @@ def _parser() -> argparse.ArgumentParser:
                                                       "made with this machine's setup token)")
     user.add_argument("name", help="the username")
     user.add_argument("--role", choices=["admin", "member"], default=None,
-                      help="admin or member (default: admin for the first user, else member)")
+                      help="admin or member (default: admin while the queen has none, else member)")
+    user.add_argument("--data-dir", help="the queen's data dir, where its setup token is (default: [queen] data_dir; "
+                                         "needed, on the queen's machine, while the queen has no admin)")
     token = sub.add_parser("token", parents=client, help="make an API token for the CLI: apiary token create")
     token.add_argument("action", choices=["create"], help="sign in with a password and print a new token")
     token.add_argument("--user", required=True, help="your username")
@@ -359,21 +361,46 @@ def _password(confirm: bool) -> str:
 
 
 async def _user(client: Any, args: argparse.Namespace) -> int:
-    """apiary user add: the first admin with this machine's setup token, or a user made by an admin's token."""
+    """apiary user add: an admin made with this machine's setup token while the queen has none, else a user
+    made with an admin's API token. Never a member in place of the first admin."""
+    from .client import ApiError
+
     setup_file: Path = args.setup_file
-    password = _password(confirm=True)
-    if setup_file.exists():
+    token = _setup_token(setup_file)
+    if token is None and (await client.request("GET", "/me")).get("setup"):
+        raise ApiaryError(f"the queen at {client.url} has no admin yet, and its setup token is not at {setup_file}: "
+                          "run this on the queen's machine as the user it runs as, with its data dir "
+                          "(--data-dir DIR, -c CONFIG or APIARY_QUEEN_DATA_DIR, as given to apiary queen or up)")
+    if token is not None:
         if args.role == "member":
-            raise ApiaryError("the first user is an admin: leave out --role member")
-        await client.request("POST", "/setup", {"token": setup_file.read_text().strip(), "username": args.name,
-                                                "password": password})
-        _say(f"{args.name} is this queen's first admin; sign in at {client.url}/signin "
-             f"(and make a CLI token: apiary token create --user {args.name})")
-        return 0
+            raise ApiaryError("the queen has no admin yet: the first user made here is its admin "
+                              "(leave out --role member)")
+        password = _password(confirm=True)
+        try:
+            await client.request("POST", "/setup", {"token": token, "username": args.name, "password": password})
+        except ApiError as exc:
+            if exc.status != 409:  # 409: it has an admin after all (a token file left behind); go on below
+                raise
+        else:
+            _say(f"{args.name} is an admin of this queen; sign in at {client.url}/signin "
+                 f"(and make a CLI token: apiary token create --user {args.name})")
+            return 0
+    else:
+        password = _password(confirm=True)
     await client.request("POST", "/users", {"username": args.name, "password": password,
                                             "role": args.role or "member"})
     _say(f"{args.name} added ({args.role or 'member'})")
     return 0
+
+
+def _setup_token(path: Path) -> str | None:
+    """The queen's setup token from its data dir, or None when there is none (it has an admin)."""
+    try:
+        return path.read_text().strip() or None
+    except FileNotFoundError:
+        return None
+    except PermissionError:
+        raise ApiaryError(f"cannot read {path}: run this as the user the queen runs as") from None
 
 
 async def _token(client: Any, args: argparse.Namespace) -> int:

@@ -10,6 +10,7 @@ Nothing else in Apiary reads ``os.environ`` for settings.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 import shlex
@@ -20,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .protocol import DRONE_ID, MAX_CAPACITY, MAX_SPEED
 
 _ENDPOINT = re.compile(r"^tcp://(\*|[A-Za-z0-9.\-]+|\[[0-9a-fA-F:]+\]):(\*|\d{1,5})$")
-_DRONE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,63}$")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,11 +104,13 @@ class DroneConfig:
             shlex.split(self.pip_args)
         except ValueError as exc:
             raise _fault("pip_args", f"cannot split it as a shell would: {exc}") from None
-        if self.id and not _DRONE_ID.match(self.id):
+        if self.id and not DRONE_ID.match(self.id):
             raise _fault("id", f"must be letters, digits, '.', '_' or '-' (at most 64), got {self.id!r}")
-        if self.capacity < 0:
-            raise _fault("capacity", f"must be 0 (one slot per CPU) or more, got {self.capacity}")
+        if not 0 <= self.capacity <= MAX_CAPACITY:
+            raise _fault("capacity", f"must be 0 (one slot per CPU) up to {MAX_CAPACITY}, got {self.capacity}")
         _positive("speed", self.speed)
+        if self.speed > MAX_SPEED:
+            raise _fault("speed", f"must be at most {MAX_SPEED:g}, got {self.speed}")
         _positive("heartbeat_interval", self.heartbeat_interval)
         _positive("heartbeat_liveness", self.heartbeat_liveness)
         _positive("resend_after", self.resend_after)
@@ -179,8 +182,8 @@ def _endpoint(key: str, value: str) -> None:
 
 
 def _positive(key: str, value: float) -> None:
-    if value <= 0:
-        raise _fault(key, f"must be greater than 0, got {value}")
+    if not (value > 0 and math.isfinite(value)):
+        raise _fault(key, f"must be a finite number greater than 0, got {value}")
 
 
 def _key_pair(key: str, value: str, other: str, other_value: str) -> None:

@@ -20,9 +20,9 @@ from pymongo.errors import PyMongoError
 
 from .errors import BadRequest
 from .hub import Hub
-from .repos import repo_auth
 from .pool import Pool
 from .protocol import JobStatus, Msg
+from .repos import repo_auth
 from .scheduler import pick_drone
 from .store import Store
 

@@ -29,7 +29,11 @@ class ConfigError(ApiaryError):
 
 
 class ProtocolError(ApiaryError):
-    """A ZeroMQ message could not be understood."""
+    """A ZeroMQ message could not be understood; `kind` is its type when that much was read."""
+
+    def __init__(self, message: str, kind: object = None) -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 class StoreError(ApiaryError):

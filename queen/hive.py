@@ -23,13 +23,20 @@ from typing import Any
 import ulid
 from pymongo.errors import PyMongoError
 
-from .config import QueenConfig
 from .broker import Broker
+from .config import QueenConfig
 from .curve import server_curve
 from .dispatcher import Dispatcher
 from .hub import Hub
 from .pool import Drone, Pool
-from .protocol import JOB_EVENTS, PROTOCOL_VERSION, JobStatus, Msg
+from .protocol import (
+    JOB_EVENTS,
+    PROTOCOL_VERSION,
+    JobStatus,
+    Msg,
+    drone_info_fault,
+    reported_load,
+)
 from .recorder import Recorder
 from .store import Store
 
@@ -116,9 +123,10 @@ class Hive:
             log.warning("%s; refused", reason)
             self.broker.send(drone_id, Msg.REFUSED, {"reason": reason})
             return
-        if body["id"] != drone_id or body["capacity"] < 1:
-            log.warning("drone %s: info with id %r and capacity %r: refused", drone_id, body["id"], body["capacity"])
-            self.broker.send(drone_id, Msg.REFUSED, {"reason": "drone:info must carry the drone's own id and a capacity of 1 or more"})
+        fault = drone_info_fault(drone_id, body)
+        if fault is not None:
+            log.warning("drone %r: drone:info refused: %s", drone_id[:80], fault)
+            self.broker.send(drone_id, Msg.REFUSED, {"reason": f"drone:info refused: {fault}"})
             return
         rejoin = drone_id in self.pool
         previous = self.pool.get(drone_id)
@@ -149,8 +157,7 @@ class Hive:
             if plugins != drone.plugins:
                 drone.plugins = plugins
                 self._drones_changed()
-        load = body.get("load")
-        drone.load = float(load) if isinstance(load, (int, float)) else None
+        drone.load = reported_load(body)
         reported = _job_ids(body.get("jobs")) | _job_ids(body.get("held"))
         # A queue:new lost on a broken connection: the drone never heard of the job.
         lost = Pool.unaccounted(drone, reported, time.time() - 2 * self.config.heartbeat_interval)

@@ -20,8 +20,8 @@ from .dispatcher import Dispatcher
 from .errors import BadRequest
 from .gitread import GitError, parse_ref, read_at_ref
 from .pipeline import load_pipeline, plugin_keys, resolve_parameters
-from .repos import repo_auth, stored_pipeline
 from .protocol import JobStatus
+from .repos import repo_auth, stored_pipeline
 from .store import Store
 
 if TYPE_CHECKING:

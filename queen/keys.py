@@ -9,6 +9,7 @@ from aiohttp import web
 if TYPE_CHECKING:
     from .auth import Gate
     from .config import QueenConfig
+    from .connections import Connections
     from .hive import Hive
     from .hub import Hub
     from .plugins import PluginContext, Plugins
@@ -23,3 +24,4 @@ PLUGINS: web.AppKey[Plugins] = web.AppKey("plugins")
 # Filled when the queen starts (queen/plugins.py); the dict itself never changes.
 PLUGIN_CONTEXTS: web.AppKey[dict[str, PluginContext]] = web.AppKey("plugin_contexts")
 GATE: web.AppKey[Gate] = web.AppKey("gate")
+CONNECTIONS: web.AppKey[Connections] = web.AppKey("connections")

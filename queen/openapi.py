@@ -17,6 +17,7 @@ from aiohttp import web
 from . import __version__
 from .protocol import JobStatus, JobType
 from .repos import REPO_NAME, SOURCES
+from .strict_json import json_response
 
 PATH = "/api/v1/openapi.json"
 # Patterns as JSON Schema reads them (ECMA: no (?P...), same classes as ours).
@@ -345,4 +346,4 @@ def description() -> dict[str, Any]:
 
 
 async def serve(request: web.Request) -> web.Response:
-    return web.json_response(description())
+    return json_response(description())

@@ -21,13 +21,13 @@ from aiohttp import web
 from pymongo.errors import PyMongoError
 
 from . import keys
-from .api import public_job
+from .api import load_job, load_repo, public_job
 from .badges import NO_JOBS, badge_for, badge_svg, last_finished
 from .errors import BadRequest, RequestError
 from .protocol import JobStatus, JobType
-from .api import load_job, load_repo
 from .repos import REPO_NAME, stored_pipeline
 from .store import READ_BATCH
+from .validate import is_web_link
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +85,14 @@ def fmt_ago(ts: float | None) -> str:
     return f"{int(delta // 86400)} d ago"
 
 
+def web_link(url: object) -> str:
+    """`url` if a page may link to it (http or https), else "": stored data from before the check is never a link."""
+    return url if isinstance(url, str) and is_web_link(url) else ""
+
+
 FILTERS: dict[str, Callable[..., Any]] = {
     "duration": fmt_duration, "bytes": fmt_bytes, "time": fmt_time, "iso": fmt_iso, "ago": fmt_ago,
+    "web_link": web_link,
 }
 
 

@@ -40,7 +40,8 @@ from .errors import BadRequest, RequestError
 from .hub import Hub
 from .jobs import create_job
 from .protocol import FINAL_STATES, JobStatus, JobType
-from .validate import ENV_NAME, unstorable
+from .strict_json import json_response
+from .validate import ENV_NAME, is_web_link, unstorable
 
 log = logging.getLogger(__name__)
 
@@ -203,12 +204,16 @@ class PluginContext:
                 raise TriggerRefused(f"parameters.{key}: not a parameter name")
         given = dict(trigger or {})
         author = given.get("author") or {}
+        url = str(given.get("url") or "")
+        if url and not is_web_link(url):
+            self.log.warning("trigger url %r dropped: only http(s) addresses are shown as links", url[:200])
+            url = ""
         record = {
             "type": str(given.get("type") or self.name),
             "author": {str(k): str(v) for k, v in (author.items() if isinstance(author, dict) else
                                                    [("name", author)])},
             "message": str(given.get("message") or ""),
-            "url": str(given.get("url") or ""),
+            "url": url,
             "timestamp": given.get("timestamp") or time.time(),
             "source": {**(source or {}), "type": "plugin", "plugin": self.name},
         }
@@ -241,7 +246,7 @@ class PluginContext:
 
     def queued(self, jobs: list[dict[str, Any]]) -> web.Response:
         """201 with the jobs queued."""
-        return web.json_response({"jobs": [{"id": j["_id"], "number": j.get("number"), "repo": j["repo"],
+        return json_response({"jobs": [{"id": j["_id"], "number": j.get("number"), "repo": j["repo"],
                                             "url": self.job_url(j)} for j in jobs]}, status=201)
 
 
@@ -254,21 +259,21 @@ async def webhook(request: web.Request) -> web.StreamResponse:
     plugin = request.app[keys.PLUGINS].loaded.get(name)
     handler = getattr(plugin, "webhook", None)
     if plugin is None or handler is None or name not in contexts:
-        return web.json_response({"error": f"no plugin {name!r} with a webhook is installed on this queen",
+        return json_response({"error": f"no plugin {name!r} with a webhook is installed on this queen",
                                   "field": "plugin"}, status=404)
     try:
         response = await asyncio.wait_for(handler(request, contexts[name]), CALL_TIMEOUT)
     except TimeoutError:
         log.error("plugin %s: webhook did not answer within %g s", name, CALL_TIMEOUT)
-        return web.json_response({"error": f"plugin {name}: no answer within {CALL_TIMEOUT:g} s"}, status=504)
+        return json_response({"error": f"plugin {name}: no answer within {CALL_TIMEOUT:g} s"}, status=504)
     except web.HTTPException:
         raise
     except Exception as exc:
         log.exception("plugin %s: webhook raised", name)
-        return web.json_response({"error": f"plugin {name}: {type(exc).__name__}: {exc}"}, status=500)
+        return json_response({"error": f"plugin {name}: {type(exc).__name__}: {exc}"}, status=500)
     if not isinstance(response, web.StreamResponse):
         log.error("plugin %s: webhook returned %r, not a response", name, type(response).__name__)
-        return web.json_response({"error": f"plugin {name}: gave no response"}, status=500)
+        return json_response({"error": f"plugin {name}: gave no response"}, status=500)
     return response
 
 

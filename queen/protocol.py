@@ -12,6 +12,8 @@ map. Every drone -> queen event of a job carries ``id`` (the job) and ``seq``
 from __future__ import annotations
 
 import enum
+import math
+import re
 from typing import Any
 
 import msgpack
@@ -24,6 +26,12 @@ PROTOCOL_VERSION = 1
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 # Artifacts travel in parts of this size, each one event (and one GridFS file).
 ARTIFACT_PART_BYTES = 4 * 1024 * 1024
+# A drone's id: its ZeroMQ routing identity, shown on pages and in logs.
+DRONE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,63}$")
+# What a drone may report about itself (drone:info, drone:heartbeat); outside this it is refused.
+MAX_CAPACITY = 4096
+MAX_SPEED = 1e6
+MAX_LOAD = 1e6
 
 
 class Msg(str, enum.Enum):
@@ -171,8 +179,52 @@ def decode(frame: bytes, allowed: frozenset[Msg] = frozenset(Msg)) -> tuple[Msg,
         value = body.get(name)
         # bool is an int subclass; a True seq or exitCode is still a malformed frame
         if not isinstance(value, want) or isinstance(value, bool):
-            raise ProtocolError(f"{msg.value}: field {name!r} missing or not {_type_name(want)}")
+            raise ProtocolError(f"{msg.value}: field {name!r} missing or not {_type_name(want)}", kind=msg)
+    where = _non_finite(body)
+    if where is not None:
+        # JSON has no NaN or Infinity: such a value would make the API's answers unreadable.
+        raise ProtocolError(f"{msg.value}: field {where!r} is not a finite number", kind=msg)
     return msg, body
+
+
+def _non_finite(value: Any, path: str = "") -> str | None:
+    """Where in `value` a float is NaN or infinite (``speed``, ``usage.cpu``, ``data[2]``), or None."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else path
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(item, (float, dict, list)):
+                found = _non_finite(item, f"{path}.{key}" if path else str(key))
+                if found is not None:
+                    return found
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            if isinstance(item, (float, dict, list)):
+                found = _non_finite(item, f"{path}[{i}]")
+                if found is not None:
+                    return found
+    return None
+
+
+def drone_info_fault(drone_id: str, body: dict[str, Any]) -> str | None:
+    """Why a decoded drone:info cannot be admitted (an id, capacity or speed out of range), or None."""
+    if not DRONE_ID.match(drone_id):
+        return f"drone id {drone_id[:80]!r}: letters, digits, '.', '_' or '-' (at most 64), starting with a letter or digit"
+    if body["id"] != drone_id:
+        return f"id {body['id'][:80]!r} differs from the connection's id {drone_id!r}"
+    if not 1 <= body["capacity"] <= MAX_CAPACITY:
+        return f"capacity must be between 1 and {MAX_CAPACITY}, got {body['capacity']}"
+    if not 0 < body["speed"] <= MAX_SPEED:
+        return f"speed must be greater than 0 and at most {MAX_SPEED:g}, got {body['speed']}"
+    return None
+
+
+def reported_load(body: dict[str, Any]) -> float | None:
+    """A heartbeat's load average, or None when absent or out of range (0 to MAX_LOAD)."""
+    load = body.get("load")
+    if isinstance(load, bool) or not isinstance(load, (int, float)) or not 0 <= load <= MAX_LOAD:
+        return None
+    return float(load)
 
 
 def _type_name(want: type | tuple[type, ...]) -> str:

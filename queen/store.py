@@ -328,8 +328,8 @@ class Store:
 
     # -- people: users, sessions, API tokens ----------------------------------------
 
-    async def count_users(self) -> int:
-        return await self.users.count_documents({})
+    async def count_users(self, role: str | None = None) -> int:
+        return await self.users.count_documents({"role": role} if role else {})
 
     async def get_user(self, name: str) -> dict[str, Any] | None:
         return await self.users.find_one({"_id": name})
@@ -342,6 +342,12 @@ class Store:
         except DuplicateKeyError:
             return False
         return True
+
+    async def make_admin(self, name: str, password_hash: str) -> None:
+        """`name` becomes an admin with this password, made if new (the setup path: no admin exists)."""
+        await self.users.update_one({"_id": name}, {"$set": {"password": password_hash, "role": "admin"},
+                                                    "$setOnInsert": {"created": time.time()}}, upsert=True)
+        await self.sessions.delete_many({"user": name})
 
     async def list_users(self) -> list[dict[str, Any]]:
         return await self.users.find({}, {"password": 0}).sort("_id", ASCENDING).to_list(None)

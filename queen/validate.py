@@ -10,6 +10,7 @@ import json
 import math
 import re
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from .errors import BadRequest
 
@@ -125,6 +126,23 @@ def get_str(body: dict[str, Any], name: str, default: str | None = None, *, requ
     if pattern is not None and not pattern.match(value):
         raise BadRequest(f"{field}: {value!r} is not allowed here", field=field)
     return value
+
+
+def is_web_link(url: object) -> bool:
+    """Whether a page may show `url` as a link: an http or https address with a host, nothing else.
+
+    Browsers run ``javascript:`` links and render ``data:`` ones as pages; they
+    also drop leading spaces and control characters before reading the
+    scheme, so any such character disqualifies the URL outright.
+    """
+    if not isinstance(url, str) or len(url) > 2048 or not url.isprintable() or any(c.isspace() for c in url):
+        return False
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  (a port that is not a number raises ValueError)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
 def get_number(body: dict[str, Any], name: str, *, low: float, integer: bool = False, prefix: str = "") -> Any:

@@ -9,6 +9,14 @@ Queen -> client, JSON: stored events as the API returns them (``job``, ``seq``,
 ``type``, …), ``{"type": "job:update", …}``, ``{"type": "drones", "drones": […]}``,
 ``{"type": "subscribed", …}`` once a job's history is sent, ``{"type": "error", "error": …}``.
 
+Bounded work: a connection holds at most MAX_JOB_SUBSCRIPTIONS job
+subscriptions; subscribing again to a job it follows already is answered
+without resending the history (once per subscription); a subscription
+dropped before its history went out costs no read; everything a connection
+is sent waits in its one bounded queue (a client that does not read is cut
+off, see queen/hub.py). Which pages may open the socket at all is decided
+before it opens (queen/web_guard.py: the queen's own origin only).
+
 No gap, no duplicate: a job subscription puts a catch-up marker in the
 connection's queue and registers for live events in one synchronous step; the
 one sender task then sends the stored history and skips live events it has
@@ -29,10 +37,12 @@ from aiohttp import WSMsgType, web
 from . import keys
 from .hub import Subscriber
 from .store import READ_BATCH
+from .strict_json import dumps
 
 log = logging.getLogger(__name__)
 
 CLOSE_TOO_SLOW = 4008
+MAX_JOB_SUBSCRIPTIONS = 64
 
 
 async def websocket(request: web.Request) -> web.WebSocketResponse:
@@ -72,9 +82,10 @@ class _Connection:
         self.hub = app[keys.HUB]
         self.sub = Subscriber(set(), self.hub.limit)
         self.sent_seq: dict[str, int] = {}
+        self.pending: set[str] = set()  # jobs whose history is still to be sent, once
 
     def error(self, text: str) -> None:
-        self.sub.queue.put_nowait({"type": "error", "error": text})
+        self.sub.put({"type": "error", "error": text})
 
     def handle(self, data: str) -> None:
         try:
@@ -96,19 +107,29 @@ class _Connection:
             if cmd["op"] == "unsubscribe":
                 self.hub.unsubscribe(self.sub, name)
                 self.sent_seq.pop(job_id, None)
+                self.pending.discard(job_id)
                 return
+            if name in self.sub.topics:
+                # Followed already: its history went (or goes) out once; live events keep coming.
+                return self.sub.put({"type": "subscribed", "topic": "job", "job": job_id, "already": True})
+            if sum(t.startswith("job:") for t in self.sub.topics) >= MAX_JOB_SUBSCRIPTIONS:
+                return self.error(f"job: at most {MAX_JOB_SUBSCRIPTIONS} jobs followed at once on one connection; "
+                                  "unsubscribe from one first")
             # Marker first, then registration, with no await between: every live
             # event of this job lands in the queue behind the marker.
-            self.sub.queue.put_nowait({"_catchup": job_id, "after": after})
+            self.sub.put({"_catchup": job_id, "after": after})
+            self.pending.add(job_id)
             self.hub.subscribe(self.sub, name)
         elif topic in ("jobs", "drones"):
             if cmd["op"] == "unsubscribe":
                 self.hub.unsubscribe(self.sub, topic)
                 return
+            if topic in self.sub.topics:
+                return self.sub.put({"type": "subscribed", "topic": topic, "already": True})
             if topic == "drones":
-                self.sub.queue.put_nowait({"type": "drones", "drones": self.app[keys.HIVE].drones()})
+                self.sub.put({"type": "drones", "drones": self.app[keys.HIVE].drones()})
             self.hub.subscribe(self.sub, topic)
-            self.sub.queue.put_nowait({"type": "subscribed", "topic": topic})
+            self.sub.put({"type": "subscribed", "topic": topic})
         else:
             self.error("topic: must be job, jobs or drones")
 
@@ -120,7 +141,9 @@ class _Connection:
                 await self.ws.close(code=CLOSE_TOO_SLOW, message=b"too slow: reconnect with after=<last seq>")
                 return
             if "_catchup" in item:
-                await self._catch_up(store, item["_catchup"], item["after"])
+                if item["_catchup"] in self.pending:  # not dropped meanwhile, not sent already
+                    self.pending.discard(item["_catchup"])
+                    await self._catch_up(store, item["_catchup"], item["after"])
                 continue
             job_id = item.get("job")
             seq = item.get("seq")
@@ -128,22 +151,22 @@ class _Connection:
                 if seq <= self.sent_seq[job_id]:
                     continue  # already sent from the store
                 self.sent_seq[job_id] = seq
-            await self.ws.send_str(json.dumps(item))
+            await self.ws.send_str(dumps(item))
 
     async def _catch_up(self, store: Any, job_id: str, after: int) -> None:
         job = await store.get_job(job_id)
         if job is None:
             self.hub.unsubscribe(self.sub, f"job:{job_id}")
-            await self.ws.send_str(json.dumps({"type": "error", "error": f"no job {job_id!r}", "job": job_id}))
+            await self.ws.send_str(dumps({"type": "error", "error": f"no job {job_id!r}", "job": job_id}))
             return
         last = after
         while True:
             events = await store.events_after(job_id, last, READ_BATCH)
             for event in events:
-                await self.ws.send_str(json.dumps(event))
+                await self.ws.send_str(dumps(event))
             if events:
                 last = events[-1]["seq"]
             if len(events) < READ_BATCH:
                 break
         self.sent_seq[job_id] = last
-        await self.ws.send_str(json.dumps({"type": "subscribed", "topic": "job", "job": job_id, "last": last}))
+        await self.ws.send_str(dumps({"type": "subscribed", "topic": "job", "job": job_id, "last": last}))

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from playwright.async_api import Browser, Error, Page, async_playwright
+from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright
 
 from tests.cluster import Cluster
 
@@ -38,17 +39,24 @@ async def browser() -> AsyncIterator[Browser]:
 
 @pytest.fixture
 async def page(browser: Browser, queen: Cluster) -> AsyncIterator[Page]:
-    """A page whose relative URLs go to the queen; a script error in it fails the test."""
+    """A page whose relative URLs go to the queen; a script error or a Content-Security-Policy
+    violation in it fails the test."""
     context = await browser.new_context(base_url=base_url(queen), viewport={"width": 1280, "height": 860})
     context.set_default_timeout(15_000)
     page = await context.new_page()
-    errors: list[Error] = []
+    errors: list[Any] = []
     page.on("pageerror", lambda error: errors.append(error))
+    page.on("console", lambda msg: errors.append(msg.text) if csp_violation(msg) else None)
     try:
         yield page
     finally:
         await context.close()
     assert not errors, f"script errors on the page: {errors}"
+
+
+def csp_violation(msg: ConsoleMessage) -> bool:
+    """Chromium reports what the Content-Security-Policy refused as a console error."""
+    return msg.type == "error" and "Content Security Policy" in msg.text
 
 
 async def shot(page: Page, name: str) -> None:

@@ -12,6 +12,7 @@ import asyncio
 import json
 import os
 import re
+import resource
 import signal
 import sys
 import time
@@ -40,11 +41,13 @@ def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
 class Proc:
     """A running apiary process with its output in files."""
 
-    def __init__(self, name: str, args: list[str], directory: Path, env: dict[str, str]) -> None:
+    def __init__(self, name: str, args: list[str], directory: Path, env: dict[str, str],
+                 file_limit: int | None = None) -> None:
         self.name = name
         self.args = args
         self.dir = directory
         self.env = env
+        self.file_limit = file_limit  # RLIMIT_NOFILE, soft and hard, as `ulimit -n N` sets it
         self.proc: asyncio.subprocess.Process | None = None
         self.runs = 0
 
@@ -62,7 +65,10 @@ class Proc:
         with open(self.stdout, "wb") as out, open(self.stderr, "wb") as err:
             self.proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "queen.cli", *self.args, stdin=asyncio.subprocess.DEVNULL,
-                stdout=out, stderr=err, env=self.env)
+                stdout=out, stderr=err, env=self.env, preexec_fn=self._limits if self.file_limit else None)
+
+    def _limits(self) -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self.file_limit, self.file_limit))
 
     async def wait_output(self, pattern: str, timeout: float = 30.0) -> re.Match[str]:
         deadline = time.monotonic() + timeout
@@ -106,12 +112,12 @@ class Cluster:
         self.api = ""
         self.endpoint = ""
 
-    async def start_queen(self, env: dict[str, str] | None = None) -> Proc:
+    async def start_queen(self, env: dict[str, str] | None = None, file_limit: int | None = None) -> Proc:
         """Start the queen; on a restart it takes the same ports and data directory."""
         if self.queen is None:
             args = ["queen", "--data-dir", str(self.tmp / "queen"), "--http-port", "0",
                     "--drone-bind", "tcp://127.0.0.1:*"]
-            self.queen = Proc("queen", args, self.tmp / "logs", _env(env))
+            self.queen = Proc("queen", args, self.tmp / "logs", _env(env), file_limit)
         else:
             port = self.api.rsplit(":", 1)[1].split("/")[0]
             self.queen.args = ["queen", "--data-dir", str(self.tmp / "queen"), "--http-port", port,

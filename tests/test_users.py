@@ -232,7 +232,7 @@ async def test_the_first_admin_and_a_cli_token_from_the_command_line(queen: Clus
 
     code, out, err = await apiary("user", "add", "ada", stdin="correct horse\n")
     assert code == 0, err
-    assert "ada is this queen's first admin" in out
+    assert "ada is an admin of this queen" in out
     code, _, err = await apiary("ls")
     assert code != 0 and "sign in first" in err
     code, out, err = await apiary("token", "create", "--user", "ada", stdin="correct horse\n")

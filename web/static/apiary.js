@@ -633,6 +633,16 @@
     setInterval(refresh, 5000); // last heartbeats move without a pool change
   }
 
+  // A redirect target from the address bar, as a path on this queen: whatever its spelling
+  // ("//host", "/\\host", "%2F%2Fhost", "javascript:"), anything the browser would resolve
+  // elsewhere becomes "/".
+  function localPath(next) {
+    if (!next) return "/";
+    let url;
+    try { url = new URL(next, location.origin); } catch { return "/"; }
+    return url.origin === location.origin ? url.pathname + url.search + url.hash : "/";
+  }
+
   function accountForm(form) { // sign in, or make the first admin: then go where the visitor was going
     form.addEventListener("submit", async (e) => {
       e.preventDefault();
@@ -641,8 +651,7 @@
       for (const i of form.elements) if (i.name) body[i.name] = i.value;
       const { status, data } = await submit(form, "POST", form.action, body);
       if (status === 200) {
-        const next = new URLSearchParams(location.search).get("next");
-        location.assign(next && next.startsWith("/") && !next.startsWith("//") ? next : "/");
+        location.assign(localPath(new URLSearchParams(location.search).get("next")));
       } else showError(form, data.field, data.error || `The queen answered ${status}.`);
     });
   }
