@@ -28,13 +28,7 @@ from .accounts import routes as account_routes
 from .api import routes as api_routes
 from .auth import Gate, auth_middleware
 from .config import QueenConfig
-from .connections import (
-    IDLE_TIMEOUT,
-    MAX_CONNECTIONS,
-    Connections,
-    cap_for,
-    raise_file_limit,
-)
+from .connections import IDLE_FACTOR, MAX_CONNECTIONS, Connections, cap_for, raise_file_limit
 from .embedded import embedded_store
 from .errors import ApiaryError, RequestError
 from .hive import Hive
@@ -74,6 +68,8 @@ async def error_middleware(request: web.Request,
             reason = "no such endpoint" if exc.status == 404 else exc.reason
             return json_response({"error": reason}, status=exc.status)
         raise
+    except ConnectionResetError:  # the client went, or was cut off (queen/connections.py): nobody to answer
+        raise web.HTTPBadRequest() from None
     except PyMongoError as exc:  # the store is away (restarting): say so, try again later
         log.warning("%s %s: store unavailable: %s", request.method, request.path, exc)
         return json_response({"error": "the store is unavailable; try again shortly"}, status=503,
@@ -131,7 +127,8 @@ def _web_dir() -> Path:
 
 
 def init_app(config: QueenConfig, connection_cap: int = MAX_CONNECTIONS) -> web.Application:
-    connections = Connections(connection_cap)
+    connections = Connections(connection_cap, header_timeout=config.http_timeout,
+                              idle_timeout=IDLE_FACTOR * config.http_timeout, body_timeout=config.http_timeout)
     policy = Policy(config.public_url, loopback_only=is_loopback_name(config.http_host))
     # Outermost first: errors become answers; connections are tracked; other sites are refused
     # before anything is read or looked up; then page errors and who is asking.
@@ -196,7 +193,7 @@ async def running_queen(config: QueenConfig) -> AsyncIterator[Addresses]:
     """Start the queen on its sockets; yield where it listens; stop it on exit."""
     config.data_path.mkdir(parents=True, exist_ok=True)
     app = init_app(config, cap_for(raise_file_limit()))
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, keepalive_timeout=IDLE_TIMEOUT,
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, keepalive_timeout=IDLE_FACTOR * config.http_timeout,
                            shutdown_timeout=1.0)
     sock = _listen(config.http_host, config.http_port)
     try:

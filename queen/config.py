@@ -37,6 +37,7 @@ class QueenConfig:
     mongodb_url: str = "embedded"
     database: str = "apiary"
     public_url: str = ""
+    http_timeout: float = 10.0
     heartbeat_interval: float = 1.0
     heartbeat_liveness: int = 3
     max_attempts: int = 3
@@ -58,6 +59,7 @@ class QueenConfig:
             raise _fault("database", f"must be a plain database name, got {self.database!r}")
         _positive("heartbeat_interval", self.heartbeat_interval)
         _positive("heartbeat_liveness", self.heartbeat_liveness)
+        _positive("http_timeout", self.http_timeout)
 
     @property
     def data_path(self) -> Path:

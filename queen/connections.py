@@ -2,19 +2,21 @@
 
 A connection must deliver a request's headers within `HEADER_TIMEOUT` of
 opening, and the next request within `IDLE_TIMEOUT` of the last answer (idle
-keep-alive); a request body must arrive within `BODY_TIMEOUT` (408
-otherwise). No more than `cap` connections are open at once: at the cap a new
-connection makes room by closing the longest-idle ones (a half-open
-connection that never sent its headers is idle from its start), so clients
-that do send requests keep being answered. `cap` comes from the open-file
-limit, which the queen first raises to its hard limit (`raise_file_limit`),
-leaving room for the store, the drones' sockets and files.
+keep-alive); a request body must arrive within `BODY_TIMEOUT` of its headers
+(else the connection is closed). No more than `cap` connections are open at
+once: at the cap a new connection makes room by closing the longest-idle ones
+(a half-open connection that never sent its headers is idle from its start),
+so clients that do send requests keep being answered. `cap` comes from the
+open-file limit, which the queen first raises to its hard limit
+(`raise_file_limit`), leaving room for the store, the drones' sockets and
+files.
 
 Decisions (`overdue`, `make_room`) are pure; `Connections` applies them:
 ``factory`` wraps aiohttp's protocol factory to see each connection open,
-``middleware`` marks a connection busy while a request runs, ``sweep`` closes
-the overdue once a second. The same defence as a reverse proxy's
-``client_header_timeout`` / ``keepalive_timeout`` (nginx), which the docs
+``middleware`` marks a connection busy while a request runs and sets its
+body's deadline, ``sweep`` closes the overdue once a second. The same
+defence as a reverse proxy's ``client_header_timeout``,
+``client_body_timeout`` and ``keepalive_timeout`` (nginx), which the docs
 still advise in front of a queen on an untrusted network.
 """
 
@@ -30,13 +32,13 @@ from typing import Any
 
 from aiohttp import web
 
-from .strict_json import json_response
-
 log = logging.getLogger(__name__)
 
+# Defaults; the queen takes them from [queen] http_timeout (headers, body) and IDLE_FACTOR times it (idle).
 HEADER_TIMEOUT = 10.0  # seconds from opening to a request's headers
-IDLE_TIMEOUT = 30.0  # seconds from an answer to the next request's headers (above clients' own 15 s)
-BODY_TIMEOUT = 30.0  # seconds for a request's body, once its headers are in
+BODY_TIMEOUT = 10.0  # seconds for a request's body, once its headers are in
+IDLE_FACTOR = 3  # idle keep-alive: longer than clients' own (aiohttp's client keeps 15 s), so they close first
+IDLE_TIMEOUT = IDLE_FACTOR * HEADER_TIMEOUT  # seconds from an answer to the next request's headers
 MAX_CONNECTIONS = 10_000
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -130,19 +132,25 @@ class Connections:
         if st is not None:
             st.busy += 1
             st.requests += 1
+        deadline = None
+        if request.body_exists:
+            deadline = asyncio.get_running_loop().call_later(self.body_timeout, self._body_overdue, request)
         try:
-            if request.body_exists and not request.content_type.startswith("multipart/"):
-                try:
-                    async with asyncio.timeout(self.body_timeout):
-                        await request.read()  # kept by aiohttp: the handler reads it again for free
-                except TimeoutError:
-                    return json_response({"error": f"body: not received within {self.body_timeout:g} s"}, status=408,
-                                         headers={"Connection": "close"})
             return await handler(request)
         finally:
+            if deadline is not None:
+                deadline.cancel()
             if st is not None:
                 st.busy -= 1
                 st.idle_since = time.monotonic()
+
+    def _body_overdue(self, request: web.Request) -> None:
+        """The body is not all in after body_timeout: a slow (or stalled) client; its connection is closed."""
+        if not request.content.is_eof():
+            log.warning("%s %s from %s: the body did not arrive within %g s; connection closed", request.method,
+                        request.path, request.remote, self.body_timeout)
+            self.closed_overdue += 1
+            request.protocol.force_close()
 
     def sweep_once(self, alive: set[Any]) -> None:
         """Close the overdue; forget connections aiohttp has let go (`alive`: its open ones)."""

@@ -165,8 +165,13 @@ RESPONSES: dict[str, Any] = {
     "Conflict": _json(_ref("Error"), "the repository exists, or the job has ended"),
     "TooLarge": _json(_ref("Error"), "a body over 1 MiB"),
     "SignIn": _json(_ref("Error"), "sign in first (once the queen has users): a session or an API token"),
-    "Forbidden": _json(_ref("Error"), "this role may not do this, or a session's X-CSRF-Token is missing"),
+    "Forbidden": _json(_ref("Error"), "this role may not do this, a session's X-CSRF-Token is missing, or the "
+                                      "request comes from another site's page (Origin, Sec-Fetch-Site)"),
     "Unavailable": _json(_ref("Error"), "the store is away (restarting); try again shortly"),
+    "NotJson": _json(_ref("Error"), "a request that changes something sends its body as application/json"),
+    "WrongHost": _json(_ref("Error"), "a queen on loopback answers to loopback names and public_url's host only"),
+    "TooMany": _json(_ref("Error"), "too many failed attempts, or passwords being checked: see Retry-After"),
+    "Slow": _json(_ref("Error"), "the body did not arrive in time"),
 }
 
 _BAD, _MISSING, _CONFLICT = _error("BadRequest"), _error("NotFound"), _error("Conflict")
@@ -176,10 +181,12 @@ _JOBS = _object({"jobs": {"type": "array", "items": _ref("Job")}}, ("jobs",))
 
 def _op(summary: str, responses: dict[str, Any], *, parameters: list[Any] | None = None,
         body: dict[str, Any] | None = None, store: bool = True) -> dict[str, Any]:
-    """An operation; any may answer 401 and 403 (queen/auth.py), one that reads a body 413, one that uses
-    the store 503."""
-    responses = {**responses, "401": _error("SignIn"), "403": _error("Forbidden"),
-                 **({"413": _error("TooLarge")} if body else {}), **({"503": _error("Unavailable")} if store else {})}
+    """An operation; any may answer 401 and 403 (queen/auth.py), 415 and 421 (queen/web_guard.py), one that
+    reads a body 408 and 413, one that uses the store 503."""
+    responses = {**responses, "401": _error("SignIn"), "403": _error("Forbidden"), "415": _error("NotJson"),
+                 "421": _error("WrongHost"),
+                 **({"408": _error("Slow"), "413": _error("TooLarge")} if body else {}),
+                 **({"503": _error("Unavailable")} if store else {})}
     op: dict[str, Any] = {"summary": summary, "responses": responses}
     if parameters:
         op["parameters"] = parameters
@@ -270,14 +277,14 @@ PATHS: dict[str, Any] = {
     },
     # -- accounts (queen/accounts.py) --
     "/api/v1/setup": {
-        "post": _op("The first admin, with the setup token from the queen's data_dir/setup-token", {
-            "200": _json(_ref("Session"), "signed in"), "400": _BAD, "409": _CONFLICT},
+        "post": _op("An admin while the queen has none, with the setup token from its data_dir/setup-token", {
+            "200": _json(_ref("Session"), "signed in"), "400": _BAD, "409": _CONFLICT, "429": _error("TooMany")},
             body=_body(_object({"token": _STRING, "username": _USERNAME, "password": _PASSWORD},
                                ("token", "username", "password"), closed=True))),
     },
     "/api/v1/session": {
         "post": _op("Sign in: a session cookie and its CSRF token", {
-            "200": _json(_ref("Session"), "signed in"), "400": _BAD},
+            "200": _json(_ref("Session"), "signed in"), "400": _BAD, "429": _error("TooMany")},
             body=_body(_object({"username": _STRING, "password": _STRING}, ("username", "password"),
                                closed=True))),
         "delete": _op("Sign out", {"200": _json(_object({"signed_out": {"const": True}}, ("signed_out",)),
@@ -294,7 +301,7 @@ PATHS: dict[str, Any] = {
             ("users",)), "all")}),
         "post": _op("Add a user (admins only)", {
             "201": _json(_object({"name": _STRING, "role": {"enum": ["admin", "member"]}}, ("name", "role")),
-                         "added"), "400": _BAD, "409": _CONFLICT},
+                         "added"), "400": _BAD, "409": _CONFLICT, "429": _error("TooMany")},
             body=_body(_object({"username": _USERNAME, "password": _PASSWORD, "role": {"enum": ["admin", "member"]}},
                                ("username", "password"), closed=True))),
     },

@@ -57,7 +57,7 @@ def test_a_queen_with_a_bad_config_file_exits_with_a_message_not_a_traceback(tmp
     result = subprocess.run([sys.executable, "-m", "queen.cli", "queen", "-c", str(path)],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
-    assert result.stderr.strip() == f"apiary: error: {path}: [queen] heartbeat_interval: must be greater than 0, got -1.0"
+    assert result.stderr.strip() == f"apiary: error: {path}: [queen] heartbeat_interval: must be a finite number greater than 0, got -1.0"
 
 
 def test_a_bad_flag_value_is_named(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import time
 
@@ -74,3 +75,47 @@ async def test_garbage_on_the_drone_port_is_dropped_and_the_queen_serves_on(quee
     log = queen.queen.stderr.read_text()
     assert "malformed frame" in log and "unknown job no-such-job" in log
     assert "Traceback" not in log
+
+
+def _strict(raw: bytes) -> object:
+    """JSON as a browser's JSON.parse reads it: no NaN, no Infinity."""
+    def refuse(name: str) -> object:
+        raise ValueError(f"{name} is not JSON")
+    return json.loads(raw, parse_constant=refuse)
+
+
+async def test_a_drone_reporting_numbers_json_cannot_carry_is_refused_and_the_pool_stays_valid_json(
+        queen: Cluster) -> None:
+    assert queen.http is not None
+    ctx = zmq.asyncio.Context()
+    try:
+        sock = ctx.socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.IDENTITY, b"nan-drone")
+        sock.connect(queen.endpoint)
+        for body, words in [({"speed": float("nan")}, "'speed' is not a finite number"),
+                            ({"speed": float("inf")}, "'speed' is not a finite number"),
+                            ({"capacity": 10**9}, "capacity must be between 1 and 4096")]:
+            info = {"id": "nan-drone", "capacity": 1, "speed": 1.0, "version": 1, "jobs": [], **body}
+            await sock.send(msgpack.packb(["drone:info", info]))
+            kind, reply = decode(await asyncio.wait_for(sock.recv(), 10))
+            assert kind is Msg.REFUSED and words in reply["reason"], reply
+        assert await queen.drone_ids() == set()
+
+        # An admitted drone whose heartbeat says load inf: the beat is dropped, the pool reads as strict JSON.
+        await queen.add_drone("honest")
+        honest = ctx.socket(zmq.DEALER)
+        honest.setsockopt(zmq.LINGER, 0)
+        honest.setsockopt(zmq.IDENTITY, b"honest")
+        honest.connect(queen.endpoint)
+        await honest.send(msgpack.packb(["drone:heartbeat", {"jobs": [], "load": float("inf")}]))
+        await asyncio.sleep(0.5)
+        async with queen.http.get(queen.api + "/drones") as resp:
+            drones = _strict(await resp.read())
+        assert [d["id"] for d in drones["drones"]] == ["honest"]  # type: ignore[index]
+        honest.close()
+        sock.close()
+    finally:
+        ctx.term()
+    log = queen.queen.stderr.read_text() if queen.queen else ""
+    assert "'load' is not a finite number" in log and "Traceback" not in log

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+import re
+
 import msgpack
 import pytest
 
 from queen.errors import ProtocolError
-from queen.protocol import DRONE_SENDS, QUEEN_SENDS, JobStatus, Msg, decode, encode
+from queen.protocol import (DRONE_SENDS, QUEEN_SENDS, JobStatus, Msg, decode, drone_info_fault, encode,
+                            reported_load)
 
 
 def test_a_message_survives_encoding() -> None:
@@ -37,3 +40,39 @@ def test_each_side_refuses_the_other_sides_messages() -> None:
 def test_final_states() -> None:
     assert {s for s in JobStatus if s.final} == {JobStatus.PASSED, JobStatus.FAILED, JobStatus.ERRORED,
                                                  JobStatus.CANCELLED}
+
+
+@pytest.mark.parametrize(("kind", "body", "where"), [
+    (Msg.DRONE_INFO, {"id": "d", "capacity": 1, "speed": float("nan"), "version": 1, "jobs": []}, "speed"),
+    (Msg.DRONE_INFO, {"id": "d", "capacity": 1, "speed": float("inf"), "version": 1, "jobs": []}, "speed"),
+    (Msg.DRONE_HEARTBEAT, {"jobs": [], "load": float("-inf")}, "load"),
+    (Msg.JOB_CMD_DONE, {"id": "J", "seq": 2, "num": 1, "exitCode": 0, "duration": 0.1,
+                        "usage": {"cpu_seconds": float("nan")}}, "usage.cpu_seconds"),
+    (Msg.JOB_PLUGIN, {"id": "J", "seq": 2, "plugin": "p", "data": {"counts": [1.0, float("inf")]}}, "data.counts[1]"),
+])
+def test_numbers_that_json_cannot_carry_are_refused_naming_the_field(kind: Msg, body: dict, where: str) -> None:
+    with pytest.raises(ProtocolError, match=f"field '{re.escape(where)}' is not a finite number") as info:
+        decode(encode(kind, body))
+    assert info.value.kind is kind
+
+
+@pytest.mark.parametrize(("drone_id", "body", "words"), [
+    ("d1", {"id": "d1", "capacity": 2, "speed": 1.5}, None),
+    ("<b>x</b>", {"id": "<b>x</b>", "capacity": 1, "speed": 1.0}, "letters, digits"),
+    ("d1", {"id": "d2", "capacity": 1, "speed": 1.0}, "differs"),
+    ("d1", {"id": "d1", "capacity": 0, "speed": 1.0}, "capacity must be between 1 and 4096"),
+    ("d1", {"id": "d1", "capacity": 10**9, "speed": 1.0}, "capacity must be between 1 and 4096"),
+    ("d1", {"id": "d1", "capacity": 1, "speed": 0.0}, "speed must be greater than 0"),
+    ("d1", {"id": "d1", "capacity": 1, "speed": 1e300}, "at most 1e+06"),
+])
+def test_what_a_drone_says_of_itself_must_be_in_range(drone_id: str, body: dict, words: str | None) -> None:
+    fault = drone_info_fault(drone_id, body)
+    assert fault is None if words is None else words in (fault or "")
+
+
+def test_a_heartbeats_load_out_of_range_is_ignored() -> None:
+    assert reported_load({"load": 1.25}) == 1.25
+    assert reported_load({"load": -1}) is None
+    assert reported_load({"load": 1e12}) is None
+    assert reported_load({"load": "high"}) is None
+    assert reported_load({}) is None

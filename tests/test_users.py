@@ -246,3 +246,68 @@ async def test_the_first_admin_and_a_cli_token_from_the_command_line(queen: Clus
     assert code == 0, err
     code, _, err = await apiary("token", "create", "--user", "ada", stdin="wrong password\n")
     assert code != 0 and "wrong username or password" in err and "Traceback" not in err
+
+
+async def _apiary(queen: Cluster, *args: str, stdin: str = "", env: dict[str, str] | None = None
+                  ) -> tuple[int, str, str]:
+    """An apiary client command against `queen`, as a user would type it (no APIARY_ settings but the URL)."""
+    import asyncio
+    import os
+    import sys
+
+    base = {**{k: v for k, v in os.environ.items() if not k.startswith("APIARY_")},
+            "APIARY_CLIENT_URL": queen.api.rsplit("/api", 1)[0], "HOME": str(queen.tmp / "home")}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "queen.cli", *args, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE, env={**base, **(env or {})})
+    out, err = await asyncio.wait_for(proc.communicate(stdin.encode()), 30)
+    return proc.returncode or 0, out.decode(), err.decode()
+
+
+async def test_until_an_admin_exists_only_the_owners_setup_token_makes_users(queen: Cluster) -> None:
+    data_dir = str(queen.tmp / "queen")
+    # Anyone who reaches a fresh queen: no admin, no member, whatever role is asked.
+    for role in ("admin", "member"):
+        status, body = await queen.request("POST", "/users", {"username": "eve", "password": "12345678",
+                                                               "role": role})
+        assert status == 403 and "setup token" in body["error"], body
+    # The owner's command without the data dir: it says what it needs, and makes nobody.
+    code, out, err = await _apiary(queen, "user", "add", "ada", stdin="correct horse\n")
+    assert code == 1 and "has no admin yet" in err and "--data-dir" in err and "Traceback" not in err
+    # Never a member in place of the first admin.
+    code, _, err = await _apiary(queen, "user", "add", "ada", "--role", "member", "--data-dir", data_dir,
+                                 stdin="correct horse\n")
+    assert code == 1 and "leave out --role member" in err
+    assert (await queen.get("/me")) == {"user": None, "setup": True}
+    code, out, err = await _apiary(queen, "user", "add", "ada", "--data-dir", data_dir, stdin="correct horse\n")
+    assert code == 0 and "ada is an admin of this queen" in out, err
+    assert not (queen.tmp / "queen" / "setup-token").exists()
+    # Now the queen wants signing in, and only an admin adds people.
+    assert (await queen.request("POST", "/users", {"username": "eve", "password": "12345678"}))[0] == 401
+
+
+async def test_a_queen_left_without_an_admin_gets_one_from_its_machine(queen: Cluster) -> None:
+    """A queen whose only user is a member (left so by an older version) is given an admin with the setup token."""
+    assert queen.queen is not None
+    port = re.search(r"on port (\d+)", queen.queen.logs())
+    assert port
+    member = await first_admin(queen)
+    await member.close()
+    with MongoClient(f"mongodb://127.0.0.1:{port[1]}/?directConnection=true") as raw:
+        raw.apiary.users.update_one({"_id": "ada"}, {"$set": {"role": "member"}})
+    await queen.queen.stop()
+    await queen.start_queen()
+    await queen.queen.wait_output(r"API:")
+    assert "has users but no admin" in queen.queen.stderr.read_text()
+    token_file = queen.tmp / "queen" / "setup-token"
+    assert token_file.exists()
+    code, out, err = await _apiary(queen, "user", "add", "root", "--role", "admin", "--data-dir",
+                                   str(queen.tmp / "queen"), stdin="root's long pw\n")
+    assert code == 0 and "root is an admin of this queen" in out, err
+    signed_in = Caller(queen)
+    status, body = await signed_in.call("POST", "/session", {"username": "root", "password": "root's long pw"})
+    assert (status, body["role"]) == (200, "admin")
+    signed_in.csrf = body["csrf"]
+    users = {u["name"]: u["role"] for u in (await signed_in.call("GET", "/users"))[1]["users"]}
+    assert users == {"ada": "member", "root": "admin"}
+    assert not token_file.exists()

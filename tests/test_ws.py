@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import aiohttp
+import pytest
 from aiohttp import WSMsgType
 
 from tests.cluster import Cluster, output_lines
@@ -59,3 +61,43 @@ async def test_websocket_announces_job_status_and_drones(queen: Cluster) -> None
     statuses = [m["status"] for m in about_job if m["type"] == "job:update" and "status" in m]
     assert statuses == ["dispatched", "running", "passed"]
     assert about_job[0]["status"] in ("queued", "dispatched")
+
+
+async def test_only_the_queens_own_pages_may_open_the_websocket(queen: Cluster) -> None:
+    assert queen.http is not None
+    ws_url = queen.api.replace("http://", "ws://").replace("/api/v1", "/ws")
+    own = queen.api.removesuffix("/api/v1")
+    for origin in ("http://evil.example", own.rsplit(":", 1)[0] + ":1", "null"):
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await queen.http.ws_connect(ws_url, origin=origin)
+        assert refused.value.status == 403, origin
+    async with queen.http.ws_connect(ws_url, origin=own) as ws:  # the dashboard's own
+        await ws.send_json({"op": "subscribe", "topic": "jobs"})
+        assert json.loads((await ws.receive(timeout=10)).data) == {"type": "subscribed", "topic": "jobs"}
+
+
+async def test_a_subscription_sends_a_jobs_history_once_and_their_number_is_capped(queen: Cluster) -> None:
+    await queen.add_drone("d1")
+    await queen.create_repo("app", ("print", ["seq 1 50"]))
+    job = await queen.trigger("app")
+    await queen.wait_job(job["id"])
+    stored = await queen.events(job["id"])
+    others = [await queen.trigger("app") for _ in range(70)]
+    assert queen.http is not None
+    ws_url = queen.api.replace("http://", "ws://").replace("/api/v1", "/ws")
+    async with queen.http.ws_connect(ws_url) as ws:
+        # Asking again and again for the same job: its history goes out once.
+        for _ in range(100):
+            await ws.send_json({"op": "subscribe", "topic": "job", "job": job["id"], "after": 0})
+        # Many jobs at once: the connection follows at most 64.
+        for other in others:
+            await ws.send_json({"op": "subscribe", "topic": "job", "job": other["id"], "after": 0})
+        await ws.send_json({"op": "subscribe", "topic": "jobs"})
+        messages: list[dict[str, Any]] = []
+        while not messages or messages[-1] != {"type": "subscribed", "topic": "jobs"}:
+            messages.append(json.loads((await ws.receive(timeout=10)).data))
+    events = [m for m in messages if m.get("job") == job["id"] and "seq" in m]
+    assert events == stored
+    assert sum(m.get("already") is True for m in messages) == 99
+    errors = [m["error"] for m in messages if m.get("type") == "error"]
+    assert sum("at most 64 jobs" in e for e in errors) == 70 - 63

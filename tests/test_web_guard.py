@@ -1,0 +1,173 @@
+"""Other web sites are kept out: the cross-site rule, links, throttling and connection decisions as tables,
+then the headers every answer carries, on a real queen."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from queen.connections import State, cap_for, make_room, overdue
+from queen.throttle import Throttle
+from queen.validate import is_web_link
+from queen.web_guard import Policy, origin_of
+from tests.cluster import Cluster
+
+LOCAL = Policy("", loopback_only=True)
+PUBLIC = Policy("https://ci.example.com/", loopback_only=False)
+HOST = {"Host": "127.0.0.1:8420"}
+JSON = {"Content-Type": "application/json", "Content-Length": "2"}
+
+
+@pytest.mark.parametrize(("policy", "method", "path", "headers", "status"), [
+    # The dashboard's own requests, and clients that are not browsers (curl, the CLI).
+    (LOCAL, "POST", "/api/v1/repos", {**HOST, **JSON, "Origin": "http://127.0.0.1:8420"}, None),
+    (LOCAL, "POST", "/api/v1/repos", {**HOST, **JSON, "Sec-Fetch-Site": "same-origin"}, None),
+    (LOCAL, "POST", "/api/v1/repos", {**HOST, **JSON}, None),
+    (LOCAL, "POST", "/api/v1/jobs/J/cancel", {**HOST}, None),  # no body: no type needed
+    (LOCAL, "GET", "/api/v1/jobs", {**HOST, "Origin": "http://evil.example"}, None),  # reads: the browser keeps it
+    # Another site's page: refused, with users or without.
+    (LOCAL, "POST", "/api/v1/repos", {**HOST, **JSON, "Origin": "http://127.0.0.1:9260"}, 403),
+    (LOCAL, "POST", "/api/v1/repos", {**HOST, **JSON, "Origin": "null"}, 403),
+    (LOCAL, "DELETE", "/api/v1/session", {**HOST, "Origin": "http://evil.example"}, 403),
+    (LOCAL, "POST", "/api/v1/repos", {**HOST, **JSON, "Sec-Fetch-Site": "cross-site"}, 403),
+    (LOCAL, "POST", "/api/v1/repos", {**HOST, **JSON, "Sec-Fetch-Site": "same-site"}, 403),
+    (LOCAL, "GET", "/ws", {**HOST, "Origin": "http://127.0.0.1:9260"}, 403),
+    (LOCAL, "GET", "/ws", {**HOST, "Origin": "http://127.0.0.1:8420"}, None),
+    # What a page may send without asking first (text/plain, forms) is never read as JSON.
+    (LOCAL, "POST", "/api/v1/repos", {**HOST, "Content-Type": "text/plain", "Content-Length": "9"}, 415),
+    (LOCAL, "POST", "/api/v1/repos", {**HOST, "Content-Type": "application/x-www-form-urlencoded"}, 415),
+    (LOCAL, "PUT", "/api/v1/repos/r", {**HOST, "Content-Length": "9"}, 415),
+    (LOCAL, "POST", "/api/v1/repos", {**HOST, "Content-Type": "application/json; charset=utf-8",
+                                      "Content-Length": "2"}, None),
+    # DNS rebinding: another name that resolves to 127.0.0.1 is not this queen.
+    (LOCAL, "GET", "/api/v1/jobs", {"Host": "evil.example:8420"}, 421),
+    (LOCAL, "GET", "/", {"Host": "localhost:8420"}, None),
+    (LOCAL, "GET", "/", {"Host": "[::1]:8420"}, None),
+    # Webhooks come from forges, signed: none of this applies.
+    (LOCAL, "POST", "/hooks/github/app", {"Host": "hooks.example", "Origin": "https://github.com",
+                                           "Content-Type": "application/x-www-form-urlencoded"}, None),
+    # Behind a proxy: public_url is the origin; the Host the proxy sends does not matter.
+    (PUBLIC, "POST", "/api/v1/repos", {"Host": "10.0.0.5:8420", **JSON, "Origin": "https://ci.example.com"}, None),
+    (PUBLIC, "POST", "/api/v1/repos", {"Host": "10.0.0.5:8420", **JSON, "Origin": "http://ci.example.com"}, 403),
+    (PUBLIC, "GET", "/api/v1/jobs", {"Host": "anything.example"}, None),
+])
+def test_which_requests_are_refused(policy: Policy, method: str, path: str, headers: dict[str, str],
+                                    status: int | None) -> None:
+    refused = policy.refusal(method, path, "http", headers)
+    assert (refused[0] if refused else None) == status, refused
+
+
+def test_origins_compare_as_browsers_send_them() -> None:
+    assert origin_of("HTTPS://CI.Example.com:443/x") == "https://ci.example.com"
+    assert origin_of("http://127.0.0.1:8420") == "http://127.0.0.1:8420"
+    assert origin_of("http://[::1]:80/") == "http://[::1]"
+    assert origin_of("null") == ""
+
+
+@pytest.mark.parametrize(("url", "link"), [
+    ("https://github.com/team/app/commit/0123abc", True),
+    ("http://ci.example.com:8080/x?y=1#z", True),
+    ("javascript:alert(1)", False),
+    ("JavaScript:alert(1)", False),
+    (" javascript:alert(1)", False),
+    ("java\tscript:alert(1)", False),
+    ("data:text/html,<script>alert(1)</script>", False),
+    ("vbscript:x", False),
+    ("//evil.example", False),
+    ("/relative/path", False),
+    ("https://", False),
+    ("http://host:99999/", False),
+    ("https://a b.example", False),
+])
+def test_only_web_addresses_are_links(url: str, link: bool) -> None:
+    assert is_web_link(url) is link
+
+
+def test_failed_sign_ins_wait_once_over_the_limit_and_a_success_clears_them() -> None:
+    throttle = Throttle(limit=3, window=60.0)
+    for t in (0.0, 1.0, 2.0):
+        assert throttle.wait("addr:1.2.3.4", t) == 0.0
+        throttle.failed("addr:1.2.3.4", t)
+    assert throttle.wait("addr:1.2.3.4", 3.0) == 57.0  # until the first failure leaves the window
+    assert throttle.wait("addr:5.6.7.8", 3.0) == 0.0  # others are not held back
+    assert throttle.wait("addr:1.2.3.4", 60.0) == 0.0  # it left: one more try
+    throttle.succeeded("addr:1.2.3.4")
+    assert throttle.wait("addr:1.2.3.4", 60.5) == 0.0
+
+
+def test_a_flood_from_many_addresses_keeps_the_throttle_bounded() -> None:
+    throttle = Throttle(limit=3, window=60.0, max_keys=100)
+    for i in range(10_000):
+        throttle.failed(f"addr:{i}", float(i) / 1000)
+    assert len(throttle._failures) <= 100
+    assert throttle.wait("addr:9999", 10.0) == 0.0  # one failure is under the limit
+
+
+@pytest.mark.parametrize(("states", "now", "closed"), [
+    ({"fresh": State(opened=0.0, idle_since=0.0)}, 5.0, []),
+    ({"no-headers": State(opened=0.0, idle_since=0.0)}, 10.5, ["no-headers"]),
+    ({"busy": State(opened=0.0, idle_since=0.0, busy=1, requests=1)}, 500.0, []),  # a WebSocket, a long download
+    ({"kept-alive": State(opened=0.0, idle_since=1.0, requests=3)}, 20.0, []),
+    ({"idle": State(opened=0.0, idle_since=1.0, requests=3)}, 31.5, ["idle"]),
+    ({"doomed": State(opened=0.0, idle_since=0.0, doomed=True)}, 0.1, ["doomed"]),
+])
+def test_connections_without_headers_in_time_or_idle_too_long_are_closed(states: dict[str, State], now: float,
+                                                                         closed: list[str]) -> None:
+    assert overdue(states, now, header_timeout=10.0, idle_timeout=30.0) == closed
+
+
+def test_at_the_cap_the_longest_idle_connections_make_room() -> None:
+    states = {"busy": State(opened=0.0, idle_since=0.0, busy=1), "old": State(opened=1.0, idle_since=1.0),
+              "older": State(opened=0.5, idle_since=0.5), "new": State(opened=3.0, idle_since=3.0)}
+    assert make_room(states, cap=10) == []
+    assert make_room(states, cap=4) == ["older"]
+    assert make_room(states, cap=3) == ["older", "old"]
+    assert make_room({"busy": State(opened=0.0, idle_since=0.0, busy=1)}, cap=1) == []  # nothing idle to close
+
+
+def test_the_connection_cap_leaves_files_for_everything_else() -> None:
+    assert cap_for(1024) == 768
+    assert cap_for(20_000) == 10_000
+    assert cap_for(100) == 16
+
+
+async def test_every_answer_carries_the_security_headers(queen: Cluster) -> None:
+    assert queen.http is not None
+    base = queen.api.removesuffix("/api/v1")
+    paths = ["/", "/signin", "/drones", "/static/apiary.js", "/static/apiary.css", "/no/such/page",
+             "/api/v1/jobs", "/api/v1/no-such-endpoint", "/api/v1/openapi.json", "/badge/none.svg"]
+    for path in paths:
+        async with queen.http.get(base + path) as resp:
+            headers = resp.headers
+            assert "frame-ancestors 'none'" in headers.get("Content-Security-Policy", ""), path
+            assert "script-src 'self'" in headers["Content-Security-Policy"], path
+            assert "unsafe-inline" not in headers["Content-Security-Policy"], path
+            assert headers.get("X-Content-Type-Options") == "nosniff", path
+            assert headers.get("Referrer-Policy") == "same-origin", path
+            assert headers.get("X-Frame-Options") == "DENY", path
+    # A refused request is an answer too.
+    async with queen.http.post(queen.api + "/repos", data=b"{}", headers={"Content-Type": "text/plain"}) as resp:
+        assert resp.status == 415 and resp.headers["X-Content-Type-Options"] == "nosniff"
+
+
+async def test_a_request_whose_headers_or_body_never_end_is_cut_off(cluster: Cluster) -> None:
+    await cluster.start_queen(env={"APIARY_QUEEN_HTTP_TIMEOUT": "1"})
+    host, port = cluster.api.split("//")[1].split("/")[0].rsplit(":", 1)
+    started = time.monotonic()
+    stalled = []
+    for partial in (b"GET /api/v1/me HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ",
+                    b"POST /api/v1/repos HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                    b"Content-Length: 100\r\n\r\n{\"name\": "):
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(partial)
+        await writer.drain()
+        stalled.append((reader, writer))
+    for reader, writer in stalled:
+        answer = await asyncio.wait_for(reader.read(), 10)  # b"" once the queen closes it
+        writer.close()
+        assert b"201" not in answer
+    waited = time.monotonic() - started
+    print(f"\nstalled headers and a stalled body: both closed by the queen after {waited:.1f} s (http_timeout 1 s)")
+    assert (await cluster.get("/repos"))["repos"] == []
