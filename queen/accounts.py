@@ -36,8 +36,10 @@ async def _start_session(request: web.Request, user: str, role: str) -> web.Resp
     session_id, csrf = new_secret(), new_secret()
     await request.app[keys.STORE].create_session(session_id, user, csrf, time.time() + SESSION_SECONDS)
     response = json_response({"user": user, "role": role, "csrf": csrf})
+    # Secure also behind a TLS proxy (public_url https://), where the queen itself sees plain HTTP.
+    secure = request.secure or request.app[keys.CONFIG].public_url.startswith("https://")
     response.set_cookie(COOKIE, session_id, max_age=SESSION_SECONDS, httponly=True, samesite="Lax",
-                        secure=request.secure, path="/")
+                        secure=secure, path="/")
     return response
 
 
@@ -90,6 +92,10 @@ async def sign_in(request: web.Request) -> web.Response:
     wait = max(throttle.wait(key, time.monotonic()) for throttle, key in throttled)
     if wait:
         return _too_many(wait, "password")
+    # Counted as failed before the check, cleared if right: sign-ins arriving while
+    # others are being checked cannot slip past the limit.
+    for throttle, key in throttled:
+        throttle.failed(key, time.monotonic())
     user = await request.app[keys.STORE].get_user(name) if name else None
     try:
         right = await gate.passwords.verify(user["password"] if user else None, password)
@@ -97,8 +103,6 @@ async def sign_in(request: web.Request) -> web.Response:
         return json_response({"error": "the queen is busy checking passwords: try again in a second",
                               "field": "password"}, status=429, headers={"Retry-After": "1"})
     if user is None or not right:
-        for throttle, key in throttled:
-            throttle.failed(key, time.monotonic())
         return json_response({"error": "wrong username or password", "field": "password"}, status=401)
     for throttle, key in throttled:
         throttle.succeeded(key)

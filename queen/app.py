@@ -95,9 +95,9 @@ async def _gate_ctx(app: web.Application) -> AsyncIterator[None]:
     gate = app[keys.GATE]
     await gate.refresh(app[keys.STORE])
     if not gate.users_exist:
-        log.info("no users yet%s: make the first admin with `apiary user add NAME` on this machine, "
+        log.info("no users yet%s: make the first admin with `apiary user add NAME --data-dir %s` on this machine, "
                  "or at /setup with the token in %s", " (open to this machine's users until then)"
-                 if gate.loopback else "", gate.setup_file)
+                 if gate.loopback else "", gate.setup_file.parent, gate.setup_file)
     elif not gate.admin_exists:
         log.warning("this queen has users but no admin: make one with `apiary user add NAME --role admin "
                     "--data-dir %s` on this machine, or at /setup with the token in %s", gate.setup_file.parent,

@@ -108,6 +108,7 @@ class Connections:
         self.states: dict[Any, State] = {}
         self.closed_overdue = 0
         self.closed_for_room = 0
+        self._warned = float("-inf")
 
     def factory(self, make: Callable[[], Any]) -> Callable[[], Any]:
         """Wrap aiohttp's protocol factory (``runner.server``): each new connection is tracked."""
@@ -117,9 +118,10 @@ class Connections:
             for handler in evict:
                 self._close(handler)
                 self.closed_for_room += 1
-            if evict:
-                log.warning("%d connections open (the cap): closed the %d longest idle", len(self.states) + len(evict),
-                            len(evict))
+            if evict and now - self._warned >= 10.0:  # a flood must not flood the log too
+                self._warned = now
+                log.warning("%d HTTP connections open (the cap): closing the longest idle to make room "
+                            "(%d so far)", self.cap, self.closed_for_room)
             handler = make()
             self.states[handler] = State(opened=now, idle_since=now, doomed=len(self.states) >= self.cap)
             return handler

@@ -19,7 +19,8 @@ applies it before anything else runs):
    decide as usual. This holds with or without users (setup mode too).
 3. **Content-Type.** A state-changing API request with a body must say
    ``application/json`` (415 otherwise): the types a page may send without
-   asking the server first (text/plain, forms) are never read as JSON.
+   asking the server first (text/plain, forms) are never read as JSON. An
+   empty body (``POST /jobs/ID/cancel``) needs no type.
 
 Webhooks (``/hooks/``) are exempt from all three: forges post them from
 elsewhere, and each plugin checks the forge's signature. Signed-in requests
@@ -118,14 +119,11 @@ class Policy:
             site = headers.get("Sec-Fetch-Site")
             if site is not None and site not in ("same-origin", "none"):
                 return 403, f"cross-site request refused: the browser says it comes from a {site} page"
-        if method not in SAFE_METHODS and path.startswith("/api/"):
-            ctype = headers.get("Content-Type")
-            if ctype is not None:
-                media = ctype.split(";", 1)[0].strip().lower()
-                if media != "application/json":
-                    return 415, f"Content-Type: the API takes application/json, not {media or 'nothing'!r}"
-            elif headers.get("Content-Length", "0").strip() not in ("", "0") or "Transfer-Encoding" in headers:
-                return 415, "Content-Type: a body must be sent as application/json"
+        has_body = headers.get("Content-Length", "0").strip() not in ("", "0") or "Transfer-Encoding" in headers
+        if method not in SAFE_METHODS and path.startswith("/api/") and has_body:
+            media = headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+            if media != "application/json":
+                return 415, f"Content-Type: the API takes a body as application/json, not {media or 'untyped'}"
         return None
 
 

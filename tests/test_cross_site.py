@@ -79,7 +79,7 @@ class Elsewhere:
         return web.Response(text=html, content_type="text/html")
 
     def form(self, name: str, action: str, enctype: str, field: tuple[str, str]) -> str:
-        """A page that posts a form to `action` into a hidden frame as soon as it loads; its path."""
+        """A page that posts a form to `action` into a hidden frame as soon as it loads; its address."""
         self.pages[name] = (
             "<!doctype html><title>You won a prize</title>"
             '<iframe name="sink" hidden></iframe>'
@@ -151,7 +151,7 @@ OPAQUE = {"answered": True, "type": "opaque", "status": 0, "body": ""}
 
 # -- what the queen saw and holds -----------------------------------------------------------------
 
-REFUSED = re.compile(r" (GET|HEAD|POST|PUT|PATCH|DELETE|OPTIONS) (\S+) refused \((\d+)\): (.*)$", re.M)
+REFUSED = re.compile(r" (GET|HEAD|POST|PUT|PATCH|DELETE|OPTIONS) (\S+) refused \((\d+)\): (.*)$", re.MULTILINE)
 
 
 class Refusals:
@@ -180,6 +180,72 @@ class Refusals:
             assert why.startswith(f"cross-site request refused: it comes from '{self.origin}'"), why
 
 
+class Wire:
+    """What Chromium really sent to the queen and got back (cookies included), from the DevTools protocol."""
+
+    def __init__(self) -> None:
+        self.requests: dict[str, tuple[str, str]] = {}  # id: (method, URL)
+        self.headers: dict[str, dict[str, str]] = {}  # id: request headers, as sent
+        self.answers: dict[str, tuple[int, dict[str, str]]] = {}  # id: (status, response headers)
+
+    @classmethod
+    async def listen(cls, page: Page) -> Wire:
+        wire = cls()
+        cdp = await page.context.new_cdp_session(page)
+        cdp.on("Network.requestWillBeSent", wire._request)
+        cdp.on("Network.requestWillBeSentExtraInfo", lambda e: wire._headers(e["requestId"], e["headers"]))
+        cdp.on("Network.responseReceived", wire._response)
+        cdp.on("Network.webSocketCreated",
+               lambda e: wire.requests.__setitem__(e["requestId"], ("GET", e["url"].replace("ws://", "http://"))))
+        cdp.on("Network.webSocketWillSendHandshakeRequest",
+               lambda e: wire._headers(e["requestId"], e["request"]["headers"]))
+        cdp.on("Network.webSocketHandshakeResponseReceived", wire._response)
+        cdp.on("Network.webSocketFrameError", wire._websocket_refused)
+        await cdp.send("Network.enable")
+        return wire
+
+    async def answered(self, method: str, url: str, origin: str, count: int = 1,
+                       timeout: float = 5.0) -> list[tuple[dict[str, str], int | None]]:
+        """`sent`, once `count` such requests have their answers (DevTools' events come a little after the
+        page's promises) or `timeout` is over."""
+        deadline = time.monotonic() + timeout
+        while True:
+            seen = self.sent(method, url, origin)
+            if (len(seen) >= count and all(status is not None for _, status in seen)) or time.monotonic() > deadline:
+                return seen
+            await asyncio.sleep(0.05)
+
+    def _request(self, event: dict[str, Any]) -> None:
+        self.requests[event["requestId"]] = (event["request"]["method"], event["request"]["url"])
+
+    def _headers(self, request_id: str, headers: dict[str, str]) -> None:
+        self.headers.setdefault(request_id, {}).update({k.lower(): v for k, v in headers.items()})
+
+    def _response(self, event: dict[str, Any]) -> None:
+        response = event["response"]
+        self.answers[event["requestId"]] = (response["status"], {k.lower(): v for k, v in response["headers"].items()})
+
+    def _websocket_refused(self, event: dict[str, Any]) -> None:
+        # "Error during WebSocket handshake: Unexpected response code: 403"
+        code = re.search(r"response code: (\d+)", event["errorMessage"])
+        if code:
+            self.answers[event["requestId"]] = (int(code[1]), {})
+
+    def _ids(self, method: str, url: str, origin: str) -> list[str]:
+        return [i for i, sent in self.requests.items()
+                if sent == (method, url) and self.headers.get(i, {}).get("origin") == origin]
+
+    def sent(self, method: str, url: str, origin: str) -> list[tuple[dict[str, str], int | None]]:
+        """Each request `method url` that a page of `origin` sent: its headers and the status of the answer."""
+        return [(self.headers[i], self.answers[i][0] if i in self.answers else None)
+                for i in self._ids(method, url, origin)]
+
+    def preflight_answer(self, url: str, origin: str) -> dict[str, str]:
+        """The headers of the queen's answer when the browser asked (OPTIONS) whether `origin` may send to `url`."""
+        [i] = self._ids("OPTIONS", url, origin)
+        return self.answers[i][1]
+
+
 async def holdings(read: Read, tokens: bool = False) -> dict[str, set[str]]:
     """Everything a cross-site request could have added: repositories, jobs, users (and the admin's tokens)."""
     held = {"repos": {r["name"] for r in (await read("/repos"))["repos"]},
@@ -190,8 +256,8 @@ async def holdings(read: Read, tokens: bool = False) -> dict[str, set[str]]:
     return held
 
 
-async def new_context(browser: Browser) -> tuple[BrowserContext, Page]:
-    context = await browser.new_context(viewport={"width": 1280, "height": 860})
+async def new_context(chromium: Browser) -> tuple[BrowserContext, Page]:
+    context = await chromium.new_context(viewport={"width": 1280, "height": 860})
     context.set_default_timeout(15_000)
     return context, await context.new_page()
 
@@ -217,10 +283,8 @@ async def other_site_gets_nowhere(page: Page, site: Elsewhere, queen: Cluster, l
     refused = [path for path, _ in posts] + [jobs]
     await log.expect(*(f"POST {path} 403" for path in refused))
     for path in set(refused):  # and the browser saw those 403s come back
-        hoped = [403] * refused.count(path)
-        statuses = await wire.settled(lambda: [status for _, status in wire.sent("POST", q + path, site.origin)],
-                                      lambda seen: seen == hoped)
-        assert statuses == hoped, path
+        answers = await wire.answered("POST", q + path, site.origin, refused.count(path))
+        assert [status for _, status in answers] == [403] * refused.count(path), path
     assert await holdings(read, tokens) == before
 
     # 2. Forms that post themselves, text/plain (a body that reads as JSON) and urlencoded.
@@ -238,10 +302,9 @@ async def other_site_gets_nowhere(page: Page, site: Elsewhere, queen: Cluster, l
     for path, body in [("/api/v1/repos", EVIL_REPO), (jobs, "{}")]:
         answer = await page.evaluate(FETCH, [q + path, cors_json(body)])
         assert not answer["answered"] and "TypeError" in answer["error"], (path, answer)
-        [(asked, status)] = await wire.settled(lambda: wire.sent("OPTIONS", q + path, site.origin),
-                                               lambda seen: len(seen) == 1 and seen[0][1] is not None)
+        [(asked, status)] = await wire.answered("OPTIONS", q + path, site.origin)
         assert asked["access-control-request-method"] == "POST", asked
-        assert status >= 400 and "access-control-allow-origin" not in wire.preflight_answer(q + path), status
+        assert status >= 400 and "access-control-allow-origin" not in wire.preflight_answer(q + path, site.origin), status
     assert len(wire.sent("POST", q + "/api/v1/repos", site.origin)) == 1  # the no-cors one of batch 1
     await log.expect()
     assert await holdings(read, tokens) == before
@@ -260,7 +323,7 @@ async def other_site_gets_nowhere(page: Page, site: Elsewhere, queen: Cluster, l
     assert seen["opened"] is False and seen["messages"] == [], seen
     assert seen["error"] is True and seen["closed"] == 1006, seen
     await log.expect("GET /ws 403")
-    assert len(await wire.settled(lambda: wire.sent("GET", q + "/ws", site.origin), lambda seen: len(seen) == 1)) == 1
+    assert [status for _, status in await wire.answered("GET", q + "/ws", site.origin)] == [403]
 
     assert await holdings(read, tokens) == before
     return wire
@@ -341,7 +404,7 @@ async def test_an_admin_signed_in_in_the_same_browser_lends_other_sites_nothing(
         # The browser did hand the admin's session cookie to the other site's requests (the same site:
         # only the port differs): the queen's refusal is all that stopped them.
         for path in ["/api/v1/repos", f"/api/v1/repos/{REPO}/jobs", "/api/v1/session"]:
-            headers = wire.sent_headers("POST", q + path)
+            headers, _ = wire.sent("POST", q + path, elsewhere.origin)[0]
             assert f"apiary_session={session['value']}" in headers.get("cookie", ""), (path, headers)
             assert headers.get("sec-fetch-site") == "same-site", (path, headers)
 
@@ -381,67 +444,6 @@ async def first_admin_token(queen: Cluster) -> str:
         async with http.post(queen.api + "/tokens", json={"name": "tests"}, headers={"X-CSRF-Token": csrf}) as resp:
             assert resp.status == 201, await resp.text()
             return str((await resp.json())["token"])
-
-
-class Wire:
-    """What Chromium really sent to the queen and got back (cookies included), from the DevTools protocol."""
-
-    def __init__(self) -> None:
-        self.requests: dict[str, tuple[str, str]] = {}  # id: (method, URL)
-        self.headers: dict[str, dict[str, str]] = {}  # id: request headers, as sent
-        self.answers: dict[str, tuple[int, dict[str, str]]] = {}  # id: (status, response headers)
-
-    @classmethod
-    async def listen(cls, page: Page) -> Wire:
-        wire = cls()
-        cdp = await page.context.new_cdp_session(page)
-        cdp.on("Network.requestWillBeSent", wire._request)
-        cdp.on("Network.requestWillBeSentExtraInfo", lambda e: wire._headers(e["requestId"], e["headers"]))
-        cdp.on("Network.responseReceived", wire._response)
-        cdp.on("Network.webSocketCreated",
-               lambda e: wire.requests.__setitem__(e["requestId"], ("GET", e["url"].replace("ws://", "http://"))))
-        cdp.on("Network.webSocketWillSendHandshakeRequest",
-               lambda e: wire._headers(e["requestId"], e["request"]["headers"]))
-        await cdp.send("Network.enable")
-        return wire
-
-    @staticmethod
-    async def settled(look: Callable[[], Any], ok: Callable[[Any], bool], timeout: float = 5.0) -> Any:
-        """What `look` sees once it is `ok`, or when `timeout` is over (DevTools events come a little after
-        the page's promises)."""
-        deadline = time.monotonic() + timeout
-        while not ok(seen := look()) and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        return seen
-
-    def _request(self, event: dict[str, Any]) -> None:
-        self.requests[event["requestId"]] = (event["request"]["method"], event["request"]["url"])
-
-    def _headers(self, request_id: str, headers: dict[str, str]) -> None:
-        self.headers.setdefault(request_id, {}).update({k.lower(): v for k, v in headers.items()})
-
-    def _response(self, event: dict[str, Any]) -> None:
-        response = event["response"]
-        self.answers[event["requestId"]] = (response["status"], {k.lower(): v for k, v in response["headers"].items()})
-
-    def _ids(self, method: str, url: str, origin: str | None = None) -> list[str]:
-        return [i for i, sent in self.requests.items() if sent == (method, url)
-                and (origin is None or self.headers.get(i, {}).get("origin") == origin)]
-
-    def sent(self, method: str, url: str, origin: str) -> list[tuple[dict[str, str], int | None]]:
-        """Each request `method url` that a page of `origin` sent: its headers and the status of the answer."""
-        return [(self.headers[i], self.answers[i][0] if i in self.answers else None)
-                for i in self._ids(method, url, origin)]
-
-    def sent_headers(self, method: str, url: str) -> dict[str, str]:
-        ids = self._ids(method, url)
-        assert ids, f"no {method} {url} went out: {sorted(set(self.requests.values()))}"
-        return self.headers[ids[0]]
-
-    def preflight_answer(self, url: str) -> dict[str, str]:
-        """The headers of the answer to the preflight (OPTIONS) for `url`."""
-        [i] = self._ids("OPTIONS", url)
-        return self.answers[i][1]
 
 
 async def session_cookie(context: BrowserContext, url: str) -> dict[str, Any]:

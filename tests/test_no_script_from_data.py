@@ -33,6 +33,7 @@ import contextlib
 import hashlib
 import hmac
 import json
+import re
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -78,6 +79,7 @@ def _q(text: str) -> str:
 
 # The member's pipeline: every text it gives the page is a payload.
 PIPELINE = f"""\
+# </textarea>{SHORT} (the settings page shows this text in a textarea)
 parameters:
   GREETING:
     default: {_q(PAYLOAD)}
@@ -91,7 +93,7 @@ prepare:
   - title: {_q("write a JUnit report " + SHORT)}
     run: >-
       printf '<testsuite tests="1" failures="1"><testcase classname="%s" name="t"><failure/></testcase></testsuite>'
-      '&lt;img src=x onerror=window.__pwned=1&gt;' > report.xml
+      '&lt;img src=x onerror=window.__pwned=1&gt;' | tee report.xml
 stages:
   - name: show
     steps:
@@ -127,9 +129,8 @@ class Person:
         self.csrf = ""
         self.token = ""
 
-    async def call(self, method: str, path: str, body: Any = None, expect: int | None = None,
-                   headers: dict[str, str] | None = None) -> tuple[int, Any]:
-        sent = {"Content-Type": "application/json", **(headers or {})}
+    async def call(self, method: str, path: str, body: Any = None, expect: int | None = None) -> tuple[int, Any]:
+        sent = {"Content-Type": "application/json"}
         if self.token:
             sent["Authorization"] = f"Bearer {self.token}"
         elif self.csrf:
@@ -202,12 +203,13 @@ AUDIT = """() => {
         if (/^(javascript|data|vbscript):/.test(v)) bad.push("address: " + own(e));
       }
     }
-    if (tag === "script" && !/^\\/static\\/apiary\\.js/.test(e.getAttribute("src") || "")) bad.push("script: " + own(e));
+    const src = e.getAttribute("src") || "";
+    if (tag === "script" && !/^\\/static\\/apiary\\.js/.test(src)) bad.push("script: " + own(e));
     if (["iframe", "frame", "object", "embed", "base", "svg", "math"].includes(tag)) bad.push("element: " + own(e));
     if (tag === "form" && new URL(e.action, location.href).origin !== location.origin) bad.push("form: " + own(e));
-    if (tag === "img" && !/^\\/(badge|static)\\//.test(e.getAttribute("src") || "")) bad.push("image: " + own(e));
+    if (tag === "img" && !/^\\/(badge|static)\\//.test(src)) bad.push("image: " + own(e));
     if (tag === "meta" && e.httpEquiv) bad.push("meta: " + own(e));
-    if (tag === "a" && e.href && !/^https?:$/.test(new URL(e.href, location.href).protocol)) bad.push("link: " + own(e));
+    if (tag === "a" && e.href && !/^https?:$/.test(new URL(e.href).protocol)) bad.push("link: " + own(e));
   }
   if (window.__pwned !== undefined) bad.push("window.__pwned = " + String(window.__pwned));
   return bad;
@@ -305,8 +307,8 @@ async def sign_in(p: Page, user: str, password: str) -> None:
 class Tour:
     """Opens pages and clicks each link that stays on the queen, once, checking after each."""
 
-    def __init__(self, page: Page, guard: Guard) -> None:
-        self.page = page
+    def __init__(self, tab: Page, guard: Guard) -> None:
+        self.page = tab
         self.guard = guard
         self.clicked: set[str] = set()
         self.pages = 0
@@ -341,7 +343,7 @@ class Tour:
 
     async def _click(self, path: str, href: str) -> None:
         p = self.page
-        link = p.locator(f"a[href={json.dumps(href)}]").first
+        link = p.locator(f"a[href={json.dumps(href, ensure_ascii=False)}]").first
         where = f"{path}, after clicking {href!r}"
         if await link.get_attribute("download") is not None:
             async with p.expect_download() as download:
@@ -378,26 +380,32 @@ async def test_no_value_a_member_forge_or_drone_sets_runs_script_in_the_admins_p
     guard = Guard(page.context, origin)
     await guard.route(page.context)
 
-    await admin.call("POST", "/repos", {"name": "xss", "pipeline": PIPELINE, "plugins": ["github"]}, expect=201)
+    await admin.call("POST", "/repos", {"name": "xss", "pipeline": PIPELINE, "plugins": [
+        {"name": "github", "config": {"context": f"</textarea>{PAYLOAD}"}}]}, expect=201)
     await admin.call("PUT", "/repos/xss/secrets/WEBHOOK_SECRET", {"value": "hook secret"}, expect=200)
     await admin.call("POST", "/repos", {"name": "broken", "pipeline": BROKEN_PIPELINE}, expect=201)
 
     # The admin signs in and watches the dashboard, whose rows come in as HTML fetched again.
+    watching = asyncio.Event()
+    page.on("websocket", lambda ws: ws.on(
+        "framereceived", lambda frame: watching.set() if '"subscribed"' in str(frame) else None))
     await page.goto("/")
     await sign_in(page, *ADMIN)
     await expect(page.locator(".who")).to_contain_text(f"{ADMIN[0]} (admin)")
+    await asyncio.wait_for(watching.wait(), 15)  # subscribed to new jobs
 
     # A member's job: every field it may set is HTML.
     one = await trigger(member, "xss", branch=PAYLOAD, commit=PAYLOAD, parameters={"GREETING": PAYLOAD},
                         trigger={"author": {"name": PAYLOAD, "email": SCRIPT_URL}, "message": PAYLOAD,
-                                 "url": QUOTED_URL})
+                                 "url": QUOTED_URL, "type": PAYLOAD})
     # A link that would run script or show a page of the member's making is refused, on the trigger and the re-run.
     for url in REFUSED_URLS:
         status, body = await member.call("POST", "/repos/xss/jobs", {"trigger": {"url": url}})
         assert (status, body.get("field")) == (400, "trigger.url"), (url, status, body)
         status, body = await member.call("POST", f"/jobs/{one}/rerun", {"trigger": {"url": url}})
         assert (status, body.get("field")) == (400, "trigger.url"), (url, status, body)
-    two = await trigger(member, "xss", fetch=PAYLOAD, trigger={"author": SCRIPT_URL, "message": SCRIPT_URL})
+    two = await trigger(member, "xss", fetch=PAYLOAD, trigger={
+        "author": SCRIPT_URL, "message": SCRIPT_URL, "source": {"type": "API", "name": PAYLOAD}})
     broken = await trigger(member, "broken", trigger={"author": {"username": PAYLOAD}})
     # A forge's push: its branch, author and message are HTML, its link a script, which is dropped.
     status, text = await github_push(queen, "xss", "hook secret", {
@@ -408,10 +416,8 @@ async def test_no_value_a_member_forge_or_drone_sets_runs_script_in_the_admins_p
     assert (await admin.job(forged))["trigger"]["url"] == ""
     jobs = [one, two, broken, forged]
 
-    rows = page.locator("#jobs tbody tr")
     for job_id in jobs:
         await expect(page.locator(f"tr[data-job='{job_id}']")).to_have_count(1)
-    await expect(rows.first.locator(".ref")).not_to_have_text("")
     await expect(page.locator("#jobs")).to_contain_text(PAYLOAD)  # shown, as text
     await guard.check(page, "the dashboard with the new rows")
 
@@ -420,8 +426,7 @@ async def test_no_value_a_member_forge_or_drone_sets_runs_script_in_the_admins_p
     step = page.locator(".cmd").filter(has=page.locator("summary .title", has_text=PAYLOAD[:80]))
     await expect(step).to_have_count(1, timeout=30_000)
     live = await step.evaluate("d => d.open")  # a running command is open; one that ended before, closed
-    if not live:
-        await step.locator("summary").click()
+    await step.evaluate("d => { d.open = true; }")
     await expect(step.locator(".log")).to_contain_text("branch " + PAYLOAD, timeout=30_000)
     await expect(step.locator(".log")).to_contain_text("the end of the output", timeout=30_000)
     summary = page.locator("#summary")
@@ -444,7 +449,6 @@ async def test_no_value_a_member_forge_or_drone_sets_runs_script_in_the_admins_p
         await admin.wait_final(job_id)
     failed = await admin.job(broken)
     assert failed["status"] == "errored" and SHORT in failed["error"], failed
-    print(f"jobs done at {time.monotonic() - started:.1f}s")
 
     # The admin's own settings, also text wherever they are shown.
     _, repo = await admin.call("GET", "/repos/xss", expect=200)
@@ -456,27 +460,101 @@ async def test_no_value_a_member_forge_or_drone_sets_runs_script_in_the_admins_p
 
     tour = Tour(page, guard)
 
-    async def log_shown() -> None:
-        await expect(page.locator(".cmd .log").first).not_to_be_empty()
+    async def all_output_shown() -> None:
+        """Every section of the job page open, so that every line of output is drawn."""
+        await expect(page.locator(".log .ln").first).to_be_attached()  # the events came over the WebSocket
+        await page.wait_for_function("""() => {
+          for (const d of document.querySelectorAll("details")) d.open = true;
+          return Array.from(document.querySelectorAll(".log")).every((log) => log.querySelector(".ln"));
+        }""")
 
-    async with drone_saying(queen, host=PAYLOAD, plugins=[PAYLOAD, SCRIPT_URL]):
-        await tour.open("/drones", lambda: expect(page.locator("#drone-chatty")).to_contain_text(PAYLOAD))
+    async def job_one() -> None:
+        await all_output_shown()
+        await expect(summary).to_contain_text(f"({PAYLOAD})")  # the trigger's type
+        await expect(page.locator(".joblog .log")).to_contain_text(SHORT)  # the plugin's figures, as a line
+
+    async def job_two() -> None:
+        await all_output_shown()
+        await expect(summary.locator("code").first).to_have_text(PAYLOAD)  # the fetched ref
+        await expect(summary).to_contain_text(f"{PAYLOAD} · {SCRIPT_URL}")  # the source's name, the author
+
+    async def forged_job() -> None:
+        await all_output_shown()
+        await expect(summary.locator("a[rel~=noopener]")).to_have_count(0)  # its script link was dropped
+        await expect(summary).to_contain_text(PAYLOAD)
+
+    async def broken_job() -> None:
+        await all_output_shown()
+        await expect(summary.locator(".attempts li").first).to_contain_text(f"Invalid requirement: './{SHORT}'")
+        await expect(summary.locator(".facts dd").first).to_contain_text(f"Invalid requirement: './{SHORT}'")
+
+    async def settings() -> None:
+        await expect(page.locator("#r-url")).to_have_value(f"{SCRIPT_URL}//{PAYLOAD}")
+        await expect(page.locator("#r-provider")).to_have_value(PAYLOAD)
+        await expect(page.locator("#r-user")).to_have_value(PAYLOAD)
+        await expect(page.locator("#r-pipeline")).to_have_value(PIPELINE)  # </textarea> in it ended nothing
+        plugins_text = re.compile(re.escape(f"context: </textarea>{PAYLOAD[:30]}"))
+        await expect(page.locator("#r-plugins")).to_have_value(plugins_text)
+
+    # The drones page as a drone that says its host and plugins are HTML joins: its part comes in as HTML.
+    await tour.open("/drones", lambda: expect(page.locator("#drone-d1")).to_be_visible())
+    async with drone_saying(queen, host=PAYLOAD, plugins=[PAYLOAD, SCRIPT_URL]) as chatty:
+        row = page.locator(f"#drone-{chatty}")
+        await expect(row).to_contain_text(PAYLOAD)
+        await expect(row).to_contain_text(SCRIPT_URL)
+        await guard.check(page, "/drones, with the drone that joined")
         await tour.click_all("/drones")
-        for path, ready in [
-            ("/", lambda: expect(page.locator("#jobs")).to_contain_text(PAYLOAD)),
-            ("/repos/xss", lambda: expect(page.locator("#t-branch")).to_have_value(PAYLOAD)),
-            (f"/repos/xss?branch={quote(PAYLOAD, safe='')}",
-             lambda: expect(page.locator("#history-h")).to_contain_text(PAYLOAD)),
-            ("/repos/xss/settings", lambda: expect(page.locator("#r-url")).to_have_value(f"{SCRIPT_URL}//{PAYLOAD}")),
-            (f"/jobs/{one}", log_shown),
-            (f"/jobs/{two}", log_shown),
-            (f"/jobs/{forged}", log_shown),
-            (f"/jobs/{broken}", lambda: expect(page.locator("#summary")).to_contain_text(SHORT)),
-            (f"/jobs/{quote(SHORT, safe='')}", lambda: expect(page.locator("main")).to_contain_text(SHORT)),
-            (f"/repos/{quote(SHORT, safe='')}", lambda: expect(page.locator("main")).to_contain_text(SHORT)),
-        ]:
-            await tour.open(path, ready)
-            await tour.click_all(path)
-    print(f"{tour.pages} pages, {len(tour.clicked)} links clicked: {sorted(tour.clicked)}")
-    print(f"left the queen for: {guard.left}")
-    print(f"took {time.monotonic() - started:.1f}s")
+
+    for path, ready in [
+        ("/", lambda: expect(page.locator("#jobs")).to_contain_text(PAYLOAD)),
+        ("/repos/xss", lambda: expect(page.locator("#t-branch")).to_have_value(PAYLOAD)),  # the default branch
+        (f"/repos/xss?branch={quote(PAYLOAD, safe='')}",  # from the address bar, shown back
+         lambda: expect(page.locator("#history-h")).to_contain_text(PAYLOAD)),
+        ("/repos/xss/settings", settings),
+        (f"/jobs/{one}", job_one),
+        (f"/jobs/{two}", job_two),
+        (f"/jobs/{forged}", forged_job),
+        (f"/jobs/{broken}", broken_job),
+        (f"/jobs/{quote(SHORT, safe='')}", lambda: expect(page.locator("main")).to_contain_text(f"no job '{SHORT}'")),
+        (f"/repos/{quote(SHORT, safe='')}", lambda: expect(page.locator("main")).to_contain_text(SHORT)),
+    ]:
+        await tour.open(path, ready)
+        await tour.click_all(path)
+    assert not guard.left, f"a link led off the queen: {guard.left}"
+    print(f"{tour.pages} pages opened and {len(tour.clicked)} links clicked in {time.monotonic() - started:.1f} s")
+
+
+# -- where signing in leads ----------------------------------------------------------------------------
+
+async def signed_in_from(chromium: Browser, queen: Cluster, next_: str) -> tuple[str, Guard]:
+    """Sign the admin in on /signin?next=`next_` in a fresh browser context; where the browser ends up."""
+    origin = base_url(queen)
+    context = await chromium.new_context(base_url=origin)
+    context.set_default_timeout(15_000)
+    try:
+        guard = Guard(context, origin)
+        await guard.route(context)
+        p = await context.new_page()
+        await p.goto("/signin?next=" + quote(next_, safe=""))
+        await sign_in(p, *ADMIN)
+        await p.wait_for_url(lambda url: urlsplit(url).path != "/signin")
+        await p.wait_for_load_state()
+        if p.url.startswith(origin + "/"):
+            await expect(p.locator(".who")).to_contain_text(f"{ADMIN[0]} (admin)")
+            await guard.check(p, f"signed in from ?next={next_}")
+        return p.url, guard
+    finally:
+        await context.close()
+
+
+async def test_signing_in_leads_back_only_to_a_page_of_this_queen(queen: Cluster, browser: Browser) -> None:
+    origin = base_url(queen)
+    async with people_of(queen):
+        url, _ = await signed_in_from(browser, queen, "/repos/new?x=1#y")
+        assert url == origin + "/repos/new?x=1#y"  # where the visitor was going
+        # Spelt so that a browser would resolve it to another site, or run it: the dashboard instead.
+        for next_ in ("//evil.example/", "/\\evil.example/", "%2F%2Fevil.example", SCRIPT_URL, "https://evil.example/",
+                      "/.//evil.example/", "/..//evil.example/", "/./\\evil.example/"):
+            url, guard = await signed_in_from(browser, queen, next_)
+            assert url.startswith(origin + "/"), f"?next={next_} led to {url}"
+            assert not guard.left, f"?next={next_} asked for {guard.left}"

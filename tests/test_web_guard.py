@@ -37,7 +37,11 @@ JSON = {"Content-Type": "application/json", "Content-Length": "2"}
     (LOCAL, "GET", "/ws", {**HOST, "Origin": "http://127.0.0.1:8420"}, None),
     # What a page may send without asking first (text/plain, forms) is never read as JSON.
     (LOCAL, "POST", "/api/v1/repos", {**HOST, "Content-Type": "text/plain", "Content-Length": "9"}, 415),
-    (LOCAL, "POST", "/api/v1/repos", {**HOST, "Content-Type": "application/x-www-form-urlencoded"}, 415),
+    (LOCAL, "POST", "/api/v1/repos", {**HOST, "Content-Type": "application/x-www-form-urlencoded",
+                                      "Content-Length": "3"}, 415),
+    (LOCAL, "POST", "/api/v1/repos", {**HOST, "Content-Type": "text/plain", "Transfer-Encoding": "chunked"}, 415),
+    (LOCAL, "POST", "/api/v1/jobs/J/cancel", {**HOST, "Content-Type": "application/octet-stream",
+                                              "Content-Length": "0"}, None),  # nothing to misread
     (LOCAL, "PUT", "/api/v1/repos/r", {**HOST, "Content-Length": "9"}, 415),
     (LOCAL, "POST", "/api/v1/repos", {**HOST, "Content-Type": "application/json; charset=utf-8",
                                       "Content-Length": "2"}, None),

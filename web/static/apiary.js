@@ -640,7 +640,9 @@
     if (!next) return "/";
     let url;
     try { url = new URL(next, location.origin); } catch { return "/"; }
-    return url.origin === location.origin ? url.pathname + url.search + url.hash : "/";
+    // The parser keeps a path of "//host" (from "/.//host"), which location.assign would read as another site.
+    if (url.origin !== location.origin || /^[/\\]{2}/.test(url.pathname)) return "/";
+    return url.pathname + url.search + url.hash;
   }
 
   function accountForm(form) { // sign in, or make the first admin: then go where the visitor was going
