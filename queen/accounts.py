@@ -99,13 +99,16 @@ async def sign_in(request: web.Request) -> web.Response:
     user = await request.app[keys.STORE].get_user(name) if name else None
     try:
         right = await gate.passwords.verify(user["password"] if user else None, password)
-    except Busy:
+    except Busy:  # not checked: not a failure
+        for throttle, key in throttled:
+            throttle.undo(key)
         return json_response({"error": "the queen is busy checking passwords: try again in a second",
                               "field": "password"}, status=429, headers={"Retry-After": "1"})
     if user is None or not right:
         return json_response({"error": "wrong username or password", "field": "password"}, status=401)
-    for throttle, key in throttled:
-        throttle.succeeded(key)
+    # The user's count starts again; the address's does not (one success must not buy another ten guesses).
+    gate.by_user.succeeded(f"user:{name}")
+    gate.by_address.undo(f"addr:{request.remote}")
     return await _start_session(request, name, user["role"])
 
 
@@ -132,7 +135,7 @@ async def me(request: web.Request) -> web.Response:
 async def list_users(request: web.Request) -> web.Response:
     users = await request.app[keys.STORE].list_users()
     return json_response({"users": [{"name": u["_id"], "role": u["role"], "created": u["created"]}
-                                        for u in users]})
+                                    for u in users]})
 
 
 @routes.post("/api/v1/users")
@@ -164,7 +167,7 @@ async def delete_user(request: web.Request) -> web.Response:
 async def list_tokens(request: web.Request) -> web.Response:
     tokens = await request.app[keys.STORE].list_tokens(_identity(request)["user"])
     return json_response({"tokens": [{"id": t["_id"], "name": t["name"], "created": t["created"]}
-                                         for t in tokens]})
+                                     for t in tokens]})
 
 
 @routes.post("/api/v1/tokens")
@@ -176,7 +179,7 @@ async def create_token(request: web.Request) -> web.Response:
     token_id, secret_hash, token = new_token()
     await request.app[keys.STORE].create_token(token_id, user, secret_hash, name[:80])
     return json_response({"id": token_id, "name": name[:80], "token": token,
-                              "note": "shown once: keep it (APIARY_CLIENT_TOKEN or [client] token)"}, status=201)
+                          "note": "shown once: keep it (APIARY_CLIENT_TOKEN or [client] token)"}, status=201)
 
 
 @routes.delete("/api/v1/tokens/{id}")

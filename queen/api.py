@@ -223,10 +223,10 @@ async def job_events(request: web.Request) -> web.Response:
     job = await load_job(request)
     after = query_int(request, "after", 0, 0, 2**62)
     limit = query_int(request, "limit", MAX_EVENTS_PAGE, 1, MAX_EVENTS_PAGE)
-    events = await request.app[keys.STORE].events_after(job["_id"], after, limit)
+    events, more = await request.app[keys.STORE].events_after(job["_id"], after, limit)
     last = events[-1]["seq"] if events else after
     return json_response({"job": job["_id"], "status": job["status"], "events": events, "last": last,
-                              "more": len(events) == limit})
+                          "more": more})
 
 
 # -- artifacts -------------------------------------------------------------------------

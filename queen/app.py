@@ -73,7 +73,7 @@ async def error_middleware(request: web.Request,
     except PyMongoError as exc:  # the store is away (restarting): say so, try again later
         log.warning("%s %s: store unavailable: %s", request.method, request.path, exc)
         return json_response({"error": "the store is unavailable; try again shortly"}, status=503,
-                                 headers={"Retry-After": "2"})
+                             headers={"Retry-After": "2"})
     except Exception:
         log.exception("%s %s failed", request.method, request.path)
         return json_response({"error": "internal error; the queen's log has the details"}, status=500)
@@ -188,13 +188,20 @@ def _listen(host: str, port: int) -> socket.socket:
     return sock
 
 
+URL_FILE = "queen.url"  # in the data dir: the address this queen answers on, for commands on its machine
+
+
 @contextlib.asynccontextmanager
 async def running_queen(config: QueenConfig) -> AsyncIterator[Addresses]:
     """Start the queen on its sockets; yield where it listens; stop it on exit."""
     config.data_path.mkdir(parents=True, exist_ok=True)
+    # The store, the secrets key and the setup token are the queen's alone.
+    if config.data_path.stat().st_mode & 0o077:
+        config.data_path.chmod(0o700)
+        log.info("made %s readable by its owner only (it holds the store and keys)", config.data_path)
     app = init_app(config, cap_for(raise_file_limit()))
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, keepalive_timeout=IDLE_FACTOR * config.http_timeout,
-                           shutdown_timeout=1.0)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0,
+                           keepalive_timeout=IDLE_FACTOR * config.http_timeout)
     sock = _listen(config.http_host, config.http_port)
     try:
         await runner.setup()
@@ -204,17 +211,25 @@ async def running_queen(config: QueenConfig) -> AsyncIterator[Addresses]:
         sock.close()
         raise
     connections = app[keys.CONNECTIONS]
-    # Our own listening server rather than a SockSite: each connection passes through the guard's factory.
-    server = await asyncio.get_running_loop().create_server(connections.factory(runner.server), sock=sock,
-                                                            backlog=1024)
-    sweeper = asyncio.create_task(connections.sweep(runner.server))
+    server = sweeper = None
     try:
+        # Our own listening server rather than a SockSite: each connection passes through the guard's factory.
+        server = await asyncio.get_running_loop().create_server(connections.factory(runner.server), sock=sock,
+                                                                backlog=1024)
+        sweeper = asyncio.create_task(connections.sweep(runner.server))
         host, port = sock.getsockname()[:2]
         shown = f"[{host}]" if ":" in host else host
         http = config.public_url.rstrip("/") or f"http://{shown}:{port}"
         app[keys.PLUGINS].base_url = http
+        # Where this machine reaches the queen directly: `apiary user add` sends the setup token there only.
+        local = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(host, shown)
+        (config.data_path / URL_FILE).write_text(f"http://{local}:{port}\n")
         yield Addresses(http=http, drones=app[keys.HIVE].endpoint)
     finally:
-        sweeper.cancel()
-        server.close()
+        if sweeper is not None:
+            sweeper.cancel()
+        if server is not None:
+            server.close()
+        else:
+            sock.close()
         await runner.cleanup()

@@ -34,8 +34,18 @@ from aiohttp import web
 from . import keys
 from .strict_json import json_response
 from .throttle import ADDRESS_LIMIT, USER_LIMIT, Throttle
-from .users import (SAFE, Role, hash_password, is_public, may, new_secret, same, split_token, token_hash,
-                    verify_password)
+from .users import (
+    SAFE,
+    Role,
+    hash_password,
+    is_public,
+    may,
+    new_secret,
+    same,
+    split_token,
+    token_hash,
+    verify_password,
+)
 from .web_guard import is_loopback_name
 
 log = logging.getLogger(__name__)
@@ -96,6 +106,7 @@ class Gate:
         self.loopback = is_loopback_name(http_host)
         self.users_exist: bool | None = None  # known after the first request
         self.admin_exists: bool | None = None
+        self.refreshed = 0.0
         self.setup_file = data_path / "setup-token"
         self.passwords = Passwords()
         self.by_address = Throttle(ADDRESS_LIMIT)
@@ -106,8 +117,11 @@ class Gate:
         """Read whether users and an admin exist; while no admin does, the setup token is on disk."""
         self.users_exist = await store.count_users() > 0
         self.admin_exists = await store.count_users(Role.ADMIN.value) > 0
+        self.refreshed = time.monotonic()
         if not self.admin_exists:
             self.setup_token()
+        else:
+            self.setup_file.unlink(missing_ok=True)  # left over (an admin was made elsewhere): no use to anyone
 
     def setup_token(self) -> str:
         """The one-time token that makes the first admin; written to data_dir/setup-token."""
@@ -185,22 +199,22 @@ def _wants_html(request: web.Request) -> bool:
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     gate = request.app[keys.GATE]
-    if gate.users_exist is None:
+    if gate.users_exist is None or (not gate.users_exist and time.monotonic() - gate.refreshed > 1.0):
+        # In setup, asked again each second: users may come from elsewhere (another queen on the store).
         await gate.refresh(request.app[keys.STORE])
     request["identity"] = None
     if not gate.users_exist:
         if request.path.startswith("/api/v1/users") and request.method not in SAFE:
             # The first user is the owner's admin: only the setup path (and its token) makes one.
-            return json_response({"error": "this queen has no admin yet: make one with `apiary user add NAME` on "
-                                           "the queen's machine (it reads the setup token in "
-                                           f"{gate.setup_file}), or at /setup with that token",
-                                  "field": "username"}, status=403)
+            return json_response({"error": "this queen has no admin yet: make one with `apiary user add NAME "
+                                           "--data-dir DATA_DIR` on the queen's machine, or at /setup with the "
+                                           "setup token from its data dir", "field": "username"}, status=403)
         if gate.loopback or is_public(request.path):
             return await handler(request)  # setup: open on loopback; elsewhere only the setup page
         if _wants_html(request):
             raise web.HTTPSeeOther("/setup")
         return json_response({"error": "this queen has no users yet: make the first admin (apiary user add, "
-                                           "or the /setup page)"}, status=401)
+                                       "or the /setup page)"}, status=401)
     identity = await gate.identity(request)
     request["identity"] = identity
     role = identity["role"] if identity else None
@@ -209,9 +223,9 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
             if _wants_html(request):
                 raise web.HTTPSeeOther(f"/signin?next={quote(request.path_qs, safe='')}")
             return json_response({"error": "sign in first: a session, or an API token as "
-                                               "'Authorization: Bearer apiary_…'"}, status=401)
+                                           "'Authorization: Bearer apiary_…'"}, status=401)
         return json_response({"error": f"a {role.value} may not do this" if role else "not allowed"},
-                                 status=403)
+                             status=403)
     if identity and identity["via"] == "session" and request.method not in SAFE and not is_public(request.path):
         if not same(request.headers.get("X-CSRF-Token", ""), identity["csrf"] or ""):
             return json_response({"error": "missing or wrong X-CSRF-Token; reload the page"}, status=403)

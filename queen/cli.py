@@ -337,6 +337,10 @@ def _client_command(args: argparse.Namespace, config: Config) -> int:
     command = {"trigger": _trigger, "ls": _ls, "logs": _logs, "cancel": _cancel, "drones": _drones,
                "prune": _prune, "user": _user, "token": _token}[args.command]
     args.setup_file = config.queen.data_path / "setup-token"
+    recorded = config.queen.data_path / "queen.url"
+    if args.command == "user" and not args.url and args.setup_file.exists() and recorded.exists():
+        # The setup token goes to the queen it belongs to, whatever [client] url says.
+        settings = with_changes(settings, lambda key: str(recorded), url=recorded.read_text().strip())
     code = _run(_until_signalled(_with_client(settings.url, settings.token, command, args)), fast_loop=False)
     return 130 if code is None else code  # None: interrupted
 
@@ -365,7 +369,7 @@ async def _user(client: Any, args: argparse.Namespace) -> int:
     made with an admin's API token. Never a member in place of the first admin."""
     from .client import ApiError
 
-    setup_file: Path = args.setup_file
+    setup_file: Path = args.setup_file  # the token also decided which queen `client` talks to
     token = _setup_token(setup_file)
     if token is None and (await client.request("GET", "/me")).get("setup"):
         raise ApiaryError(f"the queen at {client.url} has no admin yet, and its setup token is not at {setup_file}: "
@@ -379,14 +383,14 @@ async def _user(client: Any, args: argparse.Namespace) -> int:
         try:
             await client.request("POST", "/setup", {"token": token, "username": args.name, "password": password})
         except ApiError as exc:
-            if exc.status != 409:  # 409: it has an admin after all (a token file left behind); go on below
-                raise
-        else:
-            _say(f"{args.name} is an admin of this queen; sign in at {client.url}/signin "
-                 f"(and make a CLI token: apiary token create --user {args.name})")
-            return 0
-    else:
-        password = _password(confirm=True)
+            if exc.status == 409:  # a token file left behind
+                raise ApiaryError(f"the queen at {client.url} has an admin already (and {setup_file} is left "
+                                  "over): an admin adds people, with an API token (apiary token create)") from None
+            raise
+        _say(f"{args.name} is an admin of this queen; sign in at {client.url}/signin "
+             f"(and make a CLI token: apiary token create --user {args.name})")
+        return 0
+    password = _password(confirm=True)
     await client.request("POST", "/users", {"username": args.name, "password": password,
                                             "role": args.role or "member"})
     _say(f"{args.name} added ({args.role or 'member'})")

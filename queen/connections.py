@@ -2,8 +2,9 @@
 
 A connection must deliver a request's headers within `HEADER_TIMEOUT` of
 opening, and the next request within `IDLE_TIMEOUT` of the last answer (idle
-keep-alive); a request body must arrive within `BODY_TIMEOUT` of its headers
-(else the connection is closed). No more than `cap` connections are open at
+keep-alive); a request body must arrive within `BODY_TIMEOUT` of its headers,
+and a client must keep reading its answer (or WebSocket messages): one that
+reads none of it for `IDLE_TIMEOUT` is closed, with what was waiting for it. No more than `cap` connections are open at
 once: at the cap a new connection makes room by closing the longest-idle ones
 (a half-open connection that never sent its headers is idle from its start),
 so clients that do send requests keep being answered. `cap` comes from the
@@ -53,14 +54,27 @@ class State:
     busy: int = 0  # requests in progress
     requests: int = 0  # requests started so far
     doomed: bool = False  # opened when the cap was reached and nothing could make room
+    buffered: int = 0  # bytes of answer waiting for the client to read them, at the last look
+    stalled_since: float | None = None  # since when that has not gone down
+
+    def observe(self, buffered: int, now: float) -> None:
+        """Note how much answer waits for the client: a client that reads makes it go down (or empty)."""
+        if buffered == 0 or buffered < self.buffered:
+            self.stalled_since = None
+        elif self.stalled_since is None:
+            self.stalled_since = now
+        self.buffered = buffered
 
 
 def overdue(states: Mapping[Hashable, State], now: float, header_timeout: float = HEADER_TIMEOUT,
             idle_timeout: float = IDLE_TIMEOUT) -> list[Hashable]:
-    """The connections to close now: no headers in time, idle too long, or doomed."""
+    """The connections to close now: no headers in time, idle too long, doomed, or (busy) not reading
+    their answer for longer than idle_timeout: a client that stops reading holds memory for nothing."""
     out = []
     for key, st in states.items():
         if st.busy:
+            if st.stalled_since is not None and now - st.stalled_since > idle_timeout:
+                out.append(key)
             continue
         limit = header_timeout if st.requests == 0 else idle_timeout
         if st.doomed or now - st.idle_since > limit:
@@ -108,6 +122,7 @@ class Connections:
         self.states: dict[Any, State] = {}
         self.closed_overdue = 0
         self.closed_for_room = 0
+        self.closed_not_reading = 0
         self._warned = float("-inf")
 
     def factory(self, make: Callable[[], Any]) -> Callable[[], Any]:
@@ -159,9 +174,18 @@ class Connections:
         now = time.monotonic()
         for handler in [h for h, st in self.states.items() if h not in alive and now - st.opened > 2.0]:
             del self.states[handler]
+        for handler, st in self.states.items():
+            if st.busy and handler.transport is not None:
+                st.observe(handler.transport.get_write_buffer_size(), now)
+        not_reading = 0
         for handler in overdue(self.states, now, self.header_timeout, self.idle_timeout):
+            not_reading += self.states[handler].busy > 0
             self._close(handler)
             self.closed_overdue += 1
+        if not_reading:
+            self.closed_not_reading += not_reading
+            log.warning("closed %d connection(s) whose clients read none of their answer for %g s", not_reading,
+                        self.idle_timeout)
 
     async def sweep(self, server: web.Server, interval: float = 1.0) -> None:
         while True:

@@ -29,14 +29,7 @@ from .curve import server_curve
 from .dispatcher import Dispatcher
 from .hub import Hub
 from .pool import Drone, Pool
-from .protocol import (
-    JOB_EVENTS,
-    PROTOCOL_VERSION,
-    JobStatus,
-    Msg,
-    drone_info_fault,
-    reported_load,
-)
+from .protocol import JOB_EVENTS, MAX_CAPACITY, PROTOCOL_VERSION, JobStatus, Msg, drone_info_fault, reported_load
 from .recorder import Recorder
 from .store import Store
 
@@ -338,11 +331,12 @@ async def _logged(coro: Any) -> None:
 
 
 def _job_ids(value: Any) -> set[str]:
-    return {j for j in value if isinstance(j, str)} if isinstance(value, list) else set()
+    """The job ids a drone reports, as many as a drone can run at most (the rest is noise or an attack)."""
+    return {j for j in _list(value)[:MAX_CAPACITY] if isinstance(j, str) and len(j) <= 64}
 
 
 def _plugins(value: Any) -> frozenset[str]:
-    return frozenset(p for p in _list(value) if isinstance(p, str))
+    return frozenset(p for p in _list(value)[:1000] if isinstance(p, str) and len(p) <= 200)
 
 
 def _list(value: Any) -> list[Any]:

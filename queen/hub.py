@@ -5,9 +5,10 @@ changes of every job), ``drones`` (the pool changed). The recorder publishes an
 event only after it is stored, so a subscriber that registers first and then
 reads the store misses nothing (see queen/ws.py).
 
-A subscriber that falls `limit` messages behind is cut off (its ``overflowed``
-flag set, its queue woken with None) rather than let the queen's memory grow;
-the browser reconnects and catches up from the store.
+A subscriber that falls `limit` messages, or `max_bytes` of their text,
+behind is cut off (its ``overflowed`` flag set, its queue woken with None)
+rather than let the queen's memory grow; the browser reconnects and catches up
+from the store.
 """
 
 from __future__ import annotations
@@ -20,21 +21,35 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 
+MAX_BYTES = 16 * 2**20  # output text a subscriber may have waiting
+
+
 class Subscriber:
-    def __init__(self, topics: set[str], limit: int) -> None:
+    def __init__(self, topics: set[str], limit: int, max_bytes: int = MAX_BYTES) -> None:
         self.topics = topics
         self.queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         self.limit = limit
+        self.max_bytes = max_bytes
+        self.bytes = 0
         self.overflowed = False
 
     def put(self, message: dict[str, Any]) -> None:
         if self.overflowed:
             return
-        if self.queue.qsize() >= self.limit:
+        size = len(message.get("text") or "")
+        if self.queue.qsize() >= self.limit or self.bytes + size > self.max_bytes:
             self.overflowed = True
             self.queue.put_nowait(None)
             return
+        self.bytes += size
         self.queue.put_nowait(message)
+
+    async def get(self) -> dict[str, Any] | None:
+        """The next message (None: cut off)."""
+        message = await self.queue.get()
+        if message is not None:
+            self.bytes -= len(message.get("text") or "")
+        return message
 
 
 class Hub:

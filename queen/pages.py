@@ -63,11 +63,17 @@ def fmt_bytes(n: int | float | None) -> str:
 
 
 def fmt_time(ts: float | None) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else ""
+    try:
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else ""
+    except (OverflowError, OSError, ValueError):  # a time no clock shows: a page must still render
+        return ""
 
 
 def fmt_iso(ts: float | None) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts)) if ts else ""
+    try:
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts)) if ts else ""
+    except (OverflowError, OSError, ValueError):
+        return ""
 
 
 def fmt_ago(ts: float | None) -> str:
@@ -256,11 +262,11 @@ async def raw_log(request: web.Request) -> web.StreamResponse:
     after = 0
     try:
         while True:
-            events = await store.events_after(job["_id"], after, READ_BATCH)
+            events, more = await store.events_after(job["_id"], after, READ_BATCH)
             text = "".join(e.get("text") or "" for e in events if e.get("type") in OUTPUT_TYPES)
             if text:
                 await response.write(text.encode())
-            if len(events) < READ_BATCH:
+            if not more:
                 break
             after = events[-1]["seq"]
     except PyMongoError as exc:  # the headers are sent already: say so in the text

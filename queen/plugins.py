@@ -247,7 +247,7 @@ class PluginContext:
     def queued(self, jobs: list[dict[str, Any]]) -> web.Response:
         """201 with the jobs queued."""
         return json_response({"jobs": [{"id": j["_id"], "number": j.get("number"), "repo": j["repo"],
-                                            "url": self.job_url(j)} for j in jobs]}, status=201)
+                                        "url": self.job_url(j)} for j in jobs]}, status=201)
 
 
 # -- webhooks -----------------------------------------------------------------------------
@@ -260,7 +260,7 @@ async def webhook(request: web.Request) -> web.StreamResponse:
     handler = getattr(plugin, "webhook", None)
     if plugin is None or handler is None or name not in contexts:
         return json_response({"error": f"no plugin {name!r} with a webhook is installed on this queen",
-                                  "field": "plugin"}, status=404)
+                              "field": "plugin"}, status=404)
     try:
         response = await asyncio.wait_for(handler(request, contexts[name]), CALL_TIMEOUT)
     except TimeoutError:
@@ -334,7 +334,7 @@ class Reactions:
         sub = hub.subscribe(None, "jobs")
         try:
             while True:
-                message = await sub.queue.get()
+                message = await sub.get()
                 if message is None:  # fell behind: start listening afresh
                     hub.unsubscribe(sub)
                     sub = hub.subscribe(None, "jobs")

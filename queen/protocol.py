@@ -180,27 +180,49 @@ def decode(frame: bytes, allowed: frozenset[Msg] = frozenset(Msg)) -> tuple[Msg,
         # bool is an int subclass; a True seq or exitCode is still a malformed frame
         if not isinstance(value, want) or isinstance(value, bool):
             raise ProtocolError(f"{msg.value}: field {name!r} missing or not {_type_name(want)}", kind=msg)
-    where = _non_finite(body)
-    if where is not None:
-        # JSON has no NaN or Infinity: such a value would make the API's answers unreadable.
-        raise ProtocolError(f"{msg.value}: field {where!r} is not a finite number", kind=msg)
+    # What a drone reports is checked to the last number (a queen's messages carry what its API checked).
+    fault = _number_fault(body) if msg in DRONE_SENDS else None
+    if fault is not None:
+        raise ProtocolError(f"{msg.value}: field {fault[0]!r} {fault[1]}", kind=msg)
+    for name, (low, high) in _RANGES.items() if msg in DRONE_SENDS else ():
+        value = body.get(name)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and not low <= value <= high:
+            raise ProtocolError(f"{msg.value}: field {name!r} must be between {low:g} and {high:g}, got {value!r}",
+                                kind=msg)
     return msg, body
 
 
-def _non_finite(value: Any, path: str = "") -> str | None:
-    """Where in `value` a float is NaN or infinite (``speed``, ``usage.cpu``, ``data[2]``), or None."""
+# Numbers both sides, JSON and a browser can hold exactly: finite, and whole numbers within 2**53.
+MAX_NUMBER = 2**53
+# Fields with a narrower range wherever they appear: times (seconds since 1970, before 2286), durations
+# (seconds), exit codes (32-bit).
+_RANGES: dict[str, tuple[float, float]] = {
+    "timestamp": (0, 1e10), "duration": (0, 1e8), "exitCode": (-2**31, 2**31 - 1), "code": (-2**31, 2**31 - 1),
+}
+
+
+def _number_fault(value: Any, path: str = "") -> tuple[str, str] | None:
+    """(where, why) of the first number in `value` that is NaN, infinite or beyond ±MAX_NUMBER, or None.
+
+    JSON has no NaN or Infinity, and larger numbers lose their value in a browser: either would make the
+    API's answers unreadable or wrong. Paths read ``speed``, ``usage.cpu``, ``data[2]``.
+    """
     if isinstance(value, float):
-        return None if math.isfinite(value) else path
+        if not math.isfinite(value):
+            return path, "is not a finite number"
+        return (path, f"is beyond ±2**53, got {value!r}") if abs(value) > MAX_NUMBER else None
+    if isinstance(value, int):
+        return (path, f"is beyond ±2**53, got {value!r}") if abs(value) > MAX_NUMBER else None
     if isinstance(value, dict):
         for key, item in value.items():
-            if isinstance(item, (float, dict, list)):
-                found = _non_finite(item, f"{path}.{key}" if path else str(key))
+            if isinstance(item, (int, float, dict, list)):
+                found = _number_fault(item, f"{path}.{key}" if path else str(key))
                 if found is not None:
                     return found
     elif isinstance(value, list):
         for i, item in enumerate(value):
-            if isinstance(item, (float, dict, list)):
-                found = _non_finite(item, f"{path}[{i}]")
+            if isinstance(item, (int, float, dict, list)):
+                found = _number_fault(item, f"{path}[{i}]")
                 if found is not None:
                     return found
     return None
@@ -209,13 +231,23 @@ def _non_finite(value: Any, path: str = "") -> str | None:
 def drone_info_fault(drone_id: str, body: dict[str, Any]) -> str | None:
     """Why a decoded drone:info cannot be admitted (an id, capacity or speed out of range), or None."""
     if not DRONE_ID.match(drone_id):
-        return f"drone id {drone_id[:80]!r}: letters, digits, '.', '_' or '-' (at most 64), starting with a letter or digit"
+        return (f"drone id {drone_id[:80]!r}: letters, digits, '.', '_' or '-' (at most 64), "
+                "starting with a letter or digit")
     if body["id"] != drone_id:
         return f"id {body['id'][:80]!r} differs from the connection's id {drone_id!r}"
     if not 1 <= body["capacity"] <= MAX_CAPACITY:
         return f"capacity must be between 1 and {MAX_CAPACITY}, got {body['capacity']}"
     if not 0 < body["speed"] <= MAX_SPEED:
         return f"speed must be greater than 0 and at most {MAX_SPEED:g}, got {body['speed']}"
+    if len(body["jobs"]) > MAX_CAPACITY or not all(isinstance(j, str) and len(j) <= 64 for j in body["jobs"]):
+        return f"jobs must be at most {MAX_CAPACITY} job ids"
+    host = body.get("host", "")
+    if not isinstance(host, str) or len(host) > 255:
+        return "host must be a host name (at most 255 characters)"
+    plugins = body.get("plugins", [])
+    if not isinstance(plugins, list) or len(plugins) > 1000 or not all(isinstance(p, str) and len(p) <= 200
+                                                                        for p in plugins):
+        return "plugins must be a list of at most 1000 names"
     return None
 
 

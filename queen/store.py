@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 _DUPLICATE_KEY = 11000
 READ_BATCH = 5000
+READ_BYTES = 2**20  # output text read at once for one page of events (a stalled client holds no more)
 
 
 class Store:
@@ -263,11 +264,23 @@ class Store:
         doc = await self.events.find_one({"job": job_id}, {"seq": 1}, sort=[("seq", DESCENDING)])
         return int(doc["seq"]) if doc else 0
 
-    async def events_after(self, job_id: str, after: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
+    async def events_after(self, job_id: str, after: int = 0, limit: int | None = None,
+                           max_bytes: int = READ_BYTES) -> tuple[list[dict[str, Any]], bool]:
+        """(events after seq `after` in seq order, whether more follow): at most `limit` of them, and output
+        text of about `max_bytes` (one event more at most): a page of a log-heavy job stays small in memory."""
         cursor = self.events.find({"job": job_id, "seq": {"$gt": after}}, {"_id": 0}).sort("seq", ASCENDING)
         if limit is not None:
-            cursor = cursor.limit(limit)
-        return await cursor.batch_size(READ_BATCH).to_list(None)
+            cursor = cursor.limit(limit + 1)
+        events: list[dict[str, Any]] = []
+        size, more = 0, False
+        async for event in cursor.batch_size(500):
+            if (limit is not None and len(events) >= limit) or size >= max_bytes:
+                more = True
+                break
+            events.append(event)
+            size += len(event.get("text") or "")
+        await cursor.close()
+        return events, more
 
     async def cancel_queued(self, job_id: str) -> bool:
         """Cancel a job still waiting in the queue; True if it was waiting."""

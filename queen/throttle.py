@@ -4,7 +4,9 @@
 its recent failures. Once a key has `limit` failures within `window`
 seconds, `wait` says how long until the oldest of them leaves the window;
 the caller answers 429 with that as Retry-After, without checking the
-password (so a flood costs no hashing). A success clears its keys. At most
+password (so a flood costs no hashing). The caller counts an attempt as a
+failure before checking it (so attempts made meanwhile see it) and `undo`es
+that when it was not one; a success clears the username's failures. At most
 `max_keys` keys are kept: the quietest are forgotten first, so a flood from
 many addresses cannot grow it without end.
 
@@ -51,7 +53,14 @@ class Throttle:
             self._forget(now)
 
     def succeeded(self, key: str) -> None:
+        """Forget `key`'s failures."""
         self._failures.pop(key, None)
+
+    def undo(self, key: str) -> None:
+        """Take back the last failure counted for `key` (counted ahead, and it did not fail after all)."""
+        times = self._failures.get(key)
+        if times:
+            times.pop()
 
     def _forget(self, now: float) -> None:
         for key in [k for k, t in self._failures.items() if not t or now - t[-1] >= self.window]:

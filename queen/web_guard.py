@@ -37,7 +37,9 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -102,6 +104,8 @@ class Policy:
         if path.startswith(WEBHOOKS):
             return None
         host = headers.get("Host")
+        if host is not None and any(c in host for c in "@/\\ \t"):
+            return 400, f"Host: {host[:100]!r} is not a host name"
         if host is not None and self.loopback_only:
             name = urlsplit(f"//{host}").hostname or ""
             if not is_loopback_name(name) and name != self.public_host.lower():
@@ -112,7 +116,7 @@ class Policy:
         origin = headers.get("Origin")
         if origin is not None:
             own = {o for o in (self.public_origin, origin_of(f"{scheme}://{host}") if host else "") if o}
-            if origin_of(origin) not in own:
+            if origin.strip().lower() not in own:  # as browsers send it: scheme://host[:port], nothing more
                 hint = "" if self.public_origin else " (behind a proxy, set [queen] public_url to its address)"
                 return 403, f"cross-site request refused: it comes from {origin!r}, not from this queen's pages{hint}"
         else:
@@ -133,10 +137,17 @@ def web_guard_middleware(policy: Policy) -> Callable[[web.Request, Handler], Awa
         refused = policy.refusal(request.method, request.path, request.scheme, request.headers)
         if refused is not None:
             status, why = refused
-            log.warning("%s %s refused (%d): %s", request.method, request.path, status, why)
+            now = time.monotonic()
+            if now - said[0] >= 1.0:  # a flood of them must not flood the log
+                log.warning("%s %s refused (%d): %s%s", request.method, request.path, status, why,
+                            f" ({said[1]} more refused in the last second)" if said[1] else "")
+                said[:] = [now, 0]
+            else:
+                said[1] += 1
             return json_response({"error": why}, status=status)
         return await handler(request)
 
+    said: list[Any] = [float("-inf"), 0]  # when the last refusal was logged, and how many since
     return web_guard
 
 

@@ -136,7 +136,7 @@ class _Connection:
     async def send_loop(self) -> None:
         store = self.app[keys.STORE]
         while True:
-            item = await self.sub.queue.get()
+            item = await self.sub.get()
             if item is None:  # the hub cut us off: too far behind
                 await self.ws.close(code=CLOSE_TOO_SLOW, message=b"too slow: reconnect with after=<last seq>")
                 return
@@ -161,12 +161,12 @@ class _Connection:
             return
         last = after
         while True:
-            events = await store.events_after(job_id, last, READ_BATCH)
+            events, more = await store.events_after(job_id, last, READ_BATCH)
             for event in events:
                 await self.ws.send_str(dumps(event))
             if events:
                 last = events[-1]["seq"]
-            if len(events) < READ_BATCH:
+            if not more:
                 break
         self.sent_seq[job_id] = last
         await self.ws.send_str(dumps({"type": "subscribed", "topic": "job", "job": job_id, "last": last}))

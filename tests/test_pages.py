@@ -11,7 +11,7 @@ from playwright.async_api import Page, expect
 
 from queen.app import init_app
 from queen.config import QueenConfig
-from queen.pages import error_pages
+from queen.pages import error_pages, fmt_iso, fmt_time
 from tests.browser import base_url, browser, page, shot  # noqa: F401  (fixtures)
 from tests.cluster import Cluster
 
@@ -279,3 +279,8 @@ async def test_plugins_and_branch_filters_are_set_on_the_settings_page(queen: Cl
     await expect(page.get_by_label("Include")).to_have_value("main, release/*")
     await expect(page.locator("#webhook")).to_have_text(f"{base_url(queen)}/hooks/github/app")
     await shot(page, "settings-plugins")
+
+
+def test_a_time_no_clock_shows_renders_as_nothing_not_an_error() -> None:
+    assert fmt_time(1e300) == "" and fmt_iso(-1e300) == "" and fmt_iso(None) == ""
+    assert fmt_iso(0.5) == "1970-01-01T00:00:00Z"

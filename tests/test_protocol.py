@@ -64,10 +64,13 @@ def test_numbers_that_json_cannot_carry_are_refused_naming_the_field(kind: Msg, 
     ("d1", {"id": "d1", "capacity": 10**9, "speed": 1.0}, "capacity must be between 1 and 4096"),
     ("d1", {"id": "d1", "capacity": 1, "speed": 0.0}, "speed must be greater than 0"),
     ("d1", {"id": "d1", "capacity": 1, "speed": 1e300}, "at most 1e+06"),
+    ("d1", {"id": "d1", "capacity": 1, "speed": 1.0, "jobs": [f"j{i}" for i in range(20_000)]}, "at most 4096"),
+    ("d1", {"id": "d1", "capacity": 1, "speed": 1.0, "host": "h" * 1_000_000}, "at most 255"),
+    ("d1", {"id": "d1", "capacity": 1, "speed": 1.0, "plugins": [None]}, "plugins must be"),
 ])
 def test_what_a_drone_says_of_itself_must_be_in_range(drone_id: str, body: dict, words: str | None) -> None:
-    fault = drone_info_fault(drone_id, body)
-    assert fault is None if words is None else words in (fault or "")
+    fault = drone_info_fault(drone_id, {"jobs": [], **body})
+    assert fault is None if words is None else words in (fault or ""), fault
 
 
 def test_a_heartbeats_load_out_of_range_is_ignored() -> None:
@@ -76,3 +79,25 @@ def test_a_heartbeats_load_out_of_range_is_ignored() -> None:
     assert reported_load({"load": 1e12}) is None
     assert reported_load({"load": "high"}) is None
     assert reported_load({}) is None
+
+
+@pytest.mark.parametrize(("kind", "body", "words"), [
+    (Msg.JOB_STARTED, {"id": "J", "seq": 1, "timestamp": 1e300}, "'timestamp' is beyond ±2**53"),
+    (Msg.JOB_STARTED, {"id": "J", "seq": 1, "timestamp": 1e12}, "'timestamp' must be between 0 and 1e+10"),
+    (Msg.JOB_STARTED, {"id": "J", "seq": 1, "timestamp": -5.0}, "'timestamp' must be between"),
+    (Msg.JOB_CMD_DONE, {"id": "J", "seq": 2, "num": 1, "exitCode": 2**63 - 1, "duration": 0.1}, "beyond"),
+    (Msg.JOB_CMD_DONE, {"id": "J", "seq": 2, "num": 1, "exitCode": 2**40, "duration": 0.1}, "'exitCode' must be"),
+    (Msg.JOB_CMD_DONE, {"id": "J", "seq": 2, "num": 1, "exitCode": 0, "duration": 1e9}, "'duration' must be"),
+    (Msg.JOB_CMD_DONE, {"id": "J", "seq": 2, "num": 1, "exitCode": 0, "duration": 0.1,
+                        "usage": {"peak_rss": -1e300}}, "'usage.peak_rss' is beyond"),
+    (Msg.JOB_CMD_STDOUT, {"id": "J", "seq": 2**60, "num": 1, "text": "x"}, "'seq' is beyond"),
+])
+def test_numbers_out_of_any_sane_range_are_refused(kind: Msg, body: dict, words: str) -> None:
+    with pytest.raises(ProtocolError, match=re.escape(words)):
+        decode(encode(kind, body))
+
+
+def test_usual_numbers_pass() -> None:
+    body = {"id": "J", "seq": 2, "num": 1, "exitCode": -9, "duration": 12.5,
+            "usage": {"peak_rss": 2**31, "cpu_seconds": 0.25}}
+    assert decode(encode(Msg.JOB_CMD_DONE, body)) == (Msg.JOB_CMD_DONE, body)

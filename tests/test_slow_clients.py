@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import resource
+import socket
 import time
 from collections import Counter
 from typing import Any
@@ -303,3 +305,83 @@ async def test_slow_and_half_open_clients_time_out_and_cannot_shut_the_port(clus
     assert still_open == 0, f"{still_open} half-open connections never closed by the queen"
     assert all(t <= HEADER_TIMEOUT + 5 for t in lived.values()), max(lived.values())
     assert len(early) >= attempts - cap, (len(early), len(late))  # at the cap, room was made
+
+
+def _rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+async def _stalled_reader(host: str, port: int, request: bytes) -> socket.socket:
+    """A client that sends `request` and then reads nothing, with a small receive buffer."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, (host, port))
+    await asyncio.get_running_loop().sock_sendall(sock, request)
+    return sock
+
+
+async def _read_to_end(sock: socket.socket, timeout: float) -> tuple[int, bool]:
+    """(bytes read, whether the queen closed the connection) within `timeout`."""
+    loop, got, deadline = asyncio.get_running_loop(), 0, time.monotonic() + timeout
+    while True:
+        try:
+            chunk = await asyncio.wait_for(loop.sock_recv(sock, 1 << 20), max(0.01, deadline - time.monotonic()))
+        except TimeoutError:
+            return got, False
+        except ConnectionResetError:
+            return got, True
+        if not chunk:
+            return got, True
+        got += len(chunk)
+
+
+async def test_clients_that_stop_reading_are_cut_off_with_what_waited_for_them(cluster: Cluster) -> None:
+    """A client that asks for a big answer (a log-heavy job's events, or its history over the WebSocket)
+    and then reads nothing does not keep the queen's memory: after 3 x http_timeout without reading, its
+    connection is closed. A client that reads gets everything."""
+    await cluster.start_queen(env={"APIARY_QUEEN_HTTP_TIMEOUT": "1"})
+    await cluster.add_drone("d1")
+    await cluster.create_repo("big", ("print", ["seq 1 1500000"]))  # about 10 MB of output
+    job = await cluster.trigger("big")
+    await cluster.wait_job(job["id"])
+    assert cluster.queen is not None and cluster.queen.proc is not None
+    pid = cluster.queen.proc.pid
+    host, port = urlsplit(cluster.api).hostname or "", urlsplit(cluster.api).port or 0
+    events = f"GET /api/v1/jobs/{job['id']}/events?after=0 HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode()
+    ws = (f"GET /ws HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+          "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").encode()
+    subscribe = json.dumps({"op": "subscribe", "topic": "job", "job": job["id"], "after": 0}).encode()
+    frame = bytes([0x81, 0x80 | 126]) + len(subscribe).to_bytes(2, "big") + b"\0\0\0\0" + subscribe  # masked, key 0
+
+    before = _rss_mib(pid)
+    stalled = [await _stalled_reader(host, port, events) for _ in range(10)]
+    stalled += [await _stalled_reader(host, port, ws + frame) for _ in range(10)]
+    try:
+        await asyncio.sleep(1.5)
+        held = _rss_mib(pid)
+        started = time.monotonic()
+        await asyncio.sleep(5.0)  # past 3 x http_timeout plus a sweep
+        outcomes = [await _read_to_end(sock, 10.0) for sock in stalled]
+        waited = time.monotonic() - started
+    finally:
+        for sock in stalled:
+            sock.close()
+    after = _rss_mib(pid)
+    log = _full_log(cluster.queen)
+    closed_lines = [line for line in log.splitlines() if "read none of their answer" in line]
+    # A reading client still gets the whole log.
+    stdout = output_lines(await cluster.events(job["id"]), "job:cmd:stdout")
+    print(f"\n20 clients asked for a 10 MB job's events (10 over HTTP, 10 over the WebSocket) and read nothing: "
+          f"queen RSS {before:.0f} -> {held:.0f} MiB while held, {after:.0f} MiB after; "
+          f"closed by the queen: {sum(closed for _, closed in outcomes)}/20 "
+          f"(read before the close: {min(got for got, _ in outcomes) >> 10}-{max(got for got, _ in outcomes) >> 10} KiB);"
+          f" log: {closed_lines[-1:] if closed_lines else 'nothing'}")
+    assert all(closed for _, closed in outcomes), outcomes
+    assert all(got < 9_000_000 for got, _ in outcomes), outcomes  # cut off, not served in full
+    assert closed_lines
+    assert stdout == [str(i) for i in range(1, 1_500_001)]

@@ -279,7 +279,9 @@ async def test_until_an_admin_exists_only_the_owners_setup_token_makes_users(que
                                  stdin="correct horse\n")
     assert code == 1 and "leave out --role member" in err
     assert (await queen.get("/me")) == {"user": None, "setup": True}
-    code, out, err = await _apiary(queen, "user", "add", "ada", "--data-dir", data_dir, stdin="correct horse\n")
+    # The token goes to the queen whose data dir it came from, whatever [client] url says.
+    code, out, err = await _apiary(queen, "user", "add", "ada", "--data-dir", data_dir, stdin="correct horse\n",
+                                   env={"APIARY_CLIENT_URL": "http://127.0.0.1:9"})
     assert code == 0 and "ada is an admin of this queen" in out, err
     assert not (queen.tmp / "queen" / "setup-token").exists()
     # Now the queen wants signing in, and only an admin adds people.

@@ -30,6 +30,9 @@ JSON = {"Content-Type": "application/json", "Content-Length": "2"}
     # Another site's page: refused, with users or without.
     (LOCAL, "POST", "/api/v1/repos", {**HOST, **JSON, "Origin": "http://127.0.0.1:9260"}, 403),
     (LOCAL, "POST", "/api/v1/repos", {**HOST, **JSON, "Origin": "null"}, 403),
+    (LOCAL, "POST", "/api/v1/repos", {**HOST, **JSON, "Origin": "http://127.0.0.1:8420/evil"}, 403),
+    (LOCAL, "POST", "/api/v1/repos", {**HOST, **JSON, "Origin": "http://evil@127.0.0.1:8420"}, 403),
+    (LOCAL, "GET", "/api/v1/jobs", {"Host": "evil.example@127.0.0.1:8420"}, 400),
     (LOCAL, "DELETE", "/api/v1/session", {**HOST, "Origin": "http://evil.example"}, 403),
     (LOCAL, "POST", "/api/v1/repos", {**HOST, **JSON, "Sec-Fetch-Site": "cross-site"}, 403),
     (LOCAL, "POST", "/api/v1/repos", {**HOST, **JSON, "Sec-Fetch-Site": "same-site"}, 403),
@@ -175,3 +178,12 @@ async def test_a_request_whose_headers_or_body_never_end_is_cut_off(cluster: Clu
     waited = time.monotonic() - started
     print(f"\nstalled headers and a stalled body: both closed by the queen after {waited:.1f} s (http_timeout 1 s)")
     assert (await cluster.get("/repos"))["repos"] == []
+
+
+def test_a_failure_counted_ahead_can_be_taken_back() -> None:
+    throttle = Throttle(limit=2, window=60.0)
+    throttle.failed("addr:a", 0.0)
+    throttle.failed("addr:a", 1.0)
+    assert throttle.wait("addr:a", 2.0) > 0
+    throttle.undo("addr:a")  # the second was right after all
+    assert throttle.wait("addr:a", 2.0) == 0.0
