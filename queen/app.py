@@ -194,8 +194,8 @@ URL_FILE = "queen.url"  # in the data dir: the address this queen answers on, fo
 @contextlib.asynccontextmanager
 async def running_queen(config: QueenConfig) -> AsyncIterator[Addresses]:
     """Start the queen on its sockets; yield where it listens; stop it on exit."""
-    config.data_path.mkdir(parents=True, exist_ok=True)
     # The store, the secrets key and the setup token are the queen's alone.
+    config.data_path.mkdir(mode=0o700, parents=True, exist_ok=True)
     if config.data_path.stat().st_mode & 0o077:
         config.data_path.chmod(0o700)
         log.info("made %s readable by its owner only (it holds the store and keys)", config.data_path)

@@ -41,6 +41,9 @@ BODY_TIMEOUT = 10.0  # seconds for a request's body, once its headers are in
 IDLE_FACTOR = 3  # idle keep-alive: longer than clients' own (aiohttp's client keeps 15 s), so they close first
 IDLE_TIMEOUT = IDLE_FACTOR * HEADER_TIMEOUT  # seconds from an answer to the next request's headers
 MAX_CONNECTIONS = 10_000
+# Bytes of answer a client may leave unread (asyncio's high-water mark): above it for IDLE_TIMEOUT, it is cut
+# off. A download must so go at ~35 KB/s at least (a 1 MiB piece per 30 s).
+DRAINED = 64 * 1024
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -58,8 +61,9 @@ class State:
     stalled_since: float | None = None  # since when that has not gone down
 
     def observe(self, buffered: int, now: float) -> None:
-        """Note how much answer waits for the client: a client that reads makes it go down (or empty)."""
-        if buffered == 0 or buffered < self.buffered:
+        """Note how much answer waits for the client. A client that reads drains it to DRAINED (the queen
+        then writes the next piece); one that stays above that is not keeping up."""
+        if buffered <= DRAINED:
             self.stalled_since = None
         elif self.stalled_since is None:
             self.stalled_since = now

@@ -49,6 +49,7 @@ from .strict_json import json_response
 log = logging.getLogger(__name__)
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+LOG_BURST, LOG_WINDOW = 20, 10.0
 WEBHOOKS = "/hooks/"
 WEBSOCKET = "/ws"
 
@@ -137,17 +138,21 @@ def web_guard_middleware(policy: Policy) -> Callable[[web.Request, Handler], Awa
         refused = policy.refusal(request.method, request.path, request.scheme, request.headers)
         if refused is not None:
             status, why = refused
+            # Each refusal is logged, up to LOG_BURST in LOG_WINDOW seconds: a flood must not flood the log.
             now = time.monotonic()
-            if now - said[0] >= 1.0:  # a flood of them must not flood the log
-                log.warning("%s %s refused (%d): %s%s", request.method, request.path, status, why,
-                            f" ({said[1]} more refused in the last second)" if said[1] else "")
-                said[:] = [now, 0]
-            else:
+            if now - said[0] >= LOG_WINDOW:
+                if said[2]:
+                    log.warning("%d more requests refused in %g s, not logged one by one", said[2], LOG_WINDOW)
+                said[:] = [now, 0, 0]
+            if said[1] < LOG_BURST:
                 said[1] += 1
+                log.warning("%s %s refused (%d): %s", request.method, request.path, status, why)
+            else:
+                said[2] += 1
             return json_response({"error": why}, status=status)
         return await handler(request)
 
-    said: list[Any] = [float("-inf"), 0]  # when the last refusal was logged, and how many since
+    said: list[Any] = [float("-inf"), 0, 0]  # the window's start, refusals logged in it, and not logged
     return web_guard
 
 

@@ -187,3 +187,17 @@ def test_a_failure_counted_ahead_can_be_taken_back() -> None:
     assert throttle.wait("addr:a", 2.0) > 0
     throttle.undo("addr:a")  # the second was right after all
     assert throttle.wait("addr:a", 2.0) == 0.0
+
+
+@pytest.mark.parametrize(("looks", "stalled_after"), [
+    ([(0.0, 500_000), (10.0, 500_000), (31.0, 500_000)], True),  # nothing read for 31 s
+    ([(0.0, 500_000), (10.0, 300_000), (31.0, 200_000)], True),  # drips, never catches up
+    ([(0.0, 500_000), (10.0, 10_000), (20.0, 500_000), (31.0, 500_000)], False),  # caught up at 10 s
+    ([(0.0, 60_000), (31.0, 60_000)], False),  # a little left unread is no load
+])
+def test_a_client_that_does_not_keep_up_with_its_answer_is_cut_off(looks: list[tuple[float, int]],
+                                                                    stalled_after: bool) -> None:
+    st = State(opened=0.0, idle_since=0.0, busy=1, requests=1)
+    for now, buffered in looks:
+        st.observe(buffered, now)
+    assert (overdue({"c": st}, looks[-1][0], idle_timeout=30.0) == ["c"]) is stalled_after
