@@ -1,14 +1,22 @@
 """Sends the files a pipeline declares as artifacts to the queen, after the job's phases.
 
-Globs are relative to the workspace (``dist/*.whl``, ``reports/**/*.xml``);
-matches outside it (through ``..`` or symlinks) are refused. Each file goes as
-``job:artifact`` events of ARTIFACT_PART_BYTES, through the same outbox as all
-other events, so an artifact is delivered exactly once like the log.
+Patterns are relative to the workspace (``dist/*.whl``, ``reports/**/*.xml``;
+``*`` and ``?`` stay within a folder, ``**`` crosses folders, ``[...]`` is a
+class). The workspace is walked without entering symlinked folders, so no
+pattern can lead the drone through the rest of its file system; a matching
+symlinked file is resolved and refused when it points outside the workspace.
+Each file goes as ``job:artifact`` events of ARTIFACT_PART_BYTES, through the
+same outbox as all other events, so an artifact is delivered exactly once like
+the log. A file that cannot be read fails the job (the executor says why).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import os
+import re
+import stat
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -18,40 +26,123 @@ from queen.protocol import ARTIFACT_PART_BYTES, Msg
 EmitFn = Callable[[Msg, dict[str, Any]], None]
 
 
-def match(workspace: Path, globs: list[str]) -> tuple[list[Path], list[str]]:
-    """Files under `workspace` matching `globs` (each once, sorted), and notes on what did not match."""
+def pattern_regex(pattern: str) -> re.Pattern[str]:
+    """A glob as a regular expression over a workspace-relative POSIX path.
+
+    ``**/`` matches any number of folders (none included), ``**`` anything,
+    ``*`` anything but ``/``, ``?`` one character but ``/``, ``[...]`` a class
+    (``[!...]`` negated). The same rules as ``pathlib.Path.glob``.
+    """
+    out, i = [], 0
+    while i < len(pattern):
+        c = pattern[i]
+        if pattern.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+            continue
+        if pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+            continue
+        if c == "*":
+            out.append("[^/]*")
+        elif c == "?":
+            out.append("[^/]")
+        elif c == "[" and "]" in pattern[i + 2:]:
+            end = pattern.index("]", i + 2)
+            body = pattern[i + 1:end]
+            out.append("[" + ("^" + re.escape(body[1:]) if body.startswith("!") else re.escape(body)) + "]")
+            i = end + 1
+            continue
+        else:
+            out.append(re.escape(c))
+        i += 1
+    return re.compile("".join(out) + r"\Z", re.S)
+
+
+def workspace_files(root: Path) -> list[str]:
+    """Every file under `root` as a relative POSIX path, sorted; symlinked folders are not entered."""
+    files = []
+    for folder, dirs, names in os.walk(root, followlinks=False):
+        rel = Path(folder).relative_to(root)
+        dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(folder, d))]
+        files.extend((rel / name).as_posix() for name in names)
+    return sorted(files)
+
+
+@dataclasses.dataclass(frozen=True)
+class Found:
+    """A file to send: its name in the workspace, the file itself (symlinks resolved) and its identity."""
+
+    name: str
+    path: Path
+    device: int
+    inode: int
+    size: int
+
+
+def match(workspace: Path, globs: list[str]) -> tuple[list[Found], list[str]]:
+    """Files under `workspace` matching `globs` (each once, in order), and notes on what was left out."""
     root = workspace.resolve()
-    found: dict[Path, None] = {}
+    listed = workspace_files(root)
+    found: dict[str, Found] = {}
     notes = []
     for pattern in globs:
-        hits = [p for p in sorted(workspace.glob(pattern)) if p.is_file()]
-        inside = [p for p in hits if p.resolve().is_relative_to(root)]
+        clean = pattern.removeprefix("./")
+        if clean.startswith("/") or ".." in Path(clean).parts:
+            notes.append(f"artifacts: {pattern}: patterns stay inside the workspace; ignored")
+            continue
+        regex = pattern_regex(clean)
+        hits = [rel for rel in listed if regex.match(rel)]
+        inside = []
+        for rel in hits:
+            real = (root / rel).resolve()
+            try:
+                st = real.stat()
+            except OSError:
+                continue
+            if real.is_relative_to(root) and stat.S_ISREG(st.st_mode):
+                inside.append(Found(rel, real, st.st_dev, st.st_ino, st.st_size))
         if len(inside) < len(hits):
-            notes.append(f"artifacts: {pattern}: {len(hits) - len(inside)} file(s) outside the workspace ignored")
+            notes.append(f"artifacts: {pattern}: {len(hits) - len(inside)} link(s) to outside the workspace or "
+                         "to no file ignored")
         if not inside:
             notes.append(f"artifacts: no file matches {pattern}")
-        for p in inside:
-            found[p] = None
-    return list(found), notes
+        for f in inside:
+            found.setdefault(f.name, f)
+    return list(found.values()), notes
 
 
-def _read_part(path: Path, part: int) -> bytes:
-    with open(path, "rb") as f:
+def _read_part(found: Found, part: int) -> bytes:
+    """One part of the file matched, and only of that file: one swapped for a link elsewhere is refused."""
+    fd = os.open(found.path, os.O_RDONLY | os.O_NOFOLLOW)
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        if (st.st_dev, st.st_ino) != (found.device, found.inode):
+            raise ArtifactError(f"{found.name} was replaced while it was being sent")
         f.seek(part * ARTIFACT_PART_BYTES)
         return f.read(ARTIFACT_PART_BYTES)
+
+
+class ArtifactError(Exception):
+    """An artifact could not be sent; the job fails saying why."""
 
 
 async def send(workspace: Path, globs: list[str], emit: EmitFn, max_bytes: int,
                room: Callable[[], Awaitable[None]] | None = None) -> None:
     """Emit the matching files part by part; `room()` is awaited before each part, so
     at most a few parts wait for the queen's ack in memory at a time."""
-    files, notes = match(workspace, globs)
-    total = 0
+    files, notes = await asyncio.to_thread(match, workspace, globs)
     for note in notes:
         emit(Msg.JOB_STDOUT, {"text": note + "\n"})
-    for path in files:
-        name = path.relative_to(workspace).as_posix()
-        size = path.stat().st_size
+    await _send_found(files, emit, max_bytes, room)
+
+
+async def _send_found(files: list[Found], emit: EmitFn, max_bytes: int,
+                      room: Callable[[], Awaitable[None]] | None = None) -> None:
+    total = 0
+    for found in files:
+        name, size = found.name, found.size
         if total + size > max_bytes:
             emit(Msg.JOB_STDERR, {"text": f"artifacts: {name} ({size:,} bytes) skipped: over the limit of "
                                           f"{max_bytes:,} bytes per job\n"})
@@ -61,6 +152,9 @@ async def send(workspace: Path, globs: list[str], emit: EmitFn, max_bytes: int,
         for part in range(parts):
             if room is not None:
                 await room()
-            chunk = await asyncio.to_thread(_read_part, path, part)
+            try:
+                chunk = await asyncio.to_thread(_read_part, found, part)
+            except OSError as exc:
+                raise ArtifactError(f"{name}: {exc.strerror or exc}") from None
             emit(Msg.JOB_ARTIFACT, {"name": name, "part": part, "parts": parts, "size": size, "data": chunk})
         emit(Msg.JOB_STDOUT, {"text": f"artifacts: {name} ({size:,} bytes) uploaded\n"})

@@ -37,6 +37,7 @@ from queen.gitread import secrets_of
 from queen.pipeline import blocked_stages, next_stages, runnable_stages
 from queen.protocol import JobStatus, JobType, Msg
 
+from .artifacts import ArtifactError
 from .checkout import checkout_plan
 from .limits import JobLimits, LogCap, WorkspaceGuard
 from .masking import Masker
@@ -131,7 +132,11 @@ class JobRun:
                 hook = "on_success" if status is JobStatus.PASSED else "on_failure"
                 stopped = await self._guarded(self._hooks(self._job_hooks(hook), env, hook, self._last_phase))
                 if stopped is None and self.collect is not None and self._artifacts:
-                    stopped = await self._guarded(self.collect(self.workspace, self._artifacts))
+                    collected = await self._guarded(self.collect(self.workspace, self._artifacts))
+                    if collected is not None:
+                        # Artifacts a job promised and could not deliver: it failed, saying why (or was cancelled).
+                        status, error = collected if collected[0] is JobStatus.CANCELLED else (JobStatus.FAILED,
+                                                                                              collected[1])
                 if stopped is not None and stopped[0] is JobStatus.CANCELLED:
                     status, error = stopped
             if self._cleanup_on_cancel:
@@ -175,6 +180,10 @@ class JobRun:
             reason, self._abort = self._abort, None
             self._say(f"apiary: {reason}; stopped\n")
             return JobStatus.FAILED, reason
+        except ArtifactError as exc:
+            error = self.masker.mask(f"artifacts: {exc}")
+            self._say(f"apiary: {error}\n")
+            return JobStatus.FAILED, error
         except Exception as exc:  # a broken job must not take the drone down
             log.exception("job %s: executor error", self.job["id"])
             self.steps.kill_all()

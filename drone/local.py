@@ -105,7 +105,7 @@ async def run_local(path: Path, job_type: str, params: dict[str, str], pipeline_
         for note in notes:
             terminal.emit(Msg.JOB_STDOUT, {"text": note + "\n"})
         for f in files:
-            terminal.emit(Msg.JOB_STDOUT, {"text": f"artifact: {f.relative_to(root)} ({f.stat().st_size:,} bytes)\n"})
+            terminal.emit(Msg.JOB_STDOUT, {"text": f"artifact: {f.name} ({f.size:,} bytes)\n"})
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("APIARY_")}
     started = time.monotonic()
