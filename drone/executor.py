@@ -77,7 +77,7 @@ class JobRun:
                               *secrets_of(repo.get("url") or "", auth or None)])
         limits = limits or JobLimits()
         self.steps = StepRunner(workspace, emit, self.masker, flush_after, chunk_bytes,
-                                log_cap=LogCap(limits.log_max_bytes))
+                                log_cap=LogCap(limits.log_max_bytes), kill_grace=limits.kill_grace)
         self.disk = WorkspaceGuard(workspace, limits.workspace_max_bytes, limits.check_every)
         # A retried job's commands are numbered after its earlier attempts' ones.
         self.steps.num = int(job.get("first_cmd") or 1) - 1

@@ -1,4 +1,5 @@
-"""A job's limits on the drone: how much output it may send, how much disk its workspace may take.
+"""A job's limits on the drone: how much output it may send, how much disk its workspace may take,
+how long its commands have to stop once told to.
 
 `LogCap` counts the bytes of command output a job sends; past ``log_max_bytes``
 the rest is dropped — the commands keep running and their exit codes count —
@@ -39,10 +40,12 @@ class JobLimits:
     log_max_bytes: int = 0
     workspace_max_bytes: int = 0
     check_every: float = CHECK_EVERY
+    kill_grace: float = 10.0  # seconds between SIGTERM and SIGKILL when a job is stopped
 
     @classmethod
     def of(cls, config: DroneConfig) -> JobLimits:
-        return cls(log_max_bytes=config.log_max_bytes, workspace_max_bytes=config.workspace_max_bytes)
+        return cls(log_max_bytes=config.log_max_bytes, workspace_max_bytes=config.workspace_max_bytes,
+                   kill_grace=config.kill_grace)
 
 
 def human(size: int) -> str:

@@ -1,11 +1,23 @@
 """Masks repository secrets in everything that leaves the drone: commands shown, errors, output.
 
 A secret leaks in more shapes than its plain value, so a `Masker` also masks its
-*forms*: base64 (standard and URL-safe, with and without ``=`` padding),
-URL-encoded (``quote(safe="")`` and ``quote_plus``), and for a multi-line value
-each line on its own and the value with ``\\r\\n`` line endings. Where
-occurrences overlap (one secret inside another, or two sharing chars), the whole
-overlapping run becomes one mask, so no part of a secret is ever left showing.
+*forms* (`secret_forms`), wherever they sit in longer output:
+
+- base64, standard and URL-safe, at each of the three byte alignments (the
+  secret after a prefix of any length, as in HTTP Basic ``user:secret``), with
+  and without ``=`` padding: the characters that only the secret's bytes decide;
+- hex, lower and upper case;
+- percent-encoding with any set of characters left as they are, ``+`` or
+  ``%20`` for a space, either case of hex digits (one pattern per secret,
+  `percent_units`, rather than a form per choice);
+- JSON string escaping (``\\"``, ``\\\\``, ``\\uXXXX``, ``\\/``);
+- for a multi-line value, each line on its own and the value with ``\\r\\n``.
+
+What cannot be masked: a secret printed reversed, hashed, encrypted, split
+over several lines or with characters between its characters; compressed;
+encoded in a way not listed. Where occurrences overlap (one secret inside
+another, or two sharing chars), the whole overlapping run becomes one mask, so
+no part of a secret is ever left showing.
 
 Output arrives in chunks and a secret may straddle two of them: a
 `MaskingStream` (one per output stream) holds back only a tail that could still
@@ -17,13 +29,15 @@ Pure code: no I/O, no clocks.
 from __future__ import annotations
 
 import base64
+import json
 import re
 from bisect import bisect_right
 from collections.abc import Iterable
-from urllib.parse import quote, quote_plus
 
 MIN_VALUE = 3  # shorter values are ignored: masking "a" everywhere would destroy the log
 MIN_LINE = 4   # a line of a multi-line value is masked on its own only from this length (stripped)
+MIN_CORE = 4   # the shortest run of base64 a secret decides alone that is masked (shorter ones say little)
+_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 
 
 def secret_forms(value: str) -> set[str]:
@@ -34,10 +48,87 @@ def secret_forms(value: str) -> set[str]:
         forms.update((lf, lf.replace("\n", "\r\n")))
         forms.update(s for s in (line.strip() for line in lf.split("\n")) if len(s) >= MIN_LINE)
     raw = value.encode()
+    forms.update(_base64_forms(raw))
+    forms.update((raw.hex(), raw.hex().upper()))
+    forms.update(_json_forms(value))
+    return {f for f in forms if f}
+
+
+def _base64_forms(raw: bytes) -> set[str]:
+    """The base64 text only `raw` decides, wherever `raw` sits in the encoded bytes.
+
+    After a prefix of a bytes (a = 0, 1, 2 modulo 3), the characters from
+    ceil(8a/6) up to floor(8(a+n)/6) carry bits of `raw` alone; if `raw` ends
+    the encoded bytes, the rest of the encoding (the last character and the
+    padding) is decided too.
+    """
+    forms = set()
     for encode in (base64.b64encode, base64.urlsafe_b64encode):
-        encoded = encode(raw).decode("ascii")
-        forms.update((encoded, encoded.rstrip("=")))
-    forms.update((quote(value, safe=""), quote_plus(value)))
+        for a in range(3):
+            encoded = encode(b"\0" * a + raw).decode("ascii")
+            start, end = -(-8 * a // 6), 8 * (a + len(raw)) // 6
+            core = encoded[start:end]
+            if len(core) >= MIN_CORE:
+                forms.add(core)
+            forms.update((encoded[start:], encoded[start:].rstrip("=")))
+    return forms
+
+
+def percent_units(value: str) -> list[tuple[str, ...]] | None:
+    """How each character of `value` may look once percent-encoded by any encoder: itself, ``%XX`` for
+    each of its UTF-8 bytes (hex digits in either case: compared without case), ``+`` for a space.
+    None when no character would be encoded (the plain form covers it)."""
+    if all(c in _UNRESERVED for c in value):
+        return None
+    units = []
+    for c in value:
+        alternatives = [c]
+        if c not in _UNRESERVED:
+            alternatives.append("".join(f"%{b:02X}" for b in c.encode()))
+        if c == " ":
+            alternatives.append("+")
+        units.append(tuple(alternatives))
+    return units
+
+
+def _percent_pattern(units: list[tuple[str, ...]]) -> str:
+    """A regex for every spelling `percent_units` allows."""
+    def one(alternative: str) -> str:
+        if not alternative.startswith("%"):
+            return re.escape(alternative)
+        return "".join("%" + "".join(f"[{h}{h.lower()}]" if h.isalpha() else h for h in alternative[i + 1:i + 3])
+                       for i in range(0, len(alternative), 3))
+    return "".join("(?:" + "|".join(one(a) for a in alternatives) + ")" for alternatives in units)
+
+
+def _percent_prefix(tail: str, units: list[tuple[str, ...]]) -> bool:
+    """Whether `tail` is the start (not the whole) of a spelling of `units`: the next chunk may finish it."""
+    seen: set[tuple[int, int]] = set()
+
+    def can(i: int, j: int) -> bool:  # units[i:] can spell a continuation of tail[j:]
+        if j == len(tail):
+            return i < len(units)
+        if i == len(units) or (i, j) in seen:
+            return False
+        seen.add((i, j))
+        for alternative in units[i]:
+            piece = tail[j:j + len(alternative)]
+            same = piece.upper() == alternative[:len(piece)].upper() if alternative.startswith("%") else \
+                piece == alternative[:len(piece)]
+            if same and (len(piece) < len(alternative) or can(i + 1, j + len(piece))):
+                return True
+        return False
+
+    return can(0, 0)
+
+
+def _json_forms(value: str) -> set[str]:
+    """`value` inside a JSON string: as Python, JavaScript and others escape it."""
+    forms = set()
+    for ascii_only in (True, False):
+        text = json.dumps(value, ensure_ascii=ascii_only)[1:-1]
+        forms.update((text, text.replace("/", "\\/")))
+        forms.add(re.sub(r"\\u[0-9a-f]{4}", lambda m: m.group(0).upper().replace("\\U", "\\u"), text))
     return forms
 
 
@@ -81,15 +172,22 @@ class Masker:
     def __init__(self, values: Iterable[str], mask: str = "********") -> None:
         self.mask_text = mask
         forms: set[str] = set()
+        self._percent: list[list[tuple[str, ...]]] = []
         for value in values:
             if isinstance(value, str) and len(value) >= MIN_VALUE and value.strip():
                 forms.update(secret_forms(value))
+                units = percent_units(value)
+                if units is not None and units not in self._percent:
+                    self._percent.append(units)
         self.forms: tuple[str, ...] = tuple(sorted(forms, key=lambda f: (-len(f), f)))  # longest first
-        self.longest = len(self.forms[0]) if self.forms else 0
+        spelt = [sum(max(len(a) for a in alternatives) for alternatives in units) for units in self._percent]
+        self.longest = max([len(self.forms[0]) if self.forms else 0, *spelt])
         self._sorted = sorted(forms)  # for "is this tail a prefix of a form?" by bisection
-        self._rx = re.compile(_trie_pattern(self.forms)) if forms else None
-        first_chars = "".join(re.escape(c) for c in sorted({f[0] for f in forms}))
-        self._first = re.compile(f"[{first_chars}]" if forms else "(?!)")  # where a held-back tail may start
+        patterns = ([_trie_pattern(self.forms)] if forms else []) + [_percent_pattern(u) for u in self._percent]
+        self._rx = re.compile("|".join(f"(?:{p})" for p in patterns)) if patterns else None
+        starts = {f[0] for f in forms} | {a[0] for units in self._percent for a in units[0]}
+        first_chars = "".join(re.escape(c) for c in sorted(starts))
+        self._first = re.compile(f"[{first_chars}]" if starts else "(?!)")  # where a held-back tail may start
 
     def mask(self, text: str) -> str:
         """`text` with every form of every secret masked (commands shown, error messages)."""
@@ -109,6 +207,8 @@ class Masker:
             tail = buf[m.start():]
             i = bisect_right(self._sorted, tail)  # the first form > tail starts with tail, if any does
             if i < len(self._sorted) and self._sorted[i].startswith(tail):
+                return m.start()
+            if any(_percent_prefix(tail, units) for units in self._percent):
                 return m.start()
         return n
 

@@ -74,6 +74,24 @@ def _read_stat(pid: str) -> tuple[int, int, int, int, int, int] | None:
         return None
 
 
+def descendants(pid: int) -> list[int]:
+    """The processes descended from `pid` now (children, theirs, …), found through /proc's parent links."""
+    children: dict[int, list[int]] = {}
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return []
+    for name in names:
+        if name.isdigit() and (stat := _read_stat(name)) is not None:
+            children.setdefault(stat[1], []).append(int(name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), ()):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
 class TreeSampler:
     """Samples the session led by `pid` every `interval` seconds.
 

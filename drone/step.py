@@ -1,9 +1,10 @@
 """Runs one command of a job as a child process and reports it as events.
 
 A command runs as ``/bin/sh -c COMMAND`` in the job's workspace, in a session
-(and process group) of its own, so cancelling or timing out kills its whole tree
-at once — grandchildren and background processes included — and the resource
-sampler can find every process of it. Output is read in large chunks, masked,
+(and process group) of its own, so the resource sampler can find every process
+of it. Stopping it (cancel, timeout) is polite, then firm: SIGTERM to all of
+its processes, `kill_grace` seconds to finish (its traps run, their output is
+kept), then SIGKILL; a second cancel meanwhile kills at once. Output is read in large chunks, masked,
 coalesced and emitted as ``job:cmd:stdout`` / ``job:cmd:stderr`` — until the
 job's LogCap is reached: then one ``job:stderr`` marker says so, the rest of
 every command's output is read and dropped, and the commands run on.
@@ -29,7 +30,7 @@ from queen.protocol import Msg
 from .limits import LogCap
 from .masking import Masker
 from .output import OutputBuffer
-from .resources import TreeSampler, Usage
+from .resources import TreeSampler, Usage, descendants
 
 EmitFn = Callable[[Msg, dict[str, Any]], None]
 READ_SIZE = 65536
@@ -42,7 +43,8 @@ class StepRunner:
     """Runs a job's commands, numbering them 1, 2, 3… in the order they start."""
 
     def __init__(self, workspace: Path, emit: EmitFn, masker: Masker, flush_after: float, chunk_bytes: int,
-                 sample_interval: float = 0.25, log_cap: LogCap | None = None) -> None:
+                 sample_interval: float = 0.25, log_cap: LogCap | None = None, kill_grace: float = 10.0) -> None:
+        self.kill_grace = kill_grace
         self.workspace = workspace
         self.emit = emit
         self.masker = masker
@@ -110,7 +112,11 @@ class StepRunner:
             try:
                 # The command ends when its shell does, even if something it left
                 # in the background still holds the pipes open.
-                await child.exited()
+                try:
+                    await child.exited()
+                except asyncio.CancelledError:
+                    await self._stop(child, pipes)
+                    raise
                 sampler.sample_leader()  # a zombie until we reap it: its last memory figures
                 _kill_group(child.pid)
                 try:
@@ -126,7 +132,7 @@ class StepRunner:
                 await asyncio.gather(pipes, return_exceptions=True)
                 if child.returncode is None:
                     await child.exited()
-                    _, cpu = child.reap()
+                    code, cpu = child.reap()  # how it really ended (a trap may exit 143)
                 self._groups.discard(child.pid)
                 child.close()
                 usage = await sampler.stop(final_cpu=cpu, final_sample=False)
@@ -136,6 +142,24 @@ class StepRunner:
             buffer.close()
             self._done(num, code, started, usage)
         return code
+
+    async def _stop(self, child: _Child, pipes: asyncio.Future[None]) -> None:
+        """Cancelled or timed out: SIGTERM to the command's processes, kill_grace to end, then SIGKILL.
+
+        The task stays cancelled for its caller; a second cancel during the grace stops waiting at once.
+        """
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()  # let this wait run; CancelledError is raised again by the caller
+        _signal_tree(child.pid, signal.SIGTERM)
+        try:
+            await asyncio.wait_for(child.exited(), self.kill_grace)
+        except (TimeoutError, asyncio.CancelledError):
+            pass
+        _signal_tree(child.pid, signal.SIGKILL)
+        with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+            # What the command's traps said on the way out.
+            await asyncio.wait_for(asyncio.shield(pipes), DRAIN_AFTER_EXIT)
 
     def _job_sample(self) -> None:
         # Commands of parallel stages run at once: the job's peak is their sum.
@@ -227,3 +251,13 @@ class _Child:
 def _kill_group(pgid: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
+
+
+def _signal_tree(pid: int, sig: int) -> None:
+    """`sig` to the command's process group and to every process descended from it (those that left
+    the group with setsid, too, while their parents live)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)
+    for other in descendants(pid):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(other, sig)

@@ -39,7 +39,7 @@ from __future__ import annotations
 from typing import Any
 
 SCHEMA_TYPES = {"str": str, "int": int, "float": (int, float), "bool": bool, "list": list, "dict": dict}
-SPEC_KEYS = {"type", "required", "default", "choices", "items", "help"}
+SPEC_KEYS = {"type", "required", "default", "choices", "items", "help", "secret"}
 
 
 class ConfigProblem(ValueError):
@@ -55,8 +55,11 @@ def check_config(schema: dict[str, Any] | None, config: Any, plugin: Any = None)
 
     A schema maps each field to a spec: ``type`` (str, int, float, bool, list,
     dict), ``required`` (default false), ``default``, ``choices`` (allowed
-    values), ``items`` (the type of a list's items) and ``help`` (shown on the
-    settings page). Fields the schema does not name are refused. Without a
+    values), ``items`` (the type of a list's items), ``help`` (shown on the
+    settings page) and ``secret`` (true: the field names a repository secret
+    that this plugin uses on the queen, such as a webhook's secret or a forge
+    token; jobs never get that secret). Fields the schema does not name are
+    refused. Without a
     schema any mapping passes. `plugin`'s own ``check_config`` runs last.
     """
     if config is None:

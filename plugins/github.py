@@ -84,11 +84,11 @@ PR_ACTIONS = {"opened", "synchronize", "reopened"}
 STATES = {"passed": "success", "failed": "failure", "errored": "error", "cancelled": "error"}
 
 config_schema: dict[str, Any] = {
-    "secret": {"type": "str", "default": "WEBHOOK_SECRET",
+    "secret": {"type": "str", "default": "WEBHOOK_SECRET", "secret": True,
                "help": "name of the repository secret holding the webhook secret"},
     "api": {"type": "str", "default": "https://api.github.com",
             "help": "API base for commit statuses (GitHub Enterprise: https://HOST/api/v3, Gitea: .../api/v1)"},
-    "token_secret": {"type": "str", "default": "GITHUB_TOKEN",
+    "token_secret": {"type": "str", "default": "GITHUB_TOKEN", "secret": True,
                      "help": "name of the repository secret holding a token for commit statuses"},
     "repository": {"type": "str", "help": "owner/name for statuses (default: from the payload or the URL)"},
     "context": {"type": "str", "default": "apiary", "help": "the commit status's name"},
@@ -155,8 +155,11 @@ async def _pull_request(ctx: PluginContext, repo: dict[str, Any], config: dict[s
     number = required(payload, "pull_request", "number")
     allowed(ctx, repo, config, "pull_request", required(payload, "pull_request", "base", "ref"))
     pr = payload["pull_request"]
+    # From a fork unless the head is in the repository itself (a deleted fork has no head repository).
+    head_repo, base_repo = field(pr, "head", "repo", "full_name"), field(pr, "base", "repo", "full_name")
     trigger = {"type": "pull_request", "author": {"username": field(pr, "user", "login") or ""},
-               "message": pr.get("title"), "url": pr.get("html_url"), "timestamp": epoch(pr.get("updated_at"))}
+               "message": pr.get("title"), "url": pr.get("html_url"), "timestamp": epoch(pr.get("updated_at")),
+               "fork": not (head_repo and head_repo == base_repo)}
     return await start(ctx, repo, fetch=f"refs/pull/{number}/head", commit=required(pr, "head", "sha"),
                        job_type=config["pull_request_type"], trigger=trigger,
                        source={**source, "action": action, "number": pr.get("number")})

@@ -66,10 +66,10 @@ STATES = {"passed": "success", "failed": "failed", "errored": "failed", "cancell
 NO_COMMIT = "0" * 40
 
 config_schema: dict[str, Any] = {
-    "secret": {"type": "str", "default": "WEBHOOK_SECRET",
+    "secret": {"type": "str", "default": "WEBHOOK_SECRET", "secret": True,
                "help": "name of the repository secret holding the webhook's secret token"},
     "api": {"type": "str", "default": "https://gitlab.com/api/v4", "help": "API base for commit statuses"},
-    "token_secret": {"type": "str", "default": "GITLAB_TOKEN",
+    "token_secret": {"type": "str", "default": "GITLAB_TOKEN", "secret": True,
                      "help": "name of the repository secret holding a token (api scope) for commit statuses"},
     "project": {"type": "str", "help": "project id or group/name for statuses (default: from the payload or URL)"},
     "context": {"type": "str", "default": "apiary", "help": "the commit status's name"},
@@ -139,8 +139,11 @@ async def _merge_request(ctx: PluginContext, repo: dict[str, Any], config: dict[
         return ctx.ignored("merge request update without new commits")
     iid = forge.required(mr, "iid")
     forge.allowed(ctx, repo, config, "merge_request", forge.required(mr, "target_branch"))
+    # From a fork unless source and target are the same project.
+    source_project, target_project = mr.get("source_project_id"), mr.get("target_project_id")
     trigger = {"type": "merge_request", "author": forge.author(payload.get("user")), "message": mr.get("title"),
-               "url": mr.get("url"), "timestamp": forge.epoch(mr.get("updated_at"))}
+               "url": mr.get("url"), "timestamp": forge.epoch(mr.get("updated_at")),
+               "fork": not (source_project is not None and source_project == target_project)}
     return await forge.start(ctx, repo, fetch=f"refs/merge-requests/{iid}/head",
                              commit=forge.required(mr, "last_commit", "id"), job_type=config["merge_request_type"],
                              trigger=trigger, source={**source, "action": action, "iid": mr.get("iid")})

@@ -19,6 +19,7 @@ from .protocol import JobStatus, JobType
 from .repos import REPO_NAME, public_repo, repo_from_body
 from .retention import prune
 from .strict_json import json_response
+from .trust import KINDS, job_kind
 from .validate import ENV_NAME, get_str, is_web_link, no_unknown, query_int, read_json
 
 routes = web.RouteTableDef()
@@ -78,13 +79,28 @@ async def list_secrets(request: web.Request) -> web.Response:
 
 @routes.put("/api/v1/repos/{repo}/secrets/{name}")
 async def put_secret(request: web.Request) -> web.Response:
+    """Set a secret's value (write-only) and/or the kinds of job that get it (queen/trust.py)."""
     repo = await load_repo(request)
     name = _secret_name(request)
     body = await read_json(request)
-    no_unknown(body, {"value"})
-    value = get_str(body, "value", required=True)
-    await request.app[keys.STORE].set_secret(repo["_id"], name, value or "")
-    return json_response({"name": name, "set": True})
+    no_unknown(body, {"value", "kinds"})
+    value = get_str(body, "value")
+    kinds = _kinds(body.get("kinds"))
+    if value is None and kinds is None:
+        raise BadRequest("value: required (or kinds, to change only which jobs get it)", field="value")
+    store = request.app[keys.STORE]
+    if not await store.set_secret(repo["_id"], name, value, kinds):
+        raise NotFound(f"repository {repo['_id']!r} has no secret {name!r}; give its value", field="value")
+    stored = next(s for s in await store.secret_names(repo["_id"]) if s["name"] == name)
+    return json_response({"name": name, "set": True, "kinds": stored["kinds"]})
+
+
+def _kinds(value: Any) -> list[str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(k, str) and k in KINDS for k in value):
+        raise BadRequest(f"kinds: a list of kinds of job that get the secret: {', '.join(KINDS)}", field="kinds")
+    return sorted(set(value), key=KINDS.index)
 
 
 @routes.delete("/api/v1/repos/{repo}/secrets/{name}")
@@ -184,8 +200,10 @@ async def rerun_job(request: web.Request) -> web.Response:
     no_unknown(body, {"trigger"})
     trigger = _trigger(body.get("trigger"), time.time())
     trigger["type"] = "rerun"
+    # The re-run is trusted as the job it repeats: a fork's pull request stays one.
     return await _create(request, repo, ref=dict(old["ref"]), job_type=old["type"],
-                         parameters=dict(old.get("parameters") or {}), trigger=trigger, rerun_of=old["_id"])
+                         parameters=dict(old.get("parameters") or {}), trigger=trigger, rerun_of=old["_id"],
+                         kind=old.get("kind") or job_kind(old.get("trigger") or {}))
 
 
 @routes.post("/api/v1/jobs/{job}/cancel")

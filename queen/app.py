@@ -106,7 +106,8 @@ async def _gate_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _hive_ctx(app: web.Application) -> AsyncIterator[None]:
-    async with Hive(app[keys.CONFIG], app[keys.STORE], app[keys.HUB]) as hive:
+    async with Hive(app[keys.CONFIG], app[keys.STORE], app[keys.HUB],
+                    queen_secrets=app[keys.PLUGINS].queen_secrets) as hive:
         app[keys.HIVE] = hive
         yield
 

@@ -96,12 +96,15 @@ class DroneConfig:
     pip_args: str = ""
     plugin_timeout: float = 60.0
     plugin_install_timeout: float = 900.0
+    kill_grace: float = 10.0
 
     def check(self) -> None:
         _endpoint("queen", self.queen)
         _key_pair("curve_secret_key", self.curve_secret_key, "queen_public_key", self.queen_public_key)
         _positive("plugin_timeout", self.plugin_timeout)
         _positive("plugin_install_timeout", self.plugin_install_timeout)
+        if not 0 <= self.kill_grace <= 3600:
+            raise _fault("kill_grace", f"must be between 0 and 3600 seconds, got {self.kill_grace}")
         try:
             shlex.split(self.pip_args)
         except ValueError as exc:

@@ -25,6 +25,7 @@ from .protocol import JobStatus, Msg
 from .repos import repo_auth
 from .scheduler import pick_drone
 from .store import Store
+from .trust import given_secrets, job_kind
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +58,10 @@ def job_message(job: dict[str, Any], secrets: dict[str, str], auth: dict[str, An
 
 class Dispatcher:
     def __init__(self, store: Store, pool: Pool, hub: Hub, send: SendFn,
-                 on_dispatch: Callable[[str, str, int, int], None], backstop: float = 1.0) -> None:
+                 on_dispatch: Callable[[str, str, int, int], None], backstop: float = 1.0,
+                 queen_secrets: Callable[[dict[str, Any]], set[str]] = lambda repo: set()) -> None:
         self.store = store
+        self.queen_secrets = queen_secrets  # a repository's secrets its queen plugins keep (queen/trust.py)
         self.pool = pool
         self.hub = hub
         self.send = send
@@ -159,14 +162,21 @@ class Dispatcher:
         attempt = int(job.get("attempts") or 1)
         first_seq, first_cmd = (1, 1) if attempt == 1 else await self.store.resume_point(job["_id"])
         self.on_dispatch(job["_id"], drone_id, first_seq, attempt)
-        secrets = await self.store.secret_values(job["repo"])
+        values = await self.store.secret_values(job["repo"])
         repo = await self.store.get_repo(job["repo"])
         try:
-            auth = repo_auth(repo, secrets) if repo else None
+            # The checkout's credential goes to the checkout only, whatever the job's kind.
+            auth = repo_auth(repo, values) if repo else None
         except BadRequest as exc:  # the secret was deleted since the trigger
             log.warning("job %s: %s; checking out without credentials", job["_id"], exc)
             auth = None
-        message = job_message(job, secrets, auth)
+        # The secrets the job's kind gets, by the rules in force now.
+        names = given_secrets(job.get("kind") or job_kind(job["trigger"]), await self.store.secret_kinds(job["repo"]),
+                              repo or {}, self.queen_secrets(repo or {}))
+        if names != job.get("secrets"):
+            job["secrets"] = names
+            await self.store.update_jobs({job["_id"]: {"secrets": names}})
+        message = job_message(job, {name: values[name] for name in names if name in values}, auth)
         if attempt > 1:  # a retry goes on where the earlier attempts' events and commands stopped
             message.update(first_seq=first_seq, first_cmd=first_cmd)
         if not self.send(drone_id, Msg.QUEUE_NEW, message):

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import ulid
@@ -41,7 +42,8 @@ ORPHAN_GRACE = 15.0
 
 
 class Hive:
-    def __init__(self, config: QueenConfig, store: Store, hub: Hub) -> None:
+    def __init__(self, config: QueenConfig, store: Store, hub: Hub,
+                 queen_secrets: Callable[[dict[str, Any]], set[str]] = lambda repo: set()) -> None:
         self.config = config
         self.store = store
         self.hub = hub
@@ -49,7 +51,8 @@ class Hive:
         self.pool = Pool()
         self.broker = Broker(config.drone_bind, self.on_message, server_curve(config))
         self.recorder = Recorder(store, hub, self._ack, self._job_done, self._stale, config.max_attempts)
-        self.dispatcher = Dispatcher(store, self.pool, hub, self.broker.send, self.recorder.track)
+        self.dispatcher = Dispatcher(store, self.pool, hub, self.broker.send, self.recorder.track,
+                                     queen_secrets=queen_secrets)
         self._tasks: list[asyncio.Task[Any]] = []
         self._queried: dict[str, float] = {}
         self._closing = False

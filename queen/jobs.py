@@ -23,6 +23,7 @@ from .pipeline import load_pipeline, plugin_keys, resolve_parameters
 from .protocol import JobStatus
 from .repos import repo_auth, stored_pipeline
 from .store import Store
+from .trust import given_secrets, job_kind
 
 if TYPE_CHECKING:
     from .plugins import Plugins
@@ -55,8 +56,11 @@ async def resolve_pipeline(store: Store, git_cache: Path, repo: dict[str, Any],
 
 async def create_job(store: Store, dispatcher: Dispatcher, git_cache: Path, repo: dict[str, Any], *,
                      ref: dict[str, Any], job_type: str, parameters: dict[str, str],
-                     trigger: dict[str, Any], plugins: Plugins, rerun_of: str | None = None) -> dict[str, Any]:
+                     trigger: dict[str, Any], plugins: Plugins, rerun_of: str | None = None,
+                     kind: str | None = None) -> dict[str, Any]:
+    """Store and queue a job; `kind` (queen/trust.py) is its trigger's unless given (a re-run keeps its job's)."""
     pipeline, ref = await resolve_pipeline(store, git_cache, repo, ref)
+    kind = kind or job_kind(trigger)
     # Configs of plugins the queen has are checked now; drones check the others.
     for i, plugin in enumerate(pipeline.get("plugins") or []):
         plugin["config"] = plugins.check_config(plugin["name"], plugin["config"], f"pipeline.plugins[{i}].config")
@@ -69,6 +73,9 @@ async def create_job(store: Store, dispatcher: Dispatcher, git_cache: Path, repo
         "type": job_type,
         "parameters": resolve_parameters(pipeline, parameters),
         "trigger": trigger,
+        "kind": kind,
+        # The names of the secrets it will be given (checked again when it is dispatched).
+        "secrets": given_secrets(kind, await store.secret_kinds(repo["_id"]), repo, plugins.queen_secrets(repo)),
         "pipeline": pipeline,
         "plugin_keys": plugin_keys(pipeline),
         "status": JobStatus.QUEUED.value,

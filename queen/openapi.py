@@ -18,6 +18,7 @@ from . import __version__
 from .protocol import JobStatus, JobType
 from .repos import REPO_NAME, SOURCES
 from .strict_json import json_response
+from .trust import DEFAULT_KINDS, KINDS
 
 PATH = "/api/v1/openapi.json"
 # Patterns as JSON Schema reads them (ECMA: no (?P...), same classes as ours).
@@ -58,6 +59,8 @@ def _object(properties: dict[str, Any], required: tuple[str, ...] = (), closed: 
 _STRING = {"type": "string"}
 _NUMBER = {"type": "number"}
 _STRINGS = {"type": "array", "items": _STRING}
+_KINDS = {"type": "array", "items": {"enum": list(KINDS)}, "description": "kinds of job (default: "
+          + ", ".join(DEFAULT_KINDS) + ")"}
 _USERNAME = {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,63}$"}
 _PASSWORD = {"type": "string", "minLength": 8}
 _STEPS = {"type": ["array", "null"], "items": {"oneOf": [_STRING, {"type": "object"}]}}
@@ -98,6 +101,8 @@ SCHEMAS: dict[str, Any] = {
         "branches": {"oneOf": [{"type": "null"}, _object({
             "include": {"oneOf": [_STRING, _STRINGS]},
             "exclude": {"oneOf": [_STRING, _STRINGS]}}, closed=True)]},
+        "pull_request_secrets": {"type": "boolean", "description": "same-repository pull requests get what "
+                                                                   "pushes get (never forks)"},
     }, closed=True),
     "Repo": _object({
         "name": _STRING, "url": _STRING, "provider": _STRING, "default_branch": _STRING,
@@ -105,7 +110,8 @@ SCHEMAS: dict[str, Any] = {
         "pipeline": {"type": ["string", "object", "null"]},
         "auth": {"type": ["object", "null"]}, "retention": {"type": "object"},
         "plugins": {"type": "array", "items": _object({"name": _STRING, "config": {"type": "object"}})},
-        "branches": {"type": "object"}, "created": _NUMBER, "updated": _NUMBER,
+        "branches": {"type": "object"}, "pull_request_secrets": {"type": "boolean"}, "created": _NUMBER,
+        "updated": _NUMBER,
     }, ("name", "url", "pipeline_source")),
     "Trigger": _object({
         "source": {"oneOf": [{"enum": ["UI", "API", "plugin"]},
@@ -135,6 +141,8 @@ SCHEMAS: dict[str, Any] = {
         "created": _NUMBER, "started": _NUMBER, "finished": _NUMBER, "duration": _NUMBER,
         "commands": {"type": "array", "items": {"type": "object"}},
         "phases": {"type": "object"}, "usage": {"type": "object"}, "error": _STRING,
+        "kind": {"enum": list(KINDS), "description": "how far its code is trusted (which secrets it gets)"},
+        "secrets": {"type": "array", "items": _STRING, "description": "the names of the secrets it was given"},
     }, ("id", "repo", "status", "type", "ref", "commands")),
     "Event": _object({"seq": {"type": "integer"}, "type": _STRING, "job": _STRING}, ("seq", "type")),
     "Artifact": _object({"name": _STRING, "size": {"type": "integer"}, "parts": {"type": "integer"},
@@ -217,14 +225,15 @@ PATHS: dict[str, Any] = {
     "/api/v1/repos/{repo}/secrets": {
         "get": _op("The names of a repository's secrets (never their values)", {
             "200": _json(_object({"secrets": {"type": "array", "items": _object(
-                {"name": _STRING, "updated": _NUMBER}, ("name",))}}, ("secrets",)), "names"), "404": _MISSING},
+                {"name": _STRING, "kinds": _KINDS, "updated": _NUMBER}, ("name", "kinds"))}}, ("secrets",)),
+                "names"), "404": _MISSING},
             parameters=[_REPO]),
     },
     "/api/v1/repos/{repo}/secrets/{name}": {
-        "put": _op("Set a secret", {
-            "200": _json(_object({"name": _STRING, "set": {"const": True}}, ("name", "set")), "set"),
-            "400": _BAD, "404": _MISSING}, parameters=[_REPO, _param("secret")],
-            body=_body(_object({"value": _STRING}, ("value",), closed=True))),
+        "put": _op("Set a secret's value and/or the kinds of job that get it", {
+            "200": _json(_object({"name": _STRING, "set": {"const": True}, "kinds": _KINDS}, ("name", "set")),
+                         "set"), "400": _BAD, "404": _MISSING}, parameters=[_REPO, _param("secret")],
+            body=_body(_object({"value": _STRING, "kinds": _KINDS}, closed=True))),
         "delete": _op("Delete a secret", {
             "200": _json(_object({"name": _STRING, "deleted": {"const": True}}, ("name", "deleted")), "deleted"),
             "400": _BAD, "404": _MISSING}, parameters=[_REPO, _param("secret")]),

@@ -27,6 +27,7 @@ from .errors import BadRequest, RequestError
 from .protocol import JobStatus, JobType
 from .repos import REPO_NAME, stored_pipeline
 from .store import READ_BATCH
+from .trust import DEFAULT_KINDS, KINDS
 from .validate import is_web_link
 
 log = logging.getLogger(__name__)
@@ -232,7 +233,8 @@ async def repo_settings(request: web.Request) -> web.Response:
     webhook = f"{base_url(request)}/hooks/{hooked[0] if hooked else repo.get('provider') or 'git'}/{repo['_id']}"
     return render(request, "settings.html", page="settings", repo=repo, pipeline_text=pipeline or "",
                   secrets=secrets, webhook=webhook, base=base_url(request), available=_available(request),
-                  plugins_text=yaml.safe_dump(plugins, sort_keys=False) if plugins else "")
+                  plugins_text=yaml.safe_dump(plugins, sort_keys=False) if plugins else "",
+                  kinds=KINDS, default_kinds=DEFAULT_KINDS)
 
 
 def _available(request: web.Request) -> list[tuple[str, dict[str, Any]]]:

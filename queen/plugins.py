@@ -125,6 +125,19 @@ class Plugins:
     def schema(self, name: str) -> dict[str, Any]:
         return dict(getattr(self.loaded.get(name), "config_schema", None) or {})
 
+    def queen_secrets(self, repo: dict[str, Any]) -> set[str]:
+        """The names of `repo`'s secrets that its queen plugins use themselves (schema fields marked
+        ``secret``): they stay on the queen, whatever kinds of job they say they are for."""
+        names = set()
+        for entry in repo.get("plugins") or []:
+            config = entry.get("config") or {}
+            for field, spec in self.schema(entry.get("name", "")).items():
+                if spec.get("secret"):
+                    value = config.get(field, spec.get("default"))
+                    if isinstance(value, str) and value:
+                        names.add(value)
+        return names
+
 
 def branch_allowed(repo: dict[str, Any], branch: str) -> bool:
     """Whether `repo`'s branch filters let a push or pull request for `branch` trigger a job.
@@ -190,7 +203,9 @@ class PluginContext:
         """Queue a job of `repo` and return it; raise TriggerRefused saying why not.
 
         `trigger` holds ``type`` (push, pull_request, tag, schedule…), ``author``
-        {name, email, username}, ``message``, ``url``, ``timestamp``; `source`
+        {name, email, username}, ``message``, ``url``, ``timestamp``, and for a
+        pull or merge request ``fork`` (false only when it comes from a branch of
+        the same repository: its jobs may then get secrets, queen/trust.py); `source`
         adds details to ``trigger.source``, whose type is ``plugin`` and plugin
         this one's name.
         """
@@ -217,6 +232,8 @@ class PluginContext:
             "timestamp": given.get("timestamp") or time.time(),
             "source": {**(source or {}), "type": "plugin", "plugin": self.name},
         }
+        if "fork" in given:  # a pull or merge request: from another repository (the default) or this one
+            record["fork"] = given["fork"] is not False
         app = self._app
         try:
             return await create_job(app[keys.STORE], app[keys.HIVE].dispatcher, app[keys.CONFIG].data_path / "git",

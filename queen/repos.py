@@ -19,6 +19,9 @@
     branches        {"include": [pattern], "exclude": [pattern]}: which
                     branches a push or pull request may trigger (shell-style
                     patterns such as release/*; exclude wins)
+    pull_request_secrets  true: pull requests from the repository's own
+                    branches get the secrets pushes get (default false: none;
+                    from forks never; see queen/trust.py)
 
 Secrets themselves are set apart (PUT /repos/{repo}/secrets/{NAME}) and are
 never shown back.
@@ -41,7 +44,7 @@ if TYPE_CHECKING:
 
 REPO_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,99}$")
 FIELDS = {"name", "url", "provider", "default_branch", "pipeline", "pipeline_source", "pipeline_file", "auth",
-          "retention", "plugins", "branches"}
+          "retention", "plugins", "branches", "pull_request_secrets"}
 SOURCES = ("repo", "queen")
 RESERVED = {"new"}
 
@@ -83,6 +86,7 @@ def repo_from_body(body: dict[str, Any], name: str | None = None, *, plugins: Pl
         "retention": _retention(body.get("retention")),
         "plugins": plugins.check_settings(body.get("plugins")),
         "branches": _branches(body.get("branches")),
+        "pull_request_secrets": _flag(body, "pull_request_secrets"),
         "created": now,
         "updated": now,
     }
@@ -109,6 +113,13 @@ def _auth(value: Any) -> dict[str, Any] | None:
     if username:
         auth["username"] = username
     return auth
+
+
+def _flag(body: dict[str, Any], name: str) -> bool:
+    value = body.get(name, False)
+    if not isinstance(value, bool):
+        raise BadRequest(f"{name}: must be true or false", field=name)
+    return value
 
 
 def _object(value: Any, name: str, keys: set[str], what: str) -> dict[str, Any] | None:

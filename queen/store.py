@@ -28,6 +28,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 from .errors import Conflict, StoreError
 from .protocol import FINAL_STATES, JobStatus
 from .sealing import Sealer
+from .trust import secret_kinds
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ class Store:
         self.artifacts = AsyncGridFSBucket(self.db, bucket_name="artifacts")
         self._numbers: dict[str, int] = {}
         self._repos: dict[str, dict[str, Any]] = {}
-        self._secrets: dict[str, dict[str, str]] = {}
+        self._secrets: dict[str, dict[str, tuple[str, tuple[str, ...]]]] = {}
         self._numbers_lock = asyncio.Lock()
 
     @classmethod
@@ -310,19 +311,29 @@ class Store:
 
     # -- secrets ------------------------------------------------------------
 
-    async def set_secret(self, repo: str, name: str, value: str) -> None:
+    async def set_secret(self, repo: str, name: str, value: str | None, kinds: list[str] | None) -> bool:
+        """Set a secret's value and the kinds of job that get it (None: keep what it has, or the default);
+        False when only kinds are given and there is no such secret."""
         self._secrets.pop(repo, None)
-        await self.secrets.replace_one({"_id": f"{repo}:{name}"},
-                                       {"_id": f"{repo}:{name}", "repo": repo, "name": name,
-                                        "value": self.sealer.seal(value), "updated": time.time()}, upsert=True)
+        changes: dict[str, Any] = {"updated": time.time()}
+        if kinds is not None:
+            changes["kinds"] = kinds
+        if value is None:
+            result = await self.secrets.update_one({"_id": f"{repo}:{name}"}, {"$set": changes})
+            return result.matched_count == 1
+        changes["value"] = self.sealer.seal(value)
+        await self.secrets.update_one({"_id": f"{repo}:{name}"},
+                                      {"$set": changes, "$setOnInsert": {"repo": repo, "name": name}}, upsert=True)
+        return True
 
     async def delete_secret(self, repo: str, name: str) -> bool:
         self._secrets.pop(repo, None)
         return (await self.secrets.delete_one({"_id": f"{repo}:{name}"})).deleted_count == 1
 
     async def secret_names(self, repo: str) -> list[dict[str, Any]]:
-        cursor = self.secrets.find({"repo": repo}, {"name": 1, "updated": 1, "_id": 0})
-        return await cursor.sort("name", ASCENDING).to_list(None)
+        """The repository's secrets without their values: ``name``, ``kinds`` (of job that get it), ``updated``."""
+        cursor = self.secrets.find({"repo": repo}, {"name": 1, "kinds": 1, "updated": 1, "_id": 0})
+        return [{**doc, "kinds": list(secret_kinds(doc))} for doc in await cursor.sort("name", ASCENDING).to_list(None)]
 
     async def seal_secrets(self) -> None:
         """At start: seal values an older queen stored in clear; refuse a key that did not seal the others."""
@@ -334,10 +345,17 @@ class Store:
 
     async def secret_values(self, repo: str) -> dict[str, str]:
         """NAME -> value; cached like repositories (every dispatch needs them)."""
+        return {name: value for name, (value, _) in (await self._secret_cache(repo)).items()}
+
+    async def secret_kinds(self, repo: str) -> list[dict[str, Any]]:
+        """``{"name", "kinds"}`` of each secret (queen/trust.py decides with them), from the same cache."""
+        return [{"name": name, "kinds": list(kinds)} for name, (_, kinds) in (await self._secret_cache(repo)).items()]
+
+    async def _secret_cache(self, repo: str) -> dict[str, tuple[str, tuple[str, ...]]]:
         if repo not in self._secrets:
-            self._secrets[repo] = {d["name"]: self.sealer.open(d["value"])
+            self._secrets[repo] = {d["name"]: (self.sealer.open(d["value"]), secret_kinds(d))
                                    async for d in self.secrets.find({"repo": repo})}
-        return dict(self._secrets[repo])
+        return self._secrets[repo]
 
     # -- people: users, sessions, API tokens ----------------------------------------
 

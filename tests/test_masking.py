@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 import base64
+import json
 import random
+import re
 import time
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote, quote_plus, unquote, unquote_plus
 
 import pytest
 
@@ -195,3 +197,81 @@ def test_masking_ten_megabytes_is_fast(capsys: pytest.CaptureFixture[str]) -> No
     with capsys.disabled():
         print(f"\nmasking 10 MB, 5 secrets: mask() {mask_rate:.0f} MB/s, stream {stream_rate:.0f} MB/s,"
               f" no secrets {empty_rate:.0f} MB/s")
+
+
+# -- every form a job may print, at any position, for random secrets -------------------------------
+
+ALPHABET = "abcXYZ0189-_.~/+=!\"\\' :@?&%#é€漢\t"
+
+
+def _printed_forms(secret: str, rng: random.Random) -> dict[str, str]:
+    """`secret` as jobs print it, each inside longer output: what a job would run to print it."""
+    raw = secret.encode()
+    user = "ci-bot"[: rng.randint(0, 6)]
+    forms = {}
+    for prefix_len in range(3):
+        prefix = bytes(rng.randrange(256) for _ in range(prefix_len))
+        suffix = bytes(rng.randrange(256) for _ in range(rng.randint(0, 4)))
+        for name, encode in (("b64", base64.b64encode), ("b64url", base64.urlsafe_b64encode)):
+            text = encode(prefix + raw + suffix).decode()
+            forms[f"{name}@{prefix_len}"] = text
+            forms[f"{name}@{prefix_len} unpadded"] = text.rstrip("=")
+    forms["basic auth"] = "Authorization: Basic " + base64.b64encode(f"{user}:{secret}".encode()).decode()
+    forms["hex"] = "0x" + raw.hex() + "ff"
+    forms["HEX"] = raw.hex().upper()
+    specials = sorted({c for c in secret if c.isascii() and not c.isalnum() and c not in "-._~"})
+    safe = "".join(rng.sample(specials, rng.randint(0, len(specials)))) if specials else ""
+    encoded = quote(secret, safe=safe)
+    forms[f"percent safe={safe!r}"] = "https://example.com/?token=" + encoded + "&x=1"
+    forms["percent lower"] = re.sub(r"%[0-9A-F]{2}", lambda m: m.group(0).lower(), quote(secret, safe=""))
+    forms["form plus"] = "a=1&p=" + quote_plus(secret)
+    forms["json"] = json.dumps({"password": secret, "n": 1})
+    forms["json unicode"] = json.dumps({"password": secret}, ensure_ascii=False)
+    forms["json slash"] = json.dumps(secret).replace("/", "\\/")
+    return forms
+
+
+def _revealed(secret: str, masked: str) -> list[str]:
+    """Ways `masked` still gives `secret` away: as text, hex, percent-encoded or base64 at any offset."""
+    found = []
+    raw = secret.encode()
+    if secret in masked or secret.replace("/", "\\/") in masked:
+        found.append("plain")
+    if raw.hex() in masked.lower():
+        found.append("hex")
+    if secret in unquote(masked) or secret in unquote_plus(masked):
+        found.append("percent")
+    for chunk in re.findall(r"[A-Za-z0-9+/_\-]{4,}={0,2}", masked):
+        for start in range(4):
+            piece = chunk[start:]
+            piece = piece[: len(piece) // 4 * 4] or piece
+            for decode in (base64.b64decode, base64.urlsafe_b64decode):
+                try:
+                    if raw in decode(piece + "=" * (-len(piece) % 4)):
+                        found.append("base64")
+                except ValueError:
+                    pass
+    return sorted(set(found))
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_no_listed_form_of_a_random_secret_survives_masking(seed: int) -> None:
+    rng = random.Random(seed)
+    secret = "".join(rng.choice(ALPHABET) for _ in range(rng.randint(6, 24)))
+    masker = Masker([secret])
+    for name, text in _printed_forms(secret, rng).items():
+        line = f"step output {rng.randint(0, 99)}: {text} done\n"
+        masked = masker.mask(line)
+        assert _revealed(secret, masked) == [], (name, secret, line, masked)
+        assert "".join(streamed(masker, [line[:7], line[7:20], line[20:]])) == masked
+
+
+def test_the_check_finds_what_an_older_masker_let_through() -> None:
+    secret = "hunter2-correct-horse"
+    assert _revealed(secret, base64.b64encode(b"ci-bot:" + secret.encode()).decode()) == ["base64"]
+    assert _revealed("hunter2 correct/horse", quote("hunter2 correct/horse", safe="").lower()) == ["percent"]
+
+
+def test_what_cannot_be_masked_is_documented_not_pretended() -> None:
+    masker = Masker(["hunter2-correct-horse"])
+    assert masker.mask("esroh-tcerroc-2retnuh") == "esroh-tcerroc-2retnuh"  # reversed: a known limit

@@ -1,4 +1,4 @@
-"""Bounding and steering jobs: timeouts, cancel (the whole process tree), re-run."""
+"""Bounding and steering jobs: timeouts, cancel (the whole process tree, politely, then firmly), re-run."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def alive(pid: int) -> bool:
     return stat.exists() and stat.read_text().split(")")[-1].split()[0] != "Z"
 
 
-async def test_cancel_kills_the_whole_tree_at_once_and_keeps_the_output(queen: Cluster, tmp_path: Path) -> None:
+async def test_cancel_stops_the_whole_tree_and_keeps_the_output(queen: Cluster, tmp_path: Path) -> None:
     await queen.add_drone("d1")
     pids = tmp_path / "pids"
     # The step starts a grandchild and a detached great-grandchild, then waits.
@@ -47,6 +47,44 @@ async def test_cancel_kills_the_whole_tree_at_once_and_keeps_the_output(queen: C
     assert events[-1]["type"] == "job:done" and events[-1]["result"] == "cancelled"
     status, answer = await queen.request("POST", f"/jobs/{job['id']}/cancel")
     assert status == 409
+
+
+async def test_cancel_lets_a_steps_trap_clean_up_before_it_kills(queen: Cluster, tmp_path: Path) -> None:
+    """SIGTERM first: the step's trap runs and what it prints is kept; cleanup still runs."""
+    await queen.add_drone("d1")
+    mark = tmp_path / "trap-ran"
+    step = f"trap 'echo got-TERM; touch {mark}; exit 143' TERM INT; echo waiting; sleep 60 & wait"
+    await queen.create_pipeline_repo("trap", f'cleanup: ["echo cleanup ran"]\nstages: [{{name: s, steps: ["{step}"]}}]\n')
+    job = await queen.trigger("trap")
+    await queen.wait_for(lambda: queen.events(job["id"]),
+                         lambda evs: "waiting" in output_lines(evs, "job:cmd:stdout"), "the step to start")
+    await queen.request("POST", f"/jobs/{job['id']}/cancel", expect=202)
+    done = await queen.wait_job(job["id"], timeout=20)
+    events = await queen.events(job["id"])
+    assert done["status"] == "cancelled" and mark.exists()
+    assert output_lines(events, "job:cmd:stdout")[:2] == ["waiting", "got-TERM"]
+    assert done["commands"][0]["exitCode"] == 143
+    assert "cleanup ran" in output_lines(events, "job:cmd:stdout")
+
+
+async def test_a_step_that_ignores_sigterm_is_killed_after_the_grace_or_at_a_second_cancel(cluster: Cluster) -> None:
+    await cluster.start_queen()
+    await cluster.add_drone("d1", env={"APIARY_DRONE_KILL_GRACE": "1"})
+    await cluster.create_pipeline_repo("stubborn", 'stages: [{name: s, steps: ["trap \'\' TERM; echo deaf; '
+                                                   'while true; do sleep 1; done"]}]')
+    for second_cancel in (False, True):
+        job = await cluster.trigger("stubborn")
+        await cluster.wait_for(lambda: cluster.events(job["id"]),
+                               lambda evs: "deaf" in output_lines(evs, "job:cmd:stdout"), "the step to start")
+        started = asyncio.get_running_loop().time()
+        await cluster.request("POST", f"/jobs/{job['id']}/cancel", expect=202)
+        if second_cancel:
+            await cluster.request("POST", f"/jobs/{job['id']}/cancel")
+        done = await cluster.wait_job(job["id"], timeout=20)
+        took = asyncio.get_running_loop().time() - started
+        print(f"\nignoring SIGTERM, {'two cancels' if second_cancel else 'one cancel'}: stopped in {took:.2f} s "
+              "(kill_grace 1 s)")
+        assert done["status"] == "cancelled" and done["commands"][0]["exitCode"] == -signal.SIGKILL
 
 
 async def test_a_queued_job_is_cancelled_at_once(queen: Cluster) -> None:

@@ -181,6 +181,7 @@
       const body = {};
       for (const i of form.elements) {
         if (!i.name || (i.type === "radio" && !i.checked)) continue;
+        if (i.type === "checkbox") { body[i.name] = i.checked; continue; }
         let v = i.tagName === "TEXTAREA" ? i.value : i.value.trim();
         if (v === "") continue;
         if (i.type === "number") v = Number(v);
@@ -219,7 +220,8 @@
         del.type = "button";
         del.dataset.deleteSecret = s.name;
         del.setAttribute("aria-label", "Delete secret " + s.name);
-        li.append(el("code", null, s.name), " ", el("span", "muted", "set " + ago(s.updated)), " ", del);
+        li.append(el("code", null, s.name), " ", el("span", "kinds", "for " + (s.kinds.join(", ") || "no job")), " ",
+                  el("span", "muted", "set " + ago(s.updated)), " ", del);
         return li;
       }));
       $("#secrets-empty").hidden = list.children.length > 0;
@@ -241,7 +243,10 @@
       clearErrors(form);
       const name = form.elements.namedItem("name").value.trim(), value = form.elements.namedItem("value");
       if (!name) return showError(form, "name", "A name is required.");
-      const { status, data } = await submit(form, "PUT", `${url}/${encodeURIComponent(name)}`, { value: value.value });
+      const kinds = $$("[name=kinds]:checked", form).map((c) => c.value);
+      const body = { kinds };
+      if (value.value) body.value = value.value; // no value: change only which jobs get it
+      const { status, data } = await submit(form, "PUT", `${url}/${encodeURIComponent(name)}`, body);
       if (status !== 200) return showError(form, data.field, data.error || `The queen answered ${status}.`);
       value.value = "";
       form.elements.namedItem("name").value = "";
