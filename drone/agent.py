@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import secrets
 import socket
 import time
 from pathlib import Path
@@ -50,8 +51,11 @@ class Agent:
         self.workspaces = Workspaces(config.work_path / "workspaces", config.keep_workspaces)
         self.plugins = PluginManager(config)
         self.jobs: dict[str, asyncio.Task[None]] = {}
+        # This process, to the queen: a reconnect keeps its id; another process claiming it is refused.
+        self.session = secrets.token_hex(8)
         self.conn = Connection(config, self.id, self.on_message, self.info, self.heartbeat)
         self._refused: asyncio.Future[str] | None = None
+        self._refusal_said = float("-inf")
         self._stopped = False
         self._reported: set[str] = set()  # jobs whose job:done is sent
         self._started: set[str] = set()  # jobs whose job:started is sent
@@ -73,7 +77,8 @@ class Agent:
         self.conn.close()
 
     def info(self) -> dict[str, Any]:
-        return {"id": self.id, "capacity": self.capacity, "speed": self.config.speed, "plugins": self.plugins.have(),
+        return {"id": self.id, "session": self.session, "capacity": self.capacity, "speed": self.config.speed,
+                "plugins": self.plugins.have(),
                 "installs_plugins": self.plugins.installs,
                 "version": PROTOCOL_VERSION, "apiary": __version__, "host": socket.gethostname(),
                 "jobs": list(self.jobs), "held": self.conn.outbox.held()}
@@ -116,6 +121,12 @@ class Agent:
                 if len(self._cancel_first) > 1000:
                     self._cancel_first.clear()
                 self._cancel_first.add(body["id"])
+        elif msg is Msg.REFUSED and body.get("retry") is True:
+            # Its id is held by another connection for now: ask again (the queen asks us, each second).
+            now = time.monotonic()
+            if now - self._refusal_said >= 10.0:
+                self._refusal_said = now
+                log.warning("the queen refused this drone for now: %s; trying again", body["reason"])
         elif msg is Msg.REFUSED:
             log.error("the queen refused this drone: %s", body["reason"])
             if self._refused is not None and not self._refused.done():

@@ -1,6 +1,7 @@
 """The drone's link to its queen: the only drone code that sees sockets and frames.
 
-A ZeroMQ DEALER whose identity is the drone id. `emit(job, type, fields)` gives
+A ZeroMQ DEALER (the queen knows it as the drone of the ``drone:info`` it
+sends; ZeroMQ names the connection). `emit(job, type, fields)` gives
 a job event its seq, keeps it in the outbox and sends it; nothing the drone
 emits is lost while it lives: unacked events go again when the queen comes back
 (a new boot id in ``queen:heartbeat``, or ``drone:query-info``) or when they
@@ -76,7 +77,6 @@ class Connection:
 
     def start(self) -> None:
         sock = self.sock
-        sock.setsockopt(zmq.IDENTITY, self.drone_id.encode())
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.IMMEDIATE, 1)
         sock.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)

@@ -1,10 +1,15 @@
 """The queen's ZeroMQ ROUTER: the only place that sees sockets and frames.
 
-Drones connect DEALER sockets whose routing identity is their drone id. The
-broker decodes each frame into a typed message and hands it to ``handler(drone_id,
-msg, body)``; malformed frames and unknown types are logged and dropped.
-`send` never blocks: a frame for a drone that is gone or too far behind is
-reported as not sent and the caller decides (requeue, forget).
+Each drone connection has a *route*: the ROUTER's routing id for it, chosen
+by ZeroMQ (the drone sets none), never taken over by another connection
+(no ROUTER_HANDOVER). The broker decodes each frame into a typed message and
+hands it to ``handler(route, msg, body, key)``, `key` being the name of the
+drone's authorized key file under CurveZMQ (the ZAP handler's User-Id; empty
+without keys, or for the queen's own key); which drone a route is, the hive
+decides (queen/hive.py). Malformed frames and unknown types
+are logged and dropped. `send` never blocks: a frame for a connection that is
+gone or too far behind is reported as not sent and the caller decides
+(requeue, forget).
 
 With a `ServerCurve` the ROUTER is a CurveZMQ server: a ZAP handler on the
 broker's context admits only authorized drone keys, so an unauthenticated
@@ -19,6 +24,7 @@ until cancelled, `close()` closes with linger 0.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -42,7 +48,7 @@ from .protocol import DRONE_SENDS, MAX_MESSAGE_BYTES, Msg, decode, encode
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[str, Msg, dict[str, Any]], None]
+Handler = Callable[[bytes, Msg, dict[str, Any], str], None]
 
 _DRAIN_MAX = 1000  # frames taken per wakeup before yielding to other tasks
 _HANDSHAKE_MS = 10_000  # a peer that connects and does not complete a handshake is dropped after this
@@ -67,8 +73,8 @@ class Broker:
     def _make_socket(self) -> zmq.asyncio.Socket:
         sock = self.ctx.socket(zmq.ROUTER)
         sock.setsockopt(zmq.LINGER, 0)
-        # A drone that reconnects (same id, new TCP connection) takes its route over.
-        sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
+        # No connection takes over another's route, whatever routing id it asks for.
+        sock.setsockopt(zmq.ROUTER_HANDOVER, 0)
         # Sending to a drone that is not connected raises instead of vanishing.
         sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
         sock.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
@@ -124,33 +130,37 @@ class Broker:
         while True:
             # An awaited receive, not poll(): zmq.asyncio re-checks the socket
             # after our own sends, which consume the edge-triggered FD's signal.
-            self._receive(await sock.recv_multipart())
+            # Frames, not bytes: a drone:info's User-Id (its key's name) is on its frame.
+            self._receive(await sock.recv_multipart(copy=False))
             # Then drain without awaiting each frame: 2x the throughput.
             for _ in range(_DRAIN_MAX):
                 try:
-                    frames = self._raw.recv_multipart(zmq.NOBLOCK)
+                    frames = self._raw.recv_multipart(zmq.NOBLOCK, copy=False)
                 except zmq.Again:
                     break
                 self._receive(frames)
 
-    def _receive(self, frames: list[bytes]) -> None:
-        identity = frames[0]
+    def _receive(self, frames: list[zmq.Frame]) -> None:
+        route = frames[0].bytes
         try:
             if len(frames) != 2:
                 raise ProtocolError(f"expected one frame after the identity, got {len(frames) - 1}")
-            msg, body = decode(frames[1], DRONE_SENDS)
-            drone_id = identity.decode("utf-8")
-        except (ProtocolError, UnicodeDecodeError) as exc:
-            self._log_bad(identity, exc)
-            if isinstance(exc, ProtocolError) and exc.kind is Msg.DRONE_INFO:
+            msg, body = decode(frames[1].bytes, DRONE_SENDS)
+        except ProtocolError as exc:
+            self._log_bad(route, exc)
+            if exc.kind is Msg.DRONE_INFO:
                 # A drone that cannot register must hear why, not retry in silence.
-                self._send(identity, Msg.REFUSED, {"reason": str(exc)})
+                self.send(route, Msg.REFUSED, {"reason": str(exc)})
             return
+        key = ""
+        if msg is Msg.DRONE_INFO and self.curve is not None:
+            with contextlib.suppress(zmq.ZMQError):
+                key = frames[1].get("User-Id") or ""
         try:
-            self.handler(drone_id, msg, body)
+            self.handler(route, msg, body, key)
         except Exception:
             # A bug handling one message must not stop the broker.
-            log.exception("error handling %s from drone %s", msg.value, drone_id)
+            log.exception("error handling %s from connection %r", msg.value, route)
 
     def _log_bad(self, identity: bytes, exc: Exception) -> None:
         self.bad_frames += 1
@@ -162,17 +172,14 @@ class Broker:
                 self._bad_logged.clear()
             log.warning("dropped a malformed frame from %r: %s (%d dropped so far)", identity[:64], exc, self.bad_frames)
 
-    def send(self, drone_id: str, msg: Msg, body: dict[str, Any]) -> bool:
-        """Queue one message to `drone_id`; False when it cannot be delivered now."""
-        return self._send(drone_id.encode(), msg, body)
-
-    def _send(self, identity: bytes, msg: Msg, body: dict[str, Any]) -> bool:
+    def send(self, route: bytes, msg: Msg, body: dict[str, Any]) -> bool:
+        """Queue one message on the connection `route`; False when it cannot be delivered now."""
         # Through the asyncio socket: it resolves at once with NOBLOCK and wakes
         # a pending receive if the send consumed the socket's readiness signal.
-        sent = self.sock.send_multipart([identity, encode(msg, body)], flags=zmq.NOBLOCK)
+        sent = self.sock.send_multipart([route, encode(msg, body)], flags=zmq.NOBLOCK)
         exc = sent.exception() if sent.done() else None
         if exc is not None:
-            log.debug("cannot send %s to drone %r: %s", msg.value, identity[:64], exc)
+            log.debug("cannot send %s on connection %r: %s", msg.value, route[:64], exc)
             return False
         return True
 

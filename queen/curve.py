@@ -41,6 +41,7 @@ import zmq
 import zmq.auth
 from zmq.auth.asyncio import AsyncioAuthenticator
 from zmq.utils.monitor import recv_monitor_message
+from zmq.utils import z85
 from zmq.utils.z85 import Z85CHARS
 
 from .config import DroneConfig, QueenConfig
@@ -200,7 +201,7 @@ class AuthorizedKeys:
     def __init__(self, folder: Path, look_every: float = 1.0) -> None:
         self.folder = folder
         self.look_every = look_every
-        self._keys: frozenset[bytes] = frozenset()
+        self._keys: dict[bytes, str] = {}  # public key (Z85) -> its file's name without .key
         self._seen: Any = None
         self._looked = float("-inf")
 
@@ -210,6 +211,11 @@ class AuthorizedKeys:
 
     def __len__(self) -> int:
         return len(self._keys)
+
+    def name_of(self, key: bytes) -> str | None:
+        """The name of the file that holds `key` (the drone id it may take), or None."""
+        self.refresh()
+        return self._keys.get(key)
 
     def refresh(self, force: bool = False) -> bool:
         """Re-read the folder if it changed (and was not looked at lately); whether it was re-read."""
@@ -223,9 +229,9 @@ class AuthorizedKeys:
         self._seen = seen
         if isinstance(seen, str):
             log.warning("authorized_keys: cannot read %s: %s; no drone key is admitted", self.folder, seen)
-            self._keys = frozenset()
+            self._keys = {}
             return True
-        keys = set()
+        keys: dict[bytes, str] = {}
         for name, _, _ in seen:
             try:
                 public, _ = zmq.auth.load_certificate(self.folder / name)
@@ -235,8 +241,8 @@ class AuthorizedKeys:
             if not is_key(public):
                 log.warning("authorized_keys: skipping %s: not a 40-character Z85 CURVE key", self.folder / name)
                 continue
-            keys.add(public)
-        self._keys = frozenset(keys)
+            keys[public] = name.removesuffix(".key")
+        self._keys = keys
         log.info("authorized drone keys: %d in %s", len(keys), self.folder)
         return True
 
@@ -275,6 +281,12 @@ class DroneAuthenticator(AsyncioAuthenticator):
         # Requests are handled one at a time, so this is the callback's peer.
         self._peer = msg[3].decode("utf-8", "replace") if len(msg) > 3 else "?"
         await super().handle_zap_message(msg)
+
+    def curve_user_id(self, client_public_key: bytes) -> str:
+        """The User-Id on the admitted peer's messages: its key file's name, the drone id it may register
+        (empty for the queen's own key, which `apiary up`'s drone may use under any id)."""
+        key = z85.encode(client_public_key)
+        return "" if key == self.own else self.keys.name_of(key) or ""
 
     def callback(self, domain: str, key: bytes) -> bool:
         """pyzmq's credentials-provider hook: whether this Z85 client key may connect."""

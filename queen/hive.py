@@ -1,9 +1,12 @@
 """The queen's side of the drones: routes their messages, keeps the pool alive.
 
 The hive owns the broker, the pool, the recorder and the dispatcher and wires
-them: ``drone:info`` admits a drone (after checking its protocol version) and
-reconciles the jobs the store thinks it runs with the jobs it reports; job
-events go to the recorder; heartbeats keep the drone in the pool. Every
+them: ``drone:info`` on a connection admits a drone (after checking its
+protocol version and who may hold its id, `pool.admission`) and binds the
+connection's route to it; it reconciles the jobs the store thinks it runs with
+the jobs it reports; job events go to the recorder, and only those from the
+connection bound to the drone they were dispatched to (an impostor's are
+never attributed to it); heartbeats keep the drone in the pool. Every
 ``heartbeat_interval`` the hive sends ``queen:heartbeat`` (with this queen's
 boot id, so drones notice a restart) and drops drones silent for
 ``interval * liveness``.
@@ -29,7 +32,7 @@ from .config import QueenConfig
 from .curve import server_curve
 from .dispatcher import Dispatcher
 from .hub import Hub
-from .pool import Drone, Pool
+from .pool import Drone, Pool, admission
 from .protocol import JOB_EVENTS, MAX_CAPACITY, PROTOCOL_VERSION, JobStatus, Msg, drone_info_fault, reported_load
 from .recorder import Recorder
 from .store import Store
@@ -51,10 +54,12 @@ class Hive:
         self.pool = Pool()
         self.broker = Broker(config.drone_bind, self.on_message, server_curve(config))
         self.recorder = Recorder(store, hub, self._ack, self._job_done, self._stale, config.max_attempts)
-        self.dispatcher = Dispatcher(store, self.pool, hub, self.broker.send, self.recorder.track,
+        self.dispatcher = Dispatcher(store, self.pool, hub, self.send, self.recorder.track,
                                      queen_secrets=queen_secrets)
+        self.names: dict[bytes, str] = {}  # route (a drone's connection) -> the drone it was admitted as
         self._tasks: list[asyncio.Task[Any]] = []
-        self._queried: dict[str, float] = {}
+        self._queried: dict[bytes, float] = {}
+        self._refusals: dict[str, float] = {}  # drone id -> when a refusal of it was last logged
         self._closing = False
 
     @property
@@ -79,53 +84,81 @@ class Hive:
 
     # -- messages from drones -------------------------------------------------
 
-    def on_message(self, drone_id: str, msg: Msg, body: dict[str, Any]) -> None:
+    def send(self, drone_id: str, msg: Msg, body: dict[str, Any]) -> bool:
+        """Send to drone `drone_id` on the connection it was admitted on; False when it has none now."""
         drone = self.pool.get(drone_id)
-        if drone is not None:
-            drone.last_seen = time.time()
+        if drone is None or drone.route is None:
+            return False
+        return self.broker.send(drone.route, msg, body)
+
+    def on_message(self, route: bytes, msg: Msg, body: dict[str, Any], key: str = "") -> None:
+        if msg is Msg.DRONE_INFO:
+            self._admit(route, body, key)
+            return
+        drone_id = self.names.get(route)
+        drone = self.pool.get(drone_id) if drone_id is not None else None
+        if drone is None or drone.route != route:
+            # A connection no drone was admitted on (a restarted queen, a reconnect, a stranger):
+            # ask who it is; what it says meanwhile it will send again once admitted.
+            if msg is not Msg.DRONE_BYE:
+                self._query_info(route)
+            return
+        drone.last_seen = time.time()
         if msg in JOB_EVENTS:
-            self.recorder.submit(drone_id, msg, body)
-            if drone is None:
-                self._query_info(drone_id)
-        elif msg is Msg.DRONE_INFO:
-            self._admit(drone_id, body)
+            self.recorder.submit(drone.id, msg, body)
         elif msg is Msg.DRONE_HEARTBEAT:
-            if drone is None:
-                self._query_info(drone_id)
-            else:
-                self._heartbeat(drone, body)
+            self._heartbeat(drone, body)
         elif msg is Msg.DRONE_BYE:
-            gone = self.pool.leave(drone_id)
+            gone = self.pool.leave(drone.id)
+            self.names.pop(route, None)
             if gone is not None:
-                log.info("drone %s left", drone_id)
+                log.info("drone %s left", drone.id)
                 self._drones_changed()
-                self._save_drone_later(drone_id, "left")
+                self._save_drone_later(drone.id, "left")
                 if gone.jobs:  # a queue:new that crossed its goodbye
-                    self._spawn(self._requeue_undelivered(drone_id, list(gone.jobs)))
+                    self._spawn(self._requeue_undelivered(drone.id, list(gone.jobs)))
 
-    def _query_info(self, drone_id: str) -> None:
-        # Once a second at most: a drone this queen does not know (it restarted).
+    def _query_info(self, route: bytes) -> None:
+        # Once a second at most per connection.
         now = time.monotonic()
-        if now - self._queried.get(drone_id, 0.0) >= 1.0:
-            if len(self._queried) > 10_000:  # spoofed ids must not grow it without end
+        if now - self._queried.get(route, 0.0) >= 1.0:
+            if len(self._queried) > 10_000:  # many connections must not grow it without end
                 self._queried.clear()
-            self._queried[drone_id] = now
-            self.broker.send(drone_id, Msg.QUERY_INFO, {"boot": self.boot})
+            self._queried[route] = now
+            self.broker.send(route, Msg.QUERY_INFO, {"boot": self.boot})
 
-    def _admit(self, drone_id: str, body: dict[str, Any]) -> None:
+    def _refuse(self, route: bytes, name: str, reason: str, for_good: bool) -> None:
+        self.broker.send(route, Msg.REFUSED, {"reason": reason, "retry": not for_good})
+        now = time.monotonic()
+        if now - self._refusals.get(name, 0.0) >= 10.0:  # a drone retrying must not flood the log
+            if len(self._refusals) > 10_000:
+                self._refusals.clear()
+            self._refusals[name] = now
+            log.warning("a connection claiming to be drone %r refused: %s", name[:80], reason)
+
+    def _admit(self, route: bytes, body: dict[str, Any], key: str) -> None:
+        drone_id = str(body["id"])
         if body["version"] != PROTOCOL_VERSION:
             reason = (f"drone {drone_id} speaks protocol version {body['version']}, this queen speaks "
                       f"{PROTOCOL_VERSION}: install the same Apiary version on both")
-            log.warning("%s; refused", reason)
-            self.broker.send(drone_id, Msg.REFUSED, {"reason": reason})
-            return
-        fault = drone_info_fault(drone_id, body)
+            return self._refuse(route, drone_id, reason, for_good=True)
+        fault = drone_info_fault(body)
         if fault is not None:
-            log.warning("drone %r: drone:info refused: %s", drone_id[:80], fault)
-            self.broker.send(drone_id, Msg.REFUSED, {"reason": f"drone:info refused: {fault}"})
-            return
-        rejoin = drone_id in self.pool
+            return self._refuse(route, drone_id, f"drone:info refused: {fault}", for_good=True)
+        if self.names.get(route, drone_id) != drone_id:
+            return self._refuse(route, drone_id, f"this connection is drone {self.names[route]}", for_good=True)
+        session = str(body.get("session", ""))
         previous = self.pool.get(drone_id)
+        verdict, why = admission(drone_id, session, key, previous, time.time(), self.timeout)
+        if verdict.startswith("refuse"):
+            return self._refuse(route, drone_id, why, for_good=verdict == "refuse-for-good")
+        if previous is not None and previous.route not in (None, route):
+            if verdict == "replace":
+                self.broker.send(previous.route, Msg.REFUSED, {"reason": why, "retry": False})
+            self.names.pop(previous.route, None)
+            log.warning("drone %s: a new connection took over (%s)", drone_id,
+                        "same process" if previous.session == session else why or "the old one was silent")
+        rejoin = previous is not None
         reported = _job_ids(body.get("jobs")) | _job_ids(body.get("held"))
         drone = Drone(
             id=drone_id, capacity=body["capacity"], speed=float(body["speed"]), version=body["version"],
@@ -133,19 +166,23 @@ class Hive:
             installs=body.get("installs_plugins") is not False,
             host=str(body.get("host", "")),
             jobs={j: time.time() for j in _job_ids(body.get("jobs"))},
+            route=route, session=session, key=key,
         )
+        same_process = previous is not None and previous.session == session
         if previous is not None:
             drone.joined = previous.joined
-            # Keep what this queen dispatched since; the drone may not have started it yet.
-            for job_id, since in previous.jobs.items():
-                drone.jobs.setdefault(job_id, since)
+            if same_process:
+                # Keep what this queen dispatched since; the drone may not have started it yet.
+                for job_id, since in previous.jobs.items():
+                    drone.jobs.setdefault(job_id, since)
+        self.names[route] = drone_id
         self.pool.join(drone)
         # Answer at once: the drone learns this queen's boot id and stops retrying.
-        self.broker.send(drone_id, Msg.QUEEN_HEARTBEAT, {"boot": self.boot})
+        self.broker.send(route, Msg.QUEEN_HEARTBEAT, {"boot": self.boot})
         log.info("drone %s %s: capacity %d, speed %s, running %d", drone_id,
                  "re-registered" if rejoin else "joined", drone.capacity, drone.speed, len(drone.jobs))
         self._drones_changed()
-        self._spawn(self._reconcile(drone_id, reported, fresh=previous is None))
+        self._spawn(self._reconcile(drone_id, reported, fresh=not same_process))
 
     def _heartbeat(self, drone: Drone, body: dict[str, Any]) -> None:
         if "plugins" in body:  # it installed some since it registered
@@ -167,14 +204,14 @@ class Hive:
             # Ended here while the drone was away (cancelled): its copy must stop.
             log.info("job %s ended while drone %s was away; cancelling its copy", job_id, drone_id)
             self.recorder.finalize(job_id)
-            self.broker.send(drone_id, Msg.JOB_CANCEL, {"id": job_id})
+            self.send(drone_id, Msg.JOB_CANCEL, {"id": job_id})
         for job_id, runner in (await self.store.runners_of(reported)).items():
             if runner != drone_id:
                 # Given to another attempt while this drone was away (paused, cut off): stop this copy.
                 log.warning("job %s: drone %s is back with a stale copy (now %s); cancelling it", job_id, drone_id,
                             f"on {runner}" if runner else "queued")
                 self.pool.release(drone_id, job_id)
-                self.broker.send(drone_id, Msg.JOB_CANCEL, {"id": job_id})
+                self.send(drone_id, Msg.JOB_CANCEL, {"id": job_id})
         if fresh:
             for job in await self.store.jobs_of_drone(drone_id):
                 drone = self.pool.get(drone_id)
@@ -208,7 +245,7 @@ class Hive:
             return JobStatus.CANCELLED.value
         job = await self.store.get_job(job_id) or job  # it may have left the queue meanwhile
         drone_id = job.get("drone")
-        if drone_id in self.pool and self.broker.send(drone_id, Msg.JOB_CANCEL, {"id": job_id}):
+        if drone_id in self.pool and self.send(drone_id, Msg.JOB_CANCEL, {"id": job_id}):
             log.info("job %s: cancel sent to drone %s", job_id, drone_id)
             return "cancelling"
         # No drone to ask: the job ends here.
@@ -222,10 +259,10 @@ class Hive:
     # -- callbacks from the recorder -----------------------------------------
 
     def _ack(self, drone_id: str, job_id: str, seq: int) -> None:
-        self.broker.send(drone_id, Msg.ACK, {"id": job_id, "seq": seq})
+        self.send(drone_id, Msg.ACK, {"id": job_id, "seq": seq})
 
     def _stale(self, drone_id: str, job_id: str) -> None:
-        self.broker.send(drone_id, Msg.JOB_CANCEL, {"id": job_id})
+        self.send(drone_id, Msg.JOB_CANCEL, {"id": job_id})
 
     def _job_done(self, drone_id: str, job_id: str, status: str, retry: bool = False) -> None:
         if self.pool.release(drone_id, job_id):
@@ -240,9 +277,11 @@ class Hive:
         while True:
             await asyncio.sleep(self.config.heartbeat_interval)
             for drone_id in list(self.pool.drones):
-                self.broker.send(drone_id, Msg.QUEEN_HEARTBEAT, {"boot": self.boot})
+                self.send(drone_id, Msg.QUEEN_HEARTBEAT, {"boot": self.boot})
             for drone_id in self.pool.silent_since(time.time() - self.timeout):
                 drone = self.pool.leave(drone_id)
+                if drone is not None and drone.route is not None:
+                    self.names.pop(drone.route, None)  # what it may still send is a stranger's
                 log.warning("drone %s silent for %.1fs: lost (jobs: %s)", drone_id, self.timeout,
                             ", ".join(drone.jobs) if drone and drone.jobs else "none")
                 self._drones_changed()

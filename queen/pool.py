@@ -29,6 +29,9 @@ class Drone:
     joined: float = dataclasses.field(default_factory=time.time)
     last_seen: float = dataclasses.field(default_factory=time.time)
     load: float | None = None
+    route: bytes | None = None  # its connection (queen/broker.py); None once that went
+    session: str = ""  # chosen by the drone process at its start: the same process reconnecting keeps it
+    key: str = ""  # the name of the authorized key it registered with ("" without one)
 
     def view(self) -> DroneView:
         return DroneView(self.id, self.capacity, len(self.jobs), self.speed, self.plugins, self.installs)
@@ -49,6 +52,30 @@ class Drone:
             "last_heartbeat": self.last_seen,
             "load": self.load,
         }
+
+
+def admission(name: str, session: str, key: str, holder: Drone | None, now: float, timeout: float
+              ) -> tuple[str, str]:
+    """Whether a connection may be drone `name` (which `holder` may hold now): (verdict, why).
+
+    Verdicts: ``admit``; ``replace`` (admit, and the holder's connection is told it was replaced);
+    ``refuse`` (say why; the drone tries again later); ``refuse-for-good`` (say why; it stops).
+    A drone id is bound to the authorized key that registered it (the key file's name) and, without
+    keys, to the connection that holds it: the first one, until it goes or falls silent. The same
+    drone process reconnecting (same session) always gets its id back.
+    """
+    if key and key != name:
+        return "refuse-for-good", (f"this drone's key is {key}.key in the queen's authorized keys: its id must be "
+                                   f"{key!r}, not {name!r} (a key registers one id)")
+    if holder is None or holder.route is None or holder.session == session:
+        return "admit", ""
+    if key and holder.key in (key, ""):
+        return "replace", f"drone {name} connected again with its key (another process); this one is replaced"
+    if now - holder.last_seen > timeout:
+        return "admit", ""
+    where = f" from {holder.host}" if holder.host else ""
+    return "refuse", (f"drone id {name!r} is in use by another connected drone{where}; this one is refused until "
+                      "that one goes (give each drone an id of its own, or keys: apiary keys --drone)")
 
 
 class Pool:

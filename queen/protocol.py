@@ -20,7 +20,7 @@ import msgpack
 
 from .errors import ProtocolError
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: drones no longer name their connection; drone:info carries a session
 
 # Largest frame either side accepts; ZeroMQ drops bigger ones (ZMQ_MAXMSGSIZE).
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
@@ -228,13 +228,15 @@ def _number_fault(value: Any, path: str = "") -> tuple[str, str] | None:
     return None
 
 
-def drone_info_fault(drone_id: str, body: dict[str, Any]) -> str | None:
+def drone_info_fault(body: dict[str, Any]) -> str | None:
     """Why a decoded drone:info cannot be admitted (an id, capacity or speed out of range), or None."""
+    drone_id = body["id"]
     if not DRONE_ID.match(drone_id):
         return (f"drone id {drone_id[:80]!r}: letters, digits, '.', '_' or '-' (at most 64), "
                 "starting with a letter or digit")
-    if body["id"] != drone_id:
-        return f"id {body['id'][:80]!r} differs from the connection's id {drone_id!r}"
+    session = body.get("session", "")
+    if not isinstance(session, str) or len(session) > 64:
+        return "session must be a short text the drone chose at its start"
     if not 1 <= body["capacity"] <= MAX_CAPACITY:
         return f"capacity must be between 1 and {MAX_CAPACITY}, got {body['capacity']}"
     if not 0 < body["speed"] <= MAX_SPEED:

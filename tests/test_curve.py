@@ -28,7 +28,7 @@ from queen.curve import (
     server_curve,
 )
 from queen.errors import ApiaryError, ConfigError
-from queen.protocol import PROTOCOL_VERSION, Msg, encode
+from queen.protocol import PROTOCOL_VERSION, Msg, decode, encode
 from tests.cluster import Cluster, Proc, _env, output_lines
 
 
@@ -207,6 +207,34 @@ async def test_an_authorized_drone_joins_and_runs_a_job(cluster: Cluster, keys: 
     assert done["status"] == "passed" and done["drone"] == "worker"
     assert output_lines(await cluster.events(job["id"]), "job:cmd:stdout") == ["hello over curve"]
     assert "drones authenticate with CurveZMQ" in full_log(queen)
+
+
+async def test_a_key_registers_one_drone_id_and_another_process_with_it_replaces_the_first(
+        cluster: Cluster, keys: Keys) -> None:
+    await cluster.start_queen(env=keys.queen)
+    first = await cluster.add_drone("worker", env=keys.drone("worker"))
+    ctx = zmq.asyncio.Context()
+    try:
+        # The worker's key claiming another drone's id: refused for good, saying which id it may take.
+        liar = dealer(ctx, cluster.endpoint, b"liar", keys.pair("worker"), keys.queen_public)
+        await liar.send(encode(Msg.DRONE_INFO, {"id": "stranger", "session": "x", "capacity": 1, "speed": 1.0,
+                                                 "version": PROTOCOL_VERSION, "jobs": []}))
+        kind, reply = decode(await asyncio.wait_for(liar.recv(), 10))
+        assert kind is Msg.REFUSED and "its id must be 'worker'" in reply["reason"] and reply["retry"] is False
+        assert await cluster.drone_ids() == {"worker"}
+    finally:
+        ctx.destroy(linger=0)
+    # The same key from a second process (a reinstalled machine, a copied key): the key decides; the first stops.
+    second = Proc("drone-worker-again", ["drone", "--queen", cluster.endpoint, "--id", "worker", "--capacity", "1",
+                                         "--work-dir", str(cluster.tmp / "drones" / "again")],
+                  cluster.tmp / "logs", _env(keys.drone("worker")))
+    cluster.drones["worker-again"] = second
+    await second.start()
+    await wait_text(first, "the queen refused this drone: drone worker connected again with its key")
+    assert first.proc is not None and await asyncio.wait_for(first.proc.wait(), 10) != 0
+    await cluster.create_repo("hello", ("greet", ["echo hello"]))
+    job = await cluster.wait_job((await cluster.trigger("hello"))["id"])
+    assert (job["status"], job["drone"]) == ("passed", "worker")
 
 
 async def test_unauthorized_peers_receive_nothing_and_never_join(cluster: Cluster, keys: Keys) -> None:

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
+import socket
 import time
 
 import msgpack
+import pytest
 import zmq
 import zmq.asyncio
 
-from queen.protocol import Msg, decode, encode
+from queen.pool import Drone, admission
+from queen.protocol import PROTOCOL_VERSION, Msg, decode, encode
 from tests.cluster import Cluster
 
 
@@ -74,7 +78,7 @@ async def test_garbage_on_the_drone_port_is_dropped_and_the_queen_serves_on(quee
     assert await queen.drone_ids() == {"honest"}
     assert queen.queen is not None and queen.queen.alive
     log = queen.queen.stderr.read_text()
-    assert "malformed frame" in log and "unknown job no-such-job" in log
+    assert "malformed frame" in log  # and the forged event of a connection no drone was admitted on: dropped
     assert "Traceback" not in log
 
 
@@ -97,7 +101,7 @@ async def test_a_drone_reporting_numbers_json_cannot_carry_is_refused_and_the_po
         for body, words in [({"speed": float("nan")}, "'speed' is not a finite number"),
                             ({"speed": float("inf")}, "'speed' is not a finite number"),
                             ({"capacity": 10**9}, "capacity must be between 1 and 4096")]:
-            info = {"id": "nan-drone", "capacity": 1, "speed": 1.0, "version": 1, "jobs": [], **body}
+            info = {"id": "nan-drone", "capacity": 1, "speed": 1.0, "version": PROTOCOL_VERSION, "jobs": [], **body}
             await sock.send(msgpack.packb(["drone:info", info]))
             kind, reply = decode(await asyncio.wait_for(sock.recv(), 10))
             assert kind is Msg.REFUSED and words in reply["reason"], reply
@@ -118,3 +122,84 @@ async def test_a_drone_reporting_numbers_json_cannot_carry_is_refused_and_the_po
         ctx.destroy(linger=0)
     log = queen.queen.stderr.read_text() if queen.queen else ""
     assert "'load' is not a finite number" in log and "Traceback" not in log
+
+
+# -- a drone's id is its own ------------------------------------------------------------------
+
+def _holder(session: str = "s1", key: str = "", seen: float = 100.0, route: bytes | None = b"r1") -> Drone:
+    return Drone(id="d1", capacity=1, speed=1.0, version=PROTOCOL_VERSION, host="build-1", last_seen=seen,
+                 route=route, session=session, key=key)
+
+
+@pytest.mark.parametrize(("session", "key", "holder", "verdict"), [
+    ("s1", "", None, "admit"),  # the first connection takes the id
+    ("s1", "", _holder(), "admit"),  # the same process, reconnected
+    ("s2", "", _holder(), "refuse"),  # another process while the holder is alive: refused, tries again
+    ("s2", "", _holder(seen=90.0), "admit"),  # the holder fell silent (timeout 4 s)
+    ("s2", "", _holder(route=None), "admit"),
+    ("s2", "d1", _holder(key="d1"), "replace"),  # the key proves it: the old process is told it was replaced
+    ("s2", "d2", _holder(key="d2"), "refuse-for-good"),  # key d2 registers id d2 only
+    ("s1", "d2", None, "refuse-for-good"),
+])
+def test_who_may_hold_a_drone_id(session: str, key: str, holder: Drone | None, verdict: str) -> None:
+    assert admission("d1", session, key, holder, now=101.0, timeout=4.0)[0] == verdict
+
+
+def _impostor(ctx: zmq.asyncio.Context, endpoint: str, name: str) -> zmq.asyncio.Socket:
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.IDENTITY, name.encode())  # asking for the real drone's routing id changes nothing
+    sock.connect(endpoint)
+    return sock
+
+
+async def test_a_connected_drones_id_cannot_be_taken_and_a_refused_drone_comes_back(queen: Cluster) -> None:
+    real = await queen.add_drone("d1")
+    await queen.create_pipeline_repo("secret", 'stages: [{name: s, steps: ["echo $TOPSECRET | rev"]}]')
+    await queen.request("PUT", "/repos/secret/secrets/TOPSECRET", {"value": "example-secret-1234"}, expect=200)
+    ctx = zmq.asyncio.Context()
+    try:
+        fake = _impostor(ctx, queen.endpoint, "d1")
+        await fake.send(encode(Msg.DRONE_INFO, {"id": "d1", "session": "impostor", "capacity": 8, "speed": 1e6,
+                                                "version": PROTOCOL_VERSION, "jobs": [], "host": "elsewhere"}))
+        kind, reply = decode(await asyncio.wait_for(fake.recv(), 10))
+        assert kind is Msg.REFUSED and "in use by another connected drone" in reply["reason"] and reply["retry"]
+        job = await queen.wait_job((await queen.trigger("secret"))["id"])
+        assert (job["status"], job["drone"]) == ("passed", "d1")
+        # It heard nothing of the job, and what it forges for it is not taken.
+        await fake.send(encode(Msg.JOB_CMD_STDOUT, {"id": job["id"], "seq": 99, "num": 1, "text": "forged\n",
+                                                    "attempt": 1}))
+        got = []
+        with contextlib.suppress(TimeoutError):
+            while True:
+                got.append(decode(await asyncio.wait_for(fake.recv(), 1.0))[0])
+        assert Msg.QUEUE_NEW not in got and Msg.ACK not in got
+        assert "forged" not in "".join(e.get("text", "") for e in await queen.events(job["id"]))
+
+        # The real drone stops answering: once it is lost, the id is free, and the impostor holds it...
+        assert real.proc is not None
+        real.proc.send_signal(signal.SIGSTOP)
+        await queen.wait_for(queen.drone_ids, lambda ids: "d1" not in ids, "d1 to be lost", timeout=15)
+        await fake.send(encode(Msg.DRONE_INFO, {"id": "d1", "session": "impostor", "capacity": 1, "speed": 1.0,
+                                                "version": PROTOCOL_VERSION, "jobs": []}))
+
+        async def beat() -> None:
+            while True:
+                await fake.send(encode(Msg.DRONE_HEARTBEAT, {"jobs": []}))
+                await asyncio.sleep(0.1)
+
+        beating = asyncio.create_task(beat())
+        await queen.wait_for(lambda: queen.get("/drones"), lambda d: [x["host"] for x in d["drones"]] == [""],
+                             "the impostor to hold d1")
+        real.proc.send_signal(signal.SIGCONT)
+        await asyncio.sleep(2.0)
+        assert [d["host"] for d in (await queen.get("/drones"))["drones"]] == [""]  # refused while it is held
+        beating.cancel()
+        fake.close()  # ...until it goes quiet: then the real drone is admitted again
+        await queen.wait_for(lambda: queen.get("/drones"),
+                             lambda d: [x["host"] for x in d["drones"]] == [socket.gethostname()],
+                             "the real d1 to be back", timeout=20)
+    finally:
+        ctx.destroy(linger=0)
+    assert (await queen.wait_job((await queen.trigger("secret"))["id"]))["status"] == "passed"
+    assert "in use by another connected drone" in queen.queen.stderr.read_text() if queen.queen else False

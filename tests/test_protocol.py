@@ -59,7 +59,7 @@ def test_numbers_that_json_cannot_carry_are_refused_naming_the_field(kind: Msg, 
 @pytest.mark.parametrize(("drone_id", "body", "words"), [
     ("d1", {"id": "d1", "capacity": 2, "speed": 1.5}, None),
     ("<b>x</b>", {"id": "<b>x</b>", "capacity": 1, "speed": 1.0}, "letters, digits"),
-    ("d1", {"id": "d2", "capacity": 1, "speed": 1.0}, "differs"),
+    ("d1", {"id": "d1", "capacity": 1, "speed": 1.0, "session": ["x"]}, "session must be"),
     ("d1", {"id": "d1", "capacity": 0, "speed": 1.0}, "capacity must be between 1 and 4096"),
     ("d1", {"id": "d1", "capacity": 10**9, "speed": 1.0}, "capacity must be between 1 and 4096"),
     ("d1", {"id": "d1", "capacity": 1, "speed": 0.0}, "speed must be greater than 0"),
@@ -69,7 +69,7 @@ def test_numbers_that_json_cannot_carry_are_refused_naming_the_field(kind: Msg, 
     ("d1", {"id": "d1", "capacity": 1, "speed": 1.0, "plugins": [None]}, "plugins must be"),
 ])
 def test_what_a_drone_says_of_itself_must_be_in_range(drone_id: str, body: dict, words: str | None) -> None:
-    fault = drone_info_fault(drone_id, {"jobs": [], **body})
+    fault = drone_info_fault({"jobs": [], **body})
     assert fault is None if words is None else words in (fault or ""), fault
 
 
