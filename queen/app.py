@@ -33,6 +33,7 @@ from .embedded import embedded_store
 from .errors import ApiaryError, RequestError
 from .hive import Hive
 from .hub import Hub
+from .joining import routes as join_routes
 from .pages import FILTERS, error_pages
 from .pages import routes as page_routes
 from .plugins import Plugins, plugins_ctx, webhook
@@ -151,6 +152,7 @@ def init_app(config: QueenConfig, connection_cap: int = MAX_CONNECTIONS) -> web.
     app.cleanup_ctx.append(plugins_ctx)
     app.router.add_post("/hooks/{plugin}/{repo}", webhook)
     app.add_routes(api_routes)
+    app.add_routes(join_routes)
     app.router.add_get(openapi.PATH, openapi.serve)
     app.router.add_get("/ws", websocket)
     web_dir = _web_dir()

@@ -81,6 +81,8 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("queen", parents=[common, queen_flags], help="run a queen")
     drone = sub.add_parser("drone", parents=[common, drone_flags], help="run a drone")
     drone.add_argument("--queen", help="the queen's drone endpoint, tcp://HOST:PORT")
+    drone.add_argument("--join", metavar="TOKEN", help="join a queen whose drones use keys, with a one-time token "
+                                                      "from apiary join-token (its key pair is made and kept)")
     run = sub.add_parser("run", parents=[common], help="run a working copy's pipeline here, without a queen")
     run.add_argument("path", nargs="?", default=".", help="the working copy (default: .)")
     run.add_argument("--type", default="TEST", choices=["TEST", "DEPLOY", "TEST_DEPLOY"], help="the job type")
@@ -106,6 +108,11 @@ def _parser() -> argparse.ArgumentParser:
     cancel.add_argument("job", help="the job's id")
     sub.add_parser("drones", parents=client, help="the drones in the pool")
     sub.add_parser("prune", parents=client, help="apply the retention policies now")
+    join_token = sub.add_parser("join-token", parents=client,
+                                help="a one-time token with which a drone joins (apiary drone --join TOKEN)")
+    join_token.add_argument("--id", help="the drone id it is for (default: the id the drone gives)")
+    join_token.add_argument("--expires", type=float, default=3600.0, metavar="SECONDS",
+                            help="how long it may be used (default: 3600)")
     user = sub.add_parser("user", parents=client, help="people: apiary user add NAME [--role admin|member]")
     user.add_argument("action", choices=["add"], help="add a user (the first one needs no token: it is the admin "
                                                       "made with this machine's setup token)")
@@ -171,6 +178,10 @@ def main(argv: list[str] | None = None) -> None:
         if args.command in CLIENT_COMMANDS:
             sys.exit(_client_command(args, config))
         runner = {"up": _up, "queen": _queen, "drone": _drone}[args.command]
+        if args.command == "drone" and args.join:
+            from drone.joining import join
+
+            config = dataclasses.replace(config, drone=_run(join(config.drone, args.join), fast_loop=False))
         _run(_until_signalled(runner(config)), fast_loop=args.command != "drone")
     except ApiaryError as exc:
         print(f"apiary: error: {exc}", file=sys.stderr)
@@ -323,7 +334,7 @@ def _keys(args: argparse.Namespace, config: Config) -> None:
 
 # -- the client commands -----------------------------------------------------------
 
-CLIENT_COMMANDS = ("trigger", "ls", "logs", "cancel", "drones", "prune", "user", "token")
+CLIENT_COMMANDS = ("trigger", "ls", "logs", "cancel", "drones", "prune", "user", "token", "join-token")
 
 
 def _client_command(args: argparse.Namespace, config: Config) -> int:
@@ -335,7 +346,7 @@ def _client_command(args: argparse.Namespace, config: Config) -> int:
         if isinstance(stream, io.TextIOWrapper):
             stream.reconfigure(errors="replace")  # a job's output must not fail on a narrow terminal encoding
     command = {"trigger": _trigger, "ls": _ls, "logs": _logs, "cancel": _cancel, "drones": _drones,
-               "prune": _prune, "user": _user, "token": _token}[args.command]
+               "prune": _prune, "user": _user, "token": _token, "join-token": _join_token}[args.command]
     args.setup_file = config.queen.data_path / "setup-token"
     recorded = config.queen.data_path / "queen.url"
     if args.command == "user" and not args.url and args.setup_file.exists() and recorded.exists():
@@ -508,6 +519,17 @@ async def _drones(client: Client, args: argparse.Namespace) -> int:
     rows = [[d["id"], d.get("host") or "-", str(d["capacity"]), str(d["running"]), f"{d['speed']:g}",
              str(d["version"]), f"{age(d.get('last_heartbeat'), now)} ago"] for d in drones]
     _say(table(["ID", "HOST", "CAPACITY", "RUNNING", "SPEED", "VERSION", "HEARTBEAT"], rows))
+    return 0
+
+
+async def _join_token(client: Client, args: argparse.Namespace) -> int:
+    """apiary join-token: a one-time token for a drone, and the command to run on its machine."""
+    body: dict[str, Any] = {"expires_in": args.expires}
+    if args.id:
+        body["id"] = args.id
+    made = await client.request("POST", "/drones/join-tokens", body)
+    print(made["token"])  # alone on stdout, for scripts
+    print(f"on the drone's machine (within {args.expires:g} s, once):\n  {made['run']}", file=sys.stderr)
     return 0
 
 

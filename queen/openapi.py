@@ -339,6 +339,22 @@ PATHS: dict[str, Any] = {
             "200": _json(_object({"drones": {"type": "array", "items": _ref("Drone")}}, ("drones",)), "the pool")},
             store=False),
     },
+    "/api/v1/drones/join-tokens": {
+        "post": _op("A one-time token with which a drone joins (admins; the queen's drones use keys)", {
+            "201": _json(_object({"token": _STRING, "id": {"type": ["string", "null"]}, "expires": _NUMBER,
+                                  "run": _STRING}, ("token", "expires", "run")), "made"),
+            "400": _BAD, "409": _CONFLICT},
+            body=_body(_object({"id": _STRING, "expires_in": {"type": "number", "minimum": 60}}, closed=True),
+                       required=False)),
+    },
+    "/api/v1/drones/join": {
+        "post": _op("A drone's public key authorized with a join token (public; the token is the proof)", {
+            "201": _json(_object({"id": _STRING, "queen_key": _STRING, "authorized": _STRING},
+                                 ("id", "queen_key")), "joined"),
+            "400": _BAD, "409": _CONFLICT, "429": _error("TooMany")},
+            body=_body(_object({"token": _STRING, "id": _STRING, "key": _STRING}, ("token", "id", "key"),
+                               closed=True))),
+    },
     "/api/v1/prune": {
         "post": _op("Apply every repository's retention policy now", {
             "200": _json(_object({"deleted": {"type": "object", "additionalProperties": {"type": "integer"}}},

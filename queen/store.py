@@ -374,6 +374,17 @@ class Store:
             return False
         return True
 
+    async def add_join_token(self, token_hash: str, drone_id: str | None, expires: float, by: str) -> None:
+        await self.db.join_tokens.insert_one({"_id": token_hash, "id": drone_id, "expires": expires,
+                                              "created": time.time(), "by": by})
+
+    async def get_join_token(self, token_hash: str) -> dict[str, Any] | None:
+        return await self.db.join_tokens.find_one({"_id": token_hash})
+
+    async def use_join_token(self, token_hash: str) -> bool:
+        """Delete the token; False when another request used it first."""
+        return (await self.db.join_tokens.delete_one({"_id": token_hash})).deleted_count == 1
+
     async def make_admin(self, name: str, password_hash: str) -> None:
         """`name` becomes an admin with this password, made if new (the setup path: no admin exists)."""
         await self.users.update_one({"_id": name}, {"$set": {"password": password_hash, "role": "admin"},

@@ -38,8 +38,8 @@ class Role(str, enum.Enum):
 
 # Paths anyone may use: signing in, the first admin's setup, the API's description,
 # static files, badges (for READMEs) and plugins' webhooks (they check the forge's signature).
-PUBLIC = ("/signin", "/setup", "/api/v1/session", "/api/v1/setup", "/api/v1/me", "/api/v1/openapi.json", "/static/",
-          "/badge/", "/hooks/")
+PUBLIC = ("/signin", "/setup", "/api/v1/session", "/api/v1/setup", "/api/v1/me", "/api/v1/openapi.json",
+          "/api/v1/drones/join", "/static/", "/badge/", "/hooks/")
 # Unsafe requests a member may make: the job actions.
 MEMBER_ACTIONS = re.compile(r"^/api/v1/(repos/[^/]+/jobs|jobs/[^/]+/(cancel|rerun))$")
 # What every signed-in user may do to their own account.
@@ -48,6 +48,8 @@ SAFE = {"GET", "HEAD", "OPTIONS"}
 
 
 def is_public(path: str) -> bool:
+    if path.startswith("/api/v1/drones/join-tokens"):
+        return False  # admins make them; /api/v1/drones/join (a drone with a token) is public
     return path in ("/signin", "/setup") or path.startswith(PUBLIC)
 
 

@@ -28,6 +28,7 @@ from queen.curve import (
     server_curve,
 )
 from queen.errors import ApiaryError, ConfigError
+from queen.joining import make_token
 from queen.protocol import PROTOCOL_VERSION, Msg, decode, encode
 from tests.cluster import Cluster, Proc, _env, output_lines
 
@@ -402,3 +403,44 @@ async def test_a_flood_on_the_drone_port_leaves_an_authorized_drone_served(clust
           f"{quiet[5] * 1000:.0f}/{quiet[-1] * 1000:.0f} ms, flooded {during[len(during) // 2] * 1000:.0f}/"
           f"{during[-1] * 1000:.0f} ms, after {after[5] * 1000:.0f}/{after[-1] * 1000:.0f} ms; "
           f"unauthenticated peers sent anything: {heard}")
+
+
+async def test_a_drone_joins_with_a_one_time_token(cluster: Cluster, keys: Keys, tmp_path: Path) -> None:
+    await cluster.start_queen(env=keys.queen)
+    env = {**_env(), "APIARY_CLIENT_URL": cluster.api.removesuffix("/api/v1")}
+    (tmp_path / "admin").mkdir()  # not tmp_path itself: its queen/ folder would shadow the package
+    made = subprocess.run([sys.executable, "-m", "queen.cli", "join-token", "--id", "newbie"], capture_output=True,
+                          text=True, timeout=60, env=env, cwd=tmp_path / "admin")
+    assert made.returncode == 0, made.stderr
+    token = made.stdout.strip()
+    assert token.startswith("apiary_join_") and "apiary drone --queen" in made.stderr
+
+    def joiner(name: str, work: str, tok: str = token) -> Proc:
+        proc = Proc(name, ["drone", "--queen", cluster.endpoint, "--join", tok, "--work-dir",
+                           str(tmp_path / work)], cluster.tmp / "logs", _env())
+        cluster.drones[name] = proc
+        return proc
+
+    newbie = joiner("newbie", "w1")
+    await newbie.start()
+    await cluster.wait_for(cluster.drone_ids, lambda ids: ids == {"newbie"}, "newbie to join", timeout=20)
+    assert (keys.authorized / "newbie.key").exists() and (tmp_path / "w1" / "keys" / "newbie.key_secret").exists()
+    await cluster.create_repo("hello", ("greet", ["echo joined"]))
+    job = await cluster.wait_job((await cluster.trigger("hello"))["id"])
+    assert (job["status"], job["drone"]) == ("passed", "newbie")
+    # Once: the same token from another machine is refused, and nothing is written for it.
+    again = joiner("again", "w2")
+    await again.start()
+    assert await asyncio.wait_for(again.proc.wait(), 30) != 0 if again.proc else False
+    assert "token: unknown, used or expired" in full_log(again) and "Traceback" not in full_log(again)
+    # A token whose queen key was changed: the drone will not trust the queen that answers.
+    forged = make_token(cluster.api.removesuffix("/api/v1"), keys.pair("stranger")[0].decode(), "guess", "x")
+    liar = joiner("liar", "w3", forged)
+    await liar.start()
+    assert await asyncio.wait_for(liar.proc.wait(), 30) != 0 if liar.proc else False
+    assert "refused: token" in full_log(liar) and not (keys.authorized / "x.key").exists()
+    # The newbie restarts with the same (used) token: it has joined already and asks nothing.
+    await newbie.stop()
+    await newbie.start()
+    await newbie.wait_output("apiary drone newbie", timeout=20)
+    await cluster.wait_for(cluster.drone_ids, lambda ids: ids == {"newbie"}, "newbie to come back", timeout=20)
