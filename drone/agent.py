@@ -31,6 +31,7 @@ from .connection import Connection
 from .executor import JobRun
 from .limits import JobLimits
 from .plugins import PluginManager
+from .sandbox import CREDENTIALS, JobPaths, Limits, detect
 from .workspace import Workspaces
 
 log = logging.getLogger(__name__)
@@ -61,8 +62,17 @@ class Agent:
         self._started: set[str] = set()  # jobs whose job:started is sent
         self._cancel_first: set[str] = set()  # cancels that came before their job
         self._attempts: dict[str, int] = {}  # running job -> its attempt number
-        # Jobs inherit the drone's environment, less Apiary's own settings.
+        # What jobs may take of the drone's environment is the sandbox's choice (sandbox.KEEP_ENV, pass_env).
         self.base_env = {k: v for k, v in os.environ.items() if not k.startswith("APIARY_")}
+        home = Path.home()
+        config.work_path.mkdir(parents=True, exist_ok=True)  # hidden from jobs: it must exist to be
+        keys = [Path(config.curve_secret_key).expanduser()] if config.curve_secret_key else []
+        self.sandbox = detect(
+            config.sandbox, config.job_network,
+            hide=[config.work_path, *keys, *(home / c for c in CREDENTIALS), *config.hidden_paths],
+            limits=Limits(open_files=config.job_max_open_files, memory=config.job_max_memory,
+                          processes=config.job_max_processes),
+            job_user=config.job_user, pass_env=config.pass_env_names, shown=(config.work_path / "plugins",))
 
     async def __aenter__(self) -> Agent:
         self._refused = asyncio.get_running_loop().create_future()
@@ -183,7 +193,7 @@ class Agent:
                 self._started.add(job_id)
             self._emit(job_id, msg, fields)
 
-        workspace = private = None
+        workspace = private = tmp = None
 
         async def collect(root: Path, globs: list[str]) -> None:
             await artifacts.send(root, globs, emit, self.config.artifact_max_bytes,
@@ -193,9 +203,12 @@ class Agent:
             workspace = self.workspaces.create(job_id)
             # Only a checkout needs one (for an ssh key).
             private = self.workspaces.create_private(job_id) if (job.get("repo") or {}).get("url") else None
+            tmp = self.workspaces.create_tmp(job_id)
+            paths = JobPaths(workspace, tmp, private)
+            self.sandbox.prepare(paths)
             run = JobRun(job, workspace, emit, self.base_env, flush_after=self.config.output_flush_ms / 1000,
                          chunk_bytes=self.config.output_chunk_bytes, private_dir=private, collect=collect,
-                         plugins=self.plugins, limits=JobLimits.of(self.config))
+                         plugins=self.plugins, limits=JobLimits.of(self.config), sandbox=self.sandbox, paths=paths)
             # A cancel reaches the JobRun, which kills the step and reports the
             # job as cancelled before returning.
             status = await run.run()
@@ -210,6 +223,8 @@ class Agent:
         finally:
             if private is not None:
                 await self.workspaces.remove(private)
+            if tmp is not None:
+                await self.workspaces.remove(tmp)
             if workspace is not None:
                 await self.workspaces.release(workspace)
 

@@ -42,6 +42,7 @@ from .checkout import checkout_plan
 from .limits import JobLimits, LogCap, WorkspaceGuard
 from .masking import Masker
 from .plugins import PluginError, PluginManager, plugin_contribution
+from .sandbox import JobPaths, Sandbox
 from .step import EmitFn, StepRunner
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,8 @@ class JobRun:
     def __init__(self, job: dict[str, Any], workspace: Path, emit: EmitFn, base_env: Mapping[str, str], *,
                  flush_after: float, chunk_bytes: int, private_dir: Path | None,
                  collect: CollectFn | None = None, plugins: PluginManager | None = None,
-                 limits: JobLimits | None = None) -> None:
+                 limits: JobLimits | None = None, sandbox: Sandbox | None = None,
+                 paths: JobPaths | None = None) -> None:
         self.job = job
         self.pipeline = job["pipeline"]
         self.workspace = workspace
@@ -76,8 +78,11 @@ class JobRun:
         self.masker = Masker([*secrets.values(), *(v for k, v in auth.items() if k in ("token", "key")),
                               *secrets_of(repo.get("url") or "", auth or None)])
         limits = limits or JobLimits()
+        self.sandbox = sandbox
+        self.paths = paths or JobPaths(workspace, workspace, private_dir)
         self.steps = StepRunner(workspace, emit, self.masker, flush_after, chunk_bytes,
-                                log_cap=LogCap(limits.log_max_bytes), kill_grace=limits.kill_grace)
+                                log_cap=LogCap(limits.log_max_bytes), kill_grace=limits.kill_grace,
+                                sandbox=sandbox, paths=self.paths)
         self.disk = WorkspaceGuard(workspace, limits.workspace_max_bytes, limits.check_every)
         # A retried job's commands are numbered after its earlier attempts' ones.
         self.steps.num = int(job.get("first_cmd") or 1) - 1
@@ -97,8 +102,10 @@ class JobRun:
         self._setup_failed = False  # the drone could not set the job up: the queen may retry it elsewhere
 
     def environment(self) -> dict[str, str]:
+        """The job's commands' environment: in a sandbox, a few of the drone's variables and the job's own;
+        without (apiary run), the whole environment with the job's over it."""
         job = self.job
-        env = dict(self.base_env)
+        env: dict[str, str] = {}
         env.update({str(k): str(v) for k, v in (self.pipeline.get("env") or {}).items()})
         env.update({
             "CI": "true",
@@ -114,7 +121,9 @@ class JobRun:
         })
         env.update({k: str(v) for k, v in (job.get("parameters") or {}).items()})
         env.update({k: str(v) for k, v in (job.get("secrets") or {}).items()})
-        return env
+        if self.sandbox is not None:
+            return self.sandbox.environment(env, self.base_env, self.paths)
+        return {**self.base_env, **env}
 
     async def run(self) -> str:
         started = time.monotonic()
@@ -286,7 +295,8 @@ class JobRun:
         plan = checkout_plan(repo["url"], self.job.get("ref") or {}, repo.get("auth"), self.private_dir)
         self._checkout_cleanup = plan.cleanup
         # The credentials' environment is the checkout's alone, never the job's steps'.
-        return [{"run": c, "title": c.split("#")[0][:80], "stage": "checkout", "env": plan.env}
+        # Fetched on the drone's own network (a Git server may be on its loopback); the job's steps are not.
+        return [{"run": c, "title": c.split("#")[0][:80], "stage": "checkout", "env": plan.env, "network": "host"}
                 for c in plan.commands]
 
     async def _phase(self, phase: str, steps: list[dict[str, Any]], env: dict[str, str]) -> int:
@@ -308,7 +318,7 @@ class JobRun:
         for step in steps:
             step_env = {**env, **step["env"]} if step.get("env") else env
             code = await self.steps.run(step["run"], step_env, title=step.get("title", ""), phase=phase,
-                                        stage=stage or step.get("stage"))
+                                        stage=stage or step.get("stage"), network=step.get("network"))
             if code != 0 and not step.get("ignore_exit_code"):
                 return code
         return 0

@@ -185,6 +185,9 @@ class Masker:
         self._sorted = sorted(forms)  # for "is this tail a prefix of a form?" by bisection
         patterns = ([_trie_pattern(self.forms)] if forms else []) + [_percent_pattern(u) for u in self._percent]
         self._rx = re.compile("|".join(f"(?:{p})" for p in patterns)) if patterns else None
+        # Text without "%" or "+" cannot hold a percent-encoding other than the plain value: the literal forms
+        # alone, which the trie finds fast, are enough there.
+        self._rx_plain = re.compile(patterns[0]) if forms and self._percent else self._rx
         starts = {f[0] for f in forms} | {a[0] for units in self._percent for a in units[0]}
         first_chars = "".join(re.escape(c) for c in sorted(starts))
         self._first = re.compile(f"[{first_chars}]" if starts else "(?!)")  # where a held-back tail may start
@@ -212,9 +215,12 @@ class Masker:
                 return m.start()
         return n
 
+    def _rx_for(self, buf: str) -> re.Pattern[str]:
+        return self._rx if self._rx_plain is not self._rx and ("%" in buf or "+" in buf) else self._rx_plain  # type: ignore[return-value]
+
     def _extend(self, buf: str, p: int, end: int) -> int:
         """Where a masked run ending at `end` really ends: forms starting inside it may reach further."""
-        match = self._rx.match  # type: ignore[union-attr]
+        match = self._rx_for(buf).match
         while p < end:
             m = match(buf, p)
             if m is not None and m.end() > end:
@@ -229,7 +235,7 @@ class Masker:
         Returns the masked text and how far past `k` the last masked run reaches (its mask is
         emitted now; the caller passes that back as `covered` with the text from `k` on).
         """
-        search = self._rx.search  # type: ignore[union-attr]
+        search = self._rx_for(buf).search
         out: list[str] = []
         pos = 0
         if covered:

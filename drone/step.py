@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -31,20 +32,25 @@ from .limits import LogCap
 from .masking import Masker
 from .output import OutputBuffer
 from .resources import TreeSampler, Usage, descendants
+from .sandbox import STEP_MARK, JobPaths, Sandbox, marked
 
 EmitFn = Callable[[Msg, dict[str, Any]], None]
 READ_SIZE = 65536
 # Seconds to read what is left in the pipes once the command has exited.
 DRAIN_AFTER_EXIT = 2.0
 KILLED = -int(signal.SIGKILL)
+SANDBOX_START = 10.0  # seconds a sandbox (and its network) may take to start
 
 
 class StepRunner:
     """Runs a job's commands, numbering them 1, 2, 3… in the order they start."""
 
     def __init__(self, workspace: Path, emit: EmitFn, masker: Masker, flush_after: float, chunk_bytes: int,
-                 sample_interval: float = 0.25, log_cap: LogCap | None = None, kill_grace: float = 10.0) -> None:
+                 sample_interval: float = 0.25, log_cap: LogCap | None = None, kill_grace: float = 10.0,
+                 sandbox: Sandbox | None = None, paths: JobPaths | None = None) -> None:
         self.kill_grace = kill_grace
+        self.sandbox = sandbox  # None: plain processes (apiary run, on the developer's own machine)
+        self.paths = paths or JobPaths(workspace, workspace)
         self.workspace = workspace
         self.emit = emit
         self.masker = masker
@@ -60,8 +66,9 @@ class StepRunner:
         self._job_peak = 0
 
     async def run(self, command: str, env: Mapping[str, str], *, title: str = "", phase: str,
-                  stage: str | None = None, hook: str | None = None) -> int:
-        """Run `command`; return its exit code (negative: killed by that signal)."""
+                  stage: str | None = None, hook: str | None = None, network: str | None = None) -> int:
+        """Run `command`; return its exit code (negative: killed by that signal). `network` overrides the
+        sandbox's job_network for this command (the checkout's: the drone's own)."""
         self.num += 1
         num = self.num
         shown = self.masker.mask(command)
@@ -95,9 +102,11 @@ class StepRunner:
         usage = Usage(0, 0.0)
         code = KILLED  # unless the command gets to end by itself
         try:
+            # A mark on each of its processes: without a sandbox, what outlives the command is found by it.
+            marked_env = {**env, STEP_MARK: f"{env.get('APIARY_JOB_ID', '')}:{num}"}
             try:
-                child = _Child(command, self.workspace, env)
-            except OSError as exc:
+                child = await _Child.start(command, self.workspace, marked_env, self.sandbox, self.paths, network)
+            except (OSError, ValueError, TimeoutError) as exc:
                 buffer.feed("stderr", f"apiary: cannot start the command: {exc}\n".encode())
                 code = 127
                 return code
@@ -135,6 +144,13 @@ class StepRunner:
                     code, cpu = child.reap()  # how it really ended (a trap may exit 143)
                 self._groups.discard(child.pid)
                 child.close()
+                if self.sandbox is None or not self.sandbox.isolated:
+                    # No PID namespace to end with it: what it left running (daemons too) goes now.
+                    left = await asyncio.to_thread(marked, STEP_MARK, marked_env[STEP_MARK])
+                    if left:
+                        _signal_all(left, signal.SIGKILL)
+                        buffer.feed("stderr", f"apiary: {len(left)} process(es) the command left running "
+                                              "were stopped\n".encode())
                 usage = await sampler.stop(final_cpu=cpu, final_sample=False)
                 self._samplers.discard(sampler)
                 self.usage = self.usage.combine(usage)
@@ -186,14 +202,71 @@ class _Child:
     Its exit shows through a pidfd without reaping it, so the sampler can still
     read the zombie; then os.wait4 gives the exit status and the CPU time of the
     command and of every process it waited for. No watcher thread per command.
+    In a sandbox with an isolated network, `start` also starts slirp4netns for
+    it and lets the command run once its network is up.
     """
 
-    def __init__(self, command: str, cwd: Path, env: Mapping[str, str]) -> None:
-        self.proc = subprocess.Popen(["/bin/sh", "-c", command], cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-        self.pid = self.proc.pid
+    def __init__(self, proc: subprocess.Popen[bytes], slirp: subprocess.Popen[bytes] | None = None,
+                 slirp_exit: int | None = None) -> None:
+        self.proc = proc
+        self.pid = proc.pid
         self.pidfd = os.pidfd_open(self.pid)
         self.returncode: int | None = None
+        self._slirp, self._slirp_exit = slirp, slirp_exit
+
+    @classmethod
+    async def start(cls, command: str, cwd: Path, env: Mapping[str, str], sandbox: Sandbox | None,
+                    paths: JobPaths, network: str | None) -> _Child:
+        argv = ["/bin/sh", "-c", command]
+        options: dict[str, Any] = {"cwd": cwd, "env": dict(env), "stdin": subprocess.DEVNULL,
+                                   "stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "start_new_session": True}
+        if sandbox is not None and sandbox.needs_preexec:
+            options["preexec_fn"] = sandbox.preexec
+        if sandbox is None:
+            return cls(subprocess.Popen(argv, **options))
+        net = network or sandbox.network
+        if net != "isolated" or sandbox.slirp is None:
+            return cls(subprocess.Popen(sandbox.command(argv, paths, network=net), **options))
+        # Isolated: the sandbox waits (block fd) until slirp4netns has given it a network.
+        info_r, info_w = os.pipe()
+        block_r, block_w = os.pipe()
+        try:
+            proc = subprocess.Popen(sandbox.command(argv, paths, network=net, info_fd=info_w, block_fd=block_r),
+                                    pass_fds=(info_w, block_r), **options)
+        except BaseException:
+            for fd in (info_r, block_w):
+                os.close(fd)
+            raise
+        finally:
+            os.close(info_w)
+            os.close(block_r)
+        ready_r = exit_w = -1
+        try:
+            info = json.loads(await _read_until(info_r, b"}", SANDBOX_START))
+            ready_r, ready_w = os.pipe()
+            exit_r, exit_w = os.pipe()
+            try:
+                slirp = subprocess.Popen(sandbox.slirp_command(int(info["child-pid"]), ready_w, exit_r),
+                                         pass_fds=(ready_w, exit_r), stdin=subprocess.DEVNULL,
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            finally:
+                os.close(ready_w)
+                os.close(exit_r)
+            if not await _read_until(ready_r, b"1", SANDBOX_START):
+                raise OSError("slirp4netns could not give the sandbox a network")
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            if exit_w >= 0:
+                os.close(exit_w)
+            raise
+        finally:
+            os.close(info_r)
+            if ready_r >= 0:
+                os.close(ready_r)
+        os.write(block_w, b"1")
+        os.close(block_w)
+        return cls(proc, slirp, exit_w)
 
     async def exited(self) -> None:
         loop = asyncio.get_running_loop()
@@ -246,11 +319,49 @@ class _Child:
         for pipe in (self.proc.stdout, self.proc.stderr):
             if pipe is not None:
                 pipe.close()
+        if self._slirp is not None and self._slirp_exit is not None:
+            os.close(self._slirp_exit)  # slirp4netns ends when this closes
+            try:
+                self._slirp.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                self._slirp.kill()
+                self._slirp.wait()
+            self._slirp = None
+
+
+async def _read_until(fd: int, end: bytes, timeout: float) -> bytes:
+    """What `fd` says up to and including `end` (or until it closes), within `timeout` seconds."""
+    loop = asyncio.get_running_loop()
+    os.set_blocking(fd, False)
+    data = b""
+    while end not in data:
+        ready = loop.create_future()
+        loop.add_reader(fd, lambda: ready.done() or ready.set_result(None))
+        try:
+            await asyncio.wait_for(ready, timeout)
+        except TimeoutError:
+            raise TimeoutError("the sandbox did not start in time") from None
+        finally:
+            loop.remove_reader(fd)
+        try:
+            chunk = os.read(fd, 4096)
+        except BlockingIOError:
+            continue
+        if not chunk:
+            break
+        data += chunk
+    return data
 
 
 def _kill_group(pgid: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
+
+
+def _signal_all(pids: list[int], sig: int) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, sig)
 
 
 def _signal_tree(pid: int, sig: int) -> None:

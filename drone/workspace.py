@@ -34,6 +34,14 @@ class Workspaces:
         path.mkdir(parents=True, mode=0o700)
         return path
 
+    def create_tmp(self, job_id: str) -> Path:
+        """The job's private /tmp (its HOME inside), removed with the job."""
+        path = self.root.parent / "tmp" / job_id
+        if path.exists():
+            shutil.rmtree(path, ignore_errors=True)
+        path.mkdir(parents=True, mode=0o700)
+        return path
+
     async def release(self, workspace: Path) -> None:
         """The job is over: remove its workspace, or keep it among the last `keep`."""
         if self.keep <= 0:

@@ -258,8 +258,11 @@ async def _up(config: Config) -> None:
     server_curve(config.queen)  # key files and the drone port's safety, before anything starts
     async with running_queen(config.queen) as where:
         host, port = where.drones.rsplit(":", 1)
+        # Its jobs must not see the queen's data (the store's files, the secrets key, the setup token).
+        hidden = ",".join(filter(None, [config.drone.sandbox_hide, str(config.queen.data_path),
+                                        str(config.queen.secrets_key_path)]))
         drone_config = dataclasses.replace(config.drone, queen=f"{host.replace('0.0.0.0', '127.0.0.1')}:{port}",
-                                           id=config.drone.id or "local")
+                                           id=config.drone.id or "local", sandbox_hide=hidden)
         if config.queen.curve_secret_key and not config.drone.curve_secret_key:
             # The local drone presents the queen's own key pair, which the queen always admits.
             drone_config = dataclasses.replace(drone_config, curve_secret_key=config.queen.curve_secret_key,

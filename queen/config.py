@@ -97,6 +97,14 @@ class DroneConfig:
     plugin_timeout: float = 60.0
     plugin_install_timeout: float = 900.0
     kill_grace: float = 10.0
+    sandbox: str = "auto"
+    job_network: str = "isolated"
+    sandbox_hide: str = ""
+    job_user: str = "nobody"
+    pass_env: str = ""
+    job_max_open_files: int = 65536
+    job_max_memory: int = 0
+    job_max_processes: int = 4096
 
     def check(self) -> None:
         _endpoint("queen", self.queen)
@@ -105,6 +113,22 @@ class DroneConfig:
         _positive("plugin_install_timeout", self.plugin_install_timeout)
         if not 0 <= self.kill_grace <= 3600:
             raise _fault("kill_grace", f"must be between 0 and 3600 seconds, got {self.kill_grace}")
+        _choice("sandbox", self.sandbox, ("auto", "bwrap", "off"))
+        _choice("job_network", self.job_network, ("isolated", "host", "none"))
+        for key in ("job_max_open_files", "job_max_memory", "job_max_processes"):
+            if getattr(self, key) < 0:
+                raise _fault(key, f"must be 0 (no limit) or more, got {getattr(self, key)}")
+        for name in self.pass_env_names:
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+                raise _fault("pass_env", f"must be variable names separated by commas, got {name!r}")
+
+    @property
+    def pass_env_names(self) -> tuple[str, ...]:
+        return tuple(n.strip() for n in self.pass_env.split(",") if n.strip())
+
+    @property
+    def hidden_paths(self) -> list[Path]:
+        return [Path(p.strip()).expanduser() for p in self.sandbox_hide.split(",") if p.strip()]
         try:
             shlex.split(self.pip_args)
         except ValueError as exc:
@@ -184,6 +208,11 @@ def _port(key: str, value: int) -> None:
 def _endpoint(key: str, value: str) -> None:
     if not _ENDPOINT.match(value):
         raise _fault(key, f"must look like tcp://HOST:PORT, got {value!r}")
+
+
+def _choice(key: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise _fault(key, f"must be one of {', '.join(choices)}, got {value!r}")
 
 
 def _positive(key: str, value: float) -> None:

@@ -1,0 +1,274 @@
+"""The box each command of a job runs in, so that a job reaches only what it should.
+
+With bubblewrap (``bwrap``, Debian's ``bubblewrap``) each command runs in:
+
+- its own PID namespace with a private /proc: it cannot see or signal other
+  jobs, the drone or the queen, nor read their environment; when its shell
+  ends, whatever it left running ends with it (the kernel kills the namespace);
+- its own IPC and UTS namespaces;
+- a read-only view of the machine, in which only the job's workspace and a
+  private /tmp (shared by the job's commands, gone with the job) are writable;
+- with Apiary's own files hidden: the drone's work dir (other workspaces, its
+  keys, its outbox), the queen's data dir (the store, the secrets key, the setup
+  token), ``~/.apiary``, the drone user's usual credentials (``~/.ssh``,
+  ``~/.aws``, ``~/.docker``, ``~/.netrc``…) and any path in ``sandbox_hide``;
+- a network of its own (``job_network``): ``isolated`` (the default) reaches
+  the internet through slirp4netns (Debian's ``slirp4netns``), which is told to
+  keep the host's loopback out of reach, so nothing listening on 127.0.0.1 (the
+  queen's embedded store, its API) answers; ``none`` has no network; ``host``
+  shares the drone's;
+- limits per process on open files, memory and (per user) processes.
+
+Every job also gets a small environment of its own (PATH, locale, proxies and
+``pass_env``), not the drone's. Without bubblewrap (or with ``sandbox =
+"off"``) the drone says so once; it then kills, after each command, every
+process still marked with the job's id in its environment (``APIARY_JOB_ID``:
+what a step left running, daemonised or not, unless it cleared its
+environment), and when it runs as root it runs jobs as ``job_user``. The ideas
+are those of Flatpak's sandbox and of CI runners' process clean-up.
+
+`Sandbox` decides the command line (pure but for `detect`); the step runner
+(step.py) starts it and, for an isolated network, slirp4netns beside it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import logging
+import os
+import pwd
+import resource
+import shutil
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+
+from queen.errors import ApiaryError
+
+log = logging.getLogger(__name__)
+
+# The drone user's files that hold credentials; hidden from jobs when they exist.
+CREDENTIALS = (".ssh", ".gnupg", ".aws", ".azure", ".config/gcloud", ".docker", ".kube", ".netrc", ".git-credentials",
+               ".pypirc", ".npmrc", ".config/gh", ".apiary")
+# What a job inherits of the drone's environment, besides pass_env.
+KEEP_ENV = ("PATH", "LANG", "LANGUAGE", "TZ", "TERM", "USER", "LOGNAME", "SHELL", "http_proxy", "https_proxy",
+            "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY", "all_proxy")
+SLIRP_DNS = "10.0.2.3"  # slirp4netns's resolver inside the namespace
+
+
+@dataclasses.dataclass(frozen=True)
+class JobPaths:
+    """Where one job's files are on the drone."""
+
+    workspace: Path
+    tmp: Path  # the job's private /tmp (its HOME is tmp/home)
+    private: Path | None = None  # the checkout's key, readable by the checkout only (the sandbox shows it read-only)
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    """Per-process limits of a job's commands (setrlimit); 0: leave as the drone has it."""
+
+    open_files: int = 0
+    memory: int = 0  # bytes of data (RLIMIT_DATA)
+    processes: int = 0  # per user (RLIMIT_NPROC): takes effect for a user of the job's own
+
+
+class Sandbox:
+    """How a drone runs its jobs' commands: `command` gives the argv, `environment` the env."""
+
+    def __init__(self, bwrap: str | None, network: str, hide: list[Path], limits: Limits,
+                 job_user: pwd.struct_passwd | None = None, pass_env: tuple[str, ...] = (),
+                 slirp: str | None = None, shown: tuple[Path, ...] = ()) -> None:
+        self.bwrap = bwrap
+        self.network = network if bwrap else "host"
+        self.hide = [p for p in dict.fromkeys(hide) if p.exists()]
+        self.shown = tuple(p for p in shown if p.exists())  # read-only inside hidden folders (plugins' code)
+        self.limits = limits
+        self.job_user = job_user if not bwrap else None
+        self.pass_env = pass_env
+        self.slirp = slirp if self.network == "isolated" else None
+        self.resolv = _resolv_for_slirp() if self.slirp else None
+
+    @property
+    def isolated(self) -> bool:
+        return self.bwrap is not None
+
+    @property
+    def needs_preexec(self) -> bool:
+        limits = self.limits
+        return bool(limits.open_files or limits.memory or limits.processes or self.job_user)
+
+    def describe(self) -> str:
+        if not self.bwrap:
+            who = f", as {self.job_user.pw_name}" if self.job_user else ""
+            return f"no sandbox (bubblewrap not in use): jobs run as processes of this drone{who}"
+        return f"each job in a bubblewrap sandbox, network {self.network}"
+
+    def environment(self, job_env: Mapping[str, str], drone_env: Mapping[str, str], paths: JobPaths) -> dict[str, str]:
+        """The environment of a job's commands: a few of the drone's variables, then the job's own."""
+        env = {k: v for k, v in drone_env.items() if k in KEEP_ENV or k.startswith("LC_") or k in self.pass_env}
+        env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
+        tmp = Path("/tmp") if self.bwrap else paths.tmp
+        env.update({"HOME": str(tmp / "home"), "TMPDIR": str(tmp)})
+        if self.job_user is not None:
+            env.update({"USER": self.job_user.pw_name, "LOGNAME": self.job_user.pw_name})
+        env.update(job_env)
+        return env
+
+    def command(self, argv: list[str], paths: JobPaths, *, network: str | None = None, info_fd: int | None = None,
+                block_fd: int | None = None) -> list[str]:
+        """`argv` as the sandbox runs it (unchanged without one). No I/O.
+
+        `network` overrides job_network; ``"host"`` is the checkout's: it fetches as the drone would, on its
+        network and with the machine's /tmp (read-only) in view, where a local repository may be.
+        """
+        if not self.bwrap:
+            return argv
+        out = [self.bwrap, "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+               "--die-with-parent", "--hostname", "apiary-job"]
+        if (network or self.network) != "host":
+            out.append("--unshare-net")
+        out += ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
+        for path in self.hide:
+            # A folder becomes empty; a file, empty too.
+            out += ["--tmpfs", str(path)] if path.is_dir() else ["--ro-bind", "/dev/null", str(path)]
+        if network != "host":
+            out += ["--bind", str(paths.tmp), "/tmp", "--bind", str(paths.tmp), "/var/tmp"]
+        if self.resolv is not None and (network or self.network) == "isolated":
+            out += ["--ro-bind", str(self.resolv), "/etc/resolv.conf"]
+        out += ["--bind", str(paths.workspace), str(paths.workspace)]
+        for shown in self.shown:
+            out += ["--ro-bind", str(shown), str(shown)]
+        if paths.private is not None:
+            out += ["--ro-bind", str(paths.private), str(paths.private)]
+        out += ["--chdir", str(paths.workspace)]
+        if info_fd is not None:
+            out += ["--info-fd", str(info_fd)]
+        if block_fd is not None:
+            out += ["--block-fd", str(block_fd)]
+        return [*out, "--", *argv]
+
+    def slirp_command(self, pid: int, ready_fd: int, exit_fd: int) -> list[str]:
+        """slirp4netns for the sandbox whose first process is `pid`: internet, not the host's loopback."""
+        assert self.slirp is not None
+        return [self.slirp, "--configure", "--mtu=65520", "--disable-host-loopback", "--ready-fd", str(ready_fd),
+                "--exit-fd", str(exit_fd), str(pid), "tap0"]
+
+    def preexec(self) -> None:
+        """In the child, before exec: the limits, and the job's own user when there is one. Async-signal-safe
+        enough for subprocess (no locks, no allocation beyond setrlimit's arguments)."""
+        _set_limit(resource.RLIMIT_NOFILE, self.limits.open_files)
+        _set_limit(resource.RLIMIT_DATA, self.limits.memory)
+        _set_limit(resource.RLIMIT_NPROC, self.limits.processes)
+        if self.job_user is not None:
+            os.setgroups([])
+            os.setgid(self.job_user.pw_gid)
+            os.setuid(self.job_user.pw_uid)
+
+    def prepare(self, paths: JobPaths) -> None:
+        """Make the job's /tmp (and its home); hand the job's folders to its own user, if it has one."""
+        (paths.tmp / "home").mkdir(parents=True, exist_ok=True)
+        os.chmod(paths.tmp, 0o700)
+        if self.job_user is not None:
+            for path in (paths.workspace, paths.tmp, paths.tmp / "home"):
+                os.chown(path, self.job_user.pw_uid, self.job_user.pw_gid)
+
+
+def _set_limit(which: int, value: int) -> None:
+    if value <= 0:
+        return
+    soft, hard = resource.getrlimit(which)
+    if hard != resource.RLIM_INFINITY:
+        value = min(value, hard)
+    try:
+        resource.setrlimit(which, (value, value if hard == resource.RLIM_INFINITY else hard))
+    except (ValueError, OSError):
+        pass
+
+
+def _resolv_for_slirp() -> Path | None:
+    """A resolv.conf naming slirp4netns's resolver, when the host's names one on its loopback
+    (systemd-resolved's 127.0.0.53), which the sandbox cannot reach; else None (the host's works)."""
+    try:
+        text = Path("/etc/resolv.conf").read_text()
+    except OSError:
+        text = ""
+    servers = [line.split()[1] for line in text.splitlines() if line.startswith("nameserver") and len(line.split()) > 1]
+    try:
+        if servers and not any(ipaddress.ip_address(s.split("%")[0]).is_loopback for s in servers):
+            return None
+    except ValueError:
+        return None
+    path = Path("/run") / f"apiary-resolv-{os.getpid()}.conf" if os.access("/run", os.W_OK) else \
+        Path(os.environ.get("TMPDIR", "/tmp")) / f"apiary-resolv-{os.getpid()}.conf"
+    path.write_text(f"nameserver {SLIRP_DNS}\n")
+    return path
+
+
+def bwrap_works(bwrap: str) -> str | None:
+    """None when bubblewrap can make a sandbox here, else why not (user namespaces off, seccomp…)."""
+    try:
+        result = subprocess.run([bwrap, "--unshare-pid", "--unshare-ipc", "--die-with-parent", "--ro-bind", "/", "/",
+                                 "--dev", "/dev", "--proc", "/proc", "--", "/bin/true"],
+                                capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return str(exc)
+    return None if result.returncode == 0 else (result.stderr.strip() or f"exit {result.returncode}")
+
+
+def detect(mode: str, network: str, hide: list[Path], limits: Limits, job_user: str, pass_env: tuple[str, ...],
+           shown: tuple[Path, ...] = ()) -> Sandbox:
+    """The sandbox this machine allows for `mode` (auto, bwrap, off); says what it chose, once.
+
+    Raises ApiaryError for ``bwrap`` when bubblewrap cannot work here.
+    """
+    bwrap = None
+    if mode != "off":
+        found = shutil.which("bwrap")
+        why = "bubblewrap is not installed (apt-get install bubblewrap)" if found is None else bwrap_works(found)
+        if why is None:
+            bwrap = found
+        elif mode == "bwrap":
+            raise ApiaryError(f"[drone] sandbox = \"bwrap\", but {why}")
+        else:
+            log.warning("jobs run without a sandbox: %s. They can see this drone's other jobs and files; "
+                        "what they leave running is killed after each command", why)
+    slirp = shutil.which("slirp4netns") if bwrap and network == "isolated" else None
+    if bwrap and network == "isolated" and slirp is None:
+        log.warning("job_network = \"isolated\" needs slirp4netns (apt-get install slirp4netns): jobs share this "
+                    "drone's network, and can reach what listens on its loopback")
+    user = None
+    if bwrap is None and os.geteuid() == 0 and job_user:
+        try:
+            user = pwd.getpwnam(job_user)
+        except KeyError:
+            log.warning("job_user %r does not exist: jobs run as root", job_user)
+    box = Sandbox(bwrap, network if (slirp or network != "isolated") else "host", hide, limits, user, pass_env,
+                  slirp, shown)
+    log.info("%s", box.describe())
+    return box
+
+
+# -- without a sandbox: a sweep by the job's mark -----------------------------------------------
+
+
+STEP_MARK = "APIARY_STEP_MARK"  # in each command's environment: JOB:NUM
+
+
+def marked(name: str, value: str) -> list[int]:
+    """Processes whose environment holds ``name=value`` (a command's mark), found in /proc."""
+    needle = f"{name}={value}".encode()
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{name}/environ", "rb") as fh:
+                environ = fh.read()
+        except OSError:
+            continue
+        if needle in environ.split(b"\0"):
+            found.append(int(name))
+    return found

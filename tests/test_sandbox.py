@@ -1,0 +1,166 @@
+"""Jobs are contained: each command in a sandbox of its own (bubblewrap), seeing nothing of other jobs, the drone or
+the queen, leaving nothing behind; without the sandbox, what a command leaves is still killed."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from drone.sandbox import JobPaths, Limits, Sandbox
+from tests.cluster import Cluster, Proc, _env, output_lines
+
+# The default a drone has (tests/cluster.py turns the sandbox off for the other tests).
+SANDBOXED = {"APIARY_DRONE_SANDBOX": "auto", "APIARY_DRONE_JOB_USER": "nobody"}
+
+
+def _alive(marker: str) -> list[str]:
+    """Processes on this machine whose command line holds `marker` (pgrep)."""
+    found = subprocess.run(["pgrep", "-af", marker], capture_output=True, text=True)
+    return [line for line in found.stdout.splitlines() if "pgrep" not in line]
+
+
+def test_the_sandbox_shows_the_workspace_and_a_private_tmp_and_hides_apiarys_files(tmp_path: Path) -> None:
+    (tmp_path / "work").mkdir()
+    (tmp_path / "queen").mkdir()
+    (tmp_path / "secrets.key").write_text("key")
+    box = Sandbox("/usr/bin/bwrap", "isolated", [tmp_path / "work", tmp_path / "queen", tmp_path / "secrets.key",
+                                                 tmp_path / "absent"], Limits(), slirp="/usr/bin/slirp4netns")
+    paths = JobPaths(tmp_path / "work" / "ws", tmp_path / "work" / "tmp" / "j", tmp_path / "work" / "private")
+    argv = box.command(["/bin/sh", "-c", "true"], paths)
+    text = " ".join(argv)
+    assert argv[:2] == ["/usr/bin/bwrap", "--unshare-pid"] and "--unshare-net" in argv and argv[-3:] == [
+        "/bin/sh", "-c", "true"]
+    assert f"--tmpfs {tmp_path / 'work'}" in text and f"--tmpfs {tmp_path / 'queen'}" in text
+    assert f"--ro-bind /dev/null {tmp_path / 'secrets.key'}" in text and "absent" not in text
+    # The workspace after what hides it; the checkout's key folder read-only.
+    assert text.index(f"--bind {paths.workspace} {paths.workspace}") > text.index(f"--tmpfs {tmp_path / 'work'}")
+    assert f"--ro-bind {paths.private} {paths.private}" in text
+    assert "--unshare-net" not in box.command(["true"], paths, network="host")
+    env = box.environment({"SECRET": "s"}, {"PATH": "/bin", "AWS_SECRET_ACCESS_KEY": "x", "LC_ALL": "C"}, paths)
+    assert env == {"PATH": "/bin", "LC_ALL": "C", "HOME": "/tmp/home", "TMPDIR": "/tmp", "SECRET": "s"}
+    assert Sandbox(None, "isolated", [], Limits()).command(["true"], paths) == ["true"]
+
+
+SNOOP = ("echo procs $(ls /proc | grep -c '^[0-9]'); cat /proc/[0-9]*/environ 2>/dev/null | tr '\\\\0' '\\\\n' "
+         "| grep -c VICTIM_TOKEN; echo")
+
+
+async def test_a_job_sees_no_other_job_nor_the_drone(cluster: Cluster) -> None:
+    await cluster.start_queen()
+    await cluster.add_drone("d1", capacity=2, env=SANDBOXED)
+    await cluster.create_pipeline_repo("victim", 'stages: [{name: s, steps: ["echo started; sleep 20"]}]')
+    await cluster.request("PUT", "/repos/victim/secrets/VICTIM_TOKEN", {"value": "victim-value-1234"}, expect=200)
+    await cluster.create_pipeline_repo("thief", f'stages: [{{name: s, steps: ["{SNOOP}"]}}]')
+    victim = await cluster.trigger("victim")
+    await cluster.wait_for(lambda: cluster.events(victim["id"]),
+                           lambda evs: "started" in output_lines(evs, "job:cmd:stdout"), "the victim to run")
+    thief = await cluster.wait_job((await cluster.trigger("thief"))["id"])
+    printed = output_lines(await cluster.events(thief["id"]), "job:cmd:stdout")
+    await cluster.request("POST", f"/jobs/{victim['id']}/cancel", expect=202)
+    procs = int(printed[0].split()[1])
+    print(f"\nprocesses a job sees in /proc: {procs}; the other job's secret found in their environments: "
+          f"{printed[1]}")
+    assert procs < 10 and printed[1] == "0"
+
+
+@pytest.mark.parametrize(("how", "seconds"), [("setsid sleep {} &", 3001), ("(sleep {} &);", 3002),
+                                              ("nohup sleep {} >/dev/null 2>&1 &", 3003)])
+async def test_nothing_a_job_starts_outlives_it(queen: Cluster, how: str, seconds: int) -> None:
+    """Daemonised (setsid), double-forked or nohup'd: when the job ends, it is gone."""
+    await queen.add_drone("d1", env=SANDBOXED)
+    await queen.create_pipeline_repo("daemon", "stages: [{name: s, steps: [" + _yaml(how.format(seconds) +
+                                                                             " sleep 0.5; echo started") + "]}]")
+    job = await queen.wait_job((await queen.trigger("daemon"))["id"])
+    said = "".join(e.get("text", "") for e in await queen.events(job["id"]))
+    assert job["status"] == "passed", said
+    await asyncio.sleep(0.5)
+    assert _alive(f"sleep {seconds}") == [], f"{how!r} left a process running"
+
+
+async def test_without_a_sandbox_what_a_command_leaves_is_killed_and_root_runs_jobs_as_nobody(cluster: Cluster) -> None:
+    await cluster.start_queen()
+    await cluster.add_drone("plain", env={"APIARY_DRONE_SANDBOX": "off", "APIARY_DRONE_JOB_USER": "nobody"})
+    marker = "sleep 3004"
+    step = f"setsid {marker} & id -un; sleep 0.3"
+    await cluster.create_pipeline_repo("plain", f'stages: [{{name: s, steps: ["{step}"]}}]')
+    job = await cluster.wait_job((await cluster.trigger("plain"))["id"])
+    events = await cluster.events(job["id"])
+    assert job["status"] == "passed"
+    await asyncio.sleep(0.3)
+    assert _alive(marker) == []
+    assert "process(es) the command left running were stopped" in "".join(e.get("text", "") for e in events)
+    user = output_lines(events, "job:cmd:stdout")[0]
+    import os
+    assert user == ("nobody" if os.geteuid() == 0 else subprocess.run(["id", "-un"], capture_output=True,
+                                                                          text=True).stdout.strip())
+    drone = cluster.drones["plain"]
+    assert "no sandbox (bubblewrap not in use)" in drone.stderr.read_text()
+
+
+async def test_a_jobs_network_keeps_the_machines_loopback_out_of_reach(queen: Cluster) -> None:
+    """On one machine the queen's store and API listen on 127.0.0.1: a job cannot connect to either, or read
+    the queen's data dir, while it still has a network of its own."""
+    assert queen.queen is not None
+    store_port = int(re.search(r"on port (\d+)", queen.queen.logs())[1])  # type: ignore[index]
+    api_port = int(queen.api.split(":")[-1].split("/")[0])
+    data = queen.tmp / "queen"
+    await queen.add_drone("d1", env={**SANDBOXED, "APIARY_DRONE_SANDBOX_HIDE": str(data)})
+    steps = [f"python3 -c \"import socket; print({port}, socket.socket().connect_ex(('127.0.0.1', {port})))\""
+             for port in (store_port, api_port)]
+    steps.append(f"ls {data} 2>&1 | head -1; cat {data}/secrets.key {data}/setup-token 2>&1 | head -c 80; echo")
+    await queen.create_pipeline_repo("probe", "stages: [{name: s, steps: [" + ", ".join(map(_yaml, steps)) + "]}]")
+    job = await queen.wait_job((await queen.trigger("probe"))["id"])
+    printed = output_lines(await queen.events(job["id"]), "job:cmd:stdout")
+    print("\n" + "\n".join(printed))
+    assert [line.split() for line in printed[:2]] == [[str(store_port), "111"], [str(api_port), "111"]]
+    key = (data / "secrets.key").read_text().strip()
+    assert key not in "\n".join(printed)
+    assert not any(line.startswith(("store", "setup")) for line in printed)
+
+
+def _yaml(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+async def test_apiary_up_keeps_its_jobs_from_the_queens_data(tmp_path: Path) -> None:
+    data, work = tmp_path / "data", tmp_path / "work"
+    up = Proc("up", ["up", "--data-dir", str(data), "--http-port", "0", "--drone-bind", "tcp://127.0.0.1:*",
+                     "--work-dir", str(work)], tmp_path / "logs", _env(SANDBOXED))
+    await up.start()
+    try:
+        api = (await up.wait_output(r"API:\s+(\S+)")).group(1)
+        cluster = Cluster(tmp_path / "client")
+        cluster.api = api
+        import aiohttp
+        cluster.http = aiohttp.ClientSession()
+        try:
+            await cluster.create_pipeline_repo("peek", 'stages: [{name: s, steps: ["cat ' + str(data) +
+                                                       '/secrets.key ' + str(data) + '/setup-token 2>&1; true"]}]')
+            job = await cluster.wait_job((await cluster.trigger("peek"))["id"])
+            printed = "\n".join(output_lines(await cluster.events(job["id"]), "job:cmd:stdout"))
+        finally:
+            await cluster.http.close()
+        assert (data / "secrets.key").read_text().strip() not in printed
+        assert (data / "setup-token").read_text().strip() not in printed and "No such file" in printed
+    finally:
+        await up.stop()
+
+
+async def test_a_jobs_limits_are_set(cluster: Cluster) -> None:
+    await cluster.start_queen()
+    await cluster.add_drone("d1", env={**SANDBOXED, "APIARY_DRONE_JOB_MAX_OPEN_FILES": "1024",
+                                       "APIARY_DRONE_JOB_MAX_MEMORY": str(2 * 2**30)})
+    await cluster.create_pipeline_repo("limits", 'stages: [{name: s, steps: ["ulimit -n; ulimit -d"]}]')
+    job = await cluster.wait_job((await cluster.trigger("limits"))["id"])
+    assert output_lines(await cluster.events(job["id"]), "job:cmd:stdout") == ["1024", str(2 * 2**20)]
+
+
+def test_sandbox_settings_are_checked() -> None:
+    result = subprocess.run([sys.executable, "-m", "queen.cli", "config"], capture_output=True, text=True,
+                            env={**_env(), "APIARY_DRONE_JOB_NETWORK": "open"}, timeout=60)
+    assert result.returncode == 2 and "job_network: must be one of isolated, host, none" in result.stderr
