@@ -10,7 +10,7 @@ import pytest
 
 from queen.trust import DEFAULT_KINDS, given_secrets, job_kind
 from tests.cluster import Cluster, output_lines
-from tests.test_forges import SHA, add_repo, gh_pull_request, gh_push, gh_repository, github_hook, queued_job
+from tests.test_forges import add_repo, gh_pull_request, gh_push, gh_repository, github_hook, queued_job
 
 PLUGIN = {"type": "plugin", "plugin": "github"}
 
@@ -115,7 +115,7 @@ async def test_a_secret_inside_longer_output_is_masked_in_every_form_a_job_print
     secret = 'hunter2 "correct"/horse+é'
     await queen.add_drone("d1")
     forms = [
-        f"printf 'ci-bot:%s' \"$PASSWD\" | base64 -w0; echo",  # HTTP Basic, the secret at offset 7
+        "printf 'ci-bot:%s' \"$PASSWD\" | base64 -w0; echo",  # HTTP Basic, the secret at offset 7
         "printf 'x%s' \"$PASSWD\" | base64 -w0 | tr '+/' '-_'; echo",  # URL-safe, offset 1
         "printf '%s' \"$PASSWD\" | od -An -tx1 | tr -d ' \\n'; echo",  # hex
         "python3 -c 'import os, urllib.parse as u; print(u.quote(os.environ[\"PASSWD\"], safe=\"/+\"))'",
