@@ -91,6 +91,15 @@ def percent_units(value: str) -> list[tuple[str, ...]] | None:
     return units
 
 
+def _anchor(units: list[tuple[str, ...]]) -> str | None:
+    """The longest run of characters every spelling of `units` keeps as they are (at least 3), or None."""
+    best = run = ""
+    for alternatives in units:
+        run = run + alternatives[0] if len(alternatives) == 1 else ""
+        best = max(best, run, key=len)
+    return best if len(best) >= 3 else None
+
+
 def _percent_pattern(units: list[tuple[str, ...]]) -> str:
     """A regex for every spelling `percent_units` allows."""
     def one(alternative: str) -> str:
@@ -185,9 +194,11 @@ class Masker:
         self._sorted = sorted(forms)  # for "is this tail a prefix of a form?" by bisection
         patterns = ([_trie_pattern(self.forms)] if forms else []) + [_percent_pattern(u) for u in self._percent]
         self._rx = re.compile("|".join(f"(?:{p})" for p in patterns)) if patterns else None
-        # Text without "%" or "+" cannot hold a percent-encoding other than the plain value: the literal forms
-        # alone, which the trie finds fast, are enough there.
+        # Text without "%" or "+" cannot hold a percent-encoding other than the plain value, nor can text
+        # without a secret's longest run of characters no encoder changes: the literal forms alone, which
+        # the trie finds fast, are enough there.
         self._rx_plain = re.compile(patterns[0]) if forms and self._percent else self._rx
+        self._anchors = [_anchor(units) for units in self._percent]
         starts = {f[0] for f in forms} | {a[0] for units in self._percent for a in units[0]}
         first_chars = "".join(re.escape(c) for c in sorted(starts))
         self._first = re.compile(f"[{first_chars}]" if starts else "(?!)")  # where a held-back tail may start
@@ -216,7 +227,10 @@ class Masker:
         return n
 
     def _rx_for(self, buf: str) -> re.Pattern[str]:
-        return self._rx if self._rx_plain is not self._rx and ("%" in buf or "+" in buf) else self._rx_plain  # type: ignore[return-value]
+        if self._rx_plain is not self._rx and ("%" in buf or "+" in buf) and any(
+                anchor is None or anchor in buf for anchor in self._anchors):
+            return self._rx  # type: ignore[return-value]
+        return self._rx_plain  # type: ignore[return-value]
 
     def _extend(self, buf: str, p: int, end: int) -> int:
         """Where a masked run ending at `end` really ends: forms starting inside it may reach further."""
