@@ -7,10 +7,11 @@ A secret leaks in more shapes than its plain value, so a `Masker` also masks its
   secret after a prefix of any length, as in HTTP Basic ``user:secret``), with
   and without ``=`` padding: the characters that only the secret's bytes decide;
 - hex, lower and upper case;
-- percent-encoding with any set of characters left as they are, ``+`` or
-  ``%20`` for a space, either case of hex digits (one pattern per secret,
-  `percent_units`, rather than a form per choice);
-- JSON string escaping (``\\"``, ``\\\\``, ``\\uXXXX``, ``\\/``);
+- percent-encoding with any set of characters left as they are (every byte
+  encoded, too), ``+`` or ``%20`` for a space, either case of hex digits (one
+  pattern per secret, `percent_units`, rather than a form per choice);
+- JSON string escaping (``\\"``, ``\\\\``, ``\\uXXXX``, ``\\/``),
+  every character as ``\\uXXXX`` too, and JSON inside JSON;
 - for a multi-line value, each line on its own and the value with ``\\r\\n``.
 
 What cannot be masked: a secret printed reversed, hashed, encrypted, split
@@ -50,6 +51,10 @@ def secret_forms(value: str) -> set[str]:
     raw = value.encode()
     forms.update(_base64_forms(raw))
     forms.update((raw.hex(), raw.hex().upper()))
+    # Every byte percent-encoded, unreserved ones too (some encoders do); the mixed spellings are
+    # `percent_units`' pattern.
+    every = "".join(f"%{b:02X}" for b in raw)
+    forms.update((every, every.lower()))
     forms.update(_json_forms(value))
     return {f for f in forms if f}
 
@@ -132,12 +137,16 @@ def _percent_prefix(tail: str, units: list[tuple[str, ...]]) -> bool:
 
 
 def _json_forms(value: str) -> set[str]:
-    """`value` inside a JSON string: as Python, JavaScript and others escape it."""
+    """`value` inside a JSON string: as Python, JavaScript and others escape it, every character as
+    ``\\uXXXX`` too, and JSON inside JSON."""
     forms = set()
     for ascii_only in (True, False):
         text = json.dumps(value, ensure_ascii=ascii_only)[1:-1]
-        forms.update((text, text.replace("/", "\\/")))
+        forms.update((text, text.replace("/", "\\/"), json.dumps(text, ensure_ascii=ascii_only)[1:-1]))
         forms.add(re.sub(r"\\u[0-9a-f]{4}", lambda m: m.group(0).upper().replace("\\U", "\\u"), text))
+    units = "".join(f"\\u{ord(c):04x}" if ord(c) < 0x10000 else json.dumps(c)[1:-1] for c in value)
+    forms.update((units, re.sub(r"[0-9a-f]", lambda m: m.group(0).upper(), units.replace("\\u", "\\U"))
+                  .replace("\\U", "\\u")))
     return forms
 
 

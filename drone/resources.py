@@ -74,6 +74,19 @@ def _read_stat(pid: str) -> tuple[int, int, int, int, int, int] | None:
         return None
 
 
+def children(pid: int) -> list[int]:
+    """The processes whose parent is `pid` now."""
+    found = []
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return []
+    for name in names:
+        if name.isdigit() and (stat := _read_stat(name)) is not None and stat[1] == pid:
+            found.append(int(name))
+    return found
+
+
 def descendants(pid: int) -> list[int]:
     """The processes descended from `pid` now (children, theirs, …), found through /proc's parent links."""
     children: dict[int, list[int]] = {}

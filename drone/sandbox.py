@@ -86,7 +86,9 @@ class Sandbox:
         self.hide = [p for p in dict.fromkeys(hide) if p.exists()]
         self.shown = tuple(p for p in shown if p.exists())  # read-only inside hidden folders (plugins' code)
         self.limits = limits
-        self.job_user = job_user if not bwrap else None
+        # Without a sandbox, the drone drops to job_user before exec; in one, the sandbox does (setpriv),
+        # after bubblewrap (as root) has made its mounts: the job never runs as root either way.
+        self.job_user = job_user
         self.pass_env = pass_env
         self.slirp = slirp if self.network == "isolated" else None
         self.resolv = _resolv_for_slirp() if self.slirp else None
@@ -98,13 +100,13 @@ class Sandbox:
     @property
     def needs_preexec(self) -> bool:
         limits = self.limits
-        return bool(limits.open_files or limits.memory or limits.processes or self.job_user)
+        return bool(limits.open_files or limits.memory or limits.processes or (self.job_user and not self.bwrap))
 
     def describe(self) -> str:
+        who = f", as {self.job_user.pw_name}" if self.job_user else ""
         if not self.bwrap:
-            who = f", as {self.job_user.pw_name}" if self.job_user else ""
             return f"no sandbox (bubblewrap not in use): jobs run as processes of this drone{who}"
-        return f"each job in a bubblewrap sandbox, network {self.network}"
+        return f"each job in a bubblewrap sandbox{who}, network {self.network}"
 
     def environment(self, job_env: Mapping[str, str], drone_env: Mapping[str, str], paths: JobPaths) -> dict[str, str]:
         """The environment of a job's commands: a few of the drone's variables, then the job's own."""
@@ -127,11 +129,15 @@ class Sandbox:
         if not self.bwrap:
             return argv
         out = [self.bwrap, "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
-               "--die-with-parent", "--hostname", "apiary-job"]
+               "--die-with-parent", "--hostname", "apiary-job", "--cap-drop", "ALL"]
+        if self.job_user is not None:
+            # Root's bubblewrap keeps the two capabilities setpriv needs to become the job's user; the change of
+            # user then drops them too, and bubblewrap's no_new_privs keeps setuid programs from bringing any back.
+            out += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
         if (network or self.network) != "host":
             out.append("--unshare-net")
         out += ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
-        for path in self.hide:
+        for path in [*self.hide, *self._closed_to_job(paths)]:
             # A folder becomes empty; a file, empty too.
             out += ["--tmpfs", str(path)] if path.is_dir() else ["--ro-bind", "/dev/null", str(path)]
         if network != "host":
@@ -148,7 +154,31 @@ class Sandbox:
             out += ["--info-fd", str(info_fd)]
         if block_fd is not None:
             out += ["--block-fd", str(block_fd)]
+        if self.job_user is not None:
+            user = self.job_user
+            argv = ["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--clear-groups",
+                    "--inh-caps=-all", "--", *argv]
         return [*out, "--", *argv]
+
+    def _closed_to_job(self, paths: JobPaths) -> list[Path]:
+        """Folders above what the job must reach that its own user could not pass through (root's 0700 home,
+        where the drone's work dir is by default): each becomes an empty folder it can pass, with the job's
+        folders bound back inside."""
+        if self.job_user is None:
+            return []
+        closed: list[Path] = []
+        for needed in (paths.workspace, paths.tmp, *(p for p in (paths.private,) if p), *self.shown):
+            for folder in reversed(needed.parents):
+                if folder == Path("/") or any(folder.is_relative_to(c) for c in closed):
+                    continue
+                try:
+                    mode = folder.stat().st_mode
+                except OSError:
+                    break
+                if not mode & 0o001:
+                    closed.append(folder)
+                    break
+        return closed
 
     def slirp_command(self, pid: int, ready_fd: int, exit_fd: int) -> list[str]:
         """slirp4netns for the sandbox whose first process is `pid`: internet, not the host's loopback."""
@@ -162,7 +192,7 @@ class Sandbox:
         _set_limit(resource.RLIMIT_NOFILE, self.limits.open_files)
         _set_limit(resource.RLIMIT_DATA, self.limits.memory)
         _set_limit(resource.RLIMIT_NPROC, self.limits.processes)
-        if self.job_user is not None:
+        if self.job_user is not None and not self.bwrap:
             os.setgroups([])
             os.setgid(self.job_user.pw_gid)
             os.setuid(self.job_user.pw_uid)
@@ -170,7 +200,9 @@ class Sandbox:
     def prepare(self, paths: JobPaths) -> None:
         """Make the job's /tmp (and its home); hand the job's folders to its own user, if it has one."""
         (paths.tmp / "home").mkdir(parents=True, exist_ok=True)
-        os.chmod(paths.tmp, 0o700)
+        # Passable by anyone (the sandbox reaches the workspace through it when the workspace lives under
+        # /tmp); on the machine it sits in the drone's work dir, which only the drone may enter.
+        os.chmod(paths.tmp, 0o755)
         if self.job_user is not None:
             for path in (paths.workspace, paths.tmp, paths.tmp / "home"):
                 os.chown(path, self.job_user.pw_uid, self.job_user.pw_gid)
@@ -240,11 +272,15 @@ def detect(mode: str, network: str, hide: list[Path], limits: Limits, job_user: 
         log.warning("job_network = \"isolated\" needs slirp4netns (apt-get install slirp4netns): jobs share this "
                     "drone's network, and can reach what listens on its loopback")
     user = None
-    if bwrap is None and os.geteuid() == 0 and job_user:
+    if os.geteuid() == 0 and job_user:
         try:
             user = pwd.getpwnam(job_user)
         except KeyError:
-            log.warning("job_user %r does not exist: jobs run as root", job_user)
+            raise ApiaryError(f"[drone] job_user {job_user!r} does not exist on this machine: name a user jobs "
+                              "may run as (they never run as root)") from None
+    elif os.geteuid() == 0 and bwrap:
+        raise ApiaryError("[drone] job_user is empty, but this drone runs as root: jobs would run as root in their "
+                          "sandbox; name a user for them (default nobody), or run the drone as another user")
     box = Sandbox(bwrap, network if (slirp or network != "isolated") else "host", hide, limits, user, pass_env,
                   slirp, shown)
     log.info("%s", box.describe())

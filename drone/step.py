@@ -31,7 +31,7 @@ from queen.protocol import Msg
 from .limits import LogCap
 from .masking import Masker
 from .output import OutputBuffer
-from .resources import TreeSampler, Usage, descendants
+from .resources import TreeSampler, Usage, children, descendants
 from .sandbox import STEP_MARK, JobPaths, Sandbox, marked
 
 EmitFn = Callable[[Msg, dict[str, Any]], None]
@@ -167,7 +167,13 @@ class StepRunner:
         task = asyncio.current_task()
         if task is not None:
             task.uncancel()  # let this wait run; CancelledError is raised again by the caller
-        _signal_tree(child.pid, signal.SIGTERM)
+        if self.sandbox is not None and self.sandbox.isolated:
+            # Not to bubblewrap and its init, whose end would end the sandbox at once (SIGKILL): to the
+            # command's own processes, below them.
+            inner = set(descendants(child.pid)) - set(children(child.pid))
+            _signal_all(sorted(inner), signal.SIGTERM)
+        else:
+            _signal_tree(child.pid, signal.SIGTERM)
         try:
             await asyncio.wait_for(child.exited(), self.kill_grace)
         except (TimeoutError, asyncio.CancelledError):

@@ -103,7 +103,7 @@ class DroneConfig:
     job_user: str = "nobody"
     pass_env: str = ""
     job_max_open_files: int = 65536
-    job_max_memory: int = 0
+    job_max_memory: int = 8 * 2**30
     job_max_processes: int = 4096
 
     def check(self) -> None:

@@ -228,6 +228,9 @@ def _printed_forms(secret: str, rng: random.Random) -> dict[str, str]:
     forms["json"] = json.dumps({"password": secret, "n": 1})
     forms["json unicode"] = json.dumps({"password": secret}, ensure_ascii=False)
     forms["json slash"] = json.dumps(secret).replace("/", "\\/")
+    forms["json every char"] = "".join(f"\\u{ord(c):04x}" for c in secret if ord(c) < 0x10000)
+    forms["json in json"] = json.dumps(json.dumps({"p": secret}))
+    forms["percent every byte"] = "".join(f"%{b:02X}" for b in raw)
     return forms
 
 
@@ -241,6 +244,12 @@ def _revealed(secret: str, masked: str) -> list[str]:
         found.append("hex")
     if secret in unquote(masked) or secret in unquote_plus(masked):
         found.append("percent")
+    unescaped = masked
+    for _ in range(2):  # JSON inside JSON
+        unescaped = re.sub(r"\\u([0-9a-fA-F]{4})", lambda m: chr(int(m.group(1), 16)), unescaped)
+        unescaped = re.sub(r'\\(["\\/])', r"\1", unescaped)
+        if secret in unescaped:
+            found.append("json")
     for chunk in re.findall(r"[A-Za-z0-9+/_\-]{4,}={0,2}", masked):
         for start in range(4):
             piece = chunk[start:]

@@ -146,7 +146,8 @@ async def test_apiary_up_keeps_its_jobs_from_the_queens_data(tmp_path: Path) -> 
         finally:
             await cluster.http.close()
         assert (data / "secrets.key").read_text().strip() not in printed
-        assert (data / "setup-token").read_text().strip() not in printed and "No such file" in printed
+        assert (data / "setup-token").read_text().strip() not in printed
+        assert printed.count("No such file") + printed.count("Permission denied") == 2, printed
     finally:
         await up.stop()
 
@@ -164,3 +165,42 @@ def test_sandbox_settings_are_checked() -> None:
     result = subprocess.run([sys.executable, "-m", "queen.cli", "config"], capture_output=True, text=True,
                             env={**_env(), "APIARY_DRONE_JOB_NETWORK": "open"}, timeout=60)
     assert result.returncode == 2 and "job_network: must be one of isolated, host, none" in result.stderr
+
+
+async def test_a_sandboxed_job_runs_without_privileges_and_cannot_undo_its_sandbox(cluster: Cluster) -> None:
+    """Even when the drone runs as root: the job is job_user, holds no capability, and cannot remount or unmount
+    what hides the queen's files."""
+    await cluster.start_queen()
+    data = cluster.tmp / "queen"
+    await cluster.add_drone("d1", env={**SANDBOXED, "APIARY_DRONE_SANDBOX_HIDE": str(data)})
+    steps = ["id -u; grep CapEff /proc/self/status | awk '{print $2}'",
+             "mount -o remount,rw,bind / 2>/dev/null && echo remounted || echo no-remount",
+             f"umount -l {data} 2>/dev/null && echo unmounted || echo no-umount; ls {data} 2>&1 | head -1",
+             "touch /PWNED 2>/dev/null && echo wrote || echo read-only"]
+    await cluster.create_pipeline_repo("escape", "stages: [{name: s, steps: [" + ", ".join(map(_yaml, steps)) + "]}]")
+    job = await cluster.wait_job((await cluster.trigger("escape"))["id"])
+    printed = output_lines(await cluster.events(job["id"]), "job:cmd:stdout")
+    import os
+    if os.geteuid() == 0:
+        assert printed[0] == "65534", printed  # nobody
+    assert printed[1] == "0000000000000000", printed
+    assert printed[2:4] == ["no-remount", "no-umount"], printed
+    assert "No such file" in printed[4] or "Permission denied" in printed[4], printed
+    assert printed[-1] == "read-only" and not Path("/PWNED").exists()
+
+
+async def test_cancel_in_a_sandbox_lets_the_traps_finish(cluster: Cluster) -> None:
+    await cluster.start_queen()
+    await cluster.add_drone("d1", env={**SANDBOXED, "APIARY_DRONE_KILL_GRACE": "5"})
+    step = ("trap 'echo got-TERM; sleep 1; echo trap-done; exit 143' TERM; "
+            "(trap 'echo child-got-TERM; sleep 1; echo child-done; exit 0' TERM; while true; do sleep 0.1; done) & "
+            "echo waiting; while true; do sleep 0.1; done")
+    await cluster.create_pipeline_repo("trap", "stages: [{name: s, steps: [" + _yaml(step) + "]}]")
+    job = await cluster.trigger("trap")
+    await cluster.wait_for(lambda: cluster.events(job["id"]),
+                           lambda evs: "waiting" in output_lines(evs, "job:cmd:stdout"), "the step to start")
+    await cluster.request("POST", f"/jobs/{job['id']}/cancel", expect=202)
+    done = await cluster.wait_job(job["id"], timeout=20)
+    printed = output_lines(await cluster.events(job["id"]), "job:cmd:stdout")
+    assert done["status"] == "cancelled"
+    assert {"got-TERM", "trap-done", "child-got-TERM", "child-done"} <= set(printed), printed
