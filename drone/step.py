@@ -249,6 +249,9 @@ class _Child:
         ready_r = exit_w = -1
         try:
             info = json.loads(await _read_until(info_r, b"}", SANDBOX_START))
+            # bubblewrap reports its child before that child has set its loopback up; slirp4netns configuring
+            # the namespace meanwhile makes one of them fail now and then: wait for the loopback first.
+            await _loopback_up(int(info["child-pid"]), SANDBOX_START)
             ready_r, ready_w = os.pipe()
             exit_r, exit_w = os.pipe()
             try:
@@ -333,6 +336,23 @@ class _Child:
                 self._slirp.kill()
                 self._slirp.wait()
             self._slirp = None
+
+
+async def _loopback_up(pid: int, timeout: float) -> None:
+    """Until the network namespace of `pid` has 127.0.0.1 (bubblewrap's own set-up is done)."""
+    deadline = time.monotonic() + timeout
+    delay = 0.0005
+    while True:
+        try:
+            with open(f"/proc/{pid}/net/fib_trie", "rb") as fh:
+                if b"127.0.0.1" in fh.read():
+                    return
+        except OSError:
+            raise OSError("the sandbox ended while it was being set up") from None
+        if time.monotonic() > deadline:
+            raise TimeoutError("the sandbox did not set its network up in time")
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.01)
 
 
 async def _read_until(fd: int, end: bytes, timeout: float) -> bytes:

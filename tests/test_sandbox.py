@@ -179,7 +179,9 @@ async def test_a_sandboxed_job_runs_without_privileges_and_cannot_undo_its_sandb
              "touch /PWNED 2>/dev/null && echo wrote || echo read-only"]
     await cluster.create_pipeline_repo("escape", "stages: [{name: s, steps: [" + ", ".join(map(_yaml, steps)) + "]}]")
     job = await cluster.wait_job((await cluster.trigger("escape"))["id"])
-    printed = output_lines(await cluster.events(job["id"]), "job:cmd:stdout")
+    events = await cluster.events(job["id"])
+    printed = output_lines(events, "job:cmd:stdout")
+    assert len(printed) == 6, "".join(e.get("text", "") for e in events)
     import os
     if os.geteuid() == 0:
         assert printed[0] == "65534", printed  # nobody
@@ -192,8 +194,9 @@ async def test_a_sandboxed_job_runs_without_privileges_and_cannot_undo_its_sandb
 async def test_cancel_in_a_sandbox_lets_the_traps_finish(cluster: Cluster) -> None:
     await cluster.start_queen()
     await cluster.add_drone("d1", env={**SANDBOXED, "APIARY_DRONE_KILL_GRACE": "5"})
+    # The grace lasts until the command's shell ends (or kill_grace): the child's trap is the quicker one here.
     step = ("trap 'echo got-TERM; sleep 1; echo trap-done; exit 143' TERM; "
-            "(trap 'echo child-got-TERM; sleep 1; echo child-done; exit 0' TERM; while true; do sleep 0.1; done) & "
+            "(trap 'echo child-got-TERM; sleep 0.2; echo child-done; exit 0' TERM; while true; do sleep 0.1; done) & "
             "echo waiting; while true; do sleep 0.1; done")
     await cluster.create_pipeline_repo("trap", "stages: [{name: s, steps: [" + _yaml(step) + "]}]")
     job = await cluster.trigger("trap")

@@ -13,7 +13,7 @@ import pytest
 
 from tests.cluster import FINAL, Cluster
 
-JOBS = 300
+JOBS = 200
 LINES = 40
 # Each line says which attempt printed it, so every attempt's lines can be checked apart.
 SCRIPT = (f'i=1; while [ $i -le {LINES} ]; do echo "attempt $APIARY_JOB_ATTEMPT line $i"; i=$((i+1)); '
