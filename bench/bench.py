@@ -30,8 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.cluster import Cluster, output_lines  # noqa: E402
 
 # Production heartbeats, not the tests' fast ones.
+# As deployed: default heartbeats, and jobs in the sandbox drones use by default (tests/cluster.py turns it off).
 NORMAL = {"APIARY_QUEEN_HEARTBEAT_INTERVAL": "1.0", "APIARY_DRONE_HEARTBEAT_INTERVAL": "1.0",
-          "APIARY_DRONE_RESEND_AFTER": "2.0"}
+          "APIARY_DRONE_RESEND_AFTER": "2.0", "APIARY_DRONE_SANDBOX": "auto", "APIARY_DRONE_JOB_USER": "nobody"}
 
 
 class Watcher:
@@ -156,8 +157,11 @@ async def run(cluster: Cluster, args: argparse.Namespace) -> None:
     queen_rss = peak_rss_mib(queen_pid)
     store_rss = [peak_rss_mib(p) for p in children(queen_pid)]
 
+    sandbox = next((line.split("drone.sandbox: ", 1)[1] for line in cluster.drones["d0"].stderr.read_text()
+                    .splitlines() if "drone.sandbox: " in line), "?")
     print()
     print(f"Apiary benchmark ({args.jobs} sequential jobs, {args.burst}-job burst, {args.lines:,}-line job)")
+    print(f"  drones: {sandbox}")
     print(f"  dispatch, trigger -> job:started stored   p50 {statistics.median(dispatch):6.1f} ms   "
           f"p99 {pct(dispatch, 0.99):6.1f} ms   (aim: p50 <= 5, p99 <= 25)")
     print(f"  trivial job, trigger -> job:done stored   p50 {statistics.median(done):6.1f} ms   "
