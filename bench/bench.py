@@ -157,8 +157,8 @@ async def run(cluster: Cluster, args: argparse.Namespace) -> None:
     queen_rss = peak_rss_mib(queen_pid)
     store_rss = [peak_rss_mib(p) for p in children(queen_pid)]
 
-    sandbox = next((line.split("drone.sandbox: ", 1)[1] for line in cluster.drones["d0"].stderr.read_text()
-                    .splitlines() if "drone.sandbox: " in line), "?")
+    sandbox = next((line.split("apiary.drone.sandbox: ", 1)[1] for line in cluster.drones["d0"].stderr.read_text()
+                    .splitlines() if "apiary.drone.sandbox: " in line), "?")
     print()
     print(f"Apiary benchmark ({args.jobs} sequential jobs, {args.burst}-job burst, {args.lines:,}-line job)")
     print(f"  drones: {sandbox}")

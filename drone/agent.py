@@ -21,10 +21,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from queen import __version__
-from queen.config import DroneConfig
-from queen.errors import ApiaryError
-from queen.protocol import PROTOCOL_VERSION, Msg
+from apiary.core import __version__
+from apiary.core.config import DroneConfig
+from apiary.core.errors import ApiaryError
+from apiary.core.protocol import PROTOCOL_VERSION, Msg
 
 from . import artifacts
 from .connection import Connection

@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from queen.protocol import ARTIFACT_PART_BYTES, Msg
+from apiary.core.protocol import ARTIFACT_PART_BYTES, Msg
 
 EmitFn = Callable[[Msg, dict[str, Any]], None]
 

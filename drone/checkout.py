@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from queen.gitread import auth_env, check_url, display_url, parse_ref
+from apiary.queen.gitread import auth_env, check_url, display_url, parse_ref
 
 log = logging.getLogger(__name__)
 

@@ -32,16 +32,16 @@ from typing import Any
 import zmq
 import zmq.asyncio
 
-from queen.config import DroneConfig
-from queen.curve import (
+from apiary.core.config import DroneConfig
+from apiary.queen.curve import (
     LOG_EVERY,
     Every,
     HandshakeMonitor,
     client_curve,
     drone_handshake_problem,
 )
-from queen.errors import ProtocolError
-from queen.protocol import MAX_MESSAGE_BYTES, QUEEN_SENDS, Msg, decode, encode
+from apiary.core.errors import ProtocolError
+from apiary.core.protocol import MAX_MESSAGE_BYTES, QUEEN_SENDS, Msg, decode, encode
 
 from .outbox import Outbox
 

@@ -33,9 +33,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from queen.gitread import secrets_of
-from queen.pipeline import blocked_stages, next_stages, runnable_stages
-from queen.protocol import JobStatus, JobType, Msg
+from apiary.queen.gitread import secrets_of
+from apiary.core.pipeline import blocked_stages, next_stages, runnable_stages
+from apiary.core.protocol import JobStatus, JobType, Msg
 
 from .artifacts import ArtifactError
 from .checkout import checkout_plan

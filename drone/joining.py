@@ -18,10 +18,10 @@ from pathlib import Path
 import aiohttp
 import zmq.auth
 
-from queen.config import DroneConfig
-from queen.curve import create_key_pair
-from queen.errors import ApiaryError
-from queen.joining import certificate, read_token
+from apiary.core.config import DroneConfig
+from apiary.queen.curve import create_key_pair
+from apiary.core.errors import ApiaryError
+from apiary.queen.joining import certificate, read_token
 
 log = logging.getLogger(__name__)
 

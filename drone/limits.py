@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from queen.config import DroneConfig
+    from apiary.core.config import DroneConfig
 
 log = logging.getLogger(__name__)
 

@@ -15,10 +15,10 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from queen.config import DroneConfig
-from queen.errors import ApiaryError
-from queen.pipeline import load_pipeline, resolve_parameters
-from queen.protocol import JobStatus, Msg
+from apiary.core.config import DroneConfig
+from apiary.core.errors import ApiaryError
+from apiary.core.pipeline import load_pipeline, resolve_parameters
+from apiary.core.protocol import JobStatus, Msg
 
 from . import artifacts
 from .executor import JobRun

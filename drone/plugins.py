@@ -35,10 +35,10 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
-import plugins as builtin_plugins
-from queen.config import DroneConfig
-from queen.errors import ApiaryError
-from queen.pipeline import plugin_key
+import apiary.plugins as builtin_plugins
+from apiary.core.config import DroneConfig
+from apiary.core.errors import ApiaryError
+from apiary.core.pipeline import plugin_key
 
 log = logging.getLogger(__name__)
 

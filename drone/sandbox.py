@@ -44,7 +44,7 @@ import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
-from queen.errors import ApiaryError
+from apiary.core.errors import ApiaryError
 
 log = logging.getLogger(__name__)
 

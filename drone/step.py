@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from queen.protocol import Msg
+from apiary.core.protocol import Msg
 
 from .limits import LogCap
 from .masking import Masker

@@ -23,9 +23,9 @@ from __future__ import annotations
 import fnmatch
 from typing import Any
 
-from plugins.api import ConfigProblem
-from plugins.schedule import check_parameters
-from queen.plugins import TriggerRefused
+from apiary.plugins.api import ConfigProblem
+from apiary.plugins.schedule import check_parameters
+from apiary.queen.plugins import TriggerRefused
 
 config_schema = {
     "repos": {"type": "list", "items": "str", "required": True,

@@ -16,9 +16,9 @@ import aiohttp
 from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 
-from plugins.api import ConfigProblem
-from queen.plugins import PluginContext, TriggerRefused
-from queen.validate import ENV_NAME
+from apiary.plugins.api import ConfigProblem
+from apiary.queen.plugins import PluginContext, TriggerRefused
+from apiary.queen.validate import ENV_NAME
 
 JOB_TYPES = ["TEST", "DEPLOY", "TEST_DEPLOY"]
 MAX_PAYLOAD = 5 * 1024 * 1024

@@ -60,8 +60,8 @@ from typing import Any
 
 from aiohttp import web
 
-from plugins.api import ConfigProblem
-from plugins.forge import (
+from apiary.plugins.api import ConfigProblem
+from apiary.plugins.forge import (
     JOB_TYPES,
     Answer,
     allowed,
@@ -77,7 +77,7 @@ from plugins.forge import (
     source_of,
     start,
 )
-from queen.plugins import PluginContext
+from apiary.queen.plugins import PluginContext
 
 EVENTS = ["push", "tag", "pull_request"]
 PR_ACTIONS = {"opened", "synchronize", "reopened"}

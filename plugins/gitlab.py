@@ -56,9 +56,9 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from plugins import forge
-from plugins.api import ConfigProblem
-from queen.plugins import PluginContext
+from apiary.plugins import forge
+from apiary.plugins.api import ConfigProblem
+from apiary.queen.plugins import PluginContext
 
 EVENTS = ["push", "tag", "merge_request"]
 MR_ACTIONS = {"open", "reopen", "update"}

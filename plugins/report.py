@@ -36,7 +36,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from plugins.api import ConfigProblem
+from apiary.plugins.api import ConfigProblem
 
 config_schema = {
     "url": {"type": "str", "required": True, "help": "the _bulk endpoint, e.g. http://localhost:9200/_bulk"},

@@ -35,8 +35,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cronsim import CronSim, CronSimError
 
-from plugins.api import ConfigProblem
-from queen.plugins import TriggerRefused
+from apiary.plugins.api import ConfigProblem
+from apiary.queen.plugins import TriggerRefused
 
 config_schema = {
     "schedules": {"type": "list", "items": "dict", "required": True,

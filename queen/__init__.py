@@ -1,3 +1,1 @@
-"""Apiary's queen: the API, the dashboard, the ZeroMQ broker, the scheduler and the store."""
-
-__version__ = "0.1.0"
+"""Apiary's queen: the API, the dashboard, the ZeroMQ broker, the dispatcher and the store."""

@@ -13,13 +13,13 @@ from typing import Any
 from aiohttp import web
 
 from . import keys
-from .auth import COOKIE, SESSION_SECONDS, Busy
-from .errors import BadRequest, Conflict, NotFound
-from .pages import render
-from .strict_json import json_response
-from .throttle import retry_after
-from .users import Role, check_password, check_username, new_secret, new_token, same
-from .validate import get_str, no_unknown, read_json
+from apiary.queen.auth import COOKIE, SESSION_SECONDS, Busy
+from apiary.core.errors import BadRequest, Conflict, NotFound
+from apiary.queen.pages import render
+from apiary.queen.strict_json import json_response
+from apiary.queen.throttle import retry_after
+from apiary.queen.users import Role, check_password, check_username, new_secret, new_token, same
+from apiary.queen.validate import get_str, no_unknown, read_json
 
 routes = web.RouteTableDef()
 

@@ -13,14 +13,14 @@ from urllib.parse import quote
 from aiohttp import web
 
 from . import keys
-from .errors import BadRequest, Conflict, NotFound
-from .jobs import create_job
-from .protocol import JobStatus, JobType
-from .repos import REPO_NAME, public_repo, repo_from_body
-from .retention import prune
-from .strict_json import json_response
-from .trust import KINDS, job_kind
-from .validate import ENV_NAME, get_str, is_web_link, no_unknown, query_int, read_json
+from apiary.core.errors import BadRequest, Conflict, NotFound
+from apiary.queen.jobs import create_job
+from apiary.core.protocol import JobStatus, JobType
+from apiary.queen.repos import REPO_NAME, public_repo, repo_from_body
+from apiary.queen.retention import prune
+from apiary.queen.strict_json import json_response
+from apiary.queen.trust import KINDS, job_kind
+from apiary.queen.validate import ENV_NAME, get_str, is_web_link, no_unknown, query_int, read_json
 
 routes = web.RouteTableDef()
 

@@ -23,31 +23,33 @@ import jinja2
 from aiohttp import web
 from pymongo.errors import PyMongoError
 
-from . import __version__, keys, openapi
-from .accounts import routes as account_routes
-from .api import routes as api_routes
-from .auth import Gate, auth_middleware
-from .config import QueenConfig
-from .connections import IDLE_FACTOR, MAX_CONNECTIONS, Connections, cap_for, raise_file_limit
-from .embedded import embedded_store
-from .errors import ApiaryError, RequestError
-from .hive import Hive
-from .hub import Hub
-from .joining import routes as join_routes
-from .pages import FILTERS, error_pages
-from .pages import routes as page_routes
-from .plugins import Plugins, plugins_ctx, webhook
-from .retention import prune_daily
-from .sealing import Sealer
-from .store import Store
-from .strict_json import json_response
-from .web_guard import (
+from apiary.core import __version__
+
+from . import keys, openapi
+from apiary.queen.accounts import routes as account_routes
+from apiary.queen.api import routes as api_routes
+from apiary.queen.auth import Gate, auth_middleware
+from apiary.core.config import QueenConfig
+from apiary.queen.connections import IDLE_FACTOR, MAX_CONNECTIONS, Connections, cap_for, raise_file_limit
+from apiary.queen.embedded import embedded_store
+from apiary.core.errors import ApiaryError, RequestError
+from apiary.queen.hive import Hive
+from apiary.queen.hub import Hub
+from apiary.queen.joining import routes as join_routes
+from apiary.queen.pages import FILTERS, error_pages
+from apiary.queen.pages import routes as page_routes
+from apiary.queen.plugins import Plugins, plugins_ctx, webhook
+from apiary.queen.retention import prune_daily
+from apiary.queen.sealing import Sealer
+from apiary.queen.store import Store
+from apiary.queen.strict_json import json_response
+from apiary.queen.web_guard import (
     Policy,
     add_security_headers,
     is_loopback_name,
     web_guard_middleware,
 )
-from .ws import websocket
+from apiary.queen.ws import websocket
 
 log = logging.getLogger(__name__)
 

@@ -32,9 +32,9 @@ from urllib.parse import quote
 from aiohttp import web
 
 from . import keys
-from .strict_json import json_response
-from .throttle import ADDRESS_LIMIT, USER_LIMIT, Throttle
-from .users import (
+from apiary.queen.strict_json import json_response
+from apiary.queen.throttle import ADDRESS_LIMIT, USER_LIMIT, Throttle
+from apiary.queen.users import (
     SAFE,
     Role,
     hash_password,
@@ -46,7 +46,7 @@ from .users import (
     token_hash,
     verify_password,
 )
-from .web_guard import is_loopback_name
+from apiary.queen.web_guard import is_loopback_name
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ import logging
 from html import escape
 from typing import Any
 
-from .protocol import JobStatus
-from .store import Store
+from apiary.core.protocol import JobStatus
+from apiary.queen.store import Store
 
 log = logging.getLogger(__name__)
 

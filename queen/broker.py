@@ -33,7 +33,7 @@ from typing import Any
 import zmq
 import zmq.asyncio
 
-from .curve import (
+from apiary.queen.curve import (
     LOG_EVERY,
     ZAP_DOMAIN,
     DroneAuthenticator,
@@ -43,8 +43,8 @@ from .curve import (
     is_loopback,
     queen_handshake_problem,
 )
-from .errors import ApiaryError, ProtocolError
-from .protocol import DRONE_SENDS, MAX_MESSAGE_BYTES, Msg, decode, encode
+from apiary.core.errors import ApiaryError, ProtocolError
+from apiary.core.protocol import DRONE_SENDS, MAX_MESSAGE_BYTES, Msg, decode, encode
 
 log = logging.getLogger(__name__)
 

@@ -26,9 +26,9 @@ from urllib.parse import quote
 
 import aiohttp
 
-from .errors import ApiaryError
-from .lifecycle import final_status
-from .protocol import FINAL_STATES
+from apiary.core.errors import ApiaryError
+from apiary.queen.lifecycle import final_status
+from apiary.core.protocol import FINAL_STATES
 
 RESULT_CODES = {"passed": 0, "failed": 1, "errored": 3, "cancelled": 130}
 RECONNECT_FOR = 600.0  # a follower gives up on a queen that stays away this long

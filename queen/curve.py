@@ -44,8 +44,8 @@ from zmq.utils.monitor import recv_monitor_message
 from zmq.utils import z85
 from zmq.utils.z85 import Z85CHARS
 
-from .config import DroneConfig, QueenConfig
-from .errors import ApiaryError, ConfigError
+from apiary.core.config import DroneConfig, QueenConfig
+from apiary.core.errors import ApiaryError, ConfigError
 
 log = logging.getLogger(__name__)
 # pyzmq's authenticator logs every ZAP request at DEBUG (a flood of handshakes

@@ -18,14 +18,14 @@ from typing import Any
 
 from pymongo.errors import PyMongoError
 
-from .errors import BadRequest
-from .hub import Hub
-from .pool import Pool
-from .protocol import JobStatus, Msg
-from .repos import repo_auth
-from .scheduler import pick_drone
-from .store import Store
-from .trust import given_secrets, job_kind
+from apiary.core.errors import BadRequest
+from apiary.queen.hub import Hub
+from apiary.queen.pool import Pool
+from apiary.core.protocol import JobStatus, Msg
+from apiary.queen.repos import repo_auth
+from apiary.queen.scheduler import pick_drone
+from apiary.queen.store import Store
+from apiary.queen.trust import given_secrets, job_kind
 
 log = logging.getLogger(__name__)
 

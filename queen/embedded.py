@@ -22,7 +22,7 @@ from pathlib import Path
 
 from pymongo import AsyncMongoClient
 
-from .errors import StoreError
+from apiary.core.errors import StoreError
 
 log = logging.getLogger(__name__)
 

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from .errors import ApiaryError
+from apiary.core.errors import ApiaryError
 
 log = logging.getLogger(__name__)
 

@@ -27,15 +27,15 @@ from typing import Any
 import ulid
 from pymongo.errors import PyMongoError
 
-from .broker import Broker
-from .config import QueenConfig
-from .curve import server_curve
-from .dispatcher import Dispatcher
-from .hub import Hub
-from .pool import Drone, Pool, admission
-from .protocol import JOB_EVENTS, MAX_CAPACITY, PROTOCOL_VERSION, JobStatus, Msg, drone_info_fault, reported_load
-from .recorder import Recorder
-from .store import Store
+from apiary.queen.broker import Broker
+from apiary.core.config import QueenConfig
+from apiary.queen.curve import server_curve
+from apiary.queen.dispatcher import Dispatcher
+from apiary.queen.hub import Hub
+from apiary.queen.pool import Drone, Pool, admission
+from apiary.core.protocol import JOB_EVENTS, MAX_CAPACITY, PROTOCOL_VERSION, JobStatus, Msg, drone_info_fault, reported_load
+from apiary.queen.recorder import Recorder
+from apiary.queen.store import Store
 
 log = logging.getLogger(__name__)
 

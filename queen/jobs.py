@@ -16,17 +16,17 @@ from typing import TYPE_CHECKING, Any
 
 import ulid
 
-from .dispatcher import Dispatcher
-from .errors import BadRequest
-from .gitread import GitError, parse_ref, read_at_ref
-from .pipeline import load_pipeline, plugin_keys, resolve_parameters
-from .protocol import JobStatus
-from .repos import repo_auth, stored_pipeline
-from .store import Store
-from .trust import given_secrets, job_kind
+from apiary.queen.dispatcher import Dispatcher
+from apiary.core.errors import BadRequest
+from apiary.queen.gitread import GitError, parse_ref, read_at_ref
+from apiary.core.pipeline import load_pipeline, plugin_keys, resolve_parameters
+from apiary.core.protocol import JobStatus
+from apiary.queen.repos import repo_auth, stored_pipeline
+from apiary.queen.store import Store
+from apiary.queen.trust import given_secrets, job_kind
 
 if TYPE_CHECKING:
-    from .plugins import Plugins
+    from apiary.queen.plugins import Plugins
 
 
 async def resolve_pipeline(store: Store, git_cache: Path, repo: dict[str, Any],

@@ -25,13 +25,13 @@ from typing import Any
 from aiohttp import web
 
 from . import keys
-from .curve import is_key
-from .errors import BadRequest, Conflict
-from .protocol import DRONE_ID
-from .strict_json import json_response
-from .throttle import retry_after
-from .users import new_secret, same, token_hash
-from .validate import get_number, get_str, no_unknown, read_json
+from apiary.queen.curve import is_key
+from apiary.core.errors import BadRequest, Conflict
+from apiary.core.protocol import DRONE_ID
+from apiary.queen.strict_json import json_response
+from apiary.queen.throttle import retry_after
+from apiary.queen.users import new_secret, same, token_hash
+from apiary.queen.validate import get_number, get_str, no_unknown, read_json
 
 routes = web.RouteTableDef()
 

@@ -7,13 +7,13 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 if TYPE_CHECKING:
-    from .auth import Gate
-    from .config import QueenConfig
-    from .connections import Connections
-    from .hive import Hive
-    from .hub import Hub
-    from .plugins import PluginContext, Plugins
-    from .store import Store
+    from apiary.queen.auth import Gate
+    from apiary.core.config import QueenConfig
+    from apiary.queen.connections import Connections
+    from apiary.queen.hive import Hive
+    from apiary.queen.hub import Hub
+    from apiary.queen.plugins import PluginContext, Plugins
+    from apiary.queen.store import Store
 
 CONFIG: web.AppKey[QueenConfig] = web.AppKey("config")
 STORE: web.AppKey[Store] = web.AppKey("store")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .protocol import FINAL_STATES, JobStatus, Msg
+from apiary.core.protocol import FINAL_STATES, JobStatus, Msg
 
 
 _PHASE = re.compile(r"^[a-z_]{1,32}$")

@@ -14,11 +14,11 @@ from typing import Any
 
 from aiohttp import web
 
-from . import __version__
-from .protocol import JobStatus, JobType
-from .repos import REPO_NAME, SOURCES
-from .strict_json import json_response
-from .trust import DEFAULT_KINDS, KINDS
+from apiary.core import __version__
+from apiary.core.protocol import JobStatus, JobType
+from apiary.queen.repos import REPO_NAME, SOURCES
+from apiary.queen.strict_json import json_response
+from apiary.queen.trust import DEFAULT_KINDS, KINDS
 
 PATH = "/api/v1/openapi.json"
 # Patterns as JSON Schema reads them (ECMA: no (?P...), same classes as ours).

@@ -21,14 +21,14 @@ from aiohttp import web
 from pymongo.errors import PyMongoError
 
 from . import keys
-from .api import load_job, load_repo, public_job
-from .badges import NO_JOBS, badge_for, badge_svg, last_finished
-from .errors import BadRequest, RequestError
-from .protocol import JobStatus, JobType
-from .repos import REPO_NAME, stored_pipeline
-from .store import READ_BATCH
-from .trust import DEFAULT_KINDS, KINDS
-from .validate import is_web_link
+from apiary.queen.api import load_job, load_repo, public_job
+from apiary.queen.badges import NO_JOBS, badge_for, badge_svg, last_finished
+from apiary.core.errors import BadRequest, RequestError
+from apiary.core.protocol import JobStatus, JobType
+from apiary.queen.repos import REPO_NAME, stored_pipeline
+from apiary.queen.store import READ_BATCH
+from apiary.queen.trust import DEFAULT_KINDS, KINDS
+from apiary.queen.validate import is_web_link
 
 log = logging.getLogger(__name__)
 

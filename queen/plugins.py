@@ -33,15 +33,15 @@ import aiohttp
 import yaml
 from aiohttp import web
 
-from plugins.api import ConfigProblem, check_config, check_schema
+from apiary.plugins.api import ConfigProblem, check_config, check_schema
 
 from . import keys
-from .errors import BadRequest, RequestError
-from .hub import Hub
-from .jobs import create_job
-from .protocol import FINAL_STATES, JobStatus, JobType
-from .strict_json import json_response
-from .validate import ENV_NAME, is_web_link, unstorable
+from apiary.core.errors import BadRequest, RequestError
+from apiary.queen.hub import Hub
+from apiary.queen.jobs import create_job
+from apiary.core.protocol import FINAL_STATES, JobStatus, JobType
+from apiary.queen.strict_json import json_response
+from apiary.queen.validate import ENV_NAME, is_web_link, unstorable
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import dataclasses
 import time
 from typing import Any
 
-from .scheduler import DroneView
+from apiary.queen.scheduler import DroneView
 
 
 @dataclasses.dataclass

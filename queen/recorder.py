@@ -25,10 +25,10 @@ from typing import Any
 
 from pymongo.errors import PyMongoError
 
-from .hub import Hub
-from .lifecycle import job_update
-from .protocol import OUTPUT_EVENTS, JobStatus, Msg
-from .store import Store
+from apiary.queen.hub import Hub
+from apiary.queen.lifecycle import job_update
+from apiary.core.protocol import OUTPUT_EVENTS, JobStatus, Msg
+from apiary.queen.store import Store
 
 log = logging.getLogger(__name__)
 

@@ -34,13 +34,13 @@ import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from .errors import BadRequest
-from .gitread import GitError, check_url
-from .pipeline import load_pipeline, parse_pipeline
-from .validate import ENV_NAME, get_number, get_str, no_unknown
+from apiary.core.errors import BadRequest
+from apiary.queen.gitread import GitError, check_url
+from apiary.core.pipeline import load_pipeline, parse_pipeline
+from apiary.queen.validate import ENV_NAME, get_number, get_str, no_unknown
 
 if TYPE_CHECKING:
-    from .plugins import Plugins
+    from apiary.queen.plugins import Plugins
 
 REPO_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,99}$")
 FIELDS = {"name", "url", "provider", "default_branch", "pipeline", "pipeline_source", "pipeline_file", "auth",

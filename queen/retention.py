@@ -16,8 +16,8 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from .protocol import JobStatus
-from .store import Store
+from apiary.core.protocol import JobStatus
+from apiary.queen.store import Store
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
 
-from .errors import ConfigError
+from apiary.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

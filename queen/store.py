@@ -25,10 +25,10 @@ from gridfs.errors import NoFile
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReturnDocument, UpdateOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
-from .errors import Conflict, StoreError
-from .protocol import FINAL_STATES, JobStatus
-from .sealing import Sealer
-from .trust import secret_kinds
+from apiary.core.errors import Conflict, StoreError
+from apiary.core.protocol import FINAL_STATES, JobStatus
+from apiary.queen.sealing import Sealer
+from apiary.queen.trust import secret_kinds
 
 log = logging.getLogger(__name__)
 

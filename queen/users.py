@@ -22,7 +22,7 @@ import secrets
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from .errors import BadRequest
+from apiary.core.errors import BadRequest
 
 USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,63}$")
 MIN_PASSWORD = 8

@@ -12,7 +12,7 @@ import re
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from .errors import BadRequest
+from apiary.core.errors import BadRequest
 
 if TYPE_CHECKING:
     from aiohttp import web

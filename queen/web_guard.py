@@ -44,7 +44,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from .strict_json import json_response
+from apiary.queen.strict_json import json_response
 
 log = logging.getLogger(__name__)
 

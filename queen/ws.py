@@ -35,9 +35,9 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from . import keys
-from .hub import Subscriber
-from .store import READ_BATCH
-from .strict_json import dumps
+from apiary.queen.hub import Subscriber
+from apiary.queen.store import READ_BATCH
+from apiary.queen.strict_json import dumps
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Real queens and drones as child processes on ports the OS gives, for end-to-end tests.
 
-Each process is ``sys.executable -m queen.cli …`` with its own data directory
+Each process is ``sys.executable -m apiary.cli …`` with its own data directory
 (so its own embedded store) under the test's tmp_path; its stdout and stderr
 go to files there, which a failing test prints. Heartbeats are fast so that
 joins, leaves and restarts show within a second.
@@ -68,7 +68,7 @@ class Proc:
         self.dir.mkdir(parents=True, exist_ok=True)
         with open(self.stdout, "wb") as out, open(self.stderr, "wb") as err:
             self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "queen.cli", *self.args, stdin=asyncio.subprocess.DEVNULL,
+                sys.executable, "-m", "apiary.cli", *self.args, stdin=asyncio.subprocess.DEVNULL,
                 stdout=out, stderr=err, env=self.env, preexec_fn=self._limits if self.file_limit else None)
 
     def _limits(self) -> None:

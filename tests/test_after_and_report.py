@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from plugins import after, report
-from plugins.api import ConfigProblem, check_config
+from apiary.plugins import after, report
+from apiary.plugins.api import ConfigProblem, check_config
 from tests.cluster import Cluster
 
 PASS = "stages:\n  - {name: ok, steps: [\"echo ok\"]}\n"

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from drone import artifacts
-from drone.executor import JobRun
-from queen.pipeline import parse_pipeline
-from queen.protocol import Msg
+from apiary.drone import artifacts
+from apiary.drone.executor import JobRun
+from apiary.core.pipeline import parse_pipeline
+from apiary.core.protocol import Msg
 from tests.cluster import Cluster
 
 

@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from queen.client import Renderer
+from apiary.queen.client import Renderer
 from tests.cluster import Cluster
 
 ENV = {**{k: v for k, v in os.environ.items() if not k.startswith("APIARY_")}, "USER": "tester"}
@@ -44,7 +44,7 @@ class Command:
     async def start(self) -> Command:
         with open(self.out, "wb") as out, open(self.err, "wb") as err:
             self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "queen.cli", *self.args, stdin=asyncio.subprocess.DEVNULL,
+                sys.executable, "-m", "apiary.cli", *self.args, stdin=asyncio.subprocess.DEVNULL,
                 stdout=out, stderr=err, env=ENV)
         return self
 
@@ -198,7 +198,7 @@ def test_colours_pass_through_to_a_terminal_and_are_stripped_from_a_pipe_even_wh
 async def test_the_client_url_comes_from_the_environment_or_the_config_file(queen: Cluster, tmp_path: Path) -> None:
     await queen.create_repo("app", ("t", ["true"]))
     base = queen.api.rsplit("/api", 1)[0]
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "queen.cli", "ls", stdout=asyncio.subprocess.PIPE,
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "apiary.cli", "ls", stdout=asyncio.subprocess.PIPE,
                                                 stderr=asyncio.subprocess.PIPE, env={**ENV, "APIARY_CLIENT_URL": base})
     out, err = await proc.communicate()
     assert proc.returncode == 0, err.decode()

@@ -19,17 +19,17 @@ import zmq
 import zmq.asyncio
 import zmq.auth
 
-from queen.config import QueenConfig, load_config
-from queen.curve import (
+from apiary.core.config import QueenConfig, load_config
+from apiary.queen.curve import (
     AuthorizedKeys,
     Every,
     create_key_pair,
     is_loopback,
     server_curve,
 )
-from queen.errors import ApiaryError, ConfigError
-from queen.joining import make_token
-from queen.protocol import PROTOCOL_VERSION, Msg, decode, encode
+from apiary.core.errors import ApiaryError, ConfigError
+from apiary.queen.joining import make_token
+from apiary.core.protocol import PROTOCOL_VERSION, Msg, decode, encode
 from tests.cluster import Cluster, Proc, _env, output_lines
 
 
@@ -104,7 +104,7 @@ def test_apiary_keys_writes_key_pairs_that_zmq_loads(tmp_path: Path) -> None:
     def keys(*args: str) -> subprocess.CompletedProcess[str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("APIARY_")}
         env["APIARY_QUEEN_DATA_DIR"] = str(tmp_path / "qdata")
-        return subprocess.run([sys.executable, "-m", "queen.cli", "keys", *args], capture_output=True, text=True,
+        return subprocess.run([sys.executable, "-m", "apiary.cli", "keys", *args], capture_output=True, text=True,
                               timeout=60, cwd=tmp_path, env=env)
 
     made = keys()  # the queen's pair, in data_dir/keys
@@ -294,7 +294,7 @@ async def test_a_drone_and_a_queen_that_disagree_about_curve_say_so(cluster: Clu
 
 async def test_a_public_drone_port_needs_keys_or_an_explicit_choice(tmp_path: Path) -> None:
     args = ["queen", "--data-dir", str(tmp_path / "q"), "--http-port", "0", "--drone-bind", "tcp://0.0.0.0:*"]
-    refused = subprocess.run([sys.executable, "-m", "queen.cli", *args], capture_output=True, text=True, timeout=60,
+    refused = subprocess.run([sys.executable, "-m", "apiary.cli", *args], capture_output=True, text=True, timeout=60,
                              env=_env(), cwd=tmp_path)
     assert refused.returncode == 2, refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1 and "Traceback" not in refused.stderr
@@ -409,7 +409,7 @@ async def test_a_drone_joins_with_a_one_time_token(cluster: Cluster, keys: Keys,
     await cluster.start_queen(env=keys.queen)
     env = {**_env(), "APIARY_CLIENT_URL": cluster.api.removesuffix("/api/v1")}
     (tmp_path / "admin").mkdir()  # not tmp_path itself: its queen/ folder would shadow the package
-    made = subprocess.run([sys.executable, "-m", "queen.cli", "join-token", "--id", "newbie"], capture_output=True,
+    made = subprocess.run([sys.executable, "-m", "apiary.cli", "join-token", "--id", "newbie"], capture_output=True,
                           text=True, timeout=60, env=env, cwd=tmp_path / "admin")
     assert made.returncode == 0, made.stderr
     token = made.stdout.strip()

@@ -14,8 +14,8 @@ import pytest
 import zmq
 import zmq.asyncio
 
-from queen.pool import Drone, admission
-from queen.protocol import PROTOCOL_VERSION, Msg, decode, encode
+from apiary.queen.pool import Drone, admission
+from apiary.core.protocol import PROTOCOL_VERSION, Msg, decode, encode
 from tests.cluster import Cluster
 
 

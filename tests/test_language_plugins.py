@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-from plugins import node
-from plugins import python as python_plugin
-from plugins.api import ConfigProblem, check_config, check_schema
+from apiary.plugins import node
+from apiary.plugins import python as python_plugin
+from apiary.plugins.api import ConfigProblem, check_config, check_schema
 from tests.cluster import Cluster, output_lines
 from tests.gitserver import commit, git
 

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
-from queen.lifecycle import final_status, job_update
-from queen.protocol import Msg
+from apiary.queen.lifecycle import final_status, job_update
+from apiary.core.protocol import Msg
 
 
 def test_events_set_the_job_fields_they_describe() -> None:

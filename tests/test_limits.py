@@ -9,10 +9,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from drone.executor import JobRun
-from drone.limits import JobLimits, LogCap, WorkspaceGuard, disk_usage, human
-from queen.pipeline import parse_pipeline
-from queen.protocol import Msg
+from apiary.drone.executor import JobRun
+from apiary.drone.limits import JobLimits, LogCap, WorkspaceGuard, disk_usage, human
+from apiary.core.pipeline import parse_pipeline
+from apiary.core.protocol import Msg
 from tests.cluster import Cluster
 
 MARK = "apiary: output cut"

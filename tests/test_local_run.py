@@ -20,7 +20,7 @@ stages:
 
 
 def apiary(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "queen.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "apiary.cli", *args], capture_output=True, text=True,
                           timeout=60, cwd=cwd)
 
 

@@ -9,7 +9,7 @@ from urllib.parse import quote, quote_plus, unquote, unquote_plus
 
 import pytest
 
-from drone.masking import Masker
+from apiary.drone.masking import Masker
 
 M = "********"
 TOKEN = "ghp_9f8e7d6c5b4a"

@@ -46,7 +46,7 @@ import zmq
 import zmq.asyncio
 from playwright.async_api import Browser, BrowserContext, Dialog, Page, expect
 
-from queen.protocol import PROTOCOL_VERSION
+from apiary.core.protocol import PROTOCOL_VERSION
 from tests.browser import base_url, browser, csp_violation, page, shot  # noqa: F401  (fixtures)
 from tests.cluster import FINAL, Cluster
 

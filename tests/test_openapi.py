@@ -22,10 +22,10 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from queen import openapi
-from queen.app import init_app
-from queen.config import QueenConfig
-from queen.validate import unstorable
+from apiary.queen import openapi
+from apiary.queen.app import init_app
+from apiary.core.config import QueenConfig
+from apiary.queen.validate import unstorable
 from tests.cluster import Cluster
 
 # Examples per operation and generation mode (positive, negative), with generated path

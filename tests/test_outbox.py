@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import time
 
-from drone.outbox import Outbox
+from apiary.drone.outbox import Outbox
 
 
 def fill(box: Outbox, job: str, n: int) -> None:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import asyncio
 
-from drone.output import OutputBuffer
+from apiary.drone.output import OutputBuffer
 
 
 def collect() -> tuple[list[tuple[str, str]], OutputBuffer]:

@@ -9,9 +9,9 @@ import aiohttp
 from aiohttp.test_utils import make_mocked_request
 from playwright.async_api import Page, expect
 
-from queen.app import init_app
-from queen.config import QueenConfig
-from queen.pages import error_pages, fmt_iso, fmt_time
+from apiary.queen.app import init_app
+from apiary.core.config import QueenConfig
+from apiary.queen.pages import error_pages, fmt_iso, fmt_time
 from tests.browser import base_url, browser, page, shot  # noqa: F401  (fixtures)
 from tests.cluster import Cluster
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from queen.errors import BadRequest
-from queen.pipeline import (PipelineError, blocked_stages, load_pipeline, next_stages, parse_duration, parse_pipeline,
+from apiary.core.errors import BadRequest
+from apiary.core.pipeline import (PipelineError, blocked_stages, load_pipeline, next_stages, parse_duration, parse_pipeline,
                             resolve_parameters, runnable_stages)
 
 FULL_YAML = """\

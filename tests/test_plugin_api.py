@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from drone.plugins import PluginError, plugin_contribution
-from plugins.api import ConfigProblem, check_config, check_schema
-from queen.plugins import branch_allowed
+from apiary.drone.plugins import PluginError, plugin_contribution
+from apiary.plugins.api import ConfigProblem, check_config, check_schema
+from apiary.queen.plugins import branch_allowed
 
 SCHEMA = {
     "url": {"type": "str", "required": True},
@@ -94,7 +94,7 @@ def test_a_malformed_answer_fails_naming_the_plugin(answer: dict, fault: str) ->
 
 
 def test_every_built_in_plugin_loads() -> None:
-    from queen.plugins import Plugins
+    from apiary.queen.plugins import Plugins
 
     loaded = Plugins.discover().loaded
     assert {"shell", "python", "node", "github", "gitlab", "schedule", "after", "report"} <= set(loaded)

@@ -5,8 +5,8 @@ import re
 import msgpack
 import pytest
 
-from queen.errors import ProtocolError
-from queen.protocol import (DRONE_SENDS, QUEEN_SENDS, JobStatus, Msg, decode, drone_info_fault, encode,
+from apiary.core.errors import ProtocolError
+from apiary.core.protocol import (DRONE_SENDS, QUEEN_SENDS, JobStatus, Msg, decode, drone_info_fault, encode,
                             reported_load)
 
 

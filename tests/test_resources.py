@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from drone.resources import TreeSampler, Usage
+from apiary.drone.resources import TreeSampler, Usage
 
 MB = 1024 * 1024
 PY = shlex.quote(sys.executable)

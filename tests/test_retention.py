@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from queen.retention import DAY, select_prunable
+from apiary.queen.retention import DAY, select_prunable
 from tests.cluster import Cluster
 
 
@@ -36,7 +36,7 @@ stages: [{name: t, steps: ["echo x > a.txt; exit $CODE"]}]
     for code in ("0", "1", "1", "1"):
         ids.append((await queen.wait_job((await queen.trigger("app", parameters={"CODE": code}))["id"]))["id"])
 
-    result = subprocess.run([sys.executable, "-m", "queen.cli", "prune", "--url", queen.api.rsplit("/api", 1)[0]],
+    result = subprocess.run([sys.executable, "-m", "apiary.cli", "prune", "--url", queen.api.rsplit("/api", 1)[0]],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "app: 2 jobs deleted" in result.stdout
@@ -50,6 +50,6 @@ stages: [{name: t, steps: ["echo x > a.txt; exit $CODE"]}]
 
 
 def test_prune_without_a_queen_says_so(tmp_path) -> None:
-    result = subprocess.run([sys.executable, "-m", "queen.cli", "prune", "--url", "http://127.0.0.1:9"],
+    result = subprocess.run([sys.executable, "-m", "apiary.cli", "prune", "--url", "http://127.0.0.1:9"],
                             capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert result.returncode == 1 and "cannot reach the queen" in result.stderr and "Traceback" not in result.stderr

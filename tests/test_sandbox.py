@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from drone.sandbox import JobPaths, Limits, Sandbox
+from apiary.drone.sandbox import JobPaths, Limits, Sandbox
 from tests.cluster import Cluster, Proc, _env, output_lines
 
 # The default a drone has (tests/cluster.py turns the sandbox off for the other tests).
@@ -162,7 +162,7 @@ async def test_a_jobs_limits_are_set(cluster: Cluster) -> None:
 
 
 def test_sandbox_settings_are_checked() -> None:
-    result = subprocess.run([sys.executable, "-m", "queen.cli", "config"], capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-m", "apiary.cli", "config"], capture_output=True, text=True,
                             env={**_env(), "APIARY_DRONE_JOB_NETWORK": "open"}, timeout=60)
     assert result.returncode == 2 and "job_network: must be one of isolated, host, none" in result.stderr
 

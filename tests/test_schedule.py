@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from plugins import schedule
-from plugins.api import ConfigProblem, check_config
-from plugins.schedule import Entry, Timetable, next_cron, parse_duration, parse_entry
+from apiary.plugins import schedule
+from apiary.plugins.api import ConfigProblem, check_config
+from apiary.plugins.schedule import Entry, Timetable, next_cron, parse_duration, parse_entry
 from tests.cluster import Cluster
 
 PIPELINE = "stages:\n  - {name: hello, steps: [\"echo hi\"]}\n"

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from queen.scheduler import DroneView, pick_drone
+from apiary.queen.scheduler import DroneView, pick_drone
 
 
 def test_most_spare_capacity_wins() -> None:

@@ -83,7 +83,7 @@ async def test_secrets_are_sealed_at_rest_and_another_key_is_refused_at_start(qu
     await queen.queen.stop(signal.SIGTERM)
     key_file.write_bytes(Fernet.generate_key())  # not the key that sealed them
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "queen.cli", "queen", "--data-dir", str(queen.tmp / "queen"), "--http-port", "0",
+        sys.executable, "-m", "apiary.cli", "queen", "--data-dir", str(queen.tmp / "queen"), "--http-port", "0",
         "--drone-bind", "tcp://127.0.0.1:*", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 2

@@ -21,8 +21,8 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from queen.connections import cap_for
-from queen.throttle import ADDRESS_LIMIT, WINDOW
+from apiary.queen.connections import cap_for
+from apiary.queen.throttle import ADDRESS_LIMIT, WINDOW
 from tests.cluster import FINAL, Cluster, Proc, output_lines
 
 HEADER_TIMEOUT = 4.0  # [queen] http_timeout for the half-open test (the default, 10 s, only takes longer)

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from queen.trust import DEFAULT_KINDS, given_secrets, job_kind
+from apiary.queen.trust import DEFAULT_KINDS, given_secrets, job_kind
 from tests.cluster import Cluster, output_lines
 from tests.test_forges import add_repo, gh_pull_request, gh_push, gh_repository, github_hook, queued_job
 

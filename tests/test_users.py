@@ -10,7 +10,7 @@ import pytest
 from playwright.async_api import Browser, Page, expect
 from pymongo import MongoClient
 
-from queen.users import Role, may
+from apiary.queen.users import Role, may
 from tests.browser import base_url, browser, page, shot  # noqa: F401  (fixtures)
 from tests.cluster import Cluster
 
@@ -225,7 +225,7 @@ async def test_the_first_admin_and_a_cli_token_from_the_command_line(queen: Clus
 
     async def apiary(*args: str, stdin: str = "", extra: dict[str, str] | None = None) -> tuple[int, str, str]:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "queen.cli", *args, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            sys.executable, "-m", "apiary.cli", *args, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE, env={**env, **(extra or {})})
         out, err = await asyncio.wait_for(proc.communicate(stdin.encode()), 30)
         return proc.returncode or 0, out.decode(), err.decode()
@@ -258,7 +258,7 @@ async def _apiary(queen: Cluster, *args: str, stdin: str = "", env: dict[str, st
     base = {**{k: v for k, v in os.environ.items() if not k.startswith("APIARY_")},
             "APIARY_CLIENT_URL": queen.api.rsplit("/api", 1)[0], "HOME": str(queen.tmp / "home")}
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "queen.cli", *args, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        sys.executable, "-m", "apiary.cli", *args, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE, env={**base, **(env or {})})
     out, err = await asyncio.wait_for(proc.communicate(stdin.encode()), 30)
     return proc.returncode or 0, out.decode(), err.decode()

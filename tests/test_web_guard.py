@@ -8,10 +8,10 @@ import time
 
 import pytest
 
-from queen.connections import State, cap_for, make_room, overdue
-from queen.throttle import Throttle
-from queen.validate import is_web_link
-from queen.web_guard import Policy, origin_of
+from apiary.queen.connections import State, cap_for, make_room, overdue
+from apiary.queen.throttle import Throttle
+from apiary.queen.validate import is_web_link
+from apiary.queen.web_guard import Policy, origin_of
 from tests.cluster import Cluster
 
 LOCAL = Policy("", loopback_only=True)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from drone.workspace import Workspaces
+from apiary.drone.workspace import Workspaces
 
 
 async def test_workspaces_are_removed_unless_the_last_n_are_kept(tmp_path: Path) -> None:

@@ -41,13 +41,16 @@ from urllib.parse import urlsplit
 
 import zmq
 
-from . import __version__
-from .config import Config, load_config, with_changes
-from .errors import ApiaryError
-from .protocol import FINAL_STATES
+from apiary.core import __version__
+from apiary.core.config import Config, load_config, with_changes
+from apiary.core.errors import ApiaryError
+from apiary.core.protocol import FINAL_STATES
 
 if TYPE_CHECKING:
-    from .client import Client, Follower
+    from apiary.queen.client import Client, Follower
+
+if __name__ != "apiary.cli":  # queen/cli/ is also reachable as apiary.queen.cli in an editable install
+    raise ImportError("import apiary.cli, not " + __name__)
 
 log = logging.getLogger("apiary")
 
@@ -168,9 +171,9 @@ def main(argv: list[str] | None = None) -> None:
             _keys(args, config)
             return
         if args.command == "run":
-            from drone.local import run_local
+            from apiary.drone.local import run_local
 
-            from .validate import parse_params
+            from apiary.queen.validate import parse_params
 
             code = _run(_until_signalled(run_local(Path(args.path), args.type, parse_params(args.param),
                                                    args.file, drone=config.drone)), fast_loop=False)
@@ -179,7 +182,7 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(_client_command(args, config))
         runner = {"up": _up, "queen": _queen, "drone": _drone}[args.command]
         if args.command == "drone" and args.join:
-            from drone.joining import join
+            from apiary.drone.joining import join
 
             config = dataclasses.replace(config, drone=_run(join(config.drone, args.join), fast_loop=False))
         _run(_until_signalled(runner(config)), fast_loop=args.command != "drone")
@@ -228,8 +231,8 @@ def _say(text: str) -> None:
 
 
 async def _queen(config: Config) -> None:
-    from .app import running_queen
-    from .curve import server_curve
+    from apiary.queen.app import running_queen
+    from apiary.queen.curve import server_curve
 
     server_curve(config.queen)  # key files and the drone port's safety, before anything starts
     async with running_queen(config.queen) as where:
@@ -242,7 +245,7 @@ async def _queen(config: Config) -> None:
 
 
 async def _drone(config: Config) -> None:
-    from drone.agent import Agent
+    from apiary.drone.agent import Agent
 
     async with Agent(config.drone) as agent:
         _say(f"apiary drone {agent.id}: {agent.capacity} slots, queen {config.drone.queen}")
@@ -250,10 +253,10 @@ async def _drone(config: Config) -> None:
 
 
 async def _up(config: Config) -> None:
-    from drone.agent import Agent
+    from apiary.drone.agent import Agent
 
-    from .app import running_queen
-    from .curve import server_curve
+    from apiary.queen.app import running_queen
+    from apiary.queen.curve import server_curve
 
     server_curve(config.queen)  # key files and the drone port's safety, before anything starts
     async with running_queen(config.queen) as where:
@@ -301,7 +304,7 @@ def _keys(args: argparse.Namespace, config: Config) -> None:
 
     import zmq.auth
 
-    from .curve import create_key_pair
+    from apiary.queen.curve import create_key_pair
 
     drone = args.drone or (args.name is not None and args.name != "queen")
     if drone:
@@ -360,7 +363,7 @@ def _client_command(args: argparse.Namespace, config: Config) -> int:
 
 
 async def _with_client(url: str, token: str, command: Any, args: argparse.Namespace) -> int:
-    from .client import Client
+    from apiary.queen.client import Client
 
     async with Client(url, token) as client:
         return await command(client, args)
@@ -381,7 +384,7 @@ def _password(confirm: bool) -> str:
 async def _user(client: Any, args: argparse.Namespace) -> int:
     """apiary user add: an admin made with this machine's setup token while the queen has none, else a user
     made with an admin's API token. Never a member in place of the first admin."""
-    from .client import ApiError
+    from apiary.queen.client import ApiError
 
     setup_file: Path = args.setup_file  # the token also decided which queen `client` talks to
     token = _setup_token(setup_file)
@@ -433,8 +436,8 @@ async def _token(client: Any, args: argparse.Namespace) -> int:
 
 
 async def _trigger(client: Client, args: argparse.Namespace) -> int:
-    from .client import Follower, q, whoami
-    from .validate import parse_params
+    from apiary.queen.client import Follower, q, whoami
+    from apiary.queen.validate import parse_params
 
     body: dict[str, Any] = {"type": args.type, "parameters": parse_params(args.param),
                             "trigger": {"source": "API", "author": whoami()}}
@@ -450,7 +453,7 @@ async def _trigger(client: Client, args: argparse.Namespace) -> int:
 
 
 async def _logs(client: Client, args: argparse.Namespace) -> int:
-    from .client import Follower
+    from apiary.queen.client import Follower
 
     job = await client.job(args.job)
     follower = Follower(client, job, sys.stdout, sys.stderr)
@@ -475,7 +478,7 @@ async def _follow(follower: Follower) -> int:
 
 
 async def _ls(client: Client, args: argparse.Namespace) -> int:
-    from .client import age, colour_on, paint, q, span, table
+    from apiary.queen.client import age, colour_on, paint, q, span, table
 
     path = f"/repos/{q(args.repo)}/jobs" if args.repo else "/jobs"
     jobs = (await client.request("GET", f"{path}?limit={args.limit}"))["jobs"]
@@ -505,14 +508,14 @@ async def _ls(client: Client, args: argparse.Namespace) -> int:
 
 
 async def _cancel(client: Client, args: argparse.Namespace) -> int:
-    from .client import q
+    from apiary.queen.client import q
 
     _say((await client.request("POST", f"/jobs/{q(args.job)}/cancel"))["status"])  # cancelled or cancelling
     return 0
 
 
 async def _drones(client: Client, args: argparse.Namespace) -> int:
-    from .client import age, table
+    from apiary.queen.client import age, table
 
     drones = (await client.request("GET", "/drones"))["drones"]
     if not drones:
@@ -544,6 +547,3 @@ async def _prune(client: Client, args: argparse.Namespace) -> int:
         _say("no repositories")
     return 0
 
-
-if __name__ == "__main__":
-    main()

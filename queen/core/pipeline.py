@@ -18,7 +18,7 @@ import yaml
 from yaml.constructor import SafeConstructor
 
 from .errors import BadRequest
-from .validate import unstorable
+from apiary.queen.validate import unstorable
 
 _STAGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._\-]{0,63}$")
 _VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

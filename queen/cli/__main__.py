@@ -1,0 +1,5 @@
+"""`python -m apiary.cli`: the `apiary` command."""
+
+from apiary.cli import main
+
+main()
