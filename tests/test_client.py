@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from apiary.queen.client import Renderer
+from apiary.cli.client import Renderer
 from tests.cluster import Cluster
 
 ENV = {**{k: v for k, v in os.environ.items() if not k.startswith("APIARY_")}, "USER": "tester"}

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from apiary.core.config import load_config
+from apiary.cli.settings import load_config
+from apiary.core.config import parse_config
 from apiary.core.errors import ConfigError
 
 
@@ -49,6 +50,17 @@ def test_bad_settings_name_the_key_and_the_fault(tmp_path: Path, text: str, env:
     with pytest.raises(ConfigError) as err:
         load_config(path, env=env)
     assert words in str(err.value)
+
+
+def test_the_core_parses_what_it_is_given_and_names_where_it_came_from() -> None:
+    # apiary.core.config reads no file and no environment: the caller passes both in.
+    config = parse_config({"queen": {"http_port": 9000}}, {"APIARY_DRONE_SPEED": "2.5"}, "given.toml")
+    assert config.queen.http_port == 9000 and config.drone.speed == 2.5
+    with pytest.raises(ConfigError) as err:
+        parse_config({"queen": {"http_port": 70000}}, {}, "given.toml")
+    assert str(err.value).startswith("given.toml: [queen] http_port: must be a port number")
+    with pytest.raises(ConfigError, match=r"^APIARY_QUEEN_HTTP_PORT: \[queen\] http_port: expected int"):
+        parse_config({}, {"APIARY_QUEEN_HTTP_PORT": "x"}, "defaults")
 
 
 def test_a_queen_with_a_bad_config_file_exits_with_a_message_not_a_traceback(tmp_path: Path) -> None:

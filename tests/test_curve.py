@@ -19,7 +19,7 @@ import zmq
 import zmq.asyncio
 import zmq.auth
 
-from apiary.core.config import QueenConfig, load_config
+from apiary.core.config import QueenConfig, parse_config
 from apiary.queen.curve import (
     AuthorizedKeys,
     Every,
@@ -150,10 +150,11 @@ def test_loopback_endpoints() -> None:
 
 def test_curve_settings_come_in_pairs_and_key_files_are_checked(tmp_path: Path, keys: Keys) -> None:
     with pytest.raises(ConfigError, match=r"\[queen\] curve_secret_key: is set but authorized_keys is not"):
-        load_config(env={"APIARY_QUEEN_CURVE_SECRET_KEY": "/k"})
+        parse_config({}, {"APIARY_QUEEN_CURVE_SECRET_KEY": "/k"}, "defaults")
     with pytest.raises(ConfigError, match=r"\[drone\] queen_public_key: is set but curve_secret_key is not"):
-        load_config(env={"APIARY_DRONE_QUEEN_PUBLIC_KEY": "/k"})
-    assert load_config(env={"APIARY_QUEEN_ALLOW_INSECURE_DRONES": "yes"}).queen.allow_insecure_drones is True
+        parse_config({}, {"APIARY_DRONE_QUEEN_PUBLIC_KEY": "/k"}, "defaults")
+    insecure = parse_config({}, {"APIARY_QUEEN_ALLOW_INSECURE_DRONES": "yes"}, "defaults")
+    assert insecure.queen.allow_insecure_drones is True
 
     public = QueenConfig(drone_bind="tcp://0.0.0.0:8421")
     with pytest.raises(ConfigError) as err:

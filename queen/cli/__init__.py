@@ -26,36 +26,28 @@ explain are printed as one line and exit non-zero; never a traceback.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
-import dataclasses
-import io
-import json
 import logging
-import signal
 import sys
-import time
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+
+# queen/cli/ is also reachable as apiary.queen.cli in an editable install. Checked before the imports below,
+# which would otherwise load this package a second time under its right name.
+if __name__ != "apiary.cli":
+    raise ImportError("import apiary.cli, not " + __name__)
 
 import zmq
 
+from apiary.cli import keys, remote, server, users
+from apiary.cli.connect import Command, run_client_command
+from apiary.cli.settings import DEFAULT_CONFIG, as_toml, config_path, load_config, with_flags
 from apiary.core import __version__
-from apiary.core.config import Config, load_config, with_changes
 from apiary.core.errors import ApiaryError
-from apiary.core.protocol import FINAL_STATES
 
-if TYPE_CHECKING:
-    from apiary.queen.client import Client, Follower
-
-if __name__ != "apiary.cli":  # queen/cli/ is also reachable as apiary.queen.cli in an editable install
-    raise ImportError("import apiary.cli, not " + __name__)
-
-log = logging.getLogger("apiary")
-
-DEFAULT_CONFIG = "apiary.toml"
-FINAL = {s.value for s in FINAL_STATES}
+# The commands that talk to a queen's API (apiary.cli.connect runs them), by name.
+CLIENT_COMMANDS: dict[str, Command] = {
+    "trigger": remote.trigger, "ls": remote.ls, "logs": remote.logs, "cancel": remote.cancel,
+    "drones": remote.drones, "prune": remote.prune, "user": users.add_user, "token": users.create_token,
+    "join-token": keys.join_token,
+}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -140,52 +132,24 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _with_flags(config: Config, args: argparse.Namespace) -> Config:
-    def pick(section: Any, names: dict[str, str]) -> Any:
-        changes = {field: getattr(args, flag) for flag, field in names.items()
-                   if getattr(args, flag, None) is not None}
-        if not changes:
-            return section
-        return with_changes(section, lambda key: f"--{key.replace('_', '-')}", **changes)
-
-    queen = pick(config.queen, {"http_host": "http_host", "http_port": "http_port", "drone_bind": "drone_bind",
-                                "data_dir": "data_dir", "mongodb_url": "mongodb_url"})
-    drone = pick(config.drone, {"capacity": "capacity", "speed": "speed", "id": "id", "work_dir": "work_dir",
-                                "queen": "queen"})
-    return dataclasses.replace(config, queen=queen, drone=drone)
-
-
 def main(argv: list[str] | None = None) -> None:
+    """The `apiary` command: parse `argv`, read the settings, run the command; errors as one line."""
     args = _parser().parse_args(argv)
     logging.basicConfig(level=args.log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
     try:
-        path = args.config
-        if path is None and Path(DEFAULT_CONFIG).is_file():
-            path = DEFAULT_CONFIG
-        config = _with_flags(load_config(path), args)
+        config = with_flags(load_config(config_path(args.config)), args)
         if args.command == "config":
-            print(_as_toml(config))
+            print(as_toml(config))
             return
         if args.command == "keys":
-            _keys(args, config)
+            keys.make_keys(args, config)
             return
         if args.command == "run":
-            from apiary.drone.local import run_local
-
-            from apiary.queen.validate import parse_params
-
-            code = _run(_until_signalled(run_local(Path(args.path), args.type, parse_params(args.param),
-                                                   args.file, drone=config.drone)), fast_loop=False)
-            sys.exit(code if isinstance(code, int) else 1)
+            sys.exit(server.run_here(args, config))
         if args.command in CLIENT_COMMANDS:
-            sys.exit(_client_command(args, config))
-        runner = {"up": _up, "queen": _queen, "drone": _drone}[args.command]
-        if args.command == "drone" and args.join:
-            from apiary.drone.joining import join
-
-            config = dataclasses.replace(config, drone=_run(join(config.drone, args.join), fast_loop=False))
-        _run(_until_signalled(runner(config)), fast_loop=args.command != "drone")
+            sys.exit(run_client_command(CLIENT_COMMANDS[args.command], args, config))
+        server.serve(args, config)
     except ApiaryError as exc:
         print(f"apiary: error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
@@ -197,353 +161,3 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(1)
     except KeyboardInterrupt:
         pass
-
-
-def _run(coro: Any, fast_loop: bool) -> Any:
-    """Run `coro`; on uvloop if `fast_loop` and it is installed.
-
-    The queen gains from uvloop; a drone does not: it mostly starts processes,
-    which asyncio's own loop does faster (2.0 against 3.3 ms a spawn here).
-    """
-    if fast_loop:
-        try:
-            import uvloop
-        except ImportError:
-            pass
-        else:
-            return uvloop.run(coro)
-    return asyncio.run(coro)
-
-
-async def _until_signalled(coro: Any) -> Any:
-    """Run `coro` until it ends or SIGINT/SIGTERM arrives (then cancel it and let it clean up)."""
-    task = asyncio.ensure_future(coro)
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, task.cancel)
-    with contextlib.suppress(asyncio.CancelledError):
-        return await task
-    return None
-
-
-def _say(text: str) -> None:
-    print(text, flush=True)
-
-
-async def _queen(config: Config) -> None:
-    from apiary.queen.app import running_queen
-    from apiary.queen.curve import server_curve
-
-    server_curve(config.queen)  # key files and the drone port's safety, before anything starts
-    async with running_queen(config.queen) as where:
-        _say(f"apiary queen {__version__}")
-        _say(f"  dashboard: {where.http}/")
-        _say(f"  API:       {where.api}")
-        _say(f"  drones:    {where.drones}    (start one: apiary drone --queen {where.drones})")
-        _say(f"  store:     {_store_text(config)}")
-        await asyncio.Event().wait()
-
-
-async def _drone(config: Config) -> None:
-    from apiary.drone.agent import Agent
-
-    async with Agent(config.drone) as agent:
-        _say(f"apiary drone {agent.id}: {agent.capacity} slots, queen {config.drone.queen}")
-        await agent.run()
-
-
-async def _up(config: Config) -> None:
-    from apiary.drone.agent import Agent
-
-    from apiary.queen.app import running_queen
-    from apiary.queen.curve import server_curve
-
-    server_curve(config.queen)  # key files and the drone port's safety, before anything starts
-    async with running_queen(config.queen) as where:
-        host, port = where.drones.rsplit(":", 1)
-        # Its jobs must not see the queen's data (the store's files, the secrets key, the setup token).
-        hidden = ",".join(filter(None, [config.drone.sandbox_hide, str(config.queen.data_path),
-                                        str(config.queen.secrets_key_path)]))
-        drone_config = dataclasses.replace(config.drone, queen=f"{host.replace('0.0.0.0', '127.0.0.1')}:{port}",
-                                           id=config.drone.id or "local", sandbox_hide=hidden)
-        if config.queen.curve_secret_key and not config.drone.curve_secret_key:
-            # The local drone presents the queen's own key pair, which the queen always admits.
-            drone_config = dataclasses.replace(drone_config, curve_secret_key=config.queen.curve_secret_key,
-                                               queen_public_key=config.queen.curve_secret_key)
-        async with Agent(drone_config) as agent:
-            _say(f"apiary {__version__} is up")
-            _say(f"  dashboard: {where.http}/")
-            _say(f"  API:       {where.api}")
-            _say(f"  drones:    {where.drones}    (add one: apiary drone --queen {where.drones})")
-            _say(f"  store:     {_store_text(config)}")
-            _say(f"  local drone {agent.id}: {agent.capacity} slots")
-            _say("Press Ctrl-C to stop.")
-            await agent.run()
-
-
-def _store_text(config: Config) -> str:
-    if config.queen.mongodb_url == "embedded":
-        return f"embedded (data in {config.queen.data_path / 'store'})"
-    return config.queen.mongodb_url
-
-
-def _as_toml(config: Config) -> str:
-    lines = []
-    for table in ("queen", "drone", "client"):
-        lines.append(f"[{table}]")
-        for field in dataclasses.fields(getattr(config, table)):
-            value = getattr(getattr(config, table), field.name)
-            lines.append(f"{field.name} = {json.dumps(value)}")
-        lines.append("")
-    return "\n".join(lines)
-
-
-def _keys(args: argparse.Namespace, config: Config) -> None:
-    """apiary keys: a CurveZMQ key pair, and what to do with it."""
-    import socket
-
-    import zmq.auth
-
-    from apiary.queen.curve import create_key_pair
-
-    drone = args.drone or (args.name is not None and args.name != "queen")
-    if drone:
-        name = args.name or config.drone.id or socket.gethostname().split(".")[0]
-        directory = Path(args.dir).expanduser() if args.dir else config.drone.work_path / "keys"
-    else:
-        name = args.name or "queen"
-        directory = Path(args.dir).expanduser() if args.dir else config.queen.data_path / "keys"
-    public, secret = create_key_pair(directory.absolute(), name, force=args.force)
-    key = zmq.auth.load_certificate(public)[0].decode()
-    who = f"drone key pair {name}" if drone else "queen key pair"
-    _say(f"{who} written:")
-    _say(f"  public: {public}    (the key: {key})")
-    _say(f"  secret: {secret}    (mode 0600: keep it on this machine)")
-    if drone:
-        _say("Next:")
-        _say(f"  1. copy {public.name} into the queen's authorized_keys folder (no restart needed)")
-        _say("  2. copy the queen's public key file (queen.key) here, and set in this drone's [drone] table:")
-        _say(f'       curve_secret_key = "{secret}"')
-        _say('       queen_public_key = "/path/to/queen.key"')
-        return
-    authorized = public.parent / "authorized"
-    authorized.mkdir(exist_ok=True)
-    _say(f"  authorized drone keys: {authorized}/")
-    _say("Next:")
-    _say("  1. set in the queen's [queen] table (then restart it):")
-    _say(f'       curve_secret_key = "{secret}"')
-    _say(f'       authorized_keys = "{authorized}"')
-    _say("  2. on each drone machine run apiary keys --drone, and copy the drone's .key file into")
-    _say(f"     {authorized}/")
-    _say(f"  3. copy {public} to each drone machine and set its [drone] queen_public_key to that copy")
-
-
-# -- the client commands -----------------------------------------------------------
-
-CLIENT_COMMANDS = ("trigger", "ls", "logs", "cancel", "drones", "prune", "user", "token", "join-token")
-
-
-def _client_command(args: argparse.Namespace, config: Config) -> int:
-    """Run a client command against the queen at --url or [client] url; its exit status."""
-    settings = config.client
-    if args.url:
-        settings = with_changes(settings, lambda key: "--url", url=args.url)
-    for stream in (sys.stdout, sys.stderr):
-        if isinstance(stream, io.TextIOWrapper):
-            stream.reconfigure(errors="replace")  # a job's output must not fail on a narrow terminal encoding
-    command = {"trigger": _trigger, "ls": _ls, "logs": _logs, "cancel": _cancel, "drones": _drones,
-               "prune": _prune, "user": _user, "token": _token, "join-token": _join_token}[args.command]
-    args.setup_file = config.queen.data_path / "setup-token"
-    recorded = config.queen.data_path / "queen.url"
-    if args.command == "user" and not args.url and args.setup_file.exists() and recorded.exists():
-        # The setup token goes to the queen it belongs to, whatever [client] url says.
-        settings = with_changes(settings, lambda key: str(recorded), url=recorded.read_text().strip())
-    code = _run(_until_signalled(_with_client(settings.url, settings.token, command, args)), fast_loop=False)
-    return 130 if code is None else code  # None: interrupted
-
-
-async def _with_client(url: str, token: str, command: Any, args: argparse.Namespace) -> int:
-    from apiary.queen.client import Client
-
-    async with Client(url, token) as client:
-        return await command(client, args)
-
-
-def _password(confirm: bool) -> str:
-    """A password from the terminal (asked twice for a new one), or the first line of stdin."""
-    import getpass
-
-    if not sys.stdin.isatty():
-        return sys.stdin.readline().rstrip("\n")
-    password = getpass.getpass("password: ")
-    if confirm and getpass.getpass("again: ") != password:
-        raise ApiaryError("the passwords differ")
-    return password
-
-
-async def _user(client: Any, args: argparse.Namespace) -> int:
-    """apiary user add: an admin made with this machine's setup token while the queen has none, else a user
-    made with an admin's API token. Never a member in place of the first admin."""
-    from apiary.queen.client import ApiError
-
-    setup_file: Path = args.setup_file  # the token also decided which queen `client` talks to
-    token = _setup_token(setup_file)
-    if token is None and (await client.request("GET", "/me")).get("setup"):
-        raise ApiaryError(f"the queen at {client.url} has no admin yet, and its setup token is not at {setup_file}: "
-                          "run this on the queen's machine as the user it runs as, with its data dir "
-                          "(--data-dir DIR, -c CONFIG or APIARY_QUEEN_DATA_DIR, as given to apiary queen or up)")
-    if token is not None:
-        if args.role == "member":
-            raise ApiaryError("the queen has no admin yet: the first user made here is its admin "
-                              "(leave out --role member)")
-        password = _password(confirm=True)
-        try:
-            await client.request("POST", "/setup", {"token": token, "username": args.name, "password": password})
-        except ApiError as exc:
-            if exc.status == 409:  # a token file left behind
-                raise ApiaryError(f"the queen at {client.url} has an admin already (and {setup_file} is left "
-                                  "over): an admin adds people, with an API token (apiary token create)") from None
-            raise
-        _say(f"{args.name} is an admin of this queen; sign in at {client.url}/signin "
-             f"(and make a CLI token: apiary token create --user {args.name})")
-        return 0
-    password = _password(confirm=True)
-    await client.request("POST", "/users", {"username": args.name, "password": password,
-                                            "role": args.role or "member"})
-    _say(f"{args.name} added ({args.role or 'member'})")
-    return 0
-
-
-def _setup_token(path: Path) -> str | None:
-    """The queen's setup token from its data dir, or None when there is none (it has an admin)."""
-    try:
-        return path.read_text().strip() or None
-    except FileNotFoundError:
-        return None
-    except PermissionError:
-        raise ApiaryError(f"cannot read {path}: run this as the user the queen runs as") from None
-
-
-async def _token(client: Any, args: argparse.Namespace) -> int:
-    """apiary token create: sign in with a password, print a new API token once."""
-    session = await client.request("POST", "/session", {"username": args.user, "password": _password(False)})
-    made = await client.request("POST", "/tokens", {"name": args.name},
-                                headers={"X-CSRF-Token": session["csrf"], "Cookie": client.cookie})
-    print(made["token"])  # alone on stdout, for scripts
-    print("keep it: export APIARY_CLIENT_TOKEN=<the token> (or [client] token); it is not shown again",
-          file=sys.stderr)
-    return 0
-
-
-async def _trigger(client: Client, args: argparse.Namespace) -> int:
-    from apiary.queen.client import Follower, q, whoami
-    from apiary.queen.validate import parse_params
-
-    body: dict[str, Any] = {"type": args.type, "parameters": parse_params(args.param),
-                            "trigger": {"source": "API", "author": whoami()}}
-    if args.branch:
-        body["branch"] = args.branch
-    if args.commit:
-        body["commit"] = args.commit
-    job = await client.request("POST", f"/repos/{q(args.repo)}/jobs", body)
-    _say(f"{job['repo']} #{job['number']} {job['status']}: {client.page(job['id'])}")
-    if not args.follow:
-        return 0
-    return await _follow(Follower(client, job, sys.stdout, sys.stderr))
-
-
-async def _logs(client: Client, args: argparse.Namespace) -> int:
-    from apiary.queen.client import Follower
-
-    job = await client.job(args.job)
-    follower = Follower(client, job, sys.stdout, sys.stderr)
-    await follower.stored()
-    if args.follow:
-        return await _follow(follower)
-    if job["status"] in FINAL and not follower.renderer.result:
-        await follower.ended()  # ended with no job:done (cancelled in the queue): say so
-    elif job["status"] not in FINAL:
-        print(f"apiary: job {job['id']} is {job['status']}; apiary logs --follow {job['id']} shows the rest",
-              file=sys.stderr)
-    return 0
-
-
-async def _follow(follower: Follower) -> int:
-    try:
-        return await follower.run()
-    except asyncio.CancelledError:
-        print(f"\napiary: stopped following; the job goes on (apiary cancel {follower.job_id} stops it)",
-              file=sys.stderr)
-        raise
-
-
-async def _ls(client: Client, args: argparse.Namespace) -> int:
-    from apiary.queen.client import age, colour_on, paint, q, span, table
-
-    path = f"/repos/{q(args.repo)}/jobs" if args.repo else "/jobs"
-    jobs = (await client.request("GET", f"{path}?limit={args.limit}"))["jobs"]
-    if not jobs:
-        _say("no jobs yet" + (f" in {args.repo}" if args.repo else ""))
-        return 0
-    now = time.time()
-    rows = []
-    for job in jobs:
-        ref, trigger = job.get("ref") or {}, job.get("trigger") or {}
-        source = " ".join(x for x in ((trigger.get("source") or {}).get("type"),
-                                      (trigger.get("author") or {}).get("name")) if x)
-        if job.get("duration") is not None:
-            took = span(job["duration"])
-        elif job.get("started") and job["status"] not in FINAL:
-            took = span(now - job["started"])  # still running
-        else:
-            took = "-"
-        rows.append([job["id"], f"{job['repo']}#{job['number']}", job["status"],
-                     ref.get("branch") or ref.get("fetch") or (ref.get("id") or "-")[:12], source or "-",
-                     job.get("drone") or "-", took, age(job.get("created"), now)])
-    colours = {"passed": "32", "failed": "31", "errored": "31", "cancelled": "33", "running": "36"}
-    on = colour_on(sys.stdout)
-    _say(table(["ID", "JOB", "STATUS", "REF", "TRIGGER", "DRONE", "DURATION", "AGE"], rows,
-               lambda col, value, cell: paint(cell, colours[value], on) if col == 2 and value in colours else cell))
-    return 0
-
-
-async def _cancel(client: Client, args: argparse.Namespace) -> int:
-    from apiary.queen.client import q
-
-    _say((await client.request("POST", f"/jobs/{q(args.job)}/cancel"))["status"])  # cancelled or cancelling
-    return 0
-
-
-async def _drones(client: Client, args: argparse.Namespace) -> int:
-    from apiary.queen.client import age, table
-
-    drones = (await client.request("GET", "/drones"))["drones"]
-    if not drones:
-        _say(f"no drones yet: run apiary drone --queen tcp://{urlsplit(client.url).hostname}:8421")
-        return 0
-    now = time.time()
-    rows = [[d["id"], d.get("host") or "-", str(d["capacity"]), str(d["running"]), f"{d['speed']:g}",
-             str(d["version"]), f"{age(d.get('last_heartbeat'), now)} ago"] for d in drones]
-    _say(table(["ID", "HOST", "CAPACITY", "RUNNING", "SPEED", "VERSION", "HEARTBEAT"], rows))
-    return 0
-
-
-async def _join_token(client: Client, args: argparse.Namespace) -> int:
-    """apiary join-token: a one-time token for a drone, and the command to run on its machine."""
-    body: dict[str, Any] = {"expires_in": args.expires}
-    if args.id:
-        body["id"] = args.id
-    made = await client.request("POST", "/drones/join-tokens", body)
-    print(made["token"])  # alone on stdout, for scripts
-    print(f"on the drone's machine (within {args.expires:g} s, once):\n  {made['run']}", file=sys.stderr)
-    return 0
-
-
-async def _prune(client: Client, args: argparse.Namespace) -> int:
-    deleted = (await client.request("POST", "/prune"))["deleted"]
-    for repo, count in sorted(deleted.items()):
-        _say(f"{repo}: {count} job{'s' if count != 1 else ''} deleted")
-    if not deleted:
-        _say("no repositories")
-    return 0
-

@@ -1,10 +1,11 @@
-"""Configuration: frozen dataclasses read once from a TOML file and the environment.
+"""Configuration: the frozen dataclasses of every process's settings, and their validation.
 
-`load_config(path)` reads ``[queen]`` and ``[drone]`` tables from the file (every
-key optional, see config.example.toml), then lets ``APIARY_<TABLE>_<KEY>``
-variables override them (``APIARY_QUEEN_HTTP_PORT=9000``), then validates. Any
-fault raises ConfigError naming where it came from, the key and what is wrong.
-Nothing else in Apiary reads ``os.environ`` for settings.
+`parse_config(data, env, where)` takes the ``[queen]``, ``[drone]`` and ``[client]``
+tables already read from a TOML file (every key optional, see config.example.toml),
+lets ``APIARY_<TABLE>_<KEY>`` variables in `env` override them
+(``APIARY_QUEEN_HTTP_PORT=9000``), then validates. Any fault raises ConfigError
+naming where it came from, the key and what is wrong. This module does no I/O:
+reading the file and ``os.environ`` is the command line's (apiary.cli.settings).
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import os
 import re
 import shlex
 import socket
-import tomllib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -252,22 +252,11 @@ def _convert(table: str, key: str, want: type, raw: Any, where: str) -> Any:
     return raw
 
 
-def load_config(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> Config:
-    """Read `path` (optional) and APIARY_* variables from `env`; validate; return Config."""
-    env = os.environ if env is None else env
-    data: dict[str, Any] = {}
-    where = "defaults"
-    if path is not None:
-        where = str(path)
-        try:
-            with open(path, "rb") as fh:
-                data = tomllib.load(fh)
-        except FileNotFoundError:
-            raise ConfigError(f"{where}: no such file") from None
-        except OSError as exc:
-            raise ConfigError(f"{where}: cannot read: {exc.strerror}") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{where}: not valid TOML: {exc}") from None
+def parse_config(data: dict[str, Any], env: Mapping[str, str], where: str) -> Config:
+    """The settings in `data` (a parsed TOML document) overridden by APIARY_* variables in `env`, validated.
+
+    `where` names the document in messages: the file's path, or ``defaults`` when there is none.
+    """
     for table in data:
         if table not in _TABLES:
             raise ConfigError(f"{where}: unknown table [{table}] (known: {', '.join(_TABLES)})")

@@ -1,0 +1,130 @@
+"""The commands that ask a queen about its jobs and drones: trigger, ls, logs, cancel, drones, prune.
+
+Each takes the client of the queen (apiary.cli.connect chooses it) and the parsed
+arguments, and returns the command's exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from apiary.cli.console import say
+from apiary.core.protocol import FINAL_STATES
+
+if TYPE_CHECKING:
+    from apiary.cli.client import Client, Follower
+
+FINAL = {s.value for s in FINAL_STATES}
+
+
+async def trigger(client: Client, args: argparse.Namespace) -> int:
+    """apiary trigger: start a job; with --follow show its output and exit with its result."""
+    from apiary.cli.client import Follower, q, whoami
+    from apiary.queen.validate import parse_params
+
+    body: dict[str, Any] = {"type": args.type, "parameters": parse_params(args.param),
+                            "trigger": {"source": "API", "author": whoami()}}
+    if args.branch:
+        body["branch"] = args.branch
+    if args.commit:
+        body["commit"] = args.commit
+    job = await client.request("POST", f"/repos/{q(args.repo)}/jobs", body)
+    say(f"{job['repo']} #{job['number']} {job['status']}: {client.page(job['id'])}")
+    if not args.follow:
+        return 0
+    return await _follow(Follower(client, job, sys.stdout, sys.stderr))
+
+
+async def logs(client: Client, args: argparse.Namespace) -> int:
+    """apiary logs: a job's stored output; with --follow the rest live, and exit with its result."""
+    from apiary.cli.client import Follower
+
+    job = await client.job(args.job)
+    follower = Follower(client, job, sys.stdout, sys.stderr)
+    await follower.stored()
+    if args.follow:
+        return await _follow(follower)
+    if job["status"] in FINAL and not follower.renderer.result:
+        await follower.ended()  # ended with no job:done (cancelled in the queue): say so
+    elif job["status"] not in FINAL:
+        print(f"apiary: job {job['id']} is {job['status']}; apiary logs --follow {job['id']} shows the rest",
+              file=sys.stderr)
+    return 0
+
+
+async def _follow(follower: Follower) -> int:
+    try:
+        return await follower.run()
+    except asyncio.CancelledError:
+        print(f"\napiary: stopped following; the job goes on (apiary cancel {follower.job_id} stops it)",
+              file=sys.stderr)
+        raise
+
+
+async def ls(client: Client, args: argparse.Namespace) -> int:
+    """apiary ls: recent jobs, of every repository or of one, as a table."""
+    from apiary.cli.client import age, colour_on, paint, q, span, table
+
+    path = f"/repos/{q(args.repo)}/jobs" if args.repo else "/jobs"
+    jobs = (await client.request("GET", f"{path}?limit={args.limit}"))["jobs"]
+    if not jobs:
+        say("no jobs yet" + (f" in {args.repo}" if args.repo else ""))
+        return 0
+    now = time.time()
+    rows = []
+    for job in jobs:
+        ref, cause = job.get("ref") or {}, job.get("trigger") or {}
+        source = " ".join(x for x in ((cause.get("source") or {}).get("type"),
+                                      (cause.get("author") or {}).get("name")) if x)
+        if job.get("duration") is not None:
+            took = span(job["duration"])
+        elif job.get("started") and job["status"] not in FINAL:
+            took = span(now - job["started"])  # still running
+        else:
+            took = "-"
+        rows.append([job["id"], f"{job['repo']}#{job['number']}", job["status"],
+                     ref.get("branch") or ref.get("fetch") or (ref.get("id") or "-")[:12], source or "-",
+                     job.get("drone") or "-", took, age(job.get("created"), now)])
+    colours = {"passed": "32", "failed": "31", "errored": "31", "cancelled": "33", "running": "36"}
+    on = colour_on(sys.stdout)
+    say(table(["ID", "JOB", "STATUS", "REF", "TRIGGER", "DRONE", "DURATION", "AGE"], rows,
+              lambda col, value, cell: paint(cell, colours[value], on) if col == 2 and value in colours else cell))
+    return 0
+
+
+async def cancel(client: Client, args: argparse.Namespace) -> int:
+    """apiary cancel: stop a job."""
+    from apiary.cli.client import q
+
+    say((await client.request("POST", f"/jobs/{q(args.job)}/cancel"))["status"])  # cancelled or cancelling
+    return 0
+
+
+async def drones(client: Client, args: argparse.Namespace) -> int:
+    """apiary drones: the drones in the pool, as a table."""
+    from apiary.cli.client import age, table
+
+    pool = (await client.request("GET", "/drones"))["drones"]
+    if not pool:
+        say(f"no drones yet: run apiary drone --queen tcp://{urlsplit(client.url).hostname}:8421")
+        return 0
+    now = time.time()
+    rows = [[d["id"], d.get("host") or "-", str(d["capacity"]), str(d["running"]), f"{d['speed']:g}",
+             str(d["version"]), f"{age(d.get('last_heartbeat'), now)} ago"] for d in pool]
+    say(table(["ID", "HOST", "CAPACITY", "RUNNING", "SPEED", "VERSION", "HEARTBEAT"], rows))
+    return 0
+
+
+async def prune(client: Client, args: argparse.Namespace) -> int:
+    """apiary prune: apply the repositories' retention policies now."""
+    deleted = (await client.request("POST", "/prune"))["deleted"]
+    for repo, count in sorted(deleted.items()):
+        say(f"{repo}: {count} job{'s' if count != 1 else ''} deleted")
+    if not deleted:
+        say("no repositories")
+    return 0
