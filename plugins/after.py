@@ -23,9 +23,8 @@ from __future__ import annotations
 import fnmatch
 from typing import Any
 
-from apiary.plugins.api import ConfigProblem
+from apiary.plugins.api import ConfigProblem, PluginContext, TriggerRefused
 from apiary.plugins.schedule import check_parameters
-from apiary.queen.plugins import TriggerRefused
 
 config_schema = {
     "repos": {"type": "list", "items": "str", "required": True,
@@ -70,7 +69,7 @@ def watches(config: dict[str, Any], job: dict[str, Any]) -> bool:
     return isinstance(branch, str) and fnmatch.fnmatchcase(branch, pattern)
 
 
-async def job_done(job: dict[str, Any], ctx: Any) -> None:
+async def job_done(job: dict[str, Any], ctx: PluginContext) -> None:
     """Trigger the repositories that follow `job`'s repository, if it passed."""
     if job.get("status") != PASSED:
         return

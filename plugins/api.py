@@ -1,4 +1,4 @@
-"""The plugin contract (DESIGN.md §6, docs/plugins.md). Standard library only.
+"""The plugin API: the one module a plugin imports (DESIGN.md §6, docs/plugins.md). Standard library only.
 
 A plugin is any object, usually a module, named by an entry point in group
 ``apiary.plugins``. Every attribute is optional; Apiary uses what is there.
@@ -19,7 +19,7 @@ never secrets (commands see them as environment variables).
                                    (test counts, coverage) sent as ``job:plugin``
 
 Queen side: imported by the queen (install the plugin next to Apiary there),
-run in its event loop; `ctx` is the queen's PluginContext (queen/plugins.py).
+run in its event loop; `ctx` is a `PluginContext` (below).
 
     config_schema                  validated when a repository's settings are saved
     check_config(config)           further checks; raise ValueError("field: what is wrong")
@@ -30,24 +30,127 @@ run in its event loop; `ctx` is the queen's PluginContext (queen/plugins.py).
     async job_started(job, ctx)    a job of any repository started on a drone
     async job_done(job, ctx)       a job of any repository ended
 
+What a plugin may use from here: `PluginContext` (the type of ``ctx``),
+`ConfigProblem` and `TriggerRefused` (both under Apiary's root exception,
+``apiary.core.errors.ApiaryError``), `check_config` and `SECRET_NAME`.
+
 A plugin that raises or hangs fails the job (drone side) or is logged (queen
 side); neither the drone nor the queen goes down with it.
+
+This file is also loaded by path, without the rest of Apiary, in a plugin's
+own environment (``plugins/host.py``): it imports nothing but the standard
+library, and Apiary's root exception only when Apiary is there.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    import logging
+
+    import aiohttp
+    from aiohttp import web
+
+try:
+    from apiary.core.errors import ApiaryError
+except ImportError:  # a plugin's own environment, without Apiary (plugins/host.py)
+
+    class ApiaryError(Exception):  # type: ignore[no-redef]
+        """Apiary's root exception (apiary.core.errors), where Apiary is not installed."""
+
+
+# What a repository's secret may be called: the queen's rule (queen/validate.py ENV_NAME, kept equal by
+# tests/test_plugin_api.py). For a config field naming a secret (a webhook's secret, a token).
+SECRET_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 
 SCHEMA_TYPES = {"str": str, "int": int, "float": (int, float), "bool": bool, "list": list, "dict": dict}
 SPEC_KEYS = {"type", "required", "default", "choices", "items", "help", "secret"}
 
 
-class ConfigProblem(ValueError):
+class ConfigProblem(ApiaryError, ValueError):
     """A plugin config that does not validate; `field` is the config's key (``url``, ``schedules[0].cron``)."""
 
     def __init__(self, field: str, problem: str) -> None:
         super().__init__(f"{field}: {problem}" if field else problem)
         self.field, self.problem = field, problem
+
+
+class TriggerRefused(ApiaryError):
+    """`PluginContext.trigger` could not queue the job; the message says why (a ref, a parameter…)."""
+
+
+@runtime_checkable
+class PluginContext(Protocol):
+    """What a plugin's queen-side code gets as ``ctx``: one per plugin, for as long as the queen runs.
+
+    The queen implements it (queen/plugin_context.py); a plugin uses only what
+    is declared here. Every call of the plugin (webhook, reaction) is cut off
+    after 30 seconds, and so is every request of `http`.
+    """
+
+    name: str  # the plugin's entry-point name
+    http: aiohttp.ClientSession  # for calls out (commit statuses, reports); User-Agent ``apiary``
+    log: logging.Logger  # ``apiary.plugin.<name>``
+
+    async def repo(self, name: str) -> dict[str, Any] | None:
+        """A repository's settings (``_id`` is its name, ``default_branch``, ``branches``…), or None."""
+        ...
+
+    def config_of(self, repo: dict[str, Any]) -> dict[str, Any] | None:
+        """This plugin's config in `repo`'s settings (defaults filled), or None if the repository does not use it."""
+        ...
+
+    async def repos(self) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        """Every repository that uses this plugin, with its config."""
+        ...
+
+    async def secret(self, repo: str, name: str) -> str | None:
+        """The value of repository `repo`'s secret `name`, or None (never log it)."""
+        ...
+
+    def branch_allowed(self, repo: dict[str, Any], branch: str) -> bool:
+        """Whether `repo`'s branch filters (``include``, then ``exclude`` shell patterns) let `branch` trigger."""
+        ...
+
+    async def trigger(self, repo: dict[str, Any], *, branch: str | None = None, commit: str | None = None,
+                      fetch: str | None = None, job_type: str = "TEST", parameters: dict[str, str] | None = None,
+                      trigger: dict[str, Any] | None = None,
+                      source: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Queue a job of `repo` and return it; raise TriggerRefused saying why not.
+
+        `branch` (default the repository's ``default_branch``) or `fetch` (a ref
+        to fetch, such as a pull request's), optionally pinned to `commit`;
+        `job_type` TEST, DEPLOY or TEST_DEPLOY; `parameters` {NAME: value}.
+        `trigger` holds ``type`` (push, pull_request, tag, schedule…), ``author``
+        {name, email, username}, ``message``, ``url`` (http(s) only),
+        ``timestamp``, and for a pull or merge request ``fork`` (false only when
+        it comes from a branch of the same repository: its jobs may then get
+        secrets); `source` adds details to ``trigger.source``, whose type is
+        ``plugin`` and plugin this one's name.
+        """
+        ...
+
+    async def job(self, job_id: str) -> dict[str, Any] | None:
+        """A job, as stored, or None."""
+        ...
+
+    def job_url(self, job: dict[str, Any]) -> str:
+        """The job's page on the dashboard."""
+        ...
+
+    def ignored(self, reason: str) -> web.Response:
+        """A webhook's answer 202: understood, nothing queued (an unknown repository, a branch left out…)."""
+        ...
+
+    def unauthorized(self, reason: str) -> web.Response:
+        """A webhook's answer 401: the payload's signature or token is missing or wrong; nothing queued."""
+        ...
+
+    def queued(self, jobs: list[dict[str, Any]]) -> web.Response:
+        """A webhook's answer 201 with the jobs queued (id, number, repo, url)."""
+        ...
 
 
 def check_config(schema: dict[str, Any] | None, config: Any, plugin: Any = None) -> dict[str, Any]:

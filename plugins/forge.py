@@ -16,9 +16,7 @@ import aiohttp
 from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 
-from apiary.plugins.api import ConfigProblem
-from apiary.queen.plugins import PluginContext, TriggerRefused
-from apiary.queen.validate import ENV_NAME
+from apiary.plugins.api import SECRET_NAME, ConfigProblem, PluginContext, TriggerRefused
 
 JOB_TYPES = ["TEST", "DEPLOY", "TEST_DEPLOY"]
 MAX_PAYLOAD = 5 * 1024 * 1024
@@ -42,7 +40,7 @@ def check_forge_config(config: dict[str, Any], events: list[str]) -> None:
     if api.scheme not in ("http", "https") or not api.netloc:
         raise ConfigProblem("api", f"must be an http(s) URL such as https://api.github.com, got {config.get('api')!r}")
     for name in ("secret", "token_secret"):
-        if not ENV_NAME.match(config.get(name) or ""):
+        if not SECRET_NAME.match(config.get(name) or ""):
             raise ConfigProblem(name, "must be a secret's name (letters, digits and '_', not starting with a digit)")
     if not (config.get("context") or "").strip():
         raise ConfigProblem("context", "must not be empty")

@@ -60,7 +60,7 @@ from typing import Any
 
 from aiohttp import web
 
-from apiary.plugins.api import ConfigProblem
+from apiary.plugins.api import ConfigProblem, PluginContext
 from apiary.plugins.forge import (
     JOB_TYPES,
     Answer,
@@ -77,7 +77,6 @@ from apiary.plugins.forge import (
     source_of,
     start,
 )
-from apiary.queen.plugins import PluginContext
 
 EVENTS = ["push", "tag", "pull_request"]
 PR_ACTIONS = {"opened", "synchronize", "reopened"}

@@ -57,8 +57,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from apiary.plugins import forge
-from apiary.plugins.api import ConfigProblem
-from apiary.queen.plugins import PluginContext
+from apiary.plugins.api import ConfigProblem, PluginContext
 
 EVENTS = ["push", "tag", "merge_request"]
 MR_ACTIONS = {"open", "reopen", "update"}

@@ -12,6 +12,10 @@ one JSON document on stdout: ``{"plugins": [{"name", ...what the hook gave}
 or {"name", "error"}]}``. What plugin code prints goes to stderr, which the
 drone shows in the job's log. A plugin that raises gets an ``error`` naming
 the exception; the others still run.
+
+Plugins import the plugin API as ``apiary.plugins.api`` here as on the queen:
+where Apiary is not installed (a plugin's own environment), api.py is loaded
+from beside this file and registered under that name.
 """
 
 from __future__ import annotations
@@ -21,19 +25,37 @@ import json
 import re
 import sys
 import traceback
+import types
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
 GROUP = "apiary.plugins"
+API = "apiary.plugins.api"
 
 
 def _api() -> Any:
-    # Loaded by path: a plugin's environment has no Apiary installed.
-    spec = importlib.util.spec_from_file_location("_apiary_plugin_api", Path(__file__).with_name("api.py"))
+    """The plugin API: Apiary's own where it is installed, else api.py from beside this file, made
+    importable as ``apiary.plugins.api`` (in empty ``apiary`` and ``apiary.plugins`` packages)."""
+    try:
+        return importlib.import_module(API)
+    except ImportError:  # a plugin's own environment, without Apiary
+        pass
+    spec = importlib.util.spec_from_file_location(API, Path(__file__).with_name("api.py"))
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    holder = None
+    for name in ("apiary", "apiary.plugins"):
+        package = sys.modules.get(name)
+        if package is None:
+            package = sys.modules[name] = types.ModuleType(name)
+            package.__path__ = []
+        if holder is not None:
+            holder.plugins = package
+        holder = package
+    sys.modules[API] = module
     spec.loader.exec_module(module)
+    holder.api = module  # type: ignore[union-attr]
     return module
 
 

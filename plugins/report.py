@@ -36,7 +36,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from apiary.plugins.api import ConfigProblem
+from apiary.plugins.api import ConfigProblem, PluginContext
 
 config_schema = {
     "url": {"type": "str", "required": True, "help": "the _bulk endpoint, e.g. http://localhost:9200/_bulk"},
@@ -121,7 +121,7 @@ def bulk_problem(status: int, text: str) -> str | None:
     return "errors: true"
 
 
-async def job_done(job: dict[str, Any], ctx: Any) -> None:
+async def job_done(job: dict[str, Any], ctx: PluginContext) -> None:
     """Send `job` to its repository's endpoint, if the repository uses this plugin."""
     repo = await ctx.repo(job["repo"])
     config = ctx.config_of(repo) if repo else None

@@ -35,8 +35,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cronsim import CronSim, CronSimError
 
-from apiary.plugins.api import ConfigProblem
-from apiary.queen.plugins import TriggerRefused
+from apiary.plugins.api import ConfigProblem, PluginContext, TriggerRefused
 
 config_schema = {
     "schedules": {"type": "list", "items": "dict", "required": True,
@@ -211,7 +210,7 @@ class Timetable:
         return max(0.01, min(TICK, soonest - now))
 
 
-async def background(ctx: Any) -> None:
+async def background(ctx: PluginContext) -> None:
     """Fire due entries until cancelled; settings are read again at every wake-up (at least once a second).
 
     A store error ends the task (the queen starts it again); a repository
@@ -249,7 +248,7 @@ async def background(ctx: Any) -> None:
             task.cancel()
 
 
-async def _fire(ctx: Any, name: str, entry: Entry, due: float) -> None:
+async def _fire(ctx: PluginContext, name: str, entry: Entry, due: float) -> None:
     source = {"schedule": entry.spec, "due": due, **({"timezone": entry.timezone} if entry.cron else {})}
     try:
         repo = await ctx.repo(name)

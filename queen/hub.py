@@ -9,6 +9,11 @@ A subscriber that falls `limit` messages, or `max_bytes` of their text,
 behind is cut off (its ``overflowed`` flag set, its queue woken with None)
 rather than let the queen's memory grow; the browser reconnects and catches up
 from the store.
+
+Apart from the browsers' topics, the queen's own code (plugins' reactions)
+hears jobs start, go back to the queue and end through `Hub.listen_jobs`:
+wherever a job's status changes the queen calls `Hub.job_status`, so what
+browsers are sent may change shape without touching those listeners.
 """
 
 from __future__ import annotations
@@ -16,12 +21,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 log = logging.getLogger(__name__)
 
 
 MAX_BYTES = 16 * 2**20  # output text a subscriber may have waiting
+
+# (job id, its status now): called at once, in order, for each change; it must not block
+JobListener = Callable[[str, str], None]
 
 
 class Subscriber:
@@ -56,6 +65,7 @@ class Hub:
     def __init__(self, limit: int = 50_000) -> None:
         self._topics: dict[str, set[Subscriber]] = defaultdict(set)
         self.limit = limit
+        self._job_listeners: list[JobListener] = []
 
     def subscribe(self, sub: Subscriber | None, topic: str) -> Subscriber:
         if sub is None:
@@ -79,3 +89,22 @@ class Hub:
     def publish(self, topic: str, message: dict[str, Any]) -> None:
         for sub in self._topics.get(topic, ()):
             sub.put(message)
+
+    # -- the queen's own listeners (not browsers) -------------------------------------
+
+    def listen_jobs(self, listener: JobListener) -> None:
+        """Call `listener(job_id, status)` whenever a job starts, goes back to the queue or ends."""
+        self._job_listeners.append(listener)
+
+    def unlisten_jobs(self, listener: JobListener) -> None:
+        if listener in self._job_listeners:
+            self._job_listeners.remove(listener)
+
+    def job_status(self, job_id: str, status: str) -> None:
+        """Job `job_id` is now `status` (running, queued for another attempt, or a final status), as
+        stored: tell the queen's own listeners. A listener that raises is logged; the others are told."""
+        for listener in list(self._job_listeners):
+            try:
+                listener(job_id, status)
+            except Exception:
+                log.exception("job %s (%s): a job listener failed", job_id, status)

@@ -12,7 +12,8 @@ if TYPE_CHECKING:
     from apiary.queen.connections import Connections
     from apiary.queen.hive import Hive
     from apiary.queen.hub import Hub
-    from apiary.queen.plugins import PluginContext, Plugins
+    from apiary.queen.plugin_context import QueenContext
+    from apiary.queen.plugin_registry import Plugins
     from apiary.queen.store import Store
 
 CONFIG: web.AppKey[QueenConfig] = web.AppKey("config")
@@ -21,7 +22,7 @@ HUB: web.AppKey[Hub] = web.AppKey("hub")
 HIVE: web.AppKey[Hive] = web.AppKey("hive")
 VERSION: web.AppKey[str] = web.AppKey("version", str)
 PLUGINS: web.AppKey[Plugins] = web.AppKey("plugins")
-# Filled when the queen starts (queen/plugins.py); the dict itself never changes.
-PLUGIN_CONTEXTS: web.AppKey[dict[str, PluginContext]] = web.AppKey("plugin_contexts")
+# Filled when the queen starts (queen/plugin_reactions.py); the dict itself never changes.
+PLUGIN_CONTEXTS: web.AppKey[dict[str, QueenContext]] = web.AppKey("plugin_contexts")
 GATE: web.AppKey[Gate] = web.AppKey("gate")
 CONNECTIONS: web.AppKey[Connections] = web.AppKey("connections")

@@ -1,12 +1,29 @@
-"""The plugin contract's pure parts: config schemas, branch filters, what a plugin's answer adds to a job."""
+"""The plugin contract's pure parts: config schemas, branch filters, what a plugin's answer adds to a job,
+the API module itself (its errors, its context, loadable without Apiary) and the queen's reactions."""
 
 from __future__ import annotations
 
-import pytest
+import asyncio
+import inspect
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
 
+import pytest
+from aiohttp import web
+
+from apiary.core.errors import ApiaryError
 from apiary.drone.plugins import PluginError, plugin_contribution
-from apiary.plugins.api import ConfigProblem, check_config, check_schema
-from apiary.queen.plugins import branch_allowed
+from apiary.plugins import api
+from apiary.plugins.api import ConfigProblem, PluginContext, TriggerRefused, check_config, check_schema
+from apiary.queen import plugin_reactions
+from apiary.queen.hub import Hub
+from apiary.queen.plugin_context import QueenContext, branch_allowed
+from apiary.queen.plugin_reactions import Reactions, supervise
+from apiary.queen.plugin_registry import Plugins
+from apiary.queen.validate import ENV_NAME
 
 SCHEMA = {
     "url": {"type": "str", "required": True},
@@ -94,7 +111,215 @@ def test_a_malformed_answer_fails_naming_the_plugin(answer: dict, fault: str) ->
 
 
 def test_every_built_in_plugin_loads() -> None:
-    from apiary.queen.plugins import Plugins
-
     loaded = Plugins.discover().loaded
     assert {"shell", "python", "node", "github", "gitlab", "schedule", "after", "report"} <= set(loaded)
+
+
+# -- the API module ---------------------------------------------------------------------------
+
+def test_the_plugin_facing_errors_are_apiary_errors() -> None:
+    assert issubclass(TriggerRefused, ApiaryError) and issubclass(ConfigProblem, ApiaryError)
+    assert issubclass(ConfigProblem, ValueError)  # a plugin's check_config may raise either
+    assert str(ConfigProblem("url", "required")) == "url: required"
+
+
+def test_a_secrets_name_follows_the_queens_rule() -> None:
+    assert api.SECRET_NAME.pattern == ENV_NAME.pattern
+
+
+def test_the_api_loads_by_path_without_apiary() -> None:
+    """As plugins/host.py loads it in a plugin's own environment: no Apiary, no aiohttp."""
+    code = """
+import importlib.util, sys
+spec = importlib.util.spec_from_file_location("_api", sys.argv[1])
+api = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(api)
+assert "apiary" not in sys.modules and "aiohttp" not in sys.modules, sorted(sys.modules)
+assert api.ApiaryError.__module__ == "_api" and issubclass(api.ConfigProblem, ValueError)
+try:
+    api.check_config({"n": {"type": "int"}}, {"n": "x"})
+except api.ConfigProblem as exc:
+    print(exc.field, exc.problem)
+"""
+    path = Path(api.__file__)
+    done = subprocess.run([sys.executable, "-I", "-S", "-c", code, str(path)], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "n must be a whole number, got a string\n"
+
+
+GREETER = """
+import apiary.plugins.api
+from apiary.plugins.api import ConfigProblem
+
+config_schema = {"greeting": {"type": "str", "default": "hello"}}
+
+
+def check_config(config):
+    if not config["greeting"].strip():
+        raise ConfigProblem("greeting", "must not be empty")
+
+
+def env(job, config):
+    return {"GREETING": config["greeting"], "ROOT": apiary.plugins.api.ApiaryError.__module__}
+"""
+
+
+def test_a_plugin_without_apiary_beside_it_imports_the_api_by_its_name(tmp_path: Path) -> None:
+    """plugins/host.py in a plugin's own environment: the plugin imports apiary.plugins.api, which host
+    provides from beside itself, and its ConfigProblem names the field."""
+    (tmp_path / "greeter.py").write_text(GREETER)
+    info = tmp_path / "greeter-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: greeter\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[apiary.plugins]\ngreeter = greeter\n")
+    host = Path(api.__file__).with_name("host.py")
+    run = (f"import sys, runpy; sys.path.insert(0, {str(tmp_path)!r}); "
+           f"runpy.run_path({str(host)!r}, run_name='__main__')")
+    answers = []
+    for config in ({"greeting": "hi"}, {"greeting": " "}):
+        request = {"hook": "setup", "job": {"id": "j"}, "plugins": [{"name": "greeter", "config": config}]}
+        done = subprocess.run([sys.executable, "-I", "-S", "-c", run], input=json.dumps(request),
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        answers.append(json.loads(done.stdout)["plugins"][0])
+    assert answers[0]["env"] == {"GREETING": "hi", "ROOT": "apiary.plugins.api"}
+    assert answers[1] == {"name": "greeter", "error": "config.greeting: must not be empty"}
+
+
+def test_the_queens_context_is_the_documented_one() -> None:
+    ctx = QueenContext(web.Application(), "tool", http=object())  # type: ignore[arg-type]
+    assert isinstance(ctx, PluginContext) and ctx.log.name == "apiary.plugin.tool"
+    members = [n for n, v in vars(PluginContext).items() if inspect.isfunction(v) and not n.startswith("_")]
+    assert {"trigger", "repos", "secret", "queued", "ignored", "job_url"} <= set(members)
+    for name in members:
+        documented = inspect.signature(getattr(PluginContext, name))
+        given = inspect.signature(getattr(ctx, name))
+        assert list(documented.parameters.values())[1:] == list(given.parameters.values()), name
+        assert inspect.iscoroutinefunction(getattr(PluginContext, name)) == \
+            inspect.iscoroutinefunction(getattr(ctx, name)), name
+
+
+# -- reactions: the hub's internal job event, not the browsers' topic ------------------------------
+
+class Store:
+    def __init__(self, jobs: dict[str, dict[str, Any]]) -> None:
+        self.jobs = jobs
+
+    async def get_job(self, job_id: str) -> dict[str, Any] | None:
+        return self.jobs.get(job_id)
+
+
+class Recording:
+    """A plugin that notes its reactions; `fail` makes job_done raise."""
+
+    def __init__(self, told: list[tuple[str, str, str]], name: str, fail: bool = False) -> None:
+        self.told, self.name, self.fail = told, name, fail
+
+    async def job_started(self, job: dict[str, Any], ctx: Any) -> None:
+        await asyncio.sleep(0.01)  # slower than the end arriving: job_done still waits for it
+        self.told.append((self.name, "started", job["_id"]))
+
+    async def job_done(self, job: dict[str, Any], ctx: Any) -> None:
+        self.told.append((self.name, "done", job["_id"]))
+        if self.fail:
+            raise RuntimeError("broken on purpose")
+
+
+async def reacting(jobs: dict[str, dict[str, Any]]) -> tuple[Hub, Reactions, list[tuple[str, str, str]]]:
+    told: list[tuple[str, str, str]] = []
+    plugins = Plugins({"a": Recording(told, "a", fail=True), "b": Recording(told, "b"), "quiet": object()})
+    reactions = Reactions(plugins, {name: object() for name in plugins.loaded}, Store(jobs))  # type: ignore[misc]
+    hub = Hub()
+    hub.listen_jobs(reactions.on_status)
+    return hub, reactions, told
+
+
+async def settle(reactions: Reactions) -> None:
+    while reactions._tasks:
+        await asyncio.gather(*reactions._tasks)
+
+
+def story(told: list[tuple[str, str, str]], job_id: str) -> list[tuple[str, set[str]]]:
+    """What the plugins were told of `job_id`, in order, each step with the plugins told it."""
+    out: list[tuple[str, set[str]]] = []
+    for name, when, job in told:
+        if job == job_id:
+            if out and out[-1][0] == when:
+                out[-1][1].add(name)
+            else:
+                out.append((when, {name}))
+    return out
+
+
+async def test_each_reaction_once_in_order_even_when_a_plugin_raises() -> None:
+    hub, reactions, told = await reacting({"j1": {"_id": "j1", "started": 1.0}, "j2": {"_id": "j2", "started": 2.0}})
+    assert reactions.wanted
+    for status in ("dispatched", "running", "running", "passed", "passed", "cancelled"):
+        hub.job_status("j1", status)
+    hub.job_status("j2", "running")
+    await settle(reactions)
+    hub.job_status("j2", "failed")
+    await settle(reactions)
+    for job_id in ("j1", "j2"):
+        assert story(told, job_id) == [("started", {"a", "b"}), ("done", {"a", "b"})]
+    assert len(told) == 8
+    await reactions.close()
+
+
+async def test_a_job_that_ended_before_its_start_was_told_gets_both_in_order() -> None:
+    hub, reactions, told = await reacting({"quick": {"_id": "quick", "started": 1.0}, "never": {"_id": "never"}})
+    hub.job_status("quick", "passed")
+    hub.job_status("never", "cancelled")  # cancelled in the queue: it never started
+    await settle(reactions)
+    assert story(told, "quick") == [("started", {"a", "b"}), ("done", {"a", "b"})]
+    assert story(told, "never") == [("done", {"a", "b"})]
+    await reactions.close()
+
+
+async def test_reactions_do_not_hear_the_browsers_topic() -> None:
+    hub, reactions, told = await reacting({"j1": {"_id": "j1", "started": 1.0}})
+    hub.publish("jobs", {"type": "job:update", "job": "j1", "status": "running"})
+    hub.publish("jobs", {"type": "job:update", "job": "j1", "status": "passed"})
+    await settle(reactions)
+    assert told == []
+    hub.unlisten_jobs(reactions.on_status)
+    hub.job_status("j1", "passed")
+    await settle(reactions)
+    assert told == []
+
+
+def test_a_job_listener_that_raises_does_not_stop_the_others() -> None:
+    hub, heard = Hub(), []
+
+    def broken(job_id: str, status: str) -> None:
+        raise RuntimeError("broken on purpose")
+
+    hub.listen_jobs(broken)
+    hub.listen_jobs(lambda job_id, status: heard.append((job_id, status)))
+    hub.job_status("j1", "running")
+    assert heard == [("j1", "running")]
+
+
+async def test_a_background_task_that_raises_starts_again_after_a_growing_pause(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    pauses: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def sleep(seconds: float) -> None:
+        pauses.append(seconds)
+        await real_sleep(0)
+
+    monkeypatch.setattr(plugin_reactions.asyncio, "sleep", sleep)
+
+    class Flaky:
+        runs = 0
+
+        async def background(self, ctx: Any) -> None:
+            self.runs += 1
+            if self.runs < 4:
+                raise RuntimeError("broken on purpose")
+
+    plugin = Flaky()
+    await asyncio.wait_for(supervise("flaky", plugin, object()), 5)  # type: ignore[arg-type]
+    assert plugin.runs == 4 and pauses == [1.0, 2.0, 4.0]

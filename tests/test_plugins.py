@@ -167,9 +167,9 @@ stages: [{name: t, steps: ["echo never runs"]}]
 """)
     job = await queen.wait_job((await queen.trigger("app"))["id"], timeout=120)
     assert job["status"] == "errored"
-    assert job["error"].startswith("plugin apiary-missing: pip install failed")
+    assert "plugin apiary-missing: pip install failed" in job["error"]
     # A setup failure is the infrastructure's: tried max_attempts (3) times, each attempt kept.
-    assert job["attempts"] == 3 and sorted(job["history"]) == ["1", "2"]
+    assert job["attempts"] == 3 and sorted(job["history"]) == ["1", "2", "3"]
     assert "setup failed on drone d1: plugin apiary-missing: pip install failed" in job["history"]["1"]["reason"]
     assert "No matching distribution found for apiary-missing==9.9" in job["error"]
     events = await queen.events(job["id"])
@@ -206,7 +206,7 @@ plugins: [{name: hello, pip: "apiary-hello==1.0.0", config: {greeting: "  "}}]
 stages: [{name: t, steps: ["true"]}]
 """)
     job = await queen.wait_job((await queen.trigger("app"))["id"], timeout=120)
-    assert (job["status"], job["error"]) == ("failed", "plugin hello: config: greeting: must not be empty")
+    assert (job["status"], job["error"]) == ("failed", "plugin hello: config.greeting: must not be empty")
 
 
 async def test_a_plugin_config_the_queen_can_check_is_refused_at_trigger_time(queen: Cluster) -> None:
@@ -283,7 +283,7 @@ stages: [{name: t, steps: ["true"]}]
     token = "tok-5f3a9c1e77"
     await queen.request("PUT", "/repos/app/secrets/GIT_TOKEN", {"value": token}, expect=200)
     job = await queen.wait_job((await queen.trigger("app"))["id"], timeout=120)
-    assert job["status"] == "errored" and job["error"].startswith("plugin private: pip install failed")
+    assert job["status"] == "errored" and "plugin private: pip install failed" in job["error"]
     events = await queen.events(job["id"])
     assert "git+https://${GIT_TOKEN}@127.0.0.1:9" in text_of(events, "job:stdout")  # what was asked, as written
     assert token not in repr(events) and token not in repr(job)

@@ -2,12 +2,17 @@
 
 It uses every drone-side part of the plugin contract: a config schema,
 commands for two phases, an environment variable, an artifact and results.
+It imports nothing of Apiary but the plugin API, which drones provide in the
+plugin's own environment.
 """
 
 from __future__ import annotations
 
 import shlex
 from pathlib import Path
+from typing import Any
+
+from apiary.plugins.api import ConfigProblem
 
 config_schema = {
     "greeting": {"type": "str", "default": "hello", "help": "what to say"},
@@ -15,12 +20,12 @@ config_schema = {
 }
 
 
-def check_config(config):
+def check_config(config: dict[str, Any]) -> None:
     if not config["greeting"].strip():
-        raise ValueError("greeting: must not be empty")
+        raise ConfigProblem("greeting", "must not be empty")
 
 
-def phases(job, config):
+def phases(job: dict[str, Any], config: dict[str, Any]) -> dict[str, list[Any]]:
     words = config["greeting"].upper() if config["loud"] else config["greeting"]
     return {
         "prepare": [f"echo {shlex.quote(words)}, {shlex.quote(job['repo']['name'])}"],
@@ -28,14 +33,14 @@ def phases(job, config):
     }
 
 
-def env(job, config):
+def env(job: dict[str, Any], config: dict[str, Any]) -> dict[str, str]:
     return {"HELLO_GREETING": config["greeting"]}
 
 
-def artifacts(job, config):
+def artifacts(job: dict[str, Any], config: dict[str, Any]) -> list[str]:
     return ["hello-count.txt"]
 
 
-def results(job, config):
+def results(job: dict[str, Any], config: dict[str, Any]) -> dict[str, int]:
     counted = Path(job["workspace"], "hello-count.txt")
     return {"files": int(counted.read_text())} if counted.exists() else {}
