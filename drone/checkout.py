@@ -9,8 +9,8 @@ variables, an ssh key as a 0600 file in the job's private directory named by
 ``GIT_SSH_COMMAND``. Call `CheckoutPlan.cleanup()` when the job ends, whatever
 happened, to remove the key.
 
-Ref and credential rules are the queen's (queen/gitread.py), so a ref the
-queen accepted at trigger time checks out the same commit here. A bad ref or
+Ref and credential rules are the core's (core/refs.py), the queen's too, so a
+ref the queen accepted at trigger time checks out the same commit here. A bad ref or
 refused credentials fail the fetch with git's own message and a line saying
 what could not be fetched.
 """
@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import shlex
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from apiary.queen.gitread import auth_env, check_url, display_url, parse_ref
+from apiary.core.refs import check_url, display_url, git_env, parse_ref, ssh_key_text
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +57,9 @@ def checkout_plan(url: str, ref: dict[str, Any], auth: dict[str, Any] | None, pr
     """
     check_url(url)
     wanted = parse_ref(ref)
-    env, key_file = auth_env(url, auth, private_dir, isolated=False)
+    key = ssh_key_text(auth)
+    key_file = _write_key(private_dir, key) if key is not None else None
+    env = git_env(url, auth, key_file, isolated=False)
     # Quiet about the initial branch name and a detached HEAD; both are expected here.
     base = int(env["GIT_CONFIG_COUNT"])
     for n, (key, value) in enumerate((("init.defaultBranch", "apiary"), ("advice.detachedHead", "false"))):
@@ -82,3 +86,12 @@ def checkout_plan(url: str, ref: dict[str, Any], auth: dict[str, Any] | None, pr
     commands.append(SHOW_COMMIT)
     log.debug("checkout of %s from %s: %d commands", wanted.text, display_url(url), len(commands))
     return CheckoutPlan(commands=commands, env=env, key_file=key_file)
+
+
+def _write_key(private_dir: Path, key: str) -> Path:
+    """`key` in a new file only the drone's user can read, in `private_dir` (outside the workspace)."""
+    private_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, name = tempfile.mkstemp(prefix="key-", dir=private_dir)  # mode 0600
+    with os.fdopen(fd, "w") as f:
+        f.write(key)
+    return Path(name)

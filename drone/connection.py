@@ -15,7 +15,7 @@ growing to a cap). Messages other than ``ack`` go to ``on_message``.
 
 With ``curve_secret_key`` and ``queen_public_key`` the DEALER is a CurveZMQ
 client. A refused handshake is logged with what to fix (at most once a
-minute) and dialled again (queen/curve.py).
+minute) and dialled again (keys.py).
 
 Lifecycle: `start()` (in the running loop), then `run()` until cancelled, then `close()`.
 """
@@ -33,16 +33,11 @@ import zmq
 import zmq.asyncio
 
 from apiary.core.config import DroneConfig
-from apiary.queen.curve import (
-    LOG_EVERY,
-    Every,
-    HandshakeMonitor,
-    client_curve,
-    drone_handshake_problem,
-)
+from apiary.core.curve import LOG_EVERY, Every
 from apiary.core.errors import ProtocolError
 from apiary.core.protocol import MAX_MESSAGE_BYTES, QUEEN_SENDS, Msg, decode, encode
 
+from .keys import HandshakeMonitor, client_curve, drone_handshake_problem
 from .outbox import Outbox
 
 log = logging.getLogger(__name__)

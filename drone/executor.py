@@ -33,8 +33,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from apiary.queen.gitread import secrets_of
-from apiary.core.pipeline import blocked_stages, next_stages, runnable_stages
+from apiary.core.refs import secrets_of
+from apiary.core.stages import blocked_stages, next_stages, runnable_stages
 from apiary.core.protocol import JobStatus, JobType, Msg
 
 from .artifacts import ArtifactError

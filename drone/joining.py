@@ -1,6 +1,6 @@
 """`apiary drone --join TOKEN`: a drone's key pair, authorized by the queen with a one-time token.
 
-The token (queen/joining.py) names the queen's API and its public key. The
+The token (core/tokens.py) names the queen's API and its public key. The
 drone makes its key pair under ``work_dir/keys`` (once), sends the public key
 with the token to ``POST /api/v1/drones/join``, checks the queen's answer
 names the same queen key, and keeps that key as ``work_dir/keys/queen.key``.
@@ -19,9 +19,10 @@ import aiohttp
 import zmq.auth
 
 from apiary.core.config import DroneConfig
-from apiary.queen.curve import create_key_pair
 from apiary.core.errors import ApiaryError
-from apiary.queen.joining import certificate, read_token
+from apiary.core.tokens import certificate, read_token
+
+from .keys import create_key_pair
 
 log = logging.getLogger(__name__)
 

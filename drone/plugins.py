@@ -38,7 +38,7 @@ from typing import Any
 import apiary.plugins as builtin_plugins
 from apiary.core.config import DroneConfig
 from apiary.core.errors import ApiaryError
-from apiary.core.pipeline import plugin_key
+from apiary.core.stages import plugin_key
 
 log = logging.getLogger(__name__)
 

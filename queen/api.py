@@ -1,7 +1,7 @@
 """The REST API under /api/v1: thin handlers over the store, the job factory and the hive.
 
 Errors are JSON ``{"error": message, "field": name}`` with the HTTP status of
-the RequestError raised (see errors.py); the middleware in app.py maps them.
+the InputError raised (see errors.py); the middleware in app.py maps them.
 """
 
 from __future__ import annotations

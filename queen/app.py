@@ -32,7 +32,7 @@ from apiary.queen.auth import Gate, auth_middleware
 from apiary.core.config import QueenConfig
 from apiary.queen.connections import IDLE_FACTOR, MAX_CONNECTIONS, Connections, cap_for, raise_file_limit
 from apiary.queen.embedded import embedded_store
-from apiary.core.errors import ApiaryError, RequestError
+from apiary.core.errors import ApiaryError, InputError
 from apiary.queen.hive import Hive
 from apiary.queen.hub import Hub
 from apiary.queen.joining import routes as join_routes
@@ -61,7 +61,7 @@ async def error_middleware(request: web.Request,
                            handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
     try:
         return await handler(request)
-    except RequestError as exc:
+    except InputError as exc:
         body = {"error": str(exc)}
         if exc.field:
             body["field"] = exc.field

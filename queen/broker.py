@@ -33,14 +33,12 @@ from typing import Any
 import zmq
 import zmq.asyncio
 
+from apiary.core.curve import LOG_EVERY, Every, is_loopback
 from apiary.queen.curve import (
-    LOG_EVERY,
     ZAP_DOMAIN,
     DroneAuthenticator,
-    Every,
     HandshakeMonitor,
     ServerCurve,
-    is_loopback,
     queen_handshake_problem,
 )
 from apiary.core.errors import ApiaryError, ProtocolError

@@ -14,8 +14,9 @@ an https token as an ``http.<origin>.extraHeader`` given by
 private directory removed afterwards. Neither is ever on a command line or in
 a URL, and git's messages are masked before they reach an error.
 
-The pure helpers (`parse_ref`, `auth_env`, `mask`) are shared with the drone's
-checkout (drone/checkout.py), so both sides read a ref and credentials alike.
+The ref and credential rules (`parse_ref`, `git_env`, `mask`) are core/refs.py's,
+shared with the drone's checkout (drone/checkout.py), so both sides read a ref
+and credentials alike.
 
 Errors: everything that goes wrong raises `GitError`, whose message names the
 URL and the ref and carries git's own stderr. Concurrency: fetches of one URL
@@ -26,186 +27,34 @@ Cancellation kills git's whole process group.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import hashlib
 import logging
 import os
-import re
-import shlex
 import signal
 import tempfile
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-from apiary.core.errors import ApiaryError
+from apiary.core.errors import GitError
+from apiary.core.refs import (
+    FULL_SHA,
+    PASSED_ENV,
+    Ref,
+    check_url,
+    display_url,
+    git_env,
+    mask,
+    parse_ref,
+    secrets_of,
+    ssh_key_text,
+)
 
 log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = 60.0
-DEFAULT_USERNAME = "x-access-token"
-# Transports a repository URL may use; `ext::` and friends run arbitrary commands.
-ALLOWED_PROTOCOLS = "file:git:http:https:ssh"
-# Environment a git child keeps from ours: finding programs, and reaching the network through a proxy.
-PASSED_ENV = ("PATH", "http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY",
-              "all_proxy", "ALL_PROXY", "GIT_SSL_CAINFO", "SSL_CERT_FILE", "SSL_CERT_DIR")
-
-_SHA = re.compile(r"[0-9a-fA-F]{4,64}")
-_FULL_SHA = re.compile(r"[0-9a-fA-F]{40}|[0-9a-fA-F]{64}")
-# What check-ref-format refuses, minus the subtleties git will catch itself.
-_BAD_REF = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{|//|^[-/.]|[/.]$|\.lock$|/[.-]")
-
-
-class GitError(ApiaryError):
-    """Git could not fetch or read what a job names; the message carries git's own words."""
-
-
-@dataclass(frozen=True)
-class Ref:
-    """A job's ref, checked: what to fetch from the remote and which commit to end on.
-
-    `source` is the remote ref to fetch (``refs/heads/main``, ``refs/pull/7/merge``),
-    None when only a commit is named; `commit` is the sha the job wants, if any.
-    """
-
-    source: str | None
-    commit: str | None
-    text: str
-
-    @property
-    def local(self) -> str | None:
-        """Where a fetched `source` is kept locally, so the next fetch negotiates from it."""
-        if self.source is None:
-            return None
-        if self.source.startswith("refs/heads/"):
-            return "refs/remotes/origin/" + self.source.removeprefix("refs/heads/")
-        return "refs/apiary/" + self.source.removeprefix("refs/")
-
-
-def parse_ref(ref: dict[str, Any]) -> Ref:
-    """Check a job's ref (`{"branch"}`, `{"branch", "id"}`, `{"id"}` or `{"fetch"}`); raise GitError if it is bad."""
-    if not isinstance(ref, dict):
-        raise GitError(f"a ref must be a mapping, got {ref!r}")
-    branch, commit, fetch = (ref.get(k) or None for k in ("branch", "id", "fetch"))
-    for name, value in (("branch", branch), ("id", commit), ("fetch", fetch)):
-        if value is not None and not isinstance(value, str):
-            raise GitError(f"ref {name}: must be a string, got {value!r}")
-    if commit is not None and not _SHA.fullmatch(commit):
-        raise GitError(f"ref id: {commit!r} is not a commit sha")
-    if branch is not None and fetch is not None:
-        raise GitError("a ref names a branch or a fetch refspec, not both")
-    if fetch is not None:
-        source = fetch.split(":", 1)[0].removeprefix("+")  # a full refspec's destination is ours to choose
-        if source != "HEAD" and not source.startswith("refs/"):
-            source = "refs/heads/" + source
-    elif branch is not None:
-        source = "refs/heads/" + branch.removeprefix("refs/heads/")
-    else:
-        source = None
-    if source is not None and source != "HEAD" and _BAD_REF.search(source):
-        raise GitError(f"ref {source!r} is not a valid ref name")
-    if source is None and commit is None:
-        raise GitError(f"a ref needs a branch, an id or a fetch refspec, got {ref!r}")
-    if source is None and commit is not None and not _FULL_SHA.fullmatch(commit):
-        raise GitError(f"ref id {commit!r}: a commit fetched without a branch must be a full sha")
-    if source is None:
-        text = f"commit {commit}"
-    else:
-        text = f"branch {source[11:]}" if source.startswith("refs/heads/") else f"ref {source}"
-        text += f" at {commit}" if commit else ""
-    return Ref(source=source, commit=commit.lower() if commit else None, text=text)
-
-
-def check_url(url: str) -> None:
-    """Refuse a URL git would read as an option or that carries no location."""
-    if not isinstance(url, str) or not url or url.startswith("-") or any(c in url for c in "\x00\n\r"):
-        raise GitError(f"repository URL {url!r} is not valid")
-
-
-def display_url(url: str) -> str:
-    """The URL with any password in it replaced, fit for logs and messages."""
-    with contextlib.suppress(ValueError):
-        parts = urlsplit(url)
-        if parts.password:
-            netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-            return urlunsplit(parts._replace(netloc=netloc))
-    return url
-
-
-def secrets_of(url: str, auth: dict[str, Any] | None) -> list[str]:
-    """Every string that must never be shown: the token, its header form, a password in the URL."""
-    found: list[str] = []
-    if auth and auth.get("type") == "https" and auth.get("token"):
-        found += [str(auth["token"]), _basic(auth).removeprefix("Basic ")]
-    with contextlib.suppress(ValueError):
-        if password := urlsplit(url).password:
-            found.append(password)
-    return [s for s in found if s]
-
-
-def mask(text: str, secrets: list[str]) -> str:
-    for secret in sorted(secrets, key=len, reverse=True):
-        text = text.replace(secret, "***")
-    return text
-
-
-def _basic(auth: dict[str, Any]) -> str:
-    user = auth.get("username") or DEFAULT_USERNAME
-    return "Basic " + base64.b64encode(f"{user}:{auth['token']}".encode()).decode()
-
-
-def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    host = f"[{host}]" if ":" in host else host
-    return f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "") + "/"
-
-
-def auth_env(url: str, auth: dict[str, Any] | None, private_dir: Path, *,
-             isolated: bool) -> tuple[dict[str, str], Path | None]:
-    """Environment that makes git use `auth` for `url`, and the key file written for it (or None).
-
-    Secrets go only into environment values and a 0600 file in `private_dir`
-    (which the caller removes): a process list or a log shows neither.
-    `isolated` also keeps ssh from reading the user's ssh config (the queen).
-    """
-    config: list[tuple[str, str]] = []
-    key_file: Path | None = None
-    kind = (auth or {}).get("type")
-    if kind not in (None, "https", "ssh"):
-        raise GitError(f"unknown auth type {kind!r} for {display_url(url)} (https or ssh)")
-    if kind == "https" and auth and auth.get("token"):
-        if not url.lower().startswith(("http://", "https://")):
-            raise GitError(f"https credentials given for {display_url(url)}, which is not an http(s) URL")
-        # Scoped to the repository's origin, so a redirect or submodule elsewhere never sees the token.
-        config.append((f"http.{_origin(url)}.extraHeader", "Authorization: " + _basic(auth)))
-    ssh = ["ssh", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-           "-o", "LogLevel=ERROR"]
-    if isolated:
-        ssh += ["-F", "/dev/null"]
-    if kind == "ssh" and auth and auth.get("key"):
-        private_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd, name = tempfile.mkstemp(prefix="key-", dir=private_dir)  # mode 0600
-        key = str(auth["key"]).replace("\r\n", "\n").strip() + "\n"  # ssh refuses a key without its last newline
-        with os.fdopen(fd, "w") as f:
-            f.write(key)
-        key_file = Path(name)
-        ssh += ["-i", str(key_file), "-o", "IdentitiesOnly=yes"]
-    env = {
-        "GIT_TERMINAL_PROMPT": "0",
-        "GIT_ASKPASS": "",
-        "SSH_ASKPASS": "",
-        "GIT_ALLOW_PROTOCOL": ALLOWED_PROTOCOLS,
-        "GIT_SSH_COMMAND": shlex.join(ssh),
-        "GIT_CONFIG_COUNT": str(len(config)),
-    }
-    for n, (key, value) in enumerate(config):
-        env[f"GIT_CONFIG_KEY_{n}"] = key
-        env[f"GIT_CONFIG_VALUE_{n}"] = value
-    return env, key_file
 
 
 # One lock per cache repository and event loop (a Lock belongs to the loop it first waits on).
@@ -238,8 +87,9 @@ async def read_at_ref(cache_dir: Path, url: str, ref: dict[str, Any], auth: dict
             home.mkdir(mode=0o700)
             env = {k: os.environ[k] for k in PASSED_ENV if k in os.environ}
             env.update({"HOME": str(home), "GIT_CONFIG_NOSYSTEM": "1", "LC_ALL": "C", "LANG": "C"})
-            creds, _ = auth_env(url, auth, Path(private) / "keys", isolated=True)
-            env.update(creds)
+            key = ssh_key_text(auth)
+            key_file = _write_key(Path(private) / "keys", key) if key is not None else None
+            env.update(git_env(url, auth, key_file, isolated=True))
             git = _Git(repo, env, timeout, what, secrets)
             if not (repo / "HEAD").exists():
                 await git.run("init", "--bare", "--quiet", str(repo), cwd=cache_dir)
@@ -249,6 +99,15 @@ async def read_at_ref(cache_dir: Path, url: str, ref: dict[str, Any], auth: dict
                 log.debug("%s has no %s at %s", display_url(url), path, sha)
                 return sha, None
             return sha, (await git.run("cat-file", "blob", blob.out.strip())).out
+
+
+def _write_key(folder: Path, key: str) -> Path:
+    """`key` in a new file only we can read, in `folder`; it goes with the call's private directory."""
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, name = tempfile.mkstemp(prefix="key-", dir=folder)  # mode 0600
+    with os.fdopen(fd, "w") as f:
+        f.write(key)
+    return Path(name)
 
 
 async def _fetch(git: _Git, url: str, ref: Ref) -> str:
@@ -266,7 +125,7 @@ async def _fetch(git: _Git, url: str, ref: Ref) -> str:
         found = await git.run("rev-parse", "--verify", "--quiet", f"{ref.commit}^{{commit}}", check=False)
         if found.code == 0:
             return found.out.strip()
-        if not _FULL_SHA.fullmatch(ref.commit):
+        if not FULL_SHA.fullmatch(ref.commit):
             raise GitError(f"cannot read {git.what}: {ref.commit} is not on the branch, and a short sha "
                            "cannot be fetched by itself")
     assert ref.commit is not None

@@ -4,7 +4,7 @@
 pipeline — the one stored on the queen, or ``.apiary.yml`` read at the job's
 commit (the repository's ``pipeline_source`` chooses) — and the parameters it
 declares. A pipeline that does not parse or validate, a missing required
-parameter or a ref git cannot find is refused with a RequestError naming the
+parameter or a ref git cannot find is refused with an InputError naming the
 file, line and field; no such job is stored, none reaches a drone.
 """
 
@@ -17,9 +17,11 @@ from typing import TYPE_CHECKING, Any
 import ulid
 
 from apiary.queen.dispatcher import Dispatcher
-from apiary.core.errors import BadRequest
-from apiary.queen.gitread import GitError, parse_ref, read_at_ref
-from apiary.core.pipeline import load_pipeline, plugin_keys, resolve_parameters
+from apiary.core.errors import BadRequest, GitError
+from apiary.core.refs import parse_ref
+from apiary.queen.gitread import read_at_ref
+from apiary.core.pipeline import load_pipeline
+from apiary.core.stages import plugin_keys, resolve_parameters
 from apiary.core.protocol import JobStatus
 from apiary.queen.repos import repo_auth, stored_pipeline
 from apiary.queen.store import Store

@@ -1,4 +1,4 @@
-"""Join tokens: a drone joins a CurveZMQ pool with one command, its key authorized by a one-time token.
+"""Join tokens, the queen's side: the API that makes them, and the one a drone joins through.
 
 An admin makes a token (``POST /api/v1/drones/join-tokens``, ``apiary join-token``):
 ``apiary_join_`` and base64url JSON of the queen's address (``api``), its
@@ -9,15 +9,12 @@ the token names (a man in the middle has not), and keeps the queen's public
 key. The queen writes the drone's key to ``authorized_keys/ID.key`` (the id is
 the token's, when the admin fixed one), so the drone is admitted at once and
 its id is bound to that key. A token works once and for `TOKEN_SECONDS`; only a
-hash of its secret is stored.
+hash of its secret is stored. The token's format is core/tokens.py's, shared
+with the drone (drone/joining.py).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import datetime
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -25,53 +22,16 @@ from typing import Any
 from aiohttp import web
 
 from . import keys
-from apiary.queen.curve import is_key
+from apiary.core.curve import is_key
 from apiary.core.errors import BadRequest, Conflict
 from apiary.core.protocol import DRONE_ID
+from apiary.core.tokens import TOKEN_SECONDS, certificate, make_token
 from apiary.queen.strict_json import json_response
 from apiary.queen.throttle import retry_after
 from apiary.queen.users import new_secret, same, token_hash
 from apiary.queen.validate import get_number, get_str, no_unknown, read_json
 
 routes = web.RouteTableDef()
-
-PREFIX = "apiary_join_"
-TOKEN_SECONDS = 3600.0
-
-
-def make_token(api: str, queen_key: str, secret: str, drone_id: str | None = None) -> str:
-    fields = {"api": api, "key": queen_key, "secret": secret, **({"id": drone_id} if drone_id else {})}
-    data = json.dumps(fields, separators=(",", ":")).encode()
-    return PREFIX + base64.urlsafe_b64encode(data).decode().rstrip("=")
-
-
-def read_token(token: str) -> dict[str, str]:
-    """The token's ``api``, ``key``, ``secret`` and ``id`` ("": any); ValueError saying what is wrong."""
-    token = token.strip()
-    if not token.startswith(PREFIX):
-        raise ValueError(f"a join token starts with {PREFIX} (apiary join-token on the queen makes one)")
-    body = token[len(PREFIX):]
-    try:
-        data = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
-    except (binascii.Error, ValueError):
-        raise ValueError("the join token is cut short or altered; copy it whole") from None
-    if not isinstance(data, dict) or not all(isinstance(data.get(k), str) for k in ("api", "key", "secret")):
-        raise ValueError("the join token is not one Apiary made")
-    if not is_key(data["key"].encode()):
-        raise ValueError("the join token's queen key is not a CURVE key")
-    drone_id = data.get("id", "")
-    if not isinstance(drone_id, str):
-        raise ValueError("the join token is not one Apiary made")
-    return {"api": data["api"], "key": data["key"], "secret": data["secret"], "id": drone_id}
-
-
-def certificate(public_key: str) -> str:
-    """A public key file as ZeroMQ writes them (zmq.auth.load_certificate reads it)."""
-    now = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-    return (f"#   ****  Written on {now} by apiary (a drone joined with a token)  ****\n"
-            "#   ZeroMQ CURVE Public Certificate\n\n"
-            "metadata\ncurve\n"
-            f'    public-key = "{public_key}"\n')
 
 
 def _curve(request: web.Request) -> Any:

@@ -23,7 +23,7 @@ from pymongo.errors import PyMongoError
 from . import keys
 from apiary.queen.api import load_job, load_repo, public_job
 from apiary.queen.badges import NO_JOBS, badge_for, badge_svg, last_finished
-from apiary.core.errors import BadRequest, RequestError
+from apiary.core.errors import InputError
 from apiary.core.protocol import JobStatus, JobType
 from apiary.queen.repos import REPO_NAME, stored_pipeline
 from apiary.queen.store import READ_BATCH
@@ -152,7 +152,7 @@ async def error_pages(request: web.Request, handler: Handler) -> web.StreamRespo
         return await handler(request)
     try:
         return await handler(request)
-    except RequestError as exc:
+    except InputError as exc:
         return error_page(request, exc.status, str(exc))
     except web.HTTPException as exc:
         if exc.status < 400:
@@ -178,7 +178,7 @@ def declared_parameters(repo: dict[str, Any]) -> tuple[dict[str, Any] | None, st
         return None, ""
     try:
         return stored_pipeline(repo).get("parameters") or {}, ""
-    except BadRequest as exc:
+    except InputError as exc:  # a PipelineError
         return {}, str(exc)
 
 

@@ -34,8 +34,8 @@ import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from apiary.core.errors import BadRequest
-from apiary.queen.gitread import GitError, check_url
+from apiary.core.errors import BadRequest, GitError
+from apiary.core.refs import check_url
 from apiary.core.pipeline import load_pipeline, parse_pipeline
 from apiary.queen.validate import ENV_NAME, get_number, get_str, no_unknown
 

@@ -18,17 +18,14 @@ import pytest
 import zmq
 import zmq.asyncio
 import zmq.auth
+from zmq.utils.z85 import Z85CHARS
 
-from apiary.core.config import QueenConfig, parse_config
-from apiary.queen.curve import (
-    AuthorizedKeys,
-    Every,
-    create_key_pair,
-    is_loopback,
-    server_curve,
-)
+from apiary.core.config import DroneConfig, QueenConfig, parse_config
+from apiary.core.curve import Every, is_key, is_loopback
 from apiary.core.errors import ApiaryError, ConfigError
-from apiary.queen.joining import make_token
+from apiary.core.tokens import make_token, read_token
+from apiary.drone.keys import client_curve, create_key_pair
+from apiary.queen.curve import AuthorizedKeys, server_curve
 from apiary.core.protocol import PROTOCOL_VERSION, Msg, decode, encode
 from tests.cluster import Cluster, Proc, _env, output_lines
 
@@ -174,6 +171,35 @@ def test_curve_settings_come_in_pairs_and_key_files_are_checked(tmp_path: Path, 
             server_curve(dataclasses.replace(secure, **changes))
     with pytest.raises(ApiaryError, match="exists"):
         create_key_pair(keys.dir, "queen")
+
+
+def test_a_drone_checks_its_key_files_as_the_queen_checks_hers(tmp_path: Path, keys: Keys) -> None:
+    drone = DroneConfig(curve_secret_key=str(keys.dir / "worker.key_secret"), queen_public_key=str(keys.dir / "queen.key"))
+    curve = client_curve(drone)
+    assert curve is not None and (curve.keys.public, curve.keys.secret) == keys.pair("worker")
+    assert curve.server == keys.queen_public
+    assert client_curve(DroneConfig()) is None
+    (tmp_path / "junk.key").write_text("not a key\n")
+    for changes, words in (({"curve_secret_key": str(tmp_path / "nope")}, r"\[drone\] curve_secret_key: no such key file"),
+                           ({"curve_secret_key": str(keys.dir / "worker.key")}, "holds no secret key"),
+                           ({"queen_public_key": str(tmp_path / "junk.key")}, "cannot read the key file .*No public key"),
+                           ({"queen_public_key": str(tmp_path / "nope")}, r"\[drone\] queen_public_key: no such key file")):
+        with pytest.raises(ConfigError, match=words):
+            client_curve(dataclasses.replace(drone, **changes))
+
+
+def test_join_tokens_read_back_what_was_made() -> None:
+    queen = "rq:Hb^7Jq&-2@8xQ.=%m#kT!v(/b<[Wz)3*{p}9c"
+    assert is_key(queen.encode()) and not is_key(queen[:-1].encode()) and not is_key(b"~" * 40)
+    # The core's Z85 alphabet is pyzmq's: every character of it makes a key.
+    assert is_key(Z85CHARS[:40]) and is_key(Z85CHARS[-40:])
+    token = make_token("https://ci.example", queen, "s3cret", "build-1")
+    assert read_token(f"  {token}\n") == {"api": "https://ci.example", "key": queen, "secret": "s3cret", "id": "build-1"}
+    assert read_token(make_token("https://ci.example", queen, "s3cret"))["id"] == ""
+    for bad, words in ((token[len("apiary_join_"):], "starts with apiary_join_"), (token[:-7], "cut short or altered"),
+                       (make_token("https://ci.example", "x" * 40 + "~", "s"), "not a CURVE key")):
+        with pytest.raises(ValueError, match=words):
+            read_token(bad)
 
 
 def test_the_authorized_folder_is_read_again_when_it_changes(tmp_path: Path, keys: Keys) -> None:

@@ -14,7 +14,9 @@ from typing import Any
 import pytest
 
 from apiary.drone.checkout import CheckoutPlan, checkout_plan
-from apiary.queen.gitread import GitError, parse_ref, read_at_ref
+from apiary.core.errors import GitError
+from apiary.core.refs import parse_ref
+from apiary.queen.gitread import read_at_ref
 from tests.gitserver import SampleRepo, commit, git, http_server, keygen, make_repo, ssh_server
 
 TOKEN = "tok-5ecr3t-value"

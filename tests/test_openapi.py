@@ -25,7 +25,7 @@ from schemathesis.specs.openapi.checks import (
 from apiary.queen import openapi
 from apiary.queen.app import init_app
 from apiary.core.config import QueenConfig
-from apiary.queen.validate import unstorable
+from apiary.core.storable import unstorable
 from tests.cluster import Cluster
 
 # Examples per operation and generation mode (positive, negative), with generated path

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from apiary.core.errors import BadRequest
-from apiary.core.pipeline import (PipelineError, blocked_stages, load_pipeline, next_stages, parse_duration, parse_pipeline,
-                            resolve_parameters, runnable_stages)
+from apiary.core.errors import BadRequest, InputError
+from apiary.core.pipeline import PipelineError, load_pipeline, parse_duration, parse_pipeline
+from apiary.core.stages import blocked_stages, next_stages, resolve_parameters, runnable_stages
 
 FULL_YAML = """\
 env: {LANG: C.UTF-8, DEBUG: true, JOBS: 4, RATIO: 0.5}
@@ -163,7 +163,7 @@ def test_durations_are_seconds_or_hours_minutes_seconds(value: Any, seconds: flo
 
 @pytest.mark.parametrize("value", ["", "10 minutes", "1d", "m", "30m1h", -5, 0, "0s", True, [1], float("inf")])
 def test_bad_durations_are_refused_naming_the_field(value: Any) -> None:
-    with pytest.raises(BadRequest) as err:
+    with pytest.raises(InputError) as err:
         parse_duration(value, "output_timeout")
     assert err.value.field == "output_timeout" and str(err.value).startswith("output_timeout: ")
 
@@ -232,7 +232,10 @@ def test_invalid_pipelines_name_the_field(data: Any, field: str, words: str) -> 
     with pytest.raises(PipelineError) as err:
         parse_pipeline(data)
     assert err.value.field == field and str(err.value).startswith(field + ": ") and words in str(err.value)
-    assert err.value.line is None and err.value.filename is None and isinstance(err.value, BadRequest)
+    assert err.value.line is None and err.value.filename is None
+    # Bad input, whoever gave it (the API answers 400, apiary run exits 2), but not an HTTP error of its own.
+    assert isinstance(err.value, InputError) and not isinstance(err.value, BadRequest)
+    assert (err.value.status, err.value.exit_code) == (400, 2)
 
 
 def test_where_prefixes_the_field_of_plain_data() -> None:
@@ -408,7 +411,7 @@ def test_parameters_take_the_given_values_then_the_defaults() -> None:
 def test_a_missing_required_parameter_is_refused() -> None:
     pipeline = parse_pipeline({"parameters": {"GREETING": {"default": "hi"}, "TARGET": {"required": True}},
                                "stages": [{"name": "a", "steps": ["x"]}]})
-    with pytest.raises(BadRequest) as err:
+    with pytest.raises(InputError) as err:
         resolve_parameters(pipeline, {"GREETING": "yo"})
     assert err.value.field == "parameters.TARGET"
     assert str(err.value) == "parameters.TARGET: required by the pipeline, not given"
@@ -417,11 +420,11 @@ def test_a_missing_required_parameter_is_refused() -> None:
 def test_an_undeclared_parameter_is_refused_naming_the_declared_ones() -> None:
     pipeline = parse_pipeline({"parameters": {"GREETING": {"default": "hi"}, "TARGET": {"required": True}},
                                "stages": [{"name": "a", "steps": ["x"]}]})
-    with pytest.raises(BadRequest) as err:
+    with pytest.raises(InputError) as err:
         resolve_parameters(pipeline, {"TRAGET": "prod"})
     assert err.value.field == "parameters.TRAGET"
     assert str(err.value) == "parameters.TRAGET: not declared by the pipeline (declared: GREETING, TARGET)"
-    with pytest.raises(BadRequest, match=r"declared: none"):
+    with pytest.raises(InputError, match=r"declared: none"):
         resolve_parameters(parse_pipeline({"stages": [{"name": "a", "steps": ["x"]}]}), {"X": "1"})
 
 
@@ -460,7 +463,7 @@ def test_choosing_stages_leaves_the_pipeline_unchanged() -> None:
 
 
 def test_an_unknown_job_type_is_refused() -> None:
-    with pytest.raises(BadRequest) as err:
+    with pytest.raises(InputError) as err:
         runnable_stages(MIXED, "BUILD")
     assert err.value.field == "type"
 

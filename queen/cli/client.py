@@ -56,7 +56,7 @@ class ApiError(ClientError):
     def __init__(self, message: str, status: int) -> None:
         super().__init__(message)
         self.status = status
-        # Bad input and unknown names are usage errors (exit 2), as RequestError says.
+        # Bad input and unknown names are usage errors (exit 2), as InputError says.
         self.exit_code = 2 if status in (400, 404) else 1
 
 

@@ -20,7 +20,7 @@ def make_keys(args: argparse.Namespace, config: Config) -> None:
 
     import zmq.auth
 
-    from apiary.queen.curve import create_key_pair
+    from apiary.drone.keys import create_key_pair
 
     drone = args.drone or (args.name is not None and args.name != "queen")
     if drone:

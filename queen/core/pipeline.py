@@ -1,11 +1,11 @@
-"""The pipeline a job runs (DESIGN.md §5): parsed and validated on the queen, scheduled by the drone.
+"""The pipeline a job runs (DESIGN.md §5): `.apiary.yml` parsed and validated into its compiled form.
 
 Pure, no I/O. `load_pipeline` reads `.apiary.yml` text, `parse_pipeline` takes
 plain data (JSON from the API); both return the compiled form the queen stores
 and sends in ``queue:new``, or raise `PipelineError` naming the file, the line
 and the path of the fault. Compiling a compiled pipeline returns it unchanged.
-`resolve_parameters`, `runnable_stages`, `next_stages` and `blocked_stages` are
-the decisions made from it at trigger time and while a job runs.
+The decisions made from a compiled pipeline, at trigger time and while a job
+runs, are core/stages.py's.
 """
 
 from __future__ import annotations
@@ -14,18 +14,14 @@ import math
 import re
 from typing import Any
 
-import yaml
-from yaml.constructor import SafeConstructor
-
-from .errors import BadRequest
-from apiary.queen.validate import unstorable
+from .errors import InputError
+from .storable import unstorable
+from .yamlread import YamlFault, join_path, line_of, read_yaml
 
 _STAGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._\-]{0,63}$")
 _VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _NUMBER = r"(\d+(?:\.\d+)?)"
 _DURATION = re.compile(rf"^(?:{_NUMBER}h)?(?:{_NUMBER}m)?(?:{_NUMBER}s)?$")
-_MERGE_TAG = "tag:yaml.org,2002:merge"
-_MAX_NODES = 100_000
 MAX_PARALLEL = 64
 DEFAULT_PARALLEL = 4
 MAX_TITLE = 80
@@ -43,7 +39,7 @@ _PLUGIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,99}$")
 _REQUIREMENT = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._\-]*)\s*(\[[^\]]*\])?\s*(==|>=|<=|~=|!=|<|>|===)")
 
 
-class PipelineError(BadRequest):
+class PipelineError(InputError):
     """A pipeline that does not parse or validate; says where: file, line, path (``stages[1].needs[0]``)."""
 
     def __init__(self, problem: str, path: str = "", line: int | None = None,
@@ -58,8 +54,8 @@ class PipelineError(BadRequest):
         self.problem, self.path, self.line, self.filename = problem, path, line, filename
 
 
-class _Invalid(BadRequest):
-    """What the validators raise: the path (and, for YAML syntax, the line); the entry points say the rest."""
+class _Invalid(InputError):
+    """What the validators raise: the path of the fault; the entry points say the rest (and find its line)."""
 
     def __init__(self, path: str, problem: str, line: int | None = None) -> None:
         super().__init__(f"{path}: {problem}", field=path)
@@ -72,9 +68,9 @@ def load_pipeline(text: str, filename: str = ".apiary.yml") -> dict[str, Any]:
     """Compile `.apiary.yml` text; every error names `filename` and the line of the offending key or value."""
     lines: dict[str, int] = {}
     try:
-        return _pipeline(_read_yaml(text, lines))
-    except _Invalid as fault:
-        raise PipelineError(fault.problem, fault.path, fault.line or _line_of(lines, fault.path), filename) from None
+        return _pipeline(read_yaml(text, lines, empty="the file is empty; a pipeline needs 'stages'"))
+    except (YamlFault, _Invalid) as fault:
+        raise PipelineError(fault.problem, fault.path, fault.line or line_of(lines, fault.path), filename) from None
 
 
 def parse_pipeline(data: Any, where: str = "pipeline") -> dict[str, Any]:
@@ -85,80 +81,7 @@ def parse_pipeline(data: Any, where: str = "pipeline") -> dict[str, Any]:
         raise PipelineError(fault.problem, fault.path, where=where) from None
 
 
-def _line_of(lines: dict[str, int], path: str) -> int | None:
-    """The line of `path`, or of its nearest parent that was written (a missing key points at its mapping)."""
-    while path not in lines:
-        if not path:
-            return None
-        path = path[:max(path.rfind("[") if path.endswith("]") else path.rfind("."), 0)]
-    return lines[path]
-
-
-# -- YAML with lines ----------------------------------------------------------------
-
-def _read_yaml(text: str, lines: dict[str, int]) -> Any:
-    """YAML text -> plain data as SafeLoader builds it, noting in `lines` the line of each path."""
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        if root is None:
-            raise _Invalid("", "the file is empty; a pipeline needs 'stages'")
-        return _Reader(lines).read(root, "")
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        context = f" ({exc.context})" if exc.context else ""
-        raise _Invalid("", f"not valid YAML: {exc.problem}{context}", mark.line + 1 if mark else None) from None
-    except yaml.YAMLError as exc:
-        raise _Invalid("", f"not valid YAML: {exc}") from None
-    except RecursionError:  # also an alias inside its own anchor: `&a [*a]`
-        raise _Invalid("", "not valid YAML: nested too deeply, or an alias refers to itself") from None
-
-
-class _Reader:
-    """Walks the composed nodes: keeps lines, refuses duplicate keys, bounds alias expansion."""
-
-    def __init__(self, lines: dict[str, int]) -> None:
-        self.lines, self.nodes, self.constructor = lines, 0, SafeConstructor()
-
-    def read(self, node: yaml.Node, path: str) -> Any:
-        self.lines.setdefault(path, node.start_mark.line + 1)
-        self.nodes += 1
-        if self.nodes > _MAX_NODES:  # aliases can expand exponentially ("billion laughs")
-            raise _Invalid(path, f"the file expands to more than {_MAX_NODES} values")
-        if isinstance(node, yaml.SequenceNode):
-            return [self.read(item, f"{path}[{i}]") for i, item in enumerate(node.value)]
-        if not isinstance(node, yaml.MappingNode):
-            return self.scalar(node, path)
-        seen: dict[Any, int] = {}
-        for key_node, _ in node.value:
-            if key_node.tag == _MERGE_TAG:
-                continue
-            key, line = self.scalar(key_node, path), key_node.start_mark.line + 1
-            if key in seen:
-                self.lines[_join(path, key)] = line
-                raise _Invalid(_join(path, key), f"key {key!r} appears twice (first on line {seen[key]})")
-            seen[key] = line
-        self.constructor.flatten_mapping(node)  # `<<: *anchor` merges, as SafeLoader does
-        out = {}
-        for key_node, value_node in node.value:
-            key = self.scalar(key_node, path)
-            self.lines[_join(path, key)] = key_node.start_mark.line + 1
-            out[key] = self.read(value_node, _join(path, key))
-        return out
-
-    def scalar(self, node: yaml.Node, path: str) -> Any:
-        if not isinstance(node, yaml.ScalarNode):
-            raise _Invalid(path, "a key must be a plain value, not a list or mapping")
-        try:
-            return self.constructor.construct_object(node)
-        except (ValueError, TypeError) as exc:  # `!!int abc`; tags SafeLoader lacks raise a MarkedYAMLError
-            raise _Invalid(path, f"cannot read this value: {exc}", node.start_mark.line + 1) from None
-
-
 # -- validation and compilation ----------------------------------------------------------
-
-def _join(path: str, key: Any) -> str:
-    return f"{path}.{key}" if path else str(key)
-
 
 def _kind(value: Any) -> str:
     kinds = {type(None): "null", bool: "true/false", dict: "a mapping", list: "a list", str: "a string",
@@ -169,7 +92,7 @@ def _kind(value: Any) -> str:
 def _known(obj: dict[Any, Any], allowed: set[str], at: str) -> None:
     for key in obj:
         if key not in allowed:
-            raise _Invalid(_join(at, key), f"unknown key {key!r} (allowed: {', '.join(sorted(allowed))})")
+            raise _Invalid(join_path(at, key), f"unknown key {key!r} (allowed: {', '.join(sorted(allowed))})")
 
 
 def _mapping(value: Any, at: str) -> dict[Any, Any]:
@@ -223,18 +146,18 @@ def _names(value: Any, at: str, what: str) -> dict[str, Any]:
     """A mapping keyed by environment variable names (env, parameters)."""
     for name in _mapping(value, at):
         if not isinstance(name, str) or not _VAR_NAME.match(name):
-            raise _Invalid(_join(at, name), f"a {what} name is letters, digits and '_', not starting with a digit")
+            raise _Invalid(join_path(at, name), f"a {what} name is letters, digits and '_', not starting with a digit")
     return _mapping(value, at)
 
 
 def _env(value: Any, at: str) -> dict[str, str]:
-    return {name: _text(text, _join(at, name)) for name, text in _names(value, at, "variable").items()}
+    return {name: _text(text, join_path(at, name)) for name, text in _names(value, at, "variable").items()}
 
 
 def _parameters(value: Any) -> dict[str, dict[str, Any]]:
     out = {}
     for name, spec in _names(value, "parameters", "parameter").items():
-        at = _join("parameters", name)
+        at = join_path("parameters", name)
         if spec is not None and not isinstance(spec, (dict, list)):
             spec = {"default": spec}  # `NAME: value` declares a default
         spec = _mapping(spec, at)
@@ -253,7 +176,7 @@ def _parameters(value: Any) -> dict[str, dict[str, Any]]:
 
 
 def parse_duration(value: Any, where: str) -> float | None:
-    """Seconds from a number or ``"90s"``, ``"10m"``, ``"1h30m"``; None stays None. BadRequest names `where`."""
+    """Seconds from a number or ``"90s"``, ``"10m"``, ``"1h30m"``; None stays None. InputError names `where`."""
     if value is None:
         return None
     if isinstance(value, str) and (text := value.strip()):
@@ -291,13 +214,13 @@ def _artifacts(value: Any) -> list[str]:
 
 def _step_lists(data: dict[str, Any], names: tuple[str, ...], group: str, at: str) -> dict[str, list[dict[str, Any]]]:
     """Hooks or phases, written flat (``on_start``) or, as compiled, grouped (``hooks.on_start``)."""
-    grouped = _mapping(data.get(group), _join(at, group))
-    _known(grouped, set(names), _join(at, group))
+    grouped = _mapping(data.get(group), join_path(at, group))
+    _known(grouped, set(names), join_path(at, group))
     out = {}
     for name in names:
         if name in grouped and name in data:
-            raise _Invalid(_join(at, name), f"given twice, as {name!r} and as '{group}.{name}'")
-        path = _join(at, f"{group}.{name}" if name in grouped else name)
+            raise _Invalid(join_path(at, name), f"given twice, as {name!r} and as '{group}.{name}'")
+        path = join_path(at, f"{group}.{name}" if name in grouped else name)
         out[name] = _steps(grouped[name] if name in grouped else data.get(name), path, required=False)
     return out
 
@@ -414,76 +337,3 @@ def _refuse_cycles(stages: list[dict[str, Any]]) -> None:
                 state[need] = 1
                 path.append(need)
                 todo.append(iter(needs[need]))
-
-
-# -- decisions made from a compiled pipeline ------------------------------------------------
-
-def plugin_key(plugin: dict[str, Any]) -> str:
-    """What identifies a plugin a drone has: its pip requirement as written, else its name."""
-    return plugin.get("pip") or plugin["name"]
-
-
-def plugin_keys(pipeline: dict[str, Any]) -> list[str]:
-    return [plugin_key(p) for p in pipeline.get("plugins") or []]
-
-
-def resolve_parameters(pipeline: dict[str, Any], given: dict[str, str]) -> dict[str, str]:
-    """The job's parameters at trigger time: given values, then defaults; refuse missing and undeclared ones."""
-    declared = pipeline.get("parameters", {})
-    for name in given:
-        if name not in declared:
-            raise BadRequest(f"parameters.{name}: not declared by the pipeline "
-                             f"(declared: {', '.join(declared) or 'none'})", field=f"parameters.{name}")
-    out = {}
-    for name, spec in declared.items():
-        if name in given:
-            out[name] = given[name]
-        elif spec["required"]:
-            raise BadRequest(f"parameters.{name}: required by the pipeline, not given", field=f"parameters.{name}")
-        elif spec["default"] is not None:
-            out[name] = spec["default"]
-    return out
-
-
-def runnable_stages(pipeline: dict[str, Any], job_type: str) -> list[dict[str, Any]]:
-    """The stages a job of `job_type` runs, as one graph for `next_stages` (copies; the pipeline is not changed).
-
-    TEST: the test stages. TEST_DEPLOY: the test stages, then the deploy stages,
-    each of which now also needs every test stage (deploy only after the tests
-    passed: a failed test blocks every deploy stage, whether the caller runs
-    all of them as one graph or the deploy stages as a second one). DEPLOY: the
-    deploy stages only; their needs on test stages are dropped.
-    """
-    tests = [s for s in pipeline["stages"] if not s["deploy"]]
-    deploys = [s for s in pipeline["stages"] if s["deploy"]]
-    deploy_names = {s["name"] for s in deploys}
-    if job_type == "TEST":
-        return [dict(s) for s in tests]
-    if job_type == "DEPLOY":
-        return [{**s, "needs": [n for n in s["needs"] if n in deploy_names]} for s in deploys]
-    if job_type == "TEST_DEPLOY":
-        test_names = [s["name"] for s in tests]
-        return [dict(s) for s in tests] + [
-            {**s, "needs": test_names + [n for n in s["needs"] if n in deploy_names]} for s in deploys]
-    raise BadRequest(f"type: must be one of TEST, DEPLOY, TEST_DEPLOY, got {job_type!r}", field="type")
-
-
-def next_stages(stages: list[dict[str, Any]], done: dict[str, bool], running: set[str], limit: int) -> list[str]:
-    """Stages that may start now, in pipeline order: not started, every need done and passed, within `limit`.
-
-    `done` maps each finished stage to whether it passed. A need that is not
-    among `stages` counts as met: a caller that runs the deploy stages as a
-    graph of their own does so only once the test stages passed.
-    """
-    names = {s["name"] for s in stages}
-    ready = [s["name"] for s in stages if s["name"] not in done and s["name"] not in running
-             and all(done.get(need, need not in names) for need in s["needs"])]
-    return ready[:max(0, limit - len(running))]
-
-
-def blocked_stages(stages: list[dict[str, Any]], done: dict[str, bool]) -> list[str]:
-    """Stages that can never run because a need failed or is itself blocked, in pipeline order (to report skipped)."""
-    blocked = {name for name, passed in done.items() if not passed}
-    for _ in stages:  # a round reaches one step further down every chain; needs may point forward
-        blocked |= {s["name"] for s in stages if any(need in blocked for need in s["needs"])}
-    return [s["name"] for s in stages if s["name"] in blocked and s["name"] not in done]
