@@ -41,7 +41,8 @@ from .artifacts import ArtifactError
 from .checkout import checkout_plan
 from .limits import JobLimits, LogCap, WorkspaceGuard
 from .masking import Masker
-from .plugins import PluginError, PluginManager, plugin_contribution
+from .jobplugins import JobPlugins
+from .plugins import PluginError, PluginManager
 from .sandbox import JobPaths, Sandbox
 from .step import EmitFn, StepRunner
 
@@ -93,12 +94,9 @@ class JobRun:
         self._cancels = 0
         self._cleanup_on_cancel = True
         self._checkout_cleanup: Callable[[], None] | None = None
-        self.plugins = plugins
-        # What the job's plugins contribute, once set up: steps per phase, stages, artifacts
-        self._plugin_steps: dict[str, list[dict[str, Any]]] = {}
-        self._plugin_stages: list[dict[str, Any]] = []
+        # The job's plugins, and what they contribute once set up: steps per phase, stages, artifacts
+        self.plugins = JobPlugins(job, workspace, base_env, emit, self.masker, plugins)
         self._artifacts = list(self.pipeline.get("artifacts") or [])
-        self._with_results: list[dict[str, Any]] = []
         self._setup_failed = False  # the drone could not set the job up: the queen may retry it elsewhere
 
     def environment(self) -> dict[str, str]:
@@ -140,8 +138,9 @@ class JobRun:
             if status is not JobStatus.CANCELLED:
                 hook = "on_success" if status is JobStatus.PASSED else "on_failure"
                 stopped = await self._guarded(self._hooks(self._job_hooks(hook), env, hook, self._last_phase))
-                if stopped is None and self.collect is not None and self._artifacts:
-                    collected = await self._guarded(self.collect(self.workspace, self._artifacts))
+                artifacts = self._artifacts + self.plugins.artifacts  # the pipeline's, then the plugins'
+                if stopped is None and self.collect is not None and artifacts:
+                    collected = await self._guarded(self.collect(self.workspace, artifacts))
                     if collected is not None:
                         # Artifacts a job promised and could not deliver: it failed, saying why (or was cancelled).
                         status, error = collected if collected[0] is JobStatus.CANCELLED else (JobStatus.FAILED,
@@ -209,17 +208,17 @@ class JobRun:
         """Everything up to the deploy phase; the job's code lands in self._code."""
         pipeline, job_type = self.pipeline, self.job.get("type", JobType.TEST.value)
         self._code = 1  # until the phases say otherwise
-        await self._setup_plugins(env)
+        await self.plugins.setup(env)
         await self._hooks(self._job_hooks("on_start"), env, "on_start", "environment")
         code = await self._phase("environment", self._checkout_steps(env) + self._plain("environment"), env)
         if code == 0:
             code = await self._phase("prepare", self._plain("prepare"), env)
-        stages = runnable_stages(pipeline, job_type) + self._plugin_stages
+        stages = runnable_stages(pipeline, job_type) + self.plugins.stages
         tests = [s for s in stages if not s.get("deploy")]
         deploys = [s for s in stages if s.get("deploy")]
         if code == 0 and job_type != JobType.DEPLOY.value:
             code = await self._stages("test", tests, env)
-            await self._plugin_results()
+            await self.plugins.results()
         self.emit(Msg.JOB_TESTED, {"code": code, "timestamp": time.time()})
         if job_type in (JobType.DEPLOY.value, JobType.TEST_DEPLOY.value):
             if code == 0:
@@ -231,61 +230,7 @@ class JobRun:
 
     def _plain(self, phase: str) -> list[dict[str, Any]]:
         """A phase's steps: the plugins' (in the order the job names them), then the pipeline's."""
-        return self._plugin_steps.get(phase, []) + list((self.pipeline.get("phases") or {}).get(phase, []))
-
-    # -- plugins ----------------------------------------------------------------------
-
-    def _plugin_view(self) -> dict[str, Any]:
-        """The job as plugin code sees it: no secrets."""
-        job = self.job
-        repo = job.get("repo") or {}
-        return {"id": job["id"], "number": job.get("number"), "type": job.get("type", JobType.TEST.value),
-                "repo": {k: repo.get(k) for k in ("name", "url", "provider")}, "ref": job.get("ref") or {},
-                "trigger": job.get("trigger") or {}, "parameters": job.get("parameters") or {},
-                "workspace": str(self.workspace)}
-
-    def _say_out(self, text: str) -> None:
-        self.emit(Msg.JOB_STDOUT, {"text": self.masker.mask(text)})
-
-    async def _setup_plugins(self, env: dict[str, str]) -> None:
-        """Install what the job's plugins need, then take their commands, environment and artifacts."""
-        plugins = self.job.get("plugins") or []
-        if not plugins:
-            return
-        if self.plugins is None:
-            raise PluginError(plugins[0]["name"], "plugins cannot run here", setup=True)
-        for note in await self.plugins.ensure(plugins, self.job.get("secrets") or {}, self._say_out):
-            self.emit(Msg.JOB_PLUGIN, {"plugin": note.pop("plugin"), "data": note})
-        answers = await self.plugins.call("setup", plugins, self._plugin_view(), self.workspace,
-                                          dict(self.base_env), self._say_out)
-        protected = {*(self.job.get("parameters") or {}), *(self.job.get("secrets") or {})}
-        taken = {s["name"] for s in self.pipeline.get("stages") or []}
-        for plugin, answer in zip(plugins, answers):
-            name = plugin["name"]
-            contributed = plugin_contribution(name, answer, taken)
-            for phase, steps in contributed["steps"].items():
-                self._plugin_steps.setdefault(phase, []).extend(steps)
-            self._plugin_stages.extend(contributed["stages"])
-            taken.update(s["name"] for s in contributed["stages"])
-            env.update({k: v for k, v in contributed["env"].items() if k not in protected and
-                        not k.startswith("APIARY_")})
-            self._artifacts.extend(contributed["artifacts"])
-            if answer.get("has_results"):
-                self._with_results.append(plugin)
-
-    async def _plugin_results(self) -> None:
-        """After the tests: each plugin's figures (test counts…) as ``job:plugin`` events."""
-        if not self._with_results or self.plugins is None:
-            return
-        answers = await self.plugins.call("results", self._with_results, self._plugin_view(), self.workspace,
-                                          dict(self.base_env), self._say_out)
-        for plugin, answer in zip(self._with_results, answers):
-            data = answer.get("results")
-            if data is not None:
-                if not isinstance(data, dict) or not _plain_keys(data):
-                    raise PluginError(plugin["name"], "results() must return a dict whose keys are strings "
-                                      "without '.' or a leading '$'")
-                self.emit(Msg.JOB_PLUGIN, {"plugin": plugin["name"], "data": data})
+        return self.plugins.steps.get(phase, []) + list((self.pipeline.get("phases") or {}).get(phase, []))
 
     def _checkout_steps(self, env: dict[str, str]) -> list[dict[str, Any]]:
         repo = self.job.get("repo") or {}
@@ -416,18 +361,6 @@ class JobRun:
 
     def _say(self, text: str) -> None:
         self.emit(Msg.JOB_STDERR, {"text": text})
-
-
-def _plain_keys(value: Any, depth: int = 0) -> bool:
-    """Whether every mapping key in `value` can be a stored field name."""
-    if depth > 8:
-        return False
-    if isinstance(value, dict):
-        return all(isinstance(k, str) and k and "." not in k and not k.startswith("$") and
-                   _plain_keys(v, depth + 1) for k, v in value.items())
-    if isinstance(value, list):
-        return all(_plain_keys(v, depth + 1) for v in value)
-    return True
 
 
 def _human(seconds: float) -> str:
