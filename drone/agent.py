@@ -5,8 +5,15 @@ starts a JobRun in a fresh workspace, ``job:cancel`` cancels it. It reports
 through the Connection, which numbers, keeps and resends events.
 
 Lifecycle: ``async with Agent(config) as agent: await agent.run()``. Stopping
-(cancelling `run`) ends running jobs as cancelled, waits briefly for the queen
-to ack what they said, and says ``drone:bye``.
+(cancelling `run`) stops running jobs politely (their cleanup runs) and reports
+each as an attempt that could not finish here (``errored`` with ``retry``: the
+queen runs it again; it is not ``cancelled``, nobody asked for that), waits
+briefly for the queen to ack what they said, and says ``drone:bye``.
+
+A cancel names the attempt it concerns: it stops that attempt (or an older
+one), never a newer attempt of the same job that the queen gave this drone
+since. A new attempt of a job whose older copy is still winding down here
+starts once that copy has ended.
 """
 
 from __future__ import annotations
@@ -60,8 +67,9 @@ class Agent:
         self._stopped = False
         self._reported: set[str] = set()  # jobs whose job:done is sent
         self._started: set[str] = set()  # jobs whose job:started is sent
-        self._cancel_first: set[str] = set()  # cancels that came before their job
+        self._cancel_first: dict[str, int] = {}  # cancels that came before their job: job -> up to which attempt
         self._attempts: dict[str, int] = {}  # running job -> its attempt number
+        self._next: dict[str, dict[str, Any]] = {}  # a newer attempt waiting for its older copy to end
         # What jobs may take of the drone's environment is the sandbox's choice (sandbox.KEEP_ENV, pass_env).
         self.base_env = {k: v for k, v in os.environ.items() if not k.startswith("APIARY_")}
         home = Path.home()
@@ -122,15 +130,7 @@ class Agent:
         if msg is Msg.QUEUE_NEW:
             self.start_job(body)
         elif msg is Msg.JOB_CANCEL:
-            task = self.jobs.get(body["id"])
-            if task is not None:
-                log.info("job %s: cancel requested", body["id"])
-                task.cancel()
-            else:
-                # The cancel may overtake its queue:new; remember it (a bounded while).
-                if len(self._cancel_first) > 1000:
-                    self._cancel_first.clear()
-                self._cancel_first.add(body["id"])
+            self.cancel(body["id"], body["attempt"])
         elif msg is Msg.REFUSED and body.get("retry") is True:
             # Its id is held by another connection for now: ask again (the queen asks us, each second).
             now = time.monotonic()
@@ -142,16 +142,39 @@ class Agent:
             if self._refused is not None and not self._refused.done():
                 self._refused.set_result(body["reason"])
 
+    def cancel(self, job_id: str, attempt: int) -> None:
+        """Stop attempt `attempt` of job `job_id` (or an older copy), whether it runs or is yet to arrive."""
+        waiting = self._next.get(job_id)
+        if waiting is not None and int(waiting.get("attempt") or 1) <= attempt:
+            del self._next[job_id]
+        task = self.jobs.get(job_id)
+        if task is not None and self._attempts.get(job_id, 1) <= attempt:
+            log.info("job %s: cancel of attempt %d requested", job_id, attempt)
+            task.cancel()
+        elif task is None:
+            # The cancel may overtake its queue:new; remember it (a bounded while).
+            if len(self._cancel_first) > 1000:
+                self._cancel_first.clear()
+            self._cancel_first[job_id] = max(attempt, self._cancel_first.get(job_id, 0))
+
     def start_job(self, job: dict[str, Any]) -> None:
         job_id = job["id"]
+        attempt = int(job.get("attempt") or 1)
         if job_id in self.jobs:
-            return  # a repeated queue:new for a job already running here
+            if attempt > self._attempts.get(job_id, 1):
+                # The queen wrote the copy here off and gave the job a new attempt: the old
+                # copy stops, and the new one starts when it has (one workspace, one numbering).
+                log.info("job %s: attempt %d arrived while attempt %d still runs here; it starts when that "
+                         "one has stopped", job_id, attempt, self._attempts.get(job_id, 1))
+                self._next[job_id] = job
+                self.jobs[job_id].cancel()
+            return  # else a repeated queue:new for a job already running here
         # A retried job continues its earlier attempts' event and command numbers;
         # every event carries the attempt, the queen's fencing token.
-        self.conn.begin(job_id, int(job.get("first_seq") or 1))
-        self._attempts[job_id] = int(job.get("attempt") or 1)
-        if job_id in self._cancel_first:
-            self._cancel_first.discard(job_id)
+        self.conn.begin(job_id, int(job.get("first_seq") or 1), attempt)
+        self._attempts[job_id] = attempt
+        if self._cancel_first.get(job_id, 0) >= attempt:
+            del self._cancel_first[job_id]
             log.info("job %s: cancelled before it arrived", job_id)
             now = time.time()
             self._emit(job_id, Msg.JOB_STARTED, {"timestamp": now})
@@ -168,7 +191,11 @@ class Agent:
         task.add_done_callback(lambda _: self._job_over(job_id, task))
 
     def _emit(self, job_id: str, msg: Msg, fields: dict[str, Any]) -> None:
-        self.conn.emit(job_id, msg, {**fields, "attempt": self._attempts.get(job_id, 1)})
+        if self._stopped and msg is Msg.JOB_DONE and fields.get("result") == "cancelled":
+            # Stopped with the drone, not cancelled by anyone: the queen runs it again elsewhere.
+            fields = {**fields, "result": "errored", "retry": True,
+                      "error": "stopped while the job ran"}
+        self.conn.emit(job_id, msg, fields)
 
     def _job_over(self, job_id: str, task: asyncio.Task[None]) -> None:
         if self.jobs.get(job_id) is task:
@@ -182,6 +209,9 @@ class Agent:
         self._started.discard(job_id)
         self._attempts.pop(job_id, None)
         self.conn.finish(job_id)
+        waiting = self._next.pop(job_id, None)
+        if waiting is not None and not self._stopped:
+            self.start_job(waiting)
 
     async def _run_job(self, job: dict[str, Any]) -> None:
         job_id = job["id"]

@@ -132,14 +132,15 @@ class Connection:
         """Send a message that needs no delivery guarantee (info, heartbeat, bye)."""
         return self._send(encode(msg, body))
 
-    def begin(self, job_id: str, first_seq: int) -> None:
-        """A job arrives whose events start at `first_seq` (it may be a retry)."""
-        self.outbox.begin(job_id, first_seq)
+    def begin(self, job_id: str, first_seq: int, attempt: int = 1) -> None:
+        """Attempt `attempt` of a job arrives; its events start at `first_seq` (it may be a retry)."""
+        self.outbox.begin(job_id, first_seq, attempt)
 
     def emit(self, job_id: str, msg: Msg, fields: dict[str, Any]) -> None:
-        """Send a job event; it is kept until the queen acks it."""
+        """Send a job event; it is kept until the queen acks it. The one place an event gets its
+        ``id``, ``seq`` and ``attempt`` (protocol.JobEvent)."""
         seq = self.outbox.next_seq(job_id)
-        frame = encode(msg, {"id": job_id, "seq": seq, **fields})
+        frame = encode(msg, {**fields, "id": job_id, "seq": seq, "attempt": self.outbox.attempt(job_id)})
         self.outbox.keep(job_id, seq, frame)
         self._send(frame)
 
@@ -194,7 +195,7 @@ class Connection:
             # again now rather than when the backoff timer says.
             self.resend_all()
         if msg is Msg.ACK:
-            self.outbox.ack(body["id"], body["seq"])
+            self.outbox.ack(body["id"], body["seq"], body.get("attempt"))
         elif msg is Msg.QUEEN_HEARTBEAT:
             if body["boot"] != self.queen_boot:
                 if self.queen_boot is not None:

@@ -159,7 +159,8 @@ class JobRun:
         if error:
             done["error"] = self.masker.mask(error)
         if self._setup_failed and status is JobStatus.ERRORED:
-            done["retry"] = True
+            done["retry"] = True  # not the job's fault: the queen runs it again, elsewhere if it can
+            done["error"] = "setup failed: " + done.get("error", "no reason given")
         self.emit(Msg.JOB_DONE, done)
         return status.value
 

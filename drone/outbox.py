@@ -28,9 +28,11 @@ _Entry = tuple[int, bytes | None, int, int]
 
 
 class _JobOut:
-    __slots__ = ("bytes", "finished", "frames", "next_seq", "on_disk", "sent_at", "spill", "spill_path", "wait")
+    __slots__ = ("attempt", "bytes", "finished", "frames", "next_seq", "on_disk", "sent_at", "spill", "spill_path",
+                 "wait")
 
     def __init__(self, first_wait: float) -> None:
+        self.attempt = 1  # the job's attempt these frames belong to: acks of another attempt are not theirs
         self.next_seq = 1
         self.frames: collections.deque[_Entry] = collections.deque()
         self.sent_at = 0.0  # when the oldest unacked frame was last sent
@@ -53,13 +55,31 @@ class Outbox:
         self.spilled = 0  # frames ever written to spill files (a figure for logs and tests)
         self._jobs: dict[str, _JobOut] = {}
 
-    def begin(self, job_id: str, first_seq: int) -> None:
-        """Number a job's events from `first_seq` (a retried job continues its earlier attempts' seqs)."""
+    def begin(self, job_id: str, first_seq: int, attempt: int = 1) -> None:
+        """Number attempt `attempt` of a job's events from `first_seq` (a retry goes on from its earlier
+        attempts' seqs). What an earlier attempt left unacked is dropped: the queen gave the job a new
+        attempt, so it refuses those events anyway, and they must not take the new attempt's seqs."""
         job = self._jobs.get(job_id)
+        if job is not None and job.attempt != attempt:
+            self._drop(job)
+            job = None
         if job is None:
             job = self._jobs[job_id] = _JobOut(self.resend_after)
+            job.attempt = attempt
         if not job.frames:
             job.next_seq = max(job.next_seq, first_seq)
+
+    def _drop(self, job: _JobOut) -> None:
+        for _, frame, _, size in job.frames:
+            if frame is not None:
+                self.memory -= size
+        job.frames.clear()
+        self._close_spill(job)
+
+    def attempt(self, job_id: str) -> int:
+        """The attempt of the job whose events are being numbered (1 until `begin` says otherwise)."""
+        job = self._jobs.get(job_id)
+        return job.attempt if job is not None else 1
 
     def next_seq(self, job_id: str) -> int:
         job = self._jobs.get(job_id)
@@ -119,9 +139,10 @@ class Outbox:
             job.finished = True
             self._forget_if_done(job_id, job)
 
-    def ack(self, job_id: str, seq: int) -> None:
+    def ack(self, job_id: str, seq: int, attempt: int | None = None) -> None:
+        """The queen holds the job's events up to `seq` (of attempt `attempt`, when it says)."""
         job = self._jobs.get(job_id)
-        if job is None:
+        if job is None or attempt is not None and attempt != job.attempt:
             return
         progressed = False
         while job.frames and job.frames[0][0] <= seq:

@@ -38,7 +38,9 @@ from apiary.queen.hub import Hub
 from apiary.queen.joining import routes as join_routes
 from apiary.queen.pages import FILTERS, error_pages
 from apiary.queen.pages import routes as page_routes
-from apiary.queen.plugins import Plugins, plugins_ctx, webhook
+from apiary.queen.plugin_reactions import plugins_ctx
+from apiary.queen.plugin_registry import Plugins
+from apiary.queen.plugin_webhooks import webhook
 from apiary.queen.retention import prune_daily
 from apiary.queen.sealing import Sealer
 from apiary.queen.store import Store

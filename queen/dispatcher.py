@@ -21,7 +21,9 @@ from pymongo.errors import PyMongoError
 from apiary.core.errors import BadRequest
 from apiary.queen.hub import Hub
 from apiary.queen.pool import Pool
-from apiary.core.protocol import JobStatus, Msg
+from apiary.queen.recorder import Recorder
+from apiary.core.jobstate import Dispatched, JobState, NotDelivered, Policy, Write, transition
+from apiary.core.protocol import Msg
 from apiary.queen.repos import repo_auth
 from apiary.queen.scheduler import pick_drone
 from apiary.queen.store import Store
@@ -58,14 +60,16 @@ def job_message(job: dict[str, Any], secrets: dict[str, str], auth: dict[str, An
 
 class Dispatcher:
     def __init__(self, store: Store, pool: Pool, hub: Hub, send: SendFn,
-                 on_dispatch: Callable[[str, str, int, int], None], backstop: float = 1.0,
-                 queen_secrets: Callable[[dict[str, Any]], set[str]] = lambda repo: set()) -> None:
+                 recorder: Recorder, backstop: float = 1.0,
+                 queen_secrets: Callable[[dict[str, Any]], set[str]] = lambda repo: set(),
+                 policy: Policy = Policy()) -> None:
         self.store = store
+        self.policy = policy
         self.queen_secrets = queen_secrets  # a repository's secrets its queen plugins keep (queen/trust.py)
         self.pool = pool
         self.hub = hub
         self.send = send
-        self.on_dispatch = on_dispatch
+        self.recorder = recorder  # told of each dispatch: it fences the job's events by attempt and drone
         self.backstop = backstop
         self._wake = asyncio.Event()
         self._generation = 0
@@ -91,7 +95,8 @@ class Dispatcher:
             self._announce(job)
             self.wake()
             return
-        job.update(status=JobStatus.DISPATCHED.value, drone=drone_id, dispatched=time.time(), attempts=1)
+        state, write = self._dispatched(job, drone_id)
+        job.update(write.fields)
         self.pool.assign(drone_id, job["_id"])  # the slot is ours before the first await
         try:
             await self.store.insert_job(job)
@@ -99,7 +104,7 @@ class Dispatcher:
             self.pool.release(drone_id, job["_id"])
             raise
         self._announce(job)
-        await self._send(job, drone_id)
+        await self._send(job, drone_id, state)
 
     def _announce(self, job: dict[str, Any]) -> None:
         self.hub.publish("jobs", {"type": "job:new", "job": job["_id"], "repo": job["repo"], "number": job["number"],
@@ -140,28 +145,43 @@ class Dispatcher:
                 drone_id = pick_drone(self.pool.views(), queued.get("plugin_keys") or ())
                 if drone_id is None:
                     continue
-                job = await self.store.claim(queued["_id"], drone_id)
+                state, write = self._dispatched(queued, drone_id)
+                job = await self.store.change_and_get_job(queued["_id"], write.expect, write.fields)
                 if job is None:
                     continue  # cancelled meanwhile
                 if drone_id not in self.pool:
                     # The drone left while the claim was in flight.
-                    await self.store.requeue(job["_id"], drone_id)
+                    await self.undelivered(job["_id"], state)
                     continue
                 self.pool.assign(drone_id, job["_id"])
                 progress = True
-                if await self._send(job, drone_id):
+                if await self._send(job, drone_id, state):
                     sent += 1
             if not progress or len(waiting) < CLAIM_WINDOW:
                 return sent  # all considered; what is left waits for a drone that can take it
 
+    def _dispatched(self, queued: dict[str, Any], drone_id: str) -> tuple[JobState, Write]:
+        """A queued job's state once given to `drone_id`, and the write that takes it (compare-and-set)."""
+        state, effects = transition(JobState.of(queued), Dispatched(drone_id, time.time()), self.policy)
+        return state, next(e for e in effects if isinstance(e, Write))
+
+    async def undelivered(self, job_id: str, state: JobState) -> None:
+        """The job stored as dispatched in `state` never reached its drone: back to the queue."""
+        assert state.drone is not None
+        new, effects = transition(state, NotDelivered(state.drone), self.policy)
+        self.pool.release(state.drone, job_id)
+        write = next((e for e in effects if isinstance(e, Write)), None)
+        if write is not None and await self.store.change_job(job_id, write.expect, write.fields):
+            self.recorder.follow(job_id, new)  # what the drone may still say of it is stale
+
     def _any_room(self) -> bool:
         return any(v.spare > 0 for v in self.pool.views())
 
-    async def _send(self, job: dict[str, Any], drone_id: str) -> bool:
-        """Send a job stored as dispatched to `drone_id`, whose slot it already holds."""
-        attempt = int(job.get("attempts") or 1)
+    async def _send(self, job: dict[str, Any], drone_id: str, state: JobState) -> bool:
+        """Send a job stored as dispatched (`state`) to `drone_id`, whose slot it already holds."""
+        attempt = state.attempt
         first_seq, first_cmd = (1, 1) if attempt == 1 else await self.store.resume_point(job["_id"])
-        self.on_dispatch(job["_id"], drone_id, first_seq, attempt)
+        self.recorder.track(job["_id"], state, first_seq)
         values = await self.store.secret_values(job["repo"])
         repo = await self.store.get_repo(job["repo"])
         try:
@@ -181,9 +201,8 @@ class Dispatcher:
             message.update(first_seq=first_seq, first_cmd=first_cmd)
         if not self.send(drone_id, Msg.QUEUE_NEW, message):
             log.warning("job %s: drone %s unreachable; back to the queue", job["_id"], drone_id)
-            self.pool.release(drone_id, job["_id"])
+            await self.undelivered(job["_id"], state)
             self.pool.leave(drone_id)
-            await self.store.requeue(job["_id"], drone_id)
             self.wake()
             return False
         log.info("job %s (#%s %s) -> drone %s", job["_id"], job.get("number"), job["repo"], drone_id)

@@ -27,13 +27,15 @@ from typing import Any
 import ulid
 from pymongo.errors import PyMongoError
 
-from apiary.queen.broker import Broker
 from apiary.core.config import QueenConfig
+from apiary.core.jobstate import (CancelAsked, CancelCopy, DroneGone, Effect, Event, JobState, Policy, Release,
+                                  Write, transition)
+from apiary.core.protocol import JOB_EVENTS, PROTOCOL_VERSION, JobStatus, Msg, drone_info_fault, reported_load
+from apiary.queen.broker import Broker
 from apiary.queen.curve import server_curve
 from apiary.queen.dispatcher import Dispatcher
 from apiary.queen.hub import Hub
-from apiary.queen.pool import Drone, Pool, admission
-from apiary.core.protocol import JOB_EVENTS, MAX_CAPACITY, PROTOCOL_VERSION, JobStatus, Msg, drone_info_fault, reported_load
+from apiary.queen.pool import Drone, Pool, admission, reported_jobs, reported_plugins
 from apiary.queen.recorder import Recorder
 from apiary.queen.store import Store
 
@@ -53,9 +55,10 @@ class Hive:
         self.boot = str(ulid.ULID())
         self.pool = Pool()
         self.broker = Broker(config.drone_bind, self.on_message, server_curve(config))
-        self.recorder = Recorder(store, hub, self._ack, self._job_done, self._stale, config.max_attempts)
-        self.dispatcher = Dispatcher(store, self.pool, hub, self.send, self.recorder.track,
-                                     queen_secrets=queen_secrets)
+        self.policy = Policy(max_attempts=config.max_attempts)
+        self.recorder = Recorder(store, hub, self._ack, self._carry, self.policy)
+        self.dispatcher = Dispatcher(store, self.pool, hub, self.send, self.recorder,
+                                     queen_secrets=queen_secrets, policy=self.policy)
         self.names: dict[bytes, str] = {}  # route (a drone's connection) -> the drone it was admitted as
         self._tasks: list[asyncio.Task[Any]] = []
         self._queried: dict[bytes, float] = {}
@@ -116,7 +119,7 @@ class Hive:
                 self._drones_changed()
                 self._save_drone_later(drone.id, "left")
                 if gone.jobs:  # a queue:new that crossed its goodbye
-                    self._spawn(self._requeue_undelivered(drone.id, list(gone.jobs)))
+                    self._spawn(self._requeue_lost(drone.id, list(gone.jobs), f"drone {drone.id} left"))
 
     def _query_info(self, route: bytes) -> None:
         # Once a second at most per connection.
@@ -159,13 +162,13 @@ class Hive:
             log.warning("drone %s: a new connection took over (%s)", drone_id,
                         "same process" if previous.session == session else why or "the old one was silent")
         rejoin = previous is not None
-        reported = _job_ids(body.get("jobs")) | _job_ids(body.get("held"))
+        reported = reported_jobs(body.get("jobs")) | reported_jobs(body.get("held"))
         drone = Drone(
             id=drone_id, capacity=body["capacity"], speed=float(body["speed"]), version=body["version"],
-            plugins=_plugins(body.get("plugins")),
+            plugins=reported_plugins(body.get("plugins")),
             installs=body.get("installs_plugins") is not False,
             host=str(body.get("host", "")),
-            jobs={j: time.time() for j in _job_ids(body.get("jobs"))},
+            jobs={j: time.time() for j in reported_jobs(body.get("jobs"))},
             route=route, session=session, key=key,
         )
         same_process = previous is not None and previous.session == session
@@ -186,12 +189,12 @@ class Hive:
 
     def _heartbeat(self, drone: Drone, body: dict[str, Any]) -> None:
         if "plugins" in body:  # it installed some since it registered
-            plugins = _plugins(body["plugins"])
+            plugins = reported_plugins(body["plugins"])
             if plugins != drone.plugins:
                 drone.plugins = plugins
                 self._drones_changed()
         drone.load = reported_load(body)
-        reported = _job_ids(body.get("jobs")) | _job_ids(body.get("held"))
+        reported = reported_jobs(body.get("jobs")) | reported_jobs(body.get("held"))
         # A queue:new lost on a broken connection: the drone never heard of the job.
         lost = Pool.unaccounted(drone, reported, time.time() - 2 * self.config.heartbeat_interval)
         if lost:
@@ -200,18 +203,21 @@ class Hive:
     async def _reconcile(self, drone_id: str, reported: set[str], fresh: bool) -> None:
         """Match the store's view of `drone_id`'s jobs with what the drone reports."""
         drone = self.pool.get(drone_id)
-        for job_id in await self.store.ended_among(drone.jobs if drone else ()):
-            # Ended here while the drone was away (cancelled): its copy must stop.
-            log.info("job %s ended while drone %s was away; cancelling its copy", job_id, drone_id)
-            self.recorder.finalize(job_id)
-            self.send(drone_id, Msg.JOB_CANCEL, {"id": job_id})
-        for job_id, runner in (await self.store.runners_of(reported)).items():
-            if runner != drone_id:
+        for job in await self.store.job_states(set(drone.jobs if drone else ()) | reported):
+            state = JobState.of(job)
+            if state.drone == drone_id and state.on_drone:
+                continue  # it runs there, as it should
+            if state.drone == drone_id and state.final:
+                # Ended here while the drone was away (cancelled): its copy must stop.
+                log.info("job %s ended while drone %s was away; cancelling its copy", job["_id"], drone_id)
+            elif job["_id"] in reported:
                 # Given to another attempt while this drone was away (paused, cut off): stop this copy.
-                log.warning("job %s: drone %s is back with a stale copy (now %s); cancelling it", job_id, drone_id,
-                            f"on {runner}" if runner else "queued")
-                self.pool.release(drone_id, job_id)
-                self.send(drone_id, Msg.JOB_CANCEL, {"id": job_id})
+                log.warning("job %s: drone %s is back with a stale copy (now %s); cancelling it", job["_id"],
+                            drone_id, f"on {state.drone}" if state.drone else state.status.value)
+            else:
+                continue
+            self.pool.release(drone_id, job["_id"])
+            self._carry(job["_id"], state, [CancelCopy(drone_id, state.attempt)])
         if fresh:
             for job in await self.store.jobs_of_drone(drone_id):
                 drone = self.pool.get(drone_id)
@@ -222,14 +228,38 @@ class Hive:
         self.dispatcher.wake()
 
     async def _take_back(self, drone_id: str, job_ids: list[str]) -> None:
+        """Jobs `drone_id` says it does not have (it restarted, or a queue:new was lost on the way)."""
         for job_id in job_ids:
             self.pool.release(drone_id, job_id)
-            if await self.store.requeue(job_id, drone_id):
-                log.warning("job %s never reached drone %s: queued again", job_id, drone_id)
-            else:
-                await self._retry(job_id, drone_id, f"drone {drone_id} no longer runs this job (it restarted)")
+            await self.change(job_id, DroneGone(drone_id, f"drone {drone_id} no longer runs this job (it restarted)",
+                                                time.time()))
         self._drones_changed()
         self.dispatcher.wake()
+
+    async def change(self, job_id: str, event: Event) -> tuple[JobState, JobState] | None:
+        """Carry out what `event` means for job `job_id` (apiary.core.jobstate): (state before, after),
+        or None when the job is unknown or it changed meanwhile (the write is compare-and-set)."""
+        job = await self.store.get_job(job_id)
+        if job is None:
+            return None
+        state = JobState.of(job)
+        new, effects = transition(state, event, self.policy)
+        write = next((e for e in effects if isinstance(e, Write)), None)
+        if write is not None:
+            if not await self.store.change_job(job_id, write.expect, write.fields):
+                return None
+            self.recorder.follow(job_id, new)
+            self.hub.job_status(job_id, new.status.value)  # the queen's own listeners (plugins' reactions)
+            self.hub.publish("jobs", {"type": "job:update", "job": job_id, "status": new.status.value})
+            if new.status is JobStatus.QUEUED and state.attempt == new.attempt:
+                log.warning("job %s: %s; attempt %d of %d queued", job_id, _reason(event), new.attempt + 1,
+                            self.policy.max_attempts)
+            elif new.status is JobStatus.QUEUED:
+                log.warning("job %s never started on drone %s: queued again", job_id, state.drone)
+            elif new.status is JobStatus.ERRORED:
+                log.warning("job %s: %s; no attempts left: errored", job_id, _reason(event))
+        self._carry(job_id, new, [e for e in effects if not isinstance(e, Write)])
+        return state, new
 
     # -- requests from the API -----------------------------------------------------
 
@@ -240,36 +270,35 @@ class Hive:
         drone was asked to kill it (the job ends when the drone reports it).
         """
         job_id = job["_id"]
-        if await self.store.cancel_queued(job_id):
-            self.hub.publish("jobs", {"type": "job:update", "job": job_id, "status": JobStatus.CANCELLED.value})
-            return JobStatus.CANCELLED.value
-        job = await self.store.get_job(job_id) or job  # it may have left the queue meanwhile
-        drone_id = job.get("drone")
-        if drone_id in self.pool and self.send(drone_id, Msg.JOB_CANCEL, {"id": job_id}):
-            log.info("job %s: cancel sent to drone %s", job_id, drone_id)
-            return "cancelling"
-        # No drone to ask: the job ends here.
-        if await self.store.end_job(job_id, JobStatus.CANCELLED, "cancelled while its drone was away"):
-            self.recorder.finalize(job_id)
-            if drone_id:
-                self.pool.release(drone_id, job_id)
-            self.hub.publish("jobs", {"type": "job:update", "job": job_id, "status": JobStatus.CANCELLED.value})
-        return JobStatus.CANCELLED.value
+        for _ in range(3):  # the job may move on between the read and the write (dispatched, started)
+            drone_id = job.get("drone")
+            reachable = drone_id is not None and drone_id in self.pool and self.pool.get(drone_id).route is not None
+            changed = await self.change(job_id, CancelAsked(time.time(), reachable))
+            if changed is not None:
+                before, after = changed
+                if after.final:
+                    return after.status.value
+                log.info("job %s: cancel sent to drone %s", job_id, before.drone)
+                return "cancelling"
+            job = await self.store.get_job(job_id) or job
+            if JobStatus(job["status"]).final:
+                return job["status"]
+        return "cancelling"
 
     # -- callbacks from the recorder -----------------------------------------
 
-    def _ack(self, drone_id: str, job_id: str, seq: int) -> None:
-        self.send(drone_id, Msg.ACK, {"id": job_id, "seq": seq})
+    def _ack(self, drone_id: str, job_id: str, seq: int, attempt: int) -> None:
+        self.send(drone_id, Msg.ACK, {"id": job_id, "seq": seq, "attempt": attempt})
 
-    def _stale(self, drone_id: str, job_id: str) -> None:
-        self.send(drone_id, Msg.JOB_CANCEL, {"id": job_id})
-
-    def _job_done(self, drone_id: str, job_id: str, status: str, retry: bool = False) -> None:
-        if self.pool.release(drone_id, job_id):
-            self._drones_changed()
-        if retry and status == JobStatus.QUEUED.value:
-            log.warning("job %s: its setup failed on drone %s; queued for another attempt", job_id, drone_id)
-        self.dispatcher.wake()
+    def _carry(self, job_id: str, state: JobState, effects: list[Effect]) -> None:
+        """Carry out a job's effects other than its document's write: slots, cancels."""
+        for effect in effects:
+            if isinstance(effect, Release):
+                if self.pool.release(effect.drone, job_id):
+                    self._drones_changed()
+                self.dispatcher.wake()
+            elif isinstance(effect, CancelCopy):
+                self.send(effect.drone, Msg.JOB_CANCEL, {"id": job_id, "attempt": effect.attempt})
 
     # -- liveness -----------------------------------------------------------------
 
@@ -287,7 +316,8 @@ class Hive:
                 self._drones_changed()
                 self._save_drone_later(drone_id, "lost")
                 if drone is not None and drone.jobs:
-                    self._spawn(self._requeue_lost(drone_id, list(drone.jobs)))
+                    self._spawn(self._requeue_lost(drone_id, list(drone.jobs),
+                                                   f"drone {drone_id} was lost (silent for {self.timeout:g} s)"))
 
     async def _orphans(self) -> None:
         """After a restart: jobs whose drone did not come back in time are its lost jobs.
@@ -309,31 +339,13 @@ class Hive:
                 lost.setdefault(job["drone"], []).append(job["_id"])
         for drone_id, job_ids in lost.items():
             log.warning("drone %s did not return after the restart; its jobs: %s", drone_id, ", ".join(job_ids))
-            await self._requeue_lost(drone_id, job_ids)
+            await self._requeue_lost(drone_id, job_ids, f"drone {drone_id} did not return after the queen restarted")
 
-    async def _requeue_lost(self, drone_id: str, job_ids: list[str]) -> None:
+    async def _requeue_lost(self, drone_id: str, job_ids: list[str], reason: str) -> None:
         """A lost drone's jobs: never started ones back to the queue; started ones retried or errored."""
         for job_id in job_ids:
-            if await self.store.requeue(job_id, drone_id):
-                log.warning("job %s was never started by lost drone %s: queued again", job_id, drone_id)
-            else:
-                await self._retry(job_id, drone_id, f"drone {drone_id} was lost (silent for {self.timeout:g} s)")
+            await self.change(job_id, DroneGone(drone_id, reason, time.time()))
         self.dispatcher.wake()
-
-    async def _retry(self, job_id: str, drone_id: str, reason: str) -> None:
-        """Another attempt for a job its drone lost, or its end when none is left (`max_attempts`)."""
-        job = await self.store.get_job(job_id)
-        status = await self.store.retry_or_fail(job_id, drone_id, reason, self.config.max_attempts)
-        if status is None or job is None:
-            return
-        attempt = int(job.get("attempts") or 1)
-        if status == JobStatus.QUEUED.value:
-            self.recorder.retire(job_id, attempt)
-            log.warning("job %s: %s; attempt %d of %d queued", job_id, reason, attempt + 1, self.config.max_attempts)
-        else:
-            self.recorder.finalize(job_id)
-            log.warning("job %s: %s; no attempts left: errored", job_id, reason)
-        self.hub.publish("jobs", {"type": "job:update", "job": job_id, "status": status})
 
     # -- helpers -------------------------------------------------------------------
 
@@ -372,14 +384,5 @@ async def _logged(coro: Any) -> None:
         log.exception("unexpected error")
 
 
-def _job_ids(value: Any) -> set[str]:
-    """The job ids a drone reports, as many as a drone can run at most (the rest is noise or an attack)."""
-    return {j for j in _list(value)[:MAX_CAPACITY] if isinstance(j, str) and len(j) <= 64}
-
-
-def _plugins(value: Any) -> frozenset[str]:
-    return frozenset(p for p in _list(value)[:1000] if isinstance(p, str) and len(p) <= 200)
-
-
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
+def _reason(event: Event) -> str:
+    return getattr(event, "reason", None) or type(event).__name__

@@ -22,13 +22,13 @@ from apiary.core.refs import parse_ref
 from apiary.queen.gitread import read_at_ref
 from apiary.core.pipeline import load_pipeline
 from apiary.core.stages import plugin_keys, resolve_parameters
-from apiary.core.protocol import JobStatus
+from apiary.core.jobstate import JobState
 from apiary.queen.repos import repo_auth, stored_pipeline
 from apiary.queen.store import Store
 from apiary.queen.trust import given_secrets, job_kind
 
 if TYPE_CHECKING:
-    from apiary.queen.plugins import Plugins
+    from apiary.queen.plugin_registry import Plugins
 
 
 async def resolve_pipeline(store: Store, git_cache: Path, repo: dict[str, Any],
@@ -80,10 +80,8 @@ async def create_job(store: Store, dispatcher: Dispatcher, git_cache: Path, repo
         "secrets": given_secrets(kind, await store.secret_kinds(repo["_id"]), repo, plugins.queen_secrets(repo)),
         "pipeline": pipeline,
         "plugin_keys": plugin_keys(pipeline),
-        "status": JobStatus.QUEUED.value,
+        **JobState().fields(),  # queued (apiary.core.jobstate decides every status from here on)
         "created": time.time(),
-        "attempts": 0,
-        "drone": None,
         "commands": {},
         "phases": {},
     }

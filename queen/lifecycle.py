@@ -1,8 +1,11 @@
-"""What a drone's event does to its job document. Pure: no I/O.
+"""What a drone's event records on its job document besides the job's status. Pure: no I/O.
 
-`job_update` turns one event into ``$set`` fields. Every update is a set of
-leaf fields, never an increment, so applying an event twice (a drone resending
-after a queen restart) leaves the same document.
+`job_update` turns one event into ``$set`` fields: commands, phases, plugin
+figures. Every update is a set of leaf fields, never an increment, so applying
+an event twice (a drone resending after a queen restart) leaves the same
+document. The status, and the times and reasons that go with it, are the job
+state machine's (apiary.core.jobstate): ``job:started`` and ``job:done`` record
+nothing here.
 """
 
 from __future__ import annotations
@@ -10,17 +13,15 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from apiary.core.protocol import FINAL_STATES, JobStatus, Msg
+from apiary.core.protocol import Msg
 
 
 _PHASE = re.compile(r"^[a-z_]{1,32}$")
 _FIELD = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
 
 
-def job_update(msg: Msg, body: dict[str, Any], drone_id: str) -> dict[str, Any]:
-    """The ``$set`` fields that event `msg` with `body` from `drone_id` applies to its job."""
-    if msg is Msg.JOB_STARTED:
-        return {"status": JobStatus.RUNNING.value, "started": body["timestamp"], "drone": drone_id}
+def job_update(msg: Msg, body: dict[str, Any]) -> dict[str, Any]:
+    """The ``$set`` fields that event `msg` with `body` applies to its job (never its status)."""
     if msg is Msg.JOB_CMD_START:
         key = f"commands.{body['num']}"
         fields = {f"{key}.num": body["num"], f"{key}.command": body["screencmd"]}
@@ -48,21 +49,4 @@ def job_update(msg: Msg, body: dict[str, Any], drone_id: str) -> dict[str, Any]:
         return {"phases.test.code": body["code"], "tested": body["timestamp"]}
     if msg is Msg.JOB_DEPLOYED:
         return {"phases.deploy.code": body["code"], "deployed": body["timestamp"]}
-    if msg is Msg.JOB_DONE:
-        fields = {"status": final_status(body.get("result")), "finished": body["timestamp"]}
-        if isinstance(body.get("error"), str):
-            fields["error"] = body["error"]
-        if isinstance(body.get("usage"), dict):
-            fields["usage"] = body["usage"]
-        return fields
-
     return {}
-
-
-def final_status(result: Any) -> str:
-    """The job status a drone's ``job:done`` result means; anything unknown is an error."""
-    try:
-        status = JobStatus(result)
-    except ValueError:
-        return JobStatus.ERRORED.value
-    return status.value if status in FINAL_STATES else JobStatus.ERRORED.value

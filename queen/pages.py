@@ -26,7 +26,7 @@ from apiary.queen.badges import NO_JOBS, badge_for, badge_svg, last_finished
 from apiary.core.errors import InputError
 from apiary.core.protocol import JobStatus, JobType
 from apiary.queen.repos import REPO_NAME, stored_pipeline
-from apiary.queen.store import READ_BATCH
+from apiary.queen.store.events import READ_BATCH
 from apiary.queen.trust import DEFAULT_KINDS, KINDS
 from apiary.queen.validate import is_web_link
 

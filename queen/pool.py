@@ -12,6 +12,7 @@ import dataclasses
 import time
 from typing import Any
 
+from apiary.core.protocol import MAX_CAPACITY
 from apiary.queen.scheduler import DroneView
 
 
@@ -114,3 +115,17 @@ class Pool:
     def unaccounted(drone: Drone, reported: set[str], older_than: float) -> list[str]:
         """Jobs the queen gave `drone` before `older_than` that the drone no longer reports."""
         return [j for j, since in drone.jobs.items() if j not in reported and since < older_than]
+
+
+def reported_jobs(value: Any) -> set[str]:
+    """The job ids a drone reports (drone:info, drone:heartbeat), as many as a drone can run at most
+    (the rest is noise or an attack)."""
+    return {j for j in _list(value)[:MAX_CAPACITY] if isinstance(j, str) and len(j) <= 64}
+
+
+def reported_plugins(value: Any) -> frozenset[str]:
+    return frozenset(p for p in _list(value)[:1000] if isinstance(p, str) and len(p) <= 200)
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []

@@ -25,65 +25,57 @@ from typing import Any
 
 from pymongo.errors import PyMongoError
 
+from apiary.core.jobstate import CancelCopy, Effect, JobState, Policy, Write, admit, drone_event, transition
+from apiary.core.protocol import OUTPUT_EVENTS, Msg
 from apiary.queen.hub import Hub
 from apiary.queen.lifecycle import job_update
-from apiary.core.protocol import OUTPUT_EVENTS, JobStatus, Msg
 from apiary.queen.store import Store
 
 log = logging.getLogger(__name__)
 
 _OUTPUT_TYPES = [m.value for m in OUTPUT_EVENTS]
 
-# (drone, job, seq): every event of `job` up to `seq` is stored
-AckFn = Callable[[str, str, int], None]
-# (drone, job id, final status, retry): a job's job:done is stored; retry: it
-# failed to set up (an infrastructure fault) and may go to another attempt
-DoneFn = Callable[[str, str, str, bool], None]
+# (drone, job, seq, attempt): every event of attempt `attempt` of `job` up to `seq` is stored
+AckFn = Callable[[str, str, int, int], None]
+# (job id, its state now, effects to carry out besides the job document's write: a slot to
+# release, a drone's copy to cancel); called once the events that led there are stored
+CarryFn = Callable[[str, JobState, list[Effect]], None]
 
 
 class _Track:
-    __slots__ = ("attempt", "drone", "final", "next_seq")
+    """One job as the recorder follows it: its state (the fencing token: attempt and drone) and the
+    next seq it will store."""
 
-    def __init__(self, next_seq: int, drone: str | None, final: bool = False, attempt: int = 1) -> None:
+    __slots__ = ("next_seq", "state", "told")
+
+    def __init__(self, next_seq: int, state: JobState) -> None:
         self.next_seq = next_seq
-        self.drone = drone
-        # The fencing token: events of an earlier attempt (a drone thought lost) are refused.
-        self.attempt = attempt
-        # Ended by the queen (cancelled while its drone was away): late events are
-        # kept as output but never change the job's end.
-        self.final = final
+        self.state = state
+        self.told = False  # the drone of a job ended here was asked to stop its copy
 
 
 class Recorder:
-    def __init__(self, store: Store, hub: Hub, ack: AckFn, done: DoneFn,
-                 stale: Callable[[str, str], None] = lambda drone, job: None, max_attempts: int = 1) -> None:
-        self.max_attempts = max_attempts
+    def __init__(self, store: Store, hub: Hub, ack: AckFn, carry: CarryFn, policy: Policy) -> None:
+        self.policy = policy
         self.store = store
         self.hub = hub
         self.ack = ack
-        self.done = done
-        self.stale = stale
+        self.carry = carry
         self._pending: list[tuple[str, Msg, dict[str, Any]]] = []
         self._wake = asyncio.Event()
         self._tracks: dict[str, _Track] = {}
         self._unknown: set[str] = set()
         self.stored = 0
 
-    def track(self, job_id: str, drone_id: str, first_seq: int = 1, attempt: int = 1) -> None:
-        """Note a job this queen just dispatched: its events start at `first_seq` and carry `attempt`."""
-        self._tracks[job_id] = _Track(first_seq, drone_id, attempt=attempt)
+    def track(self, job_id: str, state: JobState, first_seq: int = 1) -> None:
+        """Note a job this queen just dispatched (`state`): its events start at `first_seq`."""
+        self._tracks[job_id] = _Track(first_seq, state)
 
-    def retire(self, job_id: str, attempt: int) -> None:
-        """The job's attempt `attempt` is over (its drone was lost): refuse what it still says."""
+    def follow(self, job_id: str, state: JobState) -> None:
+        """The job's state changed outside its events (cancelled, its drone lost): fence by the new one."""
         track = self._tracks.get(job_id)
         if track is not None:
-            track.drone, track.attempt = None, attempt + 1
-
-    def finalize(self, job_id: str) -> None:
-        """The queen ended this job itself; what its drone still says must not revive it."""
-        track = self._tracks.get(job_id)
-        if track is not None:
-            track.final = True
+            track.state = state
 
     def submit(self, drone_id: str, msg: Msg, body: dict[str, Any]) -> None:
         self._pending.append((drone_id, msg, body))
@@ -115,34 +107,43 @@ class Recorder:
         job = await self.store.get_job(job_id)
         if job is None:
             return None
-        final = JobStatus(job["status"]).final
-        attempt = int(job.get("attempts") or 1)
-        if not final and job["status"] != JobStatus.QUEUED.value:
-            # The job document is a projection of the current attempt's events. A
-            # queen that died between storing a batch's events and its job update
-            # left the document behind: project it again from what is stored. (A
-            # queued job waits for its next attempt: nothing of the last one applies.)
+        state = JobState.of(job)
+        if state.on_drone:
+            # The job document follows the current attempt's events. A queen that died between
+            # storing a batch's events and its job update left the document behind: catch up
+            # from what is stored. (A queued job waits for its next attempt: nothing of the last applies.)
             fields: dict[str, Any] = {}
+            steps: list[tuple[str, dict[str, Any]]] = []
             for event in await self.store.job_history(job_id, _OUTPUT_TYPES):
-                if event.get("attempt", 1) == attempt:
-                    fields.update(job_update(Msg(event["type"]), event, job.get("drone") or ""))
-            await self.store.update_jobs({job_id: fields} if fields else {})
-        # A job back in the queue waits for its next attempt; the last one's events are stale.
-        attempt += 1 if job["status"] == JobStatus.QUEUED.value else 0
-        return _Track(await self.store.last_seq(job_id) + 1, job.get("drone"), final, attempt=attempt)
+                if event.get("attempt", 1) == state.attempt:
+                    fields.update(job_update(Msg(event["type"]), event))
+                    steps.append((event["type"], event))
+            caught_up = state
+            for kind, body in steps:
+                event = drone_event(state.drone or "", kind, body)
+                if event is not None:
+                    caught_up, effects = transition(caught_up, event, self.policy)
+                    for effect in effects:
+                        if isinstance(effect, Write):
+                            fields.update(effect.fields)
+            if fields and await self.store.change_job(job_id, state.expect(), fields):
+                state = caught_up
+        return _Track(await self.store.last_seq(job_id) + 1, state)
 
     async def _write(self, batch: list[tuple[str, Msg, dict[str, Any]]]) -> None:
         now = time.time()
         docs: list[dict[str, Any]] = []
         updates: dict[str, dict[str, Any]] = {}
-        acks: dict[tuple[str, str], int] = {}
+        acks: dict[tuple[str, str, int], int] = {}
         next_seq: dict[str, int] = {}  # advanced only once the batch is stored
         tracks: dict[str, _Track] = {}
-        told: set[str] = set()
-        finished: list[tuple[str, str, str]] = []
+        before: dict[str, JobState] = {}  # each job's state when the batch began: what its write expects
+        after: dict[str, JobState] = {}
+        carried: dict[str, list[Effect]] = {}
+        stale: dict[tuple[str, str], int] = {}  # (drone, job) -> the attempt whose copy must stop
         changes: list[tuple[str, dict[str, Any]]] = []
         for drone_id, msg, body in batch:
-            job_id, seq = body["id"], body["seq"]
+            job_id, seq, attempt = body["id"], body["seq"], body.get("attempt", 1)
             track = self._tracks.get(job_id)
             if track is None:
                 if job_id in self._unknown:
@@ -156,19 +157,22 @@ class Recorder:
                     log.warning("drone %s sent %s for unknown job %s: dropped", drone_id, msg.value, job_id)
                     continue
                 self._tracks[job_id] = track
-            if body.get("attempt", 1) != track.attempt or track.drone is not None and track.drone != drone_id:
-                # A stale copy (the job was given to another drone): ack so the
-                # drone forgets the event, and tell it to stop the job.
-                log.warning("drone %s sent %s for job %s (attempt %s), which runs on %s (attempt %s): dropped; "
-                            "cancelling its copy", drone_id, msg.value, job_id, body.get("attempt", 1), track.drone,
-                            track.attempt)
-                acks[(drone_id, job_id)] = seq
-                self.stale(drone_id, job_id)
+            state = after.get(job_id, track.state)
+            verdict = admit(state, drone_id, attempt)
+            if verdict == "stale":
+                # A copy the job no longer runs as (given to another attempt): ack so the
+                # drone forgets the event, and tell it to stop that copy.
+                if (drone_id, job_id) not in stale:
+                    log.warning("drone %s sent %s for job %s (attempt %s), which is %s (attempt %s%s): dropped; "
+                                "cancelling its copy", drone_id, msg.value, job_id, attempt, state.status.value,
+                                state.attempt, f" on {state.drone}" if state.drone else "")
+                acks[(drone_id, job_id, attempt)] = seq
+                stale[(drone_id, job_id)] = attempt
                 continue
             tracks[job_id] = track
             expected = next_seq.get(job_id, track.next_seq)
             if seq < expected:
-                acks[(drone_id, job_id)] = expected - 1
+                acks[(drone_id, job_id, attempt)] = expected - 1
                 continue
             if seq > expected:
                 log.debug("job %s: seq %d arrived while %d was expected; waiting for a resend", job_id, seq, expected)
@@ -182,41 +186,52 @@ class Recorder:
             if doc is None:
                 log.warning("drone %s sent %s for job %s with a value the store cannot hold: dropped",
                             drone_id, msg.value, job_id)
-                acks[(drone_id, job_id)] = expected - 1
+                acks[(drone_id, job_id, attempt)] = expected - 1
                 continue
             # A string _id: nothing an ObjectId would leak into JSON, and a
             # repeated (job, seq) collides on _id as on the unique index.
             doc.update(_id=f"{job_id}:{seq}", job=job_id, type=msg.value, at=now)
             docs.append(doc)
-            fields = {} if track.final else job_update(msg, body, drone_id)
-            if msg is Msg.JOB_DONE and body.get("retry") is True and not track.final \
-                    and track.attempt < self.max_attempts:
-                # Its setup failed there (a plugin install): not an end, another attempt.
-                fields = _retried(body, drone_id, track.attempt)
-            if track.final and job_id not in told:
-                told.add(job_id)
-                self.stale(drone_id, job_id)  # the job ended here: stop the drone's copy
+            next_seq[job_id] = seq + 1
+            acks[(drone_id, job_id, attempt)] = seq
+            if verdict == "late":
+                # Ended here while its drone was away: keep what it printed, change nothing, stop it.
+                if not track.told:
+                    track.told = True
+                    stale[(drone_id, job_id)] = attempt
+                continue
+            fields = job_update(msg, body)
+            event = drone_event(drone_id, msg.value, body)
+            if event is not None:
+                before.setdefault(job_id, state)
+                new, effects = transition(state, event, self.policy)
+                after[job_id] = new
+                for effect in effects:
+                    if isinstance(effect, Write):
+                        fields.update(effect.fields)
+                    else:
+                        carried.setdefault(job_id, []).append(effect)
             if fields:
+                before.setdefault(job_id, state)
                 updates.setdefault(job_id, {}).update(fields)
-                summary = {k: v for k, v in fields.items() if not k.startswith(("commands.", "phases."))}
+                summary = {k: v for k, v in fields.items() if not k.startswith(("commands.", "phases.", "history."))}
                 if summary:
                     changes.append((job_id, summary))
-            next_seq[job_id] = seq + 1
-            acks[(drone_id, job_id)] = seq
-            if msg is Msg.JOB_DONE:
-                finished.append((drone_id, job_id, updates.get(job_id, {}).get("status", ""),
-                                 body.get("retry") is True))
-        # Both writes at once. If only one lands: a failed batch is retried
-        # whole (both writes are idempotent) before anything is acked, and a
-        # queen that died in between re-projects the job on restart (_load_track).
-        await asyncio.gather(self.store.update_jobs(updates), self.store.insert_events(docs))
+        # Both writes at once. If only one lands: a failed batch is retried whole (both
+        # writes are idempotent) before anything is acked, and a queen that died in between
+        # catches the job up on restart (_load_track).
+        written, _ = await asyncio.gather(self._update_jobs(updates, before), self.store.insert_events(docs))
         self.stored += len(docs)
         for job_id, seq in next_seq.items():
             # Only the track this batch read: a re-dispatch may have replaced it meanwhile.
             if self._tracks.get(job_id) is tracks[job_id]:
                 tracks[job_id].next_seq = seq
-        for (drone_id, job_id), seq in acks.items():
-            self.ack(drone_id, job_id, seq)
+        for job_id, new in after.items():
+            track = self._tracks.get(job_id)
+            if track is not None and track.state is before[job_id] and job_id in written:
+                track.state = new
+        for (drone_id, job_id, attempt), seq in acks.items():
+            self.ack(drone_id, job_id, seq, attempt)
         for doc in docs:
             del doc["_id"]  # the API and the browser see events without it
             topic = f"job:{doc['job']}"
@@ -225,21 +240,38 @@ class Recorder:
         # Each change on its own, in order: a job that started and ended within
         # one batch is still seen running, then ended.
         for job_id, summary in changes:
-            self.hub.publish("jobs", {"type": "job:update", "job": job_id, **summary})
-        for drone_id, job_id, status, retry in finished:
-            self._tracks.pop(job_id, None)
-            self.done(drone_id, job_id, status, retry)
+            if job_id in written:
+                if "status" in summary:  # the queen's own listeners (plugins' reactions), then browsers
+                    self.hub.job_status(job_id, summary["status"])
+                self.hub.publish("jobs", {"type": "job:update", "job": job_id, **summary})
+        for job_id, new in after.items():
+            if job_id in written:
+                if new.final:
+                    self._tracks.pop(job_id, None)
+                self.carry(job_id, new, carried.get(job_id, []))
+        for (drone_id, job_id), attempt in stale.items():
+            self.carry(job_id, self._tracks[job_id].state if job_id in self._tracks else JobState(),
+                       [CancelCopy(drone_id, attempt)])
+
+    async def _update_jobs(self, updates: dict[str, dict[str, Any]], before: dict[str, JobState]) -> set[str]:
+        """Write each job's fields if the job is still as the batch found it; the ids written.
+
+        A job changed meanwhile by the hive (cancelled while its drone was away, its drone written
+        off) is not written: its events are stored, its document keeps the hive's decision.
+        """
+        jobs = list(updates)
+        results = await asyncio.gather(*(self.store.change_job(j, before[j].expect(), updates[j]) for j in jobs))
+        written = {j for j, ok in zip(jobs, results) if ok}
+        for job_id in set(jobs) - written:
+            log.info("job %s changed while its events were being stored; its drone's update is not applied", job_id)
+            job = await self.store.get_job(job_id)
+            track = self._tracks.get(job_id)
+            if job is not None and track is not None:
+                track.state = JobState.of(job)
+        return written
 
 
 _INT64 = 2**63
-
-
-def _retried(body: dict[str, Any], drone_id: str, attempt: int) -> dict[str, Any]:
-    """The job's fields when attempt `attempt` could not be set up on `drone_id`: queued again, the attempt kept."""
-    reason = f"setup failed on drone {drone_id}: {body.get('error') or 'no reason given'}"
-    return {"status": JobStatus.QUEUED.value, "drone": None,
-            f"history.{attempt}": {"attempt": attempt, "drone": drone_id, "ended": body.get("timestamp"),
-                                   "reason": reason}}
 
 
 def _storable(value: Any, depth: int = 0) -> Any:

@@ -40,7 +40,7 @@ from apiary.core.pipeline import load_pipeline, parse_pipeline
 from apiary.queen.validate import ENV_NAME, get_number, get_str, no_unknown
 
 if TYPE_CHECKING:
-    from apiary.queen.plugins import Plugins
+    from apiary.queen.plugin_registry import Plugins
 
 REPO_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,99}$")
 FIELDS = {"name", "url", "provider", "default_branch", "pipeline", "pipeline_source", "pipeline_file", "auth",

@@ -36,7 +36,7 @@ from aiohttp import WSMsgType, web
 
 from . import keys
 from apiary.queen.hub import Subscriber
-from apiary.queen.store import READ_BATCH
+from apiary.queen.store.events import READ_BATCH
 from apiary.queen.strict_json import dumps
 
 log = logging.getLogger(__name__)

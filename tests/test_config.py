@@ -90,3 +90,12 @@ async def test_a_port_in_use_is_named_and_nothing_is_left_running(queen, tmp_pat
         assert "Traceback" not in result.stderr
     store = tmp_path / "q2" / "store"
     assert not (store / "nx-27017.pid").exists()  # the embedded store it started is stopped
+
+
+@pytest.mark.parametrize(("key", "value", "words"), [
+    ("capacity", -5, "capacity"), ("speed", 1e9, "speed"), ("id", "bad id!", "id"),
+    ("output_chunk_bytes", 1, "output_chunk_bytes"), ("heartbeat_interval", 0, "heartbeat_interval"),
+])
+def test_every_drone_setting_is_checked(key: str, value: object, words: str) -> None:
+    with pytest.raises(ConfigError, match=words):
+        parse_config({"drone": {key: value}}, {}, "apiary.toml")

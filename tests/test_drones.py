@@ -53,7 +53,7 @@ async def test_garbage_on_the_drone_port_is_dropped_and_the_queen_serves_on(quee
         [msgpack.packb(["drone:info", "not a map"])],
         [msgpack.packb(["drone:info", {"id": "vandal"}])],
         [msgpack.packb(["job:cmd:stdout", {"id": "x", "seq": True, "num": 1, "text": "t"}])],
-        [encode(Msg.JOB_CMD_STDOUT, {"id": "no-such-job", "seq": 1, "num": 1, "text": "forged\n"})],
+        [encode(Msg.JOB_CMD_STDOUT, {"id": "no-such-job", "seq": 1, "attempt": 1, "num": 1, "text": "forged\n"})],
         [encode(Msg.ACK, {"id": "x", "seq": 1})],
         [b"two", b"frames"],
         [b""],

@@ -7,10 +7,11 @@ import os
 import signal
 from pathlib import Path
 
+import aiohttp
 from playwright.async_api import Page, expect
 
 from tests.browser import browser, page  # noqa: F401  (fixtures)
-from tests.cluster import FINAL, Cluster, output_lines
+from tests.cluster import FINAL, Cluster, Proc, _env, output_lines
 
 # First attempt: says so and hangs; any later one: says so and ends. A file in
 # the test's directory tells them apart, as a flaky machine would not.
@@ -159,3 +160,58 @@ async def test_queen_killed_while_a_job_prints_the_drone_holds_output_on_disk_an
 async def _spill_files(queen: Cluster) -> list[str]:
     outbox = queen.tmp / "drones" / "d1" / "outbox"
     return sorted(p.name for p in outbox.iterdir()) if outbox.exists() else []
+
+
+async def test_a_paused_only_drone_runs_the_retry_itself_and_the_job_passes(queen: Cluster, tmp_path: Path) -> None:
+    # ../shared/cases/paused-drone-job-ends-cancelled: the cancel of the stale copy names attempt 1,
+    # so attempt 2, sent back to the same drone, runs.
+    only = await queen.add_drone("only")
+    flag = tmp_path / "flag"
+    await queen.create_pipeline_repo("app", f"""stages: [{{name: s, steps: [
+  'if [ -e {flag} ]; then echo "second attempt"; else touch {flag}; echo "first attempt"; sleep 3; fi']}}]""")
+    job = await queen.trigger("app")
+    await started_on(queen, job["id"], "first attempt")
+    assert only.proc is not None
+    only.proc.send_signal(signal.SIGSTOP)
+    try:
+        await queen.wait_for(lambda: queen.job(job["id"]), lambda j: j["status"] == "queued",
+                             "the queen to write the paused drone's attempt off", timeout=15)
+    finally:
+        only.proc.send_signal(signal.SIGCONT)
+    done = await queen.wait_job(job["id"], timeout=60)
+    assert (done["status"], done["drone"], done["attempts"]) == ("passed", "only", 2), done
+    assert "was lost" in done["history"]["1"]["reason"]
+    lines = output_lines(await queen.events(job["id"]), "job:cmd:stdout")
+    assert lines == ["first attempt", "second attempt"]
+    print("\npaused the only drone past the timeout; attempt 2 ran on it and passed")
+
+
+async def test_apiary_up_stopped_with_ctrl_c_mid_job_runs_the_job_again_when_it_returns(tmp_path: Path) -> None:
+    data, work, flag = tmp_path / "data", tmp_path / "work", tmp_path / "flag"
+    args = ["up", "--data-dir", str(data), "--http-port", "0", "--drone-bind", "tcp://127.0.0.1:*",
+            "--work-dir", str(work)]
+    up = Proc("up", args, tmp_path / "logs", _env())
+    await up.start()
+    cluster = Cluster(tmp_path / "client")
+    cluster.http = aiohttp.ClientSession()
+    try:
+        cluster.api = (await up.wait_output(r"API:\s+(\S+)")).group(1)
+        port = cluster.api.rsplit(":", 1)[1].split("/")[0]
+        await cluster.create_pipeline_repo("app", pipeline(flag))
+        job = await cluster.trigger("app")
+        await started_on(cluster, job["id"], "first attempt")
+        assert await up.stop(signal.SIGINT) is not None  # Ctrl-C
+        up.args = ["up", "--data-dir", str(data), "--http-port", port, "--drone-bind", "tcp://127.0.0.1:*",
+                   "--work-dir", str(work)]
+        await up.start()
+        await up.wait_output(r"API:\s+(\S+)")
+        done = await cluster.wait_job(job["id"], timeout=60)
+    finally:
+        await cluster.http.close()
+        await up.stop()
+    # Nobody cancelled it: the stopped attempt is retried, and the job passes.
+    assert (done["status"], done["attempts"]) == ("passed", 2), done
+    assert done["history"]["1"]["reason"] in ("drone local: stopped while the job ran",
+                                              "drone local no longer runs this job (it restarted)")
+    print(f"\napiary up stopped with SIGINT mid-job and started again: attempt 1 {done['history']['1']['reason']!r}; "
+          "attempt 2 passed")

@@ -170,7 +170,7 @@ stages: [{name: t, steps: ["echo never runs"]}]
     assert "plugin apiary-missing: pip install failed" in job["error"]
     # A setup failure is the infrastructure's: tried max_attempts (3) times, each attempt kept.
     assert job["attempts"] == 3 and sorted(job["history"]) == ["1", "2", "3"]
-    assert "setup failed on drone d1: plugin apiary-missing: pip install failed" in job["history"]["1"]["reason"]
+    assert "drone d1: setup failed: plugin apiary-missing: pip install failed" in job["history"]["1"]["reason"]
     assert "No matching distribution found for apiary-missing==9.9" in job["error"]
     events = await queen.events(job["id"])
     assert "No matching distribution" in text_of(events, "job:stdout")

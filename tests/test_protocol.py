@@ -11,7 +11,7 @@ from apiary.core.protocol import (DRONE_SENDS, QUEEN_SENDS, JobStatus, Msg, deco
 
 
 def test_a_message_survives_encoding() -> None:
-    body = {"id": "J1", "seq": 3, "num": 1, "text": "héllo\n"}
+    body = {"id": "J1", "seq": 3, "attempt": 1, "num": 1, "text": "héllo\n"}
     assert decode(encode(Msg.JOB_CMD_STDOUT, body)) == (Msg.JOB_CMD_STDOUT, body)
 
 
@@ -22,7 +22,7 @@ def test_a_message_survives_encoding() -> None:
     (msgpack.packb(["ack", []]), "not a map"),
     (msgpack.packb(["ack", {"id": "J"}]), "'seq' missing"),
     (msgpack.packb(["ack", {"id": "J", "seq": True}]), "'seq' missing or not int"),
-    (msgpack.packb(["job:cmd:done", {"id": "J", "seq": 1, "num": 1, "exitCode": "0", "duration": 1.0}]), "exitCode"),
+    (msgpack.packb(["job:cmd:done", {"id": "J", "seq": 1, "attempt": 1, "num": 1, "exitCode": "0", "duration": 1.0}]), "exitCode"),
 ])
 def test_malformed_frames_are_refused_with_the_reason(frame: bytes, words: str) -> None:
     with pytest.raises(ProtocolError, match=words.replace("[", r"\[").replace("]", r"\]")):
@@ -30,7 +30,7 @@ def test_malformed_frames_are_refused_with_the_reason(frame: bytes, words: str) 
 
 
 def test_each_side_refuses_the_other_sides_messages() -> None:
-    ack = encode(Msg.ACK, {"id": "J", "seq": 1})
+    ack = encode(Msg.ACK, {"id": "J", "seq": 1, "attempt": 1})
     with pytest.raises(ProtocolError, match="not sent in this direction"):
         decode(ack, DRONE_SENDS)
     assert decode(ack, QUEEN_SENDS)[0] is Msg.ACK
@@ -46,9 +46,9 @@ def test_final_states() -> None:
     (Msg.DRONE_INFO, {"id": "d", "capacity": 1, "speed": float("nan"), "version": 1, "jobs": []}, "speed"),
     (Msg.DRONE_INFO, {"id": "d", "capacity": 1, "speed": float("inf"), "version": 1, "jobs": []}, "speed"),
     (Msg.DRONE_HEARTBEAT, {"jobs": [], "load": float("-inf")}, "load"),
-    (Msg.JOB_CMD_DONE, {"id": "J", "seq": 2, "num": 1, "exitCode": 0, "duration": 0.1,
+    (Msg.JOB_CMD_DONE, {"id": "J", "seq": 2, "attempt": 1, "num": 1, "exitCode": 0, "duration": 0.1,
                         "usage": {"cpu_seconds": float("nan")}}, "usage.cpu_seconds"),
-    (Msg.JOB_PLUGIN, {"id": "J", "seq": 2, "plugin": "p", "data": {"counts": [1.0, float("inf")]}}, "data.counts[1]"),
+    (Msg.JOB_PLUGIN, {"id": "J", "seq": 2, "attempt": 1, "plugin": "p", "data": {"counts": [1.0, float("inf")]}}, "data.counts[1]"),
 ])
 def test_numbers_that_json_cannot_carry_are_refused_naming_the_field(kind: Msg, body: dict, where: str) -> None:
     with pytest.raises(ProtocolError, match=f"field '{re.escape(where)}' is not a finite number") as info:
@@ -82,15 +82,15 @@ def test_a_heartbeats_load_out_of_range_is_ignored() -> None:
 
 
 @pytest.mark.parametrize(("kind", "body", "words"), [
-    (Msg.JOB_STARTED, {"id": "J", "seq": 1, "timestamp": 1e300}, "'timestamp' is beyond ±2**53"),
-    (Msg.JOB_STARTED, {"id": "J", "seq": 1, "timestamp": 1e12}, "'timestamp' must be between 0 and 1e+10"),
-    (Msg.JOB_STARTED, {"id": "J", "seq": 1, "timestamp": -5.0}, "'timestamp' must be between"),
-    (Msg.JOB_CMD_DONE, {"id": "J", "seq": 2, "num": 1, "exitCode": 2**63 - 1, "duration": 0.1}, "beyond"),
-    (Msg.JOB_CMD_DONE, {"id": "J", "seq": 2, "num": 1, "exitCode": 2**40, "duration": 0.1}, "'exitCode' must be"),
-    (Msg.JOB_CMD_DONE, {"id": "J", "seq": 2, "num": 1, "exitCode": 0, "duration": 1e9}, "'duration' must be"),
-    (Msg.JOB_CMD_DONE, {"id": "J", "seq": 2, "num": 1, "exitCode": 0, "duration": 0.1,
+    (Msg.JOB_STARTED, {"id": "J", "seq": 1, "attempt": 1, "timestamp": 1e300}, "'timestamp' is beyond ±2**53"),
+    (Msg.JOB_STARTED, {"id": "J", "seq": 1, "attempt": 1, "timestamp": 1e12}, "'timestamp' must be between 0 and 1e+10"),
+    (Msg.JOB_STARTED, {"id": "J", "seq": 1, "attempt": 1, "timestamp": -5.0}, "'timestamp' must be between"),
+    (Msg.JOB_CMD_DONE, {"id": "J", "seq": 2, "attempt": 1, "num": 1, "exitCode": 2**63 - 1, "duration": 0.1}, "beyond"),
+    (Msg.JOB_CMD_DONE, {"id": "J", "seq": 2, "attempt": 1, "num": 1, "exitCode": 2**40, "duration": 0.1}, "'exitCode' must be"),
+    (Msg.JOB_CMD_DONE, {"id": "J", "seq": 2, "attempt": 1, "num": 1, "exitCode": 0, "duration": 1e9}, "'duration' must be"),
+    (Msg.JOB_CMD_DONE, {"id": "J", "seq": 2, "attempt": 1, "num": 1, "exitCode": 0, "duration": 0.1,
                         "usage": {"peak_rss": -1e300}}, "'usage.peak_rss' is beyond"),
-    (Msg.JOB_CMD_STDOUT, {"id": "J", "seq": 2**60, "num": 1, "text": "x"}, "'seq' is beyond"),
+    (Msg.JOB_CMD_STDOUT, {"id": "J", "seq": 2**60, "attempt": 1, "num": 1, "text": "x"}, "'seq' is beyond"),
 ])
 def test_numbers_out_of_any_sane_range_are_refused(kind: Msg, body: dict, words: str) -> None:
     with pytest.raises(ProtocolError, match=re.escape(words)):
@@ -98,6 +98,6 @@ def test_numbers_out_of_any_sane_range_are_refused(kind: Msg, body: dict, words:
 
 
 def test_usual_numbers_pass() -> None:
-    body = {"id": "J", "seq": 2, "num": 1, "exitCode": -9, "duration": 12.5,
+    body = {"id": "J", "seq": 2, "attempt": 1, "num": 1, "exitCode": -9, "duration": 12.5,
             "usage": {"peak_rss": 2**31, "cpu_seconds": 0.25}}
     assert decode(encode(Msg.JOB_CMD_DONE, body)) == (Msg.JOB_CMD_DONE, body)

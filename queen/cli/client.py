@@ -27,7 +27,7 @@ from urllib.parse import quote
 import aiohttp
 
 from apiary.core.errors import ApiaryError
-from apiary.queen.lifecycle import final_status
+from apiary.core.jobstate import final_status
 from apiary.core.protocol import FINAL_STATES
 
 RESULT_CODES = {"passed": 0, "failed": 1, "errored": 3, "cancelled": 130}
@@ -218,7 +218,7 @@ class Renderer:
             self._line(f"artifact: {e.get('name')} ({e.get('size', 0):,} bytes)")
         elif kind == "job:done":
             took = e["timestamp"] - self.started if self.started and e.get("timestamp") else None
-            self.ended(final_status(e.get("result")), e.get("error"), took)
+            self.ended(final_status(e.get("result")).value, e.get("error"), took)
 
     def ended(self, status: str, error: str | None = None, took: float | None = None) -> None:
         """The closing line; also for a job that ended with no job:done (cancelled in the queue)."""

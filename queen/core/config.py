@@ -121,14 +121,6 @@ class DroneConfig:
         for name in self.pass_env_names:
             if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
                 raise _fault("pass_env", f"must be variable names separated by commas, got {name!r}")
-
-    @property
-    def pass_env_names(self) -> tuple[str, ...]:
-        return tuple(n.strip() for n in self.pass_env.split(",") if n.strip())
-
-    @property
-    def hidden_paths(self) -> list[Path]:
-        return [Path(p.strip()).expanduser() for p in self.sandbox_hide.split(",") if p.strip()]
         try:
             shlex.split(self.pip_args)
         except ValueError as exc:
@@ -155,6 +147,14 @@ class DroneConfig:
             raise _fault("artifact_max_bytes", f"must be 0 or more, got {self.artifact_max_bytes}")
         if self.output_chunk_bytes < 1024:
             raise _fault("output_chunk_bytes", f"must be at least 1024, got {self.output_chunk_bytes}")
+
+    @property
+    def pass_env_names(self) -> tuple[str, ...]:
+        return tuple(n.strip() for n in self.pass_env.split(",") if n.strip())
+
+    @property
+    def hidden_paths(self) -> list[Path]:
+        return [Path(p.strip()).expanduser() for p in self.sandbox_hide.split(",") if p.strip()]
 
     @property
     def drone_id(self) -> str:

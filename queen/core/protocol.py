@@ -4,23 +4,46 @@ The one definition both sides import (DESIGN.md §3). No I/O here: the broker
 (queen) and the agent (drone) own the sockets and hand frames to `decode`.
 
 A message is one ZeroMQ frame holding msgpack ``[type, body]`` with ``body`` a
-map. Every drone -> queen event of a job carries ``id`` (the job) and ``seq``
-(1, 2, 3… per job); the queen stores, then acks cumulatively with
-``ack {id, seq}``; the drone resends what stays unacked.
+map: the TypedDict `BODIES` names for its type, checked field by field on
+decode. Every drone -> queen event of a job carries ``id`` (the job), ``seq``
+(1, 2, 3… per job) and ``attempt`` (the fencing token, apiary.core.jobstate),
+added in one place (the drone's connection); the queen stores, then acks
+cumulatively with ``ack {id, seq, attempt}``; the drone resends what stays
+unacked.
 """
-
-from __future__ import annotations
 
 import enum
 import math
 import re
+import typing
 from typing import Any
 
 import msgpack
 
 from .errors import ProtocolError
+from .messages import (
+    Ack,
+    DroneBye,
+    DroneHeartbeat,
+    DroneInfo,
+    JobArtifact,
+    JobCancel,
+    JobCmdDone,
+    JobCmdOutput,
+    JobCmdStart,
+    JobDone,
+    JobOutput,
+    JobPhase,
+    JobPhaseCode,
+    JobPlugin,
+    JobStarted,
+    QueenHeartbeat,
+    QueryInfo,
+    QueueNew,
+    Refused,
+)
 
-PROTOCOL_VERSION = 2  # 2: drones no longer name their connection; drone:info carries a session
+PROTOCOL_VERSION = 3  # 3: cancels and acks name the attempt they concern
 
 # Largest frame either side accepts; ZeroMQ drops bigger ones (ZMQ_MAXMSGSIZE).
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
@@ -35,7 +58,7 @@ MAX_LOAD = 1e6
 
 
 class Msg(str, enum.Enum):
-    """Every message type on the wire."""
+    """Every message type on the wire; `BODIES` names its body's TypedDict (apiary.core.messages)."""
 
     # drone -> queen, about the drone
     DRONE_INFO = "drone:info"
@@ -46,10 +69,9 @@ class Msg(str, enum.Enum):
     QUERY_INFO = "drone:query-info"
     QUEUE_NEW = "queue:new"
     JOB_CANCEL = "job:cancel"
-    JOB_QUERY_INFO = "job:query-info"
     ACK = "ack"
     REFUSED = "drone:refused"
-    # drone -> queen, events of a job (each carries id and seq)
+    # drone -> queen, events of a job (each carries id, seq and attempt: `JobEvent`)
     JOB_STARTED = "job:started"
     JOB_CMD_START = "job:cmd:start"
     JOB_CMD_STDOUT = "job:cmd:stdout"
@@ -63,67 +85,42 @@ class Msg(str, enum.Enum):
     JOB_DEPLOYED = "job:deployed"
     JOB_DONE = "job:done"
     JOB_ARTIFACT = "job:artifact"
-    JOB_INFO = "job:info"
 
 
-JOB_EVENTS = frozenset(
-    {
-        Msg.JOB_STARTED,
-        Msg.JOB_CMD_START,
-        Msg.JOB_CMD_STDOUT,
-        Msg.JOB_CMD_STDERR,
-        Msg.JOB_CMD_DONE,
-        Msg.JOB_STDOUT,
-        Msg.JOB_STDERR,
-        Msg.JOB_PLUGIN,
-        Msg.JOB_PHASE,
-        Msg.JOB_TESTED,
-        Msg.JOB_DEPLOYED,
-        Msg.JOB_DONE,
-        Msg.JOB_ARTIFACT,
-    }
-)
+# The body of each message type: one TypedDict each (apiary.core.messages).
+BODIES: dict[Msg, type] = {
+    Msg.DRONE_INFO: DroneInfo, Msg.DRONE_HEARTBEAT: DroneHeartbeat, Msg.DRONE_BYE: DroneBye,
+    Msg.QUEEN_HEARTBEAT: QueenHeartbeat, Msg.QUERY_INFO: QueryInfo, Msg.QUEUE_NEW: QueueNew,
+    Msg.JOB_CANCEL: JobCancel, Msg.ACK: Ack, Msg.REFUSED: Refused,
+    Msg.JOB_STARTED: JobStarted, Msg.JOB_CMD_START: JobCmdStart, Msg.JOB_CMD_STDOUT: JobCmdOutput,
+    Msg.JOB_CMD_STDERR: JobCmdOutput, Msg.JOB_CMD_DONE: JobCmdDone, Msg.JOB_STDOUT: JobOutput,
+    Msg.JOB_STDERR: JobOutput, Msg.JOB_PLUGIN: JobPlugin, Msg.JOB_PHASE: JobPhase, Msg.JOB_TESTED: JobPhaseCode,
+    Msg.JOB_DEPLOYED: JobPhaseCode, Msg.JOB_DONE: JobDone, Msg.JOB_ARTIFACT: JobArtifact,
+}
+
+JOB_EVENTS = frozenset({
+    Msg.JOB_STARTED, Msg.JOB_CMD_START, Msg.JOB_CMD_STDOUT, Msg.JOB_CMD_STDERR, Msg.JOB_CMD_DONE, Msg.JOB_STDOUT,
+    Msg.JOB_STDERR, Msg.JOB_PLUGIN, Msg.JOB_PHASE, Msg.JOB_TESTED, Msg.JOB_DEPLOYED, Msg.JOB_DONE, Msg.JOB_ARTIFACT,
+})
 
 # Who may send what: each side refuses the other's types as malformed.
-DRONE_SENDS = JOB_EVENTS | {Msg.DRONE_INFO, Msg.DRONE_HEARTBEAT, Msg.DRONE_BYE, Msg.JOB_INFO}
+DRONE_SENDS = JOB_EVENTS | {Msg.DRONE_INFO, Msg.DRONE_HEARTBEAT, Msg.DRONE_BYE}
 QUEEN_SENDS = frozenset(Msg) - DRONE_SENDS
 
 OUTPUT_EVENTS = frozenset(
     {Msg.JOB_CMD_STDOUT, Msg.JOB_CMD_STDERR, Msg.JOB_STDOUT, Msg.JOB_STDERR}
 )
 
-# Fields each type must carry, with their types; extra fields are allowed so a
-# newer side can add information without breaking an older one.
-_NUM = (int, float)
-_FIELDS: dict[Msg, dict[str, type | tuple[type, ...]]] = {
-    Msg.DRONE_INFO: {"id": str, "capacity": int, "speed": _NUM, "version": int, "jobs": list},
-    Msg.DRONE_HEARTBEAT: {"jobs": list},
-    Msg.DRONE_BYE: {},
-    Msg.QUEEN_HEARTBEAT: {"boot": str},
-    Msg.QUERY_INFO: {},
-    Msg.QUEUE_NEW: {"id": str, "pipeline": dict},
-    Msg.JOB_CANCEL: {"id": str},
-    Msg.JOB_QUERY_INFO: {"id": str},
-    Msg.ACK: {"id": str, "seq": int},
-    Msg.REFUSED: {"reason": str},
-    Msg.JOB_STARTED: {"timestamp": _NUM},
-    Msg.JOB_CMD_START: {"num": int, "command": str, "screencmd": str},
-    Msg.JOB_CMD_STDOUT: {"num": int, "text": str},
-    Msg.JOB_CMD_STDERR: {"num": int, "text": str},
-    Msg.JOB_CMD_DONE: {"num": int, "exitCode": int, "duration": _NUM},
-    Msg.JOB_STDOUT: {"text": str},
-    Msg.JOB_STDERR: {"text": str},
-    Msg.JOB_PLUGIN: {"plugin": str, "data": dict},
-    Msg.JOB_PHASE: {"phase": str, "state": str},
-    Msg.JOB_TESTED: {"code": int, "timestamp": _NUM},
-    Msg.JOB_DEPLOYED: {"code": int, "timestamp": _NUM},
-    Msg.JOB_DONE: {"timestamp": _NUM, "result": str},
-    # one part of a file the pipeline declared as an artifact (parts of ARTIFACT_PART_BYTES)
-    Msg.JOB_ARTIFACT: {"name": str, "part": int, "parts": int, "size": int, "data": bytes},
-    Msg.JOB_INFO: {},
-}
-for _t in JOB_EVENTS:
-    _FIELDS[_t] = {"id": str, "seq": int, **_FIELDS[_t]}
+
+def _checks(body: type) -> tuple[tuple[str, tuple[type, ...], bool], ...]:
+    """(field, accepted Python types, required) for a body TypedDict, from its annotations."""
+    accepted = {str: (str,), int: (int,), float: (int, float), bool: (bool,), list: (list,), dict: (dict,),
+                bytes: (bytes,)}
+    return tuple((name, accepted[hint], name in body.__required_keys__)
+                 for name, hint in typing.get_type_hints(body).items())
+
+
+_CHECKS = {msg: _checks(body) for msg, body in BODIES.items()}
 
 
 class JobStatus(str, enum.Enum):
@@ -175,10 +172,12 @@ def decode(frame: bytes, allowed: frozenset[Msg] = frozenset(Msg)) -> tuple[Msg,
         raise ProtocolError(f"{msg.value} is not sent in this direction")
     if not isinstance(body, dict):
         raise ProtocolError(f"{msg.value}: body is not a map")
-    for name, want in _FIELDS[msg].items():
+    for name, want, required in _CHECKS[msg]:
+        if name not in body and not required:
+            continue
         value = body.get(name)
         # bool is an int subclass; a True seq or exitCode is still a malformed frame
-        if not isinstance(value, want) or isinstance(value, bool):
+        if not isinstance(value, want) or isinstance(value, bool) and bool not in want:
             raise ProtocolError(f"{msg.value}: field {name!r} missing or not {_type_name(want)}", kind=msg)
     # What a drone reports is checked to the last number (a queen's messages carry what its API checked).
     fault = _number_fault(body) if msg in DRONE_SENDS else None
@@ -261,7 +260,5 @@ def reported_load(body: dict[str, Any]) -> float | None:
     return float(load)
 
 
-def _type_name(want: type | tuple[type, ...]) -> str:
-    if isinstance(want, tuple):
-        return " or ".join(t.__name__ for t in want)
-    return want.__name__
+def _type_name(want: tuple[type, ...]) -> str:
+    return " or ".join(t.__name__ for t in want)

@@ -1,0 +1,170 @@
+"""The body of every message the queen and its drones exchange: one TypedDict each, every field
+either side reads, units named. `apiary.core.protocol` maps each message type to its body and checks
+the fields on decode. (No `from __future__ import annotations` here: TypedDict reads NotRequired from
+evaluated annotations.)
+
+Units: times are seconds since 1970 (float), durations seconds, sizes bytes.
+"""
+
+from typing import NotRequired, TypedDict
+
+# A field marked NotRequired may be absent; extra fields are allowed, so a newer side can add information.
+
+
+class DroneInfo(TypedDict):
+    """drone -> queen: who the drone is; answers ``drone:query-info``, sent on (re)connecting."""
+
+    id: str  # DRONE_ID; with CurveZMQ, bound to the key's name
+    session: NotRequired[str]  # chosen at the drone's start: a reconnect of the same process keeps its id
+    capacity: int  # job slots, 1..MAX_CAPACITY
+    speed: float  # relative speed, > 0
+    version: int  # PROTOCOL_VERSION; another one is refused
+    apiary: NotRequired[str]  # the Apiary release
+    host: NotRequired[str]
+    plugins: NotRequired[list]  # plugin keys installed (list[str])
+    installs_plugins: NotRequired[bool]  # False: take only jobs whose plugins it has
+    jobs: list  # job ids running (list[str])
+    held: NotRequired[list]  # job ids with events not yet acked (list[str])
+
+
+class DroneHeartbeat(TypedDict):
+    """drone -> queen, every heartbeat_interval seconds."""
+
+    jobs: list  # job ids running
+    held: NotRequired[list]  # job ids with events not yet acked
+    load: NotRequired[float]  # 1-minute load average
+    plugins: NotRequired[list]  # plugin keys installed
+
+
+class DroneBye(TypedDict):
+    """drone -> queen: leaving the pool (its running jobs were reported first)."""
+
+
+class QueenHeartbeat(TypedDict):
+    """queen -> drone, every heartbeat_interval seconds, and at once on admission."""
+
+    boot: str  # this queen process's id: a new one means the queen restarted (resend what is unacked)
+
+
+class QueryInfo(TypedDict):
+    """queen -> drone: say who you are (``drone:info``); a connection the queen does not know."""
+
+    boot: NotRequired[str]
+
+
+class QueueNew(TypedDict):
+    """queen -> drone: run attempt `attempt` of a job (DESIGN.md §4)."""
+
+    id: str
+    number: NotRequired[int]
+    attempt: int  # 1, 2, ...: the fencing token every event of this attempt carries back
+    repo: dict  # {name, url, provider, vcs, auth}
+    secrets: dict  # name -> value: the secrets this job's kind is given; only here, never stored
+    ref: dict  # {branch?, id?, fetch?}
+    type: str  # JobType
+    trigger: dict
+    parameters: NotRequired[dict]
+    pipeline: dict  # compiled (apiary.core.pipeline)
+    plugins: NotRequired[list]
+    first_seq: NotRequired[int]  # a retry numbers its events on from here
+    first_cmd: NotRequired[int]  # ... and its commands from here
+
+
+class JobCancel(TypedDict):
+    """queen -> drone: stop attempt `attempt` of job `id` (or an older copy); cleanup still runs."""
+
+    id: str
+    attempt: int
+
+
+class Ack(TypedDict):
+    """queen -> drone: every event of attempt `attempt` of job `id` up to `seq` is stored."""
+
+    id: str
+    seq: int
+    attempt: int
+
+
+class Refused(TypedDict):
+    """queen -> drone: not admitted, saying why; `retry`: the id is held by another connection for now."""
+
+    reason: str
+    retry: NotRequired[bool]
+
+
+class JobEvent(TypedDict):
+    """What every drone -> queen event of a job carries, added in one place (drone/connection.py)."""
+
+    id: str  # the job
+    seq: int  # 1, 2, 3... per job, continuing across attempts
+    attempt: int
+
+
+class JobStarted(JobEvent):
+    timestamp: float
+
+
+class JobCmdStart(JobEvent):
+    num: int  # the command's number in the job, from 1 (a retry goes on from first_cmd)
+    command: str  # masked
+    screencmd: str  # as shown (masked)
+    title: NotRequired[str]
+    phase: NotRequired[str]
+    stage: NotRequired[str]
+    hook: NotRequired[str]
+    timestamp: NotRequired[float]
+
+
+class JobCmdOutput(JobEvent):
+    """``job:cmd:stdout`` / ``job:cmd:stderr``: a chunk of a command's output (masked, whole UTF-8)."""
+
+    num: int
+    text: str
+
+
+class JobCmdDone(JobEvent):
+    num: int
+    exitCode: int  # negative: killed by that signal
+    duration: float  # seconds
+    usage: NotRequired[dict]  # {peak_rss: bytes, cpu_seconds}
+
+
+class JobOutput(JobEvent):
+    """``job:stdout`` / ``job:stderr``: the drone's own lines about the job."""
+
+    text: str
+
+
+class JobPlugin(JobEvent):
+    plugin: str
+    data: dict  # figures the plugin reports (test counts, an install)
+
+
+class JobPhase(JobEvent):
+    phase: str
+    state: str  # started, passed, failed, skipped
+
+
+class JobPhaseCode(JobEvent):
+    """``job:tested`` / ``job:deployed``: the phase's exit code."""
+
+    code: int
+    timestamp: float
+
+
+class JobDone(JobEvent):
+    timestamp: float
+    result: str  # a final JobStatus; anything else is taken as errored
+    error: NotRequired[str]
+    retry: NotRequired[bool]  # the attempt could not be set up (or the drone stopped): run it again
+    usage: NotRequired[dict]  # the job's {peak_rss: bytes, cpu_seconds}
+
+
+class JobArtifact(JobEvent):
+    """One part of a file the pipeline declared as an artifact (parts of ARTIFACT_PART_BYTES)."""
+
+    name: str
+    part: int  # from 0
+    parts: int
+    size: int  # bytes of the whole file
+    data: bytes

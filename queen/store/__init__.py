@@ -1,0 +1,88 @@
+"""Every query the queen makes, in one place, over PyMongo's asyncio API.
+
+Collections: ``repos`` (settings and pipeline, ``_id`` = name), ``jobs`` (``_id`` =
+ULID string, so ``_id`` order is trigger order), ``events`` (append-only, unique
+on ``(job, seq)``, output as chunks), ``drones`` (last known state of each drone), ``secrets`` (one document per
+repository secret; never copied into jobs or events), and GridFS bucket
+``artifacts`` (one file per part of an artifact, found by its metadata). Ids are strings: nx-27017 does not
+match ObjectId values outside ``_id``.
+
+One module per entity: repos, jobs, events, secrets, people, artifacts; `Store`
+joins them over one client and database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from gridfs import AsyncGridFSBucket
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
+from pymongo.errors import PyMongoError
+
+from apiary.core.errors import StoreError
+from apiary.queen.sealing import Sealer
+
+from .artifacts import ArtifactQueries
+from .events import EventQueries
+from .jobs import JobQueries
+from .people import PeopleQueries
+from .repos import RepoQueries
+from .secrets import SecretQueries
+
+log = logging.getLogger(__name__)
+
+
+class Store(RepoQueries, JobQueries, EventQueries, SecretQueries, PeopleQueries, ArtifactQueries):
+    """The queen's store, one module per entity (this package). Open with `connect`, close with `close`."""
+
+    def __init__(self, client: AsyncMongoClient, database: str, sealer: Sealer) -> None:
+        self.client = client
+        self.sealer = sealer
+        self.db = client[database]
+        self.repos = self.db.repos
+        self.jobs = self.db.jobs
+        self.events = self.db.events
+        self.drones = self.db.drones
+        self.secrets = self.db.secrets
+        self.users = self.db.users
+        self.sessions = self.db.sessions
+        self.tokens = self.db.tokens
+        self.artifact_files = self.db["artifacts.files"]
+        self.artifacts = AsyncGridFSBucket(self.db, bucket_name="artifacts")
+        self._numbers: dict[str, int] = {}
+        self._repos: dict[str, dict[str, Any]] = {}
+        self._secrets: dict[str, dict[str, tuple[str, tuple[str, ...]]]] = {}
+        self._numbers_lock = asyncio.Lock()
+
+    @classmethod
+    async def connect(cls, url: str, database: str, sealer: Sealer) -> Store:
+        client: AsyncMongoClient = AsyncMongoClient(url, serverSelectionTimeoutMS=10_000, tz_aware=False)
+        store = cls(client, database, sealer)
+        try:
+            await store.ensure_indexes()
+            await store.seal_secrets()
+        except PyMongoError as exc:
+            await client.close()
+            raise StoreError(f"cannot use the store at {url}: {exc}") from None
+        except BaseException:
+            await client.close()
+            raise
+        return store
+
+    async def close(self) -> None:
+        await self.client.close()
+
+    async def ensure_indexes(self) -> None:
+        await self.events.create_index([("job", ASCENDING), ("seq", ASCENDING)], unique=True)
+        # Not (status, _id): nx-27017 refuses inserts into a collection whose index includes _id.
+        await self.jobs.create_index([("status", ASCENDING)])
+        await self.jobs.create_index([("repo", ASCENDING), ("number", DESCENDING)])
+        await self.jobs.create_index([("drone", ASCENDING)])
+        await self.secrets.create_index([("repo", ASCENDING)])
+
+    # -- drones -------------------------------------------------------------
+
+    async def save_drone(self, drone: dict[str, Any]) -> None:
+        await self.drones.replace_one({"_id": drone["_id"]}, drone, upsert=True)

@@ -1,0 +1,65 @@
+"""The store's artifacts: GridFS bucket ``artifacts``, one file per part, found by its metadata."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import ulid
+from gridfs import AsyncGridFSBucket
+from gridfs.errors import NoFile
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import PyMongoError
+
+log = logging.getLogger(__name__)
+
+
+class ArtifactQueries:
+    """Artifacts' parts: saved once each, listed, read, deleted with their job."""
+
+    artifacts: AsyncGridFSBucket
+    artifact_files: AsyncCollection
+
+    async def save_artifact_part(self, job_id: str, name: str, part: int, parts: int, size: int,
+                                 data: bytes) -> None:
+        """Store one part of an artifact; storing the same part again is a no-op.
+
+        Each upload gets a fresh string id (nx-27017 matches ObjectIds only in
+        _id, and GridFS looks chunks up by files_id): an upload a crash cut short
+        leaves orphan chunks, never a conflict with the retry.
+        """
+        if await self._artifact_file(job_id, name, part) is not None:
+            return
+        await self.artifacts.upload_from_stream_with_id(
+            str(ulid.ULID()), name, data,
+            metadata={"job": job_id, "name": name, "part": part, "parts": parts, "size": size})
+
+    async def _artifact_file(self, job_id: str, name: str, part: int) -> str | None:
+        doc = await self.artifact_files.find_one(
+            {"metadata.job": job_id, "metadata.name": name, "metadata.part": part}, {"_id": 1})
+        return None if doc is None else doc["_id"]
+
+    async def list_artifacts(self, job_id: str) -> list[dict[str, Any]]:
+        """The job's artifacts whose every part is stored: name, size, parts."""
+        files = await self.artifact_files.find({"metadata.job": job_id}).to_list(None)
+        seen: dict[str, set[int]] = {}
+        info: dict[str, dict[str, Any]] = {}
+        for f in files:
+            meta = f.get("metadata") or {}
+            seen.setdefault(meta["name"], set()).add(meta["part"])
+            info[meta["name"]] = {"name": meta["name"], "size": meta["size"], "parts": meta["parts"]}
+        return sorted((i for n, i in info.items() if len(seen[n]) == i["parts"]), key=lambda i: i["name"])
+
+    async def read_artifact_part(self, job_id: str, name: str, part: int) -> bytes:
+        file_id = await self._artifact_file(job_id, name, part)
+        if file_id is None:
+            raise NoFile(f"job {job_id} has no part {part} of {name}")
+        stream = await self.artifacts.open_download_stream(file_id)
+        return await stream.read()
+
+    async def delete_artifacts(self, job_id: str) -> None:
+        for doc in await self.artifact_files.find({"metadata.job": job_id}, {"_id": 1}).to_list(None):
+            try:
+                await self.artifacts.delete(doc["_id"])
+            except (NoFile, PyMongoError) as exc:  # nx-27017 answers a missing file with an error
+                log.debug("artifact file %s of job %s: %s", doc["_id"], job_id, exc)

@@ -1,0 +1,61 @@
+"""The store's events: append-only, unique on ``(job, seq)``, output as chunks."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import BulkWriteError
+
+log = logging.getLogger(__name__)
+
+_DUPLICATE_KEY = 11000
+READ_BATCH = 5000
+READ_BYTES = 2**20  # output text read at once for one page of events (a stalled client holds no more)
+
+
+class EventQueries:
+    """A job's events: stored once each, read in seq order, paged by bytes."""
+
+    events: AsyncCollection
+
+    async def insert_events(self, docs: list[dict[str, Any]]) -> None:
+        """Store events; one already stored (same job and seq) is skipped silently."""
+        if not docs:
+            return
+        try:
+            await self.events.insert_many(docs, ordered=False)
+        except BulkWriteError as exc:
+            others = [e for e in exc.details.get("writeErrors", []) if e.get("code") != _DUPLICATE_KEY]
+            if others or exc.details.get("writeConcernErrors"):
+                raise
+
+    async def job_history(self, job_id: str, output_types: Iterable[str]) -> list[dict[str, Any]]:
+        """A job's stored events other than output, in seq order."""
+        cursor = self.events.find({"job": job_id, "type": {"$nin": list(output_types)}}, {"_id": 0})
+        return await cursor.sort("seq", ASCENDING).batch_size(READ_BATCH).to_list(None)
+
+    async def last_seq(self, job_id: str) -> int:
+        doc = await self.events.find_one({"job": job_id}, {"seq": 1}, sort=[("seq", DESCENDING)])
+        return int(doc["seq"]) if doc else 0
+
+    async def events_after(self, job_id: str, after: int = 0, limit: int | None = None,
+                           max_bytes: int = READ_BYTES) -> tuple[list[dict[str, Any]], bool]:
+        """(events after seq `after` in seq order, whether more follow): at most `limit` of them, and output
+        text of about `max_bytes` (one event more at most): a page of a log-heavy job stays small in memory."""
+        cursor = self.events.find({"job": job_id, "seq": {"$gt": after}}, {"_id": 0}).sort("seq", ASCENDING)
+        if limit is not None:
+            cursor = cursor.limit(limit + 1)
+        events: list[dict[str, Any]] = []
+        size, more = 0, False
+        async for event in cursor.batch_size(500):
+            if (limit is not None and len(events) >= limit) or size >= max_bytes:
+                more = True
+                break
+            events.append(event)
+            size += len(event.get("text") or "")
+        await cursor.close()
+        return events, more

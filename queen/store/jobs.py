@@ -1,0 +1,129 @@
+"""The store's jobs (``_id`` = ULID string, so ``_id`` order is trigger order).
+
+A job's status changes only through `change_job`, a compare-and-set that carries out the job state
+machine's writes (apiary.core.jobstate). Command summaries live in a map ``commands.<num>`` set with
+``$set``, not an array: updates stay idempotent, and replaying an event is harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING, ReturnDocument
+from pymongo.asynchronous.collection import AsyncCollection
+
+from apiary.core.protocol import JobStatus
+
+from .events import READ_BATCH
+
+log = logging.getLogger(__name__)
+
+
+class JobQueries:
+    """Jobs: numbers, the queue, state changes, retention."""
+
+    jobs: AsyncCollection
+    events: AsyncCollection
+    _numbers: dict[str, int]
+    _numbers_lock: asyncio.Lock
+
+    async def next_job_number(self, repo: str) -> int:
+        """The repository's next job number (1, 2, 3…).
+
+        Counted in memory, seeded once per repository from the highest number
+        stored: one queen owns the jobs, and this keeps a store round trip off
+        every trigger.
+        """
+        if repo not in self._numbers:
+            async with self._numbers_lock:
+                if repo not in self._numbers:
+                    last = await self.jobs.find_one({"repo": repo}, {"number": 1}, sort=[("number", DESCENDING)])
+                    self._numbers[repo] = int(last["number"]) if last and last.get("number") else 0
+        self._numbers[repo] += 1
+        return self._numbers[repo]
+
+    async def insert_job(self, job: dict[str, Any]) -> None:
+        await self.jobs.insert_one(job)
+
+    async def get_job(self, job_id: str) -> dict[str, Any] | None:
+        return await self.jobs.find_one({"_id": job_id})
+
+    async def list_jobs(self, repo: str | None = None, branch: str | None = None,
+                        before: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        query: dict[str, Any] = {}
+        if repo is not None:
+            query["repo"] = repo
+        if branch is not None:
+            # A branch, or a fetched ref such as a pull request's refs/pull/7/merge
+            query["$or"] = [{"ref.branch": branch}, {"ref.fetch": branch}]
+        if before is not None:
+            query["_id"] = {"$lt": before}
+        cursor = self.jobs.find(query, {"pipeline": 0}).sort("_id", DESCENDING).limit(limit)
+        return await cursor.to_list(None)
+
+    async def queued(self, limit: int) -> list[dict[str, Any]]:
+        """The oldest queued jobs (what dispatch needs: plugin keys and the state), oldest first."""
+        fields = {"plugin_keys": 1, "status": 1, "attempts": 1, "drone": 1, "history": 1}
+        cursor = self.jobs.find({"status": JobStatus.QUEUED.value}, fields).sort("_id", ASCENDING)
+        return await cursor.limit(limit).to_list(None)
+
+    async def change_job(self, job_id: str, expect: dict[str, Any], fields: dict[str, Any]) -> bool:
+        """Set `fields` on job `job_id` if it still matches `expect` (compare-and-set); True if it did.
+
+        How the queen carries out the job state machine's `Write` effects (apiary.core.jobstate):
+        a decision taken on a state that changed meanwhile lands nowhere.
+        """
+        result = await self.jobs.update_one({"_id": job_id, **_matching(expect)}, {"$set": fields})
+        return result.matched_count == 1
+
+    async def change_and_get_job(self, job_id: str, expect: dict[str, Any],
+                                 fields: dict[str, Any]) -> dict[str, Any] | None:
+        """`change_job` in one round trip with the job as it is after the change; None if it did not match."""
+        return await self.jobs.find_one_and_update({"_id": job_id, **_matching(expect)}, {"$set": fields},
+                                                   return_document=ReturnDocument.AFTER)
+
+    async def resume_point(self, job_id: str) -> tuple[int, int]:
+        """Where a retried job's numbering goes on: (next event seq, next command number)."""
+        last = await self.last_seq(job_id)
+        job = await self.jobs.find_one({"_id": job_id}, {"commands": 1})
+        nums = [int(k) for k in ((job or {}).get("commands") or {}) if str(k).isdigit()]
+        return last + 1, max(nums, default=0) + 1
+
+    async def job_states(self, job_ids: Iterable[str]) -> list[dict[str, Any]]:
+        """For each of `job_ids` that exists: the fields of its state (apiary.core.jobstate.JobState.of)."""
+        ids = list(job_ids)
+        if not ids:
+            return []
+        fields = {"status": 1, "attempts": 1, "drone": 1, "history": 1, "dispatched": 1, "started": 1}
+        return await self.jobs.find({"_id": {"$in": ids}}, fields).to_list(None)
+
+    async def jobs_in_flight(self) -> list[dict[str, Any]]:
+        """Jobs dispatched to or running on a drone."""
+        statuses = [JobStatus.DISPATCHED.value, JobStatus.RUNNING.value]
+        return await self.jobs.find({"status": {"$in": statuses}}, {"_id": 1, "drone": 1}).to_list(None)
+
+    async def jobs_of_drone(self, drone_id: str) -> list[dict[str, Any]]:
+        """Jobs the store believes `drone_id` is dispatched to or running."""
+        statuses = [JobStatus.DISPATCHED.value, JobStatus.RUNNING.value]
+        cursor = self.jobs.find({"drone": drone_id, "status": {"$in": statuses}}, {"_id": 1, "status": 1})
+        return await cursor.to_list(None)
+
+    async def jobs_for_retention(self, repo: str) -> list[dict[str, Any]]:
+        cursor = self.jobs.find({"repo": repo}, {"_id": 1, "status": 1, "created": 1, "ref": 1, "number": 1})
+        return await cursor.sort("_id", DESCENDING).batch_size(READ_BATCH).to_list(None)
+
+    async def delete_jobs(self, job_ids: list[str]) -> None:
+        """Delete jobs with their events and artifacts."""
+        for job_id in job_ids:
+            await self.delete_artifacts(job_id)
+        if job_ids:
+            await self.events.delete_many({"job": {"$in": job_ids}})
+            await self.jobs.delete_many({"_id": {"$in": job_ids}})
+
+
+def _matching(expect: dict[str, Any]) -> dict[str, Any]:
+    """A filter for `expect`: a job stored before a field existed matches its zero value (0, None)."""
+    return {k: {"$in": [0, None]} if v == 0 and not isinstance(v, bool) else v for k, v in expect.items()}

@@ -1,0 +1,185 @@
+"""The job state machine, as a table: each row a state, an event, and what must follow."""
+
+from __future__ import annotations
+
+import pytest
+
+from apiary.core.jobstate import (
+    CancelAsked,
+    CancelCopy,
+    Dispatched,
+    DroneGone,
+    Finished,
+    JobState,
+    NotDelivered,
+    Policy,
+    Release,
+    Started,
+    Write,
+    admit,
+    drone_event,
+    final_status,
+    transition,
+)
+from apiary.core.protocol import JobStatus as S
+
+P = Policy(max_attempts=3)
+QUEUED = JobState()
+DISPATCHED = JobState(S.DISPATCHED, 1, "d1", dispatched=10.0)
+RUNNING = JobState(S.RUNNING, 1, "d1", dispatched=10.0, started=11.0)
+PASSED = JobState(S.PASSED, 1, "d1")
+LAST_TRY = JobState(S.RUNNING, 3, "d1", failures=2)
+
+# (name, state before, event, state after, effects other than the write, fields the write sets)
+TABLE = [
+    ("dispatch takes a queued job", QUEUED, Dispatched("d1", 10.0),
+     JobState(S.DISPATCHED, 1, "d1", dispatched=10.0), [],
+     {"status": "dispatched", "attempts": 1, "drone": "d1", "dispatched": 10.0, "started": None}),
+    ("a dispatched job that never arrived goes back uncounted", DISPATCHED, NotDelivered("d1"),
+     QUEUED.__class__(S.QUEUED, 0, None, dispatched=10.0), [Release("d1")],
+     {"status": "queued", "attempts": 0, "drone": None}),
+    ("the drone starts it", DISPATCHED, Started("d1", 1, 11.0),
+     JobState(S.RUNNING, 1, "d1", dispatched=10.0, started=11.0), [], {"status": "running", "started": 11.0}),
+    ("it passes", RUNNING, Finished("d1", 1, "passed", 12.0),
+     JobState(S.PASSED, 1, "d1", dispatched=10.0, started=11.0), [Release("d1")],
+     {"status": "passed", "finished": 12.0}),
+    ("it fails, with the drone's reason", RUNNING, Finished("d1", 1, "failed", 12.0, error="stage test failed"),
+     JobState(S.FAILED, 1, "d1", dispatched=10.0, started=11.0), [Release("d1")],
+     {"status": "failed", "finished": 12.0, "error": "stage test failed"}),
+    ("an unknown result is an error", RUNNING, Finished("d1", 1, "running", 12.0),
+     JobState(S.ERRORED, 1, "d1", dispatched=10.0, started=11.0), [Release("d1")],
+     {"status": "errored", "finished": 12.0}),
+    ("a drone that cancelled it on request", RUNNING, Finished("d1", 1, "cancelled", 12.0, error="cancelled"),
+     JobState(S.CANCELLED, 1, "d1", dispatched=10.0, started=11.0), [Release("d1")],
+     {"status": "cancelled", "finished": 12.0, "error": "cancelled"}),
+    ("a setup failure is retried", RUNNING, Finished("d1", 1, "errored", 12.0, error="setup failed: pip failed", retry=True),
+     JobState(S.QUEUED, 1, None, failures=1), [Release("d1")],
+     {"status": "queued", "drone": None,
+      "history.1": {"attempt": 1, "drone": "d1", "dispatched": 10.0, "started": 11.0, "ended": 12.0,
+                    "reason": "drone d1: setup failed: pip failed"}}),
+    ("a setup failure on the last attempt ends errored", LAST_TRY,
+     Finished("d1", 3, "errored", 12.0, error="setup failed: pip failed", retry=True),
+     JobState(S.ERRORED, 3, "d1", failures=3), [Release("d1")],
+     {"status": "errored", "finished": 12.0,
+      "error": "drone d1: setup failed: pip failed; 3 attempts made, none finished",
+      "history.3": {"attempt": 3, "drone": "d1", "dispatched": None, "started": None, "ended": 12.0,
+                    "reason": "drone d1: setup failed: pip failed"}}),
+    ("a running job whose drone is lost is retried", RUNNING, DroneGone("d1", "drone d1 was lost", 20.0),
+     JobState(S.QUEUED, 1, None, failures=1), [Release("d1")],
+     {"status": "queued", "drone": None,
+      "history.1": {"attempt": 1, "drone": "d1", "dispatched": 10.0, "started": 11.0, "ended": 20.0,
+                    "reason": "drone d1 was lost"}}),
+    ("a dispatched job whose drone is lost goes back uncounted", DISPATCHED, DroneGone("d1", "lost", 20.0),
+     JobState(S.QUEUED, 0, None, dispatched=10.0), [Release("d1")], {"status": "queued", "attempts": 0, "drone": None}),
+    ("the last attempt's lost drone ends it errored, saying why", LAST_TRY,
+     DroneGone("d1", "drone d1 stopped", 20.0), JobState(S.ERRORED, 3, "d1", failures=3), [Release("d1")],
+     {"status": "errored", "finished": 20.0, "error": "drone d1 stopped; 3 attempts made, none finished",
+      "history.3": {"attempt": 3, "drone": "d1", "dispatched": None, "started": None, "ended": 20.0,
+                    "reason": "drone d1 stopped"}}),
+    ("a cancel while queued ends it at once", QUEUED, CancelAsked(30.0), JobState(S.CANCELLED), [],
+     {"status": "cancelled", "finished": 30.0, "error": "cancelled"}),
+    ("a cancel while running asks the drone, for this attempt", RUNNING, CancelAsked(30.0), RUNNING,
+     [CancelCopy("d1", 1)], None),
+    ("a cancel while dispatched asks the drone too", DISPATCHED, CancelAsked(30.0), DISPATCHED,
+     [CancelCopy("d1", 1)], None),
+    ("a cancel while its drone is away ends it here", RUNNING, CancelAsked(30.0, reachable=False),
+     JobState(S.CANCELLED, 1, "d1", dispatched=10.0, started=11.0), [Release("d1")],
+     {"status": "cancelled", "finished": 30.0, "error": "cancelled while its drone was away"}),
+]
+
+# Events that do not apply: nothing changes, nothing is done.
+NOTHING = [
+    ("a cancel of an ended job", PASSED, CancelAsked(30.0)),
+    ("a second dispatch", DISPATCHED, Dispatched("d2", 11.0)),
+    ("a start from another drone", DISPATCHED, Started("d2", 1, 11.0)),
+    ("a start of an older attempt", JobState(S.DISPATCHED, 2, "d1"), Started("d1", 1, 11.0)),
+    ("the end of an attempt already written off (the paused drone)", JobState(S.QUEUED, 1, None, failures=1),
+     Finished("d1", 1, "passed", 12.0)),
+    ("the end of an older attempt on the same drone", JobState(S.RUNNING, 2, "d1", failures=1),
+     Finished("d1", 1, "cancelled", 12.0)),
+    ("a lost drone that no longer has the job", RUNNING, DroneGone("d2", "lost", 20.0)),
+    ("a lost drone of an ended job", PASSED, DroneGone("d1", "lost", 20.0)),
+    ("an undelivered job that had started", RUNNING, NotDelivered("d1")),
+]
+
+
+@pytest.mark.parametrize(("name", "before", "event", "after", "effects", "fields"), TABLE, ids=[r[0] for r in TABLE])
+def test_transition(name: str, before: JobState, event: object, after: JobState, effects: list[object],
+                    fields: dict[str, object] | None) -> None:
+    state, done = transition(before, event, P)  # type: ignore[arg-type]
+    assert state == after
+    writes = [e for e in done if isinstance(e, Write)]
+    assert [e for e in done if not isinstance(e, Write)] == effects
+    if fields is None:
+        assert writes == []
+    else:
+        assert len(writes) == 1
+        assert writes[0].fields == fields
+        # Compare-and-set: the write lands only on the state it was decided on.
+        assert writes[0].expect == before.expect()
+
+
+@pytest.mark.parametrize(("name", "before", "event"), NOTHING, ids=[r[0] for r in NOTHING])
+def test_events_that_do_not_apply_change_nothing(name: str, before: JobState, event: object) -> None:
+    assert transition(before, event, P) == (before, [])  # type: ignore[arg-type]
+
+
+def test_a_paused_drone_returning_leaves_the_retry_to_run_and_pass_on_it() -> None:
+    # The drone is paused past the heartbeat timeout while attempt 1 runs.
+    state, _ = transition(RUNNING, DroneGone("d1", "drone d1 was lost (silent for 3 s)", 20.0), P)
+    assert (state.status, state.attempt, state.drone) == (S.QUEUED, 1, None)
+    # It comes back: whatever attempt 1 says is stale, and its copy is cancelled by attempt number.
+    assert admit(state, "d1", 1) == "stale"
+    assert transition(state, Finished("d1", 1, "passed", 21.0), P) == (state, [])
+    # Attempt 2 goes to the same drone; its events are accepted and it passes.
+    state, _ = transition(state, Dispatched("d1", 22.0), P)
+    assert state.attempt == 2 and admit(state, "d1", 2) == "accept" and admit(state, "d1", 1) == "stale"
+    state, _ = transition(state, Started("d1", 2, 22.5), P)
+    state, _ = transition(state, Finished("d1", 2, "passed", 23.0), P)
+    assert state.status is S.PASSED
+
+
+def test_a_stopped_drone_or_queen_never_makes_a_job_cancelled() -> None:
+    # A drone that stops reports an errored attempt to retry; a queen that restarts finds the drone
+    # without the job, or without the drone: both are a lost attempt. Nobody asked to cancel.
+    stopped = transition(RUNNING, Finished("d1", 1, "errored", 12.0, error="stopped while the job ran", retry=True), P)[0]
+    restarted = transition(RUNNING, DroneGone("d1", "drone d1 no longer runs this job (it restarted)", 12.0), P)[0]
+    vanished = transition(RUNNING, DroneGone("d1", "drone d1 did not return after the queen restarted", 12.0), P)[0]
+    assert {stopped.status, restarted.status, vanished.status} == {S.QUEUED}
+    for _ in range(2):
+        stopped, _ = transition(stopped, Dispatched("d1", 13.0), P)
+        stopped, _ = transition(stopped, Started("d1", stopped.attempt, 13.5), P)
+        stopped, _ = transition(stopped, DroneGone("d1", "drone d1 stopped", 14.0), P)
+    assert stopped.status is S.ERRORED  # out of attempts: errored with the reason, not cancelled
+
+
+@pytest.mark.parametrize(("state", "drone", "attempt", "verdict"), [
+    (RUNNING, "d1", 1, "accept"),
+    (DISPATCHED, "d1", 1, "accept"),
+    (RUNNING, "d2", 1, "stale"),  # another drone claiming the job
+    (RUNNING, "d1", 0, "stale"),  # an older attempt
+    (JobState(S.QUEUED, 1, None), "d1", 1, "stale"),  # written off, waiting for its next attempt
+    (JobState(S.CANCELLED, 1, "d1"), "d1", 1, "late"),  # ended here while the drone was away
+    (JobState(S.CANCELLED, 1, "d1"), "d1", 0, "stale"),
+])
+def test_fencing(state: JobState, drone: str, attempt: int, verdict: str) -> None:
+    assert admit(state, drone, attempt) == verdict
+
+
+def test_drone_messages_become_events() -> None:
+    assert drone_event("d1", "job:started", {"timestamp": 5.0, "attempt": 2}) == Started("d1", 2, 5.0)
+    assert drone_event("d1", "job:done", {"timestamp": 6.0, "result": "failed", "attempt": 2, "retry": True,
+                                          "error": 7}) == Finished("d1", 2, "failed", 6.0, None, True)
+    assert drone_event("d1", "job:stdout", {"text": "x"}) is None
+
+
+def test_a_result_that_is_not_a_final_state_is_an_error() -> None:
+    assert final_status("passed") is S.PASSED
+    assert final_status("running") is S.ERRORED
+    assert final_status(None) is S.ERRORED
+
+
+def test_a_stored_job_reads_as_its_state() -> None:
+    job = {"status": "running", "attempts": 2, "drone": "d1", "history": {"1": {}}, "dispatched": 1.0, "started": 2.0}
+    assert JobState.of(job) == JobState(S.RUNNING, 2, "d1", 1, 1.0, 2.0)
+    assert JobState.of({"status": "queued"}) == JobState()
