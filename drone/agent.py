@@ -74,7 +74,7 @@ class Agent:
         self.base_env = {k: v for k, v in os.environ.items() if not k.startswith("APIARY_")}
         home = Path.home()
         config.work_path.mkdir(parents=True, exist_ok=True)  # hidden from jobs: it must exist to be
-        keys = [Path(config.curve_secret_key).expanduser()] if config.curve_secret_key else []
+        keys = [Path(config.curve_secret_key).expanduser().absolute()] if config.curve_secret_key else []
         self.sandbox = detect(
             config.sandbox, config.job_network,
             hide=[config.work_path, *keys, *(home / c for c in CREDENTIALS), *config.hidden_paths],

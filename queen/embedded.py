@@ -70,9 +70,10 @@ class _Server:
     """One nx-27017 child on a fixed port; started again on the same port and data if it dies."""
 
     def __init__(self, store_dir: Path, port: int) -> None:
-        self.store_dir, self.port = store_dir, port
-        self.pid_file = store_dir / "nx-27017.pid"
-        self.log_path = store_dir / "nx-27017.log"
+        # Absolute: the child runs in this folder, so a relative --data-dir would be read from inside it.
+        self.store_dir, self.port = store_dir.absolute(), port
+        self.pid_file = self.store_dir / "nx-27017.pid"
+        self.log_path = self.store_dir / "nx-27017.log"
         self.url = f"mongodb://127.0.0.1:{port}/?directConnection=true"
         self.proc: subprocess.Popen[bytes] | None = None
 

@@ -63,12 +63,15 @@ class QueenConfig:
 
     @property
     def data_path(self) -> Path:
-        return Path(self.data_dir).expanduser()
+        # Absolute: children (the embedded store, bubblewrap) run elsewhere and must not read it relative.
+        return Path(self.data_dir).expanduser().absolute()
 
     @property
     def secrets_key_path(self) -> Path:
         """The key that seals repository secrets at rest (queen/sealing.py)."""
-        return Path(self.secrets_key_file).expanduser() if self.secrets_key_file else self.data_path / "secrets.key"
+        if self.secrets_key_file:
+            return Path(self.secrets_key_file).expanduser().absolute()
+        return self.data_path / "secrets.key"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -154,7 +157,7 @@ class DroneConfig:
 
     @property
     def hidden_paths(self) -> list[Path]:
-        return [Path(p.strip()).expanduser() for p in self.sandbox_hide.split(",") if p.strip()]
+        return [Path(p.strip()).expanduser().absolute() for p in self.sandbox_hide.split(",") if p.strip()]
 
     @property
     def drone_id(self) -> str:
@@ -166,7 +169,7 @@ class DroneConfig:
 
     @property
     def work_path(self) -> Path:
-        return Path(self.work_dir).expanduser()
+        return Path(self.work_dir).expanduser().absolute()
 
 
 @dataclasses.dataclass(frozen=True)
