@@ -23,7 +23,7 @@ import aiohttp
 
 FAST = {
     # Jobs here run as plain processes of the drone (as root in CI), so that tests can look at what they do on
-    # this machine (files, process ids); tests/test_sandbox.py runs them in the sandbox, as drones do by default.
+    # this machine (files, process ids); tests/e2e/test_sandbox.py runs them in the sandbox, as drones do by default.
     "APIARY_DRONE_SANDBOX": "off",
     "APIARY_DRONE_JOB_USER": "",
     "APIARY_QUEEN_HEARTBEAT_INTERVAL": "0.2",

@@ -18,8 +18,7 @@ from playwright.async_api import Page, expect
 
 from tests.browser import browser, page, shot  # noqa: F401  (fixtures)
 from tests.cluster import Cluster, output_lines
-
-EXAMPLE = Path(__file__).resolve().parent.parent / "docs" / "example-plugin"
+from tests.unit.test_plugins import EXAMPLE
 
 BROKEN = '''
 import time
@@ -248,12 +247,6 @@ async def test_repository_settings_refuse_plugins_the_queen_lacks(queen: Cluster
     assert status == 400 and body["field"] == "plugins[0].name"
     assert re.search(r"no plugin 'nope' is installed on the queen \(installed: .*github.*\)", body["error"])
     assert (await queen.get("/repos"))["repos"] == []
-
-
-def test_the_worked_example_in_the_docs_is_the_plugin_the_tests_build() -> None:
-    doc = (EXAMPLE.parent / "plugins.md").read_text()
-    for name in ("pyproject.toml", "apiary_hello.py"):
-        assert (EXAMPLE / name).read_text().rstrip() in doc, f"docs/plugins.md shows an outdated {name}"
 
 
 async def test_the_job_page_shows_the_install_and_the_plugins_figures(queen: Cluster, wheels: Path,

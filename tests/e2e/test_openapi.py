@@ -1,16 +1,15 @@
-"""The OpenAPI description: served, true to the routes, and no request schemathesis makes gets a 5xx."""
+"""The OpenAPI description: served, and no request schemathesis makes gets a 5xx; what the store cannot keep is
+refused. The description against the routes, and what a document can hold: tests/unit/test_openapi.py."""
 
 from __future__ import annotations
 
 import asyncio
-import datetime
 import hashlib
 import hmac
 import re
 import time
 from typing import Any
 
-import pytest
 import requests
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
@@ -23,10 +22,8 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from apiary.queen import openapi
-from apiary.queen.app import init_app
-from apiary.core.config import QueenConfig
-from apiary.core.storable import unstorable
 from tests.cluster import Cluster
+from tests.unit.test_openapi import _routes
 
 # Examples per operation and generation mode (positive, negative), with generated path
 # parameters and again with existing ones: about 1000 requests, some 25 s.
@@ -35,20 +32,6 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 PIPELINE = {"stages": [{"name": "test", "steps": ["true"]}]}
 FEWER = {("POST", "/api/v1/users"): 5}  # each user costs an argon2 hash, a third of a second
 ACCOUNTS = ("/api/v1/setup", "/api/v1/session", "/api/v1/me", "/api/v1/users", "/api/v1/tokens")
-
-
-def _routes() -> set[tuple[str, str]]:
-    app = init_app(QueenConfig())
-    return {(route.method.lower(), route.resource.canonical) for route in app.router.routes()
-            if route.resource is not None and route.resource.canonical.startswith("/api/v1")
-            and route.method not in ("HEAD", "*")}
-
-
-def test_the_description_lists_exactly_the_api_routes() -> None:
-    described = {(method, path) for path, ops in openapi.PATHS.items() for method in ops}
-    routes = _routes()
-    assert described == routes, f"only described: {described - routes}; only routed: {routes - described}"
-    assert len(routes) >= 17
 
 
 async def test_the_queen_serves_its_description(queen: Cluster) -> None:
@@ -172,29 +155,3 @@ async def test_a_signed_webhook_the_store_cannot_keep_is_a_400(queen: Cluster) -
             text = await resp.text()
         assert resp.status == 400 and text.startswith("bad payload"), (body[:60], resp.status, text)
     assert (await queen.get("/repos/gh/jobs"))["jobs"] == []
-
-
-@pytest.mark.parametrize(("value", "fault"), [
-    ({"a": [1, "x", None, True, 1.5, {"b": ""}]}, None),
-    ({"a": [1, 2**63]}, (".a[1]", "a whole number that does not fit in 64 bits")),
-    ({"a": {"b": float("inf")}}, (".a.b", "a number too large to keep")),
-    ({"a": "\ud800"}, (".a", "holds an unpaired surrogate (\\ud800-\\udfff), not text")),
-    ({"a": {1: 2}}, (".a", "the key 1 is not a name (text without NUL)")),
-    ({"a": datetime.date(2020, 1, 1)}, (".a", "must be text, a number, true/false, a list or a mapping, not date")),
-    ({"a": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}, ("", "")),
-])
-def test_what_a_stored_document_can_hold(value: Any, fault: tuple[str, str] | None) -> None:
-    found = unstorable(value)
-    if fault == ("", ""):
-        assert found is not None and "nested more than 32 levels deep" in found[1]
-    else:
-        assert found == fault
-
-
-def test_an_alias_bomb_is_counted_not_walked() -> None:
-    level: list[Any] = ["x"] * 9
-    for _ in range(12):  # 9**13 values, shared
-        level = [level] * 9
-    started = time.monotonic()
-    assert unstorable({"a": level}) == ("", "holds more than 100000 values")
-    assert time.monotonic() - started < 2

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import io
 import os
 import re
 import sys
 import time
 from pathlib import Path
 
-from apiary.cli.client import Renderer
 from tests.cluster import Cluster
 
 ENV = {**{k: v for k, v in os.environ.items() if not k.startswith("APIARY_")}, "USER": "tester"}
@@ -174,25 +172,6 @@ async def test_without_a_queen_every_command_says_so(tmp_path: Path) -> None:
                                        "connection refused\n")
     bad = await apiary(tmp_path, "ls", "--url", "queen:8420")
     assert bad.code == 2 and "--url: must be an http:// or https:// URL" in bad.err
-
-
-class Terminal(io.StringIO):
-    def isatty(self) -> bool:
-        return True
-
-
-def test_colours_pass_through_to_a_terminal_and_are_stripped_from_a_pipe_even_when_cut() -> None:
-    events = [{"type": "job:cmd:start", "num": 1, "phase": "test", "stage": "s", "title": "t", "screencmd": "t"},
-              {"type": "job:cmd:stdout", "num": 1, "text": "a \x1b[3"}, {"type": "job:cmd:stdout", "num": 1,
-                                                                          "text": "1mred\x1b[0m no newline"},
-              {"type": "job:cmd:done", "num": 1, "exitCode": 0, "duration": 0.5}]
-    pipe, tty = io.StringIO(), Terminal()
-    for out, err in ((pipe, io.StringIO()), (tty, Terminal())):
-        renderer = Renderer(out, err)
-        for event in events:
-            renderer.event(event)
-    assert pipe.getvalue() == "\n▶ [test/s] t\na red no newline\n✓ 0.50s\n"
-    assert "a \x1b[31mred\x1b[0m no newline\n" in tty.getvalue() and "\x1b[1;36m▶ [test/s] t" in tty.getvalue()
 
 
 async def test_the_client_url_comes_from_the_environment_or_the_config_file(queen: Cluster, tmp_path: Path) -> None:

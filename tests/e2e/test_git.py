@@ -13,9 +13,8 @@ from typing import Any
 
 import pytest
 
-from apiary.drone.checkout import CheckoutPlan, checkout_plan
 from apiary.core.errors import GitError
-from apiary.core.refs import parse_ref
+from apiary.drone.checkout import CheckoutPlan, checkout_plan
 from apiary.queen.gitread import read_at_ref
 from tests.gitserver import SampleRepo, commit, git, http_server, keygen, make_repo, ssh_server
 
@@ -181,22 +180,6 @@ async def test_a_server_that_never_answers_times_out(tmp_path: Path) -> None:
     finally:
         server.close()
         await server.wait_closed()
-
-
-@pytest.mark.parametrize("ref, fault", [
-    ({}, "needs a branch"),
-    ({"id": "abc1234"}, "must be a full sha"),
-    ({"id": "not-a-sha"}, "not a commit sha"),
-    ({"branch": "-upload-pack=evil"}, "not a valid ref name"),
-    ({"branch": "a..b"}, "not a valid ref name"),
-    ({"branch": "main", "fetch": "refs/pull/7/merge"}, "not both"),
-])
-async def test_a_malformed_ref_is_refused_before_git_runs(ref: dict[str, str], fault: str, tmp_path: Path) -> None:
-    with pytest.raises(GitError, match=fault):
-        parse_ref(ref)
-    with pytest.raises(GitError, match=fault):
-        await read_at_ref(tmp_path / "cache", "file:///nowhere.git", ref, None)
-    assert not (tmp_path / "cache").exists()
 
 
 # --- the drone checks a ref out --------------------------------------------------------------------

@@ -10,37 +10,8 @@ import pytest
 from playwright.async_api import Browser, Page, expect
 from pymongo import MongoClient
 
-from apiary.queen.users import Role, may
 from tests.browser import base_url, browser, page, shot  # noqa: F401  (fixtures)
 from tests.cluster import Cluster
-
-
-@pytest.mark.parametrize(("role", "method", "path", "allowed"), [
-    (None, "GET", "/api/v1/jobs", False),
-    (None, "POST", "/api/v1/session", True),
-    (None, "POST", "/hooks/github/app", True),
-    (None, "GET", "/badge/app.svg", True),
-    (Role.MEMBER, "GET", "/api/v1/jobs", True),
-    (Role.MEMBER, "POST", "/api/v1/repos/app/jobs", True),
-    (Role.MEMBER, "POST", "/api/v1/jobs/01J/cancel", True),
-    (Role.MEMBER, "POST", "/api/v1/jobs/01J/rerun", True),
-    (Role.MEMBER, "PUT", "/api/v1/repos/app", False),
-    (Role.MEMBER, "PUT", "/api/v1/repos/app/secrets/TOKEN", False),
-    (Role.MEMBER, "POST", "/api/v1/prune", False),
-    (Role.MEMBER, "GET", "/api/v1/users", False),
-    (Role.MEMBER, "POST", "/api/v1/tokens", True),
-    (Role.ADMIN, "PUT", "/api/v1/repos/app/secrets/TOKEN", True),
-    (Role.ADMIN, "POST", "/api/v1/users", True),
-])
-def test_who_may_do_what(role: Role | None, method: str, path: str, allowed: bool) -> None:
-    assert may(role, method, path) is allowed
-
-
-def test_anonymous_reading_when_enabled_reads_and_never_writes() -> None:
-    assert may(None, "GET", "/api/v1/jobs", anonymous_read=True)
-    assert not may(None, "POST", "/api/v1/repos/app/jobs", anonymous_read=True)
-    assert not may(None, "GET", "/api/v1/users", anonymous_read=True)
-
 
 _open: list[Caller] = []
 

@@ -10,11 +10,9 @@ import socket
 import time
 
 import msgpack
-import pytest
 import zmq
 import zmq.asyncio
 
-from apiary.queen.pool import Drone, admission
 from apiary.core.protocol import PROTOCOL_VERSION, Msg, decode, encode
 from tests.cluster import Cluster
 
@@ -122,27 +120,6 @@ async def test_a_drone_reporting_numbers_json_cannot_carry_is_refused_and_the_po
         ctx.destroy(linger=0)
     log = queen.queen.stderr.read_text() if queen.queen else ""
     assert "'load' is not a finite number" in log and "Traceback" not in log
-
-
-# -- a drone's id is its own ------------------------------------------------------------------
-
-def _holder(session: str = "s1", key: str = "", seen: float = 100.0, route: bytes | None = b"r1") -> Drone:
-    return Drone(id="d1", capacity=1, speed=1.0, version=PROTOCOL_VERSION, host="build-1", last_seen=seen,
-                 route=route, session=session, key=key)
-
-
-@pytest.mark.parametrize(("session", "key", "holder", "verdict"), [
-    ("s1", "", None, "admit"),  # the first connection takes the id
-    ("s1", "", _holder(), "admit"),  # the same process, reconnected
-    ("s2", "", _holder(), "refuse"),  # another process while the holder is alive: refused, tries again
-    ("s2", "", _holder(seen=90.0), "admit"),  # the holder fell silent (timeout 4 s)
-    ("s2", "", _holder(route=None), "admit"),
-    ("s2", "d1", _holder(key="d1"), "replace"),  # the key proves it: the old process is told it was replaced
-    ("s2", "d2", _holder(key="d2"), "refuse-for-good"),  # key d2 registers id d2 only
-    ("s1", "d2", None, "refuse-for-good"),
-])
-def test_who_may_hold_a_drone_id(session: str, key: str, holder: Drone | None, verdict: str) -> None:
-    assert admission("d1", session, key, holder, now=101.0, timeout=4.0)[0] == verdict
 
 
 def _impostor(ctx: zmq.asyncio.Context, endpoint: str, name: str) -> zmq.asyncio.Socket:
