@@ -62,7 +62,7 @@ except ImportError:  # a plugin's own environment, without Apiary (plugins/host.
 
 
 # What a repository's secret may be called: the queen's rule (queen/validate.py ENV_NAME, kept equal by
-# tests/test_plugin_api.py). For a config field naming a secret (a webhook's secret, a token).
+# tests/unit/test_plugin_api.py). For a config field naming a secret (a webhook's secret, a token).
 SECRET_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 
 SCHEMA_TYPES = {"str": str, "int": int, "float": (int, float), "bool": bool, "list": list, "dict": dict}
@@ -122,9 +122,11 @@ class PluginContext(Protocol):
 
         `branch` (default the repository's ``default_branch``) or `fetch` (a ref
         to fetch, such as a pull request's), optionally pinned to `commit`;
-        `job_type` TEST, DEPLOY or TEST_DEPLOY; `parameters` {NAME: value}.
-        `trigger` holds ``type`` (push, pull_request, tag, schedule…), ``author``
-        {name, email, username}, ``message``, ``url`` (http(s) only),
+        `job_type` TEST, DEPLOY or TEST_DEPLOY; `parameters` {NAME: value},
+        each value a string or a number. These are checked as the API checks a
+        request for a job, and refused with the same messages. `trigger` holds
+        ``type`` (push, pull_request, tag, schedule…), ``author`` {name, email,
+        username}, ``message``, ``url`` (http(s) only; another is left out),
         ``timestamp``, and for a pull or merge request ``fork`` (false only when
         it comes from a branch of the same repository: its jobs may then get
         secrets); `source` adds details to ``trigger.source``, whose type is
