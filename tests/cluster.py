@@ -46,8 +46,9 @@ class Proc:
     """A running apiary process with its output in files."""
 
     def __init__(self, name: str, args: list[str], directory: Path, env: dict[str, str],
-                 file_limit: int | None = None) -> None:
+                 file_limit: int | None = None, cwd: Path | None = None) -> None:
         self.name = name
+        self.cwd = cwd  # where it runs (relative paths in its arguments are read from there)
         self.args = args
         self.dir = directory
         self.env = env
@@ -69,7 +70,8 @@ class Proc:
         with open(self.stdout, "wb") as out, open(self.stderr, "wb") as err:
             self.proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "apiary.cli", *self.args, stdin=asyncio.subprocess.DEVNULL,
-                stdout=out, stderr=err, env=self.env, preexec_fn=self._limits if self.file_limit else None)
+                stdout=out, stderr=err, env=self.env, preexec_fn=self._limits if self.file_limit else None,
+                cwd=self.cwd)
 
     def _limits(self) -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (self.file_limit, self.file_limit))

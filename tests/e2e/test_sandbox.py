@@ -184,3 +184,27 @@ async def test_cancel_in_a_sandbox_lets_the_traps_finish(cluster: Cluster) -> No
     printed = output_lines(await cluster.events(job["id"]), "job:cmd:stdout")
     assert done["status"] == "cancelled"
     assert {"got-TERM", "trap-done", "child-got-TERM", "child-done"} <= set(printed), printed
+
+
+async def test_apiary_up_with_relative_folders_runs_sandboxed_jobs(tmp_path: Path) -> None:
+    # Both children read their paths elsewhere: the embedded store from inside its folder, bubblewrap
+    # from the sandbox. Relative --data-dir and --work-dir must still work.
+    up = Proc("up", ["up", "--data-dir", "data", "--http-port", "0", "--drone-bind", "tcp://127.0.0.1:*",
+                     "--work-dir", "work"], tmp_path / "logs", _env(SANDBOXED), cwd=tmp_path)
+    await up.start()
+    try:
+        cluster = Cluster(tmp_path / "client")
+        cluster.api = (await up.wait_output(r"API:\s+(\S+)")).group(1)
+        import aiohttp
+        cluster.http = aiohttp.ClientSession()
+        try:
+            await cluster.create_pipeline_repo("rel", 'stages: [{name: s, steps: ["echo from the sandbox"]}]')
+            job = await cluster.wait_job((await cluster.trigger("rel"))["id"])
+            printed = output_lines(await cluster.events(job["id"]), "job:cmd:stdout")
+        finally:
+            await cluster.http.close()
+        assert (job["status"], printed) == ("passed", ["from the sandbox"]), (job, up.logs())
+        assert (tmp_path / "data" / "store" / "nx-27017.pid").exists()
+    finally:
+        await up.stop()
+
