@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -274,7 +274,7 @@ class JobRun:
         for step in steps:
             await self.steps.run(step["run"], env, title=step.get("title", ""), phase=phase, stage=stage, hook=hook)
 
-    async def _stages(self, phase: str, stages: list[dict[str, Any]], env: dict[str, str]) -> int:
+    async def _stages(self, phase: str, stages: Sequence[Mapping[str, Any]], env: dict[str, str]) -> int:
         """Run `stages` as their `needs` allow, up to `parallel` at once.
 
         Returns 0 when all passed, else the exit code of the first stage that failed.
@@ -313,7 +313,7 @@ class JobRun:
         self.emit(Msg.JOB_PHASE, {"phase": phase, "state": "passed" if code == 0 else "failed"})
         return code
 
-    async def _stage(self, phase: str, stage: dict[str, Any], env: dict[str, str]) -> int:
+    async def _stage(self, phase: str, stage: Mapping[str, Any], env: dict[str, str]) -> int:
         stage_env = {**env, **{str(k): str(v) for k, v in (stage.get("env") or {}).items()}}
         hooks = stage.get("hooks") or {}
         name = stage["name"]

@@ -61,7 +61,7 @@ except ImportError:  # a plugin's own environment, without Apiary (plugins/host.
         """Apiary's root exception (apiary.core.errors), where Apiary is not installed."""
 
 
-# What a repository's secret may be called: the queen's rule (queen/validate.py ENV_NAME, kept equal by
+# What a repository's secret may be called: the queen's rule (apiary.core.fields ENV_NAME, kept equal by
 # tests/unit/test_plugin_api.py). For a config field naming a secret (a webhook's secret, a token).
 SECRET_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 

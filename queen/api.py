@@ -7,6 +7,7 @@ the InputError raised (see errors.py); the middleware in app.py maps them.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -14,26 +15,29 @@ from aiohttp import web
 
 from . import keys
 from apiary.core.errors import BadRequest, Conflict, NotFound
+from apiary.core.fields import ENV_NAME, get_str, no_unknown
+from apiary.core.jobrequest import job_request
+from apiary.core.models import Job, JobRequest, Repository
+from apiary.core.protocol import JobStatus
 from apiary.queen.jobs import create_job
-from apiary.core.protocol import JobStatus, JobType
 from apiary.queen.repos import REPO_NAME, public_repo, repo_from_body
 from apiary.queen.retention import prune
 from apiary.queen.strict_json import json_response
 from apiary.queen.trust import KINDS, job_kind
-from apiary.queen.validate import ENV_NAME, get_str, is_web_link, no_unknown, query_int, read_json
+from apiary.queen.validate import query_int, read_json
 
 routes = web.RouteTableDef()
 
-TRIGGER_SOURCES = ("UI", "API", "plugin")
 MAX_EVENTS_PAGE = 20_000
 
 
-def public_job(doc: dict[str, Any]) -> dict[str, Any]:
+def public_job(doc: Job) -> dict[str, Any]:
     out = {k: v for k, v in doc.items() if k not in ("_id", "commands")}
     commands = doc.get("commands") or {}
     out["commands"] = sorted(commands.values(), key=lambda c: c.get("num", 0))
-    if doc.get("started") and doc.get("finished"):
-        out["duration"] = round(doc["finished"] - doc["started"], 6)
+    started, finished = doc.get("started"), doc.get("finished")
+    if started and finished:
+        out["duration"] = round(finished - started, 6)
     return {"id": doc["_id"], **out}
 
 
@@ -114,80 +118,17 @@ async def delete_secret(request: web.Request) -> web.Response:
 
 # -- jobs ---------------------------------------------------------------------------
 
-JOB_FIELDS = {"branch", "commit", "fetch", "type", "parameters", "trigger"}
-TRIGGER_FIELDS = {"source", "type", "author", "message", "url"}
-
-
-def _parameters(value: Any) -> dict[str, str]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise BadRequest("parameters: must be an object of NAME: value", field="parameters")
-    out = {}
-    for name, v in value.items():
-        if not ENV_NAME.match(name):
-            raise BadRequest(f"parameters.{name}: a parameter name is letters, digits and '_', not starting with a digit",
-                             field=f"parameters.{name}")
-        if isinstance(v, bool):
-            v = "true" if v else "false"
-        if not isinstance(v, (str, int, float)):
-            raise BadRequest(f"parameters.{name}: must be a string or a number", field=f"parameters.{name}")
-        out[name] = str(v)
-    return out
-
-
-def _trigger(value: Any, now: float) -> dict[str, Any]:
-    if value is None:
-        value = {}
-    if not isinstance(value, dict):
-        raise BadRequest("trigger: must be an object", field="trigger")
-    no_unknown(value, TRIGGER_FIELDS, "trigger.")
-    source = value.get("source", "API")
-    if isinstance(source, str):
-        source = {"type": source}
-    if not isinstance(source, dict) or source.get("type") not in TRIGGER_SOURCES:
-        raise BadRequest(f"trigger.source: must be one of {', '.join(TRIGGER_SOURCES)}", field="trigger.source")
-    author = value.get("author", {})
-    if isinstance(author, str):
-        author = {"name": author}
-    if not isinstance(author, dict) or not all(isinstance(v, str) for v in author.values()):
-        raise BadRequest("trigger.author: must be a name or an object of strings", field="trigger.author")
-    url = get_str(value, "url", "", prefix="trigger.")
-    if url and not is_web_link(url):
-        raise BadRequest("trigger.url: must be an http:// or https:// address (the job page links to it)",
-                         field="trigger.url")
-    return {
-        "type": get_str(value, "type", "manual", prefix="trigger."),
-        "author": author,
-        "message": get_str(value, "message", "", prefix="trigger."),
-        "url": url,
-        "timestamp": now,
-        "source": source,
-    }
-
-
-async def _create(request: web.Request, repo: dict[str, Any], **kwargs: Any) -> web.Response:
+async def _create(request: web.Request, repo: Repository, asked: JobRequest, **kwargs: Any) -> web.Response:
     app = request.app
     job = await create_job(app[keys.STORE], app[keys.HIVE].dispatcher, app[keys.CONFIG].data_path / "git",
-                           repo, plugins=app[keys.PLUGINS], **kwargs)
+                           repo, asked, plugins=app[keys.PLUGINS], **kwargs)
     return json_response(public_job(job), status=201, headers={"Location": f"/api/v1/jobs/{job['_id']}"})
 
 
 @routes.post("/api/v1/repos/{repo}/jobs")
 async def trigger_job(request: web.Request) -> web.Response:
     repo = await load_repo(request)
-    body = await read_json(request)
-    no_unknown(body, JOB_FIELDS)
-    job_type = get_str(body, "type", JobType.TEST.value)
-    if job_type not in JobType._value2member_map_:
-        raise BadRequest(f"type: must be one of {', '.join(t.value for t in JobType)}", field="type")
-    fetch = get_str(body, "fetch")
-    ref: dict[str, Any] = {"fetch": fetch} if fetch else {"branch": get_str(body, "branch", repo["default_branch"])}
-    commit = get_str(body, "commit")
-    if commit:
-        ref["id"] = commit
-    return await _create(request, repo, ref=ref, job_type=job_type, parameters=_parameters(body.get("parameters")),
-                         trigger=_trigger(body.get("trigger"), time.time()))
+    return await _create(request, repo, job_request(repo, await read_json(request), time.time()))
 
 
 @routes.post("/api/v1/jobs/{job}/rerun")
@@ -198,11 +139,15 @@ async def rerun_job(request: web.Request) -> web.Response:
         raise NotFound(f"the repository {old['repo']!r} of job {old['_id']} no longer exists")
     body = await read_json(request) if request.can_read_body else {}
     no_unknown(body, {"trigger"})
-    trigger = _trigger(body.get("trigger"), time.time())
-    trigger["type"] = "rerun"
+    # The same job again: its ref (with the commit it ran), type and parameters; a trigger of its own.
+    ref: Mapping[str, Any] = old["ref"]
+    given = {field: ref[key] for field, key in (("branch", "branch"), ("fetch", "fetch"), ("commit", "id"))
+             if key in ref}
+    asked = job_request(repo, {**given, "type": old["type"], "parameters": dict(old.get("parameters") or {}),
+                               "trigger": body.get("trigger")}, time.time())
+    asked["trigger"]["type"] = "rerun"
     # The re-run is trusted as the job it repeats: a fork's pull request stays one.
-    return await _create(request, repo, ref=dict(old["ref"]), job_type=old["type"],
-                         parameters=dict(old.get("parameters") or {}), trigger=trigger, rerun_of=old["_id"],
+    return await _create(request, repo, asked, rerun_of=old["_id"],
                          kind=old.get("kind") or job_kind(old.get("trigger") or {}))
 
 
@@ -313,7 +258,7 @@ def _secret_name(request: web.Request) -> str:
     return name
 
 
-async def load_repo(request: web.Request) -> dict[str, Any]:
+async def load_repo(request: web.Request) -> Repository:
     """The repository named in the path, or NotFound (the pages use it too)."""
     name = repo_name(request)
     repo = await request.app[keys.STORE].get_repo(name)
@@ -322,7 +267,7 @@ async def load_repo(request: web.Request) -> dict[str, Any]:
     return repo
 
 
-async def load_job(request: web.Request) -> dict[str, Any]:
+async def load_job(request: web.Request) -> Job:
     job_id = request.match_info["job"]
     job = await request.app[keys.STORE].get_job(job_id)
     if job is None:

@@ -10,6 +10,7 @@ import logging
 from html import escape
 from typing import Any
 
+from apiary.core.models import Job
 from apiary.core.protocol import JobStatus
 from apiary.queen.store import Store
 
@@ -57,7 +58,7 @@ def badge_svg(label: str, message: str, colour: str) -> str:
     )
 
 
-def badge_for(label: str, job: dict[str, Any] | None) -> str:
+def badge_for(label: str, job: Job | None) -> str:
     """The badge for the last finished `job` (None: the repository has none yet)."""
     if job is None:
         return badge_svg(label, "no jobs", NO_JOBS)
@@ -65,7 +66,7 @@ def badge_for(label: str, job: dict[str, Any] | None) -> str:
     return badge_svg(label, status, COLOURS.get(status, NO_JOBS))
 
 
-async def last_finished(store: Store, repo: str, branch: str | None = None) -> dict[str, Any] | None:
+async def last_finished(store: Store, repo: str, branch: str | None = None) -> Job | None:
     """The newest job of `repo` (on `branch`) that has ended, or None."""
     before: str | None = None
     while True:

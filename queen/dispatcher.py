@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pymongo.errors import PyMongoError
@@ -23,6 +23,7 @@ from apiary.queen.hub import Hub
 from apiary.queen.pool import Pool
 from apiary.queen.recorder import Recorder
 from apiary.core.jobstate import Dispatched, JobState, NotDelivered, Policy, Write, transition
+from apiary.core.models import Job
 from apiary.core.protocol import Msg
 from apiary.queen.repos import repo_auth
 from apiary.queen.scheduler import pick_drone
@@ -37,7 +38,7 @@ CLAIM_WINDOW = 32
 SendFn = Callable[[str, Msg, dict[str, Any]], bool]
 
 
-def job_message(job: dict[str, Any], secrets: dict[str, str], auth: dict[str, Any] | None) -> dict[str, Any]:
+def job_message(job: Job, secrets: dict[str, str], auth: dict[str, Any] | None) -> dict[str, Any]:
     """The ``queue:new`` body for a stored job (DESIGN.md §4).
 
     Secrets travel only here, never in the job document or its events.
@@ -61,7 +62,7 @@ def job_message(job: dict[str, Any], secrets: dict[str, str], auth: dict[str, An
 class Dispatcher:
     def __init__(self, store: Store, pool: Pool, hub: Hub, send: SendFn,
                  recorder: Recorder, backstop: float = 1.0,
-                 queen_secrets: Callable[[dict[str, Any]], set[str]] = lambda repo: set(),
+                 queen_secrets: Callable[[Mapping[str, Any]], set[str]] = lambda repo: set(),
                  policy: Policy = Policy()) -> None:
         self.store = store
         self.policy = policy
@@ -83,7 +84,7 @@ class Dispatcher:
         self.queue_empty = False
         self._wake.set()
 
-    async def submit(self, job: dict[str, Any]) -> None:
+    async def submit(self, job: Job) -> None:
         """Store a new job; when nothing older waits and a drone has room, send it at once.
 
         The shortcut skips the claim query on the way to the drone; the job is
@@ -96,7 +97,7 @@ class Dispatcher:
             self.wake()
             return
         state, write = self._dispatched(job, drone_id)
-        job.update(write.fields)
+        job.update(write.fields)  # type: ignore[typeddict-item]  # the job's own fields (apiary.core.jobstate)
         self.pool.assign(drone_id, job["_id"])  # the slot is ours before the first await
         try:
             await self.store.insert_job(job)
@@ -106,7 +107,7 @@ class Dispatcher:
         self._announce(job)
         await self._send(job, drone_id, state)
 
-    def _announce(self, job: dict[str, Any]) -> None:
+    def _announce(self, job: Job) -> None:
         self.hub.publish("jobs", {"type": "job:new", "job": job["_id"], "repo": job["repo"], "number": job["number"],
                                   "status": job["status"], "ref": job["ref"], "job_type": job["type"],
                                   "trigger": job["trigger"], "created": job["created"], "drone": job["drone"]})
@@ -160,7 +161,7 @@ class Dispatcher:
             if not progress or len(waiting) < CLAIM_WINDOW:
                 return sent  # all considered; what is left waits for a drone that can take it
 
-    def _dispatched(self, queued: dict[str, Any], drone_id: str) -> tuple[JobState, Write]:
+    def _dispatched(self, queued: Mapping[str, Any], drone_id: str) -> tuple[JobState, Write]:
         """A queued job's state once given to `drone_id`, and the write that takes it (compare-and-set)."""
         state, effects = transition(JobState.of(queued), Dispatched(drone_id, time.time()), self.policy)
         return state, next(e for e in effects if isinstance(e, Write))
@@ -177,7 +178,7 @@ class Dispatcher:
     def _any_room(self) -> bool:
         return any(v.spare > 0 for v in self.pool.views())
 
-    async def _send(self, job: dict[str, Any], drone_id: str, state: JobState) -> bool:
+    async def _send(self, job: Job, drone_id: str, state: JobState) -> bool:
         """Send a job stored as dispatched (`state`) to `drone_id`, whose slot it already holds."""
         attempt = state.attempt
         first_seq, first_cmd = (1, 1) if attempt == 1 else await self.store.resume_point(job["_id"])

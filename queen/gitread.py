@@ -34,6 +34,7 @@ import os
 import signal
 import tempfile
 import weakref
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,7 +72,7 @@ def cache_path(cache_dir: Path, url: str) -> Path:
     return cache_dir / (hashlib.sha256(url.encode()).hexdigest()[:32] + ".git")
 
 
-async def read_at_ref(cache_dir: Path, url: str, ref: dict[str, Any], auth: dict[str, Any] | None,
+async def read_at_ref(cache_dir: Path, url: str, ref: Mapping[str, Any], auth: dict[str, Any] | None,
                       path: str = ".apiary.yml", timeout: float = DEFAULT_TIMEOUT) -> tuple[str, str | None]:
     """Fetch `ref` of `url` into the cache and return (commit sha, text of `path` there or None if absent)."""
     check_url(url)

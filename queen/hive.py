@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import ulid
@@ -30,6 +30,7 @@ from pymongo.errors import PyMongoError
 from apiary.core.config import QueenConfig
 from apiary.core.jobstate import (CancelAsked, CancelCopy, DroneGone, Effect, Event, JobState, Policy, Release,
                                   Write, transition)
+from apiary.core.models import Job
 from apiary.core.protocol import JOB_EVENTS, PROTOCOL_VERSION, JobStatus, Msg, drone_info_fault, reported_load
 from apiary.queen.broker import Broker
 from apiary.queen.curve import server_curve
@@ -48,7 +49,7 @@ ORPHAN_GRACE = 15.0
 
 class Hive:
     def __init__(self, config: QueenConfig, store: Store, hub: Hub,
-                 queen_secrets: Callable[[dict[str, Any]], set[str]] = lambda repo: set()) -> None:
+                 queen_secrets: Callable[[Mapping[str, Any]], set[str]] = lambda repo: set()) -> None:
         self.config = config
         self.store = store
         self.hub = hub
@@ -263,7 +264,7 @@ class Hive:
 
     # -- requests from the API -----------------------------------------------------
 
-    async def cancel(self, job: dict[str, Any]) -> str:
+    async def cancel(self, job: Job) -> str:
         """Cancel a job: at once if it waits in the queue, else through its drone.
 
         Returns "cancelled" when the job has ended here, "cancelling" when its

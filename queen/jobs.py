@@ -1,4 +1,4 @@
-"""Making jobs: from a trigger (the API, a re-run, a plugin) to a stored, queued job.
+"""Making jobs: from a request (apiary.core.jobrequest: the API, a re-run, a plugin) to a stored, queued job.
 
 `create_job` resolves what the job will run before anything is stored: the
 pipeline — the one stored on the queen, or ``.apiary.yml`` read at the job's
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import ulid
 
@@ -23,6 +23,7 @@ from apiary.queen.gitread import read_at_ref
 from apiary.core.pipeline import load_pipeline
 from apiary.core.stages import plugin_keys, resolve_parameters
 from apiary.core.jobstate import JobState
+from apiary.core.models import Job, JobRequest, Pipeline, Ref, Repository
 from apiary.queen.repos import repo_auth, stored_pipeline
 from apiary.queen.store import Store
 from apiary.queen.trust import given_secrets, job_kind
@@ -31,8 +32,7 @@ if TYPE_CHECKING:
     from apiary.queen.plugin_registry import Plugins
 
 
-async def resolve_pipeline(store: Store, git_cache: Path, repo: dict[str, Any],
-                           ref: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+async def resolve_pipeline(store: Store, git_cache: Path, repo: Repository, ref: Ref) -> tuple[Pipeline, Ref]:
     """The pipeline the job runs and its ref (with the commit id when read from the repository)."""
     if repo.get("pipeline_source") == "queen":
         if repo.get("url"):
@@ -52,29 +52,28 @@ async def resolve_pipeline(store: Store, git_cache: Path, repo: dict[str, Any],
     where = ref.get("fetch") or ref.get("branch") or ""
     if text is None:
         raise BadRequest(f"{filename}: not found at {where} ({sha[:12]})", field="pipeline")
-    resolved = {**ref, "id": sha}
+    resolved: Ref = {**ref, "id": sha}
     return load_pipeline(text, filename), resolved
 
 
-async def create_job(store: Store, dispatcher: Dispatcher, git_cache: Path, repo: dict[str, Any], *,
-                     ref: dict[str, Any], job_type: str, parameters: dict[str, str],
-                     trigger: dict[str, Any], plugins: Plugins, rerun_of: str | None = None,
-                     kind: str | None = None) -> dict[str, Any]:
-    """Store and queue a job; `kind` (queen/trust.py) is its trigger's unless given (a re-run keeps its job's)."""
-    pipeline, ref = await resolve_pipeline(store, git_cache, repo, ref)
-    kind = kind or job_kind(trigger)
+async def create_job(store: Store, dispatcher: Dispatcher, git_cache: Path, repo: Repository, asked: JobRequest, *,
+                     plugins: Plugins, rerun_of: str | None = None, kind: str | None = None) -> Job:
+    """Store and queue the job `asked` for (apiary.core.jobrequest made the request); `kind` (queen/trust.py)
+    is its trigger's unless given (a re-run keeps its job's)."""
+    pipeline, ref = await resolve_pipeline(store, git_cache, repo, asked["ref"])
+    kind = kind or job_kind(asked["trigger"])
     # Configs of plugins the queen has are checked now; drones check the others.
     for i, plugin in enumerate(pipeline.get("plugins") or []):
         plugin["config"] = plugins.check_config(plugin["name"], plugin["config"], f"pipeline.plugins[{i}].config")
-    job = {
+    job: Job = {
         "_id": str(ulid.ULID()),
         "repo": repo["_id"],
         "repo_url": repo.get("url", ""),
         "provider": repo.get("provider", "git"),
         "ref": ref,
-        "type": job_type,
-        "parameters": resolve_parameters(pipeline, parameters),
-        "trigger": trigger,
+        "type": asked["type"],
+        "parameters": resolve_parameters(pipeline, asked["parameters"]),
+        "trigger": asked["trigger"],
         "kind": kind,
         # The names of the secrets it will be given (checked again when it is dispatched).
         "secrets": given_secrets(kind, await store.secret_kinds(repo["_id"]), repo, plugins.queen_secrets(repo)),
@@ -84,9 +83,9 @@ async def create_job(store: Store, dispatcher: Dispatcher, git_cache: Path, repo
         "created": time.time(),
         "commands": {},
         "phases": {},
+        "number": await store.next_job_number(repo["_id"]),
     }
     if rerun_of:
         job["rerun_of"] = rerun_of
-    job["number"] = await store.next_job_number(repo["_id"])
     await dispatcher.submit(job)
     return job

@@ -24,12 +24,13 @@ from aiohttp import web
 from . import keys
 from apiary.core.curve import is_key
 from apiary.core.errors import BadRequest, Conflict
+from apiary.core.fields import get_number, get_str, no_unknown
 from apiary.core.protocol import DRONE_ID
 from apiary.core.tokens import TOKEN_SECONDS, certificate, make_token
 from apiary.queen.strict_json import json_response
 from apiary.queen.throttle import retry_after
 from apiary.queen.users import new_secret, same, token_hash
-from apiary.queen.validate import get_number, get_str, no_unknown, read_json
+from apiary.queen.validate import read_json
 
 routes = web.RouteTableDef()
 

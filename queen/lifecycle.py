@@ -11,6 +11,7 @@ nothing here.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from apiary.core.protocol import Msg
@@ -20,7 +21,7 @@ _PHASE = re.compile(r"^[a-z_]{1,32}$")
 _FIELD = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
 
 
-def job_update(msg: Msg, body: dict[str, Any]) -> dict[str, Any]:
+def job_update(msg: Msg, body: Mapping[str, Any]) -> dict[str, Any]:
     """The ``$set`` fields that event `msg` with `body` applies to its job (never its status)."""
     if msg is Msg.JOB_CMD_START:
         key = f"commands.{body['num']}"

@@ -2,8 +2,9 @@
 
 Written by hand beside the handlers in api.py: every route under /api/v1 with
 its parameters, request body and responses, errors included (``{"error",
-"field"}``, see errors.py). Request schemas say what validate.py and repos.py
-accept; response schemas name the fields clients rely on and allow more.
+"field"}``, see errors.py). Request schemas say what the handlers accept (a job
+request: apiary.core.jobrequest; a repository: repos.py); response schemas name
+the fields clients rely on and allow more.
 tests/test_openapi.py checks that the paths here are exactly the app's
 /api/v1 routes, and runs schemathesis against a real queen with it.
 """
@@ -15,7 +16,8 @@ from typing import Any
 from aiohttp import web
 
 from apiary.core import __version__
-from apiary.core.protocol import JobStatus, JobType
+from apiary.core.jobrequest import JOB_TYPES, TRIGGER_SOURCES
+from apiary.core.protocol import JobStatus
 from apiary.queen.repos import REPO_NAME, SOURCES
 from apiary.queen.strict_json import json_response
 from apiary.queen.trust import DEFAULT_KINDS, KINDS
@@ -114,8 +116,8 @@ SCHEMAS: dict[str, Any] = {
         "updated": _NUMBER,
     }, ("name", "url", "pipeline_source")),
     "Trigger": _object({
-        "source": {"oneOf": [{"enum": ["UI", "API", "plugin"]},
-                             _object({"type": {"enum": ["UI", "API", "plugin"]}}, ("type",))]},
+        "source": {"oneOf": [{"enum": list(TRIGGER_SOURCES)},
+                             _object({"type": {"enum": list(TRIGGER_SOURCES)}}, ("type",))]},
         "type": _STRING,
         "author": {"oneOf": [_STRING, {"type": "object", "additionalProperties": _STRING}]},
         "message": _STRING,
@@ -124,7 +126,7 @@ SCHEMAS: dict[str, Any] = {
     "TriggerJob": _object({
         "branch": _STRING, "commit": _STRING,
         "fetch": {"type": "string", "description": "a refspec such as refs/pull/7/merge"},
-        "type": {"enum": [t.value for t in JobType]},
+        "type": {"enum": list(JOB_TYPES)},
         "parameters": {"type": "object", "propertyNames": {"pattern": _ENV_NAME},
                        "additionalProperties": {"type": ["string", "number", "boolean"]}},
         "trigger": _ref("Trigger"),
@@ -135,7 +137,7 @@ SCHEMAS: dict[str, Any] = {
                        ("user", "role", "csrf")),
     "Job": _object({
         "id": _STRING, "number": {"type": "integer"}, "repo": _STRING,
-        "status": {"enum": [s.value for s in JobStatus]}, "type": {"enum": [t.value for t in JobType]},
+        "status": {"enum": [s.value for s in JobStatus]}, "type": {"enum": list(JOB_TYPES)},
         "ref": {"type": "object"}, "parameters": {"type": "object", "additionalProperties": _STRING},
         "trigger": {"type": "object"}, "drone": {"type": ["string", "null"]},
         "created": _NUMBER, "started": _NUMBER, "finished": _NUMBER, "duration": _NUMBER,

@@ -24,11 +24,13 @@ from . import keys
 from apiary.queen.api import load_job, load_repo, public_job
 from apiary.queen.badges import NO_JOBS, badge_for, badge_svg, last_finished
 from apiary.core.errors import InputError
-from apiary.core.protocol import JobStatus, JobType
+from apiary.core.fields import is_web_link
+from apiary.core.jobrequest import JOB_TYPES
+from apiary.core.models import Job, Parameter, Repository
+from apiary.core.protocol import JobStatus
 from apiary.queen.repos import REPO_NAME, stored_pipeline
 from apiary.queen.store.events import READ_BATCH
 from apiary.queen.trust import DEFAULT_KINDS, KINDS
-from apiary.queen.validate import is_web_link
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +105,7 @@ FILTERS: dict[str, Callable[..., Any]] = {
 }
 
 
-def job_view(doc: dict[str, Any]) -> dict[str, Any]:
+def job_view(doc: Job) -> dict[str, Any]:
     """A job as the templates show it: the API's fields plus a few derived ones."""
     job = public_job(doc)
     trigger = job.get("trigger") or {}
@@ -172,7 +174,7 @@ async def recent_jobs(request: web.Request, repo: str | None = None,
     return [job_view(d) for d in docs]
 
 
-def declared_parameters(repo: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
+def declared_parameters(repo: Repository) -> tuple[dict[str, Parameter] | None, str]:
     """The stored pipeline's parameters (None when read from the repository) and any fault in it."""
     if repo.get("pipeline_source") != "queen":
         return None, ""
@@ -215,7 +217,7 @@ async def repo_page(request: web.Request) -> web.Response:
     parameters, pipeline_error = declared_parameters(repo)
     return render(request, "repo.html", page="repo", repo=repo, jobs=jobs, branch=branch, branches=branches,
                   fetched=fetched,
-                  parameters=parameters, pipeline_error=pipeline_error, job_types=[t.value for t in JobType])
+                  parameters=parameters, pipeline_error=pipeline_error, job_types=JOB_TYPES)
 
 
 @routes.get("/repos/{repo}/settings")

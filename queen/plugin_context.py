@@ -12,18 +12,19 @@ from __future__ import annotations
 import fnmatch
 import logging
 import time
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 from aiohttp import web
 
 from apiary.core.errors import InputError
+from apiary.core.jobrequest import job_request
+from apiary.core.models import Repository
 from apiary.core.protocol import JobType
 from apiary.plugins.api import TriggerRefused
 from apiary.queen import keys
 from apiary.queen.jobs import create_job
 from apiary.queen.strict_json import json_response
-from apiary.queen.validate import ENV_NAME, is_web_link
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,11 @@ def branch_allowed(repo: dict[str, Any], branch: str) -> bool:
 
 
 class QueenContext:
-    """What one plugin's queen-side code may use (the methods are documented on api.PluginContext)."""
+    """What one plugin's queen-side code may use (the methods are documented on api.PluginContext).
+
+    The plugin API speaks plain dicts (a plugin imports nothing of Apiary's): the store's typed
+    documents (apiary.core.models) are handed over as such.
+    """
 
     def __init__(self, app: web.Application, name: str, http: aiohttp.ClientSession) -> None:
         self._app = app
@@ -55,7 +60,7 @@ class QueenContext:
     # -- repositories ------------------------------------------------------------
 
     async def repo(self, name: str) -> dict[str, Any] | None:
-        return await self._app[keys.STORE].get_repo(name)
+        return cast("dict[str, Any] | None", await self._app[keys.STORE].get_repo(name))
 
     def config_of(self, repo: dict[str, Any]) -> dict[str, Any] | None:
         for item in repo.get("plugins") or []:
@@ -65,7 +70,7 @@ class QueenContext:
 
     async def repos(self) -> list[tuple[dict[str, Any], dict[str, Any]]]:
         out = []
-        for repo in await self._app[keys.STORE].list_repos():
+        for repo in cast("list[dict[str, Any]]", await self._app[keys.STORE].list_repos()):
             config = self.config_of(repo)
             if config is not None:
                 out.append((repo, config))
@@ -85,45 +90,28 @@ class QueenContext:
                       source: dict[str, Any] | None = None) -> dict[str, Any]:
         """Queue a job of `repo` and return it; raise TriggerRefused saying why not (see api.PluginContext).
 
-        A pull or merge request's ``fork`` is false only when it comes from the
-        same repository: its jobs may then get secrets (queen/trust.py).
+        The request is checked as an API client's is (apiary.core.jobrequest),
+        its trigger recorded as this plugin reports it. A pull or merge request's
+        ``fork`` is false only when it comes from the same repository: its jobs
+        may then get secrets (queen/trust.py).
         """
-        if job_type not in JobType._value2member_map_:
-            raise TriggerRefused(f"type: must be one of {', '.join(t.value for t in JobType)}")
-        ref: dict[str, Any] = {"fetch": fetch} if fetch else {"branch": branch or repo.get("default_branch", "main")}
-        if commit:
-            ref["id"] = commit
-        for key in parameters or {}:
-            if not ENV_NAME.match(key):
-                raise TriggerRefused(f"parameters.{key}: not a parameter name")
-        given = dict(trigger or {})
-        author = given.get("author") or {}
-        url = str(given.get("url") or "")
-        if url and not is_web_link(url):
-            self.log.warning("trigger url %r dropped: only http(s) addresses are shown as links", url[:200])
-            url = ""
-        record = {
-            "type": str(given.get("type") or self.name),
-            "author": {str(k): str(v) for k, v in (author.items() if isinstance(author, dict) else
-                                                   [("name", author)])},
-            "message": str(given.get("message") or ""),
-            "url": url,
-            "timestamp": given.get("timestamp") or time.time(),
-            "source": {**(source or {}), "type": "plugin", "plugin": self.name},
-        }
-        if "fork" in given:  # a pull or merge request: from another repository (the default) or this one
-            record["fork"] = given["fork"] is not False
+        # A plugin's empty branch (a payload without one) is the default branch.
+        given = {"type": job_type, "branch": branch or None, "commit": commit, "fetch": fetch,
+                 "parameters": parameters, "trigger": trigger}
         app = self._app
         try:
-            return await create_job(app[keys.STORE], app[keys.HIVE].dispatcher, app[keys.CONFIG].data_path / "git",
-                                    repo, ref=ref, job_type=job_type,
-                                    parameters={k: str(v) for k, v in (parameters or {}).items()}, trigger=record,
-                                    plugins=app[keys.PLUGINS])
+            asked = job_request(repo, given, time.time(), plugin=self.name, source=source)
+            if isinstance(trigger, dict) and trigger.get("url") and not asked["trigger"]["url"]:
+                self.log.warning("trigger url %r dropped: only http(s) addresses are shown as links",
+                                 str(trigger["url"])[:200])
+            job = await create_job(app[keys.STORE], app[keys.HIVE].dispatcher, app[keys.CONFIG].data_path / "git",
+                                   cast("Repository", repo), asked, plugins=app[keys.PLUGINS])
         except InputError as exc:
             raise TriggerRefused(str(exc)) from None
+        return cast("dict[str, Any]", job)
 
     async def job(self, job_id: str) -> dict[str, Any] | None:
-        return await self._app[keys.STORE].get_job(job_id)
+        return cast("dict[str, Any] | None", await self._app[keys.STORE].get_job(job_id))
 
     def job_url(self, job: dict[str, Any]) -> str:
         return f"{self._app[keys.PLUGINS].base_url}/jobs/{job['_id']}"

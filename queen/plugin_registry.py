@@ -10,12 +10,14 @@ plugin settings against their schemas, naming the field at fault.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from importlib.metadata import entry_points
 from typing import Any
 
 import yaml
 
 from apiary.core.errors import BadRequest
+from apiary.core.models import PluginSetting
 from apiary.plugins.api import ConfigProblem, check_config, check_schema
 from apiary.core.storable import unstorable
 
@@ -47,7 +49,7 @@ class Plugins:
         log.debug("plugins: %s", ", ".join(sorted(loaded)) or "none")
         return cls(loaded)
 
-    def check_settings(self, value: Any, where: str = "plugins") -> list[dict[str, Any]]:
+    def check_settings(self, value: Any, where: str = "plugins") -> list[PluginSetting]:
         """A repository's ``plugins`` setting, validated: [{"name", "config"}]; the queen must have each."""
         if isinstance(value, str):  # YAML text, as typed on the settings page
             try:
@@ -60,7 +62,8 @@ class Plugins:
             return []
         if not isinstance(value, list):
             raise BadRequest(f"{where}: must be a list of plugins (a name, or name and config)", field=where)
-        out, seen = [], set()
+        out: list[PluginSetting] = []
+        seen = set()
         for i, item in enumerate(value):
             here = f"{where}[{i}]"
             if isinstance(item, str):
@@ -99,7 +102,7 @@ class Plugins:
         """Plugin `name`'s ``config_schema`` ({} if it has none or is not installed)."""
         return dict(getattr(self.loaded.get(name), "config_schema", None) or {})
 
-    def queen_secrets(self, repo: dict[str, Any]) -> set[str]:
+    def queen_secrets(self, repo: Mapping[str, Any]) -> set[str]:
         """The names of `repo`'s secrets that its queen plugins use themselves (schema fields marked
         ``secret``): they stay on the queen, whatever kinds of job they say they are for."""
         names = set()

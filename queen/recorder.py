@@ -21,11 +21,12 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from pymongo.errors import PyMongoError
 
 from apiary.core.jobstate import CancelCopy, Effect, JobState, Policy, Write, admit, drone_event, transition
+from apiary.core.models import Event
 from apiary.core.protocol import OUTPUT_EVENTS, Msg
 from apiary.queen.hub import Hub
 from apiary.queen.lifecycle import job_update
@@ -113,11 +114,11 @@ class Recorder:
             # storing a batch's events and its job update left the document behind: catch up
             # from what is stored. (A queued job waits for its next attempt: nothing of the last applies.)
             fields: dict[str, Any] = {}
-            steps: list[tuple[str, dict[str, Any]]] = []
-            for event in await self.store.job_history(job_id, _OUTPUT_TYPES):
-                if event.get("attempt", 1) == state.attempt:
-                    fields.update(job_update(Msg(event["type"]), event))
-                    steps.append((event["type"], event))
+            steps: list[tuple[str, Event]] = []
+            for stored in await self.store.job_history(job_id, _OUTPUT_TYPES):
+                if stored.get("attempt", 1) == state.attempt:
+                    fields.update(job_update(Msg(stored["type"]), stored))
+                    steps.append((stored["type"], stored))
             caught_up = state
             for kind, body in steps:
                 event = drone_event(state.drone or "", kind, body)
@@ -132,7 +133,7 @@ class Recorder:
 
     async def _write(self, batch: list[tuple[str, Msg, dict[str, Any]]]) -> None:
         now = time.time()
-        docs: list[dict[str, Any]] = []
+        docs: list[Event] = []
         updates: dict[str, dict[str, Any]] = {}
         acks: dict[tuple[str, str, int], int] = {}
         next_seq: dict[str, int] = {}  # advanced only once the batch is stored
@@ -236,7 +237,7 @@ class Recorder:
             del doc["_id"]  # the API and the browser see events without it
             topic = f"job:{doc['job']}"
             if self.hub.has_subscribers(topic):
-                self.hub.publish(topic, doc)
+                self.hub.publish(topic, cast("dict[str, Any]", doc))  # browsers get the event as stored
         # Each change on its own, in order: a job that started and ended within
         # one batch is still seen running, then ended.
         for job_id, summary in changes:

@@ -36,8 +36,9 @@ from urllib.parse import urlsplit
 
 from apiary.core.errors import BadRequest, GitError
 from apiary.core.refs import check_url
+from apiary.core.models import Pipeline, RepoAuth, Repository, Retention
 from apiary.core.pipeline import load_pipeline, parse_pipeline
-from apiary.queen.validate import ENV_NAME, get_number, get_str, no_unknown
+from apiary.core.fields import ENV_NAME, get_number, get_str, no_unknown
 
 if TYPE_CHECKING:
     from apiary.queen.plugin_registry import Plugins
@@ -49,7 +50,7 @@ SOURCES = ("repo", "queen")
 RESERVED = {"new"}
 
 
-def repo_from_body(body: dict[str, Any], name: str | None = None, *, plugins: Plugins) -> dict[str, Any]:
+def repo_from_body(body: dict[str, Any], name: str | None = None, *, plugins: Plugins) -> Repository:
     """Validated settings from an API body; `name` comes from the URL for PUT."""
     no_unknown(body, FIELDS)
     if name is None:
@@ -92,7 +93,7 @@ def repo_from_body(body: dict[str, Any], name: str | None = None, *, plugins: Pl
     }
 
 
-def stored_pipeline(repo: dict[str, Any]) -> dict[str, Any]:
+def stored_pipeline(repo: Repository) -> Pipeline:
     """The repository's stored pipeline, compiled."""
     pipeline = repo.get("pipeline")
     if isinstance(pipeline, str):
@@ -100,7 +101,7 @@ def stored_pipeline(repo: dict[str, Any]) -> dict[str, Any]:
     return parse_pipeline(pipeline)
 
 
-def _auth(value: Any) -> dict[str, Any] | None:
+def _auth(value: Any) -> RepoAuth | None:
     value = _object(value, "auth", {"type", "secret", "username"}, "type and secret")
     if value is None:
         return None
@@ -108,7 +109,7 @@ def _auth(value: Any) -> dict[str, Any] | None:
     if kind not in ("https", "ssh"):
         raise BadRequest("auth.type: must be https (a token) or ssh (a private key)", field="auth.type")
     secret = get_str(value, "secret", required=True, pattern=ENV_NAME, prefix="auth.")
-    auth = {"type": kind, "secret": secret}
+    auth: RepoAuth = {"type": kind, "secret": secret}
     username = get_str(value, "username", prefix="auth.")
     if username:
         auth["username"] = username
@@ -132,11 +133,11 @@ def _object(value: Any, name: str, keys: set[str], what: str) -> dict[str, Any] 
     return value
 
 
-def _retention(value: Any) -> dict[str, Any]:
+def _retention(value: Any) -> Retention:
     value = _object(value, "retention", {"keep_jobs", "keep_days"}, "keep_jobs and/or keep_days")
     if value is None:
         return {}
-    out = {}
+    out: Retention = {}
     keep_jobs = get_number(value, "keep_jobs", low=1, integer=True, prefix="retention.")
     keep_days = get_number(value, "keep_days", low=0.001, prefix="retention.")
     if keep_jobs is not None:
@@ -164,11 +165,11 @@ def _branches(value: Any) -> dict[str, list[str]]:
     return out
 
 
-def public_repo(doc: dict[str, Any]) -> dict[str, Any]:
+def public_repo(doc: Repository) -> dict[str, Any]:
     return {"name": doc["_id"], **{k: v for k, v in doc.items() if k != "_id"}}
 
 
-def repo_auth(repo: dict[str, Any], secrets: dict[str, str]) -> dict[str, Any] | None:
+def repo_auth(repo: Repository, secrets: dict[str, str]) -> dict[str, Any] | None:
     """The credentials for the repository's URL, taken from its secrets (or None)."""
     auth = repo.get("auth")
     if not auth:

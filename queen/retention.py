@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from apiary.core.models import Retention
 from apiary.core.protocol import JobStatus
 from apiary.queen.store import Store
 
@@ -24,7 +25,7 @@ log = logging.getLogger(__name__)
 DAY = 86400.0
 
 
-def select_prunable(jobs: Iterable[dict[str, Any]], policy: dict[str, Any], now: float) -> list[str]:
+def select_prunable(jobs: Iterable[dict[str, Any]], policy: Retention, now: float) -> list[str]:
     keep_jobs = policy.get("keep_jobs")
     keep_days = policy.get("keep_days")
     if keep_jobs is None and keep_days is None:

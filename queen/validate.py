@@ -1,4 +1,4 @@
-"""Checking what API clients send: JSON bodies, fields and query values.
+"""Reading what API clients send: JSON bodies and query values (one field's checks are apiary.core.fields').
 
 Every fault raises BadRequest naming the field, so the client learns what to
 fix; nothing is changed by a request that fails here.
@@ -7,17 +7,17 @@ fix; nothing is changed by a request that fails here.
 from __future__ import annotations
 
 import json
-import re
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from apiary.core.errors import BadRequest
+
+# Their home is apiary.core.fields; tests/unit/test_plugin_api.py and tests/unit/test_web_guard.py, being
+# moved by another change, still import them from here. Point those at apiary.core.fields, then drop this.
+from apiary.core.fields import ENV_NAME, is_web_link  # noqa: F401
 from apiary.core.storable import MAX_DEPTH, unstorable
 
 if TYPE_CHECKING:
     from aiohttp import web
-
-ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 
 
 async def read_json(request: web.Request) -> dict[str, Any]:
@@ -57,56 +57,6 @@ def _storable(body: dict[str, Any]) -> None:
     if fault is not None:
         field = fault[0].lstrip(".") or "body"
         raise BadRequest(f"{field}: {fault[1]}", field=field)
-
-
-def get_str(body: dict[str, Any], name: str, default: str | None = None, *, required: bool = False,
-            pattern: re.Pattern[str] | None = None, prefix: str = "") -> str | None:
-    field = prefix + name
-    value = body.get(name)
-    if value is None:
-        if required:
-            raise BadRequest(f"{field}: required", field=field)
-        return default
-    if not isinstance(value, str):
-        raise BadRequest(f"{field}: must be a string, got {type(value).__name__}", field=field)
-    if pattern is not None and not pattern.match(value):
-        raise BadRequest(f"{field}: {value!r} is not allowed here", field=field)
-    return value
-
-
-def is_web_link(url: object) -> bool:
-    """Whether a page may show `url` as a link: an http or https address with a host, nothing else.
-
-    Browsers run ``javascript:`` links and render ``data:`` ones as pages; they
-    also drop leading spaces and control characters before reading the
-    scheme, so any such character disqualifies the URL outright.
-    """
-    if not isinstance(url, str) or len(url) > 2048 or not url.isprintable() or any(c.isspace() for c in url):
-        return False
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018  (a port that is not a number raises ValueError)
-    except ValueError:
-        return False
-    return parts.scheme in ("http", "https") and bool(parts.hostname)
-
-
-def get_number(body: dict[str, Any], name: str, *, low: float, integer: bool = False, prefix: str = "") -> Any:
-    field = prefix + name
-    value = body.get(name)
-    if value is None:
-        return None
-    kinds = (int,) if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kinds) or value < low:
-        what = "an integer" if integer else "a number"
-        raise BadRequest(f"{field}: must be {what} of at least {low:g}, got {value!r}", field=field)
-    return value
-
-
-def no_unknown(body: dict[str, Any], known: set[str], prefix: str = "") -> None:
-    for key in body:
-        if key not in known:
-            raise BadRequest(f"{prefix}{key}: unknown field (known: {', '.join(sorted(known))})", field=prefix + key)
 
 
 def query_int(request: web.Request, name: str, default: int, low: int, high: int) -> int:

@@ -10,7 +10,7 @@ import argparse
 import asyncio
 import sys
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from apiary.cli.console import say
@@ -18,6 +18,7 @@ from apiary.core.protocol import FINAL_STATES
 
 if TYPE_CHECKING:
     from apiary.cli.client import Client, Follower
+    from apiary.core.models import JobBody
 
 FINAL = {s.value for s in FINAL_STATES}
 
@@ -27,8 +28,9 @@ async def trigger(client: Client, args: argparse.Namespace) -> int:
     from apiary.cli.client import Follower, q, whoami
     from apiary.queen.validate import parse_params
 
-    body: dict[str, Any] = {"type": args.type, "parameters": parse_params(args.param),
-                            "trigger": {"source": "API", "author": whoami()}}
+    # The API's field names (apiary.core.models.JobBody), checked there by apiary.core.jobrequest.
+    body: JobBody = {"type": args.type, "parameters": parse_params(args.param),
+                     "trigger": {"source": "API", "author": whoami()}}
     if args.branch:
         body["branch"] = args.branch
     if args.commit:

@@ -29,12 +29,21 @@ or `errored`, with the reason (DESIGN.md §5, docs/design-notes.md "The job stat
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 from .protocol import FINAL_STATES, JobStatus
 
 # -- the state ------------------------------------------------------------------
+
+
+class StateFields(TypedDict):
+    """The fields of a job document (apiary.core.models.Job) that hold its state."""
+
+    status: str  # a JobStatus value
+    attempts: int  # the current attempt: 0 before the first dispatch
+    drone: str | None  # the current attempt's drone
 
 
 @dataclass(frozen=True)
@@ -51,7 +60,7 @@ class JobState:
     started: float | None = None
 
     @classmethod
-    def of(cls, job: dict[str, Any]) -> JobState:
+    def of(cls, job: Mapping[str, Any]) -> JobState:
         """The state of a stored job document (``status``, ``attempts``, ``drone``, ``history``, times)."""
         return cls(JobStatus(job["status"]), int(job.get("attempts") or 0), job.get("drone"),
                    len(job.get("history") or {}), job.get("dispatched"), job.get("started"))
@@ -64,7 +73,7 @@ class JobState:
     def on_drone(self) -> bool:
         return self.status in (JobStatus.DISPATCHED, JobStatus.RUNNING)
 
-    def fields(self) -> dict[str, Any]:
+    def fields(self) -> StateFields:
         """The job document fields of this state, for a job being created (``JobState().fields()``)."""
         return {"status": self.status.value, "attempts": self.attempt, "drone": self.drone}
 
@@ -240,7 +249,7 @@ def final_status(result: Any) -> JobStatus:
     return status if status in FINAL_STATES else JobStatus.ERRORED
 
 
-def drone_event(drone: str, kind: str, body: dict[str, Any]) -> Started | Finished | None:
+def drone_event(drone: str, kind: str, body: Mapping[str, Any]) -> Started | Finished | None:
     """The event a drone's message of type `kind` (``job:started``, ``job:done``) with `body` means
     for its job's state; None for the messages that do not change it (output, commands, phases)."""
     if kind == "job:started":
@@ -250,7 +259,7 @@ def drone_event(drone: str, kind: str, body: dict[str, Any]) -> Started | Finish
     return None
 
 
-def finished_event(drone: str, body: dict[str, Any]) -> Finished:
+def finished_event(drone: str, body: Mapping[str, Any]) -> Finished:
     """The `Finished` event a ``job:done`` body from `drone` means."""
     return Finished(drone, int(body.get("attempt", 1)), body.get("result"), body["timestamp"],
                     body.get("error") if isinstance(body.get("error"), str) else None,

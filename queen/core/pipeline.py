@@ -15,6 +15,7 @@ import re
 from typing import Any
 
 from .errors import InputError
+from .models import Parameter, Pipeline, PluginUse, Stage, Step
 from .storable import unstorable
 from .yamlread import YamlFault, join_path, line_of, read_yaml
 
@@ -64,7 +65,7 @@ class _Invalid(InputError):
 
 # -- entry points ------------------------------------------------------------------
 
-def load_pipeline(text: str, filename: str = ".apiary.yml") -> dict[str, Any]:
+def load_pipeline(text: str, filename: str = ".apiary.yml") -> Pipeline:
     """Compile `.apiary.yml` text; every error names `filename` and the line of the offending key or value."""
     lines: dict[str, int] = {}
     try:
@@ -73,7 +74,7 @@ def load_pipeline(text: str, filename: str = ".apiary.yml") -> dict[str, Any]:
         raise PipelineError(fault.problem, fault.path, fault.line or line_of(lines, fault.path), filename) from None
 
 
-def parse_pipeline(data: Any, where: str = "pipeline") -> dict[str, Any]:
+def parse_pipeline(data: Any, where: str = "pipeline") -> Pipeline:
     """Compile already-parsed data (JSON from the API); errors start with ``where.path`` and have no line."""
     try:
         return _pipeline(data)
@@ -124,7 +125,7 @@ def _list(value: Any, at: str, what: str) -> list[Any]:
     return value or []
 
 
-def _pipeline(data: Any) -> dict[str, Any]:
+def _pipeline(data: Any) -> Pipeline:
     if not isinstance(data, dict):
         raise _Invalid("", f"must be a mapping with 'stages', got {_kind(data)}")
     _known(data, _TOP_KEYS, "")
@@ -154,8 +155,8 @@ def _env(value: Any, at: str) -> dict[str, str]:
     return {name: _text(text, join_path(at, name)) for name, text in _names(value, at, "variable").items()}
 
 
-def _parameters(value: Any) -> dict[str, dict[str, Any]]:
-    out = {}
+def _parameters(value: Any) -> dict[str, Parameter]:
+    out: dict[str, Parameter] = {}
     for name, spec in _names(value, "parameters", "parameter").items():
         at = join_path("parameters", name)
         if spec is not None and not isinstance(spec, (dict, list)):
@@ -212,7 +213,7 @@ def _artifacts(value: Any) -> list[str]:
     return list(value or [])
 
 
-def _step_lists(data: dict[str, Any], names: tuple[str, ...], group: str, at: str) -> dict[str, list[dict[str, Any]]]:
+def _step_lists(data: dict[str, Any], names: tuple[str, ...], group: str, at: str) -> dict[str, list[Step]]:
     """Hooks or phases, written flat (``on_start``) or, as compiled, grouped (``hooks.on_start``)."""
     grouped = _mapping(data.get(group), join_path(at, group))
     _known(grouped, set(names), join_path(at, group))
@@ -225,13 +226,13 @@ def _step_lists(data: dict[str, Any], names: tuple[str, ...], group: str, at: st
     return out
 
 
-def _steps(value: Any, at: str, required: bool) -> list[dict[str, Any]]:
+def _steps(value: Any, at: str, required: bool) -> list[Step]:
     if required and not _list(value, at, "steps"):
         raise _Invalid(at, "must be a non-empty list of steps")
     return [_step(step, f"{at}[{i}]") for i, step in enumerate(_list(value, at, "steps"))]
 
 
-def _step(step: Any, at: str) -> dict[str, Any]:
+def _step(step: Any, at: str) -> Step:
     if isinstance(step, str):
         step = {"run": step}
     if not isinstance(step, dict):
@@ -250,10 +251,10 @@ def _step(step: Any, at: str) -> dict[str, Any]:
     return {"run": run, "title": title, "ignore_exit_code": ignore}
 
 
-def _plugins(value: Any) -> list[dict[str, Any]]:
+def _plugins(value: Any) -> list[PluginUse]:
     """``plugins:``: each a name (``python``), a pip requirement (``apiary-hello==1.0``) or
     {name, pip, config}. Compiled: {"name", "pip" (None: the drone has it or installs the name), "config"}."""
-    out: list[dict[str, Any]] = []
+    out: list[PluginUse] = []
     for i, item in enumerate(_list(value, "plugins", "plugins")):
         at = f"plugins[{i}]"
         if isinstance(item, str):
@@ -276,7 +277,7 @@ def _plugins(value: Any) -> list[dict[str, Any]]:
     return out
 
 
-def _stages(value: Any, optional: bool = False) -> list[dict[str, Any]]:
+def _stages(value: Any, optional: bool = False) -> list[Stage]:
     if optional and value is None:
         return []  # the plugins bring the commands
     if not isinstance(value, list) or not value:
@@ -298,7 +299,7 @@ def _stages(value: Any, optional: bool = False) -> list[dict[str, Any]]:
     return out
 
 
-def _stage(stage: dict[str, Any], at: str, deploy: dict[str, bool]) -> dict[str, Any]:
+def _stage(stage: dict[str, Any], at: str, deploy: dict[str, bool]) -> Stage:
     name = stage["name"]
     needs = _list(stage.get("needs"), f"{at}.needs", "stage names")
     for j, need in enumerate(needs):
@@ -314,7 +315,7 @@ def _stage(stage: dict[str, Any], at: str, deploy: dict[str, bool]) -> dict[str,
             "hooks": _step_lists(stage, HOOKS, "hooks", at)}
 
 
-def _refuse_cycles(stages: list[dict[str, Any]]) -> None:
+def _refuse_cycles(stages: list[Stage]) -> None:
     """Depth-first, without recursion (a long chain must not hit Python's limit); names the first cycle found."""
     needs = {s["name"]: s["needs"] for s in stages}
     index = {s["name"]: i for i, s in enumerate(stages)}

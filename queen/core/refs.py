@@ -19,6 +19,7 @@ import base64
 import contextlib
 import re
 import shlex
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,7 +63,7 @@ class Ref:
         return "refs/apiary/" + self.source.removeprefix("refs/")
 
 
-def parse_ref(ref: dict[str, Any]) -> Ref:
+def parse_ref(ref: Mapping[str, Any]) -> Ref:
     """Check a job's ref (`{"branch"}`, `{"branch", "id"}`, `{"id"}` or `{"fetch"}`); raise GitError if it is bad."""
     if not isinstance(ref, dict):
         raise GitError(f"a ref must be a mapping, got {ref!r}")

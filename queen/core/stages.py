@@ -9,22 +9,24 @@ InputError naming the field.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .errors import InputError
+from .models import Pipeline, Stage
 
 
-def plugin_key(plugin: dict[str, Any]) -> str:
+def plugin_key(plugin: Mapping[str, Any]) -> str:
     """What identifies a plugin a drone has: its pip requirement as written, else its name."""
     return plugin.get("pip") or plugin["name"]
 
 
-def plugin_keys(pipeline: dict[str, Any]) -> list[str]:
+def plugin_keys(pipeline: Pipeline) -> list[str]:
     """The keys of every plugin a job's pipeline names: a drone that runs the job must have them all."""
     return [plugin_key(p) for p in pipeline.get("plugins") or []]
 
 
-def resolve_parameters(pipeline: dict[str, Any], given: dict[str, str]) -> dict[str, str]:
+def resolve_parameters(pipeline: Pipeline, given: dict[str, str]) -> dict[str, str]:
     """The job's parameters at trigger time: given values, then defaults; refuse missing and undeclared ones."""
     declared = pipeline.get("parameters", {})
     for name in given:
@@ -42,7 +44,7 @@ def resolve_parameters(pipeline: dict[str, Any], given: dict[str, str]) -> dict[
     return out
 
 
-def runnable_stages(pipeline: dict[str, Any], job_type: str) -> list[dict[str, Any]]:
+def runnable_stages(pipeline: Pipeline, job_type: str) -> list[Stage]:
     """The stages a job of `job_type` runs, as one graph for `next_stages` (copies; the pipeline is not changed).
 
     TEST: the test stages. TEST_DEPLOY: the test stages, then the deploy stages,
@@ -55,17 +57,17 @@ def runnable_stages(pipeline: dict[str, Any], job_type: str) -> list[dict[str, A
     deploys = [s for s in pipeline["stages"] if s["deploy"]]
     deploy_names = {s["name"] for s in deploys}
     if job_type == "TEST":
-        return [dict(s) for s in tests]
+        return [s.copy() for s in tests]
     if job_type == "DEPLOY":
         return [{**s, "needs": [n for n in s["needs"] if n in deploy_names]} for s in deploys]
     if job_type == "TEST_DEPLOY":
         test_names = [s["name"] for s in tests]
-        return [dict(s) for s in tests] + [
+        return [s.copy() for s in tests] + [
             {**s, "needs": test_names + [n for n in s["needs"] if n in deploy_names]} for s in deploys]
     raise InputError(f"type: must be one of TEST, DEPLOY, TEST_DEPLOY, got {job_type!r}", field="type")
 
 
-def next_stages(stages: list[dict[str, Any]], done: dict[str, bool], running: set[str], limit: int) -> list[str]:
+def next_stages(stages: Sequence[Mapping[str, Any]], done: dict[str, bool], running: set[str], limit: int) -> list[str]:
     """Stages that may start now, in pipeline order: not started, every need done and passed, within `limit`.
 
     `done` maps each finished stage to whether it passed. A need that is not
@@ -78,7 +80,7 @@ def next_stages(stages: list[dict[str, Any]], done: dict[str, bool], running: se
     return ready[:max(0, limit - len(running))]
 
 
-def blocked_stages(stages: list[dict[str, Any]], done: dict[str, bool]) -> list[str]:
+def blocked_stages(stages: Sequence[Mapping[str, Any]], done: dict[str, bool]) -> list[str]:
     """Stages that can never run because a need failed or is itself blocked, in pipeline order (to report skipped)."""
     blocked = {name for name, passed in done.items() if not passed}
     for _ in stages:  # a round reaches one step further down every chain; needs may point forward

@@ -22,6 +22,7 @@ from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
 from pymongo.errors import PyMongoError
 
 from apiary.core.errors import StoreError
+from apiary.core.models import Repository
 from apiary.queen.sealing import Sealer
 
 from .artifacts import ArtifactQueries
@@ -52,7 +53,7 @@ class Store(RepoQueries, JobQueries, EventQueries, SecretQueries, PeopleQueries,
         self.artifact_files = self.db["artifacts.files"]
         self.artifacts = AsyncGridFSBucket(self.db, bucket_name="artifacts")
         self._numbers: dict[str, int] = {}
-        self._repos: dict[str, dict[str, Any]] = {}
+        self._repos: dict[str, Repository] = {}
         self._secrets: dict[str, dict[str, tuple[str, tuple[str, ...]]]] = {}
         self._numbers_lock = asyncio.Lock()
 

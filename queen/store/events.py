@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError
+
+from apiary.core.models import Event
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +23,7 @@ class EventQueries:
 
     events: AsyncCollection
 
-    async def insert_events(self, docs: list[dict[str, Any]]) -> None:
+    async def insert_events(self, docs: list[Event]) -> None:
         """Store events; one already stored (same job and seq) is skipped silently."""
         if not docs:
             return
@@ -33,7 +34,7 @@ class EventQueries:
             if others or exc.details.get("writeConcernErrors"):
                 raise
 
-    async def job_history(self, job_id: str, output_types: Iterable[str]) -> list[dict[str, Any]]:
+    async def job_history(self, job_id: str, output_types: Iterable[str]) -> list[Event]:
         """A job's stored events other than output, in seq order."""
         cursor = self.events.find({"job": job_id, "type": {"$nin": list(output_types)}}, {"_id": 0})
         return await cursor.sort("seq", ASCENDING).batch_size(READ_BATCH).to_list(None)
@@ -43,13 +44,13 @@ class EventQueries:
         return int(doc["seq"]) if doc else 0
 
     async def events_after(self, job_id: str, after: int = 0, limit: int | None = None,
-                           max_bytes: int = READ_BYTES) -> tuple[list[dict[str, Any]], bool]:
+                           max_bytes: int = READ_BYTES) -> tuple[list[Event], bool]:
         """(events after seq `after` in seq order, whether more follow): at most `limit` of them, and output
         text of about `max_bytes` (one event more at most): a page of a log-heavy job stays small in memory."""
         cursor = self.events.find({"job": job_id, "seq": {"$gt": after}}, {"_id": 0}).sort("seq", ASCENDING)
         if limit is not None:
             cursor = cursor.limit(limit + 1)
-        events: list[dict[str, Any]] = []
+        events: list[Event] = []
         size, more = 0, False
         async for event in cursor.batch_size(500):
             if (limit is not None and len(events) >= limit) or size >= max_bytes:

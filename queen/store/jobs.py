@@ -15,6 +15,7 @@ from typing import Any
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 
+from apiary.core.models import Job
 from apiary.core.protocol import JobStatus
 
 from .events import READ_BATCH
@@ -45,14 +46,15 @@ class JobQueries:
         self._numbers[repo] += 1
         return self._numbers[repo]
 
-    async def insert_job(self, job: dict[str, Any]) -> None:
+    async def insert_job(self, job: Job) -> None:
         await self.jobs.insert_one(job)
 
-    async def get_job(self, job_id: str) -> dict[str, Any] | None:
+    async def get_job(self, job_id: str) -> Job | None:
         return await self.jobs.find_one({"_id": job_id})
 
     async def list_jobs(self, repo: str | None = None, branch: str | None = None,
-                        before: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+                        before: str | None = None, limit: int = 50) -> list[Job]:
+        """The newest jobs first, without their pipelines: of `repo`, of a branch or fetched ref, before `before`."""
         query: dict[str, Any] = {}
         if repo is not None:
             query["repo"] = repo
@@ -80,7 +82,7 @@ class JobQueries:
         return result.matched_count == 1
 
     async def change_and_get_job(self, job_id: str, expect: dict[str, Any],
-                                 fields: dict[str, Any]) -> dict[str, Any] | None:
+                                 fields: dict[str, Any]) -> Job | None:
         """`change_job` in one round trip with the job as it is after the change; None if it did not match."""
         return await self.jobs.find_one_and_update({"_id": job_id, **_matching(expect)}, {"$set": fields},
                                                    return_document=ReturnDocument.AFTER)

@@ -1,0 +1,136 @@
+"""A request for a job, checked: the one way a job is asked for, whoever asks.
+
+`job_request` makes a `JobRequest` (apiary.core.models) of what a caller gives, in the API's field
+names (`JobBody`: branch, commit, fetch, type, parameters, trigger). The API's
+``POST /api/v1/repos/{name}/jobs`` and re-run (which the dashboard's trigger form and re-run button
+and `apiary trigger` call) and the queen's plugins (``ctx.trigger``) all make theirs here, then
+apiary.queen.jobs.create_job makes the job. Every fault raises BadRequest (an InputError) naming the
+first field at fault: ``type: must be one of TEST, DEPLOY, TEST_DEPLOY``, ``parameters.X: ...``.
+What the pipeline has to say (the parameters it declares, a ref git can find) is checked when the
+job is made.
+
+The trigger records who asked. An API client's is checked and refused when wrong (a `source` of UI,
+API or plugin; an http(s) `url`). A plugin's is the queen's own code reporting what a forge or a
+schedule said: it is recorded as given, as strings, and a `url` no page may link to is left out
+rather than refused.
+
+Pure, no I/O: the caller gives the time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, cast
+
+from .errors import BadRequest
+from .fields import ENV_NAME, get_str, is_web_link, no_unknown
+from .models import JobBody, JobRequest, Ref, Trigger, TriggerBody, TriggerSource
+from .protocol import JobType
+
+JOB_TYPES = tuple(t.value for t in JobType)
+TRIGGER_SOURCES = ("UI", "API", "plugin")
+JOB_FIELDS = frozenset(JobBody.__optional_keys__)  # what a request may hold: branch, commit, fetch, type...
+TRIGGER_FIELDS = frozenset(TriggerBody.__optional_keys__)  # ... and its trigger: source, type, author...
+
+
+def job_request(repo: Mapping[str, Any], given: Mapping[str, Any], now: float, *, plugin: str | None = None,
+                source: Mapping[str, Any] | None = None) -> JobRequest:
+    """A checked request for a job of `repo` from `given` (a request's fields) at `now` (seconds since 1970).
+
+    The ref is `fetch` if given, else `branch` (default: the repository's
+    ``default_branch``), pinned to `commit` if given. `plugin`: the queen
+    plugin asking (``ctx.trigger``); ``given["trigger"]`` is then its report and
+    `source` adds details to the trigger's source. Otherwise the trigger is an
+    API client's. Raises BadRequest naming the first field at fault, in the
+    order of the fields above.
+    """
+    no_unknown(given, JOB_FIELDS)
+    job_type = get_str(given, "type", JobType.TEST.value)
+    if job_type not in JOB_TYPES:
+        raise BadRequest(f"type: must be one of {', '.join(JOB_TYPES)}", field="type")
+    fetch = get_str(given, "fetch")
+    ref: Ref = {"fetch": fetch} if fetch else {"branch": get_str(given, "branch", repo.get("default_branch", "main"))}
+    commit = get_str(given, "commit")
+    if commit:
+        ref["id"] = commit
+    parameters = _parameters(given.get("parameters"))
+    if plugin is None:
+        trigger = _client_trigger(given.get("trigger"), now)
+    else:
+        trigger = _plugin_trigger(given.get("trigger"), plugin, source, now)
+    return {"ref": ref, "type": job_type, "parameters": parameters, "trigger": trigger}
+
+
+def _parameters(value: Any) -> dict[str, str]:
+    """NAME: value, each value a string (numbers as written, true/false in lower case)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise BadRequest("parameters: must be an object of NAME: value", field="parameters")
+    out = {}
+    for name, v in value.items():
+        if not isinstance(name, str) or not ENV_NAME.match(name):
+            raise BadRequest(f"parameters.{name}: a parameter name is letters, digits and '_', "
+                             "not starting with a digit", field=f"parameters.{name}")
+        if isinstance(v, bool):
+            v = "true" if v else "false"
+        if not isinstance(v, (str, int, float)):
+            raise BadRequest(f"parameters.{name}: must be a string or a number", field=f"parameters.{name}")
+        out[name] = str(v)
+    return out
+
+
+def _client_trigger(value: Any, now: float) -> Trigger:
+    """An API client's trigger (`TriggerBody`), checked: a fault is refused, naming the field."""
+    if value is None:
+        value = {}
+    if not isinstance(value, dict):
+        raise BadRequest("trigger: must be an object", field="trigger")
+    no_unknown(value, TRIGGER_FIELDS, "trigger.")
+    source = value.get("source", "API")
+    if isinstance(source, str):
+        source = {"type": source}
+    if not isinstance(source, dict) or source.get("type") not in TRIGGER_SOURCES:
+        raise BadRequest(f"trigger.source: must be one of {', '.join(TRIGGER_SOURCES)}", field="trigger.source")
+    author = value.get("author", {})
+    if isinstance(author, str):
+        author = {"name": author}
+    if not isinstance(author, dict) or not all(isinstance(v, str) for v in author.values()):
+        raise BadRequest("trigger.author: must be a name or an object of strings", field="trigger.author")
+    url = get_str(value, "url", "", prefix="trigger.")
+    if url and not is_web_link(url):
+        raise BadRequest("trigger.url: must be an http:// or https:// address (the job page links to it)",
+                         field="trigger.url")
+    return {
+        "type": get_str(value, "type", "manual", prefix="trigger."),
+        "author": author,
+        "message": get_str(value, "message", "", prefix="trigger."),
+        "url": url,
+        "timestamp": now,
+        "source": cast("TriggerSource", source),  # checked: its type is one of TRIGGER_SOURCES
+    }
+
+
+def _plugin_trigger(value: Any, plugin: str, source: Mapping[str, Any] | None, now: float) -> Trigger:
+    """A plugin's report of why (type, author, message, url, timestamp, fork), recorded as strings.
+
+    A `url` no page may link to is left out. ``fork`` (a pull or merge request's)
+    is true unless the plugin says false: only then may the job get secrets
+    (apiary.queen.trust).
+    """
+    given = dict(value or {})
+    author = given.get("author") or {}
+    url = str(given.get("url") or "")
+    # TriggerSource's keys, and whatever details the plugin adds (a TypedDict cannot say "and more").
+    origin = cast("TriggerSource", {**(source or {}), "type": "plugin", "plugin": plugin})
+    record: Trigger = {
+        "type": str(given.get("type") or plugin),
+        "author": {str(k): str(v) for k, v in (author.items() if isinstance(author, dict) else [("name", author)])},
+        "message": str(given.get("message") or ""),
+        "url": url if is_web_link(url) else "",
+        "timestamp": given.get("timestamp") or now,
+        "source": origin,
+    }
+    if "fork" in given:  # a pull or merge request: from another repository (the default) or this one
+        record["fork"] = given["fork"] is not False
+    return record
