@@ -33,15 +33,15 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from apiary.core.protocol import JobStatus, JobType, Msg
 from apiary.core.refs import secrets_of
 from apiary.core.stages import blocked_stages, next_stages, runnable_stages
-from apiary.core.protocol import JobStatus, JobType, Msg
 
 from .artifacts import ArtifactError
 from .checkout import checkout_plan
+from .jobplugins import JobPlugins
 from .limits import JobLimits, LogCap, WorkspaceGuard
 from .masking import Masker
-from .jobplugins import JobPlugins
 from .plugins import PluginError, PluginManager
 from .sandbox import JobPaths, Sandbox
 from .step import EmitFn, StepRunner

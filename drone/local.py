@@ -18,8 +18,8 @@ from typing import Any, TextIO
 from apiary.core.config import DroneConfig
 from apiary.core.errors import ApiaryError
 from apiary.core.pipeline import load_pipeline
-from apiary.core.stages import resolve_parameters
 from apiary.core.protocol import JobStatus, Msg
+from apiary.core.stages import resolve_parameters
 
 from . import artifacts
 from .executor import JobRun

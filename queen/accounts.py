@@ -12,15 +12,16 @@ from typing import Any
 
 from aiohttp import web
 
-from . import keys
-from apiary.queen.auth import COOKIE, SESSION_SECONDS, Busy
 from apiary.core.errors import BadRequest, Conflict, NotFound
 from apiary.core.fields import get_str, no_unknown
+from apiary.queen.auth import COOKIE, SESSION_SECONDS, Busy
 from apiary.queen.pages import render
 from apiary.queen.strict_json import json_response
 from apiary.queen.throttle import retry_after
 from apiary.queen.users import Role, check_password, check_username, new_secret, new_token, same
 from apiary.queen.validate import read_json
+
+from . import keys
 
 routes = web.RouteTableDef()
 

@@ -13,7 +13,6 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from . import keys
 from apiary.core.errors import BadRequest, Conflict, NotFound
 from apiary.core.fields import ENV_NAME, get_str, no_unknown
 from apiary.core.jobrequest import job_request
@@ -25,6 +24,8 @@ from apiary.queen.retention import prune
 from apiary.queen.strict_json import json_response
 from apiary.queen.trust import KINDS, job_kind
 from apiary.queen.validate import query_int, read_json
+
+from . import keys
 
 routes = web.RouteTableDef()
 

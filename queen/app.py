@@ -24,15 +24,13 @@ from aiohttp import web
 from pymongo.errors import PyMongoError
 
 from apiary.core import __version__
-
-from . import keys, openapi
+from apiary.core.config import QueenConfig
+from apiary.core.errors import ApiaryError, InputError
 from apiary.queen.accounts import routes as account_routes
 from apiary.queen.api import routes as api_routes
 from apiary.queen.auth import Gate, auth_middleware
-from apiary.core.config import QueenConfig
 from apiary.queen.connections import IDLE_FACTOR, MAX_CONNECTIONS, Connections, cap_for, raise_file_limit
 from apiary.queen.embedded import embedded_store
-from apiary.core.errors import ApiaryError, InputError
 from apiary.queen.hive import Hive
 from apiary.queen.hub import Hub
 from apiary.queen.joining import routes as join_routes
@@ -52,6 +50,8 @@ from apiary.queen.web_guard import (
     web_guard_middleware,
 )
 from apiary.queen.ws import websocket
+
+from . import keys, openapi
 
 log = logging.getLogger(__name__)
 

@@ -31,7 +31,6 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from . import keys
 from apiary.queen.strict_json import json_response
 from apiary.queen.throttle import ADDRESS_LIMIT, USER_LIMIT, Throttle
 from apiary.queen.users import (
@@ -47,6 +46,8 @@ from apiary.queen.users import (
     verify_password,
 )
 from apiary.queen.web_guard import is_loopback_name
+
+from . import keys
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 from html import escape
-from typing import Any
 
 from apiary.core.models import Job
 from apiary.core.protocol import JobStatus

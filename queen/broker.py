@@ -34,6 +34,8 @@ import zmq
 import zmq.asyncio
 
 from apiary.core.curve import LOG_EVERY, Every, is_loopback
+from apiary.core.errors import ApiaryError, ProtocolError
+from apiary.core.protocol import DRONE_SENDS, MAX_MESSAGE_BYTES, Msg, decode, encode
 from apiary.queen.curve import (
     ZAP_DOMAIN,
     DroneAuthenticator,
@@ -41,8 +43,6 @@ from apiary.queen.curve import (
     ServerCurve,
     queen_handshake_problem,
 )
-from apiary.core.errors import ApiaryError, ProtocolError
-from apiary.core.protocol import DRONE_SENDS, MAX_MESSAGE_BYTES, Msg, decode, encode
 
 log = logging.getLogger(__name__)
 

@@ -19,12 +19,12 @@ from typing import Any
 from pymongo.errors import PyMongoError
 
 from apiary.core.errors import BadRequest
-from apiary.queen.hub import Hub
-from apiary.queen.pool import Pool
-from apiary.queen.recorder import Recorder
 from apiary.core.jobstate import Dispatched, JobState, NotDelivered, Policy, Write, transition
 from apiary.core.models import Job
 from apiary.core.protocol import Msg
+from apiary.queen.hub import Hub
+from apiary.queen.pool import Pool
+from apiary.queen.recorder import Recorder
 from apiary.queen.repos import repo_auth
 from apiary.queen.scheduler import pick_drone
 from apiary.queen.store import Store
@@ -196,7 +196,7 @@ class Dispatcher:
                               repo or {}, self.queen_secrets(repo or {}))
         if names != job.get("secrets"):
             job["secrets"] = names
-            await self.store.update_jobs({job["_id"]: {"secrets": names}})
+            await self.store.change_job(job["_id"], {}, {"secrets": names})
         message = job_message(job, {name: values[name] for name in names if name in values}, auth)
         if attempt > 1:  # a retry goes on where the earlier attempts' events and commands stopped
             message.update(first_seq=first_seq, first_cmd=first_cmd)

@@ -28,8 +28,18 @@ import ulid
 from pymongo.errors import PyMongoError
 
 from apiary.core.config import QueenConfig
-from apiary.core.jobstate import (CancelAsked, CancelCopy, DroneGone, Effect, Event, JobState, Policy, Release,
-                                  Write, transition)
+from apiary.core.jobstate import (
+    CancelAsked,
+    CancelCopy,
+    DroneGone,
+    Effect,
+    Event,
+    JobState,
+    Policy,
+    Release,
+    Write,
+    transition,
+)
 from apiary.core.models import Job
 from apiary.core.protocol import JOB_EVENTS, PROTOCOL_VERSION, JobStatus, Msg, drone_info_fault, reported_load
 from apiary.queen.broker import Broker

@@ -16,14 +16,14 @@ from typing import TYPE_CHECKING
 
 import ulid
 
-from apiary.queen.dispatcher import Dispatcher
 from apiary.core.errors import BadRequest, GitError
-from apiary.core.refs import parse_ref
-from apiary.queen.gitread import read_at_ref
-from apiary.core.pipeline import load_pipeline
-from apiary.core.stages import plugin_keys, resolve_parameters
 from apiary.core.jobstate import JobState
 from apiary.core.models import Job, JobRequest, Pipeline, Ref, Repository
+from apiary.core.pipeline import load_pipeline
+from apiary.core.refs import parse_ref
+from apiary.core.stages import plugin_keys, resolve_parameters
+from apiary.queen.dispatcher import Dispatcher
+from apiary.queen.gitread import read_at_ref
 from apiary.queen.repos import repo_auth, stored_pipeline
 from apiary.queen.store import Store
 from apiary.queen.trust import given_secrets, job_kind

@@ -21,7 +21,6 @@ from typing import Any
 
 from aiohttp import web
 
-from . import keys
 from apiary.core.curve import is_key
 from apiary.core.errors import BadRequest, Conflict
 from apiary.core.fields import get_number, get_str, no_unknown
@@ -31,6 +30,8 @@ from apiary.queen.strict_json import json_response
 from apiary.queen.throttle import retry_after
 from apiary.queen.users import new_secret, same, token_hash
 from apiary.queen.validate import read_json
+
+from . import keys
 
 routes = web.RouteTableDef()
 

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 if TYPE_CHECKING:
-    from apiary.queen.auth import Gate
     from apiary.core.config import QueenConfig
+    from apiary.queen.auth import Gate
     from apiary.queen.connections import Connections
     from apiary.queen.hive import Hive
     from apiary.queen.hub import Hub

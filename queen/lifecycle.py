@@ -16,7 +16,6 @@ from typing import Any
 
 from apiary.core.protocol import Msg
 
-
 _PHASE = re.compile(r"^[a-z_]{1,32}$")
 _FIELD = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
 

@@ -16,7 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from apiary.core import __version__
-from apiary.core.jobrequest import JOB_TYPES, TRIGGER_SOURCES
+from apiary.core.jobrequest import CLIENT_SOURCES, JOB_TYPES
 from apiary.core.protocol import JobStatus
 from apiary.queen.repos import REPO_NAME, SOURCES
 from apiary.queen.strict_json import json_response
@@ -116,8 +116,8 @@ SCHEMAS: dict[str, Any] = {
         "updated": _NUMBER,
     }, ("name", "url", "pipeline_source")),
     "Trigger": _object({
-        "source": {"oneOf": [{"enum": list(TRIGGER_SOURCES)},
-                             _object({"type": {"enum": list(TRIGGER_SOURCES)}}, ("type",))]},
+        "source": {"oneOf": [{"enum": list(CLIENT_SOURCES)},
+                             _object({"type": {"enum": list(CLIENT_SOURCES)}}, ("type",))]},
         "type": _STRING,
         "author": {"oneOf": [_STRING, {"type": "object", "additionalProperties": _STRING}]},
         "message": _STRING,

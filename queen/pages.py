@@ -20,17 +20,18 @@ import yaml
 from aiohttp import web
 from pymongo.errors import PyMongoError
 
-from . import keys
-from apiary.queen.api import load_job, load_repo, public_job
-from apiary.queen.badges import NO_JOBS, badge_for, badge_svg, last_finished
 from apiary.core.errors import InputError
 from apiary.core.fields import is_web_link
 from apiary.core.jobrequest import JOB_TYPES
 from apiary.core.models import Job, Parameter, Repository
 from apiary.core.protocol import JobStatus
+from apiary.queen.api import load_job, load_repo, public_job
+from apiary.queen.badges import NO_JOBS, badge_for, badge_svg, last_finished
 from apiary.queen.repos import REPO_NAME, stored_pipeline
 from apiary.queen.store.events import READ_BATCH
 from apiary.queen.trust import DEFAULT_KINDS, KINDS
+
+from . import keys
 
 log = logging.getLogger(__name__)
 

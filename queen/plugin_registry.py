@@ -18,8 +18,8 @@ import yaml
 
 from apiary.core.errors import BadRequest
 from apiary.core.models import PluginSetting
-from apiary.plugins.api import ConfigProblem, check_config, check_schema
 from apiary.core.storable import unstorable
+from apiary.plugins.api import ConfigProblem, check_config, check_schema
 
 log = logging.getLogger(__name__)
 

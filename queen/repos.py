@@ -35,10 +35,10 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from apiary.core.errors import BadRequest, GitError
-from apiary.core.refs import check_url
+from apiary.core.fields import ENV_NAME, get_number, get_str, no_unknown
 from apiary.core.models import Pipeline, RepoAuth, Repository, Retention
 from apiary.core.pipeline import load_pipeline, parse_pipeline
-from apiary.core.fields import ENV_NAME, get_number, get_str, no_unknown
+from apiary.core.refs import check_url
 
 if TYPE_CHECKING:
     from apiary.queen.plugin_registry import Plugins

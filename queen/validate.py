@@ -10,10 +10,6 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from apiary.core.errors import BadRequest
-
-# Their home is apiary.core.fields; tests/unit/test_plugin_api.py and tests/unit/test_web_guard.py, being
-# moved by another change, still import them from here. Point those at apiary.core.fields, then drop this.
-from apiary.core.fields import ENV_NAME, is_web_link  # noqa: F401
 from apiary.core.storable import MAX_DEPTH, unstorable
 
 if TYPE_CHECKING:

@@ -34,10 +34,11 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from . import keys
 from apiary.queen.hub import Subscriber
 from apiary.queen.store.events import READ_BATCH
 from apiary.queen.strict_json import dumps
+
+from . import keys
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,9 @@ from .models import JobBody, JobRequest, Ref, Trigger, TriggerBody, TriggerSourc
 from .protocol import JobType
 
 JOB_TYPES = tuple(t.value for t in JobType)
-TRIGGER_SOURCES = ("UI", "API", "plugin")
+# What an API client may say it is: only a queen plugin's trigger is "plugin" (apiary.queen.trust trusts
+# a plugin's word that a job is a push, a tag or a schedule, and those kinds may get secrets a manual job does not).
+CLIENT_SOURCES = ("UI", "API")
 JOB_FIELDS = frozenset(JobBody.__optional_keys__)  # what a request may hold: branch, commit, fetch, type...
 TRIGGER_FIELDS = frozenset(TriggerBody.__optional_keys__)  # ... and its trigger: source, type, author...
 
@@ -90,8 +92,9 @@ def _client_trigger(value: Any, now: float) -> Trigger:
     source = value.get("source", "API")
     if isinstance(source, str):
         source = {"type": source}
-    if not isinstance(source, dict) or source.get("type") not in TRIGGER_SOURCES:
-        raise BadRequest(f"trigger.source: must be one of {', '.join(TRIGGER_SOURCES)}", field="trigger.source")
+    if not isinstance(source, dict) or source.get("type") not in CLIENT_SOURCES:
+        raise BadRequest(f"trigger.source: must be one of {', '.join(CLIENT_SOURCES)} (a plugin's trigger is "
+                         "made by the plugin)", field="trigger.source")
     author = value.get("author", {})
     if isinstance(author, str):
         author = {"name": author}
@@ -107,7 +110,7 @@ def _client_trigger(value: Any, now: float) -> Trigger:
         "message": get_str(value, "message", "", prefix="trigger."),
         "url": url,
         "timestamp": now,
-        "source": cast("TriggerSource", source),  # checked: its type is one of TRIGGER_SOURCES
+        "source": cast("TriggerSource", source),  # checked: its type is one of CLIENT_SOURCES
     }
 
 

@@ -71,6 +71,21 @@ async def test_the_job_page_names_the_secrets_given(queen: Cluster) -> None:
     assert "<code>DEPLOY_KEY</code>" in page and "deploy-value-1234" not in page
 
 
+async def test_a_secret_deleted_while_its_job_waits_is_not_given_and_the_job_runs(queen: Cluster) -> None:
+    await queen.create_pipeline_repo("waits", 'stages: [{name: s, steps: ["echo ${GONE:-unset} ${KEPT}"]}]')
+    await queen.request("PUT", "/repos/waits/secrets/GONE", {"value": "gone-value-1"}, expect=200)
+    await queen.request("PUT", "/repos/waits/secrets/KEPT", {"value": "kept-value-1"}, expect=200)
+    job = await queen.trigger("waits")  # no drone yet: it waits in the queue, named to get both
+    assert sorted((await queen.job(job["id"]))["secrets"]) == ["GONE", "KEPT"]
+    await queen.request("DELETE", "/repos/waits/secrets/GONE", expect=200)
+    await queen.add_drone("d1")
+    done = await queen.wait_job(job["id"])
+    # Decided again when sent: the job is told what it was given, and it got only that.
+    assert (done["status"], done["secrets"]) == ("passed", ["KEPT"])
+    [line] = output_lines(await queen.events(job["id"]), "job:cmd:stdout")
+    assert line.startswith("unset ") and "kept-value-1" not in line  # GONE not given, KEPT given and masked
+
+
 async def test_a_secret_inside_longer_output_is_masked_in_every_form_a_job_prints(queen: Cluster) -> None:
     secret = 'hunter2 "correct"/horse+é'
     await queen.add_drone("d1")

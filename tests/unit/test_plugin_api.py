@@ -12,6 +12,7 @@ import pytest
 from aiohttp import web
 
 from apiary.core.errors import ApiaryError
+from apiary.core.fields import ENV_NAME
 from apiary.drone.plugins import PluginError, plugin_contribution
 from apiary.plugins import api
 from apiary.plugins.api import ConfigProblem, PluginContext, TriggerRefused, check_config, check_schema
@@ -20,7 +21,6 @@ from apiary.queen.hub import Hub
 from apiary.queen.plugin_context import QueenContext, branch_allowed
 from apiary.queen.plugin_reactions import Reactions, supervise
 from apiary.queen.plugin_registry import Plugins
-from apiary.queen.validate import ENV_NAME
 
 SCHEMA = {
     "url": {"type": "str", "required": True},

@@ -6,8 +6,16 @@ import msgpack
 import pytest
 
 from apiary.core.errors import ProtocolError
-from apiary.core.protocol import (DRONE_SENDS, QUEEN_SENDS, JobStatus, Msg, decode, drone_info_fault, encode,
-                            reported_load)
+from apiary.core.protocol import (
+    DRONE_SENDS,
+    QUEEN_SENDS,
+    JobStatus,
+    Msg,
+    decode,
+    drone_info_fault,
+    encode,
+    reported_load,
+)
 
 
 def test_a_message_survives_encoding() -> None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from apiary.core.fields import is_web_link
 from apiary.queen.connections import State, cap_for, make_room, overdue
 from apiary.queen.throttle import Throttle
-from apiary.queen.validate import is_web_link
 from apiary.queen.web_guard import Policy, origin_of
 
 LOCAL = Policy("", loopback_only=True)
