@@ -2,40 +2,20 @@
 
 `Client` holds the queen's base URL and an aiohttp session; every fault is an
 ApiaryError with a one-line message (the queen unreachable, or the API's own
-``error`` text). `Follower` shows a job's events as they are stored, over the
-WebSocket, and outlives a queen restart: it reconnects and resubscribes after
-the last seq it showed, so no line is lost or doubled. `Renderer` writes events
-as `apiary run` does; ANSI colours pass through to a terminal and are stripped
-from anything else.
-
-A followed job's result becomes the exit status (RESULT_CODES): passed 0,
-failed 1, errored 3, cancelled 130 (as a shell reports an interrupted command).
+``error`` text). Showing what it gets is apiary.cli.follow's.
 """
 
 from __future__ import annotations
 
-import asyncio
-import getpass
 import json
-import os
 import re
-import time
-from collections.abc import AsyncIterator, Callable
-from typing import Any, TextIO
+from collections.abc import AsyncIterator
+from typing import Any
 from urllib.parse import quote
 
 import aiohttp
 
 from apiary.core.errors import ApiaryError
-from apiary.core.jobstate import final_status
-from apiary.core.protocol import FINAL_STATES
-
-RESULT_CODES = {"passed": 0, "failed": 1, "errored": 3, "cancelled": 130}
-RECONNECT_FOR = 600.0  # a follower gives up on a queen that stays away this long
-MAX_RECONNECT_DELAY = 3.0
-_FINAL = {s.value for s in FINAL_STATES}
-_SGR = re.compile(r"\x1b\[[0-9;:]*m")
-_SGR_TAIL = re.compile(r"\x1b(\[[0-9;:]*)?$")  # an escape cut in two by the drone's chunking
 
 
 class ClientError(ApiaryError):
@@ -60,7 +40,7 @@ class ApiError(ClientError):
         self.exit_code = 2 if status in (400, 404) else 1
 
 
-def _why(exc: BaseException) -> str:
+def why(exc: BaseException) -> str:
     if isinstance(exc, aiohttp.ClientConnectorError):
         err = exc.os_error
         return "connection refused" if isinstance(err, ConnectionRefusedError) else (err.strerror or str(err))
@@ -105,7 +85,7 @@ class Client:
                 if "Set-Cookie" in resp.headers:  # a session (apiary token create): kept for the next request
                     self.cookie = "; ".join(f"{k}={v.value}" for k, v in resp.cookies.items())
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise Unreachable(self.url, _why(exc)) from None
+            raise Unreachable(self.url, why(exc)) from None
         try:
             data = json.loads(raw)
         except ValueError:  # not JSON, or not UTF-8: not the API
@@ -128,283 +108,3 @@ class Client:
             after = page["last"]
             if not page["more"]:
                 return
-
-
-def whoami() -> str:
-    try:
-        return os.environ.get("USER") or getpass.getuser()
-    except (OSError, KeyError):  # no passwd entry (containers)
-        return "unknown"
-
-
-def span(seconds: float) -> str:
-    """A duration for a table: 4.2s, 3m05s, 2h10m."""
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    if seconds < 3600:
-        return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
-    return f"{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m"
-
-
-def age(since: float | None, now: float) -> str:
-    """How long ago: 5s, 3m, 2h, 4d."""
-    if not since:
-        return "-"
-    s = max(0.0, now - since)
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if s >= size:
-            return f"{int(s // size)}{unit}"
-    return f"{int(s)}s"
-
-
-def table(headers: list[str], rows: list[list[str]], paint: Callable[[int, str, str], str] | None = None) -> str:
-    """Left-aligned columns; `paint(column, value, padded)` may colour a cell after padding."""
-    widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(len(headers))]
-    lines = []
-    for n, row in enumerate([headers, *rows]):
-        cells = [v.ljust(w) for v, w in zip(row, widths)]
-        if paint and n:
-            cells = [paint(i, v, c) for i, (v, c) in enumerate(zip(row, cells))]
-        lines.append("  ".join(cells).rstrip())
-    return "\n".join(lines)
-
-
-def paint(text: str, code: str, on: bool) -> str:
-    return f"\x1b[{code}m{text}\x1b[0m" if on else text
-
-
-def colour_on(stream: TextIO) -> bool:
-    """Our own colours: on a terminal, unless NO_COLOR is set."""
-    return stream.isatty() and not os.environ.get("NO_COLOR")
-
-
-class Renderer:
-    """Writes a job's events as a person reads them: headers, output, exit codes, the result."""
-
-    def __init__(self, out: TextIO, err: TextIO, before_write: Callable[[], None] = lambda: None) -> None:
-        self.out, self.err = out, err
-        self.before_write = before_write  # clears the progress line first
-        self.colour = colour_on(out)
-        self.raw = {id(out): out.isatty(), id(err): err.isatty()}  # ANSI passes through to a terminal
-        self.at_start = {id(out): True, id(err): True}
-        self.tails: dict[tuple[int, Any], str] = {}
-        self.started: float | None = None
-        self.result: str | None = None
-        self.shown = False  # anything about the job's run written yet
-
-    def event(self, e: dict[str, Any]) -> None:
-        kind = e.get("type")
-        if kind == "job:started":
-            self.started = e.get("timestamp")
-        elif kind == "job:cmd:start":
-            where = "/".join(str(e[k]) for k in ("phase", "stage", "hook") if e.get(k))
-            title = e.get("title") or e.get("screencmd", "")
-            self._line("\n" + paint(f"▶ [{where}] {title}", "1;36", self.colour))
-            if e.get("screencmd") and e["screencmd"] != title:
-                self._line(paint(f"$ {e['screencmd']}", "2", self.colour))
-        elif kind in ("job:cmd:stdout", "job:stdout"):
-            self._text(self.out, e.get("num"), e.get("text", ""))
-        elif kind in ("job:cmd:stderr", "job:stderr"):
-            self._text(self.err, e.get("num"), e.get("text", ""))
-        elif kind == "job:cmd:done":
-            self._flush_tails(e.get("num"))
-            code = e.get("exitCode")
-            mark = paint("✓", "32", self.colour) if code == 0 else paint(f"✗ exit {code}", "31", self.colour)
-            self._line(f"{mark} {e.get('duration', 0):.2f}s")
-        elif kind == "job:plugin" and isinstance(e.get("data"), dict):
-            figures = ", ".join(f"{k} {v}" for k, v in e["data"].items())
-            self._line(paint(f"plugin {e.get('plugin')}: {figures}", "2", self.colour))
-        elif kind == "job:artifact" and e.get("part") == e.get("parts", 1) - 1:
-            self._line(f"artifact: {e.get('name')} ({e.get('size', 0):,} bytes)")
-        elif kind == "job:done":
-            took = e["timestamp"] - self.started if self.started and e.get("timestamp") else None
-            self.ended(final_status(e.get("result")).value, e.get("error"), took)
-
-    def ended(self, status: str, error: str | None = None, took: float | None = None) -> None:
-        """The closing line; also for a job that ended with no job:done (cancelled in the queue)."""
-        self._flush_tails(None, every=True)
-        self.result = status
-        why = f" ({error})" if error and error != status else ""
-        when = f" in {took:.2f}s" if took is not None else ""
-        self._line(paint(f"Job {status}{why}{when}", "1;32" if status == "passed" else "1;31", self.colour))
-
-    def _text(self, stream: TextIO, num: Any, text: str) -> None:
-        if not self.raw[id(stream)]:
-            key = (id(stream), num)
-            text = self.tails.pop(key, "") + text
-            tail = _SGR_TAIL.search(text)
-            if tail:
-                text, self.tails[key] = text[:tail.start()], tail.group()
-            text = _SGR.sub("", text)
-        self._write(stream, text)
-
-    def _flush_tails(self, num: Any, every: bool = False) -> None:
-        # A cut escape that never completed is dropped: it is no text.
-        for key in [k for k in self.tails if every or k[1] == num]:
-            del self.tails[key]
-
-    def _line(self, text: str) -> None:
-        for stream in (self.err, self.out):  # a command's last line may lack its newline
-            if not self.at_start[id(stream)]:
-                self._write(stream, "\n")
-        self._write(self.out, text + "\n")
-
-    def _write(self, stream: TextIO, text: str) -> None:
-        if not text:
-            return
-        self.shown = True
-        self.before_write()
-        if stream is self.err:
-            self.out.flush()  # keep the two streams in the order the job wrote them
-        stream.write(text)
-        stream.flush()
-        self.at_start[id(stream)] = text.endswith("\n")
-
-
-class Progress:
-    """One line on stderr saying what we wait for: redrawn each second on a terminal, else printed once."""
-
-    def __init__(self, err: TextIO) -> None:
-        self.err = err
-        self.tty = err.isatty()
-        self.text: str | None = None
-        self.since = time.monotonic()
-        self.drawn = False
-
-    def set(self, text: str | None) -> None:
-        if text == self.text:
-            return
-        self.clear()
-        self.text, self.since = text, time.monotonic()
-        if text and self.tty:
-            self.draw()
-        elif text:
-            self.err.write(text + "\n")
-            self.err.flush()
-
-    def draw(self) -> None:
-        if self.text:
-            s = int(time.monotonic() - self.since)
-            self.err.write(f"\r\x1b[K{self.text} ({s // 60}:{s % 60:02d})")
-            self.err.flush()
-            self.drawn = True
-
-    def clear(self) -> None:
-        if self.drawn:
-            self.err.write("\r\x1b[K")
-            self.err.flush()
-            self.drawn = False
-
-    async def tick(self) -> None:
-        while self.tty:
-            await asyncio.sleep(1)
-            self.draw()
-
-
-class Follower:
-    """Shows one job's events until it ends, live over the WebSocket, across reconnects."""
-
-    def __init__(self, client: Client, job: dict[str, Any], out: TextIO, err: TextIO) -> None:
-        self.client = client
-        self.job_id: str = job["id"]
-        self.progress = Progress(err)
-        self.renderer = Renderer(out, err, before_write=self.progress.clear)
-        self.last = 0  # the seq of the last event shown
-        self.status, self.drone = job.get("status", ""), job.get("drone") or ""
-
-    def note(self, update: dict[str, Any]) -> None:
-        """A job document or job:update: what the progress line says while nothing else shows."""
-        self.status = update.get("status") or self.status
-        self.drone = update.get("drone") or self.drone
-        if self.renderer.shown or self.status in _FINAL:
-            self.progress.set(None)
-            return
-        self.progress.set({"queued": "queued… waiting for a drone",
-                           "dispatched": f"dispatched to {self.drone}… waiting for it to start",
-                           "running": f"running on {self.drone}… waiting for output"}.get(self.status))
-
-    def show(self, event: dict[str, Any]) -> None:
-        if event["seq"] <= self.last:
-            return  # already shown before a reconnect
-        self.last = event["seq"]
-        self.renderer.event(event)
-        if self.renderer.shown:
-            self.progress.set(None)
-
-    async def stored(self) -> None:
-        """Show the events stored so far (the REST API, page by page)."""
-        async for event in self.client.events(self.job_id, self.last):
-            self.show(event)
-
-    async def run(self) -> int:
-        """Follow the job to its end; the exit status its result means."""
-        ticker = asyncio.create_task(self.progress.tick())
-        try:
-            self.note({})
-            status = self.renderer.result or await self._follow()
-        finally:
-            ticker.cancel()
-            self.progress.set(None)
-        return RESULT_CODES.get(status, RESULT_CODES["errored"])
-
-    async def _follow(self) -> str:
-        delay, lost = 0.2, 0.0
-        while True:
-            try:
-                async with self.client.session.ws_connect(
-                        f"{self.client.url}/ws", heartbeat=10,
-                        timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=5)) as ws:
-                    delay, lost = 0.2, 0.0
-                    result = await self._listen(ws)
-                    if result:
-                        return result
-                    reason = "the queen closed the connection"
-            except Unreachable as exc:
-                reason = exc.reason
-            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-                reason = _why(exc)
-            lost = lost or time.monotonic()
-            if time.monotonic() - lost > RECONNECT_FOR:
-                raise ClientError(f"lost the queen at {self.client.url} for {RECONNECT_FOR / 60:.0f} minutes: {reason}")
-            self.progress.set(f"lost the queen ({reason}); reconnecting…")
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, MAX_RECONNECT_DELAY)
-
-    async def _listen(self, ws: aiohttp.ClientWebSocketResponse) -> str | None:
-        """One connection: the job's result, or None when the connection ends first."""
-        # The job topic first: a job:update seen on "jobs" then comes after the events stored before it.
-        await ws.send_json({"op": "subscribe", "topic": "job", "job": self.job_id, "after": self.last})
-        await ws.send_json({"op": "subscribe", "topic": "jobs"})
-        self.note(await self.client.job(self.job_id))  # after subscribing: no change falls in between
-        ended_meanwhile = self.status in _FINAL
-        async for frame in ws:
-            if frame.type is not aiohttp.WSMsgType.TEXT:
-                continue
-            message = json.loads(frame.data)
-            if message.get("job") != self.job_id:
-                continue
-            kind = message.get("type")
-            if "seq" in message:
-                self.show(message)
-                if self.renderer.result:
-                    return self.renderer.result
-            elif kind == "error":
-                raise ApiError(str(message.get("error")), 404)
-            elif kind in ("job:new", "job:update"):
-                self.note(message)
-                if self.status in _FINAL:
-                    return await self.ended()
-            elif kind == "subscribed" and ended_meanwhile:
-                return await self.ended()
-        return None
-
-    async def ended(self) -> str:
-        """The job is final: show what is stored after the last seq; no job:done means the queen ended it."""
-        await self.stored()
-        if not self.renderer.result:
-            job = await self.client.job(self.job_id)
-            took = job["finished"] - job["started"] if job.get("started") and job.get("finished") else None
-            self.renderer.ended(job["status"], job.get("error"), took)
-        assert self.renderer.result is not None
-        return self.renderer.result
-

@@ -17,7 +17,8 @@ from apiary.cli.console import say
 from apiary.core.protocol import FINAL_STATES
 
 if TYPE_CHECKING:
-    from apiary.cli.client import Client, Follower
+    from apiary.cli.client import Client
+    from apiary.cli.follow import Follower
     from apiary.core.models import JobBody
 
 FINAL = {s.value for s in FINAL_STATES}
@@ -25,7 +26,8 @@ FINAL = {s.value for s in FINAL_STATES}
 
 async def trigger(client: Client, args: argparse.Namespace) -> int:
     """apiary trigger: start a job; with --follow show its output and exit with its result."""
-    from apiary.cli.client import Follower, q, whoami
+    from apiary.cli.client import q
+    from apiary.cli.follow import Follower, whoami
     from apiary.queen.validate import parse_params
 
     # The API's field names (apiary.core.models.JobBody), checked there by apiary.core.jobrequest.
@@ -44,7 +46,7 @@ async def trigger(client: Client, args: argparse.Namespace) -> int:
 
 async def logs(client: Client, args: argparse.Namespace) -> int:
     """apiary logs: a job's stored output; with --follow the rest live, and exit with its result."""
-    from apiary.cli.client import Follower
+    from apiary.cli.follow import Follower
 
     job = await client.job(args.job)
     follower = Follower(client, job, sys.stdout, sys.stderr)
@@ -70,7 +72,8 @@ async def _follow(follower: Follower) -> int:
 
 async def ls(client: Client, args: argparse.Namespace) -> int:
     """apiary ls: recent jobs, of every repository or of one, as a table."""
-    from apiary.cli.client import age, colour_on, paint, q, span, table
+    from apiary.cli.client import q
+    from apiary.cli.follow import age, colour_on, paint, span, table
 
     path = f"/repos/{q(args.repo)}/jobs" if args.repo else "/jobs"
     jobs = (await client.request("GET", f"{path}?limit={args.limit}"))["jobs"]
@@ -109,7 +112,7 @@ async def cancel(client: Client, args: argparse.Namespace) -> int:
 
 async def drones(client: Client, args: argparse.Namespace) -> int:
     """apiary drones: the drones in the pool, as a table."""
-    from apiary.cli.client import age, table
+    from apiary.cli.follow import age, table
 
     pool = (await client.request("GET", "/drones"))["drones"]
     if not pool:

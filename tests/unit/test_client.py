@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import io
 
-from apiary.cli.client import Renderer
+from apiary.cli.follow import Renderer
 
 
 class Terminal(io.StringIO):
