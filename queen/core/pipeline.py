@@ -23,6 +23,9 @@ _STAGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._\-]{0,63}$")
 _VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _NUMBER = r"(\d+(?:\.\d+)?)"
 _DURATION = re.compile(rf"^(?:{_NUMBER}h)?(?:{_NUMBER}m)?(?:{_NUMBER}s)?$")
+# Where `.apiary.yml` holds text for the shell: env values (top and stages) and parameter defaults (also the
+# `NAME: value` shorthand) and descriptions. The reader keeps these as written (`3.10` is not 3.1).
+_TEXT_PATHS = re.compile(r"(?:stages\[\d+\]\.)?env\.[^.\[\]]+|parameters\.[^.\[\]]+(?:\.default|\.description)?")
 MAX_PARALLEL = 64
 DEFAULT_PARALLEL = 4
 MAX_TITLE = 80
@@ -69,7 +72,8 @@ def load_pipeline(text: str, filename: str = ".apiary.yml") -> Pipeline:
     """Compile `.apiary.yml` text; every error names `filename` and the line of the offending key or value."""
     lines: dict[str, int] = {}
     try:
-        return _pipeline(read_yaml(text, lines, empty="the file is empty; a pipeline needs 'stages'"))
+        return _pipeline(read_yaml(text, lines, empty="the file is empty; a pipeline needs 'stages'",
+                                   as_text=_TEXT_PATHS.fullmatch))
     except (YamlFault, _Invalid) as fault:
         raise PipelineError(fault.problem, fault.path, fault.line or line_of(lines, fault.path), filename) from None
 
@@ -105,12 +109,18 @@ def _mapping(value: Any, at: str) -> dict[Any, Any]:
 
 
 def _text(value: Any, at: str) -> str:
-    """Environment values and defaults: YAML scalars become the strings the shell sees."""
+    """Environment values and defaults: the strings the shell sees.
+
+    From YAML they are already the text as written (load_pipeline); JSON from
+    the API may also give numbers and true/false, written as JSON writes them.
+    """
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float, str)):
         return str(value)
-    raise _Invalid(at, f"must be a string, number or true/false, got {_kind(value)}")
+    if value is None:
+        raise _Invalid(at, "has no value: write '' for an empty one")
+    raise _Invalid(at, f"must be one value (text), got {_kind(value)}")
 
 
 def _flag(value: Any, at: str) -> bool:

@@ -4,11 +4,15 @@ Pure, no I/O. `read_yaml` builds what yaml.SafeLoader would, but refuses
 duplicate keys (SafeLoader keeps the last silently), bounds how far aliases may
 expand, and fills `lines` with the line of every path (``stages[1].needs[0]``),
 so a fault found later in the data can still name its line (`line_of`).
+Values at the paths the caller names as text (`as_text`: environment values,
+parameter defaults) are the scalar's text as written, never YAML 1.1's
+reading of it: `3.10` stays "3.10", not 3.1; `0755` not 493; `yes` not True.
 Everything it cannot read raises `YamlFault` with the path and, when known, the line.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import yaml
@@ -18,6 +22,10 @@ from .errors import InputError
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _MAX_NODES = 100_000
+# The tags SafeLoader gives a scalar by its look (`3.10` float, `yes` bool, `~` null…), and str: a text
+# path keeps the written text of these. Any other tag is constructed as usual, so an unknown one is refused.
+_TEXT_TAGS = frozenset({"tag:yaml.org,2002:str"} | {
+    tag for resolvers in yaml.SafeLoader.yaml_implicit_resolvers.values() for tag, _ in resolvers})
 
 
 class YamlFault(InputError):
@@ -42,16 +50,22 @@ def line_of(lines: dict[str, int], path: str) -> int | None:
     return lines[path]
 
 
-def read_yaml(text: str, lines: dict[str, int], *, empty: str) -> Any:
+def read_yaml(text: str, lines: dict[str, int], *, empty: str,
+              as_text: Callable[[str], object] | None = None) -> Any:
     """YAML text -> plain data as SafeLoader builds it, noting in `lines` the line of each path.
 
-    A text with no document at all raises YamlFault saying `empty` (what it should have held).
+    A scalar at a path for which `as_text(path)` is true is its text as written
+    (after YAML's quoting and block rules: `"a\\tb"` is a tab, `|` keeps the
+    newlines), whatever its look or tag says; a value with nothing written
+    (`KEY:`) stays None. Lists and mappings there are read as usual (the caller
+    refuses them). A text with no document at all raises YamlFault saying
+    `empty` (what it should have held).
     """
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
         if root is None:
             raise YamlFault("", empty)
-        return _Reader(lines).read(root, "")
+        return _Reader(lines, as_text or (lambda path: False)).read(root, "")
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         context = f" ({exc.context})" if exc.context else ""
@@ -65,8 +79,9 @@ def read_yaml(text: str, lines: dict[str, int], *, empty: str) -> Any:
 class _Reader:
     """Walks the composed nodes: keeps lines, refuses duplicate keys, bounds alias expansion."""
 
-    def __init__(self, lines: dict[str, int]) -> None:
+    def __init__(self, lines: dict[str, int], as_text: Callable[[str], object]) -> None:
         self.lines, self.nodes, self.constructor = lines, 0, SafeConstructor()
+        self.as_text = as_text
 
     def read(self, node: yaml.Node, path: str) -> Any:
         self.lines.setdefault(path, node.start_mark.line + 1)
@@ -76,6 +91,8 @@ class _Reader:
         if isinstance(node, yaml.SequenceNode):
             return [self.read(item, f"{path}[{i}]") for i, item in enumerate(node.value)]
         if not isinstance(node, yaml.MappingNode):
+            if node.tag in _TEXT_TAGS and self.as_text(path) and (node.value or node.style):
+                return node.value  # the text as written: the node holds it before the resolver's reading
             return self.scalar(node, path)
         seen: dict[Any, int] = {}
         for key_node, _ in node.value:

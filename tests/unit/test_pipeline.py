@@ -202,7 +202,7 @@ def test_bad_durations_are_refused_naming_the_field(value: Any) -> None:
      "pipeline.stages[1].needs[1]", "listed twice"),
     ({"env": ["A=1"], "stages": [{"name": "a", "steps": ["x"]}]}, "pipeline.env", "must be a mapping"),
     ({"env": {"1A": "x"}, "stages": [{"name": "a", "steps": ["x"]}]}, "pipeline.env.1A", "variable name"),
-    ({"env": {"A": None}, "stages": [{"name": "a", "steps": ["x"]}]}, "pipeline.env.A", "string, number or"),
+    ({"env": {"A": None}, "stages": [{"name": "a", "steps": ["x"]}]}, "pipeline.env.A", "has no value: write '' for an empty one"),
     ({"stages": [{"name": "a", "steps": ["x"], "env": {"B-C": "x"}}]}, "pipeline.stages[0].env.B-C", "variable"),
     ({"parameters": {"bad name": {}}, "stages": [{"name": "a", "steps": ["x"]}]}, "pipeline.parameters.bad name",
      "parameter name"),
