@@ -31,7 +31,7 @@ run in its event loop; `ctx` is a `PluginContext` (below).
     async job_done(job, ctx)       a job of any repository ended
 
 What a plugin may use from here: `PluginContext` (the type of ``ctx``),
-`ConfigProblem` and `TriggerRefused` (both under Apiary's root exception,
+`ConfigProblem`, `TriggerRefused` and `AlreadyQueued` (under Apiary's root exception,
 ``apiary.core.errors.ApiaryError``), `check_config` and `SECRET_NAME`.
 
 A plugin that raises or hangs fails the job (drone side) or is logged (queen
@@ -79,6 +79,16 @@ class ConfigProblem(ApiaryError, ValueError):
 
 class TriggerRefused(ApiaryError):
     """`PluginContext.trigger` could not queue the job; the message says why (a ref, a parameter…)."""
+
+
+class AlreadyQueued(TriggerRefused):
+    """`PluginContext.trigger` was given a webhook delivery (``source["delivery"]``) that already queued
+    `job` (a forge sending it again): nothing new is queued. A plugin that does not know it answers
+    as for any refusal."""
+
+    def __init__(self, job: dict[str, Any]) -> None:
+        super().__init__(f"this delivery already queued job {job['_id']}")
+        self.job = job
 
 
 @runtime_checkable
@@ -129,8 +139,12 @@ class PluginContext(Protocol):
         username}, ``message``, ``url`` (http(s) only; another is left out),
         ``timestamp``, and for a pull or merge request ``fork`` (false only when
         it comes from a branch of the same repository: its jobs may then get
-        secrets); `source` adds details to ``trigger.source``, whose type is
-        ``plugin`` and plugin this one's name.
+        secrets), ``head_branch`` and ``base_branch`` (its source and target
+        branches: the history finds its jobs by either); `source` adds details
+        to ``trigger.source``, whose type is ``plugin`` and plugin this one's
+        name. A ``source["delivery"]`` (the forge's id of the webhook delivery)
+        queues at most one job per repository, even across restarts: given
+        again, nothing is queued and AlreadyQueued names the earlier job.
         """
         ...
 

@@ -16,7 +16,7 @@ import aiohttp
 from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 
-from apiary.plugins.api import SECRET_NAME, ConfigProblem, PluginContext, TriggerRefused
+from apiary.plugins.api import SECRET_NAME, AlreadyQueued, ConfigProblem, PluginContext, TriggerRefused
 
 JOB_TYPES = ["TEST", "DEPLOY", "TEST_DEPLOY"]
 MAX_PAYLOAD = 5 * 1024 * 1024
@@ -130,11 +130,24 @@ def epoch(text: Any) -> float | None:
         return None
 
 
+def tag_job_type(repo: dict[str, Any], config: dict[str, Any]) -> str:
+    """The type of a tag push's job: TEST, unless the repository's settings ask for deploys on tags
+    (``deploy_tags``); then the plugin's ``tag_type`` (default TEST_DEPLOY)."""
+    return str(config.get("tag_type") or "TEST_DEPLOY") if repo.get("deploy_tags") is True else "TEST"
+
+
 async def start(ctx: PluginContext, repo: dict[str, Any], **how: Any) -> web.Response:
-    """Queue the job; 201 with it, or 422 saying why the queen refused it."""
+    """Queue the job; 201 with it, 200 with the job it queued when the delivery came before (a forge's
+    redelivery), or 422 saying why the queen refused it."""
     kind = how["trigger"]["type"]
     try:
         job = await ctx.trigger(repo, **how)
+    except AlreadyQueued as exc:
+        ctx.log.info("repository %s: %s webhook delivered again (%s): job %s was queued for it", repo["_id"],
+                     kind, how.get("source", {}).get("delivery"), exc.job["_id"])
+        answer = ctx.queued([exc.job])
+        answer.set_status(200)
+        return answer
     except TriggerRefused as exc:
         ctx.log.warning("repository %s: the job of a %s webhook was refused: %s", repo["_id"], kind, exc)
         return web.Response(status=422, text=f"refused: {exc}\n")

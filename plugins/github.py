@@ -23,21 +23,31 @@ Config, every key optional:
     repository         "owner/name" for statuses; else the webhook payload's
                        repository, else the last two parts of the repository's URL
     context            the status's name on the forge (apiary)
-    push_type, tag_type, pull_request_type
-                       the job type each starts: TEST, DEPLOY or TEST_DEPLOY
+    push_type, pull_request_type
+                       the job type each starts: TEST, DEPLOY or TEST_DEPLOY (TEST)
+    tag_type           the type of a tag's job when the repository's settings say
+                       ``deploy_tags: true`` (TEST_DEPLOY); otherwise tags run TEST
     events             which of push, tag, pull_request start jobs (all three)
 
 What starts a job:
 
 * a push to branch B: B at the pushed commit (``after``), when the repository's
   branch filters allow B; a deleted branch starts nothing;
-* a pushed tag T: ``refs/tags/T`` at its commit; branch filters do not apply;
+* a pushed tag T: ``refs/tags/T`` at its commit, a TEST job unless the
+  repository's ``deploy_tags`` is true; branch filters do not apply;
 * a pull request opened, synchronized or reopened: ``refs/pull/N/head`` at its
-  head commit, when the branch filters allow its *base* (target) branch.
+  head commit, when the branch filters allow its *base* (target) branch. The
+  job's trigger records ``head_branch``, ``base_branch`` and ``fork`` (the head
+  is in another repository); the history's branch filter finds it by either.
+
+Each delivery (``X-GitHub-Delivery``) queues at most one job: delivered again
+(GitHub's "Redeliver", a retry), even after the queen restarted, it answers
+200 naming the job it queued and queues nothing.
 
 The signature (``X-Hub-Signature-256``: ``sha256=`` HMAC-SHA256 of the body
 keyed with the secret; Gitea's ``X-Gitea-Signature`` too) is checked before
-the payload is read. Answers: 201 with the job; 200 "pong" to a ping; 202
+the payload is read. Answers: 201 with the job; 200 with the job a delivery
+seen before queued; 200 "pong" to a ping; 202
 "ignored: why" when nothing is to be done (unknown repository, branch left out,
 event turned off); 401 when the signature is missing or wrong (logged); 413
 above 5 MiB; 422 "refused: why" when the queen refuses the job (a ref git does
@@ -76,6 +86,7 @@ from apiary.plugins.forge import (
     required,
     source_of,
     start,
+    tag_job_type,
 )
 
 EVENTS = ["push", "tag", "pull_request"]
@@ -92,7 +103,8 @@ config_schema: dict[str, Any] = {
     "repository": {"type": "str", "help": "owner/name for statuses (default: from the payload or the URL)"},
     "context": {"type": "str", "default": "apiary", "help": "the commit status's name"},
     "push_type": {"type": "str", "default": "TEST", "choices": JOB_TYPES},
-    "tag_type": {"type": "str", "default": "TEST_DEPLOY", "choices": JOB_TYPES},
+    "tag_type": {"type": "str", "default": "TEST_DEPLOY", "choices": JOB_TYPES,
+                 "help": "a tag's job type when the repository's deploy_tags is true (else TEST)"},
     "pull_request_type": {"type": "str", "default": "TEST", "choices": JOB_TYPES},
     "events": {"type": "list", "items": "str", "default": list(EVENTS), "help": "push, tag, pull_request"},
 }
@@ -136,7 +148,7 @@ async def _push(ctx: PluginContext, repo: dict[str, Any], config: dict[str, Any]
                "url": head.get("url") or payload.get("compare"), "timestamp": epoch(head.get("timestamp"))}
     if ref.startswith("refs/tags/"):
         allowed(ctx, repo, config, "tag")
-        return await start(ctx, repo, fetch=ref, commit=after, job_type=config["tag_type"],
+        return await start(ctx, repo, fetch=ref, commit=after, job_type=tag_job_type(repo, config),
                            trigger={**trigger, "type": "tag"}, source=source)
     if not ref.startswith("refs/heads/"):
         return ctx.ignored(f"{ref} is neither a branch nor a tag")
@@ -158,7 +170,8 @@ async def _pull_request(ctx: PluginContext, repo: dict[str, Any], config: dict[s
     head_repo, base_repo = field(pr, "head", "repo", "full_name"), field(pr, "base", "repo", "full_name")
     trigger = {"type": "pull_request", "author": {"username": field(pr, "user", "login") or ""},
                "message": pr.get("title"), "url": pr.get("html_url"), "timestamp": epoch(pr.get("updated_at")),
-               "fork": not (head_repo and head_repo == base_repo)}
+               "fork": not (head_repo and head_repo == base_repo), "head_branch": field(pr, "head", "ref"),
+               "base_branch": field(pr, "base", "ref")}
     return await start(ctx, repo, fetch=f"refs/pull/{number}/head", commit=required(pr, "head", "sha"),
                        job_type=config["pull_request_type"], trigger=trigger,
                        source={**source, "action": action, "number": pr.get("number")})

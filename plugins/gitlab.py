@@ -24,23 +24,33 @@ Config, every key optional:
                        else the webhook payload's project id, else the path of the
                        repository's URL
     context            the status's name in GitLab (apiary)
-    push_type, tag_type, merge_request_type
-                       the job type each starts: TEST, DEPLOY or TEST_DEPLOY
+    push_type, merge_request_type
+                       the job type each starts: TEST, DEPLOY or TEST_DEPLOY (TEST)
+    tag_type           the type of a tag's job when the repository's settings say
+                       ``deploy_tags: true`` (TEST_DEPLOY); otherwise tags run TEST
     events             which of push, tag, merge_request start jobs (all three)
 
 What starts a job:
 
 * a push to branch B: B at the pushed commit (``checkout_sha``), when the
   repository's branch filters allow B; a deleted branch starts nothing;
-* a pushed tag T: ``refs/tags/T`` at its commit; branch filters do not apply;
+* a pushed tag T: ``refs/tags/T`` at its commit, a TEST job unless the
+  repository's ``deploy_tags`` is true; branch filters do not apply;
 * a merge request opened, reopened, or updated with new commits:
   ``refs/merge-requests/IID/head`` at its last commit, when the branch filters
   allow its *target* branch (an update that changes only the title or the
-  description starts nothing).
+  description starts nothing). The job's trigger records ``head_branch``
+  (the source branch), ``base_branch`` (the target) and ``fork``.
+
+Each delivery queues at most one job: one seen before (GitLab's
+``Idempotency-Key``, the same on each retry of a delivery, or else its
+``X-Gitlab-Event-UUID``) answers 200 naming the job it queued, even after the
+queen restarted, and queues nothing.
 
 The ``X-Gitlab-Token`` header must equal the secret (compared in constant
 time), or the answer is 401, logged, nothing queued. Other answers as for the
-github plugin: 201 with the job, 202 "ignored: why", 413, 422 "refused: why".
+github plugin: 201 with the job, 200 with the job a delivery seen before queued,
+202 "ignored: why", 413, 422 "refused: why".
 
 Commit statuses (POST /projects/:id/statuses/:sha): ``running`` when a job
 starts, then ``success`` (passed), ``failed`` (failed, errored) or ``canceled``,
@@ -73,7 +83,8 @@ config_schema: dict[str, Any] = {
     "project": {"type": "str", "help": "project id or group/name for statuses (default: from the payload or URL)"},
     "context": {"type": "str", "default": "apiary", "help": "the commit status's name"},
     "push_type": {"type": "str", "default": "TEST", "choices": forge.JOB_TYPES},
-    "tag_type": {"type": "str", "default": "TEST_DEPLOY", "choices": forge.JOB_TYPES},
+    "tag_type": {"type": "str", "default": "TEST_DEPLOY", "choices": forge.JOB_TYPES,
+                 "help": "a tag's job type when the repository's deploy_tags is true (else TEST)"},
     "merge_request_type": {"type": "str", "default": "TEST", "choices": forge.JOB_TYPES},
     "events": {"type": "list", "items": "str", "default": list(EVENTS), "help": "push, tag, merge_request"},
 }
@@ -91,8 +102,9 @@ async def webhook(request: web.Request, ctx: PluginContext) -> web.Response:
         repo, config, payload = await forge.receive(request, ctx, config_schema, "X-Gitlab-Token",
                                               lambda secret, body: secret.decode())
         event = request.headers.get("X-Gitlab-Event", "")
-        source = {"event": payload.get("object_kind") or event,
-                  "delivery": request.headers.get("X-Gitlab-Event-UUID", ""),
+        # Idempotency-Key (GitLab 17.4 on) stays the same when a delivery is retried or resent.
+        delivery = request.headers.get("Idempotency-Key") or request.headers.get("X-Gitlab-Event-UUID", "")
+        source = {"event": payload.get("object_kind") or event, "delivery": delivery,
                   "project_id": forge.field(payload, "project", "id") or payload.get("project_id"),
                   "project": forge.field(payload, "project", "path_with_namespace") or ""}
         if event in ("Push Hook", "Tag Push Hook"):
@@ -118,7 +130,7 @@ async def _push(ctx: PluginContext, repo: dict[str, Any], config: dict[str, Any]
                "timestamp": forge.epoch(head.get("timestamp"))}
     if ref.startswith("refs/tags/"):
         forge.allowed(ctx, repo, config, "tag")
-        return await forge.start(ctx, repo, fetch=ref, commit=sha, job_type=config["tag_type"],
+        return await forge.start(ctx, repo, fetch=ref, commit=sha, job_type=forge.tag_job_type(repo, config),
                                  trigger={**trigger, "type": "tag"}, source=source)
     if not ref.startswith("refs/heads/"):
         return ctx.ignored(f"{ref} is neither a branch nor a tag")
@@ -142,7 +154,8 @@ async def _merge_request(ctx: PluginContext, repo: dict[str, Any], config: dict[
     source_project, target_project = mr.get("source_project_id"), mr.get("target_project_id")
     trigger = {"type": "merge_request", "author": forge.author(payload.get("user")), "message": mr.get("title"),
                "url": mr.get("url"), "timestamp": forge.epoch(mr.get("updated_at")),
-               "fork": not (source_project is not None and source_project == target_project)}
+               "fork": not (source_project is not None and source_project == target_project),
+               "head_branch": mr.get("source_branch"), "base_branch": mr.get("target_branch")}
     return await forge.start(ctx, repo, fetch=f"refs/merge-requests/{iid}/head",
                              commit=forge.required(mr, "last_commit", "id"), job_type=config["merge_request_type"],
                              trigger=trigger, source={**source, "action": action, "iid": mr.get("iid")})

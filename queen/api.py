@@ -173,7 +173,8 @@ async def list_repo_jobs(request: web.Request) -> web.Response:
 @routes.get("/api/v1/jobs")
 async def list_jobs(request: web.Request) -> web.Response:
     limit = query_int(request, "limit", 50, 1, 500)
-    jobs = await request.app[keys.STORE].list_jobs(before=request.query.get("before"), limit=limit)
+    jobs = await request.app[keys.STORE].list_jobs(
+        branch=request.query.get("branch"), before=request.query.get("before"), limit=limit)
     return json_response({"jobs": [public_job(j) for j in jobs]})
 
 

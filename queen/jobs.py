@@ -57,9 +57,11 @@ async def resolve_pipeline(store: Store, git_cache: Path, repo: Repository, ref:
 
 
 async def create_job(store: Store, dispatcher: Dispatcher, git_cache: Path, repo: Repository, asked: JobRequest, *,
-                     plugins: Plugins, rerun_of: str | None = None, kind: str | None = None) -> Job:
+                     plugins: Plugins, rerun_of: str | None = None, kind: str | None = None,
+                     delivery: str | None = None) -> Job:
     """Store and queue the job `asked` for (apiary.core.jobrequest made the request); `kind` (queen/trust.py)
-    is its trigger's unless given (a re-run keeps its job's)."""
+    is its trigger's unless given (a re-run keeps its job's). `delivery`: the webhook delivery's key
+    (plugin/repository/id), unique among jobs: Conflict if a job has it already."""
     pipeline, ref = await resolve_pipeline(store, git_cache, repo, asked["ref"])
     kind = kind or job_kind(asked["trigger"])
     # Configs of plugins the queen has are checked now; drones check the others.
@@ -87,5 +89,7 @@ async def create_job(store: Store, dispatcher: Dispatcher, git_cache: Path, repo
     }
     if rerun_of:
         job["rerun_of"] = rerun_of
+    if delivery:
+        job["delivery"] = delivery
     await dispatcher.submit(job)
     return job

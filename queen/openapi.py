@@ -105,6 +105,8 @@ SCHEMAS: dict[str, Any] = {
             "exclude": {"oneOf": [_STRING, _STRINGS]}}, closed=True)]},
         "pull_request_secrets": {"type": "boolean", "description": "same-repository pull requests get what "
                                                                    "pushes get (never forks)"},
+        "deploy_tags": {"type": "boolean", "description": "a forge's tag push starts a deploying job (the "
+                                                          "plugin's tag_type); default false: a TEST job"},
     }, closed=True),
     "Repo": _object({
         "name": _STRING, "url": _STRING, "provider": _STRING, "default_branch": _STRING,
@@ -112,7 +114,8 @@ SCHEMAS: dict[str, Any] = {
         "pipeline": {"type": ["string", "object", "null"]},
         "auth": {"type": ["object", "null"]}, "retention": {"type": "object"},
         "plugins": {"type": "array", "items": _object({"name": _STRING, "config": {"type": "object"}})},
-        "branches": {"type": "object"}, "pull_request_secrets": {"type": "boolean"}, "created": _NUMBER,
+        "branches": {"type": "object"}, "pull_request_secrets": {"type": "boolean"},
+        "deploy_tags": {"type": "boolean"}, "created": _NUMBER,
         "updated": _NUMBER,
     }, ("name", "url", "pipeline_source")),
     "Trigger": _object({
@@ -167,6 +170,9 @@ PARAMETERS: dict[str, Any] = {
               "schema": {"type": "integer", "minimum": 1, "maximum": 500}},
     "before": {"name": "before", "in": "query", "description": "only jobs older than this job id (paging)",
                "schema": _STRING},
+    "branch": {"name": "branch", "in": "query", "schema": _STRING,
+               "description": "only jobs of this branch: built from it, of this fetched ref (refs/pull/7/head), "
+                              "or pull/merge requests whose head (source) or base (target) branch it is"},
 }
 
 RESPONSES: dict[str, Any] = {
@@ -243,14 +249,14 @@ PATHS: dict[str, Any] = {
     "/api/v1/repos/{repo}/jobs": {
         "get": _op("The repository's jobs, newest first", {"200": _json(_JOBS, "a page"), "400": _BAD,
                                                            "404": _MISSING},
-                   parameters=[_REPO, _param("branch", "query", type="string"), _param("limit"), _param("before")]),
+                   parameters=[_REPO, _param("branch"), _param("limit"), _param("before")]),
         "post": _op("Trigger a job", {
             "201": _json(_ref("Job"), "queued"), "400": _BAD, "404": _MISSING},
             parameters=[_REPO], body=_body(_ref("TriggerJob"))),
     },
     "/api/v1/jobs": {
         "get": _op("Jobs of every repository, newest first", {"200": _json(_JOBS, "a page"), "400": _BAD},
-                   parameters=[_param("limit"), _param("before")]),
+                   parameters=[_param("branch"), _param("limit"), _param("before")]),
     },
     "/api/v1/jobs/{job}": {
         "get": _op("One job: status, ref, trigger, drone, timestamps, commands, phases, usage", {

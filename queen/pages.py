@@ -213,8 +213,11 @@ async def repo_page(request: web.Request) -> web.Response:
     seen = await request.app[keys.STORE].list_jobs(repo["_id"], limit=200)
     branches = [repo["default_branch"]] + sorted(
         {b for j in seen if (b := (j.get("ref") or {}).get("branch"))} - {repo["default_branch"]})
-    # Pull requests and other fetched refs: in the history filter, not offered to the trigger.
-    fetched = sorted({f for j in seen if (f := (j.get("ref") or {}).get("fetch"))})
+    # Pull requests and other fetched refs, and pull requests' head and base branches: in the history filter
+    # (which finds a pull request's jobs by either branch), not offered to the trigger.
+    fetched = sorted({f for j in seen if (f := (j.get("ref") or {}).get("fetch"))}
+                     | {b for j in seen for key in ("head_branch", "base_branch")
+                        if (b := (j.get("trigger") or {}).get(key))} - set(branches))
     parameters, pipeline_error = declared_parameters(repo)
     return render(request, "repo.html", page="repo", repo=repo, jobs=jobs, branch=branch, branches=branches,
                   fetched=fetched,

@@ -5,13 +5,22 @@ queen/plugin_reactions.py, kept under ``keys.PLUGIN_CONTEXTS``): the
 repositories that use the plugin and their config, their secrets,
 ``trigger()`` to queue a job, an HTTP client, answers for webhooks and a
 logger. Plugins see only the interface declared in plugins/api.py.
+
+A webhook delivery (``source["delivery"]``, the forge's id of it) queues at
+most one job per repository: the job keeps the delivery's key, and the same
+delivery again finds that job in the store (so across restarts too). Two
+identical deliveries at once wait for each other here; the store's unique
+index on the key decides between queens that share a store.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import fnmatch
 import logging
 import time
+from collections.abc import AsyncIterator
 from typing import Any, cast
 
 import aiohttp
@@ -21,7 +30,7 @@ from apiary.core.errors import InputError
 from apiary.core.jobrequest import job_request
 from apiary.core.models import Repository
 from apiary.core.protocol import JobType
-from apiary.plugins.api import TriggerRefused
+from apiary.plugins.api import AlreadyQueued, TriggerRefused
 from apiary.queen import keys
 from apiary.queen.jobs import create_job
 from apiary.queen.strict_json import json_response
@@ -29,6 +38,38 @@ from apiary.queen.strict_json import json_response
 log = logging.getLogger(__name__)
 
 CALL_TIMEOUT = 30.0  # seconds a webhook, a reaction or a request of a plugin's HTTP client may take
+MAX_DELIVERY = 200  # characters of a delivery id kept (GitHub's and GitLab's are UUIDs: 36)
+
+
+def delivery_key(plugin: str, repo: str, source: dict[str, Any] | None) -> str | None:
+    """The key a webhook delivery's job keeps: ``plugin/repo/id``; None when the source names no delivery.
+
+    Per repository: GitLab gives every webhook of one event the same X-Gitlab-Event-UUID, and two
+    repositories may hear the same project.
+    """
+    delivery = str((source or {}).get("delivery") or "").strip()[:MAX_DELIVERY]
+    return f"{plugin}/{repo}/{delivery}" if delivery else None
+
+
+class KeyedLock:
+    """One asyncio lock per key, dropped when nobody holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
 
 
 def branch_allowed(repo: dict[str, Any], branch: str) -> bool:
@@ -56,6 +97,7 @@ class QueenContext:
         self.name = name
         self.http = http
         self.log = logging.getLogger(f"apiary.plugin.{name}")
+        self._deliveries = KeyedLock()
 
     # -- repositories ------------------------------------------------------------
 
@@ -93,20 +135,38 @@ class QueenContext:
         The request is checked as an API client's is (apiary.core.jobrequest),
         its trigger recorded as this plugin reports it. A pull or merge request's
         ``fork`` is false only when it comes from the same repository: its jobs
-        may then get secrets (queen/trust.py).
+        may then get secrets (queen/trust.py). A delivery seen before raises
+        AlreadyQueued with the job it queued.
         """
         # A plugin's empty branch (a payload without one) is the default branch.
         given = {"type": job_type, "branch": branch or None, "commit": commit, "fetch": fetch,
                  "parameters": parameters, "trigger": trigger}
+        key = delivery_key(self.name, repo["_id"], source)
+        if key is None:
+            return await self._create(repo, given, source, None)
+        store = self._app[keys.STORE]
+        async with self._deliveries.hold(key):
+            earlier = await store.job_of_delivery(key)
+            if earlier is not None:
+                raise AlreadyQueued(cast("dict[str, Any]", earlier))
+            return await self._create(repo, given, source, key)
+
+    async def _create(self, repo: dict[str, Any], given: dict[str, Any], source: dict[str, Any] | None,
+                      key: str | None) -> dict[str, Any]:
         app = self._app
         try:
             asked = job_request(repo, given, time.time(), plugin=self.name, source=source)
+            trigger = given["trigger"]
             if isinstance(trigger, dict) and trigger.get("url") and not asked["trigger"]["url"]:
                 self.log.warning("trigger url %r dropped: only http(s) addresses are shown as links",
                                  str(trigger["url"])[:200])
             job = await create_job(app[keys.STORE], app[keys.HIVE].dispatcher, app[keys.CONFIG].data_path / "git",
-                                   cast("Repository", repo), asked, plugins=app[keys.PLUGINS])
+                                   cast("Repository", repo), asked, plugins=app[keys.PLUGINS], delivery=key)
         except InputError as exc:
+            if key is not None and exc.field == "delivery":  # another queen stored it first (store.insert_job)
+                earlier = await app[keys.STORE].job_of_delivery(key)
+                if earlier is not None:
+                    raise AlreadyQueued(cast("dict[str, Any]", earlier)) from None
             raise TriggerRefused(str(exc)) from None
         return cast("dict[str, Any]", job)
 

@@ -22,6 +22,9 @@
     pull_request_secrets  true: pull requests from the repository's own
                     branches get the secrets pushes get (default false: none;
                     from forks never; see queen/trust.py)
+    deploy_tags     true: a forge's tag push starts a deploying job (the
+                    github/gitlab plugin's tag_type, TEST_DEPLOY by default);
+                    false (the default): a TEST job, so no tag deploys unasked
 
 Secrets themselves are set apart (PUT /repos/{repo}/secrets/{NAME}) and are
 never shown back.
@@ -45,7 +48,7 @@ if TYPE_CHECKING:
 
 REPO_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,99}$")
 FIELDS = {"name", "url", "provider", "default_branch", "pipeline", "pipeline_source", "pipeline_file", "auth",
-          "retention", "plugins", "branches", "pull_request_secrets"}
+          "retention", "plugins", "branches", "pull_request_secrets", "deploy_tags"}
 SOURCES = ("repo", "queen")
 RESERVED = {"new"}
 
@@ -88,6 +91,7 @@ def repo_from_body(body: dict[str, Any], name: str | None = None, *, plugins: Pl
         "plugins": plugins.check_settings(body.get("plugins")),
         "branches": _branches(body.get("branches")),
         "pull_request_secrets": _flag(body, "pull_request_secrets"),
+        "deploy_tags": _flag(body, "deploy_tags"),
         "created": now,
         "updated": now,
     }

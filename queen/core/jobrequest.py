@@ -115,7 +115,8 @@ def _client_trigger(value: Any, now: float) -> Trigger:
 
 
 def _plugin_trigger(value: Any, plugin: str, source: Mapping[str, Any] | None, now: float) -> Trigger:
-    """A plugin's report of why (type, author, message, url, timestamp, fork), recorded as strings.
+    """A plugin's report of why (type, author, message, url, timestamp; a pull request's fork, head_branch
+    and base_branch), recorded as strings.
 
     A `url` no page may link to is left out. ``fork`` (a pull or merge request's)
     is true unless the plugin says false: only then may the job get secrets
@@ -136,4 +137,9 @@ def _plugin_trigger(value: Any, plugin: str, source: Mapping[str, Any] | None, n
     }
     if "fork" in given:  # a pull or merge request: from another repository (the default) or this one
         record["fork"] = given["fork"] is not False
+    # A pull or merge request's branches: the history finds its jobs by either (store.list_jobs).
+    if given.get("head_branch"):
+        record["head_branch"] = str(given["head_branch"])
+    if given.get("base_branch"):
+        record["base_branch"] = str(given["base_branch"])
     return record

@@ -44,6 +44,8 @@ class Trigger(TypedDict):
     timestamp: float  # when it was asked: seconds since 1970
     source: TriggerSource
     fork: NotRequired[bool]  # a pull or merge request's: False only when it comes from the repository itself
+    head_branch: NotRequired[str]  # a pull or merge request's source branch (in the fork, if it is from one)
+    base_branch: NotRequired[str]  # a pull or merge request's target branch
 
 
 class JobRequest(TypedDict):
@@ -159,6 +161,7 @@ class Repository(TypedDict):
     plugins: list[PluginSetting]
     branches: dict[str, list[str]]  # include, exclude: shell-style patterns (release/*); exclude wins
     pull_request_secrets: bool  # same-repository pull requests get the secrets pushes get
+    deploy_tags: NotRequired[bool]  # a forge's tag push starts a deploying job (default: a TEST job)
     created: float  # seconds since 1970
     updated: float
 
@@ -238,6 +241,7 @@ class Job(TypedDict):
     history: NotRequired[dict[str, AttemptRecord]]  # by attempt number ("1"...)
     plugins: NotRequired[dict[str, dict[str, Any]]]  # figures plugins report (test counts), by plugin
     rerun_of: NotRequired[str]  # the job it repeats
+    delivery: NotRequired[str]  # plugin/repository/id of the webhook delivery that queued it (unique)
 
 
 class Event(TypedDict):

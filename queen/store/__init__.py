@@ -81,6 +81,8 @@ class Store(RepoQueries, JobQueries, EventQueries, SecretQueries, PeopleQueries,
         await self.jobs.create_index([("status", ASCENDING)])
         await self.jobs.create_index([("repo", ASCENDING), ("number", DESCENDING)])
         await self.jobs.create_index([("drone", ASCENDING)])
+        # A webhook delivery queues one job, whatever the timing (jobs without one are not indexed).
+        await self.jobs.create_index([("delivery", ASCENDING)], unique=True, sparse=True)
         await self.secrets.create_index([("repo", ASCENDING)])
 
     # -- drones -------------------------------------------------------------

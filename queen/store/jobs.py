@@ -14,7 +14,9 @@ from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import DuplicateKeyError
 
+from apiary.core.errors import Conflict
 from apiary.core.models import Job
 from apiary.core.protocol import JobStatus
 
@@ -47,20 +49,38 @@ class JobQueries:
         return self._numbers[repo]
 
     async def insert_job(self, job: Job) -> None:
-        await self.jobs.insert_one(job)
+        """Store a new job; Conflict (field ``delivery``) if a job of the same webhook delivery is stored.
+
+        The unique index on ``delivery`` decides between two identical deliveries that raced past
+        every check before it: one job is stored, the other insert is refused.
+        """
+        try:
+            await self.jobs.insert_one(job)
+        except DuplicateKeyError:
+            if not job.get("delivery"):
+                raise
+            raise Conflict(f"delivery {job['delivery']}: already queued a job", field="delivery") from None
+
+    async def job_of_delivery(self, delivery: str) -> Job | None:
+        """The job a webhook delivery queued (its key: plugin/repository/delivery id), without its pipeline."""
+        return await self.jobs.find_one({"delivery": delivery}, {"pipeline": 0})
 
     async def get_job(self, job_id: str) -> Job | None:
         return await self.jobs.find_one({"_id": job_id})
 
     async def list_jobs(self, repo: str | None = None, branch: str | None = None,
                         before: str | None = None, limit: int = 50) -> list[Job]:
-        """The newest jobs first, without their pipelines: of `repo`, of a branch or fetched ref, before `before`."""
+        """The newest jobs first, without their pipelines: of `repo`, of a branch or fetched ref, before `before`.
+
+        A pull or merge request's job is one of `branch` when it is its head (source) or base (target) branch.
+        """
         query: dict[str, Any] = {}
         if repo is not None:
             query["repo"] = repo
         if branch is not None:
-            # A branch, or a fetched ref such as a pull request's refs/pull/7/merge
-            query["$or"] = [{"ref.branch": branch}, {"ref.fetch": branch}]
+            # A branch, a fetched ref such as a pull request's refs/pull/7/merge, or a pull request's branches
+            query["$or"] = [{"ref.branch": branch}, {"ref.fetch": branch}, {"trigger.head_branch": branch},
+                            {"trigger.base_branch": branch}]
         if before is not None:
             query["_id"] = {"$lt": before}
         cursor = self.jobs.find(query, {"pipeline": 0}).sort("_id", DESCENDING).limit(limit)

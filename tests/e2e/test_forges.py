@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import json
 import urllib.parse
+import uuid
 from datetime import datetime
 from typing import Any
 
@@ -18,6 +19,7 @@ from tests.cluster import Cluster
 from tests.forge import FakeForge, send_hook
 
 SECRET = "It's a Secret to Everybody"
+DELIVERY = "72d3162e-cc78-11e3-81ab-4c9367dc0958"
 TOKEN = "ghp_16C7e42F292c6912E7710c838347Ae178B4a"
 SHA = "6113728f27ae82c7b1a177c8d03f9e96e0adf246"
 BEFORE = "9049f1265b7d61be4a8904a9a27120d2064dab3b"
@@ -61,8 +63,9 @@ def gh_pull_request(action: str = "opened", base: str = "main", number: int = 7)
             "sender": {"login": "hubot", "id": 2}}
 
 
-def gh_headers(event: str, body: bytes, secret: str | None = SECRET) -> dict[str, str]:
-    headers = {"X-GitHub-Event": event, "X-GitHub-Delivery": "72d3162e-cc78-11e3-81ab-4c9367dc0958",
+def gh_headers(event: str, body: bytes, secret: str | None = SECRET, delivery: str | None = None) -> dict[str, str]:
+    """A GitHub delivery's headers; a delivery id of its own unless given (one id queues one job)."""
+    headers = {"X-GitHub-Event": event, "X-GitHub-Delivery": delivery or str(uuid.uuid4()),
                "X-GitHub-Hook-ID": "292430182", "User-Agent": "GitHub-Hookshot/044aadd"}
     if secret is not None:
         digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
@@ -71,9 +74,9 @@ def gh_headers(event: str, body: bytes, secret: str | None = SECRET) -> dict[str
 
 
 async def github_hook(cluster: Cluster, event: str, payload: dict[str, Any], repo: str = "app",
-                      secret: str | None = SECRET) -> tuple[int, str]:
+                      secret: str | None = SECRET, delivery: str | None = None) -> tuple[int, str]:
     body = json.dumps(payload).encode()
-    return await send_hook(cluster, "github", repo, body, gh_headers(event, body, secret))
+    return await send_hook(cluster, "github", repo, body, gh_headers(event, body, secret, delivery))
 
 
 async def add_repo(cluster: Cluster, plugin: str, name: str = "app", pipeline: str = PASSING,
@@ -100,7 +103,7 @@ async def queued_job(cluster: Cluster, status: int, text: str) -> dict[str, Any]
 
 async def test_a_signed_push_queues_a_job_with_its_trigger_filled(queen: Cluster) -> None:
     await add_repo(queen, "github")
-    job = await queued_job(queen, *await github_hook(queen, "push", gh_push()))
+    job = await queued_job(queen, *await github_hook(queen, "push", gh_push(), delivery=DELIVERY))
     assert job["repo"] == "app" and job["status"] == "queued" and job["type"] == "TEST"
     assert job["ref"] == {"branch": "main", "id": SHA}
     trigger = job["trigger"]
@@ -110,7 +113,7 @@ async def test_a_signed_push_queues_a_job_with_its_trigger_filled(queen: Cluster
     assert trigger["url"] == f"https://github.com/octo/app/commit/{SHA}"
     assert trigger["timestamp"] == datetime.fromisoformat("2024-05-06T10:34:56+00:00").timestamp()
     assert trigger["source"] == {"type": "plugin", "plugin": "github", "event": "push",
-                                 "delivery": "72d3162e-cc78-11e3-81ab-4c9367dc0958", "repository": "octo/app"}
+                                 "delivery": DELIVERY, "repository": "octo/app"}
 
     # GitHub's other content type: the same JSON, form-encoded as "payload".
     body = urllib.parse.urlencode({"payload": json.dumps(gh_push(after=BEFORE))}).encode()
@@ -172,7 +175,7 @@ async def test_what_starts_no_job_is_answered_plainly(queen: Cluster) -> None:
 
 
 async def test_pull_requests_and_tags_queue_jobs_of_their_refs(queen: Cluster) -> None:
-    await add_repo(queen, "github", config={"pull_request_type": "TEST", "tag_type": "DEPLOY"})
+    await add_repo(queen, "github", config={"pull_request_type": "TEST", "tag_type": "DEPLOY"}, deploy_tags=True)
     job = await queued_job(queen, *await github_hook(queen, "pull_request", gh_pull_request("opened")))
     assert job["ref"] == {"fetch": "refs/pull/7/head", "id": SHA}
     trigger = job["trigger"]
@@ -294,17 +297,22 @@ def gl_merge_request(action: str = "open", target: str = "main", new_commits: bo
 
 
 async def gitlab_hook(cluster: Cluster, event: str, payload: dict[str, Any], repo: str = "app",
-                      token: str | None = SECRET) -> tuple[int, str]:
-    headers = {"X-Gitlab-Event": event, "X-Gitlab-Event-UUID": "13792a34-cac6-4fda-95a8-c58e00a3954e",
+                      token: str | None = SECRET, event_uuid: str | None = None,
+                      idempotency_key: str | None = None) -> tuple[int, str]:
+    """A GitLab delivery; an X-Gitlab-Event-UUID of its own unless given (one id queues one job)."""
+    headers = {"X-Gitlab-Event": event, "X-Gitlab-Event-UUID": event_uuid or str(uuid.uuid4()),
                "X-Gitlab-Instance": "https://gitlab.example.com", "User-Agent": "GitLab/16.11.0"}
     if token is not None:
         headers["X-Gitlab-Token"] = token
+    if idempotency_key is not None:
+        headers["Idempotency-Key"] = idempotency_key
     return await send_hook(cluster, "gitlab", repo, payload, headers)
 
 
 async def test_gitlab_push_with_the_right_token_queues_a_job(queen: Cluster) -> None:
     await add_repo(queen, "gitlab")
-    job = await queued_job(queen, *await gitlab_hook(queen, "Push Hook", gl_push()))
+    uuid_ = "13792a34-cac6-4fda-95a8-c58e00a3954e"
+    job = await queued_job(queen, *await gitlab_hook(queen, "Push Hook", gl_push(), event_uuid=uuid_))
     assert job["ref"] == {"branch": "main", "id": SHA} and job["type"] == "TEST"
     trigger = job["trigger"]
     assert trigger["type"] == "push" and trigger["message"] == "Fix the greeting\n"
@@ -312,7 +320,7 @@ async def test_gitlab_push_with_the_right_token_queues_a_job(queen: Cluster) -> 
     assert trigger["url"] == f"https://gitlab.example.com/mike/diaspora/-/commit/{SHA}"
     assert trigger["timestamp"] == datetime.fromisoformat("2024-05-06T09:00:00+00:00").timestamp()
     assert trigger["source"] == {"type": "plugin", "plugin": "gitlab", "event": "push", "project_id": 15,
-                                 "project": "mike/diaspora", "delivery": "13792a34-cac6-4fda-95a8-c58e00a3954e"}
+                                 "project": "mike/diaspora", "delivery": uuid_}
 
     status, text = await gitlab_hook(queen, "Push Hook", gl_push(), token=None)
     assert (status, text) == (401, "unauthorized: no X-Gitlab-Token header\n")
@@ -324,7 +332,7 @@ async def test_gitlab_push_with_the_right_token_queues_a_job(queen: Cluster) -> 
 async def test_gitlab_tags_merge_requests_and_what_is_ignored(queen: Cluster) -> None:
     await add_repo(queen, "gitlab", branches={"exclude": ["legacy"]})
     job = await queued_job(queen, *await gitlab_hook(queen, "Tag Push Hook", gl_push("refs/tags/v2.1", tag=True)))
-    assert job["ref"] == {"fetch": "refs/tags/v2.1", "id": SHA} and job["type"] == "TEST_DEPLOY"
+    assert job["ref"] == {"fetch": "refs/tags/v2.1", "id": SHA} and job["type"] == "TEST"  # no deploy_tags
     assert job["trigger"]["type"] == "tag" and job["trigger"]["source"]["event"] == "tag_push"
 
     job = await queued_job(queen, *await gitlab_hook(queen, "Merge Request Hook", gl_merge_request("open")))
