@@ -13,6 +13,9 @@ Ref and credential rules are the core's (core/refs.py), the queen's too, so a
 ref the queen accepted at trigger time checks out the same commit here. A bad ref or
 refused credentials fail the fetch with git's own message and a line saying
 what could not be fetched.
+
+`checked_out` reads the commit the checkout ended on, so the drone can report
+it (``job:checkout``) for a job whose ref named only a branch or a refspec.
 """
 
 from __future__ import annotations
@@ -21,12 +24,13 @@ import contextlib
 import logging
 import os
 import shlex
+import stat
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from apiary.core.refs import check_url, display_url, git_env, parse_ref, ssh_key_text
+from apiary.core.refs import FULL_SHA, check_url, display_url, git_env, parse_ref, ssh_key_text
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +90,37 @@ def checkout_plan(url: str, ref: dict[str, Any], auth: dict[str, Any] | None, pr
     commands.append(SHOW_COMMIT)
     log.debug("checkout of %s from %s: %d commands", wanted.text, display_url(url), len(commands))
     return CheckoutPlan(commands=commands, env=env, key_file=key_file)
+
+
+def checked_out(workspace: Path) -> str | None:
+    """The full sha (lower case) in ``workspace/.git/HEAD`` after `checkout_plan`'s commands, else None.
+
+    The checkout leaves HEAD detached, so the file holds the sha itself. Read
+    without git (whose config the job's workspace could carry) and without
+    following a symlink or opening anything but a small regular file: an
+    ``on_start`` hook runs before the checkout and could have planted one, and
+    the drone must not read a file outside the workspace for it.
+    """
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    try:
+        gitdir = os.open(workspace / ".git", flags | os.O_DIRECTORY)
+    except OSError as exc:
+        log.debug("no commit to report: %s/.git: %s", workspace, exc)
+        return None
+    try:
+        head = os.open("HEAD", flags, dir_fd=gitdir)
+        try:
+            if not stat.S_ISREG(os.fstat(head).st_mode):  # a fifo would block, a device never end
+                return None
+            text = os.read(head, 200).decode("ascii", errors="replace").strip()
+        finally:
+            os.close(head)
+    except OSError as exc:
+        log.debug("no commit to report: %s/.git/HEAD: %s", workspace, exc)
+        return None
+    finally:
+        os.close(gitdir)
+    return text.lower() if FULL_SHA.fullmatch(text) else None
 
 
 def _write_key(private_dir: Path, key: str) -> Path:

@@ -3,7 +3,8 @@
 Order of a job:
 
 1. job ``on_start`` hooks;
-2. phase ``environment``: the checkout (when the repository has a URL), then
+2. phase ``environment``: the checkout (when the repository has a URL; once
+   it is done, ``job:checkout`` reports the commit if the ref named none), then
    the pipeline's environment steps; then phase ``prepare``;
 3. phase ``test``: the test stages (not for DEPLOY jobs), independent ones in
    parallel up to ``parallel``, each as: stage ``on_start``, its steps (the
@@ -34,11 +35,11 @@ from pathlib import Path
 from typing import Any
 
 from apiary.core.protocol import JobStatus, JobType, Msg
-from apiary.core.refs import secrets_of
+from apiary.core.refs import FULL_SHA, secrets_of
 from apiary.core.stages import blocked_stages, next_stages, runnable_stages
 
 from .artifacts import ArtifactError
-from .checkout import checkout_plan
+from .checkout import checked_out, checkout_plan
 from .jobplugins import JobPlugins
 from .limits import JobLimits, LogCap, WorkspaceGuard
 from .masking import Masker
@@ -242,8 +243,21 @@ class JobRun:
         self._checkout_cleanup = plan.cleanup
         # The credentials' environment is the checkout's alone, never the job's steps'.
         # Fetched on the drone's own network (a Git server may be on its loopback); the job's steps are not.
-        return [{"run": c, "title": c.split("#")[0][:80], "stage": "checkout", "env": plan.env, "network": "host"}
-                for c in plan.commands]
+        steps = [{"run": c, "title": c.split("#")[0][:80], "stage": "checkout", "env": plan.env, "network": "host"}
+                 for c in plan.commands]
+        if not FULL_SHA.fullmatch((self.job.get("ref") or {}).get("id") or ""):
+            steps[-1]["_after"] = self._report_commit  # the queen did not know the commit: say which it was
+        return steps
+
+    def _report_commit(self, env: dict[str, str]) -> None:
+        """Tell the queen the commit the checkout ended on (it records it as the job's ref.id), before
+        any step of the pipeline runs; the steps that follow see it as APIARY_COMMIT."""
+        sha = checked_out(self.workspace)
+        if sha is None:
+            log.warning("job %s: checked out, but no commit found in %s/.git/HEAD", self.job["id"], self.workspace)
+            return
+        env["APIARY_COMMIT"] = sha
+        self.emit(Msg.JOB_CHECKOUT, {"commit": sha})
 
     async def _phase(self, phase: str, steps: list[dict[str, Any]], env: dict[str, str]) -> int:
         """Run a phase's plain steps; return 0, or the exit code of the step that failed."""
@@ -267,6 +281,8 @@ class JobRun:
                                         stage=stage or step.get("stage"), network=step.get("network"))
             if code != 0 and not step.get("ignore_exit_code"):
                 return code
+            if callable(step.get("_after")):  # the executor's own (never a pipeline's: data holds no callables)
+                step["_after"](env)
         return 0
 
     async def _hooks(self, steps: list[dict[str, Any]], env: dict[str, str], hook: str, phase: str,

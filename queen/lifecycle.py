@@ -1,7 +1,8 @@
 """What a drone's event records on its job document besides the job's status. Pure: no I/O.
 
 `job_update` turns one event into ``$set`` fields: commands, phases, plugin
-figures. Every update is a set of leaf fields, never an increment, so applying
+figures, the commit the drone checked out (``ref.id``, for a job whose ref
+named none). Every update is a set of leaf fields, never an increment, so applying
 an event twice (a drone resending after a queen restart) leaves the same
 document. The status, and the times and reasons that go with it, are the job
 state machine's (apiary.core.jobstate): ``job:started`` and ``job:done`` record
@@ -15,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from apiary.core.protocol import Msg
+from apiary.core.refs import FULL_SHA
 
 _PHASE = re.compile(r"^[a-z_]{1,32}$")
 _FIELD = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
@@ -49,4 +51,9 @@ def job_update(msg: Msg, body: Mapping[str, Any]) -> dict[str, Any]:
         return {"phases.test.code": body["code"], "tested": body["timestamp"]}
     if msg is Msg.JOB_DEPLOYED:
         return {"phases.deploy.code": body["code"], "deployed": body["timestamp"]}
+    if msg is Msg.JOB_CHECKOUT:
+        # The commit the job runs: shown with it, built again by a re-run, given its commit statuses.
+        if not FULL_SHA.fullmatch(body["commit"]):
+            return {}  # not a commit id: the job keeps the ref it had
+        return {"ref.id": body["commit"].lower()}
     return {}

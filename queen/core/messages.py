@@ -145,6 +145,13 @@ class JobPhase(JobEvent):
     state: str  # started, passed, failed, skipped
 
 
+class JobCheckout(JobEvent):
+    """``job:checkout``: the commit the checkout ended on, sent before the pipeline's first step when the
+    job's ref named no whole commit (a branch or a refspec only); the queen records it as ``ref.id``."""
+
+    commit: str  # the full sha (40 or 64 hex digits, lower case)
+
+
 class JobPhaseCode(JobEvent):
     """``job:tested`` / ``job:deployed``: the phase's exit code."""
 

@@ -28,6 +28,7 @@ from .messages import (
     DroneInfo,
     JobArtifact,
     JobCancel,
+    JobCheckout,
     JobCmdDone,
     JobCmdOutput,
     JobCmdStart,
@@ -43,7 +44,7 @@ from .messages import (
     Refused,
 )
 
-PROTOCOL_VERSION = 3  # 3: cancels and acks name the attempt they concern
+PROTOCOL_VERSION = 4  # 3: cancels and acks name the attempt they concern; 4: job:checkout
 
 # Largest frame either side accepts; ZeroMQ drops bigger ones (ZMQ_MAXMSGSIZE).
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
@@ -81,6 +82,7 @@ class Msg(str, enum.Enum):
     JOB_STDERR = "job:stderr"
     JOB_PLUGIN = "job:plugin"
     JOB_PHASE = "job:phase"
+    JOB_CHECKOUT = "job:checkout"
     JOB_TESTED = "job:tested"
     JOB_DEPLOYED = "job:deployed"
     JOB_DONE = "job:done"
@@ -96,11 +98,13 @@ BODIES: dict[Msg, type] = {
     Msg.JOB_CMD_STDERR: JobCmdOutput, Msg.JOB_CMD_DONE: JobCmdDone, Msg.JOB_STDOUT: JobOutput,
     Msg.JOB_STDERR: JobOutput, Msg.JOB_PLUGIN: JobPlugin, Msg.JOB_PHASE: JobPhase, Msg.JOB_TESTED: JobPhaseCode,
     Msg.JOB_DEPLOYED: JobPhaseCode, Msg.JOB_DONE: JobDone, Msg.JOB_ARTIFACT: JobArtifact,
+    Msg.JOB_CHECKOUT: JobCheckout,
 }
 
 JOB_EVENTS = frozenset({
     Msg.JOB_STARTED, Msg.JOB_CMD_START, Msg.JOB_CMD_STDOUT, Msg.JOB_CMD_STDERR, Msg.JOB_CMD_DONE, Msg.JOB_STDOUT,
     Msg.JOB_STDERR, Msg.JOB_PLUGIN, Msg.JOB_PHASE, Msg.JOB_TESTED, Msg.JOB_DEPLOYED, Msg.JOB_DONE, Msg.JOB_ARTIFACT,
+    Msg.JOB_CHECKOUT,
 })
 
 # Who may send what: each side refuses the other's types as malformed.

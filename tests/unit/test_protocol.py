@@ -8,6 +8,7 @@ import pytest
 from apiary.core.errors import ProtocolError
 from apiary.core.protocol import (
     DRONE_SENDS,
+    JOB_EVENTS,
     QUEEN_SENDS,
     JobStatus,
     Msg,
@@ -109,3 +110,11 @@ def test_usual_numbers_pass() -> None:
     body = {"id": "J", "seq": 2, "attempt": 1, "num": 1, "exitCode": -9, "duration": 12.5,
             "usage": {"peak_rss": 2**31, "cpu_seconds": 0.25}}
     assert decode(encode(Msg.JOB_CMD_DONE, body)) == (Msg.JOB_CMD_DONE, body)
+
+
+def test_a_drone_reports_the_commit_it_checked_out_as_a_checked_job_event() -> None:
+    frame = encode(Msg.JOB_CHECKOUT, {"id": "j1", "seq": 4, "attempt": 1, "commit": "ab" * 20})
+    assert decode(frame, DRONE_SENDS) == (Msg.JOB_CHECKOUT, {"id": "j1", "seq": 4, "attempt": 1, "commit": "ab" * 20})
+    assert Msg.JOB_CHECKOUT in JOB_EVENTS and Msg.JOB_CHECKOUT not in QUEEN_SENDS
+    with pytest.raises(ProtocolError, match="'commit'"):
+        decode(encode(Msg.JOB_CHECKOUT, {"id": "j1", "seq": 4, "attempt": 1, "commit": 7}), DRONE_SENDS)
