@@ -112,11 +112,18 @@ class Child:
         self.returncode = self.proc.returncode = os.waitstatus_to_exitcode(status)
         return self.returncode, rusage.ru_utime + rusage.ru_stime
 
-    async def read_output(self, feed: Callable[[str, bytes], None]) -> None:
-        """Give what both pipes say to `feed(stream, data)` until they close."""
+    def read_output(self, feed: Callable[[str, bytes], None]) -> asyncio.Future[None]:
+        """Give what both pipes say to `feed(stream, data)` until they close; the future is done then
+        (cancel it to stop reading).
+
+        One loop reads both pipes, each read as the kernel reports it readable, so the two streams keep
+        the order they were written in as far as that can tell (two writes that both wait in their pipes
+        before a read have no order the kernel keeps). The readers are watching when this returns: call it
+        right after `start`, before anything the command writes can pile up in both pipes.
+        """
         assert self.proc.stdout is not None and self.proc.stderr is not None
         loop = asyncio.get_running_loop()
-        closed = loop.create_future()
+        closed: asyncio.Future[None] = loop.create_future()
         open_fds = {self.proc.stdout.fileno(): "stdout", self.proc.stderr.fileno(): "stderr"}
 
         def readable(fd: int) -> None:
@@ -134,14 +141,15 @@ class Child:
             if not open_fds and not closed.done():
                 closed.set_result(None)
 
+        def stop(_: asyncio.Future[None]) -> None:
+            for fd in list(open_fds):
+                loop.remove_reader(fd)
+
         for fd in open_fds:
             os.set_blocking(fd, False)
             loop.add_reader(fd, readable, fd)
-        try:
-            await closed
-        finally:
-            for fd in list(open_fds):
-                loop.remove_reader(fd)
+        closed.add_done_callback(stop)
+        return closed
 
     def close(self) -> None:
         os.close(self.pidfd)

@@ -284,18 +284,22 @@ class MaskingStream:
     `feed` each chunk and emit what it returns; `flush` once at the end of the command.
     At most ``longest form - 1`` chars are held back, and only while the tail could be the
     start of a form, so ordinary output is never delayed. After `flush` the stream is empty
-    and may be fed again.
+    and may be fed again. `release` gives up what is held when the other stream speaks (its
+    text must not overtake what this one wrote first).
     """
 
     def __init__(self, masker: Masker) -> None:
         self.masker = masker
         self._held = ""
-        self._covered = 0  # chars of _held already inside an emitted mask
+        # The first `_done` chars of _held are emitted already: inside a mask when `_masked`, else as
+        # they were (released short); they stay as context, so a form they begin is still found.
+        self._done = 0
+        self._masked = False
 
     @property
     def pending(self) -> int:
         """How many chars are held back, waiting for the next chunk."""
-        return len(self._held)
+        return len(self._held) - self._done
 
     def feed(self, text: str) -> str:
         """The masked text that is safe to emit now."""
@@ -303,15 +307,44 @@ class MaskingStream:
         if masker._rx is None:
             return text
         buf = self._held + text if self._held else text
-        k = masker._pending_start(buf)
-        out, self._covered = masker._scan(buf, k, self._covered)
-        self._held = buf[k:]
+        return self._emit(buf, masker._pending_start(buf))
+
+    def release(self) -> str:
+        """What is held back, to emit now although the stream goes on (the other stream has spoken).
+
+        A tail of MIN_CORE chars or more may be most of a secret: it is emitted as one mask. A shorter
+        one is emitted as it is. Either stays as context: if the next chunk completes a form it begins,
+        the rest of that form is masked too (a form cut by the other stream shows at most 3 chars).
+        """
+        buf = self._held
+        if self.masker._rx is None or len(buf) == self._done:
+            return ""
+        if len(buf) - self._done >= MIN_CORE:
+            out = "" if self._done and self._masked else self.masker.mask_text
+            self._done, self._masked = len(buf), True
+            return out
+        out = self._emit(buf, len(buf))
+        self._held, self._done, self._masked = buf, len(buf), out.endswith(self.masker.mask_text)
         return out
 
     def flush(self) -> str:
         """Everything held back, masked: the stream has ended."""
-        buf, covered = self._held, self._covered
-        self._held, self._covered = "", 0
-        if not buf:
-            return ""
-        return self.masker._scan(buf, len(buf), covered)[0]
+        out = self._emit(self._held, len(self._held)) if self._held else ""
+        self._held, self._done, self._masked = "", 0, False
+        return out
+
+    def _emit(self, buf: str, k: int) -> str:
+        """The masked text of ``buf[:k]`` not emitted yet; ``buf[k:]`` is held from now on."""
+        masker = self.masker
+        done = self._done
+        out = ""
+        reach = masker._extend(buf, 0, done) if done else 0  # a form begun in what was emitted
+        if reach > done and not self._masked:
+            out = masker.mask_text  # its start was shown as it was: its rest is masked
+        masked = self._masked if reach == done else True
+        if k <= reach:
+            self._held, self._done, self._masked = buf[k:], reach - k, masked
+            return out
+        text, over = masker._scan(buf, k, reach)
+        self._held, self._done, self._masked = buf[k:], over, over > 0
+        return out + text

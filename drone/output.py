@@ -4,9 +4,11 @@ Bytes from stdout and stderr arrive as the pipes give them. Each stream has an
 incremental UTF-8 decoder, so a character split across two reads is never split
 across two events (undecodable bytes become U+FFFD). The buffer holds one
 stream at a time: output of the other stream flushes it first, which keeps the
-two streams in the order they were read. With a Masker, secrets are masked
-as the text is decoded, before it is buffered; a secret split across two reads
-is held back until it can be masked whole.
+two streams in the order they were read (child.py reads both pipes in one loop,
+in the order the kernel reports them readable). With a Masker, secrets are
+masked as the text is decoded, before it is buffered; a secret split across two
+reads is held back until it can be masked whole — but never behind the other
+stream's later text: that releases it first (`MaskingStream.release`).
 """
 
 from __future__ import annotations
@@ -37,14 +39,20 @@ class OutputBuffer:
     def feed(self, stream: str, data: bytes) -> None:
         text = self._decoders[stream].decode(data)
         if self._masks is not None:
+            other = "stderr" if stream == "stdout" else "stdout"
+            held = self._masks[other].release()  # written before `data`: it goes first
+            if held:
+                self._put(other, held, len(held))
             text = self._masks[stream].feed(text)
-        if not text:
-            return
+        if text:
+            self._put(stream, text, len(data))
+
+    def _put(self, stream: str, text: str, size: int) -> None:
         if stream != self._stream:
             self.flush()
             self._stream = stream
         self._parts.append(text)
-        self._size += len(data)
+        self._size += size
         if self._size >= self.max_bytes:
             self.flush()
         elif self._timer is None:

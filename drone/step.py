@@ -108,13 +108,13 @@ class StepRunner:
                 buffer.feed("stderr", f"apiary: cannot start the command: {exc}\n".encode())
                 code = 127
                 return code
+            pipes = child.read_output(feed)  # first: what the command writes is read as it comes
             self._groups.add(child.pid)
             sampler = TreeSampler(child.pid, self.sample_interval, self._job_sample)
             self._samplers.add(sampler)
             # No sample at the start: a /proc scan costs about a millisecond, and the
             # exit status below brings the CPU of a command that ends at once.
             sampler.start(immediate=False)
-            pipes = asyncio.ensure_future(child.read_output(feed))
             cpu: float | None = None
             try:
                 # The command ends when its shell does, even if something it left
