@@ -1,7 +1,8 @@
 """Showing a job in a terminal: `Follower` shows a job's events as they are stored, over the
 WebSocket, and outlives a queen restart: it reconnects and resubscribes after the last seq it
 showed, so no line is lost or doubled. `Renderer` writes events as `apiary run` does; ANSI
-colours pass through to a terminal and are stripped from anything else. Tables and times for
+colours pass through to a terminal and are stripped from anything else, and every other control
+sequence (titles, links, character sets) from both (apiary.cli.escapes). Tables and times for
 `apiary ls` and `apiary drones`.
 
 A followed job's result becomes the exit status (RESULT_CODES): passed 0,
@@ -14,7 +15,6 @@ import asyncio
 import getpass
 import json
 import os
-import re
 import time
 from collections.abc import Callable
 from typing import Any, TextIO
@@ -22,6 +22,7 @@ from typing import Any, TextIO
 import aiohttp
 
 from apiary.cli.client import ApiError, Client, ClientError, Unreachable, why
+from apiary.cli.escapes import Unescaper
 from apiary.core.jobstate import final_status
 from apiary.core.protocol import FINAL_STATES
 
@@ -29,9 +30,6 @@ RESULT_CODES = {"passed": 0, "failed": 1, "errored": 3, "cancelled": 130}
 RECONNECT_FOR = 600.0  # a follower gives up on a queen that stays away this long
 MAX_RECONNECT_DELAY = 3.0
 _FINAL = {s.value for s in FINAL_STATES}
-_SGR = re.compile(r"\x1b\[[0-9;:]*m")
-_SGR_TAIL = re.compile(r"\x1b(\[[0-9;:]*)?$")  # an escape cut in two by the drone's chunking
-
 
 
 def whoami() -> str:
@@ -89,9 +87,10 @@ class Renderer:
         self.out, self.err = out, err
         self.before_write = before_write  # clears the progress line first
         self.colour = colour_on(out)
-        self.raw = {id(out): out.isatty(), id(err): err.isatty()}  # ANSI passes through to a terminal
+        self.raw = {id(out): out.isatty(), id(err): err.isatty()}  # colours pass through to a terminal
         self.at_start = {id(out): True, id(err): True}
-        self.tails: dict[tuple[int, Any], str] = {}
+        # Per stream and command: a sequence may be cut in two between events.
+        self.tails: dict[tuple[int, Any], Unescaper] = {}
         self.started: float | None = None
         self.result: str | None = None
         self.shown = False  # anything about the job's run written yet
@@ -133,14 +132,11 @@ class Renderer:
         self._line(paint(f"Job {status}{why}{when}", "1;32" if status == "passed" else "1;31", self.colour))
 
     def _text(self, stream: TextIO, num: Any, text: str) -> None:
-        if not self.raw[id(stream)]:
-            key = (id(stream), num)
-            text = self.tails.pop(key, "") + text
-            tail = _SGR_TAIL.search(text)
-            if tail:
-                text, self.tails[key] = text[:tail.start()], tail.group()
-            text = _SGR.sub("", text)
-        self._write(stream, text)
+        key = (id(stream), num)
+        unescaper = self.tails.get(key)
+        if unescaper is None:
+            unescaper = self.tails[key] = Unescaper(colours=self.raw[id(stream)])
+        self._write(stream, unescaper.feed(text))
 
     def _flush_tails(self, num: Any, every: bool = False) -> None:
         # A cut escape that never completed is dropped: it is no text.

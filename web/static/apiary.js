@@ -313,10 +313,17 @@
     };
   }
 
-  // -- the job log: ANSI colours, virtual scrolling ---------------------------------------
+  // -- the job log: ANSI colours and links, virtual scrolling ------------------------------
   const LH = 18; // px; the same as .ln's height in apiary.css
-  const CSI = /\x1b\[([0-9;?]*)([@-~])/g;
-  /* A colour state is (foreground << 1) | bold; 0 is the default. */
+  /* What a terminal acts on rather than shows: CSI (1: parameters, 2: final byte; colours when "m"),
+     OSC up to BEL or ESC \ (3: its text; an unended one runs to the end of the line), DCS/SOS/PM/APC
+     strings, other escapes (ESC ( B: a character set), and control characters but tab. */
+  const SEQ = /\x1b(?:\[([0-?]*)[ -\/]*([@-~])|\]([^\x07\x1b]*)(?:\x07|\x1b\\|$)|[PX^_][^\x1b]*(?:\x1b\\|$)|[ -\/]*[0-~]|$)|[\x00-\x08\x0b-\x1f\x7f]/g;
+  /* An escape sequence cut off by the end of what has come so far: the rest is in the next chunk. */
+  const CUT = /\x1b(?:\[[0-?]*[ -\/]*|\][^\x07\x1b]*\x1b?|[PX^_][^\x1b]*\x1b?|[ -\/]*)$/;
+  /* A line's state: c, the colour ((foreground << 1) | bold; 0 the default), and a, the http(s)
+     address of the OSC 8 link it is in ("" none). */
+  const PLAIN = Object.freeze({ c: 0, a: "" });
   function sgr(state, params) {
     let fg = state >> 1, bold = state & 1;
     const codes = params === "" ? [0] : params.split(";").map(Number);
@@ -330,30 +337,53 @@
     }
     return (fg << 1) | bold;
   }
-  function sgrScan(state, text) {
-    CSI.lastIndex = 0;
-    let m;
-    while ((m = CSI.exec(text))) if (m[2] === "m") state = sgr(state, m[1]);
-    return state;
+  /* The state after the sequence `m` (a match of SEQ). OSC 8 is "8;params;address"; only http(s)
+     addresses become links (javascript: and the like stay text), and "" ends the link. */
+  function apply(st, m) {
+    if (m[2] === "m") return { c: sgr(st.c, m[1]), a: st.a };
+    if (m[3] !== undefined && m[3].startsWith("8;")) {
+      const at = m[3].indexOf(";", 2), href = at < 0 ? "" : m[3].slice(at + 1);
+      return { c: st.c, a: /^https?:\/\/[^\s\x00-\x1f\x7f]+$/i.test(href) ? href : "" };
+    }
+    return st;
   }
-  /* Append `text` to `parent` as text nodes: SGR colours become spans, other escapes vanish. */
-  function ansi(text, state, parent) {
+  function scan(st, text) {
+    SEQ.lastIndex = 0;
+    let m;
+    while ((m = SEQ.exec(text))) st = apply(st, m);
+    return st;
+  }
+  /* Append `text` to `parent` as a terminal shows it: SGR colours become classes, OSC 8 http(s) links
+     become <a> elements, every other sequence and control character vanishes. DOM calls only: job
+     text never becomes markup. */
+  function ansi(text, st, parent) {
     if (text.endsWith("\r")) text = text.slice(0, -1);
     const cr = text.lastIndexOf("\r"); // a progress bar: only what was drawn last shows
-    if (cr >= 0) { state = sgrScan(state, text.slice(0, cr)); text = text.slice(cr + 1); }
+    if (cr >= 0) { st = scan(st, text.slice(0, cr)); text = text.slice(cr + 1); }
     const put = (s) => {
       if (!s) return;
-      if (!state) { parent.append(s); return; }
-      const fg = state >> 1;
-      parent.append(el("span", (fg ? "c" + fg : "") + (state & 1 ? " b" : ""), s));
+      let node = s;
+      if (st.c) {
+        const fg = st.c >> 1;
+        node = el("span", (fg ? "c" + fg : "") + (st.c & 1 ? " b" : ""), s);
+      }
+      if (st.a) {
+        const a = el("a");
+        a.href = st.a;
+        a.rel = "noopener noreferrer";
+        a.target = "_blank";
+        a.append(node);
+        node = a;
+      }
+      parent.append(node);
     };
-    if (text.indexOf("\x1b") < 0) return put(text);
+    if (text.indexOf("\x1b") < 0 && !/[\x00-\x08\x0b-\x1f\x7f]/.test(text)) return put(text);
     let last = 0, m;
-    CSI.lastIndex = 0;
-    while ((m = CSI.exec(text))) {
+    SEQ.lastIndex = 0;
+    while ((m = SEQ.exec(text))) {
       put(text.slice(last, m.index));
-      if (m[2] === "m") state = sgr(state, m[1]);
-      last = CSI.lastIndex;
+      st = apply(st, m);
+      last = SEQ.lastIndex;
     }
     put(text.slice(last));
   }
@@ -363,8 +393,9 @@
       this.box = box;
       this.lines = [];
       this.kinds = []; // 1: stderr
-      this.starts = new Map(); // line -> colour state at its start, when not the default
-      this.state = 0;
+      this.starts = new Map(); // line -> state at its start, when not PLAIN
+      this.state = PLAIN;
+      this.cut = ""; // an escape sequence the last chunk ended in the middle of
       this.open = false; // the last line has no newline yet
       this.follow = follow;
       this.pending = false;
@@ -384,19 +415,31 @@
       let i = 0;
       if (this.open) {
         this.lines[this.lines.length - 1] += parts[0];
-        if (parts[0].indexOf("\x1b") >= 0) this.state = sgrScan(this.state, parts[0]);
+        this.scanPart(parts[0]);
         i = 1;
       }
       for (; i < parts.length; i++) {
         const line = parts[i];
         if (i === end && line === "") break;
-        if (this.state) this.starts.set(this.lines.length, this.state);
+        if (this.state !== PLAIN) this.starts.set(this.lines.length, this.state);
         this.lines.push(line);
         this.kinds.push(kind);
-        if (line.indexOf("\x1b") >= 0) this.state = sgrScan(this.state, line);
+        this.cut = ""; // a sequence does not go on past the end of its line
+        this.scanPart(line);
       }
       this.open = !text.endsWith("\n");
       this.schedule();
+    }
+    /* The state after `text`, more of the last line; a sequence cut at its end waits for the rest
+       (drawing is from the whole line, joined again, so only the state carried on needs this). */
+    scanPart(text) {
+      let t = this.cut + text;
+      this.cut = "";
+      if (t.indexOf("\x1b") < 0) return;
+      const m = CUT.exec(t);
+      if (m) { this.cut = t.slice(m.index); t = t.slice(0, m.index); }
+      const st = scan(this.state, t);
+      this.state = st.c || st.a ? st : PLAIN;
     }
     schedule() {
       if (this.pending) return;
@@ -417,7 +460,7 @@
       for (let i = from; i < to; i++) {
         const d = el("div", this.kinds[i] ? "ln err" : "ln");
         d.dataset.n = i + 1;
-        ansi(this.lines[i], this.starts.get(i) || 0, d);
+        ansi(this.lines[i], this.starts.get(i) || PLAIN, d);
         frag.append(d);
       }
       this.win.replaceChildren(frag);
