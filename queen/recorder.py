@@ -63,6 +63,10 @@ class Recorder:
         self.ack = ack
         self.carry = carry
         self._pending: list[tuple[str, Msg, dict[str, Any]]] = []
+        self._keys: set[tuple[str, int, int]] = set()  # (job, seq, attempt) of each waiting event
+        self._pending_bytes = 0
+        self._full_said = False
+        self.problem: str | None = None  # why the store cannot write now (the API's 503 says it), or None
         self._wake = asyncio.Event()
         self._tracks: dict[str, _Track] = {}
         self._unknown: set[str] = set()
@@ -79,29 +83,75 @@ class Recorder:
             track.state = state
 
     def submit(self, drone_id: str, msg: Msg, body: dict[str, Any]) -> None:
+        """Queue a drone's event for the store. While the store cannot write, drones resend what stays
+        unacked: a copy of an event already waiting is dropped, and past PENDING_BYTES new events are
+        dropped too (unacked, so their drone sends them again): memory stays bounded."""
+        key = (body["id"], body["seq"], body.get("attempt", 1))
+        if key in self._keys:
+            return
+        size = _size(body)
+        if self._pending_bytes + size > PENDING_BYTES and self._pending:
+            if not self._full_said:
+                self._full_said = True
+                log.warning("%d bytes of events wait for the store; newer ones are left with their drones for now",
+                            self._pending_bytes)
+            return
+        self._keys.add(key)
+        self._pending_bytes += size
         self._pending.append((drone_id, msg, body))
         self._wake.set()
+
+    def _take(self) -> list[tuple[str, Msg, dict[str, Any]]]:
+        """The next batch: the oldest waiting events, at most BATCH_EVENTS of them and about BATCH_BYTES
+        (a store short of room can still take a small write; one huge one would never fit)."""
+        count, size = 0, 0
+        for _, _, body in self._pending:
+            if count and (count >= BATCH_EVENTS or size >= BATCH_BYTES):
+                break
+            count += 1
+            size += _size(body)
+        batch, self._pending = self._pending[:count], self._pending[count:]
+        # Each job's events in seq order (a resend may have filled a gap ahead of where it arrived).
+        first: dict[str, int] = {}
+        for n, (_, _, body) in enumerate(batch):
+            first.setdefault(body["id"], n)
+        batch.sort(key=lambda e: (first[e[2]["id"]], e[2]["seq"]))
+        return batch
+
+    def _done_with(self, batch: list[tuple[str, Msg, dict[str, Any]]]) -> None:
+        for _, _, body in batch:
+            self._keys.discard((body["id"], body["seq"], body.get("attempt", 1)))
+            self._pending_bytes -= _size(body)
+        self._full_said = False
 
     async def run(self) -> None:
         backoff = 0.05
         while True:
             await self._wake.wait()
             self._wake.clear()
-            batch, self._pending = self._pending, []
+            batch = self._take()
             try:
                 await self._write(batch)
                 backoff = 0.05
+                self._done_with(batch)
+                if self._pending:
+                    self._wake.set()
             except (PyMongoError, ConnectionError, TimeoutError) as exc:
                 # Nothing was acked: put the batch back in front and try again.
-                log.warning("store write failed (%s); retrying %d events in %.1fs", exc, len(batch), backoff)
-                self._pending = batch + self._pending
+                self.problem = store_problem(exc)
+                log.warning("store write failed (%s); %d events wait, retrying in %.1fs", self.problem,
+                            len(batch) + len(self._pending), backoff)
+                self._pending[:0] = batch
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
                 self._wake.set()
+                continue
             except Exception:
                 # Not the store being away: retrying would fail the same way and
                 # stall every job behind this batch. Nothing was acked; drop it.
                 log.exception("could not store a batch of %d events; dropped", len(batch))
+                self._done_with(batch)
+            self.problem = None
 
     async def _load_track(self, job_id: str) -> _Track | None:
         """Where a job this queen has not seen yet stands (after a restart)."""
@@ -221,7 +271,13 @@ class Recorder:
         # Both writes at once. If only one lands: a failed batch is retried whole (both
         # writes are idempotent) before anything is acked, and a queen that died in between
         # catches the job up on restart (_load_track).
-        written, _ = await asyncio.gather(self._update_jobs(updates, before), self.store.insert_events(docs))
+        if any("status" in fields for fields in updates.values()):
+            # A job's state only after all its events: a store that fails between the two leaves
+            # no job ended with part of its log.
+            await self.store.insert_events(docs)
+            written = await self._update_jobs(updates, before)
+        else:
+            written, _ = await asyncio.gather(self._update_jobs(updates, before), self.store.insert_events(docs))
         self.stored += len(docs)
         for job_id, seq in next_seq.items():
             # Only the track this batch read: a re-dispatch may have replaced it meanwhile.
@@ -273,6 +329,25 @@ class Recorder:
 
 
 _INT64 = 2**63
+# A write holds at most this many events and about this much output text.
+BATCH_EVENTS = 2000
+BATCH_BYTES = 4 * 2**20
+# Events waiting for the store at most (beyond it, drones keep them until they send them again).
+PENDING_BYTES = 64 * 2**20
+
+
+def _size(body: dict[str, Any]) -> int:
+    """About how many bytes an event takes: its output text or artifact bytes."""
+    data = body.get("text") or body.get("data") or ""
+    return len(data) + 100
+
+
+def store_problem(exc: BaseException) -> str:
+    """A short account of why the store refused a write (its own message can carry whole documents)."""
+    text = str(exc)
+    if "disk is full" in text or "No space left" in text:
+        return "the store's disk is full"
+    return text[:200] + ("..." if len(text) > 200 else "")
 
 
 def _storable(value: Any, depth: int = 0) -> Any:

@@ -84,14 +84,18 @@ class Recorded:
         self.effects.append((job, state.status, effects))
 
 
-async def record(store: Store, recorder: Recorder, *events: tuple[str, Msg, dict[str, Any]]) -> None:
+async def record(store: Store, recorder: Recorder, *events: tuple[str, Msg, dict[str, Any]],
+                 acks: Recorded) -> None:
+    """Submit `events` and run the recorder until it has answered each (an ack or a cancel)."""
     task = asyncio.create_task(recorder.run())
     try:
         for drone, msg, body in events:
             recorder.submit(drone, msg, body)
-        for _ in range(200):
+        for _ in range(250):
             await asyncio.sleep(0.02)
-            if not recorder._pending and not recorder._wake.is_set():
+            answered = {(a[1], a[2]) for a in acks.acks}
+            if all((body["id"], body["seq"]) in answered or msg is Msg.JOB_STDOUT and body["seq"] > 1000
+                   for _, msg, body in events) and not recorder._pending:
                 break
     finally:
         task.cancel()
@@ -110,7 +114,8 @@ async def test_the_recorder_stores_in_order_and_carries_out_the_state_machine(st
                  ("d1", Msg.JOB_STDOUT, {**body, "seq": 2, "text": "hello\n"}),
                  ("d1", Msg.JOB_STDOUT, {**body, "seq": 3, "text": "too early\n"}),  # the resend fills it
                  ("d1", Msg.JOB_DONE, {**body, "seq": 4, "timestamp": 3.0, "result": "passed"}),
-                 ("d1", Msg.JOB_DONE, {**body, "seq": 4, "timestamp": 3.0, "result": "passed"}))  # resent
+                 ("d1", Msg.JOB_DONE, {**body, "seq": 4, "timestamp": 3.0, "result": "passed"}),  # resent
+                 acks=seen)
     job = await store.get_job("j1")
     assert (job["status"], job["started"], job["finished"]) == ("passed", 2.0, 3.0)
     assert [e["seq"] for e in (await store.events_after("j1"))[0]] == [1, 2, 3, 4]
@@ -126,7 +131,8 @@ async def test_the_recorder_refuses_a_stale_attempt_and_asks_to_stop_that_copy(s
     recorder.track("j2", JobState(JobStatus.RUNNING, 2, "d1"), first_seq=5)
     await record(store, recorder,
                  ("d1", Msg.JOB_DONE, {"id": "j2", "attempt": 1, "seq": 9, "timestamp": 3.0, "result": "cancelled"}),
-                 ("d2", Msg.JOB_STDOUT, {"id": "j2", "attempt": 2, "seq": 5, "text": "an impostor\n"}))
+                 ("d2", Msg.JOB_STDOUT, {"id": "j2", "attempt": 2, "seq": 5, "text": "an impostor\n"}),
+                 acks=seen)
     assert (await store.get_job("j2"))["status"] == "running"
     assert await store.last_seq("j2") == 0  # nothing of either was stored
     assert ("d1", "j2", 9, 1) in seen.acks  # acked for attempt 1 only: attempt 2's events keep their seqs
@@ -141,7 +147,8 @@ async def test_a_write_the_hive_overtook_is_not_applied(store: Store) -> None:
     recorder.track("j3", state)
     # The queen ended the job while the drone was away (a cancel it could not deliver).
     assert await store.change_job("j3", state.expect(), {"status": "cancelled", "error": "cancelled while away"})
-    await record(store, recorder, ("d1", Msg.JOB_STARTED, {"id": "j3", "attempt": 1, "seq": 1, "timestamp": 2.0}))
+    await record(store, recorder, ("d1", Msg.JOB_STARTED, {"id": "j3", "attempt": 1, "seq": 1, "timestamp": 2.0}),
+                 acks=seen)
     job = await store.get_job("j3")
     assert job["status"] == "cancelled"  # the drone's late start did not revive it
     assert await store.last_seq("j3") == 1  # what it said is kept
