@@ -30,6 +30,7 @@ from apiary.queen.accounts import routes as account_routes
 from apiary.queen.api import routes as api_routes
 from apiary.queen.auth import Gate, auth_middleware
 from apiary.queen.connections import IDLE_FACTOR, MAX_CONNECTIONS, Connections, cap_for, raise_file_limit
+from apiary.queen.datalock import data_dir_lock
 from apiary.queen.embedded import embedded_store
 from apiary.queen.hive import Hive
 from apiary.queen.hub import Hub
@@ -39,6 +40,7 @@ from apiary.queen.pages import routes as page_routes
 from apiary.queen.plugin_reactions import plugins_ctx
 from apiary.queen.plugin_registry import Plugins
 from apiary.queen.plugin_webhooks import webhook
+from apiary.queen.recorder import store_problem
 from apiary.queen.retention import prune_daily
 from apiary.queen.sealing import Sealer
 from apiary.queen.store import Store
@@ -75,9 +77,10 @@ async def error_middleware(request: web.Request,
         raise
     except ConnectionResetError:  # the client went, or was cut off (queen/connections.py): nobody to answer
         raise web.HTTPBadRequest() from None
-    except PyMongoError as exc:  # the store is away (restarting): say so, try again later
-        log.warning("%s %s: store unavailable: %s", request.method, request.path, exc)
-        return json_response({"error": "the store is unavailable; try again shortly"}, status=503,
+    except PyMongoError as exc:  # the store is away (restarting) or cannot write (a full disk): say so
+        problem = store_problem(exc)
+        log.warning("%s %s: store unavailable: %s", request.method, request.path, problem)
+        return json_response({"error": f"the store is unavailable ({problem}); try again shortly"}, status=503,
                              headers={"Retry-After": "2"})
     except Exception:
         log.exception("%s %s failed", request.method, request.path)
@@ -200,12 +203,22 @@ URL_FILE = "queen.url"  # in the data dir: the address this queen answers on, fo
 
 @contextlib.asynccontextmanager
 async def running_queen(config: QueenConfig) -> AsyncIterator[Addresses]:
-    """Start the queen on its sockets; yield where it listens; stop it on exit."""
+    """Start the queen on its sockets; yield where it listens; stop it on exit.
+
+    Raises DataDirInUse, having started nothing, when another queen runs on the same data dir.
+    """
     # The store, the secrets key and the setup token are the queen's alone.
     config.data_path.mkdir(mode=0o700, parents=True, exist_ok=True)
     if config.data_path.stat().st_mode & 0o077:
         config.data_path.chmod(0o700)
         log.info("made %s readable by its owner only (it holds the store and keys)", config.data_path)
+    with data_dir_lock(config.data_path):  # before anything starts: one queen (and one store) per data dir
+        async with _serving(config) as where:
+            yield where
+
+
+@contextlib.asynccontextmanager
+async def _serving(config: QueenConfig) -> AsyncIterator[Addresses]:
     app = init_app(config, cap_for(raise_file_limit()))
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0,
                            keepalive_timeout=IDLE_FACTOR * config.http_timeout)

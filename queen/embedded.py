@@ -2,8 +2,11 @@
 
 `mongodb_url = "embedded"` makes the queen run one of these on a free loopback
 port with its data under the queen's data directory, so a new user needs no
-database. The child dies with the queen (PR_SET_PDEATHSIG) even when the queen
-is killed, so a restarted queen never finds a stale server holding its files.
+database. The child dies with the queen even when the queen is killed: the
+kernel sends it SIGKILL when the queen's process ends (PR_SET_PDEATHSIG), not
+SIGTERM, on which nx-27017 can hang closing its clients' connections. So a
+restarted queen never finds a stale server holding its files, and no store
+outlives its queen. A queen that stops normally still stops it with SIGTERM.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from pymongo import AsyncMongoClient
@@ -36,9 +39,20 @@ _LAUNCH = (
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+def _dies_with(parent: int) -> Callable[[], None]:
+    """What the child runs before exec: be SIGKILLed when process `parent` (the queen) ends.
+
+    The kernel ties the signal to the thread that forks: `_Server.start` runs on
+    the event loop's thread, which lives as long as the queen.
+    """
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up here: no dynamic loading in the forked child
+
+    def preexec() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # the queen died before prctl: no signal will come
+            os._exit(1)
+
+    return preexec
 
 
 def _free_port() -> int:
@@ -85,7 +99,7 @@ class _Server:
                 [sys.executable, "-c", _LAUNCH, "--data-dir", str(self.store_dir), "--pid-file", str(self.pid_file),
                  "--log-file", str(self.log_path), "--host", "127.0.0.1", "--port", str(self.port)],
                 stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent, cwd=self.store_dir,
+                preexec_fn=_dies_with(os.getpid()), cwd=self.store_dir,
             )
         return self.proc
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -48,7 +49,63 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     seconds[0] += report.duration
 
 
+# -- no process left behind ---------------------------------------------------------------------------
+# Every queen, drone and store a test starts has its data under the run's pytest tmp dir (basetemp; under xdist
+# the workers' are below the controller's), so its command line names it; other runs on this machine have
+# basetemps of their own and do not count. Checked once, on the controller, when every worker has finished.
+
+_left_behind: list[str] = []  # "pid: command line" of each process still alive at the end
+
+
+def _ancestors() -> set[int]:
+    """This process and its parents (a `timeout … pytest --basetemp=…` wrapper names the basetemp too)."""
+    pids, pid = set(), os.getpid()
+    while pid > 1 and pid not in pids:
+        pids.add(pid)
+        try:
+            pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            break
+    return pids
+
+
+def _still_running(base: str) -> list[str]:
+    """Live processes (zombies are not) whose command line names a path in `base`: "pid: command line"."""
+    mine, out = _ancestors(), []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) in mine:
+            continue
+        try:
+            args = (proc / "cmdline").read_bytes().decode(errors="replace").split("\0")
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+        if state != "Z" and any(arg == base or base + "/" in arg for arg in args):
+            out.append(f"{proc.name}: {' '.join(args).strip()}")
+    return out
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if hasattr(session.config, "workerinput"):  # an xdist worker: the controller checks for the whole run
+        return
+    base = getattr(getattr(session.config, "_tmp_path_factory", None), "_basetemp", None)
+    if base is None:  # no test had a tmp dir, so none started a process in one
+        return
+    deadline = time.monotonic() + 5  # a process stopped just now may still be on its way out
+    while (left := _still_running(str(base))) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if left:
+        _left_behind[:] = left
+        if session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _left_behind:
+        terminalreporter.write_line(f"processes started by the tests and still running, so the run fails: "
+                                    f"{len(_left_behind)}", red=True, bold=True)
+        for line in _left_behind:
+            terminalreporter.write_line(f"  {line}", red=True)
     if not _layers:
         return
     order = sorted(_layers, key=lambda name: (name != "unit", name != "e2e", name))
