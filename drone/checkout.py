@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from apiary.core.refs import FULL_SHA, check_url, display_url, git_env, parse_ref, ssh_key_text
+from apiary.core.refs import FULL_SHA, check_url, display_url, git_env, parse_ref, safe_directories, ssh_key_text
 
 log = logging.getLogger(__name__)
 
@@ -45,25 +45,41 @@ class CheckoutPlan:
     env: dict[str, str]
     key_file: Path | None = field(default=None, repr=False)
 
+    config_file: Path | None = None
+
     def cleanup(self) -> None:
-        """Remove the key file, if any; safe to call more than once."""
-        if self.key_file is not None:
-            with contextlib.suppress(FileNotFoundError):
-                self.key_file.unlink()
+        """Remove the key file and the git config, if any; safe to call more than once."""
+        for path in (self.key_file, self.config_file):
+            if path is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
 
 
 def checkout_plan(url: str, ref: dict[str, Any], auth: dict[str, Any] | None, private_dir: Path, *,
-                  depth: int | None = None) -> CheckoutPlan:
-    """Plan the checkout of `ref` of `url`; writes an ssh key into `private_dir` (outside the workspace).
+                  depth: int | None = None, owner: tuple[int, int] | None = None) -> CheckoutPlan:
+    """Plan the checkout of `ref` of `url`; writes an ssh key (and, for a repository on this machine, a git
+    config naming it safe) into `private_dir` (outside the workspace).
 
     `depth` limits the history fetched (None: all of it, so `git describe` and
-    merge-base work in the job). Raises GitError for a malformed URL or ref.
+    merge-base work in the job). `owner` (uid, gid): the user the checkout runs as, when not the drone's
+    (the sandbox's job user): the private files become theirs, for the checkout only (the executor
+    removes them right after it, and only the checkout's commands see the folder). Raises GitError
+    for a malformed URL or ref.
     """
     check_url(url)
     wanted = parse_ref(ref)
     key = ssh_key_text(auth)
     key_file = _write_key(private_dir, key) if key is not None else None
     env = git_env(url, auth, key_file, isolated=False)
+    gitconfig: Path | None = None
+    if safe := safe_directories(url):
+        private_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        gitconfig = private_dir / "gitconfig"
+        gitconfig.write_text("[safe]\n" + "".join(f"\tdirectory = {d}\n" for d in safe))
+        env["GIT_CONFIG_GLOBAL"] = str(gitconfig)
+    if owner is not None and private_dir.exists():
+        for path in (private_dir, *private_dir.iterdir()):
+            os.chown(path, *owner)
     # Quiet about the initial branch name and a detached HEAD; both are expected here.
     base = int(env["GIT_CONFIG_COUNT"])
     for n, (key, value) in enumerate((("init.defaultBranch", "apiary"), ("advice.detachedHead", "false"))):
@@ -89,7 +105,7 @@ def checkout_plan(url: str, ref: dict[str, Any], auth: dict[str, Any] | None, pr
         commands.append("git checkout -q --detach FETCH_HEAD")
     commands.append(SHOW_COMMIT)
     log.debug("checkout of %s from %s: %d commands", wanted.text, display_url(url), len(commands))
-    return CheckoutPlan(commands=commands, env=env, key_file=key_file)
+    return CheckoutPlan(commands=commands, env=env, key_file=key_file, config_file=gitconfig)
 
 
 def checked_out(workspace: Path) -> str | None:

@@ -239,7 +239,9 @@ class JobRun:
         if not repo.get("url"):
             return []
         assert self.private_dir is not None, "a job with a URL needs a private directory"
-        plan = checkout_plan(repo["url"], self.job.get("ref") or {}, repo.get("auth"), self.private_dir)
+        user = self.sandbox.job_user if self.sandbox is not None else None
+        plan = checkout_plan(repo["url"], self.job.get("ref") or {}, repo.get("auth"), self.private_dir,
+                             owner=(user.pw_uid, user.pw_gid) if user is not None else None)
         self._checkout_cleanup = plan.cleanup
         # The credentials' environment is the checkout's alone, never the job's steps'.
         # Fetched on the drone's own network (a Git server may be on its loopback); the job's steps are not.

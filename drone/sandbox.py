@@ -137,17 +137,22 @@ class Sandbox:
         if (network or self.network) != "host":
             out.append("--unshare-net")
         out += ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
-        for path in [*self.hide, *self._closed_to_job(paths)]:
+        emptied = [*self.hide, *self._closed_to_job(paths)]
+        for path in emptied:
             # A folder becomes empty; a file, empty too.
             out += ["--tmpfs", str(path)] if path.is_dir() else ["--ro-bind", "/dev/null", str(path)]
         if network != "host":
             out += ["--bind", str(paths.tmp), "/tmp", "--bind", str(paths.tmp), "/var/tmp"]
+            emptied += [Path("/tmp"), Path("/var/tmp")]
         if self.resolv is not None and (network or self.network) == "isolated":
             out += ["--ro-bind", str(self.resolv), "/etc/resolv.conf"]
+        out += _passable(emptied, [paths.workspace, *self.shown,
+                                   *([paths.private] if paths.private and network == "host" else [])])
         out += ["--bind", str(paths.workspace), str(paths.workspace)]
         for shown in self.shown:
             out += ["--ro-bind", str(shown), str(shown)]
-        if paths.private is not None:
+        if paths.private is not None and network == "host":
+            # The checkout's credentials (drone/checkout.py): its commands alone see them, not the job's.
             out += ["--ro-bind", str(paths.private), str(paths.private)]
         out += ["--chdir", str(paths.workspace)]
         if info_fd is not None:
@@ -308,3 +313,21 @@ def marked(name: str, value: str) -> list[int]:
         if needle in environ.split(b"\0"):
             found.append(int(name))
     return found
+
+
+def _passable(emptied: list[Path], needed: list[Path]) -> list[str]:
+    """bubblewrap arguments that make the folders above each `needed` path passable where they lie in a
+    folder the sandbox emptied or replaced (a tmpfs, the job's /tmp): bubblewrap would make them as the
+    drone's umask says, often 0700, which the job's user cannot pass (a workspace under /tmp or a hidden
+    work dir). Outside those folders the machine's own folders are as they are."""
+    out: list[str] = []
+    made: set[Path] = set()
+    for path in needed:
+        for folder in reversed(path.parents):
+            if folder in made or not any(folder != e and folder.is_relative_to(e) for e in emptied):
+                continue
+            made.add(folder)
+            # --dir makes it when missing; --chmod opens one bubblewrap already made for a mount below it.
+            out += ["--perms", "0755", "--dir", str(folder), "--chmod", "0755", str(folder)]
+    return out
+

@@ -188,3 +188,23 @@ def git_env(url: str, auth: dict[str, Any] | None, key_file: Path | None, *, iso
         env[f"GIT_CONFIG_KEY_{n}"] = key
         env[f"GIT_CONFIG_VALUE_{n}"] = value
     return env
+
+
+def safe_directories(url: str) -> list[str]:
+    """For a repository on this machine: the folders git must be told are meant when another user fetches
+    from them (its ``safe.directory``: the sandbox's job user fetching the drone owner's repository). Git
+    reads this only from a global or system config file (a local fetch clears ``GIT_CONFIG_*``)."""
+    local = _local_path(url)
+    return [local, local.rstrip("/") + "/.git"] if local else []
+
+
+def _local_path(url: str) -> str | None:
+    """The folder of a repository on this machine (``file://`` URL or absolute path), else None."""
+    if url.startswith("/"):
+        return url
+    with contextlib.suppress(ValueError):
+        parts = urlsplit(url)
+        if parts.scheme == "file" and parts.path:
+            return parts.path
+    return None
+

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -208,3 +210,27 @@ async def test_apiary_up_with_relative_folders_runs_sandboxed_jobs(tmp_path: Pat
     finally:
         await up.stop()
 
+
+
+async def test_a_sandboxed_checkout_as_the_job_user_fetches_a_repository_of_this_machine(cluster: Cluster) -> None:
+    # The drone runs as root with its work dir under a folder only root may pass (pytest's tmp dir), the
+    # repository belongs to root: the checkout runs as nobody in the sandbox and still gets the job its commit.
+    repo = Path(tempfile.mkdtemp(prefix="apiary-shared-repo-"))
+    try:
+        repo.chmod(0o755)
+        git = ["git", "-C", str(repo), "-c", "user.email=a@example.org", "-c", "user.name=A"]
+        subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True)
+        (repo / ".apiary.yml").write_text('stages: [{name: s, steps: ["id -un", "cat hello.txt"]}]\n')
+        (repo / "hello.txt").write_text("hello from the repository\n")
+        subprocess.run([*git, "add", "."], check=True)
+        subprocess.run([*git, "commit", "-qm", "first"], check=True)
+        await cluster.start_queen()
+        await cluster.add_drone("boxed", env=SANDBOXED)
+        await cluster.request("POST", "/repos", {"name": "shared", "url": f"file://{repo}"}, expect=201)
+        job = await cluster.wait_job((await cluster.trigger("shared", branch="main"))["id"])
+        printed = output_lines(await cluster.events(job["id"]), "job:cmd:stdout")
+        assert job["status"] == "passed", (job, printed, cluster.all_logs()[-3000:])
+        assert printed[-2:] == ["nobody", "hello from the repository"]
+        assert len(job["ref"]["id"]) == 40
+    finally:
+        shutil.rmtree(repo, ignore_errors=True)

@@ -21,10 +21,25 @@ def test_the_sandbox_shows_the_workspace_and_a_private_tmp_and_hides_apiarys_fil
         "/bin/sh", "-c", "true"]
     assert f"--tmpfs {tmp_path / 'work'}" in text and f"--tmpfs {tmp_path / 'queen'}" in text
     assert f"--ro-bind /dev/null {tmp_path / 'secrets.key'}" in text and "absent" not in text
-    # The workspace after what hides it; the checkout's key folder read-only.
+    # The workspace after what hides it; the checkout's key folder read-only, for the checkout alone.
     assert text.index(f"--bind {paths.workspace} {paths.workspace}") > text.index(f"--tmpfs {tmp_path / 'work'}")
-    assert f"--ro-bind {paths.private} {paths.private}" in text
-    assert "--unshare-net" not in box.command(["true"], paths, network="host")
+    checkout = " ".join(box.command(["true"], paths, network="host"))
+    assert f"--ro-bind {paths.private} {paths.private}" in checkout and str(paths.private) not in text
+    assert "--unshare-net" not in checkout
+
     env = box.environment({"SECRET": "s"}, {"PATH": "/bin", "AWS_SECRET_ACCESS_KEY": "x", "LC_ALL": "C"}, paths)
     assert env == {"PATH": "/bin", "LC_ALL": "C", "HOME": "/tmp/home", "TMPDIR": "/tmp", "SECRET": "s"}
     assert Sandbox(None, "isolated", [], Limits()).command(["true"], paths) == ["true"]
+
+
+def test_folders_made_inside_an_emptied_one_are_opened_for_the_job_user() -> None:
+    from apiary.drone.sandbox import _passable
+
+    hidden, tmp = Path("/srv/apiary/drone"), Path("/tmp")
+    args = _passable([hidden, tmp], [hidden / "workspaces" / "j1", Path("/tmp/gt/home/.apiary/drone/workspaces/j1")])
+    made = [args[i + 3] for i in range(0, len(args), 7)]
+    assert made == [str(hidden / "workspaces"), "/tmp/gt", "/tmp/gt/home", "/tmp/gt/home/.apiary",
+                    "/tmp/gt/home/.apiary/drone", "/tmp/gt/home/.apiary/drone/workspaces"]
+    first = str(hidden / "workspaces")
+    assert args[:7] == ["--perms", "0755", "--dir", first, "--chmod", "0755", first]
+    assert _passable([hidden], [Path("/srv/ws/j1")]) == []  # the machine's own folders stay as they are
