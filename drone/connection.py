@@ -69,6 +69,7 @@ class Connection:
         self.last_heard = 0.0
         self.reachable = False
         self.leaving = False
+        self.bad_frames = 0
 
     def start(self) -> None:
         sock = self.sock
@@ -182,10 +183,22 @@ class Connection:
             beat.cancel()
 
     def _receive(self, frame: bytes) -> None:
+        # Nothing one frame does may end the receive loop: the drone would stop hearing its queen
+        # (acks, cancels, jobs) for good.
+        try:
+            self._take(frame)
+        except Exception:
+            if self._told.due("receive failed"):
+                log.exception("error receiving a frame from the queen; going on (one line a minute)")
+
+    def _take(self, frame: bytes) -> None:
         try:
             msg, body = decode(frame, QUEEN_SENDS)
         except ProtocolError as exc:
-            log.warning("dropped a malformed frame from the queen: %s", exc)
+            self.bad_frames += 1
+            if self._told.due("malformed"):
+                log.warning("dropped a malformed frame from the queen: %s (%d so far; one line a minute)",
+                            exc, self.bad_frames)
             return
         self.last_heard = time.monotonic()
         if not self.reachable:
@@ -214,7 +227,8 @@ class Connection:
             try:
                 self.on_message(msg, body)
             except Exception:
-                log.exception("error handling %s", msg.value)
+                if self._told.due(("handler", msg)):
+                    log.exception("error handling %s (one line a minute)", msg.value)
 
     async def _beat(self) -> None:
         interval = self.config.heartbeat_interval

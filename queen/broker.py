@@ -67,6 +67,7 @@ class Broker:
         self._raw = zmq.Socket.shadow(self.sock.underlying)
         self._bad_logged: dict[bytes, float] = {}
         self.bad_frames = 0
+        self.failed_frames = 0  # frames whose handling raised: a bug, logged once a minute per kind
 
     def _make_socket(self) -> zmq.asyncio.Socket:
         sock = self.ctx.socket(zmq.ROUTER)
@@ -139,6 +140,15 @@ class Broker:
                 self._receive(frames)
 
     def _receive(self, frames: list[zmq.Frame]) -> None:
+        # Nothing one frame does may end the receive loop: the queen would stop hearing every drone.
+        try:
+            self._take(frames)
+        except Exception:
+            self.failed_frames += 1
+            if self._told.due("receive failed"):
+                log.exception("error receiving a frame (%d so far); the broker goes on", self.failed_frames)
+
+    def _take(self, frames: list[zmq.Frame]) -> None:
         route = frames[0].bytes
         try:
             if len(frames) != 2:
@@ -158,7 +168,10 @@ class Broker:
             self.handler(route, msg, body, key)
         except Exception:
             # A bug handling one message must not stop the broker.
-            log.exception("error handling %s from connection %r", msg.value, route)
+            self.failed_frames += 1
+            if self._told.due(("handler", msg)):
+                log.exception("error handling %s from connection %r (%d so far; one line a minute)",
+                              msg.value, route[:64], self.failed_frames)
 
     def _log_bad(self, identity: bytes, exc: Exception) -> None:
         self.bad_frames += 1

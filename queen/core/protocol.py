@@ -160,11 +160,27 @@ def encode(kind: Msg, body: dict[str, Any]) -> bytes:
 
 
 def decode(frame: bytes, allowed: frozenset[Msg] = frozenset(Msg)) -> tuple[Msg, dict[str, Any]]:
-    """Parse and check one frame of a type in `allowed`; raise ProtocolError saying what is wrong."""
+    """Parse and check one frame of a type in `allowed`; raise ProtocolError saying what is wrong.
+
+    Nothing else escapes: a frame is from outside, and a receive loop that met any other error
+    would stop hearing every peer (a 1 KB frame nested 1000 levels once raised RecursionError).
+    """
+    try:
+        return _decode(frame, allowed)
+    except ProtocolError:
+        raise
+    except Exception as exc:  # a check we did not foresee: still only this frame is wrong
+        raise ProtocolError(f"unreadable frame: {type(exc).__name__}") from None
+
+
+def _decode(frame: bytes, allowed: frozenset[Msg]) -> tuple[Msg, dict[str, Any]]:
     try:
         data = msgpack.unpackb(frame, raw=False, strict_map_key=True)
     except Exception as exc:  # msgpack raises several unrelated types
         raise ProtocolError(f"not msgpack: {exc}") from None
+    fault = _shape_fault([data])
+    if fault is not None:
+        raise ProtocolError(f"frame {fault}")
     if not isinstance(data, list) or len(data) != 2:
         raise ProtocolError("frame is not a [type, body] pair")
     kind, body = data
@@ -195,12 +211,41 @@ def decode(frame: bytes, allowed: frozenset[Msg] = frozenset(Msg)) -> tuple[Msg,
     return msg, body
 
 
+# Deepest nesting a frame may have: a job's stored data (at most storable.MAX_DEPTH, 32) wrapped in the
+# few levels of a message. Checked before anything walks the frame, so no check recurses without bound.
+MAX_NESTING = 64
+
+
+def _shape_fault(value: Any) -> str | None:
+    """Why `value` (decoded msgpack) is no message, or None: lists or maps nested more than MAX_NESTING
+    deep, or an extension type (a msgpack timestamp or ext) that neither side sends nor the store keeps."""
+    level: list[Any] = [value]
+    for _ in range(MAX_NESTING + 1):
+        inner: list[Any] = []
+        for node in level:
+            for item in node.values() if isinstance(node, dict) else node:
+                if isinstance(item, (list, dict)):
+                    inner.append(item)
+                elif isinstance(item, _EXTENSIONS):
+                    return "holds a msgpack extension type (only nil, bool, numbers, text, bytes, lists and maps)"
+        if not inner:
+            return None
+        level = inner
+    return f"nested more than {MAX_NESTING} levels deep"
+
+
+_EXTENSIONS = (msgpack.ExtType, msgpack.Timestamp)
+
+
 # Numbers both sides, JSON and a browser can hold exactly: finite, and whole numbers within 2**53.
 MAX_NUMBER = 2**53
 # Fields with a narrower range wherever they appear: times (seconds since 1970, before 2286), durations
 # (seconds), exit codes (32-bit).
 _RANGES: dict[str, tuple[float, float]] = {
     "timestamp": (0, 1e10), "duration": (0, 1e8), "exitCode": (-2**31, 2**31 - 1), "code": (-2**31, 2**31 - 1),
+    # A command's number (1, 2, 3… in a job): the queen keeps the first one a job reports and would
+    # refuse its own later messages naming a number beyond 2**53.
+    "num": (1, 10**9),
 }
 
 

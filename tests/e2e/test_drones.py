@@ -180,3 +180,83 @@ async def test_a_connected_drones_id_cannot_be_taken_and_a_refused_drone_comes_b
         ctx.destroy(linger=0)
     assert (await queen.wait_job((await queen.trigger("secret"))["id"]))["status"] == "passed"
     assert "in use by another connected drone" in queen.queen.stderr.read_text() if queen.queen else False
+
+
+def _nasty_frames(first: str) -> list[bytes]:
+    """Frames that once broke a receive loop or could: msgpack nested far deeper than any message
+    (1 KB, 1000 levels: a RecursionError, not a ProtocolError, that ended the broker's receive task),
+    extension types, truncated frames."""
+    head = msgpack.packb([first, {"jobs": [], "x": 0}])[:-1]  # the body's last value still to come
+    return [
+        head + b"\x91" * 1000 + b"\x90",
+        head + b"\x81\xa1k" * 900 + b"\x90",
+        head + b"\x91" * 100_000 + b"\xc0",
+        head + b"\xd4\x05x",
+        head + b"\xd6\xff\x00\x00\x00\x01",  # a msgpack timestamp
+        head,
+    ]
+
+
+async def test_deeply_nested_frames_do_not_stop_the_queen_hearing_drones(queen: Cluster) -> None:
+    steady = await queen.add_drone("steady")
+    ctx = zmq.asyncio.Context()
+    try:
+        sock = ctx.socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.connect(queen.endpoint)  # a loopback queen admits an unkeyed peer: anyone on this machine
+        for _ in range(20):
+            for frame in _nasty_frames("drone:heartbeat") + _nasty_frames("drone:info"):
+                await sock.send(frame)
+        await asyncio.sleep(0.5)
+    finally:
+        ctx.destroy(linger=0)
+
+    # The queen still hears: a new drone joins and runs a job, and the one already there is not lost
+    # (drones silent for 4 beats of 0.2 s are; this takes longer than that).
+    await queen.add_drone("honest")
+    await queen.create_repo("app", ("test", ["echo still serving"]))
+    job = await queen.trigger("app")
+    assert (await queen.wait_job(job["id"]))["status"] == "passed"
+    await asyncio.sleep(1.5)
+    assert await queen.drone_ids() == {"steady", "honest"}
+    assert steady.alive
+    assert queen.queen is not None and queen.queen.alive
+    log = queen.queen.stderr.read_text()
+    assert "nested more than 64 levels deep" in log and "silent for" not in log
+    assert "Traceback" not in log
+
+
+async def test_deeply_nested_frames_from_a_queen_do_not_stop_the_drone_hearing_it(cluster: Cluster) -> None:
+    ctx = zmq.asyncio.Context()
+    try:
+        fake = ctx.socket(zmq.ROUTER)
+        fake.setsockopt(zmq.LINGER, 0)
+        port = fake.bind_to_random_port("tcp://127.0.0.1")
+        cluster.endpoint = f"tcp://127.0.0.1:{port}"
+        drone = await cluster.add_drone("d1", wait=False)
+
+        async def heard(kind: Msg, timeout: float = 10.0) -> bytes:
+            deadline = time.monotonic() + timeout
+            while True:
+                route, frame = await asyncio.wait_for(fake.recv_multipart(), deadline - time.monotonic())
+                if decode(frame)[0] is kind:
+                    return route
+
+        route = await heard(Msg.DRONE_INFO)
+        beat = encode(Msg.QUEEN_HEARTBEAT, {"boot": "b1"})
+        await fake.send_multipart([route, beat])  # the queen is reachable now: the drone listens for it
+        for frame in _nasty_frames("queen:heartbeat") * 20:
+            await fake.send_multipart([route, frame])
+        # It still hears its queen: beating every 0.1 s, it is never silent (4 beats of 0.2 s) ...
+        for _ in range(15):
+            await fake.send_multipart([route, beat])
+            await asyncio.sleep(0.1)
+        # ... and asked who it is, it answers.
+        await fake.send_multipart([route, encode(Msg.QUERY_INFO, {"boot": "b1"})])
+        await heard(Msg.DRONE_INFO, timeout=2.0)
+        assert drone.alive
+    finally:
+        ctx.destroy(linger=0)
+    log = drone.stderr.read_text()
+    assert "nested more than 64 levels deep" in log and "Traceback" not in log
+    assert "silent for" not in log

@@ -100,6 +100,10 @@ def test_a_heartbeats_load_out_of_range_is_ignored() -> None:
     (Msg.JOB_CMD_DONE, {"id": "J", "seq": 2, "attempt": 1, "num": 1, "exitCode": 0, "duration": 0.1,
                         "usage": {"peak_rss": -1e300}}, "'usage.peak_rss' is beyond"),
     (Msg.JOB_CMD_STDOUT, {"id": "J", "seq": 2**60, "attempt": 1, "num": 1, "text": "x"}, "'seq' is beyond"),
+    # the queen keeps a job's first command number and sends it back on a retry (first_cmd)
+    (Msg.JOB_CMD_START, {"id": "J", "seq": 2, "attempt": 1, "num": 2**53, "command": "x", "screencmd": "x",
+                         "phase": "test"}, "'num' must be between 1 and 1e+09"),
+    (Msg.JOB_CMD_STDOUT, {"id": "J", "seq": 2, "attempt": 1, "num": 0, "text": "x"}, "'num' must be between"),
 ])
 def test_numbers_out_of_any_sane_range_are_refused(kind: Msg, body: dict, words: str) -> None:
     with pytest.raises(ProtocolError, match=re.escape(words)):
@@ -118,3 +122,39 @@ def test_a_drone_reports_the_commit_it_checked_out_as_a_checked_job_event() -> N
     assert Msg.JOB_CHECKOUT in JOB_EVENTS and Msg.JOB_CHECKOUT not in QUEEN_SENDS
     with pytest.raises(ProtocolError, match="'commit'"):
         decode(encode(Msg.JOB_CHECKOUT, {"id": "j1", "seq": 4, "attempt": 1, "commit": 7}), DRONE_SENDS)
+
+
+_HEAD = msgpack.packb(["drone:heartbeat", {"jobs": [], "x": 0}])[:-1]  # the body's last value still to come
+
+
+@pytest.mark.parametrize("frame", [
+    _HEAD + b"\x91" * 1000 + b"\x90",  # 1 KB nested 1000 levels: once a RecursionError that stopped the broker
+    _HEAD + b"\x91" * 100_000 + b"\x90",
+    _HEAD + b"\x81\xa1k" * 65 + b"\x90",  # maps too
+    msgpack.packb(["job:plugin", {"id": "J", "seq": 1, "attempt": 1, "plugin": "p", "data": {}}])[:-1] + b"\x91" * 70
+    + b"\xc0",
+])
+def test_deeply_nested_frames_are_refused_as_malformed(frame: bytes) -> None:
+    with pytest.raises(ProtocolError, match="nested more than 64 levels|not msgpack"):
+        decode(frame)
+    with pytest.raises(ProtocolError):
+        decode(frame, QUEEN_SENDS)
+
+
+def test_nesting_up_to_the_bound_is_accepted() -> None:
+    data: object = 1
+    for _ in range(60):
+        data = [data]
+    body = {"id": "J", "seq": 1, "attempt": 1, "plugin": "p", "data": {"x": data}}
+    assert decode(encode(Msg.JOB_PLUGIN, body)) == (Msg.JOB_PLUGIN, body)
+
+
+@pytest.mark.parametrize("frame", [
+    b"", b"\x00", b"\xdd\xff\xff\xff\xff", b"\xc7\x05\x01abc", msgpack.packb([b"\xff", {}]),
+    msgpack.packb(["ack", {1: 2}], strict_types=False), msgpack.packb(["ack", {"id": "J", "seq": 1, "attempt": 1}])[:-1],
+    msgpack.packb(["drone:heartbeat", {"jobs": [], "load": 2**64 - 1}]),
+    msgpack.packb(["drone:heartbeat", {"jobs": [], "x": msgpack.ExtType(5, b"x")}]),
+])
+def test_no_frame_raises_anything_but_a_protocol_error(frame: bytes) -> None:
+    with pytest.raises(ProtocolError):
+        decode(frame, DRONE_SENDS)
