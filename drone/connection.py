@@ -35,7 +35,7 @@ import zmq.asyncio
 from apiary.core.config import DroneConfig
 from apiary.core.curve import LOG_EVERY, Every
 from apiary.core.errors import ProtocolError
-from apiary.core.protocol import MAX_MESSAGE_BYTES, QUEEN_SENDS, Msg, decode, encode
+from apiary.core.protocol import DRONE_SENDS, MAX_MESSAGE_BYTES, QUEEN_SENDS, Msg, decode, encode
 
 from .keys import HandshakeMonitor, client_curve, drone_handshake_problem
 from .outbox import Outbox
@@ -141,7 +141,16 @@ class Connection:
         """Send a job event; it is kept until the queen acks it. The one place an event gets its
         ``id``, ``seq`` and ``attempt`` (protocol.JobEvent)."""
         seq = self.outbox.next_seq(job_id)
-        frame = encode(msg, {**fields, "id": job_id, "seq": seq, "attempt": self.outbox.attempt(job_id)})
+        head = {"id": job_id, "seq": seq, "attempt": self.outbox.attempt(job_id)}
+        frame = encode(msg, {**fields, **head})
+        try:
+            decode(frame, DRONE_SENDS)
+        except ProtocolError as exc:
+            # The queen would refuse it each time it came, and the job would wait for it for ever:
+            # its seq carries a line saying what was dropped instead (what emits it is at fault).
+            log.error("job %s: not sending a %s the queen would refuse: %s", job_id, msg.value, exc)
+            frame = encode(Msg.JOB_STDERR, {"text": f"apiary: the drone dropped a {msg.value} event the queen "
+                                                    f"would refuse: {str(exc)[:500]}\n", **head})
         self.outbox.keep(job_id, seq, frame)
         self._send(frame)
 

@@ -12,11 +12,12 @@ raises or answers wrongly fails the job.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from apiary.core.protocol import JobType, Msg
+from apiary.core.protocol import MAX_NUMBER, JobType, Msg
 
 from .masking import Masker
 from .plugins import PluginError, PluginManager, plugin_contribution
@@ -91,6 +92,14 @@ class JobPlugins:
                 if not isinstance(data, dict) or not _plain_keys(data):
                     raise PluginError(plugin["name"], "results() must return a dict whose keys are strings "
                                       "without '.' or a leading '$'")
+                dropped: list[str] = []
+                data = carried(data, "", dropped)
+                if dropped:
+                    # The queen refuses these (JSON and a browser cannot hold them) and the drone would
+                    # send the event again for ever: the job's log says what became null.
+                    shown = ", ".join(dropped[:10]) + (f" and {len(dropped) - 10} more" if len(dropped) > 10 else "")
+                    self._say_out(f"apiary: plugin {plugin['name']}: results field(s) {shown} set to null: "
+                                  f"not a finite number within ±2**53\n")
                 self.emit(Msg.JOB_PLUGIN, {"plugin": plugin["name"], "data": data})
 
 
@@ -104,3 +113,18 @@ def _plain_keys(value: Any, depth: int = 0) -> bool:
     if isinstance(value, list):
         return all(_plain_keys(v, depth + 1) for v in value)
     return True
+
+
+def carried(value: Any, path: str, dropped: list[str]) -> Any:
+    """`value` (JSON a plugin answered) with every number the wire refuses (NaN, ±inf, beyond ±2**53:
+    apiary.core.protocol) as None, naming each in `dropped` (``coverage``, ``suites[2].time``)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, dict, list)):
+        return value
+    if isinstance(value, dict):
+        return {k: carried(v, f"{path}.{k}" if path else str(k), dropped) for k, v in value.items()}
+    if isinstance(value, list):
+        return [carried(v, f"{path}[{i}]", dropped) for i, v in enumerate(value)]
+    if isinstance(value, float) and not math.isfinite(value) or abs(value) > MAX_NUMBER:
+        dropped.append(path or "(the value)")
+        return None
+    return value
