@@ -114,7 +114,9 @@ def job_view(doc: Job) -> dict[str, Any]:
     author = trigger.get("author") or {}
     ref = job.get("ref") or {}
     job["final"] = JobStatus(job["status"]).final
-    job["source"] = source.get("name") or source.get("plugin") or source.get("type") or "API"
+    # Only a plugin names its source; a name an API client stored before that was refused is not shown.
+    name = source.get("name") if source.get("type") == "plugin" else None
+    job["source"] = name or source.get("plugin") or source.get("type") or "API"
     job["author"] = (author.get("name") or author.get("username") or author.get("login") or author.get("email")
                      or "")
     if job["author"] == job["source"]:  # a schedule's job: "schedule · schedule" says nothing more

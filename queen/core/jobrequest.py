@@ -9,8 +9,14 @@ first field at fault: ``type: must be one of TEST, DEPLOY, TEST_DEPLOY``, ``para
 What the pipeline has to say (the parameters it declares, a ref git can find) is checked when the
 job is made.
 
-The trigger records who asked. An API client's is checked and refused when wrong (a `source` of UI,
-API or plugin; an http(s) `url`). A plugin's is the queen's own code reporting what a forge or a
+The ref is checked here by git's rules (apiary.core.refs.parse_ref), whether or not the repository
+has a URL, and a fault names the field the caller sent (``branch``, ``commit``, ``fetch``); a branch
+and a fetch refspec together are refused. A parameter's value becomes an environment variable of the
+job's commands, so a NUL byte, a value over 64 KiB or parameters over 256 KiB in all (which the kernel
+would refuse when the job starts) are refused now, naming ``parameters.P``.
+
+The trigger records who asked. An API client's is checked and refused when wrong (a `source` that
+is only its type, UI or API; an `author` of name, email and login, short strings; an http(s) `url`). A plugin's is the queen's own code reporting what a forge or a
 schedule said: it is recorded as given, as strings, and a `url` no page may link to is left out
 rather than refused.
 
@@ -22,10 +28,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, cast
 
-from .errors import BadRequest
+from .errors import BadRequest, GitError
 from .fields import ENV_NAME, get_str, is_web_link, no_unknown
 from .models import JobBody, JobRequest, Ref, Trigger, TriggerBody, TriggerSource
 from .protocol import JobType
+from .refs import parse_ref
 
 JOB_TYPES = tuple(t.value for t in JobType)
 # What an API client may say it is: only a queen plugin's trigger is "plugin" (apiary.queen.trust trusts
@@ -33,6 +40,15 @@ JOB_TYPES = tuple(t.value for t in JobType)
 CLIENT_SOURCES = ("UI", "API")
 JOB_FIELDS = frozenset(JobBody.__optional_keys__)  # what a request may hold: branch, commit, fetch, type...
 TRIGGER_FIELDS = frozenset(TriggerBody.__optional_keys__)  # ... and its trigger: source, type, author...
+# What an API client's author may say: the keys the pages show, each a short string (stored as given).
+AUTHOR_FIELDS = ("name", "email", "login")
+AUTHOR_MAX = 256  # characters
+# A parameter is an environment variable of every command: Linux refuses one string over 128 KiB
+# (MAX_ARG_STRLEN) and all of them over a share of the stack limit ("Argument list too long"), so the
+# caps leave room below both for the queen's own variables.
+PARAMETER_MAX = 64 * 1024  # bytes (UTF-8) of one value
+PARAMETERS_MAX = 256 * 1024  # bytes of all of them: NAME=value and its NUL each
+REF_MAX = 1024  # characters of a branch or a fetch refspec; git's own limit is the file system's
 
 
 def job_request(repo: Mapping[str, Any], given: Mapping[str, Any], now: float, *, plugin: str | None = None,
@@ -50,11 +66,7 @@ def job_request(repo: Mapping[str, Any], given: Mapping[str, Any], now: float, *
     job_type = get_str(given, "type", JobType.TEST.value)
     if job_type not in JOB_TYPES:
         raise BadRequest(f"type: must be one of {', '.join(JOB_TYPES)}", field="type")
-    fetch = get_str(given, "fetch")
-    ref: Ref = {"fetch": fetch} if fetch else {"branch": get_str(given, "branch", repo.get("default_branch", "main"))}
-    commit = get_str(given, "commit")
-    if commit:
-        ref["id"] = commit
+    ref = _ref(repo, given)
     parameters = _parameters(given.get("parameters"))
     if plugin is None:
         trigger = _client_trigger(given.get("trigger"), now)
@@ -63,13 +75,52 @@ def job_request(repo: Mapping[str, Any], given: Mapping[str, Any], now: float, *
     return {"ref": ref, "type": job_type, "parameters": parameters, "trigger": trigger}
 
 
+def _ref(repo: Mapping[str, Any], given: Mapping[str, Any]) -> Ref:
+    """The job's ref: `fetch` or `branch` (default: the repository's default branch), at `commit` if given.
+
+    An empty string is the field not given. Checked by parse_ref, the rule the
+    drone's checkout and the queen's git read apply, so what is accepted here
+    is what git is asked for; a fault names the field the caller sent.
+    """
+    fetch, branch, commit = (get_str(given, name) or None for name in ("fetch", "branch", "commit"))
+    if fetch and branch:
+        raise BadRequest("branch: give a branch or a fetch refspec (fetch), not both", field="branch")
+    for name, text in (("fetch", fetch), ("branch", branch)):
+        if text is not None and len(text) > REF_MAX:
+            raise BadRequest(f"{name}: longer than {REF_MAX} characters", field=name)
+    ref: Ref = {"fetch": fetch} if fetch else {"branch": branch or repo.get("default_branch") or "main"}
+    if commit:
+        ref["id"] = commit
+    try:
+        parse_ref(ref)
+    except GitError:
+        if commit and not _is_sha(commit):
+            raise BadRequest(f"commit: {commit[:80]!r} is not a commit sha (4 to 64 hex digits)",
+                             field="commit") from None
+        name, shown = ("fetch", fetch) if fetch else ("branch", ref.get("branch", ""))
+        raise BadRequest(f"{name}: {str(shown)[:200]!r} is not a valid ref name (git check-ref-format)",
+                         field=name) from None
+    return ref
+
+
+def _is_sha(text: str) -> bool:
+    """Whether parse_ref takes `text` as a commit (with a branch it surely takes)."""
+    try:
+        parse_ref({"branch": "main", "id": text})
+    except GitError:
+        return False
+    return True
+
+
 def _parameters(value: Any) -> dict[str, str]:
-    """NAME: value, each value a string (numbers as written, true/false in lower case)."""
+    """NAME: value, each value a string (numbers as written, true/false in lower case) an environment
+    variable can hold: no NUL, at most PARAMETER_MAX bytes, all together at most PARAMETERS_MAX."""
     if value is None:
         return {}
     if not isinstance(value, dict):
         raise BadRequest("parameters: must be an object of NAME: value", field="parameters")
     out = {}
+    total = 0
     for name, v in value.items():
         if not isinstance(name, str) or not ENV_NAME.match(name):
             raise BadRequest(f"parameters.{name}: a parameter name is letters, digits and '_', "
@@ -78,7 +129,19 @@ def _parameters(value: Any) -> dict[str, str]:
             v = "true" if v else "false"
         if not isinstance(v, (str, int, float)):
             raise BadRequest(f"parameters.{name}: must be a string or a number", field=f"parameters.{name}")
-        out[name] = str(v)
+        v = str(v)
+        if "\0" in v:
+            raise BadRequest(f"parameters.{name}: contains a NUL byte, which no environment variable can hold",
+                             field=f"parameters.{name}")
+        size = len(v.encode("utf-8", "surrogatepass"))
+        if size > PARAMETER_MAX:
+            raise BadRequest(f"parameters.{name}: {size} bytes, more than the {PARAMETER_MAX // 1024} KiB a "
+                             "parameter's value may hold", field=f"parameters.{name}")
+        total += len(name) + size + 2
+        if total > PARAMETERS_MAX:
+            raise BadRequest(f"parameters.{name}: the parameters come to more than the {PARAMETERS_MAX // 1024} "
+                             "KiB all of a job's may hold (names and values)", field=f"parameters.{name}")
+        out[name] = v
     return out
 
 
@@ -95,11 +158,11 @@ def _client_trigger(value: Any, now: float) -> Trigger:
     if not isinstance(source, dict) or source.get("type") not in CLIENT_SOURCES:
         raise BadRequest(f"trigger.source: must be one of {', '.join(CLIENT_SOURCES)} (a plugin's trigger is "
                          "made by the plugin)", field="trigger.source")
-    author = value.get("author", {})
-    if isinstance(author, str):
-        author = {"name": author}
-    if not isinstance(author, dict) or not all(isinstance(v, str) for v in author.values()):
-        raise BadRequest("trigger.author: must be a name or an object of strings", field="trigger.author")
+    if set(source) != {"type"}:  # the pages show a source's name: a client's would pass for a plugin's
+        extra = ", ".join(sorted(str(k) for k in source if k != "type"))
+        raise BadRequest(f"trigger.source: an API client's source is only its type, UI or API (not {extra})",
+                         field="trigger.source")
+    author = _author(value.get("author", {}))
     url = get_str(value, "url", "", prefix="trigger.")
     if url and not is_web_link(url):
         raise BadRequest("trigger.url: must be an http:// or https:// address (the job page links to it)",
@@ -112,6 +175,20 @@ def _client_trigger(value: Any, now: float) -> Trigger:
         "timestamp": now,
         "source": cast("TriggerSource", source),  # checked: its type is one of CLIENT_SOURCES
     }
+
+
+def _author(author: Any) -> dict[str, str]:
+    """An API client's author: a name, or an object of AUTHOR_FIELDS, each at most AUTHOR_MAX characters."""
+    if isinstance(author, str):
+        author = {"name": author}
+    if not isinstance(author, dict) or not all(isinstance(v, str) for v in author.values()):
+        raise BadRequest("trigger.author: must be a name or an object of strings", field="trigger.author")
+    no_unknown(author, AUTHOR_FIELDS, "trigger.author.")
+    for key, text in author.items():
+        if len(text) > AUTHOR_MAX:
+            raise BadRequest(f"trigger.author.{key}: longer than {AUTHOR_MAX} characters",
+                             field=f"trigger.author.{key}")
+    return author
 
 
 def _plugin_trigger(value: Any, plugin: str, source: Mapping[str, Any] | None, now: float) -> Trigger:

@@ -51,6 +51,41 @@ async def test_bad_trigger_is_refused_naming_the_field_and_queues_nothing(queen:
     assert (await queen.get("/repos/app/jobs"))["jobs"] == []
 
 
+# What used to pass the API and then fail the job as it started ("embedded null byte", "Argument list too
+# long"), name a ref git refuses, or show on the pages as what it is not: the repository has no URL, so
+# nothing but this check stands before the drone.
+NEVER_RUNS = [
+    ({"parameters": {"P": "a\0b"}}, "parameters.P", "NUL byte"),
+    ({"parameters": {"P": "v" * 200_000}}, "parameters.P", "64 KiB"),
+    ({"parameters": {f"P{i}": "v" * 60_000 for i in range(6)}}, "parameters.P4", "256 KiB"),
+    ({"branch": "-x"}, "branch", "not a valid ref name"),
+    ({"branch": "ma\0in"}, "branch", "not a valid ref name"),
+    ({"branch": "b" * 100_000}, "branch", "longer than 1024"),
+    ({"commit": "zzzz"}, "commit", "not a commit sha"),
+    ({"fetch": "--upload-pack=touch /tmp/x"}, "fetch", "not a valid ref name"),
+    ({"branch": "main", "fetch": "refs/pull/1/head"}, "branch", "not both"),
+    ({"trigger": {"source": {"type": "UI", "name": "github push"}}}, "trigger.source", "only its type"),
+    ({"trigger": {"author": {"$where": "x", "a.b": "y"}}}, "trigger.author.$where", "unknown field"),
+]
+
+
+async def test_a_request_that_could_never_run_is_refused_and_one_at_the_limits_runs(queen: Cluster) -> None:
+    pipeline = {"parameters": {f"P{i}": {"default": ""} for i in range(6)},
+                "stages": [{"name": "test", "steps": [
+                    {"run": 'test "${#P0}" -eq 65536 && test "${#P3}" -eq 62000 && echo "at $APIARY_BRANCH"'}]}]}
+    await queen.request("POST", "/repos", {"name": "app", "pipeline": pipeline}, expect=201)
+    for body, field, words in NEVER_RUNS:
+        status, answer = await queen.request("POST", "/repos/app/jobs", body)
+        assert (status, answer.get("field")) == (400, field) and words in answer["error"], (field, answer)
+        assert "\0" not in answer["error"] and len(answer["error"]) < 400, answer
+    assert (await queen.get("/repos/app/jobs"))["jobs"] == []
+    # The most a job may be given reaches its commands: the caps are below what the kernel takes.
+    await queen.add_drone("d1")
+    near = {"P0": "v" * 65536, **{f"P{i}": "w" * 62000 for i in range(1, 4)}}
+    job = await queen.wait_job((await queen.trigger("app", branch="release/2.0", parameters=near))["id"])
+    assert job["status"] == "passed", job
+
+
 async def test_unknown_repository_job_and_endpoint_are_404(queen: Cluster) -> None:
     for method, path in [("POST", "/repos/ghost/jobs"), ("GET", "/repos/ghost"), ("GET", "/repos/ghost/jobs"),
                          ("GET", "/jobs/01NOSUCHJOB"), ("GET", "/jobs/01NOSUCHJOB/events"), ("GET", "/nothing")]:

@@ -52,6 +52,8 @@ from tests.cluster import FINAL, Cluster
 
 # In text, in a double- and in a single-quoted attribute: each would make an element or a handler.
 PAYLOAD = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=1</script>"\'><svg onload=window.__pwned=1>'
+# Where git's rules for a ref name hold (a branch, a fetched ref): no space, '/' only before a letter.
+REF_PAYLOAD = '\'"><img/src/onerror=window.__pwned=1><svg/onload=window.__pwned=1>'
 # Where a '/' cannot go (a path segment of the URL).
 SHORT = "<img src=x onerror=window.__pwned=1>"
 SCRIPT_URL = "javascript:window.__pwned=1"
@@ -395,7 +397,7 @@ async def test_no_value_a_member_forge_or_drone_sets_runs_script_in_the_admins_p
     await asyncio.wait_for(watching.wait(), 15)  # subscribed to new jobs
 
     # A member's job: every field it may set is HTML.
-    one = await trigger(member, "xss", branch=PAYLOAD, commit=PAYLOAD, parameters={"GREETING": PAYLOAD},
+    one = await trigger(member, "xss", branch=REF_PAYLOAD, parameters={"GREETING": PAYLOAD},
                         trigger={"author": {"name": PAYLOAD, "email": SCRIPT_URL}, "message": PAYLOAD,
                                  "url": QUOTED_URL, "type": PAYLOAD})
     # A link that would run script or show a page of the member's making is refused, on the trigger and the re-run.
@@ -404,12 +406,12 @@ async def test_no_value_a_member_forge_or_drone_sets_runs_script_in_the_admins_p
         assert (status, body.get("field")) == (400, "trigger.url"), (url, status, body)
         status, body = await member.call("POST", f"/jobs/{one}/rerun", {"trigger": {"url": url}})
         assert (status, body.get("field")) == (400, "trigger.url"), (url, status, body)
-    two = await trigger(member, "xss", fetch=PAYLOAD, trigger={
-        "author": SCRIPT_URL, "message": SCRIPT_URL, "source": {"type": "API", "name": PAYLOAD}})
-    broken = await trigger(member, "broken", trigger={"author": {"username": PAYLOAD}})
+    two = await trigger(member, "xss", fetch=REF_PAYLOAD, trigger={
+        "author": SCRIPT_URL, "message": SCRIPT_URL, "source": {"type": "API"}})
+    broken = await trigger(member, "broken", trigger={"author": {"login": PAYLOAD}})
     # A forge's push: its branch, author and message are HTML, its link a script, which is dropped.
     status, text = await github_push(queen, "xss", "hook secret", {
-        "ref": f"refs/heads/{PAYLOAD}", "after": "0" * 40,
+        "ref": f"refs/heads/{REF_PAYLOAD}", "after": "0" * 40,
         "head_commit": {"message": PAYLOAD, "url": SCRIPT_URL, "author": {"name": PAYLOAD, "username": PAYLOAD}}})
     assert status == 201, text
     forged = json.loads(text)["jobs"][0]["id"]
@@ -427,7 +429,7 @@ async def test_no_value_a_member_forge_or_drone_sets_runs_script_in_the_admins_p
     await expect(step).to_have_count(1, timeout=30_000)
     live = await step.evaluate("d => d.open")  # a running command is open; one that ended before, closed
     await step.evaluate("d => { d.open = true; }")
-    await expect(step.locator(".log")).to_contain_text("branch " + PAYLOAD, timeout=30_000)
+    await expect(step.locator(".log")).to_contain_text("branch " + REF_PAYLOAD, timeout=30_000)
     await expect(step.locator(".log")).to_contain_text("the end of the output", timeout=30_000)
     summary = page.locator("#summary")
     await expect(summary.locator(".facts")).to_have_attribute("data-final", "true", timeout=30_000)
@@ -475,8 +477,8 @@ async def test_no_value_a_member_forge_or_drone_sets_runs_script_in_the_admins_p
 
     async def job_two() -> None:
         await all_output_shown()
-        await expect(summary.locator("code").first).to_have_text(PAYLOAD)  # the fetched ref
-        await expect(summary).to_contain_text(f"{PAYLOAD} · {SCRIPT_URL}")  # the source's name, the author
+        await expect(summary.locator("code").first).to_have_text(REF_PAYLOAD)  # the fetched ref
+        await expect(summary).to_contain_text(f"API · {SCRIPT_URL}")  # the source, the author
 
     async def forged_job() -> None:
         await all_output_shown()

@@ -22,8 +22,12 @@ API = {"type": "manual", "author": {}, "message": "", "url": "", "timestamp": NO
 GOOD = [
     ({}, {"branch": "trunk"}, "TEST", {}, {}),
     ({"branch": "dev", "commit": "abc1234"}, {"branch": "dev", "id": "abc1234"}, "TEST", {}, {}),
-    ({"fetch": "refs/pull/7/merge", "branch": "dev"}, {"fetch": "refs/pull/7/merge"}, "TEST", {}, {}),
-    ({"fetch": "", "branch": ""}, {"branch": ""}, "TEST", {}, {}),  # an empty fetch is none; a branch is as given
+    ({"fetch": "refs/pull/7/merge"}, {"fetch": "refs/pull/7/merge"}, "TEST", {}, {}),
+    ({"fetch": "+refs/tags/v1:refs/tags/v1", "commit": "A" * 40}, {"fetch": "+refs/tags/v1:refs/tags/v1", "id": "A" * 40},
+     "TEST", {}, {}),
+    ({"fetch": "", "branch": ""}, {"branch": "trunk"}, "TEST", {}, {}),  # an empty field is one not given
+    ({"branch": "refs/heads/release/2.0", "commit": "abc1"}, {"branch": "refs/heads/release/2.0", "id": "abc1"},
+     "TEST", {}, {}),
     ({"commit": ""}, {"branch": "trunk"}, "TEST", {}, {}),
     ({"type": "TEST_DEPLOY"}, {"branch": "trunk"}, "TEST_DEPLOY", {}, {}),
     ({"parameters": {"A": 1, "B": True, "C": False, "D": 1.5, "E": "x", "_F2": ""}}, {"branch": "trunk"}, "TEST",
@@ -35,6 +39,13 @@ GOOD = [
      {"author": {"name": "ann"}, "type": "nightly", "message": "hi", "url": "https://ci.example/1"}),
     ({"trigger": {"author": {"name": "ann", "email": "ann@example.org"}, "url": ""}}, {"branch": "trunk"}, "TEST",
      {}, {"author": {"name": "ann", "email": "ann@example.org"}}),
+    ({"trigger": {"author": {"login": "ann", "name": "A" * 256}, "source": {"type": "UI"}}}, {"branch": "trunk"},
+     "TEST", {}, {"author": {"login": "ann", "name": "A" * 256}, "source": {"type": "UI"}}),
+    # The most a parameter and all of them may hold (64 KiB, 256 KiB): what the kernel takes as the environment.
+    ({"parameters": {"P": "v" * 65536, "Q": "é" * 32768}}, {"branch": "trunk"}, "TEST",
+     {"P": "v" * 65536, "Q": "é" * 32768}, {}),
+    ({"parameters": {f"P{i}": "v" * 65530 for i in range(3)}}, {"branch": "trunk"}, "TEST",
+     {f"P{i}": "v" * 65530 for i in range(3)}, {}),
 ]
 
 
@@ -62,6 +73,31 @@ BAD = [
      f"parameters.{'L' * 129}: a parameter name is letters, digits and '_', not starting with a digit"),
     ({"parameters": {"OK": {"nested": 1}}}, "parameters.OK", "parameters.OK: must be a string or a number"),
     ({"parameters": {"OK": None}}, "parameters.OK", "parameters.OK: must be a string or a number"),
+    # A value no environment variable can hold: the job would fail as it starts ("embedded null byte",
+    # "Argument list too long").
+    ({"parameters": {"P": "a\0b"}}, "parameters.P",
+     "parameters.P: contains a NUL byte, which no environment variable can hold"),
+    ({"parameters": {"P": "v" * 65537}}, "parameters.P",
+     "parameters.P: 65537 bytes, more than the 64 KiB a parameter's value may hold"),
+    ({"parameters": {"P": "é" * 32769}}, "parameters.P",  # bytes, not characters
+     "parameters.P: 65538 bytes, more than the 64 KiB a parameter's value may hold"),
+    ({"parameters": {f"P{i}": "v" * 65536 for i in range(5)}}, "parameters.P3",
+     "parameters.P3: the parameters come to more than the 256 KiB all of a job's may hold (names and values)"),
+    ({"parameters": {f"P{i}": "x" for i in range(50_000)}}, "parameters.P30361",
+     "parameters.P30361: the parameters come to more than the 256 KiB all of a job's may hold (names and values)"),
+    # The ref, by git's rules (whether or not the repository has a URL), naming the field sent.
+    ({"branch": "-x"}, "branch", "branch: '-x' is not a valid ref name (git check-ref-format)"),
+    ({"branch": "ma\0in"}, "branch", "branch: 'ma\\x00in' is not a valid ref name (git check-ref-format)"),
+    ({"branch": "a..b"}, "branch", "branch: 'a..b' is not a valid ref name (git check-ref-format)"),
+    ({"branch": "b" * 100_000}, "branch", "branch: longer than 1024 characters"),
+    ({"fetch": "--upload-pack=touch /tmp/x"}, "fetch",
+     "fetch: '--upload-pack=touch /tmp/x' is not a valid ref name (git check-ref-format)"),
+    ({"fetch": "refs/pull/7/merge", "branch": "dev"}, "branch",
+     "branch: give a branch or a fetch refspec (fetch), not both"),
+    ({"commit": "zzzz"}, "commit", "commit: 'zzzz' is not a commit sha (4 to 64 hex digits)"),
+    ({"commit": "--output=/tmp/x", "branch": "-x"}, "commit",
+     "commit: '--output=/tmp/x' is not a commit sha (4 to 64 hex digits)"),
+    ({"commit": "a" * 65}, "commit", f"commit: {'a' * 65!r} is not a commit sha (4 to 64 hex digits)"),
     ({"trigger": "push"}, "trigger", "trigger: must be an object"),
     ({"trigger": {"sauce": "API"}}, "trigger.sauce",
      "trigger.sauce: unknown field (known: author, message, source, type, url)"),
@@ -75,6 +111,19 @@ BAD = [
     ({"trigger": {"source": 1}}, "trigger.source", "trigger.source: must be one of UI, API (a plugin's trigger is made by the plugin)"),
     ({"trigger": {"author": {"name": 1}}}, "trigger.author", "trigger.author: must be a name or an object of strings"),
     ({"trigger": {"author": ["ann"]}}, "trigger.author", "trigger.author: must be a name or an object of strings"),
+    # A client's source is its type: a name would show on the pages as if a plugin had made the job.
+    ({"trigger": {"source": {"type": "UI", "name": "github push"}}}, "trigger.source",
+     "trigger.source: an API client's source is only its type, UI or API (not name)"),
+    ({"trigger": {"source": {"type": "API", "plugin": "github", "$x": 1}}}, "trigger.source",
+     "trigger.source: an API client's source is only its type, UI or API (not $x, plugin)"),
+    # An author is a name, an email and a login: keys a store query would read as operators are refused.
+    ({"trigger": {"author": {"$where": "x"}}}, "trigger.author.$where",
+     "trigger.author.$where: unknown field (known: email, login, name)"),
+    ({"trigger": {"author": {"name": "ann", "a.b": "y"}}}, "trigger.author.a.b",
+     "trigger.author.a.b: unknown field (known: email, login, name)"),
+    ({"trigger": {"author": {"email": "e" * 257}}}, "trigger.author.email",
+     "trigger.author.email: longer than 256 characters"),
+    ({"trigger": {"author": "n" * 257}}, "trigger.author.name", "trigger.author.name: longer than 256 characters"),
     ({"trigger": {"url": "javascript:alert(1)"}}, "trigger.url",
      "trigger.url: must be an http:// or https:// address (the job page links to it)"),
     ({"trigger": {"url": " https://ci.example/1"}}, "trigger.url",
@@ -83,8 +132,8 @@ BAD = [
     ({"trigger": {"type": 5}}, "trigger.type", "trigger.type: must be a string, got int"),
     ({"trigger": {"message": ["x"]}}, "trigger.message", "trigger.message: must be a string, got list"),
     # Several faults: the first in the order the fields are checked is named.
-    ({"type": "BUILD", "when": "now"}, "when", "when: unknown field (known: branch, commit, fetch, parameters, "
-                                                "trigger, type)"),
+    ({"type": "BUILD", "when": "now"}, "when", ("when: unknown field (known: branch, commit, fetch, parameters, "
+                                                "trigger, type)")),
     ({"parameters": ["A"], "type": "BUILD"}, "type", "type: must be one of TEST, DEPLOY, TEST_DEPLOY"),
     ({"trigger": "push", "parameters": ["A"]}, "parameters", "parameters: must be an object of NAME: value"),
 ]
@@ -141,6 +190,8 @@ def test_a_plugins_trigger_is_made_of_what_it_gives(trigger: Any, source: dict[s
      "parameters.A-B: a parameter name is letters, digits and '_', not starting with a digit"),
     ({"parameters": {"A": ["x"]}}, "parameters.A", "parameters.A: must be a string or a number"),
     ({"fetch": 7}, "fetch", "fetch: must be a string, got int"),
+    ({"branch": "a b"}, "branch", "branch: 'a b' is not a valid ref name (git check-ref-format)"),
+    ({"branch": "main", "commit": "HEAD"}, "commit", "commit: 'HEAD' is not a commit sha (4 to 64 hex digits)"),
 ])
 def test_a_plugins_request_is_checked_as_a_clients_is(given: dict[str, Any], field: str, message: str) -> None:
     with pytest.raises(BadRequest) as refused:
