@@ -87,12 +87,20 @@ async def error_middleware(request: web.Request,
         return json_response({"error": "internal error; the queen's log has the details"}, status=500)
 
 
+# Set when the queen begins to stop (on_shutdown, before any cleanup): the embedded store is not restarted then.
+_STOPPING = web.AppKey("stopping", asyncio.Event)
+
+
+async def _stopping(app: web.Application) -> None:
+    app[_STOPPING].set()
+
+
 async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     config = app[keys.CONFIG]
     async with contextlib.AsyncExitStack() as stack:
         url = config.mongodb_url
         if url == "embedded":
-            url = await stack.enter_async_context(embedded_store(config.data_path))
+            url = await stack.enter_async_context(embedded_store(config.data_path, app[_STOPPING]))
         store = await Store.connect(url, config.database, Sealer.from_file(config.secrets_key_path))
         stack.push_async_callback(store.close)
         app[keys.STORE] = store
@@ -150,6 +158,8 @@ def init_app(config: QueenConfig, connection_cap: int = MAX_CONNECTIONS) -> web.
     app[keys.GATE] = Gate(config.data_path, config.http_host, config.anonymous_read)
     app[keys.HUB] = Hub()
     app[keys.VERSION] = __version__
+    app[_STOPPING] = asyncio.Event()
+    app.on_shutdown.append(_stopping)
     app.cleanup_ctx.append(_store_ctx)
     app.cleanup_ctx.append(_gate_ctx)
     app.cleanup_ctx.append(_hive_ctx)

@@ -7,6 +7,11 @@ kernel sends it SIGKILL when the queen's process ends (PR_SET_PDEATHSIG), not
 SIGTERM, on which nx-27017 can hang closing its clients' connections. So a
 restarted queen never finds a stale server holding its files, and no store
 outlives its queen. A queen that stops normally still stops it with SIGTERM.
+
+The child runs in a session (and process group) of its own: a terminal's Ctrl-C
+signals the foreground group, which would stop the store under a queen still
+writing its last events; the queen alone gets it and stops the store last. Nor
+is a store that exits while the queen stops started again (`stopping`).
 """
 
 from __future__ import annotations
@@ -83,7 +88,8 @@ async def _wait_until_up(url: str, proc: subprocess.Popen[bytes], log_path: Path
 class _Server:
     """One nx-27017 child on a fixed port; started again on the same port and data if it dies."""
 
-    def __init__(self, store_dir: Path, port: int) -> None:
+    def __init__(self, store_dir: Path, port: int, stopping: asyncio.Event) -> None:
+        self.stopping = stopping  # set when the queen begins to stop: no restart from then on
         # Absolute: the child runs in this folder, so a relative --data-dir would be read from inside it.
         self.store_dir, self.port = store_dir.absolute(), port
         self.pid_file = self.store_dir / "nx-27017.pid"
@@ -99,7 +105,8 @@ class _Server:
                 [sys.executable, "-c", _LAUNCH, "--data-dir", str(self.store_dir), "--pid-file", str(self.pid_file),
                  "--log-file", str(self.log_path), "--host", "127.0.0.1", "--port", str(self.port)],
                 stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
-                preexec_fn=_dies_with(os.getpid()), cwd=self.store_dir,
+                # Out of the terminal's process group (setsid runs before preexec_fn, which keeps the death signal).
+                start_new_session=True, preexec_fn=_dies_with(os.getpid()), cwd=self.store_dir,
             )
         return self.proc
 
@@ -111,6 +118,10 @@ class _Server:
             proc = self.proc
             if proc is None or proc.poll() is None:
                 continue
+            if self.stopping.is_set():
+                log.warning("the embedded store (pid %d) exited with code %s while the queen stops; not starting "
+                            "it again", proc.pid, proc.returncode)
+                return
             log.error("the embedded store (pid %d) exited with code %s; starting it again", proc.pid, proc.returncode)
             try:
                 await _wait_until_up(self.url, self.start(), self.log_path)
@@ -122,6 +133,7 @@ class _Server:
                 pause = min(pause * 2, 10.0)
 
     async def stop(self) -> None:
+        self.stopping.set()
         proc = self.proc
         if proc is not None and proc.poll() is None:
             proc.terminate()
@@ -135,15 +147,16 @@ class _Server:
 
 
 @contextlib.asynccontextmanager
-async def embedded_store(data_path: Path) -> AsyncIterator[str]:
+async def embedded_store(data_path: Path, stopping: asyncio.Event | None = None) -> AsyncIterator[str]:
     """Run nx-27017 with its data in `data_path/store`; yield its mongodb:// URL.
 
     The server is watched: if it dies it is started again on the same port with
-    the same data, and the driver reconnects by itself.
+    the same data, and the driver reconnects by itself; not once `stopping` is
+    set (the queen is shutting down) or the context is left.
     """
     store_dir = data_path / "store"
     store_dir.mkdir(parents=True, exist_ok=True)
-    server = _Server(store_dir, _free_port())
+    server = _Server(store_dir, _free_port(), stopping or asyncio.Event())
     watcher: asyncio.Task[None] | None = None
     try:
         await _wait_until_up(server.url, server.start(), server.log_path)
@@ -152,6 +165,7 @@ async def embedded_store(data_path: Path) -> AsyncIterator[str]:
         watcher = asyncio.create_task(server.supervise())
         yield server.url
     finally:
+        server.stopping.set()
         if watcher is not None:
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
