@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import time
 from collections.abc import Callable, Mapping
@@ -67,6 +68,7 @@ class Child:
             os.close(info_w)
             os.close(block_r)
         ready_r = exit_w = -1
+        slirp: subprocess.Popen[bytes] | None = None
         try:
             info = json.loads(await _read_until(info_r, b"}", SANDBOX_START))
             # bubblewrap reports its child before that child has set its loopback up; slirp4netns configuring
@@ -84,10 +86,18 @@ class Child:
             if not await _read_until(ready_r, b"1", SANDBOX_START):
                 raise OSError("slirp4netns could not give the sandbox a network")
         except BaseException:
+            # Cancelled (the job was) or failed while the sandbox waits on its block fd: its whole group
+            # goes, not only bubblewrap's first process; its child, not yet bound to die with it, would
+            # wait for ever with parent init (the block fd's writer is ours: it is closed too).
+            _kill_group(proc.pid)
             proc.kill()
             proc.wait()
+            os.close(block_w)
             if exit_w >= 0:
                 os.close(exit_w)
+            if slirp is not None:
+                slirp.kill()
+                slirp.wait()
             raise
         finally:
             os.close(info_r)
@@ -164,6 +174,13 @@ class Child:
                 self._slirp.kill()
                 self._slirp.wait()
             self._slirp = None
+
+
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 async def _loopback_up(pid: int, timeout: float) -> None:
