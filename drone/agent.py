@@ -103,7 +103,7 @@ class Agent:
 
     def heartbeat(self) -> dict[str, Any]:
         return {"jobs": list(self.jobs), "held": self.conn.outbox.held(), "load": os.getloadavg()[0],
-                "plugins": self.plugins.have()}
+                "plugins": self.plugins.have(), "stopping": self._stopped}
 
     async def run(self) -> None:
         """Serve until cancelled; raise Refused if the queen will not have us.
@@ -160,6 +160,11 @@ class Agent:
     def start_job(self, job: dict[str, Any]) -> None:
         job_id = job["id"]
         attempt = int(job.get("attempt") or 1)
+        if self._stopped:
+            # Stopping: a job sent meanwhile is not started (it would only be cut short); the queen
+            # gives it to another drone when this one says goodbye, without counting an attempt.
+            log.info("job %s (attempt %d) arrived while this drone stops: not started", job_id, attempt)
+            return
         if job_id in self.jobs:
             if attempt > self._attempts.get(job_id, 1):
                 # The queen wrote the copy here off and gave the job a new attempt: the old
@@ -260,6 +265,8 @@ class Agent:
 
     async def stop(self, ack_timeout: float = 5.0) -> None:
         self._stopped = True
+        # Before its jobs report that they stop: the queen then sends their next attempts elsewhere.
+        self.conn.send(Msg.DRONE_HEARTBEAT, self.heartbeat())
         for task in self.jobs.values():
             task.cancel()
         if self.jobs:

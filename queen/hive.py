@@ -205,6 +205,7 @@ class Hive:
                 drone.plugins = plugins
                 self._drones_changed()
         drone.load = reported_load(body)
+        drone.stopping = body.get("stopping") is True
         reported = reported_jobs(body.get("jobs")) | reported_jobs(body.get("held"))
         # A queue:new lost on a broken connection: the drone never heard of the job.
         lost = Pool.unaccounted(drone, reported, time.time() - 2 * self.config.heartbeat_interval)
@@ -260,10 +261,11 @@ class Hive:
             if not await self.store.change_job(job_id, write.expect, write.fields):
                 return None
             self.recorder.follow(job_id, new)
-            self.hub.job_status(job_id, new.status.value)  # the queen's own listeners (plugins' reactions)
-            self.hub.publish("jobs", {"type": "job:update", "job": job_id, "status": new.status.value})
-            if new.status is JobStatus.QUEUED and state.attempt == new.attempt:
-                log.warning("job %s: %s; attempt %d of %d queued", job_id, _reason(event), new.attempt + 1,
+            if new.status is not state.status:
+                self.hub.job_status(job_id, new.status.value)  # the queen's own listeners (plugins' reactions)
+                self.hub.publish("jobs", {"type": "job:update", "job": job_id, "status": new.status.value})
+            if new.status is JobStatus.QUEUED and new.failures > state.failures:
+                log.warning("job %s: %s; attempt %d of %d queued", job_id, _reason(event), new.failures + 1,
                             self.policy.max_attempts)
             elif new.status is JobStatus.QUEUED:
                 log.warning("job %s never started on drone %s: queued again", job_id, state.drone)
@@ -281,19 +283,18 @@ class Hive:
         drone was asked to kill it (the job ends when the drone reports it).
         """
         job_id = job["_id"]
-        for _ in range(3):  # the job may move on between the read and the write (dispatched, started)
-            drone_id = job.get("drone")
-            reachable = drone_id is not None and drone_id in self.pool and self.pool.get(drone_id).route is not None
-            changed = await self.change(job_id, CancelAsked(time.time(), reachable))
+        for _ in range(5):  # the job may move on between the read and the write (dispatched, started)
+            fresh = await self.store.get_job(job_id)
+            if fresh is None or JobStatus(fresh["status"]).final:
+                return (fresh or job)["status"]
+            drone = self.pool.get(fresh["drone"]) if fresh.get("drone") else None
+            changed = await self.change(job_id, CancelAsked(time.time(), drone is not None and drone.route is not None))
             if changed is not None:
                 before, after = changed
                 if after.final:
                     return after.status.value
                 log.info("job %s: cancel sent to drone %s", job_id, before.drone)
                 return "cancelling"
-            job = await self.store.get_job(job_id) or job
-            if JobStatus(job["status"]).final:
-                return job["status"]
         return "cancelling"
 
     # -- callbacks from the recorder -----------------------------------------

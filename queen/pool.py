@@ -33,9 +33,12 @@ class Drone:
     route: bytes | None = None  # its connection (queen/broker.py); None once that went
     session: str = ""  # chosen by the drone process at its start: the same process reconnecting keeps it
     key: str = ""  # the name of the authorized key it registered with ("" without one)
+    stopping: bool = False  # it said it is stopping: it takes no more jobs
 
     def view(self) -> DroneView:
-        return DroneView(self.id, self.capacity, len(self.jobs), self.speed, self.plugins, self.installs)
+        # A stopping drone shows no spare slot: the scheduler sends it nothing more.
+        busy = self.capacity if self.stopping else len(self.jobs)
+        return DroneView(self.id, self.capacity, busy, self.speed, self.plugins, self.installs)
 
     def public(self) -> dict[str, Any]:
         """The drone as the API and the dashboard show it."""

@@ -58,12 +58,14 @@ class JobState:
     failures: int = 0
     dispatched: float | None = None
     started: float | None = None
+    cancelling: bool = False  # somebody asked to cancel it and its drone was told: it must not run again
 
     @classmethod
     def of(cls, job: Mapping[str, Any]) -> JobState:
         """The state of a stored job document (``status``, ``attempts``, ``drone``, ``history``, times)."""
         return cls(JobStatus(job["status"]), int(job.get("attempts") or 0), job.get("drone"),
-                   len(job.get("history") or {}), job.get("dispatched"), job.get("started"))
+                   len(job.get("history") or {}), job.get("dispatched"), job.get("started"),
+                   bool(job.get("cancel_requested")))  # the embedded store keeps true as 1
 
     @property
     def final(self) -> bool:
@@ -194,9 +196,14 @@ def transition(state: JobState, event: Event, policy: Policy) -> tuple[JobState,
             new = dataclasses.replace(state, status=JobStatus.DISPATCHED, attempt=state.attempt + 1, drone=drone,
                                       dispatched=now, started=None)
             return new, [_write(state, new, dispatched=now, started=None)]
+        case DroneGone(drone=drone, now=now) if state.cancelling and state.on_drone and state.drone == drone:
+            # Cancelled, and its drone went before confirming it: it ends here, it is not run again.
+            new = dataclasses.replace(state, status=JobStatus.CANCELLED)
+            return new, [_write(state, new, finished=now, error="cancelled"), Release(drone)]
         case NotDelivered(drone=drone) if state.status is JobStatus.DISPATCHED and state.drone == drone:
-            # It never ran: the attempt does not count.
-            new = dataclasses.replace(state, status=JobStatus.QUEUED, attempt=state.attempt - 1, drone=None)
+            # It never ran: back to the queue, and the attempt does not count against max_attempts (its
+            # number stays used: attempt numbers only grow, they are the fencing token).
+            new = dataclasses.replace(state, status=JobStatus.QUEUED, drone=None)
             return new, [_write(state, new), Release(drone)]
         case Started(drone=drone, attempt=attempt, timestamp=at) if state.on_drone and _same(state, drone, attempt):
             new = dataclasses.replace(state, status=JobStatus.RUNNING, started=at)
@@ -204,8 +211,9 @@ def transition(state: JobState, event: Event, policy: Policy) -> tuple[JobState,
         case Finished() if state.on_drone and _same(state, event.drone, event.attempt):
             return _finished(state, event, policy)
         case DroneGone(drone=drone) if state.status is JobStatus.DISPATCHED and state.drone == drone:
-            # It never reported a start: it goes back as if never sent; the attempt does not count.
-            new = dataclasses.replace(state, status=JobStatus.QUEUED, attempt=state.attempt - 1, drone=None)
+            # It never reported a start: back to the queue, not counted against max_attempts; its
+            # attempt number stays used, so whatever that copy still says is refused.
+            new = dataclasses.replace(state, status=JobStatus.QUEUED, drone=None)
             return new, [_write(state, new), Release(drone)]
         case DroneGone(drone=drone, reason=reason, now=now) if state.status is JobStatus.RUNNING \
                 and state.drone == drone:
@@ -214,8 +222,11 @@ def transition(state: JobState, event: Event, policy: Policy) -> tuple[JobState,
             new = dataclasses.replace(state, status=JobStatus.CANCELLED)
             return new, [_write(state, new, finished=now, error="cancelled")]
         case CancelAsked(reachable=True) if state.on_drone and state.drone is not None:
-            # The drone ends it (cleanup runs there) and reports job:done cancelled.
-            return state, [CancelCopy(state.drone, state.attempt)]
+            # The drone ends it (cleanup runs there) and reports job:done cancelled. Noted on the job: if the
+            # drone is lost or stops before it says so, the job ends cancelled instead of running again.
+            new = dataclasses.replace(state, cancelling=True)
+            effects = [CancelCopy(state.drone, state.attempt)]
+            return new, ([] if state.cancelling else [Write({"cancel_requested": True}, state.expect())]) + effects
         case CancelAsked(now=now) if state.on_drone:
             new = dataclasses.replace(state, status=JobStatus.CANCELLED)
             effects: list[Effect] = [_write(state, new, finished=now, error="cancelled while its drone was away")]
@@ -284,6 +295,10 @@ def _write(old: JobState, new: JobState, **fields: Any) -> Write:
 
 
 def _finished(state: JobState, event: Finished, policy: Policy) -> tuple[JobState, list[Effect]]:
+    if event.retry and state.cancelling:
+        # It could not finish there, and somebody asked to cancel it: it ends cancelled.
+        new = dataclasses.replace(state, status=JobStatus.CANCELLED)
+        return new, [_write(state, new, finished=event.timestamp, error="cancelled"), Release(event.drone)]
     if event.retry:
         reason = f"drone {event.drone}: {event.error or 'the attempt could not finish there'}"
         return _attempt_over(state, reason, event.timestamp, policy)

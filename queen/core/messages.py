@@ -34,6 +34,7 @@ class DroneHeartbeat(TypedDict):
     held: NotRequired[list]  # job ids with events not yet acked
     load: NotRequired[float]  # 1-minute load average
     plugins: NotRequired[list]  # plugin keys installed
+    stopping: NotRequired[bool]  # the drone is stopping: send it no more jobs (sent at once when it starts to)
 
 
 class DroneBye(TypedDict):

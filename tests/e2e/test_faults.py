@@ -179,7 +179,7 @@ async def test_a_paused_only_drone_runs_the_retry_itself_and_the_job_passes(quee
     finally:
         only.proc.send_signal(signal.SIGCONT)
     done = await queen.wait_job(job["id"], timeout=60)
-    assert (done["status"], done["drone"], done["attempts"]) == ("passed", "only", 2), done
+    assert (done["status"], done["drone"], done["attempts"]) == ("passed", "only", 2), (done, queen.queen.stderr.read_text()[-5000:])
     assert "was lost" in done["history"]["1"]["reason"]
     lines = output_lines(await queen.events(job["id"]), "job:cmd:stdout")
     assert lines == ["first attempt", "second attempt"]
@@ -215,3 +215,54 @@ async def test_apiary_up_stopped_with_ctrl_c_mid_job_runs_the_job_again_when_it_
                                               "drone local no longer runs this job (it restarted)")
     print(f"\napiary up stopped with SIGINT mid-job and started again: attempt 1 {done['history']['1']['reason']!r}; "
           "attempt 2 passed")
+
+
+async def test_a_job_sent_to_a_drone_that_pauses_before_starting_it_still_runs(queen: Cluster) -> None:
+    only = await queen.add_drone("only")
+    await queen.create_pipeline_repo("app", "stages: [{name: s, steps: ['echo ran']}]")
+    assert only.proc is not None
+    only.proc.send_signal(signal.SIGSTOP)
+    try:
+        job = await queen.trigger("app")  # dispatched to the paused drone, which never says it started
+        await queen.wait_for(lambda: queen.job(job["id"]), lambda j: j["status"] == "queued",
+                             "the queen to take the job back from the paused drone", timeout=15)
+    finally:
+        only.proc.send_signal(signal.SIGCONT)
+    done = await queen.wait_job(job["id"], timeout=60)
+    assert (done["status"], done["drone"]) == ("passed", "only"), done
+    assert output_lines(await queen.events(job["id"]), "job:cmd:stdout") == ["ran"]
+    assert not done.get("history")  # never started there: no attempt counted against max_attempts
+    print(f"\na job dispatched to a drone paused before it started ran once it was back (attempt {done['attempts']})")
+
+
+async def test_a_cancel_while_the_drone_is_away_ends_the_job_cancelled_not_retried(queen: Cluster) -> None:
+    only = await queen.add_drone("only")
+    await queen.create_pipeline_repo("app", "stages: [{name: s, steps: ['echo started; sleep 30']}]")
+    job = await queen.trigger("app")
+    await started_on(queen, job["id"], "started")
+    assert only.proc is not None
+    only.proc.send_signal(signal.SIGSTOP)
+    try:
+        status, body = await queen.request("POST", f"/jobs/{job['id']}/cancel")
+        assert status in (200, 202), body
+        done = await queen.wait_job(job["id"], timeout=20)
+    finally:
+        only.proc.send_signal(signal.SIGCONT)
+    assert done["status"] == "cancelled" and done["attempts"] == 1, done
+    await asyncio.sleep(2)  # the drone returns: nothing runs again
+    assert (await queen.job(job["id"]))["status"] == "cancelled"
+    print("\ncancelled while the only drone was paused: the job ended cancelled, not retried")
+
+
+async def test_a_drone_stopped_mid_job_costs_the_job_one_attempt(cluster: Cluster, tmp_path: Path) -> None:
+    await cluster.start_queen()
+    first = await cluster.add_drone("first")
+    await cluster.create_pipeline_repo("app", pipeline(tmp_path / "flag"))
+    job = await cluster.trigger("app")
+    await started_on(cluster, job["id"], "first attempt")
+    await cluster.add_drone("second")
+    await first.stop(signal.SIGTERM)
+    done = await cluster.wait_job(job["id"], timeout=60)
+    assert (done["status"], done["drone"], done["attempts"]) == ("passed", "second", 2), (done, cluster.all_logs())
+    assert list(done["history"]) == ["1"] and done["history"]["1"]["reason"] == "drone first: stopped while the job ran"
+    print("\na drone stopped mid-job (SIGTERM): one attempt used, the job passed on the other drone")

@@ -29,15 +29,16 @@ DISPATCHED = JobState(S.DISPATCHED, 1, "d1", dispatched=10.0)
 RUNNING = JobState(S.RUNNING, 1, "d1", dispatched=10.0, started=11.0)
 PASSED = JobState(S.PASSED, 1, "d1")
 LAST_TRY = JobState(S.RUNNING, 3, "d1", failures=2)
+CANCELLING = JobState(S.RUNNING, 1, "d1", dispatched=10.0, started=11.0, cancelling=True)
 
 # (name, state before, event, state after, effects other than the write, fields the write sets)
 TABLE = [
     ("dispatch takes a queued job", QUEUED, Dispatched("d1", 10.0),
      JobState(S.DISPATCHED, 1, "d1", dispatched=10.0), [],
      {"status": "dispatched", "attempts": 1, "drone": "d1", "dispatched": 10.0, "started": None}),
-    ("a dispatched job that never arrived goes back uncounted", DISPATCHED, NotDelivered("d1"),
-     QUEUED.__class__(S.QUEUED, 0, None, dispatched=10.0), [Release("d1")],
-     {"status": "queued", "attempts": 0, "drone": None}),
+    ("a dispatched job that never arrived goes back uncounted (its attempt number stays used)", DISPATCHED,
+     NotDelivered("d1"), JobState(S.QUEUED, 1, None, dispatched=10.0), [Release("d1")],
+     {"status": "queued", "drone": None}),
     ("the drone starts it", DISPATCHED, Started("d1", 1, 11.0),
      JobState(S.RUNNING, 1, "d1", dispatched=10.0, started=11.0), [], {"status": "running", "started": 11.0}),
     ("it passes", RUNNING, Finished("d1", 1, "passed", 12.0),
@@ -70,7 +71,7 @@ TABLE = [
       "history.1": {"attempt": 1, "drone": "d1", "dispatched": 10.0, "started": 11.0, "ended": 20.0,
                     "reason": "drone d1 was lost"}}),
     ("a dispatched job whose drone is lost goes back uncounted", DISPATCHED, DroneGone("d1", "lost", 20.0),
-     JobState(S.QUEUED, 0, None, dispatched=10.0), [Release("d1")], {"status": "queued", "attempts": 0, "drone": None}),
+     JobState(S.QUEUED, 1, None, dispatched=10.0), [Release("d1")], {"status": "queued", "drone": None}),
     ("the last attempt's lost drone ends it errored, saying why", LAST_TRY,
      DroneGone("d1", "drone d1 stopped", 20.0), JobState(S.ERRORED, 3, "d1", failures=3), [Release("d1")],
      {"status": "errored", "finished": 20.0, "error": "drone d1 stopped; 3 attempts made, none finished",
@@ -78,10 +79,19 @@ TABLE = [
                     "reason": "drone d1 stopped"}}),
     ("a cancel while queued ends it at once", QUEUED, CancelAsked(30.0), JobState(S.CANCELLED), [],
      {"status": "cancelled", "finished": 30.0, "error": "cancelled"}),
-    ("a cancel while running asks the drone, for this attempt", RUNNING, CancelAsked(30.0), RUNNING,
-     [CancelCopy("d1", 1)], None),
-    ("a cancel while dispatched asks the drone too", DISPATCHED, CancelAsked(30.0), DISPATCHED,
-     [CancelCopy("d1", 1)], None),
+    ("a cancel while running asks the drone, for this attempt, and notes it", RUNNING, CancelAsked(30.0),
+     CANCELLING, [CancelCopy("d1", 1)], {"cancel_requested": True}),
+    ("a cancel while dispatched asks the drone too", DISPATCHED, CancelAsked(30.0),
+     JobState(S.DISPATCHED, 1, "d1", dispatched=10.0, cancelling=True), [CancelCopy("d1", 1)],
+     {"cancel_requested": True}),
+    ("a cancelled job whose drone is lost before confirming ends cancelled, not retried", CANCELLING,
+     DroneGone("d1", "drone d1 was lost", 31.0), JobState(S.CANCELLED, 1, "d1", dispatched=10.0, started=11.0,
+                                                          cancelling=True), [Release("d1")],
+     {"status": "cancelled", "finished": 31.0, "error": "cancelled"}),
+    ("a cancelled job its stopping drone hands back ends cancelled", CANCELLING,
+     Finished("d1", 1, "errored", 31.0, error="stopped while the job ran", retry=True),
+     JobState(S.CANCELLED, 1, "d1", dispatched=10.0, started=11.0, cancelling=True), [Release("d1")],
+     {"status": "cancelled", "finished": 31.0, "error": "cancelled"}),
     ("a cancel while its drone is away ends it here", RUNNING, CancelAsked(30.0, reachable=False),
      JobState(S.CANCELLED, 1, "d1", dispatched=10.0, started=11.0), [Release("d1")],
      {"status": "cancelled", "finished": 30.0, "error": "cancelled while its drone was away"}),
@@ -100,6 +110,7 @@ NOTHING = [
     ("a lost drone that no longer has the job", RUNNING, DroneGone("d2", "lost", 20.0)),
     ("a lost drone of an ended job", PASSED, DroneGone("d1", "lost", 20.0)),
     ("an undelivered job that had started", RUNNING, NotDelivered("d1")),
+    ("a second cancel while the drone is stopping it", CANCELLING, Dispatched("d2", 32.0)),
 ]
 
 
@@ -153,6 +164,19 @@ def test_a_stopped_drone_or_queen_never_makes_a_job_cancelled() -> None:
     assert stopped.status is S.ERRORED  # out of attempts: errored with the reason, not cancelled
 
 
+def test_attempt_numbers_only_grow_so_a_returning_copy_is_always_stale() -> None:
+    # Dispatched to a drone that paused before starting it: written off, sent again (to the same drone).
+    state, _ = transition(DISPATCHED, DroneGone("d1", "drone d1 was lost", 20.0), P)
+    assert (state.status, state.attempt, state.failures) == (S.QUEUED, 1, 0)  # not counted against max
+    state, _ = transition(state, Dispatched("d1", 21.0), P)
+    assert state.attempt == 2 and admit(state, "d1", 1) == "stale" and admit(state, "d1", 2) == "accept"
+
+
+def test_a_second_cancel_asks_the_drone_again_without_writing_again() -> None:
+    state, effects = transition(CANCELLING, CancelAsked(40.0), P)
+    assert state == CANCELLING and effects == [CancelCopy("d1", 1)]
+
+
 @pytest.mark.parametrize(("state", "drone", "attempt", "verdict"), [
     (RUNNING, "d1", 1, "accept"),
     (DISPATCHED, "d1", 1, "accept"),
@@ -180,6 +204,7 @@ def test_a_result_that_is_not_a_final_state_is_an_error() -> None:
 
 
 def test_a_stored_job_reads_as_its_state() -> None:
-    job = {"status": "running", "attempts": 2, "drone": "d1", "history": {"1": {}}, "dispatched": 1.0, "started": 2.0}
-    assert JobState.of(job) == JobState(S.RUNNING, 2, "d1", 1, 1.0, 2.0)
+    job = {"status": "running", "attempts": 2, "drone": "d1", "history": {"1": {}}, "dispatched": 1.0, "started": 2.0,
+           "cancel_requested": True}
+    assert JobState.of(job) == JobState(S.RUNNING, 2, "d1", 1, 1.0, 2.0, cancelling=True)
     assert JobState.of({"status": "queued"}) == JobState()
