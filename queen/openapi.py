@@ -120,9 +120,10 @@ SCHEMAS: dict[str, Any] = {
     }, ("name", "url", "pipeline_source")),
     "Trigger": _object({
         "source": {"oneOf": [{"enum": list(CLIENT_SOURCES)},
-                             _object({"type": {"enum": list(CLIENT_SOURCES)}}, ("type",))]},
+                             _object({"type": {"enum": list(CLIENT_SOURCES)}}, ("type",), closed=True)]},
         "type": _STRING,
-        "author": {"oneOf": [_STRING, {"type": "object", "additionalProperties": _STRING}]},
+        "author": {"oneOf": [_STRING, _object({k: {"type": "string", "maxLength": 256}
+                                               for k in ("name", "email", "login")}, closed=True)]},
         "message": _STRING,
         "url": _STRING,
     }, closed=True),
@@ -131,6 +132,7 @@ SCHEMAS: dict[str, Any] = {
         "fetch": {"type": "string", "description": "a refspec such as refs/pull/7/merge"},
         "type": {"enum": list(JOB_TYPES)},
         "parameters": {"type": "object", "propertyNames": {"pattern": _ENV_NAME},
+                       "description": "each value at most 64 KiB (no NUL), 256 KiB in all",
                        "additionalProperties": {"type": ["string", "number", "boolean"]}},
         "trigger": _ref("Trigger"),
     }, closed=True),
