@@ -10,18 +10,21 @@ plugin settings against their schemas, naming the field at fault.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 from importlib.metadata import entry_points
 from typing import Any
 
-import yaml
-
 from apiary.core.errors import BadRequest
 from apiary.core.models import PluginSetting
 from apiary.core.storable import unstorable
+from apiary.core.yamlread import YamlFault, read_yaml
 from apiary.plugins.api import ConfigProblem, check_config, check_schema
 
 log = logging.getLogger(__name__)
+
+# In a repository's plugins setting, the job parameters a plugin passes on: text as written.
+_PARAMETER_TEXT = re.compile(r"\[\d+\]\.config\.(?:.*\.)?parameters\.[^.\[\]]+")
 
 GROUP = "apiary.plugins"
 
@@ -53,9 +56,11 @@ class Plugins:
         """A repository's ``plugins`` setting, validated: [{"name", "config"}]; the queen must have each."""
         if isinstance(value, str):  # YAML text, as typed on the settings page
             try:
-                value = yaml.safe_load(value) if value.strip() else []
-            except yaml.YAMLError as exc:
-                raise BadRequest(f"{where}: not valid YAML: {exc}", field=where) from None
+                # A plugin's job parameters (schedule, after) are text as typed: 3.10 stays 3.10.
+                value = read_yaml(value, {}, empty="", as_text=_PARAMETER_TEXT.fullmatch) if value.strip() else []
+            except YamlFault as fault:
+                line = f" (line {fault.line})" if fault.line else ""
+                raise BadRequest(f"{where}: {fault.problem}{line}", field=where) from None
             if (fault := unstorable(value)) is not None:  # dates, 2**64, aliases that never end…
                 raise BadRequest(f"{where}{fault[0]}: {fault[1]}", field=where + fault[0])
         if value is None:
