@@ -25,6 +25,7 @@ import os
 import secrets
 import socket
 import time
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,7 @@ class Agent:
         self._cancel_first: dict[str, int] = {}  # cancels that came before their job: job -> up to which attempt
         self._attempts: dict[str, int] = {}  # running job -> its attempt number
         self._next: dict[str, dict[str, Any]] = {}  # a newer attempt waiting for its older copy to end
+        self._cancelled: weakref.WeakSet[asyncio.Task[None]] = weakref.WeakSet()  # jobs told to stop
         # What jobs may take of the drone's environment is the sandbox's choice (sandbox.KEEP_ENV, pass_env).
         self.base_env = {k: v for k, v in os.environ.items() if not k.startswith("APIARY_")}
         home = Path.home()
@@ -130,7 +132,7 @@ class Agent:
         if msg is Msg.QUEUE_NEW:
             self.start_job(body)
         elif msg is Msg.JOB_CANCEL:
-            self.cancel(body["id"], body["attempt"])
+            self.cancel(body["id"], body["attempt"], force=body.get("force") is True)
         elif msg is Msg.REFUSED and body.get("retry") is True:
             # Its id is held by another connection for now: ask again (the queen asks us, each second).
             now = time.monotonic()
@@ -142,14 +144,22 @@ class Agent:
             if self._refused is not None and not self._refused.done():
                 self._refused.set_result(body["reason"])
 
-    def cancel(self, job_id: str, attempt: int) -> None:
-        """Stop attempt `attempt` of job `job_id` (or an older copy), whether it runs or is yet to arrive."""
+    def cancel(self, job_id: str, attempt: int, force: bool = False) -> None:
+        """Stop attempt `attempt` of job `job_id` (or an older copy), whether it runs or is yet to arrive.
+
+        A plain cancel of a copy already told to stop changes nothing (the queen may repeat it: after a
+        pause the drone hears it from several places); `force` (somebody cancelled again) also stops
+        the cleanup."""
         waiting = self._next.get(job_id)
         if waiting is not None and int(waiting.get("attempt") or 1) <= attempt:
             del self._next[job_id]
         task = self.jobs.get(job_id)
         if task is not None and self._attempts.get(job_id, 1) <= attempt:
-            log.info("job %s: cancel of attempt %d requested", job_id, attempt)
+            if task in self._cancelled and not force:
+                return
+            log.info("job %s: cancel of attempt %d requested%s", job_id, attempt,
+                     " again: its cleanup too" if force else "")
+            self._cancelled.add(task)
             task.cancel()
         elif task is None:
             # The cancel may overtake its queue:new; remember it (a bounded while).
@@ -268,6 +278,7 @@ class Agent:
         # Before its jobs report that they stop: the queen then sends their next attempts elsewhere.
         self.conn.send(Msg.DRONE_HEARTBEAT, self.heartbeat())
         for task in self.jobs.values():
+            self._cancelled.add(task)  # a cancel from the queen meanwhile is the same stop, not a second one
             task.cancel()
         if self.jobs:
             await asyncio.gather(*self.jobs.values(), return_exceptions=True)

@@ -310,7 +310,8 @@ class Hive:
                     self._drones_changed()
                 self.dispatcher.wake()
             elif isinstance(effect, CancelCopy):
-                self.send(effect.drone, Msg.JOB_CANCEL, {"id": job_id, "attempt": effect.attempt})
+                self.send(effect.drone, Msg.JOB_CANCEL, {"id": job_id, "attempt": effect.attempt,
+                                                         "force": effect.force})
 
     # -- liveness -----------------------------------------------------------------
 

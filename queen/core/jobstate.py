@@ -63,8 +63,10 @@ class JobState:
     @classmethod
     def of(cls, job: Mapping[str, Any]) -> JobState:
         """The state of a stored job document (``status``, ``attempts``, ``drone``, ``history``, times)."""
+        # Attempts that never started are listed but not counted (the embedded store keeps false as 0).
+        counted = [r for r in (job.get("history") or {}).values() if not isinstance(r, dict) or r.get("counted", True)]
         return cls(JobStatus(job["status"]), int(job.get("attempts") or 0), job.get("drone"),
-                   len(job.get("history") or {}), job.get("dispatched"), job.get("started"),
+                   len(counted), job.get("dispatched"), job.get("started"),
                    bool(job.get("cancel_requested")))  # the embedded store keeps true as 1
 
     @property
@@ -166,10 +168,12 @@ class Write:
 
 @dataclass(frozen=True)
 class CancelCopy:
-    """Tell `drone` to stop its copy of attempt `attempt` (``job:cancel``)."""
+    """Tell `drone` to stop its copy of attempt `attempt` (``job:cancel``); `force`: somebody cancelled it
+    again, so its cleanup is stopped too. Any number of plain cancels of one copy are one cancel."""
 
     drone: str
     attempt: int
+    force: bool = False
 
 
 @dataclass(frozen=True)
@@ -210,11 +214,14 @@ def transition(state: JobState, event: Event, policy: Policy) -> tuple[JobState,
             return new, [_write(state, new, started=at)]
         case Finished() if state.on_drone and _same(state, event.drone, event.attempt):
             return _finished(state, event, policy)
-        case DroneGone(drone=drone) if state.status is JobStatus.DISPATCHED and state.drone == drone:
+        case DroneGone(drone=drone, reason=reason, now=now) if state.status is JobStatus.DISPATCHED \
+                and state.drone == drone:
             # It never reported a start: back to the queue, not counted against max_attempts; its
-            # attempt number stays used, so whatever that copy still says is refused.
+            # attempt number stays used, so whatever that copy still says is refused. Listed all the same.
             new = dataclasses.replace(state, status=JobStatus.QUEUED, drone=None)
-            return new, [_write(state, new), Release(drone)]
+            record = {"attempt": state.attempt, "drone": drone, "dispatched": state.dispatched, "started": None,
+                      "ended": now, "reason": f"{reason}; it had not started (not counted)", "counted": False}
+            return new, [_write(state, new, **{f"history.{state.attempt}": record}), Release(drone)]
         case DroneGone(drone=drone, reason=reason, now=now) if state.status is JobStatus.RUNNING \
                 and state.drone == drone:
             return _attempt_over(state, reason, now, policy)
@@ -225,7 +232,7 @@ def transition(state: JobState, event: Event, policy: Policy) -> tuple[JobState,
             # The drone ends it (cleanup runs there) and reports job:done cancelled. Noted on the job: if the
             # drone is lost or stops before it says so, the job ends cancelled instead of running again.
             new = dataclasses.replace(state, cancelling=True)
-            effects = [CancelCopy(state.drone, state.attempt)]
+            effects = [CancelCopy(state.drone, state.attempt, force=state.cancelling)]
             return new, ([] if state.cancelling else [Write({"cancel_requested": True}, state.expect())]) + effects
         case CancelAsked(now=now) if state.on_drone:
             new = dataclasses.replace(state, status=JobStatus.CANCELLED)

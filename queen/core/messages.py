@@ -72,10 +72,12 @@ class QueueNew(TypedDict):
 
 
 class JobCancel(TypedDict):
-    """queen -> drone: stop attempt `attempt` of job `id` (or an older copy); cleanup still runs."""
+    """queen -> drone: stop attempt `attempt` of job `id` (or an older copy); cleanup still runs, unless
+    `force` (somebody cancelled the job again). A plain cancel repeated is the same cancel."""
 
     id: str
     attempt: int
+    force: NotRequired[bool]
 
 
 class Ack(TypedDict):

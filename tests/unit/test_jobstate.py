@@ -70,8 +70,11 @@ TABLE = [
      {"status": "queued", "drone": None,
       "history.1": {"attempt": 1, "drone": "d1", "dispatched": 10.0, "started": 11.0, "ended": 20.0,
                     "reason": "drone d1 was lost"}}),
-    ("a dispatched job whose drone is lost goes back uncounted", DISPATCHED, DroneGone("d1", "lost", 20.0),
-     JobState(S.QUEUED, 1, None, dispatched=10.0), [Release("d1")], {"status": "queued", "drone": None}),
+    ("a dispatched job whose drone is lost goes back uncounted, and is listed", DISPATCHED,
+     DroneGone("d1", "lost", 20.0), JobState(S.QUEUED, 1, None, dispatched=10.0), [Release("d1")],
+     {"status": "queued", "drone": None,
+      "history.1": {"attempt": 1, "drone": "d1", "dispatched": 10.0, "started": None, "ended": 20.0,
+                    "reason": "lost; it had not started (not counted)", "counted": False}}),
     ("the last attempt's lost drone ends it errored, saying why", LAST_TRY,
      DroneGone("d1", "drone d1 stopped", 20.0), JobState(S.ERRORED, 3, "d1", failures=3), [Release("d1")],
      {"status": "errored", "finished": 20.0, "error": "drone d1 stopped; 3 attempts made, none finished",
@@ -172,9 +175,9 @@ def test_attempt_numbers_only_grow_so_a_returning_copy_is_always_stale() -> None
     assert state.attempt == 2 and admit(state, "d1", 1) == "stale" and admit(state, "d1", 2) == "accept"
 
 
-def test_a_second_cancel_asks_the_drone_again_without_writing_again() -> None:
+def test_a_second_cancel_asks_the_drone_again_without_writing_again_and_stops_the_cleanup_too() -> None:
     state, effects = transition(CANCELLING, CancelAsked(40.0), P)
-    assert state == CANCELLING and effects == [CancelCopy("d1", 1)]
+    assert state == CANCELLING and effects == [CancelCopy("d1", 1, force=True)]
 
 
 @pytest.mark.parametrize(("state", "drone", "attempt", "verdict"), [
@@ -208,3 +211,6 @@ def test_a_stored_job_reads_as_its_state() -> None:
            "cancel_requested": True}
     assert JobState.of(job) == JobState(S.RUNNING, 2, "d1", 1, 1.0, 2.0, cancelling=True)
     assert JobState.of({"status": "queued"}) == JobState()
+    # An attempt that never started is listed, not counted (the embedded store keeps false as 0).
+    listed = {"status": "queued", "attempts": 2, "history": {"1": {"counted": 0}, "2": {"reason": "lost"}}}
+    assert JobState.of(listed).failures == 1
