@@ -113,8 +113,10 @@ BAD_BODIES = [  # (method, path, body, extra headers, field, words)
      "pipeline.plugins[0].config.x", "does not fit in 64 bits"),
     ("POST", "/repos", YAML_PLUGIN % ("r", "d: 2020-01-01"), {}, "pipeline.plugins[0].config.d", "not date"),
     ("POST", "/repos", YAML_PLUGIN % ("r", "1: 2"), {}, "pipeline.plugins[0].config", "the key 1 is not a name"),
+    # A number the store cannot hold, in a plugin's settings (its job parameters are text as written: see
+    # tests/unit/test_plugin_settings.py).
     ("POST", "/repos", '{"name": "r", ' + PLAIN + ', "plugins": "[{name: after, config: {repos: [x], '
-     'parameters: {A: 100000000000000000000000}}}]"}', {}, "plugins[0].config.parameters.A", "64 bits"),
+     'x: 100000000000000000000000}}]"}', {}, "plugins[0].config.x", "64 bits"),
     ("POST", "/repos", '{"name": "r", ' + PLAIN + ', "plugins": "' + LAUGHS + '"}', {}, "plugins", "more than"),
     ("POST", "/repos", '{"name": "r"}', {"Content-Type": "application/json; charset=nonsense"}, "url", "required"),
     ("POST", "/repos", "xx", {"Content-Encoding": "gzip"}, "body", "cannot be read"),
