@@ -154,6 +154,11 @@ async def test_pull_request_jobs_record_their_branches_and_the_history_filters_b
         assert resp.status == 200, page
     assert '<option value="farewell" selected>' in page
     assert f"/jobs/{pr['id']}" in page and f"/jobs/{push['id']}" not in page
+    # The job's page says which branch goes into which.
+    async with queen.http.get(f"{base}/jobs/{pr['id']}") as resp:
+        page = await resp.text()
+    assert ('pull request <span class="ref">farewell</span> → <span class="ref">main</span> '
+            '<span class="muted">(from a fork)</span>') in page
 
 
 async def test_merge_request_jobs_record_their_branches(queen: Cluster) -> None:
