@@ -25,12 +25,12 @@ import logging
 import os
 import shlex
 import stat
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from apiary.core.refs import FULL_SHA, check_url, display_url, git_env, parse_ref, safe_directories, ssh_key_text
+from apiary.shared.private import write_private
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ def checkout_plan(url: str, ref: dict[str, Any], auth: dict[str, Any] | None, pr
     check_url(url)
     wanted = parse_ref(ref)
     key = ssh_key_text(auth)
-    key_file = _write_key(private_dir, key) if key is not None else None
+    key_file = write_private(private_dir, key) if key is not None else None
     env = git_env(url, auth, key_file, isolated=False)
     gitconfig: Path | None = None
     if safe := safe_directories(url):
@@ -139,10 +139,3 @@ def checked_out(workspace: Path) -> str | None:
     return text.lower() if FULL_SHA.fullmatch(text) else None
 
 
-def _write_key(private_dir: Path, key: str) -> Path:
-    """`key` in a new file only the drone's user can read, in `private_dir` (outside the workspace)."""
-    private_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, name = tempfile.mkstemp(prefix="key-", dir=private_dir)  # mode 0600
-    with os.fdopen(fd, "w") as f:
-        f.write(key)
-    return Path(name)

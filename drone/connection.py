@@ -36,8 +36,9 @@ from apiary.core.config import DroneConfig
 from apiary.core.curve import LOG_EVERY, Every
 from apiary.core.errors import ProtocolError
 from apiary.core.protocol import DRONE_SENDS, MAX_MESSAGE_BYTES, QUEEN_SENDS, Msg, decode, encode
+from apiary.shared.handshakes import HandshakeMonitor
 
-from .keys import HandshakeMonitor, client_curve, drone_handshake_problem
+from .keys import HANDSHAKE_FAILED, client_curve, drone_handshake_problem
 from .outbox import Outbox
 
 log = logging.getLogger(__name__)
@@ -86,7 +87,8 @@ class Connection:
             sock.setsockopt(zmq.CURVE_SERVERKEY, self.curve.server)
         # ZeroMQ tells a client nothing about a refused handshake but through a
         # monitor: watch it to say what is wrong, and to dial again.
-        self._handshakes = HandshakeMonitor(sock, self._handshake)
+        self._handshakes = HandshakeMonitor(sock, self._handshake,
+                                            HANDSHAKE_FAILED | zmq.EVENT_HANDSHAKE_SUCCEEDED)
         sock.connect(self.config.queen)
 
     def _handshake(self, event: int, value: int) -> None:

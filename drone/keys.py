@@ -7,27 +7,22 @@ the keys are checked as the queen checks hers (core/curve.py).
 
 A client refused by the queen's ZAP handler (status 400) may stop reconnecting
 (libzmq issues #990, #3519), so the drone watches its handshakes
-(`HandshakeMonitor`), dials again itself, and logs what is wrong
+(`apiary.shared.handshakes.HandshakeMonitor`), dials again itself, and logs what is wrong
 (`drone_handshake_problem`) in words a person can act on.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import dataclasses
 import logging
 import os
 import re
 import stat
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import zmq
 import zmq.auth
-from zmq.utils.monitor import recv_monitor_message
 
 from apiary.core.config import DroneConfig
 from apiary.core.curve import DRONE_KEY_SETTINGS, KeyPair, check_key_pair, check_public_key
@@ -138,35 +133,3 @@ def _event_name(event: int) -> str:
         return str(event)
 
 
-class HandshakeMonitor:
-    """Reports a socket's handshake events to ``on_event(event, value)``, from a task.
-
-    The queen's broker watches its own socket with a class like this one
-    (queen/curve.py): the two sides share no I/O code, and the core does none.
-
-    Lifecycle: made in the running loop before the socket connects or binds;
-    `close()` before the socket and its context are closed (a monitor socket
-    left open would make the context's term() wait forever).
-    """
-
-    def __init__(self, sock: zmq.Socket[Any], on_event: Callable[[int, int], None],
-                 events: int = HANDSHAKE_FAILED | zmq.EVENT_HANDSHAKE_SUCCEEDED) -> None:
-        self._sock = sock
-        self._monitor = sock.get_monitor_socket(events)
-        self._task = asyncio.get_running_loop().create_task(self._run(on_event))
-
-    async def _run(self, on_event: Callable[[int, int], None]) -> None:
-        while True:
-            event = await recv_monitor_message(self._monitor)
-            if event["event"] == zmq.EVENT_MONITOR_STOPPED:
-                return
-            try:
-                on_event(event["event"], event["value"])
-            except Exception:
-                log.exception("error handling handshake event %s", event["event"])
-
-    def close(self) -> None:
-        self._task.cancel()
-        with contextlib.suppress(zmq.ZMQError):
-            self._sock.disable_monitor()
-        self._monitor.close(linger=0)

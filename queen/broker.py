@@ -39,10 +39,10 @@ from apiary.core.protocol import DRONE_SENDS, MAX_MESSAGE_BYTES, Msg, decode, en
 from apiary.queen.curve import (
     ZAP_DOMAIN,
     DroneAuthenticator,
-    HandshakeMonitor,
     ServerCurve,
     queen_handshake_problem,
 )
+from apiary.shared.handshakes import HandshakeMonitor
 
 log = logging.getLogger(__name__)
 

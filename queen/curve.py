@@ -16,7 +16,7 @@ admits every client key, so the ROUTER also sets ZAP_ENFORCE_DOMAIN, which
 refuses every handshake instead. And a client refused by ZAP (status 400) may
 stop reconnecting (libzmq issues #990, #3519), so the drone watches its
 handshakes and dials again itself, saying what is wrong (drone/keys.py); the
-queen watches hers (`HandshakeMonitor`) to log what a peer got wrong.
+queen watches hers (`apiary.shared.handshakes.HandshakeMonitor`) to log what a peer got wrong.
 
 Without a secret key there is no CURVE: a queen allows that on a loopback
 ``drone_bind`` (127.0.0.1, ::1, localhost: `apiary up`, the tests) and refuses
@@ -25,14 +25,11 @@ to start on any other unless ``allow_insecure_drones`` is set.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import dataclasses
 import logging
 import os
 import stat
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +37,6 @@ import zmq
 import zmq.auth
 from zmq.auth.asyncio import AsyncioAuthenticator
 from zmq.utils import z85
-from zmq.utils.monitor import recv_monitor_message
 
 from apiary.core.config import QueenConfig
 from apiary.core.curve import DRONE_KEY_SETTINGS, LOG_EVERY, Every, KeyPair, check_key_pair, is_key, is_loopback
@@ -239,34 +235,3 @@ def queen_handshake_problem(endpoint: str, event: int, value: int, curve: bool) 
     return None
 
 
-class HandshakeMonitor:
-    """Reports a socket's `events` (``zmq.EVENT_HANDSHAKE_*``) to ``on_event(event, value)``, from a task.
-
-    The drone watches its socket with a class like this one (drone/keys.py):
-    the two sides share no I/O code, and the core does none.
-
-    Lifecycle: made in the running loop before the socket connects or binds;
-    `close()` before the socket and its context are closed (a monitor socket
-    left open would make the context's term() wait forever).
-    """
-
-    def __init__(self, sock: zmq.Socket[Any], on_event: Callable[[int, int], None], events: int) -> None:
-        self._sock = sock
-        self._monitor = sock.get_monitor_socket(events)
-        self._task = asyncio.get_running_loop().create_task(self._run(on_event))
-
-    async def _run(self, on_event: Callable[[int, int], None]) -> None:
-        while True:
-            event = await recv_monitor_message(self._monitor)
-            if event["event"] == zmq.EVENT_MONITOR_STOPPED:
-                return
-            try:
-                on_event(event["event"], event["value"])
-            except Exception:
-                log.exception("error handling handshake event %s", event["event"])
-
-    def close(self) -> None:
-        self._task.cancel()
-        with contextlib.suppress(zmq.ZMQError):
-            self._sock.disable_monitor()
-        self._monitor.close(linger=0)

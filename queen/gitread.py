@@ -52,6 +52,7 @@ from apiary.core.refs import (
     secrets_of,
     ssh_key_text,
 )
+from apiary.shared.private import write_private
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,7 @@ async def read_at_ref(cache_dir: Path, url: str, ref: Mapping[str, Any], auth: d
             env = {k: os.environ[k] for k in PASSED_ENV if k in os.environ}
             env.update({"HOME": str(home), "GIT_CONFIG_NOSYSTEM": "1", "LC_ALL": "C", "LANG": "C"})
             key = ssh_key_text(auth)
-            key_file = _write_key(Path(private) / "keys", key) if key is not None else None
+            key_file = write_private(Path(private) / "keys", key) if key is not None else None
             env.update(git_env(url, auth, key_file, isolated=True))
             git = _Git(repo, env, timeout, what, secrets)
             if not (repo / "HEAD").exists():
@@ -101,14 +102,6 @@ async def read_at_ref(cache_dir: Path, url: str, ref: Mapping[str, Any], auth: d
                 return sha, None
             return sha, (await git.run("cat-file", "blob", blob.out.strip())).out
 
-
-def _write_key(folder: Path, key: str) -> Path:
-    """`key` in a new file only we can read, in `folder`; it goes with the call's private directory."""
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, name = tempfile.mkstemp(prefix="key-", dir=folder)  # mode 0600
-    with os.fdopen(fd, "w") as f:
-        f.write(key)
-    return Path(name)
 
 
 async def _fetch(git: _Git, url: str, ref: Ref) -> str:

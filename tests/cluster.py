@@ -189,12 +189,7 @@ class Cluster:
                                    f"job {job_id} to be {'/'.join(sorted(statuses))}", timeout)
 
     async def events(self, job_id: str) -> list[dict[str, Any]]:
-        events: list[dict[str, Any]] = []
-        while True:
-            page = await self.get(f"/jobs/{job_id}/events?after={events[-1]['seq'] if events else 0}")
-            events += page["events"]
-            if not page["more"]:
-                return events
+        return await all_events(self.get, job_id)
 
     async def wait_for(self, fetch: Any, ok: Any, what: str, timeout: float = 30.0) -> Any:
         deadline = time.monotonic() + timeout
@@ -217,6 +212,16 @@ class Cluster:
             await self.queen.stop()
         if self.http is not None:
             await self.http.close()
+
+
+async def all_events(get: Any, job_id: str) -> list[dict[str, Any]]:
+    """Every stored event of a job, page after page (`get(path)` answers the API's JSON)."""
+    events: list[dict[str, Any]] = []
+    while True:
+        page = await get(f"/jobs/{job_id}/events?after={events[-1]['seq'] if events else 0}")
+        events += page["events"]
+        if not page["more"]:
+            return events
 
 
 def output_lines(events: list[dict[str, Any]], kind: str) -> list[str]:

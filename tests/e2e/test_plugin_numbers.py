@@ -7,13 +7,12 @@ hold them); a drone that sent them would send the event again for ever and the j
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
 import pytest
 
 from tests.cluster import Cluster
-from tests.e2e.test_plugins import build_wheel, from_wheels, text_of
+from tests.e2e.test_plugins import from_wheels, one_module_plugin, text_of
 
 NUMBERS = '''
 def phases(job, config):
@@ -31,22 +30,7 @@ def results(job, config):
 @pytest.fixture(scope="module")
 def wheels(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("numbers")
-    source = root / "numbers"
-    source.mkdir()
-    (source / "apiary_numbers.py").write_text(NUMBERS)
-    (source / "pyproject.toml").write_text(textwrap.dedent('''
-        [build-system]
-        requires = ["setuptools>=68"]
-        build-backend = "setuptools.build_meta"
-        [project]
-        name = "apiary-numbers"
-        version = "1.0.0"
-        [project.entry-points."apiary.plugins"]
-        numbers = "apiary_numbers"
-        [tool.setuptools]
-        py-modules = ["apiary_numbers"]
-    '''))
-    build_wheel(source, root / "wheels")
+    one_module_plugin(root / "numbers", "numbers", NUMBERS, root / "wheels")
     return root / "wheels"
 
 

@@ -36,6 +36,25 @@ def phases(job, config):
 '''
 
 
+def one_module_plugin(folder: Path, name: str, code: str, out: Path, version: str = "1.0.0") -> None:
+    """Build the wheel of plugin `name` (distribution apiary-NAME, module apiary_NAME holding `code`) into `out`."""
+    folder.mkdir(parents=True)
+    (folder / f"apiary_{name}.py").write_text(code)
+    (folder / "pyproject.toml").write_text(textwrap.dedent(f'''
+        [build-system]
+        requires = ["setuptools>=68"]
+        build-backend = "setuptools.build_meta"
+        [project]
+        name = "apiary-{name}"
+        version = "{version}"
+        [project.entry-points."apiary.plugins"]
+        {name} = "apiary_{name}"
+        [tool.setuptools]
+        py-modules = ["apiary_{name}"]
+    '''))
+    build_wheel(folder, out)
+
+
 def build_wheel(source: Path, out: Path) -> None:
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
                     "-q", "-w", str(out), str(source)], check=True, capture_output=True, timeout=120)
@@ -56,22 +75,7 @@ def wheels(tmp_path_factory: pytest.TempPathFactory) -> Path:
     module = v2 / "apiary_hello.py"
     module.write_text(module.read_text().replace('"default": "hello"', '"default": "hello again"'))
     build_wheel(v2, out)
-    broken = root / "broken"
-    broken.mkdir()
-    (broken / "apiary_broken.py").write_text(BROKEN)
-    (broken / "pyproject.toml").write_text(textwrap.dedent('''
-        [build-system]
-        requires = ["setuptools>=68"]
-        build-backend = "setuptools.build_meta"
-        [project]
-        name = "apiary-broken"
-        version = "0.1"
-        [project.entry-points."apiary.plugins"]
-        broken = "apiary_broken"
-        [tool.setuptools]
-        py-modules = ["apiary_broken"]
-    '''))
-    build_wheel(broken, out)
+    one_module_plugin(root / "broken", "broken", BROKEN, out, version="0.1")
     return out
 
 

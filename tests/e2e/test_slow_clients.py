@@ -23,7 +23,7 @@ import aiohttp
 
 from apiary.queen.connections import cap_for
 from apiary.queen.throttle import ADDRESS_LIMIT, WINDOW
-from tests.cluster import FINAL, Cluster, Proc, output_lines
+from tests.cluster import FINAL, Cluster, Proc, all_events, output_lines
 
 HEADER_TIMEOUT = 4.0  # [queen] http_timeout for the half-open test (the default, 10 s, only takes longer)
 
@@ -56,12 +56,7 @@ class Api:
         return body
 
     async def events(self, job_id: str) -> list[dict[str, Any]]:
-        events: list[dict[str, Any]] = []
-        while True:
-            page = await self.get(f"/jobs/{job_id}/events?after={events[-1]['seq'] if events else 0}")
-            events += page["events"]
-            if not page["more"]:
-                return events
+        return await all_events(self.get, job_id)
 
     async def close(self) -> None:
         await self.http.close()
