@@ -70,7 +70,6 @@ class Recorder:
         self._wake = asyncio.Event()
         self._tracks: dict[str, _Track] = {}
         self._unknown: set[str] = set()
-        self._told_stale: set[tuple[str, str, int]] = set()  # (drone, job, attempt) copies asked to stop
         self.stored = 0
 
     def track(self, job_id: str, state: JobState, first_seq: int = 1) -> None:
@@ -308,11 +307,6 @@ class Recorder:
                     self._tracks.pop(job_id, None)
                 self.carry(job_id, new, carried.get(job_id, []))
         for (drone_id, job_id), attempt in stale.items():
-            if (drone_id, job_id, attempt) in self._told_stale:
-                continue  # told already: a second cancel would cut that copy's cleanup short
-            if len(self._told_stale) > 10_000:
-                self._told_stale.clear()
-            self._told_stale.add((drone_id, job_id, attempt))
             self.carry(job_id, self._tracks[job_id].state if job_id in self._tracks else JobState(),
                        [CancelCopy(drone_id, attempt)])
 
