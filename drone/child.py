@@ -43,10 +43,12 @@ class Child:
 
     @classmethod
     async def start(cls, command: str, cwd: Path, env: Mapping[str, str], sandbox: Sandbox | None,
-                    paths: JobPaths, network: str | None) -> Child:
+                    paths: JobPaths, network: str | None, merge_output: bool = False) -> Child:
         argv = ["/bin/sh", "-c", command]
+        # Two pipes keep the streams apart but not their order when both fill before a read; one keeps the order.
+        stderr = subprocess.STDOUT if merge_output else subprocess.PIPE
         options: dict[str, Any] = {"cwd": cwd, "env": dict(env), "stdin": subprocess.DEVNULL,
-                                   "stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "start_new_session": True}
+                                   "stdout": subprocess.PIPE, "stderr": stderr, "start_new_session": True}
         if sandbox is not None and sandbox.needs_preexec:
             options["preexec_fn"] = sandbox.preexec
         if sandbox is None:
@@ -131,10 +133,12 @@ class Child:
         before a read have no order the kernel keeps). The readers are watching when this returns: call it
         right after `start`, before anything the command writes can pile up in both pipes.
         """
-        assert self.proc.stdout is not None and self.proc.stderr is not None
+        assert self.proc.stdout is not None
         loop = asyncio.get_running_loop()
         closed: asyncio.Future[None] = loop.create_future()
-        open_fds = {self.proc.stdout.fileno(): "stdout", self.proc.stderr.fileno(): "stderr"}
+        open_fds = {self.proc.stdout.fileno(): "stdout"}
+        if self.proc.stderr is not None:  # None: merged into stdout
+            open_fds[self.proc.stderr.fileno()] = "stderr"
 
         def readable(fd: int) -> None:
             try:

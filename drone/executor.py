@@ -280,7 +280,8 @@ class JobRun:
         for step in steps:
             step_env = {**env, **step["env"]} if step.get("env") else env
             code = await self.steps.run(step["run"], step_env, title=step.get("title", ""), phase=phase,
-                                        stage=stage or step.get("stage"), network=step.get("network"))
+                                        stage=stage or step.get("stage"), network=step.get("network"),
+                                        merge_output=step.get("merge_output") is True)
             if code != 0 and not step.get("ignore_exit_code"):
                 return code
             if callable(step.get("_after")):  # the executor's own (never a pipeline's: data holds no callables)

@@ -64,9 +64,11 @@ class StepRunner:
         self._job_peak = 0
 
     async def run(self, command: str, env: Mapping[str, str], *, title: str = "", phase: str,
-                  stage: str | None = None, hook: str | None = None, network: str | None = None) -> int:
+                  stage: str | None = None, hook: str | None = None, network: str | None = None,
+                  merge_output: bool = False) -> int:
         """Run `command`; return its exit code (negative: killed by that signal). `network` overrides the
-        sandbox's job_network for this command (the checkout's: the drone's own)."""
+        sandbox's job_network for this command (the checkout's: the drone's own); `merge_output` gives it
+        one pipe for both streams (their exact order, all stored as stdout)."""
         self.num += 1
         num = self.num
         shown = self.masker.mask(command)
@@ -103,7 +105,8 @@ class StepRunner:
             # A mark on each of its processes: without a sandbox, what outlives the command is found by it.
             marked_env = {**env, STEP_MARK: f"{env.get('APIARY_JOB_ID', '')}:{num}"}
             try:
-                child = await Child.start(command, self.workspace, marked_env, self.sandbox, self.paths, network)
+                child = await Child.start(command, self.workspace, marked_env, self.sandbox, self.paths, network,
+                                          merge_output=merge_output)
             except (OSError, ValueError, TimeoutError) as exc:
                 buffer.feed("stderr", f"apiary: cannot start the command: {exc}\n".encode())
                 code = 127

@@ -85,6 +85,7 @@ class Step(TypedDict):
     run: str  # a shell script
     title: str  # one line, at most MAX_TITLE (80) characters: the script's first line unless given
     ignore_exit_code: bool
+    merge_output: NotRequired[bool]  # one pipe for stdout and stderr: their exact order, stored as stdout
 
 
 class Stage(TypedDict):

@@ -35,7 +35,7 @@ PHASES = ("environment", "prepare", "cleanup")
 _TOP_KEYS = {"env", "parameters", "timeout", "output_timeout", "parallel", "artifacts", *HOOKS, "hooks", *PHASES,
              "phases", "stages", "plugins"}
 _STAGE_KEYS = {"name", "needs", "deploy", "env", "steps", *HOOKS, "hooks"}
-_STEP_KEYS = {"run", "title", "ignore_exit_code"}
+_STEP_KEYS = {"run", "title", "ignore_exit_code", "merge_output"}
 _PARAM_KEYS = {"required", "default", "description"}
 _PLUGIN_KEYS = {"name", "pip", "config"}
 _PLUGIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,99}$")
@@ -258,7 +258,11 @@ def _step(step: Any, at: str) -> Step:
     elif not isinstance(title, str) or not title.strip() or len(title) > MAX_TITLE or "\n" in title:
         raise _Invalid(f"{at}.title", f"must be a one-line string of 1 to {MAX_TITLE} characters")
     ignore = _flag(step.get("ignore_exit_code"), f"{at}.ignore_exit_code")
-    return {"run": run, "title": title, "ignore_exit_code": ignore}
+    compiled: Step = {"run": run, "title": title, "ignore_exit_code": ignore}
+    if _flag(step.get("merge_output"), f"{at}.merge_output"):
+        # stderr into the same pipe as stdout: the exact order written, all of it stored as stdout.
+        compiled["merge_output"] = True
+    return compiled
 
 
 def _plugins(value: Any) -> list[PluginUse]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 import sys
 
-from tests.cluster import Cluster
+from tests.cluster import Cluster, output_lines
 
 # Writes line i to stdout (even i) or stderr (odd i), then waits until the drone has read that pipe empty
 # (FIONREAD on the write end counts the bytes still in the pipe): each write is then the only one in
@@ -82,3 +82,22 @@ def joined(chunks: list[tuple[str, str]]) -> list[tuple[str, str]]:
         else:
             out.append((stream, text))
     return out
+
+
+async def test_a_step_asking_for_one_stream_keeps_the_exact_order_of_a_fast_writer(queen: Cluster) -> None:
+    # ../shared/cases/stdout-stderr-order-lost: `set -x` traces (stderr) and output (stdout) written as fast as
+    # the shell goes. Two pipes cannot order writes that wait in both; with merge_output there is one pipe.
+    await queen.add_drone("d1")
+    fast = "; ".join(f"echo out-{i}; echo err-{i} >&2" for i in range(200))
+    await queen.create_pipeline_repo("merged", f"""stages: [{{name: s, steps: [
+  {{run: 'set -x; echo compiling a; echo compiling b; ls /no-such-file; echo compiling c', merge_output: true}},
+  {{run: {fast!r}, merge_output: true}}]}}]""")
+    job = await queen.wait_job((await queen.trigger("merged"))["id"])
+    events = await queen.events(job["id"])
+    lines = output_lines(events, "job:cmd:stdout")
+    assert output_lines(events, "job:cmd:stderr") == []  # one stream
+    traced = lines[:lines.index("+ echo compiling c") + 2]
+    assert [t for t in traced if "compiling" in t] == ["+ echo compiling a", "compiling a", "+ echo compiling b",
+                                                        "compiling b", "+ echo compiling c", "compiling c"]
+    assert lines[-400:] == [f"{s}-{i}" for i in range(200) for s in ("out", "err")]
+    print("\nmerge_output: 6 set -x lines and 400 fast alternating lines stored in the exact order written")

@@ -191,7 +191,7 @@ def test_bad_durations_are_refused_naming_the_field(value: Any) -> None:
     ({"stages": [{"name": "a", "steps": ["x"]}], "extra": 1}, "pipeline.extra", "unknown key 'extra' (allowed: "),
     ({"stages": [{"name": "a", "steps": ["x"], "nedds": []}]}, "pipeline.stages[0].nedds", "unknown key"),
     ({"stages": [{"name": "a", "steps": [{"run": "x", "cmd": "y"}]}]}, "pipeline.stages[0].steps[0].cmd",
-     "allowed: ignore_exit_code, run, title"),
+     "allowed: ignore_exit_code, merge_output, run, title"),
     ({"stages": [{"name": "a", "steps": ["x"]}, {"name": "a", "steps": ["y"]}]}, "pipeline.stages[1].name",
      "stage 'a' appears twice"),
     ({"stages": [{"name": "a", "steps": ["x"], "deploy": "no"}]}, "pipeline.stages[0].deploy", "true or false"),
@@ -538,3 +538,11 @@ def test_plugin_mistakes_name_the_line_and_the_field() -> None:
 def test_a_pipeline_of_plugins_alone_needs_no_stages() -> None:
     assert load_pipeline("plugins: [shell]\n")["stages"] == []
     assert yaml_error("env: {A: b}\n").path == "stages"
+
+
+def test_a_step_may_ask_for_one_stream_for_stdout_and_stderr() -> None:
+    pipeline = parse_pipeline({"stages": [{"name": "s", "steps": [{"run": "make", "merge_output": True}, "true"]}]})
+    first, second = pipeline["stages"][0]["steps"]
+    assert first["merge_output"] is True and "merge_output" not in second
+    with pytest.raises(PipelineError, match=r"stages\[0\]\.steps\[0\]\.merge_output: must be true or false"):
+        parse_pipeline({"stages": [{"name": "s", "steps": [{"run": "make", "merge_output": "yes"}]}]})
