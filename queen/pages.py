@@ -28,7 +28,7 @@ from apiary.core.protocol import JobStatus
 from apiary.queen.api import load_job, load_repo, public_job
 from apiary.queen.badges import NO_JOBS, badge_for, badge_svg, last_finished
 from apiary.queen.repos import REPO_NAME, stored_pipeline
-from apiary.queen.store.events import READ_BATCH
+from apiary.queen.store import chunks
 from apiary.queen.trust import DEFAULT_KINDS, KINDS
 
 from . import keys
@@ -263,27 +263,53 @@ OUTPUT_TYPES = ("job:cmd:stdout", "job:cmd:stderr", "job:stdout", "job:stderr")
 
 @routes.get("/jobs/{job}/log")
 async def raw_log(request: web.Request) -> web.StreamResponse:
-    """Everything the job printed, both streams of every command, in the order it was stored."""
+    """Everything the job printed, both streams of every command, in the order it was stored.
+
+    A client that accepts zstd gets the stored frames one after the other (``Content-Encoding: zstd``):
+    the queen sends the log as it keeps it, without decompressing it. One that accepts gzip gets it
+    gzipped; others get plain text.
+    """
     job = await load_job(request)
     store = request.app[keys.STORE]
+    coding = log_coding(request.headers.get("Accept-Encoding", ""))
     response = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8",
-                                           "Cache-Control": "no-cache"})
+                                           "Cache-Control": "no-cache", "Vary": "Accept-Encoding"})
+    if coding == "zstd":
+        response.headers["Content-Encoding"] = "zstd"
+    elif coding == "gzip":
+        response.enable_compression(web.ContentCoding.gzip)
     await response.prepare(request)
-    after = 0
     try:
-        while True:
-            events, more = await store.events_after(job["_id"], after, READ_BATCH)
-            text = "".join(e.get("text") or "" for e in events if e.get("type") in OUTPUT_TYPES)
-            if text:
-                await response.write(text.encode())
-            if not more:
-                break
-            after = events[-1]["seq"]
+        async for frame in store.output_frames(job["_id"], OUTPUT_TYPES):
+            await response.write(frame if coding == "zstd" else chunks.zstd.decompress(frame))
     except PyMongoError as exc:  # the headers are sent already: say so in the text
         log.warning("raw log of job %s cut short: %s", job["_id"], exc)
-        await response.write(f"\n[apiary: the log is cut short here: {exc}]\n".encode())
+        note = f"\n[apiary: the log is cut short here: {exc}]\n"
+        await response.write(chunks.compress(note) if coding == "zstd" else note.encode())
     await response.write_eof()
     return response
+
+
+def log_coding(accept: str) -> str:
+    """The content coding for a raw log given an Accept-Encoding header (RFC 9110 §12.5.3):
+    "zstd" when accepted, else "gzip" when accepted, else "identity". A coding with q=0 is refused."""
+    accepted: dict[str, float] = {}
+    for item in accept.split(","):
+        name, _, params = item.strip().partition(";")
+        quality = 1.0
+        for param in params.split(";"):
+            key, _, value = param.strip().partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        if name.strip():
+            accepted[name.strip().lower()] = quality
+    for coding in ("zstd", "gzip"):
+        if accepted.get(coding, accepted.get("*", 0.0)) > 0:
+            return coding
+    return "identity"
 
 
 async def drones_context(request: web.Request) -> dict[str, Any]:

@@ -1,15 +1,17 @@
-"""The store's events: append-only, unique on ``(job, seq)``, output as chunks."""
+"""The store's events: append-only, unique on ``(job, seq)``, output as compressed chunks (chunks.py)."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 
 from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError
 
 from apiary.core.models import Event
+
+from . import chunks
 
 log = logging.getLogger(__name__)
 
@@ -24,11 +26,12 @@ class EventQueries:
     events: AsyncCollection
 
     async def insert_events(self, docs: list[Event]) -> None:
-        """Store events; one already stored (same job and seq) is skipped silently."""
+        """Store events (their output text compressed; `docs` themselves unchanged); one already stored
+        (same job and seq) is skipped silently."""
         if not docs:
             return
         try:
-            await self.events.insert_many(docs, ordered=False)
+            await self.events.insert_many([chunks.pack(doc) for doc in docs], ordered=False)
         except BulkWriteError as exc:
             others = [e for e in exc.details.get("writeErrors", []) if e.get("code") != _DUPLICATE_KEY]
             if others or exc.details.get("writeConcernErrors"):
@@ -56,7 +59,31 @@ class EventQueries:
             if (limit is not None and len(events) >= limit) or size >= max_bytes:
                 more = True
                 break
-            events.append(event)
-            size += len(event.get("text") or "")
+            size += chunks.text_size(event)
+            events.append(chunks.expand(event))
         await cursor.close()
         return events, more
+
+    async def output_frames(self, job_id: str, output_types: Iterable[str]) -> AsyncIterator[bytes]:
+        """A job's output, in seq order, as zstd frames (one per event; concatenated, one zstd stream).
+
+        Read in pages of about `READ_BYTES` of compressed output, so a stalled client holds no more.
+        """
+        after = 0
+        types = list(output_types)
+        while True:
+            cursor = self.events.find({"job": job_id, "seq": {"$gt": after}, "type": {"$in": types}},
+                                      {"_id": 0, "seq": 1, "z": 1, "text": 1}).sort("seq", ASCENDING)
+            size, more = 0, False
+            async for event in cursor.batch_size(500):
+                frame = chunks.frame_of(event)
+                after = event["seq"]
+                size += len(frame)
+                if frame:
+                    yield frame
+                if size >= READ_BYTES:
+                    more = True
+                    break
+            await cursor.close()
+            if not more:
+                return

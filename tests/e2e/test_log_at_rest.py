@@ -1,0 +1,72 @@
+"""A job's output is kept compressed at rest and sent compressed to clients that accept it: the same
+text whichever way it is read (raw log with zstd, gzip or none; the events API), every line once and in
+order."""
+
+from __future__ import annotations
+
+import gzip
+import re
+
+import aiohttp
+from pymongo import MongoClient
+
+from apiary.queen.store.chunks import MIN_BYTES, zstd
+from tests.cluster import Cluster, all_events
+
+# 20,000 numbered lines on stdout, a few on stderr, and a multi-byte character split across pipe reads.
+PRINTER = ("i=0; while [ $i -lt 20000 ]; do echo \"line $i: $(printf '%070d' $i) é\"; i=$((i+1)); done; "
+           "echo oops >&2; printf 'tail without newline'")
+
+
+async def raw_log(queen: Cluster, job_id: str, accept: str | None) -> tuple[str | None, bytes]:
+    """(Content-Encoding, body as sent): the raw log fetched by a client that decodes nothing itself."""
+    headers = {"Accept-Encoding": accept} if accept is not None else {}
+    base = queen.api.removesuffix("/api/v1")
+    async with aiohttp.ClientSession(auto_decompress=False, skip_auto_headers=("Accept-Encoding",)) as http, \
+            http.get(f"{base}/jobs/{job_id}/log", headers=headers) as resp:
+        assert resp.status == 200 and resp.content_type == "text/plain"
+        assert resp.headers.get("Vary") == "Accept-Encoding"
+        return resp.headers.get("Content-Encoding"), await resp.read()
+
+
+async def test_output_is_compressed_at_rest_and_reads_back_the_same_every_way(queen: Cluster) -> None:
+    await queen.add_drone("d1")
+    await queen.create_repo("chatty", ("print", [PRINTER]))
+    job = await queen.wait_job((await queen.trigger("chatty"))["id"])
+    assert job["status"] == "passed"
+
+    coding, plain = await raw_log(queen, job["id"], None)
+    assert coding is None
+    text = plain.decode()
+    numbers = [int(n) for n in re.findall(r"^line (\d+): \d{70} é$", text, re.M)]
+    assert numbers == list(range(20_000))
+    # Two pipes: stderr's line is in, where the reads put it (merge_output keeps the exact order).
+    assert text.count("oops\n") == 1 and text.replace("oops\n", "").endswith("tail without newline")
+
+    coding, body = await raw_log(queen, job["id"], "gzip, deflate, br, zstd")
+    assert coding == "zstd" and len(body) < len(plain) / 10
+    assert zstd.decompress(body) == plain  # the stored frames, concatenated: one zstd stream
+    coding, body = await raw_log(queen, job["id"], "gzip;q=1, zstd;q=0")
+    assert coding == "gzip" and gzip.decompress(body) == plain
+    coding, body = await raw_log(queen, job["id"], "identity")
+    assert coding is None and body == plain
+
+    # The events API gives the text back, the same lines in the same order.
+    events = await all_events(queen.get, job["id"])
+    stdout = "".join(e["text"] for e in events if e["type"] == "job:cmd:stdout")
+    assert stdout == text.replace("oops\n", "")
+    assert all("z" not in e and "n" not in e for e in events)
+
+    # At rest: output as zstd frames with their size, no text.
+    assert queen.queen is not None
+    port = re.search(r"embedded store \(nx-27017\) pid \d+ on port (\d+)", queen.queen.logs())
+    assert port, queen.queen.logs()
+    with MongoClient(f"mongodb://127.0.0.1:{port[1]}/?directConnection=true") as raw:
+        stored = list(raw.apiary.events.find({"job": job["id"], "type": "job:cmd:stdout"}))
+    compressed = [d for d in stored if "z" in d]
+    assert compressed and all("text" not in d and isinstance(d["z"], bytes) for d in compressed)
+    assert all(len(d["text"]) < MIN_BYTES for d in stored if "z" not in d)  # a frame would not pay for itself
+    kept = sum(len(d["z"]) if "z" in d else len(d["text"]) for d in stored)
+    printed = sum(d["n"] if "z" in d else len(d["text"].encode()) for d in stored)
+    assert printed == len(stdout.encode())
+    print(f"\nstdout of {printed:,} bytes kept as {kept:,} bytes (x{printed / kept:.1f})")
