@@ -38,7 +38,7 @@ async def test_output_is_compressed_at_rest_and_reads_back_the_same_every_way(qu
     coding, plain = await raw_log(queen, job["id"], None)
     assert coding is None
     text = plain.decode()
-    numbers = [int(n) for n in re.findall(r"^line (\d+): \d{70} é$", text, re.M)]
+    numbers = [int(n) for n in re.findall(r"^line (\d+): \d{70} é$", text, re.MULTILINE)]
     assert numbers == list(range(20_000))
     # Two pipes: stderr's line is in, where the reads put it (merge_output keeps the exact order).
     assert text.count("oops\n") == 1 and text.replace("oops\n", "").endswith("tail without newline")
