@@ -54,6 +54,7 @@ class Store(RepoQueries, JobQueries, EventQueries, SecretQueries, PeopleQueries,
         self.artifacts = AsyncGridFSBucket(self.db, bucket_name="artifacts")
         self._numbers: dict[str, int] = {}
         self._repos: dict[str, Repository] = {}
+        self._repos_listed = False
         self._secrets: dict[str, dict[str, tuple[str, tuple[str, ...]]]] = {}
         self._numbers_lock = asyncio.Lock()
 

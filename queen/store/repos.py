@@ -19,6 +19,7 @@ class RepoQueries:
 
     repos: AsyncCollection
     _repos: dict[str, Repository]
+    _repos_listed: bool  # the cache holds every repository
 
     # Repositories are read on every trigger and written rarely, and only by
     # this queen: they are cached, and the cache is updated on every write.
@@ -45,4 +46,10 @@ class RepoQueries:
         return self._repos[name].copy()
 
     async def list_repos(self) -> list[Repository]:
-        return await self.repos.find({}).sort("_id", ASCENDING).to_list(None)
+        """Every repository, by name. Read from the store once, then from the cache (which every write
+        updates): plugins' reactions list them after each job."""
+        if not self._repos_listed:
+            for repo in await self.repos.find({}).sort("_id", ASCENDING).to_list(None):
+                self._repos.setdefault(repo["_id"], repo)
+            self._repos_listed = True
+        return [self._repos[name].copy() for name in sorted(self._repos)]
