@@ -79,9 +79,16 @@ class Dispatcher:
         self.queue_empty = False
 
     def wake(self) -> None:
-        # Whatever woke us may have queued a job: the queue is no longer known empty.
+        """A job may have been queued (or queued again): the queue is no longer known empty."""
         self._generation += 1
         self.queue_empty = False
+        self._wake.set()
+
+    def room(self) -> None:
+        """A slot freed or a drone joined: dispatch what waits. Nothing was queued by it, so a queue known
+        empty stays known empty, and the next trigger still goes straight to a drone (a client that
+        triggers as soon as it sees a job end would otherwise always take the slow way, through the
+        store's queue)."""
         self._wake.set()
 
     async def submit(self, job: Job) -> None:

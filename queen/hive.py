@@ -237,7 +237,7 @@ class Hive:
                 if job["_id"] not in reported and (drone is None or job["_id"] not in drone.jobs):
                     await self._take_back(drone_id, [job["_id"]])
         await self.store.save_drone({"_id": drone_id, "state": "connected", **self._public(drone_id)})
-        self.dispatcher.wake()
+        self.dispatcher.room()
 
     async def _take_back(self, drone_id: str, job_ids: list[str]) -> None:
         """Jobs `drone_id` says it does not have (it restarted, or a queue:new was lost on the way)."""
@@ -308,7 +308,10 @@ class Hive:
             if isinstance(effect, Release):
                 if self.pool.release(effect.drone, job_id):
                     self._drones_changed()
-                self.dispatcher.wake()
+                if state.status is JobStatus.QUEUED:  # back in the queue for another attempt
+                    self.dispatcher.wake()
+                else:
+                    self.dispatcher.room()
             elif isinstance(effect, CancelCopy):
                 self.send(effect.drone, Msg.JOB_CANCEL, {"id": job_id, "attempt": effect.attempt,
                                                          "force": effect.force})
