@@ -121,11 +121,14 @@ class Dispatcher:
 
     async def run(self) -> None:
         while True:
+            woken = True
             try:
                 await asyncio.wait_for(self._wake.wait(), self.backstop)
             except TimeoutError:
-                pass
+                woken = False
             self._wake.clear()
+            if woken and self.queue_empty:
+                continue  # a slot freed and nothing waits: no store query (the backstop still looks)
             try:
                 await self.dispatch()
             except PyMongoError as exc:
