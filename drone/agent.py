@@ -37,6 +37,7 @@ from apiary.core.protocol import PROTOCOL_VERSION, Msg
 from . import artifacts
 from .connection import Connection
 from .executor import JobRun
+from .jobnet import JobNets
 from .limits import JobLimits
 from .plugins import PluginManager
 from .sandbox import CREDENTIALS, JobPaths, Limits, detect
@@ -82,11 +83,14 @@ class Agent:
             hide=[config.work_path, *keys, *(home / c for c in CREDENTIALS), *config.hidden_paths],
             limits=Limits(open_files=config.job_max_open_files, memory=config.job_max_memory,
                           processes=config.job_max_processes),
-            job_user=config.job_user, pass_env=config.pass_env_names, shown=(config.work_path / "plugins",))
+            job_user=config.job_user, pass_env=config.pass_env_names,
+            shown=(config.work_path / "plugins", *config.shown_paths))
+        self.networks = JobNets(self.sandbox)  # one ready for the next job (isolated network)
 
     async def __aenter__(self) -> Agent:
         self._refused = asyncio.get_running_loop().create_future()
         self.conn.start()
+        self.networks.start()
         log.info("drone %s: capacity %d, speed %s, connecting to %s", self.id, self.capacity,
                  self.config.speed, self.config.queen)
         return self
@@ -94,6 +98,7 @@ class Agent:
     async def __aexit__(self, *exc: object) -> None:
         if not self._stopped:
             await self.stop(ack_timeout=0.5)
+        await self.networks.close()
         self.conn.close()
 
     def info(self) -> dict[str, Any]:
@@ -238,7 +243,7 @@ class Agent:
                 self._started.add(job_id)
             self._emit(job_id, msg, fields)
 
-        workspace = private = tmp = None
+        workspace = private = tmp = net = None
 
         async def collect(root: Path, globs: list[str]) -> None:
             await artifacts.send(root, globs, emit, self.config.artifact_max_bytes,
@@ -251,9 +256,11 @@ class Agent:
             tmp = self.workspaces.create_tmp(job_id)
             paths = JobPaths(workspace, tmp, private)
             self.sandbox.prepare(paths)
+            net = await self.networks.take()
             run = JobRun(job, workspace, emit, self.base_env, flush_after=self.config.output_flush_ms / 1000,
                          chunk_bytes=self.config.output_chunk_bytes, private_dir=private, collect=collect,
-                         plugins=self.plugins, limits=JobLimits.of(self.config), sandbox=self.sandbox, paths=paths)
+                         plugins=self.plugins, limits=JobLimits.of(self.config), sandbox=self.sandbox, paths=paths,
+                         job_net=net)
             # A cancel reaches the JobRun, which kills the step and reports the
             # job as cancelled before returning.
             status = await run.run()
@@ -266,6 +273,8 @@ class Agent:
             emit(Msg.JOB_STDERR, {"text": f"apiary: the drone could not run this job: {exc}\n"})
             emit(Msg.JOB_DONE, {"timestamp": now, "result": "errored", "error": f"drone error: {exc}"})
         finally:
+            if net is not None:
+                self.networks.release(net)  # the job's network ends with it
             if private is not None:
                 await self.workspaces.remove(private)
             if tmp is not None:

@@ -8,19 +8,17 @@ reports what it does.
 from __future__ import annotations
 
 import asyncio
-import json
+import functools
 import os
-import signal
 import subprocess
-import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from .jobnet import JobNet
 from .sandbox import JobPaths, Sandbox
 
 READ_SIZE = 65536
-SANDBOX_START = 10.0  # seconds a sandbox (and its network) may take to start
 
 
 class Child:
@@ -29,85 +27,42 @@ class Child:
     Its exit shows through a pidfd without reaping it, so the sampler can still
     read the zombie; then os.wait4 gives the exit status and the CPU time of the
     command and of every process it waited for. No watcher thread per command.
-    In a sandbox with an isolated network, `start` also starts slirp4netns for
-    it and lets the command run once its network is up.
+    In a sandbox with an isolated network, the command joins its job's network
+    (jobnet.py) before bubblewrap runs.
     """
 
-    def __init__(self, proc: subprocess.Popen[bytes], slirp: subprocess.Popen[bytes] | None = None,
-                 slirp_exit: int | None = None) -> None:
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
         self.proc = proc
         self.pid = proc.pid
         self.pidfd = os.pidfd_open(self.pid)
         self.returncode: int | None = None
-        self._slirp, self._slirp_exit = slirp, slirp_exit
 
     @classmethod
     async def start(cls, command: str, cwd: Path, env: Mapping[str, str], sandbox: Sandbox | None,
-                    paths: JobPaths, network: str | None, merge_output: bool = False) -> Child:
+                    paths: JobPaths, network: str | None, merge_output: bool = False,
+                    job_net: JobNet | None = None) -> Child:
+        """Start `command`. `network` overrides the sandbox's job_network; `job_net` is the job's network,
+        which an isolated command joins (without one it has no way out).
+
+        Raises OSError (or subprocess.SubprocessError: the job's network could not be joined) when it cannot
+        start."""
         argv = ["/bin/sh", "-c", command]
         # Two pipes keep the streams apart but not their order when both fill before a read; one keeps the order.
         stderr = subprocess.STDOUT if merge_output else subprocess.PIPE
         options: dict[str, Any] = {"cwd": cwd, "env": dict(env), "stdin": subprocess.DEVNULL,
                                    "stdout": subprocess.PIPE, "stderr": stderr, "start_new_session": True}
-        if sandbox is not None and sandbox.needs_preexec:
-            options["preexec_fn"] = sandbox.preexec
         if sandbox is None:
             return cls(subprocess.Popen(argv, **options))
-        net = network or sandbox.network
-        if net != "isolated" or sandbox.slirp is None:
-            return cls(subprocess.Popen(sandbox.command(argv, paths, network=net), **options))
-        # Isolated: the sandbox waits (block fd) until slirp4netns has given it a network.
-        info_r, info_w = os.pipe()
-        block_r, block_w = os.pipe()
-        try:
-            proc = subprocess.Popen(sandbox.command(argv, paths, network=net, info_fd=info_w, block_fd=block_r),
-                                    pass_fds=(info_w, block_r), **options)
-        except BaseException:
-            for fd in (info_r, block_w):
-                os.close(fd)
-            raise
-        finally:
-            os.close(info_w)
-            os.close(block_r)
-        ready_r = exit_w = -1
-        slirp: subprocess.Popen[bytes] | None = None
-        try:
-            info = json.loads(await _read_until(info_r, b"}", SANDBOX_START))
-            # bubblewrap reports its child before that child has set its loopback up; slirp4netns configuring
-            # the namespace meanwhile makes one of them fail now and then: wait for the loopback first.
-            await _loopback_up(int(info["child-pid"]), SANDBOX_START)
-            ready_r, ready_w = os.pipe()
-            exit_r, exit_w = os.pipe()
-            try:
-                slirp = subprocess.Popen(sandbox.slirp_command(int(info["child-pid"]), ready_w, exit_r),
-                                         pass_fds=(ready_w, exit_r), stdin=subprocess.DEVNULL,
-                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            finally:
-                os.close(ready_w)
-                os.close(exit_r)
-            if not await _read_until(ready_r, b"1", SANDBOX_START):
-                raise OSError("slirp4netns could not give the sandbox a network")
-        except BaseException:
-            # Cancelled (the job was) or failed while the sandbox waits on its block fd: its whole group
-            # goes, not only bubblewrap's first process; its child, not yet bound to die with it, would
-            # wait for ever with parent init (the block fd's writer is ours: it is closed too).
-            _kill_group(proc.pid)
-            proc.kill()
-            proc.wait()
-            os.close(block_w)
-            if exit_w >= 0:
-                os.close(exit_w)
-            if slirp is not None:
-                slirp.kill()
-                slirp.wait()
-            raise
-        finally:
-            os.close(info_r)
-            if ready_r >= 0:
-                os.close(ready_r)
-        os.write(block_w, b"1")
-        os.close(block_w)
-        return cls(proc, slirp, exit_w)
+        join = job_net if (network or sandbox.network) == "isolated" and job_net is not None else None
+        if join is not None:
+            if not join.alive:
+                raise OSError("the job's network has ended")
+            options["preexec_fn"] = functools.partial(_enter, join, sandbox)
+        elif sandbox.needs_preexec:
+            options["preexec_fn"] = sandbox.preexec
+        # Joined in the child: a fork, as the limits need one anyway (preexec), and no process in between.
+        return cls(subprocess.Popen(sandbox.command(argv, paths, network=network, joined=join is not None),
+                                    **options))
 
     async def exited(self) -> None:
         loop = asyncio.get_running_loop()
@@ -170,59 +125,10 @@ class Child:
         for pipe in (self.proc.stdout, self.proc.stderr):
             if pipe is not None:
                 pipe.close()
-        if self._slirp is not None and self._slirp_exit is not None:
-            os.close(self._slirp_exit)  # slirp4netns ends when this closes
-            try:
-                self._slirp.wait(timeout=2)
-            except subprocess.TimeoutExpired:
-                self._slirp.kill()
-                self._slirp.wait()
-            self._slirp = None
 
 
-def _kill_group(pgid: int) -> None:
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-async def _loopback_up(pid: int, timeout: float) -> None:
-    """Until the network namespace of `pid` has 127.0.0.1 (bubblewrap's own set-up is done)."""
-    deadline = time.monotonic() + timeout
-    delay = 0.0005
-    while True:
-        try:
-            with open(f"/proc/{pid}/net/fib_trie", "rb") as fh:
-                if b"127.0.0.1" in fh.read():
-                    return
-        except OSError:
-            raise OSError("the sandbox ended while it was being set up") from None
-        if time.monotonic() > deadline:
-            raise TimeoutError("the sandbox did not set its network up in time")
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, 0.01)
-
-
-async def _read_until(fd: int, end: bytes, timeout: float) -> bytes:
-    """What `fd` says up to and including `end` (or until it closes), within `timeout` seconds."""
-    loop = asyncio.get_running_loop()
-    os.set_blocking(fd, False)
-    data = b""
-    while end not in data:
-        ready = loop.create_future()
-        loop.add_reader(fd, lambda: ready.done() or ready.set_result(None))
-        try:
-            await asyncio.wait_for(ready, timeout)
-        except TimeoutError:
-            raise TimeoutError("the sandbox did not start in time") from None
-        finally:
-            loop.remove_reader(fd)
-        try:
-            chunk = os.read(fd, 4096)
-        except BlockingIOError:
-            continue
-        if not chunk:
-            break
-        data += chunk
-    return data
+def _enter(net: JobNet, sandbox: Sandbox) -> None:
+    """In the child, before exec: the job's network, then the limits (and user) the sandbox sets."""
+    net.enter()
+    if sandbox.needs_preexec:
+        sandbox.preexec()

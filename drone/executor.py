@@ -40,6 +40,7 @@ from apiary.core.stages import blocked_stages, next_stages, runnable_stages
 
 from .artifacts import ArtifactError
 from .checkout import checked_out, checkout_plan
+from .jobnet import JobNet
 from .jobplugins import JobPlugins
 from .limits import JobLimits, LogCap, WorkspaceGuard
 from .masking import Masker
@@ -64,7 +65,7 @@ class JobRun:
                  flush_after: float, chunk_bytes: int, private_dir: Path | None,
                  collect: CollectFn | None = None, plugins: PluginManager | None = None,
                  limits: JobLimits | None = None, sandbox: Sandbox | None = None,
-                 paths: JobPaths | None = None) -> None:
+                 paths: JobPaths | None = None, job_net: JobNet | None = None) -> None:
         self.job = job
         self.pipeline = job["pipeline"]
         self.workspace = workspace
@@ -84,7 +85,7 @@ class JobRun:
         self.paths = paths or JobPaths(workspace, workspace, private_dir)
         self.steps = StepRunner(workspace, emit, self.masker, flush_after, chunk_bytes,
                                 log_cap=LogCap(limits.log_max_bytes), kill_grace=limits.kill_grace,
-                                sandbox=sandbox, paths=self.paths)
+                                sandbox=sandbox, paths=self.paths, job_net=job_net)
         self.disk = WorkspaceGuard(workspace, limits.workspace_max_bytes, limits.check_every)
         # A retried job's commands are numbered after its earlier attempts' ones.
         self.steps.num = int(job.get("first_cmd") or 1) - 1

@@ -12,11 +12,16 @@ With bubblewrap (``bwrap``, Debian's ``bubblewrap``) each command runs in:
   keys, its outbox), the queen's data dir (the store, the secrets key, the setup
   token), ``~/.apiary``, the drone user's usual credentials (``~/.ssh``,
   ``~/.aws``, ``~/.docker``, ``~/.netrc``…) and any path in ``sandbox_hide``;
-- a network of its own (``job_network``): ``isolated`` (the default) reaches
-  the internet through slirp4netns (Debian's ``slirp4netns``), which is told to
-  keep the host's loopback out of reach, so nothing listening on 127.0.0.1 (the
-  queen's embedded store, its API) answers; ``none`` has no network; ``host``
-  shares the drone's;
+  paths *shown* (``sandbox_show``, the drone's own Python by default, and the
+  plugins' code) are bound back read-only inside hidden or closed folders,
+  except the credentials, and with what is hidden inside them hidden again;
+- a network apart from the machine's (``job_network``): ``isolated`` (the
+  default) is one network namespace per job, which the job's commands join
+  (jobnet.py), reaching the internet through slirp4netns (Debian's
+  ``slirp4netns``), which is told to keep the host's loopback out of reach, so
+  nothing listening on 127.0.0.1 (the queen's embedded store, its API)
+  answers; ``none`` has no network (one per command); ``host`` shares the
+  drone's;
 - limits per process on open files, memory and (per user) processes.
 
 Every job also gets a small environment of its own (PATH, locale, proxies and
@@ -27,8 +32,8 @@ what a step left running, daemonised or not, unless it cleared its
 environment), and when it runs as root it runs jobs as ``job_user``. The ideas
 are those of Flatpak's sandbox and of CI runners' process clean-up.
 
-`Sandbox` decides the command line (pure but for `detect`); the step runner
-(step.py) starts it and, for an isolated network, slirp4netns beside it.
+`Sandbox` decides the command lines (pure but for `detect`); child.py starts a
+command, in its job's network (jobnet.py) when the network is isolated.
 """
 
 from __future__ import annotations
@@ -84,7 +89,10 @@ class Sandbox:
         self.bwrap = bwrap
         self.network = network if bwrap else "host"
         self.hide = [p for p in dict.fromkeys(hide) if p.exists()]
-        self.shown = tuple(p for p in shown if p.exists())  # read-only inside hidden folders (plugins' code)
+        # Read-only inside hidden or closed folders (plugins' code, sandbox_show), never a credential.
+        secret = [home / c for c in CREDENTIALS] if (home := _home()) else []
+        self.shown = tuple(p for p in dict.fromkeys(Path(os.path.normpath(s)) for s in shown)
+                           if p.exists() and p != Path("/") and not any(p.is_relative_to(c) for c in secret))
         self.limits = limits
         # Without a sandbox, the drone drops to job_user before exec; in one, the sandbox does (setpriv),
         # after bubblewrap (as root) has made its mounts: the job never runs as root either way.
@@ -106,7 +114,8 @@ class Sandbox:
         who = f", as {self.job_user.pw_name}" if self.job_user else ""
         if not self.bwrap:
             return f"no sandbox (bubblewrap not in use): jobs run as processes of this drone{who}"
-        return f"each job in a bubblewrap sandbox{who}, network {self.network}"
+        net = "isolated (one per job, through slirp4netns)" if self.slirp else self.network
+        return f"each job in a bubblewrap sandbox{who}, network {net}"
 
     def environment(self, job_env: Mapping[str, str], drone_env: Mapping[str, str], paths: JobPaths) -> dict[str, str]:
         """The environment of a job's commands: a few of the drone's variables, then the job's own."""
@@ -119,51 +128,59 @@ class Sandbox:
         env.update(job_env)
         return env
 
-    def command(self, argv: list[str], paths: JobPaths, *, network: str | None = None, info_fd: int | None = None,
-                block_fd: int | None = None) -> list[str]:
+    def command(self, argv: list[str], paths: JobPaths, *, network: str | None = None,
+                joined: bool = False) -> list[str]:
         """`argv` as the sandbox runs it (unchanged without one). No I/O.
 
         `network` overrides job_network; ``"host"`` is the checkout's: it fetches as the drone would, on its
         network and with the machine's /tmp (read-only) in view, where a local repository may be.
+        `joined`: the command runs in its job's isolated network (jobnet.py), which its process joins before
+        bubblewrap runs; an isolated command that joined none gets a network of its own, with no way out.
         """
         if not self.bwrap:
             return argv
+        net = network or self.network
         out = [self.bwrap, "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
                "--die-with-parent", "--hostname", "apiary-job", "--cap-drop", "ALL"]
         if self.job_user is not None:
             # Root's bubblewrap keeps the two capabilities setpriv needs to become the job's user; the change of
             # user then drops them too, and bubblewrap's no_new_privs keeps setuid programs from bringing any back.
             out += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
-        if (network or self.network) != "host":
+        if net == "none" or (net == "isolated" and not joined):
             out.append("--unshare-net")
         out += ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
         emptied = [*self.hide, *self._closed_to_job(paths)]
-        for path in emptied:
-            # A folder becomes empty; a file, empty too.
-            out += ["--tmpfs", str(path)] if path.is_dir() else ["--ro-bind", "/dev/null", str(path)]
+        out += _emptying(emptied)
         if network != "host":
             out += ["--bind", str(paths.tmp), "/tmp", "--bind", str(paths.tmp), "/var/tmp"]
             emptied += [Path("/tmp"), Path("/var/tmp")]
-        if self.resolv is not None and (network or self.network) == "isolated":
-            out += ["--ro-bind", str(self.resolv), "/etc/resolv.conf"]
-        out += _passable(emptied, [paths.workspace, *self.shown,
-                                   *([paths.private] if paths.private and network == "host" else [])])
-        out += ["--bind", str(paths.workspace), str(paths.workspace)]
         for shown in self.shown:
             out += ["--ro-bind", str(shown), str(shown)]
-        if paths.private is not None and network == "host":
+        # What is hidden inside a shown folder stays hidden (a shown parent of the work dir, say).
+        again = [h for h in self.hide if any(h != s and h.is_relative_to(s) for s in self.shown)]
+        out += _emptying(again)
+        if self.resolv is not None and net == "isolated":
+            out += ["--ro-bind", str(self.resolv), "/etc/resolv.conf"]
+        private = [paths.private] if paths.private is not None and network == "host" else []
+        out += _passable([*emptied, *again], [paths.workspace, *self.shown, *private], self.shown)
+        out += ["--bind", str(paths.workspace), str(paths.workspace)]
+        for path in private:
             # The checkout's credentials (drone/checkout.py): its commands alone see them, not the job's.
-            out += ["--ro-bind", str(paths.private), str(paths.private)]
+            out += ["--ro-bind", str(path), str(path)]
         out += ["--chdir", str(paths.workspace)]
-        if info_fd is not None:
-            out += ["--info-fd", str(info_fd)]
-        if block_fd is not None:
-            out += ["--block-fd", str(block_fd)]
         if self.job_user is not None:
             user = self.job_user
             argv = ["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--clear-groups",
                     "--inh-caps=-all", "--", *argv]
         return [*out, "--", *argv]
+
+    def holder_command(self, info_fd: int) -> list[str]:
+        """The process that holds a job's network namespace (jobnet.py), reporting its pid on `info_fd`.
+        Made by bubblewrap as for a command: as root, a network namespace; as another user, a user namespace
+        too, which the job's commands join first."""
+        assert self.bwrap is not None
+        return [self.bwrap, "--unshare-net", "--die-with-parent", "--cap-drop", "ALL", "--ro-bind", "/", "/",
+                "--info-fd", str(info_fd), "--", "sleep", "infinity"]
 
     def _closed_to_job(self, paths: JobPaths) -> list[Path]:
         """Folders above what the job must reach that its own user could not pass through (root's 0700 home,
@@ -186,7 +203,8 @@ class Sandbox:
         return closed
 
     def slirp_command(self, pid: int, ready_fd: int, exit_fd: int) -> list[str]:
-        """slirp4netns for the sandbox whose first process is `pid`: internet, not the host's loopback."""
+        """slirp4netns for the network namespace of `pid` (a job's holder): internet, not the host's loopback.
+        It joins the holder's user namespace too when the holder has one of its own."""
         assert self.slirp is not None
         return [self.slirp, "--configure", "--mtu=65520", "--disable-host-loopback", "--ready-fd", str(ready_fd),
                 "--exit-fd", str(exit_fd), str(pid), "tap0"]
@@ -315,19 +333,38 @@ def marked(name: str, value: str) -> list[int]:
     return found
 
 
-def _passable(emptied: list[Path], needed: list[Path]) -> list[str]:
+def _emptying(paths: list[Path]) -> list[str]:
+    """bubblewrap arguments that empty each path: a folder becomes an empty tmpfs, a file /dev/null."""
+    out: list[str] = []
+    for path in paths:
+        out += ["--tmpfs", str(path)] if path.is_dir() else ["--ro-bind", "/dev/null", str(path)]
+    return out
+
+
+def _passable(emptied: list[Path], needed: list[Path], bound: tuple[Path, ...] = ()) -> list[str]:
     """bubblewrap arguments that make the folders above each `needed` path passable where they lie in a
     folder the sandbox emptied or replaced (a tmpfs, the job's /tmp): bubblewrap would make them as the
     drone's umask says, often 0700, which the job's user cannot pass (a workspace under /tmp or a hidden
-    work dir). Outside those folders the machine's own folders are as they are."""
+    work dir). Outside those folders the machine's own folders are as they are, and so are those of a
+    `bound` folder (the machine's, shown read-only) unless emptied again inside it."""
     out: list[str] = []
     made: set[Path] = set()
     for path in needed:
         for folder in reversed(path.parents):
-            if folder in made or not any(folder != e and folder.is_relative_to(e) for e in emptied):
+            inside = [e for e in emptied if folder != e and folder.is_relative_to(e)]
+            if folder in made or not inside:
                 continue
+            nearest = max(inside, key=lambda e: len(e.parts))
+            if any(folder.is_relative_to(b) and b.is_relative_to(nearest) and b != nearest for b in bound):
+                continue  # the machine's own folder, bound read-only over the emptied one
             made.add(folder)
             # --dir makes it when missing; --chmod opens one bubblewrap already made for a mount below it.
             out += ["--perms", "0755", "--dir", str(folder), "--chmod", "0755", str(folder)]
     return out
 
+
+def _home() -> Path | None:
+    try:
+        return Path.home()
+    except RuntimeError:
+        return None

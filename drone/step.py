@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import subprocess
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -28,6 +29,7 @@ from typing import Any
 from apiary.core.protocol import Msg
 
 from .child import Child
+from .jobnet import JobNet
 from .limits import LogCap
 from .masking import Masker
 from .output import OutputBuffer
@@ -45,9 +47,10 @@ class StepRunner:
 
     def __init__(self, workspace: Path, emit: EmitFn, masker: Masker, flush_after: float, chunk_bytes: int,
                  sample_interval: float = 0.25, log_cap: LogCap | None = None, kill_grace: float = 10.0,
-                 sandbox: Sandbox | None = None, paths: JobPaths | None = None) -> None:
+                 sandbox: Sandbox | None = None, paths: JobPaths | None = None, job_net: JobNet | None = None) -> None:
         self.kill_grace = kill_grace
         self.sandbox = sandbox  # None: plain processes (apiary run, on the developer's own machine)
+        self.job_net = job_net  # the job's isolated network, which each command joins (jobnet.py)
         self.paths = paths or JobPaths(workspace, workspace)
         self.workspace = workspace
         self.emit = emit
@@ -106,8 +109,8 @@ class StepRunner:
             marked_env = {**env, STEP_MARK: f"{env.get('APIARY_JOB_ID', '')}:{num}"}
             try:
                 child = await Child.start(command, self.workspace, marked_env, self.sandbox, self.paths, network,
-                                          merge_output=merge_output)
-            except (OSError, ValueError, TimeoutError) as exc:
+                                          merge_output=merge_output, job_net=self.job_net)
+            except (OSError, ValueError, TimeoutError, subprocess.SubprocessError) as exc:
                 buffer.feed("stderr", f"apiary: cannot start the command: {exc}\n".encode())
                 code = 127
                 return code

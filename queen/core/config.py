@@ -16,6 +16,7 @@ import os
 import re
 import shlex
 import socket
+import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -103,6 +104,9 @@ class DroneConfig:
     sandbox: str = "auto"
     job_network: str = "isolated"
     sandbox_hide: str = ""
+    # Shown to jobs read-only, even inside hidden or closed folders (credentials excepted). "python" is the
+    # Python the drone runs on (sys.base_prefix), so that it works in jobs when it lives in a home they cannot enter.
+    sandbox_show: str = "python"
     job_user: str = "nobody"
     pass_env: str = ""
     job_max_open_files: int = 65536
@@ -118,6 +122,11 @@ class DroneConfig:
             raise _fault("kill_grace", f"must be between 0 and 3600 seconds, got {self.kill_grace}")
         _choice("sandbox", self.sandbox, ("auto", "bwrap", "off"))
         _choice("job_network", self.job_network, ("isolated", "host", "none"))
+        for entry in (e.strip() for e in self.sandbox_show.split(",")):
+            if entry and entry != "python" and not entry.startswith(("/", "~")):
+                raise _fault("sandbox_show", f"must be absolute paths or python, separated by commas, got {entry!r}")
+            if entry and os.path.normpath(Path(entry).expanduser()) == "/":
+                raise _fault("sandbox_show", "must name folders or files, not / (jobs see the machine read-only)")
         for key in ("job_max_open_files", "job_max_memory", "job_max_processes"):
             if getattr(self, key) < 0:
                 raise _fault(key, f"must be 0 (no limit) or more, got {getattr(self, key)}")
@@ -158,6 +167,11 @@ class DroneConfig:
     @property
     def hidden_paths(self) -> list[Path]:
         return [Path(p.strip()).expanduser().absolute() for p in self.sandbox_hide.split(",") if p.strip()]
+
+    @property
+    def shown_paths(self) -> list[Path]:
+        entries = (sys.base_prefix if p.strip() == "python" else p.strip() for p in self.sandbox_show.split(","))
+        return [Path(os.path.normpath(Path(p).expanduser())) for p in entries if p]
 
     @property
     def drone_id(self) -> str:

@@ -4,6 +4,7 @@ the queen, leaving nothing behind; without the sandbox, what a command leaves is
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import shutil
 import subprocess
@@ -234,3 +235,98 @@ async def test_a_sandboxed_checkout_as_the_job_user_fetches_a_repository_of_this
         assert len(job["ref"]["id"]) == 40
     finally:
         shutil.rmtree(repo, ignore_errors=True)
+
+
+def _own_address() -> str | None:
+    """This machine's address on its way out (not loopback), or None when it has none."""
+    import socket
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))  # a UDP connect sends nothing: it only picks the route
+        except OSError:
+            return None
+        address = probe.getsockname()[0]
+    return None if address.startswith("127.") else address
+
+
+async def test_a_jobs_commands_share_one_network_that_reaches_out_but_not_the_loopback(queen: Cluster) -> None:
+    """Every command of a job (parallel stages too) is in the job's network, which reaches the internet side of
+    slirp4netns (here: a port of this machine's own address; DNS at 10.0.2.3) and not a port on 127.0.0.1;
+    the next job has a network of its own."""
+    import socket
+    loopback = socket.create_server(("127.0.0.1", 0))
+    address = _own_address()
+    outside = socket.create_server((address, 0)) if address else None
+    try:
+        await queen.add_drone("d1", env=SANDBOXED)
+        probe = ["import socket, struct",
+                 f"print('loopback', socket.socket().connect_ex(('127.0.0.1', {loopback.getsockname()[1]})))",
+                 *([f"print('outside', socket.socket().connect_ex(('{address}', {outside.getsockname()[1]})))"]
+                   if outside else []),
+                 "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(2)",
+                 ("s.sendto(struct.pack('>6H', 7, 256, 1, 0, 0, 0) + b'\\x07example\\x03com\\x00\\x00\\x01\\x00\\x01', "
+                  "('10.0.2.3', 53))"),
+                 "try:", "    print('dns', 'answered, rcode', s.recv(512)[3] & 15)",
+                 "except OSError as exc:", "    print('dns', exc)"]
+        pipeline = ("parallel: 2\nstages:\n"
+                    "  - name: a\n    steps:\n"
+                    "      - echo a $(readlink /proc/self/ns/net)\n"
+                    "      - |\n        python3 - <<'EOF'\n" + "".join(f"        {line}\n" for line in probe) +
+                    "        EOF\n"
+                    "      - echo tap0 $(grep -c tap0 /proc/net/dev)\n"
+                    "  - name: b\n    steps:\n"
+                    "      - echo b $(readlink /proc/self/ns/net)\n"
+                    "      - echo b2 $(readlink /proc/self/ns/net)\n")
+        await queen.create_pipeline_repo("net", pipeline)
+        first = await queen.wait_job((await queen.trigger("net"))["id"])
+        second = await queen.wait_job((await queen.trigger("net"))["id"])
+        printed = {}
+        for job in (first, second):
+            lines = output_lines(await queen.events(job["id"]), "job:cmd:stdout")
+            assert job["status"] == "passed", lines
+            printed[job["id"]] = dict(line.split(" ", 1) for line in lines)
+        said = printed[first["id"]]
+        print(f"\nfirst job: {said}\nsecond job's network: {printed[second['id']]['a']}")
+        assert said["a"] == said["b"] == said["b2"] != os.readlink("/proc/self/ns/net")
+        assert said["a"].startswith("net:[") and said["tap0"] == "1"
+        assert said["loopback"] == "111"  # refused: nothing on the machine's loopback answers a job
+        if outside:
+            assert said["outside"] == "0"  # through slirp4netns, as to any address out there
+        assert printed[second["id"]]["a"] not in (said["a"], os.readlink("/proc/self/ns/net"))
+    finally:
+        loopback.close()
+        if outside:
+            outside.close()
+
+
+async def test_the_drones_own_python_works_in_a_job_and_credentials_stay_hidden(queen: Cluster) -> None:
+    """A drone running as root runs jobs as nobody: the Python it runs on (here under /root/.pyenv, in root's
+    0700 home) is shown to them read-only (sandbox_show's default), and nothing else of that home. Shown
+    folders never show a credential: the drone user's ~/.ssh stays hidden inside a shown home."""
+    await queen.add_drone("d1", env=SANDBOXED)
+    steps = [f"{sys.base_prefix}/bin/python3 -c 'import sys; print(sys.version_info[0])'",
+             f"{sys.executable} -c 'print(\"venv\")'", "id -un"]
+    await queen.create_pipeline_repo("py", "stages: [{name: s, steps: [" + ", ".join(map(_yaml, steps)) + "]}]")
+    job = await queen.wait_job((await queen.trigger("py"))["id"])
+    printed = output_lines(await queen.events(job["id"]), "job:cmd:stdout")
+    print(f"\n{sys.base_prefix} in a job: {printed}")
+    assert job["status"] == "passed", (printed, queen.all_logs()[-2000:])
+    assert printed == ["3", "venv", "nobody" if os.geteuid() == 0 else printed[-1]]
+    await queen.drones["d1"].stop()
+
+    home = queen.tmp / "home"
+    (home / ".ssh").mkdir(parents=True)
+    (home / ".ssh" / "id_test").write_text("PRIVATE-KEY-1234\n")
+    (home / "notes.txt").write_text("notes in a shown home\n")
+    for path in (home, home / "notes.txt"):
+        path.chmod(0o755)
+    await queen.add_drone("d2", env={**SANDBOXED, "HOME": str(home),
+                                     "APIARY_DRONE_SANDBOX_SHOW": f"python,{home},{home}/.ssh/id_test"})
+    steps = [f"cat {home}/notes.txt", f"cat {home}/.ssh/id_test 2>&1; ls -A {home}/.ssh 2>&1; true"]
+    await queen.create_pipeline_repo("home", "stages: [{name: s, steps: [" + ", ".join(map(_yaml, steps)) + "]}]")
+    job = await queen.wait_job((await queen.trigger("home"))["id"])
+    printed = output_lines(await queen.events(job["id"]), "job:cmd:stdout")
+    assert job["status"] == "passed", printed
+    assert printed[0] == "notes in a shown home"
+    # The key file is not there, and ~/.ssh is an empty folder (ls -A says nothing).
+    assert len(printed) == 2 and "No such file" in printed[1] and "PRIVATE-KEY" not in printed[1], printed
