@@ -294,7 +294,8 @@ async def _reaped(proc: subprocess.Popen[bytes], timeout: float) -> bool:
     done = loop.create_future()
     loop.add_reader(pidfd, lambda: done.done() or done.set_result(None))
     try:
-        await asyncio.wait_for(done, timeout)
+        async with asyncio.timeout(timeout):
+            await done
     except TimeoutError:
         return False
     finally:
@@ -330,7 +331,10 @@ async def _read_until(fd: int, end: bytes, timeout: float) -> bytes:
         ready = loop.create_future()
         loop.add_reader(fd, lambda: ready.done() or ready.set_result(None))
         try:
-            await asyncio.wait_for(ready, timeout)
+            # Not wait_for: on Python 3.11 it loses a cancel that comes as the future completes, and the job
+            # would run on, its cancel gone.
+            async with asyncio.timeout(timeout):
+                await ready
         except TimeoutError:
             raise TimeoutError("the job's network did not start in time") from None
         finally:

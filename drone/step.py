@@ -39,6 +39,8 @@ from .sandbox import STEP_MARK, JobPaths, Sandbox, marked
 EmitFn = Callable[[Msg, dict[str, Any]], None]
 # Seconds to read what is left in the pipes once the command has exited.
 DRAIN_AFTER_EXIT = 2.0
+# Seconds a command cancelled as its sandbox starts may take to be running (to be told to stop).
+SANDBOX_SETUP = 2.0
 KILLED = -int(signal.SIGKILL)
 
 
@@ -174,8 +176,11 @@ class StepRunner:
         if self.sandbox is not None and self.sandbox.isolated:
             # Not to bubblewrap and its init, whose end would end the sandbox at once (SIGKILL): to the
             # command's own processes, below them.
-            inner = set(descendants(child.pid)) - set(children(child.pid))
-            _signal_all(sorted(inner), signal.SIGTERM)
+            inner = await _command_processes(child)
+            if inner:
+                _signal_all(sorted(inner), signal.SIGTERM)
+            else:  # its sandbox never got to start it: nothing of it runs that could finish
+                _signal_tree(child.pid, signal.SIGKILL)
         else:
             _signal_tree(child.pid, signal.SIGTERM)
         try:
@@ -204,6 +209,26 @@ class StepRunner:
         """Kill every running command's process group (cancel, timeout)."""
         for pgid in list(self._groups):
             _kill_group(pgid)
+
+
+async def _command_processes(child: Child) -> set[int]:
+    """The command's own processes in its sandbox (below bubblewrap and its init). A command cancelled as
+    its sandbox starts has none yet: look again every 5 ms, for SANDBOX_SETUP seconds at most, until it has
+    (else the SIGTERM would reach nobody and the command run on for the whole kill_grace)."""
+    deadline = time.monotonic() + SANDBOX_SETUP
+    while True:
+        inner = set(descendants(child.pid)) - set(children(child.pid))
+        if inner or time.monotonic() > deadline or _ended(child.pid):
+            return inner
+        await asyncio.sleep(0.005)
+
+
+def _ended(pid: int) -> bool:
+    """Whether `pid` (our child) has exited, without reaping it."""
+    try:
+        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:
+        return True
 
 
 def _kill_group(pgid: int) -> None:

@@ -21,8 +21,11 @@ from tests.e2e.test_sandbox import SANDBOXED, _alive
 
 
 async def test_jobs_cancelled_as_they_start_leave_no_sandbox_behind(queen: Cluster) -> None:
-    await queen.add_drone("d1", capacity=4, env=SANDBOXED)
-    await queen.create_pipeline_repo("race", 'cleanup: ["echo cleanup"]\nstages: [{name: s, steps: ["echo hi; sleep 5"]}]')
+    """And their commands are stopped, not left to run on: one cancelled before its sandbox had started it
+    used to get its SIGTERM sent to nobody, and ran to its end within the kill_grace."""
+    await queen.add_drone("d1", capacity=4, env={**SANDBOXED, "APIARY_DRONE_KILL_GRACE": "30"})
+    await queen.create_pipeline_repo("race", 'cleanup: ["echo cleanup"]\n'
+                                             'stages: [{name: s, steps: ["echo hi; sleep 5; echo slept"]}]')
     ids: list[str] = []
     for delay in (0.0, 0.005, 0.01, 0.02, 0.03, 0.05, 0.08, 0.12):
         jobs = [(await queen.trigger("race"))["id"] for _ in range(4)]
@@ -36,6 +39,8 @@ async def test_jobs_cancelled_as_they_start_leave_no_sandbox_behind(queen: Clust
             assert (await queen.wait_job(job, timeout=30))["status"] == "cancelled"
     await asyncio.sleep(0.5)
     assert _alive(f"bwrap.*{queen.tmp}") == []
+    for job in ids:
+        assert "slept" not in output_lines(await queen.events(job), "job:cmd:stdout"), job
     assert queen.drones["d1"].alive
     assert "Traceback" not in queen.all_logs()
 
