@@ -2,9 +2,9 @@
 
 With ``job_network = "isolated"`` each command still runs in a bubblewrap sandbox of its own (sandbox.py);
 what it no longer gets is a network namespace of its own. Making one (bubblewrap's loopback, then
-slirp4netns started, attached and reporting ready) cost about 35 ms a command; joining one costs a
-``setns`` in the forked child, before bubblewrap runs. So a job's network is made once, before the job
-needs it:
+slirp4netns started, attached and reporting ready) cost about 35 ms a command; joining one costs an
+``nsenter`` before bubblewrap runs (util-linux's: the drone starts the command without code of its own in
+the child, sandbox.py). So a job's network is made once, before the job needs it:
 
 - the *holder* is ``bwrap --unshare-net … sleep infinity`` (with a user namespace of its own when the drone
   is not root: bubblewrap makes one, and a command joins it first, then the network namespace, then
@@ -12,8 +12,8 @@ needs it:
 - slirp4netns attaches to the holder and gives the namespace a way out (``--disable-host-loopback``: not
   to the machine's 127.0.0.1);
 - the drone keeps the namespace's files open (``/proc/HOLDER/ns/net``, and ``ns/user``), opened once while
-  the holder is known to be ours: a command joins those, never a path naming a process id that could be
-  reused.
+  the holder is known to be ours: a command is given those fds and joins them (``nsenter
+  --net=/proc/self/fd/FD``), never a path naming a process id that could be reused.
 
 `JobNets` keeps one namespace ready, so a job takes one at once and the next is made in the background.
 A job's commands (parallel stages too) share its namespace: they can reach each other's ports, as
@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import json
 import logging
 import os
@@ -46,8 +45,6 @@ from .sandbox import Sandbox
 log = logging.getLogger(__name__)
 
 START_TIMEOUT = 10.0  # seconds a job's network may take to be made
-CLONE_NEWUSER = 0x10000000
-CLONE_NEWNET = 0x40000000
 SPARE = 1  # namespaces kept ready
 
 
@@ -59,12 +56,13 @@ class JobNet:
     """One job's network namespace: its holder, its slirp4netns, and the namespace files commands join."""
 
     def __init__(self, holder: subprocess.Popen[bytes], inner: int, slirp: subprocess.Popen[bytes], exit_fd: int,
-                 namespaces: tuple[tuple[int, int], ...], inode: int) -> None:
+                 namespaces: tuple[tuple[str, int], ...], inode: int) -> None:
         self.holder = holder
         self._inner = inner  # pidfd of the process in the namespace (bubblewrap's child)
         self.slirp = slirp
         self._exit_fd = exit_fd
-        self.namespaces = namespaces  # (fd, CLONE_NEW*) in the order a command enters them
+        # (namespace, fd): ("user", fd) when the holder has a user namespace of its own, then ("net", fd).
+        self.namespaces = namespaces
         self.inode = inode  # of the network namespace, as /proc/PID/ns/net names it: net:[INODE]
         self.closed = False
         self._reaping: asyncio.Task[None] | None = None
@@ -73,10 +71,10 @@ class JobNet:
     def alive(self) -> bool:
         return not self.closed and self.holder.poll() is None and self.slirp.poll() is None
 
-    def enter(self) -> None:
-        """In a command's child, before it execs: join the job's namespaces (user first, when there is one)."""
-        for fd, kind in self.namespaces:
-            _setns(fd, kind)
+    @property
+    def fds(self) -> tuple[int, ...]:
+        """The namespace files a command is given (pass_fds) to join them (Sandbox.command)."""
+        return tuple(fd for _, fd in self.namespaces)
 
     def close(self) -> asyncio.Task[None]:
         """End slirp4netns and the holder now; the task reaps them (slirp4netns takes 10 to 40 ms to go,
@@ -88,7 +86,7 @@ class JobNet:
             # bubblewrap's child first: bubblewrap reaps it and ends, leaving no orphan for init to reap.
             with contextlib.suppress(ProcessLookupError):
                 signal.pidfd_send_signal(self._inner, signal.SIGKILL)
-            for fd in (self._inner, *(fd for fd, _ in self.namespaces)):
+            for fd in (self._inner, *self.fds):
                 os.close(fd)
             self._reaping = asyncio.create_task(self._reap())
         return self._reaping
@@ -195,7 +193,7 @@ async def make(sandbox: Sandbox) -> JobNet:
         raise
     finally:
         os.close(info_w)
-    namespaces: list[tuple[int, int]] = []
+    namespaces: list[tuple[str, int]] = []
     slirp: subprocess.Popen[bytes] | None = None
     exit_w = inner = -1
     try:
@@ -228,7 +226,7 @@ async def make(sandbox: Sandbox) -> JobNet:
         if slirp is not None:
             slirp.kill()
             slirp.wait()
-        for fd in [*(fd for fd, _ in namespaces), *(fd for fd in (exit_w, inner) if fd >= 0)]:
+        for fd in [*(fd for _, fd in namespaces), *(fd for fd in (exit_w, inner) if fd >= 0)]:
             os.close(fd)
         assert holder.stderr is not None
         holder.stderr.close()
@@ -240,18 +238,18 @@ async def make(sandbox: Sandbox) -> JobNet:
     return JobNet(holder, inner, slirp, exit_w, tuple(namespaces), inode)
 
 
-def _open_namespaces(pid: int, opened: list[tuple[int, int]]) -> int:
+def _open_namespaces(pid: int, opened: list[tuple[str, int]]) -> int:
     """Open the holder's user namespace (when not the drone's own) and network namespace into `opened`, in
     the order to join them; return the network namespace's inode. The holder is alive (it just reported to
     us and waits for ever), so these are its namespaces, not a later process's with its id."""
     own_user = os.stat("/proc/self/ns/user").st_ino
     user = os.open(f"/proc/{pid}/ns/user", os.O_RDONLY)
     if os.fstat(user).st_ino != own_user:
-        opened.append((user, CLONE_NEWUSER))
+        opened.append(("user", user))
     else:
         os.close(user)
     net = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY)
-    opened.append((net, CLONE_NEWNET))
+    opened.append(("net", net))
     inode = os.fstat(net).st_ino
     if inode == os.stat("/proc/self/ns/net").st_ino:
         raise OSError("the job's network holder shares the drone's network")
@@ -265,15 +263,6 @@ def _said(holder: subprocess.Popen[bytes]) -> str:
         return holder.stderr.read().decode(errors="replace").strip() or f"exit {holder.returncode}"
     except subprocess.TimeoutExpired:
         return "it said nothing"
-
-
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-def _setns(fd: int, kind: int) -> None:
-    if _libc.setns(fd, kind) != 0:
-        errno = ctypes.get_errno()
-        raise OSError(errno, f"cannot join the job's network: {os.strerror(errno)}")
 
 
 def _kill_group(pgid: int) -> None:

@@ -24,6 +24,13 @@ With bubblewrap (``bwrap``, Debian's ``bubblewrap``) each command runs in:
   drone's;
 - limits per process on open files, memory and (per user) processes.
 
+A command's line is util-linux's programs around bubblewrap, each of which execs
+the next, so that the drone starts it without running any code of its own in the
+child (Python can then vfork: a fork of the drone, 50 MB, blocks its event loop
+about 4 ms): ``prlimit`` sets the limits, ``nsenter`` joins the job's network
+(and user) namespace from the files the drone holds open, bubblewrap makes the
+box, and as root ``setpriv`` becomes ``job_user`` inside it.
+
 Every job also gets a small environment of its own (PATH, locale, proxies and
 ``pass_env``), not the drone's. Without bubblewrap (or with ``sandbox =
 "off"``) the drone says so once; it then kills, after each command, every
@@ -32,8 +39,9 @@ what a step left running, daemonised or not, unless it cleared its
 environment), and when it runs as root it runs jobs as ``job_user``. The ideas
 are those of Flatpak's sandbox and of CI runners' process clean-up.
 
-`Sandbox` decides the command lines (pure but for `detect`); child.py starts a
-command, in its job's network (jobnet.py) when the network is isolated.
+`Sandbox` decides the command lines (pure but for `detect`, which finds the
+programs); child.py starts a command, in its job's network (jobnet.py) when the
+network is isolated.
 """
 
 from __future__ import annotations
@@ -46,7 +54,7 @@ import pwd
 import resource
 import shutil
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from apiary.core.errors import ApiaryError
@@ -60,6 +68,10 @@ CREDENTIALS = (".ssh", ".gnupg", ".aws", ".azure", ".config/gcloud", ".docker", 
 KEEP_ENV = ("PATH", "LANG", "LANGUAGE", "TZ", "TERM", "USER", "LOGNAME", "SHELL", "http_proxy", "https_proxy",
             "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY", "all_proxy")
 SLIRP_DNS = "10.0.2.3"  # slirp4netns's resolver inside the namespace
+# util-linux's programs a sandboxed command line runs (Debian's util-linux, which every system has).
+TOOLS = ("prlimit", "nsenter", "setpriv")
+# Limits (resource.RLIMIT_*) by prlimit's name for them.
+RLIMITS = {"nofile": resource.RLIMIT_NOFILE, "data": resource.RLIMIT_DATA, "nproc": resource.RLIMIT_NPROC}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,13 +91,19 @@ class Limits:
     memory: int = 0  # bytes of data (RLIMIT_DATA)
     processes: int = 0  # per user (RLIMIT_NPROC): takes effect for a user of the job's own
 
+    def by_name(self) -> dict[str, int]:
+        """The limits set, by prlimit's name (nofile, data, nproc)."""
+        named = {"nofile": self.open_files, "data": self.memory, "nproc": self.processes}
+        return {name: value for name, value in named.items() if value > 0}
+
 
 class Sandbox:
     """How a drone runs its jobs' commands: `command` gives the argv, `environment` the env."""
 
     def __init__(self, bwrap: str | None, network: str, hide: list[Path], limits: Limits,
                  job_user: pwd.struct_passwd | None = None, pass_env: tuple[str, ...] = (),
-                 slirp: str | None = None, shown: tuple[Path, ...] = ()) -> None:
+                 slirp: str | None = None, shown: tuple[Path, ...] = (), tools: Mapping[str, str] | None = None,
+                 hard: Mapping[str, int | None] | None = None) -> None:
         self.bwrap = bwrap
         self.network = network if bwrap else "host"
         self.hide = [p for p in dict.fromkeys(hide) if p.exists()]
@@ -100,6 +118,10 @@ class Sandbox:
         self.pass_env = pass_env
         self.slirp = slirp if self.network == "isolated" else None
         self.resolv = _resolv_for_slirp() if self.slirp else None
+        # Absolute paths (found by detect): a bare name would be looked up in the job's PATH, which the job sets.
+        self.tools = {name: (tools or {}).get(name, f"/usr/bin/{name}") for name in TOOLS}
+        # The drone's own hard limits (None: unlimited), read once: what a command's limits may reach.
+        self.hard = dict(hard) if hard is not None else _hard_limits()
 
     @property
     def isolated(self) -> bool:
@@ -107,8 +129,9 @@ class Sandbox:
 
     @property
     def needs_preexec(self) -> bool:
-        limits = self.limits
-        return bool(limits.open_files or limits.memory or limits.processes or (self.job_user and not self.bwrap))
+        """Whether a command needs `preexec` (code in the forked child): only without bubblewrap, the rare path;
+        a sandboxed command's limits, network and user are programs in its command line."""
+        return self.bwrap is None and bool(self.limits.by_name() or self.job_user)
 
     def describe(self) -> str:
         who = f", as {self.job_user.pw_name}" if self.job_user else ""
@@ -129,24 +152,27 @@ class Sandbox:
         return env
 
     def command(self, argv: list[str], paths: JobPaths, *, network: str | None = None,
-                joined: bool = False) -> list[str]:
+                join: Sequence[tuple[str, int]] = ()) -> list[str]:
         """`argv` as the sandbox runs it (unchanged without one). No I/O.
 
         `network` overrides job_network; ``"host"`` is the checkout's: it fetches as the drone would, on its
         network and with the machine's /tmp (read-only) in view, where a local repository may be.
-        `joined`: the command runs in its job's isolated network (jobnet.py), which its process joins before
-        bubblewrap runs; an isolated command that joined none gets a network of its own, with no way out.
+        `join`: the job's isolated network (jobnet.py) as (namespace, fd) pairs, ``("user", 5), ("net", 6)``,
+        fds the drone holds open and passes to the command (pass_fds); nsenter joins them before bubblewrap
+        runs. An isolated command that joins none gets a network of its own, with no way out.
+        The command line: ``[prlimit …] [nsenter …] bwrap … -- [setpriv …] argv``, each execing the next.
         """
         if not self.bwrap:
             return argv
         net = network or self.network
+        join = join if net == "isolated" else ()
         out = [self.bwrap, "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
                "--die-with-parent", "--hostname", "apiary-job", "--cap-drop", "ALL"]
         if self.job_user is not None:
             # Root's bubblewrap keeps the two capabilities setpriv needs to become the job's user; the change of
             # user then drops them too, and bubblewrap's no_new_privs keeps setuid programs from bringing any back.
             out += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
-        if net == "none" or (net == "isolated" and not joined):
+        if net == "none" or (net == "isolated" and not join):
             out.append("--unshare-net")
         out += ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
         emptied = [*self.hide, *self._closed_to_job(paths)]
@@ -170,9 +196,25 @@ class Sandbox:
         out += ["--chdir", str(paths.workspace)]
         if self.job_user is not None:
             user = self.job_user
-            argv = ["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--clear-groups",
+            argv = [self.tools["setpriv"], f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--clear-groups",
                     "--inh-caps=-all", "--", *argv]
-        return [*out, "--", *argv]
+        return [*self._limiting(), *self._joining(join), *out, "--", *argv]
+
+    def _limiting(self) -> list[str]:
+        """prlimit and its options, before bubblewrap: the limits it and the command inherit (none: nothing)."""
+        options = limit_options(self.limits, self.hard)
+        return [self.tools["prlimit"], *options, "--"] if options else []
+
+    def _joining(self, join: Sequence[tuple[str, int]]) -> list[str]:
+        """nsenter into the job's namespaces, by the fds the command is given (none: nothing). Entering a user
+        namespace (a drone not root) keeps the drone's user and groups (--preserve-credentials: not root in it,
+        as the namespace's owner may not set its groups), and nsenter enters it first."""
+        if not join:
+            return []
+        out = [self.tools["nsenter"], *(f"--{kind}=/proc/self/fd/{fd}" for kind, fd in join)]
+        if any(kind == "user" for kind, _ in join):
+            out.append("--preserve-credentials")
+        return [*out, "--"]
 
     def holder_command(self, info_fd: int) -> list[str]:
         """The process that holds a job's network namespace (jobnet.py), reporting its pid on `info_fd`.
@@ -210,11 +252,11 @@ class Sandbox:
                 "--exit-fd", str(exit_fd), str(pid), "tap0"]
 
     def preexec(self) -> None:
-        """In the child, before exec: the limits, and the job's own user when there is one. Async-signal-safe
-        enough for subprocess (no locks, no allocation beyond setrlimit's arguments)."""
-        _set_limit(resource.RLIMIT_NOFILE, self.limits.open_files)
-        _set_limit(resource.RLIMIT_DATA, self.limits.memory)
-        _set_limit(resource.RLIMIT_NPROC, self.limits.processes)
+        """Without bubblewrap, in the forked child, before exec: the limits, and the job's own user when there
+        is one (the drone is root). Async-signal-safe enough for subprocess (no locks, no allocation beyond
+        setrlimit's arguments). The same limits as prlimit's in a sandbox (`limit_options`)."""
+        for name, value in self.limits.by_name().items():
+            _set_limit(RLIMITS[name], value)
         if self.job_user is not None and not self.bwrap:
             os.setgroups([])
             os.setgid(self.job_user.pw_gid)
@@ -231,9 +273,24 @@ class Sandbox:
                 os.chown(path, self.job_user.pw_uid, self.job_user.pw_gid)
 
 
+def limit_options(limits: Limits, hard: Mapping[str, int | None]) -> list[str]:
+    """prlimit's options for `limits` (only those set), given the drone's own hard limits (None or absent:
+    unlimited): the soft limit is the value, at most the hard one; the hard limit becomes the value only
+    where it was unlimited, so a job may raise its soft limit as far as the drone could, and prlimit never
+    needs to raise a hard limit (which a drone not root may not). As `_set_limit` does in the child."""
+    out = []
+    for name, value in limits.by_name().items():
+        top = hard.get(name)
+        out.append(f"--{name}={value}:{value}" if top is None else f"--{name}={min(value, top)}:{top}")
+    return out
+
+
+def _hard_limits() -> dict[str, int | None]:
+    hard = {name: resource.getrlimit(which)[1] for name, which in RLIMITS.items()}
+    return {name: None if value == resource.RLIM_INFINITY else value for name, value in hard.items()}
+
+
 def _set_limit(which: int, value: int) -> None:
-    if value <= 0:
-        return
     soft, hard = resource.getrlimit(which)
     if hard != resource.RLIM_INFINITY:
         value = min(value, hard)
@@ -277,12 +334,15 @@ def detect(mode: str, network: str, hide: list[Path], limits: Limits, job_user: 
            shown: tuple[Path, ...] = ()) -> Sandbox:
     """The sandbox this machine allows for `mode` (auto, bwrap, off); says what it chose, once.
 
-    Raises ApiaryError for ``bwrap`` when bubblewrap cannot work here.
+    Raises ApiaryError for ``bwrap`` when bubblewrap cannot work here (or util-linux's programs are missing).
     """
     bwrap = None
+    tools = {name: shutil.which(name) for name in TOOLS}
     if mode != "off":
         found = shutil.which("bwrap")
-        why = "bubblewrap is not installed (apt-get install bubblewrap)" if found is None else bwrap_works(found)
+        missing = ", ".join(name for name, path in tools.items() if path is None)
+        why = ("bubblewrap is not installed (apt-get install bubblewrap)" if found is None else
+               f"{missing} not found (apt-get install util-linux)" if missing else bwrap_works(found))
         if why is None:
             bwrap = found
         elif mode == "bwrap":
@@ -305,7 +365,7 @@ def detect(mode: str, network: str, hide: list[Path], limits: Limits, job_user: 
         raise ApiaryError("[drone] job_user is empty, but this drone runs as root: jobs would run as root in their "
                           "sandbox; name a user for them (default nobody), or run the drone as another user")
     box = Sandbox(bwrap, network if (slirp or network != "isolated") else "host", hide, limits, user, pass_env,
-                  slirp, shown)
+                  slirp, shown, {name: path for name, path in tools.items() if path is not None})
     log.info("%s", box.describe())
     return box
 

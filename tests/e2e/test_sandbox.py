@@ -135,10 +135,11 @@ async def test_apiary_up_keeps_its_jobs_from_the_queens_data(tmp_path: Path) -> 
 async def test_a_jobs_limits_are_set(cluster: Cluster) -> None:
     await cluster.start_queen()
     await cluster.add_drone("d1", env={**SANDBOXED, "APIARY_DRONE_JOB_MAX_OPEN_FILES": "1024",
-                                       "APIARY_DRONE_JOB_MAX_MEMORY": str(2 * 2**30)})
-    await cluster.create_pipeline_repo("limits", 'stages: [{name: s, steps: ["ulimit -n; ulimit -d"]}]')
+                                       "APIARY_DRONE_JOB_MAX_MEMORY": str(2 * 2**30),
+                                       "APIARY_DRONE_JOB_MAX_PROCESSES": "500"})
+    await cluster.create_pipeline_repo("limits", 'stages: [{name: s, steps: ["ulimit -n; ulimit -d; ulimit -p"]}]')
     job = await cluster.wait_job((await cluster.trigger("limits"))["id"])
-    assert output_lines(await cluster.events(job["id"]), "job:cmd:stdout") == ["1024", str(2 * 2**20)]
+    assert output_lines(await cluster.events(job["id"]), "job:cmd:stdout") == ["1024", str(2 * 2**20), "500"]
 
 
 def test_sandbox_settings_are_checked() -> None:

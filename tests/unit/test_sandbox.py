@@ -3,11 +3,12 @@ tests/e2e/test_sandbox.py."""
 
 from __future__ import annotations
 
+import pwd
 from pathlib import Path
 
 import pytest
 
-from apiary.drone.sandbox import JobPaths, Limits, Sandbox
+from apiary.drone.sandbox import JobPaths, Limits, Sandbox, limit_options
 
 
 def test_the_sandbox_shows_the_workspace_and_a_private_tmp_and_hides_apiarys_files(tmp_path: Path) -> None:
@@ -47,21 +48,31 @@ def test_folders_made_inside_an_emptied_one_are_opened_for_the_job_user() -> Non
     assert _passable([hidden], [Path("/srv/ws/j1")]) == []  # the machine's own folders stay as they are
 
 
-@pytest.mark.parametrize(("job_network", "override", "joined", "own_network", "resolv"), [
-    ("isolated", None, True, False, True),  # a command of a job joins the job's network (jobnet.py)
-    ("isolated", None, False, True, True),  # joined none: a network of its own, with no way out
-    ("isolated", "host", True, False, False),  # the checkout: the drone's network
-    ("none", None, False, True, False),
-    ("host", None, False, False, False),
+NET = (("net", 6),)  # a root drone's job network: the fd of its namespace
+USER_NET = (("user", 5), ("net", 6))  # another user's: its user namespace too
+
+
+@pytest.mark.parametrize(("job_network", "override", "join", "own_network", "resolv", "nsenter"), [
+    # A command of a job joins the job's network (jobnet.py) through the fds it is given.
+    ("isolated", None, NET, False, True, ["/usr/bin/nsenter", "--net=/proc/self/fd/6", "--"]),
+    ("isolated", None, USER_NET, False, True,
+     ["/usr/bin/nsenter", "--user=/proc/self/fd/5", "--net=/proc/self/fd/6", "--preserve-credentials", "--"]),
+    ("isolated", None, (), True, True, []),  # joined none: a network of its own, with no way out
+    ("isolated", "host", NET, False, False, []),  # the checkout: the drone's network
+    ("none", None, (), True, False, []),
+    ("host", None, (), False, False, []),
 ])
 def test_a_command_joins_its_jobs_network_or_has_its_own(tmp_path: Path, job_network: str, override: str | None,
-                                                         joined: bool, own_network: bool, resolv: bool) -> None:
+                                                         join: tuple[tuple[str, int], ...], own_network: bool,
+                                                         resolv: bool, nsenter: list[str]) -> None:
     box = Sandbox("/usr/bin/bwrap", job_network, [], Limits(), slirp="/usr/bin/slirp4netns")
     box.resolv = tmp_path / "resolv.conf"  # as when the machine's resolver is on its loopback
     paths = JobPaths(tmp_path / "ws", tmp_path / "tmp")
-    argv = box.command(["true"], paths, network=override, joined=joined)
+    argv = box.command(["true"], paths, network=override, join=join)
     assert ("--unshare-net" in argv) is own_network
     assert (f"--ro-bind {box.resolv} /etc/resolv.conf" in " ".join(argv)) is resolv
+    # nsenter, when it joins, execs bubblewrap: nothing of the drone's runs in the child.
+    assert argv[:argv.index("/usr/bin/bwrap")] == nsenter
     # Everything else a command has stays its own: processes, IPC, host name, mounts.
     assert {"--unshare-pid", "--unshare-ipc", "--unshare-uts", "--die-with-parent"} <= set(argv)
 
@@ -74,3 +85,59 @@ def test_a_jobs_network_is_held_by_a_process_bubblewrap_ends_with_the_drone() ->
     slirp = box.slirp_command(1234, 8, 9)
     assert "--disable-host-loopback" in slirp and slirp[-2:] == ["1234", "tap0"]
     assert slirp[slirp.index("--exit-fd") + 1] == "9"  # it ends when the drone's end of that pipe closes
+
+
+GiB = 2**30
+
+
+@pytest.mark.parametrize(("limits", "hard", "options"), [
+    (Limits(), {}, []),
+    # A drone's defaults where its own hard limits are finite (files, processes) and unlimited (data): the soft
+    # limit is the job's, the hard one stays the drone's unless it was unlimited, as setrlimit in the child did.
+    (Limits(65536, 8 * GiB, 4096), {"nofile": 1048576, "data": None, "nproc": 96365},
+     ["--nofile=65536:1048576", f"--data={8 * GiB}:{8 * GiB}", "--nproc=4096:96365"]),
+    (Limits(65536, 0, 4096), {"nofile": 20000, "nproc": 1000}, ["--nofile=20000:20000", "--nproc=1000:1000"]),
+    (Limits(memory=GiB), {}, [f"--data={GiB}:{GiB}"]),  # only what is set; absent: unlimited
+])
+def test_limits_are_prlimits_options_within_the_drones_own(limits: Limits, hard: dict[str, int | None],
+                                                           options: list[str]) -> None:
+    assert limit_options(limits, hard) == options
+
+
+AS_NOBODY = ["--", "/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--",
+             "/bin/sh", "-c", "true"]
+
+
+@pytest.mark.parametrize(("bwrap", "limits", "user", "join", "head", "tail", "preexec"), [
+    # Sandboxed: limits, network and user are programs around bubblewrap, no code in the child.
+    ("/usr/bin/bwrap", Limits(open_files=64), False, NET,
+     ["/usr/bin/prlimit", "--nofile=64:64", "--", "/usr/bin/nsenter", "--net=/proc/self/fd/6", "--"],
+     ["--", "/bin/sh", "-c", "true"], False),
+    ("/usr/bin/bwrap", Limits(open_files=64), True, NET,
+     ["/usr/bin/prlimit", "--nofile=64:64", "--", "/usr/bin/nsenter", "--net=/proc/self/fd/6", "--"], AS_NOBODY, False),
+    ("/usr/bin/bwrap", Limits(), True, (), [], AS_NOBODY, False),
+    # Without bubblewrap (the rare path) the command is as given; the child sets the limits and the user.
+    (None, Limits(open_files=64), True, (), ["/bin/sh"], ["/bin/sh", "-c", "true"], True),
+    (None, Limits(), False, (), ["/bin/sh"], ["/bin/sh", "-c", "true"], False),
+])
+def test_a_sandboxed_command_line_sets_its_limits_network_and_user_itself(
+        tmp_path: Path, bwrap: str | None, limits: Limits, user: bool, join: tuple[tuple[str, int], ...],
+        head: list[str], tail: list[str], preexec: bool) -> None:
+    nobody = pwd.struct_passwd(("nobody", "x", 65534, 65534, "", "/nonexistent", "/usr/sbin/nologin"))
+    box = Sandbox(bwrap, "isolated", [], limits, nobody if user else None, slirp="/usr/bin/slirp4netns",
+                  hard={"nofile": None})
+    argv = box.command(["/bin/sh", "-c", "true"], JobPaths(tmp_path / "ws", tmp_path / "tmp"), join=join)
+    if bwrap is not None:
+        assert argv[:len(head) + 1] == [*head, bwrap]
+        assert argv[argv.index("--chdir") + 2:] == tail
+    else:
+        assert argv[:len(head)] == head and argv[-len(tail):] == tail
+    assert box.needs_preexec is preexec
+
+
+def test_util_linuxs_programs_run_by_their_full_path_never_the_jobs_path(tmp_path: Path) -> None:
+    box = Sandbox("/usr/bin/bwrap", "isolated", [], Limits(open_files=8), slirp="/usr/bin/slirp4netns",
+                  tools={"prlimit": "/sbin/prlimit", "nsenter": "/opt/ul/nsenter", "setpriv": "/opt/ul/setpriv"},
+                  hard={})
+    argv = box.command(["true"], JobPaths(tmp_path / "ws", tmp_path / "tmp"), join=NET)
+    assert argv[0] == "/sbin/prlimit" and "/opt/ul/nsenter" in argv
