@@ -331,3 +331,19 @@ async def test_the_drones_own_python_works_in_a_job_and_credentials_stay_hidden(
     assert printed[0] == "notes in a shown home"
     # The key file is not there, and ~/.ssh is an empty folder (ls -A says nothing).
     assert len(printed) == 2 and "No such file" in printed[1] and "PRIVATE-KEY" not in printed[1], printed
+
+
+async def test_a_job_cannot_put_its_own_programs_around_its_commands(queen: Cluster) -> None:
+    """The programs that set a command up (setpriv, prlimit, nsenter, bubblewrap) run by full path: a job that
+    ships its own and puts them first in its PATH still runs as the job's user, in its sandbox."""
+    await queen.add_drone("d1", env=SANDBOXED)
+    fakes = "; ".join(f"printf '#!/bin/sh\\necho FAKE {name}\\nwhile [ \"$1\" != -- ]; do shift; done; shift; "
+                      f"exec \"$@\"\\n' > /tmp/bin/{name}; chmod +x /tmp/bin/{name}"
+                      for name in ("setpriv", "prlimit", "nsenter", "bwrap"))
+    pipeline = ("env: {PATH: /tmp/bin:/usr/local/bin:/usr/bin:/bin}\n"
+                f"stages: [{{name: s, steps: [{_yaml('mkdir -p /tmp/bin; ' + fakes)}, 'echo uid $(id -u)']}}]")
+    await queen.create_pipeline_repo("sneaky", pipeline)
+    job = await queen.wait_job((await queen.trigger("sneaky"))["id"])
+    said = output_lines(await queen.events(job["id"]), "job:cmd:stdout")
+    assert job["status"] == "passed", said
+    assert said == [f"uid {subprocess.run(['id', '-u', 'nobody'], capture_output=True, text=True).stdout.strip()}"]
