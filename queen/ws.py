@@ -58,10 +58,15 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
                 continue
             conn.handle(message.data)
     finally:
-        sender.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sender
+        # Whatever the sender ended with: a subscriber left in the hub would keep its queue (up to
+        # hub.MAX_BYTES of output) and its topics for the queen's life.
         request.app[keys.HUB].unsubscribe(conn.sub)
+        # A sender that ended is not awaited: its exception (logged by _sender_ended) raised again
+        # here would tie this frame, the task and the queue in a cycle only the GC frees.
+        if not sender.done():
+            sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+                await sender
     return ws
 
 
