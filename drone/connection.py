@@ -2,12 +2,14 @@
 
 A ZeroMQ DEALER (the queen knows it as the drone of the ``drone:info`` it
 sends; ZeroMQ names the connection). `emit(job, type, fields)` gives
-a job event its seq, keeps it in the outbox and sends it; nothing the drone
-emits is lost while it lives: unacked events go again when the queen comes back
-(a new boot id in ``queen:heartbeat``, or ``drone:query-info``) or when they
-have waited too long. Sends never block: with ZMQ_IMMEDIATE a frame is only
-queued on a live connection, so a queen that is away costs a failed send, not
-a growing queue of stale frames; the outbox is the queue.
+a job event its seq, keeps it in the outbox and sends it once the job's window
+allows (``send_window_bytes`` in flight at most; acks open it again: outbox.py);
+nothing the drone emits is lost while it lives: unacked events go again when
+the queen comes back (a new boot id in ``queen:heartbeat``, or
+``drone:query-info``) or when they have waited too long. Sends never block:
+with ZMQ_IMMEDIATE a frame is only queued on a live connection, so a queen that
+is away costs a failed send, not a growing queue of stale frames; the outbox is
+the queue.
 
 Heartbeats go every ``heartbeat_interval``; a queen silent for ``interval *
 liveness`` is reported as unreachable (ZeroMQ keeps reconnecting, with backoff
@@ -56,7 +58,7 @@ class Connection:
         self.info = info
         self.heartbeat_body = heartbeat_body
         self.outbox = Outbox(config.resend_after, memory_limit=config.outbox_memory_bytes,
-                             spill_dir=config.work_path / "outbox")
+                             spill_dir=config.work_path / "outbox", window=config.send_window_bytes)
         # CurveZMQ keys (files read now: a bad one stops the drone at start); None: no CURVE.
         self.curve = client_curve(config)
         self._handshakes: HandshakeMonitor | None = None
@@ -127,9 +129,7 @@ class Connection:
     def _send(self, frame: bytes) -> bool:
         # Through the asyncio socket (see queen/broker.py): NOBLOCK resolves at once.
         sent = self.sock.send(frame, flags=zmq.NOBLOCK)
-        if sent.done() and sent.exception() is None:
-            return True
-        return False  # the outbox keeps job events; they go again later
+        return sent.done() and sent.exception() is None  # if not, the outbox keeps job events for later
 
     def send(self, msg: Msg, body: dict[str, Any]) -> bool:
         """Send a message that needs no delivery guarantee (info, heartbeat, bye)."""
@@ -140,8 +140,8 @@ class Connection:
         self.outbox.begin(job_id, first_seq, attempt)
 
     def emit(self, job_id: str, msg: Msg, fields: dict[str, Any]) -> None:
-        """Send a job event; it is kept until the queen acks it. The one place an event gets its
-        ``id``, ``seq`` and ``attempt`` (protocol.JobEvent)."""
+        """Send a job event (now, or once the job's window has room); it is kept until the queen acks it.
+        The one place an event gets its ``id``, ``seq`` and ``attempt`` (protocol.JobEvent)."""
         seq = self.outbox.next_seq(job_id)
         head = {"id": job_id, "seq": seq, "attempt": self.outbox.attempt(job_id)}
         frame = encode(msg, {**fields, **head})
@@ -154,7 +154,14 @@ class Connection:
             frame = encode(Msg.JOB_STDERR, {"text": f"apiary: the drone dropped a {msg.value} event the queen "
                                                     f"would refuse: {str(exc)[:500]}\n", **head})
         self.outbox.keep(job_id, seq, frame)
-        self._send(frame)
+        self._send_ready(job_id)
+
+    def _send_ready(self, job_id: str | None = None) -> None:
+        """Send what the window lets go now, of one job or of all; stop at a failed send (the outbox
+        keeps the rest and sends it when overdue or after a reconnect)."""
+        for frame in self.outbox.ready(job_id):
+            if not self._send(frame):
+                break
 
     def goodbye(self) -> None:
         """Leave the pool: say drone:bye, and from now on neither heartbeat nor
@@ -173,9 +180,9 @@ class Connection:
         self.resend_all()
 
     def resend_all(self) -> None:
-        for frame in self.outbox.all_frames():
-            if not self._send(frame):
-                break
+        """Send every unacked event again, within each job's window: what was sent may be lost."""
+        self.outbox.rewind()
+        self._send_ready()
 
     # -- receiving ------------------------------------------------------------------
 
@@ -220,6 +227,7 @@ class Connection:
             self.resend_all()
         if msg is Msg.ACK:
             self.outbox.ack(body["id"], body["seq"], body.get("attempt"))
+            self._send_ready(body["id"])  # the window has room again
         elif msg is Msg.QUEEN_HEARTBEAT:
             if body["boot"] != self.queen_boot:
                 if self.queen_boot is not None:

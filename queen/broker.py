@@ -49,6 +49,11 @@ log = logging.getLogger(__name__)
 Handler = Callable[[bytes, Msg, dict[str, Any], str], None]
 
 _DRAIN_MAX = 1000  # frames taken per wakeup before yielding to other tasks
+# Frames libzmq holds per connection for the broker to take, at most: with the largest frame a drone
+# may send, 4 x 16 MiB. Past that libzmq stops reading the connection (TCP pushes back on the drone)
+# instead of holding whatever a drone that ignores its send window sends; the broker drains eagerly,
+# and a drone within its window never has this much waiting.
+RCVHWM = 4
 _HANDSHAKE_MS = 10_000  # a peer that connects and does not complete a handshake is dropped after this
 
 
@@ -77,7 +82,7 @@ class Broker:
         # Sending to a drone that is not connected raises instead of vanishing.
         sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
         sock.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
-        sock.setsockopt(zmq.RCVHWM, 100_000)
+        sock.setsockopt(zmq.RCVHWM, RCVHWM)
         sock.setsockopt(zmq.SNDHWM, 100_000)
         sock.setsockopt(zmq.HANDSHAKE_IVL, _HANDSHAKE_MS)
         if self.curve is not None:

@@ -31,6 +31,7 @@ from apiary.core.protocol import OUTPUT_EVENTS, Msg
 from apiary.queen.hub import Hub
 from apiary.queen.lifecycle import job_update
 from apiary.queen.store import Store
+from apiary.shared import memory
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,7 @@ class Recorder:
         self._pending: list[tuple[str, Msg, dict[str, Any]]] = []
         self._keys: set[tuple[str, int, int]] = set()  # (job, seq, attempt) of each waiting event
         self._pending_bytes = 0
+        self._freed = 0  # bytes of events stored since memory was last given back
         self._full_said = False
         self.problem: str | None = None  # why the store cannot write now (the API's 503 says it), or None
         self._wake = asyncio.Event()
@@ -122,12 +124,32 @@ class Recorder:
         for _, _, body in batch:
             self._keys.discard((body["id"], body["seq"], body.get("attempt", 1)))
             self._pending_bytes -= _size(body)
+            self._freed += _size(body)
         self._full_said = False
+
+    async def _wait(self) -> None:
+        """Wait for events to store. Meanwhile what stored events took goes back to the system
+        (apiary.shared.memory): at once after a burst of TRIM_AFTER bytes, else after TRIM_IDLE
+        seconds without events (a trim costs a few milliseconds: not after every batch)."""
+        if self._freed >= TRIM_AFTER and not self._wake.is_set():
+            self._give_back()
+        if self._freed >= TRIM_IDLE_BYTES and not self._wake.is_set():
+            try:
+                async with asyncio.timeout(TRIM_IDLE):
+                    await self._wake.wait()
+                return
+            except TimeoutError:
+                self._give_back()
+        await self._wake.wait()
+
+    def _give_back(self) -> None:
+        self._freed = 0
+        memory.trim()
 
     async def run(self) -> None:
         backoff = 0.05
         while True:
-            await self._wake.wait()
+            await self._wait()
             self._wake.clear()
             batch = self._take()
             try:
@@ -152,6 +174,7 @@ class Recorder:
                 log.exception("could not store a batch of %d events; dropped", len(batch))
                 self._done_with(batch)
             self.problem = None
+            del batch  # before waiting: its events' memory is free to go back
 
     async def _load_track(self, job_id: str) -> _Track | None:
         """Where a job this queen has not seen yet stands (after a restart)."""
@@ -334,6 +357,11 @@ BATCH_EVENTS = 2000
 BATCH_BYTES = 4 * 2**20
 # Events waiting for the store at most (beyond it, drones keep them until they send them again).
 PENDING_BYTES = 64 * 2**20
+# Freed memory goes back to the system once nothing waits for the store: at once past TRIM_AFTER
+# bytes of events stored since the last time, or past TRIM_IDLE_BYTES after TRIM_IDLE seconds of quiet.
+TRIM_AFTER = 16 * 2**20
+TRIM_IDLE_BYTES = 2**20
+TRIM_IDLE = 1.0
 
 
 def _size(body: dict[str, Any]) -> int:

@@ -96,6 +96,7 @@ class DroneConfig:
     log_max_bytes: int = 100 * 2**20
     workspace_max_bytes: int = 20 * 2**30
     outbox_memory_bytes: int = 64 * 2**20
+    send_window_bytes: int = 4 * 2**20
     install_plugins: bool = True
     pip_args: str = ""
     plugin_timeout: float = 60.0
@@ -149,6 +150,8 @@ class DroneConfig:
         _positive("resend_after", self.resend_after)
         if self.outbox_memory_bytes < 0:
             raise _fault("outbox_memory_bytes", f"must be 0 or more, got {self.outbox_memory_bytes}")
+        if self.send_window_bytes < 65536:
+            raise _fault("send_window_bytes", f"must be at least 65536, got {self.send_window_bytes}")
         _positive("output_flush_ms", self.output_flush_ms)
         if self.keep_workspaces < 0:
             raise _fault("keep_workspaces", f"must be 0 or more, got {self.keep_workspaces}")
