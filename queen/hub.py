@@ -30,7 +30,8 @@ log = logging.getLogger(__name__)
 MAX_BYTES = 16 * 2**20  # output text a subscriber may have waiting
 
 # (job id, its status now): called at once, in order, for each change; it must not block
-JobListener = Callable[[str, str], None]
+# (job id, its status now, the job document as stored then when the caller has it, else None)
+JobListener = Callable[[str, str, "dict[str, Any] | None"], None]
 
 
 class Subscriber:
@@ -93,18 +94,19 @@ class Hub:
     # -- the queen's own listeners (not browsers) -------------------------------------
 
     def listen_jobs(self, listener: JobListener) -> None:
-        """Call `listener(job_id, status)` whenever a job starts, goes back to the queue or ends."""
+        """Call `listener(job_id, status, job)` whenever a job starts, goes back to the queue or ends."""
         self._job_listeners.append(listener)
 
     def unlisten_jobs(self, listener: JobListener) -> None:
         if listener in self._job_listeners:
             self._job_listeners.remove(listener)
 
-    def job_status(self, job_id: str, status: str) -> None:
+    def job_status(self, job_id: str, status: str, job: dict[str, Any] | None = None) -> None:
         """Job `job_id` is now `status` (running, queued for another attempt, or a final status), as
-        stored: tell the queen's own listeners. A listener that raises is logged; the others are told."""
+        stored (`job`: the document the write returned, when the caller has it: listeners need not read it
+        again): tell the queen's own listeners. A listener that raises is logged; the others are told."""
         for listener in list(self._job_listeners):
             try:
-                listener(job_id, status)
+                listener(job_id, status, job)
             except Exception:
                 log.exception("job %s (%s): a job listener failed", job_id, status)

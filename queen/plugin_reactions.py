@@ -94,8 +94,9 @@ class Reactions:
         """Whether any plugin reacts to jobs."""
         return any(self.hooks.values())
 
-    def on_status(self, job_id: str, status: str) -> None:
-        """Job `job_id` is now `status`: tell the plugins, in the background, if it started or ended."""
+    def on_status(self, job_id: str, status: str, job: dict[str, Any] | None = None) -> None:
+        """Job `job_id` is now `status` (`job`: its document then, if the caller has it): tell the plugins,
+        in the background, if it started or ended."""
         if status == _QUEUED:  # another attempt (its setup failed): it will start again
             self._ended.pop(job_id, None)
             return
@@ -104,13 +105,13 @@ class Reactions:
         if status == _RUNNING and job_id not in self._started:
             if len(self._started) > _REMEMBERED:  # jobs that never ended here (the queen restarted)
                 self._started.clear()
-            self._started[job_id] = self._spawn(self._tell(job_id, ["started"]))
+            self._started[job_id] = self._spawn(self._tell(job_id, ["started"], job=job))
         elif status in _FINAL:
             self._ended[job_id] = None
             if len(self._ended) > _REMEMBERED:
                 self._ended.popitem(last=False)
             before = self._started.pop(job_id, None)
-            self._spawn(self._tell(job_id, ["done"] if before else ["started", "done"], before))
+            self._spawn(self._tell(job_id, ["done"] if before else ["started", "done"], before, job))
 
     async def close(self) -> None:
         """Abandon the calls under way (the queen is stopping)."""
@@ -124,16 +125,18 @@ class Reactions:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    async def _tell(self, job_id: str, whens: list[str], before: asyncio.Task[None] | None = None) -> None:
+    async def _tell(self, job_id: str, whens: list[str], before: asyncio.Task[None] | None = None,
+                    job: dict[str, Any] | None = None) -> None:
         if before is not None:
             await asyncio.wait([before])
         if not any(self.hooks[w] for w in whens):
             return
-        try:
-            job = await self.store.get_job(job_id)
-        except Exception as exc:
-            log.warning("job %s: plugins not told of it: store error: %s", job_id, exc)
-            return
+        if job is None:  # the caller did not have it: read it
+            try:
+                job = await self.store.get_job(job_id)
+            except Exception as exc:
+                log.warning("job %s: plugins not told of it: store error: %s", job_id, exc)
+                return
         if job is None:
             return
         for when in whens:

@@ -322,7 +322,7 @@ class Recorder:
         for job_id, summary in changes:
             if job_id in written:
                 if "status" in summary:  # the queen's own listeners (plugins' reactions), then browsers
-                    self.hub.job_status(job_id, summary["status"])
+                    self.hub.job_status(job_id, summary["status"], written[job_id])
                 self.hub.publish("jobs", {"type": "job:update", "job": job_id, **summary})
         for job_id, new in after.items():
             if job_id in written:
@@ -333,16 +333,27 @@ class Recorder:
             self.carry(job_id, self._tracks[job_id].state if job_id in self._tracks else JobState(),
                        [CancelCopy(drone_id, attempt)])
 
-    async def _update_jobs(self, updates: dict[str, dict[str, Any]], before: dict[str, JobState]) -> set[str]:
-        """Write each job's fields if the job is still as the batch found it; the ids written.
+    async def _update_jobs(self, updates: dict[str, dict[str, Any]],
+                           before: dict[str, JobState]) -> dict[str, dict[str, Any] | None]:
+        """Write each job's fields if the job is still as the batch found it; the ids written, each with the
+        job's document after the write when its status changed (the queen's job listeners get it: the
+        plugins' reactions need not read it again), else None.
 
         A job changed meanwhile by the hive (cancelled while its drone was away, its drone written
         off) is not written: its events are stored, its document keeps the hive's decision.
         """
         jobs = list(updates)
-        results = await asyncio.gather(*(self.store.change_job(j, before[j].expect(), updates[j]) for j in jobs))
-        written = {j for j, ok in zip(jobs, results) if ok}
-        for job_id in set(jobs) - written:
+
+        async def write(job_id: str) -> tuple[bool, dict[str, Any] | None]:
+            expect, fields = before[job_id].expect(), updates[job_id]
+            if "status" in fields:
+                doc = await self.store.change_and_get_job(job_id, expect, fields)
+                return doc is not None, cast("dict[str, Any] | None", doc)
+            return await self.store.change_job(job_id, expect, fields), None
+
+        results = await asyncio.gather(*(write(j) for j in jobs))
+        written = {j: doc for j, (ok, doc) in zip(jobs, results) if ok}
+        for job_id in set(jobs) - written.keys():
             log.info("job %s changed while its events were being stored; its drone's update is not applied", job_id)
             job = await self.store.get_job(job_id)
             track = self._tracks.get(job_id)
