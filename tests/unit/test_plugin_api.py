@@ -229,13 +229,14 @@ async def test_reactions_do_not_hear_the_browsers_topic() -> None:
 def test_a_job_listener_that_raises_does_not_stop_the_others() -> None:
     hub, heard = Hub(), []
 
-    def broken(job_id: str, status: str) -> None:
+    def broken(job_id: str, status: str, job: dict | None) -> None:
         raise RuntimeError("broken on purpose")
 
     hub.listen_jobs(broken)
-    hub.listen_jobs(lambda job_id, status: heard.append((job_id, status)))
-    hub.job_status("j1", "running")
-    assert heard == [("j1", "running")]
+    hub.listen_jobs(lambda job_id, status, job: heard.append((job_id, status, job)))
+    hub.job_status("j1", "running", {"_id": "j1", "status": "running"})
+    hub.job_status("j2", "passed")  # a caller without the document: listeners read it themselves
+    assert heard == [("j1", "running", {"_id": "j1", "status": "running"}), ("j2", "passed", None)]
 
 
 async def test_a_background_task_that_raises_starts_again_after_a_growing_pause(
@@ -260,3 +261,13 @@ async def test_a_background_task_that_raises_starts_again_after_a_growing_pause(
     plugin = Flaky()
     await asyncio.wait_for(supervise("flaky", plugin, object()), 5)  # type: ignore[arg-type]
     assert plugin.runs == 4 and pauses == [1.0, 2.0, 4.0]
+
+
+async def test_reactions_use_the_job_the_write_returned_without_reading_it_again() -> None:
+    hub, reactions, told = await reacting({})  # the store knows no job: only the documents given are used
+    hub.job_status("given", "running", {"_id": "given", "started": 1.0})
+    await settle(reactions)
+    hub.job_status("given", "passed", {"_id": "given", "started": 1.0, "status": "passed"})
+    await settle(reactions)
+    assert story(told, "given") == [("started", {"a", "b"}), ("done", {"a", "b"})]
+    await reactions.close()
