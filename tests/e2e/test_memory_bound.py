@@ -110,3 +110,26 @@ async def test_a_drone_ignoring_its_window_cannot_grow_the_queen_and_others_stil
     job = await queen.trigger("app")
     assert (await queen.wait_job(job["id"]))["status"] == "passed"
 
+
+
+async def test_one_line_far_beyond_the_log_cap_keeps_the_queen_within_bounds(cluster: Cluster) -> None:
+    """A job printing 400 MB without a newline (the case's 1 GB line, scaled to the test's time): the drone
+    stores up to log_max_bytes (64 MiB here) and drops the rest; the queen holds a window's worth at a time."""
+    queen = await cluster.start_queen()
+    await cluster.add_drone("d1", env={"APIARY_DRONE_LOG_MAX_BYTES": str(64 * MB)})
+    await cluster.create_pipeline_repo("oneline", "stages: [{name: s, steps: [\"head -c 400000000 /dev/zero | "
+                                                  "tr '\\\\0' b\"]}]")
+    assert queen.proc is not None
+    pid = queen.proc.pid
+    baseline, _ = memory(pid)
+    job = await cluster.wait_job((await cluster.trigger("oneline"))["id"], timeout=120)
+    await asyncio.sleep(1)
+    after, peak = memory(pid)
+    log = await raw_log(cluster, job["id"])
+    print(f"\none line of 400 MB, stored up to 64 MiB: queen RSS {baseline / MB:.0f} MB before, peak "
+          f"{peak / MB:.0f} MB, {after / MB:.0f} MB after")
+    assert job["status"] == "passed"
+    # The cap's worth, then the marker saying the rest was dropped.
+    assert log.startswith("b" * 64 * MB) and log[64 * MB] != "b" and "log_max_bytes" in log[64 * MB:]
+    assert peak < baseline + BOUND
+    assert after < baseline + 50 * MB
