@@ -106,7 +106,8 @@ class DroneConfig:
     job_network: str = "isolated"
     sandbox_hide: str = ""
     # Shown to jobs read-only, even inside hidden or closed folders (credentials excepted). "python" is the
-    # Python the drone runs on (sys.base_prefix), so that it works in jobs when it lives in a home they cannot enter.
+    # Python the drone runs on (sys.base_prefix, and its virtual environment, sys.prefix), so that it works in
+    # jobs when it lives in a home they cannot enter, or under /tmp (a job's /tmp is its own).
     sandbox_show: str = "python"
     job_user: str = "nobody"
     pass_env: str = ""
@@ -173,8 +174,9 @@ class DroneConfig:
 
     @property
     def shown_paths(self) -> list[Path]:
-        entries = (sys.base_prefix if p.strip() == "python" else p.strip() for p in self.sandbox_show.split(","))
-        return [Path(os.path.normpath(Path(p).expanduser())) for p in entries if p]
+        entries = [q for p in self.sandbox_show.split(",")
+                   for q in ((sys.base_prefix, sys.prefix) if p.strip() == "python" else (p.strip(),))]
+        return list(dict.fromkeys(Path(os.path.normpath(Path(p).expanduser())) for p in entries if p))
 
     @property
     def drone_id(self) -> str:

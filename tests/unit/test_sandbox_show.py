@@ -18,17 +18,20 @@ from apiary.core.errors import ConfigError
 from apiary.drone.sandbox import JobPaths, Limits, Sandbox
 
 
+PYTHON = list(dict.fromkeys([Path(sys.base_prefix), Path(sys.prefix)]))  # the installation and the venv, if any
+
+
 def test_by_default_jobs_are_shown_the_python_the_drone_runs_on() -> None:
     config = DroneConfig()
     config.check()
-    assert config.sandbox_show == "python" and config.shown_paths == [Path(sys.base_prefix)]
+    assert config.sandbox_show == "python" and config.shown_paths == PYTHON
 
 
 @pytest.mark.parametrize(("value", "shown", "fault"), [
     ("/opt/tools, ~/bin", [Path("/opt/tools"), Path.home() / "bin"], None),
     ("/opt/../usr/", [Path("/usr")], None),
     ("", [], None),
-    ("python, /opt/tools", [Path(sys.base_prefix), Path("/opt/tools")], None),
+    ("python, /opt/tools", [*PYTHON, Path("/opt/tools")], None),
     ("tools", None, "must be absolute paths or python, separated by commas, got 'tools'"),
     ("/opt, /", None, "not /"),
     ("/srv/..", None, "not /"),
