@@ -266,8 +266,8 @@ async def raw_log(request: web.Request) -> web.StreamResponse:
     """Everything the job printed, both streams of every command, in the order it was stored.
 
     A client that accepts zstd gets the stored frames one after the other (``Content-Encoding: zstd``):
-    the queen sends the log as it keeps it, without decompressing it. One that accepts gzip gets it
-    gzipped; others get plain text.
+    the queen sends the log as it keeps it, without decompressing it. One that prefers gzip gets it
+    gzipped; others get plain text. HEAD gets the headers only.
     """
     job = await load_job(request)
     store = request.app[keys.STORE]
@@ -278,10 +278,27 @@ async def raw_log(request: web.Request) -> web.StreamResponse:
         response.headers["Content-Encoding"] = "zstd"
     elif coding == "gzip":
         response.enable_compression(web.ContentCoding.gzip)
+    if request.method == "HEAD":
+        # No body at all: bytes after a HEAD's headers would be read as the answer to the connection's
+        # next request (and a job decides what its log says).
+        response.content_length = 0
+        await response.prepare(request)
+        return response
     await response.prepare(request)
+    sent = False
     try:
-        async for frame in store.output_frames(job["_id"], OUTPUT_TYPES):
-            await response.write(frame if coding == "zstd" else chunks.zstd.decompress(frame))
+        frames = store.output_frames(job["_id"], OUTPUT_TYPES)
+        try:
+            async for frame in frames:
+                await response.write(frame if coding == "zstd" else chunks.zstd.decompress(frame))
+                sent = True
+        finally:
+            await frames.aclose()  # the store's cursor goes with a client that went away
+        if coding == "zstd" and not sent:
+            await response.write(chunks.compress(""))  # an empty log is still one valid zstd frame
+    except ConnectionError:  # the client went away: nothing to tell anyone
+        log.debug("raw log of job %s: the client went away", job["_id"])
+        return response
     except PyMongoError as exc:  # the headers are sent already: say so in the text
         log.warning("raw log of job %s cut short: %s", job["_id"], exc)
         note = f"\n[apiary: the log is cut short here: {exc}]\n"
@@ -290,10 +307,15 @@ async def raw_log(request: web.Request) -> web.StreamResponse:
     return response
 
 
+CODINGS = {"zstd": "zstd", "gzip": "gzip", "x-gzip": "gzip"}
+
+
 def log_coding(accept: str) -> str:
-    """The content coding for a raw log given an Accept-Encoding header (RFC 9110 §12.5.3):
-    "zstd" when accepted, else "gzip" when accepted, else "identity". A coding with q=0 is refused."""
-    accepted: dict[str, float] = {}
+    """The content coding for a raw log given an Accept-Encoding header (RFC 9110 §12.5.3): the one the
+    client weighs highest among zstd and gzip (x-gzip is gzip; zstd on a tie: the log is kept so),
+    "identity" when it accepts neither. A coding with q=0, or a q that is not a number from 0 to 1, is
+    not accepted; ``*`` stands for those the header does not name."""
+    weights: dict[str, float] = {}
     for item in accept.split(","):
         name, _, params = item.strip().partition(";")
         quality = 1.0
@@ -304,12 +326,18 @@ def log_coding(accept: str) -> str:
                     quality = float(value)
                 except ValueError:
                     quality = 0.0
-        if name.strip():
-            accepted[name.strip().lower()] = quality
+                if not 0.0 <= quality <= 1.0:  # nan, inf, out of range: refused
+                    quality = 0.0
+        name = name.strip().lower()
+        if name:
+            coding = CODINGS.get(name, name)
+            weights[coding] = max(weights.get(coding, 0.0), quality)
+    best, best_q = "identity", 0.0
     for coding in ("zstd", "gzip"):
-        if accepted.get(coding, accepted.get("*", 0.0)) > 0:
-            return coding
-    return "identity"
+        quality = weights.get(coding, weights.get("*", 0.0))
+        if quality > best_q:
+            best, best_q = coding, quality
+    return best
 
 
 async def drones_context(request: web.Request) -> dict[str, Any]:

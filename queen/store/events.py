@@ -18,6 +18,8 @@ log = logging.getLogger(__name__)
 _DUPLICATE_KEY = 11000
 READ_BATCH = 5000
 READ_BYTES = 2**20  # output text read at once for one page of events (a stalled client holds no more)
+EVENT_BATCH = 64  # events fetched at once for a page: most are small; 64 of the largest output chunks are ~4 MiB
+FRAME_BATCH = 16  # output events fetched from the store at once for the raw log: ~1 MiB when they do not compress
 
 
 class EventQueries:
@@ -55,7 +57,7 @@ class EventQueries:
             cursor = cursor.limit(limit + 1)
         events: list[Event] = []
         size, more = 0, False
-        async for event in cursor.batch_size(500):
+        async for event in cursor.batch_size(EVENT_BATCH):
             if (limit is not None and len(events) >= limit) or size >= max_bytes:
                 more = True
                 break
@@ -67,7 +69,10 @@ class EventQueries:
     async def output_frames(self, job_id: str, output_types: Iterable[str]) -> AsyncIterator[bytes]:
         """A job's output, in seq order, as zstd frames (one per event; concatenated, one zstd stream).
 
-        Read in pages of about `READ_BYTES` of compressed output, so a stalled client holds no more.
+        Read in pages of about `READ_BYTES` of compressed output, a few events at a time (an output event
+        is at most a chunk of ~64 KiB, and output that does not compress stays that big), so a stalled
+        client holds no more than a page here and in the store; the cursor is closed when the reader stops
+        (`aclose`), not left open in the store.
         """
         after = 0
         types = list(output_types)
@@ -75,15 +80,17 @@ class EventQueries:
             cursor = self.events.find({"job": job_id, "seq": {"$gt": after}, "type": {"$in": types}},
                                       {"_id": 0, "seq": 1, "z": 1, "text": 1}).sort("seq", ASCENDING)
             size, more = 0, False
-            async for event in cursor.batch_size(500):
-                frame = chunks.frame_of(event)
-                after = event["seq"]
-                size += len(frame)
-                if frame:
-                    yield frame
-                if size >= READ_BYTES:
-                    more = True
-                    break
-            await cursor.close()
+            try:
+                async for event in cursor.batch_size(FRAME_BATCH):
+                    frame = chunks.frame_of(event)
+                    after = event["seq"]
+                    size += len(frame)
+                    if frame:
+                        yield frame
+                    if size >= READ_BYTES:
+                        more = True
+                        break
+            finally:
+                await cursor.close()
             if not more:
                 return

@@ -4,6 +4,7 @@ order."""
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import re
 
@@ -70,3 +71,29 @@ async def test_output_is_compressed_at_rest_and_reads_back_the_same_every_way(qu
     printed = sum(d["n"] if "z" in d else len(d["text"].encode()) for d in stored)
     assert printed == len(stdout.encode())
     print(f"\nstdout of {printed:,} bytes kept as {kept:,} bytes (x{printed / kept:.1f})")
+
+
+async def test_head_of_a_log_is_headers_only_and_an_empty_log_is_a_valid_stream(queen: Cluster) -> None:
+    """A job decides what its log says: after a HEAD's headers nothing may follow on the connection, or the
+    next answer on it would be the log (here: a forged HTTP answer the job printed)."""
+    await queen.add_drone("d1")
+    forged = "HTTP/1.1 200 OK\\r\\nContent-Type: text/html\\r\\nContent-Length: 8\\r\\n\\r\\n<script>"
+    await queen.create_repo("forger", ("print", [f"printf '{forged}'"]), ("quiet", ["true"]))
+    job = await queen.wait_job((await queen.trigger("forger"))["id"])
+    assert job["status"] == "passed"
+    host, port = queen.api.removeprefix("http://").split("/")[0].split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(f"HEAD /jobs/{job['id']}/log HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n"
+                 f"GET /api/v1/drones HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n".encode())
+    answers = (await asyncio.wait_for(reader.read(), 10)).decode(errors="replace")
+    writer.close()
+    assert answers.count("HTTP/1.1 200 OK") == 2 and "<script>" not in answers
+    assert answers.split("\r\n\r\n", 2)[1].startswith("HTTP/1.1 200 OK")  # the HEAD's answer ends at its headers
+    assert '"drones"' in answers
+
+    # A job that printed nothing: an empty log, and for a zstd client a valid (empty) zstd stream.
+    await queen.create_repo("silent", ("quiet", ["true"]))
+    job = await queen.wait_job((await queen.trigger("silent"))["id"])
+    coding, body = await raw_log(queen, job["id"], "zstd")
+    assert coding == "zstd" and body and zstd.decompress(body) == b""
+    assert await raw_log(queen, job["id"], None) == (None, b"")

@@ -40,6 +40,12 @@ def test_frames_concatenate_into_one_stream_old_text_events_included() -> None:
     ("", "identity"),
     ("identity", "identity"),
     ("zstd;q=0, gzip;q=0.5", "gzip"),
+    ("zstd;q=0.1, gzip;q=1", "gzip"),  # the client's preference
+    ("gzip, zstd", "zstd"),  # a tie: the log is kept as zstd
+    ("x-gzip", "gzip"),
+    ("zstd;q=inf, gzip;q=0.5", "gzip"),
+    ("zstd;q=1.0001", "identity"),
+    ("zstd;q=nan", "identity"),
     ("ZSTD", "zstd"),
     ("*", "zstd"),
     ("*;q=0, gzip", "gzip"),
