@@ -202,6 +202,11 @@ class Connections:
     def _close(self, handler: Any) -> None:
         self.states.pop(handler, None)
         try:
+            transport = handler.transport
             handler.force_close()
+            if transport is not None:
+                # Not a close, which waits to send what the client never reads (the socket would stay open,
+                # uncounted, holding its unsent answer): the connection goes now, its answer dropped.
+                transport.abort()
         except Exception:  # already gone
             log.debug("closing a connection failed", exc_info=True)
