@@ -129,6 +129,15 @@ class DroneConfig:
                 raise _fault("sandbox_show", f"must be absolute paths or python, separated by commas, got {entry!r}")
             if entry and os.path.normpath(Path(entry).expanduser()) == "/":
                 raise _fault("sandbox_show", "must name folders or files, not / (jobs see the machine read-only)")
+        for shown in self.shown_paths:
+            # What the sandbox gives each job of its own, or keeps from it: never shown from the machine.
+            for own in (Path("/proc"), Path("/dev"), Path("/sys")):
+                if shown == own or own in shown.parents:
+                    raise _fault("sandbox_show", f"cannot show {shown}: each job has a {own} of its own")
+            work = Path(os.path.normpath(self.work_path))
+            if shown == work or work in shown.parents:
+                raise _fault("sandbox_show", f"cannot show {shown}: it is the drone's work dir or within it "
+                                             f"({work}: other jobs' workspaces, the drone's keys)")
         for key in ("job_max_open_files", "job_max_memory", "job_max_processes"):
             if getattr(self, key) < 0:
                 raise _fault(key, f"must be 0 (no limit) or more, got {getattr(self, key)}")

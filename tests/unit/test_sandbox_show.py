@@ -35,6 +35,11 @@ def test_by_default_jobs_are_shown_the_python_the_drone_runs_on() -> None:
     ("tools", None, "must be absolute paths or python, separated by commas, got 'tools'"),
     ("/opt, /", None, "not /"),
     ("/srv/..", None, "not /"),
+    ("/proc", None, "cannot show /proc"),
+    ("/dev/shm", None, "cannot show /dev/shm"),
+    ("/sys", None, "cannot show /sys"),
+    ("~/.apiary/drone/workspaces", None, "the drone's work dir"),
+    ("~/.apiary/drone", None, "the drone's work dir"),
 ])
 def test_sandbox_show_is_checked(value: str, shown: list[Path] | None, fault: str | None) -> None:
     if fault is None:
