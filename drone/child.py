@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .jobnet import JobNet
+from .processes import readable
 from .sandbox import JobPaths, Sandbox
 
 READ_SIZE = 65536
@@ -72,13 +73,7 @@ class Child:
         return cls(subprocess.Popen(argv, **options))
 
     async def exited(self) -> None:
-        loop = asyncio.get_running_loop()
-        done = loop.create_future()
-        loop.add_reader(self.pidfd, lambda: done.done() or done.set_result(None))
-        try:
-            await done
-        finally:
-            loop.remove_reader(self.pidfd)
+        await readable(self.pidfd)
 
     def reap(self) -> tuple[int, float]:
         """Exit code (negative: killed by that signal) and CPU seconds; the process must have exited."""

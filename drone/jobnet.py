@@ -40,6 +40,7 @@ import time
 
 from apiary.core.errors import ApiaryError
 
+from .processes import kill_group, readable
 from .sandbox import Sandbox
 
 log = logging.getLogger(__name__)
@@ -93,7 +94,7 @@ class JobNet:
 
     async def _reap(self) -> None:
         if not await _reaped(self.holder, 2.0):
-            _kill_group(self.holder.pid)
+            kill_group(self.holder.pid)
             await _reaped(self.holder, 2.0)
         if not await _reaped(self.slirp, 5.0):
             log.warning("slirp4netns (pid %d) of a job network did not end after SIGKILL", self.slirp.pid)
@@ -221,7 +222,7 @@ async def make(sandbox: Sandbox) -> JobNet:
         finally:
             os.close(ready_r)
     except BaseException:
-        _kill_group(holder.pid)
+        kill_group(holder.pid)
         holder.wait()
         if slirp is not None:
             slirp.kill()
@@ -265,30 +266,19 @@ def _said(holder: subprocess.Popen[bytes]) -> str:
         return "it said nothing"
 
 
-def _kill_group(pgid: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signal.SIGKILL)
-
-
 async def _reaped(proc: subprocess.Popen[bytes], timeout: float) -> bool:
     """Wait (without blocking the loop) up to `timeout` seconds for `proc` to end; reap it. True if it did."""
     if proc.poll() is not None:
         return True
-    loop = asyncio.get_running_loop()
     try:
         pidfd = os.pidfd_open(proc.pid)
     except ProcessLookupError:
         proc.wait()
         return True
-    done = loop.create_future()
-    loop.add_reader(pidfd, lambda: done.done() or done.set_result(None))
     try:
-        async with asyncio.timeout(timeout):
-            await done
-    except TimeoutError:
-        return False
+        if not await readable(pidfd, timeout):
+            return False
     finally:
-        loop.remove_reader(pidfd)
         os.close(pidfd)
     proc.wait()
     return True
@@ -313,21 +303,11 @@ async def _loopback_up(pid: int, timeout: float) -> None:
 
 async def _read_until(fd: int, end: bytes, timeout: float) -> bytes:
     """What `fd` says up to and including `end` (or until it closes), within `timeout` seconds."""
-    loop = asyncio.get_running_loop()
     os.set_blocking(fd, False)
     data = b""
     while end not in data:
-        ready = loop.create_future()
-        loop.add_reader(fd, lambda: ready.done() or ready.set_result(None))
-        try:
-            # Not wait_for: on Python 3.11 it loses a cancel that comes as the future completes, and the job
-            # would run on, its cancel gone.
-            async with asyncio.timeout(timeout):
-                await ready
-        except TimeoutError:
-            raise TimeoutError("the job's network did not start in time") from None
-        finally:
-            loop.remove_reader(fd)
+        if not await readable(fd, timeout):
+            raise TimeoutError("the job's network did not start in time")
         try:
             chunk = os.read(fd, 4096)
         except BlockingIOError:

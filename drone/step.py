@@ -33,6 +33,7 @@ from .jobnet import JobNet
 from .limits import LogCap
 from .masking import Masker
 from .output import OutputBuffer
+from .processes import kill_group
 from .resources import TreeSampler, Usage, children, descendants
 from .sandbox import STEP_MARK, JobPaths, Sandbox, marked
 
@@ -133,7 +134,7 @@ class StepRunner:
                     await self._stop(child, pipes)
                     raise
                 sampler.sample_leader()  # a zombie until we reap it: its last memory figures
-                _kill_group(child.pid)
+                kill_group(child.pid)
                 try:
                     await asyncio.wait_for(asyncio.shield(pipes), DRAIN_AFTER_EXIT)
                 except TimeoutError:
@@ -142,7 +143,7 @@ class StepRunner:
                 code, cpu = child.reap()
             finally:
                 # Cancelled, timed out or done: whatever is left of its tree goes.
-                _kill_group(child.pid)
+                kill_group(child.pid)
                 pipes.cancel()
                 await asyncio.gather(pipes, return_exceptions=True)
                 if child.returncode is None:
@@ -208,7 +209,7 @@ class StepRunner:
     def kill_all(self) -> None:
         """Kill every running command's process group (cancel, timeout)."""
         for pgid in list(self._groups):
-            _kill_group(pgid)
+            kill_group(pgid)
 
 
 async def _command_processes(child: Child) -> set[int]:
@@ -229,11 +230,6 @@ def _ended(pid: int) -> bool:
         return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
     except ChildProcessError:
         return True
-
-
-def _kill_group(pgid: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signal.SIGKILL)
 
 
 def _signal_all(pids: list[int], sig: int) -> None:
