@@ -227,7 +227,9 @@ async def download_artifact(request: web.Request) -> web.StreamResponse:
 
 @routes.get("/api/v1/drones")
 async def list_drones(request: web.Request) -> web.Response:
-    return json_response({"drones": request.app[keys.HIVE].drones()})
+    # The endpoint too: what `apiary drones` tells a new drone to connect to (the queen's real port).
+    hive = request.app[keys.HIVE]
+    return json_response({"drones": hive.drones(), "endpoint": hive.endpoint})
 
 
 @routes.post("/api/v1/prune")

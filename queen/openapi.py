@@ -346,7 +346,10 @@ PATHS: dict[str, Any] = {
     },
     "/api/v1/drones": {
         "get": _op("The drones in the pool", {
-            "200": _json(_object({"drones": {"type": "array", "items": _ref("Drone")}}, ("drones",)), "the pool")},
+            "200": _json(_object({"drones": {"type": "array", "items": _ref("Drone")},
+                                  "endpoint": {**_STRING, "description": "the ZeroMQ endpoint drones connect to, "
+                                               "tcp://HOST:PORT, as bound"}},
+                                 ("drones", "endpoint")), "the pool")},
             store=False),
     },
     "/api/v1/drones/join-tokens": {
