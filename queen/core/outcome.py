@@ -1,0 +1,288 @@
+"""Why a job ended as it did, and where each of its stages stands: its outcome. Pure, no I/O.
+
+`job_outcome(job, events)` reads the job document (its compiled pipeline, its
+``commands`` and ``phases``) and the job's stored events other than command
+output (``job:cmd:start`` / ``job:cmd:done`` for the order things happened
+in and the attempt they belong to, and the drone's own ``job:stderr`` lines,
+which say why a stage was skipped and when a cancel arrived). The API serves
+what it returns (``GET /api/v1/jobs/{id}/outcome``), the job page draws it and
+the CLI ends a followed job with it. Shape (JSON; times in seconds since 1970,
+durations in seconds)::
+
+    {"status": the job's status, "error": the job's error or None,
+     "stages": [{"name", "needs": [names], "deploy": bool,
+                 "status": passed|failed|skipped|cancelled|running|waiting|not_run,
+                 "reason": why skipped or not run (or what a waiting stage waits for) | None,
+                 "started": time | None, "duration": s | None,
+                 "commands": [{"num": int | None (None: never ran), "title", "hook": name | None,
+                               "status": passed|failed|cancelled|running|not_run, "ignored": bool,
+                               "exitCode": int | None, "signal": "SIGKILL" | None, "duration": s | None}]}],
+     "failure": None | {"stage", "num", "title", "command", "exitCode", "signal",
+                        "last_lines": [the command's last lines, masked as stored], "anchor": "cmd-N",
+                        "error": the job's error | None}}
+
+Only the current attempt counts: the commands of an attempt lost with its
+drone are not this outcome's. A command ended by a cancel is ``cancelled``,
+not ``failed``; a command killed by a signal (a negative exit code) names it.
+The failing command's ``last_lines`` need its output, which this module does
+not read: the caller fetches the output of ``failure["num"]`` and sets
+``last_lines`` with `last_lines(text)`. `layout(stages)` puts stages in
+columns by how deep their ``needs`` go, for the stage graph.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from .errors import InputError
+from .protocol import FINAL_STATES
+from .stages import blocked_stages, runnable_stages
+
+MAX_LINES = 10  # lines of the failed command's output in a failure summary
+MAX_LINE_CHARS = 400  # a longer line is cut there (a minified file on one line)
+
+_FINAL = {s.value for s in FINAL_STATES}
+# Exit statuses a shell gives a command ended by a signal (128 + n): SIGINT, SIGKILL, SIGTERM.
+_SHELL_KILLED = {128 + int(signal.SIGINT), 128 + int(signal.SIGKILL), 128 + int(signal.SIGTERM)}
+_SKIPPED = "apiary: stage "  # the drone's line: "apiary: stage NAME skipped: REASON"
+_CANCELLED = "job cancelled"  # the drone's line when a cancel stopped the job
+_PLAIN_PHASES = ("environment", "prepare", "cleanup")  # phases without stages
+# Terminal control sequences (CSI, OSC, two-character escapes): not text a page shows.
+_ESCAPES = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])|[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def signal_name(exit_code: int | None) -> str | None:
+    """The signal a negative exit code means (-9: "SIGKILL"), else None."""
+    if exit_code is None or exit_code >= 0:
+        return None
+    try:
+        return signal.Signals(-exit_code).name
+    except ValueError:
+        return f"signal {-exit_code}"
+
+
+def last_lines(text: str, count: int = MAX_LINES) -> list[str]:
+    """The last `count` non-empty-tailed lines of `text`, each cut at MAX_LINE_CHARS."""
+    lines = text.replace("\r\n", "\n").split("\n")
+    while lines and not lines[-1].strip():
+        lines.pop()
+    return [line[:MAX_LINE_CHARS] for line in lines[-count:]]
+
+
+def plain(line: str) -> str:
+    """A line without terminal control sequences (colours), for a page or a plain terminal."""
+    return _ESCAPES.sub("", line)
+
+
+def layout(stages: Sequence[Mapping[str, Any]]) -> list[list[str]]:
+    """Stage names in columns: a stage's column is one past the deepest of its needs (0 without any).
+
+    Needs naming no stage in `stages` are left out. Within a column, pipeline order. A cycle (which the
+    compiler refuses) cannot loop: depths are relaxed at most len(stages) times.
+    """
+    names = [s["name"] for s in stages]
+    known = set(names)
+    needs = {s["name"]: [n for n in s.get("needs") or [] if n in known] for s in stages}
+    depth = dict.fromkeys(names, 0)
+    for _ in names:
+        changed = False
+        for name in names:
+            d = max((depth[n] + 1 for n in needs[name]), default=0)
+            if d != depth[name] and d < len(names):
+                depth[name], changed = d, True
+        if not changed:
+            break
+    columns: list[list[str]] = [[] for _ in range(max(depth.values(), default=-1) + 1)]
+    for name in names:
+        columns[depth[name]].append(name)
+    return columns
+
+
+def job_outcome(job: Mapping[str, Any], events: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """The outcome of `job` (a stored job document, or the API's form of one) given its stored events
+    (any subset; output events are ignored). See the module's docstring for the shape."""
+    status = job.get("status") or "queued"
+    final = status in _FINAL
+    events = sorted(events, key=lambda e: e.get("seq", 0))
+    attempt = max([int(job.get("attempts") or 0)] + [int(e.get("attempt") or 0) for e in events]) or 1
+    current = [e for e in events if (e.get("attempt") or attempt) == attempt]
+
+    started_now = {e["num"] for e in current if e.get("type") == "job:cmd:start"}
+    done_seq = {e["num"]: e["seq"] for e in current if e.get("type") == "job:cmd:done"}
+    start_seqs = [e["seq"] for e in current if e.get("type") == "job:cmd:start"]
+    said = [line for e in current if e.get("type") == "job:stderr"
+            for line in str(e.get("text") or "").splitlines()]
+    cancel_seq = next((e["seq"] for e in current if e.get("type") == "job:stderr"
+                       and str(e.get("text") or "").strip() == _CANCELLED), None)
+
+    raw = job.get("commands") or {}
+    commands = sorted(raw.values() if isinstance(raw, Mapping) else raw, key=lambda c: int(c.get("num") or 0))
+    if any(e.get("type") == "job:cmd:start" for e in events):  # else: no events given, take every command
+        commands = [c for c in commands if c.get("num") in started_now]
+
+    # The command a cancel ended last: done before the drone said "job cancelled", nothing started since.
+    last_before_cancel = None
+    if status == "cancelled" and cancel_seq is not None:
+        before = [(seq, num) for num, seq in done_seq.items() if seq < cancel_seq]
+        if before:
+            seq, num = max(before)
+            if not any(seq < s < cancel_seq for s in start_seqs):
+                last_before_cancel = num
+
+    def command_status(c: Mapping[str, Any]) -> str:
+        code = c.get("exitCode")
+        if code is None:
+            if not final:
+                return "running"
+            return "cancelled" if status == "cancelled" else "failed"  # the job ended without its end
+        if code == 0:
+            return "passed"
+        seq = done_seq.get(c.get("num"))
+        if (status == "cancelled" and c.get("phase") != "cleanup"
+                and (seq is None or cancel_seq is None or seq < cancel_seq)
+                and (code < 0 or code in _SHELL_KILLED or c.get("num") == last_before_cancel)):
+            return "cancelled"
+        return "failed"
+
+    pipeline = job.get("pipeline") or {}
+    try:
+        planned = runnable_stages(pipeline, job.get("type") or "TEST") if pipeline.get("stages") else []
+    except (InputError, KeyError, TypeError):  # a job stored by another version: show what ran
+        planned = [dict(s) for s in pipeline.get("stages") or []]
+    staged = [c for c in commands if c.get("stage") and c.get("phase") not in _PLAIN_PHASES]
+    for c in staged:  # stages a plugin brought: not in the pipeline, shown after its stages
+        if all(s["name"] != c["stage"] for s in planned):
+            planned.append({"name": c["stage"], "needs": [], "deploy": c.get("phase") == "deploy", "steps": []})
+
+    skip_reasons = _skip_reasons(said, [s["name"] for s in planned])
+    phases = job.get("phases") or {}
+    stages: list[dict[str, Any]] = []
+    ended: dict[str, bool] = {}  # a finished stage -> whether it passed (for why others did not run)
+    for stage in planned:
+        ran = [c for c in staged if c["stage"] == stage["name"]]
+        shown = _stage_commands(stage, ran, command_status)
+        entry: dict[str, Any] = {"name": stage["name"], "needs": list(stage.get("needs") or []),
+                                 "deploy": bool(stage.get("deploy")), "status": "", "reason": None,
+                                 "started": None, "duration": None, "commands": shown}
+        if ran:
+            entry["status"] = _ran_status(stage, shown, final, status)
+            starts = [c["started"] for c in ran if isinstance(c.get("started"), (int, float))]
+            if starts:
+                entry["started"] = min(starts)
+                if entry["status"] not in ("running",):
+                    ends = [c["started"] + (c.get("duration") or 0) for c in ran
+                            if isinstance(c.get("started"), (int, float))]
+                    entry["duration"] = round(max(ends) - entry["started"], 6)
+            if entry["status"] in ("passed", "failed"):
+                ended[stage["name"]] = entry["status"] == "passed"
+        stages.append(entry)
+
+    blocked = set(blocked_stages(planned, ended))
+    for entry, stage in zip(stages, planned):
+        if entry["status"]:
+            continue
+        if stage["name"] in skip_reasons:
+            entry["status"], entry["reason"] = "skipped", skip_reasons[stage["name"]]
+        elif stage.get("deploy") and (phases.get("deploy") or {}).get("state") == "skipped":
+            entry["status"], entry["reason"] = "skipped", "the test stages failed"
+        elif not final:
+            entry["status"] = "waiting"
+            waits = [n for n in entry["needs"] if not ended.get(n)]
+            entry["reason"] = ("waits for " + ", ".join(waits)) if waits else None
+        else:
+            entry["status"] = "not_run"
+            entry["reason"] = _not_run_reason(stage["name"], status, job.get("error"), phases, blocked)
+
+    return {"status": status, "error": job.get("error"), "stages": stages,
+            "failure": _failure(job, status, commands, command_status, done_seq, stages)}
+
+
+def _skip_reasons(said: list[str], names: list[str]) -> dict[str, str]:
+    """Stage -> why the drone skipped it, from its lines "apiary: stage NAME skipped: REASON"."""
+    out = {}
+    for line in said:
+        if not line.startswith(_SKIPPED):
+            continue
+        for name in names:  # a name may hold spaces: match the names the pipeline has
+            head = f"{_SKIPPED}{name} skipped: "
+            if line.startswith(head):
+                out[name] = line[len(head):].strip()
+    return out
+
+
+def _stage_commands(stage: Mapping[str, Any], ran: list[Mapping[str, Any]], status_of: Any) -> list[dict[str, Any]]:
+    """The stage's commands as run (hooks too), then its steps that never ran."""
+    steps = list(stage.get("steps") or [])
+    out, step_index = [], 0
+    for c in ran:
+        ignored = False
+        if not c.get("hook"):
+            if step_index < len(steps):
+                ignored = bool(steps[step_index].get("ignore_exit_code"))
+            step_index += 1
+        code = c.get("exitCode")
+        out.append({"num": c.get("num"), "title": c.get("title") or c.get("command") or "", "hook": c.get("hook"),
+                    "status": status_of(c), "ignored": ignored and code not in (None, 0),
+                    "exitCode": code, "signal": signal_name(code), "duration": c.get("duration")})
+    for step in steps[step_index:]:
+        out.append({"num": None, "title": step.get("title") or (step.get("run") or "").split("\n")[0][:80],
+                    "hook": None, "status": "not_run", "ignored": False, "exitCode": None, "signal": None,
+                    "duration": None})
+    return out
+
+
+def _ran_status(stage: Mapping[str, Any], shown: list[dict[str, Any]], final: bool, status: str) -> str:
+    steps = [c for c in shown if not c["hook"]]
+    if any(c["status"] == "running" for c in shown):
+        return "running"
+    if any(c["status"] == "cancelled" for c in steps):
+        return "cancelled"
+    if any(c["status"] == "failed" and not c["ignored"] for c in steps):
+        return "failed"
+    if any(c["status"] == "not_run" for c in steps) or not steps:
+        if not final:
+            return "running"  # between two of its steps, or in a hook
+        return "cancelled" if status == "cancelled" else "failed"
+    return "passed"
+
+
+def _not_run_reason(name: str, status: str, error: str | None, phases: Mapping[str, Any],
+                    blocked: set[str]) -> str:
+    if status == "cancelled":
+        return "the job was cancelled"
+    for phase in ("environment", "prepare"):
+        if (phases.get(phase) or {}).get("state") == "failed":
+            return f"the {phase} phase failed"
+    if name in blocked:
+        return "a stage it needs failed"
+    if error and error != status:
+        return f"the job ended first: {error}"
+    return "the job ended first"
+
+
+def _failure(job: Mapping[str, Any], status: str, commands: list[Mapping[str, Any]], status_of: Any,
+             done_seq: Mapping[int, int], stages: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The command that failed the job, first to end; None unless the job failed or errored."""
+    if status not in ("failed", "errored"):
+        return None
+    ignored = {c["num"] for s in stages for c in s["commands"] if c["ignored"]}
+    failed = [c for c in commands if not c.get("hook") and c.get("phase") != "cleanup"
+              and c.get("num") not in ignored and status_of(c) == "failed"]
+    error = job.get("error") if job.get("error") != status else None
+    if not failed:
+        return {"stage": None, "num": None, "title": None, "command": None, "exitCode": None, "signal": None,
+                "last_lines": [], "anchor": None, "error": error}
+
+    def ended(c: Mapping[str, Any]) -> tuple[float, float]:
+        end = (c.get("started") or 0) + (c.get("duration") or 0)
+        return (done_seq.get(c["num"], float("inf")), end)
+
+    first = min(failed, key=ended)
+    code = first.get("exitCode")
+    return {"stage": first.get("stage") or first.get("phase"), "num": first["num"],
+            "title": first.get("title") or first.get("command") or "", "command": first.get("command"),
+            "exitCode": code, "signal": signal_name(code), "last_lines": [], "anchor": f"cmd-{first['num']}",
+            "error": error}
