@@ -7,9 +7,12 @@ ApiaryError with a one-line message (the queen unreachable, or the API's own
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -23,10 +26,14 @@ class ClientError(ApiaryError):
 
 
 class Unreachable(ClientError):
-    """The queen did not answer."""
+    """The queen did not answer; the message names where its address came from (apiary.cli.address)."""
 
-    def __init__(self, url: str, reason: str) -> None:
-        super().__init__(f"cannot reach the queen at {url}: {reason}")
+    def __init__(self, url: str, reason: str, origin: str = "") -> None:
+        where = f" (from {origin})" if origin else ""
+        # A refused connection is the usual case (nothing runs there): the hint says it all.
+        because = "" if reason == "connection refused" else f" ({reason})"
+        super().__init__(f"no queen answers at {url}{where}{because}: start one with apiary up, "
+                         "or give its address with --url")
         self.reason = reason
 
 
@@ -57,7 +64,8 @@ def q(name: str) -> str:
 class Client:
     """The queen at `url` (``http://host:port``), over one HTTP session."""
 
-    def __init__(self, url: str, token: str = "") -> None:
+    def __init__(self, url: str, token: str = "", origin: str = "") -> None:
+        self.origin = origin  # where the URL came from: --url, APIARY_CLIENT_URL, a file, default
         self.url = re.sub(r"/api(/v1)?$", "", url.rstrip("/"))  # the API's own URL works too
         # An API token signs every request (and the WebSocket) in as its user.
         headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -85,7 +93,7 @@ class Client:
                 if "Set-Cookie" in resp.headers:  # a session (apiary token create): kept for the next request
                     self.cookie = "; ".join(f"{k}={v.value}" for k, v in resp.cookies.items())
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise Unreachable(self.url, why(exc)) from None
+            raise Unreachable(self.url, why(exc), self.origin) from None
         try:
             data = json.loads(raw)
         except ValueError:  # not JSON, or not UTF-8: not the API
@@ -95,6 +103,41 @@ class Client:
         if isinstance(data, dict) and isinstance(data.get("error"), str):
             raise ApiError(data["error"], resp.status)
         raise ApiError(f"{self.url}: HTTP {resp.status} {resp.reason} (is this an Apiary queen?)", resp.status)
+
+    async def download(self, path: str, target: Path | None) -> int:
+        """GET `path` (under /api/v1) into the file `target` (None: standard output); the bytes written.
+
+        The file appears whole or not at all: written beside it, then renamed."""
+        url = f"{self.url}/api/v1{path}"
+        partial = None if target is None else target.with_name(f".{target.name}.part")
+        written = 0
+        try:
+            async with self.session.get(url) as resp:
+                if resp.status >= 400:
+                    raw = await resp.read()
+                    try:
+                        error = json.loads(raw).get("error")
+                    except (ValueError, AttributeError):
+                        error = None
+                    raise ApiError(error or f"{url}: HTTP {resp.status} {resp.reason}", resp.status)
+                with contextlib.ExitStack() as files:
+                    # A local file, written as the bytes come: blocking writes are what a CLI wants here.
+                    out = sys.stdout.buffer if partial is None else files.enter_context(open(partial, "wb"))  # noqa
+                    async for chunk in resp.content.iter_chunked(256 * 1024):
+                        out.write(chunk)
+                        written += len(chunk)
+                    out.flush()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            if partial is not None:
+                partial.unlink(missing_ok=True)
+            raise Unreachable(self.url, why(exc), self.origin) from None
+        except BaseException:
+            if partial is not None:
+                partial.unlink(missing_ok=True)
+            raise
+        if partial is not None and target is not None:
+            partial.replace(target)
+        return written
 
     async def job(self, job_id: str) -> dict[str, Any]:
         return await self.request("GET", f"/jobs/{q(job_id)}")

@@ -1,4 +1,5 @@
-"""The commands that ask a queen about its jobs and drones: trigger, ls, logs, cancel, drones, prune.
+"""The commands that ask a queen about its jobs and drones: trigger, rerun, ls, logs, artifacts, cancel, drones,
+prune.
 
 Each takes the client of the queen (apiary.cli.connect chooses it) and the parsed
 arguments, and returns the command's exit status.
@@ -8,12 +9,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 import sys
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from apiary.cli.console import say
+from apiary.core.errors import InputError
 from apiary.core.protocol import FINAL_STATES
 
 if TYPE_CHECKING:
@@ -38,6 +42,19 @@ async def trigger(client: Client, args: argparse.Namespace) -> int:
     if args.commit:
         body["commit"] = args.commit
     job = await client.request("POST", f"/repos/{q(args.repo)}/jobs", body)
+    say(f"{job['repo']} #{job['number']} {job['status']}: {client.page(job['id'])}")
+    if not args.follow:
+        return 0
+    return await _follow(Follower(client, job, sys.stdout, sys.stderr))
+
+
+async def rerun(client: Client, args: argparse.Namespace) -> int:
+    """apiary rerun: a new job with the job's ref (the commit it ran), type and parameters; --follow as trigger."""
+    from apiary.cli.client import q
+    from apiary.cli.follow import Follower, whoami
+
+    job = await client.request("POST", f"/jobs/{q(args.job)}/rerun",
+                               {"trigger": {"source": "API", "author": {"login": whoami()}}})  # as trigger sends
     say(f"{job['repo']} #{job['number']} {job['status']}: {client.page(job['id'])}")
     if not args.follow:
         return 0
@@ -102,6 +119,38 @@ async def ls(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
+async def artifacts(client: Client, args: argparse.Namespace) -> int:
+    """apiary artifacts: the job's artifacts as a table; with NAME, that one downloaded (-o PATH, - for stdout)."""
+    from apiary.cli.client import q
+    from apiary.cli.follow import table
+
+    found = (await client.request("GET", f"/jobs/{q(args.job)}/artifacts"))["artifacts"]
+    if args.name is None:
+        if not found:
+            say(f"job {args.job} has no artifacts (a pipeline keeps some with artifacts: [PATTERN, …])")
+            return 0
+        say(table(["NAME", "SIZE"], [[a["name"], size_text(a["size"])] for a in found]))
+        return 0
+    one = next((a for a in found if a["name"] == args.name), None)
+    if one is None:
+        names = ", ".join(a["name"] for a in found[:10]) or "none"
+        raise InputError(f"job {args.job} has no artifact {args.name!r} (it has: {names})", field="name")
+    target = args.output or args.name.rsplit("/", 1)[-1]
+    wrote = await client.download(f"/jobs/{q(args.job)}/artifacts/{q(args.name)}",
+                                  None if target == "-" else Path(target))
+    if target != "-":
+        print(f"{args.name}: {size_text(wrote)} written to {target}", file=sys.stderr)
+    return 0
+
+
+def size_text(size: int) -> str:
+    """A byte count for people: 812 B, 4.2 KiB, 31.0 MiB."""
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if size >= scale:
+            return f"{size / scale:.1f} {unit}"
+    return f"{size} B"
+
+
 async def cancel(client: Client, args: argparse.Namespace) -> int:
     """apiary cancel: stop a job."""
     from apiary.cli.client import q
@@ -114,15 +163,29 @@ async def drones(client: Client, args: argparse.Namespace) -> int:
     """apiary drones: the drones in the pool, as a table."""
     from apiary.cli.follow import age, table
 
-    pool = (await client.request("GET", "/drones"))["drones"]
+    answer = await client.request("GET", "/drones")
+    pool = answer["drones"]
     if not pool:
-        say(f"no drones yet: run apiary drone --queen tcp://{urlsplit(client.url).hostname}:8421")
+        say(f"no drones yet: run apiary drone --queen {drone_endpoint(answer.get('endpoint'), client.url)}")
         return 0
     now = time.time()
     rows = [[d["id"], d.get("host") or "-", str(d["capacity"]), str(d["running"]), f"{d['speed']:g}",
              str(d["version"]), f"{age(d.get('last_heartbeat'), now)} ago"] for d in pool]
     say(table(["ID", "HOST", "CAPACITY", "RUNNING", "SPEED", "VERSION", "HEARTBEAT"], rows))
     return 0
+
+
+def drone_endpoint(bound: str | None, url: str) -> str:
+    """Where a drone connects: the endpoint the queen bound, its host as the client reaches the queen when it
+    is bound to every address (tcp://0.0.0.0:8421 seen from http://ci.example.com: tcp://ci.example.com:8421)."""
+    host = urlsplit(url).hostname or "127.0.0.1"
+    shown = f"[{host}]" if ":" in host else host
+    if not bound:  # a queen older than the endpoint in GET /drones
+        return f"tcp://{shown}:PORT (the drones line apiary up or apiary queen prints)"
+    match = re.fullmatch(r"tcp://(.*):(\d+)", bound)
+    if match and match.group(1) in ("0.0.0.0", "*", "[::]", "::"):
+        return f"tcp://{shown}:{match.group(2)}"
+    return bound
 
 
 async def prune(client: Client, args: argparse.Namespace) -> int:

@@ -10,11 +10,13 @@ import argparse
 import dataclasses
 import json
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from apiary.cli.address import next_to
 from apiary.core.config import Config, parse_config, with_changes
 from apiary.core.errors import ConfigError
 
@@ -28,27 +30,55 @@ def config_path(given: str | None) -> str | None:
     return given
 
 
+def read_file(path: str | os.PathLike[str] | None) -> dict[str, Any]:
+    """The TOML document at `path` (none: empty); ConfigError naming the file when it cannot be read."""
+    if path is None:
+        return {}
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+
+
 def load_config(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> Config:
     """Read `path` (optional) and APIARY_* variables from `env` (default: os.environ); validate; return Config."""
     env = os.environ if env is None else env
-    data: dict[str, Any] = {}
-    where = "defaults"
-    if path is not None:
-        where = str(path)
-        try:
-            with open(path, "rb") as fh:
-                data = tomllib.load(fh)
-        except FileNotFoundError:
-            raise ConfigError(f"{where}: no such file") from None
-        except OSError as exc:
-            raise ConfigError(f"{where}: cannot read: {exc.strerror}") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{where}: not valid TOML: {exc}") from None
-    return parse_config(data, env, where)
+    return parse_config(read_file(path), env, "defaults" if path is None else str(path))
+
+
+def origins(path: str | os.PathLike[str] | None, env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Where each setting that is not a default comes from: ``{"client.token": "APIARY_CLIENT_TOKEN", …}``.
+
+    The variables win over the file, as in load_config; call it once load_config has accepted both."""
+    env = os.environ if env is None else env
+    found: dict[str, str] = {}
+    for table, section in read_file(path).items():
+        if isinstance(section, dict):
+            found.update({f"{table}.{key}": f"{path} [{table}]" for key in section})
+    for name in env:
+        for table in ("queen", "drone", "client"):
+            if name.startswith(f"APIARY_{table.upper()}_"):
+                found[f"{table}.{name[len(table) + 8:].lower()}"] = name
+    return found
 
 
 def with_flags(config: Config, args: argparse.Namespace) -> Config:
-    """`config` with the command's flags applied; a bad value is named by its flag (``--http-port``)."""
+    """`config` with the command's flags applied; a bad value is named by its flag (``--http-port``).
+
+    ``--port P`` is the HTTP port P and the drone endpoint next to it, P+1 (unless --drone-bind says)."""
+    port = getattr(args, "port", None)
+    if port is not None:
+        if getattr(args, "http_port", None) is not None:
+            raise ConfigError("--port and --http-port: give one of them")
+        args.http_port = port
+        if getattr(args, "drone_bind", None) is None:
+            args.drone_bind = next_to(config.queen.drone_bind, port)
+
     def pick(section: Any, names: dict[str, str]) -> Any:
         changes = {field: getattr(args, flag) for flag, field in names.items()
                    if getattr(args, flag, None) is not None}
@@ -63,13 +93,37 @@ def with_flags(config: Config, args: argparse.Namespace) -> Config:
     return dataclasses.replace(config, queen=queen, drone=drone)
 
 
-def as_toml(config: Config) -> str:
-    """apiary config: every setting in force, as a TOML document."""
+# Settings whose values are secrets: `apiary config` shows *** and where the value comes from.
+SECRET_SETTINGS = {"client.token"}
+# Settings that are URLs: a password in them (mongodb://user:PASSWORD@host) is shown as ***.
+URL_SETTINGS = {"queen.mongodb_url", "queen.public_url", "client.url"}
+
+
+def hide_password(url: str) -> str:
+    """`url` with the password of its user part shown as ***."""
+    return re.sub(r"^([a-z][a-z0-9+.\-]*://[^/@:]*):[^/@]*@", r"\1:***@", url, flags=re.IGNORECASE)
+
+
+def as_toml(config: Config, where: Mapping[str, str] | None = None, client_origin: str = "") -> str:
+    """apiary config: every setting in force, as a TOML document; secrets as ``"***"`` and where they come from.
+
+    `where` maps ``table.key`` to its origin (origins()); `client_origin` says where [client] url was found
+    (apiary.cli.address), which may be the queen's own record of its address rather than a setting."""
+    where = where or {}
     lines = []
     for table in ("queen", "drone", "client"):
         lines.append(f"[{table}]")
         for field in dataclasses.fields(getattr(config, table)):
-            value = getattr(getattr(config, table), field.name)
-            lines.append(f"{field.name} = {json.dumps(value)}")
+            name, value = f"{table}.{field.name}", getattr(getattr(config, table), field.name)
+            note = where.get(name, "")
+            if name in SECRET_SETTINGS and value:
+                text, note = '"***"', f"set, not shown; from {note or 'defaults'}"
+            elif name in URL_SETTINGS and isinstance(value, str):
+                text = json.dumps(hide_password(value))
+            else:
+                text = json.dumps(value)
+            if name == "client.url" and client_origin:
+                note = client_origin
+            lines.append(f"{field.name} = {text}" + (f"  # {note}" if note else ""))
         lines.append("")
     return "\n".join(lines)

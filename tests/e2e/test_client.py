@@ -77,7 +77,7 @@ def ticks(text: str) -> list[int]:
 
 async def test_drones_none_then_one_and_a_job_waiting_for_it(queen: Cluster, tmp_path: Path) -> None:
     none = await apiary(tmp_path, "drones", *url(queen))
-    assert none == Result(0, "no drones yet: run apiary drone --queen tcp://127.0.0.1:8421\n", "")
+    assert none == Result(0, f"no drones yet: run apiary drone --queen {queen.endpoint}\n", "")  # its real port
     await queen.create_pipeline_repo("app", PIPELINE)
     follow = await Command(tmp_path, ("trigger", "app", "--follow", *url(queen))).start()
     await follow.wait_output("queued… waiting for a drone", "err")
@@ -168,8 +168,8 @@ async def test_without_a_queen_every_command_says_so(tmp_path: Path) -> None:
     commands = [("ls",), ("drones",), ("trigger", "app", "--follow"), ("logs", "J"), ("cancel", "J"), ("prune",)]
     results = await asyncio.gather(*(apiary(tmp_path, *c, "--url", "http://127.0.0.1:9") for c in commands))
     for result in results:
-        assert result == Result(1, "", "apiary: error: cannot reach the queen at http://127.0.0.1:9: "
-                                       "connection refused\n")
+        assert result == Result(1, "", "apiary: error: no queen answers at http://127.0.0.1:9 (from --url): "
+                                       "start one with apiary up, or give its address with --url\n")
     bad = await apiary(tmp_path, "ls", "--url", "queen:8420")
     assert bad.code == 2 and "--url: must be an http:// or https:// URL" in bad.err
 
@@ -184,4 +184,8 @@ async def test_the_client_url_comes_from_the_environment_or_the_config_file(quee
     config = tmp_path / "apiary.toml"
     config.write_text(f'[client]\nurl = "{base}"\n')
     assert (await apiary(tmp_path, "ls", "--config", str(config))).code == 0
-    assert "cannot reach" in (await apiary(tmp_path, "ls")).err  # the default port: nothing there
+    # Nothing else says: the address a queen on this machine wrote down (none under this HOME), else the default.
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "apiary.cli", "ls", stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.PIPE, env={**ENV, "HOME": str(tmp_path)})
+    _, err = await proc.communicate()
+    assert "no queen answers at http://127.0.0.1:8420 (from default)" in err.decode()
