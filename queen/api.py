@@ -13,12 +13,15 @@ from urllib.parse import quote
 
 from aiohttp import web
 
+from apiary.core.context import links, triggered_by
 from apiary.core.errors import BadRequest, Conflict, NotFound
 from apiary.core.fields import ENV_NAME, get_str, no_unknown
 from apiary.core.jobrequest import job_request
 from apiary.core.models import Job, JobRequest, Repository
 from apiary.core.protocol import JobStatus
+from apiary.queen.estimate import job_estimate
 from apiary.queen.jobs import create_job
+from apiary.queen.logsearch import DEFAULT_MATCHES, MAX_MATCHES, search_output, search_query
 from apiary.queen.repos import REPO_NAME, public_repo, repo_from_body
 from apiary.queen.retention import prune
 from apiary.queen.strict_json import json_response
@@ -39,6 +42,7 @@ def public_job(doc: Job) -> dict[str, Any]:
     started, finished = doc.get("started"), doc.get("finished")
     if started and finished:
         out["duration"] = round(finished - started, 6)
+    out["links"] = links(doc)  # the commit's, the branch's, the pull request's web pages, those known
     return {"id": doc["_id"], **out}
 
 
@@ -129,7 +133,8 @@ async def _create(request: web.Request, repo: Repository, asked: JobRequest, **k
 @routes.post("/api/v1/repos/{repo}/jobs")
 async def trigger_job(request: web.Request) -> web.Response:
     repo = await load_repo(request)
-    return await _create(request, repo, job_request(repo, await read_json(request), time.time()))
+    return await _create(request, repo, job_request(repo, await read_json(request), time.time()),
+                         by=triggered_by(request.get("identity")))
 
 
 @routes.post("/api/v1/jobs/{job}/rerun")
@@ -149,7 +154,8 @@ async def rerun_job(request: web.Request) -> web.Response:
     asked["trigger"]["type"] = "rerun"
     # The re-run is trusted as the job it repeats: a fork's pull request stays one.
     return await _create(request, repo, asked, rerun_of=old["_id"],
-                         kind=old.get("kind") or job_kind(old.get("trigger") or {}))
+                         kind=old.get("kind") or job_kind(old.get("trigger") or {}),
+                         by=triggered_by(request.get("identity"), rerun_of=old["_id"]))
 
 
 @routes.post("/api/v1/jobs/{job}/cancel")
@@ -180,7 +186,21 @@ async def list_jobs(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/jobs/{job}")
 async def get_job(request: web.Request) -> web.Response:
-    return json_response(public_job(await load_job(request)))
+    doc = await load_job(request)
+    job = public_job(doc)
+    expected = await job_estimate(request.app[keys.STORE], doc, time.time())
+    if expected is not None:  # running, and earlier jobs passed: how long it has left
+        job["estimate"] = expected
+    return json_response(job)
+
+
+@routes.get("/api/v1/jobs/{job}/search")
+async def search_job_output(request: web.Request) -> web.Response:
+    """Lines of a job's command output holding ``q`` (apiary.queen.logsearch has the shape)."""
+    job = await load_job(request)
+    text = search_query(request.query.get("q"))
+    limit = query_int(request, "limit", DEFAULT_MATCHES, 1, MAX_MATCHES)
+    return json_response(await search_output(request.app[keys.STORE], job["_id"], text, limit))
 
 
 @routes.get("/api/v1/jobs/{job}/events")

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from apiary.core.context import parse_commit_object
 from apiary.core.errors import GitError
 from apiary.core.refs import (
     FULL_SHA,
@@ -103,6 +104,26 @@ async def read_at_ref(cache_dir: Path, url: str, ref: Mapping[str, Any], auth: d
             return sha, (await git.run("cat-file", "blob", blob.out.strip())).out
 
 
+
+async def read_commit(cache_dir: Path, url: str, sha: str, timeout: float = DEFAULT_TIMEOUT) -> dict[str, Any] | None:
+    """The commit `sha` of `url` as the cache holds it (after `read_at_ref` fetched it):
+    {"message", "author", "email", "at"} (apiary.core.context.parse_commit_object), or None when the
+    cache does not have it. Fetches nothing; one ``git cat-file`` in the bare cache."""
+    repo = cache_path(cache_dir, url)
+    if not FULL_SHA.fullmatch(sha) or not (repo / "HEAD").exists():
+        return None
+    with tempfile.TemporaryDirectory(prefix="apiary-git-") as private:
+        env = {k: os.environ[k] for k in PASSED_ENV if k in os.environ}
+        env.update({"HOME": private, "GIT_CONFIG_NOSYSTEM": "1", "LC_ALL": "C", "LANG": "C"})
+        git = _Git(repo, env, timeout, f"commit {sha[:12]} of {display_url(url)}", [])
+        try:
+            found = await git.run("cat-file", "commit", sha, check=False)
+        except GitError as exc:
+            log.warning("%s", exc)
+            return None
+    if found.code != 0:
+        return None
+    return parse_commit_object(found.out)
 
 async def _fetch(git: _Git, url: str, ref: Ref) -> str:
     """Fetch what `ref` names and return the commit it ends on."""

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import ulid
 
+from apiary.core.context import TriggeredBy, commit_facts
 from apiary.core.errors import BadRequest, GitError
 from apiary.core.jobstate import JobState
 from apiary.core.models import Job, JobRequest, Pipeline, Ref, Repository
@@ -23,7 +24,7 @@ from apiary.core.pipeline import load_pipeline
 from apiary.core.refs import parse_ref
 from apiary.core.stages import plugin_keys, resolve_parameters
 from apiary.queen.dispatcher import Dispatcher
-from apiary.queen.gitread import read_at_ref
+from apiary.queen.gitread import read_at_ref, read_commit
 from apiary.queen.repos import repo_auth, stored_pipeline
 from apiary.queen.store import Store
 from apiary.queen.trust import given_secrets, job_kind
@@ -57,12 +58,20 @@ async def resolve_pipeline(store: Store, git_cache: Path, repo: Repository, ref:
 
 
 async def create_job(store: Store, dispatcher: Dispatcher, git_cache: Path, repo: Repository, asked: JobRequest, *,
-                     plugins: Plugins, rerun_of: str | None = None, kind: str | None = None,
+                     plugins: Plugins, by: TriggeredBy, rerun_of: str | None = None, kind: str | None = None,
                      delivery: str | None = None) -> Job:
     """Store and queue the job `asked` for (apiary.core.jobrequest made the request); `kind` (queen/trust.py)
-    is its trigger's unless given (a re-run keeps its job's). `delivery`: the webhook delivery's key
-    (plugin/repository/id), unique among jobs: Conflict if a job has it already."""
+    is its trigger's unless given (a re-run keeps its job's). `by`: who or what asked, as the queen knows
+    it (apiary.core.context.triggered_by). `delivery`: the webhook delivery's key (plugin/repository/id),
+    unique among jobs: Conflict if a job has it already.
+
+    The job records its commit's message and author (``commit``) from a forge's push payload, else from
+    the commit object when the queen read the pipeline at it (its git cache has it); otherwise the
+    drone's checkout may report them later (apiary.queen.lifecycle)."""
     pipeline, ref = await resolve_pipeline(store, git_cache, repo, asked["ref"])
+    facts = commit_facts(asked["trigger"])
+    if facts is None and ref.get("id") and repo.get("url"):
+        facts = commit_facts(asked["trigger"], await read_commit(git_cache, repo["url"], ref["id"]))
     kind = kind or job_kind(asked["trigger"])
     # Configs of plugins the queen has are checked now; drones check the others.
     for i, plugin in enumerate(pipeline.get("plugins") or []):
@@ -76,6 +85,7 @@ async def create_job(store: Store, dispatcher: Dispatcher, git_cache: Path, repo
         "type": asked["type"],
         "parameters": resolve_parameters(pipeline, asked["parameters"]),
         "trigger": asked["trigger"],
+        "triggered_by": by,
         "kind": kind,
         # The names of the secrets it will be given (checked again when it is dispatched).
         "secrets": given_secrets(kind, await store.secret_kinds(repo["_id"]), repo, plugins.queen_secrets(repo)),
@@ -87,6 +97,8 @@ async def create_job(store: Store, dispatcher: Dispatcher, git_cache: Path, repo
         "phases": {},
         "number": await store.next_job_number(repo["_id"]),
     }
+    if facts is not None:
+        job["commit"] = facts
     if rerun_of:
         job["rerun_of"] = rerun_of
     if delivery:

@@ -150,6 +150,22 @@ SCHEMAS: dict[str, Any] = {
         "phases": {"type": "object"}, "usage": {"type": "object"}, "error": _STRING,
         "kind": {"enum": list(KINDS), "description": "how far its code is trusted (which secrets it gets)"},
         "secrets": {"type": "array", "items": _STRING, "description": "the names of the secrets it was given"},
+        "triggered_by": _object({
+            "kind": {"enum": ["user", "token", "setup", "rerun", "webhook", "schedule", "chain", "plugin"]},
+            "name": {"type": "string", "description": "the user (user, token, rerun), the plugin (webhook, "
+                                                      "plugin), the schedule, the upstream job's id (chain)"},
+            "job": {"type": "string", "description": "rerun: the job it repeats"},
+            "via": {"enum": ["session", "token"]}}, ("kind", "name")),
+        "commit": _object({
+            "message": {"type": "string", "description": "the whole message (its first line is the subject)"},
+            "author": _object({"name": _STRING, "email": _STRING}), "at": _NUMBER,
+            "source": {"enum": ["webhook", "repository", "checkout"]}},
+            ("message", "source")),
+        "links": _object({k: _STRING for k in ("commit", "branch", "pull_request")}),
+        "estimate": _object({
+            "expected_s": _NUMBER, "elapsed_s": _NUMBER, "left_s": _NUMBER,
+            "based_on": {"type": "integer", "description": "passing jobs of its branch (else repository)"}},
+            ("expected_s", "elapsed_s", "left_s", "based_on")),
     }, ("id", "repo", "status", "type", "ref", "commands")),
     "Event": _object({"seq": {"type": "integer"}, "type": _STRING, "job": _STRING}, ("seq", "type")),
     "Artifact": _object({"name": _STRING, "size": {"type": "integer"}, "parts": {"type": "integer"},
@@ -261,7 +277,8 @@ PATHS: dict[str, Any] = {
                    parameters=[_param("branch"), _param("limit"), _param("before")]),
     },
     "/api/v1/jobs/{job}": {
-        "get": _op("One job: status, ref, trigger, drone, timestamps, commands, phases, usage", {
+        "get": _op("One job: status, ref, trigger, who triggered it, its commit, drone, timestamps, commands, "
+                   "phases, usage; while it runs, an estimate from the last passing jobs", {
             "200": _json(_ref("Job"), "the job"), "404": _MISSING}, parameters=[_JOB]),
     },
     "/api/v1/jobs/{job}/events": {
@@ -272,6 +289,22 @@ PATHS: dict[str, Any] = {
                 "a page"), "400": _BAD, "404": _MISSING},
             parameters=[_JOB, _param("after", "query", type="integer", minimum=0, maximum=2**62),
                         _param("limit", "query", type="integer", minimum=1, maximum=20_000)]),
+    },
+    "/api/v1/jobs/{job}/search": {
+        "get": _op("Lines of the job's command output that hold `q` (case-insensitive): the command's number, "
+                   "the line's 0-based index in its output as the job page counts lines, its stream and text", {
+                       "200": _json(_object({
+                           "matches": {"type": "array", "items": _object({
+                               "num": {"type": "integer"}, "stream": {"enum": ["stdout", "stderr"]},
+                               "line": {"type": "integer", "minimum": 0},
+                               "text": {"type": "string", "description": "the line, at most 2000 characters"}},
+                               ("num", "stream", "line", "text"))},
+                           "truncated": {"type": "boolean", "description": "more lines match than `limit`"}},
+                           ("matches", "truncated")), "the lines found"),
+                       "400": _BAD, "404": _MISSING},
+                   parameters=[_JOB, {**_param("q", "query", type="string", minLength=1, maxLength=200),
+                                      "required": True},
+                               _param("limit", "query", type="integer", minimum=1, maximum=1000)]),
     },
     "/api/v1/jobs/{job}/cancel": {
         "post": _op("Cancel a job: at once if queued, else its drone kills its processes", {

@@ -20,6 +20,7 @@ import yaml
 from aiohttp import web
 from pymongo.errors import PyMongoError
 
+from apiary.core.context import view as context_view
 from apiary.core.errors import InputError
 from apiary.core.fields import is_web_link
 from apiary.core.jobrequest import JOB_TYPES
@@ -27,6 +28,7 @@ from apiary.core.models import Job, Parameter, Repository
 from apiary.core.protocol import JobStatus
 from apiary.queen.api import load_job, load_repo, public_job
 from apiary.queen.badges import NO_JOBS, badge_for, badge_svg, last_finished
+from apiary.queen.estimate import job_estimate
 from apiary.queen.repos import REPO_NAME, stored_pipeline
 from apiary.queen.store import chunks
 from apiary.queen.trust import DEFAULT_KINDS, KINDS
@@ -123,6 +125,7 @@ def job_view(doc: Job) -> dict[str, Any]:
         job["author"] = ""
     job["ref_name"] = ref.get("branch") or ref.get("fetch") or ""
     job["commit"] = ref.get("id") or ""
+    job.update(context_view(doc))  # who triggered it, the commit's message and author, web links
     return job
 
 
@@ -253,7 +256,9 @@ def _available(request: web.Request) -> list[tuple[str, dict[str, Any]]]:
 
 @routes.get("/jobs/{job}")
 async def job_page(request: web.Request) -> web.Response:
-    job = job_view(await load_job(request))
+    doc = await load_job(request)
+    job = job_view(doc)
+    job["estimate"] = await job_estimate(request.app[keys.STORE], doc, time.time())  # None unless running
     artifacts = await request.app[keys.STORE].list_artifacts(job["id"])
     return render(request, "job.html", page="job", job=job, artifacts=artifacts)
 
@@ -374,7 +379,9 @@ async def part_job_row(request: web.Request) -> web.Response:
 
 @routes.get("/parts/jobs/{job}/summary")
 async def part_job_summary(request: web.Request) -> web.Response:
-    job = job_view(await load_job(request))
+    doc = await load_job(request)
+    job = job_view(doc)
+    job["estimate"] = await job_estimate(request.app[keys.STORE], doc, time.time())  # None unless running
     artifacts = await request.app[keys.STORE].list_artifacts(job["id"])
     return render(request, "parts/job_summary.html", job=job, artifacts=artifacts)
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import fnmatch
 import logging
 import time
@@ -26,6 +27,7 @@ from typing import Any, cast
 import aiohttp
 from aiohttp import web
 
+from apiary.core.context import triggered_by
 from apiary.core.errors import InputError
 from apiary.core.jobrequest import job_request
 from apiary.core.models import Repository
@@ -37,6 +39,9 @@ from apiary.queen.strict_json import json_response
 
 log = logging.getLogger(__name__)
 
+# Set while a plugin's webhook handler runs (queen/plugin_webhooks.py): a job it queues was triggered by
+# a webhook, whatever the plugin says (apiary.core.context.triggered_by).
+IN_WEBHOOK: contextvars.ContextVar[bool] = contextvars.ContextVar("apiary_in_webhook", default=False)
 CALL_TIMEOUT = 30.0  # seconds a webhook, a reaction or a request of a plugin's HTTP client may take
 MAX_DELIVERY = 200  # characters of a delivery id kept (GitHub's and GitLab's are UUIDs: 36)
 
@@ -160,8 +165,9 @@ class QueenContext:
             if isinstance(trigger, dict) and trigger.get("url") and not asked["trigger"]["url"]:
                 self.log.warning("trigger url %r dropped: only http(s) addresses are shown as links",
                                  str(trigger["url"])[:200])
+            by = triggered_by(plugin=self.name, trigger=asked["trigger"], webhook=IN_WEBHOOK.get())
             job = await create_job(app[keys.STORE], app[keys.HIVE].dispatcher, app[keys.CONFIG].data_path / "git",
-                                   cast("Repository", repo), asked, plugins=app[keys.PLUGINS], delivery=key)
+                                   cast("Repository", repo), asked, plugins=app[keys.PLUGINS], by=by, delivery=key)
         except InputError as exc:
             if key is not None and exc.field == "delivery":  # another queen stored it first (store.insert_job)
                 earlier = await app[keys.STORE].job_of_delivery(key)

@@ -13,7 +13,7 @@ import logging
 from aiohttp import web
 
 from apiary.queen import keys
-from apiary.queen.plugin_context import CALL_TIMEOUT
+from apiary.queen.plugin_context import CALL_TIMEOUT, IN_WEBHOOK
 from apiary.queen.strict_json import json_response
 
 log = logging.getLogger(__name__)
@@ -28,6 +28,7 @@ async def webhook(request: web.Request) -> web.StreamResponse:
     if plugin is None or handler is None or name not in contexts:
         return json_response({"error": f"no plugin {name!r} with a webhook is installed on this queen",
                               "field": "plugin"}, status=404)
+    webhook_call = IN_WEBHOOK.set(True)  # the jobs it queues record a webhook as their trigger
     try:
         response = await asyncio.wait_for(handler(request, contexts[name]), CALL_TIMEOUT)
     except TimeoutError:
@@ -38,6 +39,8 @@ async def webhook(request: web.Request) -> web.StreamResponse:
     except Exception as exc:
         log.exception("plugin %s: webhook raised", name)
         return json_response({"error": f"plugin {name}: {type(exc).__name__}: {exc}"}, status=500)
+    finally:
+        IN_WEBHOOK.reset(webhook_call)
     if not isinstance(response, web.StreamResponse):
         log.error("plugin %s: webhook returned %r, not a response", name, type(response).__name__)
         return json_response({"error": f"plugin {name}: gave no response"}, status=500)

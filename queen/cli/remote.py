@@ -36,7 +36,8 @@ async def trigger(client: Client, args: argparse.Namespace) -> int:
 
     # The API's field names (apiary.core.models.JobBody), checked there by apiary.core.jobrequest.
     body: JobBody = {"type": args.type, "parameters": parse_params(args.param),
-                     "trigger": {"source": "API", "author": whoami()}}
+                     # Who triggers is the token's user, as the queen knows it (job.triggered_by); the login is a hint.
+                     "trigger": {"source": "API", "author": {"login": whoami()}}}
     if args.branch:
         body["branch"] = args.branch
     if args.commit:

@@ -222,6 +222,10 @@ class Job(TypedDict):
     type: str  # TEST, DEPLOY, TEST_DEPLOY
     parameters: dict[str, str]  # given, then the pipeline's defaults
     trigger: Trigger
+    # Who or what asked, as the queen knows it: {kind, name, ...} (apiary.core.context.triggered_by)
+    triggered_by: NotRequired[Mapping[str, Any]]
+    # Its commit's message, author, time, and where they came from (apiary.core.context.CommitFacts)
+    commit: NotRequired[Mapping[str, Any]]
     kind: str  # how far its code is trusted (apiary.queen.trust): push, tag, manual, schedule, pull_request, fork
     secrets: list[str]  # the names of the secrets it is given (never their values)
     pipeline: Pipeline  # (left out of the store's job lists)

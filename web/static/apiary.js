@@ -45,6 +45,12 @@
     const now = Date.now() / 1000;
     for (const t of $$("time[data-ts]")) t.textContent = ago(+t.dataset.ts);
     for (const s of $$("[data-since]")) s.textContent = duration(now - +s.dataset.since);
+    for (const s of $$("[data-until]")) { // a running job's estimate (parts/job_summary.html)
+      const left = +s.dataset.until - now;
+      s.textContent = left > 0 ? `about ${duration(left)} left` : "taking longer than usual";
+      const bar = s.parentElement.querySelector("progress.estimate-bar");
+      if (bar) bar.value = Math.min(+bar.max, Math.max(0, +bar.max - left));
+    }
   }
   function statusBadge(s) {
     const b = el("span", "status st-" + s);

@@ -1,0 +1,195 @@
+"""A job's context: who triggered it, the commit it runs, how long it has left, and its output searched.
+
+Real queens and drones; users signed in with sessions and API tokens, the CLI as a subprocess, a
+forge's webhook posted to the real endpoint, a real git repository; the job page in Chromium.
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.async_api import Page, expect
+
+from tests.browser import browser, page  # noqa: F401  (fixtures)
+from tests.cluster import Cluster
+from tests.e2e.test_forges import SHA, add_repo, github_hook, gh_push, queued_job
+from tests.e2e.test_users import Caller, _apiary, _close_callers, first_admin  # noqa: F401  (a fixture)
+from tests.gitserver import commit, git
+from tests.unit.test_logsearch import page_lines
+
+SHOTS = Path("/tmp/shots")
+PIPELINE = "stages: [{name: s, steps: [\"echo hi\"]}]"
+
+
+async def summary(cluster: Cluster, job_id: str, caller: Caller | None = None) -> str:
+    """The job page's aside, as the page fetches it."""
+    url = cluster.api.removesuffix("/api/v1") + f"/parts/jobs/{job_id}/summary"
+    http = caller.http if caller is not None else cluster.http
+    assert http is not None
+    async with http.get(url) as resp:
+        assert resp.status == 200
+        return await resp.text()
+
+
+async def test_a_job_records_the_signed_in_user_or_the_tokens_owner_not_what_the_client_says(queen: Cluster) -> None:
+    await queen.add_drone("d1")
+    admin = await first_admin(queen)  # ada, signed in: a session
+    assert (await admin.call("POST", "/repos", {"name": "app", "pipeline": PIPELINE}))[0] == 201
+
+    # The dashboard's button: the session's user, whatever author the request names.
+    status, job = await admin.call("POST", "/repos/app/jobs", {"trigger": {"source": "UI", "author": "mallory"}})
+    assert status == 201, job
+    assert job["triggered_by"] == {"kind": "user", "name": "ada"}
+    assert job["trigger"]["author"] == {"name": "mallory"}  # kept as the client's label, nothing more
+    shown = await summary(queen, job["id"], admin)
+    assert re.search(r'id="job-trigger" data-kind="user">\s*<strong>ada</strong>', shown), shown
+    assert "mallory" not in shown
+
+    # A re-run: who pressed it, and which job it repeats.
+    status, again = await admin.call("POST", f"/jobs/{job['id']}/rerun", {})
+    assert status == 201 and again["triggered_by"] == {"kind": "rerun", "name": "ada", "job": job["id"],
+                                                       "via": "session"}
+
+    # An API token: its owner. The CLI uses one; the Unix login it sends is only a hint.
+    status, made = await admin.call("POST", "/tokens", {"name": "laptop"})
+    assert status == 201
+    token = Caller(queen, token=made["token"])
+    status, by_token = await token.call("POST", "/repos/app/jobs", {})
+    assert status == 201 and by_token["triggered_by"] == {"kind": "token", "name": "ada"}
+    code, out, err = await _apiary(queen, "trigger", "app", env={"APIARY_CLIENT_TOKEN": made["token"],
+                                                                "USER": "unix-login"})
+    assert code == 0, err
+    cli_job = re.search(r"/jobs/(\w+)", out)
+    assert cli_job, out
+    status, from_cli = await token.call("GET", f"/jobs/{cli_job[1]}")
+    assert from_cli["triggered_by"] == {"kind": "token", "name": "ada"}, from_cli
+    assert from_cli["trigger"]["author"] == {"login": "unix-login"}
+    for one in (job, again, by_token, from_cli):
+        await queen.wait_for(lambda j=one: token.call("GET", f"/jobs/{j['id']}"),
+                             lambda r: r[1]["status"] in ("passed", "failed", "errored"), "the job")
+
+
+async def test_a_webhook_records_the_forge_and_the_commit_from_its_payload(queen: Cluster, page: Page) -> None:
+    await add_repo(queen, "github", url="https://github.com/octo/app.git")
+    job = await queued_job(queen, *await github_hook(queen, "push", gh_push()))
+    assert job["triggered_by"] == {"kind": "webhook", "name": "github"}
+    assert job["commit"] == {"message": "Greet in French\n\nBonjour.",
+                             "author": {"name": "Mona Lisa", "email": "mona@example.com"},
+                             "at": job["trigger"]["timestamp"], "source": "webhook"}
+    assert job["links"] == {"commit": f"https://github.com/octo/app/commit/{SHA}",
+                            "branch": "https://github.com/octo/app/tree/main"}
+
+    await page.goto(f"/jobs/{job['id']}")
+    aside = page.locator("#summary")
+    await expect(aside.locator("#job-trigger")).to_contain_text("webhook github")
+    link = aside.locator("#job-commit a")
+    await expect(link).to_have_attribute("href", f"https://github.com/octo/app/commit/{SHA}")
+    await expect(link.locator("code")).to_have_text(SHA[:10])
+    await expect(link.locator("code")).to_have_attribute("title", SHA)
+    await expect(aside.locator(".commit-subject")).to_have_text("Greet in French")
+    await expect(aside.locator(".commit-author")).to_contain_text("by Mona Lisa")
+    await aside.locator(".commit-subject").click()  # the rest of the message, on demand
+    await expect(aside.locator(".commit-message .msg")).to_have_text("Bonjour.")
+    SHOTS.mkdir(exist_ok=True)
+    await aside.screenshot(path=SHOTS / "job-aside-webhook.png")
+
+
+async def test_a_job_from_a_real_repository_records_its_commits_message_and_author(queen: Cluster,
+                                                                                   tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    git(work, "init", "-q", "-b", "main")
+    sha = commit(work, {".apiary.yml": PIPELINE}, "Add the pipeline\n\nIt says hi.")
+    bare = tmp_path / "app.git"
+    git(tmp_path, "init", "-q", "--bare", str(bare))
+    git(work, "push", "-q", str(bare), "main:refs/heads/main")
+    await queen.add_drone("d1")
+    await queen.request("POST", "/repos", {"name": "app", "url": bare.as_uri()}, expect=201)
+
+    job = await queen.trigger("app")
+    assert job["ref"] == {"branch": "main", "id": sha}
+    assert job["commit"] == {"message": "Add the pipeline\n\nIt says hi.",
+                             "author": {"name": "Ada Tester", "email": "ada@example.com"},
+                             "at": 1704110400.0, "source": "repository"}
+    assert job["triggered_by"] == {"kind": "setup", "name": ""}  # a queen without users, open on loopback
+    assert job["links"] == {}  # file://: no web page
+    assert (await queen.wait_job(job["id"]))["status"] == "passed"
+    shown = await summary(queen, job["id"])
+    assert "Add the pipeline" in shown and "by Ada Tester" in shown and f'title="{sha}"' in shown
+
+
+async def test_a_running_job_says_how_long_it_has_left_from_the_last_passing_jobs(queen: Cluster,
+                                                                                 page: Page) -> None:
+    await queen.add_drone("d1")
+    await queen.create_pipeline_repo("app", "parameters: {NAP: {default: '2'}}\n"
+                                            "stages: [{name: s, steps: [\"sleep $NAP\"]}]")
+    durations = []
+    for _ in range(2):
+        done = await queen.wait_job((await queen.trigger("app"))["id"])
+        assert done["status"] == "passed" and "estimate" not in done
+        durations.append(done["duration"])
+
+    slow = await queen.trigger("app", parameters={"NAP": "60"})
+    running = await queen.wait_for(lambda: queen.job(slow["id"]), lambda j: j["status"] == "running", "running")
+    estimate = running["estimate"]
+    print(f"estimate of a running job: {estimate} (earlier durations {durations})")
+    assert estimate["based_on"] == 2
+    assert abs(estimate["expected_s"] - statistics.median(durations)) < 0.01
+    assert estimate["elapsed_s"] >= 0
+    assert estimate["left_s"] == pytest.approx(max(0.0, estimate["expected_s"] - estimate["elapsed_s"]), abs=0.01)
+
+    await page.goto(f"/jobs/{slow['id']}")
+    shown = page.locator("#job-estimate")
+    await expect(shown).to_have_text(re.compile(r"^about \d\.\ds left$"))
+    SHOTS.mkdir(exist_ok=True)
+    await page.locator("#summary").screenshot(path=SHOTS / "job-aside-estimate.png")
+    # Counted down on the page, then over time: "taking longer than usual" (the job naps far longer).
+    await expect(shown).to_have_text("taking longer than usual", timeout=15_000)
+    SHOTS.mkdir(exist_ok=True)
+    await page.locator("#summary").screenshot(path=SHOTS / "job-aside-running.png")
+    await queen.request("POST", f"/jobs/{slow['id']}/cancel", expect=202)
+    ended = await queen.wait_job(slow["id"])
+    assert "estimate" not in ended
+    await expect(shown).to_have_count(0, timeout=10_000)  # the aside, refreshed, has none
+
+
+async def test_search_finds_lines_of_a_long_log_where_the_page_has_them(queen: Cluster) -> None:
+    await queen.add_drone("d1")
+    await queen.create_repo("big", ("print", ["echo first", "seq 1 50000 | sed 's/^/line /'",
+                                              "for i in $(seq 1 3000); do echo \"out $i\"; echo \"ERR $i\" >&2; done"]))
+    job = await queen.wait_job((await queen.trigger("big"))["id"])
+    assert job["status"] == "passed"
+    nums = {c["command"]: c["num"] for c in job["commands"]}
+    seq_num = next(n for cmd, n in nums.items() if cmd.startswith("seq"))
+    events = await queen.events(job["id"])
+    chunks = [e for e in events if e["type"] == "job:cmd:stdout" and e.get("num") == seq_num]
+    assert len(chunks) > 1  # the lines come in many chunks, some lines cut between two
+
+    status, found = await queen.request("GET", f"/jobs/{job['id']}/search?q=LINE%204999", expect=200)
+    want = [4999] + list(range(49990, 50000))
+    assert found == {"matches": [{"num": seq_num, "stream": "stdout", "line": n - 1, "text": f"line {n}"}
+                                 for n in want], "truncated": False}
+
+    # Where the page puts each line, stdout and stderr of one command together (web/static/apiary.js).
+    output = [(e["num"], "stdout" if e["type"] == "job:cmd:stdout" else "stderr", e["text"]) for e in events
+              if e["type"] in ("job:cmd:stdout", "job:cmd:stderr")]
+    lines = page_lines(output)
+    status, found = await queen.request("GET", f"/jobs/{job['id']}/search?q=err%2029&limit=1000", expect=200)
+    assert found["matches"] and not found["truncated"]
+    for match in found["matches"]:
+        assert lines[match["num"]][match["line"]] == (match["text"], match["stream"])
+    assert sorted(m["text"] for m in found["matches"]) == sorted(
+        t for t, _ in lines[found["matches"][0]["num"]] if "err 29" in t.lower())
+
+    status, few = await queen.request("GET", f"/jobs/{job['id']}/search?q=line&limit=5", expect=200)
+    assert [m["line"] for m in few["matches"]] == [0, 1, 2, 3, 4] and few["truncated"] is True
+    for query, field in (("", "q"), ("?q=", "q"), ("?q=" + "x" * 201, "q"), ("?q=a&limit=0", "limit"),
+                         ("?q=a&limit=1001", "limit")):
+        status, error = await queen.request("GET", f"/jobs/{job['id']}/search{query}")
+        assert (status, error.get("field")) == (400, field), (query, error)
+    status, _ = await queen.request("GET", "/jobs/nope/search?q=a")
+    assert status == 404
