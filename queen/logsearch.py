@@ -83,6 +83,10 @@ class LineSearch:
         if not text:
             return
         cmd = self.commands.get(num) or self.commands.setdefault(num, _Command(num))
+        lowered = text.lower()
+        if self.full or self.needle not in cmd.carry + lowered:
+            self._count(cmd, stream, text, lowered)  # no match in it: count its lines, keep the open one
+            return
         parts = text.split("\n")
         end = len(parts) - 1
         start = 0
@@ -101,13 +105,33 @@ class LineSearch:
                 self._close(cmd)
         cmd.open = not text.endswith("\n")
 
+    def _count(self, cmd: _Command, stream: str, text: str, lowered: str) -> None:
+        """`feed` for a chunk that holds no match (most of them): the same lines, counted in C."""
+        newlines = text.count("\n")
+        ends = text.endswith("\n")
+        if newlines == 0:  # all of it one line: the open one goes on, or it is a new one
+            if not cmd.open:
+                self._begin(cmd, stream)
+            self._more(cmd, text, lowered)
+            cmd.open = True
+            return
+        cmd.lines += newlines - ends + (0 if cmd.open else 1)
+        self._close(cmd)
+        if not ends:
+            cmd.lines -= 1  # _begin counts the open last line again
+            last = text.rsplit("\n", 1)[1]
+            self._begin(cmd, stream)
+            self._more(cmd, last, lowered[len(lowered) - len(last):] if len(lowered) == len(text) else last.lower())
+        cmd.open = not ends
+
     @staticmethod
     def _begin(cmd: _Command, stream: str) -> None:
         cmd.lines += 1
         cmd.carry, cmd.match, cmd.head, cmd.head_size, cmd.stream = "", None, [], 0, stream
 
-    def _more(self, cmd: _Command, part: str) -> None:
-        """More of the open line: keep its head, and match across the join with what came before."""
+    def _more(self, cmd: _Command, part: str, lowered: str | None = None) -> None:
+        """More of the open line: keep its head, and match across the join with what came before
+        (`lowered`: `part` in lower case, when the caller has it)."""
         if cmd.head_size < TEXT_MAX:
             piece = part[:TEXT_MAX - cmd.head_size]
             cmd.head.append(piece)
@@ -115,7 +139,7 @@ class LineSearch:
             if cmd.match is not None:
                 cmd.match["text"] = "".join(cmd.head)
         if cmd.match is None and not self.full:
-            lowered = part.lower()
+            lowered = part.lower() if lowered is None else lowered
             if self.needle in cmd.carry + lowered:
                 cmd.match = {"num": cmd.num, "stream": cmd.stream, "line": cmd.lines - 1, "text": "".join(cmd.head)}
                 self.matches.append(cmd.match)

@@ -67,18 +67,20 @@ def test_lines_and_their_numbers(chunks: list[Chunk], needle: str, lines: list[t
     assert not search.result()["truncated"]
 
 
-def test_the_same_lines_as_the_page_however_the_output_is_cut() -> None:
+@pytest.mark.parametrize("longest", [3, 9, 40])
+def test_the_same_lines_as_the_page_however_the_output_is_cut(longest: int) -> None:
     rng = random.Random(16)
-    for _ in range(200):
-        words = ["ok", "Error", "err", "or", "\n", "\n", "ERR", "xerrorx", " "]
-        text = "".join(rng.choice(words) for _ in range(rng.randint(0, 60)))
+    for _ in range(300):
+        words = ["ok", "Error", "err", "or", "\n", "\n", "ERR", "xerrorx", " ", "İ", "\n\n"]
+        text = "".join(rng.choice(words) for _ in range(rng.randint(0, 80)))
         chunks: list[Chunk] = []
         while text:
-            cut = rng.randint(1, 9)
+            cut = rng.randint(1, longest)
             chunks.append((rng.choice([1, 2]), rng.choice(["stdout", "stderr"]), text[:cut]))
             text = text[cut:]
-        got = sorted((m["num"], m["line"], m["stream"]) for m in found(chunks, "error").matches)
-        assert got == expected(chunks, "error"), chunks
+        for needle in ("error", "r\no", "ok"):
+            got = sorted((m["num"], m["line"], m["stream"]) for m in found(chunks, needle).matches)
+            assert got == expected(chunks, needle), (needle, chunks)
 
 
 def test_matches_stop_at_the_limit_and_say_so() -> None:
