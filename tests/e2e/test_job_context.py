@@ -196,3 +196,23 @@ async def test_search_finds_lines_of_a_long_log_where_the_page_has_them(queen: C
         assert (status, error.get("field")) == (400, field), (query, error)
     status, _ = await queen.request("GET", "/jobs/nope/search?q=a")
     assert status == 404
+
+
+async def test_a_schedule_and_a_chain_are_what_triggered_their_jobs(queen: Cluster) -> None:
+    await queen.add_drone("d1", capacity=2)
+    await queen.create_pipeline_repo("up", PIPELINE)
+    await queen.create_pipeline_repo("down", PIPELINE, plugins=[{"name": "after", "config": {"repos": ["up"]}}])
+    await queen.create_pipeline_repo("tick", PIPELINE, plugins=[{"name": "schedule", "config": {
+        "schedules": [{"every": "1h"}, {"every": "1s", "branch": "nightly"}]}}])
+
+    up = await queen.trigger("up")
+    down = await queen.wait_for(lambda: queen.get("/repos/down/jobs"), lambda r: r["jobs"], "the chained job")
+    assert down["jobs"][0]["triggered_by"] == {"kind": "chain", "name": up["id"]}
+    shown = await summary(queen, down["jobs"][0]["id"])
+    assert f'after <a href="/jobs/{up["id"]}">up #1</a> passed' in shown, shown
+
+    tick = await queen.wait_for(lambda: queen.get("/repos/tick/jobs"), lambda r: r["jobs"], "a scheduled job",
+                                timeout=10)
+    assert tick["jobs"][0]["triggered_by"] == {"kind": "schedule", "name": "every 1s"}
+    assert "schedule <code>every 1s</code>" in await summary(queen, tick["jobs"][0]["id"])
+    await queen.request("PUT", "/repos/tick", {"pipeline": PIPELINE, "pipeline_source": "queen"}, expect=200)
