@@ -1,7 +1,8 @@
-"""Status badges: an SVG saying how a repository's (or a branch's) last finished job ended.
+"""Status badges: an SVG saying how the last finished job of a repository's default branch (or of a branch
+asked for) ended.
 
-`badge_svg` is pure; `last_finished` pages through the store's job listing,
-newest first, past jobs still queued or running.
+`badge_svg`, `badge_branch` and `built_from` are pure; `last_finished` pages through the store's job
+listing, newest first, past jobs still queued or running and pull requests' jobs.
 """
 
 from __future__ import annotations
@@ -65,13 +66,24 @@ def badge_for(label: str, job: Job | None) -> str:
     return badge_svg(label, status, COLOURS.get(status, NO_JOBS))
 
 
-async def last_finished(store: Store, repo: str, branch: str | None = None) -> Job | None:
-    """The newest job of `repo` (on `branch`) that has ended, or None."""
+def badge_branch(default_branch: str, asked: str | None) -> str:
+    """The branch a badge tells about: the one asked (``/badge/REPO/BRANCH.svg``, ``?branch=``), else the
+    repository's default branch (a feature branch's failure does not turn the README's badge red)."""
+    return asked or default_branch
+
+
+def built_from(job: Job, branch: str) -> bool:
+    """Whether `job` built `branch` itself: a pull request into it (or from it) is not the branch's state."""
+    return (job.get("ref") or {}).get("branch") == branch
+
+
+async def last_finished(store: Store, repo: str, branch: str) -> Job | None:
+    """The newest job built from `branch` of `repo` that has ended, or None."""
     before: str | None = None
     while True:
         jobs = await store.list_jobs(repo, branch=branch, before=before, limit=_PAGE)
         for job in jobs:
-            if JobStatus(job["status"]).final:
+            if JobStatus(job["status"]).final and built_from(job, branch):
                 return job
         if len(jobs) < _PAGE:
             return None

@@ -27,7 +27,7 @@ from apiary.core.jobrequest import JOB_TYPES
 from apiary.core.models import Job, Parameter, Repository
 from apiary.core.protocol import JobStatus
 from apiary.queen.api import load_job, load_repo, public_job
-from apiary.queen.badges import NO_JOBS, badge_for, badge_svg, last_finished
+from apiary.queen.badges import NO_JOBS, badge_branch, badge_for, badge_svg, last_finished
 from apiary.queen.estimate import job_estimate
 from apiary.queen.repos import REPO_NAME, stored_pipeline
 from apiary.queen.store import chunks
@@ -205,8 +205,9 @@ async def dashboard(request: web.Request) -> web.Response:
 
 @routes.get("/repos/new")
 async def new_repo(request: web.Request) -> web.Response:
-    return render(request, "settings.html", page="settings", repo=None, secrets=[], webhook="",
-                  base=base_url(request), plugins_text="", available=_available(request))
+    return render(request, "settings.html", page="settings", repo=None, secrets=[], webhook=None,
+                  base=base_url(request), plugins_text="", available=_available(request),
+                  **_providers(request))
 
 
 @routes.get("/repos/{repo}")
@@ -238,14 +239,45 @@ async def repo_settings(request: web.Request) -> web.Response:
         # A pipeline stored as JSON is shown as YAML to edit (the API takes either).
         pipeline = yaml.safe_dump(pipeline, sort_keys=False)
     plugins = repo.get("plugins") or []
-    # The hook of the repository's plugin that takes webhooks, else the one named like its provider.
-    loaded = request.app[keys.PLUGINS].loaded
-    hooked = [p["name"] for p in plugins if hasattr(loaded.get(p["name"]), "webhook")]
-    webhook = f"{base_url(request)}/hooks/{hooked[0] if hooked else repo.get('provider') or 'git'}/{repo['_id']}"
+    offered = _providers(request)
+    plugin = webhook_plugin(repo.get("provider") or "git", [p["name"] for p in plugins], offered["hooked"])
+    webhook = None if plugin is None else {
+        "url": f"{base_url(request)}/hooks/{plugin[0]}/{repo['_id']}", "plugin": plugin[0], "in_use": plugin[1]}
     return render(request, "settings.html", page="settings", repo=repo, pipeline_text=pipeline or "",
                   secrets=secrets, webhook=webhook, base=base_url(request), available=_available(request),
                   plugins_text=yaml.safe_dump(plugins, sort_keys=False) if plugins else "",
-                  kinds=KINDS, default_kinds=DEFAULT_KINDS)
+                  kinds=KINDS, default_kinds=DEFAULT_KINDS, **offered)
+
+
+# A forge and the plugin whose webhook takes its deliveries: Gitea's are GitHub's (its X-Gitea-Signature is
+# checked by the github plugin). A provider not here (git, the default) has no webhook.
+PROVIDER_PLUGINS = {"github": "github", "gitlab": "gitlab", "gitea": "github"}
+
+
+def webhook_plugin(provider: str, used: list[str], hooked: list[str]) -> tuple[str, bool] | None:
+    """The plugin whose webhook URL the settings page shows, and whether the repository uses it already;
+    None when there is no webhook to show (no URL that would answer 404).
+
+    `used`: the repository's plugins, in order; `hooked`: the queen's plugins that take webhooks. A plugin the
+    repository uses comes first; else its provider's, which the page asks to add (its webhook ignores a
+    repository that does not use it)."""
+    for name in used:
+        if name in hooked:
+            return name, True
+    mapped = PROVIDER_PLUGINS.get(provider)
+    if mapped in hooked:
+        return mapped, False
+    return None
+
+
+def _providers(request: web.Request) -> dict[str, Any]:
+    """The queen's plugins with a webhook, and the providers the settings page offers: git, and each forge
+    whose plugin is there."""
+    loaded = request.app[keys.PLUGINS].loaded
+    hooked = sorted(name for name, plugin in loaded.items() if hasattr(plugin, "webhook"))
+    forges = [p for p, plugin in PROVIDER_PLUGINS.items() if plugin in hooked]
+    return {"hooked": hooked, "providers": ["git", *forges],
+            "forges": [(p, PROVIDER_PLUGINS[p]) for p in forges]}
 
 
 def _available(request: web.Request) -> list[tuple[str, dict[str, Any]]]:
@@ -397,15 +429,16 @@ async def _badge(request: web.Request, branch: str | None) -> web.Response:
     name = request.match_info["repo"]
     store = request.app[keys.STORE]
     headers = {"Cache-Control": "no-cache", "Content-Type": "image/svg+xml; charset=utf-8"}
-    if not REPO_NAME.match(name) or await store.get_repo(name) is None:
+    repo = await store.get_repo(name) if REPO_NAME.match(name) else None
+    if repo is None:
         return web.Response(status=404, text=badge_svg("build", "unknown repository", NO_JOBS), headers=headers)
-    job = await last_finished(store, name, branch)
+    job = await last_finished(store, name, badge_branch(repo.get("default_branch") or "main", branch))
     return web.Response(text=badge_for("build", job), headers=headers)
 
 
 @routes.get("/badge/{repo}.svg")
 async def repo_badge(request: web.Request) -> web.Response:
-    return await _badge(request, None)
+    return await _badge(request, request.query.get("branch") or None)  # else the default branch
 
 
 @routes.get("/badge/{repo}/{branch:.+}.svg")
