@@ -18,12 +18,14 @@ from apiary.core.errors import BadRequest, Conflict, NotFound
 from apiary.core.fields import ENV_NAME, get_str, no_unknown
 from apiary.core.jobrequest import job_request
 from apiary.core.models import Job, JobRequest, Repository
+from apiary.core.outcome import job_outcome, last_lines
 from apiary.core.protocol import JobStatus
 from apiary.queen.estimate import job_estimate
 from apiary.queen.jobs import create_job
 from apiary.queen.logsearch import DEFAULT_MATCHES, MAX_MATCHES, search_output, search_query
 from apiary.queen.repos import REPO_NAME, public_repo, repo_from_body
 from apiary.queen.retention import prune
+from apiary.queen.store import Store, chunks
 from apiary.queen.strict_json import json_response
 from apiary.queen.trust import KINDS, job_kind
 from apiary.queen.validate import query_int, read_json
@@ -212,6 +214,26 @@ async def job_events(request: web.Request) -> web.Response:
     last = events[-1]["seq"] if events else after
     return json_response({"job": job["_id"], "status": job["status"], "events": events, "last": last,
                           "more": more})
+
+
+@routes.get("/api/v1/jobs/{job}/outcome")
+async def get_job_outcome(request: web.Request) -> web.Response:
+    """Why the job ended as it did and where each stage stands (apiary.core.outcome has the shape)."""
+    return json_response(await outcome_of(request.app[keys.STORE], await load_job(request)))
+
+
+_CMD_OUTPUT = ("job:cmd:stdout", "job:cmd:stderr")
+
+
+async def outcome_of(store: Store, job: Job) -> dict[str, Any]:
+    """A job's outcome: from its document and its events other than output (the drone's own lines
+    included: they say why a stage was skipped), with the last lines of the command that failed it."""
+    events = [chunks.expand(e) for e in await store.job_history(job["_id"], (*_CMD_OUTPUT, "job:stdout"))]
+    result = job_outcome(job, events)
+    failure = result["failure"]
+    if failure is not None and failure["num"] is not None:
+        failure["last_lines"] = last_lines(await store.command_tail(job["_id"], failure["num"], _CMD_OUTPUT))
+    return result
 
 
 # -- artifacts -------------------------------------------------------------------------

@@ -168,6 +168,30 @@ SCHEMAS: dict[str, Any] = {
             ("expected_s", "elapsed_s", "left_s", "based_on")),
     }, ("id", "repo", "status", "type", "ref", "commands")),
     "Event": _object({"seq": {"type": "integer"}, "type": _STRING, "job": _STRING}, ("seq", "type")),
+    "Outcome": _object({  # apiary.core.outcome
+        "status": {"enum": [s.value for s in JobStatus]}, "error": {"type": ["string", "null"]},
+        "stages": {"type": "array", "items": _object({
+            "name": _STRING, "needs": _STRINGS, "deploy": {"type": "boolean"},
+            "status": {"enum": ["passed", "failed", "skipped", "cancelled", "running", "waiting", "not_run"]},
+            "reason": {"type": ["string", "null"], "description": "why it was skipped or not run, or what it waits for"},
+            "started": {"type": ["number", "null"]}, "duration": {"type": ["number", "null"]},
+            "commands": {"type": "array", "items": _object({
+                "num": {"type": ["integer", "null"], "description": "null: a step that never ran"},
+                "title": _STRING, "hook": {"type": ["string", "null"]},
+                "status": {"enum": ["passed", "failed", "cancelled", "running", "not_run"]},
+                "ignored": {"type": "boolean", "description": "failed, but its step ignores the exit code"},
+                "exitCode": {"type": ["integer", "null"]}, "signal": {"type": ["string", "null"]},
+                "duration": {"type": ["number", "null"]}}, ("num", "title", "status"))}},
+            ("name", "needs", "status", "commands"))},
+        "failure": {"oneOf": [{"type": "null"}, _object({
+            "stage": {"type": ["string", "null"]}, "num": {"type": ["integer", "null"]},
+            "title": {"type": ["string", "null"]}, "command": {"type": ["string", "null"]},
+            "exitCode": {"type": ["integer", "null"]},
+            "signal": {"type": ["string", "null"], "description": "SIGKILL, SIGTERM...: it was killed"},
+            "last_lines": {**_STRINGS, "description": "the command's last lines of output (masked)"},
+            "anchor": {"type": ["string", "null"], "description": "cmd-N: its place on the job page"},
+            "error": {"type": ["string", "null"]}}, ("stage", "num", "last_lines"))]},
+    }, ("status", "stages", "failure")),
     "Artifact": _object({"name": _STRING, "size": {"type": "integer"}, "parts": {"type": "integer"},
                          "url": _STRING}, ("name", "size", "url")),
     "Drone": _object({
@@ -289,6 +313,11 @@ PATHS: dict[str, Any] = {
                 "a page"), "400": _BAD, "404": _MISSING},
             parameters=[_JOB, _param("after", "query", type="integer", minimum=0, maximum=2**62),
                         _param("limit", "query", type="integer", minimum=1, maximum=20_000)]),
+    },
+    "/api/v1/jobs/{job}/outcome": {
+        "get": _op("Why the job ended as it did: each stage's state (skipped, not run, cancelled...) and "
+                   "duration, and the command that failed it with its exit code or signal and last lines", {
+                       "200": _json(_ref("Outcome"), "the outcome"), "404": _MISSING}, parameters=[_JOB]),
     },
     "/api/v1/jobs/{job}/search": {
         "get": _op("Lines of the job's command output that hold `q` (case-insensitive): the command's number, "

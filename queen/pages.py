@@ -25,8 +25,9 @@ from apiary.core.errors import InputError
 from apiary.core.fields import is_web_link
 from apiary.core.jobrequest import JOB_TYPES
 from apiary.core.models import Job, Parameter, Repository
+from apiary.core.outcome import layout, plain
 from apiary.core.protocol import JobStatus
-from apiary.queen.api import load_job, load_repo, public_job
+from apiary.queen.api import load_job, load_repo, outcome_of, public_job
 from apiary.queen.badges import NO_JOBS, badge_branch, badge_for, badge_svg, last_finished
 from apiary.queen.estimate import job_estimate
 from apiary.queen.repos import REPO_NAME, stored_pipeline
@@ -292,7 +293,21 @@ async def job_page(request: web.Request) -> web.Response:
     job = job_view(doc)
     job["estimate"] = await job_estimate(request.app[keys.STORE], doc, time.time())  # None unless running
     artifacts = await request.app[keys.STORE].list_artifacts(job["id"])
-    return render(request, "job.html", page="job", job=job, artifacts=artifacts)
+    outcome = outcome_view(await outcome_of(request.app[keys.STORE], doc))
+    return render(request, "job.html", page="job", job=job, artifacts=artifacts, outcome=outcome)
+
+
+def outcome_view(outcome: dict[str, Any]) -> dict[str, Any]:
+    """A job's outcome as parts/job_outcome.html shows it: its stages in graph columns, the failed
+    command's last lines without terminal colours, and the command a cancel stopped."""
+    stages = {s["name"]: s for s in outcome["stages"]}
+    failure = outcome["failure"]
+    if failure is not None:
+        failure = {**failure, "last_lines": [plain(line) for line in failure["last_lines"]]}
+    cancelled_in = next(({"stage": s["name"], **c} for s in outcome["stages"] for c in s["commands"]
+                         if c["status"] == "cancelled"), None)
+    return {**outcome, "failure": failure, "cancelled_in": cancelled_in,
+            "columns": [[stages[name] for name in column] for column in layout(outcome["stages"])]}
 
 
 OUTPUT_TYPES = ("job:cmd:stdout", "job:cmd:stderr", "job:stdout", "job:stderr")
@@ -416,6 +431,12 @@ async def part_job_summary(request: web.Request) -> web.Response:
     job["estimate"] = await job_estimate(request.app[keys.STORE], doc, time.time())  # None unless running
     artifacts = await request.app[keys.STORE].list_artifacts(job["id"])
     return render(request, "parts/job_summary.html", job=job, artifacts=artifacts)
+
+
+@routes.get("/parts/jobs/{job}/outcome")
+async def part_job_outcome(request: web.Request) -> web.Response:
+    outcome = await outcome_of(request.app[keys.STORE], await load_job(request))
+    return render(request, "parts/job_outcome.html", outcome=outcome_view(outcome))
 
 
 @routes.get("/parts/drones")

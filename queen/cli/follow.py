@@ -21,9 +21,10 @@ from typing import Any, TextIO
 
 import aiohttp
 
-from apiary.cli.client import ApiError, Client, ClientError, Unreachable, why
+from apiary.cli.client import ApiError, Client, ClientError, Unreachable, q, why
 from apiary.cli.escapes import Unescaper
 from apiary.core.jobstate import final_status
+from apiary.core.outcome import plain, signal_name
 from apiary.core.protocol import FINAL_STATES
 
 RESULT_CODES = {"passed": 0, "failed": 1, "errored": 3, "cancelled": 130}
@@ -80,6 +81,56 @@ def colour_on(stream: TextIO) -> bool:
     return stream.isatty() and not os.environ.get("NO_COLOR")
 
 
+_MARKS = {"passed": "✓", "failed": "✗", "skipped": "↷", "cancelled": "⊘", "running": "●", "waiting": "…",
+          "not_run": "–"}
+
+
+def summary_lines(outcome: dict[str, Any], page: str) -> list[str]:
+    """The failure summary a followed job ends with (the job page's box, as text), from its outcome
+    (GET /api/v1/jobs/ID/outcome, apiary.core.outcome): nothing for a job that passed or still runs.
+    Last lines lose their terminal sequences (they were shown above as the job printed them)."""
+    status = outcome.get("status")
+    failure = outcome.get("failure")
+    stages = outcome.get("stages") or []
+    lines: list[str] = []
+    anchor = None
+    if failure:
+        word = "Errored" if status == "errored" else "Failed"
+        if failure.get("num") is not None:
+            how = f"killed by {failure['signal']}" if failure.get("signal") else f"exit code {failure.get('exitCode')}"
+            lines.append(f"{word} in stage {failure.get('stage')}: {failure.get('title')}, {how} "
+                         f"(command {failure['num']})")
+            if failure.get("error"):
+                lines.append(f"  {failure['error']}")
+            lines += [f"  │ {plain(line)}" for line in failure.get("last_lines") or []]
+            anchor = failure.get("anchor")
+        else:
+            lines.append(f"{word}: {failure.get('error') or 'no command failed'}")
+    elif status == "cancelled":
+        stopped = next(({"stage": s["name"], **c} for s in stages for c in s.get("commands") or []
+                        if c.get("status") == "cancelled"), None)
+        if stopped is None:
+            lines.append("Cancelled before any stage ran" if not any(s.get("started") for s in stages)
+                         else "Cancelled between two commands")
+        else:
+            lines.append(f"Cancelled in stage {stopped['stage']}: {stopped['title']} (command {stopped['num']})")
+            anchor = f"cmd-{stopped['num']}" if stopped.get("num") is not None else None
+    else:
+        return []
+    if stages:
+        parts = []
+        for s in stages:
+            part = f"{s['name']} {_MARKS.get(s['status'], '')} {s['status'].replace('_', ' ')}"
+            if s.get("duration") is not None:
+                part += f" {span(s['duration'])}"
+            if s.get("reason") and s["status"] in ("skipped", "not_run"):
+                part += f" ({s['reason']})"
+            parts.append(part)
+        lines.append("stages: " + " · ".join(parts))
+    lines.append(f"log: {page}#{anchor}" if anchor else f"page: {page}")
+    return lines
+
+
 class Renderer:
     """Writes a job's events as a person reads them: headers, output, exit codes, the result."""
 
@@ -94,6 +145,10 @@ class Renderer:
         self.started: float | None = None
         self.result: str | None = None
         self.shown = False  # anything about the job's run written yet
+        # Parallel stages interleave: each command's "[phase/stage] title", and the one whose header is the last
+        # written (a line of another command gets a header of its own first, its end line names it).
+        self.names: dict[Any, str] = {}
+        self.under: Any = None
 
     def event(self, e: dict[str, Any]) -> None:
         kind = e.get("type")
@@ -102,18 +157,27 @@ class Renderer:
         elif kind == "job:cmd:start":
             where = "/".join(str(e[k]) for k in ("phase", "stage", "hook") if e.get(k))
             title = e.get("title") or e.get("screencmd", "")
+            self.names[e.get("num")] = f"[{where}] {title}"
+            self.under = e.get("num")
             self._line("\n" + paint(f"▶ [{where}] {title}", "1;36", self.colour))
             if e.get("screencmd") and e["screencmd"] != title:
                 self._line(paint(f"$ {e['screencmd']}", "2", self.colour))
-        elif kind in ("job:cmd:stdout", "job:stdout"):
-            self._text(self.out, e.get("num"), e.get("text", ""))
-        elif kind in ("job:cmd:stderr", "job:stderr"):
-            self._text(self.err, e.get("num"), e.get("text", ""))
+        elif kind in ("job:cmd:stdout", "job:cmd:stderr"):
+            self._switch_to(e.get("num"))
+            self._text(self.out if kind == "job:cmd:stdout" else self.err, e.get("num"), e.get("text", ""))
+        elif kind in ("job:stdout", "job:stderr"):
+            self._text(self.out if kind == "job:stdout" else self.err, None, e.get("text", ""))
         elif kind == "job:cmd:done":
-            self._flush_tails(e.get("num"))
+            num = e.get("num")
+            self._flush_tails(num)
             code = e.get("exitCode")
-            mark = paint("✓", "32", self.colour) if code == 0 else paint(f"✗ exit {code}", "31", self.colour)
-            self._line(f"{mark} {e.get('duration', 0):.2f}s")
+            ended = f"killed by {signal_name(code)}" if isinstance(code, int) and code < 0 else f"exit {code}"
+            mark = paint("✓", "32", self.colour) if code == 0 else paint(f"✗ {ended}", "31", self.colour)
+            if num == self.under or num not in self.names:
+                self._line(f"{mark} {e.get('duration', 0):.2f}s")
+            else:  # under another command's header: say whose end this is
+                self._line(f"{mark} {self.names[num]} {e.get('duration', 0):.2f}s")
+                self.under = None
         elif kind == "job:plugin" and isinstance(e.get("data"), dict):
             figures = ", ".join(f"{k} {v}" for k, v in e["data"].items())
             self._line(paint(f"plugin {e.get('plugin')}: {figures}", "2", self.colour))
@@ -130,6 +194,23 @@ class Renderer:
         why = f" ({error})" if error and error != status else ""
         when = f" in {took:.2f}s" if took is not None else ""
         self._line(paint(f"Job {status}{why}{when}", "1;32" if status == "passed" else "1;31", self.colour))
+
+    def _switch_to(self, num: Any) -> None:
+        """A command's output is next: under its own header, written again if another's came since."""
+        if num != self.under and num in self.names:
+            self.under = num
+            self._line(paint(f"… {self.names[num]}", "36", self.colour))
+
+    def summary(self, outcome: dict[str, Any], page: str) -> None:
+        """The failure summary at the end: what failed (or what a cancel stopped), its last lines, the stages."""
+        lines = summary_lines(outcome, page)
+        if not lines:
+            return
+        self._flush_tails(None, every=True)
+        head, *rest = lines
+        self._line(paint(head, "1;31" if outcome.get("status") != "cancelled" else "1;33", self.colour))
+        for line in rest:
+            self._line(line)
 
     def _text(self, stream: TextIO, num: Any, text: str) -> None:
         key = (id(stream), num)
@@ -245,7 +326,18 @@ class Follower:
         finally:
             ticker.cancel()
             self.progress.set(None)
+        await self.summarize()
         return RESULT_CODES.get(status, RESULT_CODES["errored"])
+
+    async def summarize(self) -> None:
+        """End with what failed (the queen's outcome of the job), as the job page does; nothing if it passed."""
+        if self.renderer.result in (None, "passed"):
+            return
+        try:
+            outcome = await self.client.request("GET", f"/jobs/{q(self.job_id)}/outcome")
+        except ClientError:  # a queen from before the outcome, or gone meanwhile: the closing line said enough
+            return
+        self.renderer.summary(outcome, self.client.page(self.job_id))
 
     async def _follow(self) -> str:
         delay, lost = 0.2, 0.0

@@ -76,6 +76,7 @@ async def logs(client: Client, args: argparse.Namespace) -> int:
     elif job["status"] not in FINAL:
         print(f"apiary: job {job['id']} is {job['status']}; apiary logs --follow {job['id']} shows the rest",
               file=sys.stderr)
+    await follower.summarize()  # an ended job that did not pass: what failed, as trigger --follow ends
     return 0
 
 

@@ -44,6 +44,13 @@ class EventQueries:
         cursor = self.events.find({"job": job_id, "type": {"$nin": list(output_types)}}, {"_id": 0})
         return await cursor.sort("seq", ASCENDING).batch_size(READ_BATCH).to_list(None)
 
+    async def command_tail(self, job_id: str, num: int, output_types: Iterable[str], events: int = 8) -> str:
+        """The end of command `num`'s output, both streams: the text of its last `events` output events, in
+        order (a job's summary shows the last lines of the command that failed it; an event is at most a chunk)."""
+        cursor = self.events.find({"job": job_id, "num": num, "type": {"$in": list(output_types)}}, {"_id": 0})
+        docs = await cursor.sort("seq", DESCENDING).limit(events).to_list(None)
+        return "".join(chunks.expand(d).get("text", "") for d in reversed(docs))
+
     async def last_seq(self, job_id: str) -> int:
         doc = await self.events.find_one({"job": job_id}, {"seq": 1}, sort=[("seq", DESCENDING)])
         return int(doc["seq"]) if doc else 0

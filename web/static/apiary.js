@@ -605,7 +605,17 @@
       setStatus(($(".facts", summary) || {}).dataset?.status);
     };
 
+    // The outcome (why it failed, the stage graph: parts/job_outcome.html) moves as commands, phases and the
+    // job start and end: fetched again then, like the summary.
+    const outcome = $("#outcome");
+    const refreshOutcome = async () => {
+      try { outcome.innerHTML = await part(outcome.dataset.part); } catch { /* the next event tries again */ }
+    };
+
     const onMessage = (msg) => {
+      if (outcome && msg.job === id && /^job:(update|started|cmd:start|cmd:done|phase|done)$/.test(msg.type)) {
+        soon("outcome", refreshOutcome, 250);
+      }
       if (msg.type === "job:update" || msg.type === "job:new") {
         if (msg.job !== id) return;
         setStatus(msg.status);

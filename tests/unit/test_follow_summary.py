@@ -1,0 +1,77 @@
+"""What a followed job prints: lines of parallel stages under the right header, and the failure summary."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from apiary.cli.follow import Renderer, summary_lines
+
+PAGE = "http://q:8420/jobs/J"
+
+
+def render(*events: dict[str, Any]) -> str:
+    out, err = io.StringIO(), io.StringIO()
+    r = Renderer(out, err)
+    r.err = out  # one stream, to read the order
+    r.raw[id(out)] = False
+    for e in events:
+        r.event(e)
+    return out.getvalue()
+
+
+def start(num: int, stage: str, title: str) -> dict[str, Any]:
+    return {"type": "job:cmd:start", "num": num, "phase": "test", "stage": stage, "title": title, "screencmd": title}
+
+
+def test_a_stage_alone_keeps_its_header_and_a_bare_end_line() -> None:
+    text = render(start(1, "a", "make"), {"type": "job:cmd:stdout", "num": 1, "text": "ok\n"},
+                  {"type": "job:cmd:done", "num": 1, "exitCode": 0, "duration": 1.5})
+    assert text == "\n▶ [test/a] make\nok\n✓ 1.50s\n"
+
+
+def test_interleaved_stages_name_whose_line_and_whose_end_it_is() -> None:
+    text = render(start(1, "a", "make"), start(2, "b", "lint"),
+                  {"type": "job:cmd:stdout", "num": 1, "text": "built\n"},
+                  {"type": "job:cmd:done", "num": 2, "exitCode": -9, "duration": 0.25},
+                  {"type": "job:cmd:stdout", "num": 1, "text": "more\n"},
+                  {"type": "job:cmd:done", "num": 1, "exitCode": 0, "duration": 2.0})
+    assert text.splitlines() == ["", "▶ [test/a] make", "", "▶ [test/b] lint", "… [test/a] make", "built",
+                                 "✗ killed by SIGKILL [test/b] lint 0.25s", "… [test/a] make", "more", "✓ 2.00s"]
+
+
+FAILED = {
+    "status": "failed", "error": None,
+    "stages": [
+        {"name": "build", "status": "passed", "duration": 1.5, "reason": None, "commands": []},
+        {"name": "lint", "status": "failed", "duration": 0.2, "reason": None, "commands": []},
+        {"name": "test", "status": "skipped", "duration": None, "reason": "a stage it needs failed", "commands": []},
+    ],
+    "failure": {"stage": "lint", "num": 4, "title": "ruff .", "command": "ruff .", "exitCode": 1, "signal": None,
+                "last_lines": ["\x1b[31mE501\x1b[0m x.py"], "anchor": "cmd-4", "error": None},
+}
+
+
+def test_the_summary_says_what_failed_and_where() -> None:
+    table = [
+        (FAILED, ["Failed in stage lint: ruff ., exit code 1 (command 4)", "  │ E501 x.py",
+                  "stages: build ✓ passed 1.5s · lint ✗ failed 0.2s · test ↷ skipped (a stage it needs failed)",
+                  f"log: {PAGE}#cmd-4"]),
+        ({**FAILED, "failure": {**FAILED["failure"], "signal": "SIGKILL", "exitCode": -9, "last_lines": [],
+                                "error": "the job timed out after 1 min"}, "stages": []},
+         ["Failed in stage lint: ruff ., killed by SIGKILL (command 4)", "  the job timed out after 1 min",
+          f"log: {PAGE}#cmd-4"]),
+        ({"status": "errored", "stages": [], "failure": {"num": None, "error": "drone error: boom"}},
+         ["Errored: drone error: boom", f"page: {PAGE}"]),
+        ({"status": "cancelled", "failure": None, "stages": [
+            {"name": "wait", "status": "cancelled", "duration": 3.0, "reason": None, "started": 1.0,
+             "commands": [{"num": 2, "title": "sleep 60", "status": "cancelled"}]},
+            {"name": "ship", "status": "not_run", "duration": None, "reason": "the job was cancelled", "commands": []}]},
+         ["Cancelled in stage wait: sleep 60 (command 2)",
+          "stages: wait ⊘ cancelled 3.0s · ship – not run (the job was cancelled)", f"log: {PAGE}#cmd-2"]),
+        ({"status": "cancelled", "failure": None, "stages": []}, ["Cancelled before any stage ran", f"page: {PAGE}"]),
+        ({"status": "passed", "failure": None, "stages": FAILED["stages"]}, []),
+        ({"status": "running", "failure": None, "stages": []}, []),
+    ]
+    for outcome, lines in table:
+        assert summary_lines(outcome, PAGE) == lines, outcome
