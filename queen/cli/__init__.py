@@ -192,7 +192,11 @@ apiary artifacts 6650f1c2a9e3b1d4e5f60718 dist/app.whl -o - | tar t""", client)
                            help="where to write it (default: its file name, here; -: standard output)")
     cancel = _command(sub, "cancel", "cancel a job", "apiary cancel 6650f1c2a9e3b1d4e5f60718", client)
     cancel.add_argument("job", help="the job's id")
-    _command(sub, "drones", "the drones in the pool", "apiary drones", client)
+    drones = _command(sub, "drones", "the drones in the pool", """
+apiary drones
+apiary drone --queen $(apiary drones --endpoint)     # one more drone, here""", client)
+    drones.add_argument("--endpoint", action="store_true",
+                        help="print only the endpoint drones connect to, tcp://HOST:PORT (for apiary drone --queen)")
     _command(sub, "prune", "apply the retention policies now", "apiary prune", client)
     join_token = _command(sub, "join-token", "a one-time token with which a drone joins (apiary drone --join TOKEN)",
                           "apiary join-token --id build-1", client)

@@ -167,6 +167,9 @@ async def drones(client: Client, args: argparse.Namespace) -> int:
 
     answer = await client.request("GET", "/drones")
     pool = answer["drones"]
+    if args.endpoint:
+        print(drone_endpoint(answer.get("endpoint"), client.url))
+        return 0
     if not pool:
         say(f"no drones yet: run apiary drone --queen {drone_endpoint(answer.get('endpoint'), client.url)}")
         return 0

@@ -74,6 +74,7 @@ async def test_up_port_and_the_client_commands_find_it_with_no_flags(tmp_path: P
         assert code == 0 and f"http://127.0.0.1:{port}/jobs/" in out and "hello from try" in out, (out, err)
         code, out, err = await apiary(env, "drones")
         assert code == 0 and out.splitlines()[1].split()[0] == "local", (out, err)
+        assert (await apiary(env, "drones", "--endpoint"))[1] == f"tcp://127.0.0.1:{port + 1}\n"
         code, out, err = await apiary(env, "ls")
         assert code == 0 and "try#1" in out and "passed" in out, (out, err)
         code, out, err = await apiary(env, "config")
