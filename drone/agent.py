@@ -37,7 +37,7 @@ from apiary.core.protocol import PROTOCOL_VERSION, Msg
 from . import artifacts
 from .connection import Connection
 from .executor import JobRun
-from .jobnet import JobNets
+from .jobkit import JobKits
 from .limits import JobLimits
 from .plugins import PluginManager
 from .sandbox import CREDENTIALS, JobPaths, Limits, detect
@@ -85,12 +85,13 @@ class Agent:
                           processes=config.job_max_processes),
             job_user=config.job_user, pass_env=config.pass_env_names,
             shown=(config.work_path / "plugins", *config.shown_paths))
-        self.networks = JobNets(self.sandbox)  # one ready for the next job (isolated network)
+        # One ready for the next job: its folders, its network and its first command's sandbox.
+        self.kits = JobKits(self.sandbox, self.workspaces)
 
     async def __aenter__(self) -> Agent:
         self._refused = asyncio.get_running_loop().create_future()
         self.conn.start()
-        self.networks.start()
+        self.kits.start()
         log.info("drone %s: capacity %d, speed %s, connecting to %s", self.id, self.capacity,
                  self.config.speed, self.config.queen)
         return self
@@ -98,7 +99,7 @@ class Agent:
     async def __aexit__(self, *exc: object) -> None:
         if not self._stopped:
             await self.stop(ack_timeout=0.5)
-        await self.networks.close()
+        await self.kits.close()
         self.conn.close()
 
     def info(self) -> dict[str, Any]:
@@ -243,24 +244,22 @@ class Agent:
                 self._started.add(job_id)
             self._emit(job_id, msg, fields)
 
-        workspace = private = tmp = net = None
+        kit = private = None
 
         async def collect(root: Path, globs: list[str]) -> None:
             await artifacts.send(root, globs, emit, self.config.artifact_max_bytes,
                                  room=lambda: self.conn.room(job_id, ARTIFACT_WINDOW))
 
         try:
-            workspace = self.workspaces.create(job_id)
+            kit = await self.kits.take(job_id)
+            workspace = kit.paths.workspace
             # Only a checkout needs one (for an ssh key).
             private = self.workspaces.create_private(job_id) if (job.get("repo") or {}).get("url") else None
-            tmp = self.workspaces.create_tmp(job_id)
-            paths = JobPaths(workspace, tmp, private)
-            self.sandbox.prepare(paths)
-            net = await self.networks.take()
+            paths = JobPaths(workspace, kit.paths.tmp, private)
             run = JobRun(job, workspace, emit, self.base_env, flush_after=self.config.output_flush_ms / 1000,
                          chunk_bytes=self.config.output_chunk_bytes, private_dir=private, collect=collect,
                          plugins=self.plugins, limits=JobLimits.of(self.config), sandbox=self.sandbox, paths=paths,
-                         job_net=net)
+                         job_net=kit.net, box=kit.box)
             # A cancel reaches the JobRun, which kills the step and reports the
             # job as cancelled before returning.
             status = await run.run()
@@ -273,14 +272,13 @@ class Agent:
             emit(Msg.JOB_STDERR, {"text": f"apiary: the drone could not run this job: {exc}\n"})
             emit(Msg.JOB_DONE, {"timestamp": now, "result": "errored", "error": f"drone error: {exc}"})
         finally:
-            if net is not None:
-                self.networks.release(net)  # the job's network ends with it
+            if kit is not None:
+                self.kits.release(kit)  # the job's network ends with it
             if private is not None:
                 await self.workspaces.remove(private)
-            if tmp is not None:
-                await self.workspaces.remove(tmp)
-            if workspace is not None:
-                await self.workspaces.release(workspace)
+            if kit is not None:
+                await self.workspaces.remove(kit.paths.tmp)
+                await self.workspaces.release(kit.paths.workspace, job_id)
 
     async def stop(self, ack_timeout: float = 5.0) -> None:
         self._stopped = True

@@ -24,6 +24,7 @@ from typing import Any
 from .jobnet import JobNet
 from .processes import readable
 from .sandbox import JobPaths, Sandbox
+from .warmbox import WarmBox
 
 READ_SIZE = 65536
 
@@ -48,9 +49,10 @@ class Child:
     @classmethod
     async def start(cls, command: str, cwd: Path, env: Mapping[str, str], sandbox: Sandbox | None,
                     paths: JobPaths, network: str | None, merge_output: bool = False,
-                    job_net: JobNet | None = None) -> Child:
+                    job_net: JobNet | None = None, box: WarmBox | None = None) -> Child:
         """Start `command`. `network` overrides the sandbox's job_network; `job_net` is the job's network,
-        which an isolated command joins (without one it has no way out).
+        which an isolated command joins (without one it has no way out). `box`: a sandbox made ahead for
+        this job that fits the command (warmbox.py), where it starts at once (or cold if the box has gone).
 
         Raises OSError (or subprocess.SubprocessError, from the preexec without bubblewrap) when it cannot start;
         a sandboxed command whose limits or network cannot be set starts, says why on stderr and exits 1
@@ -62,6 +64,8 @@ class Child:
                                    "stdout": subprocess.PIPE, "stderr": stderr, "start_new_session": True}
         if sandbox is None:
             return cls(subprocess.Popen(argv, **options))
+        if box is not None and (proc := box.launch(command, env)) is not None:
+            return cls(proc)
         join = job_net if (network or sandbox.network) == "isolated" and job_net is not None else None
         if join is not None:
             if not join.alive:

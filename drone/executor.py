@@ -39,13 +39,14 @@ from apiary.core.refs import FULL_SHA, secrets_of
 from apiary.core.stages import blocked_stages, next_stages, runnable_stages
 
 from .artifacts import ArtifactError
-from .checkout import checked_out, checkout_plan
+from .checkout import checked_out, checkout_plan, shown_commit
 from .jobnet import JobNet
 from .jobplugins import JobPlugins
 from .limits import JobLimits, LogCap, WorkspaceGuard
 from .masking import Masker
 from .plugins import PluginError, PluginManager
 from .sandbox import JobPaths, Sandbox
+from .warmbox import WarmBox
 from .step import EmitFn, StepRunner
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,7 @@ class JobRun:
                  flush_after: float, chunk_bytes: int, private_dir: Path | None,
                  collect: CollectFn | None = None, plugins: PluginManager | None = None,
                  limits: JobLimits | None = None, sandbox: Sandbox | None = None,
-                 paths: JobPaths | None = None, job_net: JobNet | None = None) -> None:
+                 paths: JobPaths | None = None, job_net: JobNet | None = None, box: WarmBox | None = None) -> None:
         self.job = job
         self.pipeline = job["pipeline"]
         self.workspace = workspace
@@ -83,9 +84,9 @@ class JobRun:
         limits = limits or JobLimits()
         self.sandbox = sandbox
         self.paths = paths or JobPaths(workspace, workspace, private_dir)
-        self.steps = StepRunner(workspace, emit, self.masker, flush_after, chunk_bytes,
+        self.steps = StepRunner(workspace, self._emit_step, self.masker, flush_after, chunk_bytes,
                                 log_cap=LogCap(limits.log_max_bytes), kill_grace=limits.kill_grace,
-                                sandbox=sandbox, paths=self.paths, job_net=job_net)
+                                sandbox=sandbox, paths=self.paths, job_net=job_net, box=box)
         self.disk = WorkspaceGuard(workspace, limits.workspace_max_bytes, limits.check_every)
         # A retried job's commands are numbered after its earlier attempts' ones.
         self.steps.num = int(job.get("first_cmd") or 1) - 1
@@ -96,6 +97,7 @@ class JobRun:
         self._cancels = 0
         self._cleanup_on_cancel = True
         self._checkout_cleanup: Callable[[], None] | None = None
+        self._kept: list[str] | None = None  # the output of the checkout command that shows the commit
         # The job's plugins, and what they contribute once set up: steps per phase, stages, artifacts
         self.plugins = JobPlugins(job, workspace, base_env, emit, self.masker, plugins)
         self._artifacts = list(self.pipeline.get("artifacts") or [])
@@ -250,7 +252,14 @@ class JobRun:
                  for c in plan.commands]
         if not FULL_SHA.fullmatch((self.job.get("ref") or {}).get("id") or ""):
             steps[-1]["_after"] = self._report_commit  # the queen did not know the commit: say which it was
+            steps[-1]["_keep_output"] = True  # what it prints (SHOW_COMMIT) gives the commit's subject and author
         return steps
+
+    def _emit_step(self, msg: Msg, body: dict[str, Any]) -> None:
+        """The step runner's events, on to the queen; the stdout of a step that keeps it (`_kept`) kept too."""
+        if self._kept is not None and msg is Msg.JOB_CMD_STDOUT:
+            self._kept.append(str(body.get("text") or ""))
+        self.emit(msg, body)
 
     def _report_commit(self, env: dict[str, str]) -> None:
         """Tell the queen the commit the checkout ended on (it records it as the job's ref.id), before
@@ -260,7 +269,9 @@ class JobRun:
             log.warning("job %s: checked out, but no commit found in %s/.git/HEAD", self.job["id"], self.workspace)
             return
         env["APIARY_COMMIT"] = sha
-        self.emit(Msg.JOB_CHECKOUT, {"commit": sha})
+        shown = shown_commit("".join(self._kept or ()), sha)
+        self._kept = None
+        self.emit(Msg.JOB_CHECKOUT, {"commit": sha, **(shown or {})})
 
     async def _phase(self, phase: str, steps: list[dict[str, Any]], env: dict[str, str]) -> int:
         """Run a phase's plain steps; return 0, or the exit code of the step that failed."""
@@ -280,6 +291,7 @@ class JobRun:
         self._last_phase = phase
         for step in steps:
             step_env = {**env, **step["env"]} if step.get("env") else env
+            self._kept = [] if step.get("_keep_output") else None
             code = await self.steps.run(step["run"], step_env, title=step.get("title", ""), phase=phase,
                                         stage=stage or step.get("stage"), network=step.get("network"),
                                         merge_output=step.get("merge_output") is True)

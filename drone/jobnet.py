@@ -15,16 +15,15 @@ the child, sandbox.py). So a job's network is made once, before the job needs it
   the holder is known to be ours: a command is given those fds and joins them (``nsenter
   --net=/proc/self/fd/FD``), never a path naming a process id that could be reused.
 
-`JobNets` keeps one namespace ready, so a job takes one at once and the next is made in the background.
-A job's commands (parallel stages too) share its namespace: they can reach each other's ports, as
+A job's network is made before the job comes, with the rest of its kit (jobkit.py), so a job takes one at
+once. A job's commands (parallel stages too) share its namespace: they can reach each other's ports, as
 processes of one job; another job has another namespace.
 
-Lifecycle: `JobNets.start` (in the running loop) makes the first; `take` gives one to a job; `release`
-ends the job's slirp4netns and holder when the job is over; `JobNets.close` ends the one kept ready and
-waits until all are reaped. A drone that
-dies leaves nothing either: the holder is bubblewrap's ``--die-with-parent`` (PR_SET_PDEATHSIG), slirp4netns
-exits when its exit fd, whose writer only the drone holds, closes, and the namespace ends with its last
-process. Errors: `take` raises JobNetError when a namespace cannot be made.
+Lifecycle: `make` makes one; `JobNet.close` ends its slirp4netns and holder when the job is over (reaped in
+the background). A drone that dies leaves nothing either: the holder is bubblewrap's ``--die-with-parent``
+(PR_SET_PDEATHSIG), slirp4netns exits when its exit fd, whose writer only the drone holds, closes, and the
+namespace ends with its last process. Errors: `make` raises OSError, TimeoutError or ValueError when a
+namespace cannot be made (jobkit.py says it as a JobNetError).
 """
 
 from __future__ import annotations
@@ -40,13 +39,12 @@ import time
 
 from apiary.core.errors import ApiaryError
 
-from .processes import kill_group, readable
+from .processes import kill_group, readable, reaped
 from .sandbox import Sandbox
 
 log = logging.getLogger(__name__)
 
 START_TIMEOUT = 10.0  # seconds a job's network may take to be made
-SPARE = 1  # namespaces kept ready
 
 
 class JobNetError(ApiaryError):
@@ -93,89 +91,11 @@ class JobNet:
         return self._reaping
 
     async def _reap(self) -> None:
-        if not await _reaped(self.holder, 2.0):
+        if not await reaped(self.holder, 2.0):
             kill_group(self.holder.pid)
-            await _reaped(self.holder, 2.0)
-        if not await _reaped(self.slirp, 5.0):
+            await reaped(self.holder, 2.0)
+        if not await reaped(self.slirp, 5.0):
             log.warning("slirp4netns (pid %d) of a job network did not end after SIGKILL", self.slirp.pid)
-
-
-class JobNets:
-    """The drone's job networks: one kept ready, made again in the background when taken.
-
-    Does nothing (take gives None) unless the sandbox's network is isolated through slirp4netns.
-    """
-
-    def __init__(self, sandbox: Sandbox) -> None:
-        self.sandbox = sandbox
-        self.enabled = sandbox.bwrap is not None and sandbox.network == "isolated" and sandbox.slirp is not None
-        self._spare: list[JobNet] = []
-        self._making: asyncio.Task[None] | None = None
-        self._reaping: set[asyncio.Task[None]] = set()
-        self._closed = False
-
-    def start(self) -> None:
-        """Begin making the first namespace (call in the running loop)."""
-        self._refill()
-
-    async def take(self) -> JobNet | None:
-        """A namespace for one job, which the job closes; None when jobs have no isolated network.
-
-        Raises JobNetError when one cannot be made. Cancelling the wait leaves the namespace being made
-        in the background to the next job.
-        """
-        if not self.enabled:
-            return None
-        if not self._spare and self._making is not None and not self._making.done():
-            await asyncio.shield(self._making)  # the one on its way (the drone just started, or jobs came fast)
-        while self._spare:
-            net = self._spare.pop(0)
-            if net.alive:
-                self._refill()
-                return net
-            log.warning("a job network kept ready had ended (holder %s, slirp4netns %s); making another",
-                        net.holder.returncode, net.slirp.returncode)
-            self.release(net)
-        # None ready (jobs started together): this job's own, and the next one to keep, side by side.
-        self._refill()
-        try:
-            return await make(self.sandbox)
-        except (OSError, ValueError, TimeoutError) as exc:
-            raise JobNetError(f"the job's network could not be made: {exc}") from exc
-
-    def release(self, net: JobNet) -> None:
-        """The job is over: its network ends (at once; its processes are reaped in the background)."""
-        task = net.close()
-        self._reaping.add(task)
-        task.add_done_callback(self._reaping.discard)
-
-    async def close(self) -> None:
-        """End the namespace kept ready and one being made; wait until every network has been reaped."""
-        self._closed = True
-        if self._making is not None:
-            self._making.cancel()
-            await asyncio.gather(self._making, return_exceptions=True)
-        while self._spare:
-            self.release(self._spare.pop())
-        await asyncio.gather(*self._reaping, return_exceptions=True)
-
-    def _refill(self) -> None:
-        if self.enabled and not self._closed and len(self._spare) < SPARE and \
-                (self._making is None or self._making.done()):
-            self._making = asyncio.create_task(self._make())
-
-    async def _make(self) -> None:
-        started = time.monotonic()
-        try:
-            net = await make(self.sandbox)
-        except Exception as exc:  # the job that wants one tries itself, and says why
-            log.warning("a job network could not be made: %s", exc)
-            return
-        if self._closed:
-            self.release(net)
-            return
-        log.debug("a job network is ready (net:[%d]) after %.1f ms", net.inode, (time.monotonic() - started) * 1000)
-        self._spare.append(net)
 
 
 async def make(sandbox: Sandbox) -> JobNet:
@@ -264,24 +184,6 @@ def _said(holder: subprocess.Popen[bytes]) -> str:
         return holder.stderr.read().decode(errors="replace").strip() or f"exit {holder.returncode}"
     except subprocess.TimeoutExpired:
         return "it said nothing"
-
-
-async def _reaped(proc: subprocess.Popen[bytes], timeout: float) -> bool:
-    """Wait (without blocking the loop) up to `timeout` seconds for `proc` to end; reap it. True if it did."""
-    if proc.poll() is not None:
-        return True
-    try:
-        pidfd = os.pidfd_open(proc.pid)
-    except ProcessLookupError:
-        proc.wait()
-        return True
-    try:
-        if not await readable(pidfd, timeout):
-            return False
-    finally:
-        os.close(pidfd)
-    proc.wait()
-    return True
 
 
 async def _loopback_up(pid: int, timeout: float) -> None:

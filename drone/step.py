@@ -36,6 +36,7 @@ from .output import OutputBuffer
 from .processes import kill_group
 from .resources import TreeSampler, Usage, children, descendants
 from .sandbox import STEP_MARK, JobPaths, Sandbox, marked
+from .warmbox import WarmBox
 
 EmitFn = Callable[[Msg, dict[str, Any]], None]
 # Seconds to read what is left in the pipes once the command has exited.
@@ -50,10 +51,12 @@ class StepRunner:
 
     def __init__(self, workspace: Path, emit: EmitFn, masker: Masker, flush_after: float, chunk_bytes: int,
                  sample_interval: float = 0.25, log_cap: LogCap | None = None, kill_grace: float = 10.0,
-                 sandbox: Sandbox | None = None, paths: JobPaths | None = None, job_net: JobNet | None = None) -> None:
+                 sandbox: Sandbox | None = None, paths: JobPaths | None = None, job_net: JobNet | None = None,
+                 box: WarmBox | None = None) -> None:
         self.kill_grace = kill_grace
         self.sandbox = sandbox  # None: plain processes (apiary run, on the developer's own machine)
         self.job_net = job_net  # the job's isolated network, which each command joins (jobnet.py)
+        self.box = box  # a sandbox made ahead, for the first command that fits it (warmbox.py)
         self.paths = paths or JobPaths(workspace, workspace)
         self.workspace = workspace
         self.emit = emit
@@ -111,8 +114,12 @@ class StepRunner:
             # A mark on each of its processes: without a sandbox, what outlives the command is found by it.
             marked_env = {**env, STEP_MARK: f"{env.get('APIARY_JOB_ID', '')}:{num}"}
             try:
+                # The first command that fits it takes it (the checkout, on the drone's network, does not).
+                box = self.box if self.box is not None and self.box.fits(network, merge_output) else None
+                if box is not None:
+                    self.box = None
                 child = await Child.start(command, self.workspace, marked_env, self.sandbox, self.paths, network,
-                                          merge_output=merge_output, job_net=self.job_net)
+                                          merge_output=merge_output, job_net=self.job_net, box=box)
             except (OSError, ValueError, TimeoutError, subprocess.SubprocessError) as exc:
                 buffer.feed("stderr", f"apiary: cannot start the command: {exc}\n".encode())
                 code = 127

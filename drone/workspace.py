@@ -2,12 +2,16 @@
 
 A job's workspace is removed when the job ends, unless the drone keeps the
 last ``keep`` workspaces for inspection (``keep_workspaces``); then the oldest
-beyond that number goes. Private directories are always removed.
+beyond that number goes. A workspace made before its job came (jobkit.py) has
+a name of its own; kept, it is also found by its job's id, a link beside it.
+Private directories are always removed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import shutil
 from collections import deque
 from pathlib import Path
@@ -17,7 +21,7 @@ class Workspaces:
     def __init__(self, root: Path, keep: int = 0) -> None:
         self.root = root
         self.keep = keep
-        self._kept: deque[Path] = deque()
+        self._kept: deque[tuple[Path, Path | None]] = deque()  # (workspace, its job's link)
 
     def create(self, job_id: str) -> Path:
         path = self.root / job_id
@@ -42,14 +46,25 @@ class Workspaces:
         path.mkdir(parents=True, mode=0o700)
         return path
 
-    async def release(self, workspace: Path) -> None:
-        """The job is over: remove its workspace, or keep it among the last `keep`."""
+    async def release(self, workspace: Path, job_id: str = "") -> None:
+        """The job is over: remove its workspace, or keep it among the last `keep` (then named by `job_id`
+        too, when its own name is another)."""
         if self.keep <= 0:
             await self.remove(workspace)
             return
-        self._kept.append(workspace)
+        link = None
+        if job_id and workspace.name != job_id:
+            link = self.root / job_id
+            with contextlib.suppress(OSError):
+                link.unlink(missing_ok=True)
+                os.symlink(workspace.name, link)
+        self._kept.append((workspace, link))
         while len(self._kept) > self.keep:
-            await self.remove(self._kept.popleft())
+            old, old_link = self._kept.popleft()
+            if old_link is not None:
+                with contextlib.suppress(OSError):
+                    old_link.unlink()
+            await self.remove(old)
 
     async def remove(self, path: Path) -> None:
         try:
