@@ -15,7 +15,10 @@ refused credentials fail the fetch with git's own message and a line saying
 what could not be fetched.
 
 `checked_out` reads the commit the checkout ended on, so the drone can report
-it (``job:checkout``) for a job whose ref named only a branch or a refspec.
+it (``job:checkout``) for a job whose ref named only a branch or a refspec;
+`shown_commit` reads its subject and author from what the last checkout
+command (SHOW_COMMIT) printed, for the job page (display only: the id is
+HEAD's, and what the command printed must name that id).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import os
 import shlex
 import stat
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +38,7 @@ from apiary.shared.private import write_private
 
 log = logging.getLogger(__name__)
 
+SHOWN_MAX = 1024  # characters of a commit's subject or author reported
 SHOW_COMMIT = "git log -1 --no-decorate --format='checked out %H%n  %s%n  %an, %ad' --date=iso"
 
 
@@ -106,6 +111,19 @@ def checkout_plan(url: str, ref: dict[str, Any], auth: dict[str, Any] | None, pr
     commands.append(SHOW_COMMIT)
     log.debug("checkout of %s from %s: %d commands", wanted.text, display_url(url), len(commands))
     return CheckoutPlan(commands=commands, env=env, key_file=key_file, config_file=gitconfig)
+
+
+def shown_commit(text: str, sha: str) -> dict[str, Any] | None:
+    """{"message": subject, "author": name, "at": seconds since 1970 if readable} from SHOW_COMMIT's
+    output `text` when its first line names commit `sha`; else None. At most SHOWN_MAX characters each."""
+    lines = text.splitlines()
+    if len(lines) < 3 or lines[0].strip() != f"checked out {sha}":
+        return None
+    author, _, when = lines[2].strip().rpartition(", ")
+    shown: dict[str, Any] = {"message": lines[1].strip()[:SHOWN_MAX], "author": (author or when)[:SHOWN_MAX]}
+    with contextlib.suppress(ValueError):
+        shown["at"] = datetime.strptime(when, "%Y-%m-%d %H:%M:%S %z").timestamp()
+    return shown
 
 
 def checked_out(workspace: Path) -> str | None:

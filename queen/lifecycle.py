@@ -2,7 +2,7 @@
 
 `job_update` turns one event into ``$set`` fields: commands, phases, plugin
 figures, the commit the drone checked out (``ref.id``, for a job whose ref
-named none). Every update is a set of leaf fields, never an increment, so applying
+named none, with its subject and author as ``commit``). Every update is a set of leaf fields, never an increment, so applying
 an event twice (a drone resending after a queen restart) leaves the same
 document. The status, and the times and reasons that go with it, are the job
 state machine's (apiary.core.jobstate): ``job:started`` and ``job:done`` record
@@ -15,6 +15,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from apiary.core.context import checkout_facts
 from apiary.core.protocol import Msg
 from apiary.core.refs import FULL_SHA
 
@@ -55,5 +56,9 @@ def job_update(msg: Msg, body: Mapping[str, Any]) -> dict[str, Any]:
         # The commit the job runs: shown with it, built again by a re-run, given its commit statuses.
         if not FULL_SHA.fullmatch(body["commit"]):
             return {}  # not a commit id: the job keeps the ref it had
-        return {"ref.id": body["commit"].lower()}
+        fields: dict[str, Any] = {"ref.id": body["commit"].lower()}
+        facts = checkout_facts(body)  # sent only when the queen knew no commit, so it had no facts of it
+        if facts is not None:
+            fields["commit"] = facts
+        return fields
     return {}

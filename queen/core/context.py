@@ -13,7 +13,9 @@ client's ``trigger.author`` is only a label, kept as given. The record, ``job.tr
 
 `commit_facts` picks what the job records of its commit (``job.commit``: message, author, time and
 where they came from) from a forge's payload (a push's or a tag's trigger) or from the commit object
-the queen read (apiary.queen.gitread.read_commit). `repo_web_url`, `commit_url` and `branch_url` make
+the queen read (apiary.queen.gitread.read_commit); when the queen knew no commit (a pipeline stored on
+the queen, a branch only), `checkout_facts` takes the subject and author the drone's checkout printed
+(``job:checkout``). `repo_web_url`, `commit_url` and `branch_url` make
 web links of a repository's clone URL, "" when it names no web page one can tell.
 """
 
@@ -129,6 +131,19 @@ def commit_facts(trigger: Trigger | Mapping[str, Any], read: Mapping[str, Any] |
             facts["at"] = float(read["at"])
         return facts
     return None
+
+
+def checkout_facts(body: Mapping[str, Any]) -> CommitFacts | None:
+    """What a drone's ``job:checkout`` says of the commit (its subject and author, as the checkout
+    printed them), or None when it says nothing."""
+    message = body.get("message")
+    if not isinstance(message, str):
+        return None
+    facts: CommitFacts = {"message": message[:MESSAGE_MAX], "author": _author(body.get("author") or "", ""),
+                          "source": "checkout"}
+    if isinstance(body.get("at"), (int, float)) and not isinstance(body.get("at"), bool):
+        facts["at"] = float(body["at"])
+    return facts
 
 
 def _author(name: Any, email: Any) -> CommitAuthor:

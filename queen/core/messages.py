@@ -153,6 +153,9 @@ class JobCheckout(JobEvent):
     job's ref named no whole commit (a branch or a refspec only); the queen records it as ``ref.id``."""
 
     commit: str  # the full sha (40 or 64 hex digits, lower case)
+    message: NotRequired[str]  # its subject, as the checkout printed it (for the job page)
+    author: NotRequired[str]  # its author's name, likewise
+    at: NotRequired[float]  # its author's time: seconds since 1970
 
 
 class JobPhaseCode(JobEvent):

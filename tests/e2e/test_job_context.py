@@ -123,6 +123,29 @@ async def test_a_job_from_a_real_repository_records_its_commits_message_and_auth
     assert "Add the pipeline" in shown and "by Ada Tester" in shown and f'title="{sha}"' in shown
 
 
+async def test_a_stored_pipeline_gets_its_commits_subject_and_author_from_the_checkout(queen: Cluster,
+                                                                                       tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    git(work, "init", "-q", "-b", "main")
+    sha = commit(work, {"app.txt": "one\n"}, "Start the app, at last\n\nThe body stays in the repository.")
+    bare = tmp_path / "app.git"
+    git(tmp_path, "init", "-q", "--bare", str(bare))
+    git(work, "push", "-q", str(bare), "main:refs/heads/main")
+    await queen.add_drone("d1")
+    await queen.create_pipeline_repo("app", PIPELINE, url=bare.as_uri())
+
+    job = await queen.trigger("app")
+    assert "commit" not in job and job["ref"] == {"branch": "main"}  # the queen never fetched it
+    done = await queen.wait_job(job["id"])
+    assert done["status"] == "passed"
+    assert done["ref"]["id"] == sha
+    assert done["commit"] == {"message": "Start the app, at last", "author": {"name": "Ada Tester"},
+                              "at": 1704110400.0, "source": "checkout"}
+    shown = await summary(queen, job["id"])
+    assert "Start the app, at last" in shown and "by Ada Tester" in shown
+
+
 async def test_a_running_job_says_how_long_it_has_left_from_the_last_passing_jobs(queen: Cluster,
                                                                                  page: Page) -> None:
     await queen.add_drone("d1")

@@ -8,6 +8,7 @@ import pytest
 
 from apiary.core.context import (
     branch_url,
+    checkout_facts,
     commit_facts,
     commit_url,
     describe_trigger,
@@ -17,6 +18,9 @@ from apiary.core.context import (
     triggered_by,
     view,
 )
+from apiary.core.protocol import Msg
+from apiary.drone.checkout import shown_commit
+from apiary.queen.lifecycle import job_update
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 
@@ -141,3 +145,27 @@ def test_the_page_view_of_a_job_context() -> None:
                                             "branch": "https://github.com/ada/engine/tree/main",
                                             "pull_request": "https://github.com/ada/engine/pull/7"}
     assert view({"ref": {}})["by"] is None  # a job from before: the page shows its trigger as before
+
+
+@pytest.mark.parametrize(("text", "shown"), [
+    (f"checked out {SHA}\n  Fix the parser\n  Ada Lovelace, 2024-01-01 12:00:00 +0000\n",
+     {"message": "Fix the parser", "author": "Ada Lovelace", "at": 1704110400.0}),
+    (f"checked out {SHA}\n  Merge a, b and c\n  Smith, Jo, 2024-01-01 13:00:00 +0100\n",
+     {"message": "Merge a, b and c", "author": "Smith, Jo", "at": 1704110400.0}),
+    (f"checked out {SHA}\n  \n  Ada, not a date\n", {"message": "", "author": "Ada"}),
+    # Printed for another commit, or not what SHOW_COMMIT prints: nothing.
+    (f"checked out {'f' * 40}\n  Fix\n  Ada, 2024-01-01 12:00:00 +0000\n", None),
+    (f"checked out {SHA}\n", None),
+    ("", None),
+])
+def test_the_subject_and_author_the_checkout_printed(text: str, shown: dict[str, Any] | None) -> None:
+    assert shown_commit(text, SHA) == shown
+
+
+def test_a_drones_checkout_report_gives_the_commit_when_the_queen_knew_none() -> None:
+    body = {"commit": SHA, "message": "Fix the parser", "author": "Ada", "at": 1704110400.0}
+    assert job_update(Msg.JOB_CHECKOUT, body) == {
+        "ref.id": SHA, "commit": {"message": "Fix the parser", "author": {"name": "Ada"}, "at": 1704110400.0,
+                                  "source": "checkout"}}
+    assert job_update(Msg.JOB_CHECKOUT, {"commit": SHA}) == {"ref.id": SHA}  # an older drone's
+    assert checkout_facts({"commit": SHA, "message": 7}) is None
