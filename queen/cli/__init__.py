@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
 import sys
 from typing import Any
 
@@ -258,6 +259,11 @@ def main(argv: list[str] | None = None) -> None:
     except ApiaryError as exc:
         print(f"apiary: error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
+    except BrokenPipeError:
+        # The reader went away (apiary ls | head): stop quietly, as a shell's SIGPIPE does. Python would still
+        # flush stdout at exit and complain, so stdout goes to /dev/null first.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(141)
     except OSError as exc:
         print(f"apiary: error: {exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""), file=sys.stderr)
         sys.exit(1)

@@ -13,7 +13,7 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from apiary.cli.console import say
@@ -102,9 +102,8 @@ async def ls(client: Client, args: argparse.Namespace) -> int:
     now = time.time()
     rows = []
     for job in jobs:
-        ref, cause = job.get("ref") or {}, job.get("trigger") or {}
-        source = " ".join(x for x in ((cause.get("source") or {}).get("type"),
-                                      (cause.get("author") or {}).get("name")) if x)
+        ref = job.get("ref") or {}
+        source = trigger_text(job)
         if job.get("duration") is not None:
             took = span(job["duration"])
         elif job.get("started") and job["status"] not in FINAL:
@@ -119,6 +118,19 @@ async def ls(client: Client, args: argparse.Namespace) -> int:
     say(table(["ID", "JOB", "STATUS", "REF", "TRIGGER", "DRONE", "DURATION", "AGE"], rows,
               lambda col, value, cell: paint(cell, colours[value], on) if col == 2 and value in colours else cell))
     return 0
+
+
+def trigger_text(job: dict[str, Any]) -> str:
+    """What started a job, for apiary ls: how ("API", "UI", "rerun", "webhook github", "schedule 0 3 * * *")
+    and who (the queen's triggered_by for a signed-in user; else the author the client gave, its name or login)."""
+    cause, by = job.get("trigger") or {}, job.get("triggered_by") or {}
+    kind, name = str(by.get("kind") or ""), str(by.get("name") or "")
+    if kind in ("webhook", "schedule", "plugin", "chain"):
+        return f"{kind} {name}".strip()
+    how = "rerun" if kind == "rerun" or cause.get("type") == "rerun" else (cause.get("source") or {}).get("type")
+    author = cause.get("author") if isinstance(cause.get("author"), dict) else {}
+    who = name if kind in ("user", "token", "rerun") and name else (author.get("name") or author.get("login"))
+    return " ".join(str(x) for x in (how, who) if x) or "-"
 
 
 async def artifacts(client: Client, args: argparse.Namespace) -> int:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from apiary.cli.address import QueenAddress, choose, next_to, recorded_url
-from apiary.cli.remote import drone_endpoint, size_text
+from apiary.cli.remote import drone_endpoint, size_text, trigger_text
 from apiary.cli.repos import repo_body
 from apiary.cli.settings import as_toml, hide_password, load_config, origins, with_flags
 from apiary.core.errors import ConfigError, InputError
@@ -132,3 +132,20 @@ def test_drones_hint_names_the_real_endpoint(bound: str | None, url: str, shown:
 @pytest.mark.parametrize(("size", "text"), [(0, "0 B"), (1023, "1023 B"), (4300, "4.2 KiB"), (2**25, "32.0 MiB")])
 def test_sizes_for_people(size: int, text: str) -> None:
     assert size_text(size) == text
+
+
+@pytest.mark.parametrize(("job", "text"), [
+    ({"trigger": {"source": {"type": "API"}, "author": {"login": "tester"}}, "triggered_by": {"kind": "setup"}},
+     "API tester"),
+    ({"trigger": {"source": {"type": "API"}, "author": {"name": "Ada L"}}}, "API Ada L"),
+    ({"trigger": {"source": {"type": "UI"}}, "triggered_by": {"kind": "user", "name": "ada"}}, "UI ada"),
+    ({"trigger": {"source": {"type": "API"}, "author": {"login": "root"}},
+      "triggered_by": {"kind": "token", "name": "ada"}}, "API ada"),  # the token's user, not the client's word
+    ({"trigger": {"type": "rerun", "author": {"login": "root"}}, "triggered_by": {"kind": "rerun", "name": ""}},
+     "rerun root"),
+    ({"trigger": {}, "triggered_by": {"kind": "webhook", "name": "github"}}, "webhook github"),
+    ({"trigger": {}, "triggered_by": {"kind": "schedule", "name": "0 3 * * *"}}, "schedule 0 3 * * *"),
+    ({}, "-"),
+])
+def test_ls_says_what_triggered_a_job(job: dict, text: str) -> None:
+    assert trigger_text(job) == text
