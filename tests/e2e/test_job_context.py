@@ -10,14 +10,13 @@ import re
 import statistics
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 from playwright.async_api import Page, expect
 
 from tests.browser import browser, page  # noqa: F401  (fixtures)
 from tests.cluster import Cluster
-from tests.e2e.test_forges import SHA, add_repo, github_hook, gh_push, queued_job
+from tests.e2e.test_forges import SHA, add_repo, gh_push, github_hook, queued_job
 from tests.e2e.test_users import Caller, _apiary, _close_callers, first_admin  # noqa: F401  (a fixture)
 from tests.gitserver import commit, git
 from tests.unit.test_logsearch import page_lines
@@ -99,8 +98,8 @@ async def test_a_webhook_records_the_forge_and_the_commit_from_its_payload(queen
     await aside.screenshot(path=SHOTS / "job-aside-webhook.png")
 
 
-async def test_a_job_from_a_real_repository_records_its_commits_message_and_author(queen: Cluster,
-                                                                                   tmp_path: Path) -> None:
+async def test_a_job_from_a_real_repository_records_its_commits_message_and_author(queen: Cluster, tmp_path: Path,
+                                                                                   page: Page) -> None:
     work = tmp_path / "work"
     work.mkdir()
     git(work, "init", "-q", "-b", "main")
@@ -121,6 +120,11 @@ async def test_a_job_from_a_real_repository_records_its_commits_message_and_auth
     assert (await queen.wait_job(job["id"]))["status"] == "passed"
     shown = await summary(queen, job["id"])
     assert "Add the pipeline" in shown and "by Ada Tester" in shown and f'title="{sha}"' in shown
+    await page.goto(f"/jobs/{job['id']}")
+    await expect(page.locator("#job-commit .commit-subject")).to_have_text("Add the pipeline")
+    await expect(page.locator("#job-commit a")).to_have_count(0)  # no web page to link to
+    SHOTS.mkdir(exist_ok=True)
+    await page.locator("#summary").screenshot(path=SHOTS / "job-aside-repository.png")
 
 
 async def test_a_stored_pipeline_gets_its_commits_subject_and_author_from_the_checkout(queen: Cluster,
