@@ -394,6 +394,35 @@
     put(text.slice(last));
   }
 
+  /* The text a line shows (what ansi() draws, without colours or links): what a search looks in. */
+  function visible(text) {
+    if (text.endsWith("\r")) text = text.slice(0, -1);
+    const cr = text.lastIndexOf("\r");
+    if (cr >= 0) text = text.slice(cr + 1);
+    if (text.indexOf("\x1b") < 0 && !/[\x00-\x08\x0b-\x1f\x7f]/.test(text)) return text;
+    return text.replace(SEQ, "");
+  }
+  /* Wrap characters from..to of `parent`'s text in <mark class=cls>, across the spans ansi() made. */
+  function markRange(parent, from, to, cls) {
+    const walker = document.createTreeWalker(parent, NodeFilter.SHOW_TEXT), nodes = [];
+    for (let n = walker.nextNode(); n; n = walker.nextNode()) nodes.push(n);
+    let at = 0;
+    for (const t of nodes) {
+      const len = t.data.length, s = Math.max(from, at), e = Math.min(to, at + len);
+      if (s < e) {
+        let mid = t;
+        if (s > at) mid = mid.splitText(s - at);
+        if (e < at + len) mid.splitText(e - s);
+        const m = el("mark", cls);
+        mid.replaceWith(m);
+        m.append(mid);
+      }
+      at += len;
+    }
+  }
+
+  /* One log, drawn virtually: every line is kept here (so a search sees them all), only the
+   * visible window is in the DOM. `follow`: the box keeps to its tail as lines come. */
   class LogView {
     constructor(box, follow) {
       this.box = box;
@@ -405,11 +434,23 @@
       this.open = false; // the last line has no newline yet
       this.follow = follow;
       this.pending = false;
+      this.low = []; // line -> its visible text in lower case, made when a search first asks
+      this.query = ""; // the search, lower case: its matches are marked where drawn
+      this.now = null; // the current match, when it is in this log: {line, from}
+      this.hl = -1; // the line a link names (#cmd-N-L…), highlighted
+      this.goto = -1; // a line to scroll to at the next drawing
+      this.onUnfollow = null; // called when the reader scrolls away from the tail
       this.spacer = el("div", "log-spacer");
       this.win = el("div", "log-win");
       this.spacer.append(this.win);
       box.append(this.spacer);
-      box.addEventListener("scroll", () => { this.follow = this.atBottom(); this.schedule(); }, { passive: true });
+      box.hidden = true; // nothing printed, no box
+      box.addEventListener("scroll", () => {
+        const was = this.follow;
+        this.follow = this.atBottom();
+        if (was && !this.follow && this.onUnfollow) this.onUnfollow();
+        this.schedule();
+      }, { passive: true });
     }
     atBottom() {
       const b = this.box;
@@ -421,6 +462,7 @@
       let i = 0;
       if (this.open) {
         this.lines[this.lines.length - 1] += parts[0];
+        this.low[this.lines.length - 1] = undefined;
         this.scanPart(parts[0]);
         i = 1;
       }
@@ -434,6 +476,7 @@
         this.scanPart(line);
       }
       this.open = !text.endsWith("\n");
+      this.box.hidden = !this.lines.length;
       this.schedule();
     }
     /* The state after `text`, more of the last line; a sequence cut at its end waits for the rest
@@ -447,6 +490,19 @@
       const st = scan(this.state, t);
       this.state = st.c || st.a ? st : PLAIN;
     }
+    /* Line i as shown, lower case (what a search compares with). */
+    lower(i) {
+      let t = this.low[i];
+      if (t === undefined) t = this.low[i] = visible(this.lines[i]).toLowerCase();
+      return t;
+    }
+    /* Scroll the box to line i (0-based), drawn now; returns its element (the box must be shown). */
+    scrollToLine(i) {
+      this.follow = false;
+      this.goto = i;
+      this.render();
+      return this.win.querySelector(`.ln[data-n="${i + 1}"]`);
+    }
     schedule() {
       if (this.pending) return;
       this.pending = true;
@@ -458,49 +514,92 @@
       const n = this.lines.length;
       this.spacer.style.height = n * LH + "px";
       this.box.style.setProperty("--gutter", String(n).length + "ch");
-      if (this.follow) b.scrollTop = b.scrollHeight;
+      if (this.goto >= 0) { b.scrollTop = Math.max(0, this.goto * LH - (b.clientHeight - LH) / 2); this.goto = -1; }
+      else if (this.follow) b.scrollTop = b.scrollHeight;
       const top = b.scrollTop, h = b.clientHeight;
       const from = Math.max(0, Math.floor(top / LH) - 15), to = Math.min(n, Math.ceil((top + h) / LH) + 15);
       this.win.style.transform = `translateY(${from * LH}px)`;
       const frag = document.createDocumentFragment();
       for (let i = from; i < to; i++) {
         const d = el("div", this.kinds[i] ? "ln err" : "ln");
+        if (i === this.hl) d.classList.add("hl");
         d.dataset.n = i + 1;
         ansi(this.lines[i], this.starts.get(i) || PLAIN, d);
+        if (this.query) this.markHits(d, i);
         frag.append(d);
       }
       this.win.replaceChildren(frag);
     }
+    /* Mark the search's matches in line i's element (the current one apart). */
+    markHits(d, i) {
+      const q = this.query, t = this.lower(i);
+      for (let at = t.indexOf(q); at >= 0; at = t.indexOf(q, at + q.length)) {
+        const now = this.now && this.now.line === i && this.now.from === at;
+        markRange(d, at, at + q.length, now ? "hit now" : "hit");
+      }
+    }
   }
 
   // -- the job page ------------------------------------------------------------------------
-  const PHASES = ["environment", "prepare", "test", "deploy", "cleanup"];
+  /* The same layout whenever the page is opened (before the job, during it, after it): every rule
+   * below decides from what the events said, never from when they arrived. The checkout is one line
+   * (open when one of its commands failed); a running command is open, a finished one closed unless it
+   * failed; one that printed nothing has no box. The page follows the running command's tail until the
+   * reader scrolls up (then a button resumes). #cmd-N opens command N; #cmd-N-L120 its line 120. */
+  const CHECKOUT = "checkout";
+  const PHASES = [CHECKOUT, "environment", "prepare", "test", "deploy", "cleanup"];
+  const PLACE = /^#cmd-(\d+)(?:-L(\d+))?$/;
+  const MAX_HITS = 100000; // a search counts this many matches at most ("100000+")
 
   function jobPage() {
     const head = $("#job"), id = head.dataset.job, steps = $("#steps"), empty = $("#steps-empty");
-    const phases = new Map(), cmds = new Map();
-    let lastSeq = 0, caughtUp = false, jobOutput = null;
+    const followButton = $("#follow"), announce = $("#announce");
+    const phases = new Map(), phaseStates = new Map(), cmds = new Map(), views = new WeakMap();
+    let lastSeq = 0, caughtUp = false, jobOutput = null, started = 0;
+    let final = FINAL.has(head.dataset.status);
+    const place = () => {
+      const m = PLACE.exec(location.hash);
+      return m ? { num: +m[1], line: m[2] ? Math.max(0, +m[2] - 1) : null } : null;
+    };
+    let wanted = place(); // a place the address names, opened once it has come
+    let following = !final && !wanted; // the window keeps the running command's tail in view
 
+    /* A <details>; its `auto` is what the rules last set, so a toggle that differs is the reader's. */
     const section = (cls, title, open) => {
       const d = el("details", cls), s = el("summary"), body = el("div", "body");
+      const x = { el: d, body, summary: s, auto: open, userSet: false };
       d.open = open;
       const t = el("span", "title", title), state = el("span", "state"), meta = el("span", "meta");
       s.append(el("span", "icon"), t, state, meta);
       s.firstChild.setAttribute("aria-hidden", "true");
       d.append(s, body);
-      return { el: d, body, title: t, state, meta };
+      d.addEventListener("toggle", () => { if (d.open !== x.auto) x.userSet = true; });
+      return Object.assign(x, { title: t, state, meta });
+    };
+    const setOpen = (x, open) => {
+      if (x.userSet) return;
+      x.auto = open;
+      x.el.open = open;
     };
     const phase = (name) => {
       if (phases.has(name)) return phases.get(name);
-      const p = section("phase", name, true);
+      const p = section("phase", name, name !== CHECKOUT);
+      if (name === CHECKOUT) p.el.classList.add(CHECKOUT);
       p.name = name;
       p.stages = new Map();
+      p.cmds = [];
       const rank = (n) => (PHASES.includes(n) ? PHASES.indexOf(n) : 99);
       const next = Array.from(phases.values()).find((q) => rank(q.name) > rank(name));
       steps.insertBefore(p.el, next ? next.el : jobOutput ? jobOutput.section.el : null);
       phases.set(name, p);
       empty.hidden = true;
+      if (phaseStates.has(name)) showPhase(p, phaseStates.get(name));
       return p;
+    };
+    const showPhase = (p, st) => {
+      p.el.dataset.state = st.state;
+      p.state.textContent = st.state;
+      p.meta.textContent = st.took != null ? duration(st.took) : "";
     };
     const stage = (p, name) => {
       if (p.stages.has(name)) return p.stages.get(name);
@@ -510,15 +609,86 @@
       p.stages.set(name, s);
       return s;
     };
+    const failed = (c) => c.exit !== undefined && c.exit !== 0 && !c.hook;
     const stageSummary = (s) => {
-      const failed = s.cmds.filter((c) => c.exit !== undefined && c.exit !== 0 && !c.hook).length;
+      const bad = s.cmds.filter(failed).length;
       const running = s.cmds.some((c) => c.exit === undefined);
-      s.el.dataset.state = running ? "running" : failed ? "failed" : "passed";
-      s.meta.textContent = `${s.cmds.length} command${s.cmds.length === 1 ? "" : "s"}` + (failed ? `, ${failed} failed` : "");
+      s.el.dataset.state = running && !final ? "running" : bad ? "failed" : "passed";
+      s.meta.textContent = `${s.cmds.length} command${s.cmds.length === 1 ? "" : "s"}` + (bad ? `, ${bad} failed` : "");
     };
+    const checkoutSummary = (g) => { // "checkout · passed · 6 commands · 1.2s"
+      const n = g.cmds.length, bad = g.cmds.filter(failed).length;
+      const state = bad ? "failed" : g.cmds.some((c) => c.exit === undefined) ? (final ? head.dataset.status : "running") : "passed";
+      const took = g.cmds.reduce((t, c) => t + (c.took || 0), 0);
+      g.el.dataset.state = state;
+      g.state.textContent = state;
+      g.meta.textContent = `${n} command${n === 1 ? "" : "s"}` + (took ? ` · ${duration(took)}` : "");
+      setOpen(g, bad > 0);
+    };
+    /* A command's place: open while it runs or when it failed (a hook's failure fails nothing). */
+    const arrange = (c) => {
+      setOpen(c, c.exit === undefined || (c.exit !== null && failed(c)));
+      const printed = c.view.lines.length > 0, ended = c.exit !== undefined || final;
+      c.wait.hidden = printed || ended;
+      c.el.classList.toggle("quiet", !printed && ended);
+      if (c.group.name === CHECKOUT) checkoutSummary(c.group);
+      if (c.stage) stageSummary(c.stage);
+    };
+    const running = () => { // the command started last of those still running
+      let best = null;
+      if (final) return null;
+      for (const c of cmds.values()) if (c.exit === undefined && (!best || c.order > best.order)) best = c;
+      return best;
+    };
+
+    // -- following the running command ------------------------------------------------------
+    const showFollowButton = () => { followButton.hidden = following || final || !running(); };
+    const unfollow = () => {
+      if (!following) return;
+      following = false;
+      showFollowButton();
+    };
+    const follow = () => {
+      following = true;
+      wanted = null;
+      const c = running();
+      if (c) { c.userSet = false; c.view.follow = true; arrange(c); c.view.schedule(); }
+      showFollowButton();
+      later();
+    };
+    /* Scroll the window so that the running command's end is in view (the checkout's line while it
+       runs closed). Asked after each change; done once a frame. */
+    const keepInView = () => {
+      if (!caughtUp || !following) return;
+      const c = running();
+      if (!c) return;
+      const box = c.group.el.open ? c.el : c.group.el;
+      const r = box.getBoundingClientRect(), room = window.innerHeight;
+      if (r.bottom > room - 12) window.scrollBy(0, r.bottom - room + 12);
+      else if (r.top < 0) window.scrollBy(0, r.top - 12);
+    };
+    const later = () => {
+      soon("follow", () => requestAnimationFrame(() => { keepInView(); if (wanted && caughtUp) seek(); }), 30);
+      showFollowButton();
+    };
+    // A scroll up that the reader made (wheel, touch, keys, the scroll bar) stops the following.
+    let intentAt = 0, lastY = window.scrollY;
+    const intent = () => { intentAt = performance.now(); };
+    for (const type of ["wheel", "touchmove", "mousedown"]) window.addEventListener(type, intent, { passive: true });
+    window.addEventListener("keydown", (e) => { if (["ArrowUp", "PageUp", "Home"].includes(e.key)) intent(); });
+    window.addEventListener("scroll", () => {
+      const y = window.scrollY;
+      if (y < lastY - 1 && performance.now() - intentAt < 1500) unfollow();
+      lastY = y;
+    }, { passive: true });
+    followButton.addEventListener("click", follow);
+
+    // -- commands and their output ------------------------------------------------------------
     const command = (ev) => {
-      const p = phase(ev.phase || "job"), s = ev.stage ? stage(p, ev.stage) : null;
+      const inCheckout = ev.stage === CHECKOUT && (ev.phase || "environment") === "environment";
+      const p = phase(inCheckout ? CHECKOUT : ev.phase || "job"), s = !inCheckout && ev.stage ? stage(p, ev.stage) : null;
       const c = section("cmd", ev.title || ev.command || `command ${ev.num}`, false);
+      c.el.id = "cmd-" + ev.num;
       c.el.dataset.num = ev.num;
       c.el.dataset.state = "running";
       c.hook = ev.hook;
@@ -529,23 +699,33 @@
       if (ev.timestamp) c.dur.dataset.since = ev.timestamp;
       c.meta.before(c.dur);
       const cmdline = el("div", "cmdline", "$ " + (ev.command || ""));
+      c.wait = el("p", "no-output", "No output yet.");
       const box = el("div", "log");
       box.tabIndex = 0;
       box.setAttribute("role", "log");
       box.setAttribute("aria-label", "Output of " + (ev.title || ev.command || "the command"));
-      c.body.append(cmdline, box);
-      c.view = new LogView(box, caughtUp); // live commands follow their tail; finished ones open at the top
+      c.body.append(cmdline, c.wait, box);
+      c.view = new LogView(box, true); // opened, a log shows its tail: where a live reader left it
+      c.view.cmd = c;
+      c.view.onUnfollow = () => { if (c === running()) unfollow(); };
+      views.set(box, c.view);
       c.el.addEventListener("toggle", () => { if (c.el.open) c.view.render(); });
       (s || p).body.append(c.el);
-      if (s) { s.cmds.push(c); stageSummary(s); }
+      c.group = p;
       c.stage = s;
-      if (caughtUp) c.el.open = true;
+      c.order = ++started;
+      p.cmds.push(c);
+      if (s) s.cmds.push(c);
       cmds.set(ev.num, c);
+      arrange(c);
+      if (caughtUp && ev.title) say("Running " + ev.title);
+      later();
       return c;
     };
     const commandDone = (ev) => {
       const c = cmds.get(ev.num) || command(ev);
       c.exit = ev.exitCode;
+      c.took = ev.duration;
       c.el.dataset.state = ev.exitCode === 0 ? "passed" : "failed";
       c.code.textContent = ev.exitCode < 0 ? `killed (signal ${-ev.exitCode})` : "exit " + ev.exitCode;
       delete c.dur.dataset.since;
@@ -553,8 +733,9 @@
       const u = ev.usage;
       // A command shorter than the sampling interval shows its CPU but no memory.
       c.meta.textContent = u ? (u.peak_rss ? `${bytes(u.peak_rss)} peak · ` : "") + `${duration(u.cpu_seconds)} CPU` : "";
-      if (ev.exitCode !== 0 && !ev.hook && !caughtUp) c.el.open = true;
-      if (c.stage) stageSummary(c.stage);
+      if (!c.view.lines.length) c.meta.textContent = c.meta.textContent ? `no output · ${c.meta.textContent}` : "no output";
+      arrange(c);
+      later();
     };
     const output = (ev, kind) => {
       let view;
@@ -564,71 +745,185 @@
           const box = el("div", "log");
           box.tabIndex = 0;
           box.setAttribute("role", "log");
+          box.setAttribute("aria-label", "Messages from the drone");
           s.body.append(box);
           steps.append(s.el);
           empty.hidden = true;
           jobOutput = { section: s, view: new LogView(box, true) };
+          jobOutput.view.section = s;
+          views.set(box, jobOutput.view);
         }
         view = jobOutput.view;
-      } else view = (cmds.get(ev.num) || command({ num: ev.num })).view;
-      view.append(ev.text, kind);
+        view.append(ev.text, kind);
+      } else {
+        const c = cmds.get(ev.num) || command({ num: ev.num });
+        const first = !c.view.lines.length;
+        c.view.append(ev.text, kind);
+        if (first) arrange(c);
+        if (c === running()) later();
+      }
+      if (search.q) soon("search", () => find(false), 500);
     };
     const phaseEvent = (ev) => {
-      const p = phase(ev.phase);
-      const state = ev.state === "started" ? "running" : ev.state;
-      p.el.dataset.state = state;
-      p.state.textContent = state;
-      if (ev.state === "started") p.since = ev.at;
-      else if (p.since && ev.at) p.meta.textContent = duration(ev.at - p.since);
+      const st = phaseStates.get(ev.phase) || {};
+      st.state = ev.state === "started" ? "running" : ev.state;
+      if (ev.state === "started") st.since = ev.at;
+      else if (st.since && ev.at) st.took = ev.at - st.since;
+      phaseStates.set(ev.phase, st);
+      // The environment phase that is only the checkout is the checkout's line; with steps of its own, it shows.
+      if (ev.phase === "environment" && !phases.has("environment")) return;
+      showPhase(phase(ev.phase), st);
     };
 
+    // -- a place named by the address: #cmd-N, #cmd-N-L120 ---------------------------------------
+    let marked = null; // the view whose line is highlighted
+    /* Open a log's command (and what holds it) and bring line `line` (0-based; null: the command) into view. */
+    const reveal = (view, line, highlight) => {
+      const c = view.cmd;
+      for (const x of c ? [c.group, c.stage, c] : [view.section]) {
+        if (x && !x.el.open) { x.userSet = true; x.el.open = true; }
+      }
+      if (highlight && marked && marked !== view) { marked.hl = -1; marked.schedule(); }
+      if (highlight) { view.hl = line; marked = view; }
+      if (line == null || !view.lines.length) return (c ? c.el : view.box).scrollIntoView({ block: "start" });
+      const ln = view.scrollToLine(Math.min(line, view.lines.length - 1));
+      (ln || view.box).scrollIntoView({ block: "center" });
+    };
+    const seek = () => {
+      const c = wanted && cmds.get(wanted.num);
+      if (!c) return; // not come yet: asked again as events come
+      if (wanted.line != null && wanted.line >= c.view.lines.length && c.exit === undefined && !final) return;
+      const w = wanted;
+      wanted = null;
+      unfollow();
+      reveal(c.view, w.line, w.line != null);
+      c.summary.focus({ preventScroll: true });
+    };
+    const goTo = () => {
+      wanted = place();
+      if (!wanted) return;
+      unfollow();
+      if (caughtUp) seek();
+    };
+    window.addEventListener("hashchange", goTo);
+    document.addEventListener("click", (e) => { // the same link again: no hashchange, still a wish to go there
+      const a = e.target.closest && e.target.closest('a[href^="#cmd-"]');
+      if (a && a.getAttribute("href") === location.hash) { e.preventDefault(); goTo(); }
+    });
+
+    // -- search in the page -----------------------------------------------------------------------
+    const form = $("#log-search"), input = $("#log-q"), count = $("#log-count");
+    const search = { q: "", hits: [], at: -1, capped: false };
+    const logs = () => $$(".log", steps).map((b) => views.get(b)).filter(Boolean); // in the page's order
+    const showCount = () => {
+      const n = search.hits.length;
+      count.textContent = !search.q ? "" : n ? `${search.at + 1} of ${n}${search.capped ? "+" : ""}` : "No matches";
+    };
+    /* Every match of the search in every log (all lines, drawn or not, in closed commands too). On new
+       lines (`jump` false) the current match stays the current one. */
+    const find = (jump) => {
+      const q = input.value.toLowerCase(), before = search.hits[search.at];
+      const hits = [];
+      let capped = false;
+      if (q) {
+        outer: for (const v of logs()) {
+          for (let i = 0; i < v.lines.length; i++) {
+            const t = v.lower(i);
+            for (let at = t.indexOf(q); at >= 0; at = t.indexOf(q, at + q.length)) {
+              if (hits.length >= MAX_HITS) { capped = true; break outer; }
+              hits.push({ v, line: i, from: at });
+            }
+          }
+        }
+      }
+      Object.assign(search, { q, hits, capped });
+      for (const v of logs()) {
+        if (v.query !== q) { v.query = q; v.schedule(); }
+        if (!q && v.now) { v.now = null; v.schedule(); }
+      }
+      if (jump) return go(hits.length ? 0 : -1);
+      search.at = before ? hits.findIndex((h) => h.v === before.v && h.line === before.line && h.from === before.from) : -1;
+      showCount();
+    };
+    const go = (k) => {
+      const old = search.hits[search.at];
+      if (old) { old.v.now = null; old.v.schedule(); }
+      search.at = k;
+      showCount();
+      const h = search.hits[k];
+      if (!h) return;
+      unfollow();
+      h.v.now = { line: h.line, from: h.from };
+      reveal(h.v, h.line, false);
+    };
+    const step = (by) => {
+      if (search.q !== input.value.toLowerCase()) return find(true);
+      const n = search.hits.length;
+      if (n) go((search.at + by + n) % n);
+    };
+    form.hidden = false;
+    let typing = 0;
+    input.addEventListener("input", () => { clearTimeout(typing); typing = setTimeout(() => find(true), 200); });
+    form.addEventListener("submit", (e) => { e.preventDefault(); clearTimeout(typing); step(1); });
+    input.addEventListener("keydown", (e) => {
+      if (e.key === "Enter" && e.shiftKey) { e.preventDefault(); clearTimeout(typing); step(-1); }
+      else if (e.key === "Escape" && input.value) { input.value = ""; find(false); }
+    });
+    $("#log-prev").addEventListener("click", () => step(-1));
+    // Ctrl/Cmd+F where the log is (a log or the search box has the focus): this search, which sees every
+    // line; elsewhere the browser's own find.
+    document.addEventListener("keydown", (e) => {
+      if (!(e.ctrlKey || e.metaKey) || e.altKey || e.shiftKey || e.key.toLowerCase() !== "f") return;
+      if (!form.closest("section").contains(document.activeElement)) return;
+      e.preventDefault();
+      input.focus();
+      input.select();
+    });
+
+    // -- the job ----------------------------------------------------------------------------------
     const cancel = $("#cancel"), rerun = $("#rerun"), note = $("#live-note"), actionError = $("#action-error");
+    const say = (text) => soon("announce", () => { announce.textContent = text; }, 1000);
     const setStatus = (s) => {
       if (!s || head.dataset.status === s) return;
       head.dataset.status = s;
       $("#job-status").replaceChildren(statusBadge(s));
       cancel.disabled = FINAL.has(s);
       if (FINAL.has(s)) {
+        final = true;
         note.textContent = "";
+        say(`The job ${s}.`);
         if (!cmds.size && !jobOutput) empty.textContent = "This job ran no commands.";
-        for (const c of cmds.values()) if (c.exit === undefined) delete c.dur.dataset.since;
+        for (const c of cmds.values()) {
+          if (c.exit === undefined) delete c.dur.dataset.since;
+          arrange(c);
+        }
         for (const p of phases.values()) { // a cancel or a timeout ends phases without a word
           if (p.el.dataset.state === "running") { p.el.dataset.state = s; p.state.textContent = s; }
         }
+        showFollowButton();
       }
     };
-    const summary = $("#summary");
-    const refreshSummary = async () => {
-      let html;
-      try { html = await part(summary.dataset.part); } catch { return; }
-      summary.innerHTML = html;
-      setStatus(($(".facts", summary) || {}).dataset?.status);
-    };
-
-    // The outcome (why it failed, the stage graph: parts/job_outcome.html) moves as commands, phases and the
-    // job start and end: fetched again then, like the summary.
-    const outcome = $("#outcome");
-    const refreshOutcome = async () => {
-      try { outcome.innerHTML = await part(outcome.dataset.part); } catch { /* the next event tries again */ }
+    /* The page's server-rendered parts ([data-part]: the summary, and any other) are fetched again. */
+    const refreshParts = async () => {
+      await Promise.all($$("[data-part]", $("main")).map(async (box) => {
+        let html;
+        try { html = await part(box.dataset.part); } catch { return; }
+        box.innerHTML = html;
+        if (box.id === "summary") setStatus(($(".facts", box) || {}).dataset?.status);
+      }));
     };
 
     const onMessage = (msg) => {
-      if (outcome && msg.job === id && /^job:(update|started|cmd:start|cmd:done|phase|done)$/.test(msg.type)) {
-        soon("outcome", refreshOutcome, 250);
-      }
+      // The stage graph and why it failed (parts/job_outcome.html) move as commands and phases start and end.
+      if (msg.job === id && /^job:(cmd:start|cmd:done|phase)$/.test(msg.type)) soon("summary", refreshParts, 250);
       if (msg.type === "job:update" || msg.type === "job:new") {
         if (msg.job !== id) return;
         setStatus(msg.status);
-        soon("summary", refreshSummary, 150);
+        soon("summary", refreshParts, 150);
         return;
       }
       if (msg.type === "subscribed" && msg.topic === "job") {
-        if (!caughtUp) { // opened mid-job: show what runs now, or the last thing that ran
-          caughtUp = true;
-          const all = Array.from(cmds.values());
-          for (const c of all) if (c.exit === undefined) { c.el.open = true; c.view.follow = true; }
-          if (all.length && !all.some((c) => c.el.open)) all[all.length - 1].el.open = true;
-        }
+        if (!caughtUp) { caughtUp = true; later(); }
         return;
       }
       if (msg.type === "error") { note.textContent = msg.error; return; }
@@ -644,11 +939,11 @@
               c.el.dataset.state = "failed";
               c.code.textContent = "lost with its drone";
               delete c.dur.dataset.since;
-              c.el.open = false;
+              arrange(c);
             }
             output({ text: `attempt ${msg.attempt} started\n` }, 1);
           }
-          setStatus("running"); soon("summary", refreshSummary, 150); break;
+          setStatus("running"); soon("summary", refreshParts, 150); break;
         case "job:cmd:start": command(msg); break;
         case "job:cmd:stdout": output(msg, 0); break;
         case "job:cmd:stderr": output(msg, 1); break;
@@ -658,14 +953,14 @@
         case "job:phase": phaseEvent(msg); break;
         case "job:plugin": // a plugin's figures or its install: a line in the log, the summary shows them too
           output({ text: `plugin ${msg.plugin}: ${Object.entries(msg.data || {}).map(([k, v]) => `${k} ${typeof v === "object" ? JSON.stringify(v) : v}`).join(", ")}\n` }, 0);
-          soon("summary", refreshSummary, 150);
+          soon("summary", refreshParts, 150);
           break;
-        case "job:done": soon("summary", refreshSummary, 50); break;
+        case "job:done": soon("summary", refreshParts, 50); break;
         default: break;
       }
     };
     live(() => [{ op: "subscribe", topic: "job", job: id, after: lastSeq }, { op: "subscribe", topic: "jobs" }],
-      onMessage, refreshSummary);
+      onMessage, refreshParts);
 
     cancel.addEventListener("click", async () => {
       cancel.disabled = true;
@@ -673,7 +968,7 @@
       const { status, data } = await send("POST", cancel.dataset.url);
       if (status === 202) { if (!FINAL.has(head.dataset.status)) note.textContent = data.status === "cancelling" ? "Cancelling…" : ""; }
       else { actionError.textContent = data.error || `The queen answered ${status}.`; actionError.hidden = false; }
-      soon("summary", refreshSummary, 50);
+      soon("summary", refreshParts, 50);
     });
     rerun.addEventListener("click", async () => {
       rerun.disabled = true;

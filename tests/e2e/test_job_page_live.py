@@ -1,0 +1,263 @@
+"""The job page follows the work and finds text in every line, in Chromium on a real queen and drone.
+
+The job checks out a real local git repository (file://). The layout of the steps is the same whether
+the page was open before the job started, opened while it ran, or after it ended: the checkout is one
+closed line, finished commands are closed (a failed one open), the running one is open with its tail
+in view, a command that printed nothing is a row without a box. Screenshots go to /tmp/shots/.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.async_api import Browser, Page, expect
+
+from tests.browser import base_url, browser, page  # noqa: F401  (fixtures)
+from tests.cluster import Cluster
+from tests.gitserver import commit, git
+
+SHOTS = Path("/tmp/shots")
+
+PIPELINE = """\
+stages:
+  - name: build
+    steps:
+      - "true"
+      - echo built the app
+  - name: test
+    steps:
+      - 'for i in $(seq 1 120); do echo "test line $i"; sleep 0.2; done'
+"""
+
+# Needles at lines 6000, 12000 and 18000 of 20,000, and one in an earlier command.
+SEARCH_PIPELINE = """\
+stages:
+  - name: early
+    steps:
+      - echo a Needle in an early command
+  - name: big
+    steps:
+      - awk 'BEGIN { for (i = 1; i <= 20000; i++) if (i % 6000 == 0) print "row " i " needle here"; else print "row " i }'
+"""
+
+
+def local_repo(root: Path, pipeline: str) -> str:
+    """A bare git repository holding `pipeline` as .apiary.yml on main; its file:// URL."""
+    work = root / "work"
+    work.mkdir(parents=True)
+    git(work, "init", "-q", "-b", "main")
+    commit(work, {".apiary.yml": pipeline, "README": "a project\n"}, "first")
+    bare = root / "project.git"
+    git(root, "init", "-q", "--bare", str(bare))
+    git(work, "push", "-q", str(bare), "main")
+    return bare.as_uri()
+
+
+async def shot(page: Page, name: str) -> None:
+    """What the reader sees (the viewport, not the whole page)."""
+    SHOTS.mkdir(exist_ok=True)
+    await page.screenshot(path=SHOTS / f"{name}.png")
+
+
+@pytest.fixture
+async def pages(browser: Browser, queen: Cluster) -> AsyncIterator[Any]:  # noqa: F811
+    """More pages on the queen (each its own context, as another reader); script errors fail the test."""
+    contexts, errors = [], []
+
+    async def new() -> Page:
+        context = await browser.new_context(base_url=base_url(queen), viewport={"width": 1280, "height": 860})
+        context.set_default_timeout(15_000)
+        contexts.append(context)
+        p = await context.new_page()
+        p.on("pageerror", lambda error: errors.append(error))
+        return p
+
+    try:
+        yield new
+    finally:
+        for context in contexts:
+            await context.close()
+    assert not errors, f"script errors on the page: {errors}"
+
+
+LAYOUT_JS = """() => Array.from(document.querySelectorAll('#steps details')).map(d => [
+  d.id || d.className, d.dataset.state || '', d.open, d.classList.contains('quiet'),
+  !!d.querySelector(':scope > .body > .log:not([hidden])')])"""
+
+
+async def layout(page: Page) -> list[Any]:
+    """Each section of the steps: (id or class, state, open, quiet, has a shown log box)."""
+    return await page.evaluate(LAYOUT_JS)
+
+
+async def running_cmd(page: Page) -> Any:
+    return page.locator("details.cmd[data-state=running]").last
+
+
+async def check_live_layout(page: Page) -> None:
+    """The checkout one closed line; finished commands closed; `true` a row; the running command open, in view."""
+    checkout = page.locator("#steps > details.phase.checkout")
+    await expect(checkout).to_have_count(1)
+    await expect(checkout.locator("> summary")).to_contain_text(re.compile(r"checkout\s*passed\s*\d+ commands · "))
+    assert not await checkout.evaluate("d => d.open")
+    await expect(page.locator("#steps > details.phase", has_text="Environment")).to_have_count(0)
+    quiet = page.locator("details.cmd", has=page.locator("summary .title", has_text=re.compile("^true$")))
+    await expect(quiet).to_have_class(re.compile(r"\bquiet\b"))
+    await expect(quiet.locator(".log")).to_be_hidden()
+    await expect(quiet.locator("summary")).to_contain_text("no output")
+    built = page.locator("details.cmd", has=page.locator("summary .title", has_text="echo built the app"))
+    await expect(built).to_have_attribute("data-state", "passed")
+    assert not await built.evaluate("d => d.open")
+    assert not await page.evaluate("Array.from(document.querySelectorAll('details.cmd[data-state=passed]')).some(d => d.open)")
+    run = await running_cmd(page)
+    assert await run.evaluate("d => d.open")
+    await expect(run.locator(".log")).to_be_in_viewport()
+    await expect(run.locator(".log .ln").last).to_be_in_viewport()
+
+
+async def test_the_page_follows_the_running_command_the_same_whenever_it_is_opened(
+        queen: Cluster, page: Page, pages: Any, tmp_path: Path) -> None:
+    url = local_repo(tmp_path / "git", PIPELINE)
+    await queen.add_drone("d1")
+    await queen.request("POST", "/repos", {"name": "proj", "url": url}, expect=201)
+
+    # Open before the job exists: the repository's page, then Trigger.
+    await page.goto("/repos/proj")
+    await page.get_by_role("button", name="Trigger a job").click()
+    await page.wait_for_url(re.compile(r"/jobs/\w+$"))
+    job_id = page.url.rsplit("/", 1)[1]
+    run = await running_cmd(page)
+    await expect(run.locator(".log")).to_contain_text("test line 5", timeout=30_000)
+    await check_live_layout(page)
+    await expect(run.locator(".log")).to_contain_text("test line 35", timeout=30_000)  # its box is full
+    await check_live_layout(page)
+    await shot(page, "1-live-following")
+    assert await page.evaluate("window.scrollY") > 0  # the running command was below the fold: followed
+    await expect(page.locator("#follow")).to_be_hidden()
+
+    # The reader scrolls up: the page stays there while lines come; a button resumes the following.
+    await page.mouse.move(640, 400)
+    await page.mouse.wheel(0, -3000)
+    await expect(page.locator("#follow")).to_be_visible()
+    y = await page.evaluate("window.scrollY")
+    seen = len(await run.locator(".log .ln").all_inner_texts())
+    await expect(run.locator(".log")).to_contain_text(f"test line {seen + 8}", timeout=20_000)
+    assert await page.evaluate("window.scrollY") == y
+    await expect(run.locator(".log .ln").last).not_to_be_in_viewport()
+    await shot(page, "2-scrolled-up")
+    await page.locator("#follow").click()
+    await expect(page.locator("#follow")).to_be_hidden()
+    await expect(run.locator(".log .ln").last).to_be_in_viewport()
+
+    # Opened while the job runs: the same layout, following.
+    mid = await pages()
+    await mid.goto(f"/jobs/{job_id}")
+    await expect((await running_cmd(mid)).locator(".log")).to_contain_text("test line", timeout=20_000)
+    await check_live_layout(mid)
+    assert await layout(mid) == await layout(page)
+    await shot(mid, "3-opened-mid-job")
+
+    assert (await queen.wait_job(job_id))["status"] == "passed"
+    await expect(page.locator("#job-status")).to_have_text("passed", timeout=20_000)
+    await expect(mid.locator("#job-status")).to_have_text("passed", timeout=20_000)
+    await expect(page.locator("#follow")).to_be_hidden()
+    # Opened after the end: the same layout as the pages that watched it; nothing open, no empty box.
+    after = await pages()
+    await after.goto(f"/jobs/{job_id}")
+    await expect(after.locator("details.cmd")).to_have_count(await page.locator("details.cmd").count())
+    await expect(after.locator("details.cmd[data-state=passed]")).to_have_count(await page.locator("details.cmd").count())
+    final = await layout(after)
+    assert final == await layout(page) == await layout(mid)
+    assert not any(opened for (name, _, opened, _, _) in final if name.startswith("cmd-"))
+    await expect(after.locator("#steps > details.phase.checkout > summary")).to_contain_text(re.compile(r"\d+ commands"))
+    await shot(after, "4-opened-after-the-end")
+    await shot(page, "4b-watched-to-the-end")
+
+    # #cmd-N opens that command and brings it into view, as the page loads and when the address changes.
+    cmds = await queen.commands(job_id)
+    test_num = next(c["num"] for c in cmds if c.get("stage") == "test")
+    built_num = next(c["num"] for c in cmds if c.get("title") == "echo built the app")
+    linked = await pages()
+    await linked.set_viewport_size({"width": 1280, "height": 600})
+    await linked.goto(f"/jobs/{job_id}#cmd-{test_num}")
+    target = linked.locator(f"#cmd-{test_num}")
+    await expect(target).to_have_attribute("open", "")
+    await expect(target.locator("summary")).to_be_in_viewport()
+    await expect(target.locator("summary")).to_be_focused()
+    await shot(linked, "5-hash-cmd")
+    await linked.evaluate(f"location.hash = '#cmd-{built_num}'")
+    await expect(linked.locator(f"#cmd-{built_num}")).to_have_attribute("open", "")
+    await expect(linked.locator(f"#cmd-{built_num} .log")).to_be_in_viewport()
+    # A line: the command opens at it, the line highlighted.
+    await linked.evaluate(f"location.hash = '#cmd-{test_num}-L60'")
+    line = target.locator('.ln[data-n="60"]')
+    await expect(line).to_have_class(re.compile(r"\bhl\b"))
+    await expect(line).to_have_text("test line 60")
+    await expect(linked.locator(f"#cmd-{built_num}")).to_have_attribute("open", "")  # opened by the reader
+    await expect(line).to_be_in_viewport()
+    await shot(linked, "6-hash-line")
+
+
+async def test_search_finds_lines_not_drawn_in_closed_commands_and_jumps_to_them(
+        queen: Cluster, page: Page, tmp_path: Path) -> None:
+    url = local_repo(tmp_path / "git", SEARCH_PIPELINE)
+    await queen.add_drone("d1")
+    await queen.request("POST", "/repos", {"name": "proj", "url": url}, expect=201)
+    job = await queen.wait_job((await queen.trigger("proj"))["id"])
+    assert job["status"] == "passed"
+    assert queen.http is not None
+    async with queen.http.get(f"{base_url(queen)}/jobs/{job['id']}/log") as resp:
+        raw = await resp.text()
+    expected = sum(line.lower().count("needle") for line in raw.splitlines())
+    assert expected == 4  # the echo's line, and three of the 20,000
+
+    await page.goto(f"/jobs/{job['id']}")
+    await expect(page.locator("details.cmd")).to_have_count(len(job["commands"]))
+    big = page.locator("details.cmd", has=page.locator("summary .title", has_text="awk"))
+    assert not await big.evaluate("d => d.open")  # passed: closed
+    assert await page.locator('.ln[data-n="12000"]').count() == 0  # not drawn: the browser's find misses it
+
+    search = page.get_by_role("searchbox", name="Search the output")
+    count = page.locator("#log-count")
+    await search.fill("needle")
+    await expect(count).to_have_text(f"1 of {expected}")
+    early = page.locator("details.cmd", has=page.locator("summary .title", has_text="echo a Needle"))
+    await expect(early).to_have_attribute("open", "")
+    await expect(early.locator("mark.hit.now")).to_have_text("Needle")
+
+    await search.press("Enter")
+    await expect(count).to_have_text(f"2 of {expected}")
+    await expect(big).to_have_attribute("open", "")
+    now = big.locator("mark.hit.now")
+    await expect(now).to_have_text("needle")
+    await expect(big.locator('.ln[data-n="6000"] mark.hit.now')).to_be_in_viewport()
+    await search.press("Enter")
+    await expect(count).to_have_text(f"3 of {expected}")
+    hit = big.locator('.ln[data-n="12000"]')
+    await expect(hit).to_have_text("row 12000 needle here")
+    await expect(hit.locator("mark.hit.now")).to_be_in_viewport()
+    await shot(page, "7-search-3-of-4")
+    await search.press("Enter")
+    await search.press("Enter")
+    await expect(count).to_have_text(f"1 of {expected}")  # round again
+    await search.press("Shift+Enter")
+    await expect(count).to_have_text(f"4 of {expected}")
+    await expect(big.locator('.ln[data-n="18000"] mark.hit.now')).to_be_in_viewport()
+    await page.get_by_role("button", name="Previous match (Shift+Enter)").click()
+    await expect(count).to_have_text(f"3 of {expected}")
+
+    await search.fill("no such text anywhere")
+    await expect(count).to_have_text("No matches")
+    # Ctrl+F in the log goes to this search; elsewhere it is the browser's.
+    await search.fill("")
+    await big.locator(".log").click()
+    await page.keyboard.press("Control+f")
+    await expect(search).to_be_focused()
+    await page.keyboard.type("row 19999")
+    await expect(count).to_have_text("1 of 1")
+    await expect(big.locator('.ln[data-n="19999"]')).to_be_in_viewport()
+    await shot(page, "8-search-ctrl-f")
