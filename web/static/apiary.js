@@ -903,23 +903,31 @@
         showFollowButton();
       }
     };
-    /* The page's server-rendered parts ([data-part]: the summary, and any other) are fetched again. */
-    const refreshParts = async () => {
-      await Promise.all($$("[data-part]", $("main")).map(async (box) => {
-        let html;
-        try { html = await part(box.dataset.part); } catch { return; }
-        box.innerHTML = html;
-        if (box.id === "summary") setStatus(($(".facts", box) || {}).dataset?.status);
-      }));
+    const summary = $("#summary");
+    const refreshSummary = async () => {
+      let html;
+      try { html = await part(summary.dataset.part); } catch { return; }
+      summary.innerHTML = html;
+      setStatus(($(".facts", summary) || {}).dataset?.status);
+    };
+
+    // The outcome (why it failed, the stage graph: parts/job_outcome.html) moves as commands, phases and the
+    // job start and end: fetched again then, like the summary.
+    const outcome = $("#outcome");
+    const refreshOutcome = async () => {
+      try { outcome.innerHTML = await part(outcome.dataset.part); } catch { /* the next event tries again */ }
     };
 
     const onMessage = (msg) => {
+      if (outcome && msg.job === id && /^job:(update|started|cmd:start|cmd:done|phase|done)$/.test(msg.type)) {
+        soon("outcome", refreshOutcome, 250);
+      }
       // The stage graph and why it failed (parts/job_outcome.html) move as commands and phases start and end.
-      if (msg.job === id && /^job:(cmd:start|cmd:done|phase)$/.test(msg.type)) soon("summary", refreshParts, 250);
+      if (msg.job === id && /^job:(cmd:start|cmd:done|phase)$/.test(msg.type)) soon("summary", refreshSummary, 250);
       if (msg.type === "job:update" || msg.type === "job:new") {
         if (msg.job !== id) return;
         setStatus(msg.status);
-        soon("summary", refreshParts, 150);
+        soon("summary", refreshSummary, 150);
         return;
       }
       if (msg.type === "subscribed" && msg.topic === "job") {
@@ -943,7 +951,7 @@
             }
             output({ text: `attempt ${msg.attempt} started\n` }, 1);
           }
-          setStatus("running"); soon("summary", refreshParts, 150); break;
+          setStatus("running"); soon("summary", refreshSummary, 150); break;
         case "job:cmd:start": command(msg); break;
         case "job:cmd:stdout": output(msg, 0); break;
         case "job:cmd:stderr": output(msg, 1); break;
@@ -953,14 +961,14 @@
         case "job:phase": phaseEvent(msg); break;
         case "job:plugin": // a plugin's figures or its install: a line in the log, the summary shows them too
           output({ text: `plugin ${msg.plugin}: ${Object.entries(msg.data || {}).map(([k, v]) => `${k} ${typeof v === "object" ? JSON.stringify(v) : v}`).join(", ")}\n` }, 0);
-          soon("summary", refreshParts, 150);
+          soon("summary", refreshSummary, 150);
           break;
-        case "job:done": soon("summary", refreshParts, 50); break;
+        case "job:done": soon("summary", refreshSummary, 50); break;
         default: break;
       }
     };
     live(() => [{ op: "subscribe", topic: "job", job: id, after: lastSeq }, { op: "subscribe", topic: "jobs" }],
-      onMessage, refreshParts);
+      onMessage, refreshSummary);
 
     cancel.addEventListener("click", async () => {
       cancel.disabled = true;
@@ -968,7 +976,7 @@
       const { status, data } = await send("POST", cancel.dataset.url);
       if (status === 202) { if (!FINAL.has(head.dataset.status)) note.textContent = data.status === "cancelling" ? "Cancelling…" : ""; }
       else { actionError.textContent = data.error || `The queen answered ${status}.`; actionError.hidden = false; }
-      soon("summary", refreshParts, 50);
+      soon("summary", refreshSummary, 50);
     });
     rerun.addEventListener("click", async () => {
       rerun.disabled = true;
