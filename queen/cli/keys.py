@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -59,7 +60,11 @@ async def join_token(client: Client, args: argparse.Namespace) -> int:
     body: dict[str, Any] = {"expires_in": args.expires}
     if args.id:
         body["id"] = args.id
+    from apiary.cli.remote import drone_endpoint
+
     made = await client.request("POST", "/drones/join-tokens", body)
+    # The queen names the endpoint it bound; a wildcard one (tcp://0.0.0.0:P) becomes the host we reached it at.
+    run = re.sub(r"--queen (\S+)", lambda m: f"--queen {drone_endpoint(m.group(1), client.url)}", made["run"])
     print(made["token"])  # alone on stdout, for scripts
-    print(f"on the drone's machine (within {args.expires:g} s, once):\n  {made['run']}", file=sys.stderr)
+    print(f"on the drone's machine (within {args.expires:g} s, once):\n  {run}", file=sys.stderr)
     return 0
