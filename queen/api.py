@@ -25,7 +25,7 @@ from apiary.queen.jobs import create_job
 from apiary.queen.logsearch import DEFAULT_MATCHES, MAX_MATCHES, search_output, search_query
 from apiary.queen.repos import REPO_NAME, public_repo, repo_from_body
 from apiary.queen.retention import prune
-from apiary.queen.store import Store, chunks
+from apiary.queen.store import Store
 from apiary.queen.strict_json import json_response
 from apiary.queen.trust import KINDS, job_kind
 from apiary.queen.validate import query_int, read_json
@@ -228,8 +228,14 @@ _CMD_OUTPUT = ("job:cmd:stdout", "job:cmd:stderr")
 async def outcome_of(store: Store, job: Job) -> dict[str, Any]:
     """A job's outcome: from its document and its events other than output (the drone's own lines
     included: they say why a stage was skipped), with the last lines of the command that failed it."""
-    events = [chunks.expand(e) for e in await store.job_history(job["_id"], (*_CMD_OUTPUT, "job:stdout"))]
-    result = job_outcome(job, events)
+    # The drone's own lines say why stages were skipped. Which attempt each command belongs to, and what
+    # ended before a cancel, need the commands' events too: a first attempt that was not cancelled does
+    # without them (a job of 500 commands: 0.02 s a request instead of 0.07 s).
+    if int(job.get("attempts") or 0) <= 1 and job.get("status") != "cancelled":
+        types: tuple[str, ...] = ("job:stderr",)
+    else:
+        types = ("job:started", "job:cmd:start", "job:cmd:done", "job:stderr")
+    result = job_outcome(job, await store.events_of_types(job["_id"], types))
     failure = result["failure"]
     if failure is not None and failure["num"] is not None:
         failure["last_lines"] = last_lines(await store.command_tail(job["_id"], failure["num"], _CMD_OUTPUT))

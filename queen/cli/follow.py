@@ -97,7 +97,9 @@ def summary_lines(outcome: dict[str, Any], page: str) -> list[str]:
     if failure:
         word = "Errored" if status == "errored" else "Failed"
         if failure.get("num") is not None:
-            how = f"killed by {failure['signal']}" if failure.get("signal") else f"exit code {failure.get('exitCode')}"
+            how = (f"killed by {failure['signal']}" if failure.get("signal") else
+                   "it never ended (its drone was lost)" if failure.get("exitCode") is None else
+                   f"exit code {failure['exitCode']}")
             lines.append(f"{word} in stage {failure.get('stage')}: {failure.get('title')}, {how} "
                          f"(command {failure['num']})")
             if failure.get("error"):

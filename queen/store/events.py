@@ -44,6 +44,11 @@ class EventQueries:
         cursor = self.events.find({"job": job_id, "type": {"$nin": list(output_types)}}, {"_id": 0})
         return await cursor.sort("seq", ASCENDING).batch_size(READ_BATCH).to_list(None)
 
+    async def events_of_types(self, job_id: str, types: Iterable[str]) -> list[Event]:
+        """A job's stored events of the given types, in seq order (output among them with its text)."""
+        cursor = self.events.find({"job": job_id, "type": {"$in": list(types)}}, {"_id": 0})
+        return [chunks.expand(e) for e in await cursor.sort("seq", ASCENDING).batch_size(READ_BATCH).to_list(None)]
+
     async def command_tail(self, job_id: str, num: int, output_types: Iterable[str], events: int = 8) -> str:
         """The end of command `num`'s output, both streams: the text of its last `events` output events, in
         order (a job's summary shows the last lines of the command that failed it; an event is at most a chunk)."""

@@ -61,6 +61,10 @@ def test_the_summary_says_what_failed_and_where() -> None:
                                 "error": "the job timed out after 1 min"}, "stages": []},
          ["Failed in stage lint: ruff ., killed by SIGKILL (command 4)", "  the job timed out after 1 min",
           f"log: {PAGE}#cmd-4"]),
+        ({"status": "errored", "stages": [], "failure": {**FAILED["failure"], "exitCode": None, "last_lines": [],
+                                                         "error": "lost its drone 3 times"}},
+         ["Errored in stage lint: ruff ., it never ended (its drone was lost) (command 4)",
+          "  lost its drone 3 times", f"log: {PAGE}#cmd-4"]),
         ({"status": "errored", "stages": [], "failure": {"num": None, "error": "drone error: boom"}},
          ["Errored: drone error: boom", f"page: {PAGE}"]),
         ({"status": "cancelled", "failure": None, "stages": [

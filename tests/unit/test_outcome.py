@@ -322,3 +322,13 @@ def test_layout_puts_stages_in_columns_by_the_depth_of_their_needs() -> None:
             assert sorted(n for c in got for n in c) == ["a", "b"]
         else:
             assert got == columns, stages
+
+
+def test_a_command_that_never_ended_in_an_errored_job_is_the_failure_without_an_exit_code() -> None:
+    r = Run(stage("a", "x"))
+    num = r.start("x", "a")  # the drone was lost for the last time: no job:cmd:done
+    r.end("errored", "lost its drone 3 times")
+    out = r.outcome()
+    assert cmd_states(out, "a") == [("x", "failed")]
+    assert (out["failure"]["num"], out["failure"]["exitCode"], out["failure"]["error"]) == (
+        num, None, "lost its drone 3 times")
