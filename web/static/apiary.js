@@ -922,8 +922,6 @@
       if (outcome && msg.job === id && /^job:(update|started|cmd:start|cmd:done|phase|done)$/.test(msg.type)) {
         soon("outcome", refreshOutcome, 250);
       }
-      // The stage graph and why it failed (parts/job_outcome.html) move as commands and phases start and end.
-      if (msg.job === id && /^job:(cmd:start|cmd:done|phase)$/.test(msg.type)) soon("summary", refreshSummary, 250);
       if (msg.type === "job:update" || msg.type === "job:new") {
         if (msg.job !== id) return;
         setStatus(msg.status);
