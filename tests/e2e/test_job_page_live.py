@@ -261,3 +261,97 @@ async def test_search_finds_lines_not_drawn_in_closed_commands_and_jumps_to_them
     await expect(count).to_have_text("1 of 1")
     await expect(big.locator('.ln[data-n="19999"]')).to_be_in_viewport()
     await shot(page, "8-search-ctrl-f")
+
+
+FAILING = """\
+stages:
+  - name: build
+    steps: ["echo compiling"]
+  - name: test
+    steps:
+      - 'for i in $(seq 1 300); do echo "check $i"; done; echo "assertion failed: 2 != 3" >&2; exit 3'
+  - name: never
+    steps: ["echo not reached"]
+"""
+
+
+async def test_a_failed_command_stays_open_and_the_failure_summary_links_to_it(
+        queen: Cluster, page: Page, tmp_path: Path) -> None:
+    url = local_repo(tmp_path / "git", FAILING)
+    await queen.add_drone("d1")
+    await queen.request("POST", "/repos", {"name": "proj", "url": url}, expect=201)
+    job = await queen.wait_job((await queen.trigger("proj"))["id"])
+    assert job["status"] == "failed"
+    bad = next(c for c in job["commands"] if c.get("stage") == "test")
+
+    await page.goto(f"/jobs/{job['id']}")
+    failed = page.locator(f"#cmd-{bad['num']}")
+    await expect(failed).to_have_attribute("data-state", "failed")
+    await expect(failed).to_have_attribute("open", "")
+    await expect(failed.locator(".log")).to_contain_text("assertion failed: 2 != 3")  # opened at its tail
+    assert not await page.locator("#steps > details.phase.checkout").evaluate("d => d.open")
+    compiled = page.locator("details.cmd", has=page.locator("summary .title", has_text="echo compiling"))
+    assert not await compiled.evaluate("d => d.open")
+
+    # The failure summary (at the top) links to the command; the same link again goes there again.
+    link = page.locator("#outcome a[href^='#cmd-']").first
+    await expect(link).to_have_attribute("href", f"#cmd-{bad['num']}")
+    for _ in range(2):
+        await page.evaluate("window.scrollTo(0, 0)")
+        await expect(failed.locator("summary")).not_to_be_in_viewport()
+        await link.click()
+        await expect(failed.locator("summary")).to_be_in_viewport()
+    await shot(page, "9-failed-linked")
+
+    # A line's number links to the line: the address names it, the line is highlighted.
+    line = failed.locator(".ln").last
+    n = await line.get_attribute("data-n")
+    box = await line.bounding_box()
+    assert box is not None
+    await page.mouse.click(box["x"] + 6, box["y"] + box["height"] / 2)
+    assert await page.evaluate("location.hash") == f"#cmd-{bad['num']}-L{n}"
+    await expect(failed.locator(f'.ln[data-n="{n}"]')).to_have_class(re.compile(r"\bhl\b"))
+
+
+async def test_a_failed_checkout_opens_and_a_cancelled_command_is_not_failed(
+        queen: Cluster, page: Page, tmp_path: Path) -> None:
+    await queen.add_drone("d1")
+    url = local_repo(tmp_path / "git", FAILING)
+    # Stored on the queen: the branch is only looked for by the drone's checkout, which fails.
+    await queen.create_pipeline_repo("proj", FAILING, url=url)
+    job = await queen.wait_job((await queen.trigger("proj", branch="vanished"))["id"])
+    assert job["status"] == "failed"
+    await page.goto(f"/jobs/{job['id']}")
+    checkout = page.locator("#steps > details.phase.checkout")
+    await expect(checkout).to_have_attribute("data-state", "failed")
+    await expect(page.locator("#job-status")).to_have_text("failed")
+    await expect(page.get_by_role("button", name="Cancel")).to_be_disabled()
+    await expect(checkout).to_have_attribute("open", "")
+    failed = checkout.locator("details.cmd[data-state=failed]")
+    await expect(failed).to_have_count(1)
+    await expect(failed).to_have_attribute("open", "")
+    await expect(failed.locator(".log")).to_contain_text("vanished")
+    await expect(checkout.locator("details.cmd[data-state=passed][open]")).to_have_count(0)
+    await shot(page, "10-checkout-failed")
+
+    await queen.create_repo("slow", ("wait", ["echo started; sleep 60"]))
+    slow = await queen.trigger("slow")
+    await page.goto(f"/jobs/{slow['id']}")
+    await expect(page.locator(".cmd .log")).to_contain_text("started")
+    await queen.request("POST", f"/jobs/{slow['id']}/cancel", expect=202)
+    await expect(page.locator("#job-status")).to_have_text("cancelled", timeout=20_000)
+    cmd = page.locator(".cmd")
+    await expect(cmd).to_have_attribute("data-state", "cancelled")
+    await expect(cmd.locator("summary .code")).to_have_text(re.compile(r"^cancelled \(signal \d+\)$"))
+    await expect(cmd).to_have_attribute("open", "")
+    await expect(page.locator(".stage > summary .meta")).not_to_contain_text("failed")
+    await expect(page.locator("#follow")).to_be_hidden()
+    await expect(page.locator("details.phase")).to_have_attribute("data-state", "cancelled")
+    await page.reload()  # opened after: the same
+    await expect(page.locator("details.phase")).to_have_attribute("data-state", "cancelled")
+    await expect(cmd).to_have_attribute("data-state", "cancelled")
+    await expect(cmd).to_have_attribute("open", "")
+    await shot(page, "11-cancelled")
+    await page.set_viewport_size({"width": 390, "height": 800})
+    await page.locator("#log-q").scroll_into_view_if_needed()
+    await shot(page, "12-cancelled-narrow")

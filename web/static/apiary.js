@@ -440,11 +440,21 @@
       this.hl = -1; // the line a link names (#cmd-N-L…), highlighted
       this.goto = -1; // a line to scroll to at the next drawing
       this.onUnfollow = null; // called when the reader scrolls away from the tail
+      this.onLineLink = null; // called with a line (0-based) whose number was clicked
       this.spacer = el("div", "log-spacer");
       this.win = el("div", "log-win");
       this.spacer.append(this.win);
       box.append(this.spacer);
       box.hidden = true; // nothing printed, no box
+      this.win.addEventListener("click", (e) => {
+        const ln = e.target.closest(".ln");
+        if (!ln || !this.onLineLink) return;
+        const r = document.createRange();
+        r.selectNodeContents(ln);
+        const text = r.getClientRects()[0];
+        if (text && e.clientX >= text.left) return; // on the text (a selection, a link), not its number
+        this.onLineLink(+ln.dataset.n - 1);
+      });
       box.addEventListener("scroll", () => {
         const was = this.follow;
         this.follow = this.atBottom();
@@ -597,8 +607,10 @@
       return p;
     };
     const showPhase = (p, st) => {
-      p.el.dataset.state = st.state;
-      p.state.textContent = st.state;
+      // A cancel or a timeout ends phases without a word: a finished job's phase is not still running.
+      const state = st.state === "running" && final ? head.dataset.status : st.state;
+      p.el.dataset.state = state;
+      p.state.textContent = state;
       p.meta.textContent = st.took != null ? duration(st.took) : "";
     };
     const stage = (p, name) => {
@@ -609,7 +621,7 @@
       p.stages.set(name, s);
       return s;
     };
-    const failed = (c) => c.exit !== undefined && c.exit !== 0 && !c.hook;
+    const failed = (c) => c.exit !== undefined && c.exit !== 0 && !c.hook && !c.cancelled;
     const stageSummary = (s) => {
       const bad = s.cmds.filter(failed).length;
       const running = s.cmds.some((c) => c.exit === undefined);
@@ -627,7 +639,13 @@
     };
     /* A command's place: open while it runs or when it failed (a hook's failure fails nothing). */
     const arrange = (c) => {
-      setOpen(c, c.exit === undefined || (c.exit !== null && failed(c)));
+      // Killed because the job was cancelled: cancelled, not failed (and open: where the job stopped).
+      c.cancelled = c.exit != null && c.exit < 0 && head.dataset.status === "cancelled";
+      if (c.cancelled) {
+        c.el.dataset.state = "cancelled";
+        c.code.textContent = `cancelled (signal ${-c.exit})`;
+      }
+      setOpen(c, c.exit === undefined || c.cancelled || (c.exit !== null && failed(c)));
       const printed = c.view.lines.length > 0, ended = c.exit !== undefined || final;
       c.wait.hidden = printed || ended;
       c.el.classList.toggle("quiet", !printed && ended);
@@ -708,6 +726,13 @@
       c.view = new LogView(box, true); // opened, a log shows its tail: where a live reader left it
       c.view.cmd = c;
       c.view.onUnfollow = () => { if (c === running()) unfollow(); };
+      c.view.onLineLink = (i) => { // the address names the line (to copy), highlighted; the view stays
+        history.replaceState(null, "", `#cmd-${ev.num}-L${i + 1}`);
+        if (marked && marked !== c.view) { marked.hl = -1; marked.schedule(); }
+        c.view.hl = i;
+        marked = c.view;
+        c.view.schedule();
+      };
       views.set(box, c.view);
       c.el.addEventListener("toggle", () => { if (c.el.open) c.view.render(); });
       (s || p).body.append(c.el);
@@ -949,7 +974,9 @@
             }
             output({ text: `attempt ${msg.attempt} started\n` }, 1);
           }
-          setStatus("running"); soon("summary", refreshSummary, 150); break;
+          if (!final) setStatus("running"); // a finished job's history says it started: it is still finished
+          soon("summary", refreshSummary, 150);
+          break;
         case "job:cmd:start": command(msg); break;
         case "job:cmd:stdout": output(msg, 0); break;
         case "job:cmd:stderr": output(msg, 1); break;
