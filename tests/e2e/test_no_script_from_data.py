@@ -478,7 +478,9 @@ async def test_no_value_a_member_forge_or_drone_sets_runs_script_in_the_admins_p
     async def job_two() -> None:
         await all_output_shown()
         await expect(summary.locator("code").first).to_have_text(REF_PAYLOAD)  # the fetched ref
-        await expect(summary).to_contain_text(f"API · {SCRIPT_URL}")  # the source, the author
+        # Who triggered it is the token's owner as the queen knows it; the client's own words stay text.
+        await expect(summary.locator("#job-trigger")).to_contain_text("(API token)")
+        await expect(summary).to_contain_text(SCRIPT_URL)
 
     async def forged_job() -> None:
         await all_output_shown()
