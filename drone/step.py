@@ -110,6 +110,7 @@ class StepRunner:
 
         usage = Usage(0, 0.0)
         code = KILLED  # unless the command gets to end by itself
+        stopped = False
         try:
             # A mark on each of its processes: without a sandbox, what outlives the command is found by it.
             marked_env = {**env, STEP_MARK: f"{env.get('APIARY_JOB_ID', '')}:{num}"}
@@ -168,9 +169,12 @@ class StepRunner:
                 usage = await sampler.stop(final_cpu=cpu, final_sample=False)
                 self._samplers.discard(sampler)
                 self.usage = self.usage.combine(usage)
+        except asyncio.CancelledError:
+            stopped = True  # a cancel, the job's timeout or a limit: not the command's own end
+            raise
         finally:
             buffer.close()
-            self._done(num, code, started, usage)
+            self._done(num, code, started, usage, stopped)
         return code
 
     async def _stop(self, child: Child, pipes: asyncio.Future[None]) -> None:
@@ -209,9 +213,9 @@ class StepRunner:
         """The job's usage: CPU of every command, peak memory of those running together."""
         return Usage(max(self._job_peak, self.usage.peak_rss), self.usage.cpu_seconds)
 
-    def _done(self, num: int, code: int, started: float, usage: Usage) -> None:
+    def _done(self, num: int, code: int, started: float, usage: Usage, stopped: bool) -> None:
         self.emit(Msg.JOB_CMD_DONE, {"num": num, "exitCode": code, "duration": round(time.monotonic() - started, 6),
-                                     "usage": usage.to_dict()})
+                                     "usage": usage.to_dict(), "stopped": stopped})
 
     def kill_all(self) -> None:
         """Kill every running command's process group (cancel, timeout)."""

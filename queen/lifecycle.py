@@ -37,6 +37,8 @@ def job_update(msg: Msg, body: Mapping[str, Any]) -> dict[str, Any]:
         fields = {f"{key}.exitCode": body["exitCode"], f"{key}.duration": body["duration"]}
         if isinstance(body.get("usage"), dict):
             fields[f"{key}.usage"] = body["usage"]
+        if isinstance(body.get("stopped"), bool):
+            fields[f"{key}.stopped"] = body["stopped"]
         return fields
     if msg is Msg.JOB_PHASE:
         if not _PHASE.match(body["phase"]):

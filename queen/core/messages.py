@@ -130,6 +130,9 @@ class JobCmdDone(JobEvent):
     exitCode: int  # negative: killed by that signal
     duration: float  # seconds
     usage: NotRequired[dict]  # {peak_rss: bytes, cpu_seconds}
+    # The drone stopped it (a cancel, the job's timeout, a limit) rather than it ending by itself; its exit
+    # code is then how it took that (143 after a SIGTERM its sandbox's init saw). Absent from older drones.
+    stopped: NotRequired[bool]
 
 
 class JobOutput(JobEvent):

@@ -23,7 +23,9 @@ durations in seconds)::
 
 Only the current attempt counts: the commands of an attempt lost with its
 drone are not this outcome's. A command ended by a cancel is ``cancelled``,
-not ``failed``; a command killed by a signal (a negative exit code) names it.
+not ``failed``: the drone says so (``stopped`` on ``job:cmd:done``); for an
+older drone's events it is guessed from the exit code and where the cancel
+came. A command killed by a signal (a negative exit code) names it.
 The failing command's ``last_lines`` need its output, which this module does
 not read: the caller fetches the output of ``failure["num"]`` and sets
 ``last_lines`` with `last_lines(text)`. `layout(stages)` puts stages in
@@ -140,6 +142,9 @@ def job_outcome(job: Mapping[str, Any], events: Iterable[Mapping[str, Any]]) -> 
             return "cancelled" if status == "cancelled" else "failed"  # the job ended without its end
         if code == 0:
             return "passed"
+        if isinstance(c.get("stopped"), bool):  # the drone said whether it stopped the command
+            return "cancelled" if c["stopped"] and status == "cancelled" and c.get("phase") != "cleanup" else "failed"
+        # An older drone's: guessed from the exit code and where the cancel came.
         seq = done_seq.get(c.get("num"))
         if (status == "cancelled" and c.get("phase") != "cleanup"
                 and (seq is None or cancel_seq is None or seq < cancel_seq)

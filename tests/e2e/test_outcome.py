@@ -12,6 +12,7 @@ from playwright.async_api import Page, expect
 from tests.browser import browser, page, shot  # noqa: F401  (fixtures)
 from tests.cluster import Cluster
 from tests.e2e.test_client import Command, apiary, url
+from tests.e2e.test_sandbox import SANDBOXED
 
 # build and lint run side by side; lint fails first (build still sleeps), so test (which needs lint) and
 # package (which needs build, and would start only after lint failed) are skipped.
@@ -116,6 +117,23 @@ async def test_a_cancelled_command_is_cancelled_and_what_follows_did_not_run(que
         "prepare data": ("passed", None), "wait": ("cancelled", None), "ship": ("not_run", "the job was cancelled")}
     wait, after = stages["wait"]["commands"]
     assert (wait["status"], wait["signal"]) == ("cancelled", "SIGTERM") and after["status"] == "not_run"
+
+
+async def test_in_a_sandbox_a_cancelled_command_that_exits_143_is_cancelled(queen: Cluster) -> None:
+    """A sandboxed command's SIGTERM comes back as exit 143 (its sandbox's init says a signal so), which a
+    command can also exit with by itself: the drone says which it was (job:cmd:done's `stopped`)."""
+    await queen.add_drone("d1", env=SANDBOXED)
+    await queen.create_pipeline_repo("slow", 'stages: [{name: wait, steps: [{run: "exit 143", ignore_exit_code: true}, '
+                                             '"echo waiting; sleep 60"]}]')
+    job = (await queen.trigger("slow"))["id"]
+    await queen.wait_for(lambda: queen.commands(job), lambda cs: len(cs) == 2, "the sleep to start")
+    await queen.request("POST", f"/jobs/{job}/cancel", expect=202)
+    assert (await queen.wait_job(job))["status"] == "cancelled"
+    own, slept = await queen.commands(job)
+    assert (own["exitCode"], own["stopped"]) == (143, False)
+    assert (slept["exitCode"], slept["stopped"]) == (143, True)
+    stage = by_name(await queen.get(f"/jobs/{job}/outcome"))["wait"]
+    assert stage["status"] == "cancelled" and stage["commands"][1]["status"] == "cancelled"
 
 
 async def test_the_outcome_of_an_unknown_job_is_a_404(queen: Cluster) -> None:

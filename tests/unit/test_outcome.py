@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from apiary.core.outcome import job_outcome, last_lines, layout, plain, signal_name
 
 
@@ -39,9 +41,11 @@ class Run:
         self._event("job:cmd:start", **{k: v for k, v in cmd.items() if k != "started"}, timestamp=self.clock)
         return self.num
 
-    def done(self, num: int, code: int, duration: float = 2.0) -> None:
-        self.job["commands"][str(num)].update(exitCode=code, duration=duration)
-        self._event("job:cmd:done", num=num, exitCode=code, duration=duration)
+    def done(self, num: int, code: int, duration: float = 2.0, stopped: bool | None = None) -> None:
+        """`stopped`: what a drone of today says (None: an older drone, which did not say)."""
+        said = {} if stopped is None else {"stopped": stopped}
+        self.job["commands"][str(num)].update(exitCode=code, duration=duration, **said)
+        self._event("job:cmd:done", num=num, exitCode=code, duration=duration, **said)
 
     def say(self, text: str) -> None:
         self._event("job:stderr", text=text)
@@ -150,6 +154,33 @@ def test_cleanup_after_a_cancel_is_its_own_result() -> None:
     out = r.outcome()
     assert cmd_states(out, "test") == [("sleep 60", "cancelled")]
     assert out["stages"][0]["commands"][0]["signal"] == "SIGKILL"
+
+
+@pytest.mark.parametrize(("a_code", "a_stopped", "b_code", "b_stopped", "expected"), [
+    # A sandboxed command's SIGTERM is exit 143 (its sandbox's init says a signal so): stopped, so cancelled.
+    (143, True, 0, False, {"a": "cancelled", "b": "passed"}),
+    # It ended by itself with 143 just before the cancel came: failed, however it looks.
+    (143, False, 143, True, {"a": "failed", "b": "cancelled"}),
+    # A trap that exits 1 on the SIGTERM: stopped all the same.
+    (1, True, -15, True, {"a": "cancelled", "b": "cancelled"}),
+])
+def test_in_a_cancelled_job_the_drone_says_which_commands_it_stopped(
+        a_code: int, a_stopped: bool, b_code: int, b_stopped: bool, expected: dict[str, str]) -> None:
+    r = Run(stage("a", "serve"), stage("b", "watch"))
+    a, b = r.start("serve", "a"), r.start("watch", "b")
+    r.done(b, b_code, stopped=b_stopped)
+    r.done(a, a_code, stopped=a_stopped)
+    r.say("job cancelled\n")
+    r.end("cancelled", "cancelled")
+    assert {name: state for name, (state, _) in states(r.outcome()).items()} == expected
+
+
+def test_a_command_the_drone_stopped_in_a_job_that_timed_out_failed() -> None:
+    r = Run(stage("test", "sleep 60"))
+    r.done(r.start("sleep 60", "test"), 143, stopped=True)
+    r.say("apiary: the job timed out after 1 s; stopped\n")
+    r.end("failed", "the job timed out after 1 s")
+    assert states(r.outcome()) == {"test": ("failed", None)}
 
 
 def test_a_job_cancelled_in_the_queue_ran_nothing() -> None:

@@ -640,10 +640,12 @@
     /* A command's place: open while it runs or when it failed (a hook's failure fails nothing). */
     const arrange = (c) => {
       // Killed because the job was cancelled: cancelled, not failed (and open: where the job stopped).
-      c.cancelled = c.exit != null && c.exit < 0 && head.dataset.status === "cancelled";
+      // The drone says whether it stopped the command (older drones: a signal is the sign).
+      c.cancelled = c.exit != null && c.exit !== 0 && head.dataset.status === "cancelled" &&
+        (c.stopped === undefined ? c.exit < 0 : c.stopped);
       if (c.cancelled) {
         c.el.dataset.state = "cancelled";
-        c.code.textContent = `cancelled (signal ${-c.exit})`;
+        c.code.textContent = c.exit < 0 ? `cancelled (signal ${-c.exit})` : `cancelled (exit ${c.exit})`;
       }
       setOpen(c, c.exit === undefined || c.cancelled || (c.exit !== null && failed(c)));
       const printed = c.view.lines.length > 0, ended = c.exit !== undefined || final;
@@ -750,6 +752,7 @@
     const commandDone = (ev) => {
       const c = cmds.get(ev.num) || command(ev);
       c.exit = ev.exitCode;
+      c.stopped = ev.stopped;
       c.took = ev.duration;
       c.el.dataset.state = ev.exitCode === 0 ? "passed" : "failed";
       c.code.textContent = ev.exitCode < 0 ? `killed (signal ${-ev.exitCode})` : "exit " + ev.exitCode;
