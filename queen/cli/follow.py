@@ -15,6 +15,7 @@ import asyncio
 import getpass
 import json
 import os
+import signal
 import time
 from collections.abc import Callable
 from typing import Any, TextIO
@@ -85,6 +86,24 @@ _MARKS = {"passed": "✓", "failed": "✗", "skipped": "↷", "cancelled": "⊘"
           "not_run": "–"}
 
 
+def shell_signal(exit_code: Any) -> str | None:
+    """The signal a shell's exit code 128+N names (139: "SIGSEGV", 143: "SIGTERM"), else None.
+
+    A command in the sandbox runs under a shell, so a signal that kills it comes back as 128+N; the outcome API
+    gives the same as a command's ``shell_signal`` (apiary.core.outcome), which wins where it is given."""
+    if not isinstance(exit_code, int) or isinstance(exit_code, bool) or not 129 <= exit_code <= 192:
+        return None
+    try:
+        return signal.Signals(exit_code - 128).name
+    except ValueError:
+        return None
+
+
+def exit_text(exit_code: Any, named: str | None) -> str:
+    """"139 (SIGSEGV)" for an exit code a signal explains, else the code alone."""
+    return f"{exit_code} ({named})" if named else f"{exit_code}"
+
+
 def summary_lines(outcome: dict[str, Any], page: str) -> list[str]:
     """The failure summary a followed job ends with (the job page's box, as text), from its outcome
     (GET /api/v1/jobs/ID/outcome, apiary.core.outcome): nothing for a job that passed or still runs.
@@ -99,7 +118,7 @@ def summary_lines(outcome: dict[str, Any], page: str) -> list[str]:
         if failure.get("num") is not None:
             how = (f"killed by {failure['signal']}" if failure.get("signal") else
                    "it never ended (its drone was lost)" if failure.get("exitCode") is None else
-                   f"exit code {failure['exitCode']}")
+                   f"exit code {exit_text(failure['exitCode'], failure.get('shell_signal'))}")
             lines.append(f"{word} in stage {failure.get('stage')}: {failure.get('title')}, {how} "
                          f"(command {failure['num']})")
             if failure.get("error"):
@@ -173,7 +192,8 @@ class Renderer:
             num = e.get("num")
             self._flush_tails(num)
             code = e.get("exitCode")
-            ended = f"killed by {signal_name(code)}" if isinstance(code, int) and code < 0 else f"exit {code}"
+            ended = (f"killed by {signal_name(code)}" if isinstance(code, int) and code < 0 else
+                     f"exit {exit_text(code, e.get('shell_signal') or shell_signal(code))}")
             mark = paint("✓", "32", self.colour) if code == 0 else paint(f"✗ {ended}", "31", self.colour)
             if num == self.under or num not in self.names:
                 self._line(f"{mark} {e.get('duration', 0):.2f}s")
@@ -196,6 +216,12 @@ class Renderer:
         why = f" ({error})" if error and error != status else ""
         when = f" in {took:.2f}s" if took is not None else ""
         self._line(paint(f"Job {status}{why}{when}", "1;32" if status == "passed" else "1;31", self.colour))
+
+    def between(self, text: str) -> None:
+        """A line between two attempts of the job; the next attempt's commands start afresh."""
+        self._flush_tails(None, every=True)
+        self._line(paint(text, "1;33", self.colour))
+        self.names, self.under, self.started = {}, None, None
 
     def _switch_to(self, num: Any) -> None:
         """A command's output is next: under its own header, written again if another's came since."""
@@ -285,7 +311,12 @@ class Progress:
 
 
 class Follower:
-    """Shows one job's events until it ends, live over the WebSocket, across reconnects."""
+    """Shows one job's events until it ends, live over the WebSocket, across reconnects.
+
+    A job may run more than once (its drone was lost or stopped mid-job: the queen runs it again, as attempt 2,
+    3 …). The job's end is its document's final status, not an attempt's job:done: a job:done is held until the
+    document says whether the job is final; if it is not, one line says which attempt ended and why, and the next
+    attempt's output follows."""
 
     def __init__(self, client: Client, job: dict[str, Any], out: TextIO, err: TextIO) -> None:
         self.client = client
@@ -294,6 +325,9 @@ class Follower:
         self.renderer = Renderer(out, err, before_write=self.progress.clear)
         self.last = 0  # the seq of the last event shown
         self.status, self.drone = job.get("status", ""), job.get("drone") or ""
+        self.attempt = 0  # the attempt of the last event shown (0: none yet)
+        self.held: dict[str, Any] | None = None  # a job:done, until the job says whether it was its end
+        self.over: set[int] = set()  # attempts whose end was said
 
     def note(self, update: dict[str, Any]) -> None:
         """A job document or job:update: what the progress line says while nothing else shows."""
@@ -306,18 +340,63 @@ class Follower:
                            "dispatched": f"dispatched to {self.drone}… waiting for it to start",
                            "running": f"running on {self.drone}… waiting for output"}.get(self.status))
 
-    def show(self, event: dict[str, Any]) -> None:
+    async def show(self, event: dict[str, Any]) -> None:
         if event["seq"] <= self.last:
             return  # already shown before a reconnect
         self.last = event["seq"]
-        self.renderer.event(event)
+        attempt = int(event.get("attempt") or 1)
+        if attempt > self.attempt:
+            if self.attempt and self.attempt not in self.over:
+                self.attempt_over(self.attempt, await self.client.job(self.job_id))  # lost with no job:done
+            self.attempt, self.held = attempt, None
+        if event.get("type") == "job:done":
+            self.held = event
+            await self.settle()
+        else:
+            self.renderer.event(event)
         if self.renderer.shown:
             self.progress.set(None)
+
+    async def settle(self) -> None:
+        """After an attempt's job:done, or a change of the job: end the job if it is final, or say that the
+        attempt shown ended if the queen runs the job again. Nothing while the document has not moved yet."""
+        if self.renderer.result or not self.attempt or self.attempt in self.over:
+            return
+        job = await self.client.job(self.job_id)
+        self.note(job)
+        shown = self.held is not None or self.renderer.started is not None  # something of this attempt was shown
+        if shown and int(job.get("attempts") or 0) > self.attempt:
+            self.attempt_over(self.attempt, job)  # a later attempt runs (or ran: apiary logs of an ended job)
+        elif job["status"] in _FINAL:
+            self.finish(job)
+        elif shown and job["status"] == "queued":
+            self.attempt_over(self.attempt, job)
+
+    def attempt_over(self, attempt: int, job: dict[str, Any]) -> None:
+        """The line between two attempts: which ended, why (the job's history, else its job:done)."""
+        record = (job.get("history") or {}).get(str(attempt))
+        held = self.held or {}
+        reason = ((record.get("reason") if isinstance(record, dict) else None) or held.get("error")
+                  or held.get("result") or "it ended")
+        self.renderer.between(f"attempt {attempt} ended: {reason}; the queen runs it again (attempt {attempt + 1})")
+        self.over.add(attempt)
+        self.held = None
+
+    def finish(self, job: dict[str, Any]) -> None:
+        """The closing line: the job's final status, its error, and how long its last attempt took."""
+        held = self.held if self.held and int(self.held.get("attempt") or 1) >= int(job.get("attempts") or 1) else None
+        if held is not None and held.get("timestamp") and self.renderer.started:
+            took: float | None = held["timestamp"] - self.renderer.started
+        else:
+            took = job["finished"] - job["started"] if job.get("started") and job.get("finished") else None
+        error = job.get("error") or (held or {}).get("error")
+        self.renderer.ended(job["status"], error, took)
+        self.held = None
 
     async def stored(self) -> None:
         """Show the events stored so far (the REST API, page by page)."""
         async for event in self.client.events(self.job_id, self.last):
-            self.show(event)
+            await self.show(event)
 
     async def run(self) -> int:
         """Follow the job to its end; the exit status its result means."""
@@ -371,6 +450,9 @@ class Follower:
         await ws.send_json({"op": "subscribe", "topic": "jobs"})
         self.note(await self.client.job(self.job_id))  # after subscribing: no change falls in between
         ended_meanwhile = self.status in _FINAL
+        await self.settle()  # a job:done held when the last connection ended
+        if self.renderer.result:
+            return self.renderer.result
         async for frame in ws:
             if frame.type is not aiohttp.WSMsgType.TEXT:
                 continue
@@ -379,7 +461,7 @@ class Follower:
                 continue
             kind = message.get("type")
             if "seq" in message:
-                self.show(message)
+                await self.show(message)
                 if self.renderer.result:
                     return self.renderer.result
             elif kind == "error":
@@ -388,17 +470,15 @@ class Follower:
                 self.note(message)
                 if self.status in _FINAL:
                     return await self.ended()
+                await self.settle()  # queued again after an attempt: say so before the next one's output
             elif kind == "subscribed" and ended_meanwhile:
                 return await self.ended()
         return None
 
     async def ended(self) -> str:
-        """The job is final: show what is stored after the last seq; no job:done means the queen ended it."""
+        """The job is final: show what is stored after the last seq, then its end as its document says."""
         await self.stored()
         if not self.renderer.result:
-            job = await self.client.job(self.job_id)
-            took = job["finished"] - job["started"] if job.get("started") and job.get("finished") else None
-            self.renderer.ended(job["status"], job.get("error"), took)
+            self.finish(await self.client.job(self.job_id))
         assert self.renderer.result is not None
         return self.renderer.result
-

@@ -71,6 +71,8 @@ async def logs(client: Client, args: argparse.Namespace) -> int:
     await follower.stored()
     if args.follow:
         return await _follow(follower)
+    await follower.settle()  # the last attempt shown ended: the job's end, or a line saying it runs again
+    job = await client.job(job["id"])
     if job["status"] in FINAL and not follower.renderer.result:
         await follower.ended()  # ended with no job:done (cancelled in the queue): say so
     elif job["status"] not in FINAL:

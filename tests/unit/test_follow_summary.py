@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 from typing import Any
 
-from apiary.cli.follow import Renderer, summary_lines
+from apiary.cli.follow import Renderer, shell_signal, summary_lines
 
 PAGE = "http://q:8420/jobs/J"
 
@@ -79,3 +79,23 @@ def test_the_summary_says_what_failed_and_where() -> None:
     ]
     for outcome, lines in table:
         assert summary_lines(outcome, PAGE) == lines, outcome
+
+
+def test_an_exit_code_a_shell_gives_for_a_signal_names_it() -> None:
+    table = [(139, "SIGSEGV"), (143, "SIGTERM"), (137, "SIGKILL"), (129, "SIGHUP"), (128, None), (1, None),
+             (0, None), (-11, None), (None, None), (200, None), (True, None), ("139", None)]
+    for code, named in table:
+        assert shell_signal(code) == named, code
+
+
+def test_a_command_killed_by_a_signal_under_a_shell_says_which() -> None:
+    text = render(start(1, "t", "crash"), {"type": "job:cmd:done", "num": 1, "exitCode": 139, "duration": 0.5},
+                  start(2, "t", "fail"), {"type": "job:cmd:done", "num": 2, "exitCode": 3, "duration": 0.5})
+    assert "✗ exit 139 (SIGSEGV) 0.50s" in text.splitlines() and "✗ exit 3 0.50s" in text.splitlines()
+    failure = {**FAILED["failure"], "exitCode": 139, "shell_signal": "SIGSEGV", "last_lines": []}
+    assert summary_lines({**FAILED, "failure": failure, "stages": []}, PAGE)[0] == \
+        "Failed in stage lint: ruff ., exit code 139 (SIGSEGV) (command 4)"
+    # An outcome without the field (a queen from before it): the code alone.
+    older = {k: v for k, v in failure.items() if k != "shell_signal"}
+    assert summary_lines({**FAILED, "failure": older, "stages": []}, PAGE)[0] == \
+        "Failed in stage lint: ruff ., exit code 139 (command 4)"
