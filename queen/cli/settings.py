@@ -95,13 +95,27 @@ def with_flags(config: Config, args: argparse.Namespace) -> Config:
 
 # Settings whose values are secrets: `apiary config` shows *** and where the value comes from.
 SECRET_SETTINGS = {"client.token"}
-# Settings that are URLs: a password in them (mongodb://user:PASSWORD@host) is shown as ***.
-URL_SETTINGS = {"queen.mongodb_url", "queen.public_url", "client.url"}
+
+# A URL's user and password, wherever a URL stands in a value: `scheme://USER:PASSWORD@`. The password runs to the
+# last @ before the URL's path (a password may hold an @ or a : unencoded); a user alone is no secret.
+_CREDENTIALS = re.compile(r"(?P<head>\b[a-z][a-z0-9+.\-]*://[^\s/?#@:'\"]*):[^\s/?#'\"]*@", re.IGNORECASE)
 
 
-def hide_password(url: str) -> str:
-    """`url` with the password of its user part shown as ***."""
-    return re.sub(r"^([a-z][a-z0-9+.\-]*://[^/@:]*):[^/@]*@", r"\1:***@", url, flags=re.IGNORECASE)
+def hide_password(text: str) -> str:
+    """`text` with the password of every URL in it shown as *** ("--index-url https://u:TOKEN@pypi/simple" ->
+    "--index-url https://u:***@pypi/simple")."""
+    return _CREDENTIALS.sub(r"\g<head>:***@", text)
+
+
+def hide_passwords(value: Any) -> Any:
+    """`value` with hide_password applied to every string in it, in lists and tables too."""
+    if isinstance(value, str):
+        return hide_password(value)
+    if isinstance(value, (list, tuple)):
+        return [hide_passwords(v) for v in value]
+    if isinstance(value, dict):
+        return {k: hide_passwords(v) for k, v in value.items()}
+    return value
 
 
 def as_toml(config: Config, where: Mapping[str, str] | None = None, client_origin: str = "") -> str:
@@ -118,10 +132,8 @@ def as_toml(config: Config, where: Mapping[str, str] | None = None, client_origi
             note = where.get(name, "")
             if name in SECRET_SETTINGS and value:
                 text, note = '"***"', f"set, not shown; from {note or 'defaults'}"
-            elif name in URL_SETTINGS and isinstance(value, str):
-                text = json.dumps(hide_password(value))
-            else:
-                text = json.dumps(value)
+            else:  # any setting may hold a URL with a password (pip_args' --index-url, a store's URL)
+                text = json.dumps(hide_passwords(value))
             if name == "client.url" and client_origin:
                 note = client_origin
             lines.append(f"{field.name} = {text}" + (f"  # {note}" if note else ""))
