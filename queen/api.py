@@ -173,8 +173,10 @@ async def cancel_job(request: web.Request) -> web.Response:
 async def list_repo_jobs(request: web.Request) -> web.Response:
     repo = await load_repo(request)
     limit = query_int(request, "limit", 50, 1, 500)
+    number = query_int(request, "number", 0, 1, 2**53) if "number" in request.query else None
     jobs = await request.app[keys.STORE].list_jobs(
-        repo["_id"], branch=request.query.get("branch"), before=request.query.get("before"), limit=limit)
+        repo["_id"], branch=request.query.get("branch"), before=request.query.get("before"), limit=limit,
+        number=number)
     return json_response({"jobs": [public_job(j) for j in jobs]})
 
 

@@ -212,6 +212,9 @@ PARAMETERS: dict[str, Any] = {
               "schema": {"type": "integer", "minimum": 1, "maximum": 500}},
     "before": {"name": "before", "in": "query", "description": "only jobs older than this job id (paging)",
                "schema": _STRING},
+    "number": {"name": "number", "in": "query", "description": "only the job with this number in the repository "
+                                                            "(its REPO#N, as apiary ls and the dashboard show it)",
+               "schema": {"type": "integer", "minimum": 1, "maximum": 2**53}},
     "branch": {"name": "branch", "in": "query", "schema": _STRING,
                "description": "only jobs of this branch: built from it, of this fetched ref (refs/pull/7/head), "
                               "or pull/merge requests whose head (source) or base (target) branch it is"},
@@ -291,7 +294,7 @@ PATHS: dict[str, Any] = {
     "/api/v1/repos/{repo}/jobs": {
         "get": _op("The repository's jobs, newest first", {"200": _json(_JOBS, "a page"), "400": _BAD,
                                                            "404": _MISSING},
-                   parameters=[_REPO, _param("branch"), _param("limit"), _param("before")]),
+                   parameters=[_REPO, _param("number"), _param("branch"), _param("limit"), _param("before")]),
         "post": _op("Trigger a job", {
             "201": _json(_ref("Job"), "queued"), "400": _BAD, "404": _MISSING},
             parameters=[_REPO], body=_body(_ref("TriggerJob"))),

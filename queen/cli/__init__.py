@@ -50,6 +50,9 @@ from apiary.cli.settings import DEFAULT_CONFIG, as_toml, config_path, load_confi
 from apiary.core import __version__
 from apiary.core.errors import ApiaryError
 
+# What a command taking a JOB accepts (apiary.cli.remote.job_id).
+JOB_HELP = "the job: REPO#N as apiary ls shows it (app#3), or its id (01M8PHSCARHJK5XN1E1G2BK495)"
+
 # The commands that talk to a queen's API (apiary.cli.connect runs them), by name.
 CLIENT_COMMANDS: dict[str, Command] = {
     "trigger": remote.trigger, "ls": remote.ls, "logs": remote.logs, "cancel": remote.cancel,
@@ -169,9 +172,9 @@ apiary trigger app --branch main --param GREETING=hi --follow""", client)
     trigger.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="a parameter (repeatable)")
     trigger.add_argument("--follow", action="store_true", help="show the job's output; exit with its result")
     rerun = _command(sub, "rerun", "run a job again: its commit, type and parameters", """
-apiary rerun 6650f1c2a9e3b1d4e5f60718
-apiary rerun 6650f1c2a9e3b1d4e5f60718 --follow""", client)
-    rerun.add_argument("job", help="the job's id (apiary ls shows it)")
+apiary rerun app#3                      # as apiary ls names it
+apiary rerun 01M8PHSCARHJK5XN1E1G2BK495 --follow""", client)
+    rerun.add_argument("job", help=JOB_HELP)
     rerun.add_argument("--follow", action="store_true", help="show the new job's output; exit with its result")
     ls = _command(sub, "ls", "recent jobs, of every repository or of one", """
 apiary ls
@@ -179,20 +182,22 @@ apiary ls app --limit 5""", client)
     ls.add_argument("repo", nargs="?", help="only this repository's jobs")
     ls.add_argument("--limit", type=int, default=20, help="how many (default: 20)")
     logs = _command(sub, "logs", "a job's output", """
-apiary logs 6650f1c2a9e3b1d4e5f60718
-apiary logs 6650f1c2a9e3b1d4e5f60718 --follow""", client)
-    logs.add_argument("job", help="the job's id")
+apiary logs app#3
+apiary logs 01M8PHSCARHJK5XN1E1G2BK495 --follow""", client)
+    logs.add_argument("job", help=JOB_HELP)
     logs.add_argument("--follow", action="store_true", help="then live until it ends; exit with its result")
     artifacts = _command(sub, "artifacts", "a job's artifacts: list them, or download one", """
-apiary artifacts 6650f1c2a9e3b1d4e5f60718                          # name and size of each
-apiary artifacts 6650f1c2a9e3b1d4e5f60718 dist/app.whl             # to ./app.whl
-apiary artifacts 6650f1c2a9e3b1d4e5f60718 dist/app.whl -o - | tar t""", client)
-    artifacts.add_argument("job", help="the job's id")
+apiary artifacts app#3                                # name and size of each
+apiary artifacts app#3 dist/app.tar.gz                # to ./app.tar.gz
+apiary artifacts app#3 dist/app.tar.gz -o - | tar tz""", client)
+    artifacts.add_argument("job", help=JOB_HELP)
     artifacts.add_argument("name", nargs="?", help="the artifact to download (its name as listed)")
     artifacts.add_argument("-o", "--output", metavar="PATH",
                            help="where to write it (default: its file name, here; -: standard output)")
-    cancel = _command(sub, "cancel", "cancel a job", "apiary cancel 6650f1c2a9e3b1d4e5f60718", client)
-    cancel.add_argument("job", help="the job's id")
+    cancel = _command(sub, "cancel", "cancel a job", """
+apiary cancel app#3
+apiary cancel 01M8PHSCARHJK5XN1E1G2BK495""", client)
+    cancel.add_argument("job", help=JOB_HELP)
     drones = _command(sub, "drones", "the drones in the pool", """
 apiary drones
 apiary drone --queen $(apiary drones --endpoint)     # one more drone, here""", client)

@@ -26,6 +26,28 @@ if TYPE_CHECKING:
     from apiary.core.models import JobBody
 
 FINAL = {s.value for s in FINAL_STATES}
+# A job as apiary ls names it: REPO#N, its number in the repository.
+_NUMBERED = re.compile(r"(?P<repo>[^#/\s]+)#(?P<number>[1-9][0-9]*)")
+
+
+def numbered(given: str) -> tuple[str, int] | None:
+    """("app", 3) for "app#3", the name apiary ls and the dashboard show; None for anything else (a job id)."""
+    match = _NUMBERED.fullmatch(given.strip())
+    return (match.group("repo"), int(match.group("number"))) if match else None
+
+
+async def job_id(client: Client, given: str) -> str:
+    """The id of the job `given` names: REPO#N (asked of the queen: its repository's jobs by number) or an id."""
+    from apiary.cli.client import ApiError, q
+
+    found = numbered(given)
+    if found is None:
+        return given.strip()
+    repo, number = found
+    jobs = (await client.request("GET", f"/repos/{q(repo)}/jobs?number={number}&limit=1"))["jobs"]
+    if not jobs or jobs[0].get("number") != number:  # a queen that ignores ?number gives the newest jobs
+        raise ApiError(f"no job {given!r} (apiary ls {repo} lists its jobs; it may have been pruned)", 404)
+    return str(jobs[0]["id"])
 
 
 async def trigger(client: Client, args: argparse.Namespace) -> int:
@@ -54,7 +76,7 @@ async def rerun(client: Client, args: argparse.Namespace) -> int:
     from apiary.cli.client import q
     from apiary.cli.follow import Follower, whoami
 
-    job = await client.request("POST", f"/jobs/{q(args.job)}/rerun",
+    job = await client.request("POST", f"/jobs/{q(await job_id(client, args.job))}/rerun",
                                {"trigger": {"source": "API", "author": {"login": whoami()}}})  # as trigger sends
     say(f"{job['repo']} #{job['number']} {job['status']}: {client.page(job['id'])}")
     if not args.follow:
@@ -66,7 +88,7 @@ async def logs(client: Client, args: argparse.Namespace) -> int:
     """apiary logs: a job's stored output; with --follow the rest live, and exit with its result."""
     from apiary.cli.follow import Follower
 
-    job = await client.job(args.job)
+    job = await client.job(await job_id(client, args.job))
     follower = Follower(client, job, sys.stdout, sys.stderr)
     await follower.stored()
     if args.follow:
@@ -140,7 +162,8 @@ async def artifacts(client: Client, args: argparse.Namespace) -> int:
     from apiary.cli.client import q
     from apiary.cli.follow import table
 
-    found = (await client.request("GET", f"/jobs/{q(args.job)}/artifacts"))["artifacts"]
+    job = await job_id(client, args.job)
+    found = (await client.request("GET", f"/jobs/{q(job)}/artifacts"))["artifacts"]
     if args.name is None:
         if not found:
             say(f"job {args.job} has no artifacts (a pipeline keeps some with artifacts: [PATTERN, …])")
@@ -152,7 +175,7 @@ async def artifacts(client: Client, args: argparse.Namespace) -> int:
         names = ", ".join(a["name"] for a in found[:10]) or "none"
         raise InputError(f"job {args.job} has no artifact {args.name!r} (it has: {names})", field="name")
     target = args.output or args.name.rsplit("/", 1)[-1]
-    wrote = await client.download(f"/jobs/{q(args.job)}/artifacts/{q(args.name)}",
+    wrote = await client.download(f"/jobs/{q(job)}/artifacts/{q(args.name)}",
                                   None if target == "-" else Path(target))
     if target != "-":
         print(f"{args.name}: {size_text(wrote)} written to {target}", file=sys.stderr)
@@ -171,7 +194,7 @@ async def cancel(client: Client, args: argparse.Namespace) -> int:
     """apiary cancel: stop a job."""
     from apiary.cli.client import q
 
-    say((await client.request("POST", f"/jobs/{q(args.job)}/cancel"))["status"])  # cancelled or cancelling
+    say((await client.request("POST", f"/jobs/{q(await job_id(client, args.job))}/cancel"))["status"])  # cancelled or cancelling
     return 0
 
 

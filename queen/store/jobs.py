@@ -69,14 +69,17 @@ class JobQueries:
         return await self.jobs.find_one({"_id": job_id})
 
     async def list_jobs(self, repo: str | None = None, branch: str | None = None,
-                        before: str | None = None, limit: int = 50) -> list[Job]:
-        """The newest jobs first, without their pipelines: of `repo`, of a branch or fetched ref, before `before`.
+                        before: str | None = None, limit: int = 50, number: int | None = None) -> list[Job]:
+        """The newest jobs first, without their pipelines: of `repo`, of a branch or fetched ref, before `before`;
+        with `number` (and `repo`), the one job numbered so (REPO#N; index (repo, number)).
 
         A pull or merge request's job is one of `branch` when it is its head (source) or base (target) branch.
         """
         query: dict[str, Any] = {}
         if repo is not None:
             query["repo"] = repo
+        if number is not None:
+            query["number"] = number
         if branch is not None:
             # A branch, a fetched ref such as a pull request's refs/pull/7/merge, or a pull request's branches
             query["$or"] = [{"ref.branch": branch}, {"ref.fetch": branch}, {"trigger.head_branch": branch},
