@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import re
 import socket
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -209,6 +210,7 @@ def _listen(host: str, port: int) -> socket.socket:
 
 
 URL_FILE = "queen.url"  # in the data dir: the address this queen answers on, for commands on its machine
+ENDPOINT_FILE = "queen.endpoint"  # beside it: where drones on its machine connect (apiary drone without --queen)
 
 
 @contextlib.asynccontextmanager
@@ -254,6 +256,8 @@ async def _serving(config: QueenConfig) -> AsyncIterator[Addresses]:
         # Where this machine reaches the queen directly: `apiary user add` sends the setup token there only.
         local = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(host, shown)
         (config.data_path / URL_FILE).write_text(f"http://{local}:{port}\n")
+        drones = re.sub(r"^tcp://(0\.0\.0\.0|\*):", "tcp://127.0.0.1:", app[keys.HIVE].endpoint)
+        (config.data_path / ENDPOINT_FILE).write_text(re.sub(r"^tcp://(\[::\]|::):", "tcp://[::1]:", drones) + "\n")
         yield Addresses(http=http, drones=app[keys.HIVE].endpoint)
     finally:
         if sweeper is not None:

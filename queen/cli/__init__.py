@@ -106,11 +106,14 @@ apiary up --port 9000                  # on 9000, drones on 9001; the client com
 apiary queen -c apiary.toml
 apiary queen --port 9000 --data-dir /srv/apiary""", [common, queen_flags])
     drone = _command(sub, "drone", "run a drone", """
+apiary drone                           # the queen apiary up or apiary queen runs on this machine
 apiary drone --queen tcp://SERVER:8421 --capacity 4 --id build-1
 apiary drone --queen tcp://SERVER:8421 --join TOKEN      # a token from apiary join-token""",
                      [common, drone_flags])
     drone.add_argument("--queen", help="the queen's drone endpoint, tcp://HOST:PORT (apiary up and apiary drones "
-                                       "print it)")
+                                       "print it; default: [drone] queen, APIARY_DRONE_QUEEN, else the endpoint the "
+                                       "queen on this machine wrote to DATA_DIR/queen.endpoint, else "
+                                       "tcp://127.0.0.1:8421)")
     drone.add_argument("--join", metavar="TOKEN", help="join a queen whose drones use keys, with a one-time token "
                                                       "from apiary join-token (its key pair is made and kept)")
     run = _command(sub, "run", "run a working copy's pipeline here, without a queen", """
@@ -260,7 +263,7 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(server.run_here(args, config))
         if args.command in CLIENT_COMMANDS:
             sys.exit(run_client_command(CLIENT_COMMANDS[args.command], args, config, where))
-        server.serve(args, config)
+        server.serve(args, config, where)
     except ApiaryError as exc:
         print(f"apiary: error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)

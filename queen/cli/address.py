@@ -11,6 +11,10 @@ A client command takes the first of (`choose`):
 
 The origin goes into every message about the address ("no queen answers at URL (from ORIGIN)"),
 so that a user sees which of these to change.
+
+`apiary drone` finds the queen's drone endpoint the same way (`choose_endpoint`): --queen, [drone] queen or
+APIARY_DRONE_QUEEN, DATA_DIR/queen.endpoint (what the queen on this machine bound, written beside queen.url),
+tcp://127.0.0.1:8421.
 """
 
 from __future__ import annotations
@@ -19,11 +23,13 @@ import dataclasses
 import re
 from pathlib import Path
 
-from apiary.core.config import ClientConfig, with_changes
+from apiary.core.config import ClientConfig, DroneConfig, with_changes
 from apiary.core.errors import ConfigError
 
 URL_FILE = "queen.url"  # the file apiary.queen.app writes in the data dir (its URL_FILE)
+ENDPOINT_FILE = "queen.endpoint"  # its drone endpoint, beside it (apiary.queen.app's ENDPOINT_FILE)
 DEFAULT_URL = ClientConfig().url
+DEFAULT_ENDPOINT = DroneConfig().queen
 
 # What a client command uses without --url, for its --help.
 PRECEDENCE = ("APIARY_CLIENT_URL, else [client] url in the config file, else the address "
@@ -52,14 +58,34 @@ def choose(flag: str | None, env: str | None, configured: tuple[str, str] | None
     return QueenAddress(DEFAULT_URL, "default")
 
 
+def choose_endpoint(flag: str | None, configured: tuple[str, str] | None,
+                    recorded: tuple[str, str] | None) -> QueenAddress:
+    """The drone endpoint `apiary drone` connects to, by precedence: --queen, the setting ([drone] queen or
+    APIARY_DRONE_QUEEN: (endpoint, where)), what the local queen recorded ((endpoint, path)), the default."""
+    if flag:
+        return QueenAddress(flag, "--queen")
+    for found in (configured, recorded):
+        if found is not None and found[0]:
+            return QueenAddress(found[0], found[1])
+    return QueenAddress(DEFAULT_ENDPOINT, "default")
+
+
+def recorded_endpoint(data_path: Path) -> tuple[str, str] | None:
+    """(endpoint, path) of the drone endpoint a queen with this data dir wrote, or None."""
+    return _recorded(data_path / ENDPOINT_FILE)
+
+
 def recorded_url(data_path: Path) -> tuple[str, str] | None:
     """(url, path) that a queen with this data dir wrote, or None when there is none (or it cannot be read)."""
-    path = data_path / URL_FILE
+    return _recorded(data_path / URL_FILE)
+
+
+def _recorded(path: Path) -> tuple[str, str] | None:
     try:
-        url = path.read_text().strip()
+        text = path.read_text().strip()
     except OSError:
         return None
-    return (url, str(path)) if url else None
+    return (text, str(path)) if text else None
 
 
 def checked(address: QueenAddress) -> QueenAddress:

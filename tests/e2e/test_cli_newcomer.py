@@ -4,9 +4,12 @@ setting; apiary drone finds the local queen's drone endpoint; a job is named as 
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
-from tests.cluster import Cluster
+from tests.cluster import FAST, Cluster, Proc
+from tests.e2e.test_cli_address import apiary as run_as
+from tests.e2e.test_cli_address import free_pair, user_env
 from tests.e2e.test_client import apiary, url
 
 # The inner shell dies of SIGSEGV; the step's shell reports it as any shell does, exit 139.
@@ -76,3 +79,41 @@ artifacts: [out.txt]
         none = await apiary(tmp_path, "logs", missing, *url(queen))
         assert none.code == 2 and none.out == "" and none.err.startswith("apiary: error: no "), none
     print(f"\napiary logs app#1, artifacts app#1, rerun app#1, cancel app#1: found as apiary ls names them\n{logs.out}")
+
+
+async def test_apiary_drone_without_queen_finds_the_local_queens_drone_endpoint(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    port = free_pair()
+    env = {**user_env(home), **FAST}
+    up = Proc("up", ["up", "--port", str(port)], tmp_path / "logs", env)
+    drone = Proc("drone", ["drone", "--id", "extra", "--capacity", "1"], tmp_path / "logs", env)
+    lost = Proc("lost", ["drone", "--id", "lost", "--queen", "tcp://127.0.0.1:9"], tmp_path / "logs", env)
+    try:
+        await up.start()
+        await up.wait_output("Press Ctrl-C to stop")
+        recorded = home / ".apiary" / "queen" / "queen.endpoint"
+        assert recorded.read_text() == f"tcp://127.0.0.1:{port + 1}\n"
+
+        await drone.start()  # no --queen, no config: the endpoint apiary up wrote down, and where it came from
+        await drone.wait_output(f"queen tcp://127.0.0.1:{port + 1} \\(from {recorded}\\)")
+        for _ in range(100):
+            code, out, err = await run_as(env, "drones")
+            if code == 0 and "extra" in out:
+                break
+            await asyncio.sleep(0.1)
+        assert "extra" in out and "local" in out, (out, err, drone.logs())
+
+        # Nothing answers: one warning naming the endpoint and where it came from, not silence.
+        await lost.start()
+        await lost.wait_output("queen tcp://127.0.0.1:9 \\(from --queen\\)")
+        warning = "no queen answers at tcp://127.0.0.1:9 (from --queen) after 5 s"
+        for _ in range(300):
+            if warning in lost.stderr.read_text():
+                break
+            await asyncio.sleep(0.1)
+        assert lost.stderr.read_text().count(warning) == 1, lost.logs()
+    finally:
+        for proc in (lost, drone, up):
+            await proc.stop()
+    print(f"\napiary up --port {port}; apiary drone found tcp://127.0.0.1:{port + 1} in {recorded}")
