@@ -8,7 +8,7 @@ import re
 import signal
 from pathlib import Path
 
-from tests.cluster import Cluster
+from tests.cluster import Cluster, Proc, _env
 from tests.e2e.test_client import Command, apiary, url
 
 # First attempt: says so and waits (until the test ends: a killed drone leaves its command behind); any later one:
@@ -77,3 +77,32 @@ async def test_follow_of_a_job_whose_drone_stopped_mid_job_is_not_its_first_atte
     again = await apiary(tmp_path, "logs", job_id, *url(cluster))
     assert again.code == 0 and "stopped while the job ran" in assert_two_attempts(again.out), again
     print(f"\nfollowed a job whose drone stopped mid-job (SIGTERM): exit 0, then 'passed'\n{done.out}")
+
+
+async def test_follow_across_apiary_up_stopped_with_ctrl_c_and_started_again(tmp_path: Path) -> None:
+    # The newcomer's case: one apiary up, its local drone stopped with it mid-job; the same port again.
+    data, work = tmp_path / "data", tmp_path / "work"
+    args = ["up", "--data-dir", str(data), "--http-port", "0", "--drone-bind", "tcp://127.0.0.1:*",
+            "--work-dir", str(work)]
+    up = Proc("up", args, tmp_path / "logs", _env())
+    await up.start()
+    try:
+        base = (await up.wait_output(r"API:\s+(\S+)/api/v1")).group(1)
+        (tmp_path / "pipeline.yml").write_text(pipeline(tmp_path / "flag"))
+        repo = await apiary(tmp_path, "repo", "add", "app", "--pipeline", str(tmp_path / "pipeline.yml"),
+                            "--queen-url", base)
+        assert repo.code == 0, repo
+        follow = await Command(tmp_path, ("trigger", "app", "--follow", "--url", base)).start()
+        await follow.wait_output("first attempt\n")
+        assert await up.stop(signal.SIGINT) is not None  # Ctrl-C
+        await follow.wait_output("reconnecting", "err")
+        up.args = [*args[:3], "--http-port", base.rsplit(":", 1)[1], *args[5:]]
+        await up.start()
+        done = await follow.finish(timeout=60)
+    finally:
+        (tmp_path / "flag.end").touch()
+        await up.stop()
+    assert done.code == 0, done
+    assert_two_attempts(done.out)
+    print(f"\nfollowed a job across apiary up stopped with Ctrl-C and started again: exit 0\n{done.out}")
+
