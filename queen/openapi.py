@@ -178,9 +178,12 @@ SCHEMAS: dict[str, Any] = {
             "commands": {"type": "array", "items": _object({
                 "num": {"type": ["integer", "null"], "description": "null: a step that never ran"},
                 "title": _STRING, "hook": {"type": ["string", "null"]},
-                "status": {"enum": ["passed", "failed", "cancelled", "running", "not_run"]},
+                "status": {"enum": ["passed", "failed", "cancelled", "running", "waiting", "not_run"],
+                           "description": "waiting: a step its stage may still run; not_run: it never will"},
                 "ignored": {"type": "boolean", "description": "failed, but its step ignores the exit code"},
                 "exitCode": {"type": ["integer", "null"]}, "signal": {"type": ["string", "null"]},
+                "shell_signal": {"type": ["string", "null"],
+                                 "description": "the signal an exit code 128+N names (139: SIGSEGV), as a shell ends"},
                 "duration": {"type": ["number", "null"]}}, ("num", "title", "status"))}},
             ("name", "needs", "status", "commands"))},
         "failure": {"oneOf": [{"type": "null"}, _object({
@@ -188,9 +191,13 @@ SCHEMAS: dict[str, Any] = {
             "title": {"type": ["string", "null"]}, "command": {"type": ["string", "null"]},
             "exitCode": {"type": ["integer", "null"]},
             "signal": {"type": ["string", "null"], "description": "SIGKILL, SIGTERM...: it was killed"},
+            "shell_signal": {"type": ["string", "null"],
+                             "description": "the signal its exit code 128+N names (139: SIGSEGV), as a shell ends"},
             "last_lines": {**_STRINGS, "description": "the command's last lines of output (masked)"},
             "anchor": {"type": ["string", "null"], "description": "cmd-N: its place on the job page"},
             "error": {"type": ["string", "null"]}}, ("stage", "num", "last_lines"))]},
+        "ran_nothing": {"type": ["string", "null"], "description": "why a job that passed ran no stage (the "
+                        "pipeline has no deploy stages for a DEPLOY job)"},
     }, ("status", "stages", "failure")),
     "Artifact": _object({"name": _STRING, "size": {"type": "integer"}, "parts": {"type": "integer"},
                          "url": _STRING}, ("name", "size", "url")),

@@ -15,17 +15,26 @@ durations in seconds)::
                  "reason": why skipped or not run (or what a waiting stage waits for) | None,
                  "started": time | None, "duration": s | None,
                  "commands": [{"num": int | None (None: never ran), "title", "hook": name | None,
-                               "status": passed|failed|cancelled|running|not_run, "ignored": bool,
-                               "exitCode": int | None, "signal": "SIGKILL" | None, "duration": s | None}]}],
-     "failure": None | {"stage", "num", "title", "command", "exitCode", "signal",
+                               "status": passed|failed|cancelled|running|waiting|not_run, "ignored": bool,
+                               "exitCode": int | None, "signal": "SIGKILL" | None,
+                               "shell_signal": "SIGSEGV" | None, "duration": s | None}]}],
+     "failure": None | {"stage", "num", "title", "command", "exitCode", "signal", "shell_signal",
                         "last_lines": [the command's last lines, masked as stored], "anchor": "cmd-N",
-                        "error": the job's error | None}}
+                        "error": the job's error | None},
+     "ran_nothing": None | why a job that passed ran no stage ("the pipeline has no deploy stages for a
+                    DEPLOY job")}
+
+A step that has not run is ``waiting`` while its stage may still run it (the job is not over and the
+stage is running or waiting), else ``not_run``. A title is the one the pipeline gave, or its command's
+first line cut at a word boundary with an ellipsis (`short_title`), never in the middle of a word.
 
 Only the current attempt counts: the commands of an attempt lost with its
 drone are not this outcome's. A command ended by a cancel is ``cancelled``,
 not ``failed``: the drone says so (``stopped`` on ``job:cmd:done``); for an
 older drone's events it is guessed from the exit code and where the cancel
-came. A command killed by a signal (a negative exit code) names it.
+came. A command killed by a signal names it: ``signal`` for a negative exit code (the drone's own
+process), ``shell_signal`` for 128+N (129..192, N a signal): a command in the sandbox or under any
+shell that a signal killed ends so (139: SIGSEGV, 143: SIGTERM).
 The failing command's ``last_lines`` need its output, which this module does
 not read: the caller fetches the output of ``failure["num"]`` and sets
 ``last_lines`` with `last_lines(text)`. `layout(stages)` puts stages in
@@ -34,17 +43,18 @@ columns by how deep their ``needs`` go, for the stage graph.
 
 from __future__ import annotations
 
-import re
 import signal
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from .errors import InputError
 from .protocol import FINAL_STATES
+from .shown import plain  # noqa: F401  (re-exported: what a line shows, for a failure's last lines)
 from .stages import blocked_stages, runnable_stages
 
 MAX_LINES = 10  # lines of the failed command's output in a failure summary
 MAX_LINE_CHARS = 400  # a longer line is cut there (a minified file on one line)
+MAX_TITLE = 80  # characters of a title made from a command (the compiler's and the drone's cut)
 
 _FINAL = {s.value for s in FINAL_STATES}
 # Exit statuses a shell gives a command ended by a signal (128 + n): SIGINT, SIGKILL, SIGTERM.
@@ -52,8 +62,6 @@ _SHELL_KILLED = {128 + int(signal.SIGINT), 128 + int(signal.SIGKILL), 128 + int(
 _SKIPPED = "apiary: stage "  # the drone's line: "apiary: stage NAME skipped: REASON"
 _CANCELLED = "job cancelled"  # the drone's line when a cancel stopped the job
 _PLAIN_PHASES = ("environment", "prepare", "cleanup")  # phases without stages
-# Terminal control sequences (CSI, OSC, two-character escapes): not text a page shows.
-_ESCAPES = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])|[\x00-\x08\x0b-\x1f\x7f]")
 
 
 def signal_name(exit_code: int | None) -> str | None:
@@ -66,17 +74,46 @@ def signal_name(exit_code: int | None) -> str | None:
         return f"signal {-exit_code}"
 
 
+def shell_signal(exit_code: int | None) -> str | None:
+    """The signal a shell's exit status 128+N names (139: "SIGSEGV", 143: "SIGTERM"); None for any
+    other code, and for 128+N where N is no signal of this system (SIGRTMIN+1..SIGRTMAX-1 have no name)."""
+    if not isinstance(exit_code, int) or isinstance(exit_code, bool) or not 129 <= exit_code <= 192:
+        return None
+    try:
+        return signal.Signals(exit_code - 128).name
+    except ValueError:
+        return None
+
+
+def short_title(text: str, limit: int = MAX_TITLE) -> str:
+    """`text`'s first line, at most `limit` characters: a longer one is cut at the last space that keeps
+    at least half of it, with "…" (mid-word only when no space is that late: a long path)."""
+    lines = text.strip().splitlines()
+    line = lines[0].strip() if lines else ""
+    if len(line) <= limit:
+        return line
+    cut = line[:limit]  # limit - 1 characters and the ellipsis, or fewer at a space
+    space = cut.rfind(" ", 0, limit - 1)
+    cut = cut[:space] if space >= limit // 2 else cut[:limit - 1]
+    return cut.rstrip() + "…"
+
+
+def _title(title: str | None, command: str | None) -> str:
+    """A command's title: the pipeline's own, or its command's first line cut by `short_title` (a title
+    the compiler or the drone made is the first MAX_TITLE characters, which may end mid-word)."""
+    title, command = title or "", command or ""
+    first = (command.strip().splitlines() or [""])[0].strip()
+    if not title or (len(title) >= MAX_TITLE and len(first) > len(title) and first.startswith(title)):
+        return short_title(first)
+    return title
+
+
 def last_lines(text: str, count: int = MAX_LINES) -> list[str]:
     """The last `count` non-empty-tailed lines of `text`, each cut at MAX_LINE_CHARS."""
     lines = text.replace("\r\n", "\n").split("\n")
     while lines and not lines[-1].strip():
         lines.pop()
     return [line[:MAX_LINE_CHARS] for line in lines[-count:]]
-
-
-def plain(line: str) -> str:
-    """A line without terminal control sequences (colours), for a page or a plain terminal."""
-    return _ESCAPES.sub("", line)
 
 
 def layout(stages: Sequence[Mapping[str, Any]]) -> list[list[str]]:
@@ -188,6 +225,8 @@ def job_outcome(job: Mapping[str, Any], events: Iterable[Mapping[str, Any]]) -> 
     blocked = set(blocked_stages(planned, ended))
     for entry, stage in zip(stages, planned):
         if entry["status"]:
+            if not final and entry["status"] == "running":  # its steps to come are not "not run" yet
+                _still_waiting(entry)
             continue
         if stage["name"] in skip_reasons:
             entry["status"], entry["reason"] = "skipped", skip_reasons[stage["name"]]
@@ -195,14 +234,45 @@ def job_outcome(job: Mapping[str, Any], events: Iterable[Mapping[str, Any]]) -> 
             entry["status"], entry["reason"] = "skipped", "the test stages failed"
         elif not final:
             entry["status"] = "waiting"
+            _still_waiting(entry)
             waits = [n for n in entry["needs"] if not ended.get(n)]
             entry["reason"] = ("waits for " + ", ".join(waits)) if waits else None
         else:
             entry["status"] = "not_run"
             entry["reason"] = _not_run_reason(stage["name"], status, job.get("error"), phases, blocked)
 
+    ran_nothing = None
+    if status == "passed" and not any(c.get("stage") and not c.get("hook") for c in staged):
+        ran_nothing = _why_nothing_ran(pipeline, job.get("type") or "TEST")
     return {"status": status, "error": job.get("error"), "stages": stages,
-            "failure": _failure(job, status, commands, command_status, done_seq, stages)}
+            "failure": _failure(job, status, commands, command_status, done_seq, stages),
+            "ran_nothing": ran_nothing}
+
+
+def _still_waiting(entry: dict[str, Any]) -> None:
+    """A stage that may still run its steps: those it has not started wait (they are not "not run")."""
+    for c in entry["commands"]:
+        if c["status"] == "not_run":
+            c["status"] = "waiting"
+
+
+def _why_nothing_ran(pipeline: Mapping[str, Any], job_type: str) -> str:
+    """Why a job of `job_type` on `pipeline` had no stage to run (it passed without one)."""
+    stages = pipeline.get("stages") or []
+    plugins = [str(p.get("name") or p.get("pip") or "?") if isinstance(p, Mapping) else str(p)
+               for p in pipeline.get("plugins") or []]
+    deploys = sum(1 for s in stages if s.get("deploy"))
+    if not stages:
+        why = "the pipeline has no stages of its own"
+    elif job_type == "DEPLOY" and not deploys:
+        why = "the pipeline has no deploy stages for a DEPLOY job"
+    elif job_type == "TEST" and deploys == len(stages):
+        why = "the pipeline has only deploy stages, which a TEST job does not run"
+    else:
+        why = "no stage of the pipeline ran"
+    if plugins:
+        why += f" and its plugins ({', '.join(plugins)}) added none"
+    return why
 
 
 def _skip_reasons(said: list[str], names: list[str]) -> dict[str, str]:
@@ -229,13 +299,14 @@ def _stage_commands(stage: Mapping[str, Any], ran: list[Mapping[str, Any]], stat
                 ignored = bool(steps[step_index].get("ignore_exit_code"))
             step_index += 1
         code = c.get("exitCode")
-        out.append({"num": c.get("num"), "title": c.get("title") or c.get("command") or "", "hook": c.get("hook"),
+        out.append({"num": c.get("num"), "title": _title(c.get("title"), c.get("command")), "hook": c.get("hook"),
                     "status": status_of(c), "ignored": ignored and code not in (None, 0),
-                    "exitCode": code, "signal": signal_name(code), "duration": c.get("duration")})
+                    "exitCode": code, "signal": signal_name(code), "shell_signal": shell_signal(code),
+                    "duration": c.get("duration")})
     for step in steps[step_index:]:
-        out.append({"num": None, "title": step.get("title") or (step.get("run") or "").split("\n")[0][:80],
+        out.append({"num": None, "title": _title(step.get("title"), step.get("run")),
                     "hook": None, "status": "not_run", "ignored": False, "exitCode": None, "signal": None,
-                    "duration": None})
+                    "shell_signal": None, "duration": None})
     return out
 
 
@@ -279,7 +350,7 @@ def _failure(job: Mapping[str, Any], status: str, commands: list[Mapping[str, An
     error = job.get("error") if job.get("error") != status else None
     if not failed:
         return {"stage": None, "num": None, "title": None, "command": None, "exitCode": None, "signal": None,
-                "last_lines": [], "anchor": None, "error": error}
+                "shell_signal": None, "last_lines": [], "anchor": None, "error": error}
 
     def ended(c: Mapping[str, Any]) -> tuple[float, float]:
         end = (c.get("started") or 0) + (c.get("duration") or 0)
@@ -288,6 +359,6 @@ def _failure(job: Mapping[str, Any], status: str, commands: list[Mapping[str, An
     first = min(failed, key=ended)
     code = first.get("exitCode")
     return {"stage": first.get("stage") or first.get("phase"), "num": first["num"],
-            "title": first.get("title") or first.get("command") or "", "command": first.get("command"),
-            "exitCode": code, "signal": signal_name(code), "last_lines": [], "anchor": f"cmd-{first['num']}",
-            "error": error}
+            "title": _title(first.get("title"), first.get("command")), "command": first.get("command"),
+            "exitCode": code, "signal": signal_name(code), "shell_signal": shell_signal(code), "last_lines": [],
+            "anchor": f"cmd-{first['num']}", "error": error}

@@ -108,6 +108,9 @@ async def test_a_cancelled_command_is_cancelled_and_what_follows_did_not_run(que
     assert (running["prepare data"]["status"], running["wait"]["status"], running["ship"]["status"]) == (
         "passed", "running", "waiting")
     assert running["ship"]["reason"] == "waits for wait"
+    # The running stage's next step waits (it is no "not run" yet), as do the waiting stage's.
+    assert [c["status"] for c in running["wait"]["commands"]] == ["running", "waiting"]
+    assert [c["status"] for c in running["ship"]["commands"]] == ["waiting"]
     await queen.request("POST", f"/jobs/{job}/cancel", expect=202)
     assert (await queen.wait_job(job))["status"] == "cancelled"
     outcome = await queen.get(f"/jobs/{job}/outcome")
@@ -199,3 +202,52 @@ async def test_follow_and_logs_end_with_the_failure_summary(queen: Cluster, tmp_
     assert logs.code == 0 and logs.out.endswith(summary), (logs.out, summary)
     again = await (await Command(tmp_path, ("logs", job_id, "--follow", *url(queen))).start()).finish()
     assert again.code == 1 and again.out.endswith(summary)
+
+
+# A command a signal kills in the sandbox: its shell says 128 + 11. Its first line is longer than a title.
+CRASH = r"""
+stages:
+  - name: crash
+    steps:
+      - run: echo about to crash now; sh -c 'kill -SEGV $$' && echo "no crash happened" > /tmp/crash-report.txt
+      - run: echo after
+"""
+
+
+async def test_a_signal_through_the_sandboxs_shell_is_named_and_a_long_command_cut_at_a_word(
+        queen: Cluster, page: Page) -> None:
+    await queen.add_drone("d1", env=SANDBOXED)
+    await queen.create_pipeline_repo("crash", CRASH)
+    job = await queen.wait_job((await queen.trigger("crash"))["id"])
+    assert job["status"] == "failed"
+    outcome = await queen.get(f"/jobs/{job['id']}/outcome")
+    failure = outcome["failure"]
+    assert (failure["exitCode"], failure["signal"], failure["shell_signal"]) == (139, None, "SIGSEGV")
+    crash, after = by_name(outcome)["crash"]["commands"]
+    assert (crash["shell_signal"], after["status"], after["shell_signal"]) == ("SIGSEGV", "not_run", None)
+    # The title the compiler stored ends in a word ("> /tm"); the outcome's ends at one, with "…".
+    stored = next(c for c in job["commands"] if c["num"] == failure["num"])["title"]
+    assert stored.endswith("> /tm"), stored
+    assert failure["title"] == "echo about to crash now; sh -c 'kill -SEGV $$' && echo \"no crash happened\" >…"
+
+    await page.goto(f"/jobs/{job['id']}")
+    box = page.locator(".outcome-failure")
+    await expect(box.locator(".o-code")).to_have_text("exit code 139 (SIGSEGV)")
+    await expect(box.locator(".o-title")).to_have_text(failure["title"])
+    await shot(page, "job-failed-sigsegv")
+
+
+async def test_a_job_that_ran_no_stage_says_why_in_its_outcome_and_page(queen: Cluster, page: Page) -> None:
+    await queen.add_drone("d1")
+    await queen.create_pipeline_repo("tests-only", "stages: [{name: test, steps: [echo testing]}]")
+    job = await queen.wait_job((await queen.trigger("tests-only", type="DEPLOY"))["id"])
+    assert job["status"] == "passed"
+    outcome = await queen.get(f"/jobs/{job['id']}/outcome")
+    assert outcome["ran_nothing"] == "the pipeline has no deploy stages for a DEPLOY job"
+    await page.goto(f"/jobs/{job['id']}")
+    await expect(page.locator(".outcome-empty h2")).to_have_text(
+        "Passed, but this job ran no stage: the pipeline has no deploy stages for a DEPLOY job")
+    await shot(page, "job-ran-nothing")
+
+    passed = await queen.wait_job((await queen.trigger("tests-only"))["id"])
+    assert (await queen.get(f"/jobs/{passed['id']}/outcome"))["ran_nothing"] is None

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from apiary.core.outcome import job_outcome, last_lines, layout, plain, signal_name
+from apiary.core.outcome import job_outcome, last_lines, layout, plain, shell_signal, short_title, signal_name
 
 
 def stage(name: str, *steps: str, needs: tuple[str, ...] = (), deploy: bool = False,
@@ -100,7 +100,8 @@ def test_a_failed_step_fails_its_stage_the_rest_of_it_never_ran_and_a_stage_need
     assert cmd_states(out, "build") == [("make", "failed"), ("make docs", "not_run")]
     assert cmd_states(out, "test") == [("pytest", "not_run")]
     assert out["failure"] == {"stage": "build", "num": failing, "title": "make", "command": "make", "exitCode": 2,
-                              "signal": None, "last_lines": [], "anchor": f"cmd-{failing}", "error": None}
+                              "signal": None, "shell_signal": None, "last_lines": [], "anchor": f"cmd-{failing}",
+                              "error": None}
 
 
 def test_a_stage_name_with_spaces_is_skipped_with_the_drones_reason() -> None:
@@ -363,3 +364,130 @@ def test_a_command_that_never_ended_in_an_errored_job_is_the_failure_without_an_
     assert cmd_states(out, "a") == [("x", "failed")]
     assert (out["failure"]["num"], out["failure"]["exitCode"], out["failure"]["error"]) == (
         num, None, "lost its drone 3 times")
+
+
+# -- a signal through a shell, steps still to come, a job that ran nothing, titles ----------------
+
+@pytest.mark.parametrize(("code", "name"), [
+    (139, "SIGSEGV"), (143, "SIGTERM"), (137, "SIGKILL"), (130, "SIGINT"), (134, "SIGABRT"), (129, "SIGHUP"),
+    (128 + 34, "SIGRTMIN"), (128 + 64, "SIGRTMAX"),
+    (128, None),  # 128 + 0: no signal
+    (128 + 40, None),  # a real-time signal between SIGRTMIN and SIGRTMAX: no name on this system
+    (193, None), (255, None), (2, None), (0, None), (-11, None), (None, None), (True, None),
+])
+def test_a_shell_exit_code_of_128_plus_a_signal_names_it(code: Any, name: str | None) -> None:
+    assert shell_signal(code) == name
+
+
+def test_a_command_a_signal_killed_under_a_shell_names_it_in_its_entry_and_the_failure() -> None:
+    r = Run(stage("test", "./crash", "./after"))
+    num = r.run("./crash", "test", code=139)
+    r.end("failed")
+    out = r.outcome()
+    crash, after = out["stages"][0]["commands"]
+    assert (crash["exitCode"], crash["signal"], crash["shell_signal"]) == (139, None, "SIGSEGV")
+    assert after["shell_signal"] is None
+    failure = out["failure"]
+    assert (failure["num"], failure["exitCode"], failure["signal"], failure["shell_signal"]) == (
+        num, 139, None, "SIGSEGV")
+    r2 = Run(stage("test", "x"))
+    r2.run("x", "test", code=-9)  # the drone's own kill: signal, not shell_signal
+    r2.end("failed")
+    assert (r2.outcome()["failure"]["signal"], r2.outcome()["failure"]["shell_signal"]) == ("SIGKILL", None)
+
+
+@pytest.mark.parametrize(("job", "big", "small", "expected"), [
+    # Running, in its first step: the second waits (it is not "not run").
+    ("running", "running", None, [("make", "running"), ("big log", "waiting")]),
+    # Between two steps: the stage runs, the next step waits.
+    ("running", 0, None, [("make", "passed"), ("big log", "waiting")]),
+    # Its first step failed while the job runs on (another stage): the second will never run.
+    ("running", 2, None, [("make", "failed"), ("big log", "not_run")]),
+    # The job is over: a step that never ran did not run.
+    ("failed", 2, "failed", [("make", "failed"), ("big log", "not_run")]),
+    ("passed", 0, "passed", [("make", "passed"), ("big log", "passed")]),
+])
+def test_a_running_stages_steps_to_come_wait_and_only_an_ended_ones_did_not_run(
+        job: str, big: Any, small: Any, expected: list[tuple[str, str]]) -> None:
+    r = Run(stage("build", "make", "big log"), stage("slow", "sleep 60"))
+    r.start("sleep 60", "slow")
+    num = r.start("make", "build")
+    if big != "running":
+        r.done(num, big)
+    if small is not None:
+        r.done(1, 0)
+        if small == "passed":
+            r.run("big log", "build")
+        r.end(job)
+    assert cmd_states(r.outcome(), "build") == expected
+
+
+def test_a_waiting_stages_steps_wait() -> None:
+    r = Run(stage("build", "make"), stage("test", "pytest", "coverage", needs=("build",)))
+    r.start("make", "build")
+    assert cmd_states(r.outcome(), "test") == [("pytest", "waiting"), ("coverage", "waiting")]
+
+
+@pytest.mark.parametrize(("stages", "plugins", "type", "why"), [
+    ([stage("test", "pytest")], [], "DEPLOY", "the pipeline has no deploy stages for a DEPLOY job"),
+    ([stage("ship", "deploy.sh", deploy=True)], [], "TEST",
+     "the pipeline has only deploy stages, which a TEST job does not run"),
+    ([], ["python"], "TEST", "the pipeline has no stages of its own and its plugins (python) added none"),
+    ([stage("test", "pytest")], ["report", "python"], "DEPLOY",
+     "the pipeline has no deploy stages for a DEPLOY job and its plugins (report, python) added none"),
+])
+def test_a_job_that_passed_without_running_a_stage_says_why(
+        stages: list[dict[str, Any]], plugins: list[str], type: str, why: str) -> None:
+    r = Run(*stages, type=type)
+    r.job["pipeline"]["plugins"] = [{"name": p, "pip": None, "config": {}} for p in plugins]
+    r.run("git fetch origin main", "checkout", phase="environment")  # the checkout is no stage of the job's
+    r.end("passed")
+    assert r.outcome()["ran_nothing"] == why
+
+
+def test_a_job_that_ran_a_stage_or_did_not_pass_has_no_ran_nothing() -> None:
+    r = Run(stage("a", "x"))
+    r.run("x", "a")
+    r.end("passed")
+    assert r.outcome()["ran_nothing"] is None
+    r = Run(stage("a", "x"), type="DEPLOY")
+    r.end("cancelled", "cancelled")  # it ran nothing because it was cancelled: that says why already
+    assert r.outcome()["ran_nothing"] is None
+    r = Run(type="TEST")
+    r.job["pipeline"]["plugins"] = [{"name": "python"}]
+    r.run("pytest", "python tests")  # the plugin's stage ran
+    r.end("passed")
+    assert r.outcome()["ran_nothing"] is None
+
+
+LONG = "python -c 'import sys; print(sys.argv)' first-argument second-argument-x > 'output.txt'"
+
+
+@pytest.mark.parametrize(("text", "title"), [
+    ("make test", "make test"),
+    ("  make test  \nsecond line", "make test"),
+    ("x" * 80, "x" * 80),  # at the limit: whole
+    (LONG, "python -c 'import sys; print(sys.argv)' first-argument second-argument-x >…"),
+    ("a " + "b" * 100, "a " + "b" * 77 + "…"),  # no space late enough: cut in the word, with the ellipsis
+    ("", ""),
+])
+def test_a_title_made_from_a_command_is_cut_at_a_word_with_an_ellipsis(text: str, title: str) -> None:
+    assert short_title(text) == title
+    assert len(short_title(text)) <= 80
+
+
+def test_the_failure_and_the_steps_titles_are_cut_at_a_word_not_as_stored() -> None:
+    cut = LONG[:80]  # the title the compiler and the drone stored, cut in a word: "... > 'outp"
+    assert cut.endswith("> 'outp")
+    r = Run({"name": "test", "needs": [], "deploy": False, "env": {}, "hooks": {},
+             "steps": [{"run": LONG, "title": cut, "ignore_exit_code": False},
+                       {"run": LONG + " again", "title": cut, "ignore_exit_code": False},
+                       {"run": "echo own", "title": "My own title", "ignore_exit_code": False}]})
+    num = r.start(cut, "test")
+    r.job["commands"][str(num)]["command"] = LONG
+    r.done(num, 2)
+    r.end("failed")
+    out = r.outcome()
+    want = short_title(LONG)
+    assert out["failure"]["title"] == want and out["failure"]["command"] == LONG
+    assert [c["title"] for c in out["stages"][0]["commands"]] == [want, want, "My own title"]
