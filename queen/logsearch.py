@@ -8,12 +8,17 @@ them (web/static/apiary.js, ``LogView.append``): a command's stdout and stderr c
 each split on "\\n", a chunk that does not end in a newline leaving its last line open for the next
 chunk (of either stream), and a final empty part dropped. So the page can jump to (num, line) for a
 line its virtual scroller has not drawn. Output outside a command (the drone's own messages) is not
-searched. The text is the raw line (escape sequences included), at most TEXT_MAX characters of it.
+searched. A line is searched as the page shows it, and the page's search looks in it
+(apiary.core.shown.plain): colours, cursor moves, window titles and an OSC 8 link's address are not
+text, a link's text is; after a carriage return only what was drawn last. ``text`` is that shown
+text, at most TEXT_MAX characters of it.
 
 Bounded: the output is read a page at a time through the store's reader (apiary.queen.store.events,
 about 1 MiB of text per page, decompressed there), a line is matched across chunks without being
-kept whole (only its first TEXT_MAX characters and the last ``len(q) - 1``), and the search stops
-at `limit` matches or SCAN_MAX bytes of output (``truncated`` is then true).
+kept whole (only its first TEXT_MAX characters shown, the last ``len(q) - 1`` and an escape
+sequence cut between two chunks), and the search stops at `limit` matches or SCAN_MAX bytes of
+output (``truncated`` is then true). A match is counted once its line has ended (a carriage return
+further on could still redraw the line), or at the end of the output.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from typing import Any, TypedDict
 
 from apiary.core.errors import BadRequest
 from apiary.core.protocol import Msg
+from apiary.core.shown import LineText, has_controls, shown_lines
 
 DEFAULT_MATCHES = 200
 MAX_MATCHES = 1000
@@ -57,9 +63,10 @@ class _Command:
     open: bool = False  # the last line has no newline yet
     carry: str = ""  # the open line's last len(q) - 1 characters, lower case
     match: Match | None = None  # the open line's match, if it has one (its text still growing)
-    head: list[str] = field(default_factory=list)  # the open line's first TEXT_MAX characters
+    head: list[str] = field(default_factory=list)  # the open line's first TEXT_MAX characters shown
     head_size: int = 0
     stream: str = "stdout"
+    shown: LineText = field(default_factory=LineText)  # what the open line shows, so far
 
 
 class LineSearch:
@@ -73,16 +80,44 @@ class LineSearch:
         self.limit = limit
         self.matches: list[Match] = []
         self.commands: dict[int, _Command] = {}
+        self.open_matches = 0  # matches on lines not ended yet (a carriage return may still wipe them)
 
     @property
     def full(self) -> bool:
-        return len(self.matches) > self.limit
+        return len(self.matches) - self.open_matches > self.limit
 
     def feed(self, num: int, stream: str, text: str) -> None:
         """One output chunk of command `num` on `stream`."""
         if not text:
             return
         cmd = self.commands.get(num) or self.commands.setdefault(num, _Command(num))
+        if cmd.shown.clean and not has_controls(text):  # it shows as it is (most chunks)
+            self._shown(cmd, stream, text)
+            return
+        # Escapes or carriage returns: the open line's end and the last line (which may hold a sequence
+        # cut off) go piece by piece, the whole lines between as one block of the text they show.
+        first = text.find("\n")
+        if first < 0:
+            if not cmd.open:
+                self._begin(cmd, stream)
+                cmd.open = True
+            self._show(cmd, text)
+            return
+        if cmd.open:
+            self._show(cmd, text[:first])
+            self._close(cmd)
+            cmd.open = False
+            text = text[first + 1:]
+        last = text.rfind("\n") + 1
+        if last:
+            self._shown(cmd, stream, shown_lines(text[:last]))
+        if last < len(text):
+            self._begin(cmd, stream)
+            self._show(cmd, text[last:])
+            cmd.open = True
+
+    def _shown(self, cmd: _Command, stream: str, text: str) -> None:
+        """`feed` for text as it shows (no sequence held back): counted in C unless it holds a match."""
         lowered = text.lower()
         if self.full or self.needle not in cmd.carry + lowered:
             self._count(cmd, stream, text, lowered)  # no match in it: count its lines, keep the open one
@@ -105,6 +140,14 @@ class LineSearch:
                 self._close(cmd)
         cmd.open = not text.endswith("\n")
 
+    def _show(self, cmd: _Command, part: str) -> None:
+        """More of the open line, as raw output: what it shows goes to `_more`."""
+        wiped, text = cmd.shown.feed(part)
+        if wiped:  # a carriage return redrew the line: what it showed before is gone
+            self._wipe(cmd)
+        if text:
+            self._more(cmd, text)
+
     def _count(self, cmd: _Command, stream: str, text: str, lowered: str) -> None:
         """`feed` for a chunk that holds no match (most of them): the same lines, counted in C."""
         newlines = text.count("\n")
@@ -115,6 +158,8 @@ class LineSearch:
             self._more(cmd, text, lowered)
             cmd.open = True
             return
+        if cmd.open and cmd.match is not None:  # the end of a line that matched: its text
+            self._more(cmd, text[:text.index("\n")])
         cmd.lines += newlines - ends + (0 if cmd.open else 1)
         self._close(cmd)
         if not ends:
@@ -124,10 +169,12 @@ class LineSearch:
             self._more(cmd, last, lowered[len(lowered) - len(last):] if len(lowered) == len(text) else last.lower())
         cmd.open = not ends
 
-    @staticmethod
-    def _begin(cmd: _Command, stream: str) -> None:
+    def _begin(self, cmd: _Command, stream: str) -> None:
         cmd.lines += 1
-        cmd.carry, cmd.match, cmd.head, cmd.head_size, cmd.stream = "", None, [], 0, stream
+        cmd.carry, cmd.head, cmd.head_size, cmd.stream = "", [], 0, stream
+        if cmd.match is not None:
+            cmd.match = None
+            self.open_matches -= 1
 
     def _more(self, cmd: _Command, part: str, lowered: str | None = None) -> None:
         """More of the open line: keep its head, and match across the join with what came before
@@ -143,16 +190,37 @@ class LineSearch:
             if self.needle in cmd.carry + lowered:
                 cmd.match = {"num": cmd.num, "stream": cmd.stream, "line": cmd.lines - 1, "text": "".join(cmd.head)}
                 self.matches.append(cmd.match)
+                self.open_matches += 1
             keep = len(self.needle) - 1
             cmd.carry = (cmd.carry + lowered)[-keep:] if keep else ""
 
-    @staticmethod
-    def _close(cmd: _Command) -> None:
+    def _wipe(self, cmd: _Command) -> None:
+        """The open line is drawn again from its start: its match so far is none."""
+        if cmd.match is not None:
+            self.matches = [m for m in self.matches if m is not cmd.match]
+            self.open_matches -= 1
+        cmd.carry, cmd.match, cmd.head, cmd.head_size = "", None, [], 0
+
+    def _close(self, cmd: _Command) -> None:
+        """The open line ends: what its last piece held back is shown, its match is counted."""
+        if not cmd.shown.clean:
+            rest = cmd.shown.end()
+            if rest:
+                self._more(cmd, rest)
+        if cmd.match is not None:
+            self.open_matches -= 1
         cmd.carry, cmd.match, cmd.head, cmd.head_size = "", None, [], 0
 
     def result(self) -> dict[str, Any]:
-        """{"matches": the first `limit`, "truncated": whether there are more (or the search stopped)}."""
-        return {"matches": self.matches[:self.limit], "truncated": self.full}
+        """{"matches": the first `limit`, "truncated": whether there are more (or the search stopped)}.
+
+        A line still open at the end of the output stands as it is drawn so far."""
+        for cmd in self.commands.values():
+            if cmd.open and not cmd.shown.clean:
+                rest = cmd.shown.end()
+                if rest:
+                    self._more(cmd, rest)
+        return {"matches": self.matches[:self.limit], "truncated": len(self.matches) > self.limit}
 
 
 async def search_output(store: Any, job_id: str, text: str, limit: int) -> dict[str, Any]:

@@ -330,13 +330,15 @@ PATHS: dict[str, Any] = {
                        "200": _json(_ref("Outcome"), "the outcome"), "404": _MISSING}, parameters=[_JOB]),
     },
     "/api/v1/jobs/{job}/search": {
-        "get": _op("Lines of the job's command output that hold `q` (case-insensitive): the command's number, "
-                   "the line's 0-based index in its output as the job page counts lines, its stream and text", {
+        "get": _op("Lines of the job's command output that show `q` (case-insensitive; as the job page shows "
+                   "them, escape sequences aside): the command's number, the line's 0-based index in its output "
+                   "as the job page counts lines, its stream and text", {
                        "200": _json(_object({
                            "matches": {"type": "array", "items": _object({
                                "num": {"type": "integer"}, "stream": {"enum": ["stdout", "stderr"]},
                                "line": {"type": "integer", "minimum": 0},
-                               "text": {"type": "string", "description": "the line, at most 2000 characters"}},
+                               "text": {"type": "string", "description": "the line as the job page shows it "
+                                        "(no colours, titles, link addresses), at most 2000 characters"}},
                                ("num", "stream", "line", "text"))},
                            "truncated": {"type": "boolean", "description": "more lines match than `limit`"}},
                            ("matches", "truncated")), "the lines found"),

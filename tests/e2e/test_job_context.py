@@ -6,20 +6,24 @@ forge's webhook posted to the real endpoint, a real git repository; the job page
 
 from __future__ import annotations
 
+import json
 import re
 import statistics
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from playwright.async_api import Page, expect
 
+from apiary.core.shown import plain
 from tests.browser import browser, page  # noqa: F401  (fixtures)
 from tests.cluster import Cluster
 from tests.e2e.test_forges import SHA, add_repo, gh_push, github_hook, queued_job
 from tests.e2e.test_users import Caller, _apiary, _close_callers, first_admin  # noqa: F401  (a fixture)
 from tests.gitserver import commit, git
 from tests.unit.test_logsearch import page_lines
+from tests.unit.test_shown import SHOWN as TABLE
 
 SHOTS = Path("/tmp/shots")
 PIPELINE = "stages: [{name: s, steps: [\"echo hi\"]}]"
@@ -223,6 +227,61 @@ async def test_search_finds_lines_of_a_long_log_where_the_page_has_them(queen: C
         assert (status, error.get("field")) == (400, field), (query, error)
     status, _ = await queen.request("GET", "/jobs/nope/search?q=a")
     assert status == 404
+
+
+def printf(line: str) -> str:
+    """A shell command printing `line` and a newline exactly (every character but a letter or digit in octal)."""
+    return "printf '" + "".join(c if c.isalnum() else f"\\{ord(c):03o}" for c in line) + "\\n'"
+
+
+# Colours, window titles, OSC 8 links (one to javascript:, shown as text), a progress bar, cursor moves:
+# the lines of the table the unit tests hold plain() to, then two more to search for.
+LINES = [line for line, _ in TABLE] + ["\x1b]8;;https://example.com/docs\x1b\\the docs\x1b]8;;\x1b\\ here",
+                                       "downloading 10%\rdownloading 100%"]
+SHOWN = [shown for _, shown in TABLE] + ["the docs here", "downloading 100%"]
+ESCAPED = json.dumps({"stages": [{"name": "print", "steps": [
+    {"run": "\n".join([*map(printf, LINES), "exit 1"]), "title": "Print escapes"}]}]})
+
+
+async def test_search_finds_what_the_page_shows_not_the_escapes(queen: Cluster, page: Page) -> None:
+    await queen.add_drone("d1")
+    await queen.create_pipeline_repo("escapes", ESCAPED)
+    job = await queen.wait_job((await queen.trigger("escapes"))["id"])
+    assert job["status"] == "failed"
+    num = next(c["num"] for c in job["commands"] if c.get("stage") == "print")
+    output = [(e["num"], "stdout" if e["type"] == "job:cmd:stdout" else "stderr", e["text"])
+              for e in await queen.events(job["id"]) if e["type"] in ("job:cmd:stdout", "job:cmd:stderr")]
+    raw = [text for text, _ in page_lines(output)[num]]
+    assert raw == LINES and [plain(line) for line in raw] == SHOWN
+
+    # What the page draws of each line is plain() of it.
+    await page.goto(f"/jobs/{job['id']}")
+    box = page.locator(f"#cmd-{num}")
+    await expect(box).to_have_attribute("open", "")  # failed: open
+    lines = box.locator(".log .ln")
+    await expect(lines).to_have_count(len(raw))
+    assert await lines.all_text_contents() == SHOWN
+    link = box.get_by_role("link", name="the docs")
+    assert await link.get_attribute("href") == "https://example.com/docs"
+    await expect(box.locator(".log a")).to_have_count(2)  # the two https links; javascript: stays text
+    await expect(page.locator(".outcome-failure .o-lines")).to_have_text("\n".join(SHOWN[-10:]) + "\n")
+
+    # The API finds what the page's search finds, on the page's lines, and returns the shown text.
+    search = page.get_by_role("searchbox", name="Search the output")
+    count = page.locator("#log-count")
+    at = {text: i for i, text in enumerate(SHOWN)}
+    for q, hits in (("red normal", ["red normal"]), ("31m", []), ("EVIL", []), ("link: jslink", ["link: jslink done"]),
+                    ("javascript", []), ("example.com", []), ("the docs", ["the docs here"]), ("10%", []),
+                    ("100%", ["100% done", "downloading 100%"]), ("cleared", ["cleared"]), ("2K", [])):
+        _, found = await queen.request("GET", f"/jobs/{job['id']}/search?q={quote(q)}", expect=200)
+        assert [(m["num"], m["line"], m["text"]) for m in found["matches"]] == [(num, at[t], t) for t in hits], q
+        await search.fill(q)
+        await expect(count).to_have_text(f"1 of {len(hits)}" if hits else "No matches")
+    await search.fill("link: jslink")
+    await expect(box.locator(".ln mark.hit.now")).to_have_text("link: jslink")
+    SHOTS.mkdir(exist_ok=True)
+    await page.locator(".outcome-failure").screenshot(path=str(SHOTS / "outcome-escapes.png"))
+    await box.screenshot(path=str(SHOTS / "log-escapes-search.png"))
 
 
 async def test_a_schedule_and_a_chain_are_what_triggered_their_jobs(queen: Cluster) -> None:

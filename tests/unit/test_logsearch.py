@@ -7,6 +7,7 @@ import random
 import pytest
 
 from apiary.core.errors import BadRequest
+from apiary.core.shown import plain
 from apiary.queen.logsearch import TEXT_MAX, LineSearch, search_query
 
 Chunk = tuple[int, str, str]  # command number, stream, text
@@ -36,9 +37,10 @@ def page_lines(chunks: list[Chunk]) -> dict[int, list[tuple[str, str]]]:
 
 
 def expected(chunks: list[Chunk], needle: str) -> list[tuple[int, int, str]]:
+    """Where the page's search finds `needle`: in the text each line shows (apiary.core.shown.plain)."""
     found = []
     for num, lines in page_lines(chunks).items():
-        found += [(num, i, s) for i, (t, s) in enumerate(lines) if needle.lower() in t.lower()]
+        found += [(num, i, s) for i, (t, s) in enumerate(lines) if needle.lower() in plain(t).lower()]
     return sorted(found)
 
 
@@ -100,3 +102,61 @@ def test_the_query_is_one_to_200_characters(q: str | None) -> None:
     with pytest.raises(BadRequest) as err:
         search_query(q)
     assert err.value.field == "q"
+
+
+ESC = "\x1b"
+COLOURED = (f"{ESC}[31mred{ESC}[0m normal\n"
+            f"{ESC}]0;EVIL title{chr(7)}visible after the title\n"
+            f"{ESC}]8;;javascript:alert(1){ESC}\\link: jslink{ESC}]8;;{ESC}\\\n"
+            "downloading 10%\rdownloading 100%\n"
+            f"{ESC}[2K{ESC}[1Gmoved{ESC}[1A\n")
+
+
+@pytest.mark.parametrize(("needle", "lines"), [
+    ("red normal", [(0, "red normal")]),  # the colour between the words is no text
+    ("31m", []),
+    ("EVIL", []),  # a window title is not shown
+    ("visible", [(1, "visible after the title")]),
+    ("link: jslink", [(2, "link: jslink")]),  # an OSC 8 link's text is shown
+    ("javascript", []),  # its address is not
+    ("10%", []),  # redrawn by what followed the carriage return
+    ("100%", [(3, "downloading 100%")]),
+    ("moved", [(4, "moved")]),
+    ("[2K", []),
+])
+def test_a_line_is_searched_as_the_page_shows_it(needle: str, lines: list[tuple[int, str]]) -> None:
+    for size in (len(COLOURED), 7, 3, 1):  # whole, and cut anywhere (a sequence between two chunks)
+        chunks: list[Chunk] = [(1, "stdout", COLOURED[i:i + size]) for i in range(0, len(COLOURED), size)]
+        assert [(m["line"], m["text"]) for m in found(chunks, needle).matches] == lines, size
+
+
+def test_a_match_a_carriage_return_wipes_later_is_no_match_and_does_not_fill_the_limit() -> None:
+    chunks: list[Chunk] = [(1, "stdout", "hit 1"), (1, "stdout", "\rdone\nhit 2\nhit 3\n")]
+    search = found(chunks, "hit", limit=1)
+    assert [m["line"] for m in search.result()["matches"]] == [1] and search.result()["truncated"] is True
+    search = LineSearch("hit", 1)
+    search.feed(1, "stdout", "hit 1")  # the line is open: its match may yet be wiped, the search goes on
+    assert not search.full
+    search.feed(1, "stdout", "\r\n")  # a CR at the end of the line is dropped: the match stands
+    assert [m["text"] for m in search.result()["matches"]] == ["hit 1"]
+
+
+@pytest.mark.parametrize("longest", [2, 9])
+def test_escapes_cut_anywhere_are_searched_as_the_page_shows_them(longest: int) -> None:
+    rng = random.Random(31)
+    words = ["err", "or", "\n", ESC + "[31m", ESC + "[0m", ESC + "]0;error" + chr(7), ESC + "]8;;http://e/error",
+             ESC + "\\", "\r", "x", " ", ESC, "[", chr(7)]
+    for _ in range(400):
+        text = "".join(rng.choice(words) for _ in range(rng.randint(0, 40)))
+        chunks: list[Chunk] = []
+        while text:
+            cut = rng.randint(1, longest)
+            chunks.append((rng.choice([1, 2]), rng.choice(["stdout", "stderr"]), text[:cut]))
+            text = text[cut:]
+        search = found(chunks, "error")
+        result = search.result()
+        got = sorted((m["num"], m["line"], m["stream"]) for m in result["matches"])
+        assert got == expected(chunks, "error"), chunks
+        lines = page_lines(chunks)
+        for m in result["matches"]:
+            assert m["text"] == plain(lines[m["num"]][m["line"]][0]), chunks
