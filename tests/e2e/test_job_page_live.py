@@ -9,15 +9,17 @@ in view, a command that printed nothing is a row without a box. Screenshots go t
 from __future__ import annotations
 
 import re
+import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from playwright.async_api import Browser, Page, expect
 
 from tests.browser import base_url, browser, page  # noqa: F401  (fixtures)
-from tests.cluster import Cluster
+from tests.cluster import Cluster, Proc, _env, output_lines
 from tests.gitserver import commit, git
 
 SHOTS = Path("/tmp/shots")
@@ -149,6 +151,15 @@ async def test_the_page_follows_the_running_command_the_same_whenever_it_is_open
     assert await page.evaluate("window.scrollY") == y
     await expect(run.locator(".log .ln").last).not_to_be_in_viewport()
     await shot(page, "2-scrolled-up")
+    # Scrolled back down to the running command's end: the page follows again (no button needed).
+    await page.mouse.wheel(0, 100_000)
+    await expect(page.locator("#follow")).to_be_hidden()
+    seen = len(await run.locator(".log .ln").all_inner_texts())
+    await expect(run.locator(".log")).to_contain_text(f"test line {seen + 5}", timeout=20_000)
+    await expect(run.locator(".log .ln").last).to_be_in_viewport()
+    # Up again, and the button resumes it as well.
+    await page.mouse.wheel(0, -3000)
+    await expect(page.locator("#follow")).to_be_visible()
     await page.locator("#follow").click()
     await expect(page.locator("#follow")).to_be_hidden()
     await expect(run.locator(".log .ln").last).to_be_in_viewport()
@@ -355,3 +366,183 @@ async def test_a_failed_checkout_opens_and_a_cancelled_command_is_not_failed(
     await page.set_viewport_size({"width": 390, "height": 800})
     await page.locator("#log-q").scroll_into_view_if_needed()
     await shot(page, "12-cancelled-narrow")
+
+
+# First attempt: says so and hangs; any later one: says so and ends (a file tells them apart, see test_faults).
+ONCE = 'if [ -e {flag} ]; then echo "second attempt"; else touch {flag}; echo "first attempt"; sleep 60; fi'
+
+
+async def check_attempts(page: Page) -> None:
+    """Attempt 2's commands are the job's; attempt 1 is one closed line, apart, that opens to its output."""
+    current = page.locator("#steps > details.phase details.cmd")
+    await expect(current).to_have_count(2)
+    await expect(page.locator("#steps > details.phase details.cmd[data-state=passed]")).to_have_count(2)
+    await expect(page.locator("#steps > details.phase details.stage > summary .meta")).to_have_text("2 commands")
+    await current.first.locator("> summary").click()  # its output is attempt 2's
+    await expect(current.first.locator(".log")).to_have_text("second attempt")
+    await current.first.locator("> summary").click()
+    earlier = page.locator("#steps details.attempt")
+    await expect(earlier).to_have_count(1)
+    assert not await earlier.evaluate("d => d.open")
+    await expect(earlier.locator("> summary")).to_contain_text(re.compile(r"Attempt 1 on drone doomed: .*was lost"))
+    await expect(earlier.locator("> summary")).to_contain_text("show its output")
+
+
+async def test_a_job_run_twice_shows_its_last_attempt_and_the_first_apart(
+        queen: Cluster, page: Page, pages: Any, tmp_path: Path) -> None:
+    doomed = await queen.add_drone("doomed", speed=2.0)  # the faster one gets the job first
+    await queen.add_drone("spare", speed=1.0)
+    once = ONCE.format(flag=tmp_path / "flag")
+    await queen.create_pipeline_repo("app", f"stages: [{{name: s, steps: [{once!r}, 'echo after it']}}]")
+    job = await queen.trigger("app")
+    await page.goto(f"/jobs/{job['id']}")
+    await expect(page.locator("details.cmd .log")).to_contain_text("first attempt", timeout=30_000)
+    await doomed.stop(signal.SIGKILL)
+    done = await queen.wait_job(job["id"], timeout=60)
+    assert (done["status"], done["attempts"]) == ("passed", 2)
+
+    # Watched live: attempt 1's command moved apart when attempt 2 started.
+    await expect(page.locator("#job-status")).to_have_text("passed", timeout=20_000)
+    await check_attempts(page)
+    await shot(page, "13-attempts-live")
+    # Opened after the end: the same; opening attempt 1 shows its output and its command, lost with its drone.
+    after = await pages()
+    await after.goto(f"/jobs/{job['id']}")
+    await expect(after.locator("#job-status")).to_have_text("passed")
+    await check_attempts(after)
+    earlier = after.locator("#steps details.attempt")
+    await earlier.locator("> summary").click()
+    await expect(earlier.locator("> summary")).to_contain_text("hide its output")
+    lost = earlier.locator("details.cmd")
+    await expect(lost).to_have_count(1)
+    await expect(lost.locator("summary .code")).to_have_text("lost with its drone")
+    await lost.locator("> summary").click()
+    await expect(lost.locator(".log")).to_contain_text("first attempt")
+    await shot(after, "14-attempts-reloaded-first-opened")
+    # Search finds attempt 1's line too, and opens it there.
+    await after.locator("#steps details.attempt > summary").click()
+    await after.get_by_role("searchbox", name="Search the output").fill("first attempt")
+    await expect(after.locator("#log-count")).to_have_text("1 of 1")
+    await expect(earlier).to_have_attribute("open", "")
+    await expect(earlier.locator("mark.hit.now")).to_be_in_viewport()
+
+
+SANDBOXED = {"APIARY_DRONE_SANDBOX": "auto", "APIARY_DRONE_JOB_USER": "nobody"}  # as in test_sandbox
+WIDE = """\
+stages:
+  - name: wide
+    steps:
+      - awk 'BEGIN { s = "x"; while (length(s) < 300000) s = s s; print substr(s, 1, 300000) "TAILMARK" }'
+  - name: many
+    steps:
+      - awk 'BEGIN { s = ""; for (j = 0; j < 100; j++) s = s " qz"; for (i = 1; i <= 2000; i++) print "L" i s }'
+  - name: crash
+    steps:
+      - kill -SEGV $$
+"""
+
+
+async def test_search_reaches_a_far_right_match_and_the_last_of_200000_and_a_signal_is_named(
+        queen: Cluster, page: Page, tmp_path: Path) -> None:
+    await queen.create_pipeline_repo("wide", WIDE)
+    job = await queen.trigger("wide")
+    # No output yet (no drone): no search box.
+    await page.goto(f"/jobs/{job['id']}")
+    await expect(page.locator("#steps-empty")).to_be_visible()
+    await expect(page.locator("#log-search")).to_be_hidden()
+    await shot(page, "15-no-output-no-search")
+    await queen.add_drone("d1", env=SANDBOXED)  # as drones run by default: a signal comes back as exit 128+N
+    assert (await queen.wait_job(job["id"]))["status"] == "failed"
+    await expect(page.locator("#job-status")).to_have_text("failed", timeout=20_000)
+    search = page.get_by_role("searchbox", name="Search the output")
+    await expect(search).to_be_visible()
+    count = page.locator("#log-count")
+
+    # The match ends a line of 300,000 characters: the log box scrolls right to it.
+    await search.fill("tailmark")
+    await expect(count).to_have_text("1 of 1")
+    wide = page.locator("details.cmd:has(mark.hit.now)")
+    await expect(wide.locator("mark.hit.now")).to_be_in_viewport()
+    assert await wide.locator(".log").evaluate("b => b.scrollLeft") > 100_000
+    await shot(page, "16-search-far-right")
+
+    # 200,000 matches, all counted; previous from the first is the very last one.
+    await search.fill("qz")
+    await expect(count).to_have_text("1 of 200000")
+    await search.press("Shift+Enter")
+    await expect(count).to_have_text("200000 of 200000")
+    last = page.locator('.ln[data-n="2000"]')
+    await expect(last.locator("mark.hit.now")).to_be_in_viewport()
+    assert await last.evaluate("l => Array.from(l.querySelectorAll('mark.hit')).pop().classList.contains('now')")
+    await shot(page, "17-search-last-of-200000")
+    await search.press("Shift+Enter")
+    await expect(count).to_have_text("199999 of 200000")
+    await search.press("Enter")
+    await search.press("Enter")
+    await expect(count).to_have_text("1 of 200000")
+    await expect(page.locator('.ln[data-n="1"] mark.hit.now')).to_be_in_viewport()
+
+    # Killed by a signal in the sandbox: exit 128+N, the signal named.
+    crash = page.locator("details.cmd", has=page.locator("summary .title", has_text="kill -SEGV"))
+    await expect(crash).to_have_attribute("data-state", "failed")
+    await expect(crash.locator("summary .code")).to_have_text("exit 139 (SIGSEGV)")
+    await crash.scroll_into_view_if_needed()
+    await shot(page, "18-exit-139-sigsegv")
+
+
+async def test_a_job_run_again_after_apiary_up_restarted_shows_attempt_2_and_attempt_1_apart(
+        browser: Browser, tmp_path: Path) -> None:  # noqa: F811
+    """The newcomer's case: Ctrl-C on apiary up mid-job, then up again. Attempt 1's command was stopped by
+    its drone (exit 143 in the sandbox, or a signal) and its drone said the job was cancelled; attempt 2 passed."""
+    data, work, flag = tmp_path / "data", tmp_path / "work", tmp_path / "flag"
+    args = ["up", "--data-dir", str(data), "--http-port", "0", "--drone-bind", "tcp://127.0.0.1:*", "--work-dir", str(work)]
+    up = Proc("up", args, tmp_path / "logs", _env())
+    await up.start()
+    cluster = Cluster(tmp_path / "client")
+    cluster.http = aiohttp.ClientSession()
+    context = None
+    try:
+        cluster.api = (await up.wait_output(r"API:\s+(\S+)")).group(1)
+        port = cluster.api.rsplit(":", 1)[1].split("/")[0]
+        once = ONCE.format(flag=flag)
+        await cluster.create_pipeline_repo("app", f"stages: [{{name: s, steps: [{once!r}]}}]")
+        job = await cluster.trigger("app")
+        await cluster.wait_for(lambda: cluster.events(job["id"]),
+                               lambda evs: "first attempt" in output_lines(evs, "job:cmd:stdout"), "attempt 1's line")
+        assert await up.stop(signal.SIGINT) is not None  # Ctrl-C
+        up.args = [*args[:4], port, *args[5:]]
+        await up.start()
+        await up.wait_output(r"API:\s+(\S+)")
+        done = await cluster.wait_job(job["id"], timeout=60)
+        assert (done["status"], done["attempts"]) == ("passed", 2), done
+
+        context = await browser.new_context(base_url=base_url(cluster), viewport={"width": 1280, "height": 860})
+        context.set_default_timeout(15_000)
+        page = await context.new_page()
+        errors: list[Any] = []
+        page.on("pageerror", lambda error: errors.append(error))
+        await page.goto(f"/jobs/{job['id']}")
+        await expect(page.locator("#job-status")).to_have_text("passed")
+        current = page.locator("#steps > details.phase details.cmd")
+        await expect(current).to_have_count(1)
+        await expect(current).to_have_attribute("data-state", "passed")
+        assert not await current.evaluate("d => d.open")
+        await expect(page.locator("#steps > details.phase details.stage > summary .meta")).to_have_text("1 command")
+        await expect(page.locator("#steps > details.joblog")).to_have_count(0)  # attempt 1's messages are its own
+        earlier = page.locator("#steps details.attempt")
+        await expect(earlier).to_have_count(1)
+        assert not await earlier.evaluate("d => d.open")
+        await expect(earlier.locator("> summary")).to_contain_text("Attempt 1 on drone local: ")
+        await earlier.locator("> summary").click()
+        stopped = earlier.locator("details.cmd")
+        await expect(stopped).not_to_have_attribute("data-state", "failed")
+        print(f"\nattempt 1 ({done['history']['1']['reason']}): its command "
+              f"{await stopped.locator('summary .code').text_content()!r}, messages "
+              f"{await earlier.locator('details.joblog').count()}")
+        await shot(page, "19-apiary-up-restarted-attempt-1-opened")
+        assert not errors, errors
+    finally:
+        if context is not None:
+            await context.close()
+        await cluster.http.close()
+        await up.stop()

@@ -440,6 +440,7 @@
       this.hl = -1; // the line a link names (#cmd-N-L…), highlighted
       this.goto = -1; // a line to scroll to at the next drawing
       this.onUnfollow = null; // called when the reader scrolls away from the tail
+      this.onTail = null; // called when the box comes back to its tail
       this.onLineLink = null; // called with a line (0-based) whose number was clicked
       this.spacer = el("div", "log-spacer");
       this.win = el("div", "log-win");
@@ -459,6 +460,7 @@
         const was = this.follow;
         this.follow = this.atBottom();
         if (was && !this.follow && this.onUnfollow) this.onUnfollow();
+        else if (!was && this.follow && this.onTail) this.onTail();
         this.schedule();
       }, { passive: true });
     }
@@ -555,17 +557,33 @@
    * below decides from what the events said, never from when they arrived. The checkout is one line
    * (open when one of its commands failed); a running command is open, a finished one closed unless it
    * failed; one that printed nothing has no box. The page follows the running command's tail until the
-   * reader scrolls up (then a button resumes). #cmd-N opens command N; #cmd-N-L120 its line 120. */
+   * reader scrolls up and again when the reader comes back down to its end (the button resumes it too).
+   * #cmd-N opens command N; #cmd-N-L120 its line 120. A job run again (its drone lost, the queen
+   * restarted) shows its last attempt as the job's commands; each earlier one is a closed line apart. */
   const CHECKOUT = "checkout";
   const PHASES = [CHECKOUT, "environment", "prepare", "test", "deploy", "cleanup"];
   const PLACE = /^#cmd-(\d+)(?:-L(\d+))?$/;
-  const MAX_HITS = 100000; // a search counts this many matches at most ("100000+")
+  // Linux's signals by number (1..31; 34..64 are the real-time ones): a command killed by signal N in the
+  // sandbox ends with exit 128+N, which the header names ("exit 139 (SIGSEGV)").
+  const SIGNALS = ["HUP", "INT", "QUIT", "ILL", "TRAP", "ABRT", "BUS", "FPE", "KILL", "USR1", "SEGV", "USR2", "PIPE",
+    "ALRM", "TERM", "STKFLT", "CHLD", "CONT", "STOP", "TSTP", "TTIN", "TTOU", "URG", "XCPU", "XFSZ", "VTALRM", "PROF",
+    "WINCH", "IO", "PWR", "SYS"];
+  const signalName = (n) => (n >= 1 && n <= 31 ? "SIG" + SIGNALS[n - 1] : n === 34 ? "SIGRTMIN" : n > 34 && n <= 64 ? `SIGRTMIN+${n - 34}` : "");
+  /* A command's exit code as its header shows it: "exit 0", "exit 139 (SIGSEGV)", "killed (signal 9, SIGKILL)"
+     (a negative code: the drone saw the signal itself, outside the sandbox). */
+  function exitText(code) {
+    if (code < 0) return `killed (signal ${-code}${signalName(-code) ? ", " + signalName(-code) : ""})`;
+    const name = code > 128 && code <= 192 ? signalName(code - 128) : "";
+    return name ? `exit ${code} (${name})` : `exit ${code}`;
+  }
 
   function jobPage() {
     const head = $("#job"), id = head.dataset.job, steps = $("#steps"), empty = $("#steps-empty");
     const followButton = $("#follow"), announce = $("#announce");
-    const phases = new Map(), phaseStates = new Map(), cmds = new Map(), views = new WeakMap();
-    let lastSeq = 0, caughtUp = false, jobOutput = null, started = 0;
+    // Commands by number, of every attempt (an attempt's numbers follow the last one's: a later attempt's
+    // command wins a number should one come twice); a log box's view.
+    const cmds = new Map(), views = new WeakMap();
+    let lastSeq = 0, caughtUp = false, started = 0;
     let final = FINAL.has(head.dataset.status);
     const place = () => {
       const m = PLACE.exec(location.hash);
@@ -591,24 +609,82 @@
       x.auto = open;
       x.el.open = open;
     };
-    const phase = (name) => {
-      if (phases.has(name)) return phases.get(name);
+
+    // -- attempts: the last is the job's; an earlier one is set apart, closed ----------------------------
+    /* An attempt's part of the page: its phases (their stages and commands) and the drone's messages, in
+       `root`: #steps for the job's attempt (the highest the events name), an earlier one's closed line. */
+    const runs = new Map(); // attempt -> its part
+    let now = null; // the job's attempt
+    const earlier = el("div", "earlier");
+    earlier.hidden = true;
+    steps.prepend(earlier);
+    const runOf = (attempt) => {
+      attempt = attempt || 1; // an older queen's events name no attempt
+      let r = runs.get(attempt);
+      if (r) return r;
+      r = { attempt, root: steps, phases: new Map(), phaseStates: new Map(), jobOutput: null, cmds: [], section: null };
+      runs.set(attempt, r);
+      if (!now || attempt > now.attempt) {
+        const was = now;
+        now = r;
+        if (was) setAside(was);
+      } else setAside(r);
+      return r;
+    };
+    /* Move attempt r out of the job's steps into a closed line: "Attempt 1 on drone X: why — show its output". */
+    const setAside = (r) => {
+      const s = section("attempt", `Attempt ${r.attempt}`, false);
+      s.el.dataset.attempt = r.attempt;
+      s.meta.textContent = "show its output";
+      s.el.addEventListener("toggle", () => {
+        s.meta.textContent = s.el.open ? "hide its output" : "show its output";
+        if (s.el.open) for (const c of r.cmds) if (c.el.open) c.view.schedule();
+      });
+      for (const p of r.phases.values()) s.body.append(p.el);
+      if (r.jobOutput) s.body.append(r.jobOutput.section.el);
+      r.root = s.body;
+      r.section = s;
+      const next = Array.from(earlier.children).find((d) => +d.dataset.attempt > r.attempt);
+      earlier.insertBefore(s.el, next || null);
+      earlier.hidden = false;
+      for (const p of r.phases.values()) if (r.phaseStates.has(p.name)) showPhase(p, r.phaseStates.get(p.name));
+      for (const c of r.cmds) arrange(c);
+      soon("attempts", nameAttempts, 50);
+    };
+    /* Each earlier attempt's line names its drone and why it ended, from the job's history. */
+    const nameAttempts = async () => {
+      if (!earlier.children.length) return;
+      const { status, data } = await send("GET", `/api/v1/jobs/${encodeURIComponent(id)}`);
+      if (status !== 200) return;
+      for (const r of runs.values()) {
+        const h = r.section && (data.history || {})[String(r.attempt)];
+        if (!h) continue;
+        // "drone X was lost (…)" under "Attempt 1 on drone X": the drone is named once
+        const why = h.drone && h.reason.startsWith(`drone ${h.drone}`) ? h.reason.slice(`drone ${h.drone}`.length).replace(/^:?\s*/, "") : h.reason;
+        r.section.title.textContent = `Attempt ${r.attempt}${h.drone ? " on drone " + h.drone : ""}: ${why}`;
+      }
+    };
+
+    const phase = (r, name) => {
+      if (r.phases.has(name)) return r.phases.get(name);
       const p = section("phase", name, name !== CHECKOUT);
       if (name === CHECKOUT) p.el.classList.add(CHECKOUT);
       p.name = name;
+      p.run = r;
       p.stages = new Map();
       p.cmds = [];
       const rank = (n) => (PHASES.includes(n) ? PHASES.indexOf(n) : 99);
-      const next = Array.from(phases.values()).find((q) => rank(q.name) > rank(name));
-      steps.insertBefore(p.el, next ? next.el : jobOutput ? jobOutput.section.el : null);
-      phases.set(name, p);
+      const next = Array.from(r.phases.values()).find((q) => rank(q.name) > rank(name));
+      r.root.insertBefore(p.el, next ? next.el : r.jobOutput ? r.jobOutput.section.el : null);
+      r.phases.set(name, p);
       empty.hidden = true;
-      if (phaseStates.has(name)) showPhase(p, phaseStates.get(name));
+      if (r.phaseStates.has(name)) showPhase(p, r.phaseStates.get(name));
       return p;
     };
     const showPhase = (p, st) => {
-      // A cancel or a timeout ends phases without a word: a finished job's phase is not still running.
-      const state = st.state === "running" && final ? head.dataset.status : st.state;
+      // A cancel or a timeout ends phases without a word: a finished job's phase is not still running, nor
+      // is an earlier attempt's.
+      const state = st.state !== "running" ? st.state : p.run !== now ? "interrupted" : final ? head.dataset.status : st.state;
       p.el.dataset.state = state;
       p.state.textContent = state;
       p.meta.textContent = st.took != null ? duration(st.took) : "";
@@ -617,6 +693,7 @@
       if (p.stages.has(name)) return p.stages.get(name);
       const s = section("stage", name, true);
       s.cmds = [];
+      s.run = p.run;
       p.body.append(s.el);
       p.stages.set(name, s);
       return s;
@@ -625,12 +702,14 @@
     const stageSummary = (s) => {
       const bad = s.cmds.filter(failed).length;
       const running = s.cmds.some((c) => c.exit === undefined);
-      s.el.dataset.state = running && !final ? "running" : bad ? "failed" : "passed";
+      const cut = s.run !== now && s.cmds.some((c) => c.cancelled); // an earlier attempt's, stopped or lost
+      s.el.dataset.state = running && !final && s.run === now ? "running" : bad ? "failed" : running || cut ? "interrupted" : "passed";
       s.meta.textContent = `${s.cmds.length} command${s.cmds.length === 1 ? "" : "s"}` + (bad ? `, ${bad} failed` : "");
     };
     const checkoutSummary = (g) => { // "checkout · passed · 6 commands · 1.2s"
       const n = g.cmds.length, bad = g.cmds.filter(failed).length;
-      const state = bad ? "failed" : g.cmds.some((c) => c.exit === undefined) ? (final ? head.dataset.status : "running") : "passed";
+      const state = bad ? "failed" : g.cmds.some((c) => c.exit == null || (g.run !== now && c.cancelled)) ?
+        (g.run !== now ? "interrupted" : final ? head.dataset.status : "running") : "passed";
       const took = g.cmds.reduce((t, c) => t + (c.took || 0), 0);
       g.el.dataset.state = state;
       g.state.textContent = state;
@@ -639,6 +718,7 @@
     };
     /* A command's place: open while it runs or when it failed (a hook's failure fails nothing). */
     const arrange = (c) => {
+      if (c.run !== now) return arrangeEarlier(c);
       // Killed because the job was cancelled: cancelled, not failed (and open: where the job stopped).
       // The drone says whether it stopped the command (older drones: a signal is the sign).
       c.cancelled = c.exit != null && c.exit !== 0 && head.dataset.status === "cancelled" &&
@@ -654,10 +734,29 @@
       if (c.group.name === CHECKOUT) checkoutSummary(c.group);
       if (c.stage) stageSummary(c.stage);
     };
-    const running = () => { // the command started last of those still running
+    /* An earlier attempt's command: one that never ended was lost with its drone (or its queen), one the
+       drone stopped was stopped (the attempt was given up); neither failed, and none counts for the job. */
+    const arrangeEarlier = (c) => {
+      const stopped = c.exit != null && c.exit !== 0 && (c.stopped === undefined ? c.exit < 0 : c.stopped);
+      c.cancelled = c.exit == null || stopped; // not a failure
+      if (c.exit == null) {
+        c.el.dataset.state = "cancelled"; // grey: neither passed nor failed
+        c.code.textContent = "lost with its drone";
+        delete c.dur.dataset.since;
+      } else if (stopped) {
+        c.el.dataset.state = "cancelled";
+        c.code.textContent = "stopped: " + (c.exit < 0 ? `signal ${-c.exit}${signalName(-c.exit) ? ` (${signalName(-c.exit)})` : ""}` : exitText(c.exit));
+      }
+      setOpen(c, c.exit != null && failed(c));
+      c.wait.hidden = true;
+      c.el.classList.toggle("quiet", !c.view.lines.length);
+      if (c.group.name === CHECKOUT) checkoutSummary(c.group);
+      if (c.stage) stageSummary(c.stage);
+    };
+    const running = () => { // the command started last of those still running, in the job's attempt
       let best = null;
-      if (final) return null;
-      for (const c of cmds.values()) if (c.exit === undefined && (!best || c.order > best.order)) best = c;
+      if (final || !now) return null;
+      for (const c of now.cmds) if (c.exit === undefined && (!best || c.order > best.order)) best = c;
       return best;
     };
 
@@ -691,22 +790,42 @@
       soon("follow", () => requestAnimationFrame(() => { keepInView(); if (wanted && caughtUp) seek(); }), 30);
       showFollowButton();
     };
-    // A scroll up that the reader made (wheel, touch, keys, the scroll bar) stops the following.
-    let intentAt = 0, lastY = window.scrollY;
-    const intent = () => { intentAt = performance.now(); };
-    for (const type of ["wheel", "touchmove", "mousedown"]) window.addEventListener(type, intent, { passive: true });
-    window.addEventListener("keydown", (e) => { if (["ArrowUp", "PageUp", "Home"].includes(e.key)) intent(); });
+    // A scroll up that the reader made (wheel, touch, keys, the scroll bar) stops the following; the reader
+    // scrolling back down to the running command's end (the page, or its log box) starts it again. A scroll
+    // the page makes itself (a search's jump, a link) is neither.
+    let intentAt = 0, downAt = 0, lastY = window.scrollY;
+    const intent = (down) => { intentAt = performance.now(); if (down) downAt = intentAt; };
+    const recent = (t) => performance.now() - t < 1500;
+    window.addEventListener("wheel", (e) => intent(e.deltaY > 0), { passive: true });
+    window.addEventListener("touchmove", () => intent(true), { passive: true });
+    window.addEventListener("mousedown", (e) => { // on a scroll bar: the page's, or a log box's
+      intent(e.target === document.documentElement || (e.target.classList && e.target.classList.contains("log")));
+    }, { passive: true });
+    window.addEventListener("keydown", (e) => {
+      if (["ArrowUp", "PageUp", "Home"].includes(e.key)) intent(false);
+      else if (["ArrowDown", "PageDown", "End", " "].includes(e.key) && !(e.target.closest && e.target.closest("input, textarea, select, button, summary"))) intent(true);
+    });
+    /* The running command's end is in view (its log box at its tail, the box's bottom in the window). */
+    const atTail = () => {
+      const c = running();
+      if (!c) return false;
+      if (!c.group.el.open) return c.group.el.getBoundingClientRect().bottom <= window.innerHeight + 2;
+      return (c.view.follow || c.view.box.hidden) && c.el.getBoundingClientRect().bottom <= window.innerHeight + 2;
+    };
+    const resume = () => { if (!following && recent(downAt) && atTail()) follow(); };
     window.addEventListener("scroll", () => {
       const y = window.scrollY;
-      if (y < lastY - 1 && performance.now() - intentAt < 1500) unfollow();
+      if (y < lastY - 1 && recent(intentAt)) unfollow();
+      else if (y > lastY + 1) resume();
       lastY = y;
     }, { passive: true });
     followButton.addEventListener("click", follow);
 
     // -- commands and their output ------------------------------------------------------------
     const command = (ev) => {
+      const r = runOf(ev.attempt);
       const inCheckout = ev.stage === CHECKOUT && (ev.phase || "environment") === "environment";
-      const p = phase(inCheckout ? CHECKOUT : ev.phase || "job"), s = !inCheckout && ev.stage ? stage(p, ev.stage) : null;
+      const p = phase(r, inCheckout ? CHECKOUT : ev.phase || "job"), s = !inCheckout && ev.stage ? stage(p, ev.stage) : null;
       const c = section("cmd", ev.title || ev.command || `command ${ev.num}`, false);
       c.el.id = "cmd-" + ev.num;
       c.el.dataset.num = ev.num;
@@ -728,6 +847,7 @@
       c.view = new LogView(box, true); // opened, a log shows its tail: where a live reader left it
       c.view.cmd = c;
       c.view.onUnfollow = () => { if (c === running()) unfollow(); };
+      c.view.onTail = () => { if (c === running()) resume(); }; // the reader scrolled the box back to its end
       c.view.onLineLink = (i) => { // the address names the line (to copy), highlighted; the view stays
         history.replaceState(null, "", `#cmd-${ev.num}-L${i + 1}`);
         if (marked && marked !== c.view) { marked.hl = -1; marked.schedule(); }
@@ -740,22 +860,34 @@
       (s || p).body.append(c.el);
       c.group = p;
       c.stage = s;
+      c.run = r;
       c.order = ++started;
       p.cmds.push(c);
       if (s) s.cmds.push(c);
-      cmds.set(ev.num, c);
+      r.cmds.push(c);
+      const other = cmds.get(ev.num);
+      if (other && other.run.attempt > r.attempt) c.el.id = `cmd-${ev.num}-a${r.attempt}`; // the later keeps #cmd-N
+      else {
+        if (other) other.el.id = `cmd-${ev.num}-a${other.run.attempt}`;
+        cmds.set(ev.num, c);
+      }
       arrange(c);
       if (caughtUp && ev.title) say("Running " + ev.title);
       later();
       return c;
     };
+    /* Command `ev.num` of the event's attempt (made if its start was not seen). */
+    const cmdOf = (ev) => {
+      const r = runOf(ev.attempt);
+      return r.cmds.find((c) => c.el.dataset.num === String(ev.num)) || command(ev);
+    };
     const commandDone = (ev) => {
-      const c = cmds.get(ev.num) || command(ev);
+      const c = cmdOf(ev);
       c.exit = ev.exitCode;
       c.stopped = ev.stopped;
       c.took = ev.duration;
       c.el.dataset.state = ev.exitCode === 0 ? "passed" : "failed";
-      c.code.textContent = ev.exitCode < 0 ? `killed (signal ${-ev.exitCode})` : "exit " + ev.exitCode;
+      c.code.textContent = exitText(ev.exitCode);
       delete c.dur.dataset.since;
       c.dur.textContent = duration(ev.duration);
       const u = ev.usage;
@@ -768,47 +900,52 @@
     const output = (ev, kind) => {
       let view;
       if (ev.num === undefined) {
-        if (!jobOutput) {
+        const r = runOf(ev.attempt);
+        if (!r.jobOutput) {
           const s = section("joblog", "Messages from the drone", true);
           const box = el("div", "log");
           box.tabIndex = 0;
           box.setAttribute("role", "log");
           box.setAttribute("aria-label", "Messages from the drone");
           s.body.append(box);
-          steps.append(s.el);
+          r.root.append(s.el);
           empty.hidden = true;
-          jobOutput = { section: s, view: new LogView(box, true) };
-          jobOutput.view.section = s;
-          views.set(box, jobOutput.view);
+          r.jobOutput = { section: s, view: new LogView(box, true) };
+          r.jobOutput.view.section = s;
+          r.jobOutput.view.run = r;
+          views.set(box, r.jobOutput.view);
         }
-        view = jobOutput.view;
+        view = r.jobOutput.view;
         view.append(ev.text, kind);
       } else {
-        const c = cmds.get(ev.num) || command({ num: ev.num });
+        const c = cmdOf({ num: ev.num, attempt: ev.attempt });
         const first = !c.view.lines.length;
         c.view.append(ev.text, kind);
         if (first) arrange(c);
         if (c === running()) later();
       }
+      form.hidden = false; // there is something to search
       if (search.q) soon("search", () => find(false), 500);
     };
     const phaseEvent = (ev) => {
+      const r = runOf(ev.attempt), phaseStates = r.phaseStates;
       const st = phaseStates.get(ev.phase) || {};
       st.state = ev.state === "started" ? "running" : ev.state;
       if (ev.state === "started") st.since = ev.at;
       else if (st.since && ev.at) st.took = ev.at - st.since;
       phaseStates.set(ev.phase, st);
       // The environment phase that is only the checkout is the checkout's line; with steps of its own, it shows.
-      if (ev.phase === "environment" && !phases.has("environment")) return;
-      showPhase(phase(ev.phase), st);
+      if (ev.phase === "environment" && !r.phases.has("environment")) return;
+      showPhase(phase(r, ev.phase), st);
     };
 
     // -- a place named by the address: #cmd-N, #cmd-N-L120 ---------------------------------------
     let marked = null; // the view whose line is highlighted
     /* Open a log's command (and what holds it) and bring line `line` (0-based; null: the command) into view. */
     const reveal = (view, line, highlight) => {
-      const c = view.cmd;
-      for (const x of c ? [c.group, c.stage, c] : [view.section]) {
+      const c = view.cmd, r = c ? c.run : view.run;
+      downAt = 0; // the page scrolls: not the reader coming back to the tail
+      for (const x of c ? [r.section, c.group, c.stage, c] : [r.section, view.section]) {
         if (x && !x.el.open) { x.userSet = true; x.el.open = true; }
       }
       if (highlight && marked && marked !== view) { marked.hl = -1; marked.schedule(); }
@@ -841,55 +978,97 @@
 
     // -- search in the page -----------------------------------------------------------------------
     const form = $("#log-search"), input = $("#log-q"), count = $("#log-count");
-    const search = { q: "", hits: [], at: -1, capped: false };
+    // Matches are counted, not kept: the current one is a place ({v, line, from}) and its rank; the next
+    // or previous is looked for from it. A line's matches are those a scan from its start finds, each
+    // after the last one's end (as markHits marks them).
+    const search = { q: "", total: 0, at: -1, cur: null };
     const logs = () => $$(".log", steps).map((b) => views.get(b)).filter(Boolean); // in the page's order
     const showCount = () => {
-      const n = search.hits.length;
-      count.textContent = !search.q ? "" : n ? `${search.at + 1} of ${n}${search.capped ? "+" : ""}` : "No matches";
+      count.textContent = !search.q ? "" : search.total ? `${search.at + 1} of ${search.total}` : "No matches";
     };
-    /* Every match of the search in every log (all lines, drawn or not, in closed commands too). On new
-       lines (`jump` false) the current match stays the current one. */
+    /* Count every match of the search in every log (all lines, drawn or not, in closed commands and earlier
+       attempts too). On new lines (`jump` false) the current match stays the current one. */
     const find = (jump) => {
-      const q = input.value.toLowerCase(), before = search.hits[search.at];
-      const hits = [];
-      let capped = false;
+      const q = input.value.toLowerCase(), cur = jump ? null : search.cur;
+      let total = 0, at = -1;
       if (q) {
-        outer: for (const v of logs()) {
+        for (const v of logs()) {
           for (let i = 0; i < v.lines.length; i++) {
-            const t = v.lower(i);
-            for (let at = t.indexOf(q); at >= 0; at = t.indexOf(q, at + q.length)) {
-              if (hits.length >= MAX_HITS) { capped = true; break outer; }
-              hits.push({ v, line: i, from: at });
+            const t = v.lower(i), mine = cur && cur.v === v && cur.line === i;
+            for (let k = t.indexOf(q); k >= 0; k = t.indexOf(q, k + q.length)) {
+              if (mine && k === cur.from) at = total;
+              total++;
             }
           }
         }
       }
-      Object.assign(search, { q, hits, capped });
+      Object.assign(search, { q, total });
       for (const v of logs()) {
         if (v.query !== q) { v.query = q; v.schedule(); }
         if (!q && v.now) { v.now = null; v.schedule(); }
       }
-      if (jump) return go(hits.length ? 0 : -1);
-      search.at = before ? hits.findIndex((h) => h.v === before.v && h.line === before.line && h.from === before.from) : -1;
-      showCount();
+      if (jump) return go(total ? after(null) : null, 0);
+      if (at < 0) go(null, -1); else { search.at = at; showCount(); }
     };
-    const go = (k) => {
-      const old = search.hits[search.at];
+    /* The first match after place `cur` (null: the page's start), round to the first after the last. */
+    const after = (cur) => {
+      const vs = logs(), q = search.q;
+      let vi = cur ? Math.max(0, vs.indexOf(cur.v)) : 0, line = cur ? cur.line : 0, from = cur ? cur.from + q.length : 0;
+      for (let n = 0; n <= vs.length; n++) {
+        const v = vs[vi];
+        for (; line < v.lines.length; line++, from = 0) {
+          const k = v.lower(line).indexOf(q, from);
+          if (k >= 0) return { v, line, from: k };
+        }
+        vi = (vi + 1) % vs.length;
+        line = 0;
+        from = 0;
+      }
+      return null;
+    };
+    /* The last match before place `cur` (null: the page's end), round to the last after the first. */
+    const before = (cur) => {
+      const vs = logs(), q = search.q;
+      let vi = cur ? Math.max(0, vs.indexOf(cur.v)) : vs.length - 1;
+      let line = cur ? cur.line : vs[vi].lines.length - 1, until = cur ? cur.from : Infinity;
+      for (let n = 0; n <= vs.length; n++) {
+        const v = vs[vi];
+        for (; line >= 0; line--, until = Infinity) {
+          const t = v.lower(line);
+          let last = -1;
+          for (let k = t.indexOf(q); k >= 0 && k < until; k = t.indexOf(q, k + q.length)) last = k;
+          if (last >= 0) return { v, line, from: last };
+        }
+        vi = (vi - 1 + vs.length) % vs.length;
+        line = vs[vi].lines.length - 1;
+        until = Infinity;
+      }
+      return null;
+    };
+    /* Make match h (rank k, 0-based) the current one: open its command, scroll to its line and, in a line
+       wider than the box, sideways to it. */
+    const go = (h, k) => {
+      const old = search.cur;
       if (old) { old.v.now = null; old.v.schedule(); }
-      search.at = k;
+      search.cur = h;
+      search.at = h ? k : -1;
       showCount();
-      const h = search.hits[k];
       if (!h) return;
       unfollow();
       h.v.now = { line: h.line, from: h.from };
       reveal(h.v, h.line, false);
+      const m = h.v.win.querySelector("mark.hit.now"), b = h.v.box;
+      if (!m) return;
+      const left = m.getBoundingClientRect().left - b.getBoundingClientRect().left - b.clientLeft, width = m.offsetWidth;
+      if (left < 0 || left + width > b.clientWidth) b.scrollLeft += left - (b.clientWidth - width) / 2;
     };
     const step = (by) => {
       if (search.q !== input.value.toLowerCase()) return find(true);
-      const n = search.hits.length;
-      if (n) go((search.at + by + n) % n);
+      const n = search.total, cur = search.cur;
+      if (!n) return;
+      if (by > 0) go(after(cur), cur ? (search.at + 1) % n : 0);
+      else go(before(cur), cur ? (search.at - 1 + n) % n : n - 1);
     };
-    form.hidden = false;
     let typing = 0;
     input.addEventListener("input", () => { clearTimeout(typing); typing = setTimeout(() => find(true), 200); });
     form.addEventListener("submit", (e) => { e.preventDefault(); clearTimeout(typing); step(1); });
@@ -920,12 +1099,14 @@
         final = true;
         note.textContent = "";
         say(`The job ${s}.`);
-        if (!cmds.size && !jobOutput) empty.textContent = "This job ran no commands.";
-        for (const c of cmds.values()) {
-          if (c.exit === undefined) delete c.dur.dataset.since;
-          arrange(c);
+        if (!cmds.size && !Array.from(runs.values()).some((r) => r.jobOutput)) empty.textContent = "This job ran no commands.";
+        for (const r of runs.values()) {
+          for (const c of r.cmds) {
+            if (c.exit === undefined) delete c.dur.dataset.since;
+            arrange(c);
+          }
         }
-        for (const p of phases.values()) { // a cancel or a timeout ends phases without a word
+        for (const p of (now ? now.phases.values() : [])) { // a cancel or a timeout ends phases without a word
           if (p.el.dataset.state === "running") { p.el.dataset.state = s; p.state.textContent = s; }
         }
         showFollowButton();
@@ -954,6 +1135,7 @@
         if (msg.job !== id) return;
         setStatus(msg.status);
         soon("summary", refreshSummary, 150);
+        if (!earlier.hidden) soon("attempts", nameAttempts, 150); // an attempt's end is in the job's history
         return;
       }
       if (msg.type === "subscribed" && msg.topic === "job") {
@@ -964,19 +1146,9 @@
       if (msg.job !== id || msg.seq === undefined) return;
       if (msg.seq <= lastSeq) return; // seen before a reconnect
       lastSeq = msg.seq;
+      runOf(msg.attempt); // a later attempt's first event sets the one before apart
       switch (msg.type) {
         case "job:started":
-          if (msg.attempt > 1) { // an earlier attempt's drone was lost: its unfinished commands never ended
-            for (const c of cmds.values()) {
-              if (c.exit !== undefined) continue;
-              c.exit = null;
-              c.el.dataset.state = "failed";
-              c.code.textContent = "lost with its drone";
-              delete c.dur.dataset.since;
-              arrange(c);
-            }
-            output({ text: `attempt ${msg.attempt} started\n` }, 1);
-          }
           if (!final) setStatus("running"); // a finished job's history says it started: it is still finished
           soon("summary", refreshSummary, 150);
           break;
@@ -988,7 +1160,7 @@
         case "job:stderr": output(msg, 1); break;
         case "job:phase": phaseEvent(msg); break;
         case "job:plugin": // a plugin's figures or its install: a line in the log, the summary shows them too
-          output({ text: `plugin ${msg.plugin}: ${Object.entries(msg.data || {}).map(([k, v]) => `${k} ${typeof v === "object" ? JSON.stringify(v) : v}`).join(", ")}\n` }, 0);
+          output({ attempt: msg.attempt, text: `plugin ${msg.plugin}: ${Object.entries(msg.data || {}).map(([k, v]) => `${k} ${typeof v === "object" ? JSON.stringify(v) : v}`).join(", ")}\n` }, 0);
           soon("summary", refreshSummary, 150);
           break;
         case "job:done": soon("summary", refreshSummary, 50); break;
