@@ -633,6 +633,7 @@
     };
     /* Move attempt r out of the job's steps into a closed line: "Attempt 1 on drone X: why — show its output". */
     const setAside = (r) => {
+      if (!r.phases.size && !r.jobOutput) { runs.delete(r.attempt); return; } // nothing came of it (yet)
       const s = section("attempt", `Attempt ${r.attempt}`, false);
       s.el.dataset.attempt = r.attempt;
       s.meta.textContent = "show its output";
@@ -650,6 +651,15 @@
       for (const p of r.phases.values()) if (r.phaseStates.has(p.name)) showPhase(p, r.phaseStates.get(p.name));
       for (const c of r.cmds) arrange(c);
       soon("attempts", nameAttempts, 50);
+    };
+    /* Back in the queue after an attempt that ran (its drone lost, stopped): that attempt is over; what
+       comes next is the next one's. */
+    const requeued = () => {
+      if (!now || final || (!now.phases.size && !now.jobOutput)) return;
+      runOf(now.attempt + 1);
+      empty.textContent = "Waiting for a drone to run the job again…";
+      empty.hidden = false;
+      showFollowButton();
     };
     /* Each earlier attempt's line names its drone and why it ended, from the job's history. */
     const nameAttempts = async () => {
@@ -1095,6 +1105,7 @@
       head.dataset.status = s;
       $("#job-status").replaceChildren(statusBadge(s));
       cancel.disabled = FINAL.has(s);
+      if (s === "queued") requeued(); // again, after an attempt (the summary says so to a page opened now)
       if (FINAL.has(s)) {
         final = true;
         note.textContent = "";
@@ -1149,6 +1160,7 @@
       runOf(msg.attempt); // a later attempt's first event sets the one before apart
       switch (msg.type) {
         case "job:started":
+          if (now.attempt === (msg.attempt || 1)) empty.hidden = true; // no longer waiting
           if (!final) setStatus("running"); // a finished job's history says it started: it is still finished
           soon("summary", refreshSummary, 150);
           break;
