@@ -163,6 +163,15 @@ async def test_the_page_follows_the_running_command_the_same_whenever_it_is_open
     await page.locator("#follow").click()
     await expect(page.locator("#follow")).to_be_hidden()
     await expect(run.locator(".log .ln").last).to_be_in_viewport()
+    # In the command's own box: scrolled up stops the following, back down to its end resumes it.
+    await run.locator(".log").hover()
+    await page.mouse.wheel(0, -200)
+    await expect(page.locator("#follow")).to_be_visible()
+    await page.mouse.wheel(0, 5000)
+    await expect(page.locator("#follow")).to_be_hidden()
+    seen = len(await run.locator(".log .ln").all_inner_texts())
+    await expect(run.locator(".log")).to_contain_text(f"test line {seen + 5}", timeout=20_000)
+    await expect(run.locator(".log .ln").last).to_be_in_viewport()
 
     # Opened while the job runs: the same layout, following.
     mid = await pages()
