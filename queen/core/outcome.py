@@ -148,6 +148,10 @@ def job_outcome(job: Mapping[str, Any], events: Iterable[Mapping[str, Any]]) -> 
     events = sorted(events, key=lambda e: e.get("seq", 0))
     attempt = max([int(job.get("attempts") or 0)] + [int(e.get("attempt") or 0) for e in events]) or 1
     current = [e for e in events if (e.get("attempt") or attempt) == attempt]
+    # Queued (again, after an attempt lost with its drone): the attempt to come has run nothing yet.
+    requeued = status == "queued"
+    if requeued:
+        current = []
 
     started_now = {e["num"] for e in current if e.get("type") == "job:cmd:start"}
     done_seq = {e["num"]: e["seq"] for e in current if e.get("type") == "job:cmd:done"}
@@ -159,7 +163,9 @@ def job_outcome(job: Mapping[str, Any], events: Iterable[Mapping[str, Any]]) -> 
 
     raw = job.get("commands") or {}
     commands = sorted(raw.values() if isinstance(raw, Mapping) else raw, key=lambda c: int(c.get("num") or 0))
-    if any(e.get("type") == "job:cmd:start" for e in events):  # else: no events given, take every command
+    if requeued:
+        commands = []
+    elif any(e.get("type") == "job:cmd:start" for e in events):  # else: no events given, take every command
         commands = [c for c in commands if c.get("num") in started_now]
 
     # The command a cancel ended last: done before the drone said "job cancelled", nothing started since.

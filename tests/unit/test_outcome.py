@@ -217,6 +217,16 @@ def test_a_queued_job_waits() -> None:
     assert states(r.outcome()) == {"a": ("waiting", None)}
 
 
+def test_a_job_queued_again_after_its_drone_was_lost_waits_with_nothing_running() -> None:
+    r = Run(stage("a", "x", "y"), stage("b", "z", needs=("a",)))
+    r.run("x", "a")
+    r.start("y", "a")  # its drone lost meanwhile: no end will come for attempt 1
+    r.job["status"] = "queued"
+    out = r.outcome()
+    assert states(out) == {"a": ("waiting", None), "b": ("waiting", "waits for a")}
+    assert out["failure"] is None
+
+
 def test_a_failed_checkout_fails_the_job_before_any_stage() -> None:
     r = Run(stage("test", "pytest"))
     num = r.run("git fetch origin main", "checkout", code=128, phase="environment")
