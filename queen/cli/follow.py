@@ -368,7 +368,12 @@ class Follower:
         if shown and int(job.get("attempts") or 0) > self.attempt:
             self.attempt_over(self.attempt, job)  # a later attempt runs (or ran: apiary logs of an ended job)
         elif job["status"] in _FINAL:
-            self.finish(job)
+            if self.held is None:
+                # The document is ahead of the events shown (a late job:update, the job over meanwhile): what
+                # is stored comes first, its job:done settling the job; else its end would come before them.
+                await self.stored()
+            if not self.renderer.result:
+                self.finish(job)
         elif shown and job["status"] == "queued":
             self.attempt_over(self.attempt, job)
 

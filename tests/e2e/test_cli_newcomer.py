@@ -27,7 +27,7 @@ async def test_exit_139_is_shown_as_sigsegv(queen: Cluster, tmp_path: Path) -> N
     done = await apiary(tmp_path, "trigger", "crash", "--follow", *url(queen))
     assert done.code == 1, done
     lines = done.out.splitlines()
-    assert any(line.startswith("✗ exit 139 (SIGSEGV) ") for line in lines), done
+    assert any(line.startswith("✗ exit 139 (SIGSEGV) ") for line in lines), done.out + "\n---\n" + done.err
     assert any(line.startswith("Failed in stage run: Crash, exit code 139 (SIGSEGV) (command ") for line in lines), done
     print(f"\na command killed by SIGSEGV under its shell, as the CLI shows it:\n{done.out}")
 
