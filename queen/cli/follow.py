@@ -123,6 +123,8 @@ def summary_lines(outcome: dict[str, Any], page: str) -> list[str]:
                          f"(command {failure['num']})")
             if failure.get("error"):
                 lines.append(f"  {failure['error']}")
+            if status == "cancelled":
+                lines.append("  then the job was cancelled")
             lines += [f"  │ {plain(line)}" for line in failure.get("last_lines") or []]
             anchor = failure.get("anchor")
         else:
@@ -194,7 +196,12 @@ class Renderer:
             code = e.get("exitCode")
             ended = (f"killed by {signal_name(code)}" if isinstance(code, int) and code < 0 else
                      f"exit {exit_text(code, e.get('shell_signal') or shell_signal(code))}")
-            mark = paint("✓", "32", self.colour) if code == 0 else paint(f"✗ {ended}", "31", self.colour)
+            if code == 0:
+                mark = paint("✓", "32", self.colour)
+            elif e.get("stopped"):  # the drone stopped it (a cancel, a timeout, the drone stopping): no failure of its own
+                mark = paint(f"⊘ stopped, {ended}", "33", self.colour)
+            else:
+                mark = paint(f"✗ {ended}", "31", self.colour)
             if num == self.under or num not in self.names:
                 self._line(f"{mark} {e.get('duration', 0):.2f}s")
             else:  # under another command's header: say whose end this is

@@ -333,13 +333,13 @@ def _ran_status(stage: Mapping[str, Any], shown: list[dict[str, Any]], final: bo
 
 def _not_run_reason(name: str, status: str, error: str | None, phases: Mapping[str, Any],
                     blocked: set[str]) -> str:
-    if status == "cancelled":
-        return "the job was cancelled"
     for phase in ("environment", "prepare"):
         if (phases.get(phase) or {}).get("state") == "failed":
             return f"the {phase} phase failed"
-    if name in blocked:
+    if name in blocked:  # could not have run, cancel or not
         return "a stage it needs failed"
+    if status == "cancelled":
+        return "the job was cancelled"
     if error and error != status:
         return f"the job ended first: {error}"
     return "the job ended first"
@@ -347,13 +347,16 @@ def _not_run_reason(name: str, status: str, error: str | None, phases: Mapping[s
 
 def _failure(job: Mapping[str, Any], status: str, commands: list[Mapping[str, Any]], status_of: Any,
              done_seq: Mapping[int, int], stages: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The command that failed the job, first to end; None unless the job failed or errored."""
-    if status not in ("failed", "errored"):
+    """The command that failed the job, first to end; None unless the job failed or errored, or was cancelled
+    after a command had failed (a cancel does not hide the failure before it)."""
+    if status not in ("failed", "errored", "cancelled"):
         return None
     ignored = {c["num"] for s in stages for c in s["commands"] if c["ignored"]}
     failed = [c for c in commands if not c.get("hook") and c.get("phase") != "cleanup"
               and c.get("num") not in ignored and status_of(c) == "failed"]
     error = job.get("error") if job.get("error") != status else None
+    if not failed and status == "cancelled":
+        return None
     if not failed:
         return {"stage": None, "num": None, "title": None, "command": None, "exitCode": None, "signal": None,
                 "shell_signal": None, "last_lines": [], "anchor": None, "error": error}

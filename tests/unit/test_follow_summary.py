@@ -99,3 +99,21 @@ def test_a_command_killed_by_a_signal_under_a_shell_says_which() -> None:
     older = {k: v for k, v in failure.items() if k != "shell_signal"}
     assert summary_lines({**FAILED, "failure": older, "stages": []}, PAGE)[0] == \
         "Failed in stage lint: ruff ., exit code 139 (command 4)"
+
+
+def test_a_command_the_drone_stopped_is_not_shown_as_a_failure() -> None:
+    text = render(start(1, "a", "sleep 60"), {"type": "job:cmd:done", "num": 1, "exitCode": 143, "duration": 3.0,
+                                               "stopped": True},
+                  start(2, "b", "false"), {"type": "job:cmd:done", "num": 2, "exitCode": 1, "duration": 0.5,
+                                           "stopped": False})
+    assert "⊘ stopped, exit 143 (SIGTERM) 3.00s" in text.splitlines()
+    assert "✗ exit 1 0.50s" in text.splitlines()
+
+
+def test_a_job_cancelled_after_a_command_failed_says_both() -> None:
+    outcome = {"status": "cancelled", "stages": [],
+               "failure": {"stage": "fails", "num": 4, "title": "exit 3", "exitCode": 3, "signal": None,
+                           "shell_signal": None, "last_lines": [], "anchor": "cmd-4", "error": None}}
+    lines = summary_lines(outcome, PAGE)
+    assert lines[:2] == ["Failed in stage fails: exit 3, exit code 3 (command 4)", "  then the job was cancelled"]
+    assert lines[-1] == f"log: {PAGE}#cmd-4"

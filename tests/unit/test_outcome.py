@@ -146,6 +146,19 @@ def test_in_a_cancelled_job_a_stage_that_had_failed_before_the_cancel_stays_fail
     assert states(r.outcome()) == {"a": ("failed", None), "b": ("cancelled", None)}
 
 
+def test_a_job_cancelled_after_a_command_failed_keeps_the_failure_and_why_later_stages_could_not_run() -> None:
+    r = Run(stage("fails", "exit 3"), stage("unit", "sleep 60"), stage("crash", "x", needs=("fails",)))
+    slow = r.start("sleep 60", "unit")
+    failed = r.run("exit 3", "fails", code=3)
+    r.done(slow, 143, stopped=True)
+    r.say("job cancelled\n")
+    r.end("cancelled", "cancelled")
+    out = r.outcome()
+    assert states(out) == {"fails": ("failed", None), "unit": ("cancelled", None),
+                           "crash": ("not_run", "a stage it needs failed")}
+    assert (out["failure"]["num"], out["failure"]["exitCode"], out["failure"]["error"]) == (failed, 3, None)
+
+
 def test_cleanup_after_a_cancel_is_its_own_result() -> None:
     r = Run(stage("test", "sleep 60"))
     r.done(r.start("sleep 60", "test"), -9)
