@@ -254,7 +254,10 @@ def main(argv: list[str] | None = None) -> None:
         if args.command == "config":
             address = find_queen(args, config, where)  # the queen the client commands would talk to
             client = dataclasses.replace(config.client, url=address.url)
-            print(as_toml(dataclasses.replace(config, client=client), where, address.origin))
+            endpoint = server.drone_queen(args, config, where)  # and the one apiary drone would join
+            drone = dataclasses.replace(config.drone, queen=endpoint.url)
+            print(as_toml(dataclasses.replace(config, client=client, drone=drone), where, address.origin,
+                          endpoint.origin))
             return
         if args.command == "keys":
             keys.make_keys(args, config)

@@ -95,6 +95,8 @@ def with_flags(config: Config, args: argparse.Namespace) -> Config:
 
 # Settings whose values are secrets: `apiary config` shows *** and where the value comes from.
 SECRET_SETTINGS = {"client.token"}
+# Settings that name a key file: shown as a path, never as a key written in their place.
+KEY_FILE_SETTINGS = {"curve_secret_key"}
 
 # A URL's user and password, wherever a URL stands in a value: `scheme://USER:PASSWORD@`. The password runs to the
 # last @ before the URL's path (a password may hold an @ or a : unencoded); a user alone is no secret.
@@ -118,11 +120,13 @@ def hide_passwords(value: Any) -> Any:
     return value
 
 
-def as_toml(config: Config, where: Mapping[str, str] | None = None, client_origin: str = "") -> str:
+def as_toml(config: Config, where: Mapping[str, str] | None = None, client_origin: str = "",
+            drone_origin: str = "") -> str:
     """apiary config: every setting in force, as a TOML document; secrets as ``"***"`` and where they come from.
 
-    `where` maps ``table.key`` to its origin (origins()); `client_origin` says where [client] url was found
-    (apiary.cli.address), which may be the queen's own record of its address rather than a setting."""
+    `where` maps ``table.key`` to its origin (origins()); `client_origin` and `drone_origin` say where [client]
+    url and [drone] queen were found (apiary.cli.address), which may be the queen's own record of its address
+    rather than a setting. A key setting (``curve_secret_key``) naming no file holds the key itself: ***."""
     where = where or {}
     lines = []
     for table in ("queen", "drone", "client"):
@@ -132,10 +136,14 @@ def as_toml(config: Config, where: Mapping[str, str] | None = None, client_origi
             note = where.get(name, "")
             if name in SECRET_SETTINGS and value:
                 text, note = '"***"', f"set, not shown; from {note or 'defaults'}"
+            elif field.name in KEY_FILE_SETTINGS and value and not Path(value).expanduser().exists():
+                text, note = '"***"', f"set, not shown (not a file: the key itself?); from {note or 'defaults'}"
             else:  # any setting may hold a URL with a password (pip_args' --index-url, a store's URL)
                 text = json.dumps(hide_passwords(value))
             if name == "client.url" and client_origin:
                 note = client_origin
+            if name == "drone.queen" and drone_origin:
+                note = drone_origin
             lines.append(f"{field.name} = {text}" + (f"  # {note}" if note else ""))
         lines.append("")
     return "\n".join(lines)

@@ -43,6 +43,23 @@ async def test_config_hides_a_password_in_any_setting(tmp_path: Path) -> None:
     assert 'mongodb_url = "mongodb://ci:***@db/apiary"' in shown.out
 
 
+async def test_config_shows_the_drones_queen_as_apiary_drone_finds_it_and_hides_a_key_written_inline(
+        tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "queen.endpoint").write_text("tcp://127.0.0.1:9312\n")  # what apiary up --port 9311 wrote
+    (tmp_path / "keys").mkdir()
+    config = tmp_path / "apiary.toml"
+    key = "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7"  # a z85 secret key where a file's path goes
+    config.write_text(f'[queen]\ncurve_secret_key = "{key}"\nauthorized_keys = "{tmp_path / "keys"}"\n')
+    shown = await apiary(tmp_path, "config", "-c", str(config), "--data-dir", str(data))
+    assert shown.code == 0, shown
+    assert key not in shown.out
+    assert 'curve_secret_key = "***"  # set, not shown (not a file: the key itself?)' in shown.out
+    drone = shown.out.split("[drone]", 1)[1]
+    assert f'queen = "tcp://127.0.0.1:9312"  # {data / "queen.endpoint"}' in drone
+
+
 async def test_every_command_taking_a_job_takes_it_as_apiary_ls_names_it(queen: Cluster, tmp_path: Path) -> None:
     await queen.add_drone("d1")
     await queen.create_pipeline_repo("app", """stages:
