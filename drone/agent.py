@@ -216,6 +216,8 @@ class Agent:
             # Stopped with the drone, not cancelled by anyone: the queen runs it again elsewhere.
             fields = {**fields, "result": "errored", "retry": True,
                       "error": "stopped while the job ran"}
+        elif self._stopped and msg is Msg.JOB_STDERR and fields.get("text") == "job cancelled\n":
+            fields = {**fields, "text": "job stopped: the drone is stopping\n"}  # nobody cancelled it
         self.conn.emit(job_id, msg, fields)
 
     def _job_over(self, job_id: str, task: asyncio.Task[None]) -> None:

@@ -266,6 +266,9 @@ async def test_a_drone_stopped_mid_job_costs_the_job_one_attempt(cluster: Cluste
     done = await cluster.wait_job(job["id"], timeout=60)
     assert (done["status"], done["drone"], done["attempts"]) == ("passed", "second", 2), (done, cluster.all_logs())
     assert list(done["history"]) == ["1"] and done["history"]["1"]["reason"] == "drone first: stopped while the job ran"
+    # Nobody cancelled it: the first attempt's drone says why it stopped.
+    said = [e["text"] for e in await cluster.events(job["id"]) if e["type"] == "job:stderr" and e["attempt"] == 1]
+    assert "job stopped: the drone is stopping\n" in said and "job cancelled\n" not in said, said
     print("\na drone stopped mid-job (SIGTERM): one attempt used, the job passed on the other drone")
 
 
