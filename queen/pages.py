@@ -226,8 +226,17 @@ async def repo_page(request: web.Request) -> web.Response:
                      | {b for j in seen for key in ("head_branch", "base_branch")
                         if (b := (j.get("trigger") or {}).get(key))} - set(branches))
     parameters, pipeline_error = declared_parameters(repo)
+    declared_by = None
+    if parameters is None:
+        # Read from the repository at each job's commit: the fields its newest job of the default branch was
+        # given (the commit's pipeline still decides; a parameter it no longer declares is refused, by name).
+        latest = next((j for j in seen if (j.get("ref") or {}).get("branch") == repo["default_branch"]), None)
+        job = await request.app[keys.STORE].get_job(latest["_id"]) if latest else None
+        declared = ((job or {}).get("pipeline") or {}).get("parameters")
+        if isinstance(declared, dict) and declared:
+            parameters, declared_by = declared, job_view(job)
     return render(request, "repo.html", page="repo", repo=repo, jobs=jobs, branch=branch, branches=branches,
-                  fetched=fetched,
+                  fetched=fetched, declared_by=declared_by,
                   parameters=parameters, pipeline_error=pipeline_error, job_types=JOB_TYPES)
 
 

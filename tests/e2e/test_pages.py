@@ -266,3 +266,25 @@ async def test_plugins_and_branch_filters_are_set_on_the_settings_page(queen: Cl
     await expect(page.get_by_label("Include")).to_have_value("main, release/*")
     await expect(page.locator("#webhook")).to_have_text(f"{base_url(queen)}/hooks/github/app")
     await shot(page, "settings-plugins")
+
+
+async def test_a_pipeline_read_from_the_repository_gets_a_field_per_parameter_its_last_job_was_given(
+        queen: Cluster, page: Page, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from tests.e2e.test_job_page_live import local_repo
+    url = local_repo(tmp_path, "parameters:\n  WHO: {default: world, description: who to greet}\n"
+                               "stages: [{name: s, steps: ['echo hello $WHO']}]\n")
+    await queen.add_drone("d1")
+    await queen.request("POST", "/repos", {"name": "greet", "url": url})
+    await page.goto("/repos/greet")
+    await expect(page.locator("#t-params")).to_be_visible()  # no job yet: the pipeline is only read at a commit
+    await queen.wait_job((await queen.trigger("greet"))["id"])
+
+    await page.goto("/repos/greet")
+    await expect(page.get_by_label("WHO")).to_have_value("world")
+    await expect(page.locator("#params-from")).to_contain_text("As the pipeline declared them at #1")
+    await shot(page, "trigger-fields-from-the-repository")
+    await page.get_by_label("WHO").fill("bees")
+    await page.get_by_role("button", name="Trigger a job").click()
+    await page.wait_for_url(re.compile(r"/jobs/\w+$"))
+    job = await queen.wait_job(page.url.rsplit("/", 1)[1])
+    assert job["status"] == "passed" and job["parameters"] == {"WHO": "bees"}
