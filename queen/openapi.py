@@ -195,6 +195,9 @@ SCHEMAS: dict[str, Any] = {
                              "description": "the signal its exit code 128+N names (139: SIGSEGV), as a shell ends"},
             "last_lines": {**_STRINGS, "description": "the command's last lines of output (masked)"},
             "anchor": {"type": ["string", "null"], "description": "cmd-N: its place on the job page"},
+            "also": {"type": "array", "description": "the other commands that failed (parallel stages)",
+                     "items": _object({"stage": {"type": ["string", "null"]}, "num": {"type": "integer"},
+                                       "title": {"type": ["string", "null"]}, "anchor": {"type": "string"}})},
             "error": {"type": ["string", "null"]}}, ("stage", "num", "last_lines"))]},
         "ran_nothing": {"type": ["string", "null"], "description": "why a job that passed ran no stage (the "
                         "pipeline has no deploy stages for a DEPLOY job)"},

@@ -123,6 +123,8 @@ def summary_lines(outcome: dict[str, Any], page: str) -> list[str]:
                          f"(command {failure['num']})")
             if failure.get("error"):
                 lines.append(f"  {failure['error']}")
+            for other in failure.get("also") or []:
+                lines.append(f"  also failed: stage {other.get('stage')}: {other.get('title')} (command {other.get('num')})")
             if status == "cancelled":
                 lines.append("  then the job was cancelled")
             lines += [f"  │ {plain(line)}" for line in failure.get("last_lines") or []]

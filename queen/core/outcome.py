@@ -19,6 +19,7 @@ durations in seconds)::
                                "exitCode": int | None, "signal": "SIGKILL" | None,
                                "shell_signal": "SIGSEGV" | None, "duration": s | None}]}],
      "failure": None | {"stage", "num", "title", "command", "exitCode", "signal", "shell_signal",
+                        "also": [{"stage", "num", "title", "anchor"}] (the other commands that failed),
                         "last_lines": [the command's last lines, masked as stored], "anchor": "cmd-N",
                         "error": the job's error | None},
      "ran_nothing": None | why a job that passed ran no stage ("the pipeline has no deploy stages for a
@@ -365,9 +366,12 @@ def _failure(job: Mapping[str, Any], status: str, commands: list[Mapping[str, An
         end = (c.get("started") or 0) + (c.get("duration") or 0)
         return (done_seq.get(c["num"], float("inf")), end)
 
-    first = min(failed, key=ended)
+    first, *others = sorted(failed, key=ended)
     code = first.get("exitCode")
+    # The other commands that failed too (parallel stages): named, so that none is found only in the graph.
+    also = [{"stage": c.get("stage") or c.get("phase"), "num": c["num"],
+             "title": _title(c.get("title"), c.get("command")), "anchor": f"cmd-{c['num']}"} for c in others]
     return {"stage": first.get("stage") or first.get("phase"), "num": first["num"],
             "title": _title(first.get("title"), first.get("command")), "command": first.get("command"),
             "exitCode": code, "signal": signal_name(code), "shell_signal": shell_signal(code), "last_lines": [],
-            "anchor": f"cmd-{first['num']}", "error": error}
+            "anchor": f"cmd-{first['num']}", "error": error, "also": also}

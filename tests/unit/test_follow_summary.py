@@ -113,7 +113,9 @@ def test_a_command_the_drone_stopped_is_not_shown_as_a_failure() -> None:
 def test_a_job_cancelled_after_a_command_failed_says_both() -> None:
     outcome = {"status": "cancelled", "stages": [],
                "failure": {"stage": "fails", "num": 4, "title": "exit 3", "exitCode": 3, "signal": None,
-                           "shell_signal": None, "last_lines": [], "anchor": "cmd-4", "error": None}}
+                           "shell_signal": None, "last_lines": [], "anchor": "cmd-4", "error": None,
+                           "also": [{"stage": "crash", "num": 6, "title": "kill -SEGV $$", "anchor": "cmd-6"}]}}
     lines = summary_lines(outcome, PAGE)
-    assert lines[:2] == ["Failed in stage fails: exit 3, exit code 3 (command 4)", "  then the job was cancelled"]
+    assert lines[:3] == ["Failed in stage fails: exit 3, exit code 3 (command 4)",
+                         "  also failed: stage crash: kill -SEGV $$ (command 6)", "  then the job was cancelled"]
     assert lines[-1] == f"log: {PAGE}#cmd-4"

@@ -101,7 +101,7 @@ def test_a_failed_step_fails_its_stage_the_rest_of_it_never_ran_and_a_stage_need
     assert cmd_states(out, "test") == [("pytest", "not_run")]
     assert out["failure"] == {"stage": "build", "num": failing, "title": "make", "command": "make", "exitCode": 2,
                               "signal": None, "shell_signal": None, "last_lines": [], "anchor": f"cmd-{failing}",
-                              "error": None}
+                              "error": None, "also": []}
 
 
 def test_a_stage_name_with_spaces_is_skipped_with_the_drones_reason() -> None:
@@ -278,7 +278,9 @@ def test_the_first_command_to_fail_is_the_failure_when_parallel_stages_fail() ->
     r.run("fast", "b", code=3)
     r.done(slow, 1)
     r.end("failed")
-    assert r.outcome()["failure"]["title"] == "fast"
+    failure = r.outcome()["failure"]
+    assert failure["title"] == "fast"
+    assert failure["also"] == [{"stage": "a", "num": slow, "title": "slow", "anchor": f"cmd-{slow}"}]
 
 
 def test_a_failed_job_with_no_failed_command_says_the_jobs_error() -> None:
