@@ -15,7 +15,6 @@ import asyncio
 import getpass
 import json
 import os
-import signal
 import time
 from collections.abc import Callable
 from typing import Any, TextIO
@@ -25,7 +24,7 @@ import aiohttp
 from apiary.cli.client import ApiError, Client, ClientError, Unreachable, q, why
 from apiary.cli.escapes import Unescaper
 from apiary.core.jobstate import final_status
-from apiary.core.outcome import plain, signal_name
+from apiary.core.outcome import plain, shell_signal, signal_name
 from apiary.core.protocol import FINAL_STATES
 
 RESULT_CODES = {"passed": 0, "failed": 1, "errored": 3, "cancelled": 130}
@@ -84,19 +83,6 @@ def colour_on(stream: TextIO) -> bool:
 
 _MARKS = {"passed": "✓", "failed": "✗", "skipped": "↷", "cancelled": "⊘", "running": "●", "waiting": "…",
           "not_run": "–"}
-
-
-def shell_signal(exit_code: Any) -> str | None:
-    """The signal a shell's exit code 128+N names (139: "SIGSEGV", 143: "SIGTERM"), else None.
-
-    A command in the sandbox runs under a shell, so a signal that kills it comes back as 128+N; the outcome API
-    gives the same as a command's ``shell_signal`` (apiary.core.outcome), which wins where it is given."""
-    if not isinstance(exit_code, int) or isinstance(exit_code, bool) or not 129 <= exit_code <= 192:
-        return None
-    try:
-        return signal.Signals(exit_code - 128).name
-    except ValueError:
-        return None
 
 
 def exit_text(exit_code: Any, named: str | None) -> str:
