@@ -10,14 +10,13 @@ import argparse
 import dataclasses
 import json
 import os
-import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from apiary.cli.address import next_to
-from apiary.core.config import Config, parse_config, with_changes
+from apiary.core.config import Config, hide_password, parse_config, with_changes
 from apiary.core.errors import ConfigError
 
 DEFAULT_CONFIG = "apiary.toml"
@@ -97,17 +96,6 @@ def with_flags(config: Config, args: argparse.Namespace) -> Config:
 SECRET_SETTINGS = {"client.token"}
 # Settings that name a key file: shown as a path, never as a key written in their place.
 KEY_FILE_SETTINGS = {"curve_secret_key"}
-
-# A URL's user and password, wherever a URL stands in a value: `scheme://USER:PASSWORD@`. The password runs to the
-# last @ before the URL's path (a password may hold an @ or a : unencoded); a user alone is no secret.
-_CREDENTIALS = re.compile(r"(?P<head>\b[a-z][a-z0-9+.\-]*://[^\s/?#@:'\"]*):[^\s/?#'\"]*@", re.IGNORECASE)
-
-
-def hide_password(text: str) -> str:
-    """`text` with the password of every URL in it shown as *** ("--index-url https://u:TOKEN@pypi/simple" ->
-    "--index-url https://u:***@pypi/simple")."""
-    return _CREDENTIALS.sub(r"\g<head>:***@", text)
-
 
 def hide_passwords(value: Any) -> Any:
     """`value` with hide_password applied to every string in it, in lists and tables too."""

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from apiary.cli.settings import as_toml, hide_password, hide_passwords, load_config, origins
+from apiary.core.errors import ConfigError
 
 
 def test_a_url_password_is_hidden_wherever_it_stands_in_a_value() -> None:
@@ -40,3 +43,16 @@ def test_apiary_config_hides_a_password_in_any_setting(tmp_path: Path) -> None:
     text = as_toml(load_config(path, env={}), origins(path, {}))
     assert "TOKEN" not in text
     assert 'pip_args = "--index-url https://user:***@pypi.example/simple"  # ' + f"{path} [drone]" in text
+
+
+@pytest.mark.parametrize(("section", "key", "value"), [
+    ("drone", "queen", "tcp://u:DronePass@127.0.0.1:9312"),
+    ("queen", "mongodb_url", "postgres://ci:DronePass@db/apiary"),
+    ("client", "url", "ftp://ci:DronePass@queen:8420"),
+])
+def test_a_refused_setting_is_named_without_its_password(tmp_path: Path, section: str, key: str, value: str) -> None:
+    config = tmp_path / "apiary.toml"
+    config.write_text(f'[{section}]\n{key} = "{value}"\n')
+    with pytest.raises(ConfigError) as refused:
+        load_config(config)
+    assert "DronePass" not in str(refused.value) and f"{key}" in str(refused.value), str(refused.value)
