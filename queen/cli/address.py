@@ -48,26 +48,22 @@ class QueenAddress:
 def choose(flag: str | None, env: str | None, configured: tuple[str, str] | None,
            recorded: tuple[str, str] | None) -> QueenAddress:
     """The address to use, by precedence. `configured` and `recorded` are (url, where) or None."""
-    if flag:
-        return QueenAddress(flag, "--url")
-    if env:
-        return QueenAddress(env, "APIARY_CLIENT_URL")
-    for found in (configured, recorded):
-        if found is not None and found[0]:
-            return QueenAddress(found[0], found[1])
-    return QueenAddress(DEFAULT_URL, "default")
+    return _first([(flag, "--url"), (env, "APIARY_CLIENT_URL"), configured, recorded], DEFAULT_URL)
 
 
 def choose_endpoint(flag: str | None, configured: tuple[str, str] | None,
                     recorded: tuple[str, str] | None) -> QueenAddress:
     """The drone endpoint `apiary drone` connects to, by precedence: --queen, the setting ([drone] queen or
     APIARY_DRONE_QUEEN: (endpoint, where)), what the local queen recorded ((endpoint, path)), the default."""
-    if flag:
-        return QueenAddress(flag, "--queen")
-    for found in (configured, recorded):
+    return _first([(flag, "--queen"), configured, recorded], DEFAULT_ENDPOINT)
+
+
+def _first(candidates: list[tuple[str | None, str] | None], default: str) -> QueenAddress:
+    """The first (value, where) given with a value, else `default` (from "default")."""
+    for found in candidates:
         if found is not None and found[0]:
             return QueenAddress(found[0], found[1])
-    return QueenAddress(DEFAULT_ENDPOINT, "default")
+    return QueenAddress(default, "default")
 
 
 def recorded_endpoint(data_path: Path) -> tuple[str, str] | None:

@@ -59,6 +59,13 @@ def local_repo(root: Path, pipeline: str) -> str:
     return bare.as_uri()
 
 
+async def repo_with_a_drone(queen: Cluster, tmp_path: Path, pipeline: str) -> None:
+    """A drone, and the repository `proj`: a local git repository holding `pipeline`."""
+    url = local_repo(tmp_path / "git", pipeline)
+    await queen.add_drone("d1")
+    await queen.request("POST", "/repos", {"name": "proj", "url": url}, expect=201)
+
+
 async def shot(page: Page, name: str) -> None:
     """What the reader sees (the viewport, not the whole page)."""
     SHOTS.mkdir(exist_ok=True)
@@ -123,9 +130,7 @@ async def check_live_layout(page: Page) -> None:
 
 async def test_the_page_follows_the_running_command_the_same_whenever_it_is_opened(
         queen: Cluster, page: Page, pages: Any, tmp_path: Path) -> None:
-    url = local_repo(tmp_path / "git", PIPELINE)
-    await queen.add_drone("d1")
-    await queen.request("POST", "/repos", {"name": "proj", "url": url}, expect=201)
+    await repo_with_a_drone(queen, tmp_path, PIPELINE)
 
     # Open before the job exists: the repository's page, then Trigger.
     await page.goto("/repos/proj")
@@ -224,9 +229,7 @@ async def test_the_page_follows_the_running_command_the_same_whenever_it_is_open
 
 async def test_search_finds_lines_not_drawn_in_closed_commands_and_jumps_to_them(
         queen: Cluster, page: Page, tmp_path: Path) -> None:
-    url = local_repo(tmp_path / "git", SEARCH_PIPELINE)
-    await queen.add_drone("d1")
-    await queen.request("POST", "/repos", {"name": "proj", "url": url}, expect=201)
+    await repo_with_a_drone(queen, tmp_path, SEARCH_PIPELINE)
     job = await queen.wait_job((await queen.trigger("proj"))["id"])
     assert job["status"] == "passed"
     assert queen.http is not None
@@ -297,9 +300,7 @@ stages:
 
 async def test_a_failed_command_stays_open_and_the_failure_summary_links_to_it(
         queen: Cluster, page: Page, tmp_path: Path) -> None:
-    url = local_repo(tmp_path / "git", FAILING)
-    await queen.add_drone("d1")
-    await queen.request("POST", "/repos", {"name": "proj", "url": url}, expect=201)
+    await repo_with_a_drone(queen, tmp_path, FAILING)
     job = await queen.wait_job((await queen.trigger("proj"))["id"])
     assert job["status"] == "failed"
     bad = next(c for c in job["commands"] if c.get("stage") == "test")

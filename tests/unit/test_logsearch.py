@@ -69,17 +69,23 @@ def test_lines_and_their_numbers(chunks: list[Chunk], needle: str, lines: list[t
     assert not search.result()["truncated"]
 
 
+def cut_randomly(rng: random.Random, text: str, longest: int) -> list[Chunk]:
+    """`text` as output events of commands 1 and 2 on either stream, cut anywhere, at most `longest` long."""
+    chunks: list[Chunk] = []
+    while text:
+        cut = rng.randint(1, longest)
+        chunks.append((rng.choice([1, 2]), rng.choice(["stdout", "stderr"]), text[:cut]))
+        text = text[cut:]
+    return chunks
+
+
 @pytest.mark.parametrize("longest", [3, 9, 40])
 def test_the_same_lines_as_the_page_however_the_output_is_cut(longest: int) -> None:
     rng = random.Random(16)
     for _ in range(300):
         words = ["ok", "Error", "err", "or", "\n", "\n", "ERR", "xerrorx", " ", "İ", "\n\n"]
         text = "".join(rng.choice(words) for _ in range(rng.randint(0, 80)))
-        chunks: list[Chunk] = []
-        while text:
-            cut = rng.randint(1, longest)
-            chunks.append((rng.choice([1, 2]), rng.choice(["stdout", "stderr"]), text[:cut]))
-            text = text[cut:]
+        chunks = cut_randomly(rng, text, longest)
         for needle in ("error", "r\no", "ok"):
             got = sorted((m["num"], m["line"], m["stream"]) for m in found(chunks, needle).matches)
             assert got == expected(chunks, needle), (needle, chunks)
@@ -148,11 +154,7 @@ def test_escapes_cut_anywhere_are_searched_as_the_page_shows_them(longest: int) 
              ESC + "\\", "\r", "x", " ", ESC, "[", chr(7)]
     for _ in range(400):
         text = "".join(rng.choice(words) for _ in range(rng.randint(0, 40)))
-        chunks: list[Chunk] = []
-        while text:
-            cut = rng.randint(1, longest)
-            chunks.append((rng.choice([1, 2]), rng.choice(["stdout", "stderr"]), text[:cut]))
-            text = text[cut:]
+        chunks = cut_randomly(rng, text, longest)
         search = found(chunks, "error")
         result = search.result()
         got = sorted((m["num"], m["line"], m["stream"]) for m in result["matches"])
