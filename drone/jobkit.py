@@ -80,9 +80,7 @@ class JobKits:
                 self._refill()
                 return kit
             log.warning("a job network kept ready had ended; making another")
-            self.release(kit)
-            await self.workspaces.remove(kit.paths.workspace)
-            await self.workspaces.remove(kit.paths.tmp)
+            await self._discard(kit)
         # None ready (jobs started together): this job's own, and the next one to keep, side by side.
         self._refill()
         return await self._make(job_id, warm=False)
@@ -96,6 +94,12 @@ class JobKits:
             self._reaping.add(task)
             task.add_done_callback(self._reaping.discard)
 
+    async def _discard(self, kit: JobKit) -> None:
+        """A kit no job will have: its network and sandbox end, its folders go."""
+        self.release(kit)
+        await self.workspaces.remove(kit.paths.workspace)
+        await self.workspaces.remove(kit.paths.tmp)
+
     async def close(self) -> None:
         """End the kit kept ready and one being made; wait until every network has been reaped."""
         self._closed = True
@@ -104,9 +108,7 @@ class JobKits:
             await asyncio.gather(self._making, return_exceptions=True)
         while self._spare:
             kit = self._spare.pop()
-            self.release(kit)
-            await self.workspaces.remove(kit.paths.workspace)
-            await self.workspaces.remove(kit.paths.tmp)
+            await self._discard(kit)
         await asyncio.gather(*self._reaping, return_exceptions=True)
 
     def _refill(self) -> None:
@@ -125,9 +127,7 @@ class JobKits:
             log.warning("a job kit could not be made ahead: %s", exc)
             return
         if self._closed:
-            self.release(kit)
-            await self.workspaces.remove(kit.paths.workspace)
-            await self.workspaces.remove(kit.paths.tmp)
+            await self._discard(kit)
             return
         log.debug("a job kit is ready after %.1f ms", (time.monotonic() - started) * 1000)
         self._spare.append(kit)
@@ -145,8 +145,6 @@ class JobKits:
             if warm:
                 kit.box = WarmBox.start(self.sandbox, paths, kit.net)
         except BaseException:
-            self.release(kit)
-            await self.workspaces.remove(paths.workspace)
-            await self.workspaces.remove(paths.tmp)
+            await self._discard(kit)
             raise
         return kit
