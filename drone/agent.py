@@ -32,7 +32,7 @@ from typing import Any
 from apiary.core import __version__
 from apiary.core.config import DroneConfig
 from apiary.core.errors import ApiaryError
-from apiary.core.protocol import PROTOCOL_VERSION, Msg
+from apiary.core.protocol import CANCELLED_LINE, PROTOCOL_VERSION, STOPPING_LINE, Msg
 
 from . import artifacts
 from .connection import Connection
@@ -216,8 +216,8 @@ class Agent:
             # Stopped with the drone, not cancelled by anyone: the queen runs it again elsewhere.
             fields = {**fields, "result": "errored", "retry": True,
                       "error": "stopped while the job ran"}
-        elif self._stopped and msg is Msg.JOB_STDERR and fields.get("text") == "job cancelled\n":
-            fields = {**fields, "text": "job stopped: the drone is stopping\n"}  # nobody cancelled it
+        elif self._stopped and msg is Msg.JOB_STDERR and fields.get("text") == CANCELLED_LINE:
+            fields = {**fields, "text": STOPPING_LINE}  # nobody cancelled it
         self.conn.emit(job_id, msg, fields)
 
     def _job_over(self, job_id: str, task: asyncio.Task[None]) -> None:

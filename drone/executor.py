@@ -34,7 +34,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from apiary.core.protocol import JobStatus, JobType, Msg
+from apiary.core.protocol import CANCELLED_LINE, JobStatus, JobType, Msg
 from apiary.core.refs import FULL_SHA, secrets_of
 from apiary.core.stages import blocked_stages, next_stages, runnable_stages
 
@@ -185,7 +185,7 @@ class JobRun:
             if current is not None:
                 current.uncancel()  # handled here; what follows may await again
             if self._abort is None:
-                self._say("job cancelled\n")
+                self._say(CANCELLED_LINE)
                 if self._cancels > 0:  # a second cancel: stop at once, cleanup included
                     self._cleanup_on_cancel = False
                 self._cancels += 1

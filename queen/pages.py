@@ -234,7 +234,9 @@ async def repo_page(request: web.Request) -> web.Response:
         job = await request.app[keys.STORE].get_job(latest["_id"]) if latest else None
         declared = ((job or {}).get("pipeline") or {}).get("parameters")
         if isinstance(declared, dict) and declared:
-            parameters, declared_by = declared, job_view(job)
+            parameters = declared
+            declared_by = {"id": latest["_id"], "number": latest.get("number"),
+                           "commit": (latest.get("ref") or {}).get("id") or ""}
     return render(request, "repo.html", page="repo", repo=repo, jobs=jobs, branch=branch, branches=branches,
                   fetched=fetched, declared_by=declared_by,
                   parameters=parameters, pipeline_error=pipeline_error, job_types=JOB_TYPES)

@@ -183,7 +183,7 @@ class Renderer:
             self._flush_tails(num)
             code = e.get("exitCode")
             ended = (f"killed by {signal_name(code)}" if isinstance(code, int) and code < 0 else
-                     f"exit {exit_text(code, e.get('shell_signal') or shell_signal(code))}")
+                     f"exit {exit_text(code, shell_signal(code))}")
             if code == 0:
                 mark = paint("✓", "32", self.colour)
             elif e.get("stopped"):  # the drone stopped it (a cancel, a timeout, the drone stopping): no failure of its own

@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from apiary.cli.address import next_to
-from apiary.core.config import Config, hide_password, parse_config, with_changes
+from apiary.core.config import Config, parse_config, with_changes
 from apiary.core.errors import ConfigError
+from apiary.core.refs import hide_password
 
 DEFAULT_CONFIG = "apiary.toml"
 

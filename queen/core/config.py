@@ -23,6 +23,7 @@ from typing import Any
 
 from .errors import ConfigError
 from .protocol import DRONE_ID, MAX_CAPACITY, MAX_SPEED
+from .refs import display_url
 
 _ENDPOINT = re.compile(r"^tcp://(\*|[A-Za-z0-9.\-]+|\[[0-9a-fA-F:]+\]):(\*|\d{1,5})$")
 
@@ -55,7 +56,7 @@ class QueenConfig:
             raise _fault("max_attempts", f"must be 1 or more, got {self.max_attempts}")
         _endpoint("drone_bind", self.drone_bind)
         if not (self.mongodb_url == "embedded" or self.mongodb_url.startswith(("mongodb://", "mongodb+srv://"))):
-            shown = hide_password(self.mongodb_url)
+            shown = display_url(self.mongodb_url)
             raise _fault("mongodb_url", f'must be "embedded" or a mongodb:// URL, got {shown!r}')
         if not re.fullmatch(r"[A-Za-z0-9_\-]{1,63}", self.database):
             raise _fault("database", f"must be a plain database name, got {self.database!r}")
@@ -210,7 +211,7 @@ class ClientConfig:
 
     def check(self) -> None:
         if not re.match(r"^https?://[^\s/]+(/\S*)?$", self.url):
-            raise _fault("url", f"must be an http:// or https:// URL, got {hide_password(self.url)!r}")
+            raise _fault("url", f"must be an http:// or https:// URL, got {display_url(self.url)!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -221,17 +222,6 @@ class Config:
 
 
 _TABLES: dict[str, type] = {"queen": QueenConfig, "drone": DroneConfig, "client": ClientConfig}
-
-
-# A URL's user and password, wherever a URL stands in a value: `scheme://USER:PASSWORD@`. The password runs to the
-# last @ before the URL's path (a password may hold an @ or a : unencoded); a user alone is no secret.
-_CREDENTIALS = re.compile(r"(?P<head>\b[a-z][a-z0-9+.\-]*://[^\s/?#@:'\"]*):[^\s/?#'\"]*@", re.IGNORECASE)
-
-
-def hide_password(text: str) -> str:
-    """`text` with the password of every URL in it shown as *** ("--index-url https://u:TOKEN@pypi/simple" ->
-    "--index-url https://u:***@pypi/simple")."""
-    return _CREDENTIALS.sub(r"\g<head>:***@", text)
 
 
 class _Fault(Exception):
@@ -250,7 +240,7 @@ def _port(key: str, value: int) -> None:
 
 def _endpoint(key: str, value: str) -> None:
     if not _ENDPOINT.match(value):
-        raise _fault(key, f"must look like tcp://HOST:PORT, got {hide_password(value)!r}")
+        raise _fault(key, f"must look like tcp://HOST:PORT, got {display_url(value)!r}")
 
 
 def _choice(key: str, value: str, choices: tuple[str, ...]) -> None:

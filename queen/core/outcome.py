@@ -49,7 +49,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from .errors import InputError
-from .protocol import FINAL_STATES
+from .protocol import CANCELLED_LINE, FINAL_STATES
 from .shown import plain  # noqa: F401  (re-exported: what a line shows, for a failure's last lines)
 from .stages import blocked_stages, runnable_stages
 
@@ -61,7 +61,7 @@ _FINAL = {s.value for s in FINAL_STATES}
 # Exit statuses a shell gives a command ended by a signal (128 + n): SIGINT, SIGKILL, SIGTERM.
 _SHELL_KILLED = {128 + int(signal.SIGINT), 128 + int(signal.SIGKILL), 128 + int(signal.SIGTERM)}
 _SKIPPED = "apiary: stage "  # the drone's line: "apiary: stage NAME skipped: REASON"
-_CANCELLED = "job cancelled"  # the drone's line when a cancel stopped the job
+_CANCELLED = CANCELLED_LINE.strip()  # the drone's line when a cancel stopped the job
 _PLAIN_PHASES = ("environment", "prepare", "cleanup")  # phases without stages
 
 

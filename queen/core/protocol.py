@@ -311,3 +311,8 @@ def reported_load(body: dict[str, Any]) -> float | None:
 
 def _type_name(want: tuple[type, ...]) -> str:
     return " or ".join(t.__name__ for t in want)
+
+
+# What a drone says (job:stderr) when a cancel stops a job; a drone that is stopping says STOPPING_LINE instead.
+CANCELLED_LINE = "job cancelled\n"
+STOPPING_LINE = "job stopped: the drone is stopping\n"

@@ -113,6 +113,17 @@ def display_url(url: str) -> str:
     return url
 
 
+# A URL's user and password, wherever a URL stands in a value: `scheme://USER:PASSWORD@`. The password runs to the
+# last @ before the URL's path (a password may hold an @ or a : unencoded); a user alone is no secret.
+_CREDENTIALS = re.compile(r"(?P<head>\b[a-z][a-z0-9+.\-]*://[^\s/?#@:'\"]*):[^\s/?#'\"]*@", re.IGNORECASE)
+
+
+def hide_password(text: str) -> str:
+    """`text` with the password of every URL in it shown as *** ("--index-url https://u:TOKEN@pypi/simple" ->
+    "--index-url https://u:***@pypi/simple")."""
+    return _CREDENTIALS.sub(r"\g<head>:***@", text)
+
+
 def secrets_of(url: str, auth: dict[str, Any] | None) -> list[str]:
     """Every string that must never be shown: the token, its header form, a password in the URL."""
     found: list[str] = []
