@@ -34,6 +34,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from apiary.core.conditions import skipped
 from apiary.core.protocol import CANCELLED_LINE, JobStatus, JobType, Msg
 from apiary.core.refs import FULL_SHA, secrets_of
 from apiary.core.stages import blocked_stages, next_stages, runnable_stages
@@ -102,6 +103,8 @@ class JobRun:
         self.plugins = JobPlugins(job, workspace, base_env, emit, self.masker, plugins)
         self._artifacts = list(self.pipeline.get("artifacts") or [])
         self._setup_failed = False  # the drone could not set the job up: the queen may retry it elsewhere
+        # What the queen's `when:` verdicts skip: stage -> why, (stage, step from 0) -> why
+        self._when_stages, self._when_steps = skipped(job.get("conditions") or [])
 
     def environment(self) -> dict[str, str]:
         """The job's commands' environment: in a sandbox, a few of the drone's variables and the job's own;
@@ -318,6 +321,10 @@ class JobRun:
         done: dict[str, bool] = {}
         first_failure = 0
         running: dict[asyncio.Task[int], str] = {}
+        for stage in stages:  # skipped by a `when:`: as if passed, so the stages that need it still run
+            if stage["name"] in self._when_stages:
+                done[stage["name"]] = True
+                self._say(f"apiary: stage {stage['name']} skipped: {self._when_stages[stage['name']]}\n")
         try:
             while True:
                 if all(done.values()):  # after a failure, nothing new starts
@@ -350,7 +357,13 @@ class JobRun:
         hooks = stage.get("hooks") or {}
         name = stage["name"]
         await self._hooks(hooks.get("on_start", []), stage_env, "on_start", phase, name)
-        code = await self._steps(stage["steps"], stage_env, phase, name)
+        steps = []
+        for i, step in enumerate(stage["steps"]):
+            if (name, i) in self._when_steps:
+                self._say(f"apiary: step {i + 1} of stage {name} skipped: {self._when_steps[(name, i)]}\n")
+            else:
+                steps.append(step)
+        code = await self._steps(steps, stage_env, phase, name)
         hook = "on_success" if code == 0 else "on_failure"
         await self._hooks(hooks.get(hook, []), stage_env, hook, phase, name)
         return code

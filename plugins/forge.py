@@ -136,10 +136,26 @@ def tag_job_type(repo: dict[str, Any], config: dict[str, Any]) -> str:
     return str(config.get("tag_type") or "TEST_DEPLOY") if repo.get("deploy_tags") is True else "TEST"
 
 
+SKIP_MARKERS = ("[skip ci]", "[ci skip]", "[no ci]", "[skip apiary]", "[apiary skip]")
+
+
+def skip_ci(kind: str, message: Any) -> str | None:
+    """Why a webhook of `kind` whose head commit says `message` starts no job, or None: a branch push
+    whose message holds one of SKIP_MARKERS (any case). Tags, pull requests and manual triggers never skip."""
+    if kind != "push" or not isinstance(message, str):
+        return None
+    lowered = message.lower()
+    found = next((m for m in SKIP_MARKERS if m in lowered), None)
+    return None if found is None else f"the head commit's message says {found}"
+
+
 async def start(ctx: PluginContext, repo: dict[str, Any], **how: Any) -> web.Response:
     """Queue the job; 201 with it, 200 with the job it queued when the delivery came before (a forge's
-    redelivery), or 422 saying why the queen refused it."""
+    redelivery), 202 when the head commit asks to skip CI (`skip_ci`), or 422 saying why the queen refused it."""
     kind = how["trigger"]["type"]
+    if (skip := skip_ci(kind, how["trigger"].get("message"))) is not None:
+        ctx.log.info("repository %s: %s webhook starts no job: %s", repo["_id"], kind, skip)
+        return ctx.ignored(skip)
     try:
         job = await ctx.trigger(repo, **how)
     except AlreadyQueued as exc:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from pymongo.errors import PyMongoError
@@ -21,7 +21,8 @@ from pymongo.errors import PyMongoError
 from apiary.core.errors import BadRequest
 from apiary.core.jobstate import Dispatched, JobState, NotDelivered, Policy, Write, transition
 from apiary.core.models import Job
-from apiary.core.protocol import Msg
+from apiary.core.concurrency import may_dispatch
+from apiary.core.protocol import JobStatus, Msg
 from apiary.queen.hub import Hub
 from apiary.queen.pool import Pool
 from apiary.queen.recorder import Recorder
@@ -56,6 +57,8 @@ def job_message(job: Job, secrets: dict[str, str], auth: dict[str, Any] | None) 
         "parameters": job.get("parameters", {}),
         "pipeline": job["pipeline"],
         "plugins": job["pipeline"].get("plugins") or [],
+        # The `when:` verdicts the queen took: the stages and steps the drone skips (apiary.core.conditions)
+        **({"conditions": job["conditions"]} if job.get("conditions") else {}),
     }
 
 
@@ -63,8 +66,10 @@ class Dispatcher:
     def __init__(self, store: Store, pool: Pool, hub: Hub, send: SendFn,
                  recorder: Recorder, backstop: float = 1.0,
                  queen_secrets: Callable[[Mapping[str, Any]], set[str]] = lambda repo: set(),
-                 policy: Policy = Policy()) -> None:
+                 policy: Policy = Policy(),
+                 cancel: Callable[[Job, str], Awaitable[str]] | None = None) -> None:
         self.store = store
+        self.cancel = cancel  # the hive's: a new job cancels the ones it supersedes (queen/jobrules.py)
         self.policy = policy
         self.queen_secrets = queen_secrets  # a repository's secrets its queen plugins keep (queen/trust.py)
         self.pool = pool
@@ -97,7 +102,9 @@ class Dispatcher:
         The shortcut skips the claim query on the way to the drone; the job is
         still stored (as dispatched) before ``queue:new`` leaves.
         """
-        drone_id = pick_drone(self.pool.views(), job.get("plugin_keys", ())) if self.queue_empty else None
+        # A job of a concurrency group goes through the queue, where its group is checked.
+        straight = self.queue_empty and not job.get("concurrency")
+        drone_id = pick_drone(self.pool.views(), job.get("plugin_keys", ())) if straight else None
         if drone_id is None:
             await self.store.insert_job(job)
             self._announce(job)
@@ -152,7 +159,11 @@ class Dispatcher:
                 self.queue_empty = generation == self._generation
                 return sent
             progress = False
+            busy = await self._busy_groups(waiting)
             for queued in waiting:
+                group = (queued.get("concurrency") or {}).get("group")
+                if not may_dispatch(group, busy):
+                    continue  # another job of its group is on a drone: it waits for that one to end
                 drone_id = pick_drone(self.pool.views(), queued.get("plugin_keys") or ())
                 if drone_id is None:
                     continue
@@ -166,10 +177,22 @@ class Dispatcher:
                     continue
                 self.pool.assign(drone_id, job["_id"])
                 progress = True
+                if group is not None:
+                    busy.add(group)
                 if await self._send(job, drone_id, state):
                     sent += 1
             if not progress or len(waiting) < CLAIM_WINDOW:
                 return sent  # all considered; what is left waits for a drone that can take it
+
+    async def _busy_groups(self, waiting: list[dict[str, Any]]) -> set[str]:
+        """The concurrency groups of `waiting` that have a job dispatched or running (apiary.core.concurrency)."""
+        groups = sorted({g for q in waiting if (g := (q.get("concurrency") or {}).get("group"))})
+        if not groups:
+            return set()
+        on_drones = [JobStatus.DISPATCHED.value, JobStatus.RUNNING.value]
+        found = await self.store.jobs.find({"status": {"$in": on_drones}, "concurrency.group": {"$in": groups}},
+                                           {"concurrency": 1}).to_list(None)
+        return {str(j["concurrency"]["group"]) for j in found}
 
     def _dispatched(self, queued: Mapping[str, Any], drone_id: str) -> tuple[JobState, Write]:
         """A queued job's state once given to `drone_id`, and the write that takes it (compare-and-set)."""

@@ -69,7 +69,7 @@ class Hive:
         self.policy = Policy(max_attempts=config.max_attempts)
         self.recorder = Recorder(store, hub, self._ack, self._carry, self.policy)
         self.dispatcher = Dispatcher(store, self.pool, hub, self.send, self.recorder,
-                                     queen_secrets=queen_secrets, policy=self.policy)
+                                     queen_secrets=queen_secrets, policy=self.policy, cancel=self.cancel)
         self.names: dict[bytes, str] = {}  # route (a drone's connection) -> the drone it was admitted as
         self._tasks: list[asyncio.Task[Any]] = []
         self._queried: dict[bytes, float] = {}
@@ -276,8 +276,9 @@ class Hive:
 
     # -- requests from the API -----------------------------------------------------
 
-    async def cancel(self, job: Job) -> str:
-        """Cancel a job: at once if it waits in the queue, else through its drone.
+    async def cancel(self, job: Job, reason: str | None = None) -> str:
+        """Cancel a job: at once if it waits in the queue, else through its drone. `reason`: why, when
+        not a person's cancel ("superseded by app#13"): its error says so.
 
         Returns "cancelled" when the job has ended here, "cancelling" when its
         drone was asked to kill it (the job ends when the drone reports it).
@@ -288,7 +289,8 @@ class Hive:
             if fresh is None or JobStatus(fresh["status"]).final:
                 return (fresh or job)["status"]
             drone = self.pool.get(fresh["drone"]) if fresh.get("drone") else None
-            changed = await self.change(job_id, CancelAsked(time.time(), drone is not None and drone.route is not None))
+            changed = await self.change(job_id, CancelAsked(time.time(), drone is not None and drone.route is not None,
+                                                            reason))
             if changed is not None:
                 before, after = changed
                 if after.final:

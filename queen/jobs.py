@@ -25,6 +25,7 @@ from apiary.core.refs import parse_ref
 from apiary.core.stages import plugin_keys, resolve_parameters
 from apiary.queen.dispatcher import Dispatcher
 from apiary.queen.gitread import read_at_ref, read_commit
+from apiary.queen.jobrules import job_rules, supersede
 from apiary.queen.repos import repo_auth, stored_pipeline
 from apiary.queen.store import Store
 from apiary.queen.trust import given_secrets, job_kind
@@ -103,5 +104,7 @@ async def create_job(store: Store, dispatcher: Dispatcher, git_cache: Path, repo
         job["rerun_of"] = rerun_of
     if delivery:
         job["delivery"] = delivery
+    job.update(await job_rules(store, git_cache, repo, job))  # type: ignore[typeddict-item]  # when:, concurrency:
     await dispatcher.submit(job)
+    await supersede(store, dispatcher.cancel, repo, job)  # auto-cancel, cancel_in_progress
     return job

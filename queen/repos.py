@@ -25,6 +25,9 @@
     deploy_tags     true: a forge's tag push starts a deploying job (the
                     github/gitlab plugin's tag_type, TEST_DEPLOY by default);
                     false (the default): a TEST job, so no tag deploys unasked
+    auto_cancel     true (the default): a newer push to a branch, or to a pull
+                    request, cancels its older jobs still queued or running
+                    (apiary.core.concurrency); false keeps them
 
 Secrets themselves are set apart (PUT /repos/{repo}/secrets/{NAME}) and are
 never shown back.
@@ -48,7 +51,8 @@ if TYPE_CHECKING:
 
 REPO_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,99}$")
 FIELDS = {"name", "url", "provider", "default_branch", "pipeline", "pipeline_source", "pipeline_file", "auth",
-          "retention", "plugins", "branches", "pull_request_secrets", "deploy_tags"}
+          "retention", "plugins", "branches", "pull_request_secrets", "deploy_tags",
+          "auto_cancel"}
 SOURCES = ("repo", "queen")
 RESERVED = {"new"}
 
@@ -92,6 +96,7 @@ def repo_from_body(body: dict[str, Any], name: str | None = None, *, plugins: Pl
         "branches": _branches(body.get("branches")),
         "pull_request_secrets": _flag(body, "pull_request_secrets"),
         "deploy_tags": _flag(body, "deploy_tags"),
+        "auto_cancel": _flag(body, "auto_cancel", True),
         "created": now,
         "updated": now,
     }
@@ -120,8 +125,8 @@ def _auth(value: Any) -> RepoAuth | None:
     return auth
 
 
-def _flag(body: dict[str, Any], name: str) -> bool:
-    value = body.get(name, False)
+def _flag(body: dict[str, Any], name: str, default: bool = False) -> bool:
+    value = body.get(name, default)
     if not isinstance(value, bool):
         raise BadRequest(f"{name}: must be true or false", field=name)
     return value

@@ -59,6 +59,7 @@ class JobState:
     dispatched: float | None = None
     started: float | None = None
     cancelling: bool = False  # somebody asked to cancel it and its drone was told: it must not run again
+    cancel_reason: str | None = None  # why, when more than "cancelled" ("superseded by app#13")
 
     @classmethod
     def of(cls, job: Mapping[str, Any]) -> JobState:
@@ -67,7 +68,8 @@ class JobState:
         counted = [r for r in (job.get("history") or {}).values() if not isinstance(r, dict) or r.get("counted", True)]
         return cls(JobStatus(job["status"]), int(job.get("attempts") or 0), job.get("drone"),
                    len(counted), job.get("dispatched"), job.get("started"),
-                   bool(job.get("cancel_requested")))  # the embedded store keeps true as 1
+                   bool(job.get("cancel_requested")),  # the embedded store keeps true as 1
+                   job.get("cancel_reason") if isinstance(job.get("cancel_reason"), str) else None)
 
     @property
     def final(self) -> bool:
@@ -147,10 +149,12 @@ class DroneGone:
 
 @dataclass(frozen=True)
 class CancelAsked:
-    """Somebody cancelled the job at `now`; `reachable`: its drone is connected and can be told."""
+    """Somebody cancelled the job at `now`; `reachable`: its drone is connected and can be told;
+    `reason`: why, when more than a person's cancel ("superseded by app#13"), for the job's error."""
 
     now: float
     reachable: bool = True
+    reason: str | None = None
 
 
 Event = Dispatched | NotDelivered | Started | Finished | DroneGone | CancelAsked
@@ -203,7 +207,7 @@ def transition(state: JobState, event: Event, policy: Policy) -> tuple[JobState,
         case DroneGone(drone=drone, now=now) if state.cancelling and state.on_drone and state.drone == drone:
             # Cancelled, and its drone went before confirming it: it ends here, it is not run again.
             new = dataclasses.replace(state, status=JobStatus.CANCELLED)
-            return new, [_write(state, new, finished=now, error="cancelled"), Release(drone)]
+            return new, [_write(state, new, finished=now, error=_cancelled(state.cancel_reason)), Release(drone)]
         case NotDelivered(drone=drone) if state.status is JobStatus.DISPATCHED and state.drone == drone:
             # It never ran: back to the queue, and the attempt does not count against max_attempts (its
             # number stays used: attempt numbers only grow, they are the fencing token).
@@ -227,16 +231,18 @@ def transition(state: JobState, event: Event, policy: Policy) -> tuple[JobState,
             return _attempt_over(state, reason, now, policy)
         case CancelAsked(now=now) if state.status is JobStatus.QUEUED:
             new = dataclasses.replace(state, status=JobStatus.CANCELLED)
-            return new, [_write(state, new, finished=now, error="cancelled")]
+            return new, [_write(state, new, finished=now, error=_cancelled(event.reason))]
         case CancelAsked(reachable=True) if state.on_drone and state.drone is not None:
             # The drone ends it (cleanup runs there) and reports job:done cancelled. Noted on the job: if the
             # drone is lost or stops before it says so, the job ends cancelled instead of running again.
-            new = dataclasses.replace(state, cancelling=True)
+            new = dataclasses.replace(state, cancelling=True, cancel_reason=state.cancel_reason or event.reason)
             effects = [CancelCopy(state.drone, state.attempt, force=state.cancelling)]
-            return new, ([] if state.cancelling else [Write({"cancel_requested": True}, state.expect())]) + effects
+            noted = {"cancel_requested": True, **({"cancel_reason": event.reason} if event.reason else {})}
+            return new, ([] if state.cancelling else [Write(noted, state.expect())]) + effects
         case CancelAsked(now=now) if state.on_drone:
             new = dataclasses.replace(state, status=JobStatus.CANCELLED)
-            effects: list[Effect] = [_write(state, new, finished=now, error="cancelled while its drone was away")]
+            away = "cancelled while its drone was away" + (f" ({event.reason})" if event.reason else "")
+            effects: list[Effect] = [_write(state, new, finished=now, error=away)]
             return new, effects + ([Release(state.drone)] if state.drone else [])
     return state, []
 
@@ -288,6 +294,11 @@ def finished_event(drone: str, body: Mapping[str, Any]) -> Finished:
 # -- helpers --------------------------------------------------------------------
 
 
+def _cancelled(reason: str | None) -> str:
+    """A cancelled job's error: "cancelled", or "cancelled: superseded by app#13"."""
+    return f"cancelled: {reason}" if reason else "cancelled"
+
+
 def _same(state: JobState, drone: str, attempt: int) -> bool:
     return state.drone == drone and state.attempt == attempt
 
@@ -305,7 +316,8 @@ def _finished(state: JobState, event: Finished, policy: Policy) -> tuple[JobStat
     if event.retry and state.cancelling:
         # It could not finish there, and somebody asked to cancel it: it ends cancelled.
         new = dataclasses.replace(state, status=JobStatus.CANCELLED)
-        return new, [_write(state, new, finished=event.timestamp, error="cancelled"), Release(event.drone)]
+        return new, [_write(state, new, finished=event.timestamp, error=_cancelled(state.cancel_reason)),
+                     Release(event.drone)]
     if event.retry:
         reason = f"drone {event.drone}: {event.error or 'the attempt could not finish there'}"
         return _attempt_over(state, reason, event.timestamp, policy)
@@ -314,6 +326,8 @@ def _finished(state: JobState, event: Finished, policy: Policy) -> tuple[JobStat
     fields: dict[str, Any] = {"finished": event.timestamp}
     if event.error is not None:
         fields["error"] = event.error
+    if status is JobStatus.CANCELLED and state.cancel_reason:
+        fields["error"] = _cancelled(state.cancel_reason)  # the drone only knows it was cancelled
     if event.usage is not None:
         fields["usage"] = event.usage
     return new, [_write(state, new, **fields), Release(event.drone)]

@@ -69,6 +69,7 @@ class QueueNew(TypedDict):
     plugins: NotRequired[list]
     first_seq: NotRequired[int]  # a retry numbers its events on from here
     first_cmd: NotRequired[int]  # ... and its commands from here
+    conditions: NotRequired[list]  # `when:` verdicts: [{stage, step, run, reason}] (apiary.core.conditions)
 
 
 class JobCancel(TypedDict):

@@ -86,6 +86,7 @@ class Step(TypedDict):
     title: str  # one line, at most MAX_TITLE (80) characters: the script's first line unless given
     ignore_exit_code: bool
     merge_output: NotRequired[bool]  # one pipe for stdout and stderr: their exact order, stored as stdout
+    when: NotRequired[dict[str, Any]]  # runs only if this holds (apiary.core.conditions)
 
 
 class Stage(TypedDict):
@@ -95,6 +96,7 @@ class Stage(TypedDict):
     env: dict[str, str]
     steps: list[Step]  # at least one
     hooks: dict[str, list[Step]]  # on_start, on_success, on_failure: each a list, maybe empty
+    when: NotRequired[dict[str, Any]]  # runs only if this holds (apiary.core.conditions)
 
 
 class Parameter(TypedDict):
@@ -124,6 +126,7 @@ class Pipeline(TypedDict):
     phases: dict[str, list[Step]]  # environment, prepare, cleanup
     stages: list[Stage]  # may be empty when plugins bring the commands
     plugins: list[PluginUse]
+    concurrency: NotRequired[dict[str, Any]]  # {group (a template), cancel_in_progress} (apiary.core.concurrency)
 
 
 # -- repositories -------------------------------------------------------------------------
@@ -163,6 +166,7 @@ class Repository(TypedDict):
     branches: dict[str, list[str]]  # include, exclude: shell-style patterns (release/*); exclude wins
     pull_request_secrets: bool  # same-repository pull requests get the secrets pushes get
     deploy_tags: NotRequired[bool]  # a forge's tag push starts a deploying job (default: a TEST job)
+    auto_cancel: NotRequired[bool]  # a newer push or pull request job cancels the older ones (default true)
     created: float  # seconds since 1970
     updated: float
 
@@ -247,6 +251,12 @@ class Job(TypedDict):
     plugins: NotRequired[dict[str, dict[str, Any]]]  # figures plugins report (test counts), by plugin
     rerun_of: NotRequired[str]  # the job it repeats
     delivery: NotRequired[str]  # plugin/repository/id of the webhook delivery that queued it (unique)
+    # `when:` verdicts: [{stage, step (from 0) | None, run, reason}] (apiary.core.conditions.decide)
+    conditions: NotRequired[list[dict[str, Any]]]
+    # What `when.changed` compared with: {commit (sha) | None, since (for people), why (no base)}
+    changes_base: NotRequired[dict[str, Any]]
+    concurrency: NotRequired[dict[str, Any]]  # {group (filled in), cancel_in_progress}
+    superseded_by: NotRequired[dict[str, Any]]  # {id, number, repo} of the newer job that cancelled it
 
 
 class Event(TypedDict):

@@ -15,7 +15,8 @@ durations in seconds)::
                  "reason": why skipped or not run (or what a waiting stage waits for) | None,
                  "started": time | None, "duration": s | None,
                  "commands": [{"num": int | None (None: never ran), "title", "hook": name | None,
-                               "status": passed|failed|cancelled|running|waiting|not_run, "ignored": bool,
+                               "status": passed|failed|cancelled|running|waiting|not_run|skipped,
+                               "reason": why a `when:` skipped it (skipped only), "ignored": bool,
                                "exitCode": int | None, "signal": "SIGKILL" | None,
                                "shell_signal": "SIGSEGV" | None, "duration": s | None}]}],
      "failure": None | {"stage", "num", "title", "command", "exitCode", "signal", "shell_signal",
@@ -51,6 +52,7 @@ from typing import Any
 from .errors import InputError
 from .protocol import CANCELLED_LINE, FINAL_STATES
 from .shown import plain  # noqa: F401  (re-exported: what a line shows, for a failure's last lines)
+from .conditions import skipped
 from .stages import blocked_stages, runnable_stages
 
 MAX_LINES = 10  # lines of the failed command's output in a failure summary
@@ -207,12 +209,14 @@ def job_outcome(job: Mapping[str, Any], events: Iterable[Mapping[str, Any]]) -> 
             planned.append({"name": c["stage"], "needs": [], "deploy": c.get("phase") == "deploy", "steps": []})
 
     skip_reasons = _skip_reasons(said, [s["name"] for s in planned])
+    step_skips = skipped(job.get("conditions") or [])[1]  # steps a `when:` left out (apiary.core.conditions)
     phases = job.get("phases") or {}
     stages: list[dict[str, Any]] = []
     ended: dict[str, bool] = {}  # a finished stage -> whether it passed (for why others did not run)
     for stage in planned:
         ran = [c for c in staged if c["stage"] == stage["name"]]
-        shown = _stage_commands(stage, ran, command_status)
+        shown = _stage_commands(stage, ran, command_status,
+                                {i: why for (name, i), why in step_skips.items() if name == stage["name"]})
         entry: dict[str, Any] = {"name": stage["name"], "needs": list(stage.get("needs") or []),
                                  "deploy": bool(stage.get("deploy")), "status": "", "reason": None,
                                  "started": None, "duration": None, "commands": shown}
@@ -295,9 +299,12 @@ def _skip_reasons(said: list[str], names: list[str]) -> dict[str, str]:
     return out
 
 
-def _stage_commands(stage: Mapping[str, Any], ran: list[Mapping[str, Any]], status_of: Any) -> list[dict[str, Any]]:
-    """The stage's commands as run (hooks too), then its steps that never ran."""
-    steps = list(stage.get("steps") or [])
+def _stage_commands(stage: Mapping[str, Any], ran: list[Mapping[str, Any]], status_of: Any,
+                    skips: Mapping[int, str] | None = None) -> list[dict[str, Any]]:
+    """The stage's commands as run (hooks too), then its steps that never ran: those a `when:` skipped
+    (`skips`: step number from 0 -> why) are ``skipped`` with their ``reason``."""
+    skips = skips or {}
+    steps = [s for i, s in enumerate(stage.get("steps") or []) if i not in skips]
     out, step_index = [], 0
     for c in ran:
         ignored = False
@@ -313,6 +320,11 @@ def _stage_commands(stage: Mapping[str, Any], ran: list[Mapping[str, Any]], stat
     for step in steps[step_index:]:
         out.append({"num": None, "title": _title(step.get("title"), step.get("run")),
                     "hook": None, "status": "not_run", "ignored": False, "exitCode": None, "signal": None,
+                    "shell_signal": None, "duration": None})
+    for i, why in sorted(skips.items()):
+        step = (stage.get("steps") or [])[i] if i < len(stage.get("steps") or []) else {}
+        out.append({"num": None, "title": _title(step.get("title"), step.get("run")), "hook": None,
+                    "status": "skipped", "reason": why, "ignored": False, "exitCode": None, "signal": None,
                     "shell_signal": None, "duration": None})
     return out
 

@@ -15,6 +15,8 @@ import re
 from typing import Any
 
 from .errors import InputError
+from .concurrency import compile_concurrency
+from .conditions import ConditionError, compile_when
 from .models import Parameter, Pipeline, PluginUse, Stage, Step
 from .storable import unstorable
 from .yamlread import YamlFault, join_path, line_of, read_yaml
@@ -33,9 +35,9 @@ MAX_TITLE = 80
 HOOKS = ("on_start", "on_success", "on_failure")
 PHASES = ("environment", "prepare", "cleanup")
 _TOP_KEYS = {"env", "parameters", "timeout", "output_timeout", "parallel", "artifacts", *HOOKS, "hooks", *PHASES,
-             "phases", "stages", "plugins"}
-_STAGE_KEYS = {"name", "needs", "deploy", "env", "steps", *HOOKS, "hooks"}
-_STEP_KEYS = {"run", "title", "ignore_exit_code", "merge_output"}
+             "phases", "stages", "plugins", "concurrency"}
+_STAGE_KEYS = {"name", "needs", "deploy", "env", "steps", *HOOKS, "hooks", "when"}
+_STEP_KEYS = {"run", "title", "ignore_exit_code", "merge_output", "when"}
 _PARAM_KEYS = {"required", "default", "description"}
 _PLUGIN_KEYS = {"name", "pip", "config"}
 _PLUGIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,99}$")
@@ -139,7 +141,7 @@ def _pipeline(data: Any) -> Pipeline:
     if not isinstance(data, dict):
         raise _Invalid("", f"must be a mapping with 'stages', got {_kind(data)}")
     _known(data, _TOP_KEYS, "")
-    return {
+    compiled: Pipeline = {
         "env": _env(data.get("env"), "env"),
         "parameters": _parameters(data.get("parameters")),
         "timeout": parse_duration(data.get("timeout"), "timeout"),
@@ -151,6 +153,27 @@ def _pipeline(data: Any) -> Pipeline:
         "stages": _stages(data.get("stages"), bool(data.get("plugins"))),
         "plugins": _plugins(data.get("plugins")),
     }
+    _conditions(data, compiled)
+    return compiled
+
+
+def _conditions(data: dict[str, Any], compiled: Pipeline) -> None:
+    """`when:` (stages, steps) and `concurrency:`, checked against the declared parameters (core/conditions.py)."""
+    names = list(compiled["parameters"])
+    try:
+        for i, stage in enumerate(compiled["stages"]):
+            if (when := compile_when(data["stages"][i].get("when"), f"stages[{i}].when", names)) is not None:
+                stage["when"] = when
+            for j, step in enumerate(stage["steps"]):
+                given = data["stages"][i]["steps"][j]
+                when = compile_when(given.get("when") if isinstance(given, dict) else None,
+                                    f"stages[{i}].steps[{j}].when", names)
+                if when is not None:
+                    step["when"] = when
+        if (concurrency := compile_concurrency(data.get("concurrency"), names)) is not None:
+            compiled["concurrency"] = concurrency
+    except ConditionError as fault:
+        raise _Invalid(fault.path, fault.problem) from None
 
 
 def _names(value: Any, at: str, what: str) -> dict[str, Any]:

@@ -1,0 +1,111 @@
+"""Concurrency groups and auto-cancel: which jobs may run together, which a new job supersedes. Pure, no I/O.
+
+``concurrency: {group: "deploy-{{ branch }}", cancel_in_progress: true}`` (top level of a pipeline):
+at most one job of a group is dispatched or running at a time; the others wait in the queue, oldest
+first (`may_dispatch`). The group is a template: ``{{ branch }}``, ``{{ repo }}``, ``{{ type }}``,
+``{{ event }}`` and ``{{ parameters.NAME }}`` (a declared parameter) are replaced when the job is
+made (`group_name`); groups are per queen, so two repositories share one when their names agree
+(name the repository in the group to keep them apart). With ``cancel_in_progress`` a new job of
+the group cancels the older ones still queued or running.
+
+Auto-cancel (a repository setting, ``auto_cancel``, on unless set to false): a new job of a push
+to a branch cancels the older jobs of pushes to that branch still queued or running; a new job of
+a pull or merge request those of the same request. Never for tags, manual triggers, schedules or
+re-runs (`superseded`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from .conditions import ConditionError, _kind
+
+KEYS = ("group", "cancel_in_progress")
+MAX_GROUP = 200  # characters, once filled in
+_PLACE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_.]*)\s*\}\}")
+_PLAIN = ("branch", "repo", "type", "event")
+_REQUEST_KINDS = ("pull_request", "merge_request")
+
+
+def compile_concurrency(value: Any, parameters: Sequence[str] | None = None,
+                        at: str = "concurrency") -> dict[str, Any] | None:
+    """The compiled ``concurrency`` ({"group": template, "cancel_in_progress": bool}) or None.
+    A string is the group alone. ConditionError names the path."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = {"group": value}
+    if not isinstance(value, dict):
+        raise ConditionError(at, f"must be a mapping with 'group' (and 'cancel_in_progress'), got {_kind(value)}")
+    for key in value:
+        if key not in KEYS:
+            raise ConditionError(f"{at}.{key}", f"unknown key {key!r} (allowed: {', '.join(KEYS)})")
+    group = value.get("group")
+    if not isinstance(group, str) or not group.strip() or len(group) > MAX_GROUP or "\n" in group:
+        raise ConditionError(f"{at}.group", f"must be a one-line string of 1 to {MAX_GROUP} characters, "
+                             f"got {_kind(group)}")
+    for match in _PLACE.finditer(group):
+        name = match.group(1)
+        if name in _PLAIN:
+            continue
+        param = name.removeprefix("parameters.")
+        if not name.startswith("parameters.") or (parameters is not None and param not in parameters):
+            raise ConditionError(f"{at}.group", f"unknown {{{{ {name} }}}}: use {{{{ branch }}}}, {{{{ repo }}}}, "
+                                 "{{ type }}, {{ event }} or {{ parameters.NAME }} for a declared parameter")
+    rest = _PLACE.sub("", group)
+    if "{{" in rest or "}}" in rest:
+        raise ConditionError(f"{at}.group", "a '{{' without its '}}' (write {{ branch }})")
+    cancel = value.get("cancel_in_progress")
+    if cancel is not None and not isinstance(cancel, bool):
+        raise ConditionError(f"{at}.cancel_in_progress", f"must be true or false, got {_kind(cancel)}")
+    return {"group": group, "cancel_in_progress": bool(cancel)}
+
+
+def group_name(template: str, *, branch: str, repo: str, job_type: str, event: str,
+               parameters: Mapping[str, str]) -> str:
+    """The group a job is in: `template` filled in (an unset parameter is ''), cut to MAX_GROUP."""
+    values = {"branch": branch, "repo": repo, "type": job_type, "event": event}
+
+    def fill(match: re.Match[str]) -> str:
+        name = match.group(1)
+        return str(values[name] if name in values else parameters.get(name.removeprefix("parameters."), ""))
+
+    return _PLACE.sub(fill, template)[:MAX_GROUP]
+
+
+def may_dispatch(group: str | None, busy: Iterable[str]) -> bool:
+    """Whether a queued job of `group` (None: in none) may go to a drone while the groups `busy` have
+    a job dispatched or running."""
+    return group is None or group not in set(busy)
+
+
+def supersede_key(job: Mapping[str, Any]) -> tuple[str, ...] | None:
+    """What auto-cancel compares: a push's (repo, "push", branch), a pull or merge request's (repo,
+    "request", the ref it fetches); None for every other job (tags, manual, schedules, re-runs)."""
+    trigger = job.get("trigger") or {}
+    ref = job.get("ref") or {}
+    if job.get("kind") == "push" and trigger.get("type") == "push" and ref.get("branch"):
+        return (str(job.get("repo")), "push", str(ref["branch"]))
+    if job.get("kind") in ("pull_request", "fork") and trigger.get("type") in _REQUEST_KINDS and ref.get("fetch"):
+        return (str(job.get("repo")), "request", str(ref["fetch"]))
+    return None
+
+
+def superseded(new: Mapping[str, Any], older: Iterable[Mapping[str, Any]], auto_cancel: bool) -> list[str]:
+    """The ids of the jobs in `older` (not ended, made before `new`) that `new` supersedes: those of its
+    concurrency group when it cancels in progress; with `auto_cancel`, those of the same push branch or
+    request (`supersede_key`). In the order given."""
+    group = (new.get("concurrency") or {}).get("group")
+    cancels_group = bool((new.get("concurrency") or {}).get("cancel_in_progress"))
+    key = supersede_key(new) if auto_cancel else None
+    out = []
+    for job in older:
+        if job.get("_id") == new.get("_id") or str(job.get("_id")) > str(new.get("_id")):
+            continue  # itself, or newer (ids are in trigger order)
+        if cancels_group and group is not None and (job.get("concurrency") or {}).get("group") == group:
+            out.append(str(job["_id"]))
+        elif key is not None and supersede_key(job) == key:
+            out.append(str(job["_id"]))
+    return out

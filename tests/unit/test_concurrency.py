@@ -1,0 +1,79 @@
+"""Concurrency groups and auto-cancel (apiary.core.concurrency): compiling, filling in, the pure decisions."""
+
+import pytest
+
+from apiary.core.concurrency import compile_concurrency, group_name, may_dispatch, superseded
+from apiary.core.conditions import ConditionError
+from apiary.core.pipeline import PipelineError, load_pipeline
+
+
+def test_group_is_filled_in():
+    compiled = compile_concurrency({"group": "deploy-{{ branch }}-{{parameters.ENV}}-{{ repo }}-{{ type }}-{{ event }}",
+                                    "cancel_in_progress": True}, ["ENV"])
+    assert compiled["cancel_in_progress"] is True
+    assert group_name(compiled["group"], branch="main", repo="app", job_type="DEPLOY", event="push",
+                      parameters={"ENV": "prod"}) == "deploy-main-prod-app-DEPLOY-push"
+    assert compile_concurrency("one") == {"group": "one", "cancel_in_progress": False}
+
+
+@pytest.mark.parametrize("value, path, problem", [
+    ({"group": "x-{{ sha }}"}, "concurrency.group", "unknown {{ sha }}"),
+    ({"group": "x-{{ parameters.NOPE }}"}, "concurrency.group", "unknown {{ parameters.NOPE }}"),
+    ({"group": "x-{{ branch"}, "concurrency.group", "a '{{' without its '}}'"),
+    ({"group": ""}, "concurrency.group", "must be a one-line string"),
+    ({"group": "g", "cancel_in_progress": "yes"}, "concurrency.cancel_in_progress", "must be true or false"),
+    ({"group": "g", "limit": 2}, "concurrency.limit", "unknown key 'limit'"),
+    (["g"], "concurrency", "must be a mapping"),
+])
+def test_bad_concurrency(value, path, problem):
+    with pytest.raises(ConditionError) as caught:
+        compile_concurrency(value, ["ENV"])
+    assert caught.value.path == path and problem in caught.value.problem
+
+
+def test_bad_concurrency_in_a_pipeline_names_file_and_line():
+    with pytest.raises(PipelineError) as caught:
+        load_pipeline("stages: [{name: a, steps: [x]}]\nconcurrency:\n  group: \"{{ nope }}\"\n")
+    assert str(caught.value).startswith(".apiary.yml, line 3: concurrency.group: unknown {{ nope }}")
+
+
+@pytest.mark.parametrize("group, busy, may", [
+    (None, {"a"}, True),
+    ("a", set(), True),
+    ("a", {"a"}, False),
+    ("a", {"b"}, True),
+])
+def test_may_dispatch(group, busy, may):
+    assert may_dispatch(group, busy) is may
+
+
+def job(id, kind="push", type="push", branch="main", fetch=None, group=None, cancel=False, repo="app"):
+    ref = {"fetch": fetch} if fetch else {"branch": branch}
+    out = {"_id": id, "repo": repo, "kind": kind, "trigger": {"type": type}, "ref": ref}
+    if group:
+        out["concurrency"] = {"group": group, "cancel_in_progress": cancel}
+    return out
+
+
+@pytest.mark.parametrize("new, older, auto, cancelled", [
+    (job("3"), [job("1"), job("2", branch="dev")], True, ["1"]),
+    (job("3"), [job("1")], False, []),
+    (job("3"), [job("4")], True, []),  # a newer job is never superseded
+    (job("3", kind="tag", type="tag"), [job("1", kind="tag", type="tag")], True, []),
+    (job("3", kind="manual", type="manual"), [job("1", kind="manual", type="manual")], True, []),
+    (job("3", kind="schedule", type="schedule"), [job("1", kind="schedule", type="schedule")], True, []),
+    (job("3", type="rerun"), [job("1")], True, []),  # a re-run supersedes nothing
+    (job("3"), [job("1", kind="manual", type="manual")], True, []),  # a push leaves a manual job alone
+    (job("3", repo="other"), [job("1")], True, []),
+    (job("3", kind="pull_request", type="pull_request", fetch="refs/pull/7/head"),
+     [job("1", kind="pull_request", type="pull_request", fetch="refs/pull/7/head"),
+      job("2", kind="fork", type="pull_request", fetch="refs/pull/8/head")], True, ["1"]),
+    (job("3", kind="fork", type="merge_request", fetch="refs/merge-requests/2/head"),
+     [job("1", kind="fork", type="merge_request", fetch="refs/merge-requests/2/head")], True, ["1"]),
+    (job("3", kind="manual", type="manual", group="deploy", cancel=True),
+     [job("1", kind="manual", type="manual", group="deploy"), job("2", group="other")], False, ["1"]),
+    (job("3", kind="manual", type="manual", group="deploy", cancel=False),
+     [job("1", kind="manual", type="manual", group="deploy")], True, []),
+])
+def test_superseded(new, older, auto, cancelled):
+    assert superseded(new, older, auto) == cancelled
