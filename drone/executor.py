@@ -38,6 +38,7 @@ from apiary.core.conditions import skipped
 from apiary.core.protocol import CANCELLED_LINE, JobStatus, JobType, Msg
 from apiary.core.refs import FULL_SHA, secrets_of
 from apiary.core.stages import blocked_stages, next_stages, runnable_stages
+from apiary.core import partial
 
 from .artifacts import ArtifactError
 from .checkout import checked_out, checkout_plan, shown_commit
@@ -46,6 +47,7 @@ from .jobplugins import JobPlugins
 from .limits import JobLimits, LogCap, WorkspaceGuard
 from .masking import Masker
 from .plugins import PluginError, PluginManager
+from .restore import restore
 from .sandbox import JobPaths, Sandbox
 from .warmbox import WarmBox
 from .step import EmitFn, StepRunner
@@ -219,6 +221,8 @@ class JobRun:
         await self.plugins.setup(env)
         await self._hooks(self._job_hooks("on_start"), env, "on_start", "environment")
         code = await self._phase("environment", self._checkout_steps(env) + self._plain("environment"), env)
+        if code == 0 and self.job.get("resume"):  # a partial run: the earlier stages' artifacts, once checked out
+            await self._restore()
         if code == 0:
             code = await self._phase("prepare", self._plain("prepare"), env)
         stages = runnable_stages(pipeline, job_type) + self.plugins.stages
@@ -318,7 +322,10 @@ class JobRun:
             return 0
         self.emit(Msg.JOB_PHASE, {"phase": phase, "state": "started"})
         limit = int(self.pipeline.get("parallel") or 1)
-        done: dict[str, bool] = {}
+        reuse = partial.plan(stages, self.job.get("resume"))  # a partial run's stages passed elsewhere
+        for line in reuse.lines:
+            self._say(line + "\n")
+        done: dict[str, bool] = dict.fromkeys(reuse.reused, True)
         first_failure = 0
         running: dict[asyncio.Task[int], str] = {}
         for stage in stages:  # skipped by a `when:`: as if passed, so the stages that need it still run
@@ -367,6 +374,14 @@ class JobRun:
         hook = "on_success" if code == 0 else "on_failure"
         await self._hooks(hooks.get(hook, []), stage_env, hook, phase, name)
         return code
+
+    async def _restore(self) -> None:
+        """Write the artifacts a partial run restores (apiary.core.partial) into the workspace, saying so."""
+        user = self.sandbox.job_user if self.sandbox is not None else None
+        files = (self.job.get("resume") or {}).get("files") or []
+        for line in await asyncio.to_thread(restore, self.workspace, files,
+                                            (user.pw_uid, user.pw_gid) if user is not None else None):
+            self.emit(Msg.JOB_STDOUT, {"text": line})
 
     async def _cleanup(self, env: dict[str, str]) -> None:
         steps = self._plain("cleanup")

@@ -24,6 +24,7 @@ from apiary.queen.estimate import job_estimate
 from apiary.queen.jobs import create_job
 from apiary.queen.logsearch import DEFAULT_MATCHES, MAX_MATCHES, search_output, search_query
 from apiary.queen.repos import REPO_NAME, public_repo, repo_from_body
+from apiary.queen.resume import from_failed
 from apiary.queen.retention import prune
 from apiary.queen.store import Store
 from apiary.queen.strict_json import json_response
@@ -146,7 +147,12 @@ async def rerun_job(request: web.Request) -> web.Response:
     if repo is None:
         raise NotFound(f"the repository {old['repo']!r} of job {old['_id']} no longer exists")
     body = await read_json(request) if request.can_read_body else {}
-    no_unknown(body, {"trigger"})
+    no_unknown(body, {"trigger", "from_failed"})
+    if not isinstance(body.get("from_failed", False), bool):
+        raise BadRequest("from_failed: true or false", field="from_failed")
+    # From its failed stage: the stages that passed are reused, their artifacts restored (apiary.queen.resume).
+    resume = await from_failed(request.app[keys.STORE], old, await outcome_of(request.app[keys.STORE], old)) \
+        if body.get("from_failed") else None
     # The same job again: its ref (with the commit it ran), type and parameters; a trigger of its own.
     ref: Mapping[str, Any] = old["ref"]
     given = {field: ref[key] for field, key in (("branch", "branch"), ("fetch", "fetch"), ("commit", "id"))
@@ -157,7 +163,7 @@ async def rerun_job(request: web.Request) -> web.Response:
     # The re-run is trusted as the job it repeats: a fork's pull request stays one.
     return await _create(request, repo, asked, rerun_of=old["_id"],
                          kind=old.get("kind") or job_kind(old.get("trigger") or {}),
-                         by=triggered_by(request.get("identity"), rerun_of=old["_id"]))
+                         by=triggered_by(request.get("identity"), rerun_of=old["_id"]), resume=resume)
 
 
 @routes.post("/api/v1/jobs/{job}/cancel")

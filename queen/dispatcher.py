@@ -27,6 +27,7 @@ from apiary.queen.hub import Hub
 from apiary.queen.pool import Pool
 from apiary.queen.recorder import Recorder
 from apiary.queen.repos import repo_auth
+from apiary.queen.resume import resume_message
 from apiary.queen.scheduler import pick_drone
 from apiary.queen.store import Store
 from apiary.queen.trust import given_secrets, job_kind
@@ -233,6 +234,8 @@ class Dispatcher:
         message = job_message(job, {name: values[name] for name in names if name in values}, auth)
         if attempt > 1:  # a retry goes on where the earlier attempts' events and commands stopped
             message.update(first_seq=first_seq, first_cmd=first_cmd)
+        if job.get("resume"):  # a partial run: what it reuses, the artifacts it restores (apiary.queen.resume)
+            message["resume"] = await resume_message(self.store, job["resume"])
         if not self.send(drone_id, Msg.QUEUE_NEW, message):
             log.warning("job %s: drone %s unreachable; back to the queue", job["_id"], drone_id)
             await self.undelivered(job["_id"], state)

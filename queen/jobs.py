@@ -11,8 +11,9 @@ file, line and field; no such job is stored, none reaches a drone.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import ulid
 
@@ -60,7 +61,8 @@ async def resolve_pipeline(store: Store, git_cache: Path, repo: Repository, ref:
 
 async def create_job(store: Store, dispatcher: Dispatcher, git_cache: Path, repo: Repository, asked: JobRequest, *,
                      plugins: Plugins, by: TriggeredBy, rerun_of: str | None = None, kind: str | None = None,
-                     delivery: str | None = None) -> Job:
+                     delivery: str | None = None,
+                     resume: Callable[[Pipeline], dict[str, Any]] | None = None) -> Job:
     """Store and queue the job `asked` for (apiary.core.jobrequest made the request); `kind` (queen/trust.py)
     is its trigger's unless given (a re-run keeps its job's). `by`: who or what asked, as the queen knows
     it (apiary.core.context.triggered_by). `delivery`: the webhook delivery's key (plugin/repository/id),
@@ -68,7 +70,8 @@ async def create_job(store: Store, dispatcher: Dispatcher, git_cache: Path, repo
 
     The job records its commit's message and author (``commit``) from a forge's push payload, else from
     the commit object when the queen read the pipeline at it (its git cache has it); otherwise the
-    drone's checkout may report them later (apiary.queen.lifecycle)."""
+    drone's checkout may report them later (apiary.queen.lifecycle). `resume`: given the pipeline, the
+    partial run's ``resume`` (apiary.queen.resume; it may refuse with an InputError)."""
     pipeline, ref = await resolve_pipeline(store, git_cache, repo, asked["ref"])
     facts = commit_facts(asked["trigger"])
     if facts is None and ref.get("id") and repo.get("url"):
@@ -77,6 +80,7 @@ async def create_job(store: Store, dispatcher: Dispatcher, git_cache: Path, repo
     # Configs of plugins the queen has are checked now; drones check the others.
     for i, plugin in enumerate(pipeline.get("plugins") or []):
         plugin["config"] = plugins.check_config(plugin["name"], plugin["config"], f"pipeline.plugins[{i}].config")
+    resumed = resume(pipeline) if resume is not None else None  # refused before the job takes a number
     job: Job = {
         "_id": str(ulid.ULID()),
         "repo": repo["_id"],
@@ -104,6 +108,8 @@ async def create_job(store: Store, dispatcher: Dispatcher, git_cache: Path, repo
         job["rerun_of"] = rerun_of
     if delivery:
         job["delivery"] = delivery
+    if resumed is not None:
+        job["resume"] = resumed
     job.update(await job_rules(store, git_cache, repo, job))  # type: ignore[typeddict-item]  # when:, concurrency:
     await dispatcher.submit(job)
     await supersede(store, dispatcher.cancel, repo, job)  # auto-cancel, cancel_in_progress

@@ -6,7 +6,7 @@
     apiary run [PATH]                 a working copy's pipeline, here, without a queen
     apiary repo add|ls|show           register a repository, list them, show one's settings
     apiary trigger REPO [--follow]    start a job; with --follow show its output, exit with its result
-    apiary rerun JOB [--follow]       the same job again (its commit, type and parameters)
+    apiary rerun JOB [--follow] [--from-failed]  the same job again (its commit, type and parameters)
     apiary ls [REPO]                  recent jobs
     apiary logs JOB [--follow]        a job's output
     apiary artifacts JOB [NAME]       a job's artifacts; download one
@@ -176,9 +176,12 @@ apiary trigger app --branch main --param GREETING=hi --follow""", client)
     trigger.add_argument("--follow", action="store_true", help="show the job's output; exit with its result")
     rerun = _command(sub, "rerun", "run a job again: its commit, type and parameters", """
 apiary rerun app#3                      # as apiary ls names it
-apiary rerun 01M8PHSCARHJK5XN1E1G2BK495 --follow""", client)
+apiary rerun 01M8PHSCARHJK5XN1E1G2BK495 --follow
+apiary rerun app#3 --from-failed        # reuse the stages that passed""", client)
     rerun.add_argument("job", help=JOB_HELP)
     rerun.add_argument("--follow", action="store_true", help="show the new job's output; exit with its result")
+    rerun.add_argument("--from-failed", action="store_true",
+                       help="reuse the stages that passed (and their artifacts); run the failed stage and those after")
     ls = _command(sub, "ls", "recent jobs, of every repository or of one", """
 apiary ls
 apiary ls app --limit 5""", client)

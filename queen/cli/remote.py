@@ -76,8 +76,10 @@ async def rerun(client: Client, args: argparse.Namespace) -> int:
     from apiary.cli.client import q
     from apiary.cli.follow import Follower, whoami
 
-    job = await client.request("POST", f"/jobs/{q(await job_id(client, args.job))}/rerun",
-                               {"trigger": {"source": "API", "author": {"login": whoami()}}})  # as trigger sends
+    body: dict[str, Any] = {"trigger": {"source": "API", "author": {"login": whoami()}}}  # as trigger sends
+    if getattr(args, "from_failed", False):
+        body["from_failed"] = True  # its passed stages reused (apiary.core.partial)
+    job = await client.request("POST", f"/jobs/{q(await job_id(client, args.job))}/rerun", body)
     say(f"{job['repo']} #{job['number']} {job['status']}: {client.page(job['id'])}")
     if not args.follow:
         return 0

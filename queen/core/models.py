@@ -250,6 +250,7 @@ class Job(TypedDict):
     history: NotRequired[dict[str, AttemptRecord]]  # by attempt number ("1"...)
     plugins: NotRequired[dict[str, dict[str, Any]]]  # figures plugins report (test counts), by plugin
     rerun_of: NotRequired[str]  # the job it repeats
+    resume: NotRequired[dict]  # a partial run: the stages it reuses and whose artifacts (apiary.core.partial)
     delivery: NotRequired[str]  # plugin/repository/id of the webhook delivery that queued it (unique)
     # `when:` verdicts: [{stage, step (from 0) | None, run, reason}] (apiary.core.conditions.decide)
     conditions: NotRequired[list[dict[str, Any]]]

@@ -11,8 +11,9 @@ durations in seconds)::
 
     {"status": the job's status, "error": the job's error or None,
      "stages": [{"name", "needs": [names], "deploy": bool,
-                 "status": passed|failed|skipped|cancelled|running|waiting|not_run,
+                 "status": passed|failed|skipped|cancelled|running|waiting|not_run|reused,
                  "reason": why skipped or not run (or what a waiting stage waits for) | None,
+                 "reused_from": {"job", "number"} (reused: the job it passed in, apiary.core.partial),
                  "started": time | None, "duration": s | None,
                  "commands": [{"num": int | None (None: never ran), "title", "hook": name | None,
                                "status": passed|failed|cancelled|running|waiting|not_run|skipped,
@@ -49,6 +50,7 @@ import signal
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from . import partial
 from .errors import InputError
 from .protocol import CANCELLED_LINE, FINAL_STATES
 from .shown import plain  # noqa: F401  (re-exported: what a line shows, for a failure's last lines)
@@ -231,6 +233,9 @@ def job_outcome(job: Mapping[str, Any], events: Iterable[Mapping[str, Any]]) -> 
                     entry["duration"] = round(max(ends) - entry["started"], 6)
             if entry["status"] in ("passed", "failed"):
                 ended[stage["name"]] = entry["status"] == "passed"
+        elif (reused := partial.reused_stage(job, said, stage["name"])) is not None:  # passed in another job
+            entry.update(reused)
+            ended[stage["name"]] = True
         stages.append(entry)
 
     blocked = set(blocked_stages(planned, ended))

@@ -1,0 +1,64 @@
+"""Puts a partial run's restored artifacts (apiary.core.partial) back into the job's workspace.
+
+The queen sends them in the job's ``queue:new`` (``resume.files``: ``[{name, data, job}]``, bounded
+by apiary.queen.resume.MAX_RESTORE_BYTES). A name is a workspace-relative POSIX path as the
+artifact was collected; it is written only inside the workspace: an absolute name, a ``..``, a
+folder on the way that is a symlink, or a file that is one (a checkout may hold such links) is
+refused and said, never followed. A file the checkout has already is left as the checkout made it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+from collections.abc import Mapping, Sequence
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def restore(workspace: Path, files: Sequence[Mapping[str, Any]], owner: tuple[int, int] | None = None) -> list[str]:
+    """Write `files` under `workspace` (owned by `owner` (uid, gid) when given); return a line per file
+    saying what was done with it."""
+    root = workspace.resolve()
+    lines = []
+    for f in files:
+        name, data = str(f.get("name") or ""), f.get("data")
+        if not isinstance(data, bytes):
+            continue
+        try:
+            why = _write(root, name, data, owner)
+        except OSError as exc:
+            why = f"not restored: {exc.strerror or exc}"
+        lines.append(f"artifacts: {name} ({len(data):,} bytes) from job {f.get('job', '?')}: {why}\n")
+    return lines
+
+
+def _write(root: Path, name: str, data: bytes, owner: tuple[int, int] | None) -> str:
+    rel = PurePosixPath(name)
+    if not name or rel.is_absolute() or ".." in rel.parts or any(p in ("", ".") for p in rel.parts):
+        return "not restored: names stay inside the workspace"
+    folder = root
+    for part in rel.parts[:-1]:
+        folder = folder / part
+        try:
+            st = os.lstat(folder)
+        except FileNotFoundError:
+            os.mkdir(folder, 0o755)
+            if owner is not None:
+                os.chown(folder, *owner)
+            continue
+        if not stat.S_ISDIR(st.st_mode):  # a link (or a file) where a folder goes: never followed
+            return f"not restored: {folder.relative_to(root)} is not a folder"
+    target = folder / rel.name
+    try:
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    except FileExistsError:
+        return "the checkout has it already; kept as checked out"
+    with os.fdopen(fd, "wb") as out:
+        if owner is not None:
+            os.fchown(out.fileno(), *owner)
+        out.write(data)
+    return "restored"

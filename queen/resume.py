@@ -1,0 +1,61 @@
+"""The queen's side of partial runs (apiary.core.partial decides; this reads the store for it).
+
+`from_failed` prepares a re-run of a failed job from its first failed stage: the check of the
+new job's pipeline runs once `create_job` has resolved it. `resume_message` is what a partial
+run's ``queue:new`` carries: its reused stages and the artifacts to restore, read from the store
+(GridFS, apiary.queen.store.artifacts), at most MAX_RESTORE_BYTES in all so that the message stays
+under the protocol's frame limit (apiary.core.protocol.MAX_MESSAGE_BYTES).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from apiary.core.errors import Conflict
+from apiary.core.partial import rerun_from_failed
+from apiary.queen.store import Store
+
+log = logging.getLogger(__name__)
+
+# Bytes of artifacts a partial run restores: they travel in its queue:new (16 MiB frames), with room to spare.
+MAX_RESTORE_BYTES = 12 * 1024 * 1024
+
+
+async def artifact_bytes(store: Store, job_ids: list[str]) -> int:
+    """The stored size of the artifacts of `job_ids`, in bytes."""
+    total = 0
+    for job_id in job_ids:
+        total += sum(a["size"] for a in await store.list_artifacts(job_id))
+    return total
+
+
+async def from_failed(store: Store, old: Mapping[str, Any], outcome: Mapping[str, Any]
+                      ) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
+    """What makes a re-run of `old` (its `outcome`) a partial run: given the pipeline the new job would
+    run, its ``resume``; raises Conflict (apiary.core.partial.rerun_from_failed says when)."""
+    if old.get("status") != "failed":  # said before the pipeline is read (a Git fetch)
+        raise Conflict(f"job #{old.get('number')} {old.get('status')}: only a failed job can be re-run from its "
+                       "failed stage (re-run it whole instead)", field="from_failed")
+    size = await artifact_bytes(store, [old["_id"]])
+    return lambda pipeline: rerun_from_failed(old, outcome, pipeline, size, MAX_RESTORE_BYTES)
+
+
+async def resume_message(store: Store, resume: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``resume`` of a partial run's ``queue:new``: its stages and ``files`` ([{name, data, job}]) to restore.
+    An artifact named by more than one job comes from the last of ``artifacts_of``."""
+    files: dict[str, dict[str, Any]] = {}
+    total = 0
+    for job_id in resume.get("artifacts_of") or []:
+        for info in await store.list_artifacts(job_id):
+            total += info["size"]
+            if total > MAX_RESTORE_BYTES:  # checked when the job was made; artifacts do not grow, but be sure
+                log.warning("partial run: artifacts of %s over %d bytes; %s not restored", job_id,
+                            MAX_RESTORE_BYTES, info["name"])
+                continue
+            data = b"".join([await store.read_artifact_part(job_id, info["name"], part)
+                             for part in range(info["parts"])])
+            files[info["name"]] = {"name": info["name"], "data": data, "job": job_id}
+    return {"from_job": resume.get("from_job"), "stages": dict(resume.get("stages") or {}),
+            "files": list(files.values())}

@@ -1,0 +1,87 @@
+"""Partial runs (apiary.core.partial): re-running a failed job from its failed stage, through the API,
+the CLI and the job page, with a real queen, drone and store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.cluster import Cluster
+from tests.e2e.test_client import apiary, url
+
+PIPELINE = """
+artifacts: ["out/*"]
+stages:
+  - {{name: build, steps: ["mkdir -p out && echo built-{marker} > out/app.txt", "echo build ran"]}}
+  - {{name: lint, steps: ["echo lint ran"]}}
+  - {{name: test, needs: [build], steps: ["cat out/app.txt", "test -f {marker}/fixed"]}}
+  - {{name: ship, needs: [test], steps: ["echo shipping $(cat out/app.txt)"]}}
+"""
+
+
+async def _failed_job(queen: Cluster, tmp_path: Path, repo: str) -> dict:
+    marker = tmp_path / "marker"
+    marker.mkdir(exist_ok=True)
+    await queen.create_pipeline_repo(repo, PIPELINE.format(marker=marker))
+    job = await queen.wait_job((await queen.trigger(repo))["id"])
+    assert job["status"] == "failed"
+    (marker / "fixed").write_text("")  # the cause is gone: the test stage passes from now on
+    return job
+
+
+def _stages(outcome: dict) -> dict[str, str]:
+    return {s["name"]: s["status"] for s in outcome["stages"]}
+
+
+async def test_a_failed_job_reruns_from_its_failed_stage_reusing_what_passed(queen: Cluster, tmp_path: Path) -> None:
+    await queen.add_drone("d1")
+    old = await _failed_job(queen, tmp_path, "partial")
+    status, refused = await queen.request("POST", f"/jobs/{old['id']}/rerun", {"from_failed": "yes"})
+    assert status == 400 and refused["field"] == "from_failed"
+
+    status, new = await queen.request("POST", f"/jobs/{old['id']}/rerun", {"from_failed": True}, expect=201)
+    assert new["rerun_of"] == old["id"]
+    assert set(new["resume"]["stages"]) == {"build", "lint"}
+    job = await queen.wait_job(new["id"])
+    assert job["status"] == "passed", job.get("error")
+
+    ran = {c["command"] for c in job["commands"]}
+    assert not any("build ran" in c or "lint ran" in c or "built-" in c for c in ran)  # not run again
+    events = await queen.events(job["id"])
+    printed = "".join(e.get("text", "") for e in events if e["type"] == "job:cmd:stdout")
+    assert f"built-{tmp_path / 'marker'}" in printed  # the test stage saw build's artifact, restored
+    outcome = await queen.get(f"/jobs/{job['id']}/outcome")
+    assert _stages(outcome) == {"build": "reused", "lint": "reused", "test": "passed", "ship": "passed"}
+    build = next(s for s in outcome["stages"] if s["name"] == "build")
+    assert build["reused_from"] == {"job": old["id"], "number": old["number"]}
+    # The new job's artifacts are complete again: the restored file is collected with the rest.
+    assert [a["name"] for a in (await queen.get(f"/jobs/{job['id']}/artifacts"))["artifacts"]] == ["out/app.txt"]
+
+
+async def test_a_rerun_from_the_failed_stage_is_refused_saying_why(queen: Cluster, tmp_path: Path) -> None:
+    await queen.add_drone("d1")
+    old = await _failed_job(queen, tmp_path, "refusals")
+    # A passed job has no failed stage.
+    passed = await queen.wait_job((await queen.trigger("refusals"))["id"])
+    assert passed["status"] == "passed"
+    status, body = await queen.request("POST", f"/jobs/{passed['id']}/rerun", {"from_failed": True})
+    assert status == 409 and "only a failed job" in body["error"]
+    # The queen's stored pipeline changed since: what passed may not be what it would run now.
+    await queen.request("PUT", "/repos/refusals", {"name": "refusals", "pipeline_source": "queen",
+                                                   "pipeline": "stages: [{name: build, steps: [\"true\"]}]"},
+                        expect=200)
+    status, body = await queen.request("POST", f"/jobs/{old['id']}/rerun", {"from_failed": True})
+    assert status == 409 and "the pipeline changed" in body["error"]
+    jobs = (await queen.get("/repos/refusals/jobs"))["jobs"]
+    assert len(jobs) == 2  # nothing was made
+
+
+async def test_apiary_rerun_from_failed(queen: Cluster, tmp_path: Path) -> None:
+    await queen.add_drone("d1")
+    old = await _failed_job(queen, tmp_path, "cli")
+    done = await apiary(tmp_path, "rerun", "--from-failed", "--follow", f"cli#{old['number']}", *url(queen))
+    assert done.code == 0, done
+    assert "stage build reused: passed in job #1" in done.out + done.err
+    newest = (await queen.get("/repos/cli/jobs"))["jobs"][0]
+    assert newest["status"] == "passed" and newest["resume"]["from_job"] == old["id"]
+    passed = await apiary(tmp_path, "rerun", "--from-failed", f"cli#{newest['number']}", *url(queen))
+    assert passed.code != 0 and "only a failed job can be re-run from its failed stage" in passed.err, passed
