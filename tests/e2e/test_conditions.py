@@ -9,6 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from playwright.async_api import Page, expect
+
+from tests.browser import browser, page  # noqa: F401  (fixtures)
 from tests.cluster import Cluster
 from tests.e2e.test_forges import SECRET, add_repo, gh_push, github_hook, jobs_of, queued_job
 from tests.gitserver import commit, git
@@ -107,6 +110,7 @@ async def test_when_runs_and_skips_stages_and_steps_saying_why(queen: Cluster, t
     assert [c["status"] for c in stages["steps"]["commands"]] == ["passed", "passed", "passed"]
 
 
+SHOTS = Path("/tmp/shots")
 CHANGED = """
 stages:
   - name: migrate
@@ -151,11 +155,48 @@ async def test_changed_paths_compare_with_the_last_passed_job_of_the_branch(quee
     assert job3["conditions"][0]["reason"] == \
         f"when.changed: migrations/0002.sql changed since {second[:12]} (job app#{job2['number']})"
 
-    # The job page shows the base.
-    assert queen.http is not None
-    async with queen.http.get(queen.api.removesuffix("/api/v1") + f"/jobs/{job2['id']}") as resp:
-        page = await resp.text()
-    assert first[:12] in page and "changed since" in page
+    return job2, first
+
+
+async def test_the_job_page_shows_the_base_and_why_stages_and_steps_were_skipped(queen: Cluster, tmp_path: Path,
+                                                                                 page: Page) -> None:
+    pipeline = CHANGED + """  - name: notes
+    steps:
+      - echo kept
+      - run: echo only on release
+        when: {branch: ["release/*"]}
+"""
+    work, bare, first = local_repo(tmp_path / "git", {".apiary.yml": pipeline, "migrations/0001.sql": "create\n"})
+    await queen.add_drone("d1")
+    await add_repo(queen, "github", url=bare.as_uri(), pipeline_source="repo")
+    job1 = await queued_job(queen, *await github_hook(queen, "push", gh_push(after=first)))
+    assert (await queen.wait_job(job1["id"]))["status"] == "passed"
+    second = push(work, bare, {"README": "docs only\n"}, "docs")
+    job2 = await queued_job(queen, *await github_hook(queen, "push", gh_push(after=second)))
+    assert (await queen.wait_job(job2["id"]))["status"] == "passed"
+
+    await page.goto(f"/jobs/{job2['id']}")
+    await expect(page.locator("#job-changes-base")).to_contain_text(f"{first[:10]} (job app#{job1['number']})")
+    migrate = page.locator('.g-stage[data-stage="migrate"]')
+    await expect(migrate).to_have_attribute("data-state", "skipped")
+    await expect(migrate.locator(".g-reason")).to_have_text(
+        f"when.changed: nothing under migrations/** changed since {first[:12]} (job app#{job1['number']})")
+    await expect(page.locator('.g-stage[data-stage="notes"] .g-when')).to_have_text(
+        "step skipped: echo only on release (when.branch: branch main matches none of release/*)")
+    SHOTS.mkdir(exist_ok=True)
+    await page.screenshot(path=SHOTS / "conditions-job.png", full_page=True)
+
+    # A job a newer push superseded (running or queued) names it, with a link.
+    await add_repo(queen, "github", name="slow", pipeline='stages: [{name: wait, steps: ["sleep 60"]}]')
+    older = await queued_job(queen, *await github_hook(queen, "push", gh_push(after="1" * 40), repo="slow"))
+    newer = await queued_job(queen, *await github_hook(queen, "push", gh_push(after="2" * 40), repo="slow"))
+    assert (await queen.wait_job(older["id"]))["status"] == "cancelled"
+    await page.goto(f"/jobs/{older['id']}")
+    await expect(page.locator("#job-superseded a")).to_have_text(f"slow#{newer['number']}")
+    await expect(page.locator("#summary")).to_contain_text(f"cancelled: superseded by slow#{newer['number']}")
+    await page.screenshot(path=SHOTS / "conditions-superseded.png", full_page=True)
+    await queen.request("POST", f"/jobs/{newer['id']}/cancel", expect=202)
+    await queen.wait_job(newer["id"])
 
 
 async def test_skip_ci_in_a_pushs_head_commit_starts_no_job(queen: Cluster) -> None:
