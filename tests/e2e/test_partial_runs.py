@@ -3,8 +3,12 @@ the CLI and the job page, with a real queen, drone and store."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
+from playwright.async_api import Page, expect
+
+from tests.browser import browser, page, shot  # noqa: F401  (fixtures)
 from tests.cluster import Cluster
 from tests.e2e.test_client import apiary, url
 
@@ -85,3 +89,27 @@ async def test_apiary_rerun_from_failed(queen: Cluster, tmp_path: Path) -> None:
     assert newest["status"] == "passed" and newest["resume"]["from_job"] == old["id"]
     passed = await apiary(tmp_path, "rerun", "--from-failed", f"cli#{newest['number']}", *url(queen))
     assert passed.code != 0 and "only a failed job can be re-run from its failed stage" in passed.err, passed
+
+
+async def test_the_job_page_reruns_a_failed_job_from_its_failed_stage(queen: Cluster, tmp_path: Path,
+                                                                     page: Page) -> None:
+    await queen.add_drone("d1")
+    old = await _failed_job(queen, tmp_path, "web")
+    await page.goto(f"/jobs/{old['id']}")
+    button = page.locator("#rerun-failed")
+    await expect(button).to_be_visible()
+    await shot(page, "partial-failed-job")
+    await button.click()
+    await page.wait_for_url(re.compile(r"/jobs/(?!" + old["id"] + r")\w+$"))
+    new_id = page.url.rsplit("/", 1)[1]
+    job = await queen.wait_job(new_id)
+    assert job["status"] == "passed" and job["resume"]["from_job"] == old["id"]
+    await expect(page.locator("#job")).to_have_attribute("data-status", "passed")
+    build = page.locator('.g-stage[data-stage="build"]')
+    await expect(build).to_have_attribute("data-state", "reused")
+    await expect(build.locator("a.g-reused")).to_have_attribute("href", f"/jobs/{old['id']}")
+    await expect(page.locator('.g-stage[data-stage="ship"]')).to_have_attribute("data-state", "passed")
+    await expect(page.locator("#rerun-failed")).to_be_hidden()  # a passed job has no failed stage
+    await shot(page, "partial-rerun-job")
+    await build.locator("a.g-reused").click()
+    await page.wait_for_url(re.compile(old["id"] + "$"))
