@@ -80,6 +80,7 @@ SCHEMAS: dict[str, Any] = {
             "on_start": _STEPS, "on_success": _STEPS, "on_failure": _STEPS,
             "environment": _STEPS, "prepare": _STEPS, "cleanup": _STEPS,
             "hooks": {"type": "object"}, "phases": {"type": "object"},
+            "concurrency": {"type": ["object", "string"], "description": "{group, cancel_in_progress}"},
         }, ("stages",), closed=True)},
     "RepoSettings": _object({
         "name": {"type": "string", "pattern": REPO_NAME.pattern,
@@ -107,6 +108,8 @@ SCHEMAS: dict[str, Any] = {
                                                                    "pushes get (never forks)"},
         "deploy_tags": {"type": "boolean", "description": "a forge's tag push starts a deploying job (the "
                                                           "plugin's tag_type); default false: a TEST job"},
+        "auto_cancel": {"type": "boolean", "description": "a newer push to a branch or pull request cancels "
+                                                          "its older jobs still queued or running (default true)"},
     }, closed=True),
     "Repo": _object({
         "name": _STRING, "url": _STRING, "provider": _STRING, "default_branch": _STRING,
@@ -115,7 +118,7 @@ SCHEMAS: dict[str, Any] = {
         "auth": {"type": ["object", "null"]}, "retention": {"type": "object"},
         "plugins": {"type": "array", "items": _object({"name": _STRING, "config": {"type": "object"}})},
         "branches": {"type": "object"}, "pull_request_secrets": {"type": "boolean"},
-        "deploy_tags": {"type": "boolean"}, "created": _NUMBER,
+        "deploy_tags": {"type": "boolean"}, "auto_cancel": {"type": "boolean"}, "created": _NUMBER,
         "updated": _NUMBER,
     }, ("name", "url", "pipeline_source")),
     "Trigger": _object({
@@ -166,6 +169,14 @@ SCHEMAS: dict[str, Any] = {
             "expected_s": _NUMBER, "elapsed_s": _NUMBER, "left_s": _NUMBER,
             "based_on": {"type": "integer", "description": "passing jobs of its branch (else repository)"}},
             ("expected_s", "elapsed_s", "left_s", "based_on")),
+        "conditions": {"type": "array", "description": "the verdict of each `when:` (apiary.core.conditions)",
+                       "items": _object({"stage": _STRING, "step": {"type": ["integer", "null"]},
+                                         "run": {"type": "boolean"}, "reason": _STRING})},
+        # what when.changed compared the job's commit with
+        "changes_base": _object({"commit": {"type": ["string", "null"]}, "since": _STRING, "why": _STRING}),
+        "concurrency": _object({"group": _STRING, "cancel_in_progress": {"type": "boolean"}}),
+        # the newer job that cancelled this one
+        "superseded_by": _object({"id": _STRING, "number": {"type": "integer"}, "repo": _STRING}),
     }, ("id", "repo", "status", "type", "ref", "commands")),
     "Event": _object({"seq": {"type": "integer"}, "type": _STRING, "job": _STRING}, ("seq", "type")),
     "Outcome": _object({  # apiary.core.outcome
@@ -178,8 +189,10 @@ SCHEMAS: dict[str, Any] = {
             "commands": {"type": "array", "items": _object({
                 "num": {"type": ["integer", "null"], "description": "null: a step that never ran"},
                 "title": _STRING, "hook": {"type": ["string", "null"]},
-                "status": {"enum": ["passed", "failed", "cancelled", "running", "waiting", "not_run"],
-                           "description": "waiting: a step its stage may still run; not_run: it never will"},
+                "status": {"enum": ["passed", "failed", "cancelled", "running", "waiting", "not_run", "skipped"],
+                           "description": "waiting: a step its stage may still run; not_run: it never will; "
+                                          "skipped: a `when:` left it out (its reason says why)"},
+                "reason": {"type": "string", "description": "skipped: why"},
                 "ignored": {"type": "boolean", "description": "failed, but its step ignores the exit code"},
                 "exitCode": {"type": ["integer", "null"]}, "signal": {"type": ["string", "null"]},
                 "shell_signal": {"type": ["string", "null"],

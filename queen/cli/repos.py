@@ -123,6 +123,7 @@ async def show(client: Client, args: argparse.Namespace) -> int:
         ("retention", ", ".join(f"{k} {v}" for k, v in (found.get("retention") or {}).items() if v) or "everything"),
         ("plugins", ", ".join(_plugin_names(found)) or "-"),
         ("branches", json.dumps(found["branches"]) if found.get("branches") else "all"),
+        ("auto-cancel", "off" if found.get("auto_cancel") is False else "on (a newer push cancels older jobs)"),
         ("secrets", "(only admins see them)" if secrets is None else
          ", ".join(s["name"] for s in secrets) or "-"),
         ("page", f"{client.url}/repos/{q(found['name'])}"),

@@ -6,6 +6,7 @@ pushes and pull requests come as GitHub sends them (tests/e2e/test_forges.py's p
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -288,3 +289,24 @@ async def test_bad_when_and_concurrency_are_refused_naming_file_line_and_field(q
     assert status == 400 and answer["error"].startswith("pipeline, line 2: concurrency.group: unknown {{ sha }}")
     assert await jobs_of(queen) == []
     assert SECRET
+
+
+async def test_auto_cancel_is_a_repository_setting_on_the_settings_page_and_in_the_cli(
+        queen: Cluster, page: Page, tmp_path: Path) -> None:
+    from tests.e2e.test_client import apiary, url
+
+    await queen.create_pipeline_repo("app", "stages: [{name: t, steps: [make]}]")
+    assert (await queen.get("/repos/app"))["auto_cancel"] is True
+    await page.goto("/repos/app/settings")
+    box = page.locator("#r-auto-cancel")
+    await expect(box).to_be_checked()
+    await box.uncheck()
+    await page.get_by_role("button", name="Save settings").click()
+    await expect(page.locator("#saved")).to_be_visible()
+    assert (await queen.get("/repos/app"))["auto_cancel"] is False
+    await page.reload()
+    await expect(page.locator("#r-auto-cancel")).not_to_be_checked()
+    await page.locator('[data-field="deploy_tags"]').scroll_into_view_if_needed()
+    await page.screenshot(path=SHOTS / "conditions-settings.png")
+    shown = await apiary(tmp_path, "repo", "show", "app", *url(queen))
+    assert re.search(r"^auto-cancel: +off$", shown.out, re.M), shown.out
