@@ -51,6 +51,7 @@ from .restore import restore
 from .sandbox import JobPaths, Sandbox
 from .warmbox import WarmBox
 from .step import EmitFn, StepRunner
+from .testreports import send_reports
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +145,12 @@ class JobRun:
             status, error = outcome if outcome else (JobStatus.PASSED if self._code == 0 else JobStatus.FAILED, None)
             # The finish: job hooks and artifacts (not after a cancel), cleanup
             # always; a timeout leaves them CLEANUP_GRACE seconds.
+            if status is not JobStatus.CANCELLED:
+                # The test reports, passed or failed (a failure is when they matter): apiary.drone.testreports
+                stopped = await self._guarded(send_reports(self.workspace, self.pipeline, self.plugins.reports,
+                                                           self.emit, self.masker.mask))
+                if stopped is not None:
+                    status, error = stopped
             if status is not JobStatus.CANCELLED:
                 hook = "on_success" if status is JobStatus.PASSED else "on_failure"
                 stopped = await self._guarded(self._hooks(self._job_hooks(hook), env, hook, self._last_phase))

@@ -40,6 +40,7 @@ class JobPlugins:
         self.steps: dict[str, list[dict[str, Any]]] = {}  # per phase, in the order the job names the plugins
         self.stages: list[dict[str, Any]] = []
         self.artifacts: list[str] = []
+        self.reports: dict[str, list[str]] = {}  # plugin -> its JUnit report globs (apiary.drone.testreports)
         self._with_results: list[dict[str, Any]] = []
 
     def view(self) -> dict[str, Any]:
@@ -77,6 +78,8 @@ class JobPlugins:
             env.update({k: v for k, v in contributed["env"].items() if k not in protected and
                         not k.startswith("APIARY_")})
             self.artifacts.extend(contributed["artifacts"])
+            if contributed["reports"]:
+                self.reports[name] = contributed["reports"]
             if answer.get("has_results"):
                 self._with_results.append(plugin)
 

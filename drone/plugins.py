@@ -38,6 +38,7 @@ from typing import Any
 import apiary.plugins as builtin_plugins
 from apiary.core.config import DroneConfig
 from apiary.core.errors import ApiaryError
+from apiary.core.reports import glob_problem
 from apiary.core.stages import plugin_key
 
 log = logging.getLogger(__name__)
@@ -277,7 +278,11 @@ def plugin_contribution(name: str, answer: dict[str, Any], taken: set[str]) -> d
     if not isinstance(artifacts, list) or not all(isinstance(g, str) and g and not g.startswith("/") and
                                                   ".." not in g.split("/") for g in artifacts):
         raise PluginError(name, "artifacts() must return a list of globs inside the workspace")
-    return {"steps": steps, "stages": stages, "env": {k: str(v) for k, v in env.items()}, "artifacts": artifacts}
+    reports = answer.get("reports") or []
+    if not isinstance(reports, list) or any(glob_problem(g) for g in reports):
+        raise PluginError(name, "reports() must return a list of JUnit report globs inside the workspace")
+    return {"steps": steps, "stages": stages, "env": {k: str(v) for k, v in env.items()}, "artifacts": artifacts,
+            "reports": reports}
 
 
 def _plugin_step(name: str, phase: str, i: int, command: Any) -> dict[str, Any]:

@@ -15,6 +15,9 @@ never secrets (commands see them as environment variables).
                                    a string or {"run", "title", "ignore_exit_code"}
     env(job, config)               {NAME: value} for every command of the job
     artifacts(job, config)         [glob, ...] collected with the pipeline's
+    reports(job, config)           [glob, ...] JUnit reports read with the pipeline's
+                                   `reports.junit`; their counts become the
+                                   plugin's figures (apiary.drone.testreports)
     results(job, config)           after the test phase: a dict of figures
                                    (test counts, coverage) sent as ``job:plugin``
 

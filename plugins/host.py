@@ -5,7 +5,7 @@ stdin: ``{"hook": "setup" | "results", "job": {...}, "plugins": [{"name",
 "config"}]}``. For each plugin, in order, it loads the entry point of that name
 in group ``apiary.plugins`` from this environment, checks the config against
 the plugin's ``config_schema`` and calls the hook's functions (setup:
-``phases``, ``env``, ``artifacts``; results: ``results``). A job that names
+``phases``, ``env``, ``artifacts``, ``reports``; results: ``results``). A job that names
 a plugin by its requirement (``apiary-hello==1.0``) gets the distribution's
 one entry point. It answers with
 one JSON document on stdout: ``{"plugins": [{"name", ...what the hook gave}
@@ -94,7 +94,7 @@ def run_hook(api: Any, hook: str, job: dict[str, Any], name: str, config: Any, f
         traceback.print_exc()
         return {"name": name, "error": f"{type(exc).__name__}: {exc}"}
     out: dict[str, Any] = {"name": name}
-    functions = ("phases", "env", "artifacts") if hook == "setup" else ("results",)
+    functions = ("phases", "env", "artifacts", "reports") if hook == "setup" else ("results",)
     for fn_name in functions:
         fn = getattr(plugin, fn_name, None)
         if not callable(fn):

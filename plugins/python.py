@@ -19,20 +19,20 @@ with a ``[project]`` or ``[build-system]`` table, then pytest if the tests
 need it and it is missing; ``install: []`` installs nothing. The test command
 forms a stage named ``python``; ``test: ""`` leaves it out. When it runs pytest,
 ``--junitxml`` is added, the report is kept as an artifact and, after the
-tests, its counts are sent as the plugin's results (the job's
-``plugins.python``): tests, passed, failed, errors, skipped, seconds, and the
-first failed tests' names.
+tests, it is one of the job's test reports (``reports()``: read by the drone
+like the pipeline's ``reports.junit``, shown on the job page with every
+test), and its counts are the plugin's figures (the job's ``plugins.python``):
+tests, passed, failed, errors, skipped, seconds, and the first failed tests'
+names.
 """
 
 from __future__ import annotations
 
 import os
-import xml.etree.ElementTree as ET
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 VENV = ".venv"
-FAILED_SHOWN = 20  # failed tests named in the results
 
 config_schema = {
     "python": {"type": "str", "default": "python3", "help": "the interpreter (a command) that makes the virtualenv"},
@@ -99,43 +99,7 @@ def artifacts(job: dict[str, Any], config: dict[str, Any]) -> list[str]:
     return [config["junit"]] if config["test"].strip() and _runs_pytest(config) else []
 
 
-def results(job: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
-    """The counts of the JUnit report; {} without one; a dict saying what is wrong with an unreadable one.
-
-    A test run that crashed leaves no report or a broken one: that is the
-    tests' failure, already shown by their exit code, not the plugin's.
-    """
-    path = Path(job["workspace"], config["junit"])
-    if not path.is_file():
-        return {}
-    try:
-        return junit_counts(ET.parse(path).getroot())
-    except (ET.ParseError, OSError, ValueError) as exc:
-        return {"junit": config["junit"], "error": f"cannot read the JUnit report: {exc}"}
-
-
-def junit_counts(root: ET.Element) -> dict[str, Any]:
-    """Sum a JUnit report's suites (pytest's ``<testsuites><testsuite …>`` or a lone ``<testsuite>``)."""
-    if root.tag == "testsuite":
-        suites = [root]
-    elif root.tag == "testsuites":
-        suites = root.findall("testsuite")
-    else:
-        raise ValueError(f"the root element is <{root.tag}>, not <testsuites> or <testsuite>")
-    totals = {"tests": 0, "failed": 0, "errors": 0, "skipped": 0}
-    seconds = 0.0
-    failed: list[str] = []
-    for suite in suites:
-        for key, attribute in (("tests", "tests"), ("failed", "failures"), ("errors", "errors"),
-                               ("skipped", "skipped")):
-            totals[key] += int(suite.get(attribute) or 0)
-        seconds += float(suite.get("time") or 0)
-        for case in suite.findall("testcase"):
-            if case.find("failure") is not None or case.find("error") is not None:
-                failed.append(".".join(p for p in (case.get("classname"), case.get("name")) if p))
-    passed = max(totals["tests"] - totals["failed"] - totals["errors"] - totals["skipped"], 0)
-    out: dict[str, Any] = {"tests": totals["tests"], "passed": passed, "failed": totals["failed"],
-                           "errors": totals["errors"], "skipped": totals["skipped"], "seconds": round(seconds, 3)}
-    if failed:
-        out["failed_tests"] = failed[:FAILED_SHOWN]
-    return out
+def reports(job: dict[str, Any], config: dict[str, Any]) -> list[str]:
+    """pytest's JUnit report is a test report of the job: the drone reads it with the pipeline's
+    (apiary.drone.testreports, the one parser) and sends its counts as this plugin's figures."""
+    return artifacts(job, config)

@@ -18,6 +18,7 @@ from typing import Any
 from apiary.core.context import checkout_facts
 from apiary.core.protocol import Msg
 from apiary.core.refs import FULL_SHA
+from apiary.core.reports import report_fields
 
 _PHASE = re.compile(r"^[a-z_]{1,32}$")
 _FIELD = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
@@ -50,6 +51,8 @@ def job_update(msg: Msg, body: Mapping[str, Any]) -> dict[str, Any]:
             return {}
         return {f"plugins.{body['plugin']}.{k}": v for k, v in body["data"].items()
                 if isinstance(k, str) and _FIELD.match(k)}
+    if msg is Msg.JOB_REPORT:  # its counts (part 0); its tests go to the store's tests (recorder)
+        return report_fields(body)
     if msg is Msg.JOB_TESTED:
         return {"phases.test.code": body["code"], "tested": body["timestamp"]}
     if msg is Msg.JOB_DEPLOYED:

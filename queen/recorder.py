@@ -255,8 +255,12 @@ class Recorder:
                 # The bytes go to GridFS before the event is stored or acked.
                 await self.store.save_artifact_part(job_id, body["name"], body["part"], body["parts"],
                                                     body["size"], body["data"])
-            # An artifact's bytes are in GridFS; its event keeps the rest.
-            doc = _storable({k: v for k, v in body.items() if k != "id" and (k != "data" or msg is not Msg.JOB_ARTIFACT)})
+            if msg is Msg.JOB_REPORT:
+                # A report's tests go to their own collection (store/tests.py) before the event is stored or acked.
+                await self.store.save_tests(job_id, body["first"], body["tests"])
+            # An artifact's bytes are in GridFS, a report's tests in ``tests``; its event keeps the rest.
+            doc = _storable({k: v for k, v in body.items() if k != "id" and (k != "data" or msg is not Msg.JOB_ARTIFACT)
+                             and (k != "tests" or msg is not Msg.JOB_REPORT)})
             if doc is None:
                 log.warning("drone %s sent %s for job %s with a value the store cannot hold: dropped",
                             drone_id, msg.value, job_id)

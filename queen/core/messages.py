@@ -186,3 +186,18 @@ class JobArtifact(JobEvent):
     parts: int
     size: int  # bytes of the whole file
     data: bytes
+
+
+class JobReport(JobEvent):
+    """``job:report``: part `part` of `parts` of the job's test report (apiary.core.reports.report_bodies).
+
+    `tests` holds at most CHUNK_TESTS tests, each {test, name, classname, suite, status, seconds, message?,
+    text?} (apiary.core.junit.TestResult), numbered from `first` in the job; part 0 also carries `counts`
+    {tests, passed, failed, errors, skipped, seconds, stored} and `files` [{path, tests} or {path, error}]."""
+
+    part: int  # from 0
+    parts: int
+    first: int
+    tests: list
+    counts: NotRequired[dict]
+    files: NotRequired[list]

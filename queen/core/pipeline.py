@@ -18,6 +18,7 @@ from .errors import InputError
 from .concurrency import compile_concurrency
 from .conditions import ConditionError, compile_when
 from .models import Parameter, Pipeline, PluginUse, Stage, Step
+from .reports import ReportsError, compile_reports
 from .storable import unstorable
 from .yamlread import YamlFault, join_path, line_of, read_yaml
 
@@ -35,7 +36,7 @@ MAX_TITLE = 80
 HOOKS = ("on_start", "on_success", "on_failure")
 PHASES = ("environment", "prepare", "cleanup")
 _TOP_KEYS = {"env", "parameters", "timeout", "output_timeout", "parallel", "artifacts", *HOOKS, "hooks", *PHASES,
-             "phases", "stages", "plugins", "concurrency"}
+             "phases", "stages", "plugins", "concurrency", "reports"}
 _STAGE_KEYS = {"name", "needs", "deploy", "env", "steps", *HOOKS, "hooks", "when"}
 _STEP_KEYS = {"run", "title", "ignore_exit_code", "merge_output", "when"}
 _PARAM_KEYS = {"required", "default", "description"}
@@ -154,6 +155,11 @@ def _pipeline(data: Any) -> Pipeline:
         "plugins": _plugins(data.get("plugins")),
     }
     _conditions(data, compiled)
+    try:  # test reports (core/reports.py)
+        if (reports := compile_reports(data.get("reports"))):
+            compiled["reports"] = reports
+    except ReportsError as fault:
+        raise _Invalid(fault.path, fault.problem) from None
     return compiled
 
 

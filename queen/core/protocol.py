@@ -37,6 +37,7 @@ from .messages import (
     JobPhase,
     JobPhaseCode,
     JobPlugin,
+    JobReport,
     JobStarted,
     QueenHeartbeat,
     QueryInfo,
@@ -87,6 +88,7 @@ class Msg(str, enum.Enum):
     JOB_DEPLOYED = "job:deployed"
     JOB_DONE = "job:done"
     JOB_ARTIFACT = "job:artifact"
+    JOB_REPORT = "job:report"  # a part of the job's test report (apiary.core.reports)
 
 
 # The body of each message type: one TypedDict each (apiary.core.messages).
@@ -99,12 +101,13 @@ BODIES: dict[Msg, type] = {
     Msg.JOB_STDERR: JobOutput, Msg.JOB_PLUGIN: JobPlugin, Msg.JOB_PHASE: JobPhase, Msg.JOB_TESTED: JobPhaseCode,
     Msg.JOB_DEPLOYED: JobPhaseCode, Msg.JOB_DONE: JobDone, Msg.JOB_ARTIFACT: JobArtifact,
     Msg.JOB_CHECKOUT: JobCheckout,
+    Msg.JOB_REPORT: JobReport,
 }
 
 JOB_EVENTS = frozenset({
     Msg.JOB_STARTED, Msg.JOB_CMD_START, Msg.JOB_CMD_STDOUT, Msg.JOB_CMD_STDERR, Msg.JOB_CMD_DONE, Msg.JOB_STDOUT,
     Msg.JOB_STDERR, Msg.JOB_PLUGIN, Msg.JOB_PHASE, Msg.JOB_TESTED, Msg.JOB_DEPLOYED, Msg.JOB_DONE, Msg.JOB_ARTIFACT,
-    Msg.JOB_CHECKOUT,
+    Msg.JOB_CHECKOUT, Msg.JOB_REPORT,
 })
 
 # Who may send what: each side refuses the other's types as malformed.

@@ -7,7 +7,7 @@ repository secret; never copied into jobs or events), and GridFS bucket
 ``artifacts`` (one file per part of an artifact, found by its metadata). Ids are strings: nx-27017 does not
 match ObjectId values outside ``_id``.
 
-One module per entity: repos, jobs, events, secrets, people, artifacts; `Store`
+One module per entity: repos, jobs, events, secrets, people, artifacts, tests (``tests``: jobs' test results); `Store`
 joins them over one client and database.
 """
 
@@ -31,11 +31,12 @@ from .jobs import JobQueries
 from .people import PeopleQueries
 from .repos import RepoQueries
 from .secrets import SecretQueries
+from .tests import TestQueries
 
 log = logging.getLogger(__name__)
 
 
-class Store(RepoQueries, JobQueries, EventQueries, SecretQueries, PeopleQueries, ArtifactQueries):
+class Store(RepoQueries, JobQueries, EventQueries, SecretQueries, PeopleQueries, ArtifactQueries, TestQueries):
     """The queen's store, one module per entity (this package). Open with `connect`, close with `close`."""
 
     def __init__(self, client: AsyncMongoClient, database: str, sealer: Sealer) -> None:
@@ -45,6 +46,7 @@ class Store(RepoQueries, JobQueries, EventQueries, SecretQueries, PeopleQueries,
         self.repos = self.db.repos
         self.jobs = self.db.jobs
         self.events = self.db.events
+        self.tests = self.db.tests  # the tests of jobs' reports (store/tests.py)
         self.drones = self.db.drones
         self.secrets = self.db.secrets
         self.users = self.db.users
@@ -87,6 +89,7 @@ class Store(RepoQueries, JobQueries, EventQueries, SecretQueries, PeopleQueries,
         # A webhook delivery queues one job, whatever the timing (jobs without one are not indexed).
         await self.jobs.create_index([("delivery", ASCENDING)], unique=True, sparse=True)
         await self.secrets.create_index([("repo", ASCENDING)])
+        await self.ensure_test_indexes()
 
     # -- drones -------------------------------------------------------------
 

@@ -152,10 +152,11 @@ class JobQueries:
         return await cursor.sort("_id", DESCENDING).batch_size(READ_BATCH).to_list(None)
 
     async def delete_jobs(self, job_ids: list[str]) -> None:
-        """Delete jobs with their events and artifacts."""
+        """Delete jobs with their events, artifacts and test results."""
         for job_id in job_ids:
             await self.delete_artifacts(job_id)
         if job_ids:
+            await self.delete_tests(job_ids)
             await self.events.delete_many({"job": {"$in": job_ids}})
             await self.jobs.delete_many({"_id": {"$in": job_ids}})
 

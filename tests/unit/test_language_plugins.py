@@ -4,13 +4,15 @@ tests/e2e/test_language_plugins.py (which imports configured and run_report from
 
 from __future__ import annotations
 
+import asyncio
 import os
-import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from apiary.core.protocol import Msg
+from apiary.drone.testreports import send_reports
 from apiary.plugins import node
 from apiary.plugins import python as python_plugin
 from apiary.plugins.api import ConfigProblem, check_config, check_schema
@@ -23,7 +25,17 @@ def configured(plugin: Any, config: dict[str, Any] | None = None) -> dict[str, A
 
 
 def run_report(workspace: Path, **config: Any) -> dict[str, Any]:
-    return python_plugin.results({"workspace": str(workspace)}, configured(python_plugin, config))
+    """The python plugin's figures as a drone sends them: its ``reports()`` read by apiary.drone.testreports
+    (the one JUnit parser); {} when it sent none. Lines the drone wrote about the files: `said`."""
+    globs = python_plugin.reports({"workspace": str(workspace)}, configured(python_plugin, config))
+    sent: list[tuple[Msg, dict[str, Any]]] = []
+    asyncio.run(send_reports(workspace, {}, {"python": globs}, lambda m, b: sent.append((m, b)), str))
+    said.clear()
+    said.extend(b["text"] for m, b in sent if m in (Msg.JOB_STDOUT, Msg.JOB_STDERR))
+    return next((b["data"] for m, b in sent if m is Msg.JOB_PLUGIN), {})
+
+
+said: list[str] = []
 
 
 # -- python: the commands ---------------------------------------------------------------------------------
@@ -83,27 +95,30 @@ def test_python_counts_a_lone_testsuite_and_sums_several(tmp_path: Path) -> None
                       '<testcase classname="a.B" name="t1"><failure message="no"/></testcase><testcase name="t2"/>'
                       '</testsuite><testsuite tests="4" errors="1" time="0.5"><testcase name="t3"><error/></testcase>'
                       '</testsuite></testsuites>')
-    assert run_report(tmp_path, junit="report.xml") == {"tests": 6, "passed": 4, "failed": 1, "errors": 1,
+    # The tests are those the report lists (a suite's tests="4" with one <testcase> counts one)
+    assert run_report(tmp_path, junit="report.xml") == {"tests": 3, "passed": 1, "failed": 1, "errors": 1,
                                                        "skipped": 0, "seconds": 0.75,
                                                        "failed_tests": ["a.B.t1", "t3"]}
 
 
 @pytest.mark.parametrize(("text", "problem"), [
-    ('<testsuites><testsuite tests="4" failures="1">', "cannot read the JUnit report: no element found"),
-    ("<html><body>502</body></html>", "cannot read the JUnit report: the root element is <html>"),
-    ('<testsuite tests="many"/>', "cannot read the JUnit report: invalid literal for int()"),
+    ('<testsuites><testsuite tests="4" failures="1">', "not well-formed XML: no element found"),
+    ("<html><body>502</body></html>", "the root element is <html>"),
 ])
-def test_python_says_what_is_wrong_with_an_unreadable_report_instead_of_failing(tmp_path: Path, text: str,
-                                                                                 problem: str) -> None:
+def test_python_sends_no_counts_for_an_unreadable_report_and_the_job_output_says_why(tmp_path: Path, text: str,
+                                                                                    problem: str) -> None:
     (tmp_path / ".apiary").mkdir()
     (tmp_path / ".apiary" / "pytest.xml").write_text(text)
-    answer = run_report(tmp_path)
-    assert answer["junit"] == ".apiary/pytest.xml" and answer["error"].startswith(problem), answer
+    assert run_report(tmp_path) == {}
+    assert said == [f"reports: .apiary/pytest.xml skipped: {problem}" + said[0].split(problem, 1)[1]], said
 
 
 def test_python_reports_nothing_without_a_report(tmp_path: Path) -> None:
     assert run_report(tmp_path) == {}
-    assert python_plugin.junit_counts(ET.fromstring("<testsuites/>"))["tests"] == 0
+    assert said == ["reports: no file matches .apiary/pytest.xml\n"]
+    (tmp_path / ".apiary").mkdir()
+    (tmp_path / ".apiary" / "pytest.xml").write_text("<testsuites/>")
+    assert run_report(tmp_path) == {"tests": 0, "passed": 0, "failed": 0, "errors": 0, "skipped": 0, "seconds": 0.0}
 
 
 # -- node: the commands ---------------------------------------------------------------------------------------

@@ -1,0 +1,93 @@
+"""The test reports' API: a job's tests, and a test's history in its repository (apiary.core.testhistory).
+
+    GET /api/v1/jobs/{job}/tests?status=&offset=&limit=
+        {job, report: {tests, passed, failed, errors, skipped, seconds, stored, files} | null,
+         total, offset, limit, tests: [{test, name, classname, suite, status, seconds, message?, text?,
+         history: {passed, failed, skipped, flips, flaky, why}}]}
+        failed and errored tests first, then skipped, then passed; history over the branch's last
+        WINDOW jobs with a report, up to this one.
+    GET /api/v1/repos/{repo}/tests/history?test=NAME&branch=B
+        {repo, branch, test, window, runs: [{job, number, commit, status, seconds, message?}] newest first,
+         passed, failed, skipped, flips, flaky, why}; branch defaults to the repository's default branch.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from aiohttp import web
+
+from apiary.core.errors import BadRequest, NotFound
+from apiary.core.junit import MAX_NAME, STATUSES
+from apiary.core.testhistory import WINDOW, history
+from apiary.queen.store import Store
+from apiary.queen.strict_json import json_response
+from apiary.queen.validate import query_int
+
+from . import keys
+
+log = logging.getLogger(__name__)
+
+routes = web.RouteTableDef()
+
+MAX_PAGE = 500
+
+
+@routes.get("/api/v1/jobs/{job}/tests")
+async def job_tests(request: web.Request) -> web.Response:
+    store = request.app[keys.STORE]
+    job_id = request.match_info["job"]
+    job = await store.get_job(job_id)
+    if job is None:
+        raise NotFound(f"no job {job_id!r}; it may have been pruned")
+    status = request.query.get("status") or None
+    if status is not None and status not in STATUSES:
+        raise BadRequest(f"status must be one of {', '.join(STATUSES)}", field="status")
+    offset = query_int(request, "offset", 0, 0, 10**7)
+    limit = query_int(request, "limit", 100, 1, MAX_PAGE)
+    tests = await store.job_tests(job_id, status, offset, limit)
+    total = await store.count_job_tests(job_id, status)
+    if tests and job.get("report"):
+        marks = await histories(store, job["repo"], (job.get("ref") or {}).get("branch"), job.get("number"),
+                                [t["test"] for t in tests if isinstance(t.get("test"), str)])
+        for test in tests:
+            test["history"] = marks.get(test.get("test"), history([]))
+    return json_response({"job": job_id, "report": job.get("report"), "total": total, "offset": offset,
+                          "limit": limit, "tests": tests})
+
+
+@routes.get("/api/v1/repos/{repo}/tests/history")
+async def test_history(request: web.Request) -> web.Response:
+    store = request.app[keys.STORE]
+    name = request.match_info["repo"]
+    repo = await store.get_repo(name)
+    if repo is None:
+        raise NotFound(f"no repository {name!r}")
+    test = request.query.get("test") or ""
+    if not test or len(test) > 2 * MAX_NAME + 1:
+        raise BadRequest("test: give a test as the job's tests name it (classname.name)", field="test")
+    branch = request.query.get("branch") or repo.get("default_branch") or None
+    jobs = await store.reported_jobs(name, branch, None, WINDOW)
+    found = {r["job"]: r for r in await store.test_runs(name, [test], [j["_id"] for j in jobs])}
+    runs = []
+    for job in jobs:
+        run = found.get(job["_id"])
+        if run is not None:
+            runs.append({"job": job["_id"], "number": job.get("number"), "commit": run.get("commit"),
+                         "status": run.get("status"), "seconds": run.get("seconds"),
+                         **({"message": run["message"]} if run.get("message") else {})})
+    return json_response({"repo": name, "branch": branch, "test": test, "window": WINDOW, "runs": runs,
+                          **history(runs)})
+
+
+async def histories(store: Store, repo: str, branch: str | None, number: int | None,
+                    tests: list[str]) -> dict[str, dict[str, Any]]:
+    """Each of `tests`' history (apiary.core.testhistory) over the branch's last WINDOW reported jobs up to
+    job `number`: two queries for a whole page of tests."""
+    jobs = await store.reported_jobs(repo, branch, number, WINDOW)
+    order = {j["_id"]: i for i, j in enumerate(jobs)}
+    runs: dict[str, list[dict[str, Any]]] = {}
+    for run in await store.test_runs(repo, tests, list(order)):
+        runs.setdefault(run["test"], []).append(run)
+    return {test: history(sorted(found, key=lambda r: order.get(r["job"], 0))) for test, found in runs.items()}
