@@ -71,7 +71,8 @@ async def supersede(store: Store, cancel: CancelFn | None, repo: Repository, job
     if group:
         among.append({"concurrency.group": group})
     query = {"status": {"$in": _UNDERWAY}, "_id": {"$lt": job["_id"]}, "$or": among}
-    fields = {"_id": 1, "repo": 1, "ref": 1, "trigger": 1, "kind": 1, "concurrency": 1, "status": 1, "number": 1}
+    fields = {"_id": 1, "repo": 1, "ref": 1, "trigger": 1, "kind": 1, "concurrency": 1, "status": 1, "number": 1,
+              "type": 1}
     older = await store.jobs.find(query, fields).sort("_id", -1).limit(MAX_SUPERSEDED).to_list(None)
     ids = superseded(job, older, auto)
     newer = {"id": job["_id"], "number": job["number"], "repo": job["repo"]}

@@ -11,7 +11,8 @@ the group cancels the older ones still queued or running.
 Auto-cancel (a repository setting, ``auto_cancel``, on unless set to false): a new job of a push
 to a branch cancels the older jobs of pushes to that branch still queued or running; a new job of
 a pull or merge request those of the same request. Never for tags, manual triggers, schedules or
-re-runs (`superseded`).
+re-runs, and never a deploying job (DEPLOY, TEST_DEPLOY) already on a drone: a deploy is not cut off
+halfway by a push (`superseded`); ``cancel_in_progress``, asked for by name, cancels those too.
 """
 
 from __future__ import annotations
@@ -93,6 +94,11 @@ def supersede_key(job: Mapping[str, Any]) -> tuple[str, ...] | None:
     return None
 
 
+def _deploying(job: Mapping[str, Any]) -> bool:
+    """A job that may be deploying now: of a deploying type, and on a drone."""
+    return job.get("type") in ("DEPLOY", "TEST_DEPLOY") and job.get("status") in ("dispatched", "running")
+
+
 def superseded(new: Mapping[str, Any], older: Iterable[Mapping[str, Any]], auto_cancel: bool) -> list[str]:
     """The ids of the jobs in `older` (not ended, made before `new`) that `new` supersedes: those of its
     concurrency group when it cancels in progress; with `auto_cancel`, those of the same push branch or
@@ -106,6 +112,6 @@ def superseded(new: Mapping[str, Any], older: Iterable[Mapping[str, Any]], auto_
             continue  # itself, or newer (ids are in trigger order)
         if cancels_group and group is not None and (job.get("concurrency") or {}).get("group") == group:
             out.append(str(job["_id"]))
-        elif key is not None and supersede_key(job) == key:
+        elif key is not None and supersede_key(job) == key and not _deploying(job):
             out.append(str(job["_id"]))
     return out

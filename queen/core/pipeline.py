@@ -180,6 +180,17 @@ def _conditions(data: dict[str, Any], compiled: Pipeline) -> None:
             compiled["concurrency"] = concurrency
     except ConditionError as fault:
         raise _Invalid(fault.path, fault.problem) from None
+    # Hooks and phases always run: a `when:` there would be ignored, so it is refused.
+    places = [(data, "", HOOKS, "hooks"), (data, "", PHASES, "phases")]
+    places += [(s, f"stages[{i}].", HOOKS, "hooks") for i, s in enumerate(data.get("stages") or [])]
+    for owner, at, names_, group in places:
+        grouped = owner.get(group) if isinstance(owner.get(group), dict) else {}
+        for name in names_:
+            for path, steps in ((f"{at}{name}", owner.get(name)), (f"{at}{group}.{name}", grouped.get(name))):
+                for j, step in enumerate(steps if isinstance(steps, list) else []):
+                    if isinstance(step, dict) and "when" in step:
+                        raise _Invalid(f"{path}[{j}].when", "only a stage or a stage's step takes a 'when'; "
+                                       f"{name} always runs")
 
 
 def _names(value: Any, at: str, what: str) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from playwright.async_api import Page, expect
 
 from tests.browser import browser, page  # noqa: F401  (fixtures)
 from tests.cluster import Cluster
-from tests.e2e.test_forges import SECRET, add_repo, gh_push, github_hook, jobs_of, queued_job
+from tests.e2e.test_forges import SECRET, add_repo, gh_pull_request, gh_push, github_hook, jobs_of, queued_job
 from tests.gitserver import commit, git
 
 CONDITIONS = """
@@ -66,6 +66,12 @@ def local_repo(root: Path, files: dict[str, str | None]) -> tuple[Path, Path, st
 def push(work: Path, bare: Path, files: dict[str, str | None], message: str) -> str:
     sha = commit(work, files, message)
     git(work, "push", "-q", str(bare), "main")
+    return sha
+
+
+def push_ref(work: Path, bare: Path, files: dict[str, str | None], message: str, ref: str) -> str:
+    sha = commit(work, files, message)
+    git(work, "push", "-q", "-f", str(bare), f"HEAD:{ref}")
     return sha
 
 
@@ -157,6 +163,34 @@ async def test_changed_paths_compare_with_the_last_passed_job_of_the_branch(quee
         f"when.changed: migrations/0002.sql changed since {second[:12]} (job app#{job2['number']})"
 
     return job2, first
+
+
+async def test_a_pull_requests_changes_are_those_since_the_head_of_its_base_branch(queen: Cluster,
+                                                                                  tmp_path: Path) -> None:
+    work, bare, first = local_repo(tmp_path / "git", {".apiary.yml": CHANGED, "migrations/0001.sql": "create\n"})
+    git(work, "checkout", "-q", "-b", "farewell")
+    docs = push_ref(work, bare, {"README": "docs\n"}, "docs", "refs/pull/7/head")
+    await queen.add_drone("d1")
+    await add_repo(queen, "github", url=bare.as_uri(), pipeline_source="repo")
+    payload = gh_pull_request()
+    payload["pull_request"]["head"]["sha"] = docs
+    job = await queued_job(queen, *await github_hook(queen, "pull_request", payload))
+    done = await queen.wait_job(job["id"])
+    assert done["status"] == "passed", done.get("error")
+    assert done["changes_base"] == {"commit": first, "since": f"{first[:12]} (the head of main)", "why": ""}
+    stages = by_name(await queen.get(f"/jobs/{job['id']}/outcome"))
+    assert stages["migrate"]["reason"] == \
+        f"when.changed: nothing under migrations/** changed since {first[:12]} (the head of main)"
+
+    migration = push_ref(work, bare, {"migrations/0002.sql": "alter\n"}, "migrate", "refs/pull/7/head")
+    payload["pull_request"]["head"]["sha"] = migration
+    payload["action"] = "synchronize"
+    job = await queued_job(queen, *await github_hook(queen, "pull_request", payload))
+    done = await queen.wait_job(job["id"])
+    stages = by_name(await queen.get(f"/jobs/{job['id']}/outcome"))
+    assert stages["migrate"]["status"] == "passed"
+    assert done["conditions"][0]["reason"] == \
+        f"when.changed: migrations/0002.sql changed since {first[:12]} (the head of main)"
 
 
 async def test_the_job_page_shows_the_base_and_why_stages_and_steps_were_skipped(queen: Cluster, tmp_path: Path,

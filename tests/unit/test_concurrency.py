@@ -47,9 +47,11 @@ def test_may_dispatch(group, busy, may):
     assert may_dispatch(group, busy) is may
 
 
-def job(id, kind="push", type="push", branch="main", fetch=None, group=None, cancel=False, repo="app"):
+def job(id, kind="push", type="push", branch="main", fetch=None, group=None, cancel=False, repo="app",
+        job_type="TEST", status="queued"):
     ref = {"fetch": fetch} if fetch else {"branch": branch}
-    out = {"_id": id, "repo": repo, "kind": kind, "trigger": {"type": type}, "ref": ref}
+    out = {"_id": id, "repo": repo, "kind": kind, "trigger": {"type": type}, "ref": ref, "type": job_type,
+           "status": status}
     if group:
         out["concurrency"] = {"group": group, "cancel_in_progress": cancel}
     return out
@@ -72,6 +74,11 @@ def job(id, kind="push", type="push", branch="main", fetch=None, group=None, can
      [job("1", kind="fork", type="merge_request", fetch="refs/merge-requests/2/head")], True, ["1"]),
     (job("3", kind="manual", type="manual", group="deploy", cancel=True),
      [job("1", kind="manual", type="manual", group="deploy"), job("2", group="other")], False, ["1"]),
+    (job("3"), [job("1", status="running")], True, ["1"]),
+    # A deploy on a drone is not cut off by a push; one still queued is superseded like any other.
+    (job("3"), [job("1", job_type="TEST_DEPLOY", status="running"), job("2", job_type="DEPLOY")], True, ["2"]),
+    (job("3", group="prod", cancel=True), [job("1", job_type="DEPLOY", status="running", group="prod")], True,
+     ["1"]),
     (job("3", kind="manual", type="manual", group="deploy", cancel=False),
      [job("1", kind="manual", type="manual", group="deploy")], True, []),
 ])

@@ -140,6 +140,10 @@ stages:
      "stages[0].when.changed[0]: '../etc/**' is a path in the repository"),
     ("stages:\n  - name: a\n    when:\n      type: [BUILD]\n    steps: [x]\n",
      "stages[0].when.type[0]: must be one of TEST, DEPLOY, TEST_DEPLOY, got 'BUILD'"),
+    ("on_failure: [{run: x, when: {branch: [main]}}]\nstages: [{name: a, steps: [x]}]\n",
+     ".apiary.yml, line 1: on_failure[0].when: only a stage or a stage's step takes a 'when'; on_failure always runs"),
+    ("stages:\n  - name: a\n    steps: [x]\n    hooks:\n      on_start:\n        - run: y\n          when: {}\n",
+     "stages[0].hooks.on_start[0].when: only a stage or a stage's step takes a 'when'"),
 ])
 def test_bad_when_names_file_line_and_field(yaml, message):
     with pytest.raises(PipelineError) as caught:
