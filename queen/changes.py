@@ -45,6 +45,7 @@ async def job_changes(store: Store, git_cache: Path, repo: Repository, job: Job)
         auth = repo_auth(repo, await store.secret_values(repo["_id"]))
     except BadRequest as exc:
         return Changes(None, why=str(exc))
+    base_job = None  # the passed job whose commit is the base
     try:
         if trigger.get("base_branch") and not branch:
             target = str(trigger["base_branch"])
@@ -58,16 +59,18 @@ async def job_changes(store: Store, git_cache: Path, repo: Repository, job: Job)
             if not FULL_SHA.fullmatch(base):
                 return Changes(None, why=f"no earlier passed job of {branch}")
             since = f"{base[:12]} (job {repo['_id']}#{last['number']})"  # type: ignore[index]
+            base_job = str(last["_id"])  # type: ignore[index]
             await read_at_ref(git_cache, url, {"id": base}, auth, timeout=TIMEOUT)  # in the cache from now on
         else:
-            return Changes(None, why="a job of no branch (a tag) has no base to compare with")
+            return Changes(None, why="the job has no branch to compare with (a tag, or a ref fetched by name)")
         files = await _diff(git_cache, url, base, head)
     except GitError as exc:
         log.warning("job of %s at %s: what changed is not known: %s", repo["_id"], head[:12], exc)
         return Changes(None, why="git could not compare: " + str(exc).splitlines()[0][:200])
     if files is None:
-        return Changes(None, base=base, since=since, why=f"more than {MAX_FILES} files changed since {since}")
-    return Changes(tuple(files), base=base, since=since)
+        return Changes(None, base=base, since=since, why=f"more than {MAX_FILES} files changed since {since}",
+                       job=base_job)
+    return Changes(tuple(files), base=base, since=since, job=base_job)
 
 
 async def _diff(git_cache: Path, url: str, base: str, head: str) -> list[str] | None:
@@ -83,5 +86,7 @@ async def _diff(git_cache: Path, url: str, base: str, head: str) -> list[str] | 
 
 
 def base_doc(changes: Changes) -> dict[str, Any]:
-    """What the job records of its base (``changes_base``): {commit, since, why}."""
-    return {"commit": changes.base, "since": changes.since, "why": changes.why}
+    """What the job records of its base (``changes_base``): {commit, since, why, job (the passed job
+    whose commit it is, if one)}."""
+    return {"commit": changes.base, "since": changes.since, "why": changes.why,
+            **({"job": changes.job} if changes.job else {})}

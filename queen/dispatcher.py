@@ -18,10 +18,10 @@ from typing import Any
 
 from pymongo.errors import PyMongoError
 
+from apiary.core.concurrency import may_dispatch
 from apiary.core.errors import BadRequest
 from apiary.core.jobstate import Dispatched, JobState, NotDelivered, Policy, Write, transition
 from apiary.core.models import Job
-from apiary.core.concurrency import may_dispatch
 from apiary.core.protocol import JobStatus, Msg
 from apiary.queen.hub import Hub
 from apiary.queen.pool import Pool

@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from apiary.core.concurrency import group_name, superseded
+from apiary.core.concurrency import group_name, supersede_key, superseded
 from apiary.core.conditions import JobFacts, decide, needs_changes
 from apiary.core.models import Job, Repository
 from apiary.core.protocol import JobStatus
@@ -65,8 +65,9 @@ async def supersede(store: Store, cancel: CancelFn | None, repo: Repository, job
         return []
     group = (job.get("concurrency") or {}).get("group")
     auto = repo.get("auto_cancel", True) is not False
-    if not ((job.get("concurrency") or {}).get("cancel_in_progress") and group) and not auto:
-        return []
+    cancels_group = bool((job.get("concurrency") or {}).get("cancel_in_progress") and group)
+    if not cancels_group and not (auto and supersede_key(job) is not None):
+        return []  # it supersedes nothing: no query (a manual trigger, a schedule, a tag)
     among: list[dict[str, Any]] = [{"repo": job["repo"]}]
     if group:
         among.append({"concurrency.group": group})

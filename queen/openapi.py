@@ -173,7 +173,8 @@ SCHEMAS: dict[str, Any] = {
                        "items": _object({"stage": _STRING, "step": {"type": ["integer", "null"]},
                                          "run": {"type": "boolean"}, "reason": _STRING})},
         # what when.changed compared the job's commit with
-        "changes_base": _object({"commit": {"type": ["string", "null"]}, "since": _STRING, "why": _STRING}),
+        "changes_base": _object({"commit": {"type": ["string", "null"]}, "since": _STRING, "why": _STRING,
+                                 "job": _STRING}),
         "concurrency": _object({"group": _STRING, "cancel_in_progress": {"type": "boolean"}}),
         # the newer job that cancelled this one
         "superseded_by": _object({"id": _STRING, "number": {"type": "integer"}, "repo": _STRING}),

@@ -110,8 +110,7 @@ def superseded(new: Mapping[str, Any], older: Iterable[Mapping[str, Any]], auto_
     for job in older:
         if job.get("_id") == new.get("_id") or str(job.get("_id")) > str(new.get("_id")):
             continue  # itself, or newer (ids are in trigger order)
-        if cancels_group and group is not None and (job.get("concurrency") or {}).get("group") == group:
-            out.append(str(job["_id"]))
-        elif key is not None and supersede_key(job) == key and not _deploying(job):
+        same_group = cancels_group and group is not None and (job.get("concurrency") or {}).get("group") == group
+        if same_group or (key is not None and supersede_key(job) == key and not _deploying(job)):
             out.append(str(job["_id"]))
     return out

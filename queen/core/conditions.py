@@ -266,7 +266,7 @@ def path_regex(pattern: str) -> re.Pattern[str]:
         else:
             out.append(re.escape(c))
         i += 1
-    return re.compile("".join(out) + r"\Z", re.S)
+    return re.compile("".join(out) + r"\Z", re.DOTALL)
 
 
 def matching_paths(paths: Sequence[str], patterns: Sequence[str]) -> list[str]:
@@ -288,6 +288,7 @@ class Changes:
     base: str | None = None  # the base commit's sha
     since: str = ""
     why: str = ""
+    job: str | None = None  # the id of the passed job whose commit is the base, if one
 
 
 @dataclass(frozen=True)

@@ -255,7 +255,7 @@ class Job(TypedDict):
     delivery: NotRequired[str]  # plugin/repository/id of the webhook delivery that queued it (unique)
     # `when:` verdicts: [{stage, step (from 0) | None, run, reason}] (apiary.core.conditions.decide)
     conditions: NotRequired[list[dict[str, Any]]]
-    # What `when.changed` compared with: {commit (sha) | None, since (for people), why (no base)}
+    # What `when.changed` compared with: {commit (sha) | None, since (for people), why (no base), job?}
     changes_base: NotRequired[dict[str, Any]]
     concurrency: NotRequired[dict[str, Any]]  # {group (filled in), cancel_in_progress}
     superseded_by: NotRequired[dict[str, Any]]  # {id, number, repo} of the newer job that cancelled it

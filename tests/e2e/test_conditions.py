@@ -149,7 +149,7 @@ async def test_changed_paths_compare_with_the_last_passed_job_of_the_branch(quee
     # A push that leaves migrations/ alone skips the stage, naming the base.
     second = push(work, bare, {"README": "docs only\n"}, "docs")
     job2, stages = await pushed(second)
-    assert job2["changes_base"]["commit"] == first
+    assert job2["changes_base"]["commit"] == first and job2["changes_base"]["job"] == job1["id"]
     since = f"{first[:12]} (job app#{job1['number']})"
     assert stages["migrate"]["status"] == "skipped"
     assert stages["migrate"]["reason"] == f"when.changed: nothing under migrations/** changed since {since}"
@@ -193,8 +193,8 @@ async def test_a_pull_requests_changes_are_those_since_the_head_of_its_base_bran
         f"when.changed: migrations/0002.sql changed since {first[:12]} (the head of main)"
 
 
-async def test_the_job_page_shows_the_base_and_why_stages_and_steps_were_skipped(queen: Cluster, tmp_path: Path,
-                                                                                 page: Page) -> None:
+async def test_the_job_page_shows_the_base_and_why_stages_and_steps_were_skipped(
+        queen: Cluster, tmp_path: Path, page: Page) -> None:  # noqa: F811
     pipeline = CHANGED + """  - name: notes
     steps:
       - echo kept
@@ -212,6 +212,7 @@ async def test_the_job_page_shows_the_base_and_why_stages_and_steps_were_skipped
 
     await page.goto(f"/jobs/{job2['id']}")
     await expect(page.locator("#job-changes-base")).to_contain_text(f"{first[:10]} (job app#{job1['number']})")
+    await expect(page.locator("#job-changes-base a")).to_have_attribute("href", f"/jobs/{job1['id']}")
     migrate = page.locator('.g-stage[data-stage="migrate"]')
     await expect(migrate).to_have_attribute("data-state", "skipped")
     await expect(migrate.locator(".g-reason")).to_have_text(
@@ -326,7 +327,7 @@ async def test_bad_when_and_concurrency_are_refused_naming_file_line_and_field(q
 
 
 async def test_auto_cancel_is_a_repository_setting_on_the_settings_page_and_in_the_cli(
-        queen: Cluster, page: Page, tmp_path: Path) -> None:
+        queen: Cluster, page: Page, tmp_path: Path) -> None:  # noqa: F811
     from tests.e2e.test_client import apiary, url
 
     await queen.create_pipeline_repo("app", "stages: [{name: t, steps: [make]}]")
@@ -343,4 +344,4 @@ async def test_auto_cancel_is_a_repository_setting_on_the_settings_page_and_in_t
     await page.locator('[data-field="deploy_tags"]').scroll_into_view_if_needed()
     await page.screenshot(path=SHOTS / "conditions-settings.png")
     shown = await apiary(tmp_path, "repo", "show", "app", *url(queen))
-    assert re.search(r"^auto-cancel: +off$", shown.out, re.M), shown.out
+    assert re.search(r"^auto-cancel: +off$", shown.out, re.MULTILINE), shown.out

@@ -128,8 +128,8 @@ stages:
 
 @pytest.mark.parametrize("yaml, message", [
     ("stages:\n  - name: a\n    when: [main]\n    steps: [x]\n",
-     ".apiary.yml, line 3: stages[0].when: must be a mapping of branch, not_branch, event, type, expression, "
-     "changed, got a list"),
+     (".apiary.yml, line 3: stages[0].when: must be a mapping of branch, not_branch, event, type, expression, "
+      "changed, got a list")),
     ("stages:\n  - name: a\n    when: {branches: [main]}\n    steps: [x]\n",
      ".apiary.yml, line 3: stages[0].when.branches: unknown key 'branches'"),
     ("stages:\n  - name: a\n    steps:\n      - run: x\n        when:\n          event: [pr]\n",
