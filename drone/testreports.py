@@ -124,7 +124,8 @@ def _read_all(workspace: Path, globs: list[str]) -> _Read:
         out.report.add(report)
         out.files.append({"path": path, "tests": report.counts["tests"]})
         c = report.counts
-        bad = ", ".join(f"{c[k]} {k}" for k in ("failed", "errors", "skipped") if c[k])
+        bad = ", ".join(f"{c[k]} {'error' if k == 'errors' and c[k] == 1 else k}" for k in ("failed", "errors", "skipped")
+                        if c[k])
         out.said.append((Msg.JOB_STDOUT, f"reports: {path}: {c['tests']} tests" + (f" ({bad})" if bad else "") + "\n"))
     return out
 

@@ -81,6 +81,7 @@ SCHEMAS: dict[str, Any] = {
             "environment": _STEPS, "prepare": _STEPS, "cleanup": _STEPS,
             "hooks": {"type": "object"}, "phases": {"type": "object"},
             "concurrency": {"type": ["object", "string"], "description": "{group, cancel_in_progress}"},
+            "reports": {"type": "object", "description": "{junit: [glob]}: JUnit XML test reports in the workspace"},
         }, ("stages",), closed=True)},
     "RepoSettings": _object({
         "name": {"type": "string", "pattern": REPO_NAME.pattern,
@@ -178,7 +179,28 @@ SCHEMAS: dict[str, Any] = {
         "concurrency": _object({"group": _STRING, "cancel_in_progress": {"type": "boolean"}}),
         # the newer job that cancelled this one
         "superseded_by": _object({"id": _STRING, "number": {"type": "integer"}, "repo": _STRING}),
+        "report": _ref("TestCounts"),  # its test report (apiary.queen.testreports)
     }, ("id", "repo", "status", "type", "ref", "commands")),
+    # -- test reports (apiary.queen.testreports) --
+    "TestCounts": _object({
+        **{k: {"type": "integer", "minimum": 0} for k in ("tests", "passed", "failed", "errors", "skipped")},
+        "stored": {"type": "integer", "minimum": 0, "description": "tests kept one by one (failed first)"},
+        "seconds": _NUMBER,
+        "files": {"type": "array", "items": _object({"path": _STRING, "tests": {"type": "integer"},
+                                                     "error": {"type": "string", "description": "why it was skipped"}},
+                                                    ("path",))}}, ("tests", "passed", "failed", "errors", "skipped")),
+    "TestHistory": _object({
+        "passed": {"type": "integer"}, "failed": {"type": "integer", "description": "failed or errored"},
+        "skipped": {"type": "integer"}, "flips": {"type": "integer", "description": "pass <-> fail changes"},
+        "flaky": {"type": "boolean"}, "why": {"type": "string", "description": "why it is flaky, else ''"}},
+        ("passed", "failed", "flaky")),
+    "TestResult": _object({
+        "test": {"type": "string", "description": "classname.name: its identity in the repository's history"},
+        "name": _STRING, "classname": _STRING, "suite": _STRING,
+        "status": {"enum": ["failed", "error", "skipped", "passed"]}, "seconds": _NUMBER,
+        "message": _STRING, "text": {"type": "string", "description": "the failure's text (its end, cut)"},
+        "job": _STRING, "number": {"type": ["integer", "null"]}, "commit": {"type": ["string", "null"]},
+        "n": {"type": "integer"}, "history": _ref("TestHistory")}, ("test", "status")),
     "Event": _object({"seq": {"type": "integer"}, "type": _STRING, "job": _STRING}, ("seq", "type")),
     "Outcome": _object({  # apiary.core.outcome
         "status": {"enum": [s.value for s in JobStatus]}, "error": {"type": ["string", "null"]},
@@ -373,6 +395,29 @@ PATHS: dict[str, Any] = {
         "post": _op("A new job with the same ref, type and parameters", {
             "201": _json(_ref("Job"), "queued"), "400": _BAD, "404": _MISSING},
             parameters=[_JOB], body=_body(_ref("Rerun"), required=False)),
+    },
+    "/api/v1/jobs/{job}/tests": {
+        "get": _op("The job's tests, failed and errored first, then skipped, then passed; each with its history", {
+            "200": _json(_object({"job": _STRING, "report": {"oneOf": [{"type": "null"}, _ref("TestCounts")]},
+                                  "total": {"type": "integer"}, "offset": {"type": "integer"},
+                                  "limit": {"type": "integer"},
+                                  "tests": {"type": "array", "items": _ref("TestResult")}},
+                                 ("job", "report", "total", "tests")), "a page of tests"),
+            "400": _BAD, "404": _MISSING},
+            parameters=[_JOB, _param("status", "query", enum=["failed", "error", "skipped", "passed"]),
+                        _param("offset", "query", type="integer", minimum=0),
+                        _param("limit", "query", type="integer", minimum=1, maximum=500)]),
+    },
+    "/api/v1/repos/{repo}/tests/history": {
+        "get": _op("A test's results over its branch's last 20 jobs with a report, and whether it is flaky", {
+            "200": _json({**_object({"repo": _STRING, "branch": {"type": ["string", "null"]}, "test": _STRING,
+                                     "window": {"type": "integer"},
+                                     "runs": {"type": "array", "items": _ref("TestResult")}},
+                                    ("repo", "test", "runs")),
+                          "allOf": [_ref("TestHistory")]}, "its history, newest first"),
+            "400": _BAD, "404": _MISSING},
+            parameters=[_REPO, {**_param("test", "query", type="string", minLength=1), "required": True},
+                        _param("branch", "query", type="string")]),
     },
     "/api/v1/jobs/{job}/artifacts": {
         "get": _op("The job's artifacts", {

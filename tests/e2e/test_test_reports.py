@@ -4,6 +4,9 @@ drone and the queen well, each named in the job's output."""
 
 from __future__ import annotations
 
+from playwright.async_api import Page, expect
+
+from tests.browser import browser, page, shot  # noqa: F401  (fixtures)
 from tests.cluster import Cluster
 
 # pytest's style: <testsuites><testsuite>, classname a module, one test's outcome from $OUTCOME.
@@ -82,7 +85,7 @@ async def test_a_jobs_junit_reports_are_counted_listed_failed_first_and_kept_per
     assert report["files"] == [{"path": "reports/junit-py.xml", "tests": 5},
                                {"path": "target/surefire-reports/TEST-com.example.CalcTest.xml", "tests": 3}]
     text = "".join(e.get("text", "") for e in await queen.events(job["id"]))
-    assert "reports: reports/junit-py.xml: 5 tests (2 failed, 1 errors, 1 skipped)" in text, text
+    assert "reports: reports/junit-py.xml: 5 tests (2 failed, 1 error, 1 skipped)" in text, text
 
     listed = await queen.get(f"/jobs/{job['id']}/tests")
     assert listed["total"] == 8 and listed["report"]["tests"] == 8
@@ -179,3 +182,39 @@ async def test_hostile_reports_are_named_and_skipped_and_leave_the_drone_and_que
     assert again["status"] == "passed" and again["report"]["tests"] == 100000
     assert "d1" in await queen.drone_ids()
 
+
+
+async def test_the_job_page_shows_the_tests_failed_first_with_messages_and_the_flaky_one_marked(
+        queen: Cluster, page: Page) -> None:
+    await queen.add_drone("d1")
+    await queen.create_pipeline_repo("web", _indented(PIPELINE))
+    commit = "cd" * 20
+    for outcome in ("pass", "pass"):
+        await queen.wait_job((await queen.trigger("web", commit=commit, parameters={"OUTCOME": outcome}))["id"])
+    job = await queen.trigger("web", commit=commit, parameters={"OUTCOME": "fail"})
+    await page.goto(f"/jobs/{job['id']}")  # open while it runs: the panel comes when the job has its report
+    panel = page.locator("#tests")
+    await expect(panel).to_be_visible(timeout=30_000)
+    await expect(page.locator("#job")).to_have_attribute("data-status", "failed")
+    await expect(page.locator("#tests-counts")).to_have_text(
+        "8 tests 3 failed 1 error 1 skipped 3 passed 16 min 44 s")
+    rows = panel.locator("#tests-list > li")
+    await expect(rows).to_have_count(8)
+    assert await rows.evaluate_all("rows => rows.map(r => r.dataset.test)") == [
+        "tests.test_calc.test_divides", "tests.test_calc.test_needs_db", "tests.test_net.test_network",
+        "com.example.CalcTest.subtracts", "tests.test_calc.test_later", "tests.test_calc.test_adds",
+        "com.example.CalcTest.multiplies", "com.example.CalcTest.rounds"]
+    first = rows.nth(0)
+    await expect(first.locator(".status")).to_have_text("failed")
+    await expect(first.locator(".t-message")).to_have_text("assert 3 == 4")
+    await expect(first.locator(".t-dur")).to_have_text("20 ms")
+    await first.locator("details > summary").click()
+    await expect(first.locator("pre.t-text")).to_contain_text("E       assert 3.0 == 4")
+    network = panel.locator('li[data-test="tests.test_net.test_network"]')
+    await expect(network.locator(".t-flaky")).to_have_attribute(
+        "title", f"passed and failed on the same commit {commit[:12]}")
+    await expect(network.locator(".t-hist")).to_have_text("last jobs: 2 passed, 1 failed")
+    assert await panel.locator(".t-flaky").count() == 1
+    await expect(panel.locator('li[data-test="tests.test_calc.test_later"] .t-message')).to_have_text("not yet")
+    await shot(page, "job-tests")
+    await page.screenshot(path="/tmp/shots/job-tests.png", full_page=True)
