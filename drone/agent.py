@@ -35,6 +35,7 @@ from apiary.core.errors import ApiaryError
 from apiary.core.protocol import CANCELLED_LINE, PROTOCOL_VERSION, STOPPING_LINE, Msg
 
 from . import artifacts
+from .caches import CacheRequests, JobCaches
 from .connection import Connection
 from .executor import JobRun
 from .jobkit import JobKits
@@ -64,6 +65,7 @@ class Agent:
         # This process, to the queen: a reconnect keeps its id; another process claiming it is refused.
         self.session = secrets.token_hex(8)
         self.conn = Connection(config, self.id, self.on_message, self.info, self.heartbeat)
+        self.cache_requests = CacheRequests(self.conn.send)  # cache:get out, cache:part back (caches.py)
         self._refused: asyncio.Future[str] | None = None
         self._refusal_said = float("-inf")
         self._stopped = False
@@ -137,6 +139,8 @@ class Agent:
     def on_message(self, msg: Msg, body: dict[str, Any]) -> None:
         if msg is Msg.QUEUE_NEW:
             self.start_job(body)
+        elif msg is Msg.CACHE_PART:
+            self.cache_requests.answer(body)
         elif msg is Msg.JOB_CANCEL:
             self.cancel(body["id"], body["attempt"], force=body.get("force") is True)
         elif msg is Msg.REFUSED and body.get("retry") is True:
@@ -261,7 +265,7 @@ class Agent:
             run = JobRun(job, workspace, emit, self.base_env, flush_after=self.config.output_flush_ms / 1000,
                          chunk_bytes=self.config.output_chunk_bytes, private_dir=private, collect=collect,
                          plugins=self.plugins, limits=JobLimits.of(self.config), sandbox=self.sandbox, paths=paths,
-                         job_net=kit.net, box=kit.box)
+                         job_net=kit.net, box=kit.box, caches=self._caches(job, paths, emit))
             # A cancel reaches the JobRun, which kills the step and reports the
             # job as cancelled before returning.
             status = await run.run()
@@ -281,6 +285,16 @@ class Agent:
             if kit is not None:
                 await self.workspaces.remove(kit.paths.tmp)
                 await self.workspaces.release(kit.paths.workspace, job_id)
+
+    def _caches(self, job: dict[str, Any], paths: JobPaths, emit: Any) -> JobCaches | None:
+        """The job's pipeline caches (caches.py), or None when it has none or this drone keeps none."""
+        if not (job.get("pipeline") or {}).get("cache") or self.config.cache_max_bytes == 0:
+            return None
+        user = self.sandbox.job_user
+        return JobCaches(job, paths.workspace, paths.tmp / "home", emit, self.cache_requests.ask,
+                         self.config.work_path / "caches", self.config.cache_max_bytes,
+                         owner=(user.pw_uid, user.pw_gid) if user is not None else None,
+                         room=lambda: self.conn.room(job["id"], ARTIFACT_WINDOW))
 
     async def stop(self, ack_timeout: float = 5.0) -> None:
         self._stopped = True

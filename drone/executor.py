@@ -41,6 +41,7 @@ from apiary.core.stages import blocked_stages, next_stages, runnable_stages
 from apiary.core import partial
 
 from .artifacts import ArtifactError
+from .caches import JobCaches
 from .checkout import checked_out, checkout_plan, shown_commit
 from .jobnet import JobNet
 from .jobplugins import JobPlugins
@@ -70,8 +71,10 @@ class JobRun:
                  flush_after: float, chunk_bytes: int, private_dir: Path | None,
                  collect: CollectFn | None = None, plugins: PluginManager | None = None,
                  limits: JobLimits | None = None, sandbox: Sandbox | None = None,
-                 paths: JobPaths | None = None, job_net: JobNet | None = None, box: WarmBox | None = None) -> None:
+                 paths: JobPaths | None = None, job_net: JobNet | None = None, box: WarmBox | None = None,
+                 caches: JobCaches | None = None) -> None:
         self.job = job
+        self.caches = caches  # the pipeline's `cache:` (drone/caches.py); None: none here
         self.pipeline = job["pipeline"]
         self.workspace = workspace
         self.emit = emit
@@ -161,6 +164,8 @@ class JobRun:
                         # Artifacts a job promised and could not deliver: it failed, saying why (or was cancelled).
                         status, error = collected if collected[0] is JobStatus.CANCELLED else (JobStatus.FAILED,
                                                                                               collected[1])
+                if stopped is None and status is JobStatus.PASSED and self.caches is not None:
+                    stopped = await self._guarded(self.caches.save())  # a cache never fails the job
                 if stopped is not None and stopped[0] is JobStatus.CANCELLED:
                     status, error = stopped
             if self._cleanup_on_cancel:
@@ -228,6 +233,8 @@ class JobRun:
         await self.plugins.setup(env)
         await self._hooks(self._job_hooks("on_start"), env, "on_start", "environment")
         code = await self._phase("environment", self._checkout_steps(env) + self._plain("environment"), env)
+        if code == 0 and self.caches is not None:  # once checked out: hashFiles sees the job's files
+            await self.caches.restore()
         if code == 0 and self.job.get("resume"):  # a partial run: the earlier stages' artifacts, once checked out
             await self._restore()
         if code == 0:

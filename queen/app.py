@@ -47,6 +47,7 @@ from apiary.queen.sealing import Sealer
 from apiary.queen.store import Store
 from apiary.queen.strict_json import json_response
 from apiary.queen.testreports import routes as test_routes
+from apiary.queen.cache_api import routes as cache_routes
 from apiary.queen.web_guard import (
     Policy,
     add_security_headers,
@@ -172,6 +173,7 @@ def init_app(config: QueenConfig, connection_cap: int = MAX_CONNECTIONS) -> web.
     app.router.add_post("/hooks/{plugin}/{repo}", webhook)
     app.add_routes(api_routes)
     app.add_routes(test_routes)  # a job's tests, a test's history
+    app.add_routes(cache_routes)  # a repository's pipeline caches
     app.add_routes(join_routes)
     app.router.add_get(openapi.PATH, openapi.serve)
     app.router.add_get("/ws", websocket)

@@ -42,6 +42,7 @@ from apiary.core.jobstate import (
 )
 from apiary.core.models import Job
 from apiary.core.protocol import JOB_EVENTS, PROTOCOL_VERSION, JobStatus, Msg, drone_info_fault, reported_load
+from apiary.queen import caches
 from apiary.queen.broker import Broker
 from apiary.queen.curve import server_curve
 from apiary.queen.dispatcher import Dispatcher
@@ -62,6 +63,7 @@ class Hive:
                  queen_secrets: Callable[[Mapping[str, Any]], set[str]] = lambda repo: set()) -> None:
         self.config = config
         self.store = store
+        store.cache_max_bytes = config.cache_max_bytes  # what a repository's caches may take together
         self.hub = hub
         self.boot = str(ulid.ULID())
         self.pool = Pool()
@@ -122,6 +124,8 @@ class Hive:
             self.recorder.submit(drone.id, msg, body)
         elif msg is Msg.DRONE_HEARTBEAT:
             self._heartbeat(drone, body)
+        elif msg is Msg.CACHE_GET:  # a job's pipeline cache, asked for by its drone (queen/caches.py)
+            self._spawn(caches.serve(self.store, self.send, drone.id, body))
         elif msg is Msg.DRONE_BYE:
             gone = self.pool.leave(drone.id)
             self.names.pop(route, None)

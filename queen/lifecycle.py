@@ -15,6 +15,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from apiary.core.caches import job_fields as cache_fields
 from apiary.core.context import checkout_facts
 from apiary.core.protocol import Msg
 from apiary.core.refs import FULL_SHA
@@ -57,6 +58,8 @@ def job_update(msg: Msg, body: Mapping[str, Any]) -> dict[str, Any]:
         return {"phases.test.code": body["code"], "tested": body["timestamp"]}
     if msg is Msg.JOB_DEPLOYED:
         return {"phases.deploy.code": body["code"], "deployed": body["timestamp"]}
+    if msg is Msg.JOB_CACHE:  # a pipeline cache's hit, miss, saved (apiary.core.caches)
+        return cache_fields(body)
     if msg is Msg.JOB_CHECKOUT:
         # The commit the job runs: shown with it, built again by a re-run, given its commit statuses.
         if not FULL_SHA.fullmatch(body["commit"]):

@@ -81,6 +81,7 @@ SCHEMAS: dict[str, Any] = {
             "environment": _STEPS, "prepare": _STEPS, "cleanup": _STEPS,
             "hooks": {"type": "object"}, "phases": {"type": "object"},
             "concurrency": {"type": ["object", "string"], "description": "{group, cancel_in_progress}"},
+            "cache": {"type": ["array", "object"], "description": "[{key, paths, restore_keys}]: pipeline caches"},
             "reports": {"type": "object", "description": "{junit: [glob]}: JUnit XML test reports in the workspace"},
         }, ("stages",), closed=True)},
     "RepoSettings": _object({
@@ -179,6 +180,12 @@ SCHEMAS: dict[str, Any] = {
         "concurrency": _object({"group": _STRING, "cancel_in_progress": {"type": "boolean"}}),
         # the newer job that cancelled this one
         "superseded_by": _object({"id": _STRING, "number": {"type": "integer"}, "repo": _STRING}),
+        "caches": {"type": "object", "description": "by the entry's index in `cache:` (apiary.core.caches.job_fields)",
+                   "additionalProperties": _object({
+                       "key": _STRING, "restore": {"enum": ["hit", "miss", "refused", "skipped"]},
+                       "restored_key": _STRING, "scope": _STRING, "size": {"type": "integer"},
+                       "save": {"enum": ["saved", "skipped"]}, "saved_size": {"type": "integer"},
+                       "files": {"type": "integer"}, "note": _STRING})},
         "report": _ref("TestCounts"),  # its test report (apiary.queen.testreports)
     }, ("id", "repo", "status", "type", "ref", "commands")),
     # -- test reports (apiary.queen.testreports) --
@@ -336,6 +343,19 @@ PATHS: dict[str, Any] = {
         "delete": _op("Delete a secret", {
             "200": _json(_object({"name": _STRING, "deleted": {"const": True}}, ("name", "deleted")), "deleted"),
             "400": _BAD, "404": _MISSING}, parameters=[_REPO, _param("secret")]),
+    },
+    "/api/v1/repos/{repo}/caches": {
+        "get": _op("The repository's pipeline caches, most recently used first", {
+            "200": _json(_object({"caches": {"type": "array", "items": _object({
+                "id": _STRING, "scope": {"type": "string", "description": "a branch, or pull:<ref>"}, "key": _STRING,
+                "size": {"type": "integer", "description": "bytes of tar.zst"}, "created": _NUMBER, "used": _NUMBER,
+                "job": _STRING}, ("id", "scope", "key", "size"))},
+                "size": {"type": "integer"}, "max_bytes": {"type": "integer"}}, ("caches", "size")), "the list"),
+            "404": _MISSING}, parameters=[_REPO]),
+        "delete": _op("Delete the repository's caches (of a scope, of a key): admins", {
+            "200": _json(_object({"deleted": {"type": "integer"}}, ("deleted",)), "how many"),
+            "400": _BAD, "404": _MISSING},
+            parameters=[_REPO, _param("scope", "query", type="string"), _param("key", "query", type="string")]),
     },
     "/api/v1/repos/{repo}/jobs": {
         "get": _op("The repository's jobs, newest first", {"200": _json(_JOBS, "a page"), "400": _BAD,

@@ -28,6 +28,7 @@ from pymongo.errors import PyMongoError
 from apiary.core.jobstate import CancelCopy, Effect, JobState, Policy, Write, admit, drone_event, transition
 from apiary.core.models import Event
 from apiary.core.protocol import OUTPUT_EVENTS, Msg
+from apiary.queen import caches
 from apiary.queen.hub import Hub
 from apiary.queen.lifecycle import job_update
 from apiary.queen.store import Store
@@ -255,11 +256,13 @@ class Recorder:
                 # The bytes go to GridFS before the event is stored or acked.
                 await self.store.save_artifact_part(job_id, body["name"], body["part"], body["parts"],
                                                     body["size"], body["data"])
+            if msg is Msg.JOB_CACHE and body.get("state") == "part":
+                await caches.save_part(self.store, job_id, body)  # a cache's part, likewise (queen/caches.py)
             if msg is Msg.JOB_REPORT:
                 # A report's tests go to their own collection (store/tests.py) before the event is stored or acked.
                 await self.store.save_tests(job_id, body["first"], body["tests"])
             # An artifact's bytes are in GridFS, a report's tests in ``tests``; its event keeps the rest.
-            doc = _storable({k: v for k, v in body.items() if k != "id" and (k != "data" or msg is not Msg.JOB_ARTIFACT)
+            doc = _storable({k: v for k, v in body.items() if k != "id" and (k != "data" or msg not in (Msg.JOB_ARTIFACT, Msg.JOB_CACHE))
                              and (k != "tests" or msg is not Msg.JOB_REPORT)})
             if doc is None:
                 log.warning("drone %s sent %s for job %s with a value the store cannot hold: dropped",

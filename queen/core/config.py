@@ -48,9 +48,12 @@ class QueenConfig:
     curve_secret_key: str = ""
     authorized_keys: str = ""
     allow_insecure_drones: bool = False
+    cache_max_bytes: int = 2 * 2**30  # a repository's pipeline caches together (tar.zst); 0: no cap
 
     def check(self) -> None:
         _port("http_port", self.http_port)
+        if self.cache_max_bytes < 0:
+            raise _fault("cache_max_bytes", f"must be 0 (no cap) or more, got {self.cache_max_bytes}")
         _key_pair("curve_secret_key", self.curve_secret_key, "authorized_keys", self.authorized_keys)
         if self.max_attempts < 1:
             raise _fault("max_attempts", f"must be 1 or more, got {self.max_attempts}")
@@ -94,6 +97,7 @@ class DroneConfig:
     output_flush_ms: float = 5.0
     output_chunk_bytes: int = 65536
     artifact_max_bytes: int = 256 * 1024 * 1024
+    cache_max_bytes: int = 2 * 2**30  # one pipeline cache's files, saved or restored (uncompressed)
     keep_workspaces: int = 0
     log_max_bytes: int = 100 * 2**20
     workspace_max_bytes: int = 20 * 2**30
@@ -172,6 +176,8 @@ class DroneConfig:
                 raise _fault(key, f"must be 0 (no cap) or more, got {getattr(self, key)}")
         if self.artifact_max_bytes < 0:
             raise _fault("artifact_max_bytes", f"must be 0 or more, got {self.artifact_max_bytes}")
+        if self.cache_max_bytes < 0:
+            raise _fault("cache_max_bytes", f"must be 0 (no caches) or more, got {self.cache_max_bytes}")
         if self.output_chunk_bytes < 1024:
             raise _fault("output_chunk_bytes", f"must be at least 1024, got {self.output_chunk_bytes}")
 

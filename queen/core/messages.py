@@ -201,3 +201,53 @@ class JobReport(JobEvent):
     tests: list
     counts: NotRequired[dict]
     files: NotRequired[list]
+
+
+class JobCache(JobEvent):
+    """``job:cache``: a pipeline cache's outcome (apiary.core.caches), or one part of one being saved.
+
+    `state`: ``hit`` (restored `restored_key` from scope `scope`), ``miss`` (nothing matched),
+    ``refused`` (a stored cache could not be restored safely: `note` says why), ``part`` (one part of the
+    tar.zst being saved: `part`, `parts`, `data`), ``saved`` (every part sent), ``skipped`` (not saved:
+    `note` says why)."""
+
+    index: int  # the entry in the pipeline's `cache:` list, from 0
+    key: str  # the key filled in
+    state: str
+    restored_key: NotRequired[str]
+    scope: NotRequired[str]  # where the restored cache was kept: a branch, or pull:<ref>
+    size: NotRequired[int]  # bytes of the tar.zst (restored or saved)
+    files: NotRequired[int]  # files in it
+    note: NotRequired[str]
+    part: NotRequired[int]  # from 0
+    parts: NotRequired[int]
+    data: NotRequired[bytes]
+
+
+class CacheGet(TypedDict):
+    """drone -> queen: a part of the cache job `id` should restore for its entry `key` (no `cache`: the
+    queen chooses, by `key` then the `restore` prefixes, in the job's scopes; apiary.core.caches.choose)."""
+
+    id: str  # the job, running on this drone
+    attempt: int
+    request: str  # the drone's name for this request: the answer carries it
+    key: str
+    restore: list  # key prefixes (list[str])
+    part: int
+    cache: NotRequired[str]  # the cache the first answer named, for the parts after it
+
+
+class CachePart(TypedDict):
+    """queen -> drone: the answer to ``cache:get``: part `part` of `parts` of cache `cache` (`found`
+    False: no cache matches, or `error` says why none can be sent)."""
+
+    request: str
+    found: bool
+    cache: NotRequired[str]
+    key: NotRequired[str]  # the cache's own key (a restore key's match differs from the one asked)
+    scope: NotRequired[str]
+    size: NotRequired[int]  # bytes of the whole tar.zst
+    part: NotRequired[int]
+    parts: NotRequired[int]
+    data: NotRequired[bytes]
+    error: NotRequired[str]

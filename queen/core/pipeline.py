@@ -15,6 +15,7 @@ import re
 from typing import Any
 
 from .errors import InputError
+from .caches import CacheError, compile_caches
 from .concurrency import compile_concurrency
 from .conditions import ConditionError, compile_when
 from .models import Parameter, Pipeline, PluginUse, Stage, Step
@@ -36,7 +37,7 @@ MAX_TITLE = 80
 HOOKS = ("on_start", "on_success", "on_failure")
 PHASES = ("environment", "prepare", "cleanup")
 _TOP_KEYS = {"env", "parameters", "timeout", "output_timeout", "parallel", "artifacts", *HOOKS, "hooks", *PHASES,
-             "phases", "stages", "plugins", "concurrency", "reports"}
+             "phases", "stages", "plugins", "concurrency", "cache", "reports"}
 _STAGE_KEYS = {"name", "needs", "deploy", "env", "steps", *HOOKS, "hooks", "when"}
 _STEP_KEYS = {"run", "title", "ignore_exit_code", "merge_output", "when"}
 _PARAM_KEYS = {"required", "default", "description"}
@@ -155,6 +156,11 @@ def _pipeline(data: Any) -> Pipeline:
         "plugins": _plugins(data.get("plugins")),
     }
     _conditions(data, compiled)
+    try:  # caches (core/caches.py): keys checked against the declared parameters
+        if (caches := compile_caches(data.get("cache"), list(compiled["parameters"]))):
+            compiled["cache"] = caches
+    except CacheError as fault:
+        raise _Invalid(fault.path, fault.problem) from None
     try:  # test reports (core/reports.py)
         if (reports := compile_reports(data.get("reports"))):
             compiled["reports"] = reports

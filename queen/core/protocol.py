@@ -23,10 +23,13 @@ import msgpack
 from .errors import ProtocolError
 from .messages import (
     Ack,
+    CacheGet,
+    CachePart,
     DroneBye,
     DroneHeartbeat,
     DroneInfo,
     JobArtifact,
+    JobCache,
     JobCancel,
     JobCheckout,
     JobCmdDone,
@@ -89,6 +92,10 @@ class Msg(str, enum.Enum):
     JOB_DONE = "job:done"
     JOB_ARTIFACT = "job:artifact"
     JOB_REPORT = "job:report"  # a part of the job's test report (apiary.core.reports)
+    JOB_CACHE = "job:cache"
+    # a cache for a job, asked by its drone (not a job event: no seq) and answered part by part
+    CACHE_GET = "cache:get"
+    CACHE_PART = "cache:part"
 
 
 # The body of each message type: one TypedDict each (apiary.core.messages).
@@ -100,18 +107,18 @@ BODIES: dict[Msg, type] = {
     Msg.JOB_CMD_STDERR: JobCmdOutput, Msg.JOB_CMD_DONE: JobCmdDone, Msg.JOB_STDOUT: JobOutput,
     Msg.JOB_STDERR: JobOutput, Msg.JOB_PLUGIN: JobPlugin, Msg.JOB_PHASE: JobPhase, Msg.JOB_TESTED: JobPhaseCode,
     Msg.JOB_DEPLOYED: JobPhaseCode, Msg.JOB_DONE: JobDone, Msg.JOB_ARTIFACT: JobArtifact,
-    Msg.JOB_CHECKOUT: JobCheckout,
+    Msg.JOB_CHECKOUT: JobCheckout, Msg.JOB_CACHE: JobCache, Msg.CACHE_GET: CacheGet, Msg.CACHE_PART: CachePart,
     Msg.JOB_REPORT: JobReport,
 }
 
 JOB_EVENTS = frozenset({
     Msg.JOB_STARTED, Msg.JOB_CMD_START, Msg.JOB_CMD_STDOUT, Msg.JOB_CMD_STDERR, Msg.JOB_CMD_DONE, Msg.JOB_STDOUT,
     Msg.JOB_STDERR, Msg.JOB_PLUGIN, Msg.JOB_PHASE, Msg.JOB_TESTED, Msg.JOB_DEPLOYED, Msg.JOB_DONE, Msg.JOB_ARTIFACT,
-    Msg.JOB_CHECKOUT, Msg.JOB_REPORT,
+    Msg.JOB_CHECKOUT, Msg.JOB_CACHE, Msg.JOB_REPORT,
 })
 
 # Who may send what: each side refuses the other's types as malformed.
-DRONE_SENDS = JOB_EVENTS | {Msg.DRONE_INFO, Msg.DRONE_HEARTBEAT, Msg.DRONE_BYE}
+DRONE_SENDS = JOB_EVENTS | {Msg.DRONE_INFO, Msg.DRONE_HEARTBEAT, Msg.DRONE_BYE, Msg.CACHE_GET}
 QUEEN_SENDS = frozenset(Msg) - DRONE_SENDS
 
 OUTPUT_EVENTS = frozenset(

@@ -4,7 +4,8 @@ Collections: ``repos`` (settings and pipeline, ``_id`` = name), ``jobs`` (``_id`
 ULID string, so ``_id`` order is trigger order), ``events`` (append-only, unique
 on ``(job, seq)``, output as chunks), ``drones`` (last known state of each drone), ``secrets`` (one document per
 repository secret; never copied into jobs or events), and GridFS bucket
-``artifacts`` (one file per part of an artifact, found by its metadata). Ids are strings: nx-27017 does not
+``artifacts`` (one file per part of an artifact, found by its metadata), ``caches`` and GridFS bucket
+``cacheparts`` (pipeline caches: caches.py). Ids are strings: nx-27017 does not
 match ObjectId values outside ``_id``.
 
 One module per entity: repos, jobs, events, secrets, people, artifacts, tests (``tests``: jobs' test results); `Store`
@@ -26,6 +27,7 @@ from apiary.core.models import Repository
 from apiary.queen.sealing import Sealer
 
 from .artifacts import ArtifactQueries
+from .caches import CacheQueries
 from .events import EventQueries
 from .jobs import JobQueries
 from .people import PeopleQueries
@@ -36,7 +38,8 @@ from .tests import TestQueries
 log = logging.getLogger(__name__)
 
 
-class Store(RepoQueries, JobQueries, EventQueries, SecretQueries, PeopleQueries, ArtifactQueries, TestQueries):
+class Store(RepoQueries, JobQueries, EventQueries, SecretQueries, PeopleQueries, ArtifactQueries, TestQueries,
+            CacheQueries):
     """The queen's store, one module per entity (this package). Open with `connect`, close with `close`."""
 
     def __init__(self, client: AsyncMongoClient, database: str, sealer: Sealer) -> None:
@@ -54,6 +57,9 @@ class Store(RepoQueries, JobQueries, EventQueries, SecretQueries, PeopleQueries,
         self.tokens = self.db.tokens
         self.artifact_files = self.db["artifacts.files"]
         self.artifacts = AsyncGridFSBucket(self.db, bucket_name="artifacts")
+        self.cache_docs = self.db.caches  # pipeline caches (caches.py)
+        self.cache_part_files = self.db["cacheparts.files"]
+        self.cache_parts = AsyncGridFSBucket(self.db, bucket_name="cacheparts")
         self._numbers: dict[str, int] = {}
         self._repos: dict[str, Repository] = {}
         self._repos_listed = False

@@ -1,0 +1,119 @@
+"""The store's pipeline caches: collection ``caches`` (one document per cache) and GridFS bucket ``caches``
+(one file per part of its tar.zst, found by its metadata).
+
+A cache document: ``_id`` "<job>:<index>" (the job that saved it, its entry in ``cache:``), ``repo``,
+``scope`` (a branch, or ``pull:<ref>``: apiary.core.caches.scopes), ``key``, ``size`` (bytes of the
+tar.zst), ``parts``, ``created`` and ``used`` (seconds since 1970), ``complete`` (every part stored).
+Only complete caches are listed or restored. When one completes, an older one of the same repository,
+scope and key is replaced, and the repository's least recently used are deleted past `cache_max_bytes`
+(apiary.core.caches.evict).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import ulid
+from gridfs import AsyncGridFSBucket
+from gridfs.errors import NoFile
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import PyMongoError
+
+from apiary.core.caches import Stored, evict
+
+log = logging.getLogger(__name__)
+
+
+class CacheQueries:
+    """Caches: parts saved once each, completed, chosen from, read, touched, evicted, deleted."""
+
+    cache_docs: AsyncCollection
+    cache_parts: AsyncGridFSBucket
+    cache_part_files: AsyncCollection
+    cache_max_bytes: int = 0  # per repository; set by the hive from [queen] cache_max_bytes
+
+    async def save_cache_part(self, repo: str, scope: str, job_id: str, body: dict[str, Any]) -> bool:
+        """Store part `part` of `parts` of the cache a job saves (its ``job:cache`` event `body`); a part
+        stored already is a no-op. True when this was the last part: the cache is complete (and the
+        repository evicted down to its cap)."""
+        cache_id = f"{job_id}:{int(body['index'])}"
+        part, parts = int(body["part"]), int(body["parts"])
+        now = time.time()
+        await self.cache_docs.update_one(
+            {"_id": cache_id},
+            {"$setOnInsert": {"repo": repo, "scope": scope, "key": str(body["key"]), "size": int(body["size"]),
+                              "parts": parts, "created": now, "used": now, "complete": False, "job": job_id}},
+            upsert=True)
+        if await self.cache_part_files.find_one({"metadata.cache": cache_id, "metadata.part": part}, {"_id": 1}) is None:
+            # A fresh string id per upload, as for artifacts: one a crash cut short leaves orphan chunks only.
+            await self.cache_parts.upload_from_stream_with_id(
+                str(ulid.ULID()), f"{cache_id}:{part}", body.get("data") or b"",
+                metadata={"cache": cache_id, "part": part})
+        if part != parts - 1:
+            return False
+        # Listed, not counted: nx-27017 answers count_documents on a GridFS collection with an error.
+        stored = await self.cache_part_files.find({"metadata.cache": cache_id}, {"_id": 1}).to_list(None)
+        if len(stored) < parts:
+            return False
+        await self.cache_docs.update_one({"_id": cache_id}, {"$set": {"complete": True, "used": time.time()}})
+        for older in await self.cache_docs.find({"repo": repo, "scope": scope, "key": str(body["key"]),
+                                                  "_id": {"$ne": cache_id}}, {"_id": 1}).to_list(None):
+            await self.delete_cache(older["_id"])
+        await self.evict_caches(repo, keep=cache_id)
+        return True
+
+    async def list_caches(self, repo: str, scopes: list[str] | None = None) -> list[dict[str, Any]]:
+        """The repository's complete caches (of `scopes` only, if given), most recently used first."""
+        query: dict[str, Any] = {"repo": repo, "complete": True}
+        if scopes is not None:
+            query["scope"] = {"$in": scopes}
+        docs = await self.cache_docs.find(query).to_list(None)
+        return sorted(docs, key=lambda d: (-float(d.get("used") or 0), d["_id"]))
+
+    async def get_cache(self, cache_id: str) -> dict[str, Any] | None:
+        return await self.cache_docs.find_one({"_id": cache_id, "complete": True})
+
+    async def read_cache_part(self, cache_id: str, part: int) -> bytes:
+        doc = await self.cache_part_files.find_one({"metadata.cache": cache_id, "metadata.part": part}, {"_id": 1})
+        if doc is None:
+            raise NoFile(f"cache {cache_id} has no part {part}")
+        stream = await self.cache_parts.open_download_stream(doc["_id"])
+        return await stream.read()
+
+    async def touch_cache(self, cache_id: str) -> None:
+        """A job restores it: it is the most recently used."""
+        await self.cache_docs.update_one({"_id": cache_id}, {"$set": {"used": time.time()}})
+
+    async def evict_caches(self, repo: str, keep: str | None = None) -> list[str]:
+        """Delete the repository's least recently used caches past cache_max_bytes; their ids."""
+        docs = await self.cache_docs.find({"repo": repo, "complete": True}).to_list(None)
+        stored = [Stored(d["_id"], d.get("scope", ""), d.get("key", ""), int(d.get("size") or 0),
+                         float(d.get("used") or 0)) for d in docs]
+        gone = evict(stored, self.cache_max_bytes, keep)
+        for cache_id in gone:
+            log.info("cache %s of %s evicted (the repository's caches are over %d bytes)", cache_id, repo,
+                     self.cache_max_bytes)
+            await self.delete_cache(cache_id)
+        return gone
+
+    async def delete_cache(self, cache_id: str) -> None:
+        await self.cache_docs.delete_one({"_id": cache_id})
+        for doc in await self.cache_part_files.find({"metadata.cache": cache_id}, {"_id": 1}).to_list(None):
+            try:
+                await self.cache_parts.delete(doc["_id"])
+            except (NoFile, PyMongoError) as exc:  # nx-27017 answers a missing file with an error
+                log.debug("cache part %s: %s", doc["_id"], exc)
+
+    async def delete_caches(self, repo: str, scope: str | None = None, key: str | None = None) -> int:
+        """Delete the repository's caches (complete or not), of `scope` and `key` if given; how many."""
+        query: dict[str, Any] = {"repo": repo}
+        if scope is not None:
+            query["scope"] = scope
+        if key is not None:
+            query["key"] = key
+        ids = [d["_id"] for d in await self.cache_docs.find(query, {"_id": 1}).to_list(None)]
+        for cache_id in ids:
+            await self.delete_cache(cache_id)
+        return len(ids)

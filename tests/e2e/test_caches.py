@@ -1,0 +1,178 @@
+"""Pipeline caches through a real queen, real drones and a real git repository: saved after a passing job,
+restored after the checkout of the next, by key, restore keys and the default branch; a pull request
+from a fork never writes where other branches look; the repository's caches stay under their cap; a cache
+that would restore files outside the job's home and workspace is refused whole."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from tests.cluster import Cluster
+from tests.e2e.test_forges import add_repo, gh_pull_request, gh_push, github_hook, queued_job
+from tests.gitserver import commit, git
+
+PIPELINE = """\
+cache:
+  - key: "pip-{{ hashFiles('requirements*.txt') }}"
+    paths: [~/.cache/pip, node_modules]
+    restore_keys: ["pip-"]
+stages:
+  - name: build
+    steps: ["sh ci.sh"]
+"""
+
+# Says what the cache brought (in the home and in the workspace), then adds its own mark where none is.
+CI = """\
+echo "home=$(cat ~/.cache/pip/stamp 2>/dev/null || echo none) ws=$(cat node_modules/stamp 2>/dev/null || echo none) \
+poison=$(cat ~/.cache/pip/poison 2>/dev/null || echo none)"
+mkdir -p ~/.cache/pip node_modules
+[ -f ~/.cache/pip/stamp ] || echo "job$APIARY_JOB_NUMBER" > ~/.cache/pip/stamp
+[ -f node_modules/stamp ] || echo "job$APIARY_JOB_NUMBER" > node_modules/stamp
+"""
+
+
+def _repo(root: Path) -> tuple[Path, str]:
+    work = root / "work"
+    work.mkdir(parents=True)
+    git(work, "init", "-q", "-b", "main")
+    commit(work, {".apiary.yml": PIPELINE, "ci.sh": CI, "requirements.txt": "flask==3\n"}, "first")
+    bare = root / "proj.git"
+    git(root, "init", "-q", "--bare", str(bare))
+    git(work, "push", "-q", str(bare), "main")
+    return work, bare.as_uri()
+
+
+async def _run(queen: Cluster, repo: str = "proj", **body: Any) -> tuple[dict[str, Any], str]:
+    job = await queen.wait_job((await queen.trigger(repo, **body))["id"])
+    text = "".join(e.get("text", "") for e in await queen.events(job["id"]))
+    assert job["status"] == "passed", (job, text)
+    line = next(t for t in text.splitlines() if t.startswith(("home=", "poison=")))
+    return job, line
+
+
+async def test_saved_restored_by_key_then_restore_keys_then_the_default_branch(queen: Cluster, tmp_path: Path) -> None:
+    work, url = _repo(tmp_path / "git")
+    await queen.add_drone("d1")
+    await queen.request("POST", "/repos", {"name": "proj", "url": url}, expect=201)
+
+    first, seen = await _run(queen)
+    assert seen == "home=none ws=none poison=none"
+    cache = first["caches"]["0"]
+    assert (cache["restore"], cache["save"]) == ("miss", "saved") and cache["saved_size"] > 0
+    key = cache["key"]
+    assert key.startswith("pip-") and len(key) == 4 + 64
+
+    second, seen = await _run(queen)  # the same files: the exact key, from this branch
+    assert seen == f"home=job{first['number']} ws=job{first['number']} poison=none"
+    cache = second["caches"]["0"]
+    assert (cache["restore"], cache["restored_key"], cache["scope"], cache.get("save")) == ("hit", key, "main", None)
+
+    commit(work, {"requirements.txt": "flask==3\nrequests==2\n"}, "more requirements")
+    git(work, "push", "-q", url.removeprefix("file://"), "main")
+    third, seen = await _run(queen)  # a new key: the restore key finds the older cache, this job saves its own
+    assert seen == f"home=job{first['number']} ws=job{first['number']} poison=none"
+    cache = third["caches"]["0"]
+    assert cache["key"] != key and (cache["restore"], cache["restored_key"], cache["save"]) == ("hit", key, "saved")
+
+    git(work, "checkout", "-q", "-b", "feature")
+    commit(work, {"feature.txt": "f\n"}, "a feature")
+    git(work, "push", "-q", url.removeprefix("file://"), "feature")
+    branch, seen = await _run(queen, branch="feature")  # nothing of its own yet: the default branch's
+    cache = branch["caches"]["0"]
+    assert (cache["restore"], cache["scope"], cache["restored_key"]) == ("hit", "main", third["caches"]["0"]["key"])
+
+    listed = (await queen.get("/repos/proj/caches"))["caches"]
+    assert sorted((c["scope"], c["key"]) for c in listed) == sorted([("main", key), ("main", third["caches"]["0"]["key"])])
+    assert all(c["size"] > 0 for c in listed)
+
+
+async def test_a_fork_pull_request_writes_only_its_own_scope(queen: Cluster) -> None:
+    """Through GitHub's webhooks: a push to main saves; a pull request from a fork restores main's cache,
+    poisons it and saves it, where only it looks; another branch still gets main's, unpoisoned."""
+    await queen.add_drone("d1")
+    await add_repo(queen, "github", pipeline=r"""
+cache: [{key: "deps-{{ branch }}", paths: [~/.cache/pip], restore_keys: [deps-]}]
+stages:
+  - name: build
+    steps:
+      - 'echo "poison=$(cat ~/.cache/pip/poison 2>/dev/null || echo none)"; mkdir -p ~/.cache/pip; echo ok > ~/.cache/pip/ok'
+      - 'if [ -z "$APIARY_BRANCH" ]; then echo poisoned > ~/.cache/pip/poison; fi'
+""", config={"pull_request_type": "TEST"})
+    push = await queen.wait_job((await queued_job(queen, *await github_hook(queen, "push", gh_push())))["id"])
+    assert (push["status"], push["caches"]["0"]["save"]) == ("passed", "saved")
+
+    fork = await queued_job(queen, *await github_hook(queen, "pull_request", gh_pull_request()))
+    fork = await queen.wait_job(fork["id"])
+    assert (fork["kind"], fork["status"]) == ("fork", "passed")
+    cache = fork["caches"]["0"]
+    assert (cache["restore"], cache["scope"], cache["restored_key"], cache["save"]) == ("hit", "main", "deps-main",
+                                                                                         "saved")
+    listed = {(c["scope"], c["key"]) for c in (await queen.get("/repos/app/caches"))["caches"]}
+    assert listed == {("main", "deps-main"), ("pull:refs/pull/7/head", "deps-")}
+
+    other, seen = await _run(queen, "app", branch="other")  # deps-other: by the prefix, main's; never the fork's
+    assert (other["caches"]["0"]["scope"], other["caches"]["0"]["restored_key"]) == ("main", "deps-main")
+    assert seen == "poison=none"
+
+
+async def test_one_cache_shared_by_the_drones_through_the_queen(queen: Cluster, tmp_path: Path) -> None:
+    _, url = _repo(tmp_path / "git")
+    await queen.add_drone("d1")
+    await queen.request("POST", "/repos", {"name": "proj", "url": url}, expect=201)
+    first, _ = await _run(queen)
+    await queen.drones.pop("d1").stop()
+    await queen.add_drone("d2", capacity=2)  # another drone, two jobs at once: both from the queen's copy
+    both = await asyncio.gather(_run(queen), _run(queen))
+    for job, seen in both:
+        assert job["drone"] == "d2"
+        assert seen == f"home=job{first['number']} ws=job{first['number']} poison=none"
+        assert job["caches"]["0"]["restore"] == "hit"
+
+
+async def test_the_repository_caches_stay_under_the_cap_least_recently_used_first(cluster: Cluster,
+                                                                                  tmp_path: Path) -> None:
+    await cluster.start_queen(env={"APIARY_QUEEN_CACHE_MAX_BYTES": "250000"})
+    await cluster.add_drone("d1")
+    await cluster.create_pipeline_repo("proj", """
+parameters: {N: {default: "0"}}
+cache: [{key: "blob-{{ parameters.N }}", paths: [blob]}]
+stages: [{name: make, steps: ["[ -f blob ] || head -c 100000 /dev/urandom > blob"]}]
+""")
+    saved = []
+    for n in ("1", "2", "1", "3"):  # 1 is used again after 2 was saved: 2 is the least recently used
+        job = await cluster.wait_job((await cluster.trigger("proj", parameters={"N": n}))["id"])
+        assert job["status"] == "passed"
+        saved.append(job["caches"]["0"])
+    assert [(c["restore"], c.get("save")) for c in saved] == [("miss", "saved"), ("miss", "saved"), ("hit", None),
+                                                              ("miss", "saved")]
+    listed = (await cluster.get("/repos/proj/caches"))["caches"]
+    assert sorted(c["key"] for c in listed) == ["blob-1", "blob-3"]
+    assert sum(c["size"] for c in listed) <= 250000
+    print(f"caches kept: {[(c['key'], c['size']) for c in listed]}")
+
+
+async def test_links_out_are_refused_and_a_cache_over_the_drone_cap_is_not_saved(cluster: Cluster,
+                                                                                  tmp_path: Path) -> None:
+    await cluster.start_queen()
+    await cluster.add_drone("d1", env={"APIARY_DRONE_CACHE_MAX_BYTES": "500000"})
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    await cluster.create_pipeline_repo("proj", f"""
+cache:
+  - {{key: links, paths: [deps]}}
+  - {{key: huge, paths: [~/big]}}
+stages: [{{name: make, steps: ["ls deps/ 2>/dev/null; mkdir -p deps && ln -sfn {outside} deps/out && ln -sfn ../.. deps/up && echo ok > deps/file", "head -c 600000 /dev/urandom > ~/big"]}}]
+""")
+    first = await cluster.wait_job((await cluster.trigger("proj"))["id"])
+    assert first["status"] == "passed"
+    assert first["caches"]["0"]["save"] == "saved"  # the links as links: nothing outside was read
+    assert first["caches"]["1"]["save"] == "skipped" and "500,000" in first["caches"]["1"]["note"]
+    second = await cluster.wait_job((await cluster.trigger("proj"))["id"])
+    text = "".join(e.get("text", "") for e in await cluster.events(second["id"]))
+    assert second["status"] == "passed"
+    cache = second["caches"]["0"]
+    assert cache["restore"] == "refused" and "symlink to an absolute path" in cache["note"], cache
+    assert list(outside.iterdir()) == []
+    assert "deps/file" not in text  # nothing of the refused cache was written (ls found no deps/)
