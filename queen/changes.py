@@ -16,12 +16,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from pymongo import DESCENDING
-
 from apiary.core.conditions import Changes
 from apiary.core.errors import BadRequest, GitError
 from apiary.core.models import Job, Repository
-from apiary.core.protocol import JobStatus
 from apiary.core.refs import FULL_SHA, PASSED_ENV, display_url
 from apiary.queen.gitread import _Git, cache_path, read_at_ref
 from apiary.queen.repos import repo_auth
@@ -52,9 +49,7 @@ async def job_changes(store: Store, git_cache: Path, repo: Repository, job: Job)
             base, _ = await read_at_ref(git_cache, url, {"branch": target}, auth, timeout=TIMEOUT)
             since = f"{base[:12]} (the head of {target})"
         elif branch:
-            last = await store.jobs.find_one(
-                {"repo": repo["_id"], "ref.branch": branch, "status": JobStatus.PASSED.value, "ref.id": {"$exists": True}},
-                {"ref": 1, "number": 1}, sort=[("number", DESCENDING)])
+            last = await store.last_passed_job(repo["_id"], branch)
             base = str(((last or {}).get("ref") or {}).get("id") or "")
             if not FULL_SHA.fullmatch(base):
                 return Changes(None, why=f"no earlier passed job of {branch}")

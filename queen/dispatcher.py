@@ -22,7 +22,7 @@ from apiary.core.concurrency import may_dispatch
 from apiary.core.errors import BadRequest
 from apiary.core.jobstate import Dispatched, JobState, NotDelivered, Policy, Write, transition
 from apiary.core.models import Job
-from apiary.core.protocol import JobStatus, Msg
+from apiary.core.protocol import Msg
 from apiary.queen.hub import Hub
 from apiary.queen.pool import Pool
 from apiary.queen.recorder import Recorder
@@ -160,7 +160,7 @@ class Dispatcher:
                 self.queue_empty = generation == self._generation
                 return sent
             progress = False
-            busy = await self._busy_groups(waiting)
+            busy = await self.store.busy_groups(g for q in waiting if (g := (q.get("concurrency") or {}).get("group")))
             for queued in waiting:
                 group = (queued.get("concurrency") or {}).get("group")
                 if not may_dispatch(group, busy):
@@ -184,16 +184,6 @@ class Dispatcher:
                     sent += 1
             if not progress or len(waiting) < CLAIM_WINDOW:
                 return sent  # all considered; what is left waits for a drone that can take it
-
-    async def _busy_groups(self, waiting: list[dict[str, Any]]) -> set[str]:
-        """The concurrency groups of `waiting` that have a job dispatched or running (apiary.core.concurrency)."""
-        groups = sorted({g for q in waiting if (g := (q.get("concurrency") or {}).get("group"))})
-        if not groups:
-            return set()
-        on_drones = [JobStatus.DISPATCHED.value, JobStatus.RUNNING.value]
-        found = await self.store.jobs.find({"status": {"$in": on_drones}, "concurrency.group": {"$in": groups}},
-                                           {"concurrency": 1}).to_list(None)
-        return {str(j["concurrency"]["group"]) for j in found}
 
     def _dispatched(self, queued: Mapping[str, Any], drone_id: str) -> tuple[JobState, Write]:
         """A queued job's state once given to `drone_id`, and the write that takes it (compare-and-set)."""

@@ -68,13 +68,8 @@ async def supersede(store: Store, cancel: CancelFn | None, repo: Repository, job
     cancels_group = bool((job.get("concurrency") or {}).get("cancel_in_progress") and group)
     if not cancels_group and not (auto and supersede_key(job) is not None):
         return []  # it supersedes nothing: no query (a manual trigger, a schedule, a tag)
-    among: list[dict[str, Any]] = [{"repo": job["repo"]}]
-    if group:
-        among.append({"concurrency.group": group})
-    query = {"status": {"$in": _UNDERWAY}, "_id": {"$lt": job["_id"]}, "$or": among}
-    fields = {"_id": 1, "repo": 1, "ref": 1, "trigger": 1, "kind": 1, "concurrency": 1, "status": 1, "number": 1,
-              "type": 1}
-    older = await store.jobs.find(query, fields).sort("_id", -1).limit(MAX_SUPERSEDED).to_list(None)
+    older = await store.jobs_underway_before(job["_id"], job["repo"], group if cancels_group else None,
+                                             MAX_SUPERSEDED)
     ids = superseded(job, older, auto)
     newer = {"id": job["_id"], "number": job["number"], "repo": job["repo"]}
     reason = f"superseded by {job['repo']}#{job['number']}"

@@ -106,6 +106,31 @@ class JobQueries:
         cursor = self.jobs.find({"status": JobStatus.QUEUED.value}, fields).sort("_id", ASCENDING)
         return await cursor.limit(limit).to_list(None)
 
+    async def busy_groups(self, groups: Iterable[str]) -> set[str]:
+        """Which of the concurrency `groups` have a job dispatched or running (apiary.core.concurrency)."""
+        wanted = sorted(set(groups))
+        if not wanted:
+            return set()
+        on_drones = [JobStatus.DISPATCHED.value, JobStatus.RUNNING.value]
+        found = await self.jobs.find({"status": {"$in": on_drones}, "concurrency.group": {"$in": wanted}},
+                                     {"concurrency": 1}).to_list(None)
+        return {str(j["concurrency"]["group"]) for j in found}
+
+    async def jobs_underway_before(self, job_id: str, repo: str, group: str | None, limit: int) -> list[Job]:
+        """Jobs made before `job_id` and not ended (queued, dispatched, running), of `repo` or of the
+        concurrency `group`, newest first, without their pipelines: what a new job may supersede."""
+        among: list[dict[str, Any]] = [{"repo": repo}] + ([{"concurrency.group": group}] if group else [])
+        underway = [JobStatus.QUEUED.value, JobStatus.DISPATCHED.value, JobStatus.RUNNING.value]
+        cursor = self.jobs.find({"status": {"$in": underway}, "_id": {"$lt": job_id}, "$or": among},
+                                {"pipeline": 0, "commands": 0})
+        return await cursor.sort("_id", DESCENDING).limit(limit).to_list(None)
+
+    async def last_passed_job(self, repo: str, branch: str) -> Job | None:
+        """The newest passed job of `repo`'s `branch` that knows its commit (number, ref), or None:
+        the base `when.changed` compares with (apiary.queen.changes)."""
+        query = {"repo": repo, "ref.branch": branch, "status": JobStatus.PASSED.value, "ref.id": {"$exists": True}}
+        return await self.jobs.find_one(query, {"ref": 1, "number": 1}, sort=[("number", DESCENDING)])
+
     async def change_job(self, job_id: str, expect: dict[str, Any], fields: dict[str, Any]) -> bool:
         """Set `fields` on job `job_id` if it still matches `expect` (compare-and-set); True if it did.
 
