@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from apiary.core.conditions import Changes, JobFacts, decide
 from apiary.core.config import DroneConfig
 from apiary.core.errors import ApiaryError
 from apiary.core.pipeline import load_pipeline
@@ -82,6 +83,15 @@ class Terminal:
         self.out.flush()
 
 
+def _branch_of(workdir: Path) -> str:
+    """The branch checked out in `workdir` (its .git/HEAD, read, no git run), or "" (none, detached)."""
+    try:
+        head = (workdir / ".git" / "HEAD").read_text(errors="replace").strip()
+    except OSError:
+        return ""
+    return head.removeprefix("ref: refs/heads/") if head.startswith("ref: refs/heads/") else ""
+
+
 async def run_local(path: Path, job_type: str, params: dict[str, str], pipeline_file: str = ".apiary.yml",
                     out: TextIO = sys.stdout, err: TextIO = sys.stderr, drone: DroneConfig | None = None) -> int:
     """Run the pipeline of the working copy at `path`; return the exit status.
@@ -99,6 +109,11 @@ async def run_local(path: Path, job_type: str, params: dict[str, str], pipeline_
     job = {"id": f"local-{int(time.time())}", "number": 0, "type": job_type, "pipeline": pipeline,
            "parameters": resolve_parameters(pipeline, params), "repo": {"name": workdir.name, "url": ""},
            "ref": {}, "secrets": {}, "plugins": pipeline.get("plugins") or []}
+    # `when:` as the queen would decide it for a manual job of the working copy's branch; what changed is
+    # not compared here (no earlier job to compare with), so `changed` always holds.
+    facts = JobFacts(_branch_of(workdir), "manual", job_type, job["parameters"],
+                     Changes(None, why="apiary run compares with no earlier job"))
+    job["conditions"] = [d.doc() for d in decide(pipeline, facts)]
     terminal = Terminal(out, err, colour=out.isatty())
 
     async def collect(root: Path, globs: list[str]) -> None:

@@ -345,3 +345,27 @@ async def test_auto_cancel_is_a_repository_setting_on_the_settings_page_and_in_t
     await page.screenshot(path=SHOTS / "conditions-settings.png")
     shown = await apiary(tmp_path, "repo", "show", "app", *url(queen))
     assert re.search(r"^auto-cancel: +off$", shown.out, re.MULTILINE), shown.out
+
+
+def test_apiary_run_decides_when_as_the_queen_would_for_a_manual_job(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    work = tmp_path / "work"
+    work.mkdir()
+    git(work, "init", "-q", "-b", "main")
+    (work / ".apiary.yml").write_text("""
+stages:
+  - name: on-main
+    when: {branch: [main], event: [manual], changed: ["src/**"]}
+    steps: ["echo main ran"]
+  - name: on-release
+    when: {branch: ["release/*"]}
+    steps: ["echo release ran"]
+""")
+    done = subprocess.run([sys.executable, "-m", "apiary.cli", "run", str(work)], capture_output=True, text=True,
+                          cwd=work, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout + done.stderr
+    assert "main ran" in out and "release ran" not in out
+    assert "stage on-release skipped: when.branch: branch main matches none of release/*" in out
