@@ -127,6 +127,7 @@ class Pipeline(TypedDict):
     stages: list[Stage]  # may be empty when plugins bring the commands
     plugins: list[PluginUse]
     concurrency: NotRequired[dict[str, Any]]  # {group (a template), cancel_in_progress} (apiary.core.concurrency)
+    cache: NotRequired[list[dict[str, Any]]]  # [{key (a template), paths, restore_keys}] (apiary.core.caches)
     reports: NotRequired[dict[str, list[str]]]  # {junit: [glob]}: test reports read after the stages (core/reports.py)
 
 
@@ -259,6 +260,9 @@ class Job(TypedDict):
     changes_base: NotRequired[dict[str, Any]]
     concurrency: NotRequired[dict[str, Any]]  # {group (filled in), cancel_in_progress}
     superseded_by: NotRequired[dict[str, Any]]  # {id, number, repo} of the newer job that cancelled it
+    # Its pipeline caches by index in `cache:`: {key, restore, restored_key, scope, size, save, saved_size, files,
+    # note} (apiary.core.caches.job_fields)
+    caches: NotRequired[dict[str, dict[str, Any]]]
     # The test report's counts {tests, passed, failed, errors, skipped, seconds, stored} and files read
     # [{path, tests} | {path, error}]; its tests are in the store's ``tests`` (apiary.queen.testreports)
     report: NotRequired[dict[str, Any]]
