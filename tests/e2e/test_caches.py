@@ -176,3 +176,21 @@ stages: [{{name: make, steps: ["ls deps/ 2>/dev/null; mkdir -p deps && ln -sfn {
     assert cache["restore"] == "refused" and "symlink to an absolute path" in cache["note"], cache
     assert list(outside.iterdir()) == []
     assert "deps/file" not in text  # nothing of the refused cache was written (ls found no deps/)
+
+
+async def test_in_the_sandbox_the_job_user_gets_its_restored_files(queen: Cluster) -> None:
+    """bubblewrap, jobs as nobody: ~ is the job's own home inside the sandbox; what is restored there and in
+    the workspace is the job user's to change."""
+    await queen.add_drone("d1", env={"APIARY_DRONE_SANDBOX": "auto", "APIARY_DRONE_JOB_USER": "nobody"})
+    await queen.create_pipeline_repo("boxed", r"""
+cache: [{key: deps, paths: [~/.cache/pip, node_modules]}]
+stages:
+  - name: build
+    steps:
+      - 'echo "poison=$(cat ~/.cache/pip/stamp 2>/dev/null || echo none) as $(id -un) home $HOME"'
+      - 'mkdir -p ~/.cache/pip/sub node_modules && echo more >> ~/.cache/pip/stamp && touch ~/.cache/pip/sub/x node_modules/y'
+""")
+    first, seen = await _run(queen, "boxed")
+    assert seen == "poison=none as nobody home /tmp/home" and first["caches"]["0"]["save"] == "saved"
+    second, seen = await _run(queen, "boxed")  # its writes into what was restored passed: the files are nobody's
+    assert seen == "poison=more as nobody home /tmp/home" and second["caches"]["0"]["restore"] == "hit"
