@@ -38,7 +38,7 @@ from apiary.core.conditions import skipped
 from apiary.core.protocol import CANCELLED_LINE, JobStatus, JobType, Msg
 from apiary.core.refs import FULL_SHA, secrets_of
 from apiary.core.stages import blocked_stages, next_stages, runnable_stages
-from apiary.core import partial
+from apiary.core import approvals, partial
 
 from .artifacts import ArtifactError
 from .caches import JobCaches
@@ -109,6 +109,7 @@ class JobRun:
         self.plugins = JobPlugins(job, workspace, base_env, emit, self.masker, plugins)
         self._artifacts = list(self.pipeline.get("artifacts") or [])
         self._setup_failed = False  # the drone could not set the job up: the queen may retry it elsewhere
+        self._waiting = False  # it reached an approval gate: this attempt ends, the job waits (apiary.core.approvals)
         # What the queen's `when:` verdicts skip: stage -> why, (stage, step from 0) -> why
         self._when_stages, self._when_steps = skipped(job.get("conditions") or [])
 
@@ -156,7 +157,8 @@ class JobRun:
                     status, error = stopped
             if status is not JobStatus.CANCELLED:
                 hook = "on_success" if status is JobStatus.PASSED else "on_failure"
-                stopped = await self._guarded(self._hooks(self._job_hooks(hook), env, hook, self._last_phase))
+                stopped = await self._guarded(self._hooks([] if self._waiting else self._job_hooks(hook), env, hook,
+                                                          self._last_phase))  # a job at a gate has not ended
                 artifacts = self._artifacts + self.plugins.artifacts  # the pipeline's, then the plugins'
                 if stopped is None and self.collect is not None and artifacts:
                     collected = await self._guarded(self.collect(self.workspace, artifacts))
@@ -175,6 +177,8 @@ class JobRun:
         finally:
             watchdog.cancel()
             self.disk.close()
+        if self._waiting and status is JobStatus.PASSED:
+            status = JobStatus.WAITING  # this attempt is over; the job goes on once approved (apiary.core.approvals)
         done: dict[str, Any] = {"timestamp": time.time(), "result": status.value,
                                 "usage": self.steps.job_usage.to_dict()}
         if error:
@@ -246,7 +250,7 @@ class JobRun:
             code = await self._stages("test", tests, env)
             await self.plugins.results()
         self.emit(Msg.JOB_TESTED, {"code": code, "timestamp": time.time()})
-        if job_type in (JobType.DEPLOY.value, JobType.TEST_DEPLOY.value):
+        if job_type in (JobType.DEPLOY.value, JobType.TEST_DEPLOY.value) and not self._waiting:  # at a gate: later
             if code == 0:
                 code = await self._stages("deploy", deploys, env)
             else:
@@ -340,6 +344,7 @@ class JobRun:
         for line in reuse.lines:
             self._say(line + "\n")
         done: dict[str, bool] = dict.fromkeys(reuse.reused, True)
+        hold = approvals.held(stages, set((self.job.get("resume") or {}).get("approved") or []))
         first_failure = 0
         running: dict[asyncio.Task[int], str] = {}
         for stage in stages:  # skipped by a `when:`: as if passed, so the stages that need it still run
@@ -350,7 +355,8 @@ class JobRun:
             while True:
                 if all(done.values()):  # after a failure, nothing new starts
                     by_name = {s["name"]: s for s in stages}
-                    for name in next_stages(stages, done, set(running.values()), limit):
+                    for name in next_stages([s for s in stages if s["name"] not in hold], done, set(running.values()),
+                                            limit):
                         task = asyncio.create_task(self._stage(phase, by_name[name], env))
                         running[task] = name
                 if not running:
@@ -365,6 +371,12 @@ class JobRun:
                 task.cancel()
             if running:
                 await asyncio.gather(*running, return_exceptions=True)
+        if hold and all(done.values()):  # all it may run passed: the rest waits for an approval
+            for line in approvals.waiting_lines(stages, hold):
+                self._say(line + "\n")
+            self._waiting = True
+            self.emit(Msg.JOB_PHASE, {"phase": phase, "state": "waiting"})
+            return 0
         skipped = [s["name"] for s in stages if s["name"] not in done]
         for name in skipped:
             self._say(f"apiary: stage {name} skipped: " + ("a stage it needs failed\n" if name in

@@ -29,6 +29,7 @@ from apiary.core.config import QueenConfig
 from apiary.core.errors import ApiaryError, InputError
 from apiary.queen.accounts import routes as account_routes
 from apiary.queen.api import routes as api_routes
+from apiary.queen.approvals import routes as approval_routes, watch_timeouts
 from apiary.queen.auth import Gate, auth_middleware
 from apiary.queen.connections import IDLE_FACTOR, MAX_CONNECTIONS, Connections, cap_for, raise_file_limit
 from apiary.queen.datalock import data_dir_lock
@@ -167,11 +168,13 @@ def init_app(config: QueenConfig, connection_cap: int = MAX_CONNECTIONS) -> web.
     app.cleanup_ctx.append(_gate_ctx)
     app.cleanup_ctx.append(_hive_ctx)
     app.cleanup_ctx.append(_retention_ctx)
+    app.cleanup_ctx.append(watch_timeouts)  # approval gates nobody decided on in time (queen/approvals.py)
     app[keys.PLUGINS] = Plugins.discover()
     app[keys.PLUGIN_CONTEXTS] = {}
     app.cleanup_ctx.append(plugins_ctx)
     app.router.add_post("/hooks/{plugin}/{repo}", webhook)
     app.add_routes(api_routes)
+    app.add_routes(approval_routes)  # approve or reject a waiting job's gate
     app.add_routes(test_routes)  # a job's tests, a test's history
     app.add_routes(cache_routes)  # a repository's pipeline caches
     app.add_routes(join_routes)

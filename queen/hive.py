@@ -271,7 +271,7 @@ class Hive:
             if new.status is JobStatus.QUEUED and new.failures > state.failures:
                 log.warning("job %s: %s; attempt %d of %d queued", job_id, _reason(event), new.failures + 1,
                             self.policy.max_attempts)
-            elif new.status is JobStatus.QUEUED:
+            elif new.status is JobStatus.QUEUED and state.status is not JobStatus.WAITING:  # (not: approved)
                 log.warning("job %s never started on drone %s: queued again", job_id, state.drone)
             elif new.status is JobStatus.ERRORED:
                 log.warning("job %s: %s; no attempts left: errored", job_id, _reason(event))

@@ -141,7 +141,12 @@ SCHEMAS: dict[str, Any] = {
                        "additionalProperties": {"type": ["string", "number", "boolean"]}},
         "trigger": _ref("Trigger"),
     }, closed=True),
-    "Rerun": _object({"trigger": _ref("Trigger")}, closed=True),
+    "Rerun": _object({"trigger": _ref("Trigger"), "from_failed": {
+        "type": "boolean", "description": "reuse the stages that passed (and the job's artifacts); run the first failed "
+                                          "stage and those after (409 when the job did not fail or cannot be so)"}},
+                     closed=True),
+    "Decision": _object({"stage": _STRING, "decision": {"enum": ["approve", "reject"]},  # apiary.core.approvals
+                         "comment": {"type": "string", "maxLength": 1000}}, ("stage", "decision"), closed=True),
     "Session": _object({"user": _STRING, "role": {"enum": ["admin", "member"]},
                         "csrf": {"type": "string", "description": "send it as X-CSRF-Token with unsafe requests"}},
                        ("user", "role", "csrf")),
@@ -213,8 +218,9 @@ SCHEMAS: dict[str, Any] = {
         "status": {"enum": [s.value for s in JobStatus]}, "error": {"type": ["string", "null"]},
         "stages": {"type": "array", "items": _object({
             "name": _STRING, "needs": _STRINGS, "deploy": {"type": "boolean"},
-            "status": {"enum": ["passed", "failed", "skipped", "cancelled", "running", "waiting", "not_run"]},
+            "status": {"enum": ["passed", "failed", "skipped", "cancelled", "running", "waiting", "not_run", "reused"]},
             "reason": {"type": ["string", "null"], "description": "why it was skipped or not run, or what it waits for"},
+            "reused_from": {"type": ["object", "null"], "description": "reused: the job it passed in {job, number}"},
             "started": {"type": ["number", "null"]}, "duration": {"type": ["number", "null"]},
             "commands": {"type": "array", "items": _object({
                 "num": {"type": ["integer", "null"], "description": "null: a step that never ran"},
@@ -411,9 +417,15 @@ PATHS: dict[str, Any] = {
             "202": _json(_object({"id": _STRING, "status": _STRING}, ("id", "status")), "cancelling"),
             "404": _MISSING, "409": _CONFLICT}, parameters=[_JOB]),
     },
+    "/api/v1/jobs/{job}/approvals": {
+        "post": _op("Approve or reject the approval gate a waiting job is at (the gate's role may; others get 403)", {
+            "200": _json(_object({"id": _STRING, "status": _STRING, "approvals": {"type": "array", "items": {
+                "type": "object"}}}, ("id", "status", "approvals")), "decided: queued again (approved) or failed"),
+            "400": _BAD, "404": _MISSING, "409": _CONFLICT}, parameters=[_JOB], body=_body(_ref("Decision"))),
+    },
     "/api/v1/jobs/{job}/rerun": {
         "post": _op("A new job with the same ref, type and parameters", {
-            "201": _json(_ref("Job"), "queued"), "400": _BAD, "404": _MISSING},
+            "201": _json(_ref("Job"), "queued"), "400": _BAD, "404": _MISSING, "409": _CONFLICT},
             parameters=[_JOB], body=_body(_ref("Rerun"), required=False)),
     },
     "/api/v1/jobs/{job}/tests": {

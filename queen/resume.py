@@ -2,7 +2,7 @@
 
 `from_failed` prepares a re-run of a failed job from its first failed stage: the check of the
 new job's pipeline runs once `create_job` has resolved it. `resume_message` is what a partial
-run's ``queue:new`` carries: its reused stages and the artifacts to restore, read from the store
+run's ``queue:new`` carries: its reused stages, the gates approved and the artifacts to restore, read from the store
 (GridFS, apiary.queen.store.artifacts), at most MAX_RESTORE_BYTES in all so that the message stays
 under the protocol's frame limit (apiary.core.protocol.MAX_MESSAGE_BYTES).
 """
@@ -58,4 +58,5 @@ async def resume_message(store: Store, resume: Mapping[str, Any]) -> dict[str, A
                              for part in range(info["parts"])])
             files[info["name"]] = {"name": info["name"], "data": data, "job": job_id}
     return {"from_job": resume.get("from_job"), "stages": dict(resume.get("stages") or {}),
+            "approved": list(resume.get("approved") or []),  # gates approved (apiary.core.approvals)
             "files": list(files.values())}

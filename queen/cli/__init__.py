@@ -7,6 +7,7 @@
     apiary repo add|ls|show           register a repository, list them, show one's settings
     apiary trigger REPO [--follow]    start a job; with --follow show its output, exit with its result
     apiary rerun JOB [--follow] [--from-failed]  the same job again (its commit, type and parameters)
+    apiary approve JOB STAGE [--reject]  decide on a waiting job's approval gate
     apiary ls [REPO]                  recent jobs
     apiary logs JOB [--follow]        a job's output
     apiary artifacts JOB [NAME]       a job's artifacts; download one
@@ -43,7 +44,7 @@ if __name__ != "apiary.cli":
 
 import zmq
 
-from apiary.cli import keys, remote, repos, server, users
+from apiary.cli import gates, keys, remote, repos, server, users
 from apiary.cli.address import PRECEDENCE
 from apiary.cli.connect import Command, find_queen, run_client_command
 from apiary.cli.settings import DEFAULT_CONFIG, as_toml, config_path, load_config, origins, with_flags
@@ -58,6 +59,7 @@ CLIENT_COMMANDS: dict[str, Command] = {
     "trigger": remote.trigger, "ls": remote.ls, "logs": remote.logs, "cancel": remote.cancel,
     "drones": remote.drones, "prune": remote.prune, "user": users.add_user, "token": users.create_token,
     "join-token": keys.join_token, "repo": repos.repo, "rerun": remote.rerun, "artifacts": remote.artifacts,
+    "approve": gates.approve,
 }
 
 
@@ -182,6 +184,7 @@ apiary rerun app#3 --from-failed        # reuse the stages that passed""", clien
     rerun.add_argument("--follow", action="store_true", help="show the new job's output; exit with its result")
     rerun.add_argument("--from-failed", action="store_true",
                        help="reuse the stages that passed (and their artifacts); run the failed stage and those after")
+    gates.add_parser(sub, _command, client, JOB_HELP)
     ls = _command(sub, "ls", "recent jobs, of every repository or of one", """
 apiary ls
 apiary ls app --limit 5""", client)

@@ -15,6 +15,9 @@ to a drone, `Release` of a drone's slot. They decide nothing themselves.
       └──── Finished(retry: setup failed, drone stopped) ┘
     queued ──CancelAsked──> cancelled;  dispatched | running ──CancelAsked──> CancelCopy (the drone ends it),
                                          or cancelled at once when its drone is away
+    running ──Finished(waiting)──> waiting (an approval gate; its drone freed) ──Decided(approve)──> queued
+                                   (its continuation, a partial run) | ──Decided(reject), GateTimedOut──> failed
+                                   | ──CancelAsked──> cancelled
 
 Attempts are the fencing token (as in Woodpecker's and procrastinate's workers): a
 job's attempt number grows by one per dispatch and every drone event carries it;
@@ -157,7 +160,31 @@ class CancelAsked:
     reason: str | None = None
 
 
-Event = Dispatched | NotDelivered | Started | Finished | DroneGone | CancelAsked
+@dataclass(frozen=True)
+class Decided:
+    """Somebody approved or rejected approval gate `stage` of a job waiting for it (apiary.core.approvals)
+    at `now`. `approvals`: the job's decisions with this one last ([{stage, decision, by, at, comment?}]);
+    `resume`: on approval, the partial run that goes on (apiary.core.partial), queued."""
+
+    stage: str
+    approve: bool
+    by: str
+    now: float
+    approvals: list[dict[str, Any]]
+    resume: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class GateTimedOut:
+    """Nobody decided on gate `stage` of a waiting job within its `timeout` (said as given: "24h")."""
+
+    stage: str
+    timeout: str
+    now: float
+    approvals: list[dict[str, Any]]
+
+
+Event = Dispatched | NotDelivered | Started | Finished | DroneGone | CancelAsked | Decided | GateTimedOut
 
 # -- effects --------------------------------------------------------------------
 
@@ -229,6 +256,21 @@ def transition(state: JobState, event: Event, policy: Policy) -> tuple[JobState,
         case DroneGone(drone=drone, reason=reason, now=now) if state.status is JobStatus.RUNNING \
                 and state.drone == drone:
             return _attempt_over(state, reason, now, policy)
+        case Decided(approve=True, now=now) if state.status is JobStatus.WAITING:
+            # Its continuation goes to the queue: a partial run of the same job (a new attempt, numbered on).
+            new = dataclasses.replace(state, status=JobStatus.QUEUED, drone=None)
+            return new, [_write(state, new, approvals=event.approvals, resume=event.resume)]
+        case Decided(now=now) if state.status is JobStatus.WAITING:
+            new = dataclasses.replace(state, status=JobStatus.FAILED)
+            return new, [_write(state, new, approvals=event.approvals, finished=now,
+                                error=f"stage {event.stage} was rejected by {event.by}")]
+        case GateTimedOut(now=now) if state.status is JobStatus.WAITING:
+            new = dataclasses.replace(state, status=JobStatus.FAILED)
+            return new, [_write(state, new, approvals=event.approvals, finished=now,
+                                error=f"nobody approved stage {event.stage} within {event.timeout}")]
+        case CancelAsked(now=now) if state.status is JobStatus.WAITING:
+            new = dataclasses.replace(state, status=JobStatus.CANCELLED)
+            return new, [_write(state, new, finished=now, error="cancelled while it waited for an approval")]
         case CancelAsked(now=now) if state.status is JobStatus.QUEUED:
             new = dataclasses.replace(state, status=JobStatus.CANCELLED)
             return new, [_write(state, new, finished=now, error=_cancelled(event.reason))]
@@ -321,6 +363,10 @@ def _finished(state: JobState, event: Finished, policy: Policy) -> tuple[JobStat
     if event.retry:
         reason = f"drone {event.drone}: {event.error or 'the attempt could not finish there'}"
         return _attempt_over(state, reason, event.timestamp, policy)
+    if event.result == JobStatus.WAITING.value:
+        # It ran what it could before an approval gate: it waits, holding no drone (apiary.core.approvals).
+        new = dataclasses.replace(state, status=JobStatus.WAITING)
+        return new, [_write(state, new, waiting_since=event.timestamp), Release(event.drone)]
     status = final_status(event.result)
     new = dataclasses.replace(state, status=status)
     fields: dict[str, Any] = {"finished": event.timestamp}

@@ -97,6 +97,7 @@ class Stage(TypedDict):
     steps: list[Step]  # at least one
     hooks: dict[str, list[Step]]  # on_start, on_success, on_failure: each a list, maybe empty
     when: NotRequired[dict[str, Any]]  # runs only if this holds (apiary.core.conditions)
+    approval: NotRequired[dict[str, Any]]  # {role, timeout: s}: runs once approved (apiary.core.approvals)
 
 
 class Parameter(TypedDict):

@@ -17,6 +17,7 @@ from typing import Any
 from .errors import InputError
 from .caches import CacheError, compile_caches
 from .concurrency import compile_concurrency
+from .approvals import ApprovalError, compile_approval
 from .conditions import ConditionError, compile_when
 from .models import Parameter, Pipeline, PluginUse, Stage, Step
 from .reports import ReportsError, compile_reports
@@ -38,7 +39,7 @@ HOOKS = ("on_start", "on_success", "on_failure")
 PHASES = ("environment", "prepare", "cleanup")
 _TOP_KEYS = {"env", "parameters", "timeout", "output_timeout", "parallel", "artifacts", *HOOKS, "hooks", *PHASES,
              "phases", "stages", "plugins", "concurrency", "cache", "reports"}
-_STAGE_KEYS = {"name", "needs", "deploy", "env", "steps", *HOOKS, "hooks", "when"}
+_STAGE_KEYS = {"name", "needs", "deploy", "env", "steps", *HOOKS, "hooks", "when", "approval"}
 _STEP_KEYS = {"run", "title", "ignore_exit_code", "merge_output", "when"}
 _PARAM_KEYS = {"required", "default", "description"}
 _PLUGIN_KEYS = {"name", "pip", "config"}
@@ -355,6 +356,12 @@ def _stages(value: Any, optional: bool = False) -> list[Stage]:
             raise _Invalid(f"{at}.name", f"stage {name!r} appears twice (also stages[{list(deploy).index(name)}])")
         deploy[name] = _flag(stage.get("deploy"), f"{at}.deploy")
     out = [_stage(stage, f"stages[{i}]", deploy) for i, stage in enumerate(value)]
+    for i, stage in enumerate(value):  # approval gates (core/approvals.py)
+        try:
+            if (gate := compile_approval(stage.get("approval"), f"stages[{i}].approval", parse_duration)):
+                out[i]["approval"] = gate
+        except ApprovalError as fault:
+            raise _Invalid(fault.path, fault.problem) from None
     _refuse_cycles(out)
     return out
 

@@ -143,6 +143,7 @@ class JobStatus(str, enum.Enum):
     QUEUED = "queued"
     DISPATCHED = "dispatched"
     RUNNING = "running"
+    WAITING = "waiting"  # for an approval (apiary.core.approvals), on no drone
     PASSED = "passed"
     FAILED = "failed"
     ERRORED = "errored"

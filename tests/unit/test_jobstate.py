@@ -214,3 +214,59 @@ def test_a_stored_job_reads_as_its_state() -> None:
     # An attempt that never started is listed, not counted (the embedded store keeps false as 0).
     listed = {"status": "queued", "attempts": 2, "history": {"1": {"counted": 0}, "2": {"reason": "lost"}}}
     assert JobState.of(listed).failures == 1
+
+
+# -- approval gates (apiary.core.approvals): a job waits on no drone until somebody decides ---------------------
+
+from apiary.core.jobstate import Decided, GateTimedOut  # noqa: E402  (the gates' events, beside their table)
+
+WAITING = JobState(S.WAITING, 1, "d1", dispatched=10.0, started=11.0)
+YES = [{"stage": "deploy", "decision": "approved", "by": "ada", "at": 50.0}]
+NO = [{"stage": "deploy", "decision": "rejected", "by": "bob", "at": 50.0}]
+LATE = [{"stage": "deploy", "decision": "timed_out", "by": None, "at": 50.0}]
+GOES_ON = {"from_job": "J", "stages": {"build": {"status": "passed", "job": "J", "number": 4}}, "artifacts_of": ["J"],
+           "approved": ["deploy"]}
+
+GATES = [
+    ("a drone that reached a gate: the job waits, its slot freed", RUNNING, Finished("d1", 1, "waiting", 12.0),
+     WAITING, [Release("d1")], {"status": "waiting", "waiting_since": 12.0}),
+    ("approved: its continuation is queued, a partial run", WAITING, Decided("deploy", True, "ada", 50.0, YES, GOES_ON),
+     JobState(S.QUEUED, 1, None, dispatched=10.0, started=11.0), [],
+     {"status": "queued", "drone": None, "approvals": YES, "resume": GOES_ON}),
+    ("rejected: it fails, naming who", WAITING, Decided("deploy", False, "bob", 50.0, NO),
+     JobState(S.FAILED, 1, "d1", dispatched=10.0, started=11.0), [],
+     {"status": "failed", "approvals": NO, "finished": 50.0, "error": "stage deploy was rejected by bob"}),
+    ("nobody decided in time: it fails, saying so", WAITING, GateTimedOut("deploy", "24h", 50.0, LATE),
+     JobState(S.FAILED, 1, "d1", dispatched=10.0, started=11.0), [],
+     {"status": "failed", "approvals": LATE, "finished": 50.0, "error": "nobody approved stage deploy within 24h"}),
+    ("a cancel while it waits ends it at once (no drone to ask)", WAITING, CancelAsked(50.0),
+     JobState(S.CANCELLED, 1, "d1", dispatched=10.0, started=11.0), [],
+     {"status": "cancelled", "finished": 50.0, "error": "cancelled while it waited for an approval"}),
+    ("the continuation is dispatched as the next attempt", JobState(S.QUEUED, 1, None), Dispatched("d2", 60.0),
+     JobState(S.DISPATCHED, 2, "d2", dispatched=60.0), [],
+     {"status": "dispatched", "attempts": 2, "drone": "d2", "dispatched": 60.0, "started": None}),
+]
+
+GATES_NOTHING = [
+    ("a decision on a job that does not wait", RUNNING, Decided("deploy", True, "ada", 50.0, YES, GOES_ON)),
+    ("a decision on an ended job", PASSED, Decided("deploy", False, "bob", 50.0, NO)),
+    ("a time-out of a job approved meanwhile", JobState(S.QUEUED, 1, None), GateTimedOut("deploy", "1h", 50.0, LATE)),
+    ("a waiting job is on no drone: losing its old one changes nothing", WAITING, DroneGone("d1", "lost", 50.0)),
+    ("a waiting job's old attempt cannot end it", WAITING, Finished("d1", 1, "passed", 50.0)),
+]
+
+
+@pytest.mark.parametrize(("name", "before", "event", "after", "effects", "fields"), GATES, ids=[r[0] for r in GATES])
+def test_approval_gates(name: str, before: JobState, event: object, after: JobState, effects: list[object],
+                        fields: dict[str, object]) -> None:
+    test_transition(name, before, event, after, effects, fields)
+
+
+@pytest.mark.parametrize(("name", "before", "event"), GATES_NOTHING, ids=[r[0] for r in GATES_NOTHING])
+def test_gate_events_that_do_not_apply_change_nothing(name: str, before: JobState, event: object) -> None:
+    assert transition(before, event, P) == (before, [])  # type: ignore[arg-type]
+
+
+def test_a_waiting_job_is_neither_final_nor_on_a_drone_and_its_drone_events_are_stale() -> None:
+    assert not WAITING.final and not WAITING.on_drone
+    assert admit(WAITING, "d1", 1) == "stale"

@@ -293,7 +293,7 @@ def test_an_unknown_key_is_refused_naming_it_the_allowed_keys_and_its_line() -> 
             nedds: [x]
         """)
     assert err.line == 4 and err.path == "stages[0].nedds"
-    assert str(err) == (".apiary.yml, line 4: stages[0].nedds: unknown key 'nedds' (allowed: deploy, env, hooks, "
+    assert str(err) == (".apiary.yml, line 4: stages[0].nedds: unknown key 'nedds' (allowed: approval, deploy, env, hooks, "
                         "name, needs, on_failure, on_start, on_success, steps, when)")
 
 

@@ -1,0 +1,138 @@
+"""Approval gates (apiary.core.approvals): a job waits at a gate on no drone, and goes on, fails or is
+cancelled as people decide, with a real queen, drone and store."""
+
+from __future__ import annotations
+
+from tests.cluster import Cluster
+import asyncio
+import sys
+
+from tests.e2e.test_client import ENV, Result, url
+from tests.e2e.test_users import Caller, _close_callers, first_admin  # noqa: F401  (fixture)
+
+GATED = """
+artifacts: ["out/*"]
+stages:
+  - {name: build, steps: ["mkdir -p out && echo v1 > out/app.txt", "echo build ran"]}
+  - {name: release, needs: [build], approval: {role: admin, timeout: TIMEOUT}, steps: ["echo releasing $(cat out/app.txt)"]}
+  - {name: announce, needs: [release], steps: ["echo announced"]}
+  - {name: lint, steps: ["echo lint ran"]}
+"""
+
+
+SETTLED = {"waiting", "passed", "failed", "errored", "cancelled"}
+
+
+async def _waiting(queen: Cluster, repo: str, timeout: str = "1h", call: Caller | None = None) -> dict:
+    pipeline = GATED.replace("TIMEOUT", timeout)
+    if call is None:
+        await queen.create_pipeline_repo(repo, pipeline)
+        return await queen.wait_job((await queen.trigger(repo))["id"], SETTLED)
+    assert (await call.call("POST", "/repos", {"name": repo, "pipeline": pipeline, "pipeline_source": "queen"}))[0] == 201
+    job = (await call.call("POST", f"/repos/{repo}/jobs", {}))[1]
+    return await _settled(queen, call, job["id"], SETTLED)
+
+
+async def _settled(queen: Cluster, call: Caller, job_id: str, statuses: set[str]) -> dict:
+    return (await queen.wait_for(lambda: call.call("GET", f"/jobs/{job_id}"), lambda r: r[1]["status"] in statuses,
+                                 f"job {job_id}"))[1]
+
+
+async def _cli(token: str, *args: str) -> Result:
+    """`apiary ARGS` with an API token, as a person at a terminal."""
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "apiary.cli", *args,
+                                                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.PIPE,
+                                                env={**ENV, "APIARY_CLIENT_TOKEN": token})
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    return Result(proc.returncode or 0, out.decode(), err.decode())
+
+
+def _printed(events: list[dict]) -> str:
+    return "".join(e.get("text", "") for e in events if e["type"] in ("job:cmd:stdout", "job:stderr"))
+
+
+async def test_a_job_waits_at_its_gate_on_no_drone_then_goes_on_once_approved(queen: Cluster) -> None:
+    await queen.add_drone("d1")  # one slot
+    job = await _waiting(queen, "gated")
+    assert job["status"] == "waiting" and job["drone"] == "d1"
+    outcome = await queen.get(f"/jobs/{job['id']}/outcome")
+    shown = {s["name"]: (s["status"], s["reason"]) for s in outcome["stages"]}
+    assert shown == {"build": ("passed", None), "release": ("waiting", "waits for an approval by an admin"),
+                     "announce": ("waiting", "waits for release"), "lint": ("passed", None)}
+    # The drone is free: another job runs on its one slot meanwhile.
+    await queen.create_repo("other", ("only", ["echo other"]))
+    other = await queen.wait_job((await queen.trigger("other"))["id"])
+    assert other["status"] == "passed" and other["drone"] == "d1"
+
+    status, body = await queen.request("POST", f"/jobs/{job['id']}/approvals", {"stage": "announce",
+                                                                                 "decision": "approve"})
+    assert status == 409 and "waits at release" in body["error"]
+    status, body = await queen.request("POST", f"/jobs/{job['id']}/approvals", {"stage": "release",
+                                                                                 "decision": "maybe"})
+    assert status == 400 and body["field"] == "decision"
+    status, body = await queen.request("POST", f"/jobs/{job['id']}/approvals",
+                                       {"stage": "release", "decision": "approve", "comment": "ship it"})
+    assert status == 200, body
+    assert body["approvals"][0]["stage"] == "release" and body["approvals"][0]["decision"] == "approved"
+    done = await queen.wait_job(job["id"])
+    assert done["status"] == "passed", done.get("error")
+    assert done["attempts"] == 2 and done["approvals"][0]["comment"] == "ship it"
+    commands = [c["command"] for c in done["commands"]]
+    assert sum("build ran" in c for c in commands) == 1 and sum("lint ran" in c for c in commands) == 1  # once
+    assert any("echo announced" in c for c in commands)
+    printed = _printed(await queen.events(job["id"]))
+    assert "releasing v1" in printed  # the gate's stage saw build's artifact, restored into the new workspace
+    outcome = await queen.get(f"/jobs/{job['id']}/outcome")
+    assert {s["name"]: s["status"] for s in outcome["stages"]} == {"build": "passed", "release": "passed",
+                                                                    "announce": "passed", "lint": "passed"}
+    status, body = await queen.request("POST", f"/jobs/{job['id']}/approvals", {"stage": "release",
+                                                                                 "decision": "approve"})
+    assert status == 409 and "waits for no approval" in body["error"]
+
+
+async def test_rejected_by_an_admin_a_member_refused_and_cli_approval(queen: Cluster) -> None:
+    await queen.add_drone("d1")
+    admin = await first_admin(queen)
+    assert (await admin.call("POST", "/users", {"username": "bob", "password": "bob's long pw", "role": "member"}))[0] == 201
+    bob = Caller(queen)
+    status, body = await bob.call("POST", "/session", {"username": "bob", "password": "bob's long pw"})
+    bob.csrf = body["csrf"]
+
+    job = await _waiting(queen, "rejected", call=admin)
+    assert job["status"] == "waiting"
+    status, body = await bob.call("POST", f"/jobs/{job['id']}/approvals", {"stage": "release", "decision": "approve"})
+    assert status == 403 and "needs an approval by an admin" in body["error"]
+    status, body = await admin.call("POST", f"/jobs/{job['id']}/approvals", {"stage": "release", "decision": "reject"})
+    assert status == 200 and body["status"] == "failed"
+    done = await _settled(queen, admin, job["id"], {"failed"})
+    assert done["error"] == "stage release was rejected by ada"
+    assert done["approvals"][0]["by"] == "ada" and done["approvals"][0]["decision"] == "rejected"
+
+    # From the command line, with an admin's token.
+    status, made = await admin.call("POST", "/tokens", {"name": "cli"})
+    job = await _waiting(queen, "by-cli", call=admin)
+    said = await _cli(made["token"], "approve", f"by-cli#{job['number']}", "release", *url(queen))
+    assert said.code == 0 and "approved stage release" in said.out, said
+    assert (await _settled(queen, admin, job["id"], {"passed", "failed", "errored"}))["status"] == "passed"
+    job = await _waiting(queen, "rejected-by-cli", call=admin)
+    said = await _cli(made["token"], "approve", job["id"], "release", "--reject", "--comment", "not today", *url(queen))
+    assert said.code == 0 and "rejected stage release" in said.out, said
+    status, body = await admin.call("GET", f"/jobs/{job['id']}")
+    assert body["status"] == "failed" and body["approvals"][0]["comment"] == "not today"
+
+
+async def test_a_gate_nobody_decides_on_times_out_and_a_waiting_job_can_be_cancelled(queen: Cluster) -> None:
+    await queen.add_drone("d1")
+    job = await _waiting(queen, "late", timeout="1s")
+    assert job["status"] in ("waiting", "failed")
+    done = await queen.wait_job(job["id"], timeout=30)
+    assert done["status"] == "failed" and done["error"] == "nobody approved stage release within 1s"
+    assert done["approvals"][0]["decision"] == "timed_out"
+
+    job = await _waiting(queen, "cancelled")
+    assert job["status"] == "waiting"
+    status, body = await queen.request("POST", f"/jobs/{job['id']}/cancel")
+    assert status == 202 and body["status"] == "cancelled"
+    done = await queen.job(job["id"])
+    assert done["status"] == "cancelled" and done["error"] == "cancelled while it waited for an approval"
