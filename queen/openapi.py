@@ -197,6 +197,8 @@ SCHEMAS: dict[str, Any] = {
     "TestCounts": _object({
         **{k: {"type": "integer", "minimum": 0} for k in ("tests", "passed", "failed", "errors", "skipped")},
         "stored": {"type": "integer", "minimum": 0, "description": "tests kept one by one (failed first)"},
+        "listed": {"type": "object", "description": "the tests kept, by status",
+                   "additionalProperties": {"type": "integer"}},
         "seconds": _NUMBER,
         "files": {"type": "array", "items": _object({"path": _STRING, "tests": {"type": "integer"},
                                                      "error": {"type": "string", "description": "why it was skipped"}},

@@ -47,7 +47,10 @@ async def job_tests(request: web.Request) -> web.Response:
     offset = query_int(request, "offset", 0, 0, 10**7)
     limit = query_int(request, "limit", 100, 1, MAX_PAGE)
     tests = await store.job_tests(job_id, status, offset, limit)
-    total = await store.count_job_tests(job_id, status)
+    # What the drone said it sent: counting the stored tests would cost the store seconds (nx-27017: 1.4 s
+    # for 20,000).
+    report = job.get("report") or {}
+    total = (report.get("listed") or {}).get(status, 0) if status else report.get("stored", 0)
     if tests and job.get("report"):
         marks = await histories(store, job["repo"], (job.get("ref") or {}).get("branch"), job.get("number"),
                                 [t["test"] for t in tests if isinstance(t.get("test"), str)])

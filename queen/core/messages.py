@@ -193,7 +193,8 @@ class JobReport(JobEvent):
 
     `tests` holds at most CHUNK_TESTS tests, each {test, name, classname, suite, status, seconds, message?,
     text?} (apiary.core.junit.TestResult), numbered from `first` in the job; part 0 also carries `counts`
-    {tests, passed, failed, errors, skipped, seconds, stored} and `files` [{path, tests} or {path, error}]."""
+    {tests, passed, failed, errors, skipped, seconds, stored, listed: {status: tests stored}} and `files`
+    [{path, tests} or {path, error}]."""
 
     part: int  # from 0
     parts: int

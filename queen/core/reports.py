@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .errors import InputError
-from .junit import JunitReport
+from .junit import STATUSES, JunitReport
 
 MAX_GLOBS = 20
 MAX_GLOB = 200  # characters
@@ -82,7 +82,8 @@ def report_bodies(report: JunitReport, files: list[dict[str, Any]]) -> list[dict
         body: dict[str, Any] = {"part": part, "parts": parts, "first": first,
                                 "tests": rows[first:first + CHUNK_TESTS]}
         if part == 0:
-            body["counts"] = {**report.counts, "stored": len(rows)}
+            listed = {status: sum(1 for r in report.results if r.status == status) for status in STATUSES}
+            body["counts"] = {**report.counts, "stored": len(rows), "listed": listed}
             body["files"] = files
         bodies.append(body)
     return bodies
@@ -90,7 +91,9 @@ def report_bodies(report: JunitReport, files: list[dict[str, Any]]) -> list[dict
 
 def report_fields(body: Mapping[str, Any]) -> dict[str, Any]:
     """The job document's ``report`` from a ``job:report`` body (part 0 carries it; the others nothing):
-    the counts, as whole numbers and seconds, and at most MAX_FILES files {path, tests} or {path, error}."""
+    the counts, as whole numbers and seconds, ``listed`` (the tests stored one by one, by status: what
+    the API's pages count, as counting stored tests costs the store seconds), and at most MAX_FILES files
+    {path, tests} or {path, error}."""
     counts = body.get("counts")
     if not isinstance(counts, dict):
         return {}
@@ -98,6 +101,9 @@ def report_fields(body: Mapping[str, Any]) -> dict[str, Any]:
     for key in ("tests", "passed", "failed", "errors", "skipped", "stored"):
         value = counts.get(key)
         report[key] = value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+    listed = counts.get("listed") if isinstance(counts.get("listed"), dict) else {}
+    report["listed"] = {s: listed[s] if isinstance(listed.get(s), int) and not isinstance(listed.get(s), bool)
+                        and listed[s] >= 0 else 0 for s in STATUSES}
     seconds = counts.get("seconds")
     report["seconds"] = float(seconds) if isinstance(seconds, (int, float)) and not isinstance(seconds, bool) \
         and 0 <= seconds < 1e10 else 0.0

@@ -72,12 +72,6 @@ class TestQueries:
         cursor = self.tests.find(query, {"_id": 0, "repo": 0, "branch": 0, "rank": 0})
         return await cursor.sort([("rank", ASCENDING), ("n", ASCENDING)]).skip(skip).limit(limit).to_list(None)
 
-    async def count_job_tests(self, job_id: str, status: str | None) -> int:
-        query: dict[str, Any] = {"job": job_id}
-        if status:
-            query["status"] = status
-        return await self.tests.count_documents(query)
-
     async def reported_jobs(self, repo: str, branch: str | None, up_to: int | None,
                             limit: int) -> list[dict[str, Any]]:
         """The repository's last `limit` jobs (of `branch`, if given; numbered `up_to` at most, if given)

@@ -46,9 +46,11 @@ def test_a_report_is_sent_in_parts_of_chunk_tests_with_the_counts_first(monkeypa
     bodies = reports.report_bodies(report, [{"path": "r.xml", "tests": 3}])
     assert [(b["part"], b["parts"], b["first"], [t["name"] for t in b["tests"]]) for b in bodies] == [
         (0, 2, 0, ["b", "a"]), (1, 2, 2, ["c"])]
-    assert bodies[0]["counts"] == {**report.counts, "stored": 3} and "counts" not in bodies[1]
+    listed = {"failed": 1, "error": 0, "skipped": 0, "passed": 2}
+    assert bodies[0]["counts"] == {**report.counts, "stored": 3, "listed": listed} and "counts" not in bodies[1]
     assert reports.report_fields(bodies[0]) == {"report": {"tests": 3, "passed": 2, "failed": 1, "errors": 0,
-                                                           "skipped": 0, "stored": 3, "seconds": 0.0,
+                                                           "skipped": 0, "stored": 3, "listed": listed,
+                                                           "seconds": 0.0,
                                                            "files": [{"path": "r.xml", "tests": 3}]}}
     assert reports.report_fields(bodies[1]) == {}
     empty = reports.report_bodies(parse_junit(b"<testsuites/>"), [{"path": "e.xml", "tests": 0}])
@@ -59,4 +61,5 @@ def test_what_a_drone_says_of_a_report_is_bounded_on_the_job() -> None:
     fields = reports.report_fields({"counts": {"tests": -1, "passed": True, "seconds": float("inf"), "x": 1},
                                     "files": [{"path": "p" * 9999, "error": "e" * 9999}, "junk", {"path": 3}]})
     assert fields == {"report": {"tests": 0, "passed": 0, "failed": 0, "errors": 0, "skipped": 0, "stored": 0,
+                                 "listed": {"failed": 0, "error": 0, "skipped": 0, "passed": 0},
                                  "seconds": 0.0, "files": [{"path": "p" * 400, "error": "e" * 500}]}}
