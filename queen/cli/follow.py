@@ -26,6 +26,7 @@ from apiary.cli.escapes import Unescaper
 from apiary.core.jobstate import final_status
 from apiary.core.outcome import plain, shell_signal, signal_name
 from apiary.core.protocol import FINAL_STATES
+from apiary.core.reports import counts_line
 
 RESULT_CODES = {"passed": 0, "failed": 1, "errored": 3, "cancelled": 130}
 RECONNECT_FOR = 600.0  # a follower gives up on a queen that stays away this long
@@ -198,6 +199,9 @@ class Renderer:
         elif kind == "job:plugin" and isinstance(e.get("data"), dict):
             figures = ", ".join(f"{k} {v}" for k, v in e["data"].items())
             self._line(paint(f"plugin {e.get('plugin')}: {figures}", "2", self.colour))
+        elif kind == "job:report" and isinstance(e.get("counts"), dict):  # the test report's (apiary.core.reports)
+            bad = any(e["counts"].get(k) for k in ("failed", "errors"))
+            self._line(paint(counts_line(e["counts"]), "1;31" if bad else "1;32", self.colour))
         elif kind == "job:artifact" and e.get("part") == e.get("parts", 1) - 1:
             self._line(f"artifact: {e.get('name')} ({e.get('size', 0):,} bytes)")
         elif kind == "job:done":

@@ -22,10 +22,10 @@ import dataclasses
 import io
 import math
 from typing import Any
+from xml.etree.ElementTree import ParseError
 
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import iterparse
-from xml.etree.ElementTree import ParseError
 
 from .errors import ApiaryError
 

@@ -118,3 +118,17 @@ def report_fields(body: Mapping[str, Any]) -> dict[str, Any]:
             files.append(shown)
     report["files"] = files
     return {"report": report}
+
+
+def counts_line(counts: Mapping[str, Any]) -> str:
+    """One line of a report's counts for a terminal: ``tests: 8 (3 failed, 1 error, 1 skipped, 3 passed) in
+    1003.8 s``."""
+    def number(key: str) -> int:
+        value = counts.get(key)
+        return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+    parts = [f"{number(key)} {'error' if key == 'errors' and number(key) == 1 else key}"
+             for key in ("failed", "errors", "skipped", "passed") if number(key)]
+    seconds = counts.get("seconds")
+    took = f" in {seconds:.1f} s" if isinstance(seconds, (int, float)) and not isinstance(seconds, bool) else ""
+    return f"tests: {number('tests')}" + (f" ({', '.join(parts)})" if parts else "") + took

@@ -16,6 +16,7 @@ Skipped runs count for neither and do not break a run of passes or failures.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from itertools import pairwise
 from typing import Any
 
 WINDOW = 20  # jobs of the branch looked at
@@ -32,7 +33,7 @@ def history(runs: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     skipped = len(runs) - passed - failed
     outcomes = [r.get("status") == "passed" for r in runs if r.get("status") == "passed" or
                 r.get("status") in _FAILED]
-    flips = sum(1 for a, b in zip(outcomes, outcomes[1:]) if a != b)
+    flips = sum(1 for a, b in pairwise(outcomes) if a != b)
     by_commit: dict[str, set[bool]] = {}
     for r in runs:
         if r.get("commit") and (r.get("status") == "passed" or r.get("status") in _FAILED):

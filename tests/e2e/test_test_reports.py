@@ -4,10 +4,13 @@ drone and the queen well, each named in the job's output."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from playwright.async_api import Page, expect
 
 from tests.browser import browser, page, shot  # noqa: F401  (fixtures)
 from tests.cluster import Cluster
+from tests.e2e.test_client import apiary, url
 
 # pytest's style: <testsuites><testsuite>, classname a module, one test's outcome from $OUTCOME.
 PYTEST_XML = """<?xml version="1.0" encoding="utf-8"?><testsuites><testsuite name="pytest" errors="1" failures="1"
@@ -102,8 +105,8 @@ async def test_a_jobs_junit_reports_are_counted_listed_failed_first_and_kept_per
     assert tests[4]["message"] == "not yet"
     assert all(t["history"]["flaky"] is False for t in tests)
 
-    page = await queen.get(f"/jobs/{job['id']}/tests?offset=2&limit=3")
-    assert [t["name"] for t in page["tests"]] == ["test_network", "subtracts", "test_later"]
+    paged = await queen.get(f"/jobs/{job['id']}/tests?offset=2&limit=3")
+    assert [t["name"] for t in paged["tests"]] == ["test_network", "subtracts", "test_later"]
     assert (await queen.get(f"/jobs/{job['id']}/tests?status=passed"))["total"] == 3
     status, body = await queen.request("GET", f"/jobs/{job['id']}/tests?status=green")
     assert status == 400 and body["field"] == "status"
@@ -185,7 +188,7 @@ async def test_hostile_reports_are_named_and_skipped_and_leave_the_drone_and_que
 
 
 async def test_the_job_page_shows_the_tests_failed_first_with_messages_and_the_flaky_one_marked(
-        queen: Cluster, page: Page) -> None:
+        queen: Cluster, page: Page) -> None:  # noqa: F811
     await queen.add_drone("d1")
     await queen.create_pipeline_repo("web", _indented(PIPELINE))
     commit = "cd" * 20
@@ -218,3 +221,15 @@ async def test_the_job_page_shows_the_tests_failed_first_with_messages_and_the_f
     await expect(panel.locator('li[data-test="tests.test_calc.test_later"] .t-message')).to_have_text("not yet")
     await shot(page, "job-tests")
     await page.screenshot(path="/tmp/shots/job-tests.png", full_page=True)
+
+
+async def test_apiary_trigger_follow_and_logs_say_the_test_counts(queen: Cluster, tmp_path: Path) -> None:
+    await queen.add_drone("d1")
+    await queen.create_pipeline_repo("cli", _indented(PIPELINE))
+    followed = await apiary(tmp_path, "trigger", "cli", "--param", "OUTCOME=fail", "--follow", *url(queen))
+    assert followed.code == 1, followed
+    assert "reports: reports/junit-py.xml: 5 tests (2 failed, 1 error, 1 skipped)\n" in followed.out, followed
+    assert "tests: 8 (3 failed, 1 error, 1 skipped, 3 passed) in 1003.8 s\n" in followed.out, followed
+    job_id = followed.out.split("\n", 1)[0].rsplit("/", 1)[1]
+    logs = await apiary(tmp_path, "logs", job_id, *url(queen))
+    assert "tests: 8 (3 failed, 1 error, 1 skipped, 3 passed) in 1003.8 s\n" in logs.out, logs

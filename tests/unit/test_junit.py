@@ -14,33 +14,33 @@ def _statuses(data: str) -> list[tuple[str, str]]:
 
 @pytest.mark.parametrize(("xml", "statuses", "counts"), [
     # pytest: <testsuites><testsuite>, classname a module; failed and errored first in the results
-    ('<testsuites><testsuite name="pytest" time="2.5"><testcase classname="m" name="ok"/>'
+    (('<testsuites><testsuite name="pytest" time="2.5"><testcase classname="m" name="ok"/>'
      '<testcase classname="m" name="bad"><failure message="x"/></testcase>'
      '<testcase classname="m" name="broken"><error/></testcase>'
-     '<testcase classname="m" name="later"><skipped/></testcase></testsuite></testsuites>',
+     '<testcase classname="m" name="later"><skipped/></testcase></testsuite></testsuites>'),
      [("m.bad", "failed"), ("m.broken", "error"), ("m.ok", "passed"), ("m.later", "skipped")],
      {"tests": 4, "passed": 1, "failed": 1, "errors": 1, "skipped": 1, "seconds": 2.5}),
     # Maven surefire: a lone <testsuite>, properties, system-out, a time with a thousands separator
-    ('<testsuite name="a.CalcTest" time="1,000.5"><properties><property name="k" value="v"/></properties>'
-     '<testcase classname="a.CalcTest" name="adds" time="0.5"><system-out>hi</system-out></testcase></testsuite>',
+    (('<testsuite name="a.CalcTest" time="1,000.5"><properties><property name="k" value="v"/></properties>'
+     '<testcase classname="a.CalcTest" name="adds" time="0.5"><system-out>hi</system-out></testcase></testsuite>'),
      [("a.CalcTest.adds", "passed")], {"tests": 1, "passed": 1, "failed": 0, "errors": 0, "skipped": 0,
                                        "seconds": 1000.5}),
     # go-junit-report: suites without a time on <testsuites>: the outer suites' times summed
-    ('<testsuites><testsuite name="pkg/a" time="0.25"><testcase classname="a" name="TestX" time="0.25"/>'
+    (('<testsuites><testsuite name="pkg/a" time="0.25"><testcase classname="a" name="TestX" time="0.25"/>'
      '</testsuite><testsuite name="pkg/b" time="0.5"><testcase classname="b" name="TestY" time="0.5">'
-     '<failure message="Failed">x_test.go:12: want 1</failure></testcase></testsuite></testsuites>',
+     '<failure message="Failed">x_test.go:12: want 1</failure></testcase></testsuite></testsuites>'),
      [("b.TestY", "failed"), ("a.TestX", "passed")],
      {"tests": 2, "passed": 1, "failed": 1, "errors": 0, "skipped": 0, "seconds": 0.75}),
     # nested suites (jest-junit, NUnit): the outermost suite's time only; no suite time: the tests' own
-    ('<testsuites><testsuite name="outer"><testsuite name="inner" time="9"><testcase name="t" time="0.125"/>'
-     '</testsuite></testsuite></testsuites>', [("t", "passed")],
+    (('<testsuites><testsuite name="outer"><testsuite name="inner" time="9"><testcase name="t" time="0.125"/>'
+     '</testsuite></testsuite></testsuites>'), [("t", "passed")],
      {"tests": 1, "passed": 1, "failed": 0, "errors": 0, "skipped": 0, "seconds": 0.125}),
     # a skip that then errors (pytest: a skipped test whose teardown failed) is an error
     ('<testsuite><testcase name="t"><skipped/><error message="teardown"/></testcase></testsuite>',
      [("t", "error")], {"tests": 1, "passed": 0, "failed": 0, "errors": 1, "skipped": 0, "seconds": 0.0}),
     # times that are no time count as 0
-    ('<testsuite><testcase name="t" time="NaN"/><testcase name="u" time="-3"/><testcase name="v" time="soon"/>'
-     '</testsuite>', [("t", "passed"), ("u", "passed"), ("v", "passed")],
+    (('<testsuite><testcase name="t" time="NaN"/><testcase name="u" time="-3"/><testcase name="v" time="soon"/>'
+     '</testsuite>'), [("t", "passed"), ("u", "passed"), ("v", "passed")],
      {"tests": 3, "passed": 3, "failed": 0, "errors": 0, "skipped": 0, "seconds": 0.0}),
     ("<testsuites/>", [], {"tests": 0, "passed": 0, "failed": 0, "errors": 0, "skipped": 0, "seconds": 0.0}),
 ])

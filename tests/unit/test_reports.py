@@ -25,8 +25,8 @@ def test_reports_key_compiles(text: str, compiled: dict[str, list[str]] | None) 
     ("reports: {junit: ['/etc/*.xml']}",
      ".apiary.yml, line 2: reports.junit[0]: '/etc/*.xml' must stay inside the workspace (no leading '/', no '..')"),
     ("reports: {junit: ['out/../../x.xml']}",
-     ".apiary.yml, line 2: reports.junit[0]: 'out/../../x.xml' must stay inside the workspace (no leading '/', "
-     "no '..')"),
+     (".apiary.yml, line 2: reports.junit[0]: 'out/../../x.xml' must stay inside the workspace (no leading '/', "
+     "no '..')")),
     ("reports: {junit: ['']}", ".apiary.yml, line 2: reports.junit[0]: must be a non-empty glob"),
     ("reports: {junit: []}", ".apiary.yml, line 2: reports.junit: must be a list of 1 to 20 globs"),
     ("reports: {tap: [x.tap]}", ".apiary.yml, line 2: reports.tap: unknown report kind 'tap' (kinds: junit)"),
@@ -63,3 +63,14 @@ def test_what_a_drone_says_of_a_report_is_bounded_on_the_job() -> None:
     assert fields == {"report": {"tests": 0, "passed": 0, "failed": 0, "errors": 0, "skipped": 0, "stored": 0,
                                  "listed": {"failed": 0, "error": 0, "skipped": 0, "passed": 0},
                                  "seconds": 0.0, "files": [{"path": "p" * 400, "error": "e" * 500}]}}
+
+
+@pytest.mark.parametrize(("counts", "line"), [
+    ({"tests": 8, "passed": 3, "failed": 3, "errors": 1, "skipped": 1, "seconds": 1003.75},
+     "tests: 8 (3 failed, 1 error, 1 skipped, 3 passed) in 1003.8 s"),
+    ({"tests": 2, "passed": 2, "errors": 0, "seconds": 0.5}, "tests: 2 (2 passed) in 0.5 s"),
+    ({"tests": 4, "errors": 4}, "tests: 4 (4 errors)"),
+    ({"tests": 0, "seconds": 0}, "tests: 0 in 0.0 s"),
+])
+def test_the_terminal_line_of_a_reports_counts(counts: dict[str, float], line: str) -> None:
+    assert reports.counts_line(counts) == line
