@@ -25,6 +25,8 @@ from apiary.core.caches import Stored, evict
 
 log = logging.getLogger(__name__)
 
+STALE_UPLOAD = 3600.0  # seconds an incomplete cache upload is kept (its job may still be sending it)
+
 
 class CacheQueries:
     """Caches: parts saved once each, completed, chosen from, read, touched, evicted, deleted."""
@@ -87,7 +89,12 @@ class CacheQueries:
         await self.cache_docs.update_one({"_id": cache_id}, {"$set": {"used": time.time()}})
 
     async def evict_caches(self, repo: str, keep: str | None = None) -> list[str]:
-        """Delete the repository's least recently used caches past cache_max_bytes; their ids."""
+        """Delete the repository's least recently used caches past cache_max_bytes, and uploads left
+        incomplete for STALE_UPLOAD seconds (a drone that died while it sent one); their ids."""
+        stale = await self.cache_docs.find({"repo": repo, "complete": False,
+                                            "created": {"$lt": time.time() - STALE_UPLOAD}}, {"_id": 1}).to_list(None)
+        for doc in stale:
+            await self.delete_cache(doc["_id"])
         docs = await self.cache_docs.find({"repo": repo, "complete": True}).to_list(None)
         stored = [Stored(d["_id"], d.get("scope", ""), d.get("key", ""), int(d.get("size") or 0),
                          float(d.get("used") or 0)) for d in docs]
