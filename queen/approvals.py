@@ -119,3 +119,15 @@ async def watch_timeouts(app: web.Application) -> AsyncIterator[None]:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+def gates_view(job: dict[str, Any], me: dict[str, Any] | None, has_users: bool) -> dict[str, Any]:
+    """What the job page shows of a job's gates (web/templates/parts/job_gates.html): the gates it waits at,
+    each ``{stage, role, timeout, deadline, may}`` (`may`: whether `me` may decide), and its decisions."""
+    stages = _stages(job) if job.get("pipeline") else []
+    waiting = approvals.waiting_gates(stages, job) if job.get("status") == JobStatus.WAITING.value else []
+    since = job.get("waiting_since") or 0
+    role = me["role"].value if me else None
+    return {"waiting": [{**g, "timeout": approvals.human(g["timeout"]), "deadline": since + g["timeout"],
+                         "may": approvals.may_decide(g["role"], role, has_users)} for g in waiting],
+            "decisions": list(job.get("approvals") or [])}

@@ -28,6 +28,7 @@ from apiary.core.models import Job, Parameter, Repository
 from apiary.core.outcome import layout, plain
 from apiary.core.protocol import JobStatus
 from apiary.queen.api import load_job, load_repo, outcome_of, public_job
+from apiary.queen.approvals import gates_view
 from apiary.queen.badges import NO_JOBS, badge_branch, badge_for, badge_svg, last_finished
 from apiary.queen.estimate import job_estimate
 from apiary.queen.repos import REPO_NAME, stored_pipeline
@@ -305,7 +306,8 @@ async def job_page(request: web.Request) -> web.Response:
     job["estimate"] = await job_estimate(request.app[keys.STORE], doc, time.time())  # None unless running
     artifacts = await request.app[keys.STORE].list_artifacts(job["id"])
     outcome = outcome_view(await outcome_of(request.app[keys.STORE], doc))
-    return render(request, "job.html", page="job", job=job, artifacts=artifacts, outcome=outcome)
+    gates = gates_view(doc, request.get("identity"), bool(request.app[keys.GATE].users_exist))  # approvals
+    return render(request, "job.html", page="job", job=job, artifacts=artifacts, outcome=outcome, gates=gates)
 
 
 def outcome_view(outcome: dict[str, Any]) -> dict[str, Any]:

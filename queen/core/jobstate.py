@@ -365,8 +365,13 @@ def _finished(state: JobState, event: Finished, policy: Policy) -> tuple[JobStat
         return _attempt_over(state, reason, event.timestamp, policy)
     if event.result == JobStatus.WAITING.value:
         # It ran what it could before an approval gate: it waits, holding no drone (apiary.core.approvals).
+        # Its attempt is listed (not counted against max_attempts): the page shows it as the part before the wait.
         new = dataclasses.replace(state, status=JobStatus.WAITING)
-        return new, [_write(state, new, waiting_since=event.timestamp), Release(event.drone)]
+        record = {"attempt": state.attempt, "drone": state.drone, "dispatched": state.dispatched,
+                  "started": state.started, "ended": event.timestamp, "reason": "stopped at its approval gate",
+                  "counted": False, "gate": True}
+        return new, [_write(state, new, waiting_since=event.timestamp, **{f"history.{state.attempt}": record}),
+                     Release(event.drone)]
     status = final_status(event.result)
     new = dataclasses.replace(state, status=status)
     fields: dict[str, Any] = {"finished": event.timestamp}

@@ -241,6 +241,11 @@ def job_outcome(job: Mapping[str, Any], events: Iterable[Mapping[str, Any]]) -> 
                 entry.update(status="passed", reason=None, reused_from=None,
                              commands=_stage_commands(stage, sorted(before, key=lambda c: int(c.get("num") or 0)),
                                                       command_status))
+                timed = [c for c in before if isinstance(c.get("started"), (int, float))]
+                if timed:
+                    entry["started"] = min(c["started"] for c in timed)
+                    entry["duration"] = round(max(c["started"] + (c.get("duration") or 0) for c in timed)
+                                              - entry["started"], 6)
         stages.append(entry)
 
     blocked = set(blocked_stages(planned, ended))

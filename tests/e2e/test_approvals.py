@@ -3,6 +3,9 @@ cancelled as people decide, with a real queen, drone and store."""
 
 from __future__ import annotations
 
+from playwright.async_api import Page, expect
+
+from tests.browser import browser, page, shot  # noqa: F401  (fixtures)
 from tests.cluster import Cluster
 import asyncio
 import sys
@@ -136,3 +139,26 @@ async def test_a_gate_nobody_decides_on_times_out_and_a_waiting_job_can_be_cance
     assert status == 202 and body["status"] == "cancelled"
     done = await queen.job(job["id"])
     assert done["status"] == "cancelled" and done["error"] == "cancelled while it waited for an approval"
+
+
+async def test_the_job_page_shows_the_wait_and_approves(queen: Cluster, page: Page) -> None:
+    await queen.add_drone("d1")
+    job = await _waiting(queen, "on-the-page")
+    await page.goto(f"/jobs/{job['id']}")
+    await expect(page.locator("#job-status")).to_have_text("waiting")
+    gate = page.locator('#gates .gate[data-stage="release"]')
+    await expect(gate).to_contain_text("runs once an admin approves it")
+    await expect(page.locator('.g-stage[data-stage="release"] .g-reason')).to_have_text(
+        "waits for an approval by an admin")
+    await shot(page, "approval-waiting")
+    await gate.locator(".gate-comment").fill("looks good")
+    await gate.locator("button.gate-approve").click()
+    await expect(page.locator("#job")).to_have_attribute("data-status", "passed", timeout=30_000)
+    await page.reload()
+    decision = page.locator('#gates .decisions li[data-decision="approved"]')
+    await expect(decision).to_contain_text("Stage release approved by")
+    await expect(decision).to_contain_text("looks good")
+    await expect(page.locator('.g-stage[data-stage="build"]')).to_have_attribute("data-state", "passed")
+    await expect(page.locator('.g-stage[data-stage="announce"]')).to_have_attribute("data-state", "passed")
+    await shot(page, "approval-approved")
+    assert (await queen.job(job["id"]))["approvals"][0]["comment"] == "looks good"

@@ -229,7 +229,10 @@ GOES_ON = {"from_job": "J", "stages": {"build": {"status": "passed", "job": "J",
 
 GATES = [
     ("a drone that reached a gate: the job waits, its slot freed", RUNNING, Finished("d1", 1, "waiting", 12.0),
-     WAITING, [Release("d1")], {"status": "waiting", "waiting_since": 12.0}),
+     WAITING, [Release("d1")],
+     {"status": "waiting", "waiting_since": 12.0,
+      "history.1": {"attempt": 1, "drone": "d1", "dispatched": 10.0, "started": 11.0, "ended": 12.0,
+                    "reason": "stopped at its approval gate", "counted": False, "gate": True}}),
     ("approved: its continuation is queued, a partial run", WAITING, Decided("deploy", True, "ada", 50.0, YES, GOES_ON),
      JobState(S.QUEUED, 1, None, dispatched=10.0, started=11.0), [],
      {"status": "queued", "drone": None, "approvals": YES, "resume": GOES_ON}),
@@ -270,3 +273,7 @@ def test_gate_events_that_do_not_apply_change_nothing(name: str, before: JobStat
 def test_a_waiting_job_is_neither_final_nor_on_a_drone_and_its_drone_events_are_stale() -> None:
     assert not WAITING.final and not WAITING.on_drone
     assert admit(WAITING, "d1", 1) == "stale"
+    # Its attempt before the gate is listed, not counted: the continuation keeps every retry it had.
+    stored = {"status": "waiting", "attempts": 1, "drone": "d1",
+              "history": {"1": {"attempt": 1, "counted": False, "gate": True}}}
+    assert JobState.of(stored).failures == 0

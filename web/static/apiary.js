@@ -669,6 +669,11 @@
       for (const r of runs.values()) {
         const h = r.section && (data.history || {})[String(r.attempt)];
         if (!h) continue;
+        if (h.gate) { // the job's own part before its approval gate (apiary.core.approvals): shown open, as the job's
+          r.section.title.textContent = `Up to the approval gate${h.drone ? ", on drone " + h.drone : ""}`;
+          r.section.el.open = true;
+          continue;
+        }
         // "drone X was lost (…)" under "Attempt 1 on drone X": the drone is named once
         const why = h.drone && h.reason.startsWith(`drone ${h.drone}`) ? h.reason.slice(`drone ${h.drone}`.length).replace(/^:?\s*/, "") : h.reason;
         r.section.title.textContent = `Attempt ${r.attempt}${h.drone ? " on drone " + h.drone : ""}: ${why}`;
