@@ -75,9 +75,14 @@ async def supersede(store: Store, cancel: CancelFn | None, repo: Repository, job
     reason = f"superseded by {job['repo']}#{job['number']}"
     by_id = {o["_id"]: o for o in older}
     for old_id in ids:
-        if not await store.change_job(old_id, {"status": {"$in": _UNDERWAY}}, {"superseded_by": newer}):
-            continue  # it ended meanwhile
         old = by_id[old_id]
-        status = await cancel(old, reason)  # type: ignore[arg-type]
+        try:
+            if not await store.change_job(old_id, {"status": {"$in": _UNDERWAY}}, {"superseded_by": newer}):
+                continue  # it ended meanwhile
+            status = await cancel(old, reason)  # type: ignore[arg-type]
+        except Exception:  # the new job is queued whatever happens to the old one: its trigger succeeded
+            log.exception("job %s (%s#%s) could not be cancelled (%s)", old_id, old.get("repo"), old.get("number"),
+                          reason)
+            continue
         log.info("job %s (%s#%s) %s: %s", old_id, old.get("repo"), old.get("number"), reason, status)
     return ids

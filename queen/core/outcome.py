@@ -50,11 +50,11 @@ import signal
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from . import approvals, partial
+from . import partial
+from .conditions import skipped
 from .errors import InputError
 from .protocol import CANCELLED_LINE, FINAL_STATES
 from .shown import plain  # noqa: F401  (re-exported: what a line shows, for a failure's last lines)
-from .conditions import skipped
 from .stages import blocked_stages, runnable_stages
 
 MAX_LINES = 10  # lines of the failed command's output in a failure summary
@@ -210,8 +210,9 @@ def job_outcome(job: Mapping[str, Any], events: Iterable[Mapping[str, Any]]) -> 
         if all(s["name"] != c["stage"] for s in planned):
             planned.append({"name": c["stage"], "needs": [], "deploy": c.get("phase") == "deploy", "steps": []})
 
-    skip_reasons = _skip_reasons(said, [s["name"] for s in planned])
-    step_skips = skipped(job.get("conditions") or [])[1]  # steps a `when:` left out (apiary.core.conditions)
+    # What a `when:` left out (apiary.core.conditions): known from the job before its drone says so.
+    when_stages, step_skips = skipped(job.get("conditions") or [])
+    skip_reasons = {**when_stages, **_skip_reasons(said, [s["name"] for s in planned])}
     phases = job.get("phases") or {}
     stages: list[dict[str, Any]] = []
     ended: dict[str, bool] = {}  # a finished stage -> whether it passed (for why others did not run)
@@ -236,18 +237,9 @@ def job_outcome(job: Mapping[str, Any], events: Iterable[Mapping[str, Any]]) -> 
         elif (reused := partial.reused_stage(job, said, stage["name"])) is not None:  # passed in another job
             entry.update(reused)
             ended[stage["name"]] = True
-            if reused["reused_from"]["job"] == job.get("_id", job.get("id")):  # its own, before an approval: shown
-                before = [c for c in raw.values() if c.get("stage") == stage["name"]] if isinstance(raw, Mapping) else []
-                entry.update(status="passed", reason=None, reused_from=None,
-                             commands=_stage_commands(stage, sorted(before, key=lambda c: int(c.get("num") or 0)),
-                                                      command_status))
-                timed = [c for c in before if isinstance(c.get("started"), (int, float))]
-                if timed:
-                    entry["started"] = min(c["started"] for c in timed)
-                    entry["duration"] = round(max(c["started"] + (c.get("duration") or 0) for c in timed)
-                                              - entry["started"], 6)
         stages.append(entry)
 
+    ended.update({name: True for name in when_stages if name not in ended})  # as passed, for what needs it
     blocked = set(blocked_stages(planned, ended))
     for entry, stage in zip(stages, planned):
         if entry["status"]:
@@ -263,8 +255,6 @@ def job_outcome(job: Mapping[str, Any], events: Iterable[Mapping[str, Any]]) -> 
             _still_waiting(entry)
             waits = [n for n in entry["needs"] if not ended.get(n)]
             entry["reason"] = ("waits for " + ", ".join(waits)) if waits else None
-            if stage.get("approval") and not waits and status == "waiting":  # at its gate (apiary.core.approvals)
-                entry["reason"] = approvals.reason(stage)
         else:
             entry["status"] = "not_run"
             entry["reason"] = _not_run_reason(stage["name"], status, job.get("error"), phases, blocked)

@@ -149,3 +149,25 @@ def test_bad_when_names_file_line_and_field(yaml, message):
     with pytest.raises(PipelineError) as caught:
         load_pipeline(yaml)
     assert message in str(caught.value)
+
+
+def test_the_outcome_shows_what_a_when_skips_before_the_drone_says_so():
+    from apiary.core.outcome import job_outcome
+
+    pipeline = load_pipeline("""
+stages:
+  - name: migrate
+    when: {branch: [release/*]}
+    steps: [./migrate]
+  - name: test
+    needs: [migrate]
+    steps: [pytest, {run: ./publish, when: {event: [tag]}}]
+""")
+    job = {"_id": "j1", "status": "queued", "type": "TEST", "pipeline": pipeline, "commands": {}, "phases": {},
+           "conditions": [d.doc() for d in decide(pipeline, facts())]}
+    stages = {s["name"]: s for s in job_outcome(job, [])["stages"]}
+    assert (stages["migrate"]["status"], stages["migrate"]["reason"]) == (
+        "skipped", "when.branch: branch main matches none of release/*")
+    assert stages["test"]["status"] == "waiting" and stages["test"]["reason"] is None  # not "waits for migrate"
+    assert [(c["title"], c["status"]) for c in stages["test"]["commands"]] == [
+        ("pytest", "waiting"), ("./publish", "skipped")]
