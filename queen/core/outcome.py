@@ -50,7 +50,7 @@ import signal
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from . import partial
+from . import approvals, partial
 from .conditions import skipped
 from .errors import InputError
 from .protocol import CANCELLED_LINE, FINAL_STATES
@@ -237,6 +237,16 @@ def job_outcome(job: Mapping[str, Any], events: Iterable[Mapping[str, Any]]) -> 
         elif (reused := partial.reused_stage(job, said, stage["name"])) is not None:  # passed in another job
             entry.update(reused)
             ended[stage["name"]] = True
+            if reused["reused_from"]["job"] == job.get("_id", job.get("id")):  # its own, before an approval: shown
+                before = [c for c in raw.values() if c.get("stage") == stage["name"]] if isinstance(raw, Mapping) else []
+                entry.update(status="passed", reason=None, reused_from=None,
+                             commands=_stage_commands(stage, sorted(before, key=lambda c: int(c.get("num") or 0)),
+                                                      command_status))
+                timed = [c for c in before if isinstance(c.get("started"), (int, float))]
+                if timed:
+                    entry["started"] = min(c["started"] for c in timed)
+                    entry["duration"] = round(max(c["started"] + (c.get("duration") or 0) for c in timed)
+                                              - entry["started"], 6)
         stages.append(entry)
 
     ended.update({name: True for name in when_stages if name not in ended})  # as passed, for what needs it
@@ -255,6 +265,8 @@ def job_outcome(job: Mapping[str, Any], events: Iterable[Mapping[str, Any]]) -> 
             _still_waiting(entry)
             waits = [n for n in entry["needs"] if not ended.get(n)]
             entry["reason"] = ("waits for " + ", ".join(waits)) if waits else None
+            if stage.get("approval") and not waits and status == "waiting":  # at its gate (apiary.core.approvals)
+                entry["reason"] = approvals.reason(stage)
         else:
             entry["status"] = "not_run"
             entry["reason"] = _not_run_reason(stage["name"], status, job.get("error"), phases, blocked)
