@@ -14,7 +14,17 @@ from playwright.async_api import Page, expect
 
 from tests.browser import browser, page  # noqa: F401  (fixtures)
 from tests.cluster import Cluster
-from tests.e2e.test_forges import SECRET, add_repo, gh_pull_request, gh_push, github_hook, jobs_of, queued_job
+from tests.e2e.test_forges import (
+    SECRET,
+    add_repo,
+    gh_pull_request,
+    gh_push,
+    github_hook,
+    gitlab_hook,
+    gl_push,
+    jobs_of,
+    queued_job,
+)
 from tests.gitserver import commit, git
 
 CONDITIONS = """
@@ -242,6 +252,16 @@ async def test_skip_ci_in_a_pushs_head_commit_starts_no_job(queen: Cluster) -> N
     status, text = await github_hook(queen, "push", payload)
     assert status == 202 and text == "ignored: the head commit's message says [skip ci]\n"
     assert await jobs_of(queen) == []
+    # GitLab's push alike; a tag on such a commit is a release and still runs.
+    await add_repo(queen, "gitlab", name="lab")
+    payload = gl_push()
+    payload["commits"][-1]["message"] = "Tidy up [CI SKIP]\n"
+    status, text = await gitlab_hook(queen, "Push Hook", payload, repo="lab")
+    assert status == 202 and text == "ignored: the head commit's message says [ci skip]\n"
+    assert await jobs_of(queen, "lab") == []
+    tag = gh_push(ref="refs/tags/v1.0")
+    tag["head_commit"]["message"] = "Release [skip ci]"
+    await queued_job(queen, *await github_hook(queen, "push", tag))
     # A person's trigger of the same commit is never skipped.
     job = await queen.trigger("app", trigger={"message": "[skip ci]"})
     assert job["status"] == "queued"
@@ -364,7 +384,7 @@ stages:
     steps: ["echo release ran"]
 """)
     done = subprocess.run([sys.executable, "-m", "apiary.cli", "run", str(work)], capture_output=True, text=True,
-                          cwd=work, timeout=120)
+                          cwd=work, timeout=120, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout + done.stderr
     assert "main ran" in out and "release ran" not in out
