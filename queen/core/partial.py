@@ -83,7 +83,7 @@ def rerun_from_failed(old: Mapping[str, Any], outcome: Mapping[str, Any], pipeli
     `outcome`: old's outcome (apiary.core.outcome.job_outcome); `pipeline`: the pipeline the new job
     would run (compiled); `artifact_bytes`: the size of old's stored artifacts, at most `max_bytes`
     restorable. Reused: every stage that passed (or was reused, pointing at the job that really ran
-    it) and needs only reused stages. Raises Conflict, saying why, when the job did not fail, no stage
+    it) and needs only reused stages, but no approval gate. Raises Conflict, saying why, when the job did not fail, no stage
     passed, its pipeline is not the one the new job would run, or its artifacts are too big to restore.
     """
     number = old.get("number")
@@ -94,9 +94,14 @@ def rerun_from_failed(old: Mapping[str, Any], outcome: Mapping[str, Any], pipeli
         raise Conflict(f"the pipeline changed since job #{number} ran: its passed stages may not be what "
                        "this pipeline would run; re-run the whole job", field="from_failed")
     earlier = ((old.get("resume") or {}).get("stages")) or {}
+    # An approval gate is never reused: a new job asks for its own approval (apiary.core.approvals), and what
+    # needs the gate runs after it again.
+    gates = {s.get("name") for s in pipeline.get("stages") or [] if s.get("approval")}
     passed: dict[str, dict[str, Any]] = {}
     for stage in outcome.get("stages") or []:
         name = stage.get("name")
+        if name in gates:
+            continue
         if stage.get("status") == "passed":
             passed[name] = {"status": "passed", "job": old.get("_id") or old.get("id"), "number": number}
         elif stage.get("status") == REUSED and isinstance(earlier.get(name), Mapping):

@@ -62,6 +62,12 @@ def test_a_rerun_from_the_failed_stage_reuses_what_passed(outcome: dict, reused:
     assert all(e == {"status": "passed", "job": "OLD", "number": 7} for e in resume["stages"].values())
 
 
+def test_an_approval_gate_is_never_reused_nor_what_needs_it() -> None:
+    job, outcome, pipeline = _failed({"a": "passed", "g<a": "passed", "after<g": "passed", "b<after": "failed"})
+    next(s for s in pipeline["stages"] if s["name"] == "g")["approval"] = {"role": "admin", "timeout": 60.0}
+    assert set(rerun_from_failed(job, outcome, pipeline, 0, 100)["stages"]) == {"a"}
+
+
 def test_a_stage_reused_before_points_at_the_job_that_ran_it() -> None:
     job, outcome, pipeline = _failed({"a": "reused", "b<a": "failed"})
     job["resume"] = {"stages": {"a": {"status": "passed", "job": "FIRST", "number": 3}}}
