@@ -27,6 +27,9 @@ run in its event loop; `ctx` is a `PluginContext` (below).
     config_schema                  validated when a repository's settings are saved
     check_config(config)           further checks; raise ValueError("field: what is wrong")
                                    (or ConfigProblem(field, text) from here)
+    queen_secrets(config)          the names of secrets the config names deeper than a
+                                   schema field marked ``secret`` (notify's targets):
+                                   kept on the queen like those, never given to jobs
     async webhook(request, ctx)    POST /hooks/<plugin>/<repo>: an aiohttp request
                                    in, a response out (ctx.ignored, ctx.queued…)
     async background(ctx)          runs as long as the queen (schedules, pollers)
@@ -153,6 +156,13 @@ class PluginContext(Protocol):
 
     async def job(self, job_id: str) -> dict[str, Any] | None:
         """A job, as stored, or None."""
+        ...
+
+    async def jobs(self, repo: str, *, branch: str | None = None, before: str | None = None,
+                   limit: int = 20) -> list[dict[str, Any]]:
+        """Repository `repo`'s jobs, newest (last triggered) first, without their pipelines: of `branch` if given
+        (a pull request's jobs count for its head and base branches), triggered before job id `before` if given;
+        at most `limit` (100)."""
         ...
 
     def job_url(self, job: dict[str, Any]) -> str:

@@ -179,6 +179,11 @@ class QueenContext:
     async def job(self, job_id: str) -> dict[str, Any] | None:
         return cast("dict[str, Any] | None", await self._app[keys.STORE].get_job(job_id))
 
+    async def jobs(self, repo: str, *, branch: str | None = None, before: str | None = None,
+                   limit: int = 20) -> list[dict[str, Any]]:
+        found = await self._app[keys.STORE].list_jobs(repo, branch, before, max(1, min(limit, 100)))
+        return cast("list[dict[str, Any]]", found)
+
     def job_url(self, job: dict[str, Any]) -> str:
         return f"{self._app[keys.PLUGINS].base_url}/jobs/{job['_id']}"
 

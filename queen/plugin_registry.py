@@ -118,4 +118,11 @@ class Plugins:
                     value = config.get(field, spec.get("default"))
                     if isinstance(value, str) and value:
                         names.add(value)
+            # Secrets named deeper in a config (notify's targets): the plugin's queen_secrets(config) says which.
+            deeper = getattr(self.loaded.get(entry.get("name", "")), "queen_secrets", None)
+            if callable(deeper):
+                try:
+                    names.update(n for n in deeper(config) if isinstance(n, str) and n)
+                except Exception:
+                    log.exception("plugin %s: queen_secrets raised", entry.get("name"))
         return names
