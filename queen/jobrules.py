@@ -14,6 +14,7 @@ page and error name the newer job.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -48,7 +49,9 @@ async def job_rules(store: Store, git_cache: Path, repo: Repository, job: Job) -
         if needs_changes(pipeline):
             changes = await job_changes(store, git_cache, repo, job)
             facts = JobFacts(facts.branch, facts.event, facts.type, facts.parameters, changes)
-            decisions = decide(pipeline, facts)
+            # Off the event loop: up to MAX_FILES paths against every pattern (100 stages x 20 000 files
+            # matching none: about 0.7 s on one core).
+            decisions = await asyncio.to_thread(decide, pipeline, facts)
             fields["changes_base"] = base_doc(changes)
         fields["conditions"] = [d.doc() for d in decisions]
     concurrency = pipeline.get("concurrency")

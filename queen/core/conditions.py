@@ -34,6 +34,8 @@ base (target) branch, as Woodpecker's is. A tag's job has none: ``branch`` never
 from __future__ import annotations
 
 import fnmatch
+import functools
+import itertools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -269,10 +271,18 @@ def path_regex(pattern: str) -> re.Pattern[str]:
     return re.compile("".join(out) + r"\Z", re.DOTALL)
 
 
-def matching_paths(paths: Sequence[str], patterns: Sequence[str]) -> list[str]:
-    """The paths that match any of `patterns`, in order."""
-    regexes = [path_regex(p) for p in patterns]
-    return [p for p in paths if any(r.match(p) for r in regexes)]
+def matching_paths(paths: Sequence[str], patterns: Sequence[str], limit: int | None = None) -> list[str]:
+    """The paths that match any of `patterns`, in order; the first `limit` of them if given."""
+    match = _any_of(tuple(patterns)).match
+    if limit is None:
+        return [p for p in paths if match(p)]
+    return list(itertools.islice((p for p in paths if match(p)), limit))
+
+
+@functools.lru_cache(maxsize=256)
+def _any_of(patterns: tuple[str, ...]) -> re.Pattern[str]:
+    """One expression for all of `patterns` (one pass over a path, compiled once per list)."""
+    return re.compile("|".join(f"(?:{path_regex(p).pattern})" for p in patterns), re.DOTALL)
 
 
 # -- deciding ----------------------------------------------------------------------
@@ -368,10 +378,10 @@ def check(when: Mapping[str, Any], facts: JobFacts) -> tuple[bool, str]:
         changes = facts.changes or Changes(None, why="what changed is not known")
         if changes.files is None:
             return True, f"when.changed: everything counts as changed ({changes.why})"
-        hit = matching_paths(changes.files, when["changed"])
+        hit = matching_paths(changes.files, when["changed"], MAX_SHOWN + 1)
         if not hit:
             return False, f"when.changed: nothing under {patterns} changed since {changes.since}"
-        more = f" and {len(hit) - MAX_SHOWN} more" if len(hit) > MAX_SHOWN else ""
+        more = " and more" if len(hit) > MAX_SHOWN else ""
         why = f"when.changed: {', '.join(hit[:MAX_SHOWN])}{more} changed since {changes.since}"
     return True, why
 
