@@ -156,6 +156,12 @@ async def test_python_runs_pytest_in_a_job_and_reports_the_counts(queen: Cluster
     assert job["plugins"]["python"]["tests"] == 4 and job["plugins"]["python"]["failed"] == 1
     artifacts = (await queen.get(f"/jobs/{job['id']}/artifacts"))["artifacts"]
     assert [a["name"] for a in artifacts] == [".apiary/pytest.xml"]
+    # The same report is the job's test report: each test listed, failed first (apiary.drone.testreports)
+    assert job["report"]["tests"] == 4 and job["report"]["files"] == [{"path": ".apiary/pytest.xml", "tests": 4}]
+    tests = (await queen.get(f"/jobs/{job['id']}/tests"))["tests"]
+    assert [(t["test"], t["status"]) for t in tests][:2] == [("test_sample.test_divides", "failed"),
+                                                             ("test_sample.test_later", "skipped")], tests
+    assert tests[0]["message"].startswith("assert"), tests[0]
 
     job = await queen.wait_job((await queen.trigger("py", commit=fixed))["id"], timeout=90)
     assert job["status"] == "passed", job
