@@ -162,3 +162,30 @@ async def test_the_job_page_shows_the_wait_and_approves(queen: Cluster, page: Pa
     await expect(page.locator('.g-stage[data-stage="announce"]')).to_have_attribute("data-state", "passed")
     await shot(page, "approval-approved")
     assert (await queen.job(job["id"]))["approvals"][0]["comment"] == "looks good"
+
+
+async def test_a_member_sees_the_wait_but_no_buttons_on_an_admin_gate_and_the_dashboard_says_waiting(
+        queen: Cluster, page: Page) -> None:
+    await queen.add_drone("d1")
+    admin = await first_admin(queen)
+    await admin.call("POST", "/users", {"username": "bob", "password": "bob's long pw", "role": "member"})
+    job = await _waiting(queen, "members", call=admin)
+    assert job["status"] == "waiting"
+
+    await page.goto(f"/jobs/{job['id']}")
+    await page.get_by_label("Username").fill("bob")
+    await page.get_by_label("Password").fill("bob's long pw")
+    await page.get_by_role("button", name="Sign in").click()
+    await page.wait_for_url(f"**/jobs/{job['id']}")
+    gate = page.locator('#gates .gate[data-stage="release"]')
+    await expect(gate).to_contain_text("Only an admin may decide; you are member")
+    assert await gate.locator("button").count() == 0
+    await expect(page.locator("#steps .cmd").first).to_be_visible()  # its log drawn (its job:started replayed)
+    await expect(page.locator("#job-status")).to_have_text("waiting")
+    await expect(page.locator(".attempts li")).to_have_count(1)  # one attempt so far: up to the gate
+    await shot(page, "approval-member")
+    await page.goto("/")
+    row = page.locator(f'a[href="/jobs/{job["id"]}"]').first
+    await expect(row).to_be_visible()
+    await expect(page.locator(".status.st-waiting").first).to_have_text("waiting")
+    await shot(page, "approval-dashboard")

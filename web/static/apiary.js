@@ -1166,7 +1166,8 @@
       switch (msg.type) {
         case "job:started":
           if (now.attempt === (msg.attempt || 1)) empty.hidden = true; // no longer waiting
-          if (!final) setStatus("running"); // a finished job's history says it started: it is still finished
+          // A finished job's history says it started: it is still finished (and one waiting for an approval waits).
+          if (!final && head.dataset.status !== "waiting") setStatus("running");
           soon("summary", refreshSummary, 150);
           break;
         case "job:cmd:start": command(msg); break;
