@@ -19,6 +19,8 @@ from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError
 
+from apiary.core.junit import MAX_TESTS
+
 log = logging.getLogger(__name__)
 
 WRITE_BATCH = 1000  # test documents per insert
@@ -40,7 +42,8 @@ class TestQueries:
 
     async def save_tests(self, job_id: str, first: int, tests: list[dict[str, Any]]) -> None:
         """Store the tests of one ``job:report`` part (numbered from `first`); storing it again is a no-op."""
-        if not tests:
+        tests = tests[:max(0, MAX_TESTS - first)]  # what a drone may send for one job, whatever it sends
+        if not tests or first < 0:
             return
         job = await self.jobs.find_one({"_id": job_id}, {"repo": 1, "ref": 1, "number": 1})
         if job is None:

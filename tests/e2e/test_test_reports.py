@@ -4,6 +4,7 @@ drone and the queen well, each named in the job's output."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from playwright.async_api import Page, expect
@@ -158,7 +159,8 @@ stages:
 """
 
 
-async def test_hostile_reports_are_named_and_skipped_and_leave_the_drone_and_queen_well(queen: Cluster) -> None:
+async def test_hostile_reports_are_named_and_skipped_and_leave_the_drone_and_queen_well(
+        queen: Cluster, page: Page) -> None:  # noqa: F811
     await queen.add_drone("d1")
     await queen.create_pipeline_repo("hostile", HOSTILE)
     job = await queen.wait_job((await queen.trigger("hostile"))["id"], timeout=120)
@@ -184,6 +186,24 @@ async def test_hostile_reports_are_named_and_skipped_and_leave_the_drone_and_que
     again = await queen.wait_job((await queen.trigger("hostile"))["id"], timeout=120)
     assert again["status"] == "passed" and again["report"]["tests"] == 100000
     assert "d1" in await queen.drone_ids()
+
+    await page.goto(f"/jobs/{job['id']}")
+    await expect(page.locator("#tests-counts")).to_have_text(
+        "100,000 tests 100 failed 99,900 passed 1 min 40 s (20,000 listed, failed first)")
+    await expect(page.locator("#tests-files > li")).to_have_text([
+        "hostile/escape.xml skipped: a link to outside the workspace",
+        "hostile/huge.xml skipped: 209,715,200 bytes, over the 33,554,432 bytes per file",
+        "hostile/laughs.xml skipped: refused: DTDForbidden (entities and DTDs are not read)",
+        re.compile(r"hostile/malformed.xml skipped: not well-formed XML: .*"),
+        "hostile/proxy.xml skipped: the root element is <html>, not <testsuites> or <testsuite>"])
+    await expect(page.locator("#tests-list > li")).to_have_count(100)
+    await page.locator("#tests").evaluate("e => e.scrollIntoView()")
+    await page.screenshot(path="/tmp/shots/job-tests-hostile.png")
+    await page.locator("#tests-more").click()
+    await expect(page.locator("#tests-list > li")).to_have_count(200)
+    await expect(page.locator("#tests-list > li").nth(99)).to_have_attribute("data-test", "big.Suite.t100000")
+    await expect(page.locator("#tests-list > li").nth(100)).to_have_attribute("data-test", "big.Suite.t1")
+    await expect(page.locator("#tests-more")).to_have_text("Show more tests (19,800 more)")
 
 
 

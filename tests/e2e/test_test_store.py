@@ -4,7 +4,7 @@ their job."""
 
 from __future__ import annotations
 
-from apiary.core.junit import parse_junit
+from apiary.core.junit import MAX_TESTS, parse_junit
 from apiary.core.reports import report_bodies
 from apiary.queen.store import Store
 from tests.e2e.test_store_and_recorder import store  # noqa: F401  (fixture)
@@ -35,6 +35,9 @@ async def test_tests_are_stored_once_listed_failed_first_and_deleted_with_their_
     runs = await store.test_runs("app", ["c.bad", "c.ok"], ["j1", "j2"])
     assert sorted((r["job"], r["test"], r["status"]) for r in runs) == [
         ("j1", "c.bad", "failed"), ("j1", "c.ok", "passed"), ("j2", "c.bad", "failed"), ("j2", "c.ok", "passed")]
+    # Past what a drone may send for one job, nothing more is stored, whatever it sends
+    await store.save_tests("j2", MAX_TESTS - 1, body["tests"])
+    assert await store.tests.count_documents({"job": "j2"}) == 5
     await store.delete_jobs(["j1"])
     assert await store.tests.count_documents({"job": "j1"}) == 0
-    assert await store.tests.count_documents({"job": "j2"}) == 4
+    assert await store.tests.count_documents({"job": "j2"}) == 5
