@@ -365,10 +365,12 @@ def _why(f: dict[str, Any]) -> str | None:
 
 
 def _who(f: dict[str, Any]) -> str | None:
+    """Who or what triggered the job: ``ada (user)``, ``github (webhook)``."""
     by = f.get("triggered_by")
-    if isinstance(by, dict):
-        return str(by.get("name") or by.get("kind") or "") or None
-    return None
+    if not isinstance(by, dict) or not (by.get("name") or by.get("kind")):
+        return None
+    name, kind = str(by.get("name") or ""), str(by.get("kind") or "")
+    return f"{name} ({kind})" if name and kind else name or kind
 
 
 def email_text(f: dict[str, Any]) -> tuple[str, str]:

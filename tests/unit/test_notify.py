@@ -128,7 +128,7 @@ def test_a_good_config_and_its_defaults() -> None:
 FAILED_JOB = {
     "_id": "01JOB", "repo": "app", "number": 12, "status": "failed", "type": "TEST",
     "ref": {"branch": "main", "id": "3f2a9c1d" + "0" * 32}, "trigger": {"type": "push"},
-    "triggered_by": {"kind": "person", "name": "ada"}, "commit": {"message": "Speed up <everything> @channel\n\nmore"},
+    "triggered_by": {"kind": "user", "name": "ada"}, "commit": {"message": "Speed up <everything> @channel\n\nmore"},
     "started": 100.0, "finished": 142.4, "error": "failed",
     "pipeline": {"stages": [{"name": "unit", "needs": [], "steps": [{"run": "pytest -q"}]}]},
     "commands": {"1": {"num": 1, "command": "pytest -q", "title": "pytest -q", "stage": "unit", "phase": "test",
@@ -142,7 +142,7 @@ def test_facts_say_what_users_rely_on() -> None:
     assert {k: f[k] for k in ("event", "repo", "number", "id", "status", "branch", "url", "duration")} == {
         "event": "failure", "repo": "app", "number": 12, "id": "01JOB", "status": "failed", "branch": "main",
         "url": URL, "duration": 42.4}
-    assert f["commit"] == FAILED_JOB["ref"]["id"] and f["triggered_by"] == {"kind": "person", "name": "ada"}
+    assert f["commit"] == FAILED_JOB["ref"]["id"] and f["triggered_by"] == {"kind": "user", "name": "ada"}
     assert f["failure"] == {"stage": "unit", "title": "pytest -q", "command": "pytest -q", "exitCode": 1}
     assert f["error"] is None and f["message"] == "Speed up <everything> @channel"
     assert notify.summary(f) == "app #12 failed on main (3f2a9c1) in 42 s"
@@ -152,7 +152,7 @@ def test_email_and_slack_texts() -> None:
     f = notify.facts(FAILED_JOB, "failure", URL)
     subject, text = notify.email_text(f)
     assert subject == "[apiary] app #12 failed on main"
-    assert URL in text and "stage unit: pytest -q, exit code 1" in text and "Triggered by: ada" in text
+    assert URL in text and "stage unit: pytest -q, exit code 1" in text and "Triggered by: ada (user)" in text
     body = notify.slack_body(f)
     assert body["text"].startswith(":x: app #12 failed on main (3f2a9c1) in 42 s: " + URL)
     assert f"<{URL}|app #12>" in body["blocks"][0]["text"]["text"]
