@@ -84,6 +84,7 @@ WORKERS = 8  # deliveries being tried at once, per queen
 MAX_PENDING = 1000  # deliveries waiting; beyond, dropped (logged): a dead receiver cannot fill the queen's memory
 PREVIOUS_SCAN = 50  # jobs of the repository looked through for the previous finished one of the branch
 MASK = "***"
+MAX_TEXT = 2000  # characters of a command, an error or a commit message in a message
 
 _KEYS = {
     "webhook": {"url", "url_secret", "token_secret"},
@@ -162,7 +163,8 @@ def _address(value: Any, key: str) -> str:
     return text
 
 
-def _strings(value: Any, key: str) -> list[Any]:
+def _strings(value: Any) -> list[Any]:
+    """A setting that is one value or a list of them, as a list."""
     return value if isinstance(value, list) else [value]
 
 
@@ -179,7 +181,7 @@ def parse_target(raw: Any, where: str) -> Target:
                             f"unknown setting for a {kind} target (known: {', '.join(sorted(_COMMON | _KEYS[kind]))})")
     label = f"{where} ({_text(raw['name'], f'{where}.name')})" if "name" in raw else f"{where} ({kind})"
     when = raw.get("when", list(DEFAULT_WHEN))
-    whens = _strings(when, f"{where}.when")
+    whens = _strings(when)
     if not whens:
         raise ConfigProblem(f"{where}.when", f"name at least one of {', '.join(WHENS)}")
     for i, w in enumerate(whens):
@@ -187,7 +189,7 @@ def parse_target(raw: Any, where: str) -> Target:
             at = f"{where}.when[{i}]" if isinstance(when, list) else f"{where}.when"
             raise ConfigProblem(at, f"must be one of {', '.join(WHENS)}, got {w!r}")
     branches = raw.get("branches", [])
-    patterns = _strings(branches, f"{where}.branches")
+    patterns = _strings(branches)
     for i, p in enumerate(patterns):
         at = f"{where}.branches[{i}]" if isinstance(branches, list) else f"{where}.branches"
         _text(p, at)
@@ -215,7 +217,7 @@ def parse_target(raw: Any, where: str) -> Target:
     port = raw.get("port", SECURITIES[security])
     if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
         raise ConfigProblem(f"{where}.port", f"must be a port number (1-65535), got {port!r}")
-    recipients = _strings(raw["to"], f"{where}.to")
+    recipients = _strings(raw["to"])
     if not recipients or len(recipients) > MAX_RECIPIENTS:
         raise ConfigProblem(f"{where}.to", f"name 1 to {MAX_RECIPIENTS} addresses")
     to = tuple(_address(r, f"{where}.to[{i}]" if isinstance(raw["to"], list) else f"{where}.to")
@@ -319,7 +321,10 @@ def failure_of(job: dict[str, Any]) -> dict[str, Any] | None:
         return None
     if not failure or not failure.get("stage"):
         return None
-    return {k: failure.get(k) for k in ("stage", "title", "command", "exitCode")}
+    out = {k: failure.get(k) for k in ("stage", "title", "command", "exitCode")}
+    if isinstance(out["command"], str) and len(out["command"]) > MAX_TEXT:  # a whole script as one step
+        out["command"] = out["command"][:MAX_TEXT] + "…"
+    return out
 
 
 def facts(job: dict[str, Any], event: str, url: str) -> dict[str, Any]:
@@ -332,11 +337,15 @@ def facts(job: dict[str, Any], event: str, url: str) -> dict[str, Any]:
         "event": event, "repo": job.get("repo"), "number": job.get("number"), "id": job.get("_id"),
         "status": job.get("status"), "type": job.get("type"), "branch": branch_of(job) or None,
         "commit": (job.get("ref") or {}).get("id"),
-        "message": (str(commit.get("message") or "").strip().splitlines() or [None])[0],
+        "message": _cut((str(commit.get("message") or "").strip().splitlines() or [None])[0]),
         "triggered_by": job.get("triggered_by"), "duration": duration, "url": url,
-        "error": job.get("error") if job.get("error") != job.get("status") else None,
+        "error": _cut(job.get("error")) if job.get("error") != job.get("status") else None,
         "failure": failure_of(job), "started": started, "finished": finished,
     }
+
+
+def _cut(text: Any) -> Any:
+    return text[:MAX_TEXT] + "…" if isinstance(text, str) and len(text) > MAX_TEXT else text
 
 
 def summary(f: dict[str, Any]) -> str:
@@ -457,8 +466,12 @@ async def job_done(job: dict[str, Any], ctx: PluginContext) -> None:
     status, branch = str(job.get("status")), branch_of(job)
     previous = None
     if wants_previous(targets, status, branch):
-        previous = previous_status(job, await ctx.jobs(job["repo"], branch=branch or None, before=job["_id"],
-                                                       limit=PREVIOUS_SCAN))
+        try:
+            earlier = await ctx.jobs(job["repo"], branch=branch or None, before=job["_id"], limit=PREVIOUS_SCAN)
+        except Exception as exc:  # the store is away: no "fixed" this time, the rest still goes out
+            ctx.log.warning("job %s: the previous job of %s not found: %s", job["_id"], branch, exc)
+            earlier = []
+        previous = previous_status(job, earlier)
     due = chosen(targets, status, branch, previous)
     if not due:
         return

@@ -184,3 +184,12 @@ def test_the_secrets_it_names_stay_on_the_queen() -> None:
     repo = {"plugins": [{"name": "notify", "config": {"targets": [
         {"type": "slack", "url_secret": "SLACK_HOOK"}, {**HOOK, "token_secret": "BOT"}]}}]}
     assert plugins.queen_secrets(repo) == {"SLACK_HOOK", "BOT"}
+
+
+def test_long_texts_are_cut() -> None:
+    script = "echo " + "x" * 5000
+    job = {**FAILED_JOB, "error": "e" * 5000, "commit": {"message": "m" * 5000},
+           "commands": {"1": {**FAILED_JOB["commands"]["1"], "command": script, "title": "build"}}}
+    f = notify.facts(job, "failure", URL)
+    assert len(f["failure"]["command"]) == notify.MAX_TEXT + 1 and f["failure"]["command"].endswith("…")
+    assert len(f["error"]) == len(f["message"]) == notify.MAX_TEXT + 1
