@@ -383,9 +383,11 @@ TRIM_IDLE = 1.0
 
 
 def _size(body: dict[str, Any]) -> int:
-    """About how many bytes an event takes: its output text or artifact bytes."""
+    """About how many bytes an event takes: its output text or artifact bytes (a test report's part: its
+    tests' texts, ~200 bytes each besides)."""
     data = body.get("text") or body.get("data") or ""
-    return len(data) + 100
+    tests = body.get("tests") if isinstance(body.get("tests"), list) else ()
+    return len(data) + 100 + sum(200 + len(str(t.get("text") or "")) if isinstance(t, dict) else 200 for t in tests)
 
 
 def store_problem(exc: BaseException) -> str:

@@ -8,7 +8,8 @@ file, so it is hostile: defusedxml refuses entities and DTDs (billion laughs,
 external entities), elements are dropped as soon as they are read (memory
 stays flat however many tests), at most MAX_TESTS results are kept (failed
 and errored ones first; the counts cover every test), names, messages and
-texts are cut to MAX_NAME, MAX_MESSAGE and MAX_TEXT characters. Anything
+texts are cut to MAX_NAME, MAX_MESSAGE and MAX_TEXT characters (and past
+MAX_TEXTS characters of texts in a report, failures keep only their message). Anything
 that is no report raises `JunitError` saying what is wrong.
 
 Status of a test: ``failed`` (a ``<failure>``), ``error`` (an ``<error>``),
@@ -33,6 +34,7 @@ MAX_TESTS = 20_000  # results kept per job (the counts cover all)
 MAX_NAME = 500  # characters of a test's name, class name or suite name
 MAX_MESSAGE = 1_000  # characters of a failure's message
 MAX_TEXT = 4_000  # characters of a failure's text (its traceback): the end is kept, where the error is
+MAX_TEXTS = 2 * 2**20  # characters of failures' texts kept per report (a job's too): later failures keep their message
 STATUSES = ("failed", "error", "skipped", "passed")  # the order failed tests come first in
 _BAD = {"failure": "failed", "error": "error"}
 
@@ -83,7 +85,12 @@ class JunitReport:
         self.counts = add_counts(self.counts, other.counts)
         bad = [r for r in self.results + other.results if r.status in _BAD.values()]
         rest = [r for r in self.results + other.results if r.status not in _BAD.values()]
-        self.results = (bad + rest)[:MAX_TESTS]
+        self.results, texts_left = [], MAX_TEXTS
+        for r in (bad + rest)[:MAX_TESTS]:  # the job's texts within MAX_TEXTS too
+            if len(r.text) > texts_left:
+                r = dataclasses.replace(r, text="")
+            texts_left -= len(r.text)
+            self.results.append(r)
 
 
 def empty_counts() -> dict[str, Any]:
@@ -120,6 +127,7 @@ def _parse(data: bytes) -> JunitReport:
     case_seconds = 0.0
     root: str | None = None
     outcome: dict[str, Any] | None = None  # the open testcase's failure, error or skip
+    texts_left = MAX_TEXTS
     for event, element in iterparse(io.BytesIO(data), events=("start", "end"), forbid_dtd=True):
         tag = element.tag
         if event == "start":
@@ -151,11 +159,15 @@ def _parse(data: bytes) -> JunitReport:
             counts[{"failed": "failed", "error": "errors", "skipped": "skipped"}.get(status, "passed")] += 1
             kept = bad if status in _BAD.values() else rest
             if len(kept) < MAX_TESTS:
+                text = outcome["text"] if outcome else ""
+                if len(text) > texts_left:
+                    text = ""
+                texts_left -= len(text)
                 kept.append(TestResult(
                     name=_cut(element.get("name") or "", MAX_NAME), classname=_cut(element.get("classname") or "",
                                                                                    MAX_NAME),
                     suite=suites[-1] if suites else "", status=status, seconds=seconds,
-                    message=outcome["message"] if outcome else "", text=outcome["text"] if outcome else ""))
+                    message=outcome["message"] if outcome else "", text=text))
             outcome = None
             if open_elements:
                 open_elements[-1].clear()  # what was read goes: memory stays flat however many tests

@@ -91,3 +91,14 @@ def test_many_tests_are_all_counted_and_at_most_max_tests_kept_failed_ones_first
     both.add(parse_junit(b'<testsuite time="1"><testcase name="b"><error/></testcase></testsuite>'))
     assert [r.name for r in both.results] == ["b", "a"]
     assert both.counts == {"tests": 2, "passed": 1, "failed": 0, "errors": 1, "skipped": 0, "seconds": 1.0}
+
+
+def test_past_max_texts_failures_keep_their_message_but_not_their_text(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(junit, "MAX_TEXTS", 25)
+    cases = "".join(f'<testcase name="t{i}"><failure message="m{i}">{"x" * 10}</failure></testcase>' for i in range(4))
+    report = parse_junit(f"<testsuite>{cases}</testsuite>".encode())
+    assert [(r.message, len(r.text)) for r in report.results] == [("m0", 10), ("m1", 10), ("m2", 0), ("m3", 0)]
+    both = JunitReport()
+    both.add(report)
+    both.add(parse_junit(b'<testsuite><testcase name="u"><error message="e">yyyyy</error></testcase></testsuite>'))
+    assert [(r.name, len(r.text)) for r in both.results] == [("t0", 10), ("t1", 10), ("t2", 0), ("t3", 0), ("u", 5)]
