@@ -20,6 +20,7 @@ from apiary.core.config import DroneConfig
 from apiary.core.errors import ApiaryError
 from apiary.core.pipeline import load_pipeline
 from apiary.core.protocol import JobStatus, Msg
+from apiary.core.reports import counts_line
 from apiary.core.stages import resolve_parameters
 
 from . import artifacts
@@ -65,6 +66,9 @@ class Terminal:
         elif msg is Msg.JOB_PLUGIN:
             figures = ", ".join(f"{k} {v}" for k, v in body["data"].items())
             self.out.write(self._paint(f"plugin {body['plugin']}: {figures}", "2") + "\n")
+        elif msg is Msg.JOB_REPORT and isinstance(body.get("counts"), dict):  # apiary.core.reports
+            bad = any(body["counts"].get(k) for k in ("failed", "errors"))
+            self.out.write(self._paint(counts_line(body["counts"]), "1;31" if bad else "1;32") + "\n")
         elif msg is Msg.JOB_DONE:
             self.result = dict(body)
         self.out.flush()

@@ -5,6 +5,8 @@ drone and the queen well, each named in the job's output."""
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 from playwright.async_api import Page, expect
@@ -253,3 +255,20 @@ async def test_apiary_trigger_follow_and_logs_say_the_test_counts(queen: Cluster
     job_id = followed.out.split("\n", 1)[0].rsplit("/", 1)[1]
     logs = await apiary(tmp_path, "logs", job_id, *url(queen))
     assert "tests: 8 (3 failed, 1 error, 1 skipped, 3 passed) in 1003.8 s\n" in logs.out, logs
+
+
+def test_apiary_run_reads_the_reports_here_and_says_the_counts(tmp_path: Path) -> None:
+    (tmp_path / ".apiary.yml").write_text("""
+reports: {junit: ["out/junit*.xml"]}
+stages:
+  - name: t
+    steps:
+      - mkdir -p out && echo '<broken' > out/junit-b.xml
+      - printf '%s' '<testsuite><testcase classname="a" name="ok"/><testcase classname="a" name="bad"><failure/></testcase></testsuite>' > out/junit-a.xml
+""")
+    done = subprocess.run([sys.executable, "-m", "apiary.cli", "run", str(tmp_path)], capture_output=True, text=True,
+                          timeout=60, cwd=tmp_path, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "reports: out/junit-a.xml: 2 tests (1 failed)\n" in done.stdout
+    assert "reports: out/junit-b.xml skipped: not well-formed XML: unclosed token: line 1, column 0\n" in done.stderr
+    assert "tests: 2 (1 failed, 1 passed) in 0.0 s\n" in done.stdout
