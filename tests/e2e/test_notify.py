@@ -4,16 +4,24 @@ a local SMTP server (aiosmtpd) the e-mails."""
 from __future__ import annotations
 
 import asyncio
+import datetime
 import email
 import email.policy
+import ipaddress
 import json
+import ssl
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from tests.cluster import Cluster
 
@@ -269,3 +277,62 @@ async def test_a_retried_delivery_arrives_and_a_dead_receiver_delays_nothing(
     assert f"job app #1 ({first['id']}) to targets[1] (webhook): attempt 2 failed: answered 500: busy" in log
     assert "targets[1] (webhook): not sent" not in log
     assert queen.queen is not None and queen.queen.alive
+
+
+def self_signed(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 that signs itself, and its key (PEM files in `directory`)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "apiary test SMTP")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                         content_commitment=False, key_encipherment=False, data_encipherment=False,
+                                         key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key()), critical=False)
+            .sign(key, hashes.SHA256()))
+    cert_file, key_file = directory / "smtp.crt", directory / "smtp.key"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_file, key_file
+
+
+async def test_email_over_starttls_and_tls_with_a_checked_certificate(cluster: Cluster, tmp_path: Path) -> None:
+    cert_file, key_file = self_signed(tmp_path)
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(cert_file, key_file)
+    box = Mailbox()
+    loop = asyncio.get_running_loop()
+    # STARTTLS required before AUTH (aiosmtpd's default: no password in the clear), and TLS from the start.
+    starttls = await loop.create_server(
+        lambda: SMTP(box, authenticator=box.authenticate, tls_context=tls, require_starttls=True, loop=loop),
+        "127.0.0.1", 0)
+    # (aiosmtpd does not see that a connection was TLS from the start: told that AUTH needs none here)
+    implicit = await loop.create_server(
+        lambda: SMTP(box, authenticator=box.authenticate, auth_require_tls=False, loop=loop), "127.0.0.1", 0, ssl=tls)
+    try:
+        # The queen trusts this certificate as it would a public one (Python's default verify paths).
+        await cluster.start_queen(env={"SSL_CERT_FILE": str(cert_file)})
+        await cluster.add_drone("d1")
+        mail = {"type": "email", "host": "127.0.0.1", "username": "ci", "password_secret": "SMTP_PASSWORD",
+                "from": "apiary@example.com", "when": "failure"}
+        await cluster.create_pipeline_repo("app", PIPELINE, plugins=notify(
+            {**mail, "port": starttls.sockets[0].getsockname()[1], "to": "starttls@example.com"},
+            {**mail, "port": implicit.sockets[0].getsockname()[1], "security": "tls", "to": "tls@example.com"}))
+        await set_secret(cluster, "app", "SMTP_PASSWORD", Mailbox.PASSWORD)
+        job = await run(cluster, "app", "fail")
+        mails = await box.wait(2)
+        assert sorted(m["to"][0] for m in mails) == ["starttls@example.com", "tls@example.com"]
+        assert {m["login"] for m in mails} == {"ci"}
+        assert {m["message"]["Subject"] for m in mails} == {"[apiary] app #1 failed on main"}
+        assert all(f"/jobs/{job['id']}" in m["message"].get_content() for m in mails)
+    finally:
+        for server in (starttls, implicit):
+            server.close()
+            await server.wait_closed()
