@@ -60,7 +60,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from apiary.plugins.api import SECRET_NAME, ConfigProblem, PluginContext
+from apiary.plugins.api import SECRET_NAME, ApiaryError, ConfigProblem, PluginContext
 
 config_schema = {
     "targets": {"type": "list", "items": "dict", "required": True,
@@ -424,7 +424,7 @@ def mask(text: str, secrets: list[str]) -> str:
 
 # -- sending ------------------------------------------------------------------------------------------------
 
-class Permanent(Exception):
+class Permanent(ApiaryError):
     """A refusal that another try would not change (a 4xx, an SMTP 5xx)."""
 
 

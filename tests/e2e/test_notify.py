@@ -35,7 +35,7 @@ stages:
 
 class Receiver:
     """An HTTP server on a loopback port that records POSTs by path; /flaky answers 500 twice for each job,
-    then 200; /hang answers only when the test ends."""
+    then 200; /gone 404; /hang answers only when the test ends."""
 
     def __init__(self) -> None:
         self.received: list[dict[str, Any]] = []
@@ -51,6 +51,8 @@ class Receiver:
             tries = self.flaky_tries[body["number"]] = self.flaky_tries.get(body["number"], 0) + 1
             if tries <= 2:
                 return web.Response(status=500, text="busy")
+        if request.path == "/gone":
+            return web.Response(status=404, text="no such hook")
         if request.path == "/hang":
             self.held += 1
             await self.release.wait()
@@ -252,7 +254,8 @@ async def test_a_retried_delivery_arrives_and_a_dead_receiver_delays_nothing(
     await queen.create_pipeline_repo("app", PIPELINE, plugins=notify(
         {"type": "webhook", "url": f"{receiver.base}/hang", "when": "always"},
         {"type": "webhook", "url": f"{receiver.base}/flaky", "when": "always"},
-        {"type": "webhook", "url": f"{receiver.base}/hook", "when": "always"}))
+        {"type": "webhook", "url": f"{receiver.base}/hook", "when": "always"},
+        {"type": "webhook", "url": f"{receiver.base}/gone", "when": "always"}))
 
     began = time.monotonic()
     first = await run(queen, "app")
@@ -276,6 +279,9 @@ async def test_a_retried_delivery_arrives_and_a_dead_receiver_delays_nothing(
     log = await queen_log(queen)
     assert f"job app #1 ({first['id']}) to targets[1] (webhook): attempt 2 failed: answered 500: busy" in log
     assert "targets[1] (webhook): not sent" not in log
+    # A 404 will not change: said once, not tried again.
+    assert f"job app #1 ({first['id']}) to targets[3] (webhook): not sent: answered 404: no such hook" in log
+    assert sorted(r["body"]["number"] for r in receiver.at("/gone")) == [1, 2]
     assert queen.queen is not None and queen.queen.alive
 
 
