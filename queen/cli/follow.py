@@ -382,7 +382,13 @@ class Follower:
         held = self.held or {}
         reason = ((record.get("reason") if isinstance(record, dict) else None) or held.get("error")
                   or held.get("result") or "it ended")
-        self.renderer.between(f"attempt {attempt} ended: {reason}; the queen runs it again (attempt {attempt + 1})")
+        decided = (job.get("approvals") or [{}])[-1]
+        if isinstance(record, dict) and record.get("gate") and decided.get("decision") == "approved":
+            # Not a retry: the job stopped at its approval gate, somebody approved, it goes on (apiary.core.approvals)
+            self.renderer.between(f"stage {decided.get('stage')} approved by {decided.get('by')}: the job goes on "
+                                  f"(attempt {attempt + 1})")
+        else:
+            self.renderer.between(f"attempt {attempt} ended: {reason}; the queen runs it again (attempt {attempt + 1})")
         self.over.add(attempt)
         self.held = None
 

@@ -9,8 +9,9 @@ from tests.browser import browser, page, shot  # noqa: F401  (fixtures)
 from tests.cluster import Cluster
 import asyncio
 import sys
+from pathlib import Path
 
-from tests.e2e.test_client import ENV, Result, url
+from tests.e2e.test_client import ENV, Command, Result, url
 from tests.e2e.test_users import Caller, _close_callers, first_admin  # noqa: F401  (fixture)
 
 GATED = """
@@ -189,3 +190,18 @@ async def test_a_member_sees_the_wait_but_no_buttons_on_an_admin_gate_and_the_da
     await expect(row).to_be_visible()
     await expect(page.locator(".status.st-waiting").first).to_have_text("waiting")
     await shot(page, "approval-dashboard")
+
+
+async def test_trigger_follow_waits_at_the_gate_and_follows_the_job_to_its_end_once_approved(queen: Cluster,
+                                                                                            tmp_path: Path) -> None:
+    await queen.add_drone("d1")
+    await queen.create_pipeline_repo("followed", GATED.replace("TIMEOUT", "1h"))
+    follow = await Command(tmp_path, ("trigger", "followed", "--follow", *url(queen))).start()
+    await follow.wait_output("waits for an approval (an admin, within 1h)", stream="err")
+    job = await queen.wait_job((await queen.get("/repos/followed/jobs"))["jobs"][0]["id"], {"waiting"})
+    await queen.request("POST", f"/jobs/{job['id']}/approvals", {"stage": "release", "decision": "approve"},
+                        expect=200)
+    done = await follow.finish(60)
+    assert done.code == 0, done
+    assert "releasing v1" in done.out and "Job passed" in done.out
+    assert "stage release approved by the queen's owner (no users yet): the job goes on (attempt 2)" in done.out
