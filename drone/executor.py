@@ -38,7 +38,7 @@ from apiary.core.conditions import skipped
 from apiary.core.protocol import CANCELLED_LINE, JobStatus, JobType, Msg
 from apiary.core.refs import FULL_SHA, secrets_of
 from apiary.core.stages import blocked_stages, next_stages, runnable_stages
-from apiary.core import approvals, partial
+from apiary.core import approvals, partial, retry
 
 from .artifacts import ArtifactError
 from .caches import JobCaches
@@ -317,19 +317,36 @@ class JobRun:
         for step in steps:
             step_env = {**env, **step["env"]} if step.get("env") else env
             self._kept = [] if step.get("_keep_output") else None
-            code = await self.steps.run(step["run"], step_env, title=step.get("title", ""), phase=phase,
-                                        stage=stage or step.get("stage"), network=step.get("network"),
-                                        merge_output=step.get("merge_output") is True)
+            code = await self._step(step, step_env, phase, stage or step.get("stage"))
             if code != 0 and not step.get("ignore_exit_code"):
                 return code
             if callable(step.get("_after")):  # the executor's own (never a pipeline's: data holds no callables)
                 step["_after"](env)
         return 0
 
+    async def _step(self, step: Mapping[str, Any], env: dict[str, str], phase: str, stage: str | None,
+                    hook: str | None = None) -> int:
+        """Run one step: again, as a command of its own each time, while its `retry` says so (apiary.core.retry);
+        return the last attempt's exit code (TIMED_OUT when its own `timeout` stopped it)."""
+        rule, limit = step.get("retry"), step.get("timeout")
+        of = retry.attempts(rule)
+        attempt = 1
+        while True:
+            code = await self.steps.run(step["run"], env, title=step.get("title", ""), phase=phase, stage=stage,
+                                        hook=hook, network=step.get("network"),
+                                        merge_output=step.get("merge_output") is True, timeout=limit,
+                                        retry={"attempt": attempt, "of": of} if of > 1 else None)
+            timed_out = limit is not None and code == retry.TIMED_OUT
+            if not retry.again(rule, attempt, code, timed_out):
+                return code
+            self._say(f"apiary: {step.get('title') or 'the step'} {retry.why(code, timed_out, limit)} "
+                      f"(attempt {attempt} of {of}); running it again\n")
+            attempt += 1
+
     async def _hooks(self, steps: list[dict[str, Any]], env: dict[str, str], hook: str, phase: str,
                      stage: str | None = None) -> None:
         for step in steps:
-            await self.steps.run(step["run"], env, title=step.get("title", ""), phase=phase, stage=stage, hook=hook)
+            await self._step(step, env, phase, stage, hook)
 
     async def _stages(self, phase: str, stages: Sequence[Mapping[str, Any]], env: dict[str, str]) -> int:
         """Run `stages` as their `needs` allow, up to `parallel` at once.
@@ -416,8 +433,7 @@ class JobRun:
         self.emit(Msg.JOB_PHASE, {"phase": "cleanup", "state": "started"})
         for step in steps:
             try:
-                await self.steps.run(step["run"], env, title=step.get("title", ""), phase="cleanup",
-                                     stage=step.get("stage"))
+                await self._step(step, env, "cleanup", step.get("stage"))
             except Exception:
                 log.exception("job %s: cleanup step failed to run", self.job["id"])
         self.emit(Msg.JOB_PHASE, {"phase": "cleanup", "state": "passed"})

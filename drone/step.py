@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from apiary.core.protocol import Msg
+from apiary.core.retry import TIMED_OUT
 
 from .child import Child
 from .jobnet import JobNet
@@ -74,10 +75,13 @@ class StepRunner:
 
     async def run(self, command: str, env: Mapping[str, str], *, title: str = "", phase: str,
                   stage: str | None = None, hook: str | None = None, network: str | None = None,
-                  merge_output: bool = False) -> int:
+                  merge_output: bool = False, timeout: float | None = None,
+                  retry: dict[str, int] | None = None) -> int:
         """Run `command`; return its exit code (negative: killed by that signal). `network` overrides the
         sandbox's job_network for this command (the checkout's: the drone's own); `merge_output` gives it
-        one pipe for both streams (their exact order, all stored as stdout)."""
+        one pipe for both streams (their exact order, all stored as stdout). After `timeout` seconds it is
+        stopped as a cancel stops it and ends TIMED_OUT (``timedOut`` on job:cmd:done); `retry`
+        ({attempt, of}) says which attempt of its step this is (apiary.core.retry)."""
         self.num += 1
         num = self.num
         shown = self.masker.mask(command)
@@ -88,6 +92,8 @@ class StepRunner:
             start["stage"] = stage
         if hook is not None:
             start["hook"] = hook
+        if retry is not None:
+            start["retry"] = retry
         self.emit(Msg.JOB_CMD_START, start)
         started = time.monotonic()
 
@@ -110,7 +116,7 @@ class StepRunner:
 
         usage = Usage(0, 0.0)
         code = KILLED  # unless the command gets to end by itself
-        stopped = False
+        stopped = timed_out = False
         try:
             # A mark on each of its processes: without a sandbox, what outlives the command is found by it.
             marked_env = {**env, STEP_MARK: f"{env.get('APIARY_JOB_ID', '')}:{num}"}
@@ -137,10 +143,17 @@ class StepRunner:
                 # The command ends when its shell does, even if something it left
                 # in the background still holds the pipes open.
                 try:
-                    await child.exited()
+                    await asyncio.wait_for(child.exited(), timeout)
                 except asyncio.CancelledError:
                     await self._stop(child, pipes)
                     raise
+                except TimeoutError:  # its own timeout: stopped as a cancel would, then reaped as usual
+                    timed_out = True
+                    buffer.feed("stderr", f"apiary: the step timed out after {timeout:g} s; stopped\n".encode())
+                    await self._stop(child, pipes)
+                    task = asyncio.current_task()
+                    if task is not None and task.cancelling():  # a cancel came during the grace
+                        raise asyncio.CancelledError from None
                 sampler.sample_leader()  # a zombie until we reap it: its last memory figures
                 kill_group(child.pid)
                 try:
@@ -149,6 +162,8 @@ class StepRunner:
                     buffer.feed("stderr", b"apiary: output left open by a process outside the command's group "
                                           b"was cut off\n")
                 code, cpu = child.reap()
+                if timed_out:
+                    code = TIMED_OUT
             finally:
                 # Cancelled, timed out or done: whatever is left of its tree goes.
                 kill_group(child.pid)
@@ -174,7 +189,7 @@ class StepRunner:
             raise
         finally:
             buffer.close()
-            self._done(num, code, started, usage, stopped)
+            self._done(num, code, started, usage, stopped, timed_out)
         return code
 
     async def _stop(self, child: Child, pipes: asyncio.Future[None]) -> None:
@@ -213,9 +228,12 @@ class StepRunner:
         """The job's usage: CPU of every command, peak memory of those running together."""
         return Usage(max(self._job_peak, self.usage.peak_rss), self.usage.cpu_seconds)
 
-    def _done(self, num: int, code: int, started: float, usage: Usage, stopped: bool) -> None:
-        self.emit(Msg.JOB_CMD_DONE, {"num": num, "exitCode": code, "duration": round(time.monotonic() - started, 6),
-                                     "usage": usage.to_dict(), "stopped": stopped})
+    def _done(self, num: int, code: int, started: float, usage: Usage, stopped: bool, timed_out: bool) -> None:
+        done = {"num": num, "exitCode": code, "duration": round(time.monotonic() - started, 6),
+                "usage": usage.to_dict(), "stopped": stopped}
+        if timed_out and not stopped:
+            done["timedOut"] = True
+        self.emit(Msg.JOB_CMD_DONE, done)
 
     def kill_all(self) -> None:
         """Kill every running command's process group (cancel, timeout)."""

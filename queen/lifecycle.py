@@ -20,6 +20,7 @@ from apiary.core.context import checkout_facts
 from apiary.core.protocol import Msg
 from apiary.core.refs import FULL_SHA
 from apiary.core.reports import report_fields
+from apiary.core.retry import retry_attempt
 
 _PHASE = re.compile(r"^[a-z_]{1,32}$")
 _FIELD = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
@@ -33,6 +34,8 @@ def job_update(msg: Msg, body: Mapping[str, Any]) -> dict[str, Any]:
         for name in ("stage", "title", "phase", "hook", "timestamp"):
             if name in body:
                 fields[f"{key}.{'started' if name == 'timestamp' else name}"] = body[name]
+        if (attempt := retry_attempt(body.get("retry"))) is not None:  # apiary.core.retry
+            fields[f"{key}.retry"] = attempt
         return fields
     if msg is Msg.JOB_CMD_DONE:
         key = f"commands.{body['num']}"
@@ -41,6 +44,8 @@ def job_update(msg: Msg, body: Mapping[str, Any]) -> dict[str, Any]:
             fields[f"{key}.usage"] = body["usage"]
         if isinstance(body.get("stopped"), bool):
             fields[f"{key}.stopped"] = body["stopped"]
+        if body.get("timedOut") is True:
+            fields[f"{key}.timedOut"] = True
         return fields
     if msg is Msg.JOB_PHASE:
         if not _PHASE.match(body["phase"]):

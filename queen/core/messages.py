@@ -118,6 +118,7 @@ class JobCmdStart(JobEvent):
     stage: NotRequired[str]
     hook: NotRequired[str]
     timestamp: NotRequired[float]
+    retry: NotRequired[dict]  # {attempt, of}: attempt 2 of 3 of a step with a retry (apiary.core.retry)
 
 
 class JobCmdOutput(JobEvent):
@@ -135,6 +136,7 @@ class JobCmdDone(JobEvent):
     # The drone stopped it (a cancel, the job's timeout, a limit) rather than it ending by itself; its exit
     # code is then how it took that (143 after a SIGTERM its sandbox's init saw). Absent from older drones.
     stopped: NotRequired[bool]
+    timedOut: NotRequired[bool]  # the step's own timeout stopped it: exitCode is TIMED_OUT (apiary.core.retry)
 
 
 class JobOutput(JobEvent):

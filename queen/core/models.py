@@ -87,6 +87,8 @@ class Step(TypedDict):
     ignore_exit_code: bool
     merge_output: NotRequired[bool]  # one pipe for stdout and stderr: their exact order, stored as stdout
     when: NotRequired[dict[str, Any]]  # runs only if this holds (apiary.core.conditions)
+    timeout: NotRequired[float]  # seconds: the step's own; stopped then, it ends TIMED_OUT (apiary.core.retry)
+    retry: NotRequired[dict[str, Any]]  # {attempts: 2..10, when: ["exit 1", "exit any", "timeout"]} (core/retry.py)
 
 
 class Stage(TypedDict):
@@ -98,6 +100,7 @@ class Stage(TypedDict):
     hooks: dict[str, list[Step]]  # on_start, on_success, on_failure: each a list, maybe empty
     when: NotRequired[dict[str, Any]]  # runs only if this holds (apiary.core.conditions)
     approval: NotRequired[dict[str, Any]]  # {role, timeout: s}: runs once approved (apiary.core.approvals)
+    matrix: NotRequired[dict[str, Any]]  # a matrix cell: {group: the stage as written, values: {VAR: text}}
 
 
 class Parameter(TypedDict):
@@ -195,6 +198,8 @@ class Command(TypedDict, total=False):
     exitCode: int  # negative: killed by that signal
     duration: float  # seconds
     usage: Usage
+    retry: dict[str, int]  # {attempt, of}: an attempt of a step with a retry (apiary.core.retry)
+    timedOut: bool  # the step's own timeout stopped it
 
 
 class PhaseRecord(TypedDict, total=False):

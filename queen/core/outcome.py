@@ -19,7 +19,10 @@ durations in seconds)::
                                "status": passed|failed|cancelled|running|waiting|not_run|skipped,
                                "reason": why a `when:` skipped it (skipped only), "ignored": bool,
                                "exitCode": int | None, "signal": "SIGKILL" | None,
-                               "shell_signal": "SIGSEGV" | None, "duration": s | None}]}],
+                               "shell_signal": "SIGSEGV" | None, "duration": s | None,
+                               "attempt": {"attempt", "of"} | None, "retried": bool (a later attempt ran),
+                               "flaky": bool (passed on attempt 2 or later), "timed_out": bool}],
+                 "flaky": bool (a step passed on a retry), "matrix": {"group", "values"} | None}],
      "failure": None | {"stage", "num", "title", "command", "exitCode", "signal", "shell_signal",
                         "also": [{"stage", "num", "title", "anchor"}] (the other commands that failed),
                         "last_lines": [the command's last lines, masked as stored], "anchor": "cmd-N",
@@ -222,7 +225,9 @@ def job_outcome(job: Mapping[str, Any], events: Iterable[Mapping[str, Any]]) -> 
                                 {i: why for (name, i), why in step_skips.items() if name == stage["name"]})
         entry: dict[str, Any] = {"name": stage["name"], "needs": list(stage.get("needs") or []),
                                  "deploy": bool(stage.get("deploy")), "status": "", "reason": None,
-                                 "started": None, "duration": None, "commands": shown}
+                                 "started": None, "duration": None, "commands": shown,
+                                 "flaky": any(c.get("flaky") and not c["hook"] for c in shown),
+                                 "matrix": stage.get("matrix")}
         if ran:
             entry["status"] = _ran_status(stage, shown, final, status)
             starts = [c["started"] for c in ran if isinstance(c.get("started"), (int, float))]
@@ -325,17 +330,22 @@ def _stage_commands(stage: Mapping[str, Any], ran: list[Mapping[str, Any]], stat
     skips = skips or {}
     steps = [s for i, s in enumerate(stage.get("steps") or []) if i not in skips]
     out, step_index = [], 0
-    for c in ran:
+    for k, c in enumerate(ran):
         ignored = False
-        if not c.get("hook"):
+        attempt = _attempt(c)
+        if not c.get("hook") and (attempt is None or attempt["attempt"] == 1):  # a retry is the same step again
             if step_index < len(steps):
                 ignored = bool(steps[step_index].get("ignore_exit_code"))
             step_index += 1
         code = c.get("exitCode")
+        then = _attempt(ran[k + 1]) if k + 1 < len(ran) else None
         out.append({"num": c.get("num"), "title": _title(c.get("title"), c.get("command")), "hook": c.get("hook"),
                     "status": status_of(c), "ignored": ignored and code not in (None, 0),
                     "exitCode": code, "signal": signal_name(code), "shell_signal": shell_signal(code),
-                    "duration": c.get("duration")})
+                    "duration": c.get("duration"), "attempt": attempt,
+                    "retried": attempt is not None and then is not None and then["attempt"] == attempt["attempt"] + 1,
+                    "flaky": attempt is not None and attempt["attempt"] > 1 and code == 0,
+                    "timed_out": bool(c.get("timedOut"))})
     for step in steps[step_index:]:
         out.append({"num": None, "title": _title(step.get("title"), step.get("run")),
                     "hook": None, "status": "not_run", "ignored": False, "exitCode": None, "signal": None,
@@ -348,8 +358,15 @@ def _stage_commands(stage: Mapping[str, Any], ran: list[Mapping[str, Any]], stat
     return out
 
 
+def _attempt(c: Mapping[str, Any]) -> dict[str, int] | None:
+    """A command's {attempt, of} when its step has a retry (apiary.core.retry), else None."""
+    value = c.get("retry")
+    return {"attempt": int(value["attempt"]), "of": int(value["of"])} if isinstance(value, Mapping) and isinstance(
+        value.get("attempt"), int) and isinstance(value.get("of"), int) else None
+
+
 def _ran_status(stage: Mapping[str, Any], shown: list[dict[str, Any]], final: bool, status: str) -> str:
-    steps = [c for c in shown if not c["hook"]]
+    steps = [c for c in shown if not c["hook"] and not c.get("retried")]  # an attempt retried does not decide
     if any(c["status"] == "running" for c in shown):
         return "running"
     if any(c["status"] == "cancelled" for c in steps):
@@ -383,7 +400,7 @@ def _failure(job: Mapping[str, Any], status: str, commands: list[Mapping[str, An
     after a command had failed (a cancel does not hide the failure before it)."""
     if status not in ("failed", "errored", "cancelled"):
         return None
-    ignored = {c["num"] for s in stages for c in s["commands"] if c["ignored"]}
+    ignored = {c["num"] for s in stages for c in s["commands"] if c["ignored"] or c.get("retried")}
     failed = [c for c in commands if not c.get("hook") and c.get("phase") != "cleanup"
               and c.get("num") not in ignored and status_of(c) == "failed"]
     error = job.get("error") if job.get("error") != status else None

@@ -19,6 +19,8 @@ from .caches import CacheError, compile_caches
 from .concurrency import compile_concurrency
 from .approvals import ApprovalError, compile_approval
 from .conditions import ConditionError, compile_when
+from .matrix import MatrixError, expand as expand_matrix, is_cell
+from .retry import RetryError, compile_retry
 from .models import Parameter, Pipeline, PluginUse, Stage, Step
 from .reports import ReportsError, compile_reports
 from .storable import unstorable
@@ -30,7 +32,8 @@ _NUMBER = r"(\d+(?:\.\d+)?)"
 _DURATION = re.compile(rf"^(?:{_NUMBER}h)?(?:{_NUMBER}m)?(?:{_NUMBER}s)?$")
 # Where `.apiary.yml` holds text for the shell: env values (top and stages) and parameter defaults (also the
 # `NAME: value` shorthand) and descriptions. The reader keeps these as written (`3.10` is not 3.1).
-_TEXT_PATHS = re.compile(r"(?:stages\[\d+\]\.)?env\.[^.\[\]]+|parameters\.[^.\[\]]+(?:\.default|\.description)?")
+_TEXT_PATHS = re.compile(r"(?:stages\[\d+\]\.)?env\.[^.\[\]]+|parameters\.[^.\[\]]+(?:\.default|\.description)?"
+                         r"|(?:stages\[\d+\]\.)?matrix\.(?:[^.\[\]]+\[\d+\]|(?:in|ex)clude\[\d+\]\.[^.\[\]]+)")
 MAX_PARALLEL = 64
 DEFAULT_PARALLEL = 4
 MAX_TITLE = 80
@@ -39,8 +42,8 @@ HOOKS = ("on_start", "on_success", "on_failure")
 PHASES = ("environment", "prepare", "cleanup")
 _TOP_KEYS = {"env", "parameters", "timeout", "output_timeout", "parallel", "artifacts", *HOOKS, "hooks", *PHASES,
              "phases", "stages", "plugins", "concurrency", "cache", "reports"}
-_STAGE_KEYS = {"name", "needs", "deploy", "env", "steps", *HOOKS, "hooks", "when", "approval"}
-_STEP_KEYS = {"run", "title", "ignore_exit_code", "merge_output", "when"}
+_STAGE_KEYS = {"name", "needs", "deploy", "env", "steps", *HOOKS, "hooks", "when", "approval", "matrix"}
+_STEP_KEYS = {"run", "title", "ignore_exit_code", "merge_output", "when", "retry", "timeout"}
 _PARAM_KEYS = {"required", "default", "description"}
 _PLUGIN_KEYS = {"name", "pip", "config"}
 _PLUGIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,99}$")
@@ -141,6 +144,22 @@ def _list(value: Any, at: str, what: str) -> list[Any]:
 
 
 def _pipeline(data: Any) -> Pipeline:
+    """Matrices expanded first (core/matrix.py); a fault in a cell names the stage as written."""
+    if not isinstance(data, dict):
+        return _compile(data)
+    try:
+        expanded, origin = expand_matrix(data)
+    except MatrixError as fault:
+        raise _Invalid(fault.path, fault.problem) from None
+    try:
+        return _compile(expanded)
+    except _Invalid as fault:
+        if origin and (found := re.match(r"stages\[(\d+)\]", fault.path)) and int(found.group(1)) < len(origin):
+            fault.path = f"stages[{origin[int(found.group(1))]}]" + fault.path[found.end():]
+        raise
+
+
+def _compile(data: Any) -> Pipeline:
     if not isinstance(data, dict):
         raise _Invalid("", f"must be a mapping with 'stages', got {_kind(data)}")
     _known(data, _TOP_KEYS, "")
@@ -309,6 +328,15 @@ def _step(step: Any, at: str) -> Step:
     if _flag(step.get("merge_output"), f"{at}.merge_output"):
         # stderr into the same pipe as stdout: the exact order written, all of it stored as stdout.
         compiled["merge_output"] = True
+    try:  # retry and a step's own timeout (core/retry.py)
+        if (timeout := parse_duration(step.get("timeout"), f"{at}.timeout")) is not None:
+            compiled["timeout"] = timeout
+        if (rule := compile_retry(step.get("retry"), f"{at}.retry")) is not None:
+            if ignore:
+                raise _Invalid(f"{at}.retry", "a step whose exit code is ignored has nothing to retry")
+            compiled["retry"] = rule
+    except RetryError as fault:
+        raise _Invalid(fault.path, fault.problem) from None
     return compiled
 
 
@@ -350,12 +378,15 @@ def _stages(value: Any, optional: bool = False) -> list[Stage]:
             raise _Invalid(at, f"must be a mapping with 'name' and 'steps', got {_kind(stage)}")
         _known(stage, _STAGE_KEYS, at)
         name = stage.get("name")
-        if not isinstance(name, str) or not _STAGE_NAME.match(name):
+        if not isinstance(name, str) or not _STAGE_NAME.match(name if not is_cell(stage) else stage["matrix"]["group"]):
             raise _Invalid(f"{at}.name", "must be a name of letters, digits, spaces, '.', '_' or '-' (at most 64)")
         if name in deploy:
             raise _Invalid(f"{at}.name", f"stage {name!r} appears twice (also stages[{list(deploy).index(name)}])")
         deploy[name] = _flag(stage.get("deploy"), f"{at}.deploy")
     out = [_stage(stage, f"stages[{i}]", deploy) for i, stage in enumerate(value)]
+    for i, stage in enumerate(value):  # a matrix cell says which (core/matrix.py)
+        if is_cell(stage):
+            out[i]["matrix"] = {"group": stage["matrix"]["group"], "values": dict(stage["matrix"]["values"])}
     for i, stage in enumerate(value):  # approval gates (core/approvals.py)
         try:
             if (gate := compile_approval(stage.get("approval"), f"stages[{i}].approval", parse_duration)):

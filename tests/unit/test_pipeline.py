@@ -191,7 +191,7 @@ def test_bad_durations_are_refused_naming_the_field(value: Any) -> None:
     ({"stages": [{"name": "a", "steps": ["x"]}], "extra": 1}, "pipeline.extra", "unknown key 'extra' (allowed: "),
     ({"stages": [{"name": "a", "steps": ["x"], "nedds": []}]}, "pipeline.stages[0].nedds", "unknown key"),
     ({"stages": [{"name": "a", "steps": [{"run": "x", "cmd": "y"}]}]}, "pipeline.stages[0].steps[0].cmd",
-     "allowed: ignore_exit_code, merge_output, run, title"),
+     "allowed: ignore_exit_code, merge_output, retry, run, timeout, title"),
     ({"stages": [{"name": "a", "steps": ["x"]}, {"name": "a", "steps": ["y"]}]}, "pipeline.stages[1].name",
      "stage 'a' appears twice"),
     ({"stages": [{"name": "a", "steps": ["x"], "deploy": "no"}]}, "pipeline.stages[0].deploy", "true or false"),
@@ -294,7 +294,7 @@ def test_an_unknown_key_is_refused_naming_it_the_allowed_keys_and_its_line() -> 
         """)
     assert err.line == 4 and err.path == "stages[0].nedds"
     assert str(err) == (".apiary.yml, line 4: stages[0].nedds: unknown key 'nedds' (allowed: approval, deploy, env, hooks, "
-                        "name, needs, on_failure, on_start, on_success, steps, when)")
+                        "matrix, name, needs, on_failure, on_start, on_success, steps, when)")
 
 
 def test_a_wrong_type_is_refused_at_the_line_of_its_value() -> None:

@@ -1,0 +1,216 @@
+"""Matrix (issue 17): a stage, or the whole job, expanded over combinations of values at compile time. Pure.
+
+Written on a stage, or at the top of `.apiary.yml` for every stage::
+
+    matrix:
+      python: ["3.11", "3.12"]
+      db: [sqlite, postgres]
+      exclude: [{python: "3.11", db: postgres}]
+      include: [{python: "3.13", db: sqlite}]
+
+The cells are the combinations of the variables' values in the order written
+(the last variable changing fastest), less those an ``exclude`` entry matches
+(all of its pairs), then GitHub Actions' ``include``: an entry's pairs are added
+to every original cell whose matrix values it does not change (an extra
+variable may be overwritten, a matrix value never); an entry that fits no
+original cell is a cell of its own. Each cell is a stage named
+``NAME (v1, v2)``, its values in its environment (over the stage's own ``env``)
+and ``matrix: {"group": NAME, "values": {VAR: text}}`` on it, for the page.
+``needs: [NAME]`` elsewhere means every cell of NAME. A job-level matrix
+expands every stage per cell, a cell's ``needs`` naming the stages of the same
+cell. Values are text as written (``3.10`` stays 3.10), one line, at most
+MAX_VALUE characters. A matrix gives at most MAX_CELLS cells, and a pipeline at
+most MAX_CELLS stages once expanded. ``spread`` (a cell per drone) is not
+supported yet and is refused by name.
+
+`expand(data)` works on the pipeline as written (before the compiler checks
+the stages) and returns it expanded with, for each stage, the index of the
+stage it came from, so that the compiler's errors name the written stage.
+A compiled cell (its ``matrix`` is {group, values}) is left as it is.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+from typing import Any
+
+from .errors import InputError
+
+MAX_CELLS = 256
+MAX_VALUE = 64  # characters of one value (it is part of the cell's stage name)
+_VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_RESERVED = ("include", "exclude", "spread")
+
+
+class MatrixError(InputError):
+    """A matrix that does not validate; `path` is the field as written (``stages[1].matrix.exclude[0].db``)."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(f"{path}: {problem}", field=path)
+        self.path, self.problem = path, problem
+
+
+def cell_name(group: str, values: dict[str, str]) -> str:
+    """The stage name of a cell: ``test (3.11, sqlite)``."""
+    return f"{group} ({', '.join(values.values())})"
+
+
+def is_cell(stage: Any) -> bool:
+    """Whether `stage` (as written or compiled) is a compiled cell, named as its group and values say."""
+    spec = stage.get("matrix") if isinstance(stage, dict) else None
+    return (isinstance(spec, dict) and set(spec) == {"group", "values"} and isinstance(spec["group"], str)
+            and isinstance(spec["values"], dict) and bool(spec["values"])
+            and all(isinstance(k, str) and isinstance(v, str) for k, v in spec["values"].items())
+            and stage.get("name") == cell_name(spec["group"], spec["values"]))
+
+
+def expand(data: dict[str, Any]) -> tuple[dict[str, Any], list[int]]:
+    """`data` (a pipeline as written) with its matrices expanded, and for each of its stages the index of
+    the written stage it came from. `data` is not changed; without a matrix it is returned as it is."""
+    stages = data.get("stages")
+    if not isinstance(stages, list):
+        if "matrix" in data:  # the stages' own error comes first, from the compiler
+            cells(data["matrix"], "matrix")
+        return {k: v for k, v in data.items() if k != "matrix"}, []
+    top = cells(data["matrix"], "matrix") if data.get("matrix") is not None else None
+    out: list[Any] = []
+    origin: list[int] = []
+    groups: dict[str, list[str]] = {}  # a stage with a matrix -> its cells' names
+    for i, stage in enumerate(stages):
+        written = isinstance(stage, dict) and isinstance(stage.get("name"), str) and not is_cell(stage)
+        if written and "matrix" in stage and top is not None:
+            raise MatrixError(f"stages[{i}].matrix", "the job has a matrix already: a stage of it takes none")
+        if not written or (stage.get("matrix") is None and top is None):
+            if isinstance(stage, dict) and "matrix" in stage and not is_cell(stage) and stage["matrix"] is None:
+                stage = {k: v for k, v in stage.items() if k != "matrix"}
+            out.append(stage)
+            origin.append(i)
+            continue
+        own = top if top is not None else cells(stage["matrix"], f"stages[{i}].matrix")
+        names = []
+        for values in own:
+            cell = {k: v for k, v in stage.items() if k != "matrix"}
+            env = stage.get("env")
+            cell["env"] = {**env, **values} if isinstance(env, dict) else env if env is not None else dict(values)
+            cell["name"] = cell_name(stage["name"], values)
+            cell["matrix"] = {"group": stage["name"], "values": dict(values)}
+            if top is not None and isinstance(stage.get("needs"), list):  # within the cell
+                cell["needs"] = [cell_name(n, values) if isinstance(n, str) else n for n in stage["needs"]]
+            names.append(cell["name"])
+            out.append(cell)
+            origin.append(i)
+        groups[stage["name"]] = names
+        if len(out) > MAX_CELLS:
+            at = "matrix" if top is not None else f"stages[{i}].matrix"
+            raise MatrixError(at, f"the pipeline would have more than {MAX_CELLS} stages once its matrix is expanded")
+    if top is None and groups:  # `needs: [test]` means every cell of test
+        for k, stage in enumerate(out):
+            if isinstance(stage, dict) and isinstance(stage.get("needs"), list):
+                needs: list[Any] = []
+                for need in stage["needs"]:
+                    mapped = groups.get(need, [need]) if isinstance(need, str) else [need]
+                    needs.extend(n for n in mapped if need == n or n not in needs)
+                out[k] = {**stage, "needs": needs}
+    expanded = {k: v for k, v in data.items() if k != "matrix"}
+    expanded["stages"] = out
+    return expanded, origin
+
+
+def cells(value: Any, at: str) -> list[dict[str, str]]:
+    """A matrix as written -> its cells, each {variable: text} in the order above; MatrixError names the field."""
+    if not isinstance(value, dict) or not value:
+        raise MatrixError(at, "must be a mapping of variables to lists of values, such as "
+                              "{python: ['3.11', '3.12']}, with exclude and include if wanted")
+    if "spread" in value:
+        raise MatrixError(f"{at}.spread", "is not supported yet: a job's cells run on its drone, "
+                                          "up to the pipeline's 'parallel' at once")
+    variables: dict[str, list[str]] = {}
+    for name, values in value.items():
+        if name in _RESERVED:
+            continue
+        path = f"{at}.{name}"
+        _variable(name, path)
+        if not isinstance(values, list) or not values:
+            raise MatrixError(path, "must be a non-empty list of values")
+        texts = [_value(v, f"{path}[{j}]") for j, v in enumerate(values)]
+        for j, text in enumerate(texts):
+            if text in texts[:j]:
+                raise MatrixError(f"{path}[{j}]", f"value {text!r} is listed twice")
+        variables[name] = texts
+    exclude = _entries(value.get("exclude"), f"{at}.exclude", variables, known_only=True)
+    include = _entries(value.get("include"), f"{at}.include", variables, known_only=False)
+    if not variables and not include:
+        raise MatrixError(at, "has no variables: give at least one, such as python: ['3.11', '3.12'], or include")
+    count = math.prod(len(v) for v in variables.values()) if variables else 0
+    if count > MAX_CELLS * 16:  # too many to even list before exclude
+        raise MatrixError(at, f"gives {count} combinations; a matrix has at most {MAX_CELLS} cells")
+    combos = [dict(zip(variables, combo)) for combo in itertools.product(*variables.values())] if variables else []
+    combos = [c for c in combos if not any(all(c[k] == v for k, v in e.items()) for e, _ in exclude)]
+    if variables and not combos and not include:
+        raise MatrixError(f"{at}.exclude", "leaves no cell: every combination is excluded")
+    added: list[dict[str, str]] = []
+    original = [dict(c) for c in combos]
+    for entry, path in include:
+        fits = [c for c, o in zip(combos, original)
+                if all(o[k] == v for k, v in entry.items() if k in variables)]
+        for cell in fits:
+            cell.update(entry)
+        if not fits:
+            added.append(dict(entry))
+    out = combos + added
+    names: dict[str, int] = {}
+    for k, cell in enumerate(out):
+        key = cell_name("", cell)
+        if key in names:
+            raise MatrixError(f"{at}.include", f"gives the cell {key.strip()} twice")
+        names[key] = k
+    if len(out) > MAX_CELLS:
+        raise MatrixError(at, f"gives {len(out)} cells; a matrix has at most {MAX_CELLS}")
+    return out
+
+
+def _variable(name: Any, path: str) -> None:
+    if not isinstance(name, str) or not _VAR_NAME.match(name):
+        raise MatrixError(path, "a matrix variable is an environment variable's name: letters, digits and '_', "
+                                "not starting with a digit")
+
+
+def _value(value: Any, path: str) -> str:
+    """A value as the shell sees it (as env values are): text as written; from JSON, numbers and true/false."""
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, (int, float, str)):
+        text = str(value)
+    else:
+        raise MatrixError(path, "must be one value (text, a number, true/false), not a list or mapping"
+                          if value is not None else "has no value: write '' for an empty one")
+    if len(text) > MAX_VALUE or any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
+        raise MatrixError(path, f"must be one line of at most {MAX_VALUE} characters (it names the cell)")
+    return text
+
+
+def _entries(value: Any, at: str, variables: dict[str, list[str]],
+             known_only: bool) -> list[tuple[dict[str, str], str]]:
+    """`exclude` (every key a variable of the matrix) or `include` (new variables allowed) entries."""
+    if value is None:
+        return []
+    if not isinstance(value, list) or not value:
+        raise MatrixError(at, "must be a non-empty list of mappings of variables to values")
+    out = []
+    for j, entry in enumerate(value):
+        path = f"{at}[{j}]"
+        if not isinstance(entry, dict) or not entry:
+            raise MatrixError(path, "must be a non-empty mapping of variables to values, such as {python: '3.11'}")
+        texts = {}
+        for name, text in entry.items():
+            _variable(name, f"{path}.{name}")
+            if name in _RESERVED:
+                raise MatrixError(f"{path}.{name}", f"{name!r} is not a variable")
+            if known_only and name not in variables:
+                raise MatrixError(f"{path}.{name}", f"unknown matrix variable {name!r} "
+                                                    f"(variables: {', '.join(variables) or 'none'})")
+            texts[name] = _value(text, f"{path}.{name}")
+        out.append((texts, path))
+    return out
