@@ -255,7 +255,7 @@ class Recorder:
             if msg is Msg.JOB_ARTIFACT:
                 # The bytes go to GridFS before the event is stored or acked.
                 await self.store.save_artifact_part(job_id, body["name"], body["part"], body["parts"],
-                                                    body["size"], body["data"])
+                                                    body["size"], body["data"], int(body.get("attempt") or 1))
             if msg is Msg.JOB_CACHE and body.get("state") == "part":
                 await caches.save_part(self.store, job_id, body)  # a cache's part, likewise (queen/caches.py)
             if msg is Msg.JOB_REPORT:

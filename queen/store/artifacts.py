@@ -21,18 +21,28 @@ class ArtifactQueries:
     artifact_files: AsyncCollection
 
     async def save_artifact_part(self, job_id: str, name: str, part: int, parts: int, size: int,
-                                 data: bytes) -> None:
-        """Store one part of an artifact; storing the same part again is a no-op.
+                                 data: bytes, attempt: int = 1) -> None:
+        """Store one part of an artifact; storing the same part again is a no-op. A later `attempt`'s file
+        replaces the earlier attempts' parts of that name (a job that went on after its approval gate, or was
+        run again, keeps the artifacts its last attempt made; the parts of one file never mix attempts).
 
         Each upload gets a fresh string id (nx-27017 matches ObjectIds only in
         _id, and GridFS looks chunks up by files_id): an upload a crash cut short
         leaves orphan chunks, never a conflict with the retry.
         """
-        if await self._artifact_file(job_id, name, part) is not None:
+        stored = await self.artifact_files.find({"metadata.job": job_id, "metadata.name": name},
+                                                {"_id": 1, "metadata": 1}).to_list(None)
+        if any(f["metadata"]["part"] == part and f["metadata"].get("attempt", 1) >= attempt for f in stored):
             return
+        for f in stored:
+            if f["metadata"].get("attempt", 1) < attempt:
+                try:
+                    await self.artifacts.delete(f["_id"])
+                except (NoFile, PyMongoError) as exc:  # nx-27017 answers a missing file with an error
+                    log.debug("artifact file %s of job %s: %s", f["_id"], job_id, exc)
         await self.artifacts.upload_from_stream_with_id(
             str(ulid.ULID()), name, data,
-            metadata={"job": job_id, "name": name, "part": part, "parts": parts, "size": size})
+            metadata={"job": job_id, "name": name, "part": part, "parts": parts, "size": size, "attempt": attempt})
 
     async def _artifact_file(self, job_id: str, name: str, part: int) -> str | None:
         doc = await self.artifact_files.find_one(

@@ -19,7 +19,7 @@ artifacts: ["out/*"]
 stages:
   - {name: build, steps: ["mkdir -p out && echo v1 > out/app.txt", "echo build ran"]}
   - {name: release, needs: [build], approval: {role: admin, timeout: TIMEOUT}, steps: ["echo releasing $(cat out/app.txt)"]}
-  - {name: announce, needs: [release], steps: ["echo announced"]}
+  - {name: announce, needs: [release], steps: ["echo announced", "echo v2 > out/app.txt"]}
   - {name: lint, steps: ["echo lint ran"]}
 """
 
@@ -87,6 +87,10 @@ async def test_a_job_waits_at_its_gate_on_no_drone_then_goes_on_once_approved(qu
     assert any("echo announced" in c for c in commands)
     printed = _printed(await queen.events(job["id"]))
     assert "releasing v1" in printed  # the gate's stage saw build's artifact, restored into the new workspace
+    # Its artifacts are what its last part left: announce rewrote the file build made.
+    assert queen.http is not None
+    async with queen.http.get(queen.api + f"/jobs/{job['id']}/artifacts/out/app.txt") as resp:
+        assert resp.status == 200 and await resp.read() == b"v2\n"
     outcome = await queen.get(f"/jobs/{job['id']}/outcome")
     assert {s["name"]: s["status"] for s in outcome["stages"]} == {"build": "passed", "release": "passed",
                                                                     "announce": "passed", "lint": "passed"}
