@@ -34,11 +34,11 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from apiary.core import approvals, partial, retry
 from apiary.core.conditions import skipped
 from apiary.core.protocol import CANCELLED_LINE, JobStatus, JobType, Msg
 from apiary.core.refs import FULL_SHA, secrets_of
 from apiary.core.stages import blocked_stages, next_stages, runnable_stages
-from apiary.core import approvals, partial, retry
 
 from .artifacts import ArtifactError
 from .caches import JobCaches

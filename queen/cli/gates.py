@@ -20,7 +20,7 @@ async def approve(client: Client, args: argparse.Namespace) -> int:
     body: dict[str, Any] = {"stage": args.stage, "decision": "reject" if args.reject else "approve"}
     if args.comment:
         body["comment"] = args.comment
-    answer = await client.request("POST", f"/jobs/{q(job)}/approvals", body)
+    await client.request("POST", f"/jobs/{q(job)}/approvals", body)
     done = "rejected" if args.reject else "approved"
     then = "it failed" if args.reject else "it goes on (queued)"
     say(f"{done} stage {args.stage}: {then}: {client.page(job)}")

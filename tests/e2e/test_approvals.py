@@ -3,14 +3,14 @@ cancelled as people decide, with a real queen, drone and store."""
 
 from __future__ import annotations
 
-from playwright.async_api import Page, expect
-
-from tests.browser import browser, page, shot  # noqa: F401  (fixtures)
-from tests.cluster import Cluster
 import asyncio
 import sys
 from pathlib import Path
 
+from playwright.async_api import Page, expect
+
+from tests.browser import browser, page, shot  # noqa: F401  (fixtures)
+from tests.cluster import Cluster
 from tests.e2e.test_client import ENV, Command, Result, url
 from tests.e2e.test_users import Caller, _close_callers, first_admin  # noqa: F401  (fixture)
 
