@@ -147,8 +147,8 @@ def timed_out(job: Mapping[str, Any], stages: Sequence[Mapping[str, Any]], now: 
 
 
 def human(seconds: float) -> str:
-    """'24h', '90m', '45s': a timeout as people write it."""
+    """'24h', '3d', '90m', '45s': a timeout as people write it (days from two on)."""
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size and seconds % size == 0:
+        if seconds >= (2 * size if unit == "d" else size) and seconds % size == 0:
             return f"{int(seconds // size)}{unit}"
     return f"{seconds:g}s"

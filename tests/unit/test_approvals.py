@@ -10,6 +10,7 @@ from apiary.core.approvals import (
     continuation,
     decide,
     held,
+    human,
     may_decide,
     timed_out,
     waiting_gates,
@@ -121,3 +122,9 @@ def test_when_nobody_decided_in_time(status: str, since: float | None, now: floa
     job = {"status": status, "waiting_since": since, "approvals": []}
     found = timed_out(job, _stages("a", "g!<a"), now)
     assert (found and found["stage"]) == gate
+
+
+@pytest.mark.parametrize(("seconds", "said"), [(86400.0, "24h"), (172800.0, "2d"), (5400.0, "90m"), (3600.0, "1h"),
+                                               (45.0, "45s"), (1.5, "1.5s")])
+def test_a_timeout_is_said_as_people_write_it(seconds: float, said: str) -> None:
+    assert human(seconds) == said
