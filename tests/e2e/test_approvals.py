@@ -209,3 +209,23 @@ async def test_trigger_follow_waits_at_the_gate_and_follows_the_job_to_its_end_o
     assert done.code == 0, done
     assert "releasing v1" in done.out and "Job passed" in done.out
     assert "stage release approved by the queen's owner (no users yet): the job goes on (attempt 2)" in done.out
+
+
+async def test_a_gate_before_a_deploy_stage_of_a_test_deploy_job(queen: Cluster) -> None:
+    await queen.add_drone("d1")
+    await queen.create_pipeline_repo("deploys", """
+artifacts: ["dist/*"]
+stages:
+  - {name: test, steps: ["mkdir -p dist && echo pkg > dist/app.pkg"]}
+  - {name: production, deploy: true, needs: [test], approval: {role: member}, steps: ["cat dist/app.pkg"]}
+""")
+    job = await queen.wait_job((await queen.trigger("deploys", type="TEST_DEPLOY"))["id"], SETTLED)
+    assert job["status"] == "waiting"
+    outcome = await queen.get(f"/jobs/{job['id']}/outcome")
+    assert [(s["name"], s["status"]) for s in outcome["stages"]] == [("test", "passed"), ("production", "waiting")]
+    await queen.request("POST", f"/jobs/{job['id']}/approvals", {"stage": "production", "decision": "approve"},
+                        expect=200)
+    done = await queen.wait_job(job["id"])
+    assert done["status"] == "passed", done.get("error")
+    assert [c["stage"] for c in done["commands"] if c.get("stage") in ("test", "production")] == ["test", "production"]
+    assert "pkg" in _printed(await queen.events(job["id"]))
