@@ -11,6 +11,7 @@ from playwright.async_api import Page, expect
 from tests.browser import browser, page, shot  # noqa: F401  (fixtures)
 from tests.cluster import Cluster
 from tests.e2e.test_client import apiary, url
+from tests.e2e.test_job_page_live import repo_with_a_drone
 
 PIPELINE = """
 artifacts: ["out/*"]
@@ -113,3 +114,20 @@ async def test_the_job_page_reruns_a_failed_job_from_its_failed_stage(queen: Clu
     await shot(page, "partial-rerun-job")
     await build.locator("a.g-reused").click()
     await page.wait_for_url(re.compile(old["id"] + "$"))
+
+
+async def test_a_pipeline_read_from_the_repository_reruns_from_its_failed_stage_at_the_same_commit(
+        queen: Cluster, tmp_path: Path) -> None:
+    marker = tmp_path / "marker"
+    marker.mkdir()
+    await repo_with_a_drone(queen, tmp_path, PIPELINE.format(marker=marker))
+    old = await queen.wait_job((await queen.trigger("proj"))["id"])
+    assert old["status"] == "failed" and old["ref"]["id"]
+    (marker / "fixed").write_text("")
+    _, new = await queen.request("POST", f"/jobs/{old['id']}/rerun", {"from_failed": True}, expect=201)
+    job = await queen.wait_job(new["id"])
+    assert job["status"] == "passed", job.get("error")
+    assert job["ref"]["id"] == old["ref"]["id"]  # the same commit, checked out again, the artifact put back in it
+    assert not any("build ran" in c["command"] for c in job["commands"])
+    outcome = await queen.get(f"/jobs/{job['id']}/outcome")
+    assert _stages(outcome) == {"build": "reused", "lint": "reused", "test": "passed", "ship": "passed"}
