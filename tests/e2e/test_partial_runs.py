@@ -131,3 +131,22 @@ async def test_a_pipeline_read_from_the_repository_reruns_from_its_failed_stage_
     assert not any("build ran" in c["command"] for c in job["commands"])
     outcome = await queen.get(f"/jobs/{job['id']}/outcome")
     assert _stages(outcome) == {"build": "reused", "lint": "reused", "test": "passed", "ship": "passed"}
+
+
+async def test_in_the_sandbox_the_restored_artifacts_are_the_jobs_own(queen: Cluster) -> None:
+    await queen.add_drone("d1", env={"APIARY_DRONE_SANDBOX": "auto", "APIARY_DRONE_JOB_USER": "nobody"})
+    await queen.create_pipeline_repo("boxed", """
+artifacts: ["out/**"]
+stages:
+  - {name: build, steps: ["mkdir -p out/deep && echo built > out/deep/app.txt"]}
+  - {name: test, needs: [build], steps: ["test $APIARY_JOB_NUMBER -ge 2", "grep -q built out/deep/app.txt",
+                                         "echo tested > out/deep/app.txt && touch out/deep/new"]}
+""")
+    old = await queen.wait_job((await queen.trigger("boxed"))["id"])
+    assert old["status"] == "failed"
+    _, new = await queen.request("POST", f"/jobs/{old['id']}/rerun", {"from_failed": True}, expect=201)
+    job = await queen.wait_job(new["id"])
+    assert job["status"] == "passed", job.get("error")  # the job's user wrote into the restored folder and file
+    assert queen.http is not None
+    async with queen.http.get(queen.api + f"/jobs/{job['id']}/artifacts/out/deep/app.txt") as resp:
+        assert await resp.read() == b"tested\n"
