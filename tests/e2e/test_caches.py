@@ -194,3 +194,16 @@ stages:
     assert seen == "poison=none as nobody home /tmp/home" and first["caches"]["0"]["save"] == "saved"
     second, seen = await _run(queen, "boxed")  # its writes into what was restored passed: the files are nobody's
     assert seen == "poison=more as nobody home /tmp/home" and second["caches"]["0"]["restore"] == "hit"
+
+
+async def test_a_cache_path_outside_the_home_and_workspace_is_refused_at_trigger_time(queen: Cluster,
+                                                                                      tmp_path: Path) -> None:
+    work, url = _repo(tmp_path / "git")
+    commit(work, {".apiary.yml": PIPELINE.replace("[~/.cache/pip, node_modules]", "[~/.cache/pip, /etc]")}, "bad")
+    git(work, "push", "-q", url.removeprefix("file://"), "main")
+    await queen.request("POST", "/repos", {"name": "proj", "url": url}, expect=201)
+    status, answer = await queen.request("POST", "/repos/proj/jobs", {})
+    assert status == 400
+    assert answer["error"] == (".apiary.yml, line 3: cache[0].paths[1]: '/etc' must be inside the job's home (~/...) "
+                               "or the workspace (a relative path): no other absolute path"), answer
+    assert (await queen.get("/repos/proj/jobs"))["jobs"] == []  # nothing was queued
