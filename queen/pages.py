@@ -24,6 +24,7 @@ from apiary.core.context import view as context_view
 from apiary.core.errors import InputError
 from apiary.core.fields import is_web_link
 from apiary.core.jobrequest import JOB_TYPES
+from apiary.core.matrix import grouped, short_needs
 from apiary.core.models import Job, Parameter, Repository
 from apiary.core.outcome import layout, plain
 from apiary.core.protocol import JobStatus
@@ -313,14 +314,16 @@ async def job_page(request: web.Request) -> web.Response:
 def outcome_view(outcome: dict[str, Any]) -> dict[str, Any]:
     """A job's outcome as parts/job_outcome.html shows it: its stages in graph columns, the failed
     command's last lines without terminal colours, and the command a cancel stopped."""
-    stages = {s["name"]: s for s in outcome["stages"]}
+    after = short_needs(outcome["stages"])  # a matrix's cells named once, by their stage (core/matrix.py)
+    stages = {s["name"]: {**s, "after": after[s["name"]]} for s in outcome["stages"]}
     failure = outcome["failure"]
     if failure is not None:
         failure = {**failure, "last_lines": [plain(line) for line in failure["last_lines"]]}
     cancelled_in = next(({"stage": s["name"], **c} for s in outcome["stages"] for c in s["commands"]
                          if c["status"] == "cancelled"), None)
     return {**outcome, "failure": failure, "cancelled_in": cancelled_in,
-            "columns": [[stages[name] for name in column] for column in layout(outcome["stages"])]}
+            "columns": [grouped([stages[name] for name in column])  # a matrix's cells together (core/matrix.py)
+                        for column in layout(outcome["stages"])]}
 
 
 OUTPUT_TYPES = ("job:cmd:stdout", "job:cmd:stderr", "job:stdout", "job:stderr")

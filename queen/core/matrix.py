@@ -214,3 +214,54 @@ def _entries(value: Any, at: str, variables: dict[str, list[str]],
             texts[name] = _value(text, f"{path}.{name}")
         out.append((texts, path))
     return out
+
+
+# What a group of cells shows: the first of these states that one of its cells has.
+_GROUP_STATES = ("failed", "cancelled", "running", "waiting", "not_run", "passed", "reused", "skipped")
+
+
+def grouped(column: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A stage graph's column (outcome stages) with the cells of each matrix together, where the first of them
+    was: ``{"group": name, "status": the cells' worst, "counts": {status: n}, "cells": [stages], "after":
+    the needs all its cells share (None: they differ)}``; other stages as they are."""
+    out: list[dict[str, Any]] = []
+    groups: dict[str, dict[str, Any]] = {}
+    for stage in column:
+        spec = stage.get("matrix")
+        if not isinstance(spec, dict) or not isinstance(spec.get("group"), str):
+            out.append(stage)
+            continue
+        if spec["group"] not in groups:
+            groups[spec["group"]] = {"group": spec["group"], "cells": [], "counts": {}}
+            out.append(groups[spec["group"]])
+        group = groups[spec["group"]]
+        group["cells"].append(stage)
+        group["counts"][stage["status"]] = group["counts"].get(stage["status"], 0) + 1
+    for group in groups.values():
+        group["status"] = next((s for s in _GROUP_STATES if s in group["counts"]),
+                               group["cells"][0]["status"])
+        afters = [tuple(c.get("after") or c.get("needs") or ()) for c in group["cells"]]
+        group["after"] = list(afters[0]) if len(set(afters)) == 1 else None  # said once when the cells agree
+    return out
+
+
+def short_needs(stages: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """Stage name -> its needs as the page says them: every cell of a matrix named once, by its group
+    (``after build, test`` rather than each of test's cells)."""
+    cells_of: dict[str, list[str]] = {}
+    for stage in stages:
+        spec = stage.get("matrix")
+        if isinstance(spec, dict) and isinstance(spec.get("group"), str):
+            cells_of.setdefault(spec["group"], []).append(stage["name"])
+    out: dict[str, list[str]] = {}
+    for stage in stages:
+        needs = list(stage.get("needs") or [])
+        shown: list[str] = []
+        for need in needs:
+            group = next((g for g, names in cells_of.items() if need in names and set(names) <= set(needs)), None)
+            if group is None:
+                shown.append(need)
+            elif group not in shown:
+                shown.append(group)
+        out[stage["name"]] = shown
+    return out

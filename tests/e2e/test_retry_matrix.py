@@ -201,4 +201,6 @@ async def test_the_job_page_shows_attempts_and_cells_grouped(queen: Cluster, pag
     await expect(group.locator(".g-stage")).to_have_count(len(CELLS))
     await expect(group.locator(".g-group-name")).to_have_text("test · 6 cells")
     await expect(group.locator('.g-stage[data-stage="test (3.10, postgres)"] .g-name')).to_have_text("3.10, postgres")
+    await expect(group.locator(":scope > .g-needs")).to_have_text("after build")  # once, for every cell
+    await expect(page.locator('.g-stage[data-stage="report"] .g-needs')).to_have_text("after test")
     await page.screenshot(path=SHOTS / "matrix-job.png", full_page=True)

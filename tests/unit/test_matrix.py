@@ -172,3 +172,24 @@ def test_a_matrix_from_the_api_names_the_field() -> None:
     with pytest.raises(PipelineError) as err:
         parse_pipeline({"stages": [{"name": "t", "steps": ["x"], "matrix": {"py": ["1"], "exclude": [{"os": "x"}]}}]})
     assert str(err.value).startswith("pipeline.stages[0].matrix.exclude[0].os: unknown matrix variable 'os'")
+
+
+def _shown(name: str, status: str, needs: list[str], group: str | None = None) -> dict:
+    return {"name": name, "status": status, "needs": needs,
+            "matrix": {"group": group, "values": {"v": name}} if group else None}
+
+
+def test_the_page_groups_a_columns_cells_with_their_worst_state_and_shared_needs() -> None:
+    from apiary.core.matrix import grouped, short_needs
+    stages = [_shown("lint", "passed", []), _shown("t (1)", "passed", ["b"], "t"), _shown("x", "passed", []),
+              _shown("t (2)", "failed", ["b"], "t"), _shown("t (3)", "running", ["b"], "t")]
+    out = grouped(stages)
+    assert [s.get("name") or s["group"] for s in out] == ["lint", "t", "x"]
+    assert out[1]["status"] == "failed" and out[1]["counts"] == {"passed": 1, "failed": 1, "running": 1}
+    assert [c["name"] for c in out[1]["cells"]] == ["t (1)", "t (2)", "t (3)"] and out[1]["after"] == ["b"]
+    # a job matrix's cells need different stages: said per cell
+    job = [_shown("u (a)", "passed", ["b (a)"], "u"), _shown("u (b)", "passed", ["b (b)"], "u")]
+    assert grouped(job)[0]["after"] is None
+    needs = short_needs([_shown("t (1)", "passed", [], "t"), _shown("t (2)", "passed", [], "t"),
+                         _shown("r", "passed", ["lint", "t (1)", "t (2)"]), _shown("s", "passed", ["t (1)"])])
+    assert needs["r"] == ["lint", "t"] and needs["s"] == ["t (1)"]  # a group named once only when all are needed

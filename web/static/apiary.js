@@ -713,7 +713,10 @@
       p.stages.set(name, s);
       return s;
     };
-    const failed = (c) => c.exit !== undefined && c.exit !== 0 && !c.hook && !c.cancelled;
+    const failed = (c) => c.exit !== undefined && c.exit !== 0 && !c.hook && !c.cancelled && !retried(c);
+    /* An attempt of a step with a retry (apiary.core.retry) that a later attempt followed: the last decides. */
+    const retried = (c) => !!c.retry && (c.stage || c.group).cmds.some((o) => o.retry && o.run === c.run &&
+      o.order > c.order && o.retry.attempt === c.retry.attempt + 1);
     const stageSummary = (s) => {
       const bad = s.cmds.filter(failed).length;
       const running = s.cmds.some((c) => c.exit === undefined);
@@ -741,6 +744,9 @@
       if (c.cancelled) {
         c.el.dataset.state = "cancelled";
         c.code.textContent = c.exit < 0 ? `cancelled (signal ${-c.exit})` : `cancelled (exit ${c.exit})`;
+      } else if (c.exit != null && c.exit !== 0 && retried(c)) {
+        c.el.dataset.state = "retried"; // closed: the next attempt says how the step went
+        c.code.textContent = `${c.timedOut ? "timed out" : exitText(c.exit)} · ran again`;
       }
       setOpen(c, c.exit === undefined || c.cancelled || (c.exit !== null && failed(c)));
       const printed = c.view.lines.length > 0, ended = c.exit !== undefined || final;
@@ -849,6 +855,10 @@
       if (ev.hook) c.title.prepend(el("span", "tag", ev.hook), " ");
       c.code = el("span", "code");
       c.state.replaceWith(c.code);
+      if (ev.retry) { // "attempt 2 of 3": each attempt of a step with a retry is a command of its own
+        c.retry = ev.retry;
+        c.title.append(" ", el("span", "cmd-attempt", `attempt ${ev.retry.attempt} of ${ev.retry.of}`));
+      }
       c.dur = el("span", "dur");
       if (ev.timestamp) c.dur.dataset.since = ev.timestamp;
       c.meta.before(c.dur);
@@ -887,6 +897,7 @@
         cmds.set(ev.num, c);
       }
       arrange(c);
+      if (ev.retry && ev.retry.attempt > 1) (s || p).cmds.filter((o) => o !== c && o.retry).forEach(arrange); // the one before: closed
       if (caughtUp && ev.title) say("Running " + ev.title);
       later();
       return c;
@@ -903,6 +914,8 @@
       c.took = ev.duration;
       c.el.dataset.state = ev.exitCode === 0 ? "passed" : "failed";
       c.code.textContent = exitText(ev.exitCode);
+      c.timedOut = !!ev.timedOut;
+      if (ev.timedOut) c.code.textContent = `timed out (${exitText(ev.exitCode)})`; // its own timeout: stopped
       delete c.dur.dataset.since;
       c.dur.textContent = duration(ev.duration);
       const u = ev.usage;
