@@ -11,6 +11,7 @@
     apiary ls [REPO]                  recent jobs
     apiary logs JOB [--follow]        a job's output
     apiary artifacts JOB [NAME]       a job's artifacts; download one
+    apiary caches REPO [--clear]      a repository's pipeline caches; clear them
     apiary cancel JOB                 stop a job
     apiary drones                     the drones in the pool
     apiary prune                      apply the repositories' retention policies now
@@ -44,7 +45,7 @@ if __name__ != "apiary.cli":
 
 import zmq
 
-from apiary.cli import gates, keys, remote, repos, server, users
+from apiary.cli import caches, gates, keys, remote, repos, server, users
 from apiary.cli.address import PRECEDENCE
 from apiary.cli.connect import Command, find_queen, run_client_command
 from apiary.cli.settings import DEFAULT_CONFIG, as_toml, config_path, load_config, origins, with_flags
@@ -59,7 +60,7 @@ CLIENT_COMMANDS: dict[str, Command] = {
     "trigger": remote.trigger, "ls": remote.ls, "logs": remote.logs, "cancel": remote.cancel,
     "drones": remote.drones, "prune": remote.prune, "user": users.add_user, "token": users.create_token,
     "join-token": keys.join_token, "repo": repos.repo, "rerun": remote.rerun, "artifacts": remote.artifacts,
-    "approve": gates.approve,
+    "approve": gates.approve, "caches": caches.caches,
 }
 
 
@@ -185,6 +186,7 @@ apiary rerun app#3 --from-failed        # reuse the stages that passed""", clien
     rerun.add_argument("--from-failed", action="store_true",
                        help="reuse the stages that passed (and their artifacts); run the failed stage and those after")
     gates.add_parser(sub, _command, client, JOB_HELP)
+    caches.add_parser(sub, _command, client)
     ls = _command(sub, "ls", "recent jobs, of every repository or of one", """
 apiary ls
 apiary ls app --limit 5""", client)

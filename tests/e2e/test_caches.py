@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.cluster import Cluster
+from tests.e2e.test_client import apiary, url
 from tests.e2e.test_forges import add_repo, gh_pull_request, gh_push, github_hook, queued_job
 from tests.gitserver import commit, git
 
@@ -207,3 +208,24 @@ async def test_a_cache_path_outside_the_home_and_workspace_is_refused_at_trigger
     assert answer["error"] == (".apiary.yml, line 3: cache[0].paths[1]: '/etc' must be inside the job's home (~/...) "
                                "or the workspace (a relative path): no other absolute path"), answer
     assert (await queen.get("/repos/proj/jobs"))["jobs"] == []  # nothing was queued
+
+
+async def test_the_caches_listed_and_cleared_from_the_terminal(queen: Cluster, tmp_path: Path) -> None:
+    await queen.add_drone("d1")
+    await queen.create_pipeline_repo("proj", """
+cache: [{key: "deps-{{ branch }}", paths: [deps]}]
+stages: [{name: make, steps: ["mkdir -p deps && echo x > deps/x"]}]
+""")
+    for branch in ("main", "dev"):
+        assert (await queen.wait_job((await queen.trigger("proj", branch=branch))["id"]))["status"] == "passed"
+    listed = await apiary(tmp_path, "caches", "proj", *url(queen))
+    assert listed.code == 0, listed
+    rows = [line.split() for line in listed.out.splitlines()]
+    assert rows[0] == ["SCOPE", "KEY", "SIZE", "USED"]
+    assert sorted(r[:2] for r in rows[1:3]) == [["dev", "deps-dev"], ["main", "deps-main"]]
+    assert listed.out.splitlines()[-1].endswith("in all, of 2.0 GiB kept"), listed
+    cleared = await apiary(tmp_path, "caches", "proj", "--clear", "--scope", "dev", *url(queen))
+    assert (cleared.code, cleared.out) == (0, "proj: 1 cache deleted\n"), cleared
+    assert [(c["scope"], c["key"]) for c in (await queen.get("/repos/proj/caches"))["caches"]] == [("main", "deps-main")]
+    status, answer = await queen.request("DELETE", "/repos/proj/caches?scope=")
+    assert status == 400 and answer["field"] == "scope"
