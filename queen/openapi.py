@@ -235,7 +235,16 @@ SCHEMAS: dict[str, Any] = {
                 "exitCode": {"type": ["integer", "null"]}, "signal": {"type": ["string", "null"]},
                 "shell_signal": {"type": ["string", "null"],
                                  "description": "the signal an exit code 128+N names (139: SIGSEGV), as a shell ends"},
-                "duration": {"type": ["number", "null"]}}, ("num", "title", "status"))}},
+                "duration": {"type": ["number", "null"]},
+                # step retry (apiary.core.retry)
+                "attempt": {"type": ["object", "null"], "description": "{attempt, of}: a step with a retry"},
+                "retried": {"type": "boolean", "description": "a later attempt of its step ran (this one does not "
+                                                              "decide)"},
+                "flaky": {"type": "boolean", "description": "passed on attempt 2 or later"},
+                "timed_out": {"type": "boolean", "description": "its step's own timeout stopped it (exit 124)"}},
+                ("num", "title", "status"))},
+            "flaky": {"type": "boolean", "description": "a step of it passed on a retry"},
+            "matrix": {"type": ["object", "null"], "description": "a matrix cell: {group, values: {VAR: text}}"}},
             ("name", "needs", "status", "commands"))},
         "failure": {"oneOf": [{"type": "null"}, _object({
             "stage": {"type": ["string", "null"]}, "num": {"type": ["integer", "null"]},

@@ -21,7 +21,7 @@ expands every stage per cell, a cell's ``needs`` naming the stages of the same
 cell. Values are text as written (``3.10`` stays 3.10), one line, at most
 MAX_VALUE characters. A matrix gives at most MAX_CELLS cells, and a pipeline at
 most MAX_CELLS stages once expanded. ``spread`` (a cell per drone) is not
-supported yet and is refused by name.
+supported yet and is refused by name. The stages copied into cells may come to MAX_EXPANDED characters.
 
 `expand(data)` works on the pipeline as written (before the compiler checks
 the stages) and returns it expanded with, for each stage, the index of the
@@ -40,6 +40,9 @@ from .errors import InputError
 
 MAX_CELLS = 256
 MAX_VALUE = 64  # characters of one value (it is part of the cell's stage name)
+# Characters (as repr() writes them) the stages may come to once expanded: each cell copies its stage, and the
+# compiled pipeline is part of every job's document.
+MAX_EXPANDED = 4_000_000
 _VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _RESERVED = ("include", "exclude", "spread")
 
@@ -78,6 +81,7 @@ def expand(data: dict[str, Any]) -> tuple[dict[str, Any], list[int]]:
     out: list[Any] = []
     origin: list[int] = []
     groups: dict[str, list[str]] = {}  # a stage with a matrix -> its cells' names
+    size = 0
     for i, stage in enumerate(stages):
         written = isinstance(stage, dict) and isinstance(stage.get("name"), str) and not is_cell(stage)
         if written and "matrix" in stage and top is not None:
@@ -89,6 +93,11 @@ def expand(data: dict[str, Any]) -> tuple[dict[str, Any], list[int]]:
             origin.append(i)
             continue
         own = top if top is not None else cells(stage["matrix"], f"stages[{i}].matrix")
+        size += len(repr(stage)) * len(own)
+        if size > MAX_EXPANDED:
+            raise MatrixError("matrix" if top is not None else f"stages[{i}].matrix",
+                              f"the stages would come to more than {MAX_EXPANDED // 1_000_000} million characters "
+                              "once copied into each cell: fewer cells, or shorter steps (a script in the repository)")
         names = []
         for values in own:
             cell = {k: v for k, v in stage.items() if k != "matrix"}

@@ -145,6 +145,22 @@ async def test_a_matrix_stage_runs_every_cell_with_its_values(queen: Cluster) ->
     assert nums["report"] > max(nums[name] for name in CELLS)
 
 
+async def test_a_matrixs_cells_run_at_once_up_to_parallel(queen: Cluster) -> None:
+    # A barrier: each cell waits until every cell has started; run one after another, they would time out.
+    await queen.add_drone("d1")
+    done, outcome = await _run(queen, "together", """
+parallel: 3
+stages:
+  - name: t
+    matrix: {cell: [a, b, c]}
+    steps:
+      - run: 'touch here-$cell; until [ -e here-a ] && [ -e here-b ] && [ -e here-c ]; do sleep 0.05; done'
+        timeout: 30s
+""")
+    assert done["status"] == "passed", done.get("error")
+    assert [s["name"] for s in outcome["stages"]] == ["t (a)", "t (b)", "t (c)"]
+
+
 async def test_a_job_matrix_runs_every_stage_per_cell(queen: Cluster) -> None:
     await queen.add_drone("d1")
     done, outcome = await _run(queen, "jobmatrix", """

@@ -193,3 +193,13 @@ def test_the_page_groups_a_columns_cells_with_their_worst_state_and_shared_needs
     needs = short_needs([_shown("t (1)", "passed", [], "t"), _shown("t (2)", "passed", [], "t"),
                          _shown("r", "passed", ["lint", "t (1)", "t (2)"]), _shown("s", "passed", ["t (1)"])])
     assert needs["r"] == ["lint", "t"] and needs["s"] == ["t (1)"]  # a group named once only when all are needed
+
+
+def test_cells_that_would_copy_too_much_are_refused() -> None:
+    long_step = "echo " + "x" * 20_000
+    text = ("stages:\n  - name: t\n    matrix: {n: [" + ", ".join(str(i) for i in range(250)) + "]}\n"
+            f"    steps: ['{long_step}']\n")
+    with pytest.raises(PipelineError) as err:
+        load_pipeline(text)
+    assert str(err.value).startswith(".apiary.yml, line 3: stages[0].matrix: the stages would come to more than 4 "
+                                     "million characters")
