@@ -6,13 +6,27 @@ that would restore files outside the job's home and workspace is refused whole."
 from __future__ import annotations
 
 import asyncio
+import io
+import sys
+import tarfile
+import time
 from pathlib import Path
 from typing import Any
+
+import zmq
+import zmq.asyncio
+
+from apiary.core.protocol import PROTOCOL_VERSION, Msg, decode, encode
 
 from tests.cluster import Cluster
 from tests.e2e.test_client import apiary, url
 from tests.e2e.test_forges import add_repo, gh_pull_request, gh_push, github_hook, queued_job
 from tests.gitserver import commit, git
+
+if sys.version_info >= (3, 14):
+    from compression import zstd
+else:
+    from backports import zstd
 
 PIPELINE = """\
 cache:
@@ -229,3 +243,61 @@ stages: [{name: make, steps: ["mkdir -p deps && echo x > deps/x"]}]
     assert [(c["scope"], c["key"]) for c in (await queen.get("/repos/proj/caches"))["caches"]] == [("main", "deps-main")]
     status, answer = await queen.request("DELETE", "/repos/proj/caches?scope=")
     assert status == 400 and answer["field"] == "scope"
+
+
+async def test_a_hostile_cache_a_drone_uploaded_is_refused_whole_by_the_next_job(queen: Cluster,
+                                                                                 tmp_path: Path) -> None:
+    """A drone that is not Apiary's (a bare socket) runs a job and uploads a tar that climbs out of the
+    workspace and links out of it; the next job, on a real drone, restores none of it."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, kind, link, data in [("workspace/deps/ok", tarfile.REGTYPE, "", b"fine"),
+                                       ("workspace/deps/out", tarfile.SYMTYPE, str(outside), b""),
+                                       ("workspace/deps/out/pwned", tarfile.REGTYPE, "", b"x"),
+                                       ("workspace/../../../escape", tarfile.REGTYPE, "", b"x")]:
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname, info.size = kind, link, len(data)
+            tar.addfile(info, io.BytesIO(data) if data else None)
+    blob = zstd.compress(raw.getvalue())
+    await queen.create_pipeline_repo("proj", """
+cache: [{key: deps, paths: [deps]}]
+stages: [{name: make, steps: ["ls deps 2>/dev/null; echo listed"]}]
+""")
+    ctx = zmq.asyncio.Context()
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(queen.endpoint)
+    try:
+        await sock.send(encode(Msg.DRONE_INFO, {"id": "evil", "capacity": 1, "speed": 1.0, "version": PROTOCOL_VERSION,
+                                                "jobs": []}))
+        job = await queen.trigger("proj")
+        while True:
+            kind, body = decode(await asyncio.wait_for(sock.recv(), 10))
+            if kind is Msg.QUEUE_NEW:
+                break
+        head = {"id": body["id"], "attempt": body["attempt"]}
+        seq = int(body.get("first_seq") or 1)
+        for msg, fields in [(Msg.JOB_STARTED, {"timestamp": time.time()}),
+                            (Msg.JOB_CACHE, {"index": 0, "key": "deps", "state": "part", "part": 0, "parts": 1,
+                                             "size": len(blob), "data": blob}),
+                            (Msg.JOB_CACHE, {"index": 0, "key": "deps", "state": "saved", "size": len(blob)}),
+                            (Msg.JOB_DONE, {"timestamp": time.time(), "result": "passed"})]:
+            await sock.send(encode(msg, {**head, "seq": seq, **fields}))
+            seq += 1
+        await queen.wait_job(job["id"])
+        await sock.send(encode(Msg.DRONE_BYE, {}))
+    finally:
+        sock.close()
+        ctx.term()
+    assert [c["key"] for c in (await queen.get("/repos/proj/caches"))["caches"]] == ["deps"]
+
+    await queen.add_drone("d1")
+    second = await queen.wait_job((await queen.trigger("proj"))["id"])
+    assert second["status"] == "passed"
+    cache = second["caches"]["0"]
+    assert cache["restore"] == "refused" and "a symlink to an absolute path" in cache["note"], cache
+    assert list(outside.iterdir()) == [] and not list(tmp_path.rglob("escape"))
+    text = "".join(e.get("text", "") for e in await queen.events(second["id"]))
+    assert "ok" not in text.split("listed")[0]  # not even the harmless file: refused whole
