@@ -169,9 +169,12 @@ class Renderer:
         elif kind == "job:cmd:start":
             where = "/".join(str(e[k]) for k in ("phase", "stage", "hook") if e.get(k))
             title = e.get("title") or e.get("screencmd", "")
-            self.names[e.get("num")] = f"[{where}] {title}"
+            retry = e.get("retry")  # a step with a retry (apiary.core.retry)
+            shown = title + (f" (attempt {retry.get('attempt')} of {retry.get('of')})" if isinstance(retry, dict)
+                             else "")
+            self.names[e.get("num")] = f"[{where}] {shown}"
             self.under = e.get("num")
-            self._line("\n" + paint(f"▶ [{where}] {title}", "1;36", self.colour))
+            self._line("\n" + paint(f"▶ [{where}] {shown}", "1;36", self.colour))
             if e.get("screencmd") and e["screencmd"] != title:
                 self._line(paint(f"$ {e['screencmd']}", "2", self.colour))
         elif kind in ("job:cmd:stdout", "job:cmd:stderr"):
@@ -185,6 +188,8 @@ class Renderer:
             code = e.get("exitCode")
             ended = (f"killed by {signal_name(code)}" if isinstance(code, int) and code < 0 else
                      f"exit {exit_text(code, shell_signal(code))}")
+            if e.get("timedOut"):  # its step's own timeout stopped it
+                ended = f"timed out, {ended}"
             if code == 0:
                 mark = paint("✓", "32", self.colour)
             elif e.get("stopped"):  # the drone stopped it (a cancel, a timeout, the drone stopping): no failure of its own

@@ -161,3 +161,18 @@ def test_a_step_that_failed_every_attempt_fails_the_stage_with_its_last_attempt(
 def test_a_step_that_passed_first_time_is_not_flaky() -> None:
     out = _outcome([0], "passed")
     assert out["stages"][0]["flaky"] is False and out["stages"][0]["commands"][0]["retried"] is False
+
+
+def test_a_followed_job_says_each_attempt_and_a_steps_own_timeout() -> None:
+    import io
+
+    from apiary.cli.follow import Renderer
+    out = io.StringIO()
+    r = Renderer(out, out)
+    r.raw[id(out)] = False
+    for num, code, timed_out in ((1, 124, True), (2, 0, False)):
+        r.event({"type": "job:cmd:start", "num": num, "phase": "test", "stage": "t", "title": "slow", "screencmd": "slow",
+                 "retry": {"attempt": num, "of": 2}})
+        r.event({"type": "job:cmd:done", "num": num, "exitCode": code, "duration": 1.0, "timedOut": timed_out})
+    assert out.getvalue() == ("\n▶ [test/t] slow (attempt 1 of 2)\n✗ timed out, exit 124 1.00s\n"
+                              "\n▶ [test/t] slow (attempt 2 of 2)\n✓ 1.00s\n")
