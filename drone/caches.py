@@ -121,7 +121,7 @@ class JobCaches:
         self.scratch.mkdir(parents=True, exist_ok=True)
         path = self.scratch / f"{self.job['id']}-{index}.tar.zst"
         try:
-            with open(path, "wb") as f:
+            with await asyncio.to_thread(open, path, "wb") as f:
                 answer, got = first, 0
                 for part in range(parts):
                     if part:
@@ -180,7 +180,7 @@ class JobCaches:
                 return
             size = path.stat().st_size
             parts = max(1, -(-size // ARTIFACT_PART_BYTES))
-            with open(path, "rb") as f:
+            with await asyncio.to_thread(open, path, "rb") as f:
                 for part in range(parts):
                     if self.room is not None:
                         await self.room()

@@ -26,7 +26,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-
 from apiary.core.caches import split_path
 from apiary.core.errors import ApiaryError
 
@@ -262,7 +261,7 @@ def member_fault(member: tarfile.TarInfo) -> str | None:
         if not target or target.startswith("/") or "\0" in target:
             return f"a symlink to an absolute path ({target[:100]!r})"
         resolved = posixpath.normpath(posixpath.join(posixpath.dirname("/".join(parts[1:])), target))
-        if resolved == ".." or resolved.startswith("../") or resolved.startswith("/"):
+        if resolved == ".." or resolved.startswith(("../", "/")):
             return f"a symlink that points out of {parts[0]}/ ({target[:100]!r})"
         return None
     if not (member.isreg() or member.isdir()):

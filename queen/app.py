@@ -31,6 +31,7 @@ from apiary.queen.accounts import routes as account_routes
 from apiary.queen.api import routes as api_routes
 from apiary.queen.approvals import routes as approval_routes, watch_timeouts
 from apiary.queen.auth import Gate, auth_middleware
+from apiary.queen.cache_api import routes as cache_routes
 from apiary.queen.connections import IDLE_FACTOR, MAX_CONNECTIONS, Connections, cap_for, raise_file_limit
 from apiary.queen.datalock import data_dir_lock
 from apiary.queen.embedded import embedded_store
@@ -48,7 +49,6 @@ from apiary.queen.sealing import Sealer
 from apiary.queen.store import Store
 from apiary.queen.strict_json import json_response
 from apiary.queen.testreports import routes as test_routes
-from apiary.queen.cache_api import routes as cache_routes
 from apiary.queen.web_guard import (
     Policy,
     add_security_headers,

@@ -14,7 +14,8 @@ from tests.e2e.test_caches import _repo
 SHOTS = Path("/tmp/shots")
 
 
-async def test_the_job_page_shows_hit_miss_and_saved_with_sizes(queen: Cluster, page: Page, tmp_path: Path) -> None:
+async def test_the_job_page_shows_hit_miss_and_saved_with_sizes(queen: Cluster, page: Page,  # noqa: F811
+                                                                tmp_path: Path) -> None:
     _, url = _repo(tmp_path / "git")
     await queen.add_drone("d1")
     await queen.request("POST", "/repos", {"name": "proj", "url": url}, expect=201)
