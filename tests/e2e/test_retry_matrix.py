@@ -12,6 +12,7 @@ from playwright.async_api import Page, expect
 from tests.browser import browser, page  # noqa: F401  (fixtures)
 from tests.cluster import Cluster
 from tests.e2e.test_conditions import local_repo
+from tests.e2e.test_sandbox import SANDBOXED
 
 SHOTS = Path("/tmp/shots")
 # Fails the first time (a file in the workspace counts the attempts), passes the second.
@@ -105,6 +106,23 @@ stages:
     # Without a retry, a step's own timeout fails the job with the timeout's exit code.
     done, outcome = await _run(queen, "slower", "stages: [{name: t, steps: [{run: sleep 60, timeout: 1s}]}]")
     assert done["status"] == "failed" and outcome["failure"]["exitCode"] == 124
+
+
+async def test_in_the_sandbox_a_steps_timeout_stops_it_with_its_traps_and_the_retry_runs(queen: Cluster) -> None:
+    await queen.add_drone("d1", env={**SANDBOXED, "APIARY_DRONE_KILL_GRACE": "5"})
+    done, _ = await _run(queen, "boxed", """
+stages:
+  - name: t
+    steps:
+      - run: 'if [ -f .slow ]; then echo quick; else touch .slow; trap "echo got-TERM; exit 143" TERM; while true; do sleep 0.1; done; fi'
+        timeout: 1s
+        retry: {attempts: 2, when: [timeout]}
+""")
+    assert done["status"] == "passed", done.get("error")
+    first, second = done["commands"]
+    assert (first["exitCode"], first.get("timedOut"), second["exitCode"]) == (124, True, 0)
+    output = await _output(queen, done["id"])
+    assert "got-TERM" in output[first["num"]] and "quick" in output[second["num"]]
 
 
 MATRIX = """
