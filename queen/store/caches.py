@@ -1,9 +1,10 @@
-"""The store's pipeline caches: collection ``caches`` (one document per cache) and GridFS bucket ``caches``
-(one file per part of its tar.zst, found by its metadata).
+"""The store's pipeline caches: collection ``caches`` (one document per cache) and GridFS bucket
+``cacheparts`` (one file per part of its tar.zst, found by its metadata).
 
-A cache document: ``_id`` "<job>:<index>" (the job that saved it, its entry in ``cache:``), ``repo``,
-``scope`` (a branch, or ``pull:<ref>``: apiary.core.caches.scopes), ``key``, ``size`` (bytes of the
-tar.zst), ``parts``, ``created`` and ``used`` (seconds since 1970), ``complete`` (every part stored).
+A cache document: ``_id`` "<job>:<attempt>:<index>" (the job attempt that saved it, its entry in
+``cache:``), ``repo``, ``scope`` (a branch, or ``pull:<ref>``: apiary.core.caches.scopes), ``key``,
+``size`` (bytes of the tar.zst), ``parts``, ``created`` and ``used`` (seconds since 1970), ``complete``
+(every part stored).
 Only complete caches are listed or restored. When one completes, an older one of the same repository,
 scope and key is replaced, and the repository's least recently used are deleted past `cache_max_bytes`
 (apiary.core.caches.evict).
@@ -40,7 +41,8 @@ class CacheQueries:
         """Store part `part` of `parts` of the cache a job saves (its ``job:cache`` event `body`); a part
         stored already is a no-op. True when this was the last part: the cache is complete (and the
         repository evicted down to its cap)."""
-        cache_id = f"{job_id}:{int(body['index'])}"
+        # Per attempt: a retry's tar is another file, whose parts must not join the ones an earlier attempt left.
+        cache_id = f"{job_id}:{int(body.get('attempt') or 1)}:{int(body['index'])}"
         part, parts = int(body["part"]), int(body["parts"])
         now = time.time()
         await self.cache_docs.update_one(
