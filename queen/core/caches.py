@@ -32,8 +32,8 @@ MAX_RESTORE_KEYS = 8
 MAX_GLOBS = 16  # patterns in one hashFiles()
 KEYS = ("key", "paths", "restore_keys")
 
-_PLACE = re.compile(r"\{\{(.*?)\}\}", re.S)
-_HASH = re.compile(r"^hashFiles\((.*)\)$", re.S)
+_PLACE = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
+_HASH = re.compile(r"^hashFiles\((.*)\)$", re.DOTALL)
 _QUOTED = re.compile(r"""\s*(?:'([^'\\]*)'|"([^"\\]*)")\s*(?:,|$)""")
 _PLAIN = ("branch", "os", "arch")
 _PARAM = re.compile(r"^parameters\.([A-Za-z_][A-Za-z0-9_]*)$")

@@ -17,7 +17,6 @@ import zmq
 import zmq.asyncio
 
 from apiary.core.protocol import PROTOCOL_VERSION, Msg, decode, encode
-
 from tests.cluster import Cluster
 from tests.e2e.test_client import apiary, url
 from tests.e2e.test_forges import add_repo, gh_pull_request, gh_push, github_hook, queued_job
