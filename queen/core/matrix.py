@@ -257,18 +257,22 @@ def grouped(column: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def short_needs(stages: list[dict[str, Any]]) -> dict[str, list[str]]:
     """Stage name -> its needs as the page says them: every cell of a matrix named once, by its group
     (``after build, test`` rather than each of test's cells)."""
-    cells_of: dict[str, list[str]] = {}
+    cells_of: dict[str, set[str]] = {}
+    group_of: dict[str, str] = {}
     for stage in stages:
         spec = stage.get("matrix")
         if isinstance(spec, dict) and isinstance(spec.get("group"), str):
-            cells_of.setdefault(spec["group"], []).append(stage["name"])
+            cells_of.setdefault(spec["group"], set()).add(stage["name"])
+            group_of[stage["name"]] = spec["group"]
     out: dict[str, list[str]] = {}
     for stage in stages:
         needs = list(stage.get("needs") or [])
+        given = set(needs)
+        whole = {g for g in {group_of[n] for n in needs if n in group_of} if cells_of[g] <= given}
         shown: list[str] = []
         for need in needs:
-            group = next((g for g, names in cells_of.items() if need in names and set(names) <= set(needs)), None)
-            if group is None:
+            group = group_of.get(need)
+            if group not in whole:
                 shown.append(need)
             elif group not in shown:
                 shown.append(group)
