@@ -49,7 +49,7 @@ class Terminal:
         if msg is Msg.JOB_CMD_START:
             self.commands[body["num"]] = dict(body)
             where = "/".join(x for x in (body.get("phase"), body.get("stage"), body.get("hook")) if x)
-            self.out.write(self._paint(f"\n▶ [{where}] {body['title']}", "1;36") + "\n")
+            self.out.write(self._paint(f"\n▶ [{where}] {body['title']}{_attempt(body)}", "1;36") + "\n")
             if body["title"] != body["screencmd"]:
                 self.out.write(self._paint(f"$ {body['screencmd']}", "2") + "\n")
         elif msg in (Msg.JOB_CMD_STDOUT, Msg.JOB_STDOUT):
@@ -61,7 +61,8 @@ class Terminal:
         elif msg is Msg.JOB_CMD_DONE:
             self.commands[body["num"]].update(body)
             ok = body["exitCode"] == 0
-            mark = self._paint("✓", "32") if ok else self._paint(f"✗ exit {body['exitCode']}", "31")
+            ended = ("timed out, " if body.get("timedOut") else "") + f"exit {body['exitCode']}"
+            mark = self._paint("✓", "32") if ok else self._paint(f"✗ {ended}", "31")
             self.out.write(f"{mark} {body['duration']:.2f}s\n")
         elif msg is Msg.JOB_PLUGIN:
             figures = ", ".join(f"{k} {v}" for k, v in body["data"].items())
@@ -79,12 +80,18 @@ class Terminal:
             code = c.get("exitCode")
             state = "ok" if code == 0 else f"exit {code}"
             where = "/".join(x for x in (c.get("phase"), c.get("stage"), c.get("hook")) if x)
-            self.out.write(f"  {num:>3}  {state:<8} {c.get('duration', 0):7.2f}s  [{where}] {c['title']}\n")
+            self.out.write(f"  {num:>3}  {state:<8} {c.get('duration', 0):7.2f}s  [{where}] {c['title']}{_attempt(c)}\n")
         result = self.result.get("result", "errored")
         paint = "1;32" if result == JobStatus.PASSED.value else "1;31"
         why = f" ({self.result['error']})" if self.result.get("error") else ""
         self.out.write(self._paint(f"Job {result}{why} in {elapsed:.2f}s", paint) + "\n")
         self.out.flush()
+
+
+def _attempt(body: dict[str, Any]) -> str:
+    """" (attempt 1 of 3)" for an attempt of a step with a retry (apiary.core.retry), else ""."""
+    retry = body.get("retry")
+    return f" (attempt {retry.get('attempt')} of {retry.get('of')})" if isinstance(retry, dict) else ""
 
 
 def _branch_of(workdir: Path) -> str:

@@ -238,3 +238,22 @@ async def test_the_job_page_shows_attempts_and_cells_grouped(queen: Cluster, pag
     await expect(group.locator(":scope > .g-needs")).to_have_text("after build")  # once, for every cell
     await expect(page.locator('.g-stage[data-stage="report"] .g-needs')).to_have_text("after test")
     await page.screenshot(path=SHOTS / "matrix-job.png", full_page=True)
+
+
+def test_apiary_run_runs_cells_and_retries_and_says_each_attempt(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    (tmp_path / ".apiary.yml").write_text("""
+stages:
+  - name: t
+    matrix: {py: ["3.10", "3.12"]}
+    steps:
+      - run: 'n=$(cat .tries-$py 2>/dev/null || echo 0); n=$((n+1)); echo $n > .tries-$py; echo "py $py try $n"; [ $n -ge 2 ]'
+        title: flaky on $py
+        retry: 2
+""")
+    run = subprocess.run([sys.executable, "-m", "apiary.cli", "run", str(tmp_path)], capture_output=True, text=True,
+                         timeout=60, cwd=tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "py 3.10 try 2" in run.stdout and "py 3.12 try 2" in run.stdout  # 3.10 as written
+    assert "▶ [test/t (3.10)] flaky on $py (attempt 2 of 2)" in run.stdout and "Job passed" in run.stdout
