@@ -336,7 +336,7 @@ class JobRun:
                                         hook=hook, network=step.get("network"),
                                         merge_output=step.get("merge_output") is True, timeout=limit,
                                         retry={"attempt": attempt, "of": of} if of > 1 else None)
-            timed_out = limit is not None and code == retry.TIMED_OUT
+            timed_out = isinstance(code, retry.TimedOut)  # not a command that exits 124 by itself
             if not retry.again(rule, attempt, code, timed_out):
                 return code
             self._say(f"apiary: {step.get('title') or 'the step'} {retry.why(code, timed_out, limit)} "

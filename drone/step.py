@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from apiary.core.protocol import Msg
-from apiary.core.retry import TIMED_OUT
+from apiary.core.retry import TIMED_OUT, TimedOut
 
 from .child import Child
 from .jobnet import JobNet
@@ -163,7 +163,7 @@ class StepRunner:
                                           b"was cut off\n")
                 code, cpu = child.reap()
                 if timed_out:
-                    code = TIMED_OUT
+                    code = TimedOut(TIMED_OUT)
             finally:
                 # Cancelled, timed out or done: whatever is left of its tree goes.
                 kill_group(child.pid)
@@ -229,7 +229,7 @@ class StepRunner:
         return Usage(max(self._job_peak, self.usage.peak_rss), self.usage.cpu_seconds)
 
     def _done(self, num: int, code: int, started: float, usage: Usage, stopped: bool, timed_out: bool) -> None:
-        done = {"num": num, "exitCode": code, "duration": round(time.monotonic() - started, 6),
+        done = {"num": num, "exitCode": int(code), "duration": round(time.monotonic() - started, 6),
                 "usage": usage.to_dict(), "stopped": stopped}
         if timed_out and not stopped:
             done["timedOut"] = True

@@ -24,6 +24,11 @@ MAX_ATTEMPTS = 10
 # The exit code a step stopped by its own `timeout:` ends with (as GNU timeout's); job:cmd:done says timedOut.
 TIMED_OUT = 124
 DEFAULT_WHEN = ["exit any", "timeout"]
+
+
+class TimedOut(int):
+    """TIMED_OUT as the drone's step runner returns it for a step its own timeout stopped: told apart from a
+    command that exits 124 by itself (``isinstance(code, TimedOut)``)."""
 _EXIT = re.compile(r"^exit\s+(\d{1,3}|any)$")
 
 

@@ -107,6 +107,11 @@ stages:
     done, outcome = await _run(queen, "slower", "stages: [{name: t, steps: [{run: sleep 60, timeout: 1s}]}]")
     assert done["status"] == "failed" and outcome["failure"]["exitCode"] == 124
 
+    # A command that exits 124 by itself did not time out: `when: [timeout]` does not retry it.
+    done, _ = await _run(queen, "own124", "stages: [{name: t, steps: [{run: exit 124, timeout: 30s, "
+                                          "retry: {attempts: 2, when: [timeout]}}]}]")
+    assert done["status"] == "failed" and [(c["exitCode"], c.get("timedOut")) for c in done["commands"]] == [(124, None)]
+
 
 async def test_in_the_sandbox_a_steps_timeout_stops_it_with_its_traps_and_the_retry_runs(queen: Cluster) -> None:
     await queen.add_drone("d1", env={**SANDBOXED, "APIARY_DRONE_KILL_GRACE": "5"})
