@@ -18,9 +18,10 @@ that file exists, ``-e .`` if there is a ``setup.py`` or a ``pyproject.toml``
 with a ``[project]`` or ``[build-system]`` table, then pytest if the tests
 need it and it is missing; ``install: []`` installs nothing. The test command
 forms a stage named ``python``; ``test: ""`` leaves it out. When it runs pytest,
-``--junitxml`` is added, the report is kept as an artifact and, after the
-tests, it is one of the job's test reports (``reports()``: read by the drone
-like the pipeline's ``reports.junit``, shown on the job page with every
+``--junitxml`` is added and the report is kept as an artifact. After the
+stages, the file at ``junit`` (pytest's, or one the job's own steps wrote) is
+one of the job's test reports when it is there (``reports()``: read by the
+drone like the pipeline's ``reports.junit``, shown on the job page with every
 test), and its counts are the plugin's figures (the job's ``plugins.python``):
 tests, passed, failed, errors, skipped, seconds, and the first failed tests'
 names.
@@ -100,6 +101,7 @@ def artifacts(job: dict[str, Any], config: dict[str, Any]) -> list[str]:
 
 
 def reports(job: dict[str, Any], config: dict[str, Any]) -> list[str]:
-    """pytest's JUnit report is a test report of the job: the drone reads it with the pipeline's
-    (apiary.drone.testreports, the one parser) and sends its counts as this plugin's figures."""
-    return artifacts(job, config)
+    """The JUnit report (pytest's, or one a step of the job wrote there) is a test report of the job: the
+    drone reads it, when it is there, with the pipeline's (apiary.drone.testreports, the one parser) and
+    sends its counts as this plugin's figures."""
+    return [config["junit"]]

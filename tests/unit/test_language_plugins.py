@@ -115,7 +115,7 @@ def test_python_sends_no_counts_for_an_unreadable_report_and_the_job_output_says
 
 def test_python_reports_nothing_without_a_report(tmp_path: Path) -> None:
     assert run_report(tmp_path) == {}
-    assert said == ["reports: no file matches .apiary/pytest.xml\n"]
+    assert said == []  # the tests may not have run: nothing to say
     (tmp_path / ".apiary").mkdir()
     (tmp_path / ".apiary" / "pytest.xml").write_text("<testsuites/>")
     assert run_report(tmp_path) == {"tests": 0, "passed": 0, "failed": 0, "errors": 0, "skipped": 0, "seconds": 0.0}
