@@ -23,7 +23,7 @@ from typing import Any
 from apiary.core.concurrency import group_name, supersede_key, superseded
 from apiary.core.conditions import JobFacts, decide, needs_changes
 from apiary.core.models import Job, Repository
-from apiary.core.protocol import JobStatus
+from apiary.core.protocol import UNDERWAY
 from apiary.queen.changes import base_doc, job_changes
 from apiary.queen.store import Store
 
@@ -31,7 +31,6 @@ log = logging.getLogger(__name__)
 
 CancelFn = Callable[[Job, str], Awaitable[str]]  # (the job, why) -> its status: hive.cancel
 MAX_SUPERSEDED = 100  # older jobs one new job looks at
-_UNDERWAY = [JobStatus.QUEUED.value, JobStatus.DISPATCHED.value, JobStatus.RUNNING.value]
 
 
 def job_branch(job: Job) -> str:
@@ -80,7 +79,7 @@ async def supersede(store: Store, cancel: CancelFn | None, repo: Repository, job
     for old_id in ids:
         old = by_id[old_id]
         try:
-            if not await store.change_job(old_id, {"status": {"$in": _UNDERWAY}}, {"superseded_by": newer}):
+            if not await store.change_job(old_id, {"status": {"$in": list(UNDERWAY)}}, {"superseded_by": newer}):
                 continue  # it ended meanwhile
             status = await cancel(old, reason)  # type: ignore[arg-type]
         except Exception:  # the new job is queued whatever happens to the old one: its trigger succeeded

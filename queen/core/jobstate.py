@@ -270,7 +270,8 @@ def transition(state: JobState, event: Event, policy: Policy) -> tuple[JobState,
                                 error=f"nobody approved stage {event.stage} within {event.timeout}")]
         case CancelAsked(now=now) if state.status is JobStatus.WAITING:
             new = dataclasses.replace(state, status=JobStatus.CANCELLED)
-            return new, [_write(state, new, finished=now, error="cancelled while it waited for an approval")]
+            return new, [_write(state, new, finished=now, error=_cancelled(event.reason) if event.reason
+                                else "cancelled while it waited for an approval")]
         case CancelAsked(now=now) if state.status is JobStatus.QUEUED:
             new = dataclasses.replace(state, status=JobStatus.CANCELLED)
             return new, [_write(state, new, finished=now, error=_cancelled(event.reason))]

@@ -158,6 +158,8 @@ class JobStatus(str, enum.Enum):
 FINAL_STATES = frozenset(
     {JobStatus.PASSED, JobStatus.FAILED, JobStatus.ERRORED, JobStatus.CANCELLED}
 )
+# Not ended, as stored values: what a newer job may supersede (apiary.core.concurrency).
+UNDERWAY = tuple(s.value for s in JobStatus if s not in FINAL_STATES)
 
 
 class JobType(str, enum.Enum):

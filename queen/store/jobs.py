@@ -18,7 +18,7 @@ from pymongo.errors import DuplicateKeyError
 
 from apiary.core.errors import Conflict
 from apiary.core.models import Job
-from apiary.core.protocol import JobStatus
+from apiary.core.protocol import UNDERWAY, JobStatus
 
 from .events import READ_BATCH
 
@@ -117,11 +117,11 @@ class JobQueries:
         return {str(j["concurrency"]["group"]) for j in found}
 
     async def jobs_underway_before(self, job_id: str, repo: str, group: str | None, limit: int) -> list[Job]:
-        """Jobs made before `job_id` and not ended (queued, dispatched, running), of `repo` or of the
-        concurrency `group`, newest first, without their pipelines: what a new job may supersede."""
+        """Jobs made before `job_id` and not ended (queued, dispatched, running, waiting at an approval
+        gate), of `repo` or of the concurrency `group`, newest first, without their pipelines: what a new
+        job may supersede. A waiting job is one: nobody should approve an older commit's deploy."""
         among: list[dict[str, Any]] = [{"repo": repo}] + ([{"concurrency.group": group}] if group else [])
-        underway = [JobStatus.QUEUED.value, JobStatus.DISPATCHED.value, JobStatus.RUNNING.value]
-        cursor = self.jobs.find({"status": {"$in": underway}, "_id": {"$lt": job_id}, "$or": among},
+        cursor = self.jobs.find({"status": {"$in": list(UNDERWAY)}, "_id": {"$lt": job_id}, "$or": among},
                                 {"pipeline": 0, "commands": 0})
         return await cursor.sort("_id", DESCENDING).limit(limit).to_list(None)
 

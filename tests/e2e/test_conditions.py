@@ -304,6 +304,27 @@ async def test_cancel_in_progress_cancels_the_older_job_naming_the_newer(queen: 
     assert (await queen.wait_job(second["id"]))["status"] == "passed"
 
 
+GATED = """
+concurrency: {group: "release-{{ branch }}", cancel_in_progress: true}
+stages:
+  - {name: build, steps: ["true"]}
+  - {name: release, needs: [build], approval: {role: admin}, steps: ["true"]}
+"""
+
+
+async def test_a_newer_job_supersedes_an_older_one_waiting_for_approval(queen: Cluster) -> None:
+    # Nobody should approve the release of an older commit once a newer one is on its way.
+    await queen.add_drone("d1")
+    await queen.create_pipeline_repo("app", GATED)
+    first = await queen.trigger("app")
+    await queen.wait_job(first["id"], {"waiting"})
+    second = await queen.trigger("app")
+    one = await queen.wait_job(first["id"])
+    assert one["status"] == "cancelled"
+    assert one["error"] == f"cancelled: superseded by app#{second['number']}"
+    assert (await queen.wait_job(second["id"], {"waiting"}))["status"] == "waiting"
+
+
 async def test_a_newer_push_cancels_the_older_jobs_of_its_branch(queen: Cluster) -> None:
     await add_repo(queen, "github")  # no drone: the jobs wait in the queue
     older = await queued_job(queen, *await github_hook(queen, "push", gh_push(after="1" * 40)))
