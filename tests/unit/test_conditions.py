@@ -65,6 +65,14 @@ def test_bad_expressions_name_the_fault(text, problem):
     (["docs/sub/b.md"], ["docs/"], ["docs/sub/b.md"]),
     (["src/x/test_a.py"], ["src/**/test_*.py"], ["src/x/test_a.py"]),
     (["README"], ["READM?"], ["README"]),
+    # matched name by name (several ** or two * in a name): the same answers as one expression gave
+    (["a/b/c/d", "a/c", "c/d"], ["a/**/c/**"], ["a/b/c/d"]),
+    (["x", "a/b/x.py"], ["**"], ["x", "a/b/x.py"]),
+    (["a/test_x_test.py", "test.txt"], ["*test*.py"], ["a/test_x_test.py"]),
+    (["a", "a/b"], ["a/**/**"], ["a/b"]),
+    # a fork's pattern and paths that one expression took hours over: answered at once
+    (["a/" * 2000 + "b", "a/" * 2000 + "zz"], ["**/" * 80 + "zz"], ["a/" * 2000 + "zz"]),
+    (["src/" + "a" * 4000], ["*a" * 100 + "b"], []),
 ])
 def test_changed_paths(paths, patterns, hit):
     assert matching_paths(paths, patterns) == hit
