@@ -6,7 +6,8 @@ first (`may_dispatch`). The group is a template: ``{{ branch }}``, ``{{ repo }}`
 ``{{ event }}`` and ``{{ parameters.NAME }}`` (a declared parameter) are replaced when the job is
 made (`group_name`); groups are per queen, so two repositories share one when their names agree
 (name the repository in the group to keep them apart). With ``cancel_in_progress`` a new job of
-the group cancels the older ones still queued or running.
+the group cancels the older ones of its repository still queued or running (a fork's request, only
+its own: `superseded`).
 
 Auto-cancel (a repository setting, ``auto_cancel``, on unless set to false): a new job of a push
 to a branch cancels the older jobs of pushes to that branch still queued or running; a new job of
@@ -102,15 +103,21 @@ def _deploying(job: Mapping[str, Any]) -> bool:
 def superseded(new: Mapping[str, Any], older: Iterable[Mapping[str, Any]], auto_cancel: bool) -> list[str]:
     """The ids of the jobs in `older` (not ended, made before `new`) that `new` supersedes: those of its
     concurrency group when it cancels in progress; with `auto_cancel`, those of the same push branch or
-    request (`supersede_key`). In the order given."""
+    request (`supersede_key`). In the order given.
+
+    A group's cancel reaches only `new`'s repository (a pipeline names any group it likes: another
+    repository's pusher must not cancel this one's deploy), and a fork's request only its own earlier
+    jobs (a fork's pipeline naming the default branch's deploy group must not cut that deploy off)."""
     group = (new.get("concurrency") or {}).get("group")
     cancels_group = bool((new.get("concurrency") or {}).get("cancel_in_progress"))
-    key = supersede_key(new) if auto_cancel else None
+    own = supersede_key(new)
+    key = own if auto_cancel else None
     out = []
     for job in older:
         if job.get("_id") == new.get("_id") or str(job.get("_id")) > str(new.get("_id")):
             continue  # itself, or newer (ids are in trigger order)
-        same_group = cancels_group and group is not None and (job.get("concurrency") or {}).get("group") == group
+        same_group = cancels_group and group is not None and (job.get("concurrency") or {}).get("group") == group \
+            and job.get("repo") == new.get("repo") and (new.get("kind") != "fork" or supersede_key(job) == own)
         if same_group or (key is not None and supersede_key(job) == key and not _deploying(job)):
             out.append(str(job["_id"]))
     return out

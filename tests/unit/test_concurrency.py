@@ -81,6 +81,12 @@ def job(id, kind="push", type="push", branch="main", fetch=None, group=None, can
      ["1"]),
     (job("3", kind="manual", type="manual", group="deploy", cancel=False),
      [job("1", kind="manual", type="manual", group="deploy")], True, []),
+    # Another repository's job, or a fork's request, naming the group cancels nothing of it.
+    (job("3", group="prod", cancel=True, repo="other"), [job("1", job_type="DEPLOY", status="running", group="prod")],
+     True, []),
+    (job("3", kind="fork", type="pull_request", fetch="refs/pull/9/head", group="prod", cancel=True),
+     [job("1", job_type="DEPLOY", status="running", group="prod"),
+      job("2", kind="fork", type="pull_request", fetch="refs/pull/9/head", group="prod")], False, ["2"]),
 ])
 def test_superseded(new, older, auto, cancelled):
     assert superseded(new, older, auto) == cancelled
