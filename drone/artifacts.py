@@ -57,7 +57,7 @@ def pattern_regex(pattern: str) -> re.Pattern[str]:
         else:
             out.append(re.escape(c))
         i += 1
-    return re.compile("".join(out) + r"\Z", re.S)
+    return re.compile("".join(out) + r"\Z", re.DOTALL)
 
 
 def workspace_files(root: Path) -> list[str]:
@@ -81,6 +81,16 @@ class Found:
     size: int
 
 
+def resolved(root: Path, rel: str) -> Path | None:
+    """Where `rel` (a path under `root`, which is resolved) leads once its links are followed, or None
+    when they loop or cannot be followed (a job may leave `a -> a` behind): a file the job left like
+    that is skipped, never an error of the drone."""
+    try:
+        return (root / rel).resolve()
+    except (OSError, RuntimeError):  # RuntimeError: a loop, on Python before 3.13
+        return None
+
+
 def match(workspace: Path, globs: list[str]) -> tuple[list[Found], list[str]]:
     """Files under `workspace` matching `globs` (each once, in order), and notes on what was left out."""
     root = workspace.resolve()
@@ -96,7 +106,9 @@ def match(workspace: Path, globs: list[str]) -> tuple[list[Found], list[str]]:
         hits = [rel for rel in listed if regex.match(rel)]
         inside = []
         for rel in hits:
-            real = (root / rel).resolve()
+            real = resolved(root, rel)
+            if real is None:
+                continue
             try:
                 st = real.stat()
             except OSError:
@@ -104,8 +116,8 @@ def match(workspace: Path, globs: list[str]) -> tuple[list[Found], list[str]]:
             if real.is_relative_to(root) and stat.S_ISREG(st.st_mode):
                 inside.append(Found(rel, real, st.st_dev, st.st_ino, st.st_size))
         if len(inside) < len(hits):
-            notes.append(f"artifacts: {pattern}: {len(hits) - len(inside)} link(s) to outside the workspace or "
-                         "to no file ignored")
+            notes.append(f"artifacts: {pattern}: {len(hits) - len(inside)} link(s) to outside the workspace, "
+                         "to no file or looping ignored")
         if not inside:
             notes.append(f"artifacts: no file matches {pattern}")
         for f in inside:

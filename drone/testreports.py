@@ -30,7 +30,7 @@ from apiary.core.junit import JunitError, JunitReport, parse_junit
 from apiary.core.protocol import Msg
 from apiary.core.reports import MAX_FILE_BYTES, MAX_FILES, MAX_TOTAL_BYTES, glob_problem, report_bodies
 
-from .artifacts import pattern_regex, workspace_files
+from .artifacts import pattern_regex, resolved, workspace_files
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +137,9 @@ class _Skip(Exception):
 
 def _read_one(root: Path, path: str, room: int) -> bytes:
     """The bytes of report `path`, only if it is a regular file inside `root` within the caps."""
-    real = (root / path).resolve()
+    real = resolved(root, path)
+    if real is None:
+        raise _Skip("a link that loops or leads nowhere")
     if not real.is_relative_to(root):
         raise _Skip("a link to outside the workspace")
     fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)  # a FIFO must not block the drone

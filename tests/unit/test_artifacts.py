@@ -56,3 +56,16 @@ async def test_a_file_swapped_for_a_link_after_matching_fails_the_upload(tmp_pat
     with pytest.raises(artifacts.ArtifactError):
         await artifacts._send_found(found, lambda m, f: sent.append((m, f)), 10**9)
     assert not [f for m, f in sent if m is Msg.JOB_ARTIFACT]
+
+
+def test_a_link_that_loops_is_left_out_and_the_other_files_are_kept(tmp_path: Path) -> None:
+    # A job may leave `out/self.xml -> self.xml` behind: the drone skips it, the job keeps its artifacts.
+    ws = tmp_path / "ws"
+    (ws / "out").mkdir(parents=True)
+    (ws / "out" / "data.txt").write_text("data\n")
+    (ws / "out" / "self.xml").symlink_to("self.xml")
+    (ws / "out" / "a").symlink_to("b")
+    (ws / "out" / "b").symlink_to("a")
+    found, notes = artifacts.match(ws, ["out/**"])
+    assert [f.name for f in found] == ["out/data.txt"]
+    assert any("3 link(s) to outside the workspace, to no file or looping ignored" in n for n in notes)

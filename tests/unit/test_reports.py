@@ -3,11 +3,14 @@ what part 0 records on the job."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from apiary.core import reports
 from apiary.core.junit import parse_junit
 from apiary.core.pipeline import PipelineError, load_pipeline
+from apiary.drone.testreports import _read_all
 
 STAGES = "stages: [{name: t, steps: [make test]}]\n"
 
@@ -74,3 +77,14 @@ def test_what_a_drone_says_of_a_report_is_bounded_on_the_job() -> None:
 ])
 def test_the_terminal_line_of_a_reports_counts(counts: dict[str, float], line: str) -> None:
     assert reports.counts_line(counts) == line
+
+
+def test_a_report_link_that_loops_is_named_and_skipped_and_the_other_reports_are_read(tmp_path: Path) -> None:
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "junit-ok.xml").write_text(
+        '<testsuite name="s"><testcase classname="s" name="t1"/><testcase classname="s" name="t2"/></testsuite>')
+    (tmp_path / "out" / "junit-loop.xml").symlink_to("junit-loop.xml")
+    read = _read_all(tmp_path, ["**/junit*.xml"], {"**/junit*.xml"})
+    assert read.report.counts["tests"] == 2
+    assert {"path": "out/junit-loop.xml", "error": "a link that loops or leads nowhere"} in read.files
+    assert any("out/junit-loop.xml skipped: a link that loops" in text for _, text in read.said)
