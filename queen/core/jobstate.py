@@ -18,6 +18,7 @@ to a drone, `Release` of a drone's slot. They decide nothing themselves.
     running ──Finished(waiting)──> waiting (an approval gate; its drone freed) ──Decided(approve)──> queued
                                    (its continuation, a partial run) | ──Decided(reject), GateTimedOut──> failed
                                    | ──CancelAsked──> cancelled
+    (a Finished(waiting) of a job somebody asked to cancel ends it cancelled: the cancel is not lost at the gate)
 
 Attempts are the fencing token (as in Woodpecker's and procrastinate's workers): a
 job's attempt number grows by one per dispatch and every drone event carries it;
@@ -364,6 +365,12 @@ def _finished(state: JobState, event: Finished, policy: Policy) -> tuple[JobStat
     if event.retry:
         reason = f"drone {event.drone}: {event.error or 'the attempt could not finish there'}"
         return _attempt_over(state, reason, event.timestamp, policy)
+    if event.result == JobStatus.WAITING.value and state.cancelling:
+        # It reached its gate as somebody cancelled it (or a newer job superseded it): it ends cancelled,
+        # not waiting for an approval nobody should give.
+        new = dataclasses.replace(state, status=JobStatus.CANCELLED)
+        return new, [_write(state, new, finished=event.timestamp, error=_cancelled(state.cancel_reason)),
+                     Release(event.drone)]
     if event.result == JobStatus.WAITING.value:
         # It ran what it could before an approval gate: it waits, holding no drone (apiary.core.approvals).
         # Its attempt is listed (not counted against max_attempts): the page shows it as the part before the wait.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from apiary.core.jobstate import (
@@ -248,6 +250,11 @@ GATES = [
     ("a newer job supersedes a waiting one: it says by which", WAITING, CancelAsked(50.0, reason="superseded by app#9"),
      JobState(S.CANCELLED, 1, "d1", dispatched=10.0, started=11.0), [],
      {"status": "cancelled", "finished": 50.0, "error": "cancelled: superseded by app#9"}),
+    ("a gate reached as a newer job superseded it: cancelled, not waiting",
+     dataclasses.replace(RUNNING, cancelling=True, cancel_reason="superseded by app#9"),
+     Finished("d1", 1, "waiting", 12.0),
+     dataclasses.replace(RUNNING, status=S.CANCELLED, cancelling=True, cancel_reason="superseded by app#9"),
+     [Release("d1")], {"status": "cancelled", "finished": 12.0, "error": "cancelled: superseded by app#9"}),
     ("the continuation is dispatched as the next attempt", JobState(S.QUEUED, 1, None), Dispatched("d2", 60.0),
      JobState(S.DISPATCHED, 2, "d2", dispatched=60.0), [],
      {"status": "dispatched", "attempts": 2, "drone": "d2", "dispatched": 60.0, "started": None}),
