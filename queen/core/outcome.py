@@ -22,7 +22,7 @@ durations in seconds)::
                                "shell_signal": "SIGSEGV" | None, "duration": s | None,
                                "attempt": {"attempt", "of"} | None, "retried": bool (a later attempt ran),
                                "flaky": bool (passed on attempt 2 or later), "timed_out": bool}],
-                 "flaky": bool (a step passed on a retry), "matrix": {"group", "values"} | None}],
+                 "flaky": bool (it passed, a step of it only on a retry), "matrix": {"group", "values"} | None}],
      "failure": None | {"stage", "num", "title", "command", "exitCode", "signal", "shell_signal",
                         "also": [{"stage", "num", "title", "anchor"}] (the other commands that failed),
                         "last_lines": [the command's last lines, masked as stored], "anchor": "cmd-N",
@@ -237,6 +237,7 @@ def job_outcome(job: Mapping[str, Any], events: Iterable[Mapping[str, Any]]) -> 
                     ends = [c["started"] + (c.get("duration") or 0) for c in ran
                             if isinstance(c.get("started"), (int, float))]
                     entry["duration"] = round(max(ends) - entry["started"], 6)
+            entry["flaky"] = entry["flaky"] and entry["status"] == "passed"  # failed anyway: not "flaky"
             if entry["status"] in ("passed", "failed"):
                 ended[stage["name"]] = entry["status"] == "passed"
         elif (reused := partial.reused_stage(job, said, stage["name"])) is not None:  # passed in another job
@@ -358,6 +359,22 @@ def _stage_commands(stage: Mapping[str, Any], ran: list[Mapping[str, Any]], stat
     return out
 
 
+def _retried(commands: Sequence[Mapping[str, Any]]) -> set[int]:
+    """The numbers of the commands that a later attempt of the same step followed (retry:), wherever
+    they ran (a stage, a phase, a hook): the next command of their phase and stage is attempt + 1.
+    Such an attempt is not the job's failure: the last attempt decides."""
+    by_place: dict[tuple[Any, Any, Any], list[Mapping[str, Any]]] = {}
+    for c in sorted(commands, key=lambda c: int(c.get("num") or 0)):
+        by_place.setdefault((c.get("phase"), c.get("stage"), c.get("hook")), []).append(c)
+    out = set()
+    for ran in by_place.values():
+        for c, then in zip(ran, ran[1:]):
+            now, nxt = _attempt(c), _attempt(then)
+            if now is not None and nxt is not None and nxt["attempt"] == now["attempt"] + 1:
+                out.add(c["num"])
+    return out
+
+
 def _attempt(c: Mapping[str, Any]) -> dict[str, int] | None:
     """A command's {attempt, of} when its step has a retry (apiary.core.retry), else None."""
     value = c.get("retry")
@@ -400,7 +417,7 @@ def _failure(job: Mapping[str, Any], status: str, commands: list[Mapping[str, An
     after a command had failed (a cancel does not hide the failure before it)."""
     if status not in ("failed", "errored", "cancelled"):
         return None
-    ignored = {c["num"] for s in stages for c in s["commands"] if c["ignored"] or c.get("retried")}
+    ignored = {c["num"] for s in stages for c in s["commands"] if c["ignored"]} | _retried(commands)
     failed = [c for c in commands if not c.get("hook") and c.get("phase") != "cleanup"
               and c.get("num") not in ignored and status_of(c) == "failed"]
     error = job.get("error") if job.get("error") != status else None

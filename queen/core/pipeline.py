@@ -334,6 +334,11 @@ def _step(step: Any, at: str) -> Step:
         if (rule := compile_retry(step.get("retry"), f"{at}.retry")) is not None:
             if ignore:
                 raise _Invalid(f"{at}.retry", "a step whose exit code is ignored has nothing to retry")
+            written = step.get("retry")
+            if timeout is None and isinstance(written, dict) and "when" in written and "timeout" in rule["when"]:
+                # Only a step's own timeout is retried: without one, `timeout` could never happen.
+                raise _Invalid(f"{at}.retry.when", "timeout is retried only for a step with a timeout of its own: "
+                                                   "give the step `timeout: 10m` too")
             compiled["retry"] = rule
     except RetryError as fault:
         raise _Invalid(fault.path, fault.problem) from None

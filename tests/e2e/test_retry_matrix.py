@@ -25,6 +25,7 @@ stages:
     steps:
       - run: '{FLAKY}'
         title: flaky test
+        timeout: 1m
         retry: {{attempts: 3, when: [exit 1, timeout]}}
       - echo after
 """

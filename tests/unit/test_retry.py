@@ -103,6 +103,8 @@ def test_a_step_with_retry_and_timeout_compiles_and_compiles_again_unchanged() -
      ".apiary.yml, line 8: stages[0].steps[0].retry.when[1]: 'sometimes' is not a reason to retry"),
     ("      - run: x\n        timeout: soon\n",
      ".apiary.yml, line 6: stages[0].steps[0].timeout: 'soon' is not a duration"),
+    ("      - run: x\n        retry: {attempts: 2, when: [timeout]}\n",
+     ".apiary.yml, line 6: stages[0].steps[0].retry.when: timeout is retried only for a step with a timeout"),
     ("      - run: x\n        ignore_exit_code: true\n        retry: 2\n",
      ".apiary.yml, line 7: stages[0].steps[0].retry: a step whose exit code is ignored has nothing to retry"),
 ])
@@ -176,3 +178,34 @@ def test_a_followed_job_says_each_attempt_and_a_steps_own_timeout() -> None:
         r.event({"type": "job:cmd:done", "num": num, "exitCode": code, "duration": 1.0, "timedOut": timed_out})
     assert out.getvalue() == ("\n▶ [test/t] slow (attempt 1 of 2)\n✗ timed out, exit 124 1.00s\n"
                               "\n▶ [test/t] slow (attempt 2 of 2)\n✓ 1.00s\n")
+
+
+def test_a_phase_step_that_passed_on_a_retry_is_not_the_jobs_failure() -> None:
+    # environment: a flaky step passed on attempt 2; then stage unit failed: unit is the failure.
+    from apiary.core.outcome import job_outcome
+    stage = {"name": "unit", "needs": [], "deploy": False, "env": {}, "hooks": {},
+             "steps": [{"run": "exit 7", "title": "exit 7", "ignore_exit_code": False}]}
+    commands = {
+        "1": {"num": 1, "command": "flaky-env", "title": "flaky-env", "phase": "environment", "started": 1.0,
+              "exitCode": 1, "duration": 1.0, "retry": {"attempt": 1, "of": 2}},
+        "2": {"num": 2, "command": "flaky-env", "title": "flaky-env", "phase": "environment", "started": 2.0,
+              "exitCode": 0, "duration": 1.0, "retry": {"attempt": 2, "of": 2}},
+        "3": {"num": 3, "command": "exit 7", "title": "exit 7", "phase": "test", "stage": "unit", "started": 3.0,
+              "exitCode": 7, "duration": 1.0},
+    }
+    events = []
+    for c in commands.values():
+        events.append({"seq": len(events) + 1, "attempt": 1, "type": "job:cmd:start", "num": c["num"]})
+        events.append({"seq": len(events) + 1, "attempt": 1, "type": "job:cmd:done", "num": c["num"],
+                       "exitCode": c["exitCode"]})
+    job = {"_id": "j", "status": "failed", "type": "TEST", "attempts": 1, "commands": commands, "phases": {},
+           "pipeline": {"stages": [stage], "parallel": 1}}
+    failure = job_outcome(job, events)["failure"]
+    assert (failure["stage"], failure["num"], failure["exitCode"], failure["also"]) == ("unit", 3, 7, [])
+
+
+def test_a_stage_that_failed_is_not_called_flaky_though_a_step_of_it_passed_on_a_retry() -> None:
+    out = _outcome([1, 0], "failed", attempts=2, after=5)
+    stage = out["stages"][0]
+    assert stage["status"] == "failed" and stage["flaky"] is False
+    assert stage["commands"][1]["flaky"] is True  # the step itself still says it passed on its retry
