@@ -76,6 +76,7 @@ SECURITIES = {"starttls": 587, "tls": 465, "none": 25}
 FAILED = {"failed", "errored"}
 FINAL = {"passed", "failed", "errored", "cancelled"}
 MAX_TARGETS = 20
+MAX_URL = 2048  # characters of a receiver's address (what browsers and servers commonly take)
 MAX_RECIPIENTS = 50
 ATTEMPT_TIMEOUT = 10.0  # seconds per attempt (connect, send, answer)
 RETRY_PAUSES = (1.0, 4.0)  # before the second and third attempts: three tries in all
@@ -124,6 +125,8 @@ class Target:
 def _http_url(value: Any, key: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ConfigProblem(key, "must be an http(s) address")
+    if len(value) > MAX_URL or any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise ConfigProblem(key, f"must be one line of at most {MAX_URL} characters, with no control characters")
     problem = url_problem(value.strip())
     if problem:
         raise ConfigProblem(key, f"{problem}, got {value.strip()[:200]!r}")
