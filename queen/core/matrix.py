@@ -144,9 +144,11 @@ def cells(value: Any, at: str) -> list[dict[str, str]]:
         if not isinstance(values, list) or not values:
             raise MatrixError(path, "must be a non-empty list of values")
         texts = [_value(v, f"{path}[{j}]") for j, v in enumerate(values)]
+        seen: set[str] = set()  # a set: a pushed list of 100 000 values must not cost minutes of the queen
         for j, text in enumerate(texts):
-            if text in texts[:j]:
+            if text in seen:
                 raise MatrixError(f"{path}[{j}]", f"value {text!r} is listed twice")
+            seen.add(text)
         variables[name] = texts
     exclude = _entries(value.get("exclude"), f"{at}.exclude", variables, known_only=True)
     include = _entries(value.get("include"), f"{at}.include", variables, known_only=False)
@@ -207,6 +209,8 @@ def _entries(value: Any, at: str, variables: dict[str, list[str]],
         return []
     if not isinstance(value, list) or not value:
         raise MatrixError(at, "must be a non-empty list of mappings of variables to values")
+    if len(value) > MAX_CELLS:  # each entry is held against every combination (up to MAX_CELLS * 16)
+        raise MatrixError(at, f"at most {MAX_CELLS} entries, got {len(value)}")
     out = []
     for j, entry in enumerate(value):
         path = f"{at}[{j}]"

@@ -56,6 +56,8 @@ def test_cells(spec: dict, expected: list[str]) -> None:
     ({"py": [{"v": 1}]}, "matrix.py[0]", "one value"),
     ({"py": [None]}, "matrix.py[0]", "has no value"),
     ({"py": ["3.11", "3.11"]}, "matrix.py[1]", "listed twice"),
+    ({"py": [str(i) for i in range(100_000)] + ["0"]}, "matrix.py[100000]", "listed twice"),  # at once, not minutes
+    ({"py": ["1", "2"], "exclude": [{"py": "1"}] * 257}, "matrix.exclude", "at most 256 entries"),
     ({"py": ["a\nb"]}, "matrix.py[0]", "one line"),
     ({"py": ["x" * 65]}, "matrix.py[0]", "at most 64"),
     ({"2py": ["1"]}, "matrix.2py", "environment variable's name"),
