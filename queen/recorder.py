@@ -260,7 +260,7 @@ class Recorder:
                 await caches.save_part(self.store, job_id, body)  # a cache's part, likewise (queen/caches.py)
             if msg is Msg.JOB_REPORT:
                 # A report's tests go to their own collection (store/tests.py) before the event is stored or acked.
-                await self.store.save_tests(job_id, body["first"], body["tests"])
+                await self.store.save_tests(job_id, body["first"], body["tests"], int(body.get("attempt") or 1))
             # An artifact's bytes are in GridFS, a report's tests in ``tests``; its event keeps the rest.
             doc = _storable({k: v for k, v in body.items() if k != "id" and (k != "data" or msg not in (Msg.JOB_ARTIFACT, Msg.JOB_CACHE))
                              and (k != "tests" or msg is not Msg.JOB_REPORT)})

@@ -1,8 +1,9 @@
 """The store's test results: collection ``tests``, one document per test of a job's report.
 
-``_id`` is ``JOB:N`` (N the test's place in the job's report, from 0), so a
-``job:report`` part stored twice (a drone resending after a queen restart)
-stores each test once. Each document: job, repo, branch, commit, number (the
+``_id`` is ``JOB:A:N`` (A the job's attempt, N the test's place in its report,
+from 0), so a ``job:report`` part stored twice (a drone resending after a queen
+restart) stores each test once; a later attempt's first part replaces the
+earlier attempts' tests (a job's report is its last attempt's, as its counts are). Each document: job, repo, branch, commit, number (the
 job's), test (``classname.name``: its identity in the repository's history),
 name, classname, suite, status, rank (0 failed or errored, 1 skipped, 2
 passed: the order a job's tests are listed in), n, seconds, message?, text?.
@@ -40,11 +41,14 @@ class TestQueries:
         await self.tests.create_index([("job", ASCENDING), ("rank", ASCENDING), ("n", ASCENDING)])
         await self.tests.create_index([("repo", ASCENDING), ("test", ASCENDING)])
 
-    async def save_tests(self, job_id: str, first: int, tests: list[dict[str, Any]]) -> None:
-        """Store the tests of one ``job:report`` part (numbered from `first`); storing it again is a no-op."""
+    async def save_tests(self, job_id: str, first: int, tests: list[dict[str, Any]], attempt: int = 1) -> None:
+        """Store the tests of one ``job:report`` part (numbered from `first`) of the job's `attempt`; storing it
+        again is a no-op."""
         tests = tests[:max(0, MAX_TESTS - first)]  # what a drone may send for one job, whatever it sends
         if not tests or first < 0:
             return
+        if first == 0:  # a new attempt's report: the earlier attempts' tests would be listed with its counts
+            await self.tests.delete_many({"job": job_id, "attempt": {"$ne": attempt}})
         job = await self.jobs.find_one({"_id": job_id}, {"repo": 1, "ref": 1, "number": 1})
         if job is None:
             return
@@ -57,7 +61,8 @@ class TestQueries:
                 continue
             doc = {k: test[k] for k in ("test", "name", "classname", "suite", "status", "seconds", "message", "text")
                    if isinstance(test.get(k), (str, int, float)) and not isinstance(test.get(k), bool)}
-            doc.update(base, _id=f"{job_id}:{first + i}", n=first + i, rank=_RANK.get(str(doc.get("status")), 2))
+            doc.update(base, _id=f"{job_id}:{attempt}:{first + i}", n=first + i, attempt=attempt,
+                       rank=_RANK.get(str(doc.get("status")), 2))
             docs.append(doc)
         for start in range(0, len(docs), WRITE_BATCH):
             try:
@@ -72,7 +77,7 @@ class TestQueries:
         query: dict[str, Any] = {"job": job_id}
         if status:
             query["status"] = status
-        cursor = self.tests.find(query, {"_id": 0, "repo": 0, "branch": 0, "rank": 0})
+        cursor = self.tests.find(query, {"_id": 0, "repo": 0, "branch": 0, "rank": 0, "attempt": 0})
         return await cursor.sort([("rank", ASCENDING), ("n", ASCENDING)]).skip(skip).limit(limit).to_list(None)
 
     async def reported_jobs(self, repo: str, branch: str | None, up_to: int | None,

@@ -41,3 +41,16 @@ async def test_tests_are_stored_once_listed_failed_first_and_deleted_with_their_
     await store.delete_jobs(["j1"])
     assert await store.tests.count_documents({"job": "j1"}) == 0
     assert await store.tests.count_documents({"job": "j2"}) == 5
+
+
+async def test_a_later_attempts_report_replaces_the_earlier_attempts_tests(store: Store) -> None:  # noqa: F811
+    # Attempt 1 lost its drone after sending its report; attempt 2 ran the tests again, all passing.
+    await store.jobs.insert_one({"_id": "j3", "repo": "app", "number": 3, "ref": {"branch": "main", "id": "c" * 40}})
+    [first] = report_bodies(parse_junit(REPORT), [{"path": "r.xml", "tests": 4}])
+    await store.save_tests("j3", first["first"], first["tests"], 1)
+    passing = b'<testsuite name="s"><testcase classname="c" name="ok"/><testcase classname="c" name="bad"/></testsuite>'
+    [second] = report_bodies(parse_junit(passing), [{"path": "r.xml", "tests": 2}])
+    await store.save_tests("j3", second["first"], second["tests"], 2)
+    await store.save_tests("j3", second["first"], second["tests"], 2)  # resent: stored once
+    listed = await store.job_tests("j3", None, 0, 10)
+    assert sorted((t["test"], t["status"]) for t in listed) == [("c.bad", "passed"), ("c.ok", "passed")]
