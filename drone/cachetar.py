@@ -135,13 +135,18 @@ def _pack_entry(tar: tarfile.TarFile, dir_fd: int, entry: str, name: str, notes:
         if missing_note:
             notes.append(missing_note)
         return
-    counted["members"] += 1
-    if counted["members"] > MAX_MEMBERS:
-        raise CacheTooBig(f"more than {MAX_MEMBERS:,} files")
     info = tarfile.TarInfo(name)
     info.mtime, info.mode = int(st.st_mtime), stat.S_IMODE(st.st_mode) & 0o777
     if stat.S_ISLNK(st.st_mode):
         info.type, info.linkname = tarfile.SYMTYPE, os.readlink(entry, dir_fd=dir_fd)
+        fault = member_fault(info)
+        if fault:  # unpack refuses a whole cache holding it (a virtualenv's bin/python -> /usr/bin/python3)
+            notes.append(f"{name}: not saved: {fault}")
+            return
+    counted["members"] += 1
+    if counted["members"] > MAX_MEMBERS:
+        raise CacheTooBig(f"more than {MAX_MEMBERS:,} files")
+    if stat.S_ISLNK(st.st_mode):
         tar.addfile(info)
     elif stat.S_ISDIR(st.st_mode):
         if depth >= MAX_DEPTH:

@@ -52,10 +52,25 @@ def test_pack_does_not_follow_a_link_the_job_made(tmp_path: Path) -> None:
     os.symlink(secret, src["workspace"] / "out")
     tar = tmp_path / "c.tar.zst"
     _, notes = pack(src, ["~/.cache/pip", "out"], tar, 10**6)
-    assert notes == ["~/.cache/pip: not saved (missing, or a symlink on the way)"]
+    assert notes == ["~/.cache/pip: not saved (missing, or a symlink on the way)",
+                     f"workspace/out: not saved: a symlink to an absolute path ({str(secret)!r})"]
     with zstd.ZstdFile(tar) as f, tarfile.open(fileobj=f, mode="r|") as t:
         members = [(m.name, m.type, m.linkname) for m in t]
-    assert members == [("workspace/out", tarfile.SYMTYPE, str(secret))]  # the link itself, never root's file
+    assert members == []  # never root's file, nor a link a restore would refuse the whole cache for
+
+
+def test_a_link_a_restore_would_refuse_is_left_out_and_the_rest_restores(tmp_path: Path) -> None:
+    src = _roots(tmp_path, "a")
+    (src["workspace"] / ".venv/bin").mkdir(parents=True)
+    (src["workspace"] / ".venv/bin/activate").write_text("venv")
+    os.symlink("/usr/bin/python3", src["workspace"] / ".venv/bin/python")  # as python -m venv makes it
+    tar = tmp_path / "c.tar.zst"
+    files, notes = pack(src, [".venv"], tar, 10**6)
+    said = "workspace/.venv/bin/python: not saved: a symlink to an absolute path ('/usr/bin/python3')"
+    assert files == 3 and notes == [said]
+    dst = _roots(tmp_path, "b")
+    assert unpack(tar, dst, 10**6) == []
+    assert (dst["workspace"] / ".venv/bin/activate").read_text() == "venv"
 
 
 def test_pack_over_the_cap(tmp_path: Path) -> None:
