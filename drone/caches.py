@@ -131,7 +131,8 @@ class JobCaches:
                         raise CacheRefused(answer.get("error") or "the cache changed while it was being fetched")
                     got += len(data)
                     await asyncio.to_thread(f.write, data)
-            notes = await asyncio.to_thread(unpack, path, self.roots, self.max_bytes, self.owner)
+            notes = await asyncio.to_thread(unpack, path, self.roots, self.max_bytes, self.owner,
+                                             paths=entry["paths"])
         except CacheRefused as exc:
             self._refused(index, key, found_key, scope, str(exc))
             return

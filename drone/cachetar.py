@@ -139,7 +139,7 @@ def _pack_entry(tar: tarfile.TarFile, dir_fd: int, entry: str, name: str, notes:
     info.mtime, info.mode = int(st.st_mtime), stat.S_IMODE(st.st_mode) & 0o777
     if stat.S_ISLNK(st.st_mode):
         info.type, info.linkname = tarfile.SYMTYPE, os.readlink(entry, dir_fd=dir_fd)
-        fault = member_fault(info)
+        fault = link_fault(name.split("/"), info.linkname)
         if fault:  # unpack refuses a whole cache holding it (a virtualenv's bin/python -> /usr/bin/python3)
             notes.append(f"{name}: not saved: {fault}")
             return
@@ -203,23 +203,26 @@ class _Exact(io.RawIOBase):
 
 # -- unpacking -----------------------------------------------------------------------------
 
-def check(src: Path, max_bytes: int) -> int:
+def check(src: Path, max_bytes: int, paths: Sequence[str]) -> int:
     """Walk the tar.zst at `src` and return how many members it has; raise CacheRefused at the first
-    member that may not be restored, or past `max_bytes` of files. Writes nothing."""
+    member that may not be restored (outside the entry's compiled `paths` included), or past `max_bytes`
+    of files. Writes nothing."""
     count = 0
-    for member, _ in _members(src, max_bytes):
+    for member, _ in _members(src, max_bytes, paths):
         count += 1
     return count
 
 
-def unpack(src: Path, roots: Mapping[str, Path], max_bytes: int, owner: tuple[int, int] | None = None) -> list[str]:
-    """Restore the tar.zst at `src` (checked first with `check`) under `roots`; return notes on members
-    left out (a symlink or other file in the way). `owner`: (uid, gid) the files are given to."""
-    check(src, max_bytes)
+def unpack(src: Path, roots: Mapping[str, Path], max_bytes: int, owner: tuple[int, int] | None = None, *,
+           paths: Sequence[str]) -> list[str]:
+    """Restore the tar.zst at `src` (checked first with `check`: only members at or under the cache
+    entry's compiled `paths`, ``~/x`` or ``x``) under `roots`; return notes on members left out (a
+    symlink or other file in the way). `owner`: (uid, gid) the files are given to."""
+    check(src, max_bytes, paths)
     notes: list[str] = []
     fds = {name: os.open(path, _DIR_FLAGS) for name, path in roots.items()}
     try:
-        for member, tar in _members(src, max_bytes):
+        for member, tar in _members(src, max_bytes, paths):
             root, rel = member.name.split("/", 1)
             note = _write(fds[root], rel.split("/"), member, tar, owner)
             if note:
@@ -230,7 +233,7 @@ def unpack(src: Path, roots: Mapping[str, Path], max_bytes: int, owner: tuple[in
     return notes
 
 
-def _members(src: Path, max_bytes: int) -> Iterator[tuple[tarfile.TarInfo, tarfile.TarFile]]:
+def _members(src: Path, max_bytes: int, paths: Sequence[str]) -> Iterator[tuple[tarfile.TarInfo, tarfile.TarFile]]:
     total = 0
     with zstd.ZstdFile(src, "rb") as zst:
         try:
@@ -238,7 +241,7 @@ def _members(src: Path, max_bytes: int) -> Iterator[tuple[tarfile.TarInfo, tarfi
                 for count, member in enumerate(tar, 1):
                     if count > MAX_MEMBERS:
                         raise CacheRefused(f"more than {MAX_MEMBERS:,} members")
-                    fault = member_fault(member)
+                    fault = member_fault(member, paths)
                     if fault:
                         raise CacheRefused(f"{member.name[:200]!r}: {fault}")
                     total += member.size if member.isreg() else 0
@@ -249,8 +252,10 @@ def _members(src: Path, max_bytes: int) -> Iterator[tuple[tarfile.TarInfo, tarfi
             raise CacheRefused(f"not a readable tar.zst: {exc}") from None
 
 
-def member_fault(member: tarfile.TarInfo) -> str | None:
-    """Why `member` may not be restored, or None. Pure."""
+def member_fault(member: tarfile.TarInfo, paths: Sequence[str] | None = None) -> str | None:
+    """Why `member` may not be restored, or None. `paths`: the cache entry's compiled paths (``~/x``, ``x``);
+    a member must be one of them or under one (a hostile tar would otherwise overwrite any checked-out
+    file: a restore replaces what is there). None: any name in a root (packing checks links only). Pure."""
     name = member.name
     if name.startswith("/") or "\\" in name or "\0" in name:
         return "an absolute or odd name"
@@ -259,19 +264,46 @@ def member_fault(member: tarfile.TarInfo) -> str | None:
         return "outside home/ and workspace/, or with '..'"
     if len(parts) > MAX_DEPTH + 2:
         return f"more than {MAX_DEPTH} folders deep"
+    if paths is not None and not _within(parts, paths):
+        return f"outside the cache's paths ({', '.join(paths)[:200]})"
     if member.islnk():
         return "a hard link"
     if member.issym():
-        target = member.linkname
-        if not target or target.startswith("/") or "\0" in target:
-            return f"a symlink to an absolute path ({target[:100]!r})"
-        resolved = posixpath.normpath(posixpath.join(posixpath.dirname("/".join(parts[1:])), target))
-        if resolved == ".." or resolved.startswith(("../", "/")):
-            return f"a symlink that points out of {parts[0]}/ ({target[:100]!r})"
-        return None
+        return link_fault(parts, member.linkname)
     if not (member.isreg() or member.isdir()):
         return "not a file, folder or symlink"
     return None
+
+
+def link_fault(parts: list[str], target: str) -> str | None:
+    """Why a symlink at `parts` (["workspace", "a", "l"]) to `target` may not be restored, or None. Pure.
+
+    Checked as text, so '..' may only lead the target (npm's ``node_modules/.bin/x -> ../pkg/cli.js``):
+    one after a name (``c -> a/b/..``) would climb from wherever ``a/b`` links to (``a/b -> ..``: out of
+    the root), which the text does not show. Leading ones climb from the link's own folder, which is a
+    real folder: a restore writes through no symlink (_write)."""
+    if not target or target.startswith("/") or "\0" in target:
+        return f"a symlink to an absolute path ({target[:100]!r})"
+    steps = target.split("/")
+    lead = 0
+    while lead < len(steps) and steps[lead] == "..":
+        lead += 1
+    if ".." in steps[lead:]:
+        return f"a symlink with '..' after a name ({target[:100]!r})"
+    resolved = posixpath.normpath(posixpath.join(posixpath.dirname("/".join(parts[1:])), target))
+    if resolved == ".." or resolved.startswith(("../", "/")):
+        return f"a symlink that points out of {parts[0]}/ ({target[:100]!r})"
+    return None
+
+
+def _within(parts: list[str], paths: Sequence[str]) -> bool:
+    """Whether the member ``parts`` (["home", ".cache", "pip", "x"]) is one of `paths` or under one."""
+    for path in paths:
+        root, rel = split_path(path)
+        want = [p for p in rel.split("/") if p]
+        if parts[0] == root and parts[1:1 + len(want)] == want:
+            return True
+    return False
 
 
 def _write(root_fd: int, parts: list[str], member: tarfile.TarInfo, tar: tarfile.TarFile,

