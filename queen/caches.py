@@ -19,6 +19,7 @@ from gridfs.errors import NoFile
 from apiary.core.caches import MAX_KEY, MAX_RESTORE_KEYS, Scopes, Stored, choose, scopes
 from apiary.core.protocol import JobStatus, Msg
 from apiary.queen.store import Store
+from apiary.queen.store.caches import CacheUploadRefused
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,12 @@ async def save_part(store: Store, job_id: str, body: dict[str, Any]) -> None:
         log.warning("job %s: a cache part the queen cannot place: dropped", job_id)
         return
     where = await job_scopes(store, dict(job))
-    if await store.save_cache_part(str(job["repo"]), where.write, job_id, body):
+    try:
+        done = await store.save_cache_part(str(job["repo"]), where.write, job_id, body)
+    except CacheUploadRefused as exc:  # a drone that is not ours, or a cap with no room: the upload is dropped
+        log.warning("job %s: cache %r part %s not stored: %s", job_id, str(body.get("key"))[:100], body["part"], exc)
+        return
+    if done:
         log.info("job %s: cache %r of %s saved (%s bytes)", job_id, body.get("key"), where.write, body.get("size"))
 
 

@@ -256,13 +256,14 @@ def choose(stored: Iterable[Stored], key: str, restore_keys: Sequence[str], read
     return None
 
 
-def evict(stored: Iterable[Stored], cap: int, keep: str | None = None) -> list[str]:
-    """Ids to delete so the rest fit in `cap` bytes: least recently used first (older id first on a
-    tie); `keep` (the cache just saved) goes last, and only when it alone is over the cap. cap 0: no cap."""
+def evict(stored: Iterable[Stored], cap: int, keep: str | None = None, uploading: int = 0) -> list[str]:
+    """Ids to delete so the rest and `uploading` (bytes the repository's incomplete uploads declare: they
+    count, but are not evicted) fit in `cap` bytes: least recently used first (older id first on a tie);
+    `keep` (the cache just saved) goes last, and only when it alone is over the cap. cap 0: no cap."""
     items = list(stored)
     if cap <= 0:
         return []
-    total = sum(s.size for s in items)
+    total = sum(s.size for s in items) + uploading
     out = []
     for s in sorted(items, key=lambda s: (s.id == keep, s.used, s.id)):
         if total <= cap:
@@ -270,6 +271,36 @@ def evict(stored: Iterable[Stored], cap: int, keep: str | None = None) -> list[s
         out.append(s.id)
         total -= s.size
     return out
+
+
+def part_fault(part: int, parts: int, size: int, length: int, cap: int, part_bytes: int) -> str | None:
+    """Why the queen does not store part `part` (`length` bytes) of a cache upload the drone says is
+    `parts` parts of `size` bytes (the tar.zst), or None. `cap`: the repository's cache_max_bytes (0: no
+    cap); `part_bytes`: the protocol's part size. A drone splits its tar exactly (every part `part_bytes`
+    but the last), so the layout is checked exactly: a `parts` beyond what `size` needs (an upload that
+    never completes) and data beyond `size` (a cap that undercounts) are refused. Pure."""
+    if size < 0 or parts < 1 or not 0 <= part < parts:
+        return f"part {part} of {parts} of {size} bytes makes no sense"
+    if cap > 0 and size > cap:
+        return f"{size:,} bytes, over the repository's cap of {cap:,}"
+    need = max(1, -(-size // part_bytes))
+    if parts != need:
+        return f"{parts:,} parts for {size:,} bytes (parts of {part_bytes:,} bytes: {need:,})"
+    want = part_bytes if part < parts - 1 else size - (parts - 1) * part_bytes
+    if length != want:
+        return f"part {part} has {length:,} bytes where {want:,} belong"
+    return None
+
+
+def upload_fault(size: int, uploading: int, cap: int) -> str | None:
+    """Why a new cache upload of `size` bytes is refused while the repository's other incomplete uploads
+    declare `uploading` bytes, or None. Uploads in progress count toward the cap (they hold store space
+    until they complete or go stale) and are never evicted for each other, so together they must fit.
+    cap 0: no cap. Pure."""
+    if cap > 0 and uploading + size > cap:
+        return (f"{size:,} bytes while the repository's uploads in progress hold {uploading:,}: over its cap "
+                f"of {cap:,}")
+    return None
 
 
 def _kind(value: Any) -> str:

@@ -1,7 +1,8 @@
 """Pipeline caches through a real queen, real drones and a real git repository: saved after a passing job,
 restored after the checkout of the next, by key, restore keys and the default branch; a pull request
-from a fork never writes where other branches look; the repository's caches stay under their cap; a cache
-that would restore files outside the job's home and workspace is refused whole."""
+from a fork never writes where other branches look; the repository's caches stay under their cap, uploads in
+progress included, and the store keeps no upload that breaks its declared layout; a cache that would restore
+files outside the job's home and workspace is refused whole."""
 
 from __future__ import annotations
 
@@ -13,13 +14,17 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 import zmq
 import zmq.asyncio
 
-from apiary.core.protocol import PROTOCOL_VERSION, Msg, decode, encode
+from apiary.core.protocol import ARTIFACT_PART_BYTES, PROTOCOL_VERSION, Msg, decode, encode
+from apiary.queen.store import Store
+from apiary.queen.store.caches import CacheUploadRefused
 from tests.cluster import Cluster
 from tests.e2e.test_client import apiary, url
 from tests.e2e.test_forges import add_repo, gh_pull_request, gh_push, github_hook, queued_job
+from tests.e2e.test_store_and_recorder import store  # noqa: F401  (fixture)
 from tests.gitserver import commit, git
 
 if sys.version_info >= (3, 14):
@@ -303,3 +308,41 @@ stages: [{name: make, steps: ["ls deps 2>/dev/null; echo listed"]}]
     assert list(outside.iterdir()) == [] and not list(tmp_path.rglob("escape"))
     text = "".join(e.get("text", "") for e in await queen.events(second["id"]))
     assert "ok" not in text.split("listed")[0]  # not even the harmless file: refused whole
+
+
+async def test_the_store_holds_only_uploads_that_fit_the_cap_and_their_declared_layout(store: Store) -> None:  # noqa: F811
+    """A drone that is not ours sends cache parts: an upload that never completes, data beyond its declared
+    size, a size over the cap. Nothing of it is kept; uploads in progress count toward the cap."""
+    mib = 2**20
+    store.cache_max_bytes = 10 * mib
+    part = ARTIFACT_PART_BYTES
+
+    def body(job: str, n: int, parts: int, size: int, data: bytes, key: str = "k") -> tuple[str, str, str, dict]:
+        return "app", "main", job, {"index": 0, "key": key, "part": n, "parts": parts, "size": size, "data": data}
+
+    async def held() -> list[tuple[str, bool]]:
+        return sorted((d["_id"], d["complete"]) for d in await store.cache_docs.find({}).to_list(None))
+
+    assert await store.save_cache_part(*body("old", 0, 1, 3 * mib, b"o" * 3 * mib))  # a complete cache
+    for job, n, parts, size, data, problem in [
+        ("j1", 0, 10**6, 100, b"x" * 100, "1,000,000 parts for 100 bytes"),  # never completes
+        ("j2", 0, 1, 10, b"x" * 1000, "part 0 has 1,000 bytes where 10 belong"),  # undercounts the cap
+        ("j3", 0, 3, 11 * mib, b"x" * part, "over the repository's cap"),
+        ("j4", 1, 2, 6 * mib, b"x" * 2 * mib, "an upload the queen does not hold"),  # no first part
+    ]:
+        with pytest.raises(CacheUploadRefused, match=problem):
+            await store.save_cache_part(*body(job, n, parts, size, data))
+    assert await held() == [("old:1:0", True)]
+    assert len(await store.cache_part_files.find({}, {"_id": 1}).to_list(None)) == 1  # nothing of theirs stored
+
+    # An upload of 8 MiB in progress counts: the complete 3 MiB one is evicted for it, and another of 3 MiB
+    # finds no room until it is gone.
+    assert not await store.save_cache_part(*body("big", 0, 2, 8 * mib, b"b" * part))
+    assert await held() == [("big:1:0", False)]
+    with pytest.raises(CacheUploadRefused, match="uploads in progress hold 8,388,608"):
+        await store.save_cache_part(*body("small", 0, 1, 3 * mib, b"s" * 3 * mib))
+    with pytest.raises(CacheUploadRefused, match="its first part said otherwise"):  # changes its mind halfway
+        await store.save_cache_part(*body("big", 1, 3, 9 * mib, b"b" * part))
+    assert await held() == []  # dropped whole
+    assert await store.save_cache_part(*body("small", 0, 1, 3 * mib, b"s" * 3 * mib))
+    assert await held() == [("small:1:0", True)]

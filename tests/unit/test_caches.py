@@ -14,8 +14,10 @@ from apiary.core.caches import (
     evict,
     hash_globs,
     job_fields,
+    part_fault,
     render,
     scopes,
+    upload_fault,
 )
 from apiary.core.pipeline import PipelineError, load_pipeline
 
@@ -170,6 +172,52 @@ def test_choose(key: str, restore: list[str], read: tuple[str, ...], chosen: str
 def test_evict(sizes_used: list[tuple[str, int, float]], cap: int, keep: str | None, gone: list[str]) -> None:
     stored = [Stored(i, "main", "k" + i, size, used) for i, size, used in sizes_used]
     assert evict(stored, cap, keep) == gone
+
+
+@pytest.mark.parametrize("sizes_used, cap, uploading, gone", [
+    ([("a", 10, 1.0), ("b", 10, 2.0)], 30, 10, []),
+    ([("a", 10, 1.0), ("b", 10, 2.0)], 30, 15, ["a"]),  # uploads in progress count
+    ([("a", 10, 1.0), ("b", 10, 2.0)], 30, 25, ["a", "b"]),
+    ([("a", 10, 1.0)], 0, 10**12, []),  # 0: no cap
+])
+def test_evict_counts_uploads_in_progress(sizes_used: list[tuple[str, int, float]], cap: int, uploading: int,
+                                          gone: list[str]) -> None:
+    stored = [Stored(i, "main", "k" + i, size, used) for i, size, used in sizes_used]
+    assert evict(stored, cap, None, uploading=uploading) == gone
+
+
+P = 100  # a part's bytes, for the table
+
+
+@pytest.mark.parametrize("part, parts, size, length, cap, problem", [
+    (0, 1, 40, 40, 1000, None),
+    (0, 3, 250, 100, 1000, None),
+    (2, 3, 250, 50, 1000, None),  # the last part: the rest
+    (0, 1, 0, 0, 1000, None),
+    (0, 1, 10**12, 0, 0, "1 parts for"),  # cap 0: no cap, the layout is still checked
+    (0, 10**9, 250, 100, 1000, "1,000,000,000 parts for 250 bytes"),  # an upload that never completes
+    (5, 11, 1000, 100, 1000, "11 parts for 1,000 bytes"),  # one part more than the cap allows
+    (0, 3, 250, 101, 1000, "part 0 has 101 bytes where 100 belong"),  # a part over the part size
+    (2, 3, 250, 60, 1000, "part 2 has 60 bytes where 50 belong"),  # data beyond the declared size
+    (0, 1, 10, 90, 1000, "part 0 has 90 bytes where 10 belong"),  # a size smaller than the data
+    (0, 11, 1001, 100, 1000, "1,001 bytes, over the repository's cap of 1,000"),
+    (3, 3, 250, 50, 1000, "makes no sense"),
+    (0, 0, 0, 0, 1000, "makes no sense"),
+    (0, 1, -5, 0, 1000, "makes no sense"),
+])
+def test_part_fault(part: int, parts: int, size: int, length: int, cap: int, problem: str | None) -> None:
+    found = part_fault(part, parts, size, length, cap, P)
+    assert (found is None) if problem is None else (found is not None and problem in found), found
+
+
+@pytest.mark.parametrize("size, uploading, cap, refused", [
+    (400, 0, 1000, False),
+    (400, 600, 1000, False),
+    (400, 601, 1000, True),  # the uploads in progress and this one: over the cap
+    (10**12, 10**12, 0, False),  # 0: no cap
+])
+def test_upload_fault(size: int, uploading: int, cap: int, refused: bool) -> None:
+    assert (upload_fault(size, uploading, cap) is not None) == refused
 
 
 @pytest.mark.parametrize("body, fields", [
