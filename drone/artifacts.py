@@ -2,7 +2,8 @@
 
 Patterns are relative to the workspace (``dist/*.whl``, ``reports/**/*.xml``;
 ``*`` and ``?`` stay within a folder, ``**`` crosses folders, ``[...]`` is a
-class). The workspace is walked without entering symlinked folders, so no
+class: apiary.core.globs, in time polynomial in pattern and path, as they are
+the pusher's). The workspace is walked without entering symlinked folders, so no
 pattern can lead the drone through the rest of its file system; a matching
 symlinked file is resolved and refused when it points outside the workspace.
 Each file goes as ``job:artifact`` events of ARTIFACT_PART_BYTES, through the
@@ -15,49 +16,15 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
-import re
 import stat
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from apiary.core.globs import matcher
 from apiary.core.protocol import ARTIFACT_PART_BYTES, Msg
 
 EmitFn = Callable[[Msg, dict[str, Any]], None]
-
-
-def pattern_regex(pattern: str) -> re.Pattern[str]:
-    """A glob as a regular expression over a workspace-relative POSIX path.
-
-    ``**/`` matches any number of folders (none included), ``**`` anything,
-    ``*`` anything but ``/``, ``?`` one character but ``/``, ``[...]`` a class
-    (``[!...]`` negated). The same rules as ``pathlib.Path.glob``.
-    """
-    out, i = [], 0
-    while i < len(pattern):
-        c = pattern[i]
-        if pattern.startswith("**/", i):
-            out.append("(?:.*/)?")
-            i += 3
-            continue
-        if pattern.startswith("**", i):
-            out.append(".*")
-            i += 2
-            continue
-        if c == "*":
-            out.append("[^/]*")
-        elif c == "?":
-            out.append("[^/]")
-        elif c == "[" and "]" in pattern[i + 2:]:
-            end = pattern.index("]", i + 2)
-            body = pattern[i + 1:end]
-            out.append("[" + ("^" + re.escape(body[1:]) if body.startswith("!") else re.escape(body)) + "]")
-            i = end + 1
-            continue
-        else:
-            out.append(re.escape(c))
-        i += 1
-    return re.compile("".join(out) + r"\Z", re.DOTALL)
 
 
 def workspace_files(root: Path) -> list[str]:
@@ -102,8 +69,8 @@ def match(workspace: Path, globs: list[str]) -> tuple[list[Found], list[str]]:
         if clean.startswith("/") or ".." in Path(clean).parts:
             notes.append(f"artifacts: {pattern}: patterns stay inside the workspace; ignored")
             continue
-        regex = pattern_regex(clean)
-        hits = [rel for rel in listed if regex.match(rel)]
+        matches = matcher(clean)
+        hits = [rel for rel in listed if matches(rel)]
         inside = []
         for rel in hits:
             real = resolved(root, rel)

@@ -28,8 +28,9 @@ from typing import IO, Any
 
 from apiary.core.caches import split_path
 from apiary.core.errors import ApiaryError
+from apiary.core.globs import matcher
 
-from .artifacts import pattern_regex, workspace_files
+from .artifacts import workspace_files
 
 if sys.version_info >= (3, 14):
     from compression import zstd
@@ -58,8 +59,8 @@ def hash_files(workspace: Path, globs: list[str]) -> str:
     """A sha256 hex digest of the workspace's regular files matching `globs` (names and contents, in name
     order; symlinks are not followed), or "" when none matches. Raises CacheTooBig past HASH_MAX_FILES
     files or HASH_MAX_BYTES bytes."""
-    regexes = [pattern_regex(g.removeprefix("./")) for g in globs]
-    names = [n for n in workspace_files(workspace) if any(r.match(n) for r in regexes) and not n.startswith(".git/")]
+    matchers = [matcher(g.removeprefix("./")) for g in globs]
+    names = [n for n in workspace_files(workspace) if any(m(n) for m in matchers) and not n.startswith(".git/")]
     if not names:
         return ""
     if len(names) > HASH_MAX_FILES:

@@ -26,11 +26,12 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from apiary.core.globs import matcher
 from apiary.core.junit import JunitError, JunitReport, parse_junit
 from apiary.core.protocol import Msg
 from apiary.core.reports import MAX_FILE_BYTES, MAX_FILES, MAX_TOTAL_BYTES, glob_problem, report_bodies
 
-from .artifacts import pattern_regex, resolved, workspace_files
+from .artifacts import resolved, workspace_files
 
 log = logging.getLogger(__name__)
 
@@ -70,11 +71,11 @@ async def send_reports(workspace: Path, pipeline: Mapping[str, Any], plugin_glob
         for body in report_bodies(read.report, read.files):
             emit(Msg.JOB_REPORT, _masked(body, mask))
     for plugin, own in plugin_globs.items():
-        regexes = [pattern_regex(g) for g in own]
+        matchers = [matcher(g) for g in own]
         mine = JunitReport()
         found = False
         for path, report in read.by_file.items():
-            if any(r.match(path) for r in regexes):
+            if any(m(path) for m in matchers):
                 mine.add(report)
                 found = True
         if found:
@@ -99,8 +100,8 @@ def _read_all(workspace: Path, globs: list[str], told: set[str]) -> _Read:
         if glob_problem(glob):
             out.said.append((Msg.JOB_STDERR, f"reports: {glob}: ignored: {glob_problem(glob)}\n"))
             continue
-        regex = pattern_regex(glob)
-        hits = [p for p in listed if regex.match(p)]
+        matches = matcher(glob)
+        hits = [p for p in listed if matches(p)]
         if not hits and glob in told:
             out.said.append((Msg.JOB_STDOUT, f"reports: no file matches {glob}\n"))
         paths.extend(p for p in hits if p not in paths)

@@ -34,13 +34,13 @@ base (target) branch, as Woodpecker's is. A tag's job has none: ``branch`` never
 from __future__ import annotations
 
 import fnmatch
-import functools
 import itertools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import globs
 from .errors import InputError
 
 EVENTS = ("push", "tag", "pull_request", "fork", "manual", "schedule")
@@ -237,108 +237,21 @@ def _value(tree: Any, values: Mapping[str, str]) -> str:
 # -- paths -------------------------------------------------------------------------
 
 
-def path_regex(pattern: str) -> re.Pattern[str]:
-    """A glob over a repository path: ``**`` any folders (``a/**`` everything under a), ``*`` and ``?``
-    within one name, ``[...]`` a class. A pattern without '/' matches the name in any folder
-    (``*.sql``), as .gitignore does."""
-    out, i = [], 0
+def changed_glob(pattern: str) -> str:
+    """A ``when.changed`` pattern as an apiary.core.globs pattern: one without '/' matches the name in
+    any folder (``*.sql``) and one ending in '/' everything under it (``docs/``), as .gitignore does."""
     if "/" not in pattern.rstrip("/"):
-        out.append("(?:.*/)?")
-    pattern = pattern.rstrip("/") + ("/**" if pattern.endswith("/") else "")
-    while i < len(pattern):
-        c = pattern[i]
-        if pattern.startswith("**/", i):
-            out.append("(?:.*/)?")
-            i += 3
-            continue
-        if pattern.startswith("**", i):
-            out.append(".*")
-            i += 2
-            continue
-        if c == "*":
-            out.append("[^/]*")
-        elif c == "?":
-            out.append("[^/]")
-        elif c == "[" and "]" in pattern[i + 2:]:
-            end = pattern.index("]", i + 2)
-            body = pattern[i + 1:end]
-            out.append("[" + ("^" + re.escape(body[1:]) if body.startswith("!") else re.escape(body)) + "]")
-            i = end + 1
-            continue
-        else:
-            out.append(re.escape(c))
-        i += 1
-    return re.compile("".join(out) + r"\Z", re.DOTALL)
+        pattern = "**/" + pattern
+    return pattern.rstrip("/") + "/**" if pattern.endswith("/") else pattern
 
 
 def matching_paths(paths: Sequence[str], patterns: Sequence[str], limit: int | None = None) -> list[str]:
-    """The paths that match any of `patterns`, in order; the first `limit` of them if given."""
-    fast, matchers = _matchers(tuple(patterns))
-    hits = (p for p in paths if (fast is not None and fast(p)) or any(m(p.split("/")) for m in matchers))
+    """The paths that match any of `patterns`, in order; the first `limit` of them if given. The
+    patterns and paths are the pusher's (a fork's request too): apiary.core.globs matches them in
+    time polynomial in both, never a backtracking expression holding the queen's interpreter lock."""
+    matchers = [globs.matcher(changed_glob(p)) for p in patterns]
+    hits = (p for p in paths if any(m(p) for m in matchers))
     return list(hits) if limit is None else list(itertools.islice(hits, limit))
-
-
-@functools.lru_cache(maxsize=256)
-def _matchers(patterns: tuple[str, ...]) -> tuple[Any, tuple[Any, ...]]:
-    """(one expression's match for the patterns it is safe for, or None; a matcher per other pattern),
-    compiled once per list. The patterns and the changed paths are the pusher's (a fork's request too):
-    an expression of several ``**`` or of two ``*`` in a name backtracks for hours on a deep or long
-    path, holding the queen's interpreter lock; those are matched name by name instead."""
-    safe = [p for p in patterns if _backtracks_little(p)]
-    fast = re.compile("|".join(f"(?:{path_regex(p).pattern})" for p in safe), re.DOTALL).match if safe else None
-    return fast, tuple(_segment_matcher(p) for p in patterns if p not in safe)
-
-
-def _backtracks_little(pattern: str) -> bool:
-    """Whether `path_regex(pattern)` matches in time about linear in a path's length: one ``**`` at
-    most (a pattern without '/' has one already) and at most one ``*`` in each name."""
-    stars = pattern.count("**") + ("/" not in pattern.rstrip("/")) + pattern.endswith("/")
-    return stars <= 1 and all(name.count("*") <= 1 or name == "**" for name in pattern.split("/"))
-
-
-def _segment_matcher(pattern: str) -> Any:
-    """A glob over a repository path matched name by name (``a/**`` everything under a, ``*`` and ``?``
-    within one name, ``[...]`` a class; a pattern without '/' matches the name in any folder, as
-    .gitignore does): a ``**`` name is any folders (none included; at the
-    end, at least one name), any other name is matched by fnmatch (no backtracking blowup since
-    Python 3.9); a ``**`` inside a name is a ``*``. Time: names of the pattern x names of the path."""
-    if "/" not in pattern.rstrip("/"):
-        pattern = "**/" + pattern
-    if pattern.endswith("/"):
-        pattern = pattern.rstrip("/") + "/**"
-    names = pattern.split("/")
-    exact = [None if n == "**" else re.compile(fnmatch.translate(n)).match
-             for n in names]
-
-    first, last = exact[0], exact[-1]
-
-    def match(parts: list[str]) -> bool:
-        """Whether the path's names `parts` match."""
-        if (last is not None and not last(parts[-1])) or (first is not None and not first(parts[0])):
-            return False  # most paths, at the cost of one or two expressions
-        if None not in exact:
-            return len(parts) == len(exact) and all(m(part) for m, part in zip(exact, parts))
-        # ok[j]: the pattern's names from i on match the path's names from j on (i from the end)
-        count = len(parts)
-        ok = [False] * count + [True]
-        for i in range(len(exact) - 1, -1, -1):
-            m = exact[i]
-            new = [False] * (count + 1)
-            if m is None and i == len(exact) - 1:
-                new = [j < count for j in range(count + 1)]
-            elif m is None:
-                new[count] = ok[count]
-                for j in range(count - 1, -1, -1):
-                    new[j] = ok[j] or new[j + 1]
-            else:
-                for j in range(count):
-                    new[j] = ok[j + 1] and bool(m(parts[j]))
-            ok = new
-            if not any(ok):
-                return False
-        return ok[0]
-
-    return match
 
 
 # -- deciding ----------------------------------------------------------------------
