@@ -32,6 +32,8 @@ def restore(workspace: Path, files: Sequence[Mapping[str, Any]], owner: tuple[in
             why = _write(root, name, data, owner)
         except OSError as exc:
             why = f"not restored: {exc.strerror or exc}"
+        except ValueError as exc:  # a NUL in the name ("embedded null byte"): the name is the job's
+            why = f"not restored: {exc}"
         lines.append(f"artifacts: {name} ({len(data):,} bytes) from job {f.get('job', '?')}: {why}\n")
     return lines
 

@@ -124,3 +124,12 @@ def test_restored_artifacts_stay_inside_the_workspace(tmp_path: Path) -> None:
         "not restored: link is not a folder", "the checkout has it already; kept as checked out"]
     assert not list((tmp_path / "outside").iterdir()) and not (tmp_path / "escape.txt").exists()
     assert (ws / "kept.txt").read_text() == "checked out"
+
+
+def test_a_restored_name_with_a_nul_byte_is_refused_and_the_rest_restored(tmp_path: Path) -> None:
+    # The name is the earlier job's (any byte it chose): os.open raises ValueError for a NUL, not OSError.
+    files = [{"name": n, "data": b"x", "job": "J"} for n in ("a\0b.txt", "out/x\0/c.txt", "ok.txt")]
+    lines = restore(tmp_path, files)
+    assert [line.split(": ", 2)[-1].strip() for line in lines] == [
+        "not restored: embedded null byte", "not restored: embedded null byte", "restored"]
+    assert (tmp_path / "ok.txt").read_bytes() == b"x" and not (tmp_path / "a").exists()
