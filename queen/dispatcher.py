@@ -160,9 +160,10 @@ class Dispatcher:
                 self.queue_empty = generation == self._generation
                 return sent
             progress = False
-            busy = await self.store.busy_groups(g for q in waiting if (g := (q.get("concurrency") or {}).get("group")))
+            # Groups are held by their key: a repository's own (a fork's request's), not the name alone.
+            busy = await self.store.busy_groups(g for q in waiting if (g := (q.get("concurrency") or {}).get("key")))
             for queued in waiting:
-                group = (queued.get("concurrency") or {}).get("group")
+                group = (queued.get("concurrency") or {}).get("key")
                 if not may_dispatch(group, busy):
                     continue  # another job of its group is on a drone: it waits for that one to end
                 drone_id = pick_drone(self.pool.views(), queued.get("plugin_keys") or ())

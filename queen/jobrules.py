@@ -3,8 +3,9 @@
 `job_rules` runs before the job is stored (apiary.queen.jobs.create_job): it records each condition's
 verdict (``conditions``, apiary.core.conditions.decide; with ``changes_base``, the commit that
 ``when.changed`` compared with, queen/changes.py) and the job's concurrency group filled in
-(``concurrency``). The drone skips what the verdicts skip; the dispatcher holds a job back while
-another of its group is on a drone (apiary.core.concurrency.may_dispatch).
+(``concurrency``: ``group`` as filled in, shown; ``key``, its repository's group or a fork's request's
+own, apiary.core.concurrency.group_key). The drone skips what the verdicts skip; the dispatcher holds a
+job back while another of the same key is on a drone (apiary.core.concurrency.may_dispatch).
 
 `supersede` runs once the job is stored: it cancels the older jobs the new one supersedes (its group
 with ``cancel_in_progress``; the same push branch or pull request with the repository's
@@ -20,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from apiary.core.concurrency import group_name, supersede_key, superseded
+from apiary.core.concurrency import group_key, group_name, supersede_key, superseded
 from apiary.core.conditions import JobFacts, decide, needs_changes
 from apiary.core.models import Job, Repository
 from apiary.core.protocol import UNDERWAY
@@ -58,6 +59,8 @@ async def job_rules(store: Store, git_cache: Path, repo: Repository, job: Job) -
         group = group_name(concurrency["group"], branch=facts.branch, repo=job["repo"], job_type=job["type"],
                            event=job["kind"], parameters=job["parameters"])
         fields["concurrency"] = {"group": group, "cancel_in_progress": bool(concurrency.get("cancel_in_progress"))}
+        # What holds it: the group as written is shown, the key (its repository's, a fork's request's own) decides.
+        fields["concurrency"]["key"] = group_key({**job, "concurrency": fields["concurrency"]})
     return fields
 
 
@@ -65,7 +68,7 @@ async def supersede(store: Store, cancel: CancelFn | None, repo: Repository, job
     """Cancel the older jobs `job` supersedes; return their ids."""
     if cancel is None:
         return []
-    group = (job.get("concurrency") or {}).get("group")
+    group = group_key(job)
     auto = repo.get("auto_cancel", True) is not False
     cancels_group = bool((job.get("concurrency") or {}).get("cancel_in_progress") and group)
     if not cancels_group and not (auto and supersede_key(job) is not None):

@@ -4,10 +4,12 @@
 at most one job of a group is dispatched or running at a time; the others wait in the queue, oldest
 first (`may_dispatch`). The group is a template: ``{{ branch }}``, ``{{ repo }}``, ``{{ type }}``,
 ``{{ event }}`` and ``{{ parameters.NAME }}`` (a declared parameter) are replaced when the job is
-made (`group_name`); groups are per queen, so two repositories share one when their names agree
-(name the repository in the group to keep them apart). With ``cancel_in_progress`` a new job of
-the group cancels the older ones of its repository still queued or running (a fork's request, only
-its own: `superseded`).
+made (`group_name`). A group belongs to its repository: a job is held by its repository's group of that
+name only (`group_key`), since a pipeline names any group it likes and another repository's, or a
+fork's, must not keep this one's deploy waiting. A fork's pull or merge request job is in a group of
+its own request's: it neither holds nor waits for the repository's jobs. With ``cancel_in_progress``
+a new job cancels the older ones of its group (so of its repository, a fork's of its own request)
+still queued or running (`superseded`).
 
 Auto-cancel (a repository setting, ``auto_cancel``, on unless set to false): a new job of a push
 to a branch cancels the older jobs of pushes to that branch still queued or running; a new job of
@@ -77,10 +79,27 @@ def group_name(template: str, *, branch: str, repo: str, job_type: str, event: s
     return _PLACE.sub(fill, template)[:MAX_GROUP]
 
 
-def may_dispatch(group: str | None, busy: Iterable[str]) -> bool:
-    """Whether a queued job of `group` (None: in none) may go to a drone while the groups `busy` have
-    a job dispatched or running."""
-    return group is None or group not in set(busy)
+def group_key(job: Mapping[str, Any]) -> str | None:
+    """What a job's concurrency group is held by (stored as ``concurrency.key``; None: it is in no group):
+    its repository's id and the group, ``"app/deploy-main"``; a fork's request job's, its request's own,
+    ``"app\0refs/pull/9/head\0deploy-main"`` (its fetch ref; without one, the job alone). Unambiguous:
+    a repository's id has neither "/" nor NUL, a git ref no NUL. `job` needs ``repo``, ``kind``,
+    ``ref`` and ``concurrency.group`` (``_id`` for a fork's job without a fetch ref)."""
+    group = (job.get("concurrency") or {}).get("group")
+    if group is None:
+        return None
+    repo = str(job.get("repo"))
+    if job.get("kind") == "fork":
+        # A fork's pipeline names any group: the base repository's deploy must not wait on it, nor it on that.
+        own = (job.get("ref") or {}).get("fetch") or f"job {job.get('_id')}"
+        return f"{repo}\0{own}\0{group}"
+    return f"{repo}/{group}"
+
+
+def may_dispatch(key: str | None, busy: Iterable[str]) -> bool:
+    """Whether a queued job whose group is held by `key` (`group_key`; None: in no group) may go to a
+    drone while the group keys `busy` have a job dispatched or running."""
+    return key is None or key not in set(busy)
 
 
 def supersede_key(job: Mapping[str, Any]) -> tuple[str, ...] | None:
@@ -105,19 +124,18 @@ def superseded(new: Mapping[str, Any], older: Iterable[Mapping[str, Any]], auto_
     concurrency group when it cancels in progress; with `auto_cancel`, those of the same push branch or
     request (`supersede_key`). In the order given.
 
-    A group's cancel reaches only `new`'s repository (a pipeline names any group it likes: another
-    repository's pusher must not cancel this one's deploy), and a fork's request only its own earlier
-    jobs (a fork's pipeline naming the default branch's deploy group must not cut that deploy off)."""
-    group = (new.get("concurrency") or {}).get("group")
+    A group is its repository's, a fork's request's its own (`group_key`): its cancel reaches only
+    `new`'s repository (a pipeline names any group it likes: another repository's pusher must not
+    cancel this one's deploy), and a fork's request only its own earlier jobs (a fork's pipeline naming
+    the default branch's deploy group must not cut that deploy off)."""
+    group = group_key(new)
     cancels_group = bool((new.get("concurrency") or {}).get("cancel_in_progress"))
-    own = supersede_key(new)
-    key = own if auto_cancel else None
+    key = supersede_key(new) if auto_cancel else None
     out = []
     for job in older:
         if job.get("_id") == new.get("_id") or str(job.get("_id")) > str(new.get("_id")):
             continue  # itself, or newer (ids are in trigger order)
-        same_group = cancels_group and group is not None and (job.get("concurrency") or {}).get("group") == group \
-            and job.get("repo") == new.get("repo") and (new.get("kind") != "fork" or supersede_key(job) == own)
+        same_group = cancels_group and group is not None and group_key(job) == group
         if same_group or (key is not None and supersede_key(job) == key and not _deploying(job)):
             out.append(str(job["_id"]))
     return out

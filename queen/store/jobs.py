@@ -106,21 +106,23 @@ class JobQueries:
         cursor = self.jobs.find({"status": JobStatus.QUEUED.value}, fields).sort("_id", ASCENDING)
         return await cursor.limit(limit).to_list(None)
 
-    async def busy_groups(self, groups: Iterable[str]) -> set[str]:
-        """Which of the concurrency `groups` have a job dispatched or running (apiary.core.concurrency)."""
-        wanted = sorted(set(groups))
+    async def busy_groups(self, keys: Iterable[str]) -> set[str]:
+        """Which of the concurrency group `keys` (``concurrency.key``: a repository's group, a fork's request's
+        own; apiary.core.concurrency.group_key) have a job dispatched or running."""
+        wanted = sorted(set(keys))
         if not wanted:
             return set()
         on_drones = [JobStatus.DISPATCHED.value, JobStatus.RUNNING.value]
-        found = await self.jobs.find({"status": {"$in": on_drones}, "concurrency.group": {"$in": wanted}},
+        found = await self.jobs.find({"status": {"$in": on_drones}, "concurrency.key": {"$in": wanted}},
                                      {"concurrency": 1}).to_list(None)
-        return {str(j["concurrency"]["group"]) for j in found}
+        return {str(j["concurrency"]["key"]) for j in found}
 
     async def jobs_underway_before(self, job_id: str, repo: str, group: str | None, limit: int) -> list[Job]:
         """Jobs made before `job_id` and not ended (queued, dispatched, running, waiting at an approval
-        gate), of `repo` or of the concurrency `group`, newest first, without their pipelines: what a new
-        job may supersede. A waiting job is one: nobody should approve an older commit's deploy."""
-        among: list[dict[str, Any]] = [{"repo": repo}] + ([{"concurrency.group": group}] if group else [])
+        gate), of `repo` or of the concurrency group key `group` (``concurrency.key``), newest first, without
+        their pipelines: what a new job may supersede. A waiting job is one: nobody should approve an older
+        commit's deploy."""
+        among: list[dict[str, Any]] = [{"repo": repo}] + ([{"concurrency.key": group}] if group else [])
         cursor = self.jobs.find({"status": {"$in": list(UNDERWAY)}, "_id": {"$lt": job_id}, "$or": among},
                                 {"pipeline": 0, "commands": 0})
         return await cursor.sort("_id", DESCENDING).limit(limit).to_list(None)

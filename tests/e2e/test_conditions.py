@@ -282,13 +282,29 @@ async def test_a_concurrency_group_runs_one_job_at_a_time(queen: Cluster) -> Non
     first = await queen.trigger("app", parameters={"WAIT": "3"})
     await queen.wait_job(first["id"], {"running"})
     second = await queen.trigger("app", parameters={"WAIT": "0"})
-    assert second["concurrency"] == {"group": "deploy-main", "cancel_in_progress": False}
+    assert second["concurrency"] == {"group": "deploy-main", "cancel_in_progress": False, "key": "app/deploy-main"}
     # A slot is free, but the group is busy: the second job waits in the queue until the first ends.
     assert (await queen.job(second["id"]))["status"] == "queued"
     one = await queen.wait_job(first["id"])
     two = await queen.wait_job(second["id"])
     assert one["status"] == two["status"] == "passed"
     assert two["started"] >= one["finished"]
+
+
+async def test_another_repositorys_job_in_a_same_named_group_does_not_hold_this_ones(queen: Cluster) -> None:
+    # A pipeline names any group it likes: another repository's 'deploy-main' must not keep this one's
+    # deploy in the queue for its whole run (nor cancel it).
+    await queen.add_drone("d1", capacity=2)
+    await queen.create_pipeline_repo("other", GROUP % "true")
+    await queen.create_pipeline_repo("app", GROUP % "true")
+    theirs = await queen.trigger("other", parameters={"WAIT": "60"})
+    await queen.wait_job(theirs["id"], {"running"})
+    ours = await queen.trigger("app")
+    assert ours["concurrency"]["group"] == theirs["concurrency"]["group"] == "deploy-main"
+    assert (await queen.wait_job(ours["id"]))["status"] == "passed"
+    assert (await queen.job(theirs["id"]))["status"] == "running"  # neither held nor cancelled by ours
+    await queen.request("POST", f"/jobs/{theirs['id']}/cancel", expect=202)
+    assert (await queen.wait_job(theirs["id"]))["status"] == "cancelled"
 
 
 async def test_cancel_in_progress_cancels_the_older_job_naming_the_newer(queen: Cluster) -> None:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from apiary.core.concurrency import compile_concurrency, group_name, may_dispatch, superseded
+from apiary.core.concurrency import compile_concurrency, group_key, group_name, may_dispatch, superseded
 from apiary.core.conditions import ConditionError
 from apiary.core.pipeline import PipelineError, load_pipeline
 
@@ -87,6 +87,41 @@ def job(id, kind="push", type="push", branch="main", fetch=None, group=None, can
     (job("3", kind="fork", type="pull_request", fetch="refs/pull/9/head", group="prod", cancel=True),
      [job("1", job_type="DEPLOY", status="running", group="prod"),
       job("2", kind="fork", type="pull_request", fetch="refs/pull/9/head", group="prod")], False, ["2"]),
+    # A fork's request job is in a group of its own: the repository's cancel does not reach it either.
+    (job("3", group="prod", cancel=True),
+     [job("1", kind="fork", type="pull_request", fetch="refs/pull/9/head", group="prod")], False, []),
 ])
 def test_superseded(new, older, auto, cancelled):
     assert superseded(new, older, auto) == cancelled
+
+
+PR9 = dict(kind="fork", type="pull_request", fetch="refs/pull/9/head")
+
+
+@pytest.mark.parametrize("a, b, same", [
+    # One repository's jobs of a group hold one another, whatever made them.
+    (job("1", group="deploy-main"), job("2", kind="manual", type="manual", group="deploy-main"), True),
+    (job("1", group="deploy-main"), job("2", group="deploy-dev"), False),
+    # Another repository naming the same group is in another group: it neither holds nor waits for this one.
+    (job("1", group="deploy-main"), job("2", group="deploy-main", repo="other"), False),
+    # A fork's request job is in its request's own group: apart from the repository's, and from other requests'.
+    (job("1", group="deploy-main"), job("2", group="deploy-main", **PR9), False),
+    (job("1", group="deploy-main", **PR9), job("2", group="deploy-main", **PR9), True),
+    (job("1", group="deploy-main", **PR9), job("2", group="deploy-main", kind="fork", type="pull_request",
+                                               fetch="refs/pull/10/head"), False),
+    # A request from the repository itself is the repository's.
+    (job("1", group="deploy-main"), job("2", group="deploy-main", kind="pull_request", type="pull_request",
+                                        fetch="refs/pull/7/head"), True),
+    # A repository's group naming a fork's key is still the repository's (its id has no "/" nor NUL).
+    (job("1", group="\0refs/pull/9/head\0deploy"), job("2", group="deploy", **PR9), False),
+])
+def test_group_key(a, b, same):
+    assert (group_key(a) == group_key(b)) is same
+
+
+def test_group_key_shapes():
+    assert group_key(job("1")) is None  # in no group
+    assert group_key(job("1", group="deploy-main")) == "app/deploy-main"
+    assert group_key(job("1", group="deploy-main", **PR9)) == "app\0refs/pull/9/head\0deploy-main"
+    assert group_key({"_id": "J", "repo": "app", "kind": "fork", "ref": {}, "concurrency": {"group": "g"}}) \
+        == "app\0job J\0g"  # a fork's job without a fetch ref: a group of its own alone
