@@ -18,6 +18,7 @@ batch is retried.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -25,7 +26,19 @@ from typing import Any, cast
 
 from pymongo.errors import PyMongoError
 
-from apiary.core.jobstate import CancelCopy, Effect, JobState, Policy, Write, admit, drone_event, transition
+from apiary.core.approvals import can_wait
+from apiary.core.jobstate import (
+    CancelCopy,
+    Effect,
+    Finished,
+    JobState,
+    Policy,
+    Started,
+    Write,
+    admit,
+    drone_event,
+    transition,
+)
 from apiary.core.models import Event
 from apiary.core.protocol import OUTPUT_EVENTS, Msg
 from apiary.queen import caches
@@ -55,6 +68,19 @@ class _Track:
         self.next_seq = next_seq
         self.state = state
         self.told = False  # the drone of a job ended here was asked to stop its copy
+
+
+def _waits(event: Started | Finished | None) -> bool:
+    return isinstance(event, Finished) and event.result == "waiting"
+
+
+def _gated(event: Started | Finished | None, job: Any) -> Started | Finished | None:
+    """`event` with, for a drone's ``waiting``, the queen's word on whether `job` (its document, or None) has
+    an approval gate it can wait at now (apiary.core.approvals.can_wait): the drone's alone could leave
+    any job waiting forever, at a gate nobody can decide on."""
+    if isinstance(event, Finished) and _waits(event):
+        return dataclasses.replace(event, at_gate=job is not None and can_wait(job))
+    return event
 
 
 class Recorder:
@@ -195,7 +221,7 @@ class Recorder:
                     steps.append((stored["type"], stored))
             caught_up = state
             for kind, body in steps:
-                event = drone_event(state.drone or "", kind, body)
+                event = _gated(drone_event(state.drone or "", kind, body), job)
                 if event is not None:
                     caught_up, effects = transition(caught_up, event, self.policy)
                     for effect in effects:
@@ -283,6 +309,8 @@ class Recorder:
                 continue
             fields = job_update(msg, body)
             event = drone_event(drone_id, msg.value, body)
+            if _waits(event):
+                event = _gated(event, await self.store.get_job(job_id))  # rare: a job's stop at its gate
             if event is not None:
                 before.setdefault(job_id, state)
                 new, effects = transition(state, event, self.policy)

@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from .errors import ApiaryError
+from .stages import runnable_stages
 
 ROLES = ("admin", "member")
 DEFAULT_TIMEOUT = 24 * 3600.0
@@ -79,6 +80,17 @@ def waiting_gates(stages: Sequence[Mapping[str, Any]], job: Mapping[str, Any]) -
     hold = held(stages, approved(job))
     return [{"stage": s["name"], **s["approval"]} for s in stages
             if s.get("approval") and s["name"] in hold and not any(n in hold for n in s.get("needs") or [])]
+
+
+def can_wait(job: Mapping[str, Any]) -> bool:
+    """Whether `job` (a job document: ``pipeline``, ``type``, ``approvals``) has a gate it can be waiting at
+    now (`waiting_gates` of the stages its type runs not empty): what a drone's ``waiting`` needs to be
+    believed (apiary.core.jobstate `Finished.at_gate`). At no gate nobody could decide and no timeout
+    would apply: the job would wait forever."""
+    pipeline = job.get("pipeline")
+    if not isinstance(pipeline, Mapping) or not pipeline.get("stages"):
+        return False
+    return bool(waiting_gates(runnable_stages(pipeline, job.get("type") or "TEST"), job))  # type: ignore[arg-type]
 
 
 def waiting_lines(stages: Sequence[Mapping[str, Any]], hold: set[str]) -> list[str]:

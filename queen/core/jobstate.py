@@ -18,7 +18,8 @@ to a drone, `Release` of a drone's slot. They decide nothing themselves.
     running ──Finished(waiting)──> waiting (an approval gate; its drone freed) ──Decided(approve)──> queued
                                    (its continuation, a partial run) | ──Decided(reject), GateTimedOut──> failed
                                    | ──CancelAsked──> cancelled
-    (a Finished(waiting) of a job somebody asked to cancel ends it cancelled: the cancel is not lost at the gate)
+    (a Finished(waiting) of a job somebody asked to cancel ends it cancelled: the cancel is not lost at the gate;
+     one of a job with no gate it can wait at now, `Finished.at_gate` false, ends it errored)
 
 Attempts are the fencing token (as in Woodpecker's and procrastinate's workers): a
 job's attempt number grows by one per dispatch and every drone event carries it;
@@ -129,7 +130,9 @@ class Started:
 @dataclass(frozen=True)
 class Finished:
     """`drone` reports attempt `attempt` ended (``job:done``): `result` as it said it; `retry` when the
-    attempt could not be set up there (an infrastructure fault, not the job's)."""
+    attempt could not be set up there (an infrastructure fault, not the job's). `at_gate`: the queen's own
+    word, never the drone's, that the job has an approval gate it can be waiting at now
+    (apiary.core.approvals.can_wait); a ``waiting`` result without it ends the job errored."""
 
     drone: str
     attempt: int
@@ -138,6 +141,7 @@ class Finished:
     error: str | None = None
     retry: bool = False
     usage: dict[str, Any] | None = None
+    at_gate: bool = False
 
 
 @dataclass(frozen=True)
@@ -371,6 +375,12 @@ def _finished(state: JobState, event: Finished, policy: Policy) -> tuple[JobStat
         new = dataclasses.replace(state, status=JobStatus.CANCELLED)
         return new, [_write(state, new, finished=event.timestamp, error=_cancelled(state.cancel_reason)),
                      Release(event.drone)]
+    if event.result == JobStatus.WAITING.value and not event.at_gate:
+        # A wait at a gate the pipeline does not have (or that nobody can decide on now): nobody could
+        # approve it and no timeout would end it, so a drone could leave any job waiting forever.
+        new = dataclasses.replace(state, status=JobStatus.ERRORED)
+        return new, [_write(state, new, finished=event.timestamp,
+                            error=f"drone {event.drone} reported a wait at no approval gate"), Release(event.drone)]
     if event.result == JobStatus.WAITING.value:
         # It ran what it could before an approval gate: it waits, holding no drone (apiary.core.approvals).
         # Its attempt is listed (not counted against max_attempts): the page shows it as the part before the wait.

@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 from pathlib import Path
 
+import zmq
+import zmq.asyncio
 from playwright.async_api import Page, expect
 
+from apiary.core.protocol import PROTOCOL_VERSION, Msg, decode, encode
 from tests.browser import browser, page, shot  # noqa: F401  (fixtures)
 from tests.cluster import Cluster
 from tests.e2e.test_client import ENV, Command, Result, url
@@ -229,3 +233,34 @@ stages:
     assert done["status"] == "passed", done.get("error")
     assert [c["stage"] for c in done["commands"] if c.get("stage") in ("test", "production")] == ["test", "production"]
     assert "pkg" in _printed(await queen.events(job["id"]))
+
+
+async def test_a_drone_cannot_leave_a_job_without_a_gate_waiting(queen: Cluster) -> None:
+    """A drone that is not Apiary's (a bare socket) says a job with no approval gate stopped at one: nobody
+    could decide on it and no timeout would end it, so the job ends errored, saying why, its slot freed."""
+    await queen.create_pipeline_repo("plain", 'stages: [{name: build, steps: ["true"]}]')
+    ctx = zmq.asyncio.Context()
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(queen.endpoint)
+    try:
+        await sock.send(encode(Msg.DRONE_INFO, {"id": "liar", "capacity": 1, "speed": 1.0,
+                                                "version": PROTOCOL_VERSION, "jobs": []}))
+        job = await queen.trigger("plain")
+        while True:
+            kind, body = decode(await asyncio.wait_for(sock.recv(), 10))
+            if kind is Msg.QUEUE_NEW:
+                break
+        head = {"id": body["id"], "attempt": body["attempt"]}
+        seq = int(body.get("first_seq") or 1)
+        for msg, fields in [(Msg.JOB_STARTED, {"timestamp": time.time()}),
+                            (Msg.JOB_DONE, {"timestamp": time.time(), "result": "waiting", "at_gate": True})]:
+            await sock.send(encode(msg, {**head, "seq": seq, **fields}))
+            seq += 1
+        ended = await queen.wait_job(job["id"], SETTLED)
+        await sock.send(encode(Msg.DRONE_BYE, {}))
+    finally:
+        sock.close()
+        ctx.term()
+    assert ended["status"] == "errored", ended
+    assert ended["error"] == "drone liar reported a wait at no approval gate"

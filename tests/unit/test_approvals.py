@@ -7,6 +7,7 @@ import pytest
 
 from apiary.core.approvals import (
     ApprovalError,
+    can_wait,
     continuation,
     decide,
     held,
@@ -128,3 +129,26 @@ def test_when_nobody_decided_in_time(status: str, since: float | None, now: floa
                                                (45.0, "45s"), (1.5, "1.5s")])
 def test_a_timeout_is_said_as_people_write_it(seconds: float, said: str) -> None:
     assert human(seconds) == said
+
+
+ONE_GATE = 'stages: [{name: a, steps: ["true"]}, {name: g, needs: [a], approval: true, steps: ["true"]}]'
+TWO_GATES = ('stages: [{name: g, approval: true, steps: ["true"]}, {name: h, needs: [g], approval: true, '
+             'steps: ["true"]}]')
+DEPLOY_GATE = 'stages: [{name: a, steps: ["true"]}, {name: ship, deploy: true, approval: true, steps: ["true"]}]'
+
+
+@pytest.mark.parametrize(("pipeline", "job_type", "approved", "may"), [
+    (ONE_GATE, "TEST", [], True),
+    ('stages: [{name: a, steps: ["true"]}]', "TEST", [], False),  # no gate: a drone's wait is believed never
+    (ONE_GATE, "TEST", ["g"], False),  # its continuation, the gate approved: nothing left to wait at
+    (TWO_GATES, "TEST", ["g"], True),  # the next gate on the way
+    (TWO_GATES, "TEST", ["g", "h"], False),
+    (DEPLOY_GATE, "TEST", [], False),  # the gate is in a stage this job's type does not run
+    (DEPLOY_GATE, "TEST_DEPLOY", [], True),
+    (None, "TEST", [], False),  # no pipeline at all
+])
+def test_a_job_can_wait_only_at_a_gate_it_has_now(pipeline: str | None, job_type: str, approved: list[str],
+                                                   may: bool) -> None:
+    job = {"type": job_type, "approvals": [{"stage": s, "decision": "approved"} for s in approved],
+           **({"pipeline": load_pipeline(pipeline, ".apiary.yml")} if pipeline else {})}
+    assert can_wait(job) is may

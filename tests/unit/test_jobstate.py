@@ -230,7 +230,8 @@ GOES_ON = {"from_job": "J", "stages": {"build": {"status": "passed", "job": "J",
            "approved": ["deploy"]}
 
 GATES = [
-    ("a drone that reached a gate: the job waits, its slot freed", RUNNING, Finished("d1", 1, "waiting", 12.0),
+    ("a drone that reached a gate: the job waits, its slot freed", RUNNING,
+     Finished("d1", 1, "waiting", 12.0, at_gate=True),
      WAITING, [Release("d1")],
      {"status": "waiting", "waiting_since": 12.0,
       "history.1": {"attempt": 1, "drone": "d1", "dispatched": 10.0, "started": 11.0, "ended": 12.0,
@@ -255,6 +256,15 @@ GATES = [
      Finished("d1", 1, "waiting", 12.0),
      dataclasses.replace(RUNNING, status=S.CANCELLED, cancelling=True, cancel_reason="superseded by app#9"),
      [Release("d1")], {"status": "cancelled", "finished": 12.0, "error": "cancelled: superseded by app#9"}),
+    # A drone cannot leave a job waiting forever: a wait at no gate the job has now (none in its pipeline,
+    # or all approved; apiary.core.approvals.can_wait) could be decided by nobody and would never time out.
+    ("a drone's wait at no approval gate ends the job errored", RUNNING, Finished("d1", 1, "waiting", 12.0),
+     JobState(S.ERRORED, 1, "d1", dispatched=10.0, started=11.0), [Release("d1")],
+     {"status": "errored", "finished": 12.0, "error": "drone d1 reported a wait at no approval gate"}),
+    ("a job:done cannot say it is at a gate: only the queen does", RUNNING,
+     drone_event("d1", "job:done", {"timestamp": 12.0, "result": "waiting", "attempt": 1, "at_gate": True}),
+     JobState(S.ERRORED, 1, "d1", dispatched=10.0, started=11.0), [Release("d1")],
+     {"status": "errored", "finished": 12.0, "error": "drone d1 reported a wait at no approval gate"}),
     ("the continuation is dispatched as the next attempt", JobState(S.QUEUED, 1, None), Dispatched("d2", 60.0),
      JobState(S.DISPATCHED, 2, "d2", dispatched=60.0), [],
      {"status": "dispatched", "attempts": 2, "drone": "d2", "dispatched": 60.0, "started": None}),
