@@ -95,7 +95,7 @@ def test_superseded(new, older, auto, cancelled):
     assert superseded(new, older, auto) == cancelled
 
 
-PR9 = dict(kind="fork", type="pull_request", fetch="refs/pull/9/head")
+PR9 = {"kind": "fork", "type": "pull_request", "fetch": "refs/pull/9/head"}
 
 
 @pytest.mark.parametrize("a, b, same", [
