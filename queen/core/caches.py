@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import InputError
+from .fields import kind_of
 
 MAX_CACHES = 8  # entries in a pipeline's `cache:`
 MAX_PATHS = 32  # paths per entry
@@ -57,28 +58,28 @@ def compile_caches(value: Any, parameters: Sequence[str] = (), at: str = "cache"
     if isinstance(value, dict):
         value = [value]
     if not isinstance(value, list):
-        raise CacheError(at, f"must be a list of {{key, paths}} mappings, got {_kind(value)}")
+        raise CacheError(at, f"must be a list of {{key, paths}} mappings, got {kind_of(value)}")
     if len(value) > MAX_CACHES:
         raise CacheError(at, f"at most {MAX_CACHES} caches, got {len(value)}")
     out, seen = [], set()
     for i, entry in enumerate(value):
         where = f"{at}[{i}]"
         if not isinstance(entry, dict):
-            raise CacheError(where, f"must be a mapping with 'key' and 'paths', got {_kind(entry)}")
+            raise CacheError(where, f"must be a mapping with 'key' and 'paths', got {kind_of(entry)}")
         for name in entry:
             if name not in KEYS:
                 raise CacheError(f"{where}.{name}", f"unknown key {name!r} (allowed: {', '.join(KEYS)})")
         key = entry.get("key")
         if not isinstance(key, str) or not key.strip() or "\n" in key or len(key) > MAX_KEY:
             raise CacheError(f"{where}.key", f"must be a one-line string of 1 to {MAX_KEY} characters, "
-                             f"got {_kind(key)}")
+                             f"got {kind_of(key)}")
         check_template(key, parameters, f"{where}.key")
         if key in seen:
             raise CacheError(f"{where}.key", f"{key!r} is the key of an earlier cache too")
         seen.add(key)
         paths = entry.get("paths")
         if not isinstance(paths, list) or not paths:
-            raise CacheError(f"{where}.paths", f"must be a non-empty list of paths, got {_kind(paths)}")
+            raise CacheError(f"{where}.paths", f"must be a non-empty list of paths, got {kind_of(paths)}")
         if len(paths) > MAX_PATHS:
             raise CacheError(f"{where}.paths", f"at most {MAX_PATHS} paths, got {len(paths)}")
         clean = [cache_path(p, f"{where}.paths[{j}]") for j, p in enumerate(paths)]
@@ -89,11 +90,11 @@ def compile_caches(value: Any, parameters: Sequence[str] = (), at: str = "cache"
             restore = [restore]
         if not isinstance(restore, list) or len(restore) > MAX_RESTORE_KEYS:
             raise CacheError(f"{where}.restore_keys", f"must be a list of at most {MAX_RESTORE_KEYS} key "
-                             f"prefixes, got {_kind(restore)}")
+                             f"prefixes, got {kind_of(restore)}")
         for j, prefix in enumerate(restore):
             if not isinstance(prefix, str) or not prefix.strip() or "\n" in prefix or len(prefix) > MAX_KEY:
                 raise CacheError(f"{where}.restore_keys[{j}]", f"must be a one-line string of 1 to {MAX_KEY} "
-                                 f"characters, got {_kind(prefix)}")
+                                 f"characters, got {kind_of(prefix)}")
             check_template(prefix, parameters, f"{where}.restore_keys[{j}]")
         out.append({"key": key, "paths": clean, "restore_keys": list(restore)})
     return out
@@ -102,7 +103,7 @@ def compile_caches(value: Any, parameters: Sequence[str] = (), at: str = "cache"
 def cache_path(value: Any, at: str) -> str:
     """A path as kept: ``~/rel`` (the job's home) or ``rel`` (the workspace). Raises CacheError."""
     if not isinstance(value, str) or not value.strip() or "\n" in value or "\0" in value:
-        raise CacheError(at, f"must be a path in the home (~/...) or the workspace, got {_kind(value)}")
+        raise CacheError(at, f"must be a path in the home (~/...) or the workspace, got {kind_of(value)}")
     text = value.strip()
     home = text == "~" or text.startswith("~/")
     if text.startswith("~") and not home:
@@ -301,12 +302,6 @@ def upload_fault(size: int, uploading: int, cap: int) -> str | None:
         return (f"{size:,} bytes while the repository's uploads in progress hold {uploading:,}: over its cap "
                 f"of {cap:,}")
     return None
-
-
-def _kind(value: Any) -> str:
-    kinds = {type(None): "null", bool: "true/false", dict: "a mapping", list: "a list", str: "a string",
-             int: "a number", float: "a number"}
-    return kinds.get(type(value), type(value).__name__)
 
 
 # -- what a job records --------------------------------------------------------------

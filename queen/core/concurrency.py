@@ -24,7 +24,8 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from .conditions import ConditionError, _kind
+from .conditions import ConditionError
+from .fields import kind_of
 
 KEYS = ("group", "cancel_in_progress")
 MAX_GROUP = 200  # characters, once filled in
@@ -42,14 +43,14 @@ def compile_concurrency(value: Any, parameters: Sequence[str] | None = None,
     if isinstance(value, str):
         value = {"group": value}
     if not isinstance(value, dict):
-        raise ConditionError(at, f"must be a mapping with 'group' (and 'cancel_in_progress'), got {_kind(value)}")
+        raise ConditionError(at, f"must be a mapping with 'group' (and 'cancel_in_progress'), got {kind_of(value)}")
     for key in value:
         if key not in KEYS:
             raise ConditionError(f"{at}.{key}", f"unknown key {key!r} (allowed: {', '.join(KEYS)})")
     group = value.get("group")
     if not isinstance(group, str) or not group.strip() or len(group) > MAX_GROUP or "\n" in group:
         raise ConditionError(f"{at}.group", f"must be a one-line string of 1 to {MAX_GROUP} characters, "
-                             f"got {_kind(group)}")
+                             f"got {kind_of(group)}")
     for match in _PLACE.finditer(group):
         name = match.group(1)
         if name in _PLAIN:
@@ -63,7 +64,7 @@ def compile_concurrency(value: Any, parameters: Sequence[str] | None = None,
         raise ConditionError(f"{at}.group", "a '{{' without its '}}' (write {{ branch }})")
     cancel = value.get("cancel_in_progress")
     if cancel is not None and not isinstance(cancel, bool):
-        raise ConditionError(f"{at}.cancel_in_progress", f"must be true or false, got {_kind(cancel)}")
+        raise ConditionError(f"{at}.cancel_in_progress", f"must be true or false, got {kind_of(cancel)}")
     return {"group": group, "cancel_in_progress": bool(cancel)}
 
 

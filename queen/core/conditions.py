@@ -42,6 +42,7 @@ from typing import Any
 
 from . import globs
 from .errors import InputError
+from .fields import kind_of
 
 EVENTS = ("push", "tag", "pull_request", "fork", "manual", "schedule")
 TYPES = ("TEST", "DEPLOY", "TEST_DEPLOY")
@@ -73,7 +74,7 @@ def compile_when(value: Any, at: str, parameters: Sequence[str] | None = None) -
     if value is None:
         return None
     if not isinstance(value, dict):
-        raise ConditionError(at, f"must be a mapping of {', '.join(KEYS)}, got {_kind(value)}")
+        raise ConditionError(at, f"must be a mapping of {', '.join(KEYS)}, got {kind_of(value)}")
     for key in value:
         if key not in KEYS:
             raise ConditionError(f"{at}.{key}", f"unknown key {key!r} (allowed: {', '.join(KEYS)})")
@@ -91,7 +92,7 @@ def compile_when(value: Any, at: str, parameters: Sequence[str] | None = None) -
     if "expression" in value:
         text = value["expression"]
         if not isinstance(text, str) or not text.strip():
-            raise ConditionError(f"{at}.expression", f"must be a non-empty string, got {_kind(text)}")
+            raise ConditionError(f"{at}.expression", f"must be a non-empty string, got {kind_of(text)}")
         tree = parse_expression(text, f"{at}.expression")
         if parameters is not None:
             unknown = sorted(_names(tree) - set(parameters))
@@ -106,7 +107,7 @@ def _patterns(value: Any, at: str, paths: bool) -> list[str]:
     if isinstance(value, str):
         value = [value]  # one pattern needs no list
     if not isinstance(value, list) or not value:
-        raise ConditionError(at, f"must be a non-empty list, got {_kind(value)}")
+        raise ConditionError(at, f"must be a non-empty list, got {kind_of(value)}")
     if len(value) > MAX_PATTERNS:
         raise ConditionError(at, f"at most {MAX_PATTERNS} entries, got {len(value)}")
     for i, item in enumerate(value):
@@ -370,7 +371,3 @@ def skipped(decisions: Sequence[Mapping[str, Any]]) -> tuple[dict[str, str], dic
     return stages, steps
 
 
-def _kind(value: Any) -> str:
-    kinds = {type(None): "null", bool: "true/false", dict: "a mapping", list: "a list", str: "a string",
-             int: "a number", float: "a number"}
-    return kinds.get(type(value), type(value).__name__)

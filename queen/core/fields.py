@@ -77,3 +77,10 @@ def is_web_link(url: object) -> bool:
     except ValueError:
         return False
     return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+def kind_of(value: Any) -> str:
+    """What a value of parsed YAML or JSON is, as an error message says it: "a mapping", "true/false"..."""
+    kinds = {type(None): "null", bool: "true/false", dict: "a mapping", list: "a list", str: "a string",
+             int: "a number", float: "a number"}
+    return kinds.get(type(value), type(value).__name__)

@@ -49,6 +49,7 @@ columns by how deep their ``needs`` go, for the stage graph.
 
 from __future__ import annotations
 
+import itertools
 import signal
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -368,7 +369,7 @@ def _retried(commands: Sequence[Mapping[str, Any]]) -> set[int]:
         by_place.setdefault((c.get("phase"), c.get("stage"), c.get("hook")), []).append(c)
     out = set()
     for ran in by_place.values():
-        for c, then in zip(ran, ran[1:]):
+        for c, then in itertools.pairwise(ran):
             now, nxt = _attempt(c), _attempt(then)
             if now is not None and nxt is not None and nxt["attempt"] == now["attempt"] + 1:
                 out.add(c["num"])

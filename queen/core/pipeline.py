@@ -14,15 +14,17 @@ import math
 import re
 from typing import Any
 
-from .errors import InputError
+from .approvals import ApprovalError, compile_approval
 from .caches import CacheError, compile_caches
 from .concurrency import compile_concurrency
-from .approvals import ApprovalError, compile_approval
 from .conditions import ConditionError, compile_when
-from .matrix import MatrixError, expand as expand_matrix, is_cell
-from .retry import RetryError, compile_retry
+from .errors import InputError
+from .fields import kind_of
+from .matrix import MatrixError, is_cell
+from .matrix import expand as expand_matrix
 from .models import Parameter, Pipeline, PluginUse, Stage, Step
 from .reports import ReportsError, compile_reports
+from .retry import RetryError, compile_retry
 from .storable import unstorable
 from .yamlread import YamlFault, join_path, line_of, read_yaml
 
@@ -96,11 +98,6 @@ def parse_pipeline(data: Any, where: str = "pipeline") -> Pipeline:
 
 # -- validation and compilation ----------------------------------------------------------
 
-def _kind(value: Any) -> str:
-    kinds = {type(None): "null", bool: "true/false", dict: "a mapping", list: "a list", str: "a string",
-             int: "a number", float: "a number"}
-    return kinds.get(type(value), type(value).__name__)
-
 
 def _known(obj: dict[Any, Any], allowed: set[str], at: str) -> None:
     for key in obj:
@@ -112,7 +109,7 @@ def _mapping(value: Any, at: str) -> dict[Any, Any]:
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise _Invalid(at, f"must be a mapping, got {_kind(value)}")
+        raise _Invalid(at, f"must be a mapping, got {kind_of(value)}")
     return value
 
 
@@ -128,18 +125,18 @@ def _text(value: Any, at: str) -> str:
         return str(value)
     if value is None:
         raise _Invalid(at, "has no value: write '' for an empty one")
-    raise _Invalid(at, f"must be one value (text), got {_kind(value)}")
+    raise _Invalid(at, f"must be one value (text), got {kind_of(value)}")
 
 
 def _flag(value: Any, at: str) -> bool:
     if value is not None and not isinstance(value, bool):
-        raise _Invalid(at, f"must be true or false, got {_kind(value)}")
+        raise _Invalid(at, f"must be true or false, got {kind_of(value)}")
     return bool(value)
 
 
 def _list(value: Any, at: str, what: str) -> list[Any]:
     if value is not None and not isinstance(value, list):
-        raise _Invalid(at, f"must be a list of {what}, got {_kind(value)}")
+        raise _Invalid(at, f"must be a list of {what}, got {kind_of(value)}")
     return value or []
 
 
@@ -161,7 +158,7 @@ def _pipeline(data: Any) -> Pipeline:
 
 def _compile(data: Any) -> Pipeline:
     if not isinstance(data, dict):
-        raise _Invalid("", f"must be a mapping with 'stages', got {_kind(data)}")
+        raise _Invalid("", f"must be a mapping with 'stages', got {kind_of(data)}")
     _known(data, _TOP_KEYS, "")
     compiled: Pipeline = {
         "env": _env(data.get("env"), "env"),
@@ -247,7 +244,7 @@ def _parameters(value: Any) -> dict[str, Parameter]:
             default = _text(default, f"{at}.default")
         description = spec.get("description", "")
         if not isinstance(description, str):
-            raise _Invalid(f"{at}.description", f"must be a string, got {_kind(description)}")
+            raise _Invalid(f"{at}.description", f"must be a string, got {kind_of(description)}")
         out[name] = {"required": required, "default": default, "description": description}
     return out
 
@@ -267,7 +264,7 @@ def parse_duration(value: Any, where: str) -> float | None:
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
         seconds = float(value)
     else:
-        raise _Invalid(where, f"must be seconds or a duration like '90s', '10m', '1h30m', got {_kind(value)}")
+        raise _Invalid(where, f"must be seconds or a duration like '90s', '10m', '1h30m', got {kind_of(value)}")
     if not math.isfinite(seconds) or seconds <= 0:
         raise _Invalid(where, f"must be more than zero seconds and finite, got {value!r}")
     return seconds
@@ -283,7 +280,7 @@ def _parallel(value: Any) -> int:
 def _artifacts(value: Any) -> list[str]:
     for i, glob in enumerate(_list(value, "artifacts", "globs")):
         if not isinstance(glob, str) or not glob.strip():
-            raise _Invalid(f"artifacts[{i}]", f"must be a non-empty glob, got {_kind(glob)}")
+            raise _Invalid(f"artifacts[{i}]", f"must be a non-empty glob, got {kind_of(glob)}")
         if glob.startswith("/") or ".." in glob.split("/"):
             raise _Invalid(f"artifacts[{i}]", f"{glob!r} must stay inside the workspace (no leading '/', no '..')")
     return list(value or [])
@@ -312,11 +309,11 @@ def _step(step: Any, at: str) -> Step:
     if isinstance(step, str):
         step = {"run": step}
     if not isinstance(step, dict):
-        raise _Invalid(at, f"must be a command string or a mapping with 'run', got {_kind(step)}")
+        raise _Invalid(at, f"must be a command string or a mapping with 'run', got {kind_of(step)}")
     _known(step, _STEP_KEYS, at)
     run = step.get("run")
     if not isinstance(run, str) or not run.strip():
-        got = "" if isinstance(run, str) else f", got {_kind(run)}"
+        got = "" if isinstance(run, str) else f", got {kind_of(run)}"
         raise _Invalid(f"{at}.run", f"must be a non-empty command{got}")
     title = step.get("title")
     if title is None:
@@ -375,12 +372,12 @@ def _stages(value: Any, optional: bool = False) -> list[Stage]:
     if optional and value is None:
         return []  # the plugins bring the commands
     if not isinstance(value, list) or not value:
-        raise _Invalid("stages", f"must be a non-empty list of stages, got {_kind(value)}")
+        raise _Invalid("stages", f"must be a non-empty list of stages, got {kind_of(value)}")
     deploy: dict[str, bool] = {}
     for i, stage in enumerate(value):  # names and kinds first: `needs` may point forward
         at = f"stages[{i}]"
         if not isinstance(stage, dict):
-            raise _Invalid(at, f"must be a mapping with 'name' and 'steps', got {_kind(stage)}")
+            raise _Invalid(at, f"must be a mapping with 'name' and 'steps', got {kind_of(stage)}")
         _known(stage, _STAGE_KEYS, at)
         name = stage.get("name")
         if not isinstance(name, str) or not _STAGE_NAME.match(name if not is_cell(stage) else stage["matrix"]["group"]):
