@@ -1,0 +1,213 @@
+"""Test sharding (issue 18, item 3): a stage's ``shards:`` key, the test list, the levelled split. Pure, no I/O.
+
+    stages:
+      - name: test
+        shards: {count: 4, tests: "pytest --collect-only -q"}
+        steps: ['pytest $(cat "$APIARY_SHARD_FILE")']
+
+`compile_shards` checks the key at trigger time. The ``tests`` command runs in
+the job's workspace before the shards; `parse_tests` reads what it printed
+(pytest's ``-q`` node ids, ``-qq``'s ``file: N`` lines, or one name a line),
+bounded by MAX_OUTPUT_BYTES, MAX_TESTS and MAX_NAME. `plan` splits the list
+over the shards by expected time: each test's seconds from past reports
+(`known`, built by `durations`), the median of the known ones for a test
+without history (UNKNOWN_SECONDS when nothing is known), then longest
+processing time first: the longest test goes to the shard with the least
+planned time so far (ties: the lower index; tests of equal time: by name), so
+the same inputs always give the same split. `even_split` (by count) is what
+it is measured against.
+
+A test's history names it as its JUnit report does, ``classname.name``;
+`report_name` turns a pytest node id into that (``tests/test_a.py::TestX::
+test_y[1]`` is ``tests.test_a.TestX.test_y[1]``), and a file named alone
+(``tests/test_a.py``, from ``-qq`` or a plain list) is expected to take what
+its known tests took together.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+import statistics
+from collections.abc import Iterable, Mapping
+from typing import Any, TypedDict
+
+from .errors import InputError
+from .fields import kind_of
+
+MAX_SHARDS = 64
+MAX_COMMAND = 4096  # characters of the `tests` command
+MAX_OUTPUT_BYTES = 4 * 2**20  # what the tests command may print
+MAX_TESTS = 50_000  # names listed
+MAX_NAME = 1000  # characters of one name
+UNKNOWN_SECONDS = 1.0  # a test's expected time when no test of the list has any history
+HISTORY_JOBS = 10  # the newest reported jobs whose durations are read
+_KEYS = {"count", "tests"}
+_SUMMARY = re.compile(r"^(?:\d+(?:/\d+)? tests? (?:collected|selected)|no tests (?:ran|collected)|=+ |-+ |"
+                      r"collected \d+ items?)")
+_FILE_COUNT = re.compile(r"^(\S+\.py): (\d+)$")  # pytest -qq: one line per file
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+class ShardsError(InputError):
+    """A ``shards:`` key or a test list that cannot be used: `path` (``stages[1].shards.count``) and `problem`."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(f"{path}: {problem}" if path else problem, field=path or None)
+        self.path, self.problem = path, problem
+
+
+class Shard(TypedDict):
+    index: int  # from 1
+    tests: list[str]  # in the order the tests command listed them
+    seconds: float  # planned: the sum of its tests' expected seconds
+    known: int  # how many of its tests had a recorded duration
+
+
+def compile_shards(value: Any, at: str) -> dict[str, Any] | None:
+    """``{count, tests}`` from a stage's ``shards:`` value (`at` is its path); None when absent."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ShardsError(at, "must be a mapping such as {count: 4, tests: 'pytest --collect-only -q'}, "
+                              f"got {kind_of(value)}")
+    for key in value:
+        if key not in _KEYS:
+            raise ShardsError(f"{at}.{key}", f"unknown key {key!r} (allowed: {', '.join(sorted(_KEYS))})")
+    count = value.get("count")
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_SHARDS:
+        raise ShardsError(f"{at}.count", f"must be a whole number from 1 to {MAX_SHARDS}, got {count!r}"
+                          if isinstance(count, (int, float)) else
+                          f"must be a whole number from 1 to {MAX_SHARDS}, got {kind_of(count)}")
+    tests = value.get("tests")
+    if not isinstance(tests, str) or not tests.strip():
+        raise ShardsError(f"{at}.tests", "must be a command that lists the tests, one a line "
+                                         f"(e.g. 'pytest --collect-only -q'), got {kind_of(tests)}")
+    if len(tests) > MAX_COMMAND or "\x00" in tests:
+        raise ShardsError(f"{at}.tests", f"must be a command of at most {MAX_COMMAND} characters, without NUL")
+    return {"count": count, "tests": tests}
+
+
+def parse_tests(output: bytes | str) -> list[str]:
+    """The names the tests command printed, each once, in its order; ShardsError saying why when unusable.
+
+    Read: pytest ``--collect-only -q`` (node ids, then a blank line and ``N tests collected``; its
+    ``=== warnings summary ===`` and what follows are not tests), ``-qq`` (``tests/test_a.py: 3``: the
+    file is the name) and a plain list of one name a line. Blank lines and lines starting with '#' are
+    skipped."""
+    if isinstance(output, str):
+        output = output.encode("utf-8", "surrogateescape")
+    if len(output) > MAX_OUTPUT_BYTES:
+        raise ShardsError("", f"the tests command printed more than {MAX_OUTPUT_BYTES // 2**20} MiB; "
+                              "list the tests one a line (or list files instead of tests)")
+    text = output.decode("utf-8", "replace")
+    names: dict[str, None] = {}
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if _SUMMARY.match(line):
+            if line.startswith("="):  # pytest's closing sections (warnings, errors): nothing more to read
+                break
+            continue
+        if (per_file := _FILE_COUNT.match(line)):
+            line = per_file.group(1)
+        if len(line) > MAX_NAME:
+            raise ShardsError("", f"the tests command's line {number} is longer than {MAX_NAME} characters")
+        if _CONTROL.search(line) or "\ufffd" in line:
+            raise ShardsError("", f"the tests command's line {number} holds control characters or is not UTF-8")
+        names[line] = None
+        if len(names) > MAX_TESTS:
+            raise ShardsError("", f"the tests command listed more than {MAX_TESTS:,} tests; list files instead")
+    if not names:
+        raise ShardsError("", "the tests command listed no tests")
+    return list(names)
+
+
+def report_name(name: str) -> str:
+    """The name a JUnit report gives the test `name` lists: a pytest node id's path with '.' for '/' and
+    without '.py', '.' for '::' (parameters in [...] kept as written); any other name unchanged."""
+    head, bracket, params = name.partition("[")
+    if "::" not in head:
+        return name.removesuffix(".py").replace("/", ".") if head.endswith(".py") and not bracket else name
+    path, _, rest = head.partition("::")
+    return ".".join([path.removesuffix(".py").replace("/", "."), *rest.split("::")]) + bracket + params
+
+
+def durations(runs: Iterable[Mapping[str, Any]]) -> dict[str, float]:
+    """Each test's expected seconds: the median of its recorded `runs` ({test, seconds}, from the newest
+    HISTORY_JOBS reported jobs); runs without a finite, non-negative duration are left out."""
+    seen: dict[str, list[float]] = {}
+    for run in runs:
+        test, seconds = run.get("test"), run.get("seconds")
+        if isinstance(test, str) and isinstance(seconds, (int, float)) and not isinstance(seconds, bool) \
+                and 0 <= seconds < 10**7:
+            seen.setdefault(test, []).append(float(seconds))
+    return {test: statistics.median(values) for test, values in seen.items()}
+
+
+def expected(tests: list[str], known: Mapping[str, float]) -> tuple[dict[str, float], set[str]]:
+    """Each listed test's expected seconds and the names that had history; unknown ones get the median of
+    the known ones (UNKNOWN_SECONDS when none is known)."""
+    keys = sorted(known)
+    found: dict[str, float] = {}
+    for name in tests:
+        if name in known:
+            found[name] = known[name]
+        elif (key := report_name(name)) in known:
+            found[name] = known[key]
+        elif name.endswith(".py") and "::" not in name:  # a file: what its tests took together
+            prefix = key + "."
+            start = bisect.bisect_left(keys, prefix)
+            end = bisect.bisect_left(keys, prefix + "\U0010ffff")
+            if end > start:
+                found[name] = sum(known[k] for k in keys[start:end])
+    guess = statistics.median(found.values()) if found else UNKNOWN_SECONDS
+    return {name: found.get(name, guess) for name in tests}, set(found)
+
+
+def plan(tests: list[str], known: Mapping[str, float], count: int) -> list[Shard]:
+    """`tests` split into min(count, len(tests)) shards of about equal expected time (longest processing
+    time first, deterministic); never an empty shard (an empty list would make `pytest` run everything)."""
+    seconds, had = expected(tests, known)
+    count = max(1, min(count, len(tests)))
+    loads = [0.0] * count
+    members: list[list[str]] = [[] for _ in range(count)]
+    for name in sorted(tests, key=lambda t: (-seconds[t], t)):
+        least = min(range(count), key=lambda i: (loads[i], i))
+        loads[least] += seconds[name]
+        members[least].append(name)
+    order = {name: i for i, name in enumerate(tests)}
+    return [{"index": i + 1, "tests": sorted(group, key=order.__getitem__), "seconds": round(loads[i], 3),
+             "known": sum(1 for t in group if t in had)} for i, group in enumerate(members)]
+
+
+def even_split(tests: list[str], known: Mapping[str, float], count: int) -> list[Shard]:
+    """The split by count alone, in listed order (what `plan` is measured against): equal numbers of
+    tests, each shard's planned seconds from the same expectations."""
+    seconds, had = expected(tests, known)
+    count = max(1, min(count, len(tests)))
+    size, extra = divmod(len(tests), count)
+    out: list[Shard] = []
+    start = 0
+    for i in range(count):
+        group = tests[start:start + size + (1 if i < extra else 0)]
+        start += len(group)
+        out.append({"index": i + 1, "tests": group, "seconds": round(sum(seconds[t] for t in group), 3),
+                    "known": sum(1 for t in group if t in had)})
+    return out
+
+
+def makespan(shards: list[Shard]) -> float:
+    """The planned time of the longest shard: when the stage would end, all shards started together."""
+    return max((s["seconds"] for s in shards), default=0.0)
+
+
+def shard_env(index: int, count: int, path: str) -> dict[str, str]:
+    """What a shard's commands are given: its list's path (one name a line), its index (from 1) and the count."""
+    return {"APIARY_SHARD_FILE": path, "APIARY_SHARD_INDEX": str(index), "APIARY_SHARD_COUNT": str(count)}
+
+
+def shard_file(tests: list[str]) -> bytes:
+    """A shard's list as the file it gets: one name a line."""
+    return "".join(f"{name}\n" for name in tests).encode()

@@ -1,0 +1,181 @@
+"""Test sharding's pure part (apiary.core.shards), as tables: the key, the test list a tests command prints,
+the names history knows tests by, and the levelled split (longest processing time first) against an even one."""
+
+from __future__ import annotations
+
+import pytest
+
+from apiary.core.shards import (
+    MAX_NAME,
+    MAX_OUTPUT_BYTES,
+    MAX_SHARDS,
+    MAX_TESTS,
+    ShardsError,
+    compile_shards,
+    durations,
+    even_split,
+    expected,
+    makespan,
+    parse_tests,
+    plan,
+    report_name,
+    shard_env,
+    shard_file,
+)
+
+AT = "stages[0].shards"
+
+
+@pytest.mark.parametrize("value, compiled", [
+    (None, None),
+    ({"count": 4, "tests": "pytest --collect-only -q"}, {"count": 4, "tests": "pytest --collect-only -q"}),
+    ({"count": 1, "tests": "cat tests.txt"}, {"count": 1, "tests": "cat tests.txt"}),
+    ({"count": MAX_SHARDS, "tests": "ls tests"}, {"count": MAX_SHARDS, "tests": "ls tests"}),
+])
+def test_the_key_compiles(value, compiled):
+    assert compile_shards(value, AT) == compiled
+
+
+@pytest.mark.parametrize("value, path, problem", [
+    (4, AT, "must be a mapping"),
+    ({"count": 0, "tests": "x"}, f"{AT}.count", "from 1 to 64, got 0"),
+    ({"count": 65, "tests": "x"}, f"{AT}.count", "from 1 to 64, got 65"),
+    ({"count": True, "tests": "x"}, f"{AT}.count", "from 1 to 64"),
+    ({"count": 2.5, "tests": "x"}, f"{AT}.count", "got 2.5"),
+    ({"count": "4", "tests": "x"}, f"{AT}.count", "got a string"),
+    ({"tests": "x"}, f"{AT}.count", "from 1 to 64"),
+    ({"count": 2}, f"{AT}.tests", "must be a command that lists the tests"),
+    ({"count": 2, "tests": "  "}, f"{AT}.tests", "must be a command"),
+    ({"count": 2, "tests": ["pytest"]}, f"{AT}.tests", "got a list"),
+    ({"count": 2, "tests": "x" * 5000}, f"{AT}.tests", "at most 4096 characters"),
+    ({"count": 2, "tests": "x", "by": "time"}, f"{AT}.by", "unknown key 'by' (allowed: count, tests)"),
+])
+def test_a_bad_key_is_refused_naming_the_field(value, path, problem):
+    with pytest.raises(ShardsError) as fault:
+        compile_shards(value, AT)
+    assert fault.value.path == path and problem in fault.value.problem
+
+
+PYTEST_Q = """tests/test_a.py::test_one
+tests/test_a.py::TestX::test_two[1-a b]
+tests/sub/test_b.py::test_three
+
+3 tests collected in 0.01s
+"""
+PYTEST_WARNINGS = """tests/test_a.py::test_one
+
+=============================== warnings summary ===============================
+tests/test_a.py:3
+  DeprecationWarning: old
+-- Docs: https://docs.pytest.org/en/stable/how-to/capture-warnings.html
+1 test collected, 1 warning in 0.01s
+"""
+
+
+@pytest.mark.parametrize("output, names", [
+    (PYTEST_Q, ["tests/test_a.py::test_one", "tests/test_a.py::TestX::test_two[1-a b]",
+                "tests/sub/test_b.py::test_three"]),
+    (PYTEST_WARNINGS, ["tests/test_a.py::test_one"]),
+    ("tests/test_a.py: 2\ntests/test_b.py: 5\n", ["tests/test_a.py", "tests/test_b.py"]),  # pytest -qq
+    ("test_one.sh\n\n# a comment\ntest_two.sh\ntest_one.sh\n", ["test_one.sh", "test_two.sh"]),  # once each
+    ("  spaced.py  \r\nwindows.py\r\n", ["spaced.py", "windows.py"]),
+    (b"bytes_too\n", ["bytes_too"]),
+])
+def test_the_list_is_read_from_what_the_command_printed(output, names):
+    assert parse_tests(output) == names
+
+
+@pytest.mark.parametrize("output, problem", [
+    ("", "listed no tests"),
+    ("\n\nno tests ran in 0.01s\n", "listed no tests"),
+    ("a\n" + "x" * (MAX_NAME + 1) + "\n", "line 2 is longer than 1000 characters"),
+    ("a\nb\x1b[31m\n", "line 2 holds control characters"),
+    (b"a\n\xff\xfe\n", "line 2 holds control characters or is not UTF-8"),
+    ("".join(f"t{i}\n" for i in range(MAX_TESTS + 1)), "listed more than 50,000 tests"),
+    (b"x" * (MAX_OUTPUT_BYTES + 1), "printed more than 4 MiB"),
+])
+def test_an_unusable_list_says_why(output, problem):
+    with pytest.raises(ShardsError, match=problem):
+        parse_tests(output)
+
+
+@pytest.mark.parametrize("name, reported", [
+    ("tests/test_a.py::test_one", "tests.test_a.test_one"),
+    ("tests/test_a.py::TestX::test_two[1-a/b::c]", "tests.test_a.TestX.test_two[1-a/b::c]"),
+    ("test_top.py::test_x", "test_top.test_x"),
+    ("tests/test_a.py", "tests.test_a"),
+    ("suite.case", "suite.case"),  # a plain name is taken as the report's
+    ("run_me.sh", "run_me.sh"),
+])
+def test_a_pytest_node_id_is_named_as_its_junit_report_names_it(name, reported):
+    assert report_name(name) == reported
+
+
+def test_durations_are_each_tests_median_over_past_jobs():
+    runs = [{"test": "a", "seconds": 1.0}, {"test": "a", "seconds": 9.0}, {"test": "a", "seconds": 2.0},
+            {"test": "b", "seconds": 4}, {"test": "b", "seconds": None}, {"test": "c", "seconds": -1},
+            {"test": "d", "seconds": True}, {"seconds": 3}, {"test": "e", "seconds": float("nan")}]
+    assert durations(runs) == {"a": 2.0, "b": 4.0}
+
+
+@pytest.mark.parametrize("tests, known, seconds, had", [
+    # unknown tests get the median of the known ones in the list
+    (["a", "b", "c", "new"], {"a": 1.0, "b": 2.0, "c": 9.0}, {"a": 1.0, "b": 2.0, "c": 9.0, "new": 2.0},
+     {"a", "b", "c"}),
+    # no history at all: a second each
+    (["x", "y"], {}, {"x": 1.0, "y": 1.0}, set()),
+    # a node id found under its report name; a file as its tests together
+    (["t/test_a.py::test_1", "t/test_b.py"], {"t.test_a.test_1": 3.0, "t.test_b.test_2": 4.0,
+                                                "t.test_b.test_3": 5.0, "t.test_bc.test_4": 100.0},
+     {"t/test_a.py::test_1": 3.0, "t/test_b.py": 9.0}, {"t/test_a.py::test_1", "t/test_b.py"}),
+])
+def test_expected_seconds(tests, known, seconds, had):
+    assert expected(tests, known) == (seconds, had)
+
+
+@pytest.mark.parametrize("tests, known, count, shards", [
+    # longest first, each to the least loaded shard; shards keep the listed order
+    (["a", "b", "c", "d"], {"a": 5, "b": 4, "c": 3, "d": 2}, 2,
+     [(["a", "d"], 7.0), (["b", "c"], 7.0)]),
+    # equal times: by name, to the lower index first
+    (["d", "c", "b", "a"], {}, 2, [(["c", "a"], 2.0), (["d", "b"], 2.0)]),
+    # fewer tests than shards: no empty shard
+    (["a", "b"], {}, 4, [(["a"], 1.0), (["b"], 1.0)]),
+    (["only"], {"only": 3}, 1, [(["only"], 3.0)]),
+    # one long test alone, the rest levelled beside it
+    (["s1", "s2", "s3", "long", "s4"], {"long": 10, "s1": 1, "s2": 1, "s3": 1, "s4": 1}, 2,
+     [(["long"], 10.0), (["s1", "s2", "s3", "s4"], 4.0)]),
+])
+def test_plan_levels_the_expected_time(tests, known, count, shards):
+    got = plan(tests, known, count)
+    assert [(s["tests"], s["seconds"]) for s in got] == shards
+    assert [s["index"] for s in got] == list(range(1, len(shards) + 1))
+    assert sorted(t for s in got for t in s["tests"]) == sorted(tests)
+
+
+def test_plan_is_deterministic_whatever_the_listed_order():
+    tests = [f"t{i:03}" for i in range(200)]
+    known = {t: (i * 7919) % 13 / 2 for i, t in enumerate(tests)}
+    first = plan(tests, known, 5)
+    again = plan(list(reversed(tests)), known, 5)
+    assert [sorted(s["tests"]) for s in first] == [sorted(s["tests"]) for s in again]
+
+
+def test_the_levelled_split_beats_an_even_split_on_skewed_durations():
+    """A suite as suites are: most tests quick, a few slow ones side by side in one file."""
+    tests = [f"tests/test_fast.py::test_{i:02}" for i in range(36)] + \
+            [f"tests/test_slow.py::test_{i}" for i in range(4)]
+    known = {report_name(t): 0.2 for t in tests[:36]} | {report_name(t): 30.0 for t in tests[36:]}
+    levelled, even = plan(tests, known, 4), even_split(tests, known, 4)
+    print(f"\n4 shards, 40 tests (36 x 0.2 s, 4 x 30 s): levelled makespan {makespan(levelled):.1f} s "
+          f"{[s['seconds'] for s in levelled]}, even split by count {makespan(even):.1f} s "
+          f"{[s['seconds'] for s in even]}")
+    assert makespan(levelled) == 31.8  # each shard one slow test and 9 quick ones
+    assert makespan(even) == 121.2  # the last shard holds every slow test (and 6 quick ones)
+    assert sorted(len(s["tests"]) for s in levelled) == [10, 10, 10, 10]
+
+
+def test_a_shard_gets_its_list_as_a_file_and_variables():
+    assert shard_file(["a", "b c"]) == b"a\nb c\n"
+    assert shard_env(2, 4, "/w/.apiary-shard") == {"APIARY_SHARD_FILE": "/w/.apiary-shard",
+                                                  "APIARY_SHARD_INDEX": "2", "APIARY_SHARD_COUNT": "4"}
