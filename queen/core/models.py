@@ -101,6 +101,7 @@ class Stage(TypedDict):
     when: NotRequired[dict[str, Any]]  # runs only if this holds (apiary.core.conditions)
     approval: NotRequired[dict[str, Any]]  # {role, timeout: s}: runs once approved (apiary.core.approvals)
     matrix: NotRequired[dict[str, Any]]  # a matrix cell: {group: the stage as written, values: {VAR: text}}
+    shards: NotRequired[dict[str, Any]]  # {count, tests}: split over drones by past durations (apiary.core.shards)
 
 
 class Parameter(TypedDict):

@@ -25,6 +25,7 @@ from .matrix import expand as expand_matrix
 from .models import Parameter, Pipeline, PluginUse, Stage, Step
 from .reports import ReportsError, compile_reports
 from .retry import RetryError, compile_retry
+from .shards import ShardsError, compile_shards
 from .storable import unstorable
 from .yamlread import YamlFault, join_path, line_of, read_yaml
 
@@ -44,7 +45,7 @@ HOOKS = ("on_start", "on_success", "on_failure")
 PHASES = ("environment", "prepare", "cleanup")
 _TOP_KEYS = {"env", "parameters", "timeout", "output_timeout", "parallel", "artifacts", *HOOKS, "hooks", *PHASES,
              "phases", "stages", "plugins", "concurrency", "cache", "reports"}
-_STAGE_KEYS = {"name", "needs", "deploy", "env", "steps", *HOOKS, "hooks", "when", "approval", "matrix"}
+_STAGE_KEYS = {"name", "needs", "deploy", "env", "steps", *HOOKS, "hooks", "when", "approval", "matrix", "shards"}
 _STEP_KEYS = {"run", "title", "ignore_exit_code", "merge_output", "when", "retry", "timeout"}
 _PARAM_KEYS = {"required", "default", "description"}
 _PLUGIN_KEYS = {"name", "pip", "config"}
@@ -389,6 +390,14 @@ def _stages(value: Any, optional: bool = False) -> list[Stage]:
     for i, stage in enumerate(value):  # a matrix cell says which (core/matrix.py)
         if is_cell(stage):
             out[i]["matrix"] = {"group": stage["matrix"]["group"], "values": dict(stage["matrix"]["values"])}
+    for i, stage in enumerate(value):  # test shards (core/shards.py): a test stage's own, not a cell's
+        try:
+            if (shards := compile_shards(stage.get("shards"), f"stages[{i}].shards")):
+                if out[i]["deploy"] or is_cell(stage):
+                    raise _Invalid(f"stages[{i}].shards", "only a test stage without a matrix is sharded")
+                out[i]["shards"] = shards
+        except ShardsError as fault:
+            raise _Invalid(fault.path, fault.problem) from None
     for i, stage in enumerate(value):  # approval gates (core/approvals.py)
         try:
             if (gate := compile_approval(stage.get("approval"), f"stages[{i}].approval", parse_duration)):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from apiary.core.pipeline import PipelineError, load_pipeline, parse_pipeline
 from apiary.core.shards import (
     MAX_NAME,
     MAX_OUTPUT_BYTES,
@@ -179,3 +180,38 @@ def test_a_shard_gets_its_list_as_a_file_and_variables():
     assert shard_file(["a", "b c"]) == b"a\nb c\n"
     assert shard_env(2, 4, "/w/.apiary-shard") == {"APIARY_SHARD_FILE": "/w/.apiary-shard",
                                                   "APIARY_SHARD_INDEX": "2", "APIARY_SHARD_COUNT": "4"}
+
+
+SHARDED = """stages:
+  - name: build
+    steps: [make]
+  - name: test
+    needs: [build]
+    shards: {count: 4, tests: "pytest --collect-only -q"}
+    steps: ['pytest $(cat "$APIARY_SHARD_FILE")']
+"""
+
+
+def test_a_sharded_stage_compiles_and_compiles_to_itself():
+    compiled = load_pipeline(SHARDED)
+    assert compiled["stages"][1]["shards"] == {"count": 4, "tests": "pytest --collect-only -q"}
+    assert "shards" not in compiled["stages"][0]
+    assert parse_pipeline(compiled) == compiled
+
+
+@pytest.mark.parametrize("text, message", [
+    (SHARDED.replace("count: 4", "count: 0"),
+     ".apiary.yml, line 6: stages[1].shards.count: must be a whole number from 1 to 64, got 0"),
+    (SHARDED.replace('tests: "pytest --collect-only -q"', "tests: [pytest]"),
+     ".apiary.yml, line 6: stages[1].shards.tests: must be a command that lists the tests"),
+    (SHARDED.replace("needs: [build]", "deploy: true"),
+     ".apiary.yml, line 6: stages[1].shards: only a test stage without a matrix is sharded"),
+    (SHARDED.replace("needs: [build]", "matrix: {py: ['3.11', '3.12']}"),
+     ".apiary.yml, line 6: stages[1].shards: only a test stage without a matrix is sharded"),
+    (SHARDED.replace("shards: {", "shards: {every: 2, "),
+     ".apiary.yml, line 6: stages[1].shards.every: unknown key 'every'"),
+])
+def test_a_bad_shards_key_is_refused_when_the_job_is_triggered(text, message):
+    with pytest.raises(PipelineError) as fault:
+        load_pipeline(text)
+    assert str(fault.value).startswith(message)
