@@ -270,6 +270,18 @@ SCHEMAS: dict[str, Any] = {
         "version": {"type": ["integer", "string"]}, "joined": _NUMBER, "last_heartbeat": _NUMBER,
         "load": {"type": ["number", "null"]},
     }, ("id", "capacity", "running")),
+    # Comments on jobs (apiary.queen.comments; rules: apiary.queen.comment_rules)
+    "CommentText": _object({"text": {"type": "string", "minLength": 1, "maxLength": 10_000,
+                                     "description": "markdown; no control characters but tab and newline"}},
+                           ("text",), closed=True),
+    "Comment": _object({
+        "id": _STRING, "job": _STRING,
+        "author": {"type": "string", "description": "the user who wrote it (the queen's owner, before users)"},
+        "text": {"type": "string", "description": "as written (markdown)"},
+        "html": {"type": "string", "description": "its rendering: no raw HTML, links to http, https and mailto "
+                                                  "only, no images"},
+        "created": _NUMBER, "edited": {"type": ["number", "null"], "description": "when it was last edited"},
+    }, ("id", "job", "author", "text", "html", "created", "edited")),
 }
 
 PARAMETERS: dict[str, Any] = {
@@ -307,6 +319,7 @@ RESPONSES: dict[str, Any] = {
 
 _BAD, _MISSING, _CONFLICT = _error("BadRequest"), _error("NotFound"), _error("Conflict")
 _REPO, _JOB = _param("repo"), _param("job")
+_COMMENT = {"name": "comment", "in": "path", "required": True, "description": "the comment's id", "schema": _STRING}
 _JOBS = _object({"jobs": {"type": "array", "items": _ref("Job")}}, ("jobs",))
 
 
@@ -433,6 +446,23 @@ PATHS: dict[str, Any] = {
             "200": _json(_object({"id": _STRING, "status": _STRING, "approvals": {"type": "array", "items": {
                 "type": "object"}}}, ("id", "status", "approvals")), "decided: queued again (approved) or failed"),
             "400": _BAD, "404": _MISSING, "409": _CONFLICT}, parameters=[_JOB], body=_body(_ref("Decision"))),
+    },
+    "/api/v1/jobs/{job}/comments": {
+        "get": _op("The job's comments, oldest first", {
+            "200": _json(_object({"comments": {"type": "array", "items": _ref("Comment")}}, ("comments",)),
+                         "its comments"), "404": _MISSING}, parameters=[_JOB]),
+        "post": _op("Comment on the job (members and admins; 409 past 1,000 comments on it, 429 past 10 comments "
+                    "or edits a minute by one person)", {
+            "201": _json(_ref("Comment"), "written"), "400": _BAD, "404": _MISSING, "409": _CONFLICT,
+            "429": _error("TooMany")}, parameters=[_JOB], body=_body(_ref("CommentText"))),
+    },
+    "/api/v1/jobs/{job}/comments/{comment}": {
+        "patch": _op("Edit your comment (its author only; marked edited)", {
+            "200": _json(_ref("Comment"), "edited"), "400": _BAD, "404": _MISSING, "429": _error("TooMany")},
+            parameters=[_JOB, _COMMENT], body=_body(_ref("CommentText"))),
+        "delete": _op("Delete a comment (its author, or an admin)", {
+            "200": _json(_object({"id": _STRING, "deleted": {"const": True}}, ("id", "deleted")), "deleted"),
+            "404": _MISSING}, parameters=[_JOB, _COMMENT]),
     },
     "/api/v1/jobs/{job}/rerun": {
         "post": _op("A new job with the same ref, type and parameters", {

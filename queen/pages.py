@@ -31,6 +31,7 @@ from apiary.core.protocol import JobStatus
 from apiary.queen.api import load_job, load_repo, outcome_of, public_job
 from apiary.queen.approvals import gates_view
 from apiary.queen.badges import NO_JOBS, badge_branch, badge_for, badge_svg, last_finished
+from apiary.queen.comments import page_context as comment_context
 from apiary.queen.estimate import job_estimate
 from apiary.queen.repos import REPO_NAME, stored_pipeline
 from apiary.queen.store import chunks
@@ -308,7 +309,8 @@ async def job_page(request: web.Request) -> web.Response:
     artifacts = await request.app[keys.STORE].list_artifacts(job["id"])
     outcome = outcome_view(await outcome_of(request.app[keys.STORE], doc))
     gates = gates_view(doc, request.get("identity"), bool(request.app[keys.GATE].users_exist))  # approvals
-    return render(request, "job.html", page="job", job=job, artifacts=artifacts, outcome=outcome, gates=gates)
+    return render(request, "job.html", page="job", job=job, artifacts=artifacts, outcome=outcome, gates=gates,
+                  **await comment_context(request, job["id"]))  # comments on the job (apiary.queen.comments)
 
 
 def outcome_view(outcome: dict[str, Any]) -> dict[str, Any]:

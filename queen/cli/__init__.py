@@ -11,6 +11,7 @@
     apiary ls [REPO]                  recent jobs
     apiary logs JOB [--follow]        a job's output
     apiary artifacts JOB [NAME]       a job's artifacts; download one
+    apiary comment JOB TEXT           comment on a job (markdown); apiary comments JOB reads them
     apiary caches REPO [--clear]      a repository's pipeline caches; clear them
     apiary cancel JOB                 stop a job
     apiary drones                     the drones in the pool
@@ -45,7 +46,7 @@ if __name__ != "apiary.cli":
 
 import zmq
 
-from apiary.cli import caches, gates, keys, remote, repos, server, users
+from apiary.cli import caches, comments, gates, keys, remote, repos, server, users
 from apiary.cli.address import PRECEDENCE
 from apiary.cli.connect import Command, find_queen, run_client_command
 from apiary.cli.settings import DEFAULT_CONFIG, as_toml, config_path, load_config, origins, with_flags
@@ -61,6 +62,7 @@ CLIENT_COMMANDS: dict[str, Command] = {
     "drones": remote.drones, "prune": remote.prune, "user": users.add_user, "token": users.create_token,
     "join-token": keys.join_token, "repo": repos.repo, "rerun": remote.rerun, "artifacts": remote.artifacts,
     "approve": gates.approve, "caches": caches.caches,
+    "comment": comments.comment, "comments": comments.comments,
 }
 
 
@@ -187,6 +189,7 @@ apiary rerun app#3 --from-failed        # reuse the stages that passed""", clien
                        help="reuse the stages that passed (and their artifacts); run the failed stage and those after")
     gates.add_parser(sub, _command, client, JOB_HELP)
     caches.add_parser(sub, _command, client)
+    comments.add_parser(sub, _command, client, JOB_HELP)
     ls = _command(sub, "ls", "recent jobs, of every repository or of one", """
 apiary ls
 apiary ls app --limit 5""", client)

@@ -28,6 +28,7 @@ from apiary.queen.sealing import Sealer
 
 from .artifacts import ArtifactQueries
 from .caches import CacheQueries
+from .comments import CommentQueries
 from .events import EventQueries
 from .jobs import JobQueries
 from .people import PeopleQueries
@@ -39,7 +40,7 @@ log = logging.getLogger(__name__)
 
 
 class Store(RepoQueries, JobQueries, EventQueries, SecretQueries, PeopleQueries, ArtifactQueries, TestQueries,
-            CacheQueries):
+            CacheQueries, CommentQueries):
     """The queen's store, one module per entity (this package). Open with `connect`, close with `close`."""
 
     def __init__(self, client: AsyncMongoClient, database: str, sealer: Sealer) -> None:
@@ -96,6 +97,7 @@ class Store(RepoQueries, JobQueries, EventQueries, SecretQueries, PeopleQueries,
         await self.jobs.create_index([("delivery", ASCENDING)], unique=True, sparse=True)
         await self.secrets.create_index([("repo", ASCENDING)])
         await self.ensure_test_indexes()
+        await self.ensure_comment_indexes()  # comments on jobs (comments.py)
 
     # -- drones -------------------------------------------------------------
 

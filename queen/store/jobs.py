@@ -184,6 +184,7 @@ class JobQueries:
             await self.delete_artifacts(job_id)
         if job_ids:
             await self.delete_tests(job_ids)
+            await self.delete_comments(job_ids)  # store/comments.py
             await self.events.delete_many({"job": {"$in": job_ids}})
             await self.jobs.delete_many({"_id": {"$in": job_ids}})
 

@@ -1172,6 +1172,8 @@
         return;
       }
       if (msg.type === "error") { note.textContent = msg.error; return; }
+      // A comment added, edited or deleted: web/static/comments.js draws it.
+      if (msg.type === "job:comment") { document.dispatchEvent(new CustomEvent("apiary:comment", { detail: msg })); return; }
       if (msg.job !== id || msg.seq === undefined) return;
       if (msg.seq <= lastSeq) return; // seen before a reconnect
       lastSeq = msg.seq;
@@ -1199,7 +1201,7 @@
       }
     };
     live(() => [{ op: "subscribe", topic: "job", job: id, after: lastSeq }, { op: "subscribe", topic: "jobs" }],
-      onMessage, refreshSummary);
+      onMessage, () => { refreshSummary(); document.dispatchEvent(new CustomEvent("apiary:reconnected")); });
 
     cancel.addEventListener("click", async () => {
       cancel.disabled = true;

@@ -1,0 +1,75 @@
+"""Comments on jobs: what a comment may say, who may change it, and how many there may be. Pure, no I/O.
+
+A comment's author is the signed-in user who wrote it; on a queen without users (open to its machine's
+users on loopback, as `apiary up` is) the queen's owner, stored as author None. The rules, applied by
+apiary.queen.comments:
+
+* text: a string of 1 to MAX_TEXT characters once stripped, no NUL or other control characters but
+  tab and newline (`check_text`; carriage returns become newlines);
+* at most MAX_PER_JOB comments on one job (409), and each author writes (posts or edits) at most
+  RATE_LIMIT times per RATE_WINDOW seconds (429 with Retry-After; apiary.queen.throttle counts);
+* who may (`may_change`): the author edits and deletes their own; an admin deletes anyone's (and edits
+  only their own: words are not put in someone's mouth); on a queen without users, its owner does
+  everything (there is nobody else).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from apiary.core.errors import BadRequest
+
+MAX_TEXT = 10_000  # characters of one comment
+MAX_PER_JOB = 1_000  # comments on one job
+RATE_LIMIT = 10  # posts and edits by one author ...
+RATE_WINDOW = 60.0  # ... within this many seconds
+OWNER = "the queen's owner"  # how an author None (a queen without users) is shown
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+Action = Literal["edit", "delete"]
+
+
+def check_text(value: object, field: str = "text") -> str:
+    """The comment's text, stripped, with CR LF and CR as LF; BadRequest naming `field` otherwise."""
+    if value is None:
+        raise BadRequest(f"{field}: required: the comment's text (markdown)", field=field)
+    if not isinstance(value, str):
+        raise BadRequest(f"{field}: must be a string, got {type(value).__name__}", field=field)
+    text = value.replace("\r\n", "\n").replace("\r", "\n").strip()
+    if not text:
+        raise BadRequest(f"{field}: empty; write something", field=field)
+    if len(text) > MAX_TEXT:
+        raise BadRequest(f"{field}: {len(text):,} characters; at most {MAX_TEXT:,}", field=field)
+    bad = _CONTROL.search(text)
+    if bad is not None:
+        raise BadRequest(f"{field}: holds the control character U+{ord(bad.group()):04X} at {bad.start()}; "
+                         "only tabs and newlines", field=field)
+    return text
+
+
+def author_of(user: str | None, users_exist: bool) -> str | None:
+    """Who writes a new comment: the signed-in `user`; None for the owner of a queen without users."""
+    return user if users_exist else None
+
+
+def shown_author(author: str | None) -> str:
+    return author if author else OWNER
+
+
+def may_change(action: Action, author: str | None, user: str | None, role: str | None, users_exist: bool) -> bool:
+    """Whether the person asking (`user` with `role`, None when not signed in) may `action` a comment by `author`."""
+    if not users_exist:
+        return True  # the queen's owner, its only user (the access rule already kept everyone else out)
+    if user is None:
+        return False
+    if author == user:
+        return True
+    return action == "delete" and role == "admin"
+
+
+def may_comment(user: str | None, users_exist: bool) -> bool:
+    """Whether the person asking may write a comment: anyone signed in (member or admin); on a queen without
+    users its owner. (A visitor reading with anonymous_read may not.)"""
+    return user is not None or not users_exist

@@ -1,0 +1,205 @@
+"""Comments on jobs with a real queen and store: the API for two people and an admin, the limits, the CLI,
+and the job page following another person's comment live (apiary.queen.comments)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+
+import ulid
+from playwright.async_api import Page, expect
+from pymongo import MongoClient
+
+from apiary.queen.comment_rules import MAX_PER_JOB, MAX_TEXT, RATE_LIMIT
+from tests.browser import browser, page, shot  # noqa: F401  (fixtures)
+from tests.cluster import Cluster
+from tests.e2e.test_approvals import _cli
+from tests.e2e.test_client import url
+from tests.e2e.test_users import Caller, _close_callers, first_admin  # noqa: F401  (fixture)
+
+PIPELINE = 'stages: [{name: s, steps: ["true"]}]'
+
+
+async def _people(queen: Cluster) -> tuple[Caller, Caller, Caller]:
+    """ada (admin), bob and cy (members), each signed in with a session and its CSRF token."""
+    admin = await first_admin(queen)
+    members = []
+    for name in ("bob", "cy"):
+        assert (await admin.call("POST", "/users", {"username": name, "password": f"{name}'s long pw",
+                                                     "role": "member"}))[0] == 201
+        person = Caller(queen)
+        status, body = await person.call("POST", "/session", {"username": name, "password": f"{name}'s long pw"})
+        assert status == 200
+        person.csrf = body["csrf"]
+        members.append(person)
+    return admin, members[0], members[1]
+
+
+async def _job(caller: Caller, repo: str) -> dict:
+    """A job, left queued (no drone): comments need only the job."""
+    assert (await caller.call("POST", "/repos", {"name": repo, "pipeline": PIPELINE, "pipeline_source": "queen"}))[0] == 201
+    status, job = await caller.call("POST", f"/repos/{repo}/jobs", {})
+    assert status == 201
+    return job
+
+
+async def test_two_people_comment_edit_and_delete_their_own_and_an_admin_deletes_any(queen: Cluster) -> None:
+    admin, bob, cy = await _people(queen)
+    job = await _job(admin, "app")
+    path = f"/jobs/{job['id']}/comments"
+    ws = await bob.http.ws_connect(queen.api.replace("http://", "ws://").replace("/api/v1", "/ws"))  # his session
+    try:
+        await ws.send_json({"op": "subscribe", "topic": "job", "job": job["id"]})
+        assert (await ws.receive_json(timeout=10))["type"] == "subscribed"
+
+        status, said = await bob.call("POST", path, {"text": "**flaky**: <script>alert(1)</script> [log](javascript:x)"})
+        assert status == 201, said
+        assert said["author"] == "bob" and said["edited"] is None
+        assert said["html"] == ("<p><strong>flaky</strong>: &lt;script&gt;alert(1)&lt;/script&gt; "
+                                "[log](javascript:x)</p>\n")
+        live = await ws.receive_json(timeout=10)
+        assert live == {"type": "job:comment", "job": job["id"], "action": "added", "id": said["id"], "comment": said}
+        status, other = await cy.call("POST", path, {"text": "agreed, see https://example.com"})
+        assert status == 201
+
+        # Each edits their own only; the edit is marked.
+        status, body = await cy.call("PATCH", f"{path}/{said['id']}", {"text": "not mine"})
+        assert (status, body["field"]) == (403, "comment") and "only its author (bob)" in body["error"]
+        status, body = await admin.call("PATCH", f"{path}/{said['id']}", {"text": "an admin's words"})
+        assert status == 403
+        status, edited = await bob.call("PATCH", f"{path}/{said['id']}", {"text": "flaky, **twice**"})
+        assert status == 200 and edited["edited"] >= edited["created"] and edited["html"] == "<p>flaky, <strong>twice</strong></p>\n"
+        assert (await ws.receive_json(timeout=10))["action"] == "added"  # cy's
+        assert (await ws.receive_json(timeout=10))["action"] == "edited"
+
+        # Each deletes their own; an admin deletes anyone's.
+        assert (await cy.call("DELETE", f"{path}/{said['id']}"))[0] == 403
+        assert (await bob.call("DELETE", f"{path}/{other['id']}"))[0] == 403
+        status, body = await admin.call("DELETE", f"{path}/{other['id']}")
+        assert status == 200 and body == {"id": other["id"], "deleted": True}
+        assert (await ws.receive_json(timeout=10)) == {"type": "job:comment", "job": job["id"], "action": "deleted",
+                                                       "id": other["id"]}
+        status, listed = await cy.call("GET", path)
+        assert status == 200 and [c["id"] for c in listed["comments"]] == [said["id"]]
+        assert listed["comments"][0]["text"] == "flaky, **twice**"
+        assert (await bob.call("DELETE", f"{path}/{other['id']}"))[0] == 404
+        assert (await bob.call("POST", "/jobs/nope/comments", {"text": "x"}))[0] == 404
+
+        # A session's write needs its CSRF token, like every other change.
+        status, body = await bob.call("POST", path, {"text": "x"}, csrf=False)
+        assert status == 403 and "X-CSRF-Token" in body["error"]
+        # Bad input names its field.
+        for given, says in (({}, "text: required"), ({"text": ""}, "text: empty"),
+                            ({"text": "x" * (MAX_TEXT + 1)}, "at most 10,000"), ({"text": "a\x00"}, "U+0000"),
+                            ({"text": "x", "by": "ada"}, "by")):
+            status, body = await bob.call("POST", path, given)
+            assert status == 400 and says in body["error"], (given, body)
+    finally:
+        await ws.close()
+
+    # One person writes at most RATE_LIMIT comments or edits a minute.
+    status, body = await cy.call("POST", path, {"text": "1"})
+    for n in range(2, RATE_LIMIT + 2):
+        status, body = await cy.call("POST", path, {"text": str(n)})
+        if status != 201:
+            break
+    assert status == 429 and n == RATE_LIMIT and body["field"] == "text", (n, body)
+
+    # At most MAX_PER_JOB on a job: the rest are stored as the queen stores them, then one more is refused.
+    assert queen.queen is not None
+    port = re.search(r"on port (\d+)", queen.queen.logs())
+    assert port
+    with MongoClient(f"mongodb://127.0.0.1:{port[1]}/?directConnection=true") as raw:
+        have = raw.apiary.comments.count_documents({"job": job["id"]})
+        raw.apiary.comments.insert_many([{"_id": str(ulid.ULID()), "job": job["id"], "author": "ada", "text": "x",
+                                          "html": "<p>x</p>\n", "renderer": 1, "created": time.time(), "edited": None}
+                                         for _ in range(MAX_PER_JOB - have)])
+    status, body = await admin.call("POST", path, {"text": "one too many"})
+    assert status == 409 and "1,000 comments" in body["error"]
+
+    # From the command line, with a member's token: write, list, edit, delete.
+    status, made = await bob.call("POST", "/tokens", {"name": "cli"})
+    job2 = await _job(admin, "cli")
+    said = await _cli(made["token"], "comment", f"cli#{job2['number']}", "from the *terminal*", *url(queen))
+    assert said.code == 0 and "comment " in said.out, said
+    cid = re.search(r"comment (\S+):", said.out)[1]  # type: ignore[index]
+    listed = await _cli(made["token"], "comments", f"cli#{job2['number']}", *url(queen))
+    assert listed.code == 0 and "bob · " in listed.out and "  from the *terminal*" in listed.out, listed
+    said = await _cli(made["token"], "comment", job2["id"], "--edit", cid, "better", *url(queen))
+    assert said.code == 0, said
+    shown = json.loads((await _cli(made["token"], "comments", job2["id"], "--json", *url(queen))).out)
+    assert [(c["text"], c["edited"] is not None) for c in shown] == [("better", True)]
+    said = await _cli(made["token"], "comment", job2["id"], "", *url(queen))
+    assert said.code == 2 and "text: empty" in said.err, said
+    said = await _cli(made["token"], "comment", job2["id"], "--delete", cid, *url(queen))
+    assert said.code == 0 and (await _cli(made["token"], "comments", job2["id"], *url(queen))).out.startswith("no comments")
+
+
+async def test_on_a_queen_without_users_its_owner_comments(queen: Cluster) -> None:
+    await queen.create_pipeline_repo("solo", PIPELINE)
+    job = await queen.trigger("solo")
+    status, said = await queen.request("POST", f"/jobs/{job['id']}/comments", {"text": "note to self"})
+    assert status == 201 and said["author"] == "the queen's owner"
+    status, edited = await queen.request("PATCH", f"/jobs/{job['id']}/comments/{said['id']}", {"text": "fixed"})
+    assert status == 200 and edited["edited"]
+    assert (await queen.request("DELETE", f"/jobs/{job['id']}/comments/{said['id']}"))[0] == 200
+
+
+async def test_a_comment_by_someone_else_appears_live_on_an_open_job_page_rendered(queen: Cluster, page: Page) -> None:
+    admin, bob, _ = await _people(queen)
+    job = await _job(admin, "live")
+    await page.goto(f"/jobs/{job['id']}")
+    await page.get_by_label("Username").fill("ada")
+    await page.get_by_label("Password").fill("correct horse")
+    await page.get_by_role("button", name="Sign in").click()
+    await page.wait_for_url(f"**/jobs/{job['id']}")
+    await expect(page.locator("#comments-empty")).to_be_visible()
+    await asyncio.sleep(0.5)  # the page's socket subscribed (nothing to wait on that the page shows)
+
+    text = ("The **network** test timed out again: [the log](https://example.com/log?x=1)\n\n"
+            "<script>document.title='owned'</script> <img src=x onerror=\"document.title='owned'\"> "
+            "[click](javascript:document.title='owned') ![pixel](https://evil.example/p.png)\n\n"
+            "```\nretry: 3\n```")
+    status, said = await bob.call("POST", f"/jobs/{job['id']}/comments", {"text": text})
+    assert status == 201
+    item = page.locator(f'#comment-list li[data-comment="{said["id"]}"]')
+    await expect(item).to_be_visible()
+    await expect(item.locator(".comment-author")).to_have_text("bob")
+    await expect(item.locator(".comment-body strong")).to_have_text("network")
+    link = item.locator('.comment-body a[href="https://example.com/log?x=1"]')
+    await expect(link).to_have_attribute("rel", "nofollow noopener noreferrer")
+    await expect(item.locator(".comment-body")).to_contain_text("<script>document.title='owned'</script>")
+    assert await item.locator(".comment-body script, .comment-body img, .comment-body [onerror]").count() == 0
+    assert await item.locator('.comment-body a[href^="javascript"]').count() == 0
+    assert await page.title() != "owned"
+    await expect(item.locator(".comment-delete")).to_be_visible()  # ada is an admin: she may delete it ...
+    assert await item.locator(".comment-edit").count() == 0  # ... not edit it
+    await expect(page.locator("#comment-count")).to_have_text("1")
+
+    # Ada writes one from the page; bob edits his: both show without a reload.
+    await page.locator("#comment-text").fill("Looking into it. `ulimit -n` was *256*.")
+    await page.locator("#comment-send").click()
+    mine = page.locator('#comment-list li[data-author="ada"]')
+    await expect(mine.locator(".comment-body code")).to_have_text("ulimit -n")
+    await expect(mine.locator(".comment-edit")).to_be_visible()
+    await expect(page.locator("#comment-text")).to_have_value("")
+    assert (await bob.call("PATCH", f"/jobs/{job['id']}/comments/{said['id']}", {"text": text + "\n\nAlso on #7."}))[0] == 200
+    await expect(item.locator(".comment-edited")).to_be_visible()
+    await expect(item.locator(".comment-body")).to_contain_text("Also on #7.")
+    await page.locator("#comments").screenshot(path="/tmp/shots/comments-live.png")
+    await shot(page, "comments-live")
+
+    # Ada edits hers on the page, then deletes bob's (a second click confirms).
+    await mine.locator(".comment-edit").click()
+    await mine.locator(".comment-editor textarea").fill("Fixed: `ulimit -n 4096`.")
+    await mine.locator(".comment-editor button[type=submit]").click()
+    await expect(mine.locator(".comment-body")).to_contain_text("Fixed:")
+    await expect(mine.locator(".comment-edited")).to_be_visible()
+    await item.locator(".comment-delete").click()
+    await item.locator(".comment-delete").click()
+    await expect(item).to_have_count(0)
+    await expect(page.locator("#comment-count")).to_have_text("1")
+    status, listed = await bob.call("GET", f"/jobs/{job['id']}/comments")
+    assert [c["author"] for c in listed["comments"]] == ["ada"]

@@ -1,0 +1,60 @@
+"""Comments' rules: what a comment may say and who may change it (apiary.queen.comment_rules)."""
+
+from __future__ import annotations
+
+import pytest
+
+from apiary.core.errors import BadRequest
+from apiary.queen.comment_rules import MAX_TEXT, OWNER, author_of, check_text, may_change, may_comment, shown_author
+
+
+@pytest.mark.parametrize(("given", "kept"), [
+    ("  looks flaky\n", "looks flaky"),
+    ("a\r\nb\rc", "a\nb\nc"),
+    ("tab\there", "tab\there"),
+    ("x" * MAX_TEXT, "x" * MAX_TEXT),
+])
+def test_text_kept(given: str, kept: str) -> None:
+    assert check_text(given) == kept
+
+
+@pytest.mark.parametrize(("given", "says"), [
+    (None, "text: required"),
+    (5, "text: must be a string, got int"),
+    (["a"], "text: must be a string, got list"),
+    ("   \n ", "text: empty"),
+    ("x" * (MAX_TEXT + 1), "text: 10,001 characters; at most 10,000"),
+    ("a\x00b", "text: holds the control character U+0000 at 1"),
+    ("a\x1b[31mred", "text: holds the control character U+001B at 1"),
+])
+def test_text_refused(given: object, says: str) -> None:
+    with pytest.raises(BadRequest) as refused:
+        check_text(given)
+    assert str(refused.value).startswith(says) and refused.value.field == "text"
+
+
+@pytest.mark.parametrize(("action", "author", "user", "role", "users_exist", "allowed"), [
+    ("edit", "bob", "bob", "member", True, True),
+    ("delete", "bob", "bob", "member", True, True),
+    ("edit", "bob", "eve", "member", True, False),
+    ("delete", "bob", "eve", "member", True, False),
+    ("edit", "bob", "ada", "admin", True, False),  # an admin deletes anyone's, edits only their own
+    ("delete", "bob", "ada", "admin", True, True),
+    ("edit", "ada", "ada", "admin", True, True),
+    ("edit", None, "ada", "admin", True, False),  # the owner's, from before there were users
+    ("delete", None, "ada", "admin", True, True),
+    ("delete", None, "bob", "member", True, False),
+    ("edit", "bob", None, None, True, False),  # a visitor reading anonymously
+    ("delete", "bob", None, None, True, False),
+    ("edit", None, None, None, False, True),  # a queen without users: its owner
+    ("delete", None, None, None, False, True),
+])
+def test_who_may_change_a_comment(action: str, author: str | None, user: str | None, role: str | None,
+                                  users_exist: bool, allowed: bool) -> None:
+    assert may_change(action, author, user, role, users_exist) is allowed  # type: ignore[arg-type]
+
+
+def test_who_writes() -> None:
+    assert author_of("bob", True) == "bob" and author_of(None, False) is None
+    assert shown_author(None) == OWNER and shown_author("bob") == "bob"
+    assert may_comment("bob", True) and may_comment(None, False) and not may_comment(None, True)
