@@ -25,7 +25,8 @@ from .matrix import expand as expand_matrix
 from .models import Parameter, Pipeline, PluginUse, Stage, Step
 from .reports import ReportsError, compile_reports
 from .retry import RetryError, compile_retry
-from .shards import ShardsError, compile_shards
+from .shards import ShardsError, compile_shards, is_listing
+from .shards import expand as expand_shards
 from .storable import unstorable
 from .yamlread import YamlFault, join_path, line_of, read_yaml
 
@@ -147,6 +148,9 @@ def _pipeline(data: Any) -> Pipeline:
         return _compile(data)
     try:
         expanded, origin = expand_matrix(data)
+        if isinstance(expanded.get("stages"), list):  # a sharded stage's listing stage (core/shards.py)
+            stages, origin = expand_shards(expanded["stages"], origin)
+            expanded = {**expanded, "stages": stages}
     except MatrixError as fault:
         raise _Invalid(fault.path, fault.problem) from None
     try:
@@ -381,7 +385,8 @@ def _stages(value: Any, optional: bool = False) -> list[Stage]:
             raise _Invalid(at, f"must be a mapping with 'name' and 'steps', got {kind_of(stage)}")
         _known(stage, _STAGE_KEYS, at)
         name = stage.get("name")
-        if not isinstance(name, str) or not _STAGE_NAME.match(name if not is_cell(stage) else stage["matrix"]["group"]):
+        written = stage["matrix"]["group"] if is_cell(stage) else stage["shards"]["lists"] if is_listing(stage) else name
+        if not isinstance(name, str) or not _STAGE_NAME.match(written):
             raise _Invalid(f"{at}.name", "must be a name of letters, digits, spaces, '.', '_' or '-' (at most 64)")
         if name in deploy:
             raise _Invalid(f"{at}.name", f"stage {name!r} appears twice (also stages[{list(deploy).index(name)}])")
@@ -392,7 +397,9 @@ def _stages(value: Any, optional: bool = False) -> list[Stage]:
             out[i]["matrix"] = {"group": stage["matrix"]["group"], "values": dict(stage["matrix"]["values"])}
     for i, stage in enumerate(value):  # test shards (core/shards.py): a test stage's own, not a cell's
         try:
-            if (shards := compile_shards(stage.get("shards"), f"stages[{i}].shards")):
+            if is_listing(stage):
+                out[i]["shards"] = {"lists": stage["shards"]["lists"]}
+            elif (shards := compile_shards(stage.get("shards"), f"stages[{i}].shards")):
                 if out[i]["deploy"] or is_cell(stage):
                     raise _Invalid(f"stages[{i}].shards", "only a test stage without a matrix is sharded")
                 out[i]["shards"] = shards

@@ -10,7 +10,7 @@ the job's workspace before the shards; `parse_tests` reads what it printed
 (pytest's ``-q`` node ids, ``-qq``'s ``file: N`` lines, or one name a line),
 bounded by MAX_OUTPUT_BYTES, MAX_TESTS and MAX_NAME. `plan` splits the list
 over the shards by expected time: each test's seconds from past reports
-(`known`, built by `durations`), the median of the known ones for a test
+(`known`, built by `durations`: the median of its RUNS_PER_TEST newest), the median of the known ones for a test
 without history (UNKNOWN_SECONDS when nothing is known), then longest
 processing time first: the longest test goes to the shard with the least
 planned time so far (ties: the lower index; tests of equal time: by name), so
@@ -34,6 +34,7 @@ from typing import Any, TypedDict
 
 from .errors import InputError
 from .fields import kind_of
+from .matrix import is_cell
 
 MAX_SHARDS = 64
 MAX_COMMAND = 4096  # characters of the `tests` command
@@ -41,8 +42,11 @@ MAX_OUTPUT_BYTES = 4 * 2**20  # what the tests command may print
 MAX_TESTS = 50_000  # names listed
 MAX_NAME = 1000  # characters of one name
 UNKNOWN_SECONDS = 1.0  # a test's expected time when no test of the list has any history
-HISTORY_JOBS = 10  # the newest reported jobs whose durations are read
+HISTORY_JOBS = 40  # the newest reported jobs of a branch read for durations (a sharded job's are its shards')
+HISTORY_ROWS = 200_000  # test results read for them at most
+RUNS_PER_TEST = 5  # a test's newest results its expected time is the median of
 _KEYS = {"count", "tests"}
+_LISTING = "{stage} · list"  # the listing stage's name: a '·' no written name has
 _SUMMARY = re.compile(r"^(?:\d+(?:/\d+)? tests? (?:collected|selected)|no tests (?:ran|collected)|=+ |-+ |"
                       r"collected \d+ items?)")
 _FILE_COUNT = re.compile(r"^(\S+\.py): (\d+)$")  # pytest -qq: one line per file
@@ -86,6 +90,52 @@ def compile_shards(value: Any, at: str) -> dict[str, Any] | None:
     if len(tests) > MAX_COMMAND or "\x00" in tests:
         raise ShardsError(f"{at}.tests", f"must be a command of at most {MAX_COMMAND} characters, without NUL")
     return {"count": count, "tests": tests}
+
+
+def listing_name(stage: str) -> str:
+    """The name of the stage that lists sharded stage `stage`'s tests."""
+    return _LISTING.format(stage=stage)
+
+
+def is_listing(stage: Any) -> bool:
+    """Whether `stage` (as written or compiled) is a listing stage made by `expand`: ``shards: {lists: NAME}``
+    and named for NAME (its name is let past the stage name rule, as a matrix cell's is)."""
+    spec = stage.get("shards") if isinstance(stage, dict) else None
+    return (isinstance(spec, dict) and set(spec) == {"lists"} and isinstance(spec["lists"], str)
+            and stage.get("name") == listing_name(spec["lists"]))
+
+
+def expand(stages: Any, origin: list[int]) -> tuple[Any, list[int]]:
+    """`stages` (as written, matrices expanded; `origin` their written indexes) with each sharded stage
+    preceded by its listing stage: the ``tests`` command as its one step, the stage's needs, env and
+    when; the sharded stage then needs it too. The listing runs on the job's own drone, before the shards
+    (its stdout is the list, apiary.queen.shards); the sharded stage runs as the shards. A stage already
+    listed (a compiled pipeline compiled again), a key that does not check, a cell or a deploy stage is
+    left as it is (the compiler says what is wrong)."""
+    if not isinstance(stages, list):
+        return stages, origin
+    names = {s.get("name") for s in stages if isinstance(s, dict)}
+    out: list[Any] = []
+    where: list[int] = []
+    for i, stage in enumerate(stages):
+        at = origin[i] if i < len(origin) else i
+        if isinstance(stage, dict) and isinstance(stage.get("name"), str) and isinstance(stage.get("shards"), dict) \
+                and not is_listing(stage) and not is_cell(stage) and stage.get("deploy") is not True \
+                and listing_name(stage["name"]) not in names and isinstance(stage.get("needs", []), list):
+            try:
+                spec = compile_shards(stage["shards"], "shards")
+            except ShardsError:
+                spec = None
+            if spec is not None:
+                listing = {"name": listing_name(stage["name"]), "shards": {"lists": stage["name"]},
+                           "steps": [{"run": spec["tests"], "title": f"list the tests for {spec['count']} shards"}],
+                           **{k: stage[k] for k in ("needs", "env", "when") if k in stage}}
+                out.append(listing)
+                where.append(at)
+                stage = {**stage, "needs": [*(stage.get("needs") or []), listing["name"]]}
+        out.append(stage)
+        where.append(at)
+    return out, where
 
 
 def parse_tests(output: bytes | str) -> list[str]:
@@ -135,14 +185,14 @@ def report_name(name: str) -> str:
 
 
 def durations(runs: Iterable[Mapping[str, Any]]) -> dict[str, float]:
-    """Each test's expected seconds: the median of its recorded `runs` ({test, seconds}, from the newest
-    HISTORY_JOBS reported jobs); runs without a finite, non-negative duration are left out."""
+    """Each test's expected seconds: the median of its first RUNS_PER_TEST `runs` ({test, seconds}, newest
+    first); runs without a finite, non-negative duration are left out."""
     seen: dict[str, list[float]] = {}
     for run in runs:
         test, seconds = run.get("test"), run.get("seconds")
         if isinstance(test, str) and isinstance(seconds, (int, float)) and not isinstance(seconds, bool) \
-                and 0 <= seconds < 10**7:
-            seen.setdefault(test, []).append(float(seconds))
+                and 0 <= seconds < 10**7 and len(seen.setdefault(test, [])) < RUNS_PER_TEST:
+            seen[test].append(float(seconds))
     return {test: statistics.median(values) for test, values in seen.items()}
 
 

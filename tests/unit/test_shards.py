@@ -16,6 +16,7 @@ from apiary.core.shards import (
     durations,
     even_split,
     expected,
+    listing_name,
     makespan,
     parse_tests,
     plan,
@@ -117,6 +118,8 @@ def test_durations_are_each_tests_median_over_past_jobs():
             {"test": "b", "seconds": 4}, {"test": "b", "seconds": None}, {"test": "c", "seconds": -1},
             {"test": "d", "seconds": True}, {"seconds": 3}, {"test": "e", "seconds": float("nan")}]
     assert durations(runs) == {"a": 2.0, "b": 4.0}
+    newest_first = [{"test": "a", "seconds": s} for s in (1, 1, 1, 2, 2, 50, 50, 50, 50)]
+    assert durations(newest_first) == {"a": 1.0}  # its newest RUNS_PER_TEST runs: an old slow past forgotten
 
 
 @pytest.mark.parametrize("tests, known, seconds, had", [
@@ -192,11 +195,28 @@ SHARDED = """stages:
 """
 
 
-def test_a_sharded_stage_compiles_and_compiles_to_itself():
+def test_a_sharded_stage_is_listed_first_on_the_jobs_drone_and_compiles_to_itself():
     compiled = load_pipeline(SHARDED)
-    assert compiled["stages"][1]["shards"] == {"count": 4, "tests": "pytest --collect-only -q"}
-    assert "shards" not in compiled["stages"][0]
+    build, listing, test = compiled["stages"]
+    assert listing["name"] == listing_name("test") == "test · list" and listing["shards"] == {"lists": "test"}
+    assert listing["needs"] == ["build"] and [s["run"] for s in listing["steps"]] == ["pytest --collect-only -q"]
+    assert listing["steps"][0]["title"] == "list the tests for 4 shards"
+    assert test["shards"] == {"count": 4, "tests": "pytest --collect-only -q"} and test["needs"] == ["build", "test · list"]
+    assert "shards" not in build
     assert parse_pipeline(compiled) == compiled
+
+
+def test_a_listing_stage_takes_the_stages_env_and_when():
+    compiled = load_pipeline(SHARDED.replace("needs: [build]", "needs: [build]\n    env: {DB: sqlite}\n"
+                                                               "    when: {branch: main}"))
+    listing = compiled["stages"][1]
+    assert listing["env"] == {"DB": "sqlite"} and listing["when"] == compiled["stages"][2]["when"]
+
+
+def test_a_fault_in_a_sharded_stage_names_the_stage_as_written():
+    with pytest.raises(PipelineError) as fault:
+        load_pipeline(SHARDED.replace("needs: [build]", "needs: [biuld]"))
+    assert str(fault.value).startswith(".apiary.yml, line 5: stages[1].needs[0]: unknown stage 'biuld'")
 
 
 @pytest.mark.parametrize("text, message", [
