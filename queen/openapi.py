@@ -282,6 +282,35 @@ SCHEMAS: dict[str, Any] = {
                                                   "only, no images"},
         "created": _NUMBER, "edited": {"type": ["number", "null"], "description": "when it was last edited"},
     }, ("id", "job", "author", "text", "html", "created", "edited")),
+    # Bisect across drones (apiary.queen.bisects; decisions: apiary.core.bisect)
+    "BisectRequest": _object({
+        "good": {"type": "string", "pattern": "^[0-9a-fA-F]{4,64}$", "description": "a commit that passed"},
+        "bad": {"type": "string", "pattern": "^[0-9a-fA-F]{4,64}$", "description": "a later commit that fails"},
+        "stage": {"type": ["string", "null"], "maxLength": 128,
+                  "description": "bad means this stage failed (default: the job failed)"},
+        "branch": {"type": "string", "description": "the branch the commits are on (default: the default branch)"},
+        "from_job": {"type": "string", "description": "instead of good and bad: a failed job (bad: its commit; "
+                                                      "good: the newest passed job of its branch before it)"},
+    }, closed=True),
+    "BisectTry": _object({
+        "index": {"type": "integer"}, "commit": _STRING, "round": {"type": "integer"},
+        "job": {"type": "string", "description": "absent when no job could be made (skipped)"},
+        "number": {"type": "integer"}, "status": {"type": "string", "description": "its job's status now"},
+        "verdict": {"enum": ["good", "bad", "skip", None]}, "reason": {"type": ["string", "null"]},
+        "subject": {"type": "string"}}, ("index", "commit", "verdict")),
+    "Bisect": _object({
+        "id": _STRING, "repo": _STRING, "number": {"type": "integer"}, "branch": _STRING, "good": _STRING,
+        "bad": _STRING, "stage": {"type": ["string", "null"]},
+        "status": {"enum": ["running", "found", "range", "failed", "cancelled"]},
+        "error": {"type": ["string", "null"]}, "created": _NUMBER, "finished": {"type": ["number", "null"]},
+        "by": {"type": "object"}, "from_job": {"type": ["string", "null"]},
+        "commits": {"type": "integer", "description": "commits searched (first-parent history after good, to bad)"},
+        "left": {"type": "integer", "description": "commits the first bad one may still be among"},
+        "tries": {"type": "array", "items": _ref("BisectTry")}, "rounds": {"type": "integer"},
+        "result": {"type": ["object", "null"], "description": "first_bad: {commit, subject, message, author, email, "
+                   "at, job, number} or null (a range: see candidates), candidates: [the same], last_good: sha"},
+        "url": {"type": "string", "description": "its page"}, "version": {"type": "integer"},
+    }, ("id", "repo", "number", "status", "good", "bad", "tries")),
 }
 
 PARAMETERS: dict[str, Any] = {
@@ -321,6 +350,7 @@ _BAD, _MISSING, _CONFLICT = _error("BadRequest"), _error("NotFound"), _error("Co
 _REPO, _JOB = _param("repo"), _param("job")
 _COMMENT = {"name": "comment", "in": "path", "required": True, "description": "the comment's id", "schema": _STRING}
 _JOBS = _object({"jobs": {"type": "array", "items": _ref("Job")}}, ("jobs",))
+_BISECT = {"name": "bisect", "in": "path", "required": True, "description": "the bisect's id", "schema": _STRING}
 
 
 def _op(summary: str, responses: dict[str, Any], *, parameters: list[Any] | None = None,
@@ -576,6 +606,26 @@ PATHS: dict[str, Any] = {
             "400": _BAD, "409": _CONFLICT, "429": _error("TooMany")},
             body=_body(_object({"token": _STRING, "id": _STRING, "key": _STRING}, ("token", "id", "key"),
                                closed=True))),
+    },
+    "/api/v1/repos/{repo}/bisects": {
+        "get": _op("The repository's bisects, newest first", {
+            "200": _json(_object({"bisects": {"type": "array", "items": _ref("Bisect")}}, ("bisects",)), "its bisects"),
+            "400": _BAD, "404": _MISSING}, parameters=[_REPO, {"$ref": "#/components/parameters/limit"}, {
+                "name": "number", "in": "query", "description": "only bisect #N of the repository",
+                "schema": {"type": "integer", "minimum": 1, "maximum": 2**53}}]),
+        "post": _op("Find the first bad commit between good and bad with jobs on free drones (a k-way search; "
+                    "409 while one of the repository's bisects runs)", {
+            "201": _json(_ref("Bisect"), "started"), "400": _BAD, "404": _MISSING, "409": _CONFLICT},
+            parameters=[_REPO], body=_body(_ref("BisectRequest"))),
+    },
+    "/api/v1/bisects/{bisect}": {
+        "get": _op("A bisect: its tries with their verdicts, its progress, its answer", {
+            "200": _json(_ref("Bisect"), "the bisect"), "404": _MISSING}, parameters=[_BISECT]),
+    },
+    "/api/v1/bisects/{bisect}/cancel": {
+        "post": _op("Cancel a running bisect and its jobs", {
+            "200": _json(_object({"id": _STRING, "status": _STRING}, ("id", "status")), "cancelled"),
+            "404": _MISSING, "409": _CONFLICT}, parameters=[_BISECT]),
     },
     "/api/v1/prune": {
         "post": _op("Apply every repository's retention policy now", {

@@ -41,7 +41,7 @@ class Role(str, enum.Enum):
 PUBLIC = ("/signin", "/setup", "/api/v1/session", "/api/v1/setup", "/api/v1/me", "/api/v1/openapi.json",
           "/api/v1/drones/join", "/static/", "/badge/", "/hooks/")
 # Unsafe requests a member may make: the job actions, and comments (whose they are: apiary.queen.comment_rules).
-MEMBER_ACTIONS = re.compile(r"^/api/v1/(repos/[^/]+/jobs|jobs/[^/]+/(cancel|rerun|approvals|comments(/[^/]+)?))$")
+MEMBER_ACTIONS = re.compile(r"^/api/v1/(repos/[^/]+/(jobs|bisects)|bisects/[^/]+/cancel|jobs/[^/]+/(cancel|rerun|approvals|comments(/[^/]+)?))$")
 # What every signed-in user may do to their own account.
 SELF_SERVICE = re.compile(r"^/api/v1/(tokens(/[^/]+)?|session)$")
 SAFE = {"GET", "HEAD", "OPTIONS"}

@@ -4,6 +4,7 @@ Client -> queen, JSON:
     {"op": "subscribe", "topic": "job", "job": ID, "after": SEQ}   the job's events after SEQ, then live
     {"op": "subscribe", "topic": "jobs"}                             status changes of all jobs
     {"op": "subscribe", "topic": "drones"}                           the pool now, then each change
+    {"op": "subscribe", "topic": "bisect", "bisect": ID}             each change of a bisect (then read it)
     {"op": "unsubscribe", "topic": ..., "job": ID}
 Queen -> client, JSON: stored events as the API returns them (``job``, ``seq``,
 ``type``, …), ``{"type": "job:update", …}``, ``{"type": "drones", "drones": […]}``,
@@ -136,8 +137,12 @@ class _Connection:
                 self.sub.put({"type": "drones", "drones": self.app[keys.HIVE].drones()})
             self.hub.subscribe(self.sub, topic)
             self.sub.put({"type": "subscribed", "topic": topic})
+        elif topic == "bisect":  # a bisect's changes, for its page (apiary.queen.bisects)
+            from apiary.queen.bisects import ws_topic
+
+            ws_topic(self.hub, self.sub, cmd)
         else:
-            self.error("topic: must be job, jobs or drones")
+            self.error("topic: must be job, jobs, drones or bisect")
 
     async def send_loop(self) -> None:
         store = self.app[keys.STORE]

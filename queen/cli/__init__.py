@@ -14,6 +14,7 @@
     apiary comment JOB TEXT           comment on a job (markdown); apiary comments JOB reads them
     apiary caches REPO [--clear]      a repository's pipeline caches; clear them
     apiary cancel JOB                 stop a job
+    apiary bisect REPO --good G --bad B  the commit that broke the pipeline, by jobs on free drones
     apiary drones                     the drones in the pool
     apiary prune                      apply the repositories' retention policies now
     apiary config                     the settings in force, as TOML (secrets as ***)
@@ -46,7 +47,7 @@ if __name__ != "apiary.cli":
 
 import zmq
 
-from apiary.cli import caches, comments, gates, keys, remote, repos, server, users
+from apiary.cli import bisect, caches, comments, gates, keys, remote, repos, server, users
 from apiary.cli.address import PRECEDENCE
 from apiary.cli.connect import Command, find_queen, run_client_command
 from apiary.cli.settings import DEFAULT_CONFIG, as_toml, config_path, load_config, origins, with_flags
@@ -61,7 +62,7 @@ CLIENT_COMMANDS: dict[str, Command] = {
     "trigger": remote.trigger, "ls": remote.ls, "logs": remote.logs, "cancel": remote.cancel,
     "drones": remote.drones, "prune": remote.prune, "user": users.add_user, "token": users.create_token,
     "join-token": keys.join_token, "repo": repos.repo, "rerun": remote.rerun, "artifacts": remote.artifacts,
-    "approve": gates.approve, "caches": caches.caches,
+    "approve": gates.approve, "caches": caches.caches, "bisect": bisect.bisect,
     "comment": comments.comment, "comments": comments.comments,
 }
 
@@ -189,6 +190,7 @@ apiary rerun app#3 --from-failed        # reuse the stages that passed""", clien
                        help="reuse the stages that passed (and their artifacts); run the failed stage and those after")
     gates.add_parser(sub, _command, client, JOB_HELP)
     caches.add_parser(sub, _command, client)
+    bisect.add_parser(sub, _command, client)
     comments.add_parser(sub, _command, client, JOB_HELP)
     ls = _command(sub, "ls", "recent jobs, of every repository or of one", """
 apiary ls

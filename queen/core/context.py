@@ -6,10 +6,11 @@ Pure, no I/O; the queen's job factory (apiary.queen.jobs) and the pages call the
 the plugin calling, whether that call came in through a webhook), never from a client's word: an API
 client's ``trigger.author`` is only a label, kept as given. The record, ``job.triggered_by``::
 
-    {"kind": "user" | "token" | "setup" | "rerun" | "webhook" | "schedule" | "chain" | "plugin",
+    {"kind": "user" | "token" | "setup" | "rerun" | "webhook" | "schedule" | "chain" | "plugin" | "bisect",
      "name": the user (user, token, rerun), the plugin or forge (webhook, plugin), the schedule's
              spec (schedule), the upstream job's id (chain); "" when there is none (setup),
-     "job": the repeated job's id (rerun only), "via": "session" | "token" (rerun only)}
+     "job": the repeated job's id (rerun only), "via": "session" | "token" (rerun only),
+     "bisect": the bisect's id (bisect only: its name is "#N", apiary.queen.bisects)}
 
 `commit_facts` picks what the job records of its commit (``job.commit``: message, author, time and
 where they came from) from a forge's payload (a push's or a tag's trigger) or from the commit object
@@ -37,6 +38,7 @@ class TriggeredBy(TypedDict, total=False):
     name: str
     job: str  # rerun: the job it repeats
     via: str  # rerun: session or token
+    bisect: str  # bisect: the bisect's id
 
 
 class CommitAuthor(TypedDict, total=False):

@@ -1,0 +1,491 @@
+"""Bisect across drones, on the queen: the API, and the driver that runs a bisect's jobs as their rounds end.
+
+``POST /api/v1/repos/{repo}/bisects`` ``{good, bad, stage?, branch?}`` or ``{from_job}`` (a failed job:
+bad is its commit, good the commit of the newest passed job of its branch before it) reads the commits
+between them (apiary.queen.bisectgit), stores the bisect (apiary.queen.store.bisects has its document)
+and starts its first round. ``GET /api/v1/bisects/{id}``, ``GET /api/v1/repos/{repo}/bisects``,
+``POST /api/v1/bisects/{id}/cancel``. What to run next is apiary.core.bisect's to decide; this module
+carries it out: the jobs are made the normal way (apiary.queen.jobs.create_job: the repository's
+pipeline source, read at the commit, its when: and concurrency) pinned to the commit, with
+``triggered_by`` ``{"kind": "bisect", "name": "#N", "bisect": id}``; a commit whose job cannot be made
+(no pipeline there, or one that does not validate) is skipped with the reason.
+
+The driver (`Bisector`) hears jobs end through `Hub.listen_jobs` (as plugins' reactions do) and
+advances the bisect the job belongs to; a queen that starts takes up every running bisect from its
+document (jobs that ended while it was down are read from the store). Advances of one bisect run one at
+a time (a lock per bisect) and write with a compare-and-set on its version. Each change is published on
+the hub's topic ``bisect:<id>`` (``{"type": "bisect", "bisect": id, "version", "status"}``) for its page.
+
+Bounds: MAX_COMMITS commits between good and bad (apiary.core.bisect), MAX_RUNNING bisects running per
+repository, at most MAX_SLOTS jobs a round.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import ulid
+from aiohttp import web
+
+from apiary.core import bisect as decide_
+from apiary.core.errors import BadRequest, Conflict, GitError, InputError, NotFound
+from apiary.core.fields import get_str, no_unknown
+from apiary.core.jobrequest import job_request
+from apiary.core.protocol import JobStatus
+from apiary.queen import bisectgit
+from apiary.queen.repos import repo_auth
+from apiary.queen.store import Store
+from apiary.queen.store import bisects as stored
+from apiary.queen.strict_json import json_response
+from apiary.queen.validate import query_int, read_json
+
+from . import keys
+
+log = logging.getLogger(__name__)
+
+routes = web.RouteTableDef()
+
+MAX_RUNNING = 1  # bisects running at once per repository
+LISTED = 50  # bisects a repository's list gives by default (at most 500)
+BISECT: web.AppKey[Bisector] = web.AppKey("bisector")
+FINAL = {s.value for s in JobStatus if s.final}
+
+
+def _ids(request: web.Request) -> str:
+    bisect_id = request.match_info["bisect"]
+    if not bisect_id.isalnum() or len(bisect_id) > 64:
+        raise NotFound(f"no bisect {bisect_id[:64]!r}")
+    return bisect_id
+
+
+def public(doc: dict[str, Any]) -> dict[str, Any]:
+    """A bisect as the API gives it: its document without the line of commits (``commits``: how many),
+    with ``left`` (commits the first bad one may still be among) and ``url`` (its page)."""
+    out = {k: v for k, v in doc.items() if k not in ("_id", "commits", "size")}
+    commits = doc.get("commits")
+    out["commits"] = doc.get("size", 0)
+    if isinstance(commits, list):
+        lo, hi = _range(doc)
+        out["left"] = hi - lo
+    out["url"] = f"/bisects/{doc['_id']}"
+    return {"id": doc["_id"], **out}
+
+
+def _range(doc: dict[str, Any]) -> tuple[int, int]:
+    verdicts = {t["index"]: t["verdict"] for t in doc.get("tries") or [] if t.get("verdict")}
+    return decide_._range(len(doc.get("commits") or []), verdicts)
+
+
+class Bisector:
+    """Runs the bisects of one queen (module docstring)."""
+
+    def __init__(self, app: web.Application) -> None:
+        self.app = app
+        self.store: Store = app[keys.STORE]
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._watch: dict[str, str] = {}  # job id -> bisect id, for the running tries
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._starting: dict[str, asyncio.Lock] = {}  # per repository: the running cap's check and the insert
+
+    @property
+    def git_dir(self) -> Any:
+        return self.app[keys.CONFIG].data_path / "bisect-git"
+
+    # -- reacting ----------------------------------------------------------------------
+
+    def on_status(self, job_id: str, status: str, job: dict[str, Any] | None = None) -> None:
+        bisect_id = self._watch.get(job_id)
+        if bisect_id is None:
+            return
+        if status in FINAL:
+            self._watch.pop(job_id, None)
+            self.spawn(self.advance(bisect_id))
+        else:  # started, or queued again: the page shows it
+            self._publish({"_id": bisect_id, "version": None, "status": "running"})
+
+    def spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(self._logged(coro))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    @staticmethod
+    async def _logged(coro: Any) -> None:
+        try:
+            await coro
+        except Exception:
+            log.exception("bisect: advancing failed")
+
+    async def resume(self) -> None:
+        """Take up the bisects a queen left running."""
+        for bisect_id in await stored.running(self.store):
+            log.info("bisect %s: taken up again", bisect_id)
+            self.spawn(self.advance(bisect_id))
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _publish(self, doc: dict[str, Any]) -> None:
+        self.app[keys.HUB].publish(f"bisect:{doc['_id']}", {"type": "bisect", "bisect": doc["_id"],
+                                                            "version": doc.get("version"),
+                                                            "status": doc.get("status")})
+
+    def free_slots(self) -> int:
+        """Free slots in the pool now: a round's k (apiary.core.bisect clamps it to 1..MAX_SLOTS)."""
+        return sum(max(0, v.capacity - v.running) for v in self.app[keys.HIVE].pool.views())
+
+    # -- advancing ---------------------------------------------------------------------
+
+    async def advance(self, bisect_id: str) -> None:
+        """Read the verdicts of the tries whose jobs ended, then do what apiary.core.bisect.decide says,
+        until a job runs or the bisect is done."""
+        lock = self._locks.setdefault(bisect_id, asyncio.Lock())
+        async with lock:
+            doc = await stored.get(self.store, bisect_id)
+            if doc is None or doc.get("status") != stored.RUNNING:
+                self._locks.pop(bisect_id, None)
+                return
+            repo = await self.store.get_repo(doc["repo"])
+            if repo is None:
+                await self._end(doc, "failed", error=f"the repository {doc['repo']!r} no longer exists")
+                return
+            tries = [dict(t) for t in doc.get("tries") or []]
+            changed = await self._verdicts(doc, tries)
+            n = len(doc["commits"])
+            for _ in range(decide_.MAX_SLOTS * 4 + 2):  # rounds whose every commit is skipped at once go on
+                step = decide_.decide(n, tries, self.free_slots())
+                for index in step.cancel:
+                    changed |= await self._drop(tries, index)
+                if step.done:
+                    await self._finish(doc, tries, step.result or {}, repo)
+                    return
+                if not step.run:
+                    break
+                doc["rounds"] = int(doc.get("rounds") or 0) + 1
+                for index in step.run:
+                    tries.append(await self._try(doc, repo, index, doc["rounds"]))
+                    await self._save(doc, {"tries": tries, "rounds": doc["rounds"]})
+                changed = False
+                if any(t["verdict"] is None for t in tries):
+                    break
+            if changed:
+                await self._save(doc, {"tries": tries})
+            for t in tries:
+                if t["verdict"] is None and t.get("job"):
+                    self._watch[t["job"]] = bisect_id
+            # A job that ended between its creation and the watch above is read now.
+            ended = [t for t in tries if t["verdict"] is None and t.get("job") and
+                     ((await self.store.get_job(t["job"])) or {}).get("status", "errored") in FINAL]
+            if ended:
+                self.spawn(self.advance(bisect_id))
+
+    async def _verdicts(self, doc: dict[str, Any], tries: list[dict[str, Any]]) -> bool:
+        """Fill in the verdicts of tries whose jobs have ended; whether any was."""
+        from apiary.queen.api import outcome_of  # the API's own outcome of a job
+
+        changed = False
+        for t in tries:
+            if t["verdict"] is not None:
+                continue
+            job = await self.store.get_job(t["job"]) if t.get("job") else None
+            if job is None:
+                t["verdict"], t["reason"] = decide_.SKIP, "its job no longer exists (pruned)"
+            elif job["status"] in FINAL:
+                stages = (await outcome_of(self.store, job))["stages"] if doc.get("stage") else []
+                t["verdict"], t["reason"] = decide_.verdict(job, doc.get("stage"), stages)
+                t["status"] = job["status"]
+            else:
+                continue
+            changed = True
+        return changed
+
+    async def _drop(self, tries: list[dict[str, Any]], index: int) -> bool:
+        """A running try outside the range: its job is cancelled, its commit no longer matters."""
+        for t in tries:
+            if t["index"] == index and t["verdict"] is None:
+                t["verdict"], t["reason"] = decide_.SKIP, "no longer needed (outside the range): cancelled"
+                job = await self.store.get_job(t["job"]) if t.get("job") else None
+                self._watch.pop(t.get("job") or "", None)
+                if job is not None and job["status"] not in FINAL:
+                    await self.app[keys.HIVE].cancel(job, "its bisect no longer needs it")
+                return True
+        return False
+
+    async def _try(self, doc: dict[str, Any], repo: dict[str, Any], index: int, round_: int) -> dict[str, Any]:
+        """A job at commit `index`, made as any job is; a commit it cannot be made at is skipped."""
+        from apiary.queen.jobs import create_job
+
+        sha = doc["commits"][index]
+        entry: dict[str, Any] = {"index": index, "commit": sha, "round": round_, "verdict": None, "reason": None}
+        by = {"kind": "bisect", "name": f"#{doc['number']}", "bisect": doc["_id"]}
+        user = str((doc.get("by") or {}).get("name") or "")
+        trigger = {"source": "API", "type": "bisect", "message": f"bisect #{doc['number']}: {sha[:12]}",
+                   **({"author": user} if user else {})}
+        app = self.app
+        try:
+            asked = job_request(repo, {"branch": doc["branch"], "commit": sha, "trigger": trigger}, time.time())
+            job = await create_job(self.store, app[keys.HIVE].dispatcher, app[keys.CONFIG].data_path / "git", repo,
+                                   asked, plugins=app[keys.PLUGINS], by=by)  # type: ignore[arg-type]
+        except InputError as exc:  # no pipeline there, or one that does not validate: cannot be built
+            entry["verdict"], entry["reason"] = decide_.SKIP, f"cannot be built: {str(exc)[:500]}"
+            return entry
+        entry.update({"job": job["_id"], "number": job["number"]})
+        self._watch[job["_id"]] = doc["_id"]
+        return entry
+
+    async def _finish(self, doc: dict[str, Any], tries: list[dict[str, Any]], found: dict[str, Any],
+                      repo: dict[str, Any]) -> None:
+        commits = doc["commits"]
+        candidates = [commits[i] for i in found.get("candidates") or []]
+        facts = await bisectgit.commit_facts(self.git_dir, repo.get("url") or "", candidates[:50])
+        jobs = {t["commit"]: t for t in tries if t.get("job")}
+
+        async def job_of(sha: str) -> dict[str, Any]:
+            t = jobs.get(sha)
+            if t is not None:
+                return {"job": t["job"], "number": t.get("number")}
+            if sha == doc["bad"]:  # never run by the bisect: the job that failed there
+                known = await self.store.jobs.find_one({"repo": doc["repo"], "ref.id": sha},
+                                                       {"number": 1}, sort=[("number", -1)])
+                if known is not None:
+                    return {"job": known["_id"], "number": known.get("number")}
+            return {}
+
+        shown = [{"commit": sha, **facts.get(sha, {}), **(await job_of(sha))} for sha in candidates[:50]]
+        last_good = found.get("last_good", -1)
+        result = {"first_bad": shown[0] if found.get("first_bad") is not None and shown else None,
+                  "candidates": shown, "last_good": commits[last_good] if last_good >= 0 else doc["good"]}
+        await self._end(doc, "found" if result["first_bad"] else "range", tries=tries, result=result)
+
+    async def _end(self, doc: dict[str, Any], status: str, **fields: Any) -> None:
+        await self._save(doc, {"status": status, "finished": time.time(), **fields})
+        self._locks.pop(doc["_id"], None)
+        log.info("bisect %s (%s #%s): %s", doc["_id"], doc["repo"], doc.get("number"), status)
+
+    async def _save(self, doc: dict[str, Any], fields: dict[str, Any]) -> None:
+        if not await stored.save(self.store, doc, fields):
+            raise RuntimeError(f"bisect {doc['_id']} changed under its lock")
+        self._publish(doc)
+
+    async def cancel(self, bisect_id: str) -> dict[str, Any]:
+        lock = self._locks.setdefault(bisect_id, asyncio.Lock())
+        async with lock:
+            doc = await stored.get(self.store, bisect_id, commits=False)
+            if doc is None:
+                raise NotFound(f"no bisect {bisect_id!r}")
+            if doc.get("status") != stored.RUNNING:
+                raise Conflict(f"bisect {bisect_id} has already ended ({doc.get('status')})", field="status")
+            tries = [dict(t) for t in doc.get("tries") or []]
+            for t in tries:
+                if t["verdict"] is None:
+                    await self._drop(tries, t["index"])
+                    t["reason"] = "cancelled with its bisect"
+            await self._end(doc, "cancelled", tries=tries)
+            return doc
+
+    # -- starting ----------------------------------------------------------------------
+
+    async def start(self, repo: dict[str, Any], body: dict[str, Any], identity: dict[str, Any] | None) -> dict[str, Any]:
+        """Check the request, read the commits, store the bisect and run its first round."""
+        no_unknown(body, {"good", "bad", "stage", "branch", "from_job"})
+        stage = decide_.check_stage(body.get("stage"))
+        from_job = get_str(body, "from_job")
+        if from_job:
+            good, bad, branch = await self._from_job(repo, from_job, body)
+        else:
+            good = bisectgit.check_sha(body.get("good"), "good")
+            bad = bisectgit.check_sha(body.get("bad"), "bad")
+            branch = get_str(body, "branch") or repo.get("default_branch") or "main"
+        job_request(repo, {"branch": branch}, time.time())  # the branch, by git's rules (BadRequest: branch)
+        if not repo.get("url"):
+            raise BadRequest("url: the repository has no URL: a bisect reads its history", field="url")
+        async with self._starting.setdefault(repo["_id"], asyncio.Lock()):
+            if await stored.count_running(self.store, repo["_id"]) >= MAX_RUNNING:
+                raise Conflict(f"a bisect of {repo['_id']} is running already; wait for it or cancel it "
+                               f"(at most {MAX_RUNNING} at once per repository)", field="repo")
+            doc = await self._insert(repo, good, bad, branch, stage, from_job, identity)
+        await self.advance(doc["_id"])
+        return await stored.get(self.store, doc["_id"]) or doc
+
+    async def _insert(self, repo: dict[str, Any], good: str, bad: str, branch: str, stage: str | None,
+                      from_job: str | None, identity: dict[str, Any] | None) -> dict[str, Any]:
+        from apiary.core.context import triggered_by
+
+        auth = repo_auth(repo, await self.store.secret_values(repo["_id"]))
+        try:
+            good, bad, commits = await bisectgit.read_line(self.git_dir, repo["url"], auth, branch, good, bad)
+        except GitError as exc:
+            raise BadRequest(f"url: {exc}", field="url") from None
+        doc: dict[str, Any] = {
+            "_id": str(ulid.ULID()), "repo": repo["_id"], "number": await stored.next_number(self.store, repo["_id"]),
+            "branch": branch, "good": good, "bad": bad, "stage": stage, "status": stored.RUNNING, "error": None,
+            "created": time.time(), "finished": None, "by": triggered_by(identity), "from_job": from_job,
+            "commits": commits, "size": len(commits), "tries": [], "rounds": 0, "result": None, "version": 0,
+        }
+        await stored.insert(self.store, doc)
+        log.info("bisect %s (%s #%s): %d commits between %s and %s", doc["_id"], repo["_id"], doc["number"],
+                 len(commits), good[:12], bad[:12])
+        return doc
+
+    async def _from_job(self, repo: dict[str, Any], job_id: str, body: dict[str, Any]) -> tuple[str, str, str]:
+        """(good, bad, branch) of the failed job `job_id` ("find the commit that broke this")."""
+        if body.get("good") or body.get("bad") or body.get("branch"):
+            raise BadRequest("from_job: give a failed job, or good and bad, not both", field="from_job")
+        job = await self.store.get_job(job_id)
+        if job is None or job.get("repo") != repo["_id"]:
+            raise NotFound(f"from_job: no job {job_id[:64]!r} of {repo['_id']}", field="from_job")
+        if job.get("status") != "failed":
+            raise BadRequest(f"from_job: job {repo['_id']}#{job.get('number')} did not fail ({job.get('status')})",
+                             field="from_job")
+        ref = job.get("ref") or {}
+        bad, branch = str(ref.get("id") or ""), str(ref.get("branch") or "")
+        if not bad or not branch:
+            raise BadRequest(f"from_job: job {repo['_id']}#{job.get('number')} has no known commit on a branch",
+                             field="from_job")
+        passed = await stored.last_passed_before(self.store, repo["_id"], branch, int(job.get("number") or 0))
+        if passed is None:
+            raise BadRequest(f"from_job: no passed job of {branch} before {repo['_id']}#{job.get('number')}: "
+                             "give a good commit (apiary bisect --good SHA)", field="from_job")
+        return str(passed["ref"]["id"]), bad, branch
+
+
+async def bisects_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The driver, for as long as the queen runs: it hears jobs end and takes up running bisects."""
+    bisector = Bisector(app)
+    app[BISECT] = bisector
+    await stored.ensure_indexes(app[keys.STORE])
+    app[keys.HUB].listen_jobs(bisector.on_status)
+    await bisector.resume()
+    try:
+        yield
+    finally:
+        app[keys.HUB].unlisten_jobs(bisector.on_status)
+        await bisector.close()
+
+
+# -- the API ---------------------------------------------------------------------------
+
+@routes.post("/api/v1/repos/{repo}/bisects")
+async def create_bisect(request: web.Request) -> web.Response:
+    from apiary.queen.api import load_repo
+
+    repo = await load_repo(request)
+    doc = await request.app[BISECT].start(repo, await read_json(request), request.get("identity"))
+    return json_response(public(doc), status=201, headers={"Location": f"/api/v1/bisects/{doc['_id']}"})
+
+
+@routes.get("/api/v1/repos/{repo}/bisects")
+async def list_bisects(request: web.Request) -> web.Response:
+    from apiary.queen.api import load_repo
+
+    repo = await load_repo(request)
+    limit = query_int(request, "limit", LISTED, 1, 500)
+    docs = await stored.of_repo(request.app[keys.STORE], repo["_id"], limit)
+    if "number" in request.query:
+        number = query_int(request, "number", 0, 1, 2**53)
+        docs = [d for d in docs if d.get("number") == number]
+        if not docs:
+            found = await request.app[keys.STORE].db.bisects.find_one({"repo": repo["_id"], "number": number},
+                                                                      {"commits": 0})
+            docs = [found] if found else []
+    return json_response({"bisects": [public(d) for d in docs]})
+
+
+@routes.get("/api/v1/bisects/{bisect}")
+async def get_bisect(request: web.Request) -> web.Response:
+    """The bisect (`page_view`: each try with its job's status now and its commit's subject)."""
+    view = await page_view(request.app, _ids(request))
+    if view is None:
+        raise NotFound(f"no bisect {request.match_info['bisect'][:64]!r}")
+    return json_response(view)
+
+
+@routes.post("/api/v1/bisects/{bisect}/cancel")
+async def cancel_bisect(request: web.Request) -> web.Response:
+    doc = await request.app[BISECT].cancel(_ids(request))
+    return json_response({"id": doc["_id"], "status": doc["status"]})
+
+
+async def page_view(app: web.Application, bisect_id: str) -> dict[str, Any] | None:
+    """A bisect as its page shows it: the API's view with each try's job status now, and the range."""
+    store = app[keys.STORE]
+    doc = await stored.get(store, bisect_id)
+    if doc is None:
+        return None
+    view = public(doc)
+    states = {j["_id"]: j["status"] for j in await store.job_states([t["job"] for t in doc["tries"] if t.get("job")])}
+    for t in view["tries"]:
+        t["status"] = states.get(t.get("job") or "", t.get("status") or "")
+    if doc["status"] == stored.RUNNING:
+        lo, hi = _range(doc)
+        commits = doc["commits"]
+        view["range"] = {"after": commits[lo] if lo >= 0 else doc["good"], "to": commits[hi]}
+    with contextlib.suppress(Exception):
+        facts = await bisectgit.commit_facts(app[keys.CONFIG].data_path / "bisect-git", doc_url(await store.get_repo(doc["repo"])),
+                                             [t["commit"] for t in view["tries"]][:200])
+        for t in view["tries"]:
+            t["subject"] = (facts.get(t["commit"]) or {}).get("subject", "")
+    return view
+
+
+def doc_url(repo: dict[str, Any] | None) -> str:
+    return (repo or {}).get("url") or ""
+
+
+# -- the page ------------------------------------------------------------------------------
+
+@routes.get("/bisects/{bisect}")
+async def bisect_page(request: web.Request) -> web.Response:
+    from apiary.queen.pages import render
+
+    view = await page_view(request.app, _ids(request))
+    if view is None:
+        raise NotFound("There is no such bisect; it may have been removed.")
+    return render(request, "bisect.html", page="bisect", bisect=view)
+
+
+@routes.get("/parts/bisects/{bisect}")
+async def bisect_part(request: web.Request) -> web.Response:
+    """The page's body, drawn again when the bisect changes (web/static/bisect.js)."""
+    from apiary.queen.pages import render
+
+    view = await page_view(request.app, _ids(request))
+    if view is None:
+        raise NotFound("no such bisect")
+    return render(request, "parts/bisect_body.html", bisect=view)
+
+
+def setup(app: web.Application) -> None:
+    """Bisects on the queen: the API, the page, and the driver (a cleanup context after the hive's)."""
+    app.add_routes(routes)
+    app.cleanup_ctx.append(bisects_ctx)
+
+
+MAX_FOLLOWED = 16  # bisects one WebSocket connection follows at once
+
+
+def ws_topic(hub: Any, sub: Any, cmd: dict[str, Any]) -> None:
+    """``{"op": "subscribe" | "unsubscribe", "topic": "bisect", "bisect": ID}`` on /ws (queen/ws.py): the
+    connection is sent ``{"type": "subscribed", "topic": "bisect", "bisect": ID}``, then
+    ``{"type": "bisect", "bisect": ID, "version", "status"}`` at each change; the page reads the bisect
+    after the first (nothing is missed: it subscribed before it read)."""
+    bisect_id = cmd.get("bisect")
+    if not isinstance(bisect_id, str) or not bisect_id.isascii() or not bisect_id.isalnum() or len(bisect_id) > 64:
+        sub.put({"type": "error", "error": "bisect: a bisect id is required"})
+        return
+    name = f"bisect:{bisect_id}"
+    if cmd.get("op") == "unsubscribe":
+        hub.unsubscribe(sub, name)
+        return
+    if name not in sub.topics:
+        if sum(t.startswith("bisect:") for t in sub.topics) >= MAX_FOLLOWED:
+            sub.put({"type": "error", "error": f"bisect: at most {MAX_FOLLOWED} bisects followed at once"})
+            return
+        hub.subscribe(sub, name)
+    sub.put({"type": "subscribed", "topic": "bisect", "bisect": bisect_id})

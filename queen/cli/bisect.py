@@ -1,0 +1,150 @@
+"""apiary bisect: find the commit that broke a repository's pipeline, with jobs on the pool's drones
+(apiary.queen.bisects runs it; this starts it, follows it and prints the answer).
+
+    apiary bisect REPO --good SHA --bad SHA [--stage NAME] [--branch B]   start one and follow it
+    apiary bisect REPO --follow N       follow bisect #N;  --cancel N: cancel it;  --list: the last ones
+
+Following prints each job's verdict as it comes and ends with the first bad commit (its message, author
+and job) and the jobs it ran. Exit status: 0 found, 1 a range (commits that could not be built hide
+which one) or failed, 130 cancelled (Ctrl-C stops following only: the bisect goes on, as said).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from apiary.cli.console import say
+from apiary.cli.escapes import visible
+
+if TYPE_CHECKING:
+    from apiary.cli.client import Client
+
+POLL = 1.0  # seconds between looks at a followed bisect
+
+
+def _text(value: Any, limit: int = 200) -> str:
+    """A string from the queen (a commit's subject, an author) as one safe line on a terminal."""
+    return visible(str(value or ""), colours=False).replace("\n", " ")[:limit]
+
+
+async def bisect(client: Client, args: argparse.Namespace) -> int:
+    from apiary.cli.client import q
+
+    repo = args.repo
+    if args.list:
+        found = await client.request("GET", f"/repos/{q(repo)}/bisects?limit=20")
+        for b in found["bisects"]:
+            first = (b.get("result") or {}).get("first_bad") or {}
+            say(f"#{b['number']}  {b['status']:<9}  {b['good'][:10]}..{b['bad'][:10]}  {b['commits']} commits"
+                + (f"  first bad: {first['commit'][:10]} {_text(first.get('subject'), 80)}" if first else ""))
+        if not found["bisects"]:
+            say(f"no bisects of {repo} yet")
+        return 0
+    if args.cancel is not None or args.follow is not None:
+        number = args.cancel if args.cancel is not None else args.follow
+        found = await client.request("GET", f"/repos/{q(repo)}/bisects?number={number}")
+        if not found["bisects"]:
+            from apiary.cli.client import ApiError
+
+            raise ApiError(f"{repo} has no bisect #{number} (apiary bisect {repo} --list)", 404)
+        doc = found["bisects"][0]
+        if args.cancel is not None:
+            done = await client.request("POST", f"/bisects/{q(doc['id'])}/cancel", {})
+            say(f"bisect #{number} of {repo}: {done['status']}")
+            return 0
+        return await follow(client, doc)
+    if not args.good or not args.bad:
+        from apiary.cli.client import ApiError
+
+        raise ApiError("give --good SHA and --bad SHA (or --follow N, --cancel N, --list)", 400)
+    body: dict[str, Any] = {"good": args.good, "bad": args.bad}
+    if args.stage:
+        body["stage"] = args.stage
+    if args.branch:
+        body["branch"] = args.branch
+    doc = await client.request("POST", f"/repos/{q(repo)}/bisects", body)
+    say(f"bisect #{doc['number']} of {repo}: {doc['commits']} commits after {doc['good'][:10]} up to "
+        f"{doc['bad'][:10]} on {doc['branch']}" + (f", bad when stage {doc['stage']} fails" if doc.get("stage") else ""))
+    say(f"  {client.url}{doc['url']}")
+    if args.no_follow:
+        return 0
+    return await follow(client, doc)
+
+
+async def follow(client: Client, doc: dict[str, Any]) -> int:
+    """Print the bisect's verdicts as they come, then its answer; the exit status (module docstring)."""
+    from apiary.cli.client import q
+
+    told: dict[int, str | None] = {}
+    try:
+        while True:
+            doc = await client.request("GET", f"/bisects/{q(doc['id'])}")
+            for t in sorted(doc.get("tries") or [], key=lambda t: (t.get("round") or 0, t["index"])):
+                verdict = t.get("verdict")
+                if t["index"] in told and told[t["index"]] == verdict:
+                    continue
+                if verdict is None and t["index"] in told:
+                    continue
+                told[t["index"]] = verdict
+                job = f"#{t['number']}" if t.get("number") else "no job"
+                what = verdict or "running"
+                why = f" ({_text(t.get('reason'), 160)})" if verdict and t.get("reason") else ""
+                say(f"  round {t.get('round')}: {t['commit'][:10]} {what:<7} {job}{why}  {_text(t.get('subject'), 72)}")
+            if doc["status"] != "running":
+                break
+            await asyncio.sleep(POLL)
+    except asyncio.CancelledError:
+        say(f"stopped following; the bisect goes on (apiary bisect {doc['repo']} --follow {doc['number']}, "
+            f"or --cancel {doc['number']})")
+        raise
+    return _answer(client, doc)
+
+
+def _answer(client: Client, doc: dict[str, Any]) -> int:
+    status = doc["status"]
+    result = doc.get("result") or {}
+    if status == "found":
+        first = result["first_bad"]
+        say(f"first bad commit: {first['commit']}")
+        say(f"  {_text(first.get('subject'), 400)}")
+        if first.get("author"):
+            say(f"  author: {_text(first['author'])} <{_text(first.get('email'))}>")
+        if first.get("job"):
+            say(f"  job: {client.page(first['job'])}" + (f" (#{first['number']})" if first.get("number") else ""))
+    elif status == "range":
+        say(f"the first bad commit is one of these {len(result.get('candidates') or [])} (the others between "
+            "could not be built):")
+        for c in result.get("candidates") or []:
+            say(f"  {c['commit']} {_text(c.get('subject'), 100)}" + (f"  {client.page(c['job'])}" if c.get("job") else ""))
+    elif status == "cancelled":
+        say(f"bisect #{doc['number']} was cancelled")
+    else:
+        say(f"bisect #{doc['number']} {status}: {_text(doc.get('error'), 400)}")
+    tries = sorted(doc.get("tries") or [], key=lambda t: t["index"])
+    if tries:
+        say(f"jobs it ran ({len([t for t in tries if t.get('job')])}, in {doc.get('rounds')} rounds):")
+        for t in tries:
+            job = client.page(t["job"]) if t.get("job") else "no job"
+            say(f"  {t['commit'][:10]} {t.get('verdict') or 'running':<7} {job}  {_text(t.get('subject'), 72)}")
+    return {"found": 0, "cancelled": 130}.get(status, 1)
+
+
+def add_parser(sub: Any, command: Any, parents: list[argparse.ArgumentParser]) -> None:
+    """`apiary bisect REPO --good SHA --bad SHA [--stage NAME] [--branch B]`, --follow/--cancel N, --list."""
+    parser = command(sub, "bisect", "find the commit that broke the pipeline, with jobs on free drones", """
+apiary bisect app --good 1a2b3c4 --bad 9f8e7d6            # follows it; exits 0 when found
+apiary bisect app --good 1a2b3c4 --bad 9f8e7d6 --stage test --branch release
+apiary bisect app --list                                  # the last ones
+apiary bisect app --follow 3                              # bisect #3 (--cancel 3 stops it)""", parents)
+    parser.add_argument("repo", help="the repository's name")
+    parser.add_argument("--good", metavar="SHA", help="a commit that passed (before the bad one)")
+    parser.add_argument("--bad", metavar="SHA", help="a commit that fails")
+    parser.add_argument("--stage", metavar="NAME", help="bad means this stage failed (default: the job failed)")
+    parser.add_argument("--branch", metavar="B", help="the branch the commits are on, which the jobs build "
+                                                       "(default: the repository's default branch)")
+    parser.add_argument("--no-follow", action="store_true", help="start it and print its page; do not follow")
+    parser.add_argument("--follow", type=int, metavar="N", help="follow bisect #N of REPO")
+    parser.add_argument("--cancel", type=int, metavar="N", help="cancel bisect #N of REPO")
+    parser.add_argument("--list", action="store_true", help="REPO's last bisects")
