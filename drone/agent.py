@@ -37,6 +37,7 @@ from apiary.core.protocol import CANCELLED_LINE, PROTOCOL_VERSION, STOPPING_LINE
 from . import artifacts
 from .caches import CacheRequests, JobCaches
 from .connection import Connection
+from .debugshell import DebugShells
 from .executor import JobRun
 from .jobkit import JobKits
 from .limits import JobLimits
@@ -89,11 +90,14 @@ class Agent:
             shown=(config.work_path / "plugins", *config.shown_paths))
         # One ready for the next job: its folders, its network and its first command's sandbox.
         self.kits = JobKits(self.sandbox, self.workspaces)
+        # Failed jobs' workspaces kept for debug shells, and the shells (debugshell.py)
+        self.debug = DebugShells(self.sandbox, config.work_path, self.conn.send)
 
     async def __aenter__(self) -> Agent:
         self._refused = asyncio.get_running_loop().create_future()
         self.conn.start()
         self.kits.start()
+        self.debug.start()
         log.info("drone %s: capacity %d, speed %s, connecting to %s", self.id, self.capacity,
                  self.config.speed, self.config.queen)
         return self
@@ -102,6 +106,7 @@ class Agent:
         if not self._stopped:
             await self.stop(ack_timeout=0.5)
         await self.kits.close()
+        await self.debug.close()
         self.conn.close()
 
     def info(self) -> dict[str, Any]:
@@ -141,6 +146,8 @@ class Agent:
             self.start_job(body)
         elif msg is Msg.CACHE_PART:
             self.cache_requests.answer(body)
+        elif msg.value.startswith("debug:"):
+            self.debug.on_message(msg, body)
         elif msg is Msg.JOB_CANCEL:
             self.cancel(body["id"], body["attempt"], force=body.get("force") is True)
         elif msg is Msg.REFUSED and body.get("retry") is True:
@@ -251,6 +258,7 @@ class Agent:
             self._emit(job_id, msg, fields)
 
         kit = private = None
+        kept = False  # its workspace stays for debug shells (debugshell.py)
 
         async def collect(root: Path, globs: list[str]) -> None:
             await artifacts.send(root, globs, emit, self.config.artifact_max_bytes,
@@ -270,6 +278,9 @@ class Agent:
             # job as cancelled before returning.
             status = await run.run()
             log.info("job %s: %s", job_id, status)
+            if self.debug.wants(job, status) and not self._stopped:
+                self.debug.keep(job, paths, run.environment(), run.masker)
+                kept = True
         except Exception as exc:  # the job never got going: an infrastructure error, not a failure
             log.exception("job %s: could not run it", job_id)
             now = time.time()
@@ -282,7 +293,7 @@ class Agent:
                 self.kits.release(kit)  # the job's network ends with it
             if private is not None:
                 await self.workspaces.remove(private)
-            if kit is not None:
+            if kit is not None and not kept:
                 await self.workspaces.remove(kit.paths.tmp)
                 await self.workspaces.release(kit.paths.workspace, job_id)
 

@@ -27,7 +27,7 @@ from pymongo.errors import PyMongoError
 from apiary.core import __version__
 from apiary.core.config import QueenConfig
 from apiary.core.errors import ApiaryError, InputError
-from apiary.queen import bisects, comments
+from apiary.queen import bisects, comments, debugshells
 from apiary.queen.accounts import routes as account_routes
 from apiary.queen.api import routes as api_routes
 from apiary.queen.approvals import routes as approval_routes, watch_timeouts
@@ -180,6 +180,7 @@ def init_app(config: QueenConfig, connection_cap: int = MAX_CONNECTIONS) -> web.
     app.add_routes(cache_routes)  # a repository's pipeline caches
     app.add_routes(join_routes)
     comments.setup(app)  # comments on jobs: the API and the job page's pieces
+    debugshells.setup(app)  # debug shells in failed jobs: the API and the relay to drones
     bisects.setup(app)  # bisect across drones: the API, the page, the driver
     app.router.add_get(openapi.PATH, openapi.serve)
     app.router.add_get("/ws", websocket)

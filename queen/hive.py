@@ -77,6 +77,8 @@ class Hive:
         self._queried: dict[bytes, float] = {}
         self._refusals: dict[str, float] = {}  # drone id -> when a refusal of it was last logged
         self._closing = False
+        # debug:* messages from drones go to the debug shells' relay (queen/debugshells.py), when it runs
+        self.on_debug: Callable[[str, Msg, dict[str, Any]], None] | None = None
 
     @property
     def timeout(self) -> float:
@@ -124,6 +126,9 @@ class Hive:
             self.recorder.submit(drone.id, msg, body)
         elif msg is Msg.DRONE_HEARTBEAT:
             self._heartbeat(drone, body)
+        elif msg.value.startswith("debug:"):  # a debug shell's (queen/debugshells.py)
+            if self.on_debug is not None:
+                self.on_debug(drone.id, msg, body)
         elif msg is Msg.CACHE_GET:  # a job's pipeline cache, asked for by its drone (queen/caches.py)
             self._spawn(caches.serve(self.store, self.send, drone.id, body))
         elif msg is Msg.DRONE_BYE:

@@ -39,7 +39,7 @@ from apiary.queen.hub import Subscriber
 from apiary.queen.store.events import READ_BATCH
 from apiary.queen.strict_json import dumps
 
-from . import keys
+from . import debugshells, keys
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=64 * 1024)
     await ws.prepare(request)
     conn = _Connection(request.app, ws)
+    conn.request = request  # who is connected: a debug shell is authorised per session (queen/debugshells.py)
     sender = asyncio.create_task(conn.send_loop())
     sender.add_done_callback(lambda task: _sender_ended(task, ws))
     try:
@@ -62,6 +63,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
         # Whatever the sender ended with: a subscriber left in the hub would keep its queue (up to
         # hub.MAX_BYTES of output) and its topics for the queen's life.
         request.app[keys.HUB].unsubscribe(conn.sub)
+        debugshells.ws_closed(conn)  # its debug shells end with it
         # A sender that ended is not awaited: its exception (logged by _sender_ended) raised again
         # here would tie this frame, the task and the queue in a cycle only the GC frees.
         if not sender.done():
@@ -101,6 +103,8 @@ class _Connection:
             return self.error(f"not JSON: {exc.msg}")
         except RecursionError:
             return self.error("not JSON we accept: nested too deeply")
+        if isinstance(cmd, dict) and cmd.get("op") == "debug":  # a debug shell (queen/debugshells.py)
+            return debugshells.ws_op(self, cmd)
         if not isinstance(cmd, dict) or cmd.get("op") not in ("subscribe", "unsubscribe"):
             return self.error('expected {"op": "subscribe" or "unsubscribe", "topic": ...}')
         topic = cmd.get("topic")

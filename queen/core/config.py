@@ -49,9 +49,14 @@ class QueenConfig:
     authorized_keys: str = ""
     allow_insecure_drones: bool = False
     cache_max_bytes: int = 2 * 2**30  # a repository's pipeline caches together (tar.zst); 0: no cap
+    debug_role: str = "admin"  # who may open a debug shell in a failed job: admin, or member (apiary.core.debug)
+    debug_max_sessions: int = 1  # debug shells open at once in one job
 
     def check(self) -> None:
         _port("http_port", self.http_port)
+        _choice("debug_role", self.debug_role, ("admin", "member"))
+        if not 1 <= self.debug_max_sessions <= 16:
+            raise _fault("debug_max_sessions", f"must be from 1 to 16, got {self.debug_max_sessions}")
         if self.cache_max_bytes < 0:
             raise _fault("cache_max_bytes", f"must be 0 (no cap) or more, got {self.cache_max_bytes}")
         _key_pair("curve_secret_key", self.curve_secret_key, "authorized_keys", self.authorized_keys)

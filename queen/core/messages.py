@@ -254,3 +254,69 @@ class CachePart(TypedDict):
     parts: NotRequired[int]
     data: NotRequired[bytes]
     error: NotRequired[str]
+
+
+# -- debug shells in failed jobs (apiary.core.debug; the drone's side: apiary.drone.debugshell) --------------
+
+
+class DebugOpen(TypedDict):
+    """queen -> drone: open shell `session` in the kept workspace of failed job `job` (a terminal of
+    `rows` x `cols`), ending after `idle` seconds with nothing typed or printed, or `total` seconds."""
+
+    session: str
+    job: str
+    rows: int
+    cols: int
+    idle: float
+    total: float
+
+
+class DebugInput(TypedDict):
+    """queen -> drone: what the person typed (at most apiary.core.debug.MAX_CHUNK bytes)."""
+
+    session: str
+    data: bytes
+
+
+class DebugResize(TypedDict):
+    """queen -> drone: the person's terminal is now `rows` x `cols`."""
+
+    session: str
+    rows: int
+    cols: int
+
+
+class DebugClose(TypedDict):
+    """queen -> drone: end shell `session` (the person left, or the queen ended it)."""
+
+    session: str
+
+
+class DebugAck(TypedDict):
+    """queen -> drone: `bytes` more of the session's output were passed on: the drone may send that much more
+    (at most apiary.core.debug.WINDOW in flight)."""
+
+    session: str
+    bytes: int
+
+
+class DebugOpened(TypedDict):
+    """drone -> queen: shell `session` runs (`sandboxed`: in the job's sandbox)."""
+
+    session: str
+    sandboxed: NotRequired[bool]
+
+
+class DebugOutput(TypedDict):
+    """drone -> queen: what the shell printed, the job's secrets masked (UTF-8, at most MAX_CHUNK bytes)."""
+
+    session: str
+    data: bytes
+
+
+class DebugClosed(TypedDict):
+    """drone -> queen: shell `session` ended, or never opened: `how` (apiary.core.debug.ENDINGS), `detail` why."""
+
+    session: str
+    how: str
+    detail: NotRequired[str]

@@ -134,6 +134,7 @@ class Pipeline(TypedDict):
     concurrency: NotRequired[dict[str, Any]]  # {group (a template), cancel_in_progress} (apiary.core.concurrency)
     cache: NotRequired[list[dict[str, Any]]]  # [{key (a template), paths, restore_keys}] (apiary.core.caches)
     reports: NotRequired[dict[str, list[str]]]  # {junit: [glob]}: test reports read after the stages (core/reports.py)
+    debug: NotRequired[dict[str, Any]]  # {keep, idle, total}: a failed job's workspace kept for a shell (core/debug.py)
 
 
 # -- repositories -------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from .approvals import ApprovalError, compile_approval
 from .caches import CacheError, compile_caches
 from .concurrency import compile_concurrency
 from .conditions import ConditionError, compile_when
+from .debug import DebugError, compile_debug
 from .errors import InputError
 from .fields import kind_of
 from .matrix import MatrixError, is_cell
@@ -45,7 +46,7 @@ MAX_TITLE = 80
 HOOKS = ("on_start", "on_success", "on_failure")
 PHASES = ("environment", "prepare", "cleanup")
 _TOP_KEYS = {"env", "parameters", "timeout", "output_timeout", "parallel", "artifacts", *HOOKS, "hooks", *PHASES,
-             "phases", "stages", "plugins", "concurrency", "cache", "reports"}
+             "phases", "stages", "plugins", "concurrency", "cache", "reports", "debug"}
 _STAGE_KEYS = {"name", "needs", "deploy", "env", "steps", *HOOKS, "hooks", "when", "approval", "matrix", "shards"}
 _STEP_KEYS = {"run", "title", "ignore_exit_code", "merge_output", "when", "retry", "timeout"}
 _PARAM_KEYS = {"required", "default", "description"}
@@ -187,6 +188,11 @@ def _compile(data: Any) -> Pipeline:
         if (reports := compile_reports(data.get("reports"))):
             compiled["reports"] = reports
     except ReportsError as fault:
+        raise _Invalid(fault.path, fault.problem) from None
+    try:  # a failed job's workspace kept for a debug shell (core/debug.py)
+        if (debug := compile_debug(data.get("debug"), parse_duration)) is not None:
+            compiled["debug"] = debug
+    except DebugError as fault:
         raise _Invalid(fault.path, fault.problem) from None
     return compiled
 

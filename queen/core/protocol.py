@@ -25,6 +25,14 @@ from .messages import (
     Ack,
     CacheGet,
     CachePart,
+    DebugAck,
+    DebugClose,
+    DebugClosed,
+    DebugInput,
+    DebugOpen,
+    DebugOpened,
+    DebugOutput,
+    DebugResize,
     DroneBye,
     DroneHeartbeat,
     DroneInfo,
@@ -97,6 +105,15 @@ class Msg(str, enum.Enum):
     # a cache for a job, asked by its drone (not a job event: no seq) and answered part by part
     CACHE_GET = "cache:get"
     CACHE_PART = "cache:part"
+    # a debug shell in a failed job's kept workspace (apiary.core.debug): not job events (no seq)
+    DEBUG_OPEN = "debug:open"
+    DEBUG_INPUT = "debug:input"
+    DEBUG_RESIZE = "debug:resize"
+    DEBUG_CLOSE = "debug:close"
+    DEBUG_ACK = "debug:ack"
+    DEBUG_OPENED = "debug:opened"
+    DEBUG_OUTPUT = "debug:output"
+    DEBUG_CLOSED = "debug:closed"
 
 
 # The body of each message type: one TypedDict each (apiary.core.messages).
@@ -110,6 +127,9 @@ BODIES: dict[Msg, type] = {
     Msg.JOB_DEPLOYED: JobPhaseCode, Msg.JOB_DONE: JobDone, Msg.JOB_ARTIFACT: JobArtifact,
     Msg.JOB_CHECKOUT: JobCheckout, Msg.JOB_CACHE: JobCache, Msg.CACHE_GET: CacheGet, Msg.CACHE_PART: CachePart,
     Msg.JOB_REPORT: JobReport,
+    Msg.DEBUG_OPEN: DebugOpen, Msg.DEBUG_INPUT: DebugInput, Msg.DEBUG_RESIZE: DebugResize, Msg.DEBUG_CLOSE: DebugClose,
+    Msg.DEBUG_ACK: DebugAck, Msg.DEBUG_OPENED: DebugOpened, Msg.DEBUG_OUTPUT: DebugOutput,
+    Msg.DEBUG_CLOSED: DebugClosed,
 }
 
 JOB_EVENTS = frozenset({
@@ -119,7 +139,8 @@ JOB_EVENTS = frozenset({
 })
 
 # Who may send what: each side refuses the other's types as malformed.
-DRONE_SENDS = JOB_EVENTS | {Msg.DRONE_INFO, Msg.DRONE_HEARTBEAT, Msg.DRONE_BYE, Msg.CACHE_GET}
+DRONE_SENDS = JOB_EVENTS | {Msg.DRONE_INFO, Msg.DRONE_HEARTBEAT, Msg.DRONE_BYE, Msg.CACHE_GET,
+                            Msg.DEBUG_OPENED, Msg.DEBUG_OUTPUT, Msg.DEBUG_CLOSED}
 QUEEN_SENDS = frozenset(Msg) - DRONE_SENDS
 
 OUTPUT_EVENTS = frozenset(

@@ -1,0 +1,94 @@
+"""A shell in a failed job's kept workspace, through the page's WebSocket, on a real queen and drone (issue 18.2)."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import aiohttp
+
+from tests.cluster import Cluster
+
+SECRET = "s3cr3t-value-42"
+PIPELINE = """
+debug: {keep: true, idle: 3s, total: 60s}
+env: {GREETING: hello}
+stages:
+  - name: build
+    steps: ["echo made-by-the-job > made.txt", "exit 3"]
+"""
+
+
+def ws_url(cluster: Cluster) -> str:
+    return cluster.api.replace("http://", "ws://").replace("/api/v1", "/ws")
+
+
+async def until(ws: aiohttp.ClientWebSocketResponse, ok: Any, what: str, seen: list[dict[str, Any]],
+                timeout: float = 20.0) -> dict[str, Any]:
+    """The first message `ok` accepts (every message read lands in `seen`)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"timed out waiting for {what}; got {seen[-20:]}")
+        try:
+            message = await ws.receive(timeout=left)
+        except TimeoutError:
+            continue
+        assert message.type is aiohttp.WSMsgType.TEXT, message
+        item = json.loads(message.data)
+        seen.append(item)
+        if ok(item):
+            return item
+
+
+def output(seen: list[dict[str, Any]]) -> str:
+    return "".join(m["text"] for m in seen if m.get("type") == "debug:output")
+
+
+async def test_a_shell_in_a_failed_job(queen: Cluster) -> None:
+    await queen.add_drone("d1")
+    await queen.create_pipeline_repo("app", PIPELINE)
+    await queen.request("PUT", "/repos/app/secrets/SOME_ENV", {"value": SECRET}, expect=200)
+    failed = await queen.wait_job((await queen.trigger("app"))["id"])
+    assert failed["status"] == "failed"
+    state = await queen.get(f"/jobs/{failed['id']}/debug")
+    assert state["available"] is True and state["keep"] is True and state["idle"] == 3.0, state
+
+    await queen.create_pipeline_repo("plain", "stages: [{name: s, steps: ['true']}]")
+    passed = await queen.wait_job((await queen.trigger("plain"))["id"])
+    seen: list[dict[str, Any]] = []
+    started = time.monotonic()
+    async with queen.http.ws_connect(ws_url(queen)) as ws:
+        # Refused, saying why: a job that passed.
+        await ws.send_json({"op": "debug", "action": "open", "job": passed["id"], "rows": 24, "cols": 80})
+        refused = await until(ws, lambda m: m.get("type") == "debug:refused", "a refusal", seen)
+        assert "passed" in refused["error"] and "only in a failed job" in refused["error"]
+        await ws.send_json({"op": "debug", "action": "open", "job": failed["id"], "rows": 0, "cols": 80})
+        refused = await until(ws, lambda m: m.get("type") == "debug:refused", "a refusal", seen)
+        assert refused["error"].startswith("rows:")
+
+        await ws.send_json({"op": "debug", "action": "open", "job": failed["id"], "rows": 24, "cols": 80})
+        opened = await until(ws, lambda m: m.get("type") == "debug:opened", "the shell", seen)
+        session = opened["session"]
+        print(f"shell opened in {time.monotonic() - started:.2f} s")
+        # A second shell in the same job: past the cap (one by default).
+        await ws.send_json({"op": "debug", "action": "open", "job": failed["id"], "rows": 24, "cols": 80})
+        refused = await until(ws, lambda m: m.get("type") == "debug:refused", "a refusal", seen)
+        assert "already open" in refused["error"]
+
+        await ws.send_json({"op": "debug", "action": "input", "session": session, "data": "cat made.txt\r"})
+        await until(ws, lambda m: "made-by-the-job" in output(seen).split("cat made.txt", 1)[-1], "cat's output",
+                    seen)
+        await ws.send_json({"op": "debug", "action": "input", "session": session,
+                            "data": "echo \"[$GREETING] [$SOME_ENV]\"\r"})
+        await until(ws, lambda m: "[hello] [********]" in output(seen), "the masked secret", seen)
+        assert SECRET not in output(seen)
+        # Nothing more typed: it idles out after 3 s.
+        closed = await until(ws, lambda m: m.get("type") == "debug:closed", "the idle end", seen)
+        assert closed["how"] == "idle", closed
+    state = await queen.get(f"/jobs/{failed['id']}/debug")
+    [recorded] = state["sessions"]
+    assert recorded["how"] == "idle" and recorded["drone"] == "d1" and recorded["duration"] >= 3, recorded
+    assert recorded["user"]
