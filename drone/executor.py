@@ -34,7 +34,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from apiary.core import approvals, partial, retry
+from apiary.core import approvals, partial, retry, spread
 from apiary.core.conditions import skipped
 from apiary.core.protocol import CANCELLED_LINE, JobStatus, JobType, Msg
 from apiary.core.refs import FULL_SHA, secrets_of
@@ -243,7 +243,7 @@ class JobRun:
             await self._restore()
         if code == 0:
             code = await self._phase("prepare", self._plain("prepare"), env)
-        stages = runnable_stages(pipeline, job_type) + self.plugins.stages
+        stages = spread.child_stages(self.job, runnable_stages(pipeline, job_type) + self.plugins.stages)
         tests = [s for s in stages if not s.get("deploy")]
         deploys = [s for s in stages if s.get("deploy")]
         if code == 0 and job_type != JobType.DEPLOY.value:
@@ -362,6 +362,7 @@ class JobRun:
             self._say(line + "\n")
         done: dict[str, bool] = dict.fromkeys(reuse.reused, True)
         hold = approvals.held(stages, set((self.job.get("resume") or {}).get("approved") or []))
+        hold |= spread.held(stages, self.job.get("resume"), list(self._when_stages))  # left to child jobs
         first_failure = 0
         running: dict[asyncio.Task[int], str] = {}
         for stage in stages:  # skipped by a `when:`: as if passed, so the stages that need it still run
@@ -389,7 +390,7 @@ class JobRun:
             if running:
                 await asyncio.gather(*running, return_exceptions=True)
         if hold and all(done.values()):  # all it may run passed: the rest waits for an approval
-            for line in approvals.waiting_lines(stages, hold):
+            for line in approvals.waiting_lines(stages, hold) + spread.waiting_lines(stages, hold):
                 self._say(line + "\n")
             self._waiting = True
             self.emit(Msg.JOB_PHASE, {"phase": phase, "state": "waiting"})

@@ -47,6 +47,7 @@ from apiary.queen.plugin_webhooks import webhook
 from apiary.queen.recorder import store_problem
 from apiary.queen.retention import prune_daily
 from apiary.queen.sealing import Sealer
+from apiary.queen.spread import watch as watch_spread
 from apiary.queen.store import Store
 from apiary.queen.strict_json import json_response
 from apiary.queen.testreports import routes as test_routes
@@ -170,6 +171,7 @@ def init_app(config: QueenConfig, connection_cap: int = MAX_CONNECTIONS) -> web.
     app.cleanup_ctx.append(_hive_ctx)
     app.cleanup_ctx.append(_retention_ctx)
     app.cleanup_ctx.append(watch_timeouts)  # approval gates nobody decided on in time (queen/approvals.py)
+    app.cleanup_ctx.append(watch_spread)  # child jobs of remote stages: made, folded (queen/spread.py)
     app[keys.PLUGINS] = Plugins.discover()
     app[keys.PLUGIN_CONTEXTS] = {}
     app.cleanup_ctx.append(plugins_ctx)

@@ -26,6 +26,7 @@ from typing import Any, cast
 
 from pymongo.errors import PyMongoError
 
+from apiary.core import spread
 from apiary.core.approvals import can_wait
 from apiary.core.jobstate import (
     CancelCopy,
@@ -79,7 +80,8 @@ def _gated(event: Started | Finished | None, job: Any) -> Started | Finished | N
     an approval gate it can wait at now (apiary.core.approvals.can_wait): the drone's alone could leave
     any job waiting forever, at a gate nobody can decide on."""
     if isinstance(event, Finished) and _waits(event):
-        return dataclasses.replace(event, at_gate=job is not None and can_wait(job))
+        # (or remote stages it leaves to child jobs, apiary.core.spread)
+        return dataclasses.replace(event, at_gate=job is not None and (can_wait(job) or spread.can_wait(job)))
     return event
 
 

@@ -49,6 +49,10 @@ async def resume_message(store: Store, resume: Mapping[str, Any]) -> dict[str, A
     total = 0
     for job_id in resume.get("artifacts_of") or []:
         for info in await store.list_artifacts(job_id):
+            earlier = files.get(info["name"])
+            if earlier is not None and len(earlier["data"]) == info["size"] and earlier["data"] == b"".join(
+                    [await store.read_artifact_part(job_id, info["name"], p) for p in range(info["parts"])]):
+                continue  # a child job's copy of what it restored (apiary.core.spread): restored once, counted once
             total += info["size"]
             if total > MAX_RESTORE_BYTES:  # checked when the job was made; artifacts do not grow, but be sure
                 log.warning("partial run: artifacts of %s over %d bytes; %s not restored", job_id,
@@ -57,6 +61,9 @@ async def resume_message(store: Store, resume: Mapping[str, Any]) -> dict[str, A
             data = b"".join([await store.read_artifact_part(job_id, info["name"], part)
                              for part in range(info["parts"])])
             files[info["name"]] = {"name": info["name"], "data": data, "job": job_id}
+    for given in resume.get("given") or []:  # a child job's own files from the queen (apiary.core.spread)
+        files[given["name"]] = {"name": given["name"], "data": given["text"].encode(), "job": resume.get("from_job")}
     return {"from_job": resume.get("from_job"), "stages": dict(resume.get("stages") or {}),
             "approved": list(resume.get("approved") or []),  # gates approved (apiary.core.approvals)
+            **({"unit": resume["unit"]} if resume.get("unit") else {}),  # a child job's (apiary.core.spread)
             "files": list(files.values())}

@@ -136,6 +136,8 @@ def superseded(new: Mapping[str, Any], older: Iterable[Mapping[str, Any]], auto_
     for job in older:
         if job.get("_id") == new.get("_id") or str(job.get("_id")) > str(new.get("_id")):
             continue  # itself, or newer (ids are in trigger order)
+        if job.get("parent"):
+            continue  # a child job goes with its parent, cancelled with it (apiary.core.spread)
         same_group = cancels_group and group is not None and group_key(job) == group
         if same_group or (key is not None and supersede_key(job) == key and not _deploying(job)):
             out.append(str(job["_id"]))

@@ -18,6 +18,8 @@ to a drone, `Release` of a drone's slot. They decide nothing themselves.
     running ──Finished(waiting)──> waiting (an approval gate; its drone freed) ──Decided(approve)──> queued
                                    (its continuation, a partial run) | ──Decided(reject), GateTimedOut──> failed
                                    | ──CancelAsked──> cancelled
+    running ──Finished(waiting)──> waiting (remote stages: child jobs run them, apiary.core.spread)
+                                   ──Folded(resume)──> queued (its continuation) | ──Folded(error)──> failed
     (a Finished(waiting) of a job somebody asked to cancel ends it cancelled: the cancel is not lost at the gate;
      one of a job with no gate it can wait at now, `Finished.at_gate` false, ends it errored)
 
@@ -189,7 +191,19 @@ class GateTimedOut:
     approvals: list[dict[str, Any]]
 
 
-Event = Dispatched | NotDelivered | Started | Finished | DroneGone | CancelAsked | Decided | GateTimedOut
+@dataclass(frozen=True)
+class Folded:
+    """Every child job a waiting job made for its remote stages has ended (apiary.core.spread.fold) at `now`:
+    `resume` is its continuation (queued again, a partial run), else `error` says why it fails (a cell failed
+    in its child). `children`: the job's ``children`` with their final statuses."""
+
+    now: float
+    children: list[dict[str, Any]]
+    resume: dict[str, Any] | None = None
+    error: str | None = None
+
+
+Event = Dispatched | NotDelivered | Started | Finished | DroneGone | CancelAsked | Decided | GateTimedOut | Folded
 
 # -- effects --------------------------------------------------------------------
 
@@ -273,6 +287,14 @@ def transition(state: JobState, event: Event, policy: Policy) -> tuple[JobState,
             new = dataclasses.replace(state, status=JobStatus.FAILED)
             return new, [_write(state, new, approvals=event.approvals, finished=now,
                                 error=f"nobody approved stage {event.stage} within {event.timeout}")]
+        case Folded() if state.status is JobStatus.WAITING and event.resume is not None:
+            # Its child jobs passed: it goes on from them (apiary.core.spread), a new attempt like an approval's.
+            new = dataclasses.replace(state, status=JobStatus.QUEUED, drone=None)
+            return new, [_write(state, new, children=event.children, resume=event.resume)]
+        case Folded(now=now) if state.status is JobStatus.WAITING:
+            new = dataclasses.replace(state, status=JobStatus.FAILED)
+            return new, [_write(state, new, children=event.children, finished=now,
+                                error=event.error or "a child job did not pass")]
         case CancelAsked(now=now) if state.status is JobStatus.WAITING:
             new = dataclasses.replace(state, status=JobStatus.CANCELLED)
             return new, [_write(state, new, finished=now, error=_cancelled(event.reason) if event.reason

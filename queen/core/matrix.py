@@ -20,8 +20,10 @@ and ``matrix: {"group": NAME, "values": {VAR: text}}`` on it, for the page.
 expands every stage per cell, a cell's ``needs`` naming the stages of the same
 cell. Values are text as written (``3.10`` stays 3.10), one line, at most
 MAX_VALUE characters. A matrix gives at most MAX_CELLS cells, and a pipeline at
-most MAX_CELLS stages once expanded. ``spread`` (a cell per drone) is not
-supported yet and is refused by name. The stages copied into cells may come to MAX_EXPANDED characters.
+most MAX_CELLS stages once expanded. ``spread: true`` runs each cell as a child job
+on a drone slot of its own: its cells carry ``remote: {kind: spread, unit}``
+(apiary.core.spread; a stage matrix's unit is the cell's stage, a job-level
+matrix's every stage of the cell). The stages copied into cells may come to MAX_EXPANDED characters.
 
 `expand(data)` works on the pipeline as written (before the compiler checks
 the stages) and returns it expanded with, for each stage, the index of the
@@ -78,6 +80,7 @@ def expand(data: dict[str, Any]) -> tuple[dict[str, Any], list[int]]:
             cells(data["matrix"], "matrix")
         return {k: v for k, v in data.items() if k != "matrix"}, []
     top = cells(data["matrix"], "matrix") if data.get("matrix") is not None else None
+    top_spread = top is not None and spread(data["matrix"], "matrix")
     out: list[Any] = []
     origin: list[int] = []
     groups: dict[str, list[str]] = {}  # a stage with a matrix -> its cells' names
@@ -93,6 +96,7 @@ def expand(data: dict[str, Any]) -> tuple[dict[str, Any], list[int]]:
             origin.append(i)
             continue
         own = top if top is not None else cells(stage["matrix"], f"stages[{i}].matrix")
+        spread_on = top_spread if top is not None else spread(stage["matrix"], f"stages[{i}].matrix")
         size += len(repr(stage)) * len(own)
         if size > MAX_EXPANDED:
             raise MatrixError("matrix" if top is not None else f"stages[{i}].matrix",
@@ -105,6 +109,9 @@ def expand(data: dict[str, Any]) -> tuple[dict[str, Any], list[int]]:
             cell["env"] = {**env, **values} if isinstance(env, dict) else env if env is not None else dict(values)
             cell["name"] = cell_name(stage["name"], values)
             cell["matrix"] = {"group": stage["name"], "values": dict(values)}
+            if spread_on:  # a child job of its own per cell (apiary.core.spread)
+                cell["remote"] = {"kind": "spread",
+                                  "unit": cell["name"] if top is None else ", ".join(values.values())}
             if top is not None and isinstance(stage.get("needs"), list):  # within the cell
                 cell["needs"] = [cell_name(n, values) if isinstance(n, str) else n for n in stage["needs"]]
             names.append(cell["name"])
@@ -132,9 +139,7 @@ def cells(value: Any, at: str) -> list[dict[str, str]]:
     if not isinstance(value, dict) or not value:
         raise MatrixError(at, "must be a mapping of variables to lists of values, such as "
                               "{python: ['3.11', '3.12']}, with exclude and include if wanted")
-    if "spread" in value:
-        raise MatrixError(f"{at}.spread", "is not supported yet: a job's cells run on its drone, "
-                                          "up to the pipeline's 'parallel' at once")
+    spread(value, at)  # true or false, nothing else
     variables: dict[str, list[str]] = {}
     for name, values in value.items():
         if name in _RESERVED:
@@ -180,6 +185,15 @@ def cells(value: Any, at: str) -> list[dict[str, str]]:
     if len(out) > MAX_CELLS:
         raise MatrixError(at, f"gives {len(out)} cells; a matrix has at most {MAX_CELLS}")
     return out
+
+
+def spread(value: Any, at: str) -> bool:
+    """A matrix's ``spread`` (true: each cell a child job on a drone slot of its own; false, the default: on the
+    job's drone). Only true or false."""
+    flag = value.get("spread", False) if isinstance(value, dict) else False
+    if not isinstance(flag, bool):
+        raise MatrixError(f"{at}.spread", f"must be true or false, got {flag!r}")
+    return flag
 
 
 def _variable(name: Any, path: str) -> None:

@@ -54,7 +54,7 @@ import signal
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from . import approvals, partial
+from . import approvals, partial, spread
 from .conditions import skipped
 from .errors import InputError
 from .protocol import CANCELLED_LINE, FINAL_STATES
@@ -256,6 +256,7 @@ def job_outcome(job: Mapping[str, Any], events: Iterable[Mapping[str, Any]]) -> 
                                               - entry["started"], 6)
         stages.append(entry)
 
+    spread.mark(job, stages, ended)  # remote stages: the child jobs that run them (apiary.core.spread)
     ended.update({name: True for name in when_stages if name not in ended})  # as passed, for what needs it
     blocked = set(blocked_stages(planned, ended))
     for entry, stage in zip(stages, planned):

@@ -28,6 +28,8 @@ from .reports import ReportsError, compile_reports
 from .retry import RetryError, compile_retry
 from .shards import ShardsError, compile_shards, is_listing
 from .shards import expand as expand_shards
+from .spread import SpreadError, compile_remote
+from .spread import check as check_remote
 from .storable import unstorable
 from .yamlread import YamlFault, join_path, line_of, read_yaml
 
@@ -47,7 +49,8 @@ HOOKS = ("on_start", "on_success", "on_failure")
 PHASES = ("environment", "prepare", "cleanup")
 _TOP_KEYS = {"env", "parameters", "timeout", "output_timeout", "parallel", "artifacts", *HOOKS, "hooks", *PHASES,
              "phases", "stages", "plugins", "concurrency", "cache", "reports", "debug"}
-_STAGE_KEYS = {"name", "needs", "deploy", "env", "steps", *HOOKS, "hooks", "when", "approval", "matrix", "shards"}
+_STAGE_KEYS = {"name", "needs", "deploy", "env", "steps", *HOOKS, "hooks", "when", "approval", "matrix", "shards",
+               "remote"}
 _STEP_KEYS = {"run", "title", "ignore_exit_code", "merge_output", "when", "retry", "timeout"}
 _PARAM_KEYS = {"required", "default", "description"}
 _PLUGIN_KEYS = {"name", "pip", "config"}
@@ -417,6 +420,13 @@ def _stages(value: Any, optional: bool = False) -> list[Stage]:
                 out[i]["approval"] = gate
         except ApprovalError as fault:
             raise _Invalid(fault.path, fault.problem) from None
+    try:  # remote stages, each unit a child job (core/spread.py): spread: true cells, shards
+        for i, stage in enumerate(value):
+            if (remote := compile_remote(stage.get("remote"), f"stages[{i}].remote")):
+                out[i]["remote"] = remote
+        check_remote(out)
+    except SpreadError as fault:
+        raise _Invalid(fault.path, fault.problem) from None
     _refuse_cycles(out)
     return out
 

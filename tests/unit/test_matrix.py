@@ -69,7 +69,7 @@ def test_cells(spec: dict, expected: list[str]) -> None:
     ({"py": ["1"], "include": [{"bad-name": "2"}]}, "matrix.include[0].bad-name", "environment variable's name"),
     ({"py": ["1"], "include": [{"py": "2"}, {"py": "2"}]}, "matrix.include", "gives the cell (2) twice"),
     ({"exclude": [{"py": "1"}]}, "matrix.exclude[0].py", "unknown matrix variable"),
-    ({"py": ["1"], "spread": True}, "matrix.spread", "not supported yet"),
+    ({"py": ["1"], "spread": "yes"}, "matrix.spread", "must be true or false"),
     ({f"v{i}": ["a", "b"] for i in range(9)}, "matrix", "gives 512 cells; a matrix has at most 256"),
     ({f"v{i}": ["a", "b", "c"] for i in range(20)}, "matrix", "a matrix has at most 256"),  # never listed
 ])
@@ -159,8 +159,8 @@ def test_a_job_matrix_expands_every_stage_per_cell_with_needs_within_the_cell() 
     (STAGE.replace("name: test", "name: te/st"), ".apiary.yml, line 5: stages[1].name: must be a name of letters"),
     (JOB.replace("    steps: [ruff]", "    steps: [ruff]\n    matrix: {x: [1]}"),
      ".apiary.yml, line 11: stages[2].matrix: the job has a matrix already"),
-    (JOB.replace("os: [linux, bsd]", "os: [linux, bsd]\n  spread: true"),
-     ".apiary.yml, line 3: matrix.spread: is not supported yet"),
+    (JOB.replace("os: [linux, bsd]", "os: [linux, bsd]\n  spread: 1"),
+     ".apiary.yml, line 3: matrix.spread: must be true or false"),
     ("matrix: {n: [" + ", ".join(str(i) for i in range(200)) + "]}\nstages:\n  - {name: a, steps: [x]}\n"
      "  - {name: b, steps: [x]}\n", ".apiary.yml, line 1: matrix: the pipeline would have more than 256 stages"),
 ])

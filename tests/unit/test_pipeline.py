@@ -294,7 +294,7 @@ def test_an_unknown_key_is_refused_naming_it_the_allowed_keys_and_its_line() -> 
         """)
     assert err.line == 4 and err.path == "stages[0].nedds"
     assert str(err) == (".apiary.yml, line 4: stages[0].nedds: unknown key 'nedds' (allowed: approval, deploy, env, hooks, "
-                        "matrix, name, needs, on_failure, on_start, on_success, shards, steps, when)")
+                        "matrix, name, needs, on_failure, on_start, on_success, remote, shards, steps, when)")
 
 
 def test_a_wrong_type_is_refused_at_the_line_of_its_value() -> None:

@@ -1,0 +1,215 @@
+"""Remote stages' decisions (apiary.core.spread): what the parent's drone holds, which children start, the fold."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from apiary.core import spread
+from apiary.core.jobstate import Folded, JobState, Policy, transition
+from apiary.core.outcome import job_outcome
+from apiary.core.pipeline import PipelineError, load_pipeline, parse_pipeline
+from apiary.core.protocol import JobStatus
+
+STAGE_MATRIX = """
+artifacts: ["out/*"]
+stages:
+  - {name: build, steps: [make]}
+  - {name: lint, steps: [ruff]}
+  - name: test
+    needs: [build]
+    matrix: {py: ["3.11", "3.12"], spread: true}
+    steps: ["tox -e py$py"]
+  - {name: report, needs: [test], steps: [./report.sh]}
+"""
+JOB_MATRIX = """
+matrix: {os: [linux, bsd], spread: true}
+stages:
+  - {name: build, steps: [make]}
+  - {name: test, needs: [build], steps: [make test]}
+"""
+
+
+def _pipeline(text: str = STAGE_MATRIX) -> dict[str, Any]:
+    return dict(load_pipeline(text))
+
+
+def _parent(pipeline: dict[str, Any] | None = None, **fields: Any) -> dict[str, Any]:
+    return {"_id": "P", "number": 7, "repo": "app", "ref": {"branch": "main", "id": "a" * 40}, "type": "TEST",
+            "pipeline": pipeline or _pipeline(), "status": "waiting", "attempts": 1, "drone": "d1",
+            "kind": "push", "secrets": ["TOKEN"], "trigger": {"type": "api"}, "parameters": {},
+            "concurrency": {"group": "g", "key": "app/g"}, **fields}
+
+
+def _outcome(**status: str) -> dict[str, Any]:
+    return {"stages": [{"name": n, "status": s} for n, s in status.items()]}
+
+
+def test_spread_cells_are_remote_units_and_compile_to_themselves() -> None:
+    p = _pipeline()
+    assert {s["name"]: s.get("remote") for s in p["stages"]} == {
+        "build": None, "lint": None, "report": None,
+        "test (3.11)": {"kind": "spread", "unit": "test (3.11)"},
+        "test (3.12)": {"kind": "spread", "unit": "test (3.12)"}}
+    assert parse_pipeline(p) == p
+    job = _pipeline(JOB_MATRIX)
+    assert spread.units(job["stages"]) == {"linux": ["build (linux)", "test (linux)"],
+                                           "bsd": ["build (bsd)", "test (bsd)"]}
+    assert "remote" not in str(_pipeline(STAGE_MATRIX.replace(", spread: true", "")))
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    (STAGE_MATRIX.replace("spread: true", "spread: yes please"),
+     ".apiary.yml, line 8: stages[2].matrix.spread: must be true or false"),
+    (STAGE_MATRIX.replace("steps: [ruff]}", "steps: [ruff], approval: {role: admin}}"),
+     ".apiary.yml, line 5: stages[1].approval: a pipeline with spread (or sharded) stages takes no approval gate"),
+    (STAGE_MATRIX.replace("steps: [make]}", "steps: [make], remote: {kind: far, unit: x}}"),
+     ".apiary.yml, line 4: stages[0].remote.kind: must be one of spread, shard"),
+])
+def test_bad_spread_is_refused_naming_the_line_and_field(text: str, message: str) -> None:
+    with pytest.raises(PipelineError) as err:
+        load_pipeline(text)
+    assert str(err.value).startswith(message), str(err.value)
+
+
+@pytest.mark.parametrize(("resume", "skipped", "held"), [
+    (None, [], {"test (3.11)", "test (3.12)", "report"}),  # the first attempt: the cells and what needs them
+    ({"stages": {"test (3.11)": {"status": "passed"}, "test (3.12)": {"status": "passed"}}}, [], set()),
+    ({"stages": {"test (3.11)": {"status": "passed"}}}, [], {"test (3.12)", "report"}),
+    (None, ["test (3.11)", "test (3.12)"], set()),  # skipped by a when: nothing to spread
+])
+def test_what_the_parents_drone_holds(resume: Any, skipped: list[str], held: set[str]) -> None:
+    assert spread.held(_pipeline()["stages"], resume, skipped) == held
+
+
+def test_the_drone_says_which_cells_run_elsewhere() -> None:
+    stages = _pipeline()["stages"]
+    assert spread.waiting_lines(stages, spread.held(stages, None)) == [
+        "apiary: stage test (3.11) runs as a job of its own (spread)",
+        "apiary: stage test (3.12) runs as a job of its own (spread)"]
+
+
+@pytest.mark.parametrize(("fields", "waits"), [
+    ({}, True),
+    ({"resume": {"stages": {"test (3.11)": {"status": "passed"}, "test (3.12)": {"status": "passed"}}}}, False),
+    ({"parent": {"id": "X"}}, False),  # a child never waits for children
+    ({"pipeline": _pipeline(STAGE_MATRIX.replace(", spread: true", ""))}, False),
+])
+def test_a_drones_wait_is_believed_only_for_remote_stages_to_run(fields: dict[str, Any], waits: bool) -> None:
+    assert spread.can_wait(_parent(**fields)) is waits
+
+
+@pytest.mark.parametrize(("outcome", "children", "ready"), [
+    (_outcome(build="passed", lint="passed"), [], ["test (3.11)", "test (3.12)"]),
+    (_outcome(build="failed"), [], []),
+    (_outcome(build="passed"), [{"unit": "test (3.11)", "wave": 1}], ["test (3.12)"]),  # made already
+    (_outcome(build="passed"), [{"unit": "test (3.11)", "wave": 0}], ["test (3.11)", "test (3.12)"]),  # older
+])
+def test_which_children_start(outcome: dict[str, Any], children: list[Any], ready: list[str]) -> None:
+    assert spread.ready(_parent(children=children), outcome) == ready
+
+
+def test_a_child_runs_its_cell_alone_on_the_parents_commit_and_artifacts() -> None:
+    parent = _parent(resume={"artifacts_of": ["OLD"], "stages": {}})
+    child = spread.child_job(parent, "test (3.12)", {"SHARD": "1"}, [{"name": "list.txt", "text": "a\n"}],
+                             "C", 9, 100.0)
+    assert [s["name"] for s in child["pipeline"]["stages"]] == ["test (3.12)"]
+    stage = child["pipeline"]["stages"][0]
+    assert stage["needs"] == [] and "remote" not in stage and stage["env"] == {"py": "3.12", "SHARD": "1"}
+    assert child["pipeline"]["hooks"] == {"on_start": [], "on_success": [], "on_failure": []}
+    assert "concurrency" not in child and "concurrency" not in child["pipeline"]
+    assert child["ref"] == parent["ref"] and child["secrets"] == ["TOKEN"] and child["status"] == "queued"
+    assert child["parent"] == {"id": "P", "number": 7, "unit": "test (3.12)", "wave": 1}
+    assert child["resume"] == {"from_job": "P", "stages": {}, "artifacts_of": ["OLD", "P"], "unit": "test (3.12)",
+                               "given": [{"name": "list.txt", "text": "a\n"}]}
+    with pytest.raises(spread.SpreadError, match="a child of a child"):
+        spread.child_job(child, "test (3.12)", {}, [], "D", 10, 100.0)
+    with pytest.raises(spread.SpreadError, match="no remote stage"):
+        spread.child_job(parent, "nope", {}, [], "D", 10, 100.0)
+
+
+def test_plugin_stages_are_the_parents() -> None:
+    child = spread.child_job(_parent(), "test (3.11)", {}, [], "C", 9, 1.0)
+    stages = [*child["pipeline"]["stages"], {"name": "pytest (plugin)"}]
+    assert [s["name"] for s in spread.child_stages(child, stages)] == ["test (3.11)"]
+    assert len(spread.child_stages(_parent(), stages)) == 2
+
+
+@pytest.mark.parametrize(("env", "files", "path"), [
+    ({"1BAD": "x"}, [], "children.env"),
+    ({f"V{i}": "x" for i in range(65)}, [], "children.env"),
+    ({"A": "x" * 5000}, [], "children.env.A"),
+    ({}, [{"name": "../x", "text": ""}], "children.files[0].name"),
+    ({}, [{"name": "/etc/passwd", "text": ""}], "children.files[0].name"),
+    ({}, [{"name": "a/./b", "text": ""}], "children.files[0].name"),
+    ({}, [{"name": ".git/config", "text": ""}], "children.files[0].name"),
+    ({}, [{"name": "a", "text": b"x"}], "children.files[0].text"),
+    ({}, [{"name": f"f{i}", "text": ""} for i in range(17)], "children.files"),
+    ({}, [{"name": "a", "text": "x" * (1024 * 1024 + 1)}], "children.files"),
+])
+def test_what_the_queen_gives_a_child_is_bounded(env: Any, files: Any, path: str) -> None:
+    with pytest.raises(spread.SpreadError) as err:
+        spread.check_given(env, files)
+    assert err.value.path == path
+
+
+def _kid(unit: str, status: str, number: int, error: str | None = None) -> dict[str, Any]:
+    return {"_id": f"K{number}", "number": number, "status": status, "parent": {"unit": unit, "id": "P"},
+            **({"error": error} if error else {})}
+
+
+OUT = _outcome(build="passed", lint="passed", **{"test (3.11)": "passed", "test (3.12)": "passed"})
+
+
+@pytest.mark.parametrize(("kids", "error"), [
+    ([_kid("test (3.11)", "passed", 8), _kid("test (3.12)", "failed", 9)], "test (3.12) failed in job #9"),
+    ([_kid("test (3.11)", "cancelled", 8), _kid("test (3.12)", "passed", 9)], "test (3.11) was cancelled in job #8"),
+    ([_kid("test (3.11)", "errored", 8, "drone lost"), _kid("test (3.12)", "passed", 9)],
+     "test (3.11) errored in job #8: drone lost"),
+])
+def test_a_cell_that_did_not_pass_fails_the_parent(kids: list[Any], error: str) -> None:
+    fold = spread.fold(_parent(), OUT, kids)
+    assert fold is not None and fold.resume is None and fold.error == error
+
+
+def test_the_fold_waits_for_every_child_then_goes_on_from_them() -> None:
+    assert spread.fold(_parent(), OUT, [_kid("test (3.11)", "passed", 8), _kid("test (3.12)", "running", 9)]) is None
+    fold = spread.fold(_parent(resume={"artifacts_of": ["OLD"]}), OUT,
+                       [_kid("test (3.11)", "passed", 8), _kid("test (3.12)", "passed", 9)])
+    assert fold is not None and fold.error is None
+    assert fold.resume == {"from_job": "P", "artifacts_of": ["OLD", "P", "K8", "K9"], "stages": {
+        "build": {"status": "passed", "job": "P", "number": 7}, "lint": {"status": "passed", "job": "P", "number": 7},
+        "test (3.11)": {"status": "passed", "job": "K8", "number": 8},
+        "test (3.12)": {"status": "passed", "job": "K9", "number": 9}}}
+
+
+@pytest.mark.parametrize(("fold", "status", "fields"), [
+    (Folded(5.0, [{"unit": "u"}], resume={"stages": {}}), JobStatus.QUEUED, {"resume", "children"}),
+    (Folded(5.0, [], error="test (2) failed in job #9"), JobStatus.FAILED, {"finished", "error", "children"}),
+])
+def test_the_state_machine_folds_a_waiting_parent(fold: Folded, status: JobStatus, fields: set[str]) -> None:
+    state = JobState(JobStatus.WAITING, 1, None)
+    new, effects = transition(state, fold, Policy())
+    assert new.status is status
+    assert set(effects[0].fields) - {"status", "drone"} == fields  # type: ignore[union-attr]
+    assert transition(JobState(JobStatus.CANCELLED, 1, None), fold, Policy()) == (
+        JobState(JobStatus.CANCELLED, 1, None), [])  # an ended parent stays so
+
+
+def test_the_parents_outcome_shows_each_cell_with_its_child() -> None:
+    job = _parent(status="waiting", children=[
+        {"unit": "test (3.11)", "job": "K8", "number": 8, "status": "running", "wave": 1},
+        {"unit": "test (3.12)", "job": "K9", "number": 9, "status": "queued", "wave": 1}],
+        commands={"1": {"num": 1, "stage": "build", "phase": "test", "exitCode": 0, "started": 1.0, "duration": 1},
+                  "2": {"num": 2, "stage": "lint", "phase": "test", "exitCode": 0, "started": 1.0, "duration": 1}})
+    stages = {s["name"]: s for s in job_outcome(job, [])["stages"]}
+    assert stages["test (3.11)"]["status"] == "running" and stages["test (3.11)"]["reason"] == "running in job #8"
+    assert stages["test (3.12)"]["status"] == "waiting" and stages["test (3.12)"]["reason"] == "queued as job #9"
+    assert stages["test (3.12)"]["child"] == {"job": "K9", "number": 9, "status": "queued"}
+    failed = _parent(status="failed", error="test (3.12) failed in job #9", children=[
+        {"unit": "test (3.11)", "job": "K8", "number": 8, "status": "passed", "wave": 1},
+        {"unit": "test (3.12)", "job": "K9", "number": 9, "status": "failed", "wave": 1}], commands=job["commands"])
+    stages = {s["name"]: s["status"] for s in job_outcome(failed, [])["stages"]}
+    assert stages == {"build": "passed", "lint": "passed", "test (3.11)": "passed", "test (3.12)": "failed",
+                      "report": "not_run"}
