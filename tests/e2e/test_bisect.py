@@ -99,7 +99,7 @@ async def test_the_cli_finds_the_commit_that_broke_the_pipeline_on_two_drones(qu
 
 
 async def test_a_failed_jobs_page_starts_a_bisect_whose_page_shows_progress_and_the_answer(
-        queen: Cluster, page: Page, tmp_path: Path) -> None:
+        queen: Cluster, page: Page, tmp_path: Path) -> None:  # noqa: F811  (the fixture)
     bare, good, shas = make_history(tmp_path / "git", pause=1.0)
     await queen.add_drone("d1", capacity=2)
     await queen.request("POST", "/repos", {"name": "proj", "url": str(bare)}, expect=201)
@@ -123,3 +123,32 @@ async def test_a_failed_jobs_page_starts_a_bisect_whose_page_shows_progress_and_
     await expect(page.locator("#job-commit")).to_contain_text(shas[BROKEN_AT - 1][:10])
     await page.go_back()
     await shot(page, "bisect-found")
+
+
+async def test_a_bisect_goes_on_after_a_queen_restart_one_runs_at_a_time_and_cancel_stops_it(
+        queen: Cluster, tmp_path: Path) -> None:
+    bare, good, shas = make_history(tmp_path / "git", pause=1.5)
+    await queen.add_drone("d1", capacity=2)
+    await queen.request("POST", "/repos", {"name": "proj", "url": bare.as_uri()}, expect=201)
+    first = (await queen.request("POST", "/repos/proj/bisects", {"good": good, "bad": shas[-1]}, expect=201))[1]
+    assert first["status"] == "running" and any(t["verdict"] is None for t in first["tries"]), first
+    status, body = await queen.request("POST", "/repos/proj/bisects", {"good": good, "bad": shas[-1]})
+    assert (status, body["field"]) == (409, "repo") and "running already" in body["error"], body
+
+    # The queen stops while the first round's jobs run; the one that starts again takes the bisect up.
+    await queen.queen.stop()  # type: ignore[union-attr]
+    await queen.start_queen()
+    done = await queen.wait_for(lambda: queen.get(f"/bisects/{first['id']}"), lambda b: b["status"] != "running",
+                                "the bisect to end after the restart", timeout=90)
+    assert done["status"] == "found" and done["result"]["first_bad"]["commit"] == shas[BROKEN_AT - 1], done
+    assert "taken up again" in queen.queen.stderr.read_text()  # type: ignore[union-attr]
+
+    second = (await queen.request("POST", "/repos/proj/bisects", {"good": good, "bad": shas[-1]}, expect=201))[1]
+    running = [t["job"] for t in second["tries"] if t["verdict"] is None]
+    assert running, second
+    cancelled = (await queen.request("POST", f"/bisects/{second['id']}/cancel", {}, expect=200))[1]
+    assert cancelled["status"] == "cancelled"
+    for job_id in running:
+        assert (await queen.wait_job(job_id))["status"] == "cancelled"
+    assert (await queen.request("POST", f"/bisects/{second['id']}/cancel", {}))[0] == 409
+    assert (await queen.request("GET", "/bisects/nosuchbisect"))[0] == 404

@@ -136,3 +136,18 @@ def test_a_stage_name_is_checked(value: object) -> None:
     with pytest.raises(BadRequest, match="stage:"):
         check_stage(value)
     assert check_stage("test") == "test" and check_stage(None) is None
+
+
+@pytest.mark.parametrize(("role", "method", "path", "allowed"), [
+    ("member", "POST", "/api/v1/repos/app/bisects", True),
+    ("member", "POST", "/api/v1/bisects/01ABC/cancel", True),
+    ("member", "GET", "/api/v1/bisects/01ABC", True),
+    (None, "POST", "/api/v1/repos/app/bisects", False),
+    (None, "POST", "/api/v1/bisects/01ABC/cancel", False),
+    ("member", "POST", "/api/v1/bisects/01ABC/other", False),
+])
+def test_members_start_and_cancel_bisects_visitors_do_not(role: str | None, method: str, path: str,
+                                                         allowed: bool) -> None:
+    from apiary.queen.users import Role, may
+
+    assert may(Role(role) if role else None, method, path) is allowed
