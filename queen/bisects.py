@@ -31,6 +31,7 @@ from typing import Any
 
 import ulid
 from aiohttp import web
+from pymongo.errors import PyMongoError
 
 from apiary.core import bisect as decide_
 from apiary.core.errors import BadRequest, Conflict, GitError, InputError, NotFound
@@ -155,35 +156,47 @@ class Bisector:
             if repo is None:
                 await self._end(doc, "failed", error=f"the repository {doc['repo']!r} no longer exists")
                 return
-            tries = [dict(t) for t in doc.get("tries") or []]
-            changed = await self._verdicts(doc, tries)
-            n = len(doc["commits"])
-            for _ in range(decide_.MAX_SLOTS * 4 + 2):  # rounds whose every commit is skipped at once go on
-                step = decide_.decide(n, tries, self.free_slots())
-                for index in step.cancel:
-                    changed |= await self._drop(tries, index)
-                if step.done:
-                    await self._finish(doc, tries, step.result or {}, repo)
-                    return
-                if not step.run:
-                    break
-                doc["rounds"] = int(doc.get("rounds") or 0) + 1
-                for index in step.run:
-                    tries.append(await self._try(doc, repo, index, doc["rounds"]))
-                    await self._save(doc, {"tries": tries, "rounds": doc["rounds"]})
-                changed = False
-                if any(t["verdict"] is None for t in tries):
-                    break
-            if changed:
-                await self._save(doc, {"tries": tries})
-            for t in tries:
-                if t["verdict"] is None and t.get("job"):
-                    self._watch[t["job"]] = bisect_id
-            # A job that ended between its creation and the watch above is read now.
-            ended = [t for t in tries if t["verdict"] is None and t.get("job") and
-                     ((await self.store.get_job(t["job"])) or {}).get("status", "errored") in FINAL]
-            if ended:
-                self.spawn(self.advance(bisect_id))
+            try:
+                await self._advance(doc, repo)
+            except PyMongoError:
+                raise  # the store is away: the next job's end, or the next start, tries again
+            except Exception as exc:
+                log.exception("bisect %s: cannot go on", bisect_id)
+                await self._end(doc, "failed", error=f"the queen could not go on ({type(exc).__name__}); "
+                                                     "its log has the details")
+
+    async def _advance(self, doc: dict[str, Any], repo: dict[str, Any]) -> None:
+        """One advance of `doc` (under its lock): verdicts in, then rounds until a job runs or it is done."""
+        bisect_id = doc["_id"]
+        tries = [dict(t) for t in doc.get("tries") or []]
+        changed = await self._verdicts(doc, tries)
+        n = len(doc["commits"])
+        while True:  # a round whose every commit is skipped at once is followed by the next (each tries new ones)
+            step = decide_.decide(n, tries, self.free_slots())
+            for index in step.cancel:
+                changed |= await self._drop(tries, index)
+            if step.done:
+                await self._finish(doc, tries, step.result or {}, repo)
+                return
+            if not step.run:
+                break
+            doc["rounds"] = int(doc.get("rounds") or 0) + 1
+            for index in step.run:
+                tries.append(await self._try(doc, repo, index, doc["rounds"]))
+                await self._save(doc, {"tries": tries, "rounds": doc["rounds"]})
+            changed = False
+            if any(t["verdict"] is None for t in tries):
+                break
+        if changed:
+            await self._save(doc, {"tries": tries})
+        for t in tries:
+            if t["verdict"] is None and t.get("job"):
+                self._watch[t["job"]] = bisect_id
+        # A job that ended between its creation and the watch above is read now.
+        ended = [t for t in tries if t["verdict"] is None and t.get("job") and
+                 ((await self.store.get_job(t["job"])) or {}).get("status", "errored") in FINAL]
+        if ended:
+            self.spawn(self.advance(bisect_id))
 
     async def _verdicts(self, doc: dict[str, Any], tries: list[dict[str, Any]]) -> bool:
         """Fill in the verdicts of tries whose jobs have ended; whether any was."""
@@ -322,6 +335,8 @@ class Bisector:
             good, bad, commits = await bisectgit.read_line(self.git_dir, repo["url"], auth, branch, good, bad)
         except GitError as exc:
             raise BadRequest(f"url: {exc}", field="url") from None
+        if stage is not None:
+            await self._check_stage(repo, branch, bad, stage)
         doc: dict[str, Any] = {
             "_id": str(ulid.ULID()), "repo": repo["_id"], "number": await stored.next_number(self.store, repo["_id"]),
             "branch": branch, "good": good, "bad": bad, "stage": stage, "status": stored.RUNNING, "error": None,
@@ -332,6 +347,21 @@ class Bisector:
         log.info("bisect %s (%s #%s): %d commits between %s and %s", doc["_id"], repo["_id"], doc["number"],
                  len(commits), good[:12], bad[:12])
         return doc
+
+    async def _check_stage(self, repo: dict[str, Any], branch: str, bad: str, stage: str) -> None:
+        """A stage the pipeline at the bad commit has (else every commit would be skipped)."""
+        from apiary.queen.jobs import resolve_pipeline
+
+        try:
+            pipeline, _ = await resolve_pipeline(self.store, self.app[keys.CONFIG].data_path / "git", repo,
+                                                 {"branch": branch, "id": bad})
+        except InputError as exc:
+            raise BadRequest(f"bad: the pipeline at {bad[:12]} cannot be read: {exc}", field="bad") from None
+        stages = pipeline.get("stages") or []
+        if not decide_.stage_named(stages, stage):
+            names = sorted({str((s.get("matrix") or {}).get("group") or s.get("name")) for s in stages})
+            raise BadRequest(f"stage: no stage {stage!r} in the pipeline at {bad[:12]} (its stages: "
+                             f"{', '.join(names)[:500]})", field="stage")
 
     async def _from_job(self, repo: dict[str, Any], job_id: str, body: dict[str, Any]) -> tuple[str, str, str]:
         """(good, bad, branch) of the failed job `job_id` ("find the commit that broke this")."""

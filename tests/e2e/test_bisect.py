@@ -73,9 +73,12 @@ async def test_the_cli_finds_the_commit_that_broke_the_pipeline_on_two_drones(qu
     assert (status, body["field"]) == (400, "bad"), body
     status, body = await queen.request("POST", "/repos/proj/bisects", {"good": good, "bad": shas[-1], "stage": 5})
     assert (status, body["field"]) == (400, "stage"), body
+    status, body = await queen.request("POST", "/repos/proj/bisects", {"good": good, "bad": shas[-1], "stage": "lint"})
+    assert (status, body["field"]) == (400, "stage") and "its stages: build, test" in body["error"], body
     assert (await queen.get("/repos/proj/bisects"))["bisects"] == []
 
-    code, out = await cli(queen, "bisect", "proj", "--good", good[:10], "--bad", shas[-1])
+    # Bad means the stage test failed (the page's bisect below: the job failed).
+    code, out = await cli(queen, "bisect", "proj", "--good", good[:10], "--bad", shas[-1], "--stage", "test")
     assert code == 0, out
     first_bad = shas[BROKEN_AT - 1]
     assert f"first bad commit: {first_bad}" in out, out
@@ -83,7 +86,7 @@ async def test_the_cli_finds_the_commit_that_broke_the_pipeline_on_two_drones(qu
     assert "cannot be built" in out, out  # the commit whose pipeline does not validate was skipped
 
     found = (await queen.get("/repos/proj/bisects"))["bisects"][0]
-    assert found["status"] == "found" and found["commits"] == 12
+    assert found["status"] == "found" and found["commits"] == 12 and found["stage"] == "test"
     answer = found["result"]["first_bad"]
     assert answer["commit"] == first_bad and answer["job"], found
     job = await queen.job(answer["job"])
