@@ -328,7 +328,7 @@ class DebugShells:
     def _spawn(self, kept: Kept, rows: int, cols: int) -> tuple[subprocess.Popen[bytes], int]:
         """The shell on a new PTY, as the job's commands ran (sandbox.py); (process, the PTY's master fd)."""
         shell = ["/bin/bash", "--noprofile", "--norc", "-i"] if os.access("/bin/bash", os.X_OK) else ["/bin/sh", "-i"]
-        env = {**kept.env, "TERM": "xterm-256color", "PS1": r"debug:\w\$ ", "APIARY_DEBUG": "1"}
+        env = {**kept.env, "TERM": "xterm-256color", "PS1": r"debug:\W\$ ", "APIARY_DEBUG": "1"}
         paths = kept.paths
         if not paths.workspace.is_dir():
             raise OSError("the kept workspace is gone")

@@ -308,7 +308,7 @@ async def state(request: web.Request, job_id: str) -> dict[str, Any] | None:
                         drone is not None and drone.route is not None, time.time())
     until = debug.kept_until(job.get("finished"), settings["total"]) if settings["keep"] and \
         job.get("status") == "failed" else None
-    return {"job": job_id, "available": why is None, "why": why, "role": config.debug_role,
+    return {"job": job_id, "available": why is None, "why": why, "role": config.debug_role, "drone": job.get("drone"),
             "keep": settings["keep"], "idle": settings["idle"], "total": settings["total"], "kept_until": until,
             "open": open_here, "sessions": public_sessions(job)}
 

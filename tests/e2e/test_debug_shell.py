@@ -7,7 +7,9 @@ import time
 from typing import Any
 
 import aiohttp
+from playwright.async_api import Page, expect
 
+from tests.browser import browser, page, shot  # noqa: F401  (fixtures)
 from tests.cluster import Cluster
 
 SECRET = "s3cr3t-value-42"
@@ -92,3 +94,26 @@ async def test_a_shell_in_a_failed_job(queen: Cluster) -> None:
     [recorded] = state["sessions"]
     assert recorded["how"] == "idle" and recorded["drone"] == "d1" and recorded["duration"] >= 3, recorded
     assert recorded["user"]
+
+
+async def test_the_page_opens_a_terminal(queen: Cluster, page: Page) -> None:
+    await queen.add_drone("d1")
+    await queen.create_pipeline_repo("app", PIPELINE)
+    await queen.request("PUT", "/repos/app/secrets/SOME_ENV", {"value": SECRET}, expect=200)
+    failed = await queen.wait_job((await queen.trigger("app"))["id"])
+    await page.goto(f"/jobs/{failed['id']}")
+    await expect(page.locator("#debug-open")).to_be_enabled()
+    await page.click("#debug-open")
+    rows = page.locator("#debug-term .xterm-rows")
+    await expect(rows).to_contain_text("debug:", timeout=15_000)  # the prompt
+    await page.locator("#debug-term").click()
+    await page.keyboard.type("cat made.txt; echo \"[$SOME_ENV]\"")
+    await page.keyboard.press("Enter")
+    await expect(rows).to_contain_text("made-by-the-job")
+    await expect(rows).to_contain_text("[********]")
+    assert SECRET not in await rows.inner_text()
+    await shot(page, "debug-shell")
+    await page.click("#debug-close")
+    await expect(page.locator("#debug-note")).to_contain_text("shell ended:")  # closed (or idle, 3 s)
+    await expect(page.locator("#debug-session-rows tr")).to_have_count(1)
+    await shot(page, "debug-shell-ended")
