@@ -34,8 +34,10 @@ from apiary.queen.trust import given_secrets, job_kind
 
 log = logging.getLogger(__name__)
 
-# How many of the oldest queued jobs one dispatch round considers.
+# How many of the oldest queued jobs one dispatch round considers: the free slots and CLAIM_EXTRA more,
+# or CLAIM_WINDOW when none of those could go.
 CLAIM_WINDOW = 32
+CLAIM_EXTRA = 3
 
 SendFn = Callable[[str, Msg, dict[str, Any]], bool]
 
@@ -150,11 +152,18 @@ class Dispatcher:
         not install its plugins) stays queued; younger jobs may pass it.
         """
         sent = 0
+        window = 0
         while True:
-            if not self._any_room():
+            spare = self._spare()
+            if not spare:
                 return sent
             generation = self._generation
-            waiting = await self.store.queued(CLAIM_WINDOW)
+            # As many as could go now and a few more (what a drone cannot take is passed over), unless the
+            # last look found nothing it could send: then the whole window. The store reads and decodes each
+            # job it returns (nx-27017: ~0.1 ms each, 3.8 ms for 32 of 100 queued), and in a burst every
+            # freed slot looks, to send one job.
+            window = CLAIM_WINDOW if window else min(CLAIM_WINDOW, spare + CLAIM_EXTRA)
+            waiting = await self.store.queued(window)
             if not waiting:
                 # Empty, unless something was queued while the query was in flight.
                 self.queue_empty = generation == self._generation
@@ -183,8 +192,9 @@ class Dispatcher:
                     busy.add(group)
                 if await self._send(job, drone_id, state):
                     sent += 1
-            if not progress or len(waiting) < CLAIM_WINDOW:
+            if len(waiting) < window or not progress and window == CLAIM_WINDOW:
                 return sent  # all considered; what is left waits for a drone that can take it
+            window = 0 if progress else CLAIM_WINDOW  # none could go: look further down the queue
 
     def _dispatched(self, queued: Mapping[str, Any], drone_id: str) -> tuple[JobState, Write]:
         """A queued job's state once given to `drone_id`, and the write that takes it (compare-and-set)."""
@@ -201,7 +211,11 @@ class Dispatcher:
             self.recorder.follow(job_id, new)  # what the drone may still say of it is stale
 
     def _any_room(self) -> bool:
-        return any(v.spare > 0 for v in self.pool.views())
+        return self._spare() > 0
+
+    def _spare(self) -> int:
+        """Free slots in the pool (a drone's negative spare, more jobs than slots, counts as none)."""
+        return sum(max(0, v.spare) for v in self.pool.views())
 
     async def _send(self, job: Job, drone_id: str, state: JobState) -> bool:
         """Send a job stored as dispatched (`state`) to `drone_id`, whose slot it already holds."""
