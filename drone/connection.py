@@ -45,6 +45,9 @@ from .outbox import Outbox
 
 log = logging.getLogger(__name__)
 
+# Seconds a job's event may wait for the ones emitted right after it, to go to the queen together.
+SEND_DELAY = 0.001
+
 OnMessage = Callable[[Msg, dict[str, Any]], None]
 InfoFn = Callable[[], dict[str, Any]]
 
@@ -73,6 +76,8 @@ class Connection:
         self.reachable = False
         self.leaving = False
         self.bad_frames = 0
+        self._due: set[str] = set()  # jobs with events waiting to be sent together (_send_soon)
+        self._due_timer: asyncio.TimerHandle | None = None
 
     def start(self) -> None:
         sock = self.sock
@@ -154,7 +159,31 @@ class Connection:
             frame = encode(Msg.JOB_STDERR, {"text": f"apiary: the drone dropped a {msg.value} event the queen "
                                                     f"would refuse: {str(exc)[:500]}\n", **head})
         self.outbox.keep(job_id, seq, frame)
-        self._send_ready(job_id)
+        self._send_soon(job_id, msg)
+
+    def _send_soon(self, job_id: str, msg: Msg) -> None:
+        """Send the job's events together: at most SEND_DELAY seconds after the first waiting one, and at once
+        with a job:cmd:start or job:done (a command then runs, or nothing follows). A job's start (job:started,
+        job:phase, job:cmd:start) and end (job:cmd:done, job:phase, job:tested, job:done) then reach the queen
+        at once and are stored in one batch each: sent one by one as emitted (the stage runs in a task of its
+        own, so they span turns of the loop, ~0.3 ms), the queen's recorder took the first ones alone and
+        stored a trivial job in four or five batches, a pair of store round trips each, instead of two."""
+        self._due.add(job_id)
+        if msg is Msg.JOB_CMD_START or msg is Msg.JOB_DONE:
+            self._send_due()
+        elif self._due_timer is None:
+            try:
+                self._due_timer = asyncio.get_running_loop().call_later(SEND_DELAY, self._send_due)
+            except RuntimeError:  # no loop (a caller outside one): at once, as before
+                self._send_due()
+
+    def _send_due(self) -> None:
+        if self._due_timer is not None:
+            self._due_timer.cancel()
+            self._due_timer = None
+        due, self._due = self._due, set()
+        for job_id in due:
+            self._send_ready(job_id)
 
     def _send_ready(self, job_id: str | None = None) -> None:
         """Send what the window lets go now, of one job or of all; stop at a failed send (the outbox
@@ -289,6 +318,9 @@ class Connection:
         return not self.outbox.unacked_count()
 
     def close(self) -> None:
+        if self._due_timer is not None:  # what waited stays in the outbox, as anything unsent does
+            self._due_timer.cancel()
+            self._due_timer = None
         self._stop_handshakes()
         self.sock.close(linger=0)
         self.ctx.term()
