@@ -41,7 +41,7 @@ from apiary.core.jobstate import (
     transition,
 )
 from apiary.core.models import Event
-from apiary.core.protocol import OUTPUT_EVENTS, Msg
+from apiary.core.protocol import OUTPUT_EVENTS, JobStatus, Msg
 from apiary.queen import caches
 from apiary.queen.hub import Hub
 from apiary.queen.lifecycle import job_update
@@ -51,6 +51,7 @@ from apiary.shared import memory
 log = logging.getLogger(__name__)
 
 _OUTPUT_TYPES = [m.value for m in OUTPUT_EVENTS]
+_RUNNING = JobStatus.RUNNING.value
 
 # (drone, job, seq, attempt): every event of attempt `attempt` of `job` up to `seq` is stored
 AckFn = Callable[[str, str, int, int], None]
@@ -331,9 +332,10 @@ class Recorder:
         # Both writes at once. If only one lands: a failed batch is retried whole (both
         # writes are idempotent) before anything is acked, and a queen that died in between
         # catches the job up on restart (_load_track).
-        if any("status" in fields for fields in updates.values()):
+        if any(fields.get("status", _RUNNING) != _RUNNING for fields in updates.values()):
             # A job's state only after all its events: a store that fails between the two leaves
-            # no job ended with part of its log.
+            # no job ended with part of its log. (A job starting to run may be written beside its
+            # first events, as any other field is: one store round trip less on every job's way.)
             await self.store.insert_events(docs)
             written = await self._update_jobs(updates, before)
         else:
