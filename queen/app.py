@@ -27,7 +27,7 @@ from pymongo.errors import PyMongoError
 from apiary.core import __version__
 from apiary.core.config import QueenConfig
 from apiary.core.errors import ApiaryError, InputError
-from apiary.queen import bisects, comments, debugshells
+from apiary.queen import bisects, comments, debugshells, shards
 from apiary.queen.accounts import routes as account_routes
 from apiary.queen.api import routes as api_routes
 from apiary.queen.approvals import routes as approval_routes, watch_timeouts
@@ -184,6 +184,7 @@ def init_app(config: QueenConfig, connection_cap: int = MAX_CONNECTIONS) -> web.
     comments.setup(app)  # comments on jobs: the API and the job page's pieces
     debugshells.setup(app)  # debug shells in failed jobs: the API and the relay to drones
     bisects.setup(app)  # bisect across drones: the API, the page, the driver
+    shards.setup(app)  # test shards: their lists split by past durations (after the spreader's context)
     app.router.add_get(openapi.PATH, openapi.serve)
     app.router.add_get("/ws", websocket)
     web_dir = _web_dir()

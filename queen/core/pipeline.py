@@ -26,7 +26,7 @@ from .matrix import expand as expand_matrix
 from .models import Parameter, Pipeline, PluginUse, Stage, Step
 from .reports import ReportsError, compile_reports
 from .retry import RetryError, compile_retry
-from .shards import ShardsError, compile_shards, is_listing
+from .shards import ShardsError, compile_shards, written_name
 from .shards import expand as expand_shards
 from .spread import SpreadError, compile_remote
 from .spread import check as check_remote
@@ -155,7 +155,7 @@ def _pipeline(data: Any) -> Pipeline:
         if isinstance(expanded.get("stages"), list):  # a sharded stage's listing stage (core/shards.py)
             stages, origin = expand_shards(expanded["stages"], origin)
             expanded = {**expanded, "stages": stages}
-    except MatrixError as fault:
+    except (MatrixError, ShardsError) as fault:
         raise _Invalid(fault.path, fault.problem) from None
     try:
         return _compile(expanded)
@@ -394,7 +394,7 @@ def _stages(value: Any, optional: bool = False) -> list[Stage]:
             raise _Invalid(at, f"must be a mapping with 'name' and 'steps', got {kind_of(stage)}")
         _known(stage, _STAGE_KEYS, at)
         name = stage.get("name")
-        written = stage["matrix"]["group"] if is_cell(stage) else stage["shards"]["lists"] if is_listing(stage) else name
+        written = stage["matrix"]["group"] if is_cell(stage) else written_name(stage) or name  # made: a cell, a shard
         if not isinstance(name, str) or not _STAGE_NAME.match(written):
             raise _Invalid(f"{at}.name", "must be a name of letters, digits, spaces, '.', '_' or '-' (at most 64)")
         if name in deploy:
@@ -406,8 +406,8 @@ def _stages(value: Any, optional: bool = False) -> list[Stage]:
             out[i]["matrix"] = {"group": stage["matrix"]["group"], "values": dict(stage["matrix"]["values"])}
     for i, stage in enumerate(value):  # test shards (core/shards.py): a test stage's own, not a cell's
         try:
-            if is_listing(stage):
-                out[i]["shards"] = {"lists": stage["shards"]["lists"]}
+            if written_name(stage) is not None:  # a listing stage or a shard (core/shards.py expand)
+                out[i]["shards"] = dict(stage["shards"])
             elif (shards := compile_shards(stage.get("shards"), f"stages[{i}].shards")):
                 if out[i]["deploy"] or is_cell(stage):
                     raise _Invalid(f"stages[{i}].shards", "only a test stage without a matrix is sharded")

@@ -34,9 +34,10 @@ from typing import Any, TypedDict
 
 from .errors import InputError
 from .fields import kind_of
-from .matrix import is_cell
+from .matrix import MAX_CELLS, is_cell
 
 MAX_SHARDS = 64
+MAX_STAGES = MAX_CELLS  # stages of a pipeline once its shards are made, as once its matrices are expanded
 MAX_COMMAND = 4096  # characters of the `tests` command
 MAX_OUTPUT_BYTES = 4 * 2**20  # what the tests command may print
 MAX_TESTS = 50_000  # names listed
@@ -97,6 +98,11 @@ def listing_name(stage: str) -> str:
     return _LISTING.format(stage=stage)
 
 
+def shard_name(stage: str, index: int, count: int) -> str:
+    """The name of shard `index` (from 1) of `count` of sharded stage `stage`: ``test (shard 2 of 4)``."""
+    return f"{stage} (shard {index} of {count})"
+
+
 def is_listing(stage: Any) -> bool:
     """Whether `stage` (as written or compiled) is a listing stage made by `expand`: ``shards: {lists: NAME}``
     and named for NAME (its name is let past the stage name rule, as a matrix cell's is)."""
@@ -105,36 +111,80 @@ def is_listing(stage: Any) -> bool:
             and stage.get("name") == listing_name(spec["lists"]))
 
 
+def is_shard(stage: Any) -> bool:
+    """Whether `stage` is a shard made by `expand`: ``shards: {of: NAME, index, count, tests}``, named so."""
+    spec = stage.get("shards") if isinstance(stage, dict) else None
+    return (isinstance(spec, dict) and set(spec) == {"of", "index", "count", "tests"} and isinstance(spec["of"], str)
+            and all(isinstance(spec[k], int) and not isinstance(spec[k], bool) for k in ("index", "count"))
+            and 1 <= spec["index"] <= spec["count"] <= MAX_SHARDS
+            and isinstance(spec["tests"], str) and 0 < len(spec["tests"]) <= MAX_COMMAND
+            and stage.get("name") == shard_name(spec["of"], spec["index"], spec["count"]))
+
+
+def written_name(stage: Any) -> str | None:
+    """The name as written of a stage `expand` made (a listing or a shard), else None."""
+    if is_listing(stage):
+        return str(stage["shards"]["lists"])
+    if is_shard(stage):
+        return str(stage["shards"]["of"])
+    return None
+
+
 def expand(stages: Any, origin: list[int]) -> tuple[Any, list[int]]:
     """`stages` (as written, matrices expanded; `origin` their written indexes) with each sharded stage
-    preceded by its listing stage: the ``tests`` command as its one step, the stage's needs, env and
-    when; the sharded stage then needs it too. The listing runs on the job's own drone, before the shards
-    (its stdout is the list, apiary.queen.shards); the sharded stage runs as the shards. A stage already
-    listed (a compiled pipeline compiled again), a key that does not check, a cell or a deploy stage is
-    left as it is (the compiler says what is wrong)."""
+    turned into its listing stage and its shards, and their written indexes.
+
+    The listing stage (``test · list``) has the ``tests`` command as its one step and the stage's needs,
+    env and when: it runs on the job's own drone, and its stdout is the list (apiary.queen.shards). Each
+    shard (``test (shard 2 of 4)``) is the stage as written, needing the listing too, run as a job of its
+    own (``remote: {kind: shard, unit: its name}``, apiary.core.spread) with its part of the list. A stage
+    that needs the sharded one needs every shard. A key that does not check, a cell or a deploy stage is
+    left as it is (the compiler says what is wrong); a compiled pipeline has nothing left to expand."""
     if not isinstance(stages, list):
         return stages, origin
     names = {s.get("name") for s in stages if isinstance(s, dict)}
     out: list[Any] = []
     where: list[int] = []
+    split: dict[str, list[str]] = {}  # a sharded stage -> its shards' names
     for i, stage in enumerate(stages):
         at = origin[i] if i < len(origin) else i
+        spec = None
         if isinstance(stage, dict) and isinstance(stage.get("name"), str) and isinstance(stage.get("shards"), dict) \
-                and not is_listing(stage) and not is_cell(stage) and stage.get("deploy") is not True \
+                and written_name(stage) is None and not is_cell(stage) and stage.get("deploy") is not True \
                 and listing_name(stage["name"]) not in names and isinstance(stage.get("needs", []), list):
             try:
                 spec = compile_shards(stage["shards"], "shards")
             except ShardsError:
                 spec = None
-            if spec is not None:
-                listing = {"name": listing_name(stage["name"]), "shards": {"lists": stage["name"]},
-                           "steps": [{"run": spec["tests"], "title": f"list the tests for {spec['count']} shards"}],
-                           **{k: stage[k] for k in ("needs", "env", "when") if k in stage}}
-                out.append(listing)
-                where.append(at)
-                stage = {**stage, "needs": [*(stage.get("needs") or []), listing["name"]]}
-        out.append(stage)
+        if spec is None:
+            out.append(stage)
+            where.append(at)
+            continue
+        name, count = stage["name"], spec["count"]
+        listing = {"name": listing_name(name), "shards": {"lists": name},
+                   "steps": [{"run": spec["tests"], "title": f"list the tests for {count} shards"}],
+                   **{k: stage[k] for k in ("needs", "env", "when") if k in stage}}
+        out.append(listing)
         where.append(at)
+        split[name] = []
+        for index in range(1, count + 1):
+            shard = {**stage, "name": shard_name(name, index, count),
+                     "needs": [*(stage.get("needs") or []), listing["name"]],
+                     "shards": {"of": name, "index": index, "count": count, "tests": spec["tests"]}}
+            shard["remote"] = {"kind": "shard", "unit": shard["name"]}
+            split[name].append(shard["name"])
+            out.append(shard)
+            where.append(at)
+    if len(out) > MAX_STAGES:
+        first = next(i for i, s in enumerate(stages) if isinstance(s, dict) and s.get("name") in split)
+        raise ShardsError(f"stages[{origin[first] if first < len(origin) else first}].shards.count",
+                          f"the pipeline would have more than {MAX_STAGES} stages once sharded: fewer shards")
+    if split:  # `needs: [test]` elsewhere: every shard of test
+        for i, stage in enumerate(out):
+            if isinstance(stage, dict) and isinstance(stage.get("needs"), list) \
+                    and any(isinstance(n, str) and n in split for n in stage["needs"]):
+                out[i] = {**stage, "needs": [m for n in stage["needs"]
+                                             for m in (split[n] if isinstance(n, str) and n in split else [n])]}
     return out, where
 
 
@@ -217,10 +267,11 @@ def expected(tests: list[str], known: Mapping[str, float]) -> tuple[dict[str, fl
 
 
 def plan(tests: list[str], known: Mapping[str, float], count: int) -> list[Shard]:
-    """`tests` split into min(count, len(tests)) shards of about equal expected time (longest processing
-    time first, deterministic); never an empty shard (an empty list would make `pytest` run everything)."""
+    """`tests` split into `count` shards of about equal expected time (longest processing time first,
+    deterministic). With fewer tests than shards the last shards are empty (their steps see
+    APIARY_SHARD_TESTS=0: a bare ``pytest`` would run everything)."""
     seconds, had = expected(tests, known)
-    count = max(1, min(count, len(tests)))
+    count = max(1, count)
     loads = [0.0] * count
     members: list[list[str]] = [[] for _ in range(count)]
     for name in sorted(tests, key=lambda t: (-seconds[t], t)):
@@ -236,7 +287,7 @@ def even_split(tests: list[str], known: Mapping[str, float], count: int) -> list
     """The split by count alone, in listed order (what `plan` is measured against): equal numbers of
     tests, each shard's planned seconds from the same expectations."""
     seconds, had = expected(tests, known)
-    count = max(1, min(count, len(tests)))
+    count = max(1, count)
     size, extra = divmod(len(tests), count)
     out: list[Shard] = []
     start = 0
@@ -253,9 +304,11 @@ def makespan(shards: list[Shard]) -> float:
     return max((s["seconds"] for s in shards), default=0.0)
 
 
-def shard_env(index: int, count: int, path: str) -> dict[str, str]:
-    """What a shard's commands are given: its list's path (one name a line), its index (from 1) and the count."""
-    return {"APIARY_SHARD_FILE": path, "APIARY_SHARD_INDEX": str(index), "APIARY_SHARD_COUNT": str(count)}
+def shard_env(index: int, count: int, path: str, tests: int) -> dict[str, str]:
+    """What a shard's commands are given: its list's path (one name a line, relative to the workspace), its
+    index (from 1), the count and how many tests its list holds."""
+    return {"APIARY_SHARD_FILE": path, "APIARY_SHARD_INDEX": str(index), "APIARY_SHARD_COUNT": str(count),
+            "APIARY_SHARD_TESTS": str(tests)}
 
 
 def shard_file(tests: list[str]) -> bytes:

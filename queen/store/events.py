@@ -56,6 +56,36 @@ class EventQueries:
         docs = await cursor.sort("seq", DESCENDING).limit(events).to_list(None)
         return "".join(chunks.expand(d).get("text", "") for d in reversed(docs))
 
+    async def stage_command(self, job_id: str, stage: str) -> tuple[Event | None, Event | None]:
+        """The newest command a job ran as a step of `stage` (not a hook): its ``job:cmd:start`` and
+        ``job:cmd:done`` events (None for one not stored)."""
+        start = await self.events.find_one({"job": job_id, "type": "job:cmd:start", "stage": stage,
+                                            "hook": {"$exists": False}}, {"_id": 0}, sort=[("seq", DESCENDING)])
+        if start is None:
+            return None, None
+        done = await self.events.find_one({"job": job_id, "type": "job:cmd:done", "num": start.get("num")},
+                                          {"_id": 0}, sort=[("seq", DESCENDING)])
+        return start, done
+
+    async def command_text(self, job_id: str, num: int, output_type: str, max_bytes: int) -> str:
+        """Command `num`'s output of `output_type` (``job:cmd:stdout``), in order, read until it passes
+        `max_bytes` (so a caller can tell "more than" from "all")."""
+        cursor = self.events.find({"job": job_id, "num": num, "type": output_type}, {"_id": 0})
+        parts: list[str] = []
+        size = 0
+        async for event in cursor.sort("seq", ASCENDING).batch_size(EVENT_BATCH):
+            parts.append(chunks.expand(event).get("text", ""))
+            size += len(parts[-1])
+            if size > max_bytes:
+                break
+        await cursor.close()
+        return "".join(parts)
+
+    async def drone_lines(self, job_id: str, up_to: int, limit: int = 1000) -> list[str]:
+        """The drone's own lines about a job (``job:stderr``) up to seq `up_to`, the first `limit`."""
+        cursor = self.events.find({"job": job_id, "type": "job:stderr", "seq": {"$lte": up_to}}, {"_id": 0})
+        return [chunks.expand(e).get("text", "") for e in await cursor.sort("seq", ASCENDING).limit(limit).to_list(None)]
+
     async def last_seq(self, job_id: str) -> int:
         doc = await self.events.find_one({"job": job_id}, {"seq": 1}, sort=[("seq", DESCENDING)])
         return int(doc["seq"]) if doc else 0

@@ -101,6 +101,17 @@ class TestQueries:
                                   "message": 1})
         return await cursor.to_list(None)
 
+    async def test_seconds(self, job_ids: list[str], limit: int) -> list[dict[str, Any]]:
+        """The tests' durations in jobs `job_ids`, job by job in that order: [{test, seconds}], `limit` rows at
+        most (test sharding's history, apiary.queen.shards)."""
+        out: list[dict[str, Any]] = []
+        for job_id in job_ids:
+            if len(out) >= limit:
+                break
+            cursor = self.tests.find({"job": job_id}, {"_id": 0, "test": 1, "seconds": 1})
+            out += await cursor.limit(limit - len(out)).to_list(None)
+        return out
+
     async def delete_tests(self, job_ids: list[str]) -> None:
         if job_ids:
             await self.tests.delete_many({"job": {"$in": job_ids}})

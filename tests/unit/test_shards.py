@@ -23,6 +23,7 @@ from apiary.core.shards import (
     report_name,
     shard_env,
     shard_file,
+    shard_name,
 )
 
 AT = "stages[0].shards"
@@ -143,8 +144,8 @@ def test_expected_seconds(tests, known, seconds, had):
      [(["a", "d"], 7.0), (["b", "c"], 7.0)]),
     # equal times: by name, to the lower index first
     (["d", "c", "b", "a"], {}, 2, [(["c", "a"], 2.0), (["d", "b"], 2.0)]),
-    # fewer tests than shards: no empty shard
-    (["a", "b"], {}, 4, [(["a"], 1.0), (["b"], 1.0)]),
+    # fewer tests than shards: the last ones empty
+    (["a", "b"], {}, 4, [(["a"], 1.0), (["b"], 1.0), ([], 0.0), ([], 0.0)]),
     (["only"], {"only": 3}, 1, [(["only"], 3.0)]),
     # one long test alone, the rest levelled beside it
     (["s1", "s2", "s3", "long", "s4"], {"long": 10, "s1": 1, "s2": 1, "s3": 1, "s4": 1}, 2,
@@ -181,8 +182,9 @@ def test_the_levelled_split_beats_an_even_split_on_skewed_durations():
 
 def test_a_shard_gets_its_list_as_a_file_and_variables():
     assert shard_file(["a", "b c"]) == b"a\nb c\n"
-    assert shard_env(2, 4, "/w/.apiary-shard") == {"APIARY_SHARD_FILE": "/w/.apiary-shard",
-                                                  "APIARY_SHARD_INDEX": "2", "APIARY_SHARD_COUNT": "4"}
+    assert shard_env(2, 4, ".apiary/shard-tests.txt", 7) == {
+        "APIARY_SHARD_FILE": ".apiary/shard-tests.txt", "APIARY_SHARD_INDEX": "2", "APIARY_SHARD_COUNT": "4",
+        "APIARY_SHARD_TESTS": "7"}
 
 
 SHARDED = """stages:
@@ -195,22 +197,36 @@ SHARDED = """stages:
 """
 
 
-def test_a_sharded_stage_is_listed_first_on_the_jobs_drone_and_compiles_to_itself():
-    compiled = load_pipeline(SHARDED)
-    build, listing, test = compiled["stages"]
-    assert listing["name"] == listing_name("test") == "test · list" and listing["shards"] == {"lists": "test"}
+def test_a_sharded_stage_is_listed_on_the_jobs_drone_then_run_as_shards_and_compiles_to_itself():
+    compiled = load_pipeline(SHARDED + "  - name: report\n    needs: [test, build]\n    steps: [./report.sh]\n")
+    names = [s["name"] for s in compiled["stages"]]
+    shards = [shard_name("test", i, 4) for i in range(1, 5)]
+    assert names == ["build", listing_name("test"), *shards, "report"]
+    listing, first = compiled["stages"][1], compiled["stages"][2]
+    assert listing["name"] == "test · list" and listing["shards"] == {"lists": "test"}
     assert listing["needs"] == ["build"] and [s["run"] for s in listing["steps"]] == ["pytest --collect-only -q"]
-    assert listing["steps"][0]["title"] == "list the tests for 4 shards"
-    assert test["shards"] == {"count": 4, "tests": "pytest --collect-only -q"} and test["needs"] == ["build", "test · list"]
-    assert "shards" not in build
+    assert listing["steps"][0]["title"] == "list the tests for 4 shards" and "remote" not in listing
+    assert first["name"] == "test (shard 1 of 4)" and first["needs"] == ["build", "test · list"]
+    assert first["shards"] == {"of": "test", "index": 1, "count": 4, "tests": "pytest --collect-only -q"}
+    assert first["remote"] == {"kind": "shard", "unit": "test (shard 1 of 4)"}
+    assert first["steps"][0]["run"] == 'pytest $(cat "$APIARY_SHARD_FILE")'
+    assert compiled["stages"][-1]["needs"] == [*shards, "build"]  # needs: [test] is every shard
+    assert "shards" not in compiled["stages"][0]
     assert parse_pipeline(compiled) == compiled
+
+
+def test_too_many_shards_in_all_are_refused():
+    text = "stages:\n" + "".join(f"  - name: t{i}\n    shards: {{count: 64, tests: x}}\n    steps: [x]\n"
+                                  for i in range(4))
+    with pytest.raises(PipelineError, match="line 3: stages.0..shards.count: the pipeline would have more than 256"):
+        load_pipeline(text)
 
 
 def test_a_listing_stage_takes_the_stages_env_and_when():
     compiled = load_pipeline(SHARDED.replace("needs: [build]", "needs: [build]\n    env: {DB: sqlite}\n"
                                                                "    when: {branch: main}"))
-    listing = compiled["stages"][1]
-    assert listing["env"] == {"DB": "sqlite"} and listing["when"] == compiled["stages"][2]["when"]
+    listing, shard = compiled["stages"][1], compiled["stages"][2]
+    assert listing["env"] == shard["env"] == {"DB": "sqlite"} and listing["when"] == shard["when"]
 
 
 def test_a_fault_in_a_sharded_stage_names_the_stage_as_written():

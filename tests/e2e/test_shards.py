@@ -1,0 +1,101 @@
+"""Test shards (issue 18, item 3) on a real repository with a small pytest suite, a real queen, two drones and
+the store: the list made on the parent's drone, split over shards run as child jobs on both drones, levelled
+by the durations the first job's reports recorded, and a failing test in one shard failing the job."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from tests.cluster import Cluster
+from tests.gitserver import commit, git
+
+PIPELINE = f"""\
+parameters:
+  BREAK: {{default: "no"}}
+reports:
+  junit: [junit.xml]
+stages:
+  - name: build
+    steps: ["echo built"]
+  - name: test
+    needs: [build]
+    shards: {{count: 2, tests: "{sys.executable} -m pytest --collect-only -q -p no:cacheprovider tests"}}
+    steps:
+      - 'echo "shard $APIARY_SHARD_INDEX of $APIARY_SHARD_COUNT: $APIARY_SHARD_TESTS tests"'
+      - '{sys.executable} -m pytest -q -p no:cacheprovider --junitxml=junit.xml $(cat "$APIARY_SHARD_FILE")'
+  - name: after
+    needs: [test]
+    steps: ["echo every shard passed"]
+"""
+QUICK = "".join(f"def test_quick_{i}():\n    assert True\n\n\n" for i in range(6))
+SLOW = """import os
+import time
+
+
+def test_slow_a():
+    time.sleep(1.5)
+    assert os.environ.get("BREAK") != "yes", "broken on purpose"
+
+
+def test_slow_b():
+    time.sleep(1.5)
+"""
+
+
+def _repo(root: Path) -> str:
+    work = root / "work"
+    work.mkdir(parents=True)
+    git(work, "init", "-q", "-b", "main")
+    commit(work, {".apiary.yml": PIPELINE, "pytest.ini": "[pytest]\n", "tests/test_quick.py": QUICK,
+                  "tests/test_slow.py": SLOW}, "a small suite")
+    bare = root / "suite.git"
+    git(root, "init", "-q", "--bare", str(bare))
+    git(work, "push", "-q", str(bare), "main")
+    return bare.as_uri()
+
+
+def _printed(events: list[dict]) -> str:
+    return "".join(e.get("text", "") for e in events if e["type"] == "job:cmd:stdout")
+
+
+async def test_shards_run_on_both_drones_levelled_by_past_durations(queen: Cluster, tmp_path: Path) -> None:
+    await queen.add_drone("d1")
+    await queen.add_drone("d2")
+    await queen.request("POST", "/repos", {"name": "suite", "url": _repo(tmp_path / "git")}, expect=201)
+
+    first = await queen.wait_job((await queen.trigger("suite"))["id"], timeout=120)
+    assert first["status"] == "passed", (first.get("error"), queen.all_logs())
+    kids = [await queen.job(c["job"]) for c in first["children"]]
+    assert sorted(c["unit"] for c in first["children"]) == ["test (shard 1 of 2)", "test (shard 2 of 2)"]
+    assert {k["drone"] for k in kids} == {"d1", "d2"}  # each shard on a drone of its own
+    # Each shard ran its own part of the list, given as a file, and nothing else.
+    ran = [_printed(await queen.events(k["id"])) for k in kids]
+    assert all("shard " in text and " of 2: " in text for text in ran), ran
+    assert sum(k["report"]["tests"] for k in kids) == 8 and all(k["report"]["tests"] > 0 for k in kids)
+    assert "every shard passed" in _printed(await queen.events(first["id"]))
+    plan = (await queen.get(f"/jobs/{first['id']}/shards"))["stages"]
+    assert [(p["stage"], p["count"], p["tests"], p["known"]) for p in plan] == [("test", 2, 8, 0)]
+    assert all(s["real"] is not None and s["status"] == "passed" for s in plan[0]["shards"])
+    print(f"\nno history: planned {[s['seconds'] for s in plan[0]['shards']]} s, "
+          f"ran {[s['real'] for s in plan[0]['shards']]} s")
+
+    # The second job levels by what the first job's shards reported; one run with a failing test fails the job.
+    second = await queen.trigger("suite")
+    broken = await queen.trigger("suite", parameters={"BREAK": "yes"})
+    second = await queen.wait_job(second["id"], timeout=120)
+    assert second["status"] == "passed", (second.get("error"), queen.all_logs())
+    plan = (await queen.get(f"/jobs/{second['id']}/shards"))["stages"][0]
+    assert plan["known"] == 8 and plan["history_jobs"] >= 2
+    slow = sorted(s["seconds"] for s in plan["shards"])
+    assert slow[0] >= 1.5  # one slow test in each shard: levelled by their recorded seconds
+    print(f"history: planned {[s['seconds'] for s in plan['shards']]} s (makespan {plan['makespan']} s, "
+          f"split by count {plan['even_makespan']} s), ran {[s['real'] for s in plan['shards']]} s")
+
+    broken = await queen.wait_job(broken["id"], timeout=120)
+    assert broken["status"] == "failed"
+    bad = [c for c in broken["children"] if c["status"] == "failed"]
+    assert len(bad) == 1 and broken["error"].startswith(f"{bad[0]['unit']} failed in job #{bad[0]['number']}"), \
+        broken["error"]
+    assert "broken on purpose" in _printed(await queen.events(bad[0]["job"]))
+
