@@ -124,6 +124,7 @@ async def test_a_failed_jobs_page_starts_a_bisect_whose_page_shows_progress_and_
     await first.get_by_role("link").click()
     await page.wait_for_url("**/jobs/*")
     await expect(page.locator("#job-commit")).to_contain_text(shas[BROKEN_AT - 1][:10])
+    await expect(page.locator("#job-bisect")).to_have_text("bisect #1")  # its page links its bisect
     await page.go_back()
     await shot(page, "bisect-found")
 
