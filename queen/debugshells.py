@@ -187,7 +187,8 @@ class DebugShells:
         sub = session.owner.sub
         if msg is Msg.DEBUG_OPENED:
             session.answered = True
-            sub.put({"type": "debug:opened", "session": session.id, "job": session.job, "idle": session.idle,
+            sub.put({"type": "debug:opened", "session": session.id, "job": session.job, "drone": session.drone,
+                     "idle": session.idle,
                      "total": session.total, "sandboxed": body.get("sandboxed") is True})
         elif msg is Msg.DEBUG_OUTPUT:
             data: bytes = body["data"][:debug.MAX_CHUNK]

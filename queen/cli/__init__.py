@@ -48,6 +48,7 @@ if __name__ != "apiary.cli":
 import zmq
 
 from apiary.cli import bisect, caches, comments, gates, keys, remote, repos, server, users
+from apiary.cli import debug as debug_shell
 from apiary.cli.address import PRECEDENCE
 from apiary.cli.connect import Command, find_queen, run_client_command
 from apiary.cli.settings import DEFAULT_CONFIG, as_toml, config_path, load_config, origins, with_flags
@@ -63,7 +64,7 @@ CLIENT_COMMANDS: dict[str, Command] = {
     "drones": remote.drones, "prune": remote.prune, "user": users.add_user, "token": users.create_token,
     "join-token": keys.join_token, "repo": repos.repo, "rerun": remote.rerun, "artifacts": remote.artifacts,
     "approve": gates.approve, "caches": caches.caches, "bisect": bisect.bisect,
-    "comment": comments.comment, "comments": comments.comments,
+    "comment": comments.comment, "comments": comments.comments, "debug": debug_shell.debug,
 }
 
 
@@ -192,6 +193,7 @@ apiary rerun app#3 --from-failed        # reuse the stages that passed""", clien
     caches.add_parser(sub, _command, client)
     bisect.add_parser(sub, _command, client)
     comments.add_parser(sub, _command, client, JOB_HELP)
+    debug_shell.add_parser(sub, _command, client, JOB_HELP)
     ls = _command(sub, "ls", "recent jobs, of every repository or of one", """
 apiary ls
 apiary ls app --limit 5""", client)

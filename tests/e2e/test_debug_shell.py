@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import subprocess
+import sys
+import termios
 import time
 from typing import Any
 
@@ -96,7 +101,7 @@ async def test_a_shell_in_a_failed_job(queen: Cluster) -> None:
     assert recorded["user"]
 
 
-async def test_the_page_opens_a_terminal(queen: Cluster, page: Page) -> None:
+async def test_the_page_opens_a_terminal(queen: Cluster, page: Page) -> None:  # noqa: F811  (the fixture)
     await queen.add_drone("d1")
     await queen.create_pipeline_repo("app", PIPELINE)
     await queen.request("PUT", "/repos/app/secrets/SOME_ENV", {"value": SECRET}, expect=200)
@@ -117,3 +122,61 @@ async def test_the_page_opens_a_terminal(queen: Cluster, page: Page) -> None:
     await expect(page.locator("#debug-note")).to_contain_text("shell ended:")  # closed (or idle, 3 s)
     await expect(page.locator("#debug-session-rows tr")).to_have_count(1)
     await shot(page, "debug-shell-ended")
+
+
+def read_until(fd: int, want: str, seen: bytearray, timeout: float = 20.0) -> str:
+    """What the terminal showed up to `want` (blocking reads of a pty's master, for a CLI under test)."""
+    deadline = time.monotonic() + timeout
+    while want.encode() not in seen:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no {want!r} on the terminal; it showed {bytes(seen)[-2000:]!r}")
+        os.set_blocking(fd, False)
+        try:
+            chunk = os.read(fd, 65536)
+        except BlockingIOError:
+            time.sleep(0.02)
+            continue
+        except OSError:  # EIO: the other side closed
+            break
+        seen += chunk
+    return seen.decode("utf-8", "replace")
+
+
+async def test_apiary_debug_in_a_terminal(queen: Cluster) -> None:
+    await queen.add_drone("d1")
+    await queen.create_pipeline_repo("app", PIPELINE)
+    await queen.request("PUT", "/repos/app/secrets/SOME_ENV", {"value": SECRET}, expect=200)
+    await queen.wait_job((await queen.trigger("app"))["id"])
+    master, slave = os.openpty()
+    before = termios.tcgetattr(slave)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("APIARY_")}
+    # A pty of its own, so that the test can see it go raw and come back (the CLI's stdin is the slave).
+    cli = subprocess.Popen([sys.executable, "-m", "apiary.cli", "debug", "app#1", "--url", queen.api],  # noqa: ASYNC220
+                           stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True)
+    seen = bytearray()
+    try:
+        await asyncio.to_thread(read_until, master, "exit to leave", seen)
+        assert not termios.tcgetattr(slave)[3] & termios.ECHO  # raw: the shell echoes, not the terminal
+        os.write(master, b"cat made.txt; echo \"[$SOME_ENV]\"\r")
+        shown = await asyncio.to_thread(read_until, master, "[********]", seen)
+        assert "made-by-the-job" in shown and SECRET not in shown
+        os.write(master, b"exit 0\r")
+        shown = await asyncio.to_thread(read_until, master, "the shell ended: exited", seen)
+        assert await asyncio.to_thread(cli.wait, 20) == 0
+        assert termios.tcgetattr(slave) == before  # the terminal as it was
+        # A refusal (a job that passed) is one line and exit 1, and leaves the terminal as it was.
+        await queen.create_pipeline_repo("plain", "stages: [{name: s, steps: ['true']}]")
+        await queen.wait_job((await queen.trigger("plain"))["id"])
+        refused = await asyncio.to_thread(
+            subprocess.run, [sys.executable, "-m", "apiary.cli", "debug", "plain#1", "--url", queen.api],
+            stdin=slave, capture_output=True, text=True, env=env, timeout=30, check=False)
+        assert refused.returncode == 1, refused
+        assert refused.stderr.strip().startswith("apiary: error: no debug shell: job ") and \
+            "only in a failed job" in refused.stderr and "Traceback" not in refused.stderr, refused.stderr
+        assert termios.tcgetattr(slave) == before
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+            cli.wait()
+        os.close(master)
+        os.close(slave)
