@@ -20,7 +20,7 @@ from apiary.core.jobrequest import job_request
 from apiary.core.models import Job, JobRequest, Repository
 from apiary.core.outcome import job_outcome, last_lines
 from apiary.core.protocol import JobStatus
-from apiary.queen.estimate import job_estimate
+from apiary.queen import estimate
 from apiary.queen.jobs import create_job
 from apiary.queen.logsearch import DEFAULT_MATCHES, MAX_MATCHES, search_output, search_query
 from apiary.queen.repos import REPO_NAME, public_repo, repo_from_body
@@ -183,7 +183,7 @@ async def list_repo_jobs(request: web.Request) -> web.Response:
     jobs = await request.app[keys.STORE].list_jobs(
         repo["_id"], branch=request.query.get("branch"), before=request.query.get("before"), limit=limit,
         number=number)
-    return json_response({"jobs": [public_job(j) for j in jobs]})
+    return json_response({"jobs": await _listed(request, jobs)})
 
 
 @routes.get("/api/v1/jobs")
@@ -191,15 +191,21 @@ async def list_jobs(request: web.Request) -> web.Response:
     limit = query_int(request, "limit", 50, 1, 500)
     jobs = await request.app[keys.STORE].list_jobs(
         branch=request.query.get("branch"), before=request.query.get("before"), limit=limit)
-    return json_response({"jobs": [public_job(j) for j in jobs]})
+    return json_response({"jobs": await _listed(request, jobs)})
+
+
+async def _listed(request: web.Request, jobs: list[Job]) -> list[dict[str, Any]]:
+    """Jobs as a list answers them: each running or queued one with its estimate, when it has one."""
+    found = await estimate.of_jobs(request.app, jobs)  # apiary.queen.estimate
+    return [public_job(j) | ({"estimate": found[j["_id"]]} if j["_id"] in found else {}) for j in jobs]
 
 
 @routes.get("/api/v1/jobs/{job}")
 async def get_job(request: web.Request) -> web.Response:
     doc = await load_job(request)
     job = public_job(doc)
-    expected = await job_estimate(request.app[keys.STORE], doc, time.time())
-    if expected is not None:  # running, and earlier jobs passed: how long it has left
+    expected = await estimate.of_job(request.app, doc)
+    if expected is not None:  # running or queued, and earlier jobs passed: how long it has left
         job["estimate"] = expected
     return json_response(job)
 

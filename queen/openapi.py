@@ -172,10 +172,18 @@ SCHEMAS: dict[str, Any] = {
             "source": {"enum": ["webhook", "repository", "checkout"]}},
             ("message", "source")),
         "links": _object({k: _STRING for k in ("commit", "branch", "pull_request")}),
-        "estimate": _object({
-            "expected_s": _NUMBER, "elapsed_s": _NUMBER, "left_s": _NUMBER,
-            "based_on": {"type": "integer", "description": "passing jobs of its branch (else repository)"}},
-            ("expected_s", "elapsed_s", "left_s", "based_on")),
+        "estimate": _object({  # apiary.queen.estimate
+            "expected_s": {**_NUMBER, "description": "its expected duration: the median of the last passing jobs of "
+                                                     "the same stages"},
+            "elapsed_s": {**_NUMBER, "description": "running: how long it has run"},
+            "left_s": {**_NUMBER, "description": "running: expected less elapsed (0 once over); queued: starts_in_s "
+                                                 "plus expected_s"},
+            "based_on": {"type": "integer", "description": "passing jobs of its branch (else repository)"},
+            "basis": {"enum": ["branch", "repository"]},
+            "starts_in_s": {**_NUMBER, "description": "queued, when every slot of the pool is taken and every job "
+                                                      "ahead has an estimate: seconds until it starts"},
+            "ahead": {"type": "integer", "description": "with starts_in_s: jobs queued before it"}},
+            ("expected_s", "based_on")),
         "conditions": {"type": "array", "description": "the verdict of each `when:` (apiary.core.conditions)",
                        "items": _object({"stage": _STRING, "step": {"type": ["integer", "null"]},
                                          "run": {"type": "boolean"}, "reason": _STRING})},
@@ -431,7 +439,7 @@ PATHS: dict[str, Any] = {
     },
     "/api/v1/jobs/{job}": {
         "get": _op("One job: status, ref, trigger, who triggered it, its commit, drone, timestamps, commands, "
-                   "phases, usage; while it runs, an estimate from the last passing jobs", {
+                   "phases, usage; running or queued, an estimate from the last passing jobs", {
             "200": _json(_ref("Job"), "the job"), "404": _MISSING}, parameters=[_JOB]),
     },
     "/api/v1/jobs/{job}/events": {

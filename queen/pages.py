@@ -28,11 +28,11 @@ from apiary.core.matrix import grouped, short_needs
 from apiary.core.models import Job, Parameter, Repository
 from apiary.core.outcome import layout, plain
 from apiary.core.protocol import JobStatus
+from apiary.queen import estimate
 from apiary.queen.api import load_job, load_repo, outcome_of, public_job
 from apiary.queen.approvals import gates_view
 from apiary.queen.badges import NO_JOBS, badge_branch, badge_for, badge_svg, last_finished
 from apiary.queen.comments import page_context as comment_context
-from apiary.queen.estimate import job_estimate
 from apiary.queen.repos import REPO_NAME, stored_pipeline
 from apiary.queen.store import chunks
 from apiary.queen.trust import DEFAULT_KINDS, KINDS
@@ -181,7 +181,9 @@ async def error_pages(request: web.Request, handler: Handler) -> web.StreamRespo
 async def recent_jobs(request: web.Request, repo: str | None = None,
                       branch: str | None = None) -> list[dict[str, Any]]:
     docs = await request.app[keys.STORE].list_jobs(repo, branch=branch or None, limit=JOBS_SHOWN)
-    return [job_view(d) for d in docs]
+    views = [job_view(d) for d in docs]
+    estimate.shown(views, await estimate.of_jobs(request.app, docs))  # running and queued: time left
+    return views
 
 
 def declared_parameters(repo: Repository) -> tuple[dict[str, Parameter] | None, str]:
@@ -305,7 +307,7 @@ def _available(request: web.Request) -> list[tuple[str, dict[str, Any]]]:
 async def job_page(request: web.Request) -> web.Response:
     doc = await load_job(request)
     job = job_view(doc)
-    job["estimate"] = await job_estimate(request.app[keys.STORE], doc, time.time())  # None unless running
+    estimate.shown([job], await estimate.of_jobs(request.app, [doc]))  # running or queued: time left
     artifacts = await request.app[keys.STORE].list_artifacts(job["id"])
     outcome = outcome_view(await outcome_of(request.app[keys.STORE], doc))
     gates = gates_view(doc, request.get("identity"), bool(request.app[keys.GATE].users_exist))  # approvals
@@ -438,7 +440,9 @@ async def part_job_rows(request: web.Request) -> web.Response:
 
 @routes.get("/parts/jobs/{job}")
 async def part_job_row(request: web.Request) -> web.Response:
-    job = job_view(await load_job(request))
+    doc = await load_job(request)
+    job = job_view(doc)
+    estimate.shown([job], await estimate.of_jobs(request.app, [doc]))  # running and queued: time left
     return render(request, "parts/job_rows.html", jobs=[job], show_repo=request.query.get("repo") is None)
 
 
@@ -446,7 +450,7 @@ async def part_job_row(request: web.Request) -> web.Response:
 async def part_job_summary(request: web.Request) -> web.Response:
     doc = await load_job(request)
     job = job_view(doc)
-    job["estimate"] = await job_estimate(request.app[keys.STORE], doc, time.time())  # None unless running
+    estimate.shown([job], await estimate.of_jobs(request.app, [doc]))  # running or queued: time left
     artifacts = await request.app[keys.STORE].list_artifacts(job["id"])
     return render(request, "parts/job_summary.html", job=job, artifacts=artifacts)
 

@@ -119,6 +119,7 @@ async def ls(client: Client, args: argparse.Namespace) -> int:
     """apiary ls: recent jobs, of every repository or of one, as a table."""
     from apiary.cli.client import q
     from apiary.cli.follow import age, colour_on, paint, span, table
+    from apiary.queen.estimate import said
 
     path = f"/repos/{q(args.repo)}/jobs" if args.repo else "/jobs"
     jobs = (await client.request("GET", f"{path}?limit={args.limit}"))["jobs"]
@@ -138,10 +139,14 @@ async def ls(client: Client, args: argparse.Namespace) -> int:
             took = "-"
         rows.append([job["id"], f"{job['repo']}#{job['number']}", job["status"],
                      ref.get("branch") or ref.get("fetch") or (ref.get("id") or "-")[:12], source or "-",
-                     job.get("drone") or "-", took, age(job.get("created"), now)])
+                     job.get("drone") or "-", took, age(job.get("created"), now),
+                     said(job["status"], job.get("estimate"))])  # running and queued: apiary.queen.estimate
     colours = {"passed": "32", "failed": "31", "errored": "31", "cancelled": "33", "running": "36"}
     on = colour_on(sys.stdout)
-    say(table(["ID", "JOB", "STATUS", "REF", "TRIGGER", "DRONE", "DURATION", "AGE"], rows,
+    headers = ["ID", "JOB", "STATUS", "REF", "TRIGGER", "DRONE", "DURATION", "AGE", "EXPECTED"]
+    if not any(row[-1] for row in rows):  # nothing running or queued with an estimate: no column for it
+        headers, rows = headers[:-1], [row[:-1] for row in rows]
+    say(table(headers, rows,
               lambda col, value, cell: paint(cell, colours[value], on) if col == 2 and value in colours else cell))
     return 0
 

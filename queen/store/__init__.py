@@ -29,6 +29,7 @@ from apiary.queen.sealing import Sealer
 from .artifacts import ArtifactQueries
 from .caches import CacheQueries
 from .comments import CommentQueries
+from .estimates import EstimateQueries
 from .events import EventQueries
 from .jobs import JobQueries
 from .people import PeopleQueries
@@ -40,7 +41,7 @@ log = logging.getLogger(__name__)
 
 
 class Store(RepoQueries, JobQueries, EventQueries, SecretQueries, PeopleQueries, ArtifactQueries, TestQueries,
-            CacheQueries, CommentQueries):
+            CacheQueries, CommentQueries, EstimateQueries):
     """The queen's store, one module per entity (this package). Open with `connect`, close with `close`."""
 
     def __init__(self, client: AsyncMongoClient, database: str, sealer: Sealer) -> None:

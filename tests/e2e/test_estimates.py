@@ -1,0 +1,63 @@
+"""Estimates with a real queen, drone and store: after a few passed jobs, `apiary ls`, the API's job list and
+the dashboard say how long a running job has left and when a queued one starts (apiary.queen.estimate)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+
+from playwright.async_api import Page, expect
+
+from tests.browser import browser, page  # noqa: F401  (fixtures)
+from tests.cluster import Cluster
+from tests.e2e.test_client import apiary, url
+
+PIPELINE = "parameters: {NAP: {default: '2'}}\nstages: [{name: s, steps: [\"sleep $NAP\"]}]"
+SHOTS = Path("/tmp/shots")
+
+
+async def test_ls_the_api_and_the_dashboard_show_a_running_and_a_queued_jobs_estimate(
+        queen: Cluster, tmp_path: Path, page: Page) -> None:
+    await queen.add_drone("d1", capacity=2)
+    await queen.create_pipeline_repo("app", PIPELINE)
+    passed = await asyncio.gather(*[queen.wait_job((await queen.trigger("app"))["id"]) for _ in range(2)])
+    assert [j["status"] for j in passed] == ["passed", "passed"]
+    durations = sorted(j["duration"] for j in passed)
+
+    # Both slots taken by long jobs, and one queued behind them.
+    running = [await queen.trigger("app", parameters={"NAP": "60"}) for _ in range(2)]
+    for job in running:
+        await queen.wait_for(lambda job=job: queen.job(job["id"]), lambda j: j["status"] == "running", "running")
+    queued = await queen.trigger("app")
+
+    listed = {j["id"]: j for j in (await queen.get("/jobs"))["jobs"]}
+    est = listed[running[0]["id"]]["estimate"]
+    assert est["based_on"] == 2 and est["basis"] == "branch" and abs(est["expected_s"] - sum(durations) / 2) < 0.01
+    waiting = listed[queued["id"]]
+    assert waiting["status"] == "queued"
+    print(f"queued: {waiting['estimate']}, running: {est}, earlier durations {durations}")
+    assert waiting["estimate"]["expected_s"] == est["expected_s"] and waiting["estimate"]["ahead"] == 0
+    assert 0 <= waiting["estimate"]["starts_in_s"] <= est["expected_s"]
+    assert "estimate" not in listed[passed[0]["id"]]
+
+    said = await apiary(tmp_path, "ls", *url(queen))
+    print(said.out)
+    assert said.code == 0 and "EXPECTED" in said.out.splitlines()[0]
+    rows = {line.split()[0]: line for line in said.out.splitlines()[1:]}
+    assert re.search(r"(about \d+ s|a few seconds) left|taking longer than usual", rows[running[0]["id"]])
+    assert re.search(r"takes (about \d+ s|a few seconds), starts in (about \d+ s|a few seconds)",
+                     rows[queued["id"]]), rows[queued["id"]]
+
+    await page.goto("/")
+    row = page.locator(f'tr[data-job="{queued["id"]}"] .estimate')
+    await expect(row).to_contain_text("starts in")
+    await expect(page.locator(f'tr[data-job="{running[0]["id"]}"] .estimate')).to_have_text(
+        re.compile(r"about .+ left|taking longer than usual"))
+    SHOTS.mkdir(exist_ok=True)
+    await page.locator("#jobs").screenshot(path=SHOTS / "estimates-dashboard.png")
+    await page.goto(f"/jobs/{queued['id']}")
+    await expect(page.locator("#job-estimate")).to_contain_text("starts in")
+    await page.locator("#summary").screenshot(path=SHOTS / "estimates-queued-job.png")
+    for job in [*running, queued]:
+        await queen.request("POST", f"/jobs/{job['id']}/cancel", expect=202)
