@@ -82,7 +82,8 @@ def _gated(event: Started | Finished | None, job: Any) -> Started | Finished | N
     any job waiting forever, at a gate nobody can decide on."""
     if isinstance(event, Finished) and _waits(event):
         # (or remote stages it leaves to child jobs, apiary.core.spread)
-        return dataclasses.replace(event, at_gate=job is not None and (can_wait(job) or spread.can_wait(job)))
+        remote = job is not None and spread.can_wait(job)
+        return dataclasses.replace(event, at_gate=job is not None and (can_wait(job) or remote), for_children=remote)
     return event
 
 

@@ -168,6 +168,13 @@ class Spreader:
             return []
         log.info("job %s: %d child job(s) made: %s", parent["_id"], len(docs),
                  ", ".join(f"#{d['number']} {d['parent']['unit']}" for d in docs))
+        # A child may have started (or ended) before its parent named it: its listener found no entry to update.
+        fresh = await self.store.get_job(parent["_id"])
+        if fresh is not None:
+            for doc in docs:
+                kid = await self.store.get_job(doc["_id"])
+                if kid is not None:
+                    await self._moved(fresh, kid)
         self.hive.hub.publish("jobs", {"type": "job:update", "job": parent["_id"], "children": existing + entries})
         return entries
 
@@ -187,8 +194,11 @@ class Spreader:
         entries = list(parent.get("children") or [])
         at = next((i for i, c in enumerate(entries) if c.get("job") == child["_id"]), None)
         if at is not None and entries[at].get("status") != child.get("status"):
-            await self.store.change_job(parent["_id"], {}, {f"children.{at}.status": child.get("status")})
+            # The whole list (the embedded store sets no array element by its index); written under the
+            # parent's lock, as every other write of it is.
             entries[at] = {**entries[at], "status": child.get("status")}
+            await self.store.change_job(parent["_id"], {}, {"children": entries})
+            parent["children"] = entries
             self.hive.hub.publish("jobs", {"type": "job:update", "job": parent["_id"], "children": entries})
         if child.get("status") in _FINAL and parent.get("status") not in _FINAL:
             await self._fold(await self.store.get_job(parent["_id"]) or parent)

@@ -156,6 +156,9 @@ def trigger_text(job: dict[str, Any]) -> str:
     and who (the queen's triggered_by for a signed-in user; else the author the client gave, its name or login)."""
     cause, by = job.get("trigger") or {}, job.get("triggered_by") or {}
     kind, name = str(by.get("kind") or ""), str(by.get("name") or "")
+    if isinstance(job.get("parent"), dict):  # a child job of a spread cell or a shard (apiary.core.spread)
+        unit = str(job["parent"].get("unit") or "")
+        return f"child of #{job['parent'].get('number')} {unit[:30] + '…' if len(unit) > 31 else unit}".strip()
     if kind in ("webhook", "schedule", "plugin", "chain"):
         return f"{kind} {name}".strip()
     how = "rerun" if kind == "rerun" or cause.get("type") == "rerun" else (cause.get("source") or {}).get("type")

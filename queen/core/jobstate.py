@@ -67,16 +67,19 @@ class JobState:
     started: float | None = None
     cancelling: bool = False  # somebody asked to cancel it and its drone was told: it must not run again
     cancel_reason: str | None = None  # why, when more than "cancelled" ("superseded by app#13")
+    for_children: bool = False  # waiting: for its child jobs (apiary.core.spread), not at an approval gate
 
     @classmethod
     def of(cls, job: Mapping[str, Any]) -> JobState:
         """The state of a stored job document (``status``, ``attempts``, ``drone``, ``history``, times)."""
         # Attempts that never started are listed but not counted (the embedded store keeps false as 0).
         counted = [r for r in (job.get("history") or {}).values() if not isinstance(r, dict) or r.get("counted", True)]
+        last = (job.get("history") or {}).get(str(job.get("attempts") or 0))
         return cls(JobStatus(job["status"]), int(job.get("attempts") or 0), job.get("drone"),
                    len(counted), job.get("dispatched"), job.get("started"),
                    bool(job.get("cancel_requested")),  # the embedded store keeps true as 1
-                   job.get("cancel_reason") if isinstance(job.get("cancel_reason"), str) else None)
+                   job.get("cancel_reason") if isinstance(job.get("cancel_reason"), str) else None,
+                   isinstance(last, dict) and bool(last.get("children")))
 
     @property
     def final(self) -> bool:
@@ -144,6 +147,7 @@ class Finished:
     retry: bool = False
     usage: dict[str, Any] | None = None
     at_gate: bool = False
+    for_children: bool = False  # the queen's word: what it waits at is its remote stages' child jobs (core/spread)
 
 
 @dataclass(frozen=True)
@@ -298,6 +302,7 @@ def transition(state: JobState, event: Event, policy: Policy) -> tuple[JobState,
         case CancelAsked(now=now) if state.status is JobStatus.WAITING:
             new = dataclasses.replace(state, status=JobStatus.CANCELLED)
             return new, [_write(state, new, finished=now, error=_cancelled(event.reason) if event.reason
+                                else "cancelled while its child jobs ran" if state.for_children
                                 else "cancelled while it waited for an approval")]
         case CancelAsked(now=now) if state.status is JobStatus.QUEUED:
             new = dataclasses.replace(state, status=JobStatus.CANCELLED)
@@ -410,6 +415,8 @@ def _finished(state: JobState, event: Finished, policy: Policy) -> tuple[JobStat
         record = {"attempt": state.attempt, "drone": state.drone, "dispatched": state.dispatched,
                   "started": state.started, "ended": event.timestamp, "reason": "stopped at its approval gate",
                   "counted": False, "gate": True}
+        if event.for_children:
+            record.update(reason="stopped for its child jobs", children=True)
         return new, [_write(state, new, waiting_since=event.timestamp, **{f"history.{state.attempt}": record}),
                      Release(event.drone)]
     status = final_status(event.result)

@@ -331,8 +331,9 @@ def mark(job: Mapping[str, Any], entries: list[dict[str, Any]], ended: dict[str,
         status = str(child.get("status") or "queued")
         entry["child"] = {"job": child.get("job"), "number": child.get("number"), "status": status}
         if entry["status"] == "reused" and (entry.get("reused_from") or {}).get("job") == child.get("job"):
-            entry.update(status="passed", reason=f"ran in job #{child.get('number')}", reused_from=None)
+            entry.update(status="passed", reason=f"ran in job #{child.get('number')}", reused_from=None, commands=[])
         elif not entry["status"]:
+            entry["commands"] = []  # its steps are its child's, shown on the child's page
             shown = {"queued": "waiting", "dispatched": "waiting", "running": "running", "passed": "passed",
                      "failed": "failed", "errored": "failed", "cancelled": "cancelled"}.get(status, "waiting")
             how = {"queued": "queued as", "dispatched": "queued as", "running": "running in",

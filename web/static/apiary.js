@@ -670,7 +670,7 @@
         const h = r.section && (data.history || {})[String(r.attempt)];
         if (!h) continue;
         if (h.gate) { // the job's own part before its approval gate (apiary.core.approvals): shown open, as the job's
-          r.section.title.textContent = `Up to the approval gate${h.drone ? ", on drone " + h.drone : ""}`;
+          r.section.title.textContent = `Up to ${h.children ? "its child jobs" : "the approval gate"}${h.drone ? ", on drone " + h.drone : ""}`;
           r.section.el.open = true;
           continue;
         }

@@ -1,0 +1,97 @@
+"""`spread: true` matrix cells (apiary.core.spread, apiary.queen.spread): each cell a child job on a drone slot of
+its own, the parent waiting for them and going on from them, with a real queen, two drones and the store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from playwright.async_api import Page, expect
+
+from tests.browser import browser, page, shot  # noqa: F401  (fixtures)
+from tests.cluster import Cluster
+from tests.e2e.test_client import apiary, url
+
+PIPELINE = """
+artifacts: ["out/*"]
+stages:
+  - {{name: build, steps: ["mkdir -p out && echo built-once > out/app.txt"]}}
+  - name: test
+    needs: [build]
+    matrix: {{n: ["1", "2"], spread: true}}
+    steps: ["sleep 1", "cat out/app.txt", "{check}", "echo cell-$n > out/cell-$n.txt"]
+  - {{name: report, needs: [test], steps: ["cat out/app.txt out/cell-1.txt out/cell-2.txt"]}}
+"""
+
+
+def _stages(outcome: dict) -> dict[str, str]:
+    return {s["name"]: s["status"] for s in outcome["stages"]}
+
+
+async def test_spread_cells_run_as_child_jobs_on_both_drones(queen: Cluster, tmp_path: Path, page: Page) -> None:
+    await queen.add_drone("d1")
+    await queen.add_drone("d2")
+    await queen.create_pipeline_repo("spread", PIPELINE.format(check="true"))
+    await queen.create_pipeline_repo("spreadfail", PIPELINE.format(check="test $n = 1"))
+    await queen.create_pipeline_repo("spreadcancel", PIPELINE.format(check="sleep 60"))
+    parent = await queen.trigger("spread")
+
+    job = await queen.wait_job(parent["id"])
+    assert job["status"] == "passed", (job.get("error"), queen.all_logs())
+    children = job["children"]
+    assert sorted(c["unit"] for c in children) == ["test (1)", "test (2)"]
+    assert all(c["status"] == "passed" for c in children)
+    kids = [await queen.job(c["job"]) for c in children]
+    assert {k["parent"]["id"] for k in kids} == {job["id"]}
+    assert {k["drone"] for k in kids} == {"d1", "d2"}  # each cell on a slot of its own, anywhere in the pool
+    assert all(k["ref"] == job["ref"] and not k.get("concurrency") for k in kids)
+    # The child ran its cell alone, on the parent's artifact; the parent ran the rest, the cells' artifacts restored.
+    kid_printed = "".join(e.get("text", "") for e in await queen.events(kids[0]["id"]) if e["type"] == "job:cmd:stdout")
+    assert "built-once" in kid_printed
+    assert {c["stage"] for c in kids[0]["commands"] if c.get("stage") != "checkout"} == {kids[0]["parent"]["unit"]}
+    printed = "".join(e.get("text", "") for e in await queen.events(job["id"]) if e["type"] == "job:cmd:stdout")
+    assert "built-once\ncell-1\ncell-2\n" in printed
+    assert sum(1 for c in job["commands"] if c.get("stage") == "build") == 1  # not run again by the continuation
+    outcome = await queen.get(f"/jobs/{job['id']}/outcome")
+    assert _stages(outcome) == {"build": "passed", "test (1)": "passed", "test (2)": "passed", "report": "passed"}
+    cell = next(s for s in outcome["stages"] if s["name"] == "test (2)")
+    assert cell["child"]["job"] == next(c["job"] for c in children if c["unit"] == "test (2)")
+
+    failed = await queen.wait_job((await queen.trigger("spreadfail"))["id"])
+    assert failed["status"] == "failed"
+    bad = next(c for c in failed["children"] if c["unit"] == "test (2)")
+    assert bad["status"] == "failed"
+    assert failed["error"].startswith(f"test (2) failed in job #{bad['number']}"), failed["error"]
+    outcome = await queen.get(f"/jobs/{failed['id']}/outcome")
+    assert _stages(outcome) == {"build": "passed", "test (1)": "passed", "test (2)": "failed", "report": "not_run"}
+
+    # apiary ls shows the family.
+    listed = await apiary(tmp_path, "ls", "spread", *url(queen))
+    assert listed.code == 0, listed
+    assert f"child of #{job['number']}" in listed.out, listed.out
+
+    # The page: the cells with their child jobs, live; a child links its parent; cancelling the parent cancels them.
+    long = await queen.trigger("spreadcancel")
+    waiting = await queen.wait_for(lambda: queen.job(long["id"]),
+                                   lambda j: len(j.get("children") or []) == 2
+                                   and all(c["status"] == "running" for c in j["children"]), "both cells running")
+    assert waiting["status"] == "waiting"  # both cells run on the two drones of one slot each: it holds none
+    await page.goto(f"/jobs/{long['id']}")
+    cell = page.locator('.g-stage[data-stage="test (1)"]')
+    await expect(cell).to_have_attribute("data-state", "running")
+    link = cell.locator("a.g-child-link")
+    await expect(link).to_have_text(f"job #{waiting['children'][0]['number']}")
+    await expect(page.locator('.g-stage[data-stage="build"]')).to_have_attribute("data-state", "passed")
+    await shot(page, "spread-parent-running")
+    await link.click()
+    await expect(page.locator("#job-parent")).to_have_attribute("href", f"/jobs/{long['id']}")
+    await shot(page, "spread-child")
+    await page.go_back()
+    status, _ = await queen.request("POST", f"/jobs/{long['id']}/cancel")
+    assert status in (200, 202)
+    cancelled = await queen.wait_job(long["id"])
+    assert cancelled["status"] == "cancelled" and cancelled["error"] == "cancelled while its child jobs ran"
+    for entry in waiting["children"]:
+        kid = await queen.wait_job(entry["job"])
+        assert kid["status"] == "cancelled" and f"its parent job #{long['number']} cancelled" in kid["error"]
+    await expect(cell).to_have_attribute("data-state", "cancelled")
+    await shot(page, "spread-parent-cancelled")
