@@ -25,6 +25,7 @@ from apiary.core.stages import resolve_parameters
 
 from . import artifacts
 from .executor import JobRun
+from .localdebug import DebugRun
 from .plugins import PluginManager
 
 
@@ -104,11 +105,13 @@ def _branch_of(workdir: Path) -> str:
 
 
 async def run_local(path: Path, job_type: str, params: dict[str, str], pipeline_file: str = ".apiary.yml",
-                    out: TextIO = sys.stdout, err: TextIO = sys.stderr, drone: DroneConfig | None = None) -> int:
+                    out: TextIO = sys.stdout, err: TextIO = sys.stderr, drone: DroneConfig | None = None,
+                    debug: bool = False) -> int:
     """Run the pipeline of the working copy at `path`; return the exit status.
 
     Plugins the pipeline names are installed as a drone would, under the
-    drone's ``work_dir`` (`drone` config), and reused by later runs.
+    drone's ``work_dir`` (`drone` config), and reused by later runs. `debug`: a shell after the first failing
+    step (drone/localdebug.py).
     """
     workdir = path.resolve()
     file = workdir / pipeline_file
@@ -137,7 +140,7 @@ async def run_local(path: Path, job_type: str, params: dict[str, str], pipeline_
     env = {k: v for k, v in os.environ.items() if not k.startswith("APIARY_")}
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="apiary-run-") as private:
-        run = JobRun(job, workdir, terminal.emit, env, flush_after=0.02, chunk_bytes=65536,
+        run = (DebugRun if debug else JobRun)(job, workdir, terminal.emit, env, flush_after=0.02, chunk_bytes=65536,
                      private_dir=Path(private), collect=collect, plugins=PluginManager(drone or DroneConfig()))
         # A Ctrl-C cancels run(), which kills the running commands and returns "cancelled".
         result = await run.run()

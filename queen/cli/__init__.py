@@ -130,6 +130,9 @@ apiary run ../app --param GREETING=hi --file ci/pipeline.yml""", [common])
     run.add_argument("--type", default="TEST", choices=["TEST", "DEPLOY", "TEST_DEPLOY"], help="the job type")
     run.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="a parameter (repeatable)")
     run.add_argument("--file", default=".apiary.yml", help="the pipeline file in PATH (default: .apiary.yml)")
+    run.add_argument("--debug", action="store_true",
+                     help="when a step fails, a shell in the working copy with the job's environment; then the job "
+                          "goes on")
 
     url = argparse.ArgumentParser(add_help=False)
     url.add_argument("--url", help=f"the queen's URL, http://HOST:PORT (without it: {PRECEDENCE})")

@@ -51,7 +51,7 @@ def run_here(args: argparse.Namespace, config: Config) -> int:
     from apiary.queen.validate import parse_params
 
     code = run(until_signalled(run_local(Path(args.path), args.type, parse_params(args.param),
-                                         args.file, drone=config.drone)), fast_loop=False)
+                                         args.file, drone=config.drone, debug=args.debug)), fast_loop=False)
     return code if isinstance(code, int) else 1
 
 

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import termios
 import time
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -178,5 +179,36 @@ async def test_apiary_debug_in_a_terminal(queen: Cluster) -> None:
         if cli.poll() is None:
             cli.kill()
             cli.wait()
+        os.close(master)
+        os.close(slave)
+
+
+async def test_apiary_run_debug_opens_a_shell_after_the_failing_step(tmp_path: Path) -> None:
+    (tmp_path / ".apiary.yml").write_text("""
+env: {GREETING: hello}
+stages:
+  - name: build
+    steps: ["echo made-by-the-job > made.txt", "exit 3", "echo never"]
+    on_failure: ["echo on_failure ran after the shell"]
+""")
+    master, slave = os.openpty()
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("APIARY_")}, "SHELL": "/bin/sh"}
+    run = subprocess.Popen([sys.executable, "-m", "apiary.cli", "run", "--debug", str(tmp_path)],  # noqa: ASYNC220
+                           stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True)
+    seen = bytearray()
+    try:
+        shown = await asyncio.to_thread(read_until, master, "exit to go on", seen)
+        assert "on_failure ran" not in shown  # the shell comes right after the failing step
+        os.write(master, b"cat made.txt; echo \"[$GREETING] [$APIARY_DEBUG]\"\n")
+        await asyncio.to_thread(read_until, master, "[hello] [1]", seen)
+        assert "made-by-the-job" in bytes(seen).decode()
+        os.write(master, b"exit\n")
+        shown = await asyncio.to_thread(read_until, master, "on_failure ran after the shell", seen)
+        assert await asyncio.to_thread(run.wait, 30) == 1  # the job's result: failed
+        assert "never" not in shown.split("exit to go on", 1)[1].replace("echo never", "")
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
         os.close(master)
         os.close(slave)

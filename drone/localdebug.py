@@ -1,0 +1,77 @@
+"""apiary run --debug: a shell in the working copy when a step fails, before the job goes on (drone/local.py).
+
+The first step that fails (not a hook's, not cleanup's, not one whose exit
+code is ignored) stops the run in a shell: ``$SHELL -i`` (``/bin/sh -i``
+without one) in the working copy, with the job's environment, on this
+terminal. When it exits the job goes on as it would have: the stage's
+``on_failure``, the job's, cleanup; the result is the job's, whatever the
+shell did. The job's timeouts do not run while the shell is open, and Ctrl-C
+there reaches the shell alone (apiary run's own Ctrl-C handling resumes
+afterwards).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from .executor import JobRun
+
+
+class DebugRun(JobRun):
+    """A local JobRun that opens a shell after its first failing step."""
+
+    debugged = False
+
+    async def _step(self, step: Mapping[str, Any], env: dict[str, str], phase: str, stage: str | None,
+                    hook: str | None = None) -> int:
+        code = await super()._step(step, env, phase, stage, hook)
+        if code != 0 and hook is None and phase != "cleanup" and not step.get("ignore_exit_code") and \
+                not self.debugged and stage != "checkout":
+            self.debugged = True
+            await self._shell(step, env, code, stage)
+        return code
+
+    async def _shell(self, step: Mapping[str, Any], env: dict[str, str], code: int, stage: str | None) -> None:
+        shell = os.environ.get("SHELL") or "/bin/sh"
+        where = f"stage {stage}" if stage else "its phase"
+        sys.stdout.flush()
+        sys.stderr.write(f"\napiary: {step.get('title') or step['run']!r} failed (exit {code}) in {where}: a shell in "
+                         f"{self.workspace} with the job's environment; exit to go on\n")
+        sys.stderr.flush()
+        deadline, self._deadline = self._deadline, None  # the job's timeout waits for the person
+        started = time.monotonic()
+        try:
+            with _interrupts_to_the_shell():
+                await asyncio.to_thread(subprocess.run, [shell, "-i"], cwd=self.workspace,
+                                        env={**env, "APIARY_DEBUG": "1"}, check=False)
+        finally:
+            paused = time.monotonic() - started
+            self._deadline = deadline + paused if deadline is not None else None
+            self.steps.last_output = time.monotonic()  # nor is the shell's time silence
+        sys.stderr.write("apiary: the shell ended; the job goes on\n")
+        sys.stderr.flush()
+
+
+@contextlib.contextmanager
+def _interrupts_to_the_shell() -> Iterator[None]:
+    """While the shell runs, this process ignores Ctrl-C (the shell, in the same terminal, gets it); then
+    whatever handled SIGINT before (apiary run's cancel) handles it again."""
+    loop = asyncio.get_running_loop()
+    # asyncio keeps a loop's signal handlers in _signal_handlers (CPython's unix event loop)
+    before = getattr(loop, "_signal_handlers", {}).get(signal.SIGINT)
+    loop.add_signal_handler(signal.SIGINT, lambda: None)
+    try:
+        yield
+    finally:
+        if before is not None:
+            loop.add_signal_handler(signal.SIGINT, before._callback, *before._args)
+        else:
+            loop.remove_signal_handler(signal.SIGINT)
