@@ -75,6 +75,9 @@ async def test_the_cli_finds_the_commit_that_broke_the_pipeline_on_two_drones(qu
     assert (status, body["field"]) == (400, "stage"), body
     status, body = await queen.request("POST", "/repos/proj/bisects", {"good": good, "bad": shas[-1], "stage": "lint"})
     assert (status, body["field"]) == (400, "stage") and "its stages: build, test" in body["error"], body
+    await queen.request("POST", "/repos", {"name": "gone", "url": str(tmp_path / "nowhere.git")}, expect=201)
+    status, body = await queen.request("POST", "/repos/gone/bisects", {"good": good, "bad": shas[-1]})
+    assert (status, body["field"]) == (400, "url") and "nowhere.git" in body["error"], body
     assert (await queen.get("/repos/proj/bisects"))["bisects"] == []
 
     # Bad means the stage test failed (the page's bisect below: the job failed).
