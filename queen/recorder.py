@@ -328,7 +328,11 @@ class Recorder:
                 before.setdefault(job_id, state)
                 updates.setdefault(job_id, {}).update(fields)
                 summary = {k: v for k, v in fields.items() if not k.startswith(("commands.", "phases.", "history."))}
-                if summary:
+                if summary and changes and changes[-1][0] == job_id and "status" not in changes[-1][1]:
+                    # One message for what the job's events in this batch changed up to its next status
+                    # (tested, then passed: one job:update, not two, to every browser following jobs).
+                    changes[-1][1].update(summary)
+                elif summary:
                     changes.append((job_id, summary))
         # Both writes at once. If only one lands: a failed batch is retried whole (both
         # writes are idempotent) before anything is acked, and a queen that died in between
