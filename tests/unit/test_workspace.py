@@ -24,3 +24,21 @@ def test_a_private_directory_is_outside_the_workspace_and_only_for_the_drone(tmp
     private = spaces.create_private("j1")
     assert not private.resolve().is_relative_to((tmp_path / "work" / "workspaces").resolve())
     assert private.stat().st_mode & 0o077 == 0
+
+
+async def test_a_jobs_tmp_goes_whatever_it_holds_and_nothing_a_link_in_it_names(tmp_path: Path) -> None:
+    spaces = Workspaces(tmp_path / "work" / "workspaces")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep").write_text("x")
+    empty_home = spaces.create_tmp("j1")
+    (empty_home / "home").mkdir()
+    full_home = spaces.create_tmp("j2")
+    (full_home / "home").mkdir()
+    (full_home / "home" / ".cache").write_text("x")
+    linked_home = spaces.create_tmp("j3")
+    (linked_home / "home").symlink_to(outside)
+    for tmp in (empty_home, full_home, linked_home):
+        await spaces.remove(tmp)
+        assert not tmp.exists()
+    assert (outside / "keep").read_text() == "x"
