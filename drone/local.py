@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from apiary.core import spread
 from apiary.core.conditions import Changes, JobFacts, decide
 from apiary.core.config import DroneConfig
 from apiary.core.errors import ApiaryError
@@ -120,6 +121,7 @@ async def run_local(path: Path, job_type: str, params: dict[str, str], pipeline_
     except OSError as exc:
         raise LocalRunError(f"{file}: {exc.strerror or exc}") from None
     pipeline = load_pipeline(text, str(file))  # PipelineError names file, line and field
+    pipeline = spread.here(pipeline)  # no pool here: spread cells run in this workspace, as plain cells do
     job = {"id": f"local-{int(time.time())}", "number": 0, "type": job_type, "pipeline": pipeline,
            "parameters": resolve_parameters(pipeline, params), "repo": {"name": workdir.name, "url": ""},
            "ref": {}, "secrets": {}, "plugins": pipeline.get("plugins") or []}

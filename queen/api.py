@@ -143,6 +143,9 @@ async def trigger_job(request: web.Request) -> web.Response:
 @routes.post("/api/v1/jobs/{job}/rerun")
 async def rerun_job(request: web.Request) -> web.Response:
     old = await load_job(request)
+    if isinstance(old.get("parent"), dict):  # a spread cell's or a shard's job: one part of its parent's run
+        raise Conflict(f"job #{old.get('number')} is a child job of job #{old['parent'].get('number')}: re-run "
+                       "that job (or from its failed stage)", field="job")
     repo = await request.app[keys.STORE].get_repo(old["repo"])
     if repo is None:
         raise NotFound(f"the repository {old['repo']!r} of job {old['_id']} no longer exists")

@@ -38,8 +38,14 @@ async def from_failed(store: Store, old: Mapping[str, Any], outcome: Mapping[str
     if old.get("status") != "failed":  # said before the pipeline is read (a Git fetch)
         raise Conflict(f"job #{old.get('number')} {old.get('status')}: only a failed job can be re-run from its "
                        "failed stage (re-run it whole instead)", field="from_failed")
-    size = await artifact_bytes(store, [old["_id"]])
-    return lambda pipeline: rerun_from_failed(old, outcome, pipeline, size, MAX_RESTORE_BYTES)
+    # A spread parent's cells passed in its child jobs: their artifacts are restored after its own.
+    kids = [c["job"] for c in old.get("children") or [] if c.get("status") == "passed" and c.get("job")]
+    size = await artifact_bytes(store, [old["_id"], *kids])
+
+    def resume(pipeline: Mapping[str, Any]) -> dict[str, Any]:
+        made = rerun_from_failed(old, outcome, pipeline, size, MAX_RESTORE_BYTES)
+        return {**made, "artifacts_of": [*made["artifacts_of"], *kids]} if kids else made
+    return resume
 
 
 async def resume_message(store: Store, resume: Mapping[str, Any]) -> dict[str, Any]:

@@ -125,6 +125,14 @@ def child_stages(job: Mapping[str, Any], stages: list[dict[str, Any]]) -> list[d
     return [s for s in stages if s["name"] in names]
 
 
+def here(pipeline: Any) -> Any:
+    """`pipeline` run where there is no pool (``apiary run``): its remote stages as plain stages, in one workspace."""
+    stages = pipeline.get("stages") or []
+    if not any(s.get("remote") for s in stages):
+        return pipeline
+    return {**pipeline, "stages": [{k: v for k, v in s.items() if k != "remote"} for s in stages]}
+
+
 def can_wait(job: Mapping[str, Any]) -> bool:
     """Whether `job` (pipeline, type, resume, conditions) has remote stages not yet decided: the queen's word that
     a drone's ``waiting`` is believed (as apiary.core.approvals.can_wait is for gates)."""

@@ -31,7 +31,8 @@ async def test_spread_cells_run_as_child_jobs_on_both_drones(queen: Cluster, tmp
     await queen.add_drone("d1")
     await queen.add_drone("d2")
     await queen.create_pipeline_repo("spread", PIPELINE.format(check="true"))
-    await queen.create_pipeline_repo("spreadfail", PIPELINE.format(check="test $n = 1"))
+    fixed = tmp_path / "fixed"
+    await queen.create_pipeline_repo("spreadfail", PIPELINE.format(check=f"test $n = 1 || test -f {fixed}"))
     await queen.create_pipeline_repo("spreadcancel", PIPELINE.format(check="sleep 60"))
     parent = await queen.trigger("spread")
 
@@ -63,6 +64,16 @@ async def test_spread_cells_run_as_child_jobs_on_both_drones(queen: Cluster, tmp
     assert failed["error"].startswith(f"test (2) failed in job #{bad['number']}"), failed["error"]
     outcome = await queen.get(f"/jobs/{failed['id']}/outcome")
     assert _stages(outcome) == {"build": "passed", "test (1)": "passed", "test (2)": "failed", "report": "not_run"}
+    status, refused = await queen.request("POST", f"/jobs/{bad['job']}/rerun", {})
+    assert status == 409 and "re-run that job" in refused["error"]  # a child is a part of its parent's run
+    # Re-run from the failed cell: the passed cell is reused (its child's artifact restored), the failed one spread.
+    fixed.write_text("")
+    _, again = await queen.request("POST", f"/jobs/{failed['id']}/rerun", {"from_failed": True}, expect=201)
+    again = await queen.wait_job(again["id"])
+    assert again["status"] == "passed", again.get("error")
+    assert [c["unit"] for c in again["children"]] == ["test (2)"]
+    printed = "".join(e.get("text", "") for e in await queen.events(again["id"]) if e["type"] == "job:cmd:stdout")
+    assert "built-once\ncell-1\ncell-2\n" in printed
 
     # apiary ls shows the family.
     listed = await apiary(tmp_path, "ls", "spread", *url(queen))

@@ -213,3 +213,10 @@ def test_the_parents_outcome_shows_each_cell_with_its_child() -> None:
     stages = {s["name"]: s["status"] for s in job_outcome(failed, [])["stages"]}
     assert stages == {"build": "passed", "lint": "passed", "test (3.11)": "passed", "test (3.12)": "failed",
                       "report": "not_run"}
+
+
+def test_apiary_run_has_no_pool_and_runs_the_cells_in_its_workspace() -> None:
+    here = spread.here(_pipeline())
+    assert not any(s.get("remote") for s in here["stages"]) and spread.held(here["stages"], None) == set()
+    plain = _pipeline(STAGE_MATRIX.replace(", spread: true", ""))
+    assert spread.here(plain) is plain
