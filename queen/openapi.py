@@ -200,7 +200,28 @@ SCHEMAS: dict[str, Any] = {
                        "save": {"enum": ["saved", "skipped"]}, "saved_size": {"type": "integer"},
                        "files": {"type": "integer"}, "note": _STRING})},
         "report": _ref("TestCounts"),  # its test report (apiary.queen.testreports)
+        "shard_plans": {"type": "array", "items": _ref("ShardPlan")},  # its test shards (apiary.queen.shards)
     }, ("id", "repo", "status", "type", "ref", "commands")),
+    # -- test shards (apiary.queen.shards; decisions: apiary.core.shards) --
+    "ShardPlan": _object({
+        "stage": {"type": "string", "description": "the sharded stage as written"},
+        "count": {"type": "integer", "minimum": 1, "maximum": 64},
+        "tests": {"type": "integer", "description": "names the tests command listed"},
+        "known": {"type": "integer", "description": "of them with a duration in past reports"},
+        "history_jobs": {"type": "integer", "description": "reported jobs read for durations"},
+        "makespan": {"type": "number", "description": "planned seconds of the longest shard"},
+        "even_makespan": {"type": "number", "description": "the same, the list split by count alone"},
+        "unknown_seconds": {"type": "number", "description": "what a test without history is taken to last"},
+        "shards": {"type": "array", "items": _object({
+            "index": {"type": "integer", "minimum": 1}, "name": {"type": "string", "description": "its stage"},
+            "tests": {"type": "integer"}, "seconds": {"type": "number", "description": "planned"},
+            "known": {"type": "integer"},
+            "job": {"type": ["string", "null"], "description": "its child job (GET /jobs/{job}/shards)"},
+            "number": {"type": ["integer", "null"]}, "status": {"type": ["string", "null"]},
+            "real": {"type": ["number", "null"], "description": "seconds its stage ran in its job, once ended"},
+            "job_seconds": {"type": ["number", "null"], "description": "seconds its whole job ran, once ended"}},
+            ("index", "tests", "seconds"))}},
+        ("stage", "count", "tests", "shards")),
     # -- test reports (apiary.queen.testreports) --
     "TestCounts": _object({
         **{k: {"type": "integer", "minimum": 0} for k in ("tests", "passed", "failed", "errors", "skipped")},
@@ -518,6 +539,12 @@ PATHS: dict[str, Any] = {
             parameters=[_JOB, _param("status", "query", enum=["failed", "error", "skipped", "passed"]),
                         _param("offset", "query", type="integer", minimum=0),
                         _param("limit", "query", type="integer", minimum=1, maximum=500)]),
+    },
+    "/api/v1/jobs/{job}/shards": {
+        "get": _op("The job's test shards: each sharded stage's plan, each shard's planned and real seconds", {
+            "200": _json(_object({"job": _STRING, "stages": {"type": "array", "items": _ref("ShardPlan")}},
+                                 ("job", "stages")), "its shards (none: an empty list)"),
+            "404": _MISSING}, parameters=[_JOB]),
     },
     "/api/v1/repos/{repo}/tests/history": {
         "get": _op("A test's results over its branch's last 20 jobs with a report, and whether it is flaky", {

@@ -21,8 +21,9 @@ stage test: the tests command listed no tests``). The plan kept on the job (a fe
                    shards: [{index, name (the shard's stage), tests, seconds (planned), known}]}]
 
     GET /api/v1/jobs/{job}/shards
-        {job, stages: [plan + shards[i].{job, number, status, real (s, the child's run; null until it
-         ended)}]}: the planned and real time of each shard.
+        {job, stages: [plan + shards[i].{job, number, status, real (s, the shard's stage in its child job,
+         its first command's start to its last one's end; null until it ended), job_seconds (s, the child
+         job's whole run: checkout and setup too)}]}: the planned and real time of each shard.
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ from . import keys
 
 log = logging.getLogger(__name__)
 
+_ENDED = ("passed", "failed", "errored", "cancelled")
 SHARD_FILE = ".apiary/shard-tests.txt"  # a shard's list, in its workspace (APIARY_SHARD_FILE)
 _CUT = "apiary: output cut: "  # the drone's line when a job's output passed its log cap (drone/limits.py)
 
@@ -184,16 +186,27 @@ async def shards_of(store: Store, job: Mapping[str, Any]) -> list[dict[str, Any]
         for entry in kept.get("shards") or []:
             shard = dict(entry)
             child = children.get(entry.get("name"))
-            shard.update(job=None, number=None, status=None, real=None)
+            shard.update(job=None, number=None, status=None, real=None, job_seconds=None)
             if child is not None:
                 shard.update(job=child.get("job"), number=child.get("number"), status=child.get("status"))
                 doc = await store.get_job(str(child.get("job")))
                 if doc is not None:
                     shard["status"] = doc.get("status")
-                    shard["real"] = _real(doc)
+                    shard["real"], shard["job_seconds"] = _stage_seconds(doc, str(entry.get("name"))), _real(doc)
             shards.append(shard)
         out.append({**kept, "shards": shards})
     return out
+
+
+def _stage_seconds(job: Mapping[str, Any], stage: str) -> float | None:
+    """How long `stage` ran in `job`: from its first command's start to its last one's end (its hooks too;
+    None until it ended). What a shard's plan predicts, without the child's checkout and setup."""
+    spans = [(c["started"], c["started"] + c["duration"]) for c in (job.get("commands") or {}).values()
+             if isinstance(c, Mapping) and c.get("stage") == stage and isinstance(c.get("started"), (int, float))
+             and isinstance(c.get("duration"), (int, float))]
+    if not spans or job.get("status") not in _ENDED:
+        return None
+    return round(max(end for _, end in spans) - min(start for start, _ in spans), 3)
 
 
 def _real(job: Mapping[str, Any]) -> float | None:
@@ -212,6 +225,16 @@ async def job_shards(request: web.Request) -> web.Response:
     if job is None:
         raise NotFound(f"no job {job_id!r}; it may have been pruned")
     return json_response({"job": job_id, "stages": await shards_of(store, job)})
+
+
+@routes.get("/parts/jobs/{job}/shards")
+async def part_shards(request: web.Request) -> web.Response:
+    """The job page's Shards panel, drawn again (web/static/shards.js)."""
+    from apiary.queen.api import load_job
+    from apiary.queen.pages import render
+
+    job = await load_job(request)
+    return render(request, "parts/job_shard_plans.html", plans=await shards_of(request.app[keys.STORE], job))
 
 
 def setup(app: web.Application) -> None:

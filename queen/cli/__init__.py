@@ -11,6 +11,7 @@
     apiary ls [REPO]                  recent jobs
     apiary logs JOB [--follow]        a job's output
     apiary artifacts JOB [NAME]       a job's artifacts; download one
+    apiary shards JOB                 a job's test shards: planned and real time of each
     apiary comment JOB TEXT           comment on a job (markdown); apiary comments JOB reads them
     apiary caches REPO [--clear]      a repository's pipeline caches; clear them
     apiary cancel JOB                 stop a job
@@ -47,7 +48,7 @@ if __name__ != "apiary.cli":
 
 import zmq
 
-from apiary.cli import bisect, caches, comments, gates, keys, remote, repos, server, users
+from apiary.cli import bisect, caches, comments, gates, keys, remote, repos, server, shards, users
 from apiary.cli import debug as debug_shell
 from apiary.cli.address import PRECEDENCE
 from apiary.cli.connect import Command, find_queen, run_client_command
@@ -63,7 +64,7 @@ CLIENT_COMMANDS: dict[str, Command] = {
     "trigger": remote.trigger, "ls": remote.ls, "logs": remote.logs, "cancel": remote.cancel,
     "drones": remote.drones, "prune": remote.prune, "user": users.add_user, "token": users.create_token,
     "join-token": keys.join_token, "repo": repos.repo, "rerun": remote.rerun, "artifacts": remote.artifacts,
-    "approve": gates.approve, "caches": caches.caches, "bisect": bisect.bisect,
+    "approve": gates.approve, "caches": caches.caches, "bisect": bisect.bisect, "shards": shards.shards,
     "comment": comments.comment, "comments": comments.comments, "debug": debug_shell.debug,
 }
 
@@ -196,6 +197,7 @@ apiary rerun app#3 --from-failed        # reuse the stages that passed""", clien
     caches.add_parser(sub, _command, client)
     bisect.add_parser(sub, _command, client)
     comments.add_parser(sub, _command, client, JOB_HELP)
+    shards.add_parser(sub, _command, client, JOB_HELP)
     debug_shell.add_parser(sub, _command, client, JOB_HELP)
     ls = _command(sub, "ls", "recent jobs, of every repository or of one", """
 apiary ls

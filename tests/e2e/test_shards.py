@@ -7,7 +7,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from playwright.async_api import Page
+
+from tests.browser import browser, page, shot  # noqa: F401  (fixtures)
 from tests.cluster import Cluster
+from tests.e2e.test_client import apiary, url
 from tests.gitserver import commit, git
 
 PIPELINE = f"""\
@@ -59,7 +63,8 @@ def _printed(events: list[dict]) -> str:
     return "".join(e.get("text", "") for e in events if e["type"] == "job:cmd:stdout")
 
 
-async def test_shards_run_on_both_drones_levelled_by_past_durations(queen: Cluster, tmp_path: Path) -> None:
+async def test_shards_on_two_drones_levelled_by_past_durations(queen: Cluster, page: Page,  # noqa: F811
+                                                                tmp_path: Path) -> None:
     await queen.add_drone("d1")
     await queen.add_drone("d2")
     await queen.request("POST", "/repos", {"name": "suite", "url": _repo(tmp_path / "git")}, expect=201)
@@ -99,3 +104,18 @@ async def test_shards_run_on_both_drones_levelled_by_past_durations(queen: Clust
         broken["error"]
     assert "broken on purpose" in _printed(await queen.events(bad[0]["job"]))
 
+    # What people see: apiary shards, and the job page's Shards panel with each shard's planned and real time.
+    shown = await apiary(tmp_path, "shards", f"suite#{second['number']}", *url(queen))
+    assert shown.code == 0, shown
+    assert shown.out.startswith("test: 8 tests in 2 shards, 8 with past durations"), shown.out
+    assert shown.out.count(" passed   job #") == 2, shown.out
+    print(shown.out)
+    await page.goto(f"/jobs/{second['id']}")
+    panel = page.locator("#shards")
+    await panel.locator("tbody tr td a").first.wait_for()
+    text = await panel.inner_text()
+    assert "test · 8 tests in 2 shards" in text and "Levelled by past durations: 8 of 8 tests" in text, text
+    assert await panel.locator("tbody tr").count() == 2 and "not made" not in text
+    await shot(page, "shards-panel")
+    none = await apiary(tmp_path, "shards", broken["children"][0]["job"], *url(queen))
+    assert none.code == 0 and "has no test shards" in none.out, none
