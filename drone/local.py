@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from apiary.core import spread
+from apiary.core import shards, spread
 from apiary.core.conditions import Changes, JobFacts, decide
 from apiary.core.config import DroneConfig
 from apiary.core.errors import ApiaryError
@@ -142,6 +142,7 @@ async def run_local(path: Path, job_type: str, params: dict[str, str], pipeline_
     env = {k: v for k, v in os.environ.items() if not k.startswith("APIARY_")}
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="apiary-run-") as private:
+        job["pipeline"] = shards.here(pipeline, sys.executable, private)  # shards split here, with no history
         run = (DebugRun if debug else JobRun)(job, workdir, terminal.emit, env, flush_after=0.02, chunk_bytes=65536,
                      private_dir=Path(private), collect=collect, plugins=PluginManager(drone or DroneConfig()))
         # A Ctrl-C cancels run(), which kills the running commands and returns "cancelled".

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import bisect
 import re
+import shlex
 import statistics
 from collections.abc import Iterable, Mapping
 from typing import Any, TypedDict
@@ -186,6 +187,37 @@ def expand(stages: Any, origin: list[int]) -> tuple[Any, list[int]]:
                 out[i] = {**stage, "needs": [m for n in stage["needs"]
                                              for m in (split[n] if isinstance(n, str) and n in split else [n])]}
     return out, where
+
+
+def here(pipeline: Mapping[str, Any], python: str, folder: str) -> dict[str, Any]:
+    """`pipeline` (compiled) as ``apiary run`` runs it, with no queen and no history: each listing stage
+    writes the list to a file in `folder` and splits it there (``python -m apiary.drone.shardsplit``, every
+    test taken to last the same), and each shard runs here, with APIARY_SHARD_FILE naming its part and
+    APIARY_SHARD_INDEX / _COUNT (no APIARY_SHARD_TESTS: the split is made while the job runs)."""
+    out = dict(pipeline)
+    stages = []
+    order = {name: k for k, name in enumerate(dict.fromkeys(s["shards"]["lists"] for s in pipeline.get("stages") or []
+                                                            if is_listing(s)))}
+    for stage in pipeline.get("stages") or []:
+        stage = dict(stage)
+        if is_listing(stage) and stage["shards"]["lists"] in order:
+            base = shlex.quote(f"{folder}/s{order[stage['shards']['lists']]}")
+            count = sum(1 for s in pipeline["stages"] if is_shard(s) and s["shards"]["of"] == stage["shards"]["lists"])
+            listing = stage["steps"][0]
+            stage["steps"] = [{**listing, "run": f"{{ {listing['run']}\n}} > {base}.list"},
+                              {"run": f"{shlex.quote(python)} -m apiary.drone.shardsplit {base}.list {count} {base}",
+                               "title": f"split them over {count} shards (apiary run: no past durations)",
+                               "ignore_exit_code": False}]
+        elif is_shard(stage) and stage["shards"]["of"] in order:
+            spec = stage["shards"]
+            stage.pop("remote", None)
+            path = f"{folder}/s{order[spec['of']]}-{spec['index']}.txt"
+            env = shard_env(spec["index"], spec["count"], path, 0)
+            env.pop("APIARY_SHARD_TESTS")
+            stage["env"] = {**(stage.get("env") or {}), **env}
+        stages.append(stage)
+    out["stages"] = stages
+    return out
 
 
 def parse_tests(output: bytes | str) -> list[str]:

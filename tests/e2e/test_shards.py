@@ -4,6 +4,7 @@ by the durations the first job's reports recorded, and a failing test in one sha
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 
@@ -119,3 +120,23 @@ async def test_shards_on_two_drones_levelled_by_past_durations(queen: Cluster, p
     await shot(page, "shards-panel")
     none = await apiary(tmp_path, "shards", broken["children"][0]["job"], *url(queen))
     assert none.code == 0 and "has no test shards" in none.out, none
+
+
+LOCAL = """\
+stages:
+  - name: test
+    shards: {count: 3, tests: "printf 'tests/a.sh\\\\ntests/b.sh\\\\ntests/c.sh\\\\ntests/d.sh\\\\n'"}
+    steps: ['echo "shard $APIARY_SHARD_INDEX of $APIARY_SHARD_COUNT ran" $(cat "$APIARY_SHARD_FILE")']
+"""
+
+
+def test_apiary_run_splits_the_list_here_and_runs_every_shard(tmp_path: Path) -> None:
+    """No queen, no history: the list is split evenly and each shard runs in the working copy."""
+    (tmp_path / ".apiary.yml").write_text(LOCAL)
+    done = subprocess.run([sys.executable, "-m", "apiary.cli", "run", str(tmp_path)], capture_output=True,
+                          text=True, timeout=60, cwd=tmp_path, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "4 tests in 3 shards: 2, 1, 1" in done.stdout, done.stdout
+    ran = sorted(line for line in done.stdout.splitlines() if line.startswith("shard "))
+    assert ran == ["shard 1 of 3 ran tests/a.sh tests/d.sh", "shard 2 of 3 ran tests/b.sh",
+                   "shard 3 of 3 ran tests/c.sh"], done.stdout

@@ -16,6 +16,7 @@ from apiary.core.shards import (
     durations,
     even_split,
     expected,
+    here,
     listing_name,
     makespan,
     parse_tests,
@@ -251,3 +252,14 @@ def test_a_bad_shards_key_is_refused_when_the_job_is_triggered(text, message):
     with pytest.raises(PipelineError) as fault:
         load_pipeline(text)
     assert str(fault.value).startswith(message)
+
+
+def test_apiary_run_lists_and_splits_in_a_folder_and_runs_the_shards_here():
+    local = here(load_pipeline(SHARDED), "/venv/bin/python", "/tmp/run")
+    build, listing, first, *_ = local["stages"]
+    assert [s["run"] for s in listing["steps"]] == [
+        "{ pytest --collect-only -q\n} > /tmp/run/s0.list",
+        "/venv/bin/python -m apiary.drone.shardsplit /tmp/run/s0.list 4 /tmp/run/s0"]
+    assert "remote" not in first and first["env"] == {
+        "APIARY_SHARD_FILE": "/tmp/run/s0-1.txt", "APIARY_SHARD_INDEX": "1", "APIARY_SHARD_COUNT": "4"}
+    assert build == load_pipeline(SHARDED)["stages"][0]
