@@ -33,6 +33,12 @@ stages:
     needs: [test]
     steps: ["echo every shard passed"]
 """
+EMPTY_LIST = """\
+stages:
+  - name: test
+    shards: {count: 2, tests: "echo; echo '# nothing here'"}
+    steps: ["exit 1"]
+"""
 QUICK = "".join(f"def test_quick_{i}():\n    assert True\n\n\n" for i in range(6))
 SLOW = """import os
 import time
@@ -89,6 +95,8 @@ async def test_shards_on_two_drones_levelled_by_past_durations(queen: Cluster, p
     # The second job levels by what the first job's shards reported; one run with a failing test fails the job.
     second = await queen.trigger("suite")
     broken = await queen.trigger("suite", parameters={"BREAK": "yes"})
+    await queen.create_pipeline_repo("nolist", EMPTY_LIST)
+    nothing = await queen.trigger("nolist")
     second = await queen.wait_job(second["id"], timeout=120)
     assert second["status"] == "passed", (second.get("error"), queen.all_logs())
     plan = (await queen.get(f"/jobs/{second['id']}/shards"))["stages"][0]
@@ -104,6 +112,10 @@ async def test_shards_on_two_drones_levelled_by_past_durations(queen: Cluster, p
     assert len(bad) == 1 and broken["error"].startswith(f"{bad[0]['unit']} failed in job #{bad[0]['number']}"), \
         broken["error"]
     assert "broken on purpose" in _printed(await queen.events(bad[0]["job"]))
+
+    nothing = await queen.wait_job(nothing["id"], timeout=120)
+    assert nothing["status"] == "failed" and not nothing.get("children"), nothing
+    assert nothing["error"].endswith("stage test: the tests command listed no tests"), nothing["error"]
 
     # What people see: apiary shards, and the job page's Shards panel with each shard's planned and real time.
     shown = await apiary(tmp_path, "shards", f"suite#{second['number']}", *url(queen))
