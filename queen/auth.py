@@ -116,9 +116,11 @@ class Gate:
 
     async def refresh(self, store: Any) -> None:
         """Read whether users and an admin exist; while no admin does, the setup token is on disk."""
+        # Noted before asking: requests that come meanwhile use what is known, as they do for the rest of
+        # the second, instead of asking too (a burst of 20 clients' triggers: ~40 counts a second, ~1 ms each).
+        self.refreshed = time.monotonic()
         self.users_exist = await store.count_users() > 0
         self.admin_exists = await store.count_users(Role.ADMIN.value) > 0
-        self.refreshed = time.monotonic()
         if not self.admin_exists:
             self.setup_token()
         else:
