@@ -53,6 +53,7 @@ routes = web.RouteTableDef()
 
 MAX_RUNNING = 1  # bisects running at once per repository
 LISTED = 50  # bisects a repository's list gives by default (at most 500)
+READ_WAIT = 20.0  # seconds a request to start a bisect waits for its history to be read
 BISECT: web.AppKey[Bisector] = web.AppKey("bisector")
 FINAL = {s.value for s in JobStatus if s.final}
 
@@ -125,7 +126,12 @@ class Bisector:
         """Take up the bisects a queen left running."""
         for bisect_id in await stored.running(self.store):
             log.info("bisect %s: taken up again", bisect_id)
-            self.spawn(self.advance(bisect_id))
+            doc = await stored.get(self.store, bisect_id, commits=False)
+            repo = await self.store.get_repo(doc["repo"]) if doc else None
+            if doc is not None and doc.get("reading") and repo is not None:
+                self.spawn(self._read(bisect_id, repo, {"answering": False}))
+            else:
+                self.spawn(self.advance(bisect_id))
 
     async def close(self) -> None:
         for task in list(self._tasks):
@@ -152,6 +158,8 @@ class Bisector:
             if doc is None or doc.get("status") != stored.RUNNING:
                 self._locks.pop(bisect_id, None)
                 return
+            if doc.get("reading"):
+                return  # its history is still being read (`_read` advances it then)
             repo = await self.store.get_repo(doc["repo"])
             if repo is None:
                 await self._end(doc, "failed", error=f"the repository {doc['repo']!r} no longer exists")
@@ -323,30 +331,77 @@ class Bisector:
                 raise Conflict(f"a bisect of {repo['_id']} is running already; wait for it or cancel it "
                                f"(at most {MAX_RUNNING} at once per repository)", field="repo")
             doc = await self._insert(repo, good, bad, branch, stage, from_job, identity)
-        await self.advance(doc["_id"])
+        # The history is read in the background; the request waits for it up to READ_WAIT seconds, so that
+        # what is wrong with good and bad is its answer (400, nothing stored). A slower read (a large
+        # remote repository) answers at once with the bisect reading; a fault is then its error.
+        asking = {"answering": True}
+        task = asyncio.create_task(self._read(doc["_id"], repo, asking))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        try:
+            await asyncio.wait({task}, timeout=READ_WAIT)
+        finally:
+            if not task.done():  # slower than the wait, or the request went: the bisect says what it meets
+                asking["answering"] = False
+        if task.done() and not task.cancelled() and isinstance(task.exception(), InputError):
+            raise task.exception()  # type: ignore[misc]
+        if not task.done():
+            async with self._locks.setdefault(doc["_id"], asyncio.Lock()):
+                fresh = await stored.get(self.store, doc["_id"], commits=False)
+                if fresh is not None and fresh.get("number") is None:
+                    await self._save(fresh, {"number": await stored.next_number(self.store, repo["_id"])})
         return await stored.get(self.store, doc["_id"]) or doc
 
     async def _insert(self, repo: dict[str, Any], good: str, bad: str, branch: str, stage: str | None,
                       from_job: str | None, identity: dict[str, Any] | None) -> dict[str, Any]:
+        """The bisect, stored before its history is read (``reading``: its commits are not known yet)."""
         from apiary.core.context import triggered_by
 
-        auth = repo_auth(repo, await self.store.secret_values(repo["_id"]))
-        try:
-            good, bad, commits = await bisectgit.read_line(self.git_dir, repo["url"], auth, branch, good, bad)
-        except GitError as exc:
-            raise BadRequest(f"url: {exc}", field="url") from None
-        if stage is not None:
-            await self._check_stage(repo, branch, bad, stage)
         doc: dict[str, Any] = {
-            "_id": str(ulid.ULID()), "repo": repo["_id"], "number": await stored.next_number(self.store, repo["_id"]),
+            "_id": str(ulid.ULID()), "repo": repo["_id"], "number": None,  # numbered once its history is read
             "branch": branch, "good": good, "bad": bad, "stage": stage, "status": stored.RUNNING, "error": None,
             "created": time.time(), "finished": None, "by": triggered_by(identity), "from_job": from_job,
-            "commits": commits, "size": len(commits), "tries": [], "rounds": 0, "result": None, "version": 0,
+            "commits": [], "size": 0, "reading": True, "tries": [], "rounds": 0, "result": None, "version": 0,
         }
         await stored.insert(self.store, doc)
-        log.info("bisect %s (%s #%s): %d commits between %s and %s", doc["_id"], repo["_id"], doc["number"],
-                 len(commits), good[:12], bad[:12])
         return doc
+
+    async def _read(self, bisect_id: str, repo: dict[str, Any], asking: dict[str, bool]) -> None:
+        """Read the commits between good and bad, then run the first round. A fault while the request still
+        waits (`asking`) removes the bisect and is raised, for the request to answer; later, or after a
+        restart, it ends the bisect failed, saying why."""
+        doc = await stored.get(self.store, bisect_id)
+        if doc is None or doc.get("status") != stored.RUNNING or not doc.get("reading"):
+            return
+        try:
+            auth = repo_auth(repo, await self.store.secret_values(repo["_id"]))
+            try:
+                good, bad, commits = await bisectgit.read_line(self.git_dir, repo["url"], auth, doc["branch"],
+                                                               doc["good"], doc["bad"])
+            except GitError as exc:
+                raise BadRequest(f"url: {exc}", field="url") from None
+            if doc.get("stage") is not None:
+                await self._check_stage(repo, doc["branch"], bad, doc["stage"])
+        except InputError as exc:
+            if asking["answering"]:
+                await stored.delete(self.store, bisect_id)
+                raise
+            async with self._locks.setdefault(bisect_id, asyncio.Lock()):
+                fresh = await stored.get(self.store, bisect_id, commits=False)
+                if fresh is not None and fresh.get("status") == stored.RUNNING:
+                    number = fresh.get("number") or await stored.next_number(self.store, repo["_id"])
+                    await self._end(fresh, "failed", error=str(exc), number=number)
+            return
+        async with self._locks.setdefault(bisect_id, asyncio.Lock()):
+            fresh = await stored.get(self.store, bisect_id, commits=False)
+            if fresh is None or fresh.get("status") != stored.RUNNING:
+                return  # cancelled while it read
+            number = fresh.get("number") or await stored.next_number(self.store, repo["_id"])
+            await self._save(fresh, {"good": good, "bad": bad, "commits": commits, "size": len(commits),
+                                     "reading": False, "number": number})
+        log.info("bisect %s (%s #%s): %d commits between %s and %s", bisect_id, repo["_id"], number,
+                 len(commits), good[:12], bad[:12])
+        await self.advance(bisect_id)
 
     async def _check_stage(self, repo: dict[str, Any], branch: str, bad: str, stage: str) -> None:
         """A stage the pipeline at the bad commit has (else every commit would be skipped)."""
@@ -452,7 +507,7 @@ async def page_view(app: web.Application, bisect_id: str) -> dict[str, Any] | No
     states = {j["_id"]: j["status"] for j in await store.job_states([t["job"] for t in doc["tries"] if t.get("job")])}
     for t in view["tries"]:
         t["status"] = states.get(t.get("job") or "", t.get("status") or "")
-    if doc["status"] == stored.RUNNING:
+    if doc["status"] == stored.RUNNING and doc.get("commits"):
         lo, hi = _range(doc)
         commits = doc["commits"]
         view["range"] = {"after": commits[lo] if lo >= 0 else doc["good"], "to": commits[hi]}

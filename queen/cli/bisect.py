@@ -65,7 +65,8 @@ async def bisect(client: Client, args: argparse.Namespace) -> int:
     if args.branch:
         body["branch"] = args.branch
     doc = await client.request("POST", f"/repos/{q(repo)}/bisects", body)
-    say(f"bisect #{doc['number']} of {repo}: {doc['commits']} commits after {doc['good'][:10]} up to "
+    size = "reading the history" if doc.get("reading") else f"{doc['commits']} commits"
+    say(f"bisect #{doc['number']} of {repo}: {size} after {doc['good'][:10]} up to "
         f"{doc['bad'][:10]} on {doc['branch']}" + (f", bad when stage {doc['stage']} fails" if doc.get("stage") else ""))
     say(f"  {client.url}{doc['url']}")
     if args.no_follow:

@@ -8,7 +8,7 @@ A bisect's document::
      "status": running | found | range | failed | cancelled, "error": why it failed | None,
      "created", "finished": seconds since 1970 | None, "by": who asked (apiary.core.context.TriggeredBy),
      "from_job": the failed job it was asked from | None, "commits": [shas, oldest first, ending with bad],
-     "size": how many commits,
+     "size": how many commits, "reading": true while its history is being read (commits still []),
      "tries": [{"index", "commit", "job", "number", "round", "verdict": None | good | bad | skip, "reason",
                 "subject"}], "rounds": int, "result": {...} | None, "version": int (one more each write)}
 """
@@ -83,3 +83,8 @@ async def last_passed_before(store: Store, repo: str, branch: str, number: int) 
         if (job.get("triggered_by") or {}).get("kind") != "bisect":
             return job
     return None
+
+
+async def delete(store: Store, bisect_id: str) -> None:
+    """A bisect refused before its history was read: as if never asked for."""
+    await store.db.bisects.delete_one({"_id": bisect_id})
