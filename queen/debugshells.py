@@ -314,11 +314,11 @@ async def state(request: web.Request, job_id: str) -> dict[str, Any] | None:
             "open": open_here, "sessions": public_sessions(job)}
 
 
-@routes.get("/api/v1/jobs/{job_id}/debug")
+@routes.get("/api/v1/jobs/{job}/debug")
 async def get_debug(request: web.Request) -> web.Response:
-    found = await state(request, request.match_info["job_id"])
+    found = await state(request, request.match_info["job"])
     if found is None:
-        return json_response({"error": f"job: no job {request.match_info['job_id']!r}", "field": "job"}, status=404)
+        return json_response({"error": f"job: no job {request.match_info['job']!r}", "field": "job"}, status=404)
     return json_response(found)
 
 

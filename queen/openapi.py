@@ -311,6 +311,25 @@ SCHEMAS: dict[str, Any] = {
                                                   "only, no images"},
         "created": _NUMBER, "edited": {"type": ["number", "null"], "description": "when it was last edited"},
     }, ("id", "job", "author", "text", "html", "created", "edited")),
+    # Debug shells in failed jobs (apiary.queen.debugshells; rules: apiary.core.debug)
+    "DebugSession": _object({
+        "id": _STRING, "user": _STRING, "drone": _STRING, "opened": _NUMBER,
+        "ended": {"type": ["number", "null"], "description": "null while it is open"},
+        "duration": {"type": ["number", "null"], "description": "seconds it was open"},
+        "how": {"enum": ["closed", "exited", "idle", "total", "drone gone", "window ended", "refused", "error", None]},
+        "detail": _STRING}, ("id", "user", "opened", "ended", "how")),
+    "DebugState": _object({
+        "job": _STRING, "available": {"type": "boolean", "description": "whether the caller may open a shell now "
+                                                                        "(on /ws: {op: debug, action: open, job})"},
+        "why": {"type": ["string", "null"], "description": "why not: the role, the job's state, the kept workspace, "
+                                                          "the drone, the cap"},
+        "role": {"enum": ["admin", "member"], "description": "the role a shell needs ([queen] debug_role)"},
+        "drone": {"type": ["string", "null"]}, "keep": {"type": "boolean", "description": "the pipeline's debug.keep"},
+        "idle": _NUMBER, "total": _NUMBER,
+        "kept_until": {"type": ["number", "null"], "description": "when the drone deletes the kept workspace "
+                                                                 "(later while a shell is open)"},
+        "open": {"type": "integer"}, "sessions": {"type": "array", "items": _ref("DebugSession")},
+    }, ("job", "available", "why", "role", "keep", "idle", "total", "kept_until", "open", "sessions")),
     # Bisect across drones (apiary.queen.bisects; decisions: apiary.core.bisect)
     "BisectRequest": _object({
         "good": {"type": "string", "pattern": "^[0-9a-fA-F]{4,64}$", "description": "a commit that passed"},
@@ -514,6 +533,11 @@ PATHS: dict[str, Any] = {
                     "or edits a minute by one person)", {
             "201": _json(_ref("Comment"), "written"), "400": _BAD, "404": _MISSING, "409": _CONFLICT,
             "429": _error("TooMany")}, parameters=[_JOB], body=_body(_ref("CommentText"))),
+    },
+    "/api/v1/jobs/{job}/debug": {
+        "get": _op("Whether you may open a debug shell in the job (a failed job whose pipeline keeps its workspace, "
+                   "debug: {keep: true}), and the shells it has had; the shell itself is on the WebSocket /ws", {
+            "200": _json(_ref("DebugState"), "its debug shells"), "404": _MISSING}, parameters=[_JOB]),
     },
     "/api/v1/jobs/{job}/comments/{comment}": {
         "patch": _op("Edit your comment (its author only; marked edited)", {
