@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 import termios
@@ -212,3 +213,43 @@ stages:
             run.wait()
         os.close(master)
         os.close(slave)
+
+
+async def test_the_shell_is_in_the_jobs_sandbox(queen: Cluster) -> None:
+    await queen.add_drone("d1", env={"APIARY_DRONE_SANDBOX": "bwrap", "APIARY_DRONE_JOB_USER": "nobody"})
+    await queen.create_pipeline_repo("app", PIPELINE)
+    failed = await queen.wait_job((await queen.trigger("app"))["id"])
+    assert failed["status"] == "failed", failed
+    seen: list[dict[str, Any]] = []
+    async with queen.http.ws_connect(ws_url(queen)) as ws:
+        await ws.send_json({"op": "debug", "action": "open", "job": failed["id"], "rows": 24, "cols": 80})
+        opened = await until(ws, lambda m: m.get("type") == "debug:opened", "the shell", seen)
+        assert opened["sandboxed"] is True
+        session = opened["session"]
+        await ws.send_json({"op": "debug", "action": "input", "session": session,
+                            "data": "echo \"<$(id -un)@$(hostname)> $(cat made.txt)\"; ls /proc | grep -c '^[0-9]'\r"})
+        await until(ws, lambda m: "<nobody@apiary-job> made-by-the-job" in output(seen), "who and where", seen)
+        await ws.send_json({"op": "debug", "action": "resize", "session": session, "rows": 40, "cols": 132})
+        await ws.send_json({"op": "debug", "action": "input", "session": session, "data": "stty size\r"})
+        await until(ws, lambda m: "40 132" in output(seen), "the new size", seen)
+        await ws.send_json({"op": "debug", "action": "input", "session": session, "data": "exit\r"})
+        closed = await until(ws, lambda m: m.get("type") == "debug:closed", "the end", seen)
+        assert closed["how"] == "exited", closed
+    # A drone killed with a workspace kept deletes it when it starts again; a shell there is then refused.
+    drone = queen.drones["d1"]
+    workspaces = queen.tmp / "drones" / "d1" / "workspaces"
+    assert any((w / "made.txt").exists() for w in workspaces.iterdir())
+    await drone.stop(signal.SIGKILL)
+    await drone.start()
+    await queen.wait_for(lambda: _kept(workspaces), lambda kept: not kept, "the kept workspace to go")
+    async with queen.http.ws_connect(ws_url(queen)) as ws:
+        await queen.wait_for(queen.drone_ids, lambda ids: "d1" in ids, "d1 back")
+        await ws.send_json({"op": "debug", "action": "open", "job": failed["id"], "rows": 24, "cols": 80})
+        refused = await until(ws, lambda m: m.get("type") == "debug:refused", "a refusal", seen)
+        assert "not kept on this drone" in refused["error"], refused
+    state = await queen.get(f"/jobs/{failed['id']}/debug")
+    assert [s["how"] for s in state["sessions"]] == ["exited", "refused"], state
+
+
+async def _kept(workspaces: Path) -> bool:
+    return any((w / "made.txt").exists() for w in workspaces.iterdir()) if workspaces.is_dir() else False
