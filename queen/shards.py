@@ -139,11 +139,17 @@ class Sharder:
         groups = shard_stages(job)
         plans = {p.get("stage"): p for p in job.get("shard_plans") or [] if isinstance(p, Mapping)}
         children: list[dict[str, Any]] = []
+        decided = _decided(job)
         for stage, shards in groups.items():
             if not any(s["remote"]["unit"] in units for s in shards):
                 continue
-            try:
-                output = await listed(self.store, job["_id"], stage)
+            if any(s["name"] in decided for s in shards):  # a re-run from the failed stage: the failed shards again
+                kept, again = await self._again(job, stage, [s for s in shards if s["remote"]["unit"] in units])
+                plans[stage] = kept
+                children += again
+                continue
+            try:  # the list as printed in this job, or in the job whose listing it reuses
+                output = await listed(self.store, decided.get(listing_name(stage), job["_id"]), stage)
                 kept, lists = await plan_stage(self.store, job, stage, len(shards), output)
                 texts = [shard_file(tests).decode() for tests in lists]
                 for shard, text in zip(shards, texts, strict=True):
@@ -166,6 +172,33 @@ class Sharder:
         return children
 
 
+    async def _again(self, job: Mapping[str, Any], stage: str, shards: list[dict[str, Any]]) -> tuple[
+            dict[str, Any], list[dict[str, Any]]]:
+        """A re-run's failed `shards` of `stage`, each with the list it had in the job the re-run reuses the
+        others from (its child job keeps it): with a new split, a test could run twice or not at all."""
+        earlier = await self.store.get_job(_decided(job).get(listing_name(stage), ""))
+        kept = next((p for p in (earlier or {}).get("shard_plans") or [] if p.get("stage") == stage), None)
+        made = {c.get("unit"): c for c in (earlier or {}).get("children") or [] if isinstance(c, Mapping)}
+        out = []
+        for shard in shards:
+            child = await self.store.get_job(str((made.get(shard["name"]) or {}).get("job")))
+            given = [f for f in ((child or {}).get("resume") or {}).get("given") or [] if f.get("name") == SHARD_FILE]
+            if kept is None or not given:
+                raise spread.SpreadError(f"stage {stage}", f"{shard['name']}'s list in the job re-run is gone "
+                                                           "(pruned): re-run the whole job")
+            tests = sum(1 for line in str(given[0]["text"]).splitlines() if line)
+            out.append({"unit": shard["remote"]["unit"], "files": [{"name": SHARD_FILE, "text": given[0]["text"]}],
+                        "env": shard_env(shard["shards"]["index"], shard["shards"]["count"], SHARD_FILE, tests)})
+        return dict(kept or {}), out
+
+
+def _decided(job: Mapping[str, Any]) -> dict[str, str]:
+    """The stages a partial run reuses -> the job they passed in (apiary.core.partial)."""
+    given = (job.get("resume") or {}).get("stages") or {}
+    return {name: str(e.get("job")) for name, e in given.items()
+            if isinstance(e, Mapping) and e.get("status") == "passed" and e.get("job")}
+
+
 async def _watch(app: web.Application) -> AsyncIterator[None]:
     """A cleanup context, after apiary.queen.spread's: the spreader asks the sharder for shards' lists."""
     from apiary.queen.spread import SPREADER
@@ -178,6 +211,7 @@ async def shards_of(store: Store, job: Mapping[str, Any]) -> list[dict[str, Any]
     """`job`'s shard plans, each shard with its child job and real time (seconds from its start to its end;
     None until it ended)."""
     children = {c.get("unit"): c for c in job.get("children") or [] if isinstance(c, Mapping)}
+    reused = _decided(job)
     out = []
     for kept in job.get("shard_plans") or []:
         if not isinstance(kept, Mapping):
@@ -187,6 +221,8 @@ async def shards_of(store: Store, job: Mapping[str, Any]) -> list[dict[str, Any]
             shard = dict(entry)
             child = children.get(entry.get("name"))
             shard.update(job=None, number=None, status=None, real=None, job_seconds=None)
+            if child is None and entry.get("name") in reused:  # a re-run from the failed stage reuses it
+                shard["status"] = "reused"
             if child is not None:
                 shard.update(job=child.get("job"), number=child.get("number"), status=child.get("status"))
                 doc = await store.get_job(str(child.get("job")))

@@ -112,6 +112,14 @@ async def test_shards_on_two_drones_levelled_by_past_durations(queen: Cluster, p
     assert len(bad) == 1 and broken["error"].startswith(f"{bad[0]['unit']} failed in job #{bad[0]['number']}"), \
         broken["error"]
     assert "broken on purpose" in _printed(await queen.events(bad[0]["job"]))
+    # Re-run from the failed stage: only the failed shard runs again, with the very list it had.
+    _, again = await queen.request("POST", f"/jobs/{broken['id']}/rerun", {"from_failed": True}, expect=201)
+    again = await queen.wait_job(again["id"], timeout=120)
+    assert again["status"] == "failed" and [c["unit"] for c in again["children"]] == [bad[0]["unit"]], again
+    lists = [(await queen.job(j))["resume"]["given"] for j in (bad[0]["job"], again["children"][0]["job"])]
+    assert lists[0] == lists[1] and lists[0][0]["text"].count("\n") >= 1
+    shown = (await queen.get(f"/jobs/{again['id']}/shards"))["stages"][0]["shards"]
+    assert sorted(s["status"] for s in shown) == ["failed", "reused"], shown
 
     nothing = await queen.wait_job(nothing["id"], timeout=120)
     assert nothing["status"] == "failed" and not nothing.get("children"), nothing
