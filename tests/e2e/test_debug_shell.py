@@ -18,6 +18,7 @@ from playwright.async_api import Page, expect
 
 from tests.browser import browser, page, shot  # noqa: F401  (fixtures)
 from tests.cluster import Cluster
+from tests.e2e.test_users import Caller, _close_callers, first_admin  # noqa: F401  (fixture)
 
 SECRET = "s3cr3t-value-42"
 PIPELINE = """
@@ -253,3 +254,32 @@ async def test_the_shell_is_in_the_jobs_sandbox(queen: Cluster) -> None:
 
 async def _kept(workspaces: Path) -> bool:
     return any((w / "made.txt").exists() for w in workspaces.iterdir()) if workspaces.is_dir() else False
+
+
+async def test_only_the_configured_role_opens_a_shell(queen: Cluster) -> None:
+    await queen.add_drone("d1")
+    admin = await first_admin(queen)
+    assert (await admin.call("POST", "/repos", {"name": "app", "pipeline": PIPELINE}))[0] == 201
+    assert (await admin.call("POST", "/users", {"username": "bob", "password": "bob's long pw",
+                                                 "role": "member"}))[0] == 201
+    status, job = await admin.call("POST", "/repos/app/jobs", {})
+    assert status == 201, job
+    await queen.wait_for(lambda: admin.call("GET", f"/jobs/{job['id']}"), lambda r: r[1]["status"] == "failed",
+                         "the job to fail")
+    bob = Caller(queen)
+    status, _ = await bob.call("POST", "/session", {"username": "bob", "password": "bob's long pw"})
+    assert status == 200
+    status, state = await bob.call("GET", f"/jobs/{job['id']}/debug")
+    assert status == 200 and state["available"] is False and "needs the admin role" in state["why"], state
+    seen: list[dict[str, Any]] = []
+    async with bob.http.ws_connect(ws_url(queen)) as ws:  # his session
+        await ws.send_json({"op": "debug", "action": "open", "job": job["id"], "rows": 24, "cols": 80})
+        refused = await until(ws, lambda m: m.get("type") == "debug:refused", "a refusal", seen)
+        assert refused["error"] == "a debug shell needs the admin role; a member may not open one"
+    async with admin.http.ws_connect(ws_url(queen)) as ws:  # hers
+        await ws.send_json({"op": "debug", "action": "open", "job": job["id"], "rows": 24, "cols": 80})
+        opened = await until(ws, lambda m: m.get("type") == "debug:opened", "the shell", seen)
+        await ws.send_json({"op": "debug", "action": "close", "session": opened["session"]})
+        await until(ws, lambda m: m.get("type") == "debug:closed", "the end", seen)
+    status, state = await bob.call("GET", f"/jobs/{job['id']}/debug")
+    assert [(s["user"], s["how"]) for s in state["sessions"]] == [("ada", "closed")], state
