@@ -173,20 +173,19 @@ async def estimates(store: Any, slots: int | None, jobs: Sequence[Mapping[str, A
     underway = [j for j in jobs if j.get("status") in (*_ON_DRONES, _WAITING)]
     if not underway:
         return {}
-    if any("pipeline" not in j for j in underway):  # listed without their pipelines: their stages' names read
-        underway = await store.estimate_jobs([str(j["_id"]) for j in underway])
+    underway = await store.shaped(underway, shape)  # a list has them without their pipelines: kept once known
     in_flight: list[Mapping[str, Any]] = []
     queue: list[Mapping[str, Any]] = []
     if slots and any(j["status"] == _WAITING for j in underway):
-        in_flight = await store.estimate_in_flight()
-        queue = await store.estimate_queue(MAX_AHEAD + 1)
+        in_flight = await store.estimate_in_flight(shape)
+        queue = await store.estimate_queue(MAX_AHEAD + 1, shape)
     past: dict[str, list[Past]] = {}
     for repo in sorted({str(j.get("repo")) for j in [*underway, *in_flight, *queue]}):
         past[repo] = [Past(p["branch"], p["shape"], p["duration"])
                       for p in await store.recent_passes(repo, LOOKED_AT, shape)]
 
     def durations(job: Mapping[str, Any]) -> tuple[list[float], str]:
-        return durations_for(past.get(str(job.get("repo")), []), (job.get("ref") or {}).get("branch"), shape(job))
+        return durations_for(past.get(str(job.get("repo")), []), (job.get("ref") or {}).get("branch"), job["shape"])
 
     def left(job: Mapping[str, Any]) -> float | None:  # a job on a drone: its time left, if known
         found, _ = durations(job)
@@ -219,11 +218,6 @@ async def estimates(store: Any, slots: int | None, jobs: Sequence[Mapping[str, A
     return out
 
 
-async def job_estimate(store: Any, job: Mapping[str, Any], now: float, slots: int | None = None) -> Estimate | None:
-    """The estimate of one job (None when it has ended or there is no basis): see `estimates`."""
-    return (await estimates(store, slots, [job], now)).get(str(job.get("_id")))
-
-
 def pool_slots(hive: Any) -> int:
     """The slots of the drones that take jobs now (a stopping drone takes none)."""
     return sum(d.capacity for d in hive.pool.drones.values() if not d.stopping)
@@ -235,7 +229,7 @@ async def of_jobs(app: web.Application, jobs: Sequence[Mapping[str, Any]]) -> di
 
 
 async def of_job(app: web.Application, job: Mapping[str, Any]) -> Estimate | None:
-    """`job_estimate` of one job now, with the queen's store and pool (a job's API answer, its page)."""
+    """`estimates` of one job now, with the queen's store and pool (a job's API answer)."""
     return (await of_jobs(app, [job])).get(str(job.get("_id")))
 
 

@@ -1,6 +1,7 @@
 """Fan-out of live messages to browser subscribers, by topic. No I/O of its own.
 
-Topics: ``job:<id>`` (the job's stored events, in seq order), ``jobs`` (status
+Topics: ``job:<id>`` (the job's stored events, in seq order, and ``job:comment`` messages as its
+comments change: apiary.queen.comments), ``jobs`` (status
 changes of every job), ``drones`` (the pool changed). The recorder publishes an
 event only after it is stored, so a subscriber that registers first and then
 reads the store misses nothing (see queen/ws.py).

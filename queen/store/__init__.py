@@ -92,7 +92,7 @@ class Store(RepoQueries, JobQueries, EventQueries, SecretQueries, PeopleQueries,
         await self.jobs.create_index([("status", ASCENDING)])
         await self.jobs.create_index([("repo", ASCENDING), ("number", DESCENDING)])
         await self.jobs.create_index([("drone", ASCENDING)])
-        # A running job's estimate reads the last passed jobs of its repository (store.passing_durations).
+        # An estimate reads the last passed jobs of its repository (store/estimates.py recent_passes).
         await self.jobs.create_index([("repo", ASCENDING), ("status", ASCENDING), ("number", DESCENDING)])
         # A webhook delivery queues one job, whatever the timing (jobs without one are not indexed).
         await self.jobs.create_index([("delivery", ASCENDING)], unique=True, sparse=True)

@@ -1,9 +1,18 @@
 """The store's reads for estimates (apiary.queen.estimate): repositories' last passed jobs, the jobs on drones
-and the queue, each with only the fields an estimate needs (the stages' names, not their steps)."""
+and the queue, each with only the fields an estimate needs, and each job's ``shape`` (the stages it runs).
+
+A job's shape never changes (its pipeline and the stages a partial run reuses are fixed when it is made), so
+it is worked out once per job from its stages and kept in memory (at most SHAPES_KEPT jobs); a repository's
+last passed jobs are kept until another of its jobs passes: the embedded store decodes every document it
+returns (about 1 ms a job here), and the dashboard asks for a row's estimate at each of its job's changes. nx-27017 returns a dotted projection
+under its dotted name ("pipeline.stages") and nothing for a path into an array's documents
+(pipeline.stages.name), so the stages are read whole and `_nested` puts dotted keys back where MongoDB puts
+them.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
@@ -11,12 +20,13 @@ from pymongo.asynchronous.collection import AsyncCollection
 
 from apiary.core.protocol import JobStatus
 
-# What an estimate reads of a job: its ref, its type and stages and the stages a partial run reused, when it
-# started and ended. Whole stages, not their names alone: nx-27017 returns nothing for a path into an array's
-# documents (pipeline.stages.name), and a dotted path's value under the dotted name ("ref.branch"), which
-# `_nested` puts back where MongoDB puts it.
-_FIELDS = {"repo": 1, "status": 1, "ref": 1, "type": 1, "pipeline.stages": 1, "resume.stages": 1, "started": 1,
-           "finished": 1}
+SHAPES_KEPT = 20_000
+# What an estimate reads of a job besides its shape: its ref (branch), when it started and ended.
+_FIELDS = {"repo": 1, "status": 1, "ref": 1, "type": 1, "started": 1, "finished": 1}
+# What its shape is made of.
+_SHAPE_FIELDS = {"type": 1, "pipeline.stages": 1, "resume.stages": 1}
+
+ShapeOf = Callable[[Any], Any]
 
 
 def _nested(doc: dict[str, Any]) -> dict[str, Any]:
@@ -32,30 +42,54 @@ def _nested(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 class EstimateQueries:
-    """Passed jobs' durations, the jobs on drones, the queue."""
+    """Passed jobs' durations, the jobs on drones, the queue, with their shapes."""
 
     jobs: AsyncCollection
 
-    async def recent_passes(self, repo: str, limit: int, shape: Callable[[Any], Any]) -> list[dict[str, Any]]:
-        """`repo`'s last `limit` passed jobs, newest first: {"branch", "shape": shape(job), "duration": seconds}.
-        Index (repo, status, number)."""
-        cursor = self.jobs.find({"repo": repo, "status": JobStatus.PASSED.value}, _FIELDS)
-        docs = [_nested(d) for d in await cursor.sort("number", DESCENDING).limit(limit).to_list(None)]
-        return [{"branch": (d.get("ref") or {}).get("branch"), "shape": shape(d),
-                 "duration": float(d["finished"]) - float(d["started"])} for d in docs
-                if isinstance(d.get("started"), (int, float)) and isinstance(d.get("finished"), (int, float))
-                and d["finished"] >= d["started"]]
+    async def shaped(self, jobs: Iterable[Mapping[str, Any]], shape: ShapeOf) -> list[dict[str, Any]]:
+        """Copies of `jobs` (as read elsewhere, with their ref, status, type, start) with ``shape`` set."""
+        return await self._shaped([{k: v for k, v in j.items() if k in _FIELDS or k == "_id"} for j in jobs], shape)
 
-    async def estimate_in_flight(self) -> list[dict[str, Any]]:
+    async def _shaped(self, docs: list[dict[str, Any]], shape: ShapeOf) -> list[dict[str, Any]]:
+        """`docs` with ``shape`` set: from memory, else from their stages (one read for those not known)."""
+        shapes: dict[str, Any] = self.__dict__.setdefault("_estimate_shapes", {})
+        missing = [d["_id"] for d in docs if d["_id"] not in shapes]
+        if missing:
+            if len(shapes) + len(missing) > SHAPES_KEPT:
+                shapes.clear()
+            for d in await self.jobs.find({"_id": {"$in": missing}}, _SHAPE_FIELDS).to_list(None):
+                shapes[d["_id"]] = shape(_nested(d))
+        for d in docs:
+            d["shape"] = shapes.get(d["_id"])
+        return [_nested(d) for d in docs]
+
+    async def recent_passes(self, repo: str, limit: int, shape: ShapeOf) -> list[dict[str, Any]]:
+        """`repo`'s last `limit` passed jobs, newest first: {"branch", "shape", "duration": seconds}. Read again
+        only when a job of the repository passed since (one job's number read to tell). Index (repo, status,
+        number)."""
+        kept: dict[str, tuple[Any, list[dict[str, Any]]]] = self.__dict__.setdefault("_estimate_passes", {})
+        newest = await self.jobs.find_one({"repo": repo, "status": JobStatus.PASSED.value}, {"number": 1},
+                                          sort=[("number", DESCENDING)])
+        mark = (newest or {}).get("number"), limit
+        if repo in kept and kept[repo][0] == mark:
+            return kept[repo][1]
+        if len(kept) > 1000:
+            kept.clear()
+        cursor = self.jobs.find({"repo": repo, "status": JobStatus.PASSED.value}, _FIELDS)
+        docs = await self._shaped(await cursor.sort("number", DESCENDING).limit(limit).to_list(None), shape)
+        passes = [{"branch": (d.get("ref") or {}).get("branch"), "shape": d["shape"],
+                   "duration": float(d["finished"]) - float(d["started"])} for d in docs
+                  if isinstance(d.get("started"), (int, float)) and isinstance(d.get("finished"), (int, float))
+                  and d["finished"] >= d["started"]]
+        kept[repo] = (mark, passes)
+        return passes
+
+    async def estimate_in_flight(self, shape: ShapeOf) -> list[dict[str, Any]]:
         """The jobs dispatched to or running on drones (as many as the pool has slots). Index (status)."""
         statuses = [JobStatus.DISPATCHED.value, JobStatus.RUNNING.value]
-        return [_nested(d) for d in await self.jobs.find({"status": {"$in": statuses}}, _FIELDS).to_list(None)]
+        return await self._shaped(await self.jobs.find({"status": {"$in": statuses}}, _FIELDS).to_list(None), shape)
 
-    async def estimate_queue(self, limit: int) -> list[dict[str, Any]]:
+    async def estimate_queue(self, limit: int, shape: ShapeOf) -> list[dict[str, Any]]:
         """The oldest `limit` queued jobs, oldest first (the dispatcher's order). Index (status)."""
         cursor = self.jobs.find({"status": JobStatus.QUEUED.value}, _FIELDS).sort("_id", ASCENDING)
-        return [_nested(d) for d in await cursor.limit(limit).to_list(None)]
-
-    async def estimate_jobs(self, job_ids: list[str]) -> list[dict[str, Any]]:
-        """Those of `job_ids` that exist, with the fields an estimate needs."""
-        return [_nested(d) for d in await self.jobs.find({"_id": {"$in": job_ids}}, _FIELDS).to_list(None)]
+        return await self._shaped(await cursor.limit(limit).to_list(None), shape)

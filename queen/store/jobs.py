@@ -89,17 +89,6 @@ class JobQueries:
         cursor = self.jobs.find(query, {"pipeline": 0}).sort("_id", DESCENDING).limit(limit)
         return await cursor.to_list(None)
 
-    async def passing_durations(self, repo: str, branch: str | None, limit: int) -> list[float]:
-        """Seconds from start to end of `repo`'s last `limit` passed jobs (of `branch` if given), newest
-        first: what a running job's estimate is made of (apiary.queen.estimate). Index (repo, status, number)."""
-        query: dict[str, Any] = {"repo": repo, "status": JobStatus.PASSED.value}
-        if branch is not None:
-            query["ref.branch"] = branch
-        cursor = self.jobs.find(query, {"_id": 0, "started": 1, "finished": 1}).sort("number", DESCENDING)
-        docs = await cursor.limit(limit).to_list(None)
-        return [d["finished"] - d["started"] for d in docs
-                if isinstance(d.get("started"), (int, float)) and isinstance(d.get("finished"), (int, float))]
-
     async def queued(self, limit: int) -> list[dict[str, Any]]:
         """The oldest queued jobs (what dispatch needs: plugin keys and the state), oldest first."""
         fields = {"plugin_keys": 1, "status": 1, "attempts": 1, "drone": 1, "history": 1, "concurrency": 1}
