@@ -347,7 +347,8 @@ SCHEMAS: dict[str, Any] = {
         "verdict": {"enum": ["good", "bad", "skip", None]}, "reason": {"type": ["string", "null"]},
         "subject": {"type": "string"}}, ("index", "commit", "verdict")),
     "Bisect": _object({
-        "id": _STRING, "repo": _STRING, "number": {"type": "integer"}, "branch": _STRING, "good": _STRING,
+        "id": _STRING, "repo": _STRING, "number": {"type": ["integer", "null"], "description": "null while reading"},
+        "branch": _STRING, "good": _STRING,
         "bad": _STRING, "stage": {"type": ["string", "null"]},
         "status": {"enum": ["running", "found", "range", "failed", "cancelled"]},
         "error": {"type": ["string", "null"]}, "created": _NUMBER, "finished": {"type": ["number", "null"]},
@@ -358,6 +359,7 @@ SCHEMAS: dict[str, Any] = {
         "result": {"type": ["object", "null"], "description": "first_bad: {commit, subject, message, author, email, "
                    "at, job, number} or null (a range: see candidates), candidates: [the same], last_good: sha"},
         "url": {"type": "string", "description": "its page"}, "version": {"type": "integer"},
+        "reading": {"type": "boolean", "description": "its history is still being read (commits: 0 until then)"},
     }, ("id", "repo", "number", "status", "good", "bad", "tries")),
 }
 
