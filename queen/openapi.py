@@ -193,6 +193,15 @@ SCHEMAS: dict[str, Any] = {
         "concurrency": _object({"group": _STRING, "cancel_in_progress": {"type": "boolean"}}),
         # the newer job that cancelled this one
         "superseded_by": _object({"id": _STRING, "number": {"type": "integer"}, "repo": _STRING}),
+        # remote stages (apiary.core.spread): a spread cell's (or a shard's) job and the job it is part of
+        "parent": _object({"id": _STRING, "number": {"type": "integer"},
+                           "unit": {"type": "string", "description": "the cell (or shard) it runs"},
+                           "wave": {"type": "integer", "description": "the parent's attempt that made it"}},
+                          ("id", "number", "unit")),
+        "children": {"type": "array", "description": "its child jobs, oldest first (a spread cell's, a shard's)",
+                     "items": _object({"unit": _STRING, "job": _STRING, "number": {"type": "integer"},
+                                       "status": {"enum": [s.value for s in JobStatus]},
+                                       "wave": {"type": "integer"}}, ("unit", "job", "number", "status"))},
         "caches": {"type": "object", "description": "by the entry's index in `cache:` (apiary.core.caches.job_fields)",
                    "additionalProperties": _object({
                        "key": _STRING, "restore": {"enum": ["hit", "miss", "refused", "skipped"]},
@@ -252,6 +261,11 @@ SCHEMAS: dict[str, Any] = {
             "status": {"enum": ["passed", "failed", "skipped", "cancelled", "running", "waiting", "not_run", "reused"]},
             "reason": {"type": ["string", "null"], "description": "why it was skipped or not run, or what it waits for"},
             "reused_from": {"type": ["object", "null"], "description": "reused: the job it passed in {job, number}"},
+            "child": {**_object({"job": _STRING, "number": {"type": "integer"}, "status": _STRING}),
+                      "description": "a remote stage (spread: true cell, shard): the child job it shows"},
+            "children": {"type": "array", "items": _object({"job": _STRING, "number": {"type": "integer"},
+                                                            "status": _STRING}),
+                         "description": "a remote stage: every child job of its unit (several for shards)"},
             "started": {"type": ["number", "null"]}, "duration": {"type": ["number", "null"]},
             "commands": {"type": "array", "items": _object({
                 "num": {"type": ["integer", "null"], "description": "null: a step that never ran"},
