@@ -31,7 +31,8 @@ from . import keys
 
 log = logging.getLogger(__name__)
 
-CHECK_EVERY = 5.0  # seconds between sweeps of the waiting parents and the children of ended ones
+CHECK_EVERY = 5.0  # seconds between sweeps of the waiting parents
+ORPHANS_EVERY = 12  # sweeps between looks for children of ended parents (the listener cancels them at once)
 _FINAL = {s.value for s in FINAL_STATES}
 
 
@@ -239,12 +240,15 @@ class Spreader:
 
     # -- the sweep -----------------------------------------------------------------------------------
 
-    async def sweep(self) -> None:
-        """What a listener may have missed: waiting parents to spread out or fold, children of ended parents."""
+    async def sweep(self, orphans: bool = True) -> None:
+        """What a listener may have missed: waiting parents to spread out or fold, and (`orphans`) children of
+        ended parents, which takes a look at every job not ended: the loop does it once a minute."""
         # The waiting jobs are few (approval gates, parents): read whole.
         for job in await self.store.jobs.find({"status": JobStatus.WAITING.value}).to_list(None):
             if spread.can_wait(job):
                 await self.spread_out(job["_id"])  # makes the wave's children, or folds them
+        if not orphans:
+            return
         for kid in await self.store.jobs.find({"parent.id": {"$exists": True}, "status": {"$in": list(UNDERWAY)}},
                                               {"parent": 1}).to_list(None):
             parent = await self.store.get_job(kid["parent"]["id"])
@@ -277,10 +281,12 @@ async def watch(app: web.Application) -> AsyncIterator[None]:
     hub.listen_jobs(spreader.heard)
 
     async def loop() -> None:
+        rounds = 0
         while True:
             await asyncio.sleep(CHECK_EVERY)
+            rounds += 1
             try:
-                await spreader.sweep()
+                await spreader.sweep(orphans=rounds % ORPHANS_EVERY == 0)
             except PyMongoError as exc:
                 log.warning("child jobs: store error: %s", exc)
             except Exception:

@@ -220,3 +220,11 @@ def test_apiary_run_has_no_pool_and_runs_the_cells_in_its_workspace() -> None:
     assert not any(s.get("remote") for s in here["stages"]) and spread.held(here["stages"], None) == set()
     plain = _pipeline(STAGE_MATRIX.replace(", spread: true", ""))
     assert spread.here(plain) is plain
+
+
+def test_a_child_is_never_superseded_on_its_own() -> None:
+    from apiary.core.concurrency import superseded
+    new = {"_id": "9", "repo": "app", "ref": {"branch": "main"}, "trigger": {"type": "push"}, "kind": "push",
+           "type": "TEST"}
+    older = [{**new, "_id": "1"}, {**new, "_id": "2", "parent": {"id": "1", "number": 1, "unit": "test (1)"}}]
+    assert superseded(new, older, auto_cancel=True) == ["1"]  # the parent; its child goes with it
