@@ -97,6 +97,7 @@ async def test_shards_on_two_drones_levelled_by_past_durations(queen: Cluster, p
     broken = await queen.trigger("suite", parameters={"BREAK": "yes"})
     await queen.create_pipeline_repo("nolist", EMPTY_LIST)
     nothing = await queen.trigger("nolist")
+    await page.goto(f"/jobs/{second['id']}")  # open while it runs: the Shards panel appears and follows it live
     second = await queen.wait_job(second["id"], timeout=120)
     assert second["status"] == "passed", (second.get("error"), queen.all_logs())
     plan = (await queen.get(f"/jobs/{second['id']}/shards"))["stages"][0]
@@ -131,9 +132,9 @@ async def test_shards_on_two_drones_levelled_by_past_durations(queen: Cluster, p
     assert shown.out.startswith("test: 8 tests in 2 shards, 8 with past durations"), shown.out
     assert shown.out.count(" passed   job #") == 2, shown.out
     print(shown.out)
-    await page.goto(f"/jobs/{second['id']}")
     panel = page.locator("#shards")
-    await panel.locator("tbody tr td a").first.wait_for()
+    await page.wait_for_function("[...document.querySelectorAll('#shards tbody tr td:nth-child(5)')]"
+                                 ".filter((td) => td.innerText.trim() === 'passed').length === 2")
     text = await panel.inner_text()
     assert "test · 8 tests in 2 shards" in text and "Levelled by past durations: 8 of 8 tests" in text, text
     assert await panel.locator("tbody tr").count() == 2 and "not made" not in text

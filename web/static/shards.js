@@ -7,7 +7,10 @@
   const outcome = document.getElementById("outcome");
   if (!box) return;
   let timer = null;
+  // Only a job with shards has anything to draw: its stage graph names them ("test (shard 1 of 4)").
+  const sharded = () => !box.hidden || /\(shard \d+ of \d+\)/.test(outcome ? outcome.textContent : "");
   async function draw() {
+    if (!sharded()) return;
     try {
       const r = await fetch(box.dataset.part, { headers: { Accept: "text/html" } });
       if (!r.ok) return;
