@@ -10,7 +10,9 @@ change is published only once it is stored, so "seen on the WebSocket" is
   * throughput: a burst of trivial jobs on 4 drones of capacity 1;
   * output: one job printing N lines of 77 bytes (the peer benchmark's workload), seconds and lines/s,
     every line checked in order; then its raw log fetched as a zstd client does (the compression at rest);
-  * the server's peak RSS: the queen and its embedded store.
+  * the server's peak RSS: the queen and its embedded store;
+  * CPU per trivial job (one at a time, and in the burst) of the server (queen, store) and of the drones
+    with their jobs' processes: what a job costs, where wall-clock figures on a shared machine vary.
 Figures are printed, never asserted: machines are shared and noisy.
 """
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -91,6 +94,36 @@ def peak_rss_mib(pid: int) -> float:
     return float("nan")
 
 
+def cpu_seconds(pid: int, reaped: bool = False) -> float:
+    """CPU seconds (user + system) of process `pid`; with `reaped`, also of the children it has waited for
+    (a drone's: its jobs' commands, their sandboxes and networks)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    used = int(fields[11]) + int(fields[12]) + (int(fields[13]) + int(fields[14]) if reaped else 0)
+    return used / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """CPU seconds of the queen, its embedded store and the drones with their jobs, between two readings:
+    on a machine shared with other work, what a job costs where wall-clock figures only say how busy it was."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        assert cluster.queen is not None and cluster.queen.proc is not None
+        self.queen = cluster.queen.proc.pid
+        self.store = children(self.queen)
+        self.drones = [d.proc.pid for d in cluster.drones.values() if d.proc is not None]
+
+    def read(self) -> dict[str, float]:
+        return {"queen": cpu_seconds(self.queen), "store": sum(cpu_seconds(p) for p in self.store),
+                "drones": sum(cpu_seconds(p, reaped=True) for p in self.drones)}
+
+    @staticmethod
+    def per_job(before: dict[str, float], after: dict[str, float], jobs: int) -> str:
+        """'queen Q, store S, drones D ms' of CPU per job between the readings."""
+        ms = {k: (after[k] - before[k]) * 1000 / jobs for k in before}
+        return (f"server {ms['queen'] + ms['store']:.1f} ms (queen {ms['queen']:.1f}, store {ms['store']:.1f}), "
+                f"drones and their jobs {ms['drones']:.1f} ms")
+
+
 def children(pid: int) -> list[int]:
     path = Path(f"/proc/{pid}/task/{pid}/children")
     return [int(p) for p in path.read_text().split()] if path.exists() else []
@@ -134,6 +167,8 @@ async def run(cluster: Cluster, args: argparse.Namespace) -> None:
     for _ in range(5):  # warm-up: first inserts create the store's tables
         job_id, _ = await trigger(cluster, "trivial")
         await watcher.until_done([job_id])
+    meter = CpuMeter(cluster)
+    cpu_before = meter.read()
     dispatch, done = [], []
     for _ in range(args.jobs):
         job_id, t0 = await trigger(cluster, "trivial")
@@ -141,13 +176,18 @@ async def run(cluster: Cluster, args: argparse.Namespace) -> None:
         dispatch.append((watcher.running[job_id] - t0) * 1000)
         done.append((watcher.done[job_id] - t0) * 1000)
 
+    cpu_seq = meter.per_job(cpu_before, meter.read(), args.jobs)
+
     # 3: a burst on 4 drones of capacity 1.
+    cpu_before = meter.read()
     t0 = time.perf_counter()
     burst = await asyncio.gather(*(cluster.trigger("trivial") for _ in range(args.burst)))
     ids = [j["id"] for j in burst]
     await watcher.until_done(ids)
     burst_s = max(watcher.done[j] for j in ids) - t0
     passed = sum(watcher.status[j] == "passed" for j in ids)
+    await asyncio.sleep(0.2)  # the drones' last cleanups
+    cpu_burst = meter.per_job(cpu_before, meter.read(), args.burst)
 
     # 4: one job printing many lines.
     job_id, t0 = await trigger(cluster, "loud")
@@ -183,6 +223,8 @@ async def run(cluster: Cluster, args: argparse.Namespace) -> None:
           f"p99 {pct(done, 0.99):6.1f} ms   (aim: <= 20; Buildbot 4.3: 390)")
     print(f"  throughput, {args.burst} jobs on 4 drones x 1    {args.burst / burst_s:6.1f} jobs/s  "
           f"({burst_s:.2f} s, {passed} passed)   (aim: >= 100; Buildbot 4.3: 4.9)")
+    print(f"  CPU per trivial job, one at a time: {cpu_seq}")
+    print(f"  CPU per trivial job in the burst:   {cpu_burst}   (Buildbot 4.3's master: ~175 ms)")
     print(f"  output, {args.lines:,} lines of 77 B       {lines_s:6.2f} s  {args.lines / lines_s:10,.0f} lines/s  "
           f"{len(lines):,} lines stored in {chunks} chunks, {'all in order' if in_order else 'NOT ALL IN ORDER'}   "
           f"(aim: <= 0.4 s; Buildbot 4.3: 4.5-8.4 s)")
