@@ -4,8 +4,8 @@ A comment's author is the signed-in user who wrote it; on a queen without users 
 users on loopback, as `apiary up` is) the queen's owner, stored as author None. The rules, applied by
 apiary.queen.comments:
 
-* text: a string of 1 to MAX_TEXT characters once stripped, no NUL or other control characters but
-  tab and newline (`check_text`; carriage returns become newlines);
+* text: a string of 1 to MAX_TEXT characters once stripped, no control characters but tab and newline,
+  no bidirectional overrides (`check_text`; carriage returns become newlines);
 * at most MAX_PER_JOB comments on one job (409), and each author writes (posts or edits) at most
   RATE_LIMIT times per RATE_WINDOW seconds (429 with Retry-After; apiary.queen.throttle counts);
 * who may (`may_change`): the author edits and deletes their own; an admin deletes anyone's (and edits
@@ -26,7 +26,9 @@ RATE_LIMIT = 10  # posts and edits by one author ...
 RATE_WINDOW = 60.0  # ... within this many seconds
 OWNER = "the queen's owner"  # how an author None (a queen without users) is shown
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+# C0 and C1 controls (a terminal acts on them: apiary comments prints the text) but tab and newline, and the
+# bidirectional overrides and isolates that make text read otherwise than it is ("Trojan Source").
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 Action = Literal["edit", "delete"]
 
@@ -45,7 +47,7 @@ def check_text(value: object, field: str = "text") -> str:
     bad = _CONTROL.search(text)
     if bad is not None:
         raise BadRequest(f"{field}: holds the control character U+{ord(bad.group()):04X} at {bad.start()}; "
-                         "only tabs and newlines", field=field)
+                         "only tabs and newlines, and no direction overrides", field=field)
     return text
 
 

@@ -315,7 +315,8 @@ SCHEMAS: dict[str, Any] = {
     }, ("id", "capacity", "running")),
     # Comments on jobs (apiary.queen.comments; rules: apiary.queen.comment_rules)
     "CommentText": _object({"text": {"type": "string", "minLength": 1, "maxLength": 10_000,
-                                     "description": "markdown; no control characters but tab and newline"}},
+                                     "description": "markdown; no control characters but tab and newline, "
+                                                    "no direction overrides"}},
                            ("text",), closed=True),
     "Comment": _object({
         "id": _STRING, "job": _STRING,

@@ -38,7 +38,7 @@ async def comment(client: Client, args: argparse.Namespace) -> int:
     if args.text is None:
         raise InputError("the comment's text is missing: apiary comment JOB \"TEXT\" (or - to read it from stdin)",
                          field="text")
-    text = sys.stdin.read() if args.text == "-" else args.text
+    text = sys.stdin.read(2**20) if args.text == "-" else args.text  # the queen takes 10,000 characters, says so
     if args.edit:
         said = await client.request("PATCH", f"{path}/{q(args.edit[0])}", {"text": text})
         say(f"edited comment {said['id']}: {client.page(job)}#comment-{said['id']}")

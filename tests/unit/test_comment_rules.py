@@ -12,6 +12,7 @@ from apiary.queen.comment_rules import MAX_TEXT, OWNER, author_of, check_text, m
     ("  looks flaky\n", "looks flaky"),
     ("a\r\nb\rc", "a\nb\nc"),
     ("tab\there", "tab\there"),
+    ("naïve café, 日本語, emoji 🐝, right-to-left עברית", "naïve café, 日本語, emoji 🐝, right-to-left עברית"),
     ("x" * MAX_TEXT, "x" * MAX_TEXT),
 ])
 def test_text_kept(given: str, kept: str) -> None:
@@ -26,6 +27,9 @@ def test_text_kept(given: str, kept: str) -> None:
     ("x" * (MAX_TEXT + 1), "text: 10,001 characters; at most 10,000"),
     ("a\x00b", "text: holds the control character U+0000 at 1"),
     ("a\x1b[31mred", "text: holds the control character U+001B at 1"),
+    ("a\x9b31mred", "text: holds the control character U+009B at 1"),  # C1 CSI
+    ("abc\u202edcba", "text: holds the control character U+202E at 3"),  # right-to-left override
+    ("\u2066x", "text: holds the control character U+2066 at 0"),
 ])
 def test_text_refused(given: object, says: str) -> None:
     with pytest.raises(BadRequest) as refused:
