@@ -54,6 +54,7 @@ routes = web.RouteTableDef()
 MAX_RUNNING = 1  # bisects running at once per repository
 LISTED = 50  # bisects a repository's list gives by default (at most 500)
 READ_WAIT = 20.0  # seconds a request to start a bisect waits for its history to be read
+RETRY_AFTER = 5.0  # seconds before a bisect the store failed goes on
 BISECT: web.AppKey[Bisector] = web.AppKey("bisector")
 FINAL = {s.value for s in JobStatus if s.final}
 
@@ -152,6 +153,13 @@ class Bisector:
     async def advance(self, bisect_id: str) -> None:
         """Read the verdicts of the tries whose jobs ended, then do what apiary.core.bisect.decide says,
         until a job runs or the bisect is done."""
+        try:
+            await self._advance_locked(bisect_id)
+        except PyMongoError as exc:  # the store is away (restarting): try again a little later
+            log.warning("bisect %s: store unavailable (%s); trying again in %g s", bisect_id, exc, RETRY_AFTER)
+            self.spawn(self._later(bisect_id))
+
+    async def _advance_locked(self, bisect_id: str) -> None:
         lock = self._locks.setdefault(bisect_id, asyncio.Lock())
         async with lock:
             doc = await stored.get(self.store, bisect_id)
@@ -167,11 +175,15 @@ class Bisector:
             try:
                 await self._advance(doc, repo)
             except PyMongoError:
-                raise  # the store is away: the next job's end, or the next start, tries again
+                raise
             except Exception as exc:
                 log.exception("bisect %s: cannot go on", bisect_id)
                 await self._end(doc, "failed", error=f"the queen could not go on ({type(exc).__name__}); "
                                                      "its log has the details")
+
+    async def _later(self, bisect_id: str) -> None:
+        await asyncio.sleep(RETRY_AFTER)
+        await self.advance(bisect_id)
 
     async def _advance(self, doc: dict[str, Any], repo: dict[str, Any]) -> None:
         """One advance of `doc` (under its lock): verdicts in, then rounds until a job runs or it is done."""
