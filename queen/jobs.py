@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import ulid
 
+from apiary.core import debug
 from apiary.core.context import TriggeredBy, commit_facts
 from apiary.core.errors import BadRequest, GitError
 from apiary.core.jobstate import JobState
@@ -73,6 +74,7 @@ async def create_job(store: Store, dispatcher: Dispatcher, git_cache: Path, repo
     drone's checkout may report them later (apiary.queen.lifecycle). `resume`: given the pipeline, the
     partial run's ``resume`` (apiary.queen.resume; it may refuse with an InputError)."""
     pipeline, ref = await resolve_pipeline(store, git_cache, repo, asked["ref"])
+    debug.with_repository(pipeline, repo)  # the repository's debug_keep setting, into the job's pipeline
     facts = commit_facts(asked["trigger"])
     if facts is None and ref.get("id") and repo.get("url"):
         facts = commit_facts(asked["trigger"], await read_commit(git_cache, repo["url"], ref["id"]))

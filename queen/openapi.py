@@ -112,6 +112,8 @@ SCHEMAS: dict[str, Any] = {
                                                           "plugin's tag_type); default false: a TEST job"},
         "auto_cancel": {"type": "boolean", "description": "a newer push to a branch or pull request cancels "
                                                           "its older jobs still queued or running (default true)"},
+        "debug_keep": {"type": "boolean", "description": "a failed job's workspace stays on its drone for a debug "
+                                                         "shell (default false; a pipeline's debug: {keep: true} too)"},
     }, closed=True),
     "Repo": _object({
         "name": _STRING, "url": _STRING, "provider": _STRING, "default_branch": _STRING,
@@ -120,7 +122,8 @@ SCHEMAS: dict[str, Any] = {
         "auth": {"type": ["object", "null"]}, "retention": {"type": "object"},
         "plugins": {"type": "array", "items": _object({"name": _STRING, "config": {"type": "object"}})},
         "branches": {"type": "object"}, "pull_request_secrets": {"type": "boolean"},
-        "deploy_tags": {"type": "boolean"}, "auto_cancel": {"type": "boolean"}, "created": _NUMBER,
+        "deploy_tags": {"type": "boolean"}, "auto_cancel": {"type": "boolean"}, "debug_keep": {"type": "boolean"},
+        "created": _NUMBER,
         "updated": _NUMBER,
     }, ("name", "url", "pipeline_source")),
     "Trigger": _object({

@@ -28,6 +28,9 @@
     auto_cancel     true (the default): a newer push to a branch, or to a pull
                     request, cancels its older jobs still queued or running
                     (apiary.core.concurrency); false keeps them
+    debug_keep      true: a failed job's workspace stays on its drone for a
+                    debug shell (apiary.core.debug), as a pipeline's
+                    ``debug: {keep: true}`` asks; default false
 
 Secrets themselves are set apart (PUT /repos/{repo}/secrets/{NAME}) and are
 never shown back.
@@ -52,7 +55,7 @@ if TYPE_CHECKING:
 REPO_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,99}$")
 FIELDS = {"name", "url", "provider", "default_branch", "pipeline", "pipeline_source", "pipeline_file", "auth",
           "retention", "plugins", "branches", "pull_request_secrets", "deploy_tags",
-          "auto_cancel"}
+          "auto_cancel", "debug_keep"}
 SOURCES = ("repo", "queen")
 RESERVED = {"new"}
 
@@ -97,6 +100,7 @@ def repo_from_body(body: dict[str, Any], name: str | None = None, *, plugins: Pl
         "pull_request_secrets": _flag(body, "pull_request_secrets"),
         "deploy_tags": _flag(body, "deploy_tags"),
         "auto_cancel": _flag(body, "auto_cancel", True),
+        "debug_keep": _flag(body, "debug_keep"),
         "created": now,
         "updated": now,
     }

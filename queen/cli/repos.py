@@ -124,6 +124,7 @@ async def show(client: Client, args: argparse.Namespace) -> int:
         ("plugins", ", ".join(_plugin_names(found)) or "-"),
         ("branches", json.dumps(found["branches"]) if found.get("branches") else "all"),
         ("auto-cancel", "off" if found.get("auto_cancel") is False else "on (a newer push cancels older jobs)"),
+        ("debug shells", "on (a failed job's workspace is kept)" if found.get("debug_keep") else "off"),
         ("secrets", "(only admins see them)" if secrets is None else
          ", ".join(s["name"] for s in secrets) or "-"),
         ("page", f"{client.url}/repos/{q(found['name'])}"),

@@ -82,6 +82,15 @@ def compile_debug(value: Any, duration: Callable[[Any, str], float | None]) -> d
     return out
 
 
+def with_repository(pipeline: dict[str, Any], repo: Mapping[str, Any]) -> None:
+    """A job's compiled pipeline, with its repository's ``debug_keep`` setting (an admin's, on the settings page):
+    on, it keeps the workspace whatever the pipeline says; the pipeline's idle and total still apply."""
+    if repo.get("debug_keep") is True:
+        given = pipeline.get("debug") or {}
+        pipeline["debug"] = {"keep": True, "idle": given.get("idle", DEFAULT_IDLE),
+                             "total": given.get("total", DEFAULT_TOTAL)}
+
+
 def settings_of(job: Mapping[str, Any]) -> dict[str, Any]:
     """A job's debug settings: its pipeline's, or the defaults with keep off."""
     given = (job.get("pipeline") or {}).get("debug") or {}

@@ -175,6 +175,7 @@ class Repository(TypedDict):
     pull_request_secrets: bool  # same-repository pull requests get the secrets pushes get
     deploy_tags: NotRequired[bool]  # a forge's tag push starts a deploying job (default: a TEST job)
     auto_cancel: NotRequired[bool]  # a newer push or pull request job cancels the older ones (default true)
+    debug_keep: NotRequired[bool]  # a failed job's workspace kept for a debug shell (apiary.core.debug; default false)
     created: float  # seconds since 1970
     updated: float
 

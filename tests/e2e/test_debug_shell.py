@@ -106,7 +106,13 @@ async def test_a_shell_in_a_failed_job(queen: Cluster) -> None:
 
 async def test_the_page_opens_a_terminal(queen: Cluster, page: Page) -> None:  # noqa: F811  (the fixture)
     await queen.add_drone("d1")
-    await queen.create_pipeline_repo("app", PIPELINE)
+    # Kept by the repository's setting (the settings page's checkbox) rather than the pipeline's keep.
+    await queen.create_pipeline_repo("app", PIPELINE.replace("keep: true, ", ""))
+    await page.goto("/repos/app/settings")
+    await page.get_by_label("Keep a failed job's workspace for a debug shell").check()
+    await shot(page, "debug-settings")
+    await page.get_by_role("button", name="Save settings").click()
+    await queen.wait_for(lambda: queen.get("/repos/app"), lambda r: r.get("debug_keep") is True, "the setting")
     await queen.request("PUT", "/repos/app/secrets/SOME_ENV", {"value": SECRET}, expect=200)
     failed = await queen.wait_job((await queen.trigger("app"))["id"])
     await page.goto(f"/jobs/{failed['id']}")

@@ -114,3 +114,17 @@ def test_a_session_as_recorded() -> None:
     assert (done["duration"], done["how"], done["detail"], done["user"]) == (30.5, "idle", "no input", "ada")
     assert debug.ended(entry, 90.0, "whatever")["how"] == "error"
     assert debug.ended(entry, 90.0, "closed")["duration"] == 0.0
+
+
+@pytest.mark.parametrize(("pipeline", "repo", "want"), [
+    ({}, {}, None),
+    ({}, {"debug_keep": False}, None),
+    ({}, {"debug_keep": True}, {"keep": True, "idle": 900.0, "total": 3600.0}),
+    ({"debug": {"keep": False, "idle": 60.0, "total": 120.0}}, {"debug_keep": True},
+     {"keep": True, "idle": 60.0, "total": 120.0}),
+    ({"debug": {"keep": True, "idle": 60.0, "total": 120.0}}, {},
+     {"keep": True, "idle": 60.0, "total": 120.0}),
+])
+def test_the_repository_setting_keeps_too(pipeline: dict, repo: dict, want: dict | None) -> None:
+    debug.with_repository(pipeline, repo)
+    assert pipeline.get("debug") == want
