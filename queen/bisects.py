@@ -547,6 +547,17 @@ async def bisect_page(request: web.Request) -> web.Response:
     return render(request, "bisect.html", page="bisect", bisect=view)
 
 
+@routes.get("/repos/{repo}/bisects")
+async def bisects_page(request: web.Request) -> web.Response:
+    """A repository's last bisects (its page links here)."""
+    from apiary.queen.api import load_repo
+    from apiary.queen.pages import render
+
+    repo = await load_repo(request)
+    docs = await stored.of_repo(request.app[keys.STORE], repo["_id"], LISTED)
+    return render(request, "bisects.html", page="bisects", repo=repo["_id"], bisects=[public(d) for d in docs])
+
+
 @routes.get("/parts/bisects/{bisect}")
 async def bisect_part(request: web.Request) -> web.Response:
     """The page's body, drawn again when the bisect changes (web/static/bisect.js)."""

@@ -130,6 +130,11 @@ async def test_a_failed_jobs_page_starts_a_bisect_whose_page_shows_progress_and_
     await expect(page.locator("#job-bisect")).to_have_text("bisect #1")  # its page links its bisect
     await page.go_back()
     await shot(page, "bisect-found")
+    await page.goto("/repos/proj")  # the repository's page links its bisects
+    await page.get_by_role("link", name="Bisects").click()
+    await expect(page.locator("#bisects tbody tr")).to_have_count(1)
+    await expect(page.locator("#bisects")).to_contain_text("Refactor the parser")
+    await shot(page, "bisect-list")
 
 
 async def test_a_bisect_goes_on_after_a_queen_restart_one_runs_at_a_time_and_cancel_stops_it(
