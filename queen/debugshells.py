@@ -51,6 +51,7 @@ OPEN_TIMEOUT = 15.0  # seconds a drone has to answer debug:open
 ROOM = 1 * 2**20  # bytes of output waiting for one connection before the drone is held back
 CHECK_EVERY = 1.0  # seconds between checks of sessions' drones and limits
 GRACE = 10.0  # seconds past a session's limits before the queen ends it itself (the drone ends it first)
+PER_CONNECTION = 4  # shells one WebSocket connection may have open at once
 
 routes = web.RouteTableDef()
 
@@ -160,6 +161,8 @@ class DebugShells:
         drone = self.hive.pool.get(job.get("drone") or "")
         why = debug.refusal(job, role, config.debug_role, open_here, config.debug_max_sessions,
                             drone is not None and drone.route is not None, time.time())
+        if why is None and sum(1 for s in self.sessions.values() if s.owner is conn) >= PER_CONNECTION:
+            why = f"{PER_CONNECTION} debug shells are open on this connection already, the most one may have"
         if why is None and len(job.get("debug_sessions") or {}) >= debug.MAX_RECORDED:
             why = f"this job has had {debug.MAX_RECORDED} debug shells, the most one job may have"
         if why is not None:
@@ -197,7 +200,7 @@ class DebugShells:
             session.unacked += len(body["data"])
             self._ack(session)
         elif msg is Msg.DEBUG_CLOSED:
-            how = str(body.get("how"))
+            how = str(body.get("how")) if body.get("how") in debug.ENDINGS else "error"  # a drone's word, checked
             self.spawn(self._end(session, how, str(body.get("detail") or "")[:300], tell_drone=False))
 
     def _ack(self, session: _Session) -> None:
