@@ -3,7 +3,7 @@
     apiary up [--port P]              a queen (HTTP on P, drones on P+1) with the embedded store and one local drone
     apiary queen [-c apiary.toml]     a queen
     apiary drone --queen tcp://H:P    a drone
-    apiary run [PATH]                 a working copy's pipeline, here, without a queen
+    apiary run [PATH] [--debug]       a working copy's pipeline, here, without a queen (--debug: a shell where it fails)
     apiary repo add|ls|show           register a repository, list them, show one's settings
     apiary trigger REPO [--follow]    start a job; with --follow show its output, exit with its result
     apiary rerun JOB [--follow] [--from-failed]  the same job again (its commit, type and parameters)
@@ -15,6 +15,7 @@
     apiary comment JOB TEXT           comment on a job (markdown); apiary comments JOB reads them
     apiary caches REPO [--clear]      a repository's pipeline caches; clear them
     apiary cancel JOB                 stop a job
+    apiary debug JOB                  a shell in a failed job's kept workspace, on its drone
     apiary bisect REPO --good G --bad B  the commit that broke the pipeline, by jobs on free drones
     apiary drones                     the drones in the pool
     apiary prune                      apply the repositories' retention policies now
