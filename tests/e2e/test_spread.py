@@ -75,6 +75,17 @@ async def test_spread_cells_run_as_child_jobs_on_both_drones(queen: Cluster, tmp
     printed = "".join(e.get("text", "") for e in await queen.events(again["id"]) if e["type"] == "job:cmd:stdout")
     assert "built-once\ncell-1\ncell-2\n" in printed
 
+    # A job-level matrix: each cell's stages together in one child; nothing left after them, the job passes.
+    await queen.create_pipeline_repo("whole", 'matrix: {os: [linux, bsd], spread: true}\nstages:\n'
+                                              '  - {name: build, steps: ["echo built-$os > b.txt"]}\n'
+                                              '  - {name: test, needs: [build], steps: ["grep built-$os b.txt"]}\n')
+    whole = await queen.wait_job((await queen.trigger("whole"))["id"])
+    assert whole["status"] == "passed", whole.get("error")
+    assert sorted(c["unit"] for c in whole["children"]) == ["bsd", "linux"]
+    kid = await queen.job(whole["children"][0]["job"])
+    assert [s["name"] for s in kid["pipeline"]["stages"]] == ["build (linux)", "test (linux)"]
+    assert all(s["status"] == "passed" for s in (await queen.get(f"/jobs/{whole['id']}/outcome"))["stages"])
+
     # apiary ls shows the family.
     listed = await apiary(tmp_path, "ls", "spread", *url(queen))
     assert listed.code == 0, listed
