@@ -28,6 +28,7 @@ from apiary.core.jobstate import Folded
 from apiary.core.protocol import FINAL_STATES, UNDERWAY, JobStatus
 
 from . import keys
+from .resume import MAX_RESTORE_BYTES, artifact_bytes
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +150,11 @@ class Spreader:
         if len(existing) + len(children) > spread.MAX_CHILDREN:
             raise spread.SpreadError("children", f"a job has at most {spread.MAX_CHILDREN} child jobs")
         known = spread.units(parent["pipeline"]["stages"])
+        # Each child restores the parent's artifacts from its queue:new (apiary.queen.resume): bounded, said now.
+        chain = [*((parent.get("resume") or {}).get("artifacts_of") or []), parent["_id"]]
+        if (size := await artifact_bytes(self.store, list(dict.fromkeys(chain)))) > MAX_RESTORE_BYTES:
+            raise spread.SpreadError("artifacts", f"{size:,} bytes of artifacts, more than a child job restores "
+                                                  f"({MAX_RESTORE_BYTES:,} bytes): keep only what later stages need")
         made = {c.get("unit") for c in spread.wave(parent)}  # a unit may have several children (shards), made at once
         docs = []
         for i, given in enumerate(children):

@@ -18,7 +18,7 @@ stages:
   - name: test
     needs: [build]
     matrix: {{n: ["1", "2"], spread: true}}
-    steps: ["sleep 1", "cat out/app.txt", "{check}", "echo cell-$n > out/cell-$n.txt"]
+    steps: ["sleep 0.3", "cat out/app.txt", "{check}", "echo cell-$n > out/cell-$n.txt"]
   - {{name: report, needs: [test], steps: ["cat out/app.txt out/cell-1.txt out/cell-2.txt"]}}
 """
 
@@ -85,6 +85,14 @@ async def test_spread_cells_run_as_child_jobs_on_both_drones(queen: Cluster, tmp
     kid = await queen.job(whole["children"][0]["job"])
     assert [s["name"] for s in kid["pipeline"]["stages"]] == ["build (linux)", "test (linux)"]
     assert all(s["status"] == "passed" for s in (await queen.get(f"/jobs/{whole['id']}/outcome"))["stages"])
+
+    # Artifacts a child could not be given fail the job, saying so, before any child is made.
+    await queen.create_pipeline_repo("big", PIPELINE.replace("echo built-once > out/app.txt",
+                                                             "head -c 13000000 /dev/zero > out/app.txt")
+                                     .format(check="true"))
+    big = await queen.wait_job((await queen.trigger("big"))["id"])
+    assert big["status"] == "failed" and "more than a child job restores" in big["error"], big.get("error")
+    assert not big.get("children")
 
     # apiary ls shows the family.
     listed = await apiary(tmp_path, "ls", "spread", *url(queen))
