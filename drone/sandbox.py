@@ -47,6 +47,7 @@ network is isolated.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import ipaddress
 import logging
 import os
@@ -407,10 +408,19 @@ def _passable(emptied: list[Path], needed: list[Path], bound: tuple[Path, ...] =
     drone's umask says, often 0700, which the job's user cannot pass (a workspace under /tmp or a hidden
     work dir). Outside those folders the machine's own folders are as they are, and so are those of a
     `bound` folder (the machine's, shown read-only) unless emptied again inside it."""
+    # Only the folders above each needed path count, never the path itself: a job's workspace
+    # (workspaces/k-HEX, new for each job) answers as any name in its folder does, so the answer (~1 ms of
+    # pathlib, a quarter of a drone's CPU for a trivial job) is kept for the next job's.
+    return list(_passable_above(tuple(emptied), tuple(path.parent for path in needed), tuple(bound)))
+
+
+@functools.lru_cache(maxsize=64)
+def _passable_above(emptied: tuple[Path, ...], tops: tuple[Path, ...], bound: tuple[Path, ...]) -> tuple[str, ...]:
+    """`_passable` for needed paths whose parent folders are `tops`. Pure."""
     out: list[str] = []
     made: set[Path] = set()
-    for path in needed:
-        for folder in reversed(path.parents):
+    for top in tops:
+        for folder in (*reversed(top.parents), top):
             inside = [e for e in emptied if folder != e and folder.is_relative_to(e)]
             if folder in made or not inside:
                 continue
@@ -420,7 +430,7 @@ def _passable(emptied: list[Path], needed: list[Path], bound: tuple[Path, ...] =
             made.add(folder)
             # --dir makes it when missing; --chmod opens one bubblewrap already made for a mount below it.
             out += ["--perms", "0755", "--dir", str(folder), "--chmod", "0755", str(folder)]
-    return out
+    return tuple(out)
 
 
 def _home() -> Path | None:
