@@ -23,7 +23,7 @@ from aiohttp import web
 from pymongo.errors import PyMongoError
 
 from apiary.core import spread
-from apiary.core.errors import Conflict
+from apiary.core.errors import ApiaryError, Conflict
 from apiary.core.jobstate import Folded
 from apiary.core.protocol import FINAL_STATES, UNDERWAY, JobStatus
 
@@ -115,7 +115,7 @@ class Spreader:
                     break
                 try:
                     specs += await planner(parent, of_kind)
-                except spread.SpreadError as fault:
+                except ApiaryError as fault:  # a planner's refusal (a list too big): said, not waited on
                     error = f"its {kind} child jobs could not be made: {fault}"
                     break
             if error is None:
@@ -123,7 +123,7 @@ class Spreader:
                     if await self._make(parent, specs):
                         return
                     error = None
-                except (spread.SpreadError, Conflict) as fault:
+                except ApiaryError as fault:
                     error = f"its child jobs could not be made: {fault}"
             if error is not None:
                 log.warning("job %s: %s", parent_id, error)
