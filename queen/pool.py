@@ -34,12 +34,11 @@ class Drone:
     session: str = ""  # chosen by the drone process at its start: the same process reconnecting keeps it
     key: str = ""  # the name of the authorized key it registered with ("" without one)
     stopping: bool = False  # it said it is stopping: it takes no more jobs
-    given: float = 0.0  # when it was last given a job (monotonic): ties go to the drone given one longest ago
 
     def view(self) -> DroneView:
         # A stopping drone shows no spare slot: the scheduler sends it nothing more.
         busy = self.capacity if self.stopping else len(self.jobs)
-        return DroneView(self.id, self.capacity, busy, self.speed, self.plugins, self.installs, self.given)
+        return DroneView(self.id, self.capacity, busy, self.speed, self.plugins, self.installs)
 
     def public(self) -> dict[str, Any]:
         """The drone as the API and the dashboard show it."""
@@ -106,7 +105,6 @@ class Pool:
         drone = self.drones.get(drone_id)
         if drone is not None:
             drone.jobs[job_id] = time.time()
-            drone.given = time.monotonic()
 
     def release(self, drone_id: str, job_id: str) -> bool:
         """Free the slot `job_id` held on `drone_id`; True when it held one."""

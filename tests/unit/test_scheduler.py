@@ -27,13 +27,3 @@ def test_a_drone_that_never_installs_gets_only_jobs_whose_plugins_it_has() -> No
     assert pick_drone([frozen, busy_installer], plugins=["shell"]) == "a"
     assert pick_drone([frozen, busy_installer], plugins=["shell", "apiary-hello==1.0"]) is None
     assert pick_drone([frozen, DroneView("c", 1, 0)], plugins=["apiary-hello==1.0"]) == "c"
-
-
-def test_among_equals_the_drone_given_a_job_longest_ago_wins() -> None:
-    # Its job kit (a sandbox made ahead) is the likeliest ready; the one just given a job is still making its own.
-    just, earlier, never = DroneView("a", 1, 0, given=20.0), DroneView("b", 1, 0, given=10.0), DroneView("c", 1, 0)
-    assert pick_drone([just, earlier]) == "b"
-    assert pick_drone([just, earlier, never]) == "c"
-    # Spare capacity, speed and plugins still come first.
-    assert pick_drone([DroneView("a", 2, 0, given=20.0), DroneView("b", 1, 0)]) == "a"
-    assert pick_drone([DroneView("a", 1, 0, speed=2.0, given=20.0), DroneView("b", 1, 0)]) == "a"
