@@ -56,8 +56,9 @@ from .messages import (
     Refused,
 )
 
-PROTOCOL_VERSION = 5  # 3: cancels and acks name the attempt they concern; 4: job:checkout;
+PROTOCOL_VERSION = 6  # 3: cancels and acks name the attempt they concern; 4: job:checkout;
 # 5: job:report, job:cache, cache:get/cache:part; queue:new's conditions and resume (partial runs); job:phase waiting
+# 6: stages' remote {kind, unit} and resume.unit (spread cells, test shards as child jobs); debug:* (debug shells)
 
 # Largest frame either side accepts; ZeroMQ drops bigger ones (ZMQ_MAXMSGSIZE).
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024

@@ -250,9 +250,15 @@ async def test_the_shell_is_in_the_jobs_sandbox(queen: Cluster) -> None:
     await drone.start()
     await queen.wait_for(lambda: _kept(workspaces), lambda kept: not kept, "the kept workspace to go")
     async with queen.http.ws_connect(ws_url(queen)) as ws:
-        await queen.wait_for(queen.drone_ids, lambda ids: "d1" in ids, "d1 back")
-        await ws.send_json({"op": "debug", "action": "open", "job": failed["id"], "rows": 24, "cols": 80})
-        refused = await until(ws, lambda m: m.get("type") == "debug:refused", "a refusal", seen)
+        # Until the restarted drone's new connection is admitted, the queen still holds the killed one
+        # (a SIGKILL says no goodbye) and answers that the drone is gone: ask again until it is back.
+        deadline = time.monotonic() + 20
+        while True:
+            await ws.send_json({"op": "debug", "action": "open", "job": failed["id"], "rows": 24, "cols": 80})
+            refused = await until(ws, lambda m: m.get("type") == "debug:refused", "a refusal", seen)
+            if "is gone" not in refused["error"] or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.2)
         assert "not kept on this drone" in refused["error"], refused
     state = await queen.get(f"/jobs/{failed['id']}/debug")
     assert [s["how"] for s in state["sessions"]] == ["exited", "refused"], state

@@ -11,6 +11,7 @@ import signal
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import pytest
 
@@ -86,13 +87,19 @@ async def test_final_rusage_is_not_counted_twice(spawn: Spawn) -> None:
     assert final * 0.95 <= usage.cpu_seconds <= final * 1.1 + 0.05
 
 
-async def test_double_forked_daemon_is_counted(spawn: Spawn) -> None:
-    daemon = py("b = bytearray(60 * 1024 * 1024)\n" + BUSY.format(0.4) + "\ntime.sleep(5)")
+async def test_double_forked_daemon_is_counted(spawn: Spawn, tmp_path: Path) -> None:
+    burnt = tmp_path / "burnt"
+    daemon = py("b = bytearray(60 * 1024 * 1024)\n" + BUSY.format(0.4)
+                + f"\nopen({str(burnt)!r}, 'w').close()\ntime.sleep(5)")
     proc = await spawn(f"( {daemon} & ) ; exit 0")
     sampler = TreeSampler(proc.pid, interval=0.1)
     sampler.start()
     await proc.wait()  # the leader is gone; the daemon lives on in its session
-    await asyncio.sleep(0.8)
+    # On a loaded machine the daemon's 0.4 s of CPU may take far longer than 0.4 s: wait for it to be spent.
+    deadline = time.monotonic() + 30
+    while not burnt.exists() and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.3)  # a sample or two after
     usage = await sampler.stop()
     assert usage.peak_rss >= 50 * MB
     assert usage.cpu_seconds >= 0.3
