@@ -206,8 +206,7 @@ class Cluster:
         return "\n".join(f"--- {p.name} ---\n{p.logs()}" for p in procs if p.runs)
 
     async def close(self) -> None:
-        for drone in self.drones.values():
-            await drone.stop()
+        await asyncio.gather(*(drone.stop() for drone in self.drones.values()))
         if self.queen is not None:
             await self.queen.stop()
         if self.http is not None:
