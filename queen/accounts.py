@@ -12,7 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
-from apiary.core.errors import BadRequest, Conflict, NotFound
+from apiary.core.errors import BadRequest, Conflict, InputError, NotFound
 from apiary.core.fields import get_str, no_unknown
 from apiary.queen.auth import COOKIE, SESSION_SECONDS, Busy
 from apiary.queen.pages import render
@@ -24,6 +24,12 @@ from apiary.queen.validate import read_json
 from . import keys
 
 routes = web.RouteTableDef()
+
+
+class Forbidden(InputError):
+    """Signed in, but as someone else than the request names."""
+
+    status = 403
 
 
 def _identity(request: web.Request) -> dict[str, Any]:
@@ -176,7 +182,13 @@ async def list_tokens(request: web.Request) -> web.Response:
 async def create_token(request: web.Request) -> web.Response:
     user = _identity(request)["user"]
     body = await read_json(request) if request.can_read_body else {}
-    no_unknown(body, {"name"})
+    no_unknown(body, {"name", "user"})
+    # A request names whose token it wants; one signed in as someone else (a bearer token sent along with
+    # another's session: the token wins) is refused rather than given a token of the wrong person.
+    named = get_str(body, "user", None)
+    if named is not None and named != user:
+        raise Forbidden(f"user: this request is signed in as {user!r}, not {named!r}: sign in as {named!r} "
+                        "(and send no other API token) to make a token of theirs", field="user")
     name = get_str(body, "name", "") or "token"
     token_id, secret_hash, token = new_token()
     await request.app[keys.STORE].create_token(token_id, user, secret_hash, name[:80])

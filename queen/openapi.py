@@ -655,7 +655,9 @@ PATHS: dict[str, Any] = {
         "post": _op("A new API token, shown once", {
             "201": _json(_object({"id": _STRING, "name": _STRING, "token": _STRING, "note": _STRING},
                                  ("id", "name", "token")), "made"), "400": _BAD},
-            body=_body(_object({"name": _STRING}, closed=True), required=False)),
+            body=_body(_object({"name": _STRING, "user": {**_STRING, "description": "whose token: refused (403) "
+                                                          "unless the request is signed in as this user"}},
+                               closed=True), required=False)),
     },
     "/api/v1/tokens/{id}": {
         "delete": _op("Delete one of your API tokens", {

@@ -58,11 +58,18 @@ def _setup_token(path: Path) -> str | None:
 
 
 async def create_token(client: Client, args: argparse.Namespace) -> int:
-    """apiary token create: sign in with a password, print a new API token once."""
-    session = await client.request("POST", "/session", {"username": args.user, "password": password(False)})
-    made = await client.request("POST", "/tokens", {"name": args.name},
-                                headers={"X-CSRF-Token": session["csrf"], "Cookie": client.cookie})
+    """apiary token create: sign in as --user with a password, print a new API token of theirs once.
+
+    Signed in afresh, without the API token this client may carry (APIARY_CLIENT_TOKEN): a bearer token
+    is who a request is, so sent along it would make the token its user's, not --user's. The body names
+    --user too, and the queen refuses a request signed in as anyone else."""
+    from apiary.cli.client import Client as Fresh
+
+    async with Fresh(client.url, origin=client.origin) as fresh:
+        session = await fresh.request("POST", "/session", {"username": args.user, "password": password(False)})
+        made = await fresh.request("POST", "/tokens", {"name": args.name, "user": session["user"]},
+                                   headers={"X-CSRF-Token": session["csrf"], "Cookie": fresh.cookie})
     print(made["token"])  # alone on stdout, for scripts
-    print("keep it: export APIARY_CLIENT_TOKEN=<the token> (or [client] token); it is not shown again",
-          file=sys.stderr)
+    print(f"a token of {session['user']}'s; keep it: export APIARY_CLIENT_TOKEN=<the token> (or [client] token); "
+          "it is not shown again", file=sys.stderr)
     return 0

@@ -215,6 +215,20 @@ async def test_the_first_admin_and_a_cli_token_from_the_command_line(queen: Clus
     assert code == 0, err
     code, out, err = await apiary("ls", extra={"APIARY_CLIENT_TOKEN": token})
     assert code == 0, err
+    # With ada's token set (as the README's People block has it), a token for bob is bob's, not ada's.
+    code, out, err = await apiary("token", "create", "--user", "bob", stdin="bob's long pw\n",
+                                  extra={"APIARY_CLIENT_TOKEN": token})
+    assert code == 0, err
+    admin = Caller(queen, token)
+    status, me = await Caller(queen, out.strip()).call("GET", "/me")
+    assert (status, me["user"], me["role"]) == (200, "bob", "member")
+    code, _, err = await apiary("token", "create", "--user", "bob", stdin="wrong password\n",
+                                extra={"APIARY_CLIENT_TOKEN": token})
+    assert code != 0 and "wrong username or password" in err
+    # The API too: a request signed in as ada that names bob makes nobody a token.
+    status, body = await admin.call("POST", "/tokens", {"name": "x", "user": "bob"})
+    assert (status, body["field"]) == (403, "user") and "signed in as 'ada'" in body["error"]
+    assert [t["name"] for t in (await admin.call("GET", "/tokens"))[1]["tokens"]] == ["cli"]
     code, _, err = await apiary("token", "create", "--user", "ada", stdin="wrong password\n")
     assert code != 0 and "wrong username or password" in err and "Traceback" not in err
 
