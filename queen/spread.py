@@ -47,6 +47,7 @@ class Spreader:
         # kind -> what gives each ready unit of that kind its child's env and files: (parent, units) ->
         # [{unit, env?, files?}] (async). Test sharding registers "shard"; a matrix's cells need nothing.
         self.planners: dict[str, Planner] = {"spread": _plain}
+        self._timers: dict[str, asyncio.Task[Any]] = {}  # waiting parent -> its timeout's look
 
     def register(self, kind: str, planner: Planner) -> None:
         """Give remote stages of `kind` their children's env and files (see `planners`)."""
@@ -79,6 +80,7 @@ class Spreader:
         if job.get("parent"):
             await self._child_moved(job)
         if job.get("status") == JobStatus.WAITING.value and spread.can_wait(job):
+            self._time_later(job)
             await self.spread_out(job_id)
         if job.get("status") in _FINAL and job.get("children"):
             await self.cancel_children(job)
@@ -118,6 +120,8 @@ class Spreader:
                 except ApiaryError as fault:  # a planner's refusal (a list too big): said, not waited on
                     error = f"its {kind} child jobs could not be made: {fault}"
                     break
+            if error is None and not specs:  # a wait for nothing would never end
+                error = f"its remote stages ({', '.join(units)}) gave no child job to wait for"
             if error is None:
                 try:
                     if await self._make(parent, specs):
@@ -208,7 +212,19 @@ class Spreader:
             parent["children"] = entries
             self.hive.hub.publish("jobs", {"type": "job:update", "job": parent["_id"], "children": entries})
         if child.get("status") in _FINAL and parent.get("status") not in _FINAL:
+            if child.get("status") != "passed" and parent.get("status") == JobStatus.WAITING.value:
+                await self._stop_siblings(parent, child.get("finished"))
             await self._fold(await self.store.get_job(parent["_id"]) or parent)
+
+    async def _stop_siblings(self, parent: dict[str, Any], failed_at: float | None) -> None:
+        """A child failed (or was cancelled) at `failed_at`: its siblings that had not started then are cancelled
+        (spread.stopped, spread.stop_sibling)."""
+        ids, reason = spread.stopped(spread.wave(parent))
+        for kid_id in ids:
+            kid = await self.store.get_job(kid_id)
+            if kid is not None and kid.get("status") not in _FINAL and spread.stop_sibling(kid, failed_at):
+                log.info("job %s: child job %s cancelled: %s", parent["_id"], kid_id, reason)
+                await self.hive.cancel(kid, reason)
 
     async def _fold(self, parent: dict[str, Any]) -> None:
         """Fold the parent's current wave into it once every child of it has ended."""
@@ -230,12 +246,67 @@ class Spreader:
         fold = spread.fold(parent, outcome, kids)
         if fold is None:
             return
+        if fold.resume is not None and (left := await self._unrestored(fold.resume["artifacts_of"])):
+            # The continuation could not be given them: a later stage would miss them, and pass or fail on that.
+            fold = spread.Fold(error=spread.over_cap(left, MAX_RESTORE_BYTES, {k["_id"]: k.get("number") for k in kids}))
         status = {k["_id"]: k.get("status") for k in kids}
         children = [{**c, "status": status.get(c.get("job"), c.get("status"))} for c in parent.get("children") or []]
         changed = await self.hive.change(parent["_id"], Folded(time.time(), children, fold.resume, fold.error))
         if changed is not None and fold.resume is not None:
             self.hive.dispatcher.wake()  # its continuation is queued
         log.info("job %s: child jobs ended: %s", parent["_id"], fold.error or "all passed, going on")
+
+    async def _unrestored(self, chain: list[str]) -> list[tuple[str, str, int]]:
+        """The artifacts of `chain` (a continuation's ``artifacts_of``) its restore would leave out, as (job, name,
+        bytes): counted as apiary.queen.resume.resume_message counts them (a child's copy of what it restored,
+        the same name and bytes as an earlier job's, counts once), past MAX_RESTORE_BYTES."""
+        seen: dict[str, tuple[str, int]] = {}  # name -> (the job whose copy is counted, its size)
+        total, left = 0, []
+        for job_id in chain:
+            for info in await self.store.list_artifacts(job_id):
+                earlier = seen.get(info["name"])
+                if earlier is not None and earlier[1] == info["size"] and await self._same(
+                        earlier[0], job_id, info["name"], info["parts"]):
+                    continue
+                total += info["size"]
+                if total > MAX_RESTORE_BYTES:
+                    left.append((job_id, info["name"], int(info["size"])))
+                    continue
+                seen[info["name"]] = (job_id, info["size"])
+        return left
+
+    async def _same(self, a: str, b: str, name: str, parts: int) -> bool:
+        read = self.store.read_artifact_part
+        return all([await read(a, name, p) == await read(b, name, p) for p in range(parts)])
+
+    def _time_later(self, parent: Mapping[str, Any]) -> None:
+        """Look at a waiting parent again when its timeout passes (the sweep does too, as a backstop)."""
+        timeout, start = (parent.get("pipeline") or {}).get("timeout"), spread.first_start(parent)
+        if not isinstance(timeout, (int, float)) or not timeout or start is None or parent["_id"] in self._timers:
+            return
+        delay = max(0.0, start + timeout - time.time()) + 0.05
+
+        async def later() -> None:
+            try:
+                await asyncio.sleep(delay)
+                await self.time_out(parent["_id"])
+            finally:
+                self._timers.pop(parent["_id"], None)
+        self._timers[parent["_id"]] = task = asyncio.get_running_loop().create_task(self._logged(later()))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def time_out(self, parent_id: str) -> None:
+        """Fail a parent waiting for its children past its job's timeout (its children are cancelled then)."""
+        async with self._lock(parent_id):
+            parent = await self.store.get_job(parent_id)
+            if parent is None or parent.get("status") != JobStatus.WAITING.value or not spread.can_wait(parent):
+                return
+            error = spread.overdue(parent, time.time())
+            if error is None:
+                return
+            log.info("job %s: %s", parent_id, error)
+            await self.hive.change(parent_id, Folded(time.time(), list(parent.get("children") or []), error=error))
 
     async def cancel_children(self, parent: Mapping[str, Any]) -> None:
         """Cancel the children of an ended parent that have not ended (the family is one job to its people)."""
@@ -252,6 +323,9 @@ class Spreader:
         # The waiting jobs are few (approval gates, parents): read whole.
         for job in await self.store.jobs.find({"status": JobStatus.WAITING.value}).to_list(None):
             if spread.can_wait(job):
+                if spread.overdue(job, time.time()):
+                    await self.time_out(job["_id"])
+                    continue
                 await self.spread_out(job["_id"])  # makes the wave's children, or folds them
         if not orphans:
             return

@@ -1,8 +1,8 @@
 """Concurrency groups and auto-cancel: which jobs may run together, which a new job supersedes. Pure, no I/O.
 
 ``concurrency: {group: "deploy-{{ branch }}", cancel_in_progress: true}`` (top level of a pipeline):
-at most one job of a group is dispatched or running at a time; the others wait in the queue, oldest
-first (`may_dispatch`). The group is a template: ``{{ branch }}``, ``{{ repo }}``, ``{{ type }}``,
+at most one job of a group is dispatched, running or waiting for its child jobs at a time (`holds_group`);
+the others wait in the queue, oldest first (`may_dispatch`). The group is a template: ``{{ branch }}``, ``{{ repo }}``, ``{{ type }}``,
 ``{{ event }}`` and ``{{ parameters.NAME }}`` (a declared parameter) are replaced when the job is
 made (`group_name`). A group belongs to its repository: a job is held by its repository's group of that
 name only (`group_key`), since a pipeline names any group it likes and another repository's, or a
@@ -97,9 +97,22 @@ def group_key(job: Mapping[str, Any]) -> str | None:
     return f"{repo}/{group}"
 
 
+def holds_group(job: Mapping[str, Any]) -> bool:
+    """Whether `job` (its ``status`` and ``pipeline``) holds its concurrency group now: it is on a drone, or it
+    waits for its child jobs (spread cells, test shards: apiary.core.spread), since its deploy is under way
+    in them and its continuation is still to run. A job waiting at an approval gate holds none (nobody may
+    decide for days; a pipeline has gates or child jobs, never both). Its children are in no group."""
+    status = job.get("status")
+    if status in ("dispatched", "running"):
+        return True
+    stages = (job.get("pipeline") or {}).get("stages") if isinstance(job.get("pipeline"), Mapping) else None
+    return status == "waiting" and isinstance(stages, list) and any(
+        isinstance(s, Mapping) and s.get("remote") for s in stages)
+
+
 def may_dispatch(key: str | None, busy: Iterable[str]) -> bool:
     """Whether a queued job whose group is held by `key` (`group_key`; None: in no group) may go to a
-    drone while the group keys `busy` have a job dispatched or running."""
+    drone while the group keys `busy` are held (`holds_group`)."""
     return key is None or key not in set(busy)
 
 

@@ -422,7 +422,7 @@ def _stages(value: Any, optional: bool = False) -> list[Stage]:
             raise _Invalid(fault.path, fault.problem) from None
     try:  # remote stages, each unit a child job (core/spread.py): spread: true cells, shards
         for i, stage in enumerate(value):
-            if (remote := compile_remote(stage.get("remote"), f"stages[{i}].remote")):
+            if (remote := compile_remote(stage.get("remote"), f"stages[{i}].remote", stage)):
                 out[i]["remote"] = remote
         check_remote(out)
     except SpreadError as fault:

@@ -11,7 +11,8 @@ the job's workspace before the shards; `parse_tests` reads what it printed
 bounded by MAX_OUTPUT_BYTES, MAX_TESTS and MAX_NAME. `plan` splits the list
 over the shards by expected time: each test's seconds from past reports
 (`known`, built by `durations`: the median of its RUNS_PER_TEST newest), the median of the known ones for a test
-without history (UNKNOWN_SECONDS when nothing is known), then longest
+without history (UNKNOWN_SECONDS when nothing is known), each at least MIN_SECONDS (near-zero records
+would weigh nothing: such tests are split by count), then longest
 processing time first: the longest test goes to the shard with the least
 planned time so far (ties: the lower index; tests of equal time: by name), so
 the same inputs always give the same split. `even_split` (by count) is what
@@ -44,6 +45,7 @@ MAX_OUTPUT_BYTES = 4 * 2**20  # what the tests command may print
 MAX_TESTS = 50_000  # names listed
 MAX_NAME = 1000  # characters of one name
 UNKNOWN_SECONDS = 1.0  # a test's expected time when no test of the list has any history
+MIN_SECONDS = 0.01  # a test's expected time at least (its setup and teardown; a record of ~0 s is no weight)
 HISTORY_JOBS = 40  # the newest reported jobs of a branch read for durations (a sharded job's are its shards')
 HISTORY_ROWS = 200_000  # test results read for them at most
 RUNS_PER_TEST = 5  # a test's newest results its expected time is the median of
@@ -177,9 +179,15 @@ def expand(stages: Any, origin: list[int]) -> tuple[Any, list[int]]:
             out.append(shard)
             where.append(at)
     if len(out) > MAX_STAGES:
-        first = next(i for i, s in enumerate(stages) if isinstance(s, dict) and s.get("name") in split)
-        raise ShardsError(f"stages[{origin[first] if first < len(origin) else first}].shards.count",
-                          f"the pipeline would have more than {MAX_STAGES} stages once sharded: fewer shards")
+        first = next((i for i, s in enumerate(stages) if isinstance(s, dict) and s.get("name") in split), None)
+        if first is not None:
+            raise ShardsError(f"stages[{origin[first] if first < len(origin) else first}].shards.count",
+                              f"the pipeline would have more than {MAX_STAGES} stages once sharded: fewer shards")
+        # No shards: its matrices' cells and the other stages come to too many (each matrix alone is bounded).
+        cell = next((i for i, s in enumerate(stages) if is_cell(s)), None)
+        raise ShardsError("stages" if cell is None else f"stages[{origin[cell] if cell < len(origin) else cell}]"
+                          ".matrix", f"the pipeline would have {len(out)} stages once its matrices are expanded, "
+                          f"more than {MAX_STAGES}: fewer cells or stages")
     if split:  # `needs: [test]` elsewhere: every shard of test
         for i, stage in enumerate(out):
             if isinstance(stage, dict) and isinstance(stage.get("needs"), list) \
@@ -295,7 +303,10 @@ def expected(tests: list[str], known: Mapping[str, float]) -> tuple[dict[str, fl
             if end > start:
                 found[name] = sum(known[k] for k in keys[start:end])
     guess = statistics.median(found.values()) if found else UNKNOWN_SECONDS
-    return {name: found.get(name, guess) for name in tests}, set(found)
+    # Every test counts at least MIN_SECONDS: recorded times near zero (a fast suite, a clock's grain) would
+    # otherwise weigh nothing, and the split put nearly every test, unknown ones too, in one shard; equal
+    # floors split such tests by count.
+    return {name: max(found.get(name, guess), MIN_SECONDS) for name in tests}, set(found)
 
 
 def plan(tests: list[str], known: Mapping[str, float], count: int) -> list[Shard]:

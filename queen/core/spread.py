@@ -54,10 +54,16 @@ class SpreadError(InputError):
 # -- the pipeline ---------------------------------------------------------------------------------
 
 
-def compile_remote(value: Any, at: str) -> dict[str, str] | None:
-    """A compiled stage's ``remote`` (as the matrix expansion wrote it) checked: ``{kind, unit}``; None if absent."""
+def compile_remote(value: Any, at: str, stage: Mapping[str, Any] | None = None) -> dict[str, str] | None:
+    """A compiled stage's ``remote`` (as the matrix expansion or the shards' wrote it) checked: ``{kind, unit}``;
+    None if absent. With `stage` (the stage it is on, as compiled so far), refused unless it is what the
+    compiler writes on such a stage (`made`): a pipeline as written has no ``remote`` (a job would wait for
+    child jobs nobody makes)."""
     if value is None:
         return None
+    if stage is not None and not made(stage):
+        raise SpreadError(at, "is not a key of a pipeline: Apiary writes it on each cell of a matrix with "
+                              "'spread: true' and on each shard of a stage with 'shards:'")
     if not isinstance(value, Mapping) or set(value) - _REMOTE_KEYS or not {"kind", "unit"} <= set(value):
         raise SpreadError(at, "is written by the compiler (spread: true on a matrix, shards:), as {kind, unit}")
     if value["kind"] not in KINDS:
@@ -66,6 +72,19 @@ def compile_remote(value: Any, at: str) -> dict[str, str] | None:
     if not isinstance(unit, str) or not unit or len(unit) > MAX_UNIT or any(ord(c) < 32 for c in unit):
         raise SpreadError(f"{at}.unit", f"must be one line of at most {MAX_UNIT} characters")
     return {"kind": value["kind"], "unit": unit}
+
+
+def made(stage: Mapping[str, Any]) -> bool:
+    """Whether `stage`'s ``remote`` is the one the compiler writes: a matrix cell's ``{kind: spread, unit: its
+    name}`` (a job-level matrix's: its values, joined by ', '), a shard's ``{kind: shard, unit: its name}``."""
+    from .matrix import is_cell  # (the shards import the matrix; only needed here)
+    from .shards import is_shard
+    remote = stage.get("remote")
+    if not isinstance(remote, Mapping):
+        return False
+    if remote.get("kind") == "spread" and is_cell(stage):
+        return remote.get("unit") in (stage["name"], ", ".join(stage["matrix"]["values"].values()))
+    return remote.get("kind") == "shard" and is_shard(stage) and remote.get("unit") == stage["name"]
 
 
 def check(stages: Sequence[Mapping[str, Any]]) -> None:
@@ -284,12 +303,12 @@ def fold(job: Mapping[str, Any], outcome: Mapping[str, Any], children: Sequence[
     while one has not. `outcome`: the parent's (its stages that passed are reused by the continuation)."""
     if any(c.get("status") not in FINAL for c in children):
         return None
-    for child in children:
-        if child.get("status") != "passed":
-            unit = (child.get("parent") or {}).get("unit")
-            how = {"failed": "failed", "cancelled": "was cancelled", "errored": "errored"}[child["status"]]
-            return Fold(error=f"{unit} {how} in job #{child.get('number')}"
-                              + (f": {child['error']}" if child.get("error") and child["status"] != "failed" else ""))
+    # The cell that failed is named, not a sibling stopped for it (`stopped`).
+    for child in sorted((c for c in children if c.get("status") != "passed"), key=_stopped_for_another):
+        unit = (child.get("parent") or {}).get("unit")
+        how = {"failed": "failed", "cancelled": "was cancelled", "errored": "errored"}[child["status"]]
+        return Fold(error=f"{unit} {how} in job #{child.get('number')}"
+                          + (f": {child['error']}" if child.get("error") and child["status"] != "failed" else ""))
     earlier = ((job.get("resume") or {}).get("stages")) or {}
     job_id = job.get("_id") or job.get("id")
     stages: dict[str, dict[str, Any]] = {}
@@ -309,6 +328,68 @@ def fold(job: Mapping[str, Any], outcome: Mapping[str, Any], children: Sequence[
     chain = [j for j in ((job.get("resume") or {}).get("artifacts_of") or []) if j != job_id] + [job_id]
     chain += [c["_id"] for c in children]
     return Fold(resume={"from_job": job_id, "stages": stages, "artifacts_of": chain})
+
+
+def first_start(job: Mapping[str, Any]) -> float | None:
+    """When `job` first started on a drone (seconds since the epoch; its ``history``'s attempts and the current
+    one), None if it never did: a parent's time, and its timeout, count from there across its waits."""
+    times = [r.get("started") for r in (job.get("history") or {}).values() if isinstance(r, Mapping)]
+    times.append(job.get("started"))
+    found = [float(t) for t in times if isinstance(t, (int, float)) and not isinstance(t, bool) and t > 0]
+    return min(found) if found else None
+
+
+def overdue(job: Mapping[str, Any], now: float) -> str | None:
+    """The error of a parent waiting for its children past its pipeline's ``timeout`` (seconds, counted from its
+    first start: its children's time is its own), else None."""
+    timeout = (job.get("pipeline") or {}).get("timeout")
+    start = first_start(job)
+    if not isinstance(timeout, (int, float)) or not timeout or start is None or now - start <= timeout:
+        return None
+    shown = f"{int(timeout // 60)} min" if timeout >= 60 and timeout % 60 == 0 else f"{timeout:g} s"
+    return f"the job timed out after {shown} (its child jobs' time counts: they were cancelled)"
+
+
+_STOPPED = "no new stage of the job starts once one failed"
+
+
+def stopped(children: Sequence[Mapping[str, Any]]) -> tuple[list[str], str | None]:
+    """Once a child of the wave (`children`: the parent's ``children`` entries, {unit, job, number, status})
+    failed, errored or was cancelled, its siblings that have not ended are looked at (`stop_sibling`): their
+    ids, and the reason their cancel gives; ([], None) while none ended so."""
+    bad = next((c for c in children if c.get("status") in ("failed", "errored", "cancelled")), None)
+    if bad is None:
+        return [], None
+    how = {"failed": "failed", "errored": "errored", "cancelled": "was cancelled"}[str(bad["status"])]
+    ids = [str(c["job"]) for c in children if c.get("status") not in FINAL and c.get("job")]
+    return ids, f"{bad.get('unit')} {how} in job #{bad.get('number')}: {_STOPPED}"
+
+
+def stop_sibling(kid: Mapping[str, Any], failed_at: float | None) -> bool:
+    """Whether sibling `kid` (a child job document, not ended) of a child that ended without passing at
+    `failed_at` is cancelled, as a job's stages are (once a stage fails no new stage starts; running ones
+    finish): it has not started, or it went to a drone after the failure (its slot was the failed one's)."""
+    status = kid.get("status")
+    if status in ("queued", "dispatched"):
+        return True
+    dispatched = kid.get("dispatched")
+    return (status == "running" and isinstance(failed_at, (int, float)) and isinstance(dispatched, (int, float))
+            and dispatched >= failed_at)
+
+
+def _stopped_for_another(child: Mapping[str, Any]) -> bool:
+    """Whether a child job was cancelled because a sibling failed (`stopped`)."""
+    return child.get("status") == "cancelled" and _STOPPED in str(child.get("error") or "")
+
+
+def over_cap(left: Sequence[tuple[str, str, int]], cap: int, numbers: Mapping[str, Any]) -> str:
+    """The error of a parent whose children's artifacts `left` ((job id, name, bytes), in restore order) do not
+    fit in what its continuation restores (`cap` bytes); `numbers`: job id -> number, for its children."""
+    shown = [f"{name} ({size:,} bytes{f', job #{numbers[job]}' if numbers.get(job) is not None else ''})"
+             for job, name, size in left[:5]]
+    more = f" and {len(left) - 5} more" if len(left) > 5 else ""
+    return (f"the artifacts of its child jobs come to more than the {cap:,} bytes its continuation restores: "
+            f"{', '.join(shown)}{more} would be left out; keep only what later stages need (fewer or smaller files)")
 
 
 # -- what the outcome shows -----------------------------------------------------------------------------

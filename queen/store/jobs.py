@@ -16,6 +16,7 @@ from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
+from apiary.core.concurrency import holds_group
 from apiary.core.errors import Conflict
 from apiary.core.models import Job
 from apiary.core.protocol import UNDERWAY, JobStatus
@@ -97,14 +98,18 @@ class JobQueries:
 
     async def busy_groups(self, keys: Iterable[str]) -> set[str]:
         """Which of the concurrency group `keys` (``concurrency.key``: a repository's group, a fork's request's
-        own; apiary.core.concurrency.group_key) have a job dispatched or running."""
+        own; apiary.core.concurrency.group_key) have a job dispatched or running, or waiting for its children."""
         wanted = sorted(set(keys))
         if not wanted:
             return set()
         on_drones = [JobStatus.DISPATCHED.value, JobStatus.RUNNING.value]
         found = await self.jobs.find({"status": {"$in": on_drones}, "concurrency.key": {"$in": wanted}},
                                      {"concurrency": 1}).to_list(None)
-        return {str(j["concurrency"]["key"]) for j in found}
+        # A parent waiting for its child jobs holds its group too (apiary.core.concurrency.holds_group); the
+        # waiting jobs are few (parents, approval gates).
+        waiting = await self.jobs.find({"status": JobStatus.WAITING.value, "concurrency.key": {"$in": wanted}},
+                                       {"concurrency": 1, "status": 1, "pipeline": 1}).to_list(None)
+        return {str(j["concurrency"]["key"]) for j in found + [w for w in waiting if holds_group(w)]}
 
     async def jobs_underway_before(self, job_id: str, repo: str, group: str | None, limit: int) -> list[Job]:
         """Jobs made before `job_id` and not ended (queued, dispatched, running, waiting at an approval

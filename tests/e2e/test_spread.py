@@ -125,3 +125,55 @@ async def test_spread_cells_run_as_child_jobs_on_both_drones(queen: Cluster, tmp
         assert kid["status"] == "cancelled" and f"its parent job #{long['number']} cancelled" in kid["error"]
     await expect(cell).to_have_attribute("data-state", "cancelled")
     await shot(page, "spread-parent-cancelled")
+
+
+FAMILY = """
+{top}
+stages:
+  - name: d
+    matrix: {{r: [{cells}], spread: true}}
+    steps: ['{step}']
+  - {{name: after, needs: [d], steps: ["ls -l out || true"]}}
+"""
+
+
+async def test_a_family_holds_its_group_keeps_its_timeout_and_stops_with_its_first_failure(
+        queen: Cluster, tmp_path: Path) -> None:
+    await queen.add_drone("d1")
+    await queen.add_drone("d2")
+    # A concurrency group is held while the job waits for its children: a second deploy waits for the first.
+    await queen.create_pipeline_repo("held", FAMILY.format(top="concurrency: {group: deploy}", cells="eu",
+                                                           step="sleep 1.5"))
+    first, second = await queen.trigger("held"), await queen.trigger("held")
+    first, second = await queen.wait_job(first["id"]), await queen.wait_job(second["id"])
+    assert first["status"] == second["status"] == "passed", (first.get("error"), second.get("error"))
+    began = min(r["started"] for r in second["history"].values() if r.get("started"))
+    assert began >= first["finished"], "the second job ran while the first one's child deployed"
+    kid = await queen.job(first["children"][0]["job"])
+    assert not kid.get("concurrency")  # a child is in no group: it never waits behind its own parent
+
+    # The job's timeout counts from its start across its wait: 3 cells of 3 s on 2 slots pass 4 s.
+    await queen.create_pipeline_repo("slow", FAMILY.format(top="timeout: 4s", cells="'1', '2', '3'", step="sleep 3"))
+    slow = await queen.wait_job((await queen.trigger("slow"))["id"])
+    assert slow["status"] == "failed" and slow["error"].startswith("the job timed out after 4 s"), slow.get("error")
+    kids = [await queen.wait_job(c["job"]) for c in slow["children"]]
+    assert "cancelled" in {k["status"] for k in kids}, [(k["status"], k.get("error")) for k in kids]
+
+    # Once a cell fails no new cell starts: the third waits for a slot, and is cancelled instead.
+    await queen.create_pipeline_repo("stop", FAMILY.format(top="", cells="a, b, c",
+                                                           step='test "$r" != a && sleep 3'))
+    stop = await queen.wait_job((await queen.trigger("stop"))["id"])
+    by_unit = {c["unit"]: c for c in stop["children"]}
+    assert stop["status"] == "failed" and stop["error"] == f"d (a) failed in job #{by_unit['d (a)']['number']}", \
+        stop.get("error")
+    third = await queen.wait_job(by_unit["d (c)"]["job"])
+    assert third["status"] == "cancelled", third
+    assert "d (a) failed in job #" in third["error"] and "no new stage of the job starts" in third["error"]
+    assert (await queen.wait_job(by_unit["d (b)"]["job"]))["status"] == "passed"  # running: it finished
+
+    # Children's artifacts that the continuation could not restore fail the job, naming them and the cap.
+    await queen.create_pipeline_repo("heavy", FAMILY.format(
+        top='artifacts: ["out/*"]', cells="m, n", step="mkdir -p out && head -c 7000000 /dev/zero > out/big-$r.bin"))
+    heavy = await queen.wait_job((await queen.trigger("heavy"))["id"])
+    assert heavy["status"] == "failed", heavy.get("error")
+    assert "more than the 12,582,912 bytes its continuation restores: out/big-n.bin" in heavy["error"], heavy["error"]

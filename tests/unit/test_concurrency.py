@@ -2,7 +2,7 @@
 
 import pytest
 
-from apiary.core.concurrency import compile_concurrency, group_key, group_name, may_dispatch, superseded
+from apiary.core.concurrency import compile_concurrency, group_key, group_name, holds_group, may_dispatch, superseded
 from apiary.core.conditions import ConditionError
 from apiary.core.pipeline import PipelineError, load_pipeline
 
@@ -45,6 +45,23 @@ def test_bad_concurrency_in_a_pipeline_names_file_and_line():
 ])
 def test_may_dispatch(group, busy, may):
     assert may_dispatch(group, busy) is may
+
+
+_SPREAD = {"stages": [{"name": "deploy (eu)", "remote": {"kind": "spread", "unit": "deploy (eu)"}}]}
+_GATE = {"stages": [{"name": "deploy", "approval": {"role": "admin", "timeout": 60}}]}
+
+
+@pytest.mark.parametrize("status, pipeline, holds", [
+    ("queued", _SPREAD, False),
+    ("dispatched", {}, True),
+    ("running", _GATE, True),
+    ("waiting", _SPREAD, True),  # waiting for its child jobs: its deploy runs in them
+    ("waiting", _GATE, False),  # at an approval gate: nobody may decide for days
+    ("passed", _SPREAD, False),
+    ("cancelled", _SPREAD, False),
+])
+def test_holds_group(status, pipeline, holds):
+    assert holds_group({"status": status, "pipeline": pipeline}) is holds
 
 
 def job(id, kind="push", type="push", branch="main", fetch=None, group=None, cancel=False, repo="app",

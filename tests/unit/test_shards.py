@@ -134,6 +134,8 @@ def test_durations_are_each_tests_median_over_past_jobs():
     (["t/test_a.py::test_1", "t/test_b.py"], {"t.test_a.test_1": 3.0, "t.test_b.test_2": 4.0,
                                                 "t.test_b.test_3": 5.0, "t.test_bc.test_4": 100.0},
      {"t/test_a.py::test_1": 3.0, "t/test_b.py": 9.0}, {"t/test_a.py::test_1", "t/test_b.py"}),
+    # near-zero records: every test counts at least MIN_SECONDS, unknown ones too
+    (["a", "b", "new"], {"a": 0.0005, "b": 0.0}, {"a": 0.01, "b": 0.01, "new": 0.01}, {"a", "b"}),
 ])
 def test_expected_seconds(tests, known, seconds, had):
     assert expected(tests, known) == (seconds, had)
@@ -148,6 +150,9 @@ def test_expected_seconds(tests, known, seconds, had):
     # fewer tests than shards: the last ones empty
     (["a", "b"], {}, 4, [(["a"], 1.0), (["b"], 1.0), ([], 0.0), ([], 0.0)]),
     (["only"], {"only": 3}, 1, [(["only"], 3.0)]),
+    # 7 quick tests on record (~0.5 ms) and 3 unknown: split by count, not 9 in one shard and 1 in the other
+    (["k1", "k2", "k3", "k4", "k5", "k6", "k7", "u1", "u2", "u3"], {f"k{i}": 0.0005 for i in range(1, 8)}, 2,
+     [(["k1", "k3", "k5", "k7", "u2"], 0.05), (["k2", "k4", "k6", "u1", "u3"], 0.05)]),
     # one long test alone, the rest levelled beside it
     (["s1", "s2", "s3", "long", "s4"], {"long": 10, "s1": 1, "s2": 1, "s3": 1, "s4": 1}, 2,
      [(["long"], 10.0), (["s1", "s2", "s3", "s4"], 4.0)]),

@@ -65,7 +65,18 @@ def test_spread_cells_are_remote_units_and_compile_to_themselves() -> None:
     (STAGE_MATRIX.replace("steps: [ruff]}", "steps: [ruff], approval: {role: admin}}"),
      ".apiary.yml, line 5: stages[1].approval: a pipeline with spread (or sharded) stages takes no approval gate"),
     (STAGE_MATRIX.replace("steps: [make]}", "steps: [make], remote: {kind: far, unit: x}}"),
-     ".apiary.yml, line 4: stages[0].remote.kind: must be one of spread, shard"),
+     ".apiary.yml, line 4: stages[0].remote: is not a key of a pipeline"),
+    # the compiler's key, written by hand: the job would wait for child jobs nobody makes
+    ('stages: [{name: t, remote: {kind: shard, unit: "x"}, steps: [echo]}]',
+     ".apiary.yml, line 1: stages[0].remote: is not a key of a pipeline: Apiary writes it"),
+    ("stages:\n  - name: t\n    matrix: {a: [x, y]}\n    remote: {kind: spread, unit: \"t (x)\"}\n    steps: [e]\n",
+     ".apiary.yml, line 4: stages[0].remote: is not a key of a pipeline"),
+    ("stages:\n  - name: t\n    remote: {kind: shard, unit: \"t (shard 1 of 2)\"}\n    steps: [e]\n",
+     ".apiary.yml, line 3: stages[0].remote: is not a key of a pipeline"),
+    # more than 256 stages once the matrices are expanded: the matrix named, not a server error
+    ("stages:\n  - name: t\n    matrix: {a: [%s], b: [%s]}\n    steps: [e]\n"
+     "  - {name: v, steps: [e]}\n" % (",".join(map(str, range(16))), ",".join(map(str, range(16)))),
+     ".apiary.yml, line 3: stages[0].matrix: the pipeline would have 257 stages once its matrices are expanded"),
 ])
 def test_bad_spread_is_refused_naming_the_line_and_field(text: str, message: str) -> None:
     with pytest.raises(PipelineError) as err:
@@ -228,3 +239,65 @@ def test_a_child_is_never_superseded_on_its_own() -> None:
            "type": "TEST"}
     older = [{**new, "_id": "1"}, {**new, "_id": "2", "parent": {"id": "1", "number": 1, "unit": "test (1)"}}]
     assert superseded(new, older, auto_cancel=True) == ["1"]  # the parent; its child goes with it
+
+
+def _entry(unit: str, status: str, number: int) -> dict[str, Any]:
+    return {"unit": unit, "job": f"K{number}", "number": number, "status": status, "wave": 1}
+
+
+@pytest.mark.parametrize(("children", "ids", "reason"), [
+    ([_entry("a", "running", 8), _entry("b", "queued", 9)], [], None),  # nothing failed: every cell goes on
+    ([_entry("a", "failed", 8), _entry("b", "running", 9), _entry("c", "queued", 10), _entry("d", "passed", 11)],
+     ["K9", "K10"], "a failed in job #8: no new stage of the job starts once one failed"),
+    ([_entry("a", "cancelled", 8), _entry("c", "queued", 10)], ["K10"],
+     "a was cancelled in job #8: no new stage of the job starts once one failed"),
+    ([_entry("a", "passed", 8), _entry("b", "errored", 9), _entry("c", "passed", 10)], [],
+     "b errored in job #9: no new stage of the job starts once one failed"),
+])
+def test_once_a_cell_fails_its_siblings_are_looked_at(children: list[Any], ids: list[str],
+                                                       reason: str | None) -> None:
+    assert spread.stopped(children) == (ids, reason)
+
+
+@pytest.mark.parametrize(("kid", "stop"), [
+    ({"status": "queued"}, True),
+    ({"status": "dispatched", "dispatched": 90.0}, True),  # not started yet
+    ({"status": "running", "dispatched": 90.0}, False),  # running before the failure: it finishes, as a stage does
+    ({"status": "running", "dispatched": 100.5}, True),  # took the failed one's slot after it ended
+    ({"status": "running"}, False),
+])
+def test_a_sibling_that_had_not_started_is_cancelled(kid: dict[str, Any], stop: bool) -> None:
+    assert spread.stop_sibling(kid, 100.0) is stop
+
+
+def test_the_fold_names_the_cell_that_failed_not_a_sibling_stopped_for_it() -> None:
+    stopped = _kid("test (3.11)", "cancelled", 8, "cancelled: test (3.12) failed in job #9: no new stage of the job "
+                                                  "starts once one failed")
+    fold = spread.fold(_parent(), OUT, [stopped, _kid("test (3.12)", "failed", 9)])
+    assert fold is not None and fold.error == "test (3.12) failed in job #9"
+
+
+@pytest.mark.parametrize(("fields", "now", "error"), [
+    ({"started": 100.0}, 119.0, None),  # 19 s in
+    ({"started": 100.0}, 121.0, "the job timed out after 20 s"),
+    # a continuation's start is its own attempt's: the job's time counts from its first start
+    ({"started": 150.0, "history": {"1": {"started": 100.0}, "2": {"started": 150.0}}}, 121.0,
+     "the job timed out after 20 s"),
+    ({"started": None}, 10**9, None),  # never started
+    ({"started": 100.0, "pipeline": {"timeout": None}}, 10**9, None),  # no timeout
+    ({"started": 100.0, "pipeline": {"timeout": 120.0}}, 221.0, "the job timed out after 2 min"),
+])
+def test_a_waiting_parents_timeout_counts_from_its_first_start(fields: dict[str, Any], now: float,
+                                                                error: str | None) -> None:
+    job = {"pipeline": {"timeout": 20.0}, **fields}
+    got = spread.overdue(job, now)
+    assert (got if got is None else got[:len(error or "")]) == error
+
+
+def test_artifacts_over_the_cap_are_named_with_their_jobs() -> None:
+    left = [("K8", "out/big-m.bin", 1_000_000), ("K9", "out/big-n.bin", 1_000_000)]
+    error = spread.over_cap(left, 12 * 2**20, {"K8": 8, "K9": 9})
+    assert error.startswith("the artifacts of its child jobs come to more than the 12,582,912 bytes")
+    assert "out/big-m.bin (1,000,000 bytes, job #8), out/big-n.bin (1,000,000 bytes, job #9)" in error
+    many = spread.over_cap([("K8", f"f{i}", 1) for i in range(8)], 10, {})
+    assert "f4 (1 bytes) and 3 more" in many
