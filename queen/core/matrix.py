@@ -200,6 +200,8 @@ def _variable(name: Any, path: str) -> None:
     if not isinstance(name, str) or not _VAR_NAME.match(name):
         raise MatrixError(path, "a matrix variable is an environment variable's name: letters, digits and '_', "
                                 "not starting with a digit")
+    if name.upper().startswith("APIARY_"):  # Apiary's own (APIARY_JOB_ID, a shard's list): a cell must not change them
+        raise MatrixError(path, f"{name!r}: names starting with APIARY_ are Apiary's own variables")
 
 
 def _value(value: Any, path: str) -> str:

@@ -70,6 +70,9 @@ def test_cells(spec: dict, expected: list[str]) -> None:
     ({"py": ["1"], "include": [{"py": "2"}, {"py": "2"}]}, "matrix.include", "gives the cell (2) twice"),
     ({"exclude": [{"py": "1"}]}, "matrix.exclude[0].py", "unknown matrix variable"),
     ({"py": ["1"], "spread": "yes"}, "matrix.spread", "must be true or false"),
+    # Apiary's own variables stay Apiary's (PATH and the like are the user's to set, as in env:)
+    ({"APIARY_JOB_ID": ["x"], "PATH": ["/nonexistent"]}, "matrix.APIARY_JOB_ID", "are Apiary's own variables"),
+    ({"py": ["1"], "include": [{"apiary_shard_file": "x"}]}, "matrix.include[0].apiary_shard_file", "Apiary's own"),
     ({f"v{i}": ["a", "b"] for i in range(9)}, "matrix", "gives 512 cells; a matrix has at most 256"),
     ({f"v{i}": ["a", "b", "c"] for i in range(20)}, "matrix", "a matrix has at most 256"),  # never listed
 ])
