@@ -165,7 +165,7 @@ class Renderer:
     def event(self, e: dict[str, Any]) -> None:
         kind = e.get("type")
         if kind == "job:started":
-            self.started = e.get("timestamp")
+            self.started = self.started or e.get("timestamp")  # a continuation's: the job's time goes on
         elif kind == "job:cmd:start":
             where = "/".join(str(e[k]) for k in ("phase", "stage", "hook") if e.get(k))
             title = e.get("title") or e.get("screencmd", "")
@@ -221,11 +221,14 @@ class Renderer:
         when = f" in {took:.2f}s" if took is not None else ""
         self._line(paint(f"Job {status}{why}{when}", "1;32" if status == "passed" else "1;31", self.colour))
 
-    def between(self, text: str) -> None:
-        """A line between two attempts of the job; the next attempt's commands start afresh."""
+    def between(self, text: str, same_run: bool = False) -> None:
+        """A line between two attempts of the job; the next attempt's commands start afresh. `same_run`: the
+        attempt goes on from the last one's wait for its child jobs (its time counts from the first start)."""
         self._flush_tails(None, every=True)
         self._line(paint(text, "1;33", self.colour))
-        self.names, self.under, self.started = {}, None, None
+        self.names, self.under = {}, None
+        if not same_run:
+            self.started = None
 
     def _switch_to(self, num: Any) -> None:
         """A command's output is next: under its own header, written again if another's came since."""
@@ -392,6 +395,8 @@ class Follower:
             # Not a retry: the job stopped at its approval gate, somebody approved, it goes on (apiary.core.approvals)
             self.renderer.between(f"stage {decided.get('stage')} approved by {decided.get('by')}: the job goes on "
                                   f"(attempt {attempt + 1})")
+        elif isinstance(record, dict) and record.get("children"):  # its child jobs ended: it goes on from them
+            self.renderer.between(f"its child jobs ended: the job goes on (attempt {attempt + 1})", same_run=True)
         else:
             self.renderer.between(f"attempt {attempt} ended: {reason}; the queen runs it again (attempt {attempt + 1})")
         self.over.add(attempt)

@@ -280,7 +280,8 @@ def job_outcome(job: Mapping[str, Any], events: Iterable[Mapping[str, Any]]) -> 
             entry["reason"] = _not_run_reason(stage["name"], status, job.get("error"), phases, blocked)
 
     ran_nothing = None
-    if status == "passed" and not any(c.get("stage") and not c.get("hook") for c in staged):
+    if status == "passed" and not any(c.get("stage") and not c.get("hook") for c in staged) \
+            and not any(e.get("child") and e["status"] == "passed" for e in stages):  # ran in its child jobs
         ran_nothing = _why_nothing_ran(pipeline, job.get("type") or "TEST")
     return {"status": status, "error": job.get("error"), "stages": stages,
             "failure": _failure(job, status, commands, command_status, done_seq, stages),

@@ -421,6 +421,10 @@ def mark(job: Mapping[str, Any], entries: list[dict[str, Any]], ended: dict[str,
         entry["child"] = {"job": child.get("job"), "number": child.get("number"), "status": status}
         if entry["status"] == "reused" and (entry.get("reused_from") or {}).get("job") == child.get("job"):
             entry.update(status="passed", reason=f"ran in job #{child.get('number')}", reused_from=None, commands=[])
+        elif not entry["status"] and job.get("status") in FINAL and status not in FINAL:
+            # The job ended before its child did (it failed, timed out, was cancelled): the child is being stopped.
+            entry.update(commands=[], status="not_run", reason=f"job #{child.get('number')} was stopped when this "
+                                                                f"job {job.get('status')}")
         elif not entry["status"]:
             entry["commands"] = []  # its steps are its child's, shown on the child's page
             shown = {"queued": "waiting", "dispatched": "waiting", "running": "running", "passed": "passed",

@@ -226,6 +226,26 @@ def test_the_parents_outcome_shows_each_cell_with_its_child() -> None:
                       "report": "not_run"}
 
 
+def test_a_parent_that_ran_its_stages_in_children_ran_something() -> None:
+    whole = _parent(_pipeline(JOB_MATRIX), status="passed", children=[
+        {"unit": "linux", "job": "K8", "number": 8, "status": "passed", "wave": 1},
+        {"unit": "bsd", "job": "K9", "number": 9, "status": "passed", "wave": 1}],
+        resume={"stages": {n: {"status": "passed", "job": k, "number": int(k[1:])} for n, k in (
+            ("build (linux)", "K8"), ("test (linux)", "K8"), ("build (bsd)", "K9"), ("test (bsd)", "K9"))}})
+    outcome = job_outcome(whole, [])
+    assert {s["status"] for s in outcome["stages"]} == {"passed"}
+    assert outcome["ran_nothing"] is None  # not "Passed, but this job ran no stage"
+
+
+def test_a_cell_whose_child_had_not_ended_when_the_parent_did_is_not_shown_waiting() -> None:
+    failed = _parent(status="failed", error="the job timed out after 20 s", children=[
+        {"unit": "test (3.11)", "job": "K8", "number": 8, "status": "running", "wave": 1},
+        {"unit": "test (3.12)", "job": "K9", "number": 9, "status": "queued", "wave": 1}])
+    stages = {s["name"]: s for s in job_outcome(failed, [])["stages"]}
+    assert stages["test (3.12)"]["status"] == "not_run"
+    assert stages["test (3.12)"]["reason"] == "job #9 was stopped when this job failed"
+
+
 def test_apiary_run_has_no_pool_and_runs_the_cells_in_its_workspace() -> None:
     here = spread.here(_pipeline())
     assert not any(s.get("remote") for s in here["stages"]) and spread.held(here["stages"], None) == set()
@@ -301,3 +321,25 @@ def test_artifacts_over_the_cap_are_named_with_their_jobs() -> None:
     assert "out/big-m.bin (1,000,000 bytes, job #8), out/big-n.bin (1,000,000 bytes, job #9)" in error
     many = spread.over_cap([("K8", f"f{i}", 1) for i in range(8)], 10, {})
     assert "f4 (1 bytes) and 3 more" in many
+
+
+def test_a_parents_duration_runs_from_its_first_start_across_its_wait() -> None:
+    from apiary.queen.api import public_job
+    parent = _parent(status="passed", started=130.0, finished=130.2, children=[
+        {"unit": "test (3.11)", "job": "K8", "number": 8, "status": "passed", "wave": 1}],
+        history={"1": {"started": 100.0, "children": True}})
+    assert public_job(parent)["duration"] == 30.2  # not the continuation's 0.2 s
+    assert public_job({**parent, "children": []})["duration"] == 0.2  # a job without children: its attempt
+
+
+def test_following_a_parent_times_the_job_from_its_first_start() -> None:
+    import io
+
+    from apiary.cli.follow import Renderer
+    out = io.StringIO()
+    r = Renderer(out, out)
+    r.event({"type": "job:started", "timestamp": 100.0})
+    r.between("its child jobs ended: the job goes on (attempt 2)", same_run=True)
+    r.event({"type": "job:started", "timestamp": 130.0})
+    r.event({"type": "job:done", "timestamp": 130.2, "result": "passed"})
+    assert "Job passed in 30.20s" in out.getvalue()
