@@ -73,8 +73,9 @@ def badge_branch(default_branch: str, asked: str | None) -> str:
 
 
 def built_from(job: Job, branch: str) -> bool:
-    """Whether `job` built `branch` itself: a pull request into it (or from it) is not the branch's state."""
-    return (job.get("ref") or {}).get("branch") == branch
+    """Whether `job` built `branch` itself: a pull request into it (or from it) is not the branch's state,
+    nor a bisect's job (an older commit it tried)."""
+    return (job.get("ref") or {}).get("branch") == branch and (job.get("triggered_by") or {}).get("kind") != "bisect"
 
 
 async def last_finished(store: Store, repo: str, branch: str) -> Job | None:

@@ -123,6 +123,9 @@ def job_view(doc: Job) -> dict[str, Any]:
     # Only a plugin names its source; a name an API client stored before that was refused is not shown.
     name = source.get("name") if source.get("type") == "plugin" else None
     job["source"] = name or source.get("plugin") or source.get("type") or "API"
+    by = doc.get("triggered_by") or {}
+    if by.get("kind") == "bisect":  # a bisect's job: "bisect #3 · ada", not "API · ada"
+        job["source"] = f"bisect {by.get('name') or ''}".strip()
     job["author"] = (author.get("name") or author.get("username") or author.get("login") or author.get("email")
                      or "")
     if job["author"] == job["source"]:  # a schedule's job: "schedule · schedule" says nothing more
@@ -235,7 +238,8 @@ async def repo_page(request: web.Request) -> web.Response:
     if parameters is None:
         # Read from the repository at each job's commit: the fields its newest job of the default branch was
         # given (the commit's pipeline still decides; a parameter it no longer declares is refused, by name).
-        latest = next((j for j in seen if (j.get("ref") or {}).get("branch") == repo["default_branch"]), None)
+        latest = next((j for j in seen if (j.get("ref") or {}).get("branch") == repo["default_branch"]
+                       and (j.get("triggered_by") or {}).get("kind") != "bisect"), None)  # not an old commit's
         job = await request.app[keys.STORE].get_job(latest["_id"]) if latest else None
         declared = ((job or {}).get("pipeline") or {}).get("parameters")
         if isinstance(declared, dict) and declared:

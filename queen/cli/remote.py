@@ -161,6 +161,9 @@ def trigger_text(job: dict[str, Any]) -> str:
         return f"child of #{job['parent'].get('number')} {unit[:30] + '…' if len(unit) > 31 else unit}".strip()
     if kind in ("webhook", "schedule", "plugin", "chain"):
         return f"{kind} {name}".strip()
+    author = cause.get("author") if isinstance(cause.get("author"), dict) else {}
+    if kind == "bisect":  # "bisect #3 ada": who started the bisect
+        return " ".join(str(x) for x in (kind, name, author.get("name") or author.get("login")) if x)
     how = "rerun" if kind == "rerun" or cause.get("type") == "rerun" else (cause.get("source") or {}).get("type")
     author = cause.get("author") if isinstance(cause.get("author"), dict) else {}
     who = name if kind in ("user", "token", "rerun") and name else (author.get("name") or author.get("login"))

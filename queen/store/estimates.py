@@ -75,7 +75,9 @@ class EstimateQueries:
             return kept[repo][1]
         if len(kept) > 1000:
             kept.clear()
-        cursor = self.jobs.find({"repo": repo, "status": JobStatus.PASSED.value}, _FIELDS)
+        # Not a bisect's jobs: older commits, whose durations are not the branch's now.
+        cursor = self.jobs.find({"repo": repo, "status": JobStatus.PASSED.value,
+                                 "triggered_by.kind": {"$ne": "bisect"}}, _FIELDS)
         docs = await self._shaped(await cursor.sort("number", DESCENDING).limit(limit).to_list(None), shape)
         passes = [{"branch": (d.get("ref") or {}).get("branch"), "shape": d["shape"],
                    "duration": float(d["finished"]) - float(d["started"])} for d in docs

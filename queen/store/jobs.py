@@ -123,8 +123,10 @@ class JobQueries:
 
     async def last_passed_job(self, repo: str, branch: str) -> Job | None:
         """The newest passed job of `repo`'s `branch` that knows its commit (number, ref), or None:
-        the base `when.changed` compares with (apiary.queen.changes)."""
-        query = {"repo": repo, "ref.branch": branch, "status": JobStatus.PASSED.value, "ref.id": {"$exists": True}}
+        the base `when.changed` compares with (apiary.queen.changes). Not a bisect's job: its commit is an older
+        one it tried, not the branch's state."""
+        query = {"repo": repo, "ref.branch": branch, "status": JobStatus.PASSED.value, "ref.id": {"$exists": True},
+                 "triggered_by.kind": {"$ne": "bisect"}}
         return await self.jobs.find_one(query, {"ref": 1, "number": 1}, sort=[("number", DESCENDING)])
 
     async def change_job(self, job_id: str, expect: dict[str, Any], fields: dict[str, Any]) -> bool:

@@ -83,8 +83,9 @@ class TestQueries:
     async def reported_jobs(self, repo: str, branch: str | None, up_to: int | None,
                             limit: int) -> list[dict[str, Any]]:
         """The repository's last `limit` jobs (of `branch`, if given; numbered `up_to` at most, if given)
-        that sent a test report, newest first."""
-        query: dict[str, Any] = {"repo": repo, "report": {"$exists": True}}
+        that sent a test report, newest first; not a bisect's jobs (older commits on purpose: a test that fails
+        there and passes at the head is not flaky)."""
+        query: dict[str, Any] = {"repo": repo, "report": {"$exists": True}, "triggered_by.kind": {"$ne": "bisect"}}
         if branch:
             query["ref.branch"] = branch
         if up_to is not None:
