@@ -212,6 +212,7 @@ async def shards_of(store: Store, job: Mapping[str, Any]) -> list[dict[str, Any]
     None until it ended)."""
     children = {c.get("unit"): c for c in job.get("children") or [] if isinstance(c, Mapping)}
     reused = _decided(job)
+    given = (job.get("resume") or {}).get("stages") or {}
     out = []
     for kept in job.get("shard_plans") or []:
         if not isinstance(kept, Mapping):
@@ -222,7 +223,11 @@ async def shards_of(store: Store, job: Mapping[str, Any]) -> list[dict[str, Any]
             child = children.get(entry.get("name"))
             shard.update(job=None, number=None, status=None, real=None, job_seconds=None)
             if child is None and entry.get("name") in reused:  # a re-run from the failed stage reuses it
-                shard["status"] = "reused"
+                ran = given[entry["name"]]  # where it passed: the earlier job's child (apiary.core.spread.fold)
+                shard.update(status="reused", job=reused[entry["name"]], number=ran.get("number"))
+                doc = await store.get_job(reused[entry["name"]])
+                if doc is not None:
+                    shard["real"], shard["job_seconds"] = _stage_seconds(doc, str(entry.get("name"))), _real(doc)
             if child is not None:
                 shard.update(job=child.get("job"), number=child.get("number"), status=child.get("status"))
                 doc = await store.get_job(str(child.get("job")))

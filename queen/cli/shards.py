@@ -33,6 +33,23 @@ def lines(stages: list[dict[str, Any]]) -> list[str]:
     return out
 
 
+def no_plans(name: str, job: dict[str, Any]) -> str:
+    """What `apiary shards` says of job `name` (the API's job) that has no shard plans: a shard's child job
+    which shard it is, an ended job that it ran none (and why, when it failed or was cancelled), a job without
+    a sharded stage that it has none; else that they are planned once its tests are listed."""
+    parent = job.get("parent") or {}
+    stages = (job.get("pipeline") or {}).get("stages") or []
+    mine = next((s["shards"] for s in stages if isinstance(s.get("shards"), dict) and "index" in s["shards"]), None)
+    if parent and mine:
+        return f"{name} is shard {mine['index']} of {mine['count']} of job #{parent.get('number')} ({mine['of']})"
+    if job.get("status") in ("passed", "failed", "errored", "cancelled"):
+        why = f": {job['error']}" if job.get("error") else ""
+        return f"{name} {job['status']} and ran no shards{why}"
+    if not any(isinstance(s.get("shards"), dict) for s in stages):
+        return f"{name} has no sharded stage"
+    return f"{name} has no test shards yet: they are planned when its tests are listed"
+
+
 def _s(seconds: Any) -> str:
     return f"{float(seconds):.1f} s" if isinstance(seconds, (int, float)) else "?"
 
@@ -50,7 +67,7 @@ async def shards(client: Client, args: argparse.Namespace) -> int:
         print(json.dumps(stages, indent=2))
         return 0
     if not stages:
-        say(f"{args.job} has no test shards (yet: they are planned when its tests are listed)")
+        say(no_plans(args.job, await client.request("GET", f"/jobs/{q(job)}")))
         return 0
     for line in lines(stages):
         say(line)

@@ -103,7 +103,11 @@ def rerun_from_failed(old: Mapping[str, Any], outcome: Mapping[str, Any], pipeli
         if name in gates:
             continue
         if stage.get("status") == "passed":
-            passed[name] = {"status": "passed", "job": old.get("_id") or old.get("id"), "number": number}
+            ran = stage.get("child") if (stage.get("child") or {}).get("status") == "passed" else None
+            if ran and ran.get("job"):  # a spread cell or shard: it ran in its child job (apiary.core.spread.mark)
+                passed[name] = {"status": "passed", "job": ran["job"], "number": ran.get("number")}
+            else:
+                passed[name] = {"status": "passed", "job": old.get("_id") or old.get("id"), "number": number}
         elif stage.get("status") == REUSED and isinstance(earlier.get(name), Mapping):
             passed[name] = dict(earlier[name])
     chosen = plan(list(outcome.get("stages") or []), {"stages": passed}).reused

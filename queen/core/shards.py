@@ -88,7 +88,10 @@ def compile_shards(value: Any, at: str) -> dict[str, Any] | None:
                           if isinstance(count, (int, float)) else
                           f"must be a whole number from 1 to {MAX_SHARDS}, got {kind_of(count)}")
     tests = value.get("tests")
-    if not isinstance(tests, str) or not tests.strip():
+    if isinstance(tests, str) and not tests.strip():
+        raise ShardsError(f"{at}.tests", "is empty: give the command that lists the tests, one a line "
+                                         "(e.g. 'pytest --collect-only -q')")
+    if not isinstance(tests, str):
         raise ShardsError(f"{at}.tests", "must be a command that lists the tests, one a line "
                                          f"(e.g. 'pytest --collect-only -q'), got {kind_of(tests)}")
     if len(tests) > MAX_COMMAND or "\x00" in tests:

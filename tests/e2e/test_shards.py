@@ -121,6 +121,8 @@ async def test_shards_on_two_drones_levelled_by_past_durations(queen: Cluster, p
     assert lists[0] == lists[1] and lists[0][0]["text"].count("\n") >= 1
     shown = (await queen.get(f"/jobs/{again['id']}/shards"))["stages"][0]["shards"]
     assert sorted(s["status"] for s in shown) == ["failed", "reused"], shown
+    reused = next(s for s in shown if s["status"] == "reused")  # with the job that ran it, not "not made"
+    assert reused["number"] == next(c["number"] for c in broken["children"] if c["status"] == "passed"), shown
 
     nothing = await queen.wait_job(nothing["id"], timeout=120)
     assert nothing["status"] == "failed" and not nothing.get("children"), nothing
@@ -139,8 +141,11 @@ async def test_shards_on_two_drones_levelled_by_past_durations(queen: Cluster, p
     assert "test · 8 tests in 2 shards" in text and "Levelled by past durations: 8 of 8 tests" in text, text
     assert await panel.locator("tbody tr").count() == 2 and "not made" not in text
     await shot(page, "shards-panel")
-    none = await apiary(tmp_path, "shards", broken["children"][0]["job"], *url(queen))
-    assert none.code == 0 and "has no test shards" in none.out, none
+    kid = broken["children"][0]
+    none = await apiary(tmp_path, "shards", kid["job"], *url(queen))
+    assert none.code == 0 and f"is shard {kid['unit'].split()[2]} of 2 of job #{broken['number']} (test)" in none.out, none
+    none = await apiary(tmp_path, "shards", nothing["id"], *url(queen))
+    assert none.code == 0 and "failed and ran no shards: " in none.out and "listed no tests" in none.out, none
 
 
 LOCAL = """\

@@ -114,6 +114,8 @@ async def test_spread_cells_run_as_child_jobs_on_both_drones(queen: Cluster, tmp
     await shot(page, "spread-parent-running")
     await link.click()
     await expect(page.locator("#job-parent")).to_have_attribute("href", f"/jobs/{long['id']}")
+    await expect(page.locator("#rerun")).to_be_hidden()  # a child is re-run with its parent
+    await expect(page.locator("#rerun-failed")).to_have_count(0)
     await shot(page, "spread-child")
     await page.go_back()
     status, _ = await queen.request("POST", f"/jobs/{long['id']}/cancel")

@@ -75,6 +75,13 @@ def test_a_stage_reused_before_points_at_the_job_that_ran_it() -> None:
     assert resume["stages"] == {"a": {"status": "passed", "job": "FIRST", "number": 3}}
 
 
+def test_a_cell_that_ran_in_a_child_job_points_at_that_job() -> None:
+    job, outcome, pipeline = _failed({"a": "passed", "b<a": "failed"})
+    next(s for s in outcome["stages"] if s["name"] == "a")["child"] = {"job": "KID", "number": 30, "status": "passed"}
+    resume = rerun_from_failed(job, outcome, pipeline, 0, 100)
+    assert resume["stages"] == {"a": {"status": "passed", "job": "KID", "number": 30}}  # not the parent, #29
+
+
 @pytest.mark.parametrize(("case", "said"), [
     ("passed", "only a failed job"),
     ("cancelled", "only a failed job"),

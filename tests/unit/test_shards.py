@@ -49,7 +49,8 @@ def test_the_key_compiles(value, compiled):
     ({"count": "4", "tests": "x"}, f"{AT}.count", "got a string"),
     ({"tests": "x"}, f"{AT}.count", "from 1 to 64"),
     ({"count": 2}, f"{AT}.tests", "must be a command that lists the tests"),
-    ({"count": 2, "tests": "  "}, f"{AT}.tests", "must be a command"),
+    ({"count": 2, "tests": "  "}, f"{AT}.tests", "is empty: give the command that lists the tests"),
+    ({"count": 2, "tests": ""}, f"{AT}.tests", "is empty"),
     ({"count": 2, "tests": ["pytest"]}, f"{AT}.tests", "got a list"),
     ({"count": 2, "tests": "x" * 5000}, f"{AT}.tests", "at most 4096 characters"),
     ({"count": 2, "tests": "x", "by": "time"}, f"{AT}.by", "unknown key 'by' (allowed: count, tests)"),
@@ -268,3 +269,24 @@ def test_apiary_run_lists_and_splits_in_a_folder_and_runs_the_shards_here():
     assert "remote" not in first and first["env"] == {
         "APIARY_SHARD_FILE": "/tmp/run/s0-1.txt", "APIARY_SHARD_INDEX": "1", "APIARY_SHARD_COUNT": "4"}
     assert build == load_pipeline(SHARDED)["stages"][0]
+
+
+_SHARD = {"name": "test (shard 2 of 4)", "shards": {"of": "test", "index": 2, "count": 4, "tests": "ls"}}
+
+
+@pytest.mark.parametrize("job, said", [
+    ({"status": "running", "parent": {"number": 7}, "pipeline": {"stages": [_SHARD]}},
+     "app#8 is shard 2 of 4 of job #7 (test)"),
+    ({"status": "failed", "error": "its shard child jobs could not be made: stage test: the tests command listed no "
+      "tests", "pipeline": {"stages": [{"name": "test · list", "shards": {"lists": "test"}}]}},
+     "app#8 failed and ran no shards: its shard child jobs could not be made: stage test: the tests command listed "
+     "no tests"),
+    ({"status": "cancelled", "pipeline": {"stages": [{"name": "test · list", "shards": {"lists": "test"}}]}},
+     "app#8 cancelled and ran no shards"),
+    ({"status": "running", "pipeline": {"stages": [{"name": "build"}]}}, "app#8 has no sharded stage"),
+    ({"status": "running", "pipeline": {"stages": [{"name": "test · list", "shards": {"lists": "test"}}]}},
+     "app#8 has no test shards yet: they are planned when its tests are listed"),
+])
+def test_apiary_shards_says_why_a_job_has_none(job, said):
+    from apiary.cli.shards import no_plans
+    assert no_plans("app#8", job) == said
