@@ -71,6 +71,10 @@ async def setup(request: web.Request) -> web.Response:
         gate.by_address.failed(address, time.monotonic())
         raise BadRequest("token: not this queen's setup token (see its data_dir/setup-token)", field="token")
     name, password = check_username(body.get("username")), check_password(body.get("password"))
+    like = await store.user_like(name)
+    if like is not None and like["_id"] != name:
+        raise Conflict(f"username: {like['_id']!r} exists; a name differing only in case or form is the same "
+                       "person's", field="username")
     await store.make_admin(name, await _hash(gate, password))
     gate.setup_done()
     gate.forget()
@@ -155,7 +159,10 @@ async def add_user(request: web.Request) -> web.Response:
     if role not in Role._value2member_map_:
         raise BadRequest("role: admin or member", field="role")
     if not await request.app[keys.STORE].insert_user(name, await _hash(request.app[keys.GATE], password), role):
-        raise Conflict(f"username: {name!r} exists", field="username")
+        like = await request.app[keys.STORE].user_like(name)
+        raise Conflict(f"username: {like['_id'] if like else name!r} exists"
+                       + ("" if like is None or like["_id"] == name else
+                          "; a name differing only in case or form would be mistaken for it"), field="username")
     request.app[keys.GATE].forget()
     return json_response({"name": name, "role": role}, status=201)
 

@@ -145,7 +145,7 @@ class Gate:
         self._cache.clear()
 
     async def identity(self, request: web.Request) -> dict[str, Any] | None:
-        """{"user", "role", "csrf" (sessions only), "via"} of the request, or None."""
+        """{"user", "uid", "role", "csrf" (sessions only), "via"} of the request, or None."""
         store = request.app[keys.STORE]
         header = request.headers.get("Authorization", "")
         if header.startswith("Bearer "):
@@ -188,11 +188,12 @@ class Gate:
         cached = self._cached(f"u:{user}")
         if cached is False:
             doc = await store.get_user(user)
-            cached = doc and {"role": doc["role"]}
+            cached = doc and {"role": doc["role"], "uid": doc.get("uid")}
             self._cache[f"u:{user}"] = (time.monotonic(), cached)
         if not cached:
             return None
-        return {"user": user, "role": Role(cached["role"]), "csrf": csrf, "via": via}
+        # uid: the user's own id (store/people.py), what what they own is owned by; their name can be reused.
+        return {"user": user, "uid": cached["uid"], "role": Role(cached["role"]), "csrf": csrf, "via": via}
 
 
 def _wants_html(request: web.Request) -> bool:

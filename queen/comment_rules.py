@@ -60,13 +60,16 @@ def shown_author(author: str | None) -> str:
     return author if author else OWNER
 
 
-def may_change(action: Action, author: str | None, user: str | None, role: str | None, users_exist: bool) -> bool:
-    """Whether the person asking (`user` with `role`, None when not signed in) may `action` a comment by `author`."""
+def may_change(action: Action, author_id: str | None, user_id: str | None, role: str | None,
+               users_exist: bool) -> bool:
+    """Whether the person asking (the user of id `user_id` with `role`, None when not signed in) may `action` a
+    comment written by the user of id `author_id` (None: the owner of a queen without users, or a user gone
+    before ids). Ids, not names: a name deleted and taken again is someone else, and owns nothing of theirs."""
     if not users_exist:
         return True  # the queen's owner, its only user (the access rule already kept everyone else out)
-    if user is None:
+    if user_id is None:
         return False
-    if author == user:
+    if author_id is not None and author_id == user_id:
         return True
     return action == "delete" and role == "admin"
 

@@ -2,15 +2,18 @@
 
 API (JSON; errors ``{"error", "field"}`` as elsewhere)::
 
-    GET    /api/v1/jobs/{job}/comments            {"comments": [comment, …]}, oldest first
+    GET    /api/v1/jobs/{job}/comments            {"comments": [comment, …], "older": bool}: the newest
+                                                  ?limit (PAGE, at most MAX_PAGE) older than ?before (a
+                                                  comment id), oldest first; older: whether more remain
     POST   /api/v1/jobs/{job}/comments            {"text"} -> 201 comment
     PATCH  /api/v1/jobs/{job}/comments/{comment}  {"text"} -> 200 comment (its author only), marked edited
     DELETE /api/v1/jobs/{job}/comments/{comment}  -> 200 {"id", "deleted": true} (its author, or an admin)
 
 A comment as answered and sent live::
 
-    {"id", "job", "author": user name or "the queen's owner", "text": markdown, "html": its safe rendering
-     (apiary.queen.safe_markdown), "created": seconds, "edited": seconds or null}
+    {"id", "job", "author": user name or "the queen's owner", "author_id": the author's user id (never
+     reused, unlike names: what owns the comment; null for the queen's owner), "text": markdown, "html": its
+     safe rendering (apiary.queen.safe_markdown), "created": seconds, "edited": seconds or null}
 
 Each change is published on the job's WebSocket topic (``job:<id>``, apiary.queen.hub) as
 ``{"type": "job:comment", "job", "action": "added" | "edited" | "deleted", "id", "comment"?}``: the job page
@@ -24,26 +27,31 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from typing import Any
 
 import ulid
 from aiohttp import web
 
-from apiary.core.errors import Conflict, InputError, NotFound
+from apiary.core.errors import BadRequest, Conflict, InputError, NotFound
 from apiary.core.fields import no_unknown
 from apiary.queen import comment_rules as rules
 from apiary.queen.api import load_job
-from apiary.queen.safe_markdown import RENDERER_VERSION, render
+from apiary.queen.safe_markdown import RENDERER_VERSION, render, render_stored
 from apiary.queen.strict_json import json_response
 from apiary.queen.throttle import Throttle, retry_after
-from apiary.queen.validate import read_json
+from apiary.queen.validate import query_int, read_json
 
 from . import keys
 
 log = logging.getLogger(__name__)
 
 routes = web.RouteTableDef()
+
+PAGE = 50  # comments in one answer, and on the job page at first (like the API's other lists) ...
+MAX_PAGE = 500  # ... and at most, asked with ?limit
+_COMMENT_ID = re.compile(r"^[0-9A-Za-z]{1,64}$")
 
 # Writes per author in a sliding window: the sign-in throttle's counter, counting writes instead of failures.
 RATE: web.AppKey[Throttle] = web.AppKey("comment_rate", Throttle)
@@ -64,40 +72,53 @@ def setup(app: web.Application) -> None:
 def public(doc: dict[str, Any]) -> dict[str, Any]:
     """A stored comment as the API answers it (the module's docstring has the shape)."""
     return {"id": doc["_id"], "job": doc["job"], "author": rules.shown_author(doc.get("author")),
-            "text": doc["text"], "html": doc["html"], "created": doc["created"], "edited": doc.get("edited")}
+            "author_id": doc.get("author_id"), "text": doc["text"], "html": doc["html"], "created": doc["created"],
+            "edited": doc.get("edited")}
 
 
 async def _fresh(store: Any, doc: dict[str, Any]) -> dict[str, Any]:
     """`doc` with its rendering made by this renderer (one made by an older version is made again and kept)."""
     if doc.get("renderer") != RENDERER_VERSION:
-        doc = {**doc, "html": await asyncio.to_thread(render, doc["text"]), "renderer": RENDERER_VERSION}
+        doc = {**doc, "html": await asyncio.to_thread(render_stored, doc["text"]), "renderer": RENDERER_VERSION}
         await store.update_comment(doc["job"], doc["_id"], {"html": doc["html"], "renderer": RENDERER_VERSION})
     return doc
 
 
-async def job_comments(store: Any, job_id: str) -> list[dict[str, Any]]:
-    """The job's comments, public, oldest first."""
-    return [public(await _fresh(store, d)) for d in await store.job_comments(job_id)]
+async def job_comments(store: Any, job_id: str, limit: int = PAGE, before: str | None = None
+                       ) -> tuple[list[dict[str, Any]], bool]:
+    """The job's newest `limit` comments (older than the comment `before`, when given), public, oldest first;
+    and whether older ones remain."""
+    found, older = await store.job_comments(job_id, limit, before)
+    return [public(await _fresh(store, d)) for d in found], older
 
 
-def _who(request: web.Request) -> tuple[str | None, str | None, bool]:
+def _page(request: web.Request) -> tuple[int, str | None]:
+    """?limit (PAGE; at most MAX_PAGE) and ?before (a comment id) of a request for a job's comments."""
+    before = request.query.get("before")
+    if before is not None and not _COMMENT_ID.match(before):
+        raise BadRequest(f"before: {before[:64]!r} is not a comment id", field="before")
+    return query_int(request, "limit", PAGE, 1, MAX_PAGE), before
+
+
+def _who(request: web.Request) -> tuple[str | None, str | None, str | None, bool]:
+    """(user name, user id, role, whether the queen has users) of who asks; None for what they lack."""
     identity = request.get("identity")
     users_exist = bool(request.app[keys.GATE].users_exist)
-    return (identity["user"] if identity else None, identity["role"].value if identity else None, users_exist)
+    if identity is None:
+        return None, None, None, users_exist
+    return identity["user"], identity.get("uid"), identity["role"].value, users_exist
 
 
 def viewer(request: web.Request) -> dict[str, Any]:
-    """What the page's comments need to know of who looks: {"user", "role", "users_exist", "may_comment"}."""
-    user, role, users_exist = _who(request)
-    return {"user": user, "role": role, "users_exist": users_exist,
+    """What the page's comments need to know of who looks: {"user", "uid", "role", "users_exist", "may_comment"}."""
+    user, uid, role, users_exist = _who(request)
+    return {"user": user, "uid": uid, "role": role, "users_exist": users_exist,
             "may_comment": rules.may_comment(user, users_exist)}
 
 
 def may(action: rules.Action, comment: dict[str, Any], who: dict[str, Any]) -> bool:
     """For the templates: whether `who` (`viewer`) may edit or delete `comment` (stored or public)."""
-    author = comment.get("author") if "_id" in comment else (
-        None if comment.get("author") == rules.OWNER else comment.get("author"))
-    return rules.may_change(action, author, who["user"], who["role"], who["users_exist"])
+    return rules.may_change(action, comment.get("author_id"), who["uid"], who["role"], who["users_exist"])
 
 
 def _throttled(request: web.Request, author: str | None) -> web.Response | None:
@@ -132,7 +153,9 @@ async def _load(request: web.Request, job_id: str) -> dict[str, Any]:
 @routes.get("/api/v1/jobs/{job}/comments")
 async def list_comments(request: web.Request) -> web.Response:
     job = await load_job(request)
-    return json_response({"comments": await job_comments(request.app[keys.STORE], job["_id"])})
+    limit, before = _page(request)
+    comments, older = await job_comments(request.app[keys.STORE], job["_id"], limit, before)
+    return json_response({"comments": comments, "older": older})
 
 
 @routes.post("/api/v1/jobs/{job}/comments")
@@ -141,20 +164,26 @@ async def add_comment(request: web.Request) -> web.Response:
     body = await read_json(request)
     no_unknown(body, {"text"})
     text = rules.check_text(body.get("text"))
-    user, _, users_exist = _who(request)
+    user, uid, _, users_exist = _who(request)
     store = request.app[keys.STORE]
-    if await store.count_comments(job["_id"]) >= rules.MAX_PER_JOB:
-        raise Conflict(f"job #{job.get('number')} has {rules.MAX_PER_JOB:,} comments, as many as a job takes",
-                       field="text")
     author = rules.author_of(user, users_exist)
     refused = _throttled(request, author)
     if refused is not None:
         return refused
+    html = await asyncio.to_thread(render, text)
+    # Taken last, after every other refusal, and given back if the insert fails: a slot is a stored comment.
+    if not await store.take_comment_slot(job["_id"], rules.MAX_PER_JOB):
+        raise Conflict(f"job #{job.get('number')} has {rules.MAX_PER_JOB:,} comments, as many as a job takes",
+                       field="text")
     now = time.time()
-    doc = {"_id": str(ulid.ULID()), "job": job["_id"], "author": author, "text": text,
-           "html": await asyncio.to_thread(render, text), "renderer": RENDERER_VERSION, "created": now,
-           "edited": None}
-    await store.insert_comment(doc)
+    doc = {"_id": str(ulid.ULID()), "job": job["_id"], "author": author, "author_id": uid if author else None,
+           "text": text,
+           "html": html, "renderer": RENDERER_VERSION, "created": now, "edited": None}
+    try:
+        await store.insert_comment(doc)
+    except BaseException:
+        await store.give_comment_slot(job["_id"])
+        raise
     comment = public(doc)
     _publish(request, job["_id"], "added", doc["_id"], comment)
     log.info("job %s: comment %s by %s", job["_id"], doc["_id"], comment["author"])
@@ -166,8 +195,8 @@ async def add_comment(request: web.Request) -> web.Response:
 async def edit_comment(request: web.Request) -> web.Response:
     job = await load_job(request)
     found = await _load(request, job["_id"])
-    user, role, users_exist = _who(request)
-    if not rules.may_change("edit", found.get("author"), user, role, users_exist):
+    _, uid, role, users_exist = _who(request)
+    if not rules.may_change("edit", found.get("author_id"), uid, role, users_exist):
         raise NotYours(f"only its author ({rules.shown_author(found.get('author'))}) edits this comment",
                        field="comment")
     body = await read_json(request)
@@ -190,19 +219,25 @@ async def edit_comment(request: web.Request) -> web.Response:
 async def delete_comment(request: web.Request) -> web.Response:
     job = await load_job(request)
     found = await _load(request, job["_id"])
-    user, role, users_exist = _who(request)
-    if not rules.may_change("delete", found.get("author"), user, role, users_exist):
+    user, uid, role, users_exist = _who(request)
+    if not rules.may_change("delete", found.get("author_id"), uid, role, users_exist):
         raise NotYours(f"only its author ({rules.shown_author(found.get('author'))}) or an admin deletes this "
                        "comment", field="comment")
     if await request.app[keys.STORE].delete_comment(job["_id"], found["_id"]):
+        await request.app[keys.STORE].give_comment_slot(job["_id"])
         _publish(request, job["_id"], "deleted", found["_id"])
         log.info("job %s: comment %s deleted by %s", job["_id"], found["_id"], user or rules.OWNER)
     return json_response({"id": found["_id"], "deleted": True})
 
 
 async def page_context(request: web.Request, job_id: str) -> dict[str, Any]:
-    """What the job page needs to draw its comments (web/templates/parts/job_comments.html)."""
-    return {"comments": await job_comments(request.app[keys.STORE], job_id), **_context(request)}
+    """What the job page needs to draw its comments (web/templates/parts/job_comments.html): the newest PAGE,
+    and how many there are in all."""
+    store = request.app[keys.STORE]
+    comments, _ = await job_comments(store, job_id)
+    total = await store.count_comments(job_id)
+    return {"comments": comments, "comments_total": total, "comments_older": max(0, total - len(comments)),
+            **_context(request)}
 
 
 def _context(request: web.Request) -> dict[str, Any]:
@@ -216,9 +251,15 @@ async def part_comments(request: web.Request) -> web.Response:
     from apiary.queen.pages import render as render_page
 
     job = await load_job(request)
-    comments = await job_comments(request.app[keys.STORE], job["_id"])
-    return render_page(request, "parts/job_comment_list.html", job={"id": job["_id"]}, comments=comments,
-                       **_context(request))
+    limit, before = _page(request)
+    store = request.app[keys.STORE]
+    comments, _ = await job_comments(store, job["_id"], limit, before)
+    response = render_page(request, "parts/job_comment_list.html", job={"id": job["_id"]}, comments=comments,
+                           **_context(request))
+    # How many are older than those drawn, for the page's "Show older" (its total is these and they).
+    first = comments[0]["id"] if comments else before
+    response.headers["X-Apiary-Older"] = str(await store.count_comments_before(job["_id"], first) if first else 0)
+    return response
 
 
 @routes.get("/parts/jobs/{job}/comments/{comment}")

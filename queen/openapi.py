@@ -324,6 +324,8 @@ SCHEMAS: dict[str, Any] = {
     "Comment": _object({
         "id": _STRING, "job": _STRING,
         "author": {"type": "string", "description": "the user who wrote it (the queen's owner, before users)"},
+        "author_id": {"type": ["string", "null"], "description": "the author's user id, never reused (null: the "
+                                                                 "queen's owner)"},
         "text": {"type": "string", "description": "as written (markdown)"},
         "html": {"type": "string", "description": "its rendering: no raw HTML, links to http, https and mailto "
                                                   "only, no images"},
@@ -546,9 +548,13 @@ PATHS: dict[str, Any] = {
             "400": _BAD, "404": _MISSING, "409": _CONFLICT}, parameters=[_JOB], body=_body(_ref("Decision"))),
     },
     "/api/v1/jobs/{job}/comments": {
-        "get": _op("The job's comments, oldest first", {
-            "200": _json(_object({"comments": {"type": "array", "items": _ref("Comment")}}, ("comments",)),
-                         "its comments"), "404": _MISSING}, parameters=[_JOB]),
+        "get": _op("The job's newest comments (?limit, 50, at most 500, older than the comment ?before), oldest "
+                   "first; older: whether more remain (ask again with before = the first one's id)", {
+            "200": _json(_object({"comments": {"type": "array", "items": _ref("Comment")},
+                                  "older": {"type": "boolean"}}, ("comments", "older")),
+                         "its comments"), "400": _BAD, "404": _MISSING},
+            parameters=[_JOB, _param("limit", "query", type="integer", minimum=1, maximum=500),
+                        _param("before", "query", type="string")]),
         "post": _op("Comment on the job (members and admins; 409 past 1,000 comments on it, 429 past 10 comments "
                     "or edits a minute by one person)", {
             "201": _json(_ref("Comment"), "written"), "400": _BAD, "404": _MISSING, "409": _CONFLICT,

@@ -18,6 +18,7 @@ import hashlib
 import hmac
 import re
 import secrets
+import unicodedata
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -72,6 +73,16 @@ def check_username(name: object) -> str:
     if not isinstance(name, str) or not USERNAME.match(name):
         raise BadRequest("username: letters, digits, '.', '_' or '-' (at most 64)", field="username")
     return name
+
+
+def name_key(name: str) -> str:
+    """What two usernames must not share: the name NFKC-casefolded ("ADA", "Ada" and "ａｄａ" are all "ada")."""
+    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", name).casefold())
+
+
+def new_user_id() -> str:
+    """A user's own id, made once and never reused: what their comments are owned by (a name can come back)."""
+    return secrets.token_hex(8)
 
 
 def check_password(password: object) -> str:

@@ -55,7 +55,14 @@ async def comments(client: Client, args: argparse.Namespace) -> int:
     from apiary.cli.remote import job_id
 
     job = await job_id(client, args.job)
-    found: list[dict[str, Any]] = (await client.request("GET", f"/jobs/{q(job)}/comments"))["comments"]
+    found: list[dict[str, Any]] = []
+    before = ""
+    while True:  # page by page, newest first, to the oldest (a job has at most 1,000)
+        page = await client.request("GET", f"/jobs/{q(job)}/comments?limit=500{before}")
+        found[:0] = page["comments"]
+        if not page.get("older") or not page["comments"]:
+            break
+        before = f"&before={q(page['comments'][0]['id'])}"
     if args.json:
         import json
 

@@ -99,6 +99,7 @@ class Store(RepoQueries, JobQueries, EventQueries, SecretQueries, PeopleQueries,
         await self.secrets.create_index([("repo", ASCENDING)])
         await self.ensure_test_indexes()
         await self.ensure_comment_indexes()  # comments on jobs (comments.py)
+        await self.ensure_user_ids()  # users made before ids, and their comments (people.py)
 
     # -- drones -------------------------------------------------------------
 

@@ -116,8 +116,32 @@ async def test_two_people_comment_edit_and_delete_their_own_and_an_admin_deletes
         raw.apiary.comments.insert_many([{"_id": str(ulid.ULID()), "job": job["id"], "author": "ada", "text": "x",
                                           "html": "<p>x</p>\n", "renderer": 1, "created": time.time(), "edited": None}
                                          for _ in range(MAX_PER_JOB - have)])
+        raw.apiary.comment_counts.delete_one({"_id": job["id"]})  # counted again from the comments stored
+        # Another job three short of the cap, and eight posts at once by two people: exactly three are taken.
+        job3 = await _job(admin, "race")
+        raw.apiary.comments.insert_many([{"_id": str(ulid.ULID()), "job": job3["id"], "author": "ada", "text": "x",
+                                          "html": "<p>x</p>\n", "renderer": 1, "created": time.time(),
+                                          "edited": None} for _ in range(MAX_PER_JOB - 3)])
     status, body = await admin.call("POST", path, {"text": "one too many"})
     assert status == 409 and "1,000 comments" in body["error"]
+    answers = await asyncio.gather(*(person.call("POST", f"/jobs/{job3['id']}/comments", {"text": f"at once {n}"})
+                                     for n in range(4) for person in (admin, bob)))
+    assert sorted(status for status, _ in answers) == [201] * 3 + [409] * 5, answers
+    # Read a page at a time: the newest 50 by default, at most 500, then those before the first.
+    status, listed = await admin.call("GET", f"/jobs/{job3['id']}/comments")
+    assert status == 200 and len(listed["comments"]) == 50 and listed["older"] is True
+    assert listed["comments"][-1]["text"].startswith("at once")
+    status, newest = await admin.call("GET", f"/jobs/{job3['id']}/comments?limit=500")
+    status, oldest = await admin.call("GET", f"/jobs/{job3['id']}/comments?limit=500&before={newest['comments'][0]['id']}")
+    assert (status, len(oldest["comments"]), oldest["older"]) == (200, 500, False)
+    assert oldest["comments"][-1]["id"] < newest["comments"][0]["id"]
+    for query, says in (("limit=501", "limit: must be between 1 and 500"), ("before=../x", "before: '../x' is not")):
+        status, body = await admin.call("GET", f"/jobs/{job3['id']}/comments?{query}")
+        assert status == 400 and says in body["error"], body
+    # A comment deleted makes room for one.
+    mine = next(said for status, said in answers if status == 201)
+    assert (await admin.call("DELETE", f"/jobs/{job3['id']}/comments/{mine['id']}"))[0] == 200
+    assert (await admin.call("POST", f"/jobs/{job3['id']}/comments", {"text": "room again"}))[0] == 201
 
     # From the command line, with a member's token: write, list, edit, delete.
     status, made = await bob.call("POST", "/tokens", {"name": "cli"})
@@ -135,6 +159,41 @@ async def test_two_people_comment_edit_and_delete_their_own_and_an_admin_deletes
     assert said.code == 2 and "text: empty" in said.err, said
     said = await _cli(made["token"], "comment", job2["id"], "--delete", cid, *url(queen))
     assert said.code == 0 and (await _cli(made["token"], "comments", job2["id"], *url(queen))).out.startswith("no comments")
+
+
+async def test_a_name_taken_again_owns_nothing_names_are_one_whatever_their_case_and_big_tables_are_refused(
+        queen: Cluster) -> None:
+    admin, bob, _ = await _people(queen)
+    job = await _job(admin, "app")
+    path = f"/jobs/{job['id']}/comments"
+    status, said = await bob.call("POST", path, {"text": "bob's words"})
+    assert status == 201 and said["author"] == "bob" and said["author_id"]
+    # bob leaves; someone else is given his name: the comment stays the old bob's.
+    assert (await admin.call("DELETE", "/users/bob"))[0] == 200
+    assert (await admin.call("POST", "/users", {"username": "bob", "password": "new bob's pw", "role": "member"}))[0] == 201
+    new_bob = Caller(queen)
+    status, body = await new_bob.call("POST", "/session", {"username": "bob", "password": "new bob's pw"})
+    new_bob.csrf = body["csrf"]
+    status, body = await new_bob.call("PATCH", f"{path}/{said['id']}", {"text": "words in his mouth"})
+    assert status == 403 and body["field"] == "comment", body
+    assert (await new_bob.call("DELETE", f"{path}/{said['id']}"))[0] == 403
+    status, mine = await new_bob.call("POST", path, {"text": "the new bob"})
+    assert status == 201 and mine["author_id"] != said["author_id"]
+    assert (await new_bob.call("PATCH", f"{path}/{mine['id']}", {"text": "edited"}))[0] == 200
+
+    # A name differing only in case is the same name.
+    for name in ("ADA", "Bob"):
+        status, body = await admin.call("POST", "/users", {"username": name, "password": "long enough", "role": "admin"})
+        assert status == 409 and body["field"] == "username" and "differing only in case" in body["error"], body
+
+    # A table whose rendering would be large is refused, saying why; a small aligned one has no style attribute.
+    wide = "|a" * 1000 + "|\n" + "|-" * 1000 + "|\n" + "x\n" * 2998
+    status, body = await admin.call("POST", path, {"text": wide})
+    assert status == 400 and body["field"] == "text" and "a table of 1000 columns; at most 32" in body["error"]
+    status, body = await admin.call("PATCH", f"{path}/{said['id']}", {"text": "x"})
+    assert status == 403  # an admin does not edit others' words, new rules or not
+    status, small = await admin.call("POST", path, {"text": "|a|b|\n|-:|:-|\n|1|2|"})
+    assert status == 201 and 'class="align-right"' in small["html"] and "style=" not in small["html"]
 
 
 async def test_on_a_queen_without_users_its_owner_comments(queen: Cluster) -> None:

@@ -37,8 +37,11 @@ def test_text_refused(given: object, says: str) -> None:
     assert str(refused.value).startswith(says) and refused.value.field == "text"
 
 
+# author and user are user ids (never reused): a new "bob" made after the old one was deleted has another id.
 @pytest.mark.parametrize(("action", "author", "user", "role", "users_exist", "allowed"), [
     ("edit", "bob", "bob", "member", True, True),
+    ("edit", "id-of-the-old-bob", "id-of-the-new-bob", "member", True, False),
+    ("delete", "id-of-the-old-bob", "id-of-the-new-bob", "member", True, False),
     ("delete", "bob", "bob", "member", True, True),
     ("edit", "bob", "eve", "member", True, False),
     ("delete", "bob", "eve", "member", True, False),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from apiary.queen.users import Role, may
+from apiary.queen.users import Role, may, name_key
 
 
 @pytest.mark.parametrize(("role", "method", "path", "allowed"), [
@@ -33,3 +33,15 @@ def test_anonymous_reading_when_enabled_reads_and_never_writes() -> None:
     assert may(None, "GET", "/api/v1/jobs", anonymous_read=True)
     assert not may(None, "POST", "/api/v1/repos/app/jobs", anonymous_read=True)
     assert not may(None, "GET", "/api/v1/users", anonymous_read=True)
+
+
+@pytest.mark.parametrize(("a", "b", "same"), [
+    ("ada", "ADA", True),
+    ("ada", "Ada", True),
+    ("ada", "\uff41\uff44\uff41", True),  # fullwidth letters: NFKC makes them ASCII
+    ("strasse", "STRASSE", True),
+    ("ada", "ada2", False),
+    ("ada", "a.da", False),
+])
+def test_names_differing_only_in_case_or_form_are_one(a: str, b: str, same: bool) -> None:
+    assert (name_key(a) == name_key(b)) is same

@@ -10,6 +10,9 @@
   const list = document.getElementById("comment-list");
   const empty = document.getElementById("comments-empty");
   const count = document.getElementById("comment-count");
+  const olderButton = document.getElementById("comment-older");
+  // Comments older than those in the list, not fetched yet (the page draws the newest; "Show older" fetches more).
+  let older = olderButton ? Number(olderButton.dataset.older) || 0 : 0;
   const form = document.getElementById("comment-form");
   const url = box.dataset.url;
   const csrf = () => { const m = document.querySelector("meta[name=csrf-token]"); return m ? { "X-CSRF-Token": m.content } : {}; };
@@ -33,10 +36,34 @@
   }
   const itemOf = (cid) => list.querySelector(`li[data-comment="${CSS.escape(cid)}"]`);
   const counted = () => {
-    const n = list.children.length;
+    const n = list.children.length + older;
     empty.hidden = n > 0;
     count.textContent = n ? String(n) : "";
+    if (olderButton) {
+      olderButton.parentElement.hidden = older <= 0;
+      olderButton.textContent = `Show older comments (${older})`;
+    }
   };
+  async function pieceAndOlder(path) { // a list piece, and how many are older than it (X-Apiary-Older)
+    const r = await fetch(path, { headers: { Accept: "text/html" } });
+    if (!r.ok) return null;
+    const tpl = document.createElement("template");
+    tpl.innerHTML = (await r.text()).trim(); // the queen's rendering (autoescaped template, safe markdown)
+    return { content: tpl.content, older: Number(r.headers.get("X-Apiary-Older")) || 0 };
+  }
+  if (olderButton) {
+    olderButton.addEventListener("click", async () => {
+      const first = list.querySelector("li.comment");
+      olderButton.disabled = true;
+      const got = await pieceAndOlder(`${box.dataset.part}?before=${encodeURIComponent(first ? first.dataset.comment : "")}`);
+      olderButton.disabled = false;
+      if (!got) return;
+      for (const li of Array.from(got.content.querySelectorAll("li.comment"))) { if (itemOf(li.dataset.comment)) li.remove(); }
+      list.prepend(got.content);
+      older = got.older;
+      counted();
+    });
+  }
 
   // One comment drawn again (added or edited), in _id order (ULIDs sort by time); or taken away.
   const asked = new Map();
@@ -46,6 +73,8 @@
     const got = await piece(`${box.dataset.part}/${encodeURIComponent(cid)}`);
     if (asked.get(cid) !== ticket) return;
     const old = itemOf(cid);
+    const first = list.querySelector("li.comment");
+    if (!old && older > 0 && first && cid < first.dataset.comment) return; // among the older ones not shown
     const li = got && got.querySelector("li.comment");
     if (!li) { if (old) old.remove(); counted(); return; } // deleted meanwhile
     if (old) {
@@ -58,8 +87,10 @@
     counted();
   }
   async function reloadAll() {
-    const got = await piece(box.dataset.part);
-    if (!got) return;
+    const fetched = await pieceAndOlder(box.dataset.part);
+    if (!fetched) return;
+    const got = fetched.content;
+    older = fetched.older;
     const editing = new Set(Array.from(list.querySelectorAll(".comment-editor")).map((e) => e.closest("li").dataset.comment));
     for (const li of Array.from(got.querySelectorAll("li.comment"))) {
       if (editing.has(li.dataset.comment)) li.replaceWith(itemOf(li.dataset.comment));
@@ -70,7 +101,14 @@
   document.addEventListener("apiary:comment", (e) => {
     const msg = e.detail || {};
     if (msg.job !== box.dataset.job || typeof msg.id !== "string") return;
-    if (msg.action === "deleted") { const li = itemOf(msg.id); if (li) li.remove(); counted(); return; }
+    if (msg.action === "deleted") {
+      const li = itemOf(msg.id);
+      const first = list.querySelector("li.comment");
+      if (li) li.remove();
+      else if (older > 0 && first && msg.id < first.dataset.comment) older -= 1; // one of those not shown
+      counted();
+      return;
+    }
     refresh(msg.id);
   });
   document.addEventListener("apiary:reconnected", reloadAll); // what changed while the socket was down
