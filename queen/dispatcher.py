@@ -23,6 +23,7 @@ from apiary.core.errors import BadRequest
 from apiary.core.jobstate import Dispatched, JobState, NotDelivered, Policy, Write, transition
 from apiary.core.models import Job
 from apiary.core.protocol import Msg
+from apiary.core.spread import continued
 from apiary.queen.hub import Hub
 from apiary.queen.pool import Pool
 from apiary.queen.recorder import Recorder
@@ -58,7 +59,7 @@ def job_message(job: Job, secrets: dict[str, str], auth: dict[str, Any] | None) 
         "type": job["type"],
         "trigger": job["trigger"],
         "parameters": job.get("parameters", {}),
-        "pipeline": job["pipeline"],
+        "pipeline": continued(job, time.time()),  # a parent's continuation: what is left of its timeout
         "plugins": job["pipeline"].get("plugins") or [],
         # The `when:` verdicts the queen took: the stages and steps the drone skips (apiary.core.conditions)
         **({"conditions": job["conditions"]} if job.get("conditions") else {}),

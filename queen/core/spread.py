@@ -23,6 +23,7 @@ Shapes:
 
 from __future__ import annotations
 
+import math
 import posixpath
 import re
 from collections.abc import Mapping, Sequence
@@ -132,7 +133,10 @@ def held(stages: Sequence[Mapping[str, Any]], resume: Mapping[str, Any] | None,
 def waiting_lines(stages: Sequence[Mapping[str, Any]], hold: set[str]) -> list[str]:
     """The drone's lines for the remote stages it leaves to child jobs: ``apiary: stage NAME runs as a job of
     its own`` (only those whose needs are all met here: the others wait for them)."""
-    return [f"apiary: stage {s['name']} runs as a job of its own ({s['remote']['kind']})" for s in stages
+    return [f"apiary: stage {s['name']} runs as a job of its own ({s['remote']['kind']})"
+            if s["remote"]["kind"] != "shard" else  # its list may yet be refused: said as what is to come
+            f"apiary: stage {s['name']} is to run as a job of its own (shard) once the queen has split the test list"
+            for s in stages
             if s.get("remote") and s["name"] in hold and not any(n in hold for n in s.get("needs") or [])]
 
 
@@ -348,6 +352,17 @@ def overdue(job: Mapping[str, Any], now: float) -> str | None:
         return None
     shown = f"{int(timeout // 60)} min" if timeout >= 60 and timeout % 60 == 0 else f"{timeout:g} s"
     return f"the job timed out after {shown} (its child jobs' time counts: they were cancelled)"
+
+
+def continued(job: Mapping[str, Any], now: float) -> Any:
+    """The pipeline a parent's continuation is sent at `now`: its ``timeout`` what is left of the job's, counted
+    from its first start (whole seconds, at least 1), since its wait for its children counts; any other job's
+    pipeline as it is."""
+    pipeline = job.get("pipeline") or {}
+    timeout, start = pipeline.get("timeout"), first_start(job)
+    if not job.get("children") or not isinstance(timeout, (int, float)) or not timeout or start is None:
+        return pipeline
+    return {**pipeline, "timeout": float(max(1, math.ceil(start + timeout - now)))}
 
 
 _STOPPED = "no new stage of the job starts once one failed"

@@ -99,6 +99,10 @@ def test_the_drone_says_which_cells_run_elsewhere() -> None:
     assert spread.waiting_lines(stages, spread.held(stages, None)) == [
         "apiary: stage test (3.11) runs as a job of its own (spread)",
         "apiary: stage test (3.12) runs as a job of its own (spread)"]
+    sharded = _pipeline('stages:\n  - {name: test, shards: {count: 2, tests: ls}, steps: [t]}\n')["stages"]
+    assert spread.waiting_lines(sharded, spread.held(sharded, None)) == [  # the list may yet be refused
+        f"apiary: stage test (shard {i} of 2) is to run as a job of its own (shard) once the queen has split the "
+        "test list" for i in (1, 2)]
 
 
 @pytest.mark.parametrize(("fields", "waits"), [
@@ -343,3 +347,12 @@ def test_following_a_parent_times_the_job_from_its_first_start() -> None:
     r.event({"type": "job:started", "timestamp": 130.0})
     r.event({"type": "job:done", "timestamp": 130.2, "result": "passed"})
     assert "Job passed in 30.20s" in out.getvalue()
+
+
+def test_a_continuation_is_sent_what_is_left_of_the_jobs_timeout() -> None:
+    parent = _parent(started=None, history={"1": {"started": 100.0}},
+                     children=[{"unit": "test (3.11)", "job": "K8", "number": 8, "status": "passed", "wave": 1}])
+    parent["pipeline"] = {**parent["pipeline"], "timeout": 20.0}
+    assert spread.continued(parent, 112.5)["timeout"] == 8.0  # 7.5 s left, in whole seconds
+    assert spread.continued(parent, 150.0)["timeout"] == 1.0  # past it: the drone stops it at once
+    assert spread.continued({**parent, "children": []}, 150.0)["timeout"] == 20.0  # not a parent: its own
