@@ -138,7 +138,7 @@ async def ls(client: Client, args: argparse.Namespace) -> int:
         else:
             took = "-"
         rows.append([job["id"], f"{job['repo']}#{job['number']}", job["status"],
-                     ref.get("branch") or ref.get("fetch") or (ref.get("id") or "-")[:12], source or "-",
+                     clipped(ref.get("branch") or ref.get("fetch") or (ref.get("id") or "-")[:12]), source or "-",
                      job.get("drone") or "-", took, age(job.get("created"), now),
                      said(job["status"], job.get("estimate"))])  # running and queued: apiary.queen.estimate
     colours = {"passed": "32", "failed": "31", "errored": "31", "cancelled": "33", "running": "36"}
@@ -149,6 +149,14 @@ async def ls(client: Client, args: argparse.Namespace) -> int:
     say(table(headers, rows,
               lambda col, value, cell: paint(cell, colours[value], on) if col == 2 and value in colours else cell))
     return 0
+
+
+REF_WIDTH = 40  # characters of the REF column: a 1,000-character branch name would pad every row
+
+
+def clipped(text: str, width: int = REF_WIDTH) -> str:
+    """`text` in at most `width` characters: cut, with "…" at the end, when longer."""
+    return text if len(text) <= width else text[:width - 1] + "…"
 
 
 def trigger_text(job: dict[str, Any]) -> str:

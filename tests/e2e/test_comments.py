@@ -253,7 +253,7 @@ async def test_a_comment_by_someone_else_appears_live_on_an_open_job_page_render
     # Ada edits hers on the page, then deletes bob's (a second click confirms).
     await mine.locator(".comment-edit").click()
     await mine.locator(".comment-editor textarea").fill("Fixed: `ulimit -n 4096`.")
-    await mine.locator(".comment-editor button[type=submit]").click()
+    await mine.locator(".comment-editor textarea").press("Control+Enter")  # saves, as it sends a new one
     await expect(mine.locator(".comment-body")).to_contain_text("Fixed:")
     await expect(mine.locator(".comment-edited")).to_be_visible()
     await item.locator(".comment-delete").click()
@@ -262,3 +262,45 @@ async def test_a_comment_by_someone_else_appears_live_on_an_open_job_page_render
     await expect(page.locator("#comment-count")).to_have_text("1")
     status, listed = await bob.call("GET", f"/jobs/{job['id']}/comments")
     assert [c["author"] for c in listed["comments"]] == ["ada"]
+
+    # Deleted (by an admin, here through the API) while being edited on the page: the draft stays, saying so.
+    await mine.locator(".comment-edit").click()
+    await mine.locator(".comment-editor textarea").fill("my unsaved words")
+    assert (await admin.call("DELETE", f"/jobs/{job['id']}/comments/{listed['comments'][0]['id']}"))[0] == 200
+    await expect(mine.locator(".comment-editor .error")).to_contain_text("deleted while you edited it")
+    await expect(mine.locator(".comment-editor textarea")).to_have_value("my unsaved words")
+    await expect(mine.locator(".comment-editor button[type=submit]")).to_be_disabled()
+    await page.locator("#comments").screenshot(path="/tmp/shots/comments-deleted-while-editing.png")
+    await mine.locator(".comment-editor button.secondary").click()
+    await expect(mine).to_have_count(0)
+
+    # A job with many comments: the page shows the newest 50, and the older ones on asking.
+    many = await _job(admin, "many")
+    assert queen.queen is not None
+    port = re.search(r"on port (\d+)", queen.queen.logs())
+    assert port
+    with MongoClient(f"mongodb://127.0.0.1:{port[1]}/?directConnection=true") as raw:
+        raw.apiary.comments.insert_many([{"_id": str(ulid.ULID()), "job": many["id"], "author": "ada", "text": f"n{n}",
+                                          "html": f"<p>n{n}</p>\n", "renderer": 2, "created": time.time(),
+                                          "edited": None} for n in range(55)])
+    await page.goto(f"/jobs/{many['id']}")
+    await expect(page.locator("#comment-list li.comment")).to_have_count(50)
+    await expect(page.locator("#comment-list li.comment").first).to_contain_text("n5")
+    await expect(page.locator("#comment-count")).to_have_text("55")
+    await page.locator("#comment-older").click()
+    await expect(page.locator("#comment-list li.comment")).to_have_count(55)
+    await expect(page.locator("#comment-list li.comment").first).to_contain_text("n0")
+    await expect(page.locator("#comment-older")).to_be_hidden()
+    await expect(page.locator("#comment-count")).to_have_text("55")
+
+    # A 1,000-character branch name is cut in the dashboard's table, not widening it.
+    branch = "feature/" + "long-" * 198
+    assert (await admin.call("POST", "/repos/many/jobs", {"branch": branch}))[0] == 201
+    await page.goto("/")
+    ref = page.locator(f'#jobs .ref[title="{branch}"]').first
+    await expect(ref).to_be_visible()
+    width = await page.evaluate("document.documentElement.scrollWidth")
+    print(f"dashboard width with a {len(branch)}-character branch: {width} px (viewport "
+          f"{await page.evaluate('window.innerWidth')} px)")
+    assert width <= await page.evaluate("window.innerWidth") + 1
+    await page.screenshot(path="/tmp/shots/dashboard-long-ref.png")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from apiary.cli.address import QueenAddress, choose, next_to, recorded_url
-from apiary.cli.remote import drone_endpoint, size_text, trigger_text
+from apiary.cli.remote import REF_WIDTH, clipped, drone_endpoint, size_text, trigger_text
 from apiary.cli.repos import repo_body
 from apiary.cli.settings import as_toml, hide_password, load_config, origins, with_flags
 from apiary.core.errors import ConfigError, InputError
@@ -149,3 +149,12 @@ def test_sizes_for_people(size: int, text: str) -> None:
 ])
 def test_ls_says_what_triggered_a_job(job: dict, text: str) -> None:
     assert trigger_text(job) == text
+
+
+@pytest.mark.parametrize(("ref", "shown"), [
+    ("main", "main"),
+    ("x" * REF_WIDTH, "x" * REF_WIDTH),
+    ("feature/" + "y" * 1000, "feature/" + "y" * (REF_WIDTH - 9) + "…"),
+])
+def test_apiary_ls_cuts_a_long_ref_so_the_column_stays_narrow(ref: str, shown: str) -> None:
+    assert clipped(ref) == shown and len(clipped(ref)) <= REF_WIDTH

@@ -26,6 +26,15 @@
     if (s < 3600) return `${Math.floor(s / 60)}m ${pad(s % 60)}s`;
     return `${Math.floor(s / 3600)}h ${pad(Math.floor((s % 3600) / 60))}m`;
   }
+  // A wait as the queen says it (apiary.queen.estimate.rough and _about, which `apiary ls` uses too): the same
+  // words, ticking. "a few seconds", "about 25 s" (5 s steps), "about 3 min", "about 1 h 05 min".
+  function about(s) {
+    if (s < 5) return "a few seconds";
+    if (s < 60) return `about ${Math.max(5, Math.round(s / 5) * 5)} s`;
+    if (s < 3600 - 30) return `about ${Math.round(s / 60)} min`;
+    const m = Math.round(s / 60);
+    return `about ${Math.floor(m / 60)} h ${String(m % 60).padStart(2, "0")} min`;
+  }
   function bytes(n) {
     if (!n) return "0 B";
     const units = ["B", "KiB", "MiB", "GiB"];
@@ -47,7 +56,7 @@
     for (const s of $$("[data-since]")) s.textContent = duration(now - +s.dataset.since);
     for (const s of $$("[data-until]")) { // a running job's estimate (parts/job_summary.html)
       const left = +s.dataset.until - now;
-      s.textContent = left > 0 ? `about ${duration(left)} left` : "taking longer than usual";
+      s.textContent = left > 0 ? `${about(left)} left` : "taking longer than usual";
       const bar = s.parentElement.querySelector("progress.estimate-bar");
       if (bar) bar.value = Math.min(+bar.max, Math.max(0, +bar.max - left));
     }

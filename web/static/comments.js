@@ -76,7 +76,7 @@
     const first = list.querySelector("li.comment");
     if (!old && older > 0 && first && cid < first.dataset.comment) return; // among the older ones not shown
     const li = got && got.querySelector("li.comment");
-    if (!li) { if (old) old.remove(); counted(); return; } // deleted meanwhile
+    if (!li) { if (old && !goneWhileEdited(old)) old.remove(); counted(); return; } // deleted meanwhile
     if (old) {
       if (old.querySelector(".comment-editor")) return; // being edited here: the visitor's words stay
       old.replaceWith(li);
@@ -104,6 +104,7 @@
     if (msg.action === "deleted") {
       const li = itemOf(msg.id);
       const first = list.querySelector("li.comment");
+      if (li && goneWhileEdited(li)) { counted(); return; }
       if (li) li.remove();
       else if (older > 0 && first && msg.id < first.dataset.comment) older -= 1; // one of those not shown
       counted();
@@ -112,6 +113,20 @@
     refresh(msg.id);
   });
   document.addEventListener("apiary:reconnected", reloadAll); // what changed while the socket was down
+
+  // A comment deleted (by an admin) while its author edits it here: the draft stays, saying so, with Save
+  // off and Cancel taking it away; true when it was being edited.
+  function goneWhileEdited(li) {
+    const editor = li.querySelector(".comment-editor");
+    if (!editor) return false;
+    const err = editor.querySelector(".error");
+    err.textContent = "This comment was deleted while you edited it (an admin may delete any comment): " +
+      "your text is still here to copy; Cancel closes it.";
+    err.hidden = false;
+    editor.querySelector("button[type=submit]").disabled = true;
+    li.dataset.gone = "1";
+    return true;
+  }
 
   function showError(where, status, data) {
     where.textContent = data.error || `The queen answered ${status}.`;
@@ -181,13 +196,21 @@
       li.append(editor);
       area.focus();
       const close = () => { editor.remove(); body.hidden = false; };
-      cancel.addEventListener("click", () => { close(); refresh(cid); });
+      cancel.addEventListener("click", () => {
+        if (li.dataset.gone) { li.remove(); counted(); return; }
+        close(); refresh(cid);
+      });
+      area.addEventListener("keydown", (ev) => { // Ctrl+Enter saves, as it sends in the new-comment box
+        if (ev.key === "Enter" && (ev.ctrlKey || ev.metaKey)) { ev.preventDefault(); if (!save.disabled) editor.requestSubmit(); }
+      });
       editor.addEventListener("submit", async (ev) => {
         ev.preventDefault();
         save.disabled = true;
         const { status, data } = await call("PATCH", path, { text: area.value });
         save.disabled = false;
-        if (status === 200) { close(); refresh(cid); } else showError(err, status, data);
+        if (status === 200) { close(); refresh(cid); }
+        else if (status === 404) goneWhileEdited(li);
+        else showError(err, status, data);
       });
     }
   });
