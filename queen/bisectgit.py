@@ -11,7 +11,8 @@ FETCH_TIMEOUT seconds; a repository that cannot be read in that time is a clear 
 
 Git runs as apiary.queen.gitread runs it (no shell, no prompts, no system or user configuration,
 credentials in the environment only, git's words masked). Errors: BadRequest naming ``good``, ``bad``
-or ``branch`` for what the user gave wrong; GitError (said as is) when git cannot read the repository.
+or ``branch`` for what the user gave wrong (a short sha that names several commits, a branch the
+repository does not have or the bad commit is not on); GitError (said as is) when git cannot read the repository.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import contextlib
 import logging
 import os
 import tempfile
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -67,42 +68,80 @@ def check_sha(value: Any, name: str) -> str:
     return value.lower()
 
 
-async def _resolve(git: _Git, sha: str) -> str | None:
+AMBIGUOUS_SHOWN = 5  # commits an ambiguous short sha's error names
+
+
+async def _resolve(git: _Git, sha: str, name: str) -> str | None:
+    """The whole sha of the commit `sha` names (None: none here); BadRequest naming `name` when a short
+    sha names several commits (git would pick none), with a few of them."""
     found = await git.run("rev-parse", "--verify", "--quiet", f"{sha}^{{commit}}", check=False)
-    return found.out.strip() if found.code == 0 else None
+    if found.code == 0:
+        return found.out.strip()
+    if FULL_SHA.fullmatch(sha):
+        return None
+    listed = (await git.run("rev-parse", f"--disambiguate={sha}", check=False)).out.split()
+    commits = []
+    for candidate in listed[:50]:
+        kind = await git.run("cat-file", "-t", candidate, check=False)
+        if kind.out.strip() == "commit":
+            commits.append(candidate)
+    if len(commits) < 2:
+        return None
+    shown = (await git.run("show", "--no-patch", "--no-walk=unsorted", "--format=%h %s",
+                           *commits[:AMBIGUOUS_SHOWN], check=False)).out.splitlines()
+    more = f", and {len(commits) - AMBIGUOUS_SHOWN} more" if len(commits) > AMBIGUOUS_SHOWN else ""
+    raise BadRequest(f"{name}: {sha} is ambiguous: it starts {len(commits)} commits ("
+                     + "; ".join(line[:80] for line in shown) + f"{more}); give more of it", field=name)
+
+
+async def _branch_tip(git: _Git, url: str, branch: str) -> str:
+    """The commit `branch` is at in the repository; BadRequest naming ``branch`` when it has none."""
+    listed = (await git.run("ls-remote", "--heads", "--", url, f"refs/heads/{branch}")).out.split()
+    if not listed or not FULL_SHA.fullmatch(listed[0]):
+        raise BadRequest(f"branch: no branch {branch!r} in {display_url(url)}", field="branch")
+    return listed[0]
 
 
 async def read_line(cache_dir: Path, url: str, auth: Mapping[str, Any] | None, branch: str, good: str, bad: str,
-                    limit: int = MAX_COMMITS) -> tuple[str, str, list[str]]:
+                    limit: int = MAX_COMMITS, *, good_among: Sequence[str] = ()) -> tuple[str, str, list[str]]:
     """(good, bad as whole shas, the commits to search oldest first ending with bad: apiary.core.bisect.
     commit_line) of the repository at `url`, fetching what it needs. `branch` is fetched when a commit is
-    not there yet (a short sha is found on it)."""
+    not there yet (a short sha is found on it). `good_among` (whole shas, best first: the commits of
+    passed jobs): good is the first of them that is an ancestor of bad (not bad itself); BadRequest
+    naming ``from_job`` when none is."""
     check_url(url)
     depth = str(limit + 2)
     fetch = ["fetch", "--quiet", "--no-tags", "--no-recurse-submodules", "--no-write-fetch-head", "--depth", depth,
              "--", url]
     what = f"the history of {display_url(url)}"
     async with _git(cache_dir, url, auth, what, FETCH_TIMEOUT) as git:
-        whole_bad = await _resolve(git, bad)
+        tip = await _branch_tip(git, url, branch)  # the jobs build this branch: it must be there
+        whole_bad = await _resolve(git, bad, "bad")
         if whole_bad is None and FULL_SHA.fullmatch(bad):
             with contextlib.suppress(GitError):  # a server that refuses a commit by itself: its branch next
                 await git.run(*fetch, bad)
-            whole_bad = await _resolve(git, bad)
-        if whole_bad is None:
+            whole_bad = await _resolve(git, bad, "bad")
+        if whole_bad is None or await _resolve(git, tip, "branch") is None:
             try:
                 await git.run(*fetch, f"+refs/heads/{branch}:refs/bisect/{branch}")
             except GitError as exc:
                 raise GitError(f"cannot read {branch} of {display_url(url)} to find {bad[:12]}: {exc}") from None
-            whole_bad = await _resolve(git, bad)
+            whole_bad = whole_bad or await _resolve(git, bad, "bad")
         if whole_bad is None:
             raise BadRequest(f"bad: no commit {bad[:12]} in {display_url(url)} (looked on branch {branch})",
                              field="bad")
-        whole_good = await _resolve(git, good)
+        # The jobs check out the branch at each commit: commits of another branch would be tried in vain.
+        if (await git.run("merge-base", "--is-ancestor", whole_bad, tip, check=False)).code != 0:
+            raise BadRequest(f"branch: {whole_bad[:12]} is not on branch {branch} (not among its last {limit} "
+                             "commits): give the branch the commits are on", field="branch")
+        if good_among:
+            good = await _first_ancestor(git, good_among, whole_bad, branch)
+        whole_good = await _resolve(git, good, "good")
         if whole_good is None and FULL_SHA.fullmatch(good):
             with contextlib.suppress(GitError):
                 await git.run("fetch", "--quiet", "--no-tags", "--no-recurse-submodules", "--no-write-fetch-head",
                               "--depth=1", "--", url, good)
-            whole_good = await _resolve(git, good)
+            whole_good = await _resolve(git, good, "good")
         if whole_good is None:
             raise BadRequest(f"good: no commit {good[:12]} in the {limit} commits before {whole_bad[:12]} "
                              f"(give its whole sha if it is further back)", field="good")
@@ -114,6 +153,17 @@ async def read_line(cache_dir: Path, url: str, auth: Mapping[str, Any] | None, b
             raise BadRequest(f"good: {whole_good[:12]} is not among the {limit} commits before {whole_bad[:12]} "
                              "(a bisect covers at most that many)", field="good")
     return whole_good, whole_bad, commit_line(listed, whole_good, whole_bad, ancestor=ancestor, limit=limit)
+
+
+async def _first_ancestor(git: _Git, among: Sequence[str], bad: str, branch: str) -> str:
+    """The first of `among` that is an ancestor of `bad` and not `bad` (a passed job at a later commit,
+    or on a line the bad commit is not on, says nothing of the commits before bad)."""
+    for sha in among:
+        if sha != bad and FULL_SHA.fullmatch(sha) and await _resolve(git, sha, "good") is not None \
+                and (await git.run("merge-base", "--is-ancestor", sha, bad, check=False)).code == 0:
+            return sha
+    raise BadRequest(f"from_job: no passed job of {branch} at a commit before {bad[:12]} (among the last "
+                     f"{len(among)}): give a good commit (apiary bisect --good SHA)", field="from_job")
 
 
 async def commit_facts(cache_dir: Path, url: str, shas: list[str]) -> dict[str, dict[str, Any]]:

@@ -52,6 +52,7 @@ log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
 MAX_RUNNING = 1  # bisects running at once per repository
+JOB_TYPE = "TEST"  # a bisect's jobs: never a deploy (an old commit deployed is harm, not evidence)
 LISTED = 50  # bisects a repository's list gives by default (at most 500)
 READ_WAIT = 20.0  # seconds a request to start a bisect waits for its history to be read
 RETRY_AFTER = 5.0  # seconds before a bisect the store failed goes on
@@ -69,7 +70,7 @@ def _ids(request: web.Request) -> str:
 def public(doc: dict[str, Any]) -> dict[str, Any]:
     """A bisect as the API gives it: its document without the line of commits (``commits``: how many),
     with ``left`` (commits the first bad one may still be among) and ``url`` (its page)."""
-    out = {k: v for k, v in doc.items() if k not in ("_id", "commits", "size")}
+    out = {k: v for k, v in doc.items() if k not in ("_id", "commits", "size", "good_among")}
     commits = doc.get("commits")
     out["commits"] = doc.get("size", 0)
     if isinstance(commits, list):
@@ -193,8 +194,10 @@ class Bisector:
         n = len(doc["commits"])
         while True:  # a round whose every commit is skipped at once is followed by the next (each tries new ones)
             step = decide_.decide(n, tries, self.free_slots())
+            ended = step.done and not (step.result or {}).get("reproduced")
             for index in step.cancel:
-                changed |= await self._drop(tries, index)
+                changed |= await self._drop(tries, index, "no longer needed (the bad commit did not fail as asked): "
+                                                          "cancelled" if ended else None)
             if step.done:
                 await self._finish(doc, tries, step.result or {}, repo)
                 return
@@ -238,11 +241,12 @@ class Bisector:
             changed = True
         return changed
 
-    async def _drop(self, tries: list[dict[str, Any]], index: int) -> bool:
+    async def _drop(self, tries: list[dict[str, Any]], index: int, reason: str | None = None) -> bool:
         """A running try outside the range: its job is cancelled, its commit no longer matters."""
         for t in tries:
             if t["index"] == index and t["verdict"] is None:
-                t["verdict"], t["reason"] = decide_.SKIP, "no longer needed (outside the range): cancelled"
+                t["verdict"] = decide_.SKIP
+                t["reason"] = reason or "no longer needed (outside the range): cancelled"
                 job = await self.store.get_job(t["job"]) if t.get("job") else None
                 self._watch.pop(t.get("job") or "", None)
                 if job is not None and job["status"] not in FINAL:
@@ -262,7 +266,8 @@ class Bisector:
                    **({"author": user} if user else {})}
         app = self.app
         try:
-            asked = job_request(repo, {"branch": doc["branch"], "commit": sha, "trigger": trigger}, time.time())
+            asked = job_request(repo, {"branch": doc["branch"], "commit": sha, "trigger": trigger,
+                                       "parameters": doc.get("parameters") or {}}, time.time())
             job = await create_job(self.store, app[keys.HIVE].dispatcher, app[keys.CONFIG].data_path / "git", repo,
                                    asked, plugins=app[keys.PLUGINS], by=by)  # type: ignore[arg-type]
         except InputError as exc:  # no pipeline there, or one that does not validate: cannot be built
@@ -275,25 +280,22 @@ class Bisector:
     async def _finish(self, doc: dict[str, Any], tries: list[dict[str, Any]], found: dict[str, Any],
                       repo: dict[str, Any]) -> None:
         commits = doc["commits"]
+        if not found.get("reproduced"):  # the bad end did not fail as asked: no answer is an answer
+            end = next((t for t in tries if t["index"] == found.get("index") and t.get("verdict")), {})
+            why = str(end.get("reason") or "its job did not fail")
+            await self._end(doc, "unreproduced", tries=tries, result={"reproduced": False, "try": end or None},
+                            error=f"could not reproduce: {why} at {doc['bad'][:12]}")
+            return
         candidates = [commits[i] for i in found.get("candidates") or []]
         facts = await bisectgit.commit_facts(self.git_dir, repo.get("url") or "", candidates[:50])
-        jobs = {t["commit"]: t for t in tries if t.get("job")}
-
-        async def job_of(sha: str) -> dict[str, Any]:
-            t = jobs.get(sha)
-            if t is not None:
-                return {"job": t["job"], "number": t.get("number")}
-            if sha == doc["bad"]:  # never run by the bisect: the job that failed there
-                known = await self.store.jobs.find_one({"repo": doc["repo"], "ref.id": sha},
-                                                       {"number": 1}, sort=[("number", -1)])
-                if known is not None:
-                    return {"job": known["_id"], "number": known.get("number")}
-            return {}
-
-        shown = [{"commit": sha, **facts.get(sha, {}), **(await job_of(sha))} for sha in candidates[:50]]
+        # Only this bisect's own jobs are evidence: each ran with its settings (parameters, stage, branch).
+        jobs = {t["commit"]: {"job": t["job"], "number": t.get("number")} for t in tries if t.get("job")}
+        shown = [{"commit": sha, **facts.get(sha, {}), **jobs.get(sha, {})} for sha in candidates[:50]]
         last_good = found.get("last_good", -1)
-        result = {"first_bad": shown[0] if found.get("first_bad") is not None and shown else None,
-                  "candidates": shown, "last_good": commits[last_good] if last_good >= 0 else doc["good"]}
+        result = {"reproduced": True, "first_bad": shown[0] if found.get("first_bad") is not None and shown else None,
+                  "candidates": shown, "last_good": commits[last_good] if last_good >= 0 else doc["good"],
+                  # -1: the good end, taken as given (as git bisect does), never run by this bisect
+                  "good_assumed": last_good < 0}
         await self._end(doc, "found" if result["first_bad"] else "range", tries=tries, result=result)
 
     async def _end(self, doc: dict[str, Any], status: str, **fields: Any) -> None:
@@ -318,7 +320,7 @@ class Bisector:
             for t in tries:
                 if t["verdict"] is None:
                     await self._drop(tries, t["index"])
-                    t["reason"] = "cancelled with its bisect"
+                    t["verdict"], t["reason"] = "cancelled", "cancelled with its bisect"
             await self._end(doc, "cancelled", tries=tries)
             return doc
 
@@ -326,23 +328,31 @@ class Bisector:
 
     async def start(self, repo: dict[str, Any], body: dict[str, Any], identity: dict[str, Any] | None) -> dict[str, Any]:
         """Check the request, read the commits, store the bisect and run its first round."""
-        no_unknown(body, {"good", "bad", "stage", "branch", "from_job"})
+        no_unknown(body, {"good", "bad", "stage", "branch", "from_job", "parameters"})
         stage = decide_.check_stage(body.get("stage"))
         from_job = get_str(body, "from_job")
+        good_among: list[str] = []
         if from_job:
-            good, bad, branch = await self._from_job(repo, from_job, body)
+            good_among, bad, branch, parameters = await self._from_job(repo, from_job, body)
+            good = good_among[0]
         else:
             good = bisectgit.check_sha(body.get("good"), "good")
             bad = bisectgit.check_sha(body.get("bad"), "bad")
             branch = get_str(body, "branch") or repo.get("default_branch") or "main"
-        job_request(repo, {"branch": branch}, time.time())  # the branch, by git's rules (BadRequest: branch)
+            parameters = body.get("parameters") or {}
+        # The branch by git's rules, the parameters as any job's (BadRequest: branch, parameters.P).
+        parameters = dict(job_request(repo, {"branch": branch, "parameters": parameters}, time.time())["parameters"])
         if not repo.get("url"):
             raise BadRequest("url: the repository has no URL: a bisect reads its history", field="url")
         async with self._starting.setdefault(repo["_id"], asyncio.Lock()):
             if await stored.count_running(self.store, repo["_id"]) >= MAX_RUNNING:
-                raise Conflict(f"a bisect of {repo['_id']} is running already; wait for it or cancel it "
+                busy = await self.store.db.bisects.find_one({"repo": repo["_id"], "status": stored.RUNNING},
+                                                            {"number": 1})
+                named = f" (#{busy.get('number')}: /bisects/{busy['_id']})" if busy else ""
+                raise Conflict(f"a bisect of {repo['_id']} is running already{named}; wait for it or cancel it "
                                f"(at most {MAX_RUNNING} at once per repository)", field="repo")
-            doc = await self._insert(repo, good, bad, branch, stage, from_job, identity)
+            doc = await self._insert(repo, good, bad, branch, stage, from_job, identity,
+                                     parameters=parameters, good_among=good_among)
         # The history is read in the background; the request waits for it up to READ_WAIT seconds, so that
         # what is wrong with good and bad is its answer (400, nothing stored). A slower read (a large
         # remote repository) answers at once with the bisect reading; a fault is then its error.
@@ -365,7 +375,7 @@ class Bisector:
         return await stored.get(self.store, doc["_id"]) or doc
 
     async def _insert(self, repo: dict[str, Any], good: str, bad: str, branch: str, stage: str | None,
-                      from_job: str | None, identity: dict[str, Any] | None) -> dict[str, Any]:
+                      from_job: str | None, identity: dict[str, Any] | None, **extra: Any) -> dict[str, Any]:
         """The bisect, stored before its history is read (``reading``: its commits are not known yet)."""
         from apiary.core.context import triggered_by
 
@@ -374,6 +384,7 @@ class Bisector:
             "branch": branch, "good": good, "bad": bad, "stage": stage, "status": stored.RUNNING, "error": None,
             "created": time.time(), "finished": None, "by": triggered_by(identity), "from_job": from_job,
             "commits": [], "size": 0, "reading": True, "tries": [], "rounds": 0, "result": None, "version": 0,
+            **extra,  # parameters, good_among
         }
         await stored.insert(self.store, doc)
         return doc
@@ -389,7 +400,8 @@ class Bisector:
             auth = repo_auth(repo, await self.store.secret_values(repo["_id"]))
             try:
                 good, bad, commits = await bisectgit.read_line(self.git_dir, repo["url"], auth, doc["branch"],
-                                                               doc["good"], doc["bad"])
+                                                               doc["good"], doc["bad"],
+                                                               good_among=doc.get("good_among") or ())
             except GitError as exc:
                 raise BadRequest(f"url: {exc}", field="url") from None
             if doc.get("stage") is not None:
@@ -417,6 +429,7 @@ class Bisector:
 
     async def _check_stage(self, repo: dict[str, Any], branch: str, bad: str, stage: str) -> None:
         """A stage the pipeline at the bad commit has (else every commit would be skipped)."""
+        from apiary.core.stages import runnable_stages
         from apiary.queen.jobs import resolve_pipeline
 
         try:
@@ -424,15 +437,17 @@ class Bisector:
                                                  {"branch": branch, "id": bad})
         except InputError as exc:
             raise BadRequest(f"bad: the pipeline at {bad[:12]} cannot be read: {exc}", field="bad") from None
-        stages = pipeline.get("stages") or []
-        if not decide_.stage_named(stages, stage):
-            names = sorted({str((s.get("matrix") or {}).get("group") or s.get("name")) for s in stages})
-            raise BadRequest(f"stage: no stage {stage!r} in the pipeline at {bad[:12]} (its stages: "
-                             f"{', '.join(names)[:500]})", field="stage")
+        problem = decide_.stage_problem(pipeline.get("stages") or [], runnable_stages(pipeline, JOB_TYPE), stage)
+        if problem:
+            raise BadRequest(f"stage: {problem} (the pipeline at {bad[:12]})", field="stage")
 
-    async def _from_job(self, repo: dict[str, Any], job_id: str, body: dict[str, Any]) -> tuple[str, str, str]:
-        """(good, bad, branch) of the failed job `job_id` ("find the commit that broke this")."""
-        if body.get("good") or body.get("bad") or body.get("branch"):
+    async def _from_job(self, repo: dict[str, Any], job_id: str,
+                        body: dict[str, Any]) -> tuple[list[str], str, str, dict[str, str]]:
+        """(the commits good may be, best first; bad; branch; parameters) of the failed job `job_id` ("find
+        the commit that broke this"): bad is its commit, its jobs get its parameters (a failure a
+        parameter caused is one the defaults may not show), good is the newest of its branch's passed
+        jobs whose commit is an ancestor of bad (apiary.queen.bisectgit.read_line picks it)."""
+        if body.get("good") or body.get("bad") or body.get("branch") or body.get("parameters"):
             raise BadRequest("from_job: give a failed job, or good and bad, not both", field="from_job")
         job = await self.store.get_job(job_id)
         if job is None or job.get("repo") != repo["_id"]:
@@ -445,11 +460,15 @@ class Bisector:
         if not bad or not branch:
             raise BadRequest(f"from_job: job {repo['_id']}#{job.get('number')} has no known commit on a branch",
                              field="from_job")
-        passed = await stored.last_passed_before(self.store, repo["_id"], branch, int(job.get("number") or 0))
-        if passed is None:
+        passed = [sha for sha in await stored.passed_commits(self.store, repo["_id"], branch) if sha != bad]
+        if not passed:
             raise BadRequest(f"from_job: no passed job of {branch} before {repo['_id']}#{job.get('number')}: "
                              "give a good commit (apiary bisect --good SHA)", field="from_job")
-        return str(passed["ref"]["id"]), bad, branch
+        # Those given, not the defaults filled in (an older pipeline may not declare them: its jobs would be skipped).
+        declared = (job.get("pipeline") or {}).get("parameters") or {}
+        parameters = {str(k): str(v) for k, v in (job.get("parameters") or {}).items()
+                      if v != (declared.get(k) or {}).get("default")}
+        return passed, bad, branch, parameters
 
 
 async def bisects_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -357,27 +357,34 @@ SCHEMAS: dict[str, Any] = {
         "stage": {"type": ["string", "null"], "maxLength": 128,
                   "description": "bad means this stage failed (default: the job failed)"},
         "branch": {"type": "string", "description": "the branch the commits are on (default: the default branch)"},
-        "from_job": {"type": "string", "description": "instead of good and bad: a failed job (bad: its commit; "
-                                                      "good: the newest passed job of its branch before it)"},
+        "parameters": {"type": "object", "additionalProperties": _STRING,
+                       "description": "the parameters its jobs are given (default: the pipeline's defaults)"},
+        "from_job": {"type": "string", "description": "instead of good, bad, branch, parameters: a failed job (bad: "
+                                                      "its commit; its parameters; good: the newest passed job of its "
+                                                      "branch at an ancestor of bad)"},
     }, closed=True),
     "BisectTry": _object({
         "index": {"type": "integer"}, "commit": _STRING, "round": {"type": "integer"},
         "job": {"type": "string", "description": "absent when no job could be made (skipped)"},
         "number": {"type": "integer"}, "status": {"type": "string", "description": "its job's status now"},
-        "verdict": {"enum": ["good", "bad", "skip", None]}, "reason": {"type": ["string", "null"]},
+        "verdict": {"enum": ["good", "bad", "skip", "cancelled", None]}, "reason": {"type": ["string", "null"]},
         "subject": {"type": "string"}}, ("index", "commit", "verdict")),
     "Bisect": _object({
         "id": _STRING, "repo": _STRING, "number": {"type": ["integer", "null"], "description": "null while reading"},
         "branch": _STRING, "good": _STRING,
         "bad": _STRING, "stage": {"type": ["string", "null"]},
-        "status": {"enum": ["running", "found", "range", "failed", "cancelled"]},
+        "status": {"enum": ["running", "found", "range", "unreproduced", "failed", "cancelled"],
+                   "description": "unreproduced: the bad commit did not fail as asked in this bisect's own job "
+                                  "(error says why); nothing is blamed"},
+        "parameters": {"type": "object", "additionalProperties": _STRING},
         "error": {"type": ["string", "null"]}, "created": _NUMBER, "finished": {"type": ["number", "null"]},
         "by": {"type": "object"}, "from_job": {"type": ["string", "null"]},
         "commits": {"type": "integer", "description": "commits searched (first-parent history after good, to bad)"},
         "left": {"type": "integer", "description": "commits the first bad one may still be among"},
         "tries": {"type": "array", "items": _ref("BisectTry")}, "rounds": {"type": "integer"},
         "result": {"type": ["object", "null"], "description": "first_bad: {commit, subject, message, author, email, "
-                   "at, job, number} or null (a range: see candidates), candidates: [the same], last_good: sha"},
+                   "at, job, number} or null (a range: see candidates), candidates: [the same], last_good: sha, "
+                   "good_assumed: last_good is the good end given, not run; unreproduced: {reproduced: false, try}"},
         "url": {"type": "string", "description": "its page"}, "version": {"type": "integer"},
         "reading": {"type": "boolean", "description": "its history is still being read (commits: 0 until then)"},
     }, ("id", "repo", "number", "status", "good", "bad", "tries")),

@@ -5,14 +5,17 @@
     apiary bisect REPO --follow N       follow bisect #N;  --cancel N: cancel it;  --list: the last ones
 
 Following prints each job's verdict as it comes and ends with the first bad commit (its message, author
-and job) and the jobs it ran. Exit status: 0 found, 1 a range (commits that could not be built hide
-which one) or failed, 130 cancelled (Ctrl-C stops following only: the bisect goes on, as said).
+and job) and the jobs it ran; a queen that restarts meanwhile is waited for (up to RECONNECT_FOR) as
+`apiary trigger --follow` waits. Exit status (EXIT_CODES): 0 found, 1 a range (commits that could not be
+built hide which one) or failed, 4 not reproduced (the bad commit did not fail as asked with the
+bisect's settings), 130 cancelled (Ctrl-C stops following only: the bisect goes on, as said).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import time
 from typing import TYPE_CHECKING, Any
 
 from apiary.cli.console import say
@@ -22,6 +25,7 @@ if TYPE_CHECKING:
     from apiary.cli.client import Client
 
 POLL = 1.0  # seconds between looks at a followed bisect
+EXIT_CODES = {"found": 0, "range": 1, "failed": 1, "unreproduced": 4, "cancelled": 130}
 
 
 def _text(value: Any, limit: int = 200) -> str:
@@ -81,7 +85,7 @@ async def follow(client: Client, doc: dict[str, Any]) -> int:
     told: dict[int, str | None] = {}
     try:
         while True:
-            doc = await client.request("GET", f"/bisects/{q(doc['id'])}")
+            doc = await _look(client, f"/bisects/{q(doc['id'])}")
             for t in sorted(doc.get("tries") or [], key=lambda t: (t.get("round") or 0, t["index"])):
                 verdict = t.get("verdict")
                 if t["index"] in told and told[t["index"]] == verdict:
@@ -103,6 +107,34 @@ async def follow(client: Client, doc: dict[str, Any]) -> int:
     return _answer(client, doc)
 
 
+async def _look(client: Client, path: str) -> dict[str, Any]:
+    """GET `path`, waiting for a queen that is away (restarting: refused, or 502-504 while it starts) up
+    to RECONNECT_FOR seconds, as a followed job waits (apiary.cli.follow)."""
+    from apiary.cli.client import ApiError, ClientError, Unreachable
+    from apiary.cli.follow import MAX_RECONNECT_DELAY, RECONNECT_FOR
+
+    delay, lost = 0.2, 0.0
+    while True:
+        try:
+            found = await client.request("GET", path)
+            if lost:
+                say("  the queen answers again; following on")
+            return found  # type: ignore[no-any-return]
+        except Unreachable as exc:
+            reason = exc.reason
+        except ApiError as exc:
+            if exc.status not in (502, 503, 504):
+                raise
+            reason = str(exc)
+        if not lost:
+            lost = time.monotonic()
+            say(f"  lost the queen ({_text(reason, 200)}); waiting for it (the bisect goes on there)")
+        if time.monotonic() - lost > RECONNECT_FOR:
+            raise ClientError(f"lost the queen at {client.url} for {RECONNECT_FOR / 60:.0f} minutes: {reason}")
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, MAX_RECONNECT_DELAY)
+
+
 def _answer(client: Client, doc: dict[str, Any]) -> int:
     status = doc["status"]
     result = doc.get("result") or {}
@@ -114,11 +146,17 @@ def _answer(client: Client, doc: dict[str, Any]) -> int:
             say(f"  author: {_text(first['author'])} <{_text(first.get('email'))}>")
         if first.get("job"):
             say(f"  job: {client.page(first['job'])}" + (f" (#{first['number']})" if first.get("number") else ""))
+        if result.get("good_assumed"):
+            say(f"  the commit before it, {str(result.get('last_good'))[:10]}, is the good one given: assumed good "
+                "(as git bisect does), not run by this bisect")
     elif status == "range":
         say(f"the first bad commit is one of these {len(result.get('candidates') or [])} (the others between "
             "could not be built):")
         for c in result.get("candidates") or []:
             say(f"  {c['commit']} {_text(c.get('subject'), 100)}" + (f"  {client.page(c['job'])}" if c.get("job") else ""))
+    elif status == "unreproduced":
+        say(f"bisect #{doc['number']} {_text(doc.get('error'), 400)}: the bad commit did not fail as asked with "
+            "this bisect's settings (its parameters, stage and branch), so no commit is blamed")
     elif status == "cancelled":
         say(f"bisect #{doc['number']} was cancelled")
     else:
@@ -129,7 +167,7 @@ def _answer(client: Client, doc: dict[str, Any]) -> int:
         for t in tries:
             job = client.page(t["job"]) if t.get("job") else "no job"
             say(f"  {t['commit'][:10]} {t.get('verdict') or 'running':<7} {job}  {_text(t.get('subject'), 72)}")
-    return {"found": 0, "cancelled": 130}.get(status, 1)
+    return EXIT_CODES.get(status, 1)
 
 
 def add_parser(sub: Any, command: Any, parents: list[argparse.ArgumentParser]) -> None:

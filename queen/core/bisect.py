@@ -11,15 +11,21 @@ k-way split needs.
 A search is its tries: ``[{"index": i, "verdict": None (running) | "good" | "bad" | "skip", ...}]``.
 `decide(n, tries, k)` says what to do now:
 
+* the bad end (index n-1) is never taken on trust: the first round runs it too, alongside its cut
+  points, with the bisect's own settings; a verdict there other than bad ends the search at once,
+  unreproduced (``{"reproduced": False}``: whatever else it found would be an answer to a question
+  nobody asked). Until its job ends the search may go on, but it is never done. The good end is
+  assumed good, as ``git bisect`` assumes it (the answer says so);
 * the range: ``hi`` the lowest bad index (n-1 at first), ``lo`` the highest good index below it (-1);
   the first bad commit is one of lo+1..hi;
 * while a try inside the range runs, wait (a round ends when its jobs have ended); tries outside it no
-  longer matter: cancel them;
-* the untested commits strictly inside the range (neither tried nor skipped): none left, it is done:
-  the first bad commit is hi if lo+1 == hi, else one of lo+1..hi (the ones between were skipped, as
-  ``git bisect skip`` leaves them: a range, said as such);
+  longer matter: cancel them (not the bad end's: its verdict is needed whatever the range);
+* the untested commits strictly inside the range (neither tried nor skipped): none left, it is done
+  once the bad end is bad: the first bad commit is hi if lo+1 == hi, else one of lo+1..hi (the ones
+  between were skipped, as ``git bisect skip`` leaves them: a range, said as such);
 * else a round: k split points over the untested commits (k+1 parts of about equal size; all of
-  them if k or fewer are left), so skipped commits are gone around.
+  them if k or fewer are left), so skipped commits are gone around (the first round runs the bad end
+  too: one job more than the free slots; it is not inside the range, so no round waits for it).
 
 `verdict(job, stage, stages)` reads a finished job: bad when it failed (with a stage: when that stage
 failed), good when it passed (that stage passed), skip when it could not tell (errored, cancelled, the
@@ -35,7 +41,7 @@ from typing import Any
 from .errors import BadRequest
 
 MAX_COMMITS = 10_000  # commits between good and bad a bisect may cover
-MAX_SLOTS = 8  # jobs a round runs at once, at most, however many drone slots are free
+MAX_SLOTS = 8  # cut points a round runs at once, at most, however many drone slots are free (+ the bad end)
 STAGE_MAX = 128  # characters of a stage name
 
 GOOD, BAD, SKIP = "good", "bad", "skip"
@@ -91,29 +97,54 @@ def decide(n: int, tries: Sequence[Mapping[str, Any]], k: int) -> Step:
     if n < 1:
         raise ValueError("a bisect needs at least the bad commit")
     k = max(1, min(MAX_SLOTS, k))
+    end = n - 1
     verdicts = {int(t["index"]): str(t["verdict"]) for t in tries if t.get("verdict")}
     pending = sorted({int(t["index"]) for t in tries if not t.get("verdict")})
+    if end in verdicts and verdicts[end] != BAD:  # the failure asked about did not happen at bad
+        return Step(cancel=tuple(pending), done=True, result={"reproduced": False, "index": end})
     lo, hi = _range(n, verdicts)
     inside = [i for i in pending if lo < i < hi]
-    cancel = tuple(i for i in pending if not lo < i < hi)
+    cancel = tuple(i for i in pending if not lo < i < hi and i != end)
     if inside:
         return Step(cancel=cancel)
+    run: tuple[int, ...] = ()
+    if end not in verdicts and end not in pending:  # the first round: the bad end too
+        run = (end,)
     untested = [i for i in range(lo + 1, hi) if i not in verdicts]
     if untested:
-        return Step(run=split(untested, k), cancel=cancel)
+        run = split(untested, k) + run
+    if run:
+        return Step(run=run, cancel=cancel)
+    if end in pending:  # the range is searched; the answer waits for the bad end's verdict
+        return Step(cancel=cancel)
     return Step(cancel=cancel, done=True, result=result(lo, hi))
 
 
 def result(lo: int, hi: int) -> dict[str, Any]:
-    """The answer over indices: ``{"first_bad": hi or None, "candidates": [lo+1..hi], "last_good": lo}``
-    (``first_bad`` None: one of the candidates is, the others between were skipped)."""
+    """The answer over indices: ``{"reproduced": True, "first_bad": hi or None, "candidates": [lo+1..hi],
+    "last_good": lo}`` (``first_bad`` None: one of the candidates is, the others between were skipped;
+    ``last_good`` -1: the good end, assumed good, not tried)."""
     candidates = list(range(lo + 1, hi + 1))
-    return {"first_bad": hi if len(candidates) == 1 else None, "candidates": candidates, "last_good": lo}
+    return {"reproduced": True, "first_bad": hi if len(candidates) == 1 else None, "candidates": candidates,
+            "last_good": lo}
 
 
 def stage_named(stages: Sequence[Mapping[str, Any]], name: str) -> list[Mapping[str, Any]]:
     """The stages called `name`: the stage itself, or a matrix's cells of that name."""
     return [s for s in stages if s.get("name") == name or (s.get("matrix") or {}).get("group") == name]
+
+
+def stage_problem(stages: Sequence[Mapping[str, Any]], runnable: Sequence[Mapping[str, Any]], name: str) -> str | None:
+    """Why `name` cannot be a bisect's stage (None: it can): `stages` the pipeline's, `runnable` those its
+    jobs run (apiary.core.stages.runnable_stages for the bisect's job type). A stage its jobs never run
+    would make every commit a skip."""
+    if stage_named(runnable, name):
+        return None
+    if stage_named(stages, name):
+        return (f"{name} is a deploy stage (deploy: true), which a bisect's jobs (TEST) never run; "
+                "bisect a test stage")
+    names = sorted({str((s.get("matrix") or {}).get("group") or s.get("name")) for s in runnable})
+    return f"no stage {name!r} in the pipeline (its stages: {', '.join(names)[:500]})"
 
 
 def verdict(job: Mapping[str, Any], stage: str | None, stages: Sequence[Mapping[str, Any]] = ()) -> tuple[str, str]:

@@ -5,7 +5,10 @@ document is the state of its search (apiary.core.bisect), and its module owns ev
 A bisect's document::
 
     {"_id", "repo", "number": n per repository, "branch", "good", "bad" (whole shas), "stage": name | None,
-     "status": running | found | range | failed | cancelled, "error": why it failed | None,
+     "parameters": {name: value} its jobs are given (a from_job bisect: the failed job's own),
+     "good_among": [shas] a from_job bisect picks good from while its history is read,
+     "status": running | found | range | unreproduced (the bad end did not fail as asked) | failed | cancelled,
+     "error": why it failed or was not reproduced | None,
      "created", "finished": seconds since 1970 | None, "by": who asked (apiary.core.context.TriggeredBy),
      "from_job": the failed job it was asked from | None, "commits": [shas, oldest first, ending with bad],
      "size": how many commits, "reading": true while its history is being read (commits still []),
@@ -72,17 +75,20 @@ async def save(store: Store, doc: dict[str, Any], fields: dict[str, Any]) -> boo
     return True
 
 
-async def last_passed_before(store: Store, repo: str, branch: str, number: int) -> dict[str, Any] | None:
-    """The newest passed job of `repo`'s `branch` numbered below `number` that knows its commit, not a
-    bisect's own (its commit is one a bisect tried, not the branch's last good state)."""
-    query = {"repo": repo, "ref.branch": branch, "status": "passed", "number": {"$lt": number},
-             "ref.id": {"$exists": True}}
-    cursor = store.jobs.find(query, {"ref": 1, "number": 1, "triggered_by": 1}, sort=[("number", DESCENDING)],
-                             limit=50)
+async def passed_commits(store: Store, repo: str, branch: str, limit: int = 50) -> list[str]:
+    """The commits of `repo`'s `branch` its newest passed jobs ran (up to `limit`, newest job first, each
+    once), not a bisect's own (its commit is one a bisect tried, not the branch's last good state)."""
+    query = {"repo": repo, "ref.branch": branch, "status": "passed", "ref.id": {"$exists": True},
+             "triggered_by.kind": {"$ne": "bisect"}}
+    cursor = store.jobs.find(query, {"ref": 1}, sort=[("number", DESCENDING)], limit=limit * 4)
+    out: list[str] = []
     async for job in cursor:
-        if (job.get("triggered_by") or {}).get("kind") != "bisect":
-            return job
-    return None
+        sha = str(job["ref"].get("id") or "")
+        if sha and sha not in out:
+            out.append(sha)
+        if len(out) >= limit:
+            break
+    return out
 
 
 async def delete(store: Store, bisect_id: str) -> None:

@@ -11,9 +11,9 @@ from pathlib import Path
 
 from playwright.async_api import Page, expect
 
-from tests.browser import browser, page, shot  # noqa: F401  (fixtures)
+from tests.browser import base_url, browser, page, shot  # noqa: F401  (fixtures)
 from tests.cluster import Cluster, _env
-from tests.gitserver import commit, git
+from tests.gitserver import commit, git, git_env
 
 PIPELINE = """stages:
   - name: build
@@ -145,15 +145,30 @@ async def test_a_bisect_goes_on_after_a_queen_restart_one_runs_at_a_time_and_can
     first = (await queen.request("POST", "/repos/proj/bisects", {"good": good, "bad": shas[-1]}, expect=201))[1]
     assert first["status"] == "running" and any(t["verdict"] is None for t in first["tries"]), first
     status, body = await queen.request("POST", "/repos/proj/bisects", {"good": good, "bad": shas[-1]})
-    assert (status, body["field"]) == (409, "repo") and "running already" in body["error"], body
+    assert (status, body["field"]) == (409, "repo") and "running already (#1: /bisects/" in body["error"], body
 
-    # The queen stops while the first round's jobs run; the one that starts again takes the bisect up.
+    # apiary bisect --follow, then the queen stops while the first round's jobs run (longer than the CLI's
+    # poll); the one that starts again takes the bisect up, and the CLI follows it to its end.
+    following = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "apiary.cli", "bisect", "proj", "--follow", "1", "--url", queen.api,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=_env())
+    assert following.stdout is not None
+    seen = b""
+    while b"round 1:" not in seen:
+        line = await asyncio.wait_for(following.stdout.readline(), 30)
+        assert line, seen
+        seen += line
     await queen.queen.stop()  # type: ignore[union-attr]
+    await asyncio.sleep(2.5)
     await queen.start_queen()
     done = await queen.wait_for(lambda: queen.get(f"/bisects/{first['id']}"), lambda b: b["status"] != "running",
                                 "the bisect to end after the restart", timeout=90)
     assert done["status"] == "found" and done["result"]["first_bad"]["commit"] == shas[BROKEN_AT - 1], done
     assert "taken up again" in queen.queen.stderr.read_text()  # type: ignore[union-attr]
+    rest, _ = await asyncio.wait_for(following.communicate(), 60)
+    out = (seen + rest).decode()
+    assert following.returncode == 0 and "lost the queen" in out, out
+    assert f"first bad commit: {shas[BROKEN_AT - 1]}" in out, out
 
     second = (await queen.request("POST", "/repos/proj/bisects", {"good": good, "bad": shas[-1]}, expect=201))[1]
     running = [t["job"] for t in second["tries"] if t["verdict"] is None]
@@ -162,5 +177,137 @@ async def test_a_bisect_goes_on_after_a_queen_restart_one_runs_at_a_time_and_can
     assert cancelled["status"] == "cancelled"
     for job_id in running:
         assert (await queen.wait_job(job_id))["status"] == "cancelled"
+    ended = await queen.get(f"/bisects/{second['id']}")
+    assert {t["verdict"] for t in ended["tries"] if t.get("job") in running} == {"cancelled"}, ended["tries"]
     assert (await queen.request("POST", f"/bisects/{second['id']}/cancel", {}))[0] == 409
     assert (await queen.request("GET", "/bisects/nosuchbisect"))[0] == 404
+
+
+SETTINGS_PIPELINE = """parameters:
+  FAIL: {default: "no"}
+reports: {junit: ["junit.xml"]}
+stages:
+  - name: build
+    steps: ["true"]
+  - name: test
+    steps:
+      - |
+        if [ "$FAIL" = yes ]; then r='<failure message="asked to"/>'; else r=''; fi
+        echo "<testsuite><testcase classname=\\"t\\" name=\\"ok\\">$r</testcase></testsuite>" > junit.xml
+        test "$FAIL" != yes
+  - name: ship
+    deploy: true
+    steps: ["true"]
+"""
+
+
+def make_settings_history(root: Path) -> tuple[Path, str, list[str], str]:
+    """good, four commits on main (none breaks anything: a failure comes only from FAIL=yes), a later one;
+    and a branch `old` forked at good. (bare, good, the four, later)."""
+    work = root / "work"
+    work.mkdir(parents=True)
+    git(work, "init", "-q", "-b", "main")
+    good = commit(work, {".apiary.yml": SETTINGS_PIPELINE, "app.txt": "0\n"}, "a good start")
+    git(work, "branch", "old")
+    shas = [commit(work, {"app.txt": f"{i}\n"}, f"change {i}") for i in range(1, 5)]
+    later = commit(work, {"app.txt": "5\n"}, "change 5")
+    bare = root / "project.git"
+    git(root, "init", "-q", "--bare", str(bare))
+    git(work, "push", "-q", str(bare), "main:refs/heads/main", "old:refs/heads/old")
+    return bare, good, shas, later
+
+
+async def test_a_bisect_reproduces_the_bad_end_with_its_own_settings_and_stays_out_of_other_features(
+        queen: Cluster, page: Page, tmp_path: Path) -> None:  # noqa: F811  (the fixture)
+    bare, good, shas, later = make_settings_history(tmp_path / "git")
+    await queen.add_drone("d1", capacity=2)
+    await queen.request("POST", "/repos", {"name": "proj", "url": str(bare)}, expect=201)
+
+    # Refused at the start, naming the field: a branch the repository does not have, one the bad commit
+    # is not on, a stage its (TEST) jobs never run.
+    for body, field, words in [({"branch": "nosuch"}, "branch", "no branch 'nosuch'"),
+                               ({"branch": "old"}, "branch", "is not on branch old"),
+                               ({"stage": "ship"}, "stage", "ship is a deploy stage")]:
+        status, answer = await queen.request("POST", "/repos/proj/bisects", {"good": good, "bad": shas[-1], **body})
+        assert (status, answer.get("field")) == (400, field) and words in answer["error"], answer
+    assert (await queen.get("/repos/proj/bisects"))["bisects"] == []
+
+    # The branch's jobs: good passed, the bad commit failed only because FAIL=yes, a later commit passed.
+    ran = [await queen.wait_job((await queen.trigger("proj", branch="main", commit=sha, **extra))["id"])
+           for sha, extra in ((good, {}), (shas[-1], {"parameters": {"FAIL": "yes"}}), (later, {}))]
+    assert [j["status"] for j in ran] == ["passed", "failed", "passed"]
+
+    # Bad means stage build failed, but build passes everywhere: not reproduced, nobody blamed, exit 4.
+    code, out = await cli(queen, "bisect", "proj", "--good", good, "--bad", shas[-1], "--stage", "build")
+    assert code == 4, out
+    assert f"could not reproduce: stage build passed at {shas[-1][:12]}" in out, out
+    assert "first bad commit" not in out, out
+    done = (await queen.get("/repos/proj/bisects"))["bisects"][0]
+    assert done["status"] == "unreproduced" and done["result"]["try"]["job"], done
+    assert (await queen.job(done["result"]["try"]["job"]))["triggered_by"]["bisect"] == done["id"]
+    await page.goto(done["url"])
+    await expect(page.locator("#bisect-status")).to_have_text("unreproduced")
+    await expect(page.locator("#bisect-unreproduced")).to_contain_text("did not fail as asked")
+    await shot(page, "bisect-unreproduced")
+
+    # From the failed job: its parameters go with the bisect, good is the newest passed ancestor (not the
+    # later commit's job). With FAIL=yes every commit fails: the first one after good is the answer.
+    status, started = await queen.request("POST", "/repos/proj/bisects", {"from_job": ran[1]["id"]})
+    assert status == 201 and started["good"] == good and started["parameters"] == {"FAIL": "yes"}, started
+    found = await queen.wait_for(lambda: queen.get(f"/bisects/{started['id']}"), lambda b: b["status"] != "running",
+                                 "the bisect to end", timeout=90)
+    assert found["status"] == "found" and found["result"]["first_bad"]["commit"] == shas[0], found
+    assert found["result"]["good_assumed"] is True and found["result"]["first_bad"]["job"], found
+    assert shas[-1] in {t["commit"] for t in found["tries"]}  # the bad end was run by this bisect
+    for t in found["tries"]:
+        assert (await queen.job(t["job"]))["parameters"] == {"FAIL": "yes"}
+    await page.goto(found["url"])
+    await expect(page.locator("#last-good")).to_contain_text("assumed good")
+    await shot(page, "bisect-found-from-job")
+
+    # The bisects' jobs (old commits, FAIL=yes) are not the branch's state: its badge is the later
+    # commit's job, the test is not flaky, and apiary ls says whose jobs they are.
+    assert queen.http is not None
+    async with queen.http.get(base_url(queen) + "/badge/proj.svg") as resp:
+        assert ">passed<" in await resp.text()
+    history = await queen.get("/repos/proj/tests/history?test=t.ok")
+    assert history["flaky"] is False and len(history["runs"]) == 3, history
+    code, out = await cli(queen, "ls", "proj")
+    assert code == 0 and "bisect #2" in out, out
+
+
+async def test_a_short_sha_that_names_several_commits_is_refused_naming_a_few(tmp_path: Path) -> None:
+    """Commits made (deterministically) until two share their first four hex digits; a bisect given
+    those four is told they are ambiguous and shown the commits, not that there is no such commit."""
+    from apiary.core.errors import BadRequest
+    from apiary.queen.bisectgit import read_line
+
+    work = tmp_path / "work"
+    work.mkdir()
+    git(work, "init", "-q", "-b", "main")
+    tree = git(work, "write-tree").strip()  # the empty tree: every commit is a commit, nothing else
+    env = {"GIT_AUTHOR_DATE": "2026-01-01T00:00:00Z", "GIT_COMMITTER_DATE": "2026-01-01T00:00:00Z"}
+    script = (f"p=$(git commit-tree {tree} -m start); echo $p; seen=\" ${{p%${{p#????}}}} \"; i=0; "
+              f"while [ $i -lt 3000 ]; do i=$((i+1)); p=$(git commit-tree {tree} -p $p -m \"change $i\"); "
+              f"echo $p; four=${{p%${{p#????}}}}; case \"$seen\" in *\" $four \"*) break;; esac; "
+              f"seen=\"$seen$four \"; done")
+    proc = await asyncio.create_subprocess_exec("sh", "-c", script, cwd=work, stdout=asyncio.subprocess.PIPE,
+                                                env={**git_env(work), **env})
+    out, _ = await proc.communicate()
+    shas = out.decode().split()
+    seen: dict[str, str] = {}
+    for sha in shas:
+        if sha[:4] in seen:
+            prefix, upto = sha[:4], sha
+            break
+        seen[sha[:4]] = sha
+    else:
+        raise AssertionError("no two commits share four hex digits")
+    git(work, "update-ref", "refs/heads/main", upto)
+    try:
+        await read_line(tmp_path / "cache", str(work), None, "main", prefix, upto)
+    except BadRequest as exc:
+        assert exc.field == "good" and f"{prefix} is ambiguous" in str(exc), exc
+        assert seen[prefix][:7] in str(exc) and upto[:7] in str(exc), exc
+    else:
+        raise AssertionError("an ambiguous good was taken")

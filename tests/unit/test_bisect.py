@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from apiary.core.bisect import BAD, GOOD, SKIP, check_stage, commit_line, decide, split, verdict
+from apiary.core.bisect import BAD, GOOD, SKIP, Step, check_stage, commit_line, decide, split, verdict
 from apiary.core.errors import BadRequest
 
 
 def search(n: int, first_bad: int, k: int, skipped: frozenset[int] = frozenset()) -> tuple[dict, list[tuple[int, ...]]]:
     """Run the decisions to the end over `n` commits whose first bad one is `first_bad` (commits in
-    `skipped` cannot be built); (the result, the rounds' commits)."""
+    `skipped` cannot be built; `first_bad` n: none is); (the result, the rounds' commits)."""
     tries: list[dict] = []
     rounds: list[tuple[int, ...]] = []
     for _ in range(n + 2):
@@ -39,15 +39,50 @@ def search(n: int, first_bad: int, k: int, skipped: frozenset[int] = frozenset()
 ])
 def test_a_linear_history_finds_the_first_bad_commit(n: int, first_bad: int, k: int, rounds_at_most: int) -> None:
     found, rounds = search(n, first_bad, k)
-    assert found == {"first_bad": first_bad, "candidates": [first_bad], "last_good": first_bad - 1}
+    assert found == {"reproduced": True, "first_bad": first_bad, "candidates": [first_bad],
+                     "last_good": first_bad - 1}
     assert len(rounds) <= rounds_at_most
-    assert all(len(r) <= k for r in rounds)
+    assert all(len(r) <= k + (i == 0) for i, r in enumerate(rounds))
+    assert n - 1 in rounds[0]  # the bad end is checked in the first round, alongside the cuts
 
 
-def test_a_range_of_one_runs_nothing() -> None:
-    # Good is the bad commit's parent: the bad commit is the first bad one, no job needed.
-    assert decide(1, [], 4).result == {"first_bad": 0, "candidates": [0], "last_good": -1}
-    assert decide(1, [], 4).run == ()
+def test_a_range_of_one_runs_the_bad_commit_only() -> None:
+    # Good is the bad commit's parent: the bad commit is the first bad one once its job failed.
+    assert decide(1, [], 4).run == (0,)
+    assert decide(1, [{"index": 0, "verdict": None}], 4) == Step()
+    assert decide(1, [{"index": 0, "verdict": BAD}], 4).result == {"reproduced": True, "first_bad": 0,
+                                                                     "candidates": [0], "last_good": -1}
+
+
+@pytest.mark.parametrize(("n", "first_bad", "k", "skipped"), [
+    (12, 12, 1, set()),  # every commit passes (the failure was a parameter's, or another stage's)
+    (12, 12, 3, set()),
+    (12, 5, 3, {11}),  # the bad end cannot be built with the bisect's settings (another branch)
+    (1, 1, 2, set()),
+])
+def test_a_bad_end_that_is_not_bad_ends_the_search_unreproduced(n: int, first_bad: int, k: int,
+                                                                skipped: set[int]) -> None:
+    found, rounds = search(n, first_bad, k, frozenset(skipped))
+    assert found == {"reproduced": False, "index": n - 1}
+    assert len(rounds) == 1  # known after the first round, whatever its other jobs said
+
+
+def test_the_bad_end_is_waited_for_and_never_cancelled() -> None:
+    # Round one ran 5 and the bad end 11; 5 was bad at once: the search goes on inside 0..5, 11 runs on.
+    tries = [{"index": 5, "verdict": BAD}, {"index": 11, "verdict": None}]
+    step = decide(12, tries, 1)
+    assert step.run == (2,) and step.cancel == ()
+    tries += [{"index": i, "verdict": GOOD if i < 3 else BAD} for i in (0, 1, 2, 3, 4)]
+    assert decide(12, tries, 1) == Step()  # the range is searched: it waits for the bad end
+    tries[1]["verdict"] = GOOD
+    assert decide(12, tries, 1).result == {"reproduced": False, "index": 11}
+    tries[1]["verdict"] = BAD
+    assert decide(12, tries, 1).result == {"reproduced": True, "first_bad": 3, "candidates": [3],
+                                           "last_good": 2}
+
+
+def done(result: dict) -> dict:
+    return {"reproduced": True, **result}
 
 
 @pytest.mark.parametrize(("n", "first_bad", "k", "skipped", "expected"), [
@@ -63,7 +98,7 @@ def test_a_range_of_one_runs_nothing() -> None:
 def test_skipped_commits_are_gone_around_or_make_a_range(n: int, first_bad: int, k: int, skipped: set[int],
                                                        expected: dict) -> None:
     found, _ = search(n, first_bad, k, frozenset(skipped))
-    assert found == expected
+    assert found == done(expected)
 
 
 @pytest.mark.parametrize(("untested", "k", "picks"), [
@@ -79,8 +114,9 @@ def test_a_round_splits_the_untested_commits_into_k_plus_one_parts(untested: lis
 
 
 def test_a_round_waits_for_its_jobs_and_cancels_those_that_no_longer_matter() -> None:
-    # Round one ran 2, 5, 8; 5 was bad first: 8 is outside the range now, 2 still matters.
-    tries = [{"index": 2, "verdict": None}, {"index": 5, "verdict": BAD}, {"index": 8, "verdict": None}]
+    # Round one ran 2, 5, 8 and the bad end; 5 was bad first: 8 is outside the range now, 2 still matters.
+    tries = [{"index": 2, "verdict": None}, {"index": 5, "verdict": BAD}, {"index": 8, "verdict": None},
+             {"index": 11, "verdict": BAD}]
     step = decide(12, tries, 3)
     assert (step.run, step.cancel, step.done) == ((), (8,), False)
     tries[0]["verdict"] = GOOD
@@ -89,8 +125,9 @@ def test_a_round_waits_for_its_jobs_and_cancels_those_that_no_longer_matter() ->
 
 
 def test_k_is_at_least_one_and_capped() -> None:
-    assert len(decide(100, [], 0).run) == 1
-    assert len(decide(100, [], 1000).run) == 8
+    assert len(decide(100, [], 0).run) == 2  # a cut and the bad end
+    assert len(decide(100, [], 1000).run) == 9  # eight cuts and the bad end
+    assert len(decide(100, [{"index": 99, "verdict": BAD}], 1000).run) == 8
 
 
 @pytest.mark.parametrize(("listed", "good", "bad", "ancestor", "error", "field"), [
@@ -151,3 +188,33 @@ def test_members_start_and_cancel_bisects_visitors_do_not(role: str | None, meth
     from apiary.queen.users import Role, may
 
     assert may(Role(role) if role else None, method, path) is allowed
+
+
+BUILD = {"name": "build", "deploy": False}
+TEST = {"name": "test (py 3.12)", "deploy": False, "matrix": {"group": "test"}}
+SHIP = {"name": "ship", "deploy": True}
+
+
+@pytest.mark.parametrize(("name", "problem"), [
+    ("build", None),
+    ("test", None),  # a matrix's name: its cells
+    ("ship", "ship is a deploy stage"),  # a TEST job never runs it: every commit would be a skip
+    ("lint", "no stage 'lint' in the pipeline (its stages: build, test)"),
+])
+def test_a_bisect_stage_must_be_one_its_jobs_run(name: str, problem: str | None) -> None:
+    from apiary.core.bisect import stage_problem
+
+    found = stage_problem([BUILD, TEST, SHIP], [BUILD, TEST], name)
+    assert found == problem if problem is None else problem in (found or "")
+
+
+def test_a_bisects_job_says_so_in_apiary_ls_and_the_history() -> None:
+    from apiary.cli.remote import trigger_text
+    from apiary.queen.pages import job_view
+
+    job = {"_id": "01J", "repo": "app", "number": 7, "status": "passed", "ref": {"branch": "main", "id": "ab" * 20},
+           "trigger": {"source": {"type": "API"}, "type": "bisect", "author": {"name": "ada"}},
+           "triggered_by": {"kind": "bisect", "name": "#3", "bisect": "01B"}}
+    assert trigger_text(job) == "bisect #3 ada"
+    view = job_view(job)  # type: ignore[arg-type]
+    assert (view["source"], view["author"]) == ("bisect #3", "ada")
