@@ -28,7 +28,7 @@ async def read_json(request: web.Request) -> dict[str, Any]:
     except RequestPayloadError:
         raise BadRequest("body: cannot be read (a bad Content-Encoding, or cut short)", field="body") from None
     try:
-        body = json.loads(raw.decode(), parse_constant=_no_constant)
+        body = json.loads(raw.decode(), parse_constant=_no_constant, object_pairs_hook=one_of_each)
     except json.JSONDecodeError as exc:
         raise BadRequest(f"body: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})",
                          field="body") from None
@@ -42,6 +42,17 @@ async def read_json(request: web.Request) -> dict[str, Any]:
         raise BadRequest("body: must be a JSON object", field="body")
     _storable(body)
     return body
+
+
+def one_of_each(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object's pairs as a dict; ValueError for a key given twice (which one counts is a guess: the
+    checks may have read one and the store keep the other)."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"the key {key[:64]!r} twice")
+        out[key] = value
+    return out
 
 
 def _no_constant(name: str) -> Any:

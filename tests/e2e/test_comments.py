@@ -96,6 +96,10 @@ async def test_two_people_comment_edit_and_delete_their_own_and_an_admin_deletes
                             ({"text": "x", "by": "ada"}, "by")):
             status, body = await bob.call("POST", path, given)
             assert status == 400 and says in body["error"], (given, body)
+        # A key given twice: which would count is a guess, so neither does.
+        async with bob.http.post(queen.api + path, data='{"text": "a", "text": "b"}',
+                                 headers={"Content-Type": "application/json", "X-CSRF-Token": bob.csrf}) as resp:
+            assert resp.status == 400 and "the key 'text' twice" in (await resp.json())["error"]
     finally:
         await ws.close()
 
