@@ -1,7 +1,7 @@
 """apiary bisect: find the commit that broke a repository's pipeline, with jobs on the pool's drones
 (apiary.queen.bisects runs it; this starts it, follows it and prints the answer).
 
-    apiary bisect REPO --good SHA --bad SHA [--stage NAME] [--branch B]   start one and follow it
+    apiary bisect REPO --good SHA --bad SHA [--stage NAME] [--branch B] [--param N=V]   start one, follow it
     apiary bisect REPO --follow N       follow bisect #N;  --cancel N: cancel it;  --list: the last ones
 
 Following prints each job's verdict as it comes and ends with the first bad commit (its message, author
@@ -68,6 +68,10 @@ async def bisect(client: Client, args: argparse.Namespace) -> int:
         body["stage"] = args.stage
     if args.branch:
         body["branch"] = args.branch
+    if args.param:
+        from apiary.queen.validate import parse_params
+
+        body["parameters"] = parse_params(args.param)
     doc = await client.request("POST", f"/repos/{q(repo)}/bisects", body)
     size = "reading the history" if doc.get("reading") else f"{doc['commits']} commits"
     say(f"bisect #{doc['number']} of {repo}: {size} after {doc['good'][:10]} up to "
@@ -175,6 +179,7 @@ def add_parser(sub: Any, command: Any, parents: list[argparse.ArgumentParser]) -
     parser = command(sub, "bisect", "find the commit that broke the pipeline, with jobs on free drones", """
 apiary bisect app --good 1a2b3c4 --bad 9f8e7d6            # follows it; exits 0 when found
 apiary bisect app --good 1a2b3c4 --bad 9f8e7d6 --stage test --branch release
+apiary bisect app --good 1a2b3c4 --bad 9f8e7d6 --param TARGET=arm64   # its jobs' parameters
 apiary bisect app --list                                  # the last ones
 apiary bisect app --follow 3                              # bisect #3 (--cancel 3 stops it)""", parents)
     parser.add_argument("repo", help="the repository's name")
@@ -183,6 +188,8 @@ apiary bisect app --follow 3                              # bisect #3 (--cancel 
     parser.add_argument("--stage", metavar="NAME", help="bad means this stage failed (default: the job failed)")
     parser.add_argument("--branch", metavar="B", help="the branch the commits are on, which the jobs build "
                                                        "(default: the repository's default branch)")
+    parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                        help="a parameter of its jobs (repeatable; default: the pipeline's defaults)")
     parser.add_argument("--no-follow", action="store_true", help="start it and print its page; do not follow")
     parser.add_argument("--follow", type=int, metavar="N", help="follow bisect #N of REPO")
     parser.add_argument("--cancel", type=int, metavar="N", help="cancel bisect #N of REPO")

@@ -264,6 +264,9 @@ async def test_a_bisect_reproduces_the_bad_end_with_its_own_settings_and_stays_o
     await page.goto(found["url"])
     await expect(page.locator("#last-good")).to_contain_text("assumed good")
     await shot(page, "bisect-found-from-job")
+    # The CLI's --param says the same.
+    code, out = await cli(queen, "bisect", "proj", "--good", good, "--bad", shas[1], "--param", "FAIL=yes")
+    assert code == 0 and f"first bad commit: {shas[0]}" in out and "assumed good" in out, out
 
     # The bisects' jobs (old commits, FAIL=yes) are not the branch's state: its badge is the later
     # commit's job, the test is not flaky, and apiary ls says whose jobs they are.
