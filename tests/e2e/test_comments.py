@@ -172,6 +172,20 @@ async def test_a_name_taken_again_owns_nothing_names_are_one_whatever_their_case
     path = f"/jobs/{job['id']}/comments"
     status, said = await bob.call("POST", path, {"text": "bob's words"})
     assert status == 201 and said["author"] == "bob" and said["author_id"]
+    # Users and comments from before ids: each user gets one when the queen starts, and their comments too.
+    assert queen.queen is not None
+    port = re.search(r"on port (\d+)", queen.queen.logs())
+    assert port
+    with MongoClient(f"mongodb://127.0.0.1:{port[1]}/?directConnection=true") as raw:
+        raw.apiary.users.update_many({}, {"$unset": {"uid": "", "key": ""}})
+        raw.apiary.comments.update_many({}, {"$unset": {"author_id": ""}})
+    await queen.queen.stop()
+    await queen.start_queen()
+    status, body = await bob.call("PATCH", f"{path}/{said['id']}", {"text": "bob's words"})
+    assert status == 200 and body["author_id"], body
+    status, body = await admin.call("POST", "/users", {"username": "Bob", "password": "long enough", "role": "member"})
+    assert status == 409, body  # the name keys were made too
+    said = (await bob.call("GET", path))[1]["comments"][0]  # now with its author_id
     # bob leaves; someone else is given his name: the comment stays the old bob's.
     assert (await admin.call("DELETE", "/users/bob"))[0] == 200
     assert (await admin.call("POST", "/users", {"username": "bob", "password": "new bob's pw", "role": "member"}))[0] == 201
