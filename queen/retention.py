@@ -3,7 +3,7 @@
 `select_prunable` is pure: given a repository's jobs (newest first), its
 policy ``{"keep_jobs": N, "keep_days": D}`` and the time, it names the jobs to
 delete. A job is kept when it is among the newest N, or younger than D days,
-or the last passing job of its branch, or not finished yet. With no policy,
+or the last passing job of its branch (not a bisect's), or not finished yet. With no policy,
 nothing is deleted. `prune` applies it to every repository; the queen runs it
 daily and `apiary prune` (POST /api/v1/prune) on demand.
 """
@@ -36,7 +36,8 @@ def select_prunable(jobs: Iterable[dict[str, Any]], policy: Retention, now: floa
     for index, job in enumerate(jobs):  # newest first
         branch = (job.get("ref") or {}).get("branch") or (job.get("ref") or {}).get("fetch") or ""
         status = job.get("status")
-        if status == JobStatus.PASSED.value and branch not in branches_seen:
+        bisect = (job.get("triggered_by") or {}).get("kind") == "bisect"  # an old commit's: not the branch's state
+        if status == JobStatus.PASSED.value and branch not in branches_seen and not bisect:
             branches_seen.add(branch)
             last_pass.add(job["_id"])
             continue

@@ -171,7 +171,8 @@ class JobQueries:
         return await cursor.to_list(None)
 
     async def jobs_for_retention(self, repo: str) -> list[dict[str, Any]]:
-        cursor = self.jobs.find({"repo": repo}, {"_id": 1, "status": 1, "created": 1, "ref": 1, "number": 1})
+        cursor = self.jobs.find({"repo": repo}, {"_id": 1, "status": 1, "created": 1, "ref": 1, "number": 1,
+                                                 "triggered_by": 1})
         return await cursor.sort("_id", DESCENDING).batch_size(READ_BATCH).to_list(None)
 
     async def delete_jobs(self, job_ids: list[str]) -> None:

@@ -218,3 +218,16 @@ def test_a_bisects_job_says_so_in_apiary_ls_and_the_history() -> None:
     assert trigger_text(job) == "bisect #3 ada"
     view = job_view(job)  # type: ignore[arg-type]
     assert (view["source"], view["author"]) == ("bisect #3", "ada")
+
+
+def test_retention_keeps_the_branchs_last_passing_job_not_a_bisects() -> None:
+    from apiary.queen.retention import select_prunable
+
+    old = 0.0
+    jobs = [  # newest first
+        {"_id": "bisect", "status": "passed", "created": old, "ref": {"branch": "main"},
+         "triggered_by": {"kind": "bisect"}},
+        {"_id": "head", "status": "passed", "created": old, "ref": {"branch": "main"}},
+        {"_id": "older", "status": "passed", "created": old, "ref": {"branch": "main"}},
+    ]
+    assert select_prunable(jobs, {"keep_jobs": 0}, 10 * 86400.0) == ["bisect", "older"]
