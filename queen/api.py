@@ -20,7 +20,7 @@ from apiary.core.jobrequest import job_request
 from apiary.core.models import Job, JobRequest, Repository
 from apiary.core.outcome import job_outcome, last_lines
 from apiary.core.protocol import JobStatus
-from apiary.core.spread import first_start
+from apiary.core.spread import family_report, first_start
 from apiary.queen import estimate
 from apiary.queen.jobs import create_job
 from apiary.queen.logsearch import DEFAULT_MATCHES, MAX_MATCHES, search_output, search_query
@@ -46,6 +46,8 @@ def public_job(doc: Job) -> dict[str, Any]:
     started, finished = doc.get("started"), doc.get("finished")
     if doc.get("children"):  # a parent's time runs from its first start, across its wait for its child jobs
         started = first_start(doc) or started
+    if out.pop("family_reports", None):  # its children's test reports add up on it (a sharded stage's tests)
+        out["report"] = family_report(doc.get("report"), doc["family_reports"])
     if started and finished:
         out["duration"] = round(finished - started, 6)
     out["links"] = links(doc)  # the commit's, the branch's, the pull request's web pages, those known

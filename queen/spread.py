@@ -252,10 +252,26 @@ class Spreader:
             fold = spread.Fold(error=spread.over_cap(left, MAX_RESTORE_BYTES, {k["_id"]: k.get("number") for k in kids}))
         status = {k["_id"]: k.get("status") for k in kids}
         children = [{**c, "status": status.get(c.get("job"), c.get("status"))} for c in parent.get("children") or []]
+        await self._keep_reports(parent, kids)
         changed = await self.hive.change(parent["_id"], Folded(time.time(), children, fold.resume, fold.error))
         if changed is not None and fold.resume is not None:
             self.hive.dispatcher.wake()  # its continuation is queued
         log.info("job %s: child jobs ended: %s", parent["_id"], fold.error or "all passed, going on")
+
+    async def _keep_reports(self, parent: Mapping[str, Any], kids: list[dict[str, Any]]) -> None:
+        """Keep the test reports of the parent's children on it (``family_reports``, every wave's) before its fold:
+        its report adds them up (apiary.core.spread.family_report)."""
+        docs = {k["_id"]: k for k in kids}
+        family = []
+        for entry in parent.get("children") or []:
+            kid = docs.get(entry.get("job")) or await self.store.get_job(str(entry.get("job")))
+            if kid is not None and isinstance(kid.get("report"), Mapping):
+                family.append({"job": kid["_id"], "number": kid.get("number"), "unit": entry.get("unit"),
+                               "report": kid["report"]})
+        if family:
+            await self.store.change_job(parent["_id"], {"status": JobStatus.WAITING.value,
+                                                        "attempts": parent.get("attempts")},
+                                        {"family_reports": family})
 
     async def _unrestored(self, chain: list[str]) -> list[tuple[str, str, int]]:
         """The artifacts of `chain` (a continuation's ``artifacts_of``) its restore would leave out, as (job, name,

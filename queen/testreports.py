@@ -20,6 +20,7 @@ from aiohttp import web
 
 from apiary.core.errors import BadRequest, NotFound
 from apiary.core.junit import MAX_NAME, STATUSES
+from apiary.core.spread import family_report
 from apiary.core.testhistory import WINDOW, history
 from apiary.queen.store import Store
 from apiary.queen.strict_json import json_response
@@ -46,7 +47,14 @@ async def job_tests(request: web.Request) -> web.Response:
         raise BadRequest(f"status must be one of {', '.join(STATUSES)}", field="status")
     offset = query_int(request, "offset", 0, 0, 10**7)
     limit = query_int(request, "limit", 100, 1, MAX_PAGE)
-    tests = await store.job_tests(job_id, status, offset, limit)
+    # A parent's children's tests are its own too (a sharded stage's ran in its shards): each row names its job.
+    family = {k["job"]: k for k in job.get("family_reports") or [] if isinstance(k, dict) and k.get("job")}
+    if family:
+        job["report"] = family_report(job.get("report"), list(family.values()))
+    tests = await store.job_tests([job_id, *family] if family else job_id, status, offset, limit)
+    for test in tests:
+        if test.get("job") in family:
+            test.update(number=family[test["job"]].get("number"), unit=family[test["job"]].get("unit"))
     # What the drone said it sent: counting the stored tests would cost the store seconds (nx-27017: 1.4 s
     # for 20,000).
     report = job.get("report") or {}

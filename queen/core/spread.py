@@ -407,6 +407,40 @@ def over_cap(left: Sequence[tuple[str, str, int]], cap: int, numbers: Mapping[st
             f"{', '.join(shown)}{more} would be left out; keep only what later stages need (fewer or smaller files)")
 
 
+_COUNTS = ("tests", "passed", "failed", "errors", "skipped", "stored")
+
+
+def family_report(own: Mapping[str, Any] | None, kids: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """A parent's test report with its children's added up (a sharded stage's tests ran in its shards): `own`,
+    the parent's (apiary.core.reports.report_fields' ``report``) or None; `kids`, its ``family_reports``
+    ([{job, number, unit, report}], written at the fold). The counts, ``listed`` and ``seconds`` summed, the
+    files each with its job's ``number`` (a child's), and ``jobs``: [{job, number, unit, tests, failed,
+    errors}] per child that reported. None when nobody reported."""
+    parts = [({}, own)] if isinstance(own, Mapping) else []
+    parts += [(k, k["report"]) for k in kids if isinstance(k, Mapping) and isinstance(k.get("report"), Mapping)]
+    if not any(k for k, _ in parts):
+        return dict(own) if isinstance(own, Mapping) else None
+    out: dict[str, Any] = {key: 0 for key in _COUNTS}
+    out.update(listed={}, seconds=0.0, files=[], jobs=[])
+    for kid, report in parts:
+        for key in _COUNTS:
+            value = report.get(key)
+            out[key] += value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+        for status, n in (report.get("listed") or {}).items() if isinstance(report.get("listed"), Mapping) else ():
+            if isinstance(n, int) and not isinstance(n, bool) and n >= 0:
+                out["listed"][status] = out["listed"].get(status, 0) + n
+        seconds = report.get("seconds")
+        out["seconds"] += float(seconds) if isinstance(seconds, (int, float)) and not isinstance(seconds, bool) else 0.0
+        for item in report.get("files") or [] if isinstance(report.get("files"), list) else []:
+            if isinstance(item, Mapping) and len(out["files"]) < 64:
+                out["files"].append({**item, **({"number": kid.get("number")} if kid else {})})
+        if kid:
+            out["jobs"].append({"job": kid.get("job"), "number": kid.get("number"), "unit": kid.get("unit"),
+                                **{key: report.get(key, 0) for key in ("tests", "failed", "errors")}})
+    out["seconds"] = round(out["seconds"], 3)
+    return out
+
+
 # -- what the outcome shows -----------------------------------------------------------------------------
 
 

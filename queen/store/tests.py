@@ -72,13 +72,17 @@ class TestQueries:
                 if others:
                     raise
 
-    async def job_tests(self, job_id: str, status: str | None, skip: int, limit: int) -> list[dict[str, Any]]:
-        """A job's tests, failed and errored first, then skipped, then passed; in report order within each."""
-        query: dict[str, Any] = {"job": job_id}
+    async def job_tests(self, job_id: str | list[str], status: str | None, skip: int,
+                        limit: int) -> list[dict[str, Any]]:
+        """A job's tests, failed and errored first, then skipped, then passed; in report order within each.
+        Several jobs (a parent and its children, apiary.queen.spread): their tests together, by job within each."""
+        query: dict[str, Any] = {"job": job_id if isinstance(job_id, str) else {"$in": list(job_id)}}
         if status:
             query["status"] = status
         cursor = self.tests.find(query, {"_id": 0, "repo": 0, "branch": 0, "rank": 0, "attempt": 0})
-        return await cursor.sort([("rank", ASCENDING), ("n", ASCENDING)]).skip(skip).limit(limit).to_list(None)
+        order = [("rank", ASCENDING), ("n", ASCENDING)] if isinstance(job_id, str) else \
+            [("rank", ASCENDING), ("job", ASCENDING), ("n", ASCENDING)]
+        return await cursor.sort(order).skip(skip).limit(limit).to_list(None)
 
     async def reported_jobs(self, repo: str, branch: str | None, up_to: int | None,
                             limit: int) -> list[dict[str, Any]]:

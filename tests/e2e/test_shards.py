@@ -113,6 +113,11 @@ async def test_shards_on_two_drones_levelled_by_past_durations(queen: Cluster, p
     assert len(bad) == 1 and broken["error"].startswith(f"{bad[0]['unit']} failed in job #{bad[0]['number']}"), \
         broken["error"]
     assert "broken on purpose" in _printed(await queen.events(bad[0]["job"]))
+    # The shards' test reports add up on the job, each test with the shard job it ran in.
+    tests = await queen.get(f"/jobs/{broken['id']}/tests")
+    assert tests["report"]["tests"] == 8 and tests["report"]["failed"] == 1 and tests["total"] == 8, tests["report"]
+    assert (tests["tests"][0]["status"], tests["tests"][0]["number"]) == ("failed", bad[0]["number"]), tests["tests"][0]
+    assert (await queen.job(broken["id"]))["report"]["tests"] == 8
     # Re-run from the failed stage: only the failed shard runs again, with the very list it had.
     _, again = await queen.request("POST", f"/jobs/{broken['id']}/rerun", {"from_failed": True}, expect=201)
     again = await queen.wait_job(again["id"], timeout=120)
@@ -141,6 +146,11 @@ async def test_shards_on_two_drones_levelled_by_past_durations(queen: Cluster, p
     assert "test · 8 tests in 2 shards" in text and "Levelled by past durations: 8 of 8 tests" in text, text
     assert await panel.locator("tbody tr").count() == 2 and "not made" not in text
     await shot(page, "shards-panel")
+    await page.goto(f"/jobs/{broken['id']}")  # the Tests panel: the failed test first, linked to its shard's job
+    ran = page.locator("#tests-list li.t-failed a.t-job")
+    await ran.first.wait_for()
+    assert await ran.first.inner_text() == f"job #{bad[0]['number']}"
+    await shot(page, "shards-parent-tests")
     kid = broken["children"][0]
     none = await apiary(tmp_path, "shards", kid["job"], *url(queen))
     assert none.code == 0 and f"is shard {kid['unit'].split()[2]} of 2 of job #{broken['number']} (test)" in none.out, none

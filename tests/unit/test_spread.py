@@ -356,3 +356,24 @@ def test_a_continuation_is_sent_what_is_left_of_the_jobs_timeout() -> None:
     assert spread.continued(parent, 112.5)["timeout"] == 8.0  # 7.5 s left, in whole seconds
     assert spread.continued(parent, 150.0)["timeout"] == 1.0  # past it: the drone stops it at once
     assert spread.continued({**parent, "children": []}, 150.0)["timeout"] == 20.0  # not a parent: its own
+
+
+def test_a_parents_test_report_adds_up_its_childrens() -> None:
+    def report(tests: int, failed: int, seconds: float) -> dict[str, Any]:
+        return {"tests": tests, "passed": tests - failed, "failed": failed, "errors": 0, "skipped": 0,
+                "stored": tests, "listed": {"passed": tests - failed, "failed": failed}, "seconds": seconds,
+                "files": [{"path": "junit.xml", "tests": tests}]}
+    kids = [{"job": "K8", "number": 8, "unit": "test (shard 1 of 2)", "report": report(3, 0, 1.5)},
+            {"job": "K9", "number": 9, "unit": "test (shard 2 of 2)", "report": report(5, 1, 2.25)},
+            {"job": "K10", "number": 10, "unit": "lint", "report": None}]  # a child without a report
+    got = spread.family_report(None, kids)
+    assert got is not None
+    assert {k: got[k] for k in ("tests", "passed", "failed", "stored", "seconds")} == {
+        "tests": 8, "passed": 7, "failed": 1, "stored": 8, "seconds": 3.75}
+    assert got["listed"] == {"passed": 7, "failed": 1}
+    assert got["files"] == [{"path": "junit.xml", "tests": 3, "number": 8}, {"path": "junit.xml", "tests": 5, "number": 9}]
+    assert [(j["number"], j["failed"]) for j in got["jobs"]] == [(8, 0), (9, 1)]
+    # the parent's own report counts too; with no child's, its own as it is; nobody's: none
+    assert spread.family_report(report(2, 0, 1.0), kids)["tests"] == 10  # type: ignore[index]
+    assert spread.family_report(report(2, 0, 1.0), []) == report(2, 0, 1.0)
+    assert spread.family_report(None, kids[2:]) is None

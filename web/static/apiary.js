@@ -710,7 +710,8 @@
       // is an earlier attempt's.
       const state = st.state !== "running" ? st.state : p.run !== now ? "interrupted" : final ? head.dataset.status : st.state;
       p.el.dataset.state = state;
-      p.state.textContent = state;
+      // An attempt that stopped to wait (an approval gate, child jobs): "waiting" only while the job still waits.
+      p.state.textContent = state === "waiting" && (p.run !== now || final) ? "stopped to wait" : state;
       p.meta.textContent = st.took != null ? duration(st.took) : "";
     };
     const stage = (p, name) => {

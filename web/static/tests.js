@@ -58,6 +58,12 @@
     if (t.classname) name.append(el("span", "t-class", `${t.classname}.`));
     name.append(t.name || t.test);
     r.append(name);
+    if (t.number != null && t.job) {  // a child job's test (a shard's): linked to the job it ran in
+      const ran = el("a", "t-job", `job #${t.number}`);
+      ran.href = `/jobs/${encodeURIComponent(t.job)}`;
+      if (t.unit) ran.title = t.unit;
+      r.append(ran);
+    }
     const h = t.history;
     if (h && h.flaky) {
       const flag = el("span", "t-flaky", "flaky");
