@@ -27,7 +27,7 @@ def base_url(cluster: Cluster) -> str:
     return cluster.api.removesuffix("/api/v1")
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 async def browser() -> AsyncIterator[Browser]:
     async with async_playwright() as p:
         b = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
