@@ -93,6 +93,16 @@ def check(stages: Sequence[Mapping[str, Any]]) -> None:
     ``waiting`` state, with different ways out of it). Raises SpreadError naming the gate's stage."""
     if not any(s.get("remote") for s in stages):
         return
+    from .shards import listing_name
+    names = {s.get("name"): s for s in stages}
+    for i, stage in enumerate(stages):
+        remote = stage.get("remote") or {}
+        if remote.get("kind") == "shard":  # a shard comes with the listing stage that makes its list, as shards: writes
+            of = str((stage.get("shards") or {}).get("of"))
+            listing = names.get(listing_name(of)) or {}
+            if listing.get("shards") != {"lists": of} or listing_name(of) not in (stage.get("needs") or []):
+                raise SpreadError(f"stages[{i}].remote", "is not a key of a pipeline: Apiary writes it on each "
+                                                         "shard of a stage with 'shards:'")
     for i, stage in enumerate(stages):
         if stage.get("approval"):
             raise SpreadError(f"stages[{i}].approval", "a pipeline with spread (or sharded) stages takes no "

@@ -73,6 +73,10 @@ def test_spread_cells_are_remote_units_and_compile_to_themselves() -> None:
      ".apiary.yml, line 4: stages[0].remote: is not a key of a pipeline"),
     ("stages:\n  - name: t\n    remote: {kind: shard, unit: \"t (shard 1 of 2)\"}\n    steps: [e]\n",
      ".apiary.yml, line 3: stages[0].remote: is not a key of a pipeline"),
+    # a shard written out by hand, without the listing stage that makes its list
+    ('stages:\n  - name: "t (shard 1 of 2)"\n    shards: {of: t, index: 1, count: 2, tests: ls}\n'
+     '    remote: {kind: shard, unit: "t (shard 1 of 2)"}\n    steps: [e]\n',
+     ".apiary.yml, line 4: stages[0].remote: is not a key of a pipeline"),
     # more than 256 stages once the matrices are expanded: the matrix named, not a server error
     ("stages:\n  - name: t\n    matrix: {a: [%s], b: [%s]}\n    steps: [e]\n"
      "  - {name: v, steps: [e]}\n" % (",".join(map(str, range(16))), ",".join(map(str, range(16)))),
