@@ -242,8 +242,13 @@ SCHEMAS: dict[str, Any] = {
                    "additionalProperties": {"type": "integer"}},
         "seconds": _NUMBER,
         "files": {"type": "array", "items": _object({"path": _STRING, "tests": {"type": "integer"},
-                                                     "error": {"type": "string", "description": "why it was skipped"}},
-                                                    ("path",))}}, ("tests", "passed", "failed", "errors", "skipped")),
+                                                     "error": {"type": "string", "description": "why it was skipped"},
+                                                     "number": {"type": "integer", "description": "a child job's file"}},
+                                                    ("path",))},
+        "jobs": {"type": "array", "description": "a parent's: each child job that reported (its counts add up here)",
+                 "items": _object({"job": _STRING, "number": {"type": "integer"}, "unit": _STRING,
+                                   "tests": {"type": "integer"}, "failed": {"type": "integer"},
+                                   "errors": {"type": "integer"}})}}, ("tests", "passed", "failed", "errors", "skipped")),
     "TestHistory": _object({
         "passed": {"type": "integer"}, "failed": {"type": "integer", "description": "failed or errored"},
         "skipped": {"type": "integer"}, "flips": {"type": "integer", "description": "pass <-> fail changes"},
@@ -255,6 +260,7 @@ SCHEMAS: dict[str, Any] = {
         "status": {"enum": ["failed", "error", "skipped", "passed"]}, "seconds": _NUMBER,
         "message": _STRING, "text": {"type": "string", "description": "the failure's text (its end, cut)"},
         "job": _STRING, "number": {"type": ["integer", "null"]}, "commit": {"type": ["string", "null"]},
+        "unit": {"type": "string", "description": "a parent's test: the child job's unit it ran in (a shard)"},
         "n": {"type": "integer"}, "history": _ref("TestHistory")}, ("test", "status")),
     "Event": _object({"seq": {"type": "integer"}, "type": _STRING, "job": _STRING}, ("seq", "type")),
     "Outcome": _object({  # apiary.core.outcome
