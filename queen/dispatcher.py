@@ -180,14 +180,21 @@ class Dispatcher:
                 if drone_id is None:
                     continue
                 state, write = self._dispatched(queued, drone_id)
-                job = await self.store.change_and_get_job(queued["_id"], write.expect, write.fields)
+                # The slot is ours before the claim's await: a job submitted meanwhile (straight to a drone)
+                # must not be given the same free slot, which would send the drone more jobs than it has slots.
+                self.pool.assign(drone_id, queued["_id"])
+                try:
+                    job = await self.store.change_and_get_job(queued["_id"], write.expect, write.fields)
+                except BaseException:
+                    self.pool.release(drone_id, queued["_id"])
+                    raise
                 if job is None:
+                    self.pool.release(drone_id, queued["_id"])
                     continue  # cancelled meanwhile
                 if drone_id not in self.pool:
                     # The drone left while the claim was in flight.
                     await self.undelivered(job["_id"], state)
                     continue
-                self.pool.assign(drone_id, job["_id"])
                 progress = True
                 if group is not None:
                     busy.add(group)
@@ -220,6 +227,28 @@ class Dispatcher:
 
     async def _send(self, job: Job, drone_id: str, state: JobState) -> bool:
         """Send a job stored as dispatched (`state`) to `drone_id`, whose slot it already holds."""
+        try:
+            message = await self._message(job, state)
+        except BaseException:
+            # It will not leave: the drone's heartbeats, which cannot name it, take it back (apiary.queen.pool).
+            self.pool.sent(drone_id, job["_id"])
+            raise
+        if not self.send(drone_id, Msg.QUEUE_NEW, message):
+            log.warning("job %s: drone %s unreachable; back to the queue", job["_id"], drone_id)
+            await self.undelivered(job["_id"], state)
+            self.pool.leave(drone_id)
+            self.wake()
+            return False
+        # Only now may a heartbeat without it mean the drone never got it: the reads above can take seconds
+        # on a loaded queen (a continuation restores the artifacts of each of its child jobs).
+        self.pool.sent(drone_id, job["_id"])
+        log.info("job %s (#%s %s) -> drone %s", job["_id"], job.get("number"), job["repo"], drone_id)
+        self.hub.publish("jobs", {"type": "job:update", "job": job["_id"], "status": job["status"],
+                                  "drone": drone_id, "dispatched": job["dispatched"]})
+        return True
+
+    async def _message(self, job: Job, state: JobState) -> dict[str, Any]:
+        """The ``queue:new`` body of a job stored as dispatched (`state`): its secrets, credentials, resume."""
         attempt = state.attempt
         first_seq, first_cmd = (1, 1) if attempt == 1 else await self.store.resume_point(job["_id"])
         self.recorder.track(job["_id"], state, first_seq)
@@ -242,13 +271,4 @@ class Dispatcher:
             message.update(first_seq=first_seq, first_cmd=first_cmd)
         if job.get("resume"):  # a partial run: what it reuses, the artifacts it restores (apiary.queen.resume)
             message["resume"] = await resume_message(self.store, job["resume"])
-        if not self.send(drone_id, Msg.QUEUE_NEW, message):
-            log.warning("job %s: drone %s unreachable; back to the queue", job["_id"], drone_id)
-            await self.undelivered(job["_id"], state)
-            self.pool.leave(drone_id)
-            self.wake()
-            return False
-        log.info("job %s (#%s %s) -> drone %s", job["_id"], job.get("number"), job["repo"], drone_id)
-        self.hub.publish("jobs", {"type": "job:update", "job": job["_id"], "status": job["status"],
-                                  "drone": drone_id, "dispatched": job["dispatched"]})
-        return True
+        return message

@@ -218,6 +218,9 @@ class Hive:
         reported = reported_jobs(body.get("jobs")) | reported_jobs(body.get("held"))
         # A queue:new lost on a broken connection: the drone never heard of the job.
         lost = Pool.unaccounted(drone, reported, time.time() - 2 * self.config.heartbeat_interval)
+        # Freed at once: the next heartbeat, read before the take-back's store round trip, must not take the
+        # job back a second time once the dispatcher has given it to this drone again (a newer attempt).
+        lost = [job_id for job_id in lost if self.pool.release(drone.id, job_id)]
         if lost:
             self._spawn(self._take_back(drone.id, lost))
 

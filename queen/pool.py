@@ -9,7 +9,9 @@ see its new boot id, reporting the jobs they still run.
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from apiary.core.protocol import MAX_CAPACITY
@@ -25,8 +27,11 @@ class Drone:
     plugins: frozenset[str] = frozenset()
     installs: bool = True  # may install the plugins a job needs
     host: str = ""
-    # job id -> when this queen dispatched it (or learnt of it from the drone)
+    # job id -> when this queen's queue:new for it left (or it learnt of the job from the drone); NOT_SENT while
+    # the dispatcher still prepares that message: the slot is held, and the drone cannot know the job yet
     jobs: dict[str, float] = dataclasses.field(default_factory=dict)
+    # job id -> heartbeats in a row that left it out, once its queue:new was old enough (`Pool.unaccounted`)
+    missing: dict[str, int] = dataclasses.field(default_factory=dict)
     joined: float = dataclasses.field(default_factory=time.time)
     last_seen: float = dataclasses.field(default_factory=time.time)
     load: float | None = None
@@ -82,6 +87,22 @@ def admission(name: str, session: str, key: str, holder: Drone | None, now: floa
                       "that one goes (give each drone an id of its own, or keys: apiary keys --drone)")
 
 
+# A slot held for a job whose queue:new has not left yet (Drone.jobs): never missing from the drone's report.
+NOT_SENT = math.inf
+# Heartbeats in a row (each read after the job's queue:new was old enough) that must leave a job out before the
+# queen takes it back: one or two written before a busy drone read its queue:new, or read late by a busy queen,
+# still leave it out.
+MISSES = 3
+
+
+def missing_counts(jobs: Mapping[str, float], missing: Mapping[str, int], reported: set[str],
+                   older_than: float) -> dict[str, int]:
+    """After a heartbeat reporting `reported`: for each of `jobs` (job id -> when its queue:new left, NOT_SENT
+    before) that it leaves out and that left before `older_than` (seconds since the epoch), how many heartbeats
+    in a row have left it out (`missing`: the counts before). A job reported again starts from nothing."""
+    return {j: missing.get(j, 0) + 1 for j, since in jobs.items() if j not in reported and since < older_than}
+
+
 class Pool:
     def __init__(self) -> None:
         self.drones: dict[str, Drone] = {}
@@ -102,9 +123,18 @@ class Pool:
         return [d.view() for d in self.drones.values()]
 
     def assign(self, drone_id: str, job_id: str) -> None:
+        """Hold a slot of `drone_id` for `job_id`, whose queue:new is yet to leave (`sent` says when it has)."""
         drone = self.drones.get(drone_id)
         if drone is not None:
+            drone.jobs[job_id] = NOT_SENT
+
+    def sent(self, drone_id: str, job_id: str) -> None:
+        """The queue:new for `job_id` left for `drone_id` (or never will): from now on, the drone's
+        heartbeats that leave it out count against it (`unaccounted`)."""
+        drone = self.drones.get(drone_id)
+        if drone is not None and job_id in drone.jobs:
             drone.jobs[job_id] = time.time()
+            drone.missing.pop(job_id, None)
 
     def release(self, drone_id: str, job_id: str) -> bool:
         """Free the slot `job_id` held on `drone_id`; True when it held one."""
@@ -116,8 +146,14 @@ class Pool:
 
     @staticmethod
     def unaccounted(drone: Drone, reported: set[str], older_than: float) -> list[str]:
-        """Jobs the queen gave `drone` before `older_than` that the drone no longer reports."""
-        return [j for j, since in drone.jobs.items() if j not in reported and since < older_than]
+        """After a heartbeat of `drone` reporting `reported`: the jobs it has now left out MISSES times in a
+        row since their queue:new left (before `older_than`): it never got them.
+
+        Counted from the send, not from the claim: preparing a queue:new may take seconds on a loaded
+        queen (a continuation's artifacts of hundreds of child jobs), and a job the drone cannot know
+        yet is not lost (NOT_SENT is never older)."""
+        drone.missing = missing_counts(drone.jobs, drone.missing, reported, older_than)
+        return [j for j, n in drone.missing.items() if n >= MISSES]
 
 
 def reported_jobs(value: Any) -> set[str]:

@@ -24,3 +24,41 @@ async def test_each_job_goes_to_the_drone_with_the_most_spare_capacity(queen: Cl
 
     extra = await queen.trigger("hold")
     assert (await queen.job(extra["id"]))["status"] == "queued"
+
+
+# Heartbeats 4 times as often as the other tests': a queue:new prepared for longer than two of them (the artifacts
+# a child job and the continuation restore) was written off as never started, its slot given to another job.
+TIGHT = {"APIARY_QUEEN_HEARTBEAT_INTERVAL": "0.05", "APIARY_DRONE_HEARTBEAT_INTERVAL": "0.05",
+         "APIARY_QUEEN_HEARTBEAT_LIVENESS": "40", "APIARY_DRONE_HEARTBEAT_LIVENESS": "40"}
+CELLS = 24
+BURST = """
+artifacts: ["out/*"]
+stages:
+  - {name: build, steps: ["mkdir -p out && for i in $(seq 4); do echo $i > out/f$i.txt; done"]}
+  - {name: cells, needs: [build], matrix: {x: [CELLS], spread: true}, steps: ["true"]}
+  - {name: after, needs: [cells], steps: ["test -f out/f4.txt"]}
+""".replace("CELLS", ", ".join(f'"{i}"' for i in range(CELLS)))
+
+
+async def test_a_burst_never_runs_a_drone_over_its_slots_nor_writes_off_a_late_start(cluster: Cluster) -> None:
+    await cluster.start_queen(env=TIGHT)
+    await cluster.add_drone("d1", env=TIGHT)
+    await cluster.add_drone("d2", env=TIGHT)
+    await cluster.create_pipeline_repo("cells", BURST)
+    await cluster.create_repo("tiny", ("s", ["true"]))
+
+    parent = await cluster.trigger("cells")
+    tiny = [await cluster.trigger("tiny") for _ in range(16)]
+    assert (await cluster.wait_job(parent["id"], timeout=60))["status"] == "passed", cluster.all_logs()
+    ids = [j["id"] for j in tiny] + [c["job"] for c in (await cluster.job(parent["id"]))["children"]]
+    assert len(ids) == 16 + CELLS
+    for job_id in ids:
+        job = await cluster.wait_job(job_id)
+        # One attempt each: none was taken back from a drone that had it, none had to run again.
+        assert (job["status"], job["attempts"]) == ("passed", 1), (job, cluster.all_logs())
+
+    assert cluster.queen is not None
+    logs = "".join(p.stdout.read_text() + p.stderr.read_text() for p in [cluster.queen, *cluster.drones.values()])
+    assert "never started" not in logs
+    assert "running it anyway" not in logs  # no drone was sent more jobs than its slots
+    assert "dropped; cancelling its copy" not in logs
