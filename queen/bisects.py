@@ -1,9 +1,11 @@
 """Bisect across drones, on the queen: the API, and the driver that runs a bisect's jobs as their rounds end.
 
-``POST /api/v1/repos/{repo}/bisects`` ``{good, bad, stage?, branch?}`` or ``{from_job}`` (a failed job:
-bad is its commit, good the commit of the newest passed job of its branch before it) reads the commits
-between them (apiary.queen.bisectgit), stores the bisect (apiary.queen.store.bisects has its document)
-and starts its first round. ``GET /api/v1/bisects/{id}``, ``GET /api/v1/repos/{repo}/bisects``,
+``POST /api/v1/repos/{repo}/bisects`` ``{good, bad, stage?, branch?, parameters?}`` or ``{from_job}`` (a
+failed job: bad is its commit, its given parameters go to the bisect's jobs, good is the commit of the
+newest passed job of its branch that is an ancestor of bad) reads the commits between them
+(apiary.queen.bisectgit), stores the bisect (apiary.queen.store.bisects has its document) and starts its
+first round, which runs the bad commit too: a bisect whose bad commit does not fail as asked ends
+``unreproduced`` (apiary.core.bisect.decide), blaming nothing. ``GET /api/v1/bisects/{id}``, ``GET /api/v1/repos/{repo}/bisects``,
 ``POST /api/v1/bisects/{id}/cancel``. What to run next is apiary.core.bisect's to decide; this module
 carries it out: the jobs are made the normal way (apiary.queen.jobs.create_job: the repository's
 pipeline source, read at the commit, its when: and concurrency) pinned to the commit, with
