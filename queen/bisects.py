@@ -19,7 +19,7 @@ a time (a lock per bisect) and write with a compare-and-set on its version. Each
 the hub's topic ``bisect:<id>`` (``{"type": "bisect", "bisect": id, "version", "status"}``) for its page.
 
 Bounds: MAX_COMMITS commits between good and bad (apiary.core.bisect), MAX_RUNNING bisects running per
-repository, at most MAX_SLOTS jobs a round.
+repository, at most MAX_SLOTS cuts a round (the first runs the bad commit too).
 """
 
 from __future__ import annotations
