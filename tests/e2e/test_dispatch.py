@@ -26,10 +26,11 @@ async def test_each_job_goes_to_the_drone_with_the_most_spare_capacity(queen: Cl
     assert (await queen.job(extra["id"]))["status"] == "queued"
 
 
-# Heartbeats 4 times as often as the other tests': a queue:new prepared for longer than two of them (the artifacts
-# a child job and the continuation restore) was written off as never started, its slot given to another job.
-TIGHT = {"APIARY_QUEEN_HEARTBEAT_INTERVAL": "0.05", "APIARY_DRONE_HEARTBEAT_INTERVAL": "0.05",
-         "APIARY_QUEEN_HEARTBEAT_LIVENESS": "40", "APIARY_DRONE_HEARTBEAT_LIVENESS": "40"}
+# Heartbeats 10 times as often as the other tests': the queue:new of the parent's continuation, which reads each child
+# job's artifacts (their copies of the parent's), is prepared for longer than two of them. It was written off as
+# never started meanwhile, its slot given to another job, and its copy on the drone refused: again and again.
+TIGHT = {"APIARY_QUEEN_HEARTBEAT_INTERVAL": "0.02", "APIARY_DRONE_HEARTBEAT_INTERVAL": "0.02",
+         "APIARY_QUEEN_HEARTBEAT_LIVENESS": "100", "APIARY_DRONE_HEARTBEAT_LIVENESS": "100"}
 CELLS = 24
 BURST = """
 artifacts: ["out/*"]
@@ -45,13 +46,15 @@ async def test_a_burst_never_runs_a_drone_over_its_slots_nor_writes_off_a_late_s
     await cluster.add_drone("d1", env=TIGHT)
     await cluster.add_drone("d2", env=TIGHT)
     await cluster.create_pipeline_repo("cells", BURST)
-    await cluster.create_repo("tiny", ("s", ["true"]))
+    await cluster.create_repo("tiny", ("s", ["sleep 0.2"]))
 
     parent = await cluster.trigger("cells")
-    tiny = [await cluster.trigger("tiny") for _ in range(16)]
+    await cluster.wait_job(parent["id"], {"waiting"})
+    # Queued behind the child jobs, still queued when the parent's continuation (older than them) goes.
+    tiny = [await cluster.trigger("tiny") for _ in range(8)]
     assert (await cluster.wait_job(parent["id"], timeout=60))["status"] == "passed", cluster.all_logs()
     ids = [j["id"] for j in tiny] + [c["job"] for c in (await cluster.job(parent["id"]))["children"]]
-    assert len(ids) == 16 + CELLS
+    assert len(ids) == 8 + CELLS
     for job_id in ids:
         job = await cluster.wait_job(job_id)
         # One attempt each: none was taken back from a drone that had it, none had to run again.
