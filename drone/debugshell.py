@@ -126,7 +126,7 @@ class Shell:
     def _release(self) -> None:
         self._hold = None
         if not self.ended:
-            self._out(self.stream.release())
+            self._out(self.stream.release(paced=True))
 
     def _out(self, text: str) -> None:
         data = text.encode()

@@ -309,17 +309,21 @@ class MaskingStream:
         buf = self._held + text if self._held else text
         return self._emit(buf, masker._pending_start(buf))
 
-    def release(self) -> str:
-        """What is held back, to emit now although the stream goes on (the other stream has spoken).
+    def release(self, paced: bool = False) -> str:
+        """What is held back, to emit now although the stream goes on (the other stream has spoken, or
+        `paced`: a hold timer ran out in an interactive shell).
 
-        A tail of MIN_CORE chars or more may be most of a secret: it is emitted as one mask. A shorter
-        one is emitted as it is. Either stays as context: if the next chunk completes a form it begins,
-        the rest of that form is masked too (a form cut by the other stream shows at most 3 chars).
+        The held tail is the start of a form. A tail of MIN_CORE chars or more may be most of a secret:
+        it is emitted as one mask; a shorter one is emitted as it is. Either stays as context: if the
+        next chunk completes a form it begins, the rest of that form is masked too (a form cut by the
+        other stream shows at most 3 chars). `paced` counts what of the tail went out already too (a
+        secret printed a character at a time is released a character at a time) and masks from
+        MIN_VALUE chars on: whatever the pacing, at most the first 2 chars of a form ever show.
         """
         buf = self._held
         if self.masker._rx is None or len(buf) == self._done:
             return ""
-        if len(buf) - self._done >= MIN_CORE:
+        if len(buf) - self._done >= MIN_CORE or (paced and len(buf) >= MIN_VALUE):
             out = "" if self._done and self._masked else self.masker.mask_text
             self._done, self._masked = len(buf), True
             return out
