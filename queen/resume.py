@@ -53,8 +53,10 @@ async def resume_message(store: Store, resume: Mapping[str, Any]) -> dict[str, A
     An artifact named by more than one job comes from the last of ``artifacts_of``."""
     files: dict[str, dict[str, Any]] = {}
     total = 0
-    for job_id in resume.get("artifacts_of") or []:
-        for info in await store.list_artifacts(job_id):
+    chain = list(resume.get("artifacts_of") or [])
+    listed = await store.list_artifacts_of(chain)  # one query for them all (a parent's hundreds of children)
+    for job_id in chain:
+        for info in listed[job_id]:
             earlier = files.get(info["name"])
             if earlier is not None and len(earlier["data"]) == info["size"] and earlier["data"] == b"".join(
                     [await store.read_artifact_part(job_id, info["name"], p) for p in range(info["parts"])]):

@@ -51,14 +51,24 @@ class ArtifactQueries:
 
     async def list_artifacts(self, job_id: str) -> list[dict[str, Any]]:
         """The job's artifacts whose every part is stored: name, size, parts."""
-        files = await self.artifact_files.find({"metadata.job": job_id}).to_list(None)
-        seen: dict[str, set[int]] = {}
-        info: dict[str, dict[str, Any]] = {}
+        return (await self.list_artifacts_of([job_id]))[job_id]
+
+    async def list_artifacts_of(self, job_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+        """`list_artifacts` of each of `job_ids` (job id -> its list), in one query: a continuation of a parent
+        with 256 child jobs lists them all before it can be sent (one query each took 8.7 s on a loaded queen)."""
+        files = await self.artifact_files.find({"metadata.job": {"$in": list(job_ids)}}).to_list(None)
+        seen: dict[tuple[str, str], set[int]] = {}
+        info: dict[tuple[str, str], dict[str, Any]] = {}
         for f in files:
             meta = f.get("metadata") or {}
-            seen.setdefault(meta["name"], set()).add(meta["part"])
-            info[meta["name"]] = {"name": meta["name"], "size": meta["size"], "parts": meta["parts"]}
-        return sorted((i for n, i in info.items() if len(seen[n]) == i["parts"]), key=lambda i: i["name"])
+            key = (meta["job"], meta["name"])
+            seen.setdefault(key, set()).add(meta["part"])
+            info[key] = {"name": meta["name"], "size": meta["size"], "parts": meta["parts"]}
+        listed: dict[str, list[dict[str, Any]]] = {job_id: [] for job_id in job_ids}
+        for key, i in sorted(info.items(), key=lambda kv: kv[1]["name"]):
+            if len(seen[key]) == i["parts"] and key[0] in listed:
+                listed[key[0]].append(i)
+        return listed
 
     async def read_artifact_part(self, job_id: str, name: str, part: int) -> bytes:
         file_id = await self._artifact_file(job_id, name, part)
