@@ -14,8 +14,12 @@ the drone) and ``{"type": "debug:closed", "session", "how", "detail"}``, or
 the role, the job's state, the kept workspace, the drone, the cap). The `apiary
 debug` command speaks the same on the same socket, with an API token.
 
-Each session is authorised when it opens, for that connection only: its
-input and its output go nowhere else, and it ends when the connection goes.
+Each session is authorised when it opens, for that connection only, against
+the store as it is then (the connection's token, session, user and role:
+`current`, not what they were when the socket opened); its input and its output
+go nowhere else, and it ends when the connection goes, or within RECHECK_EVERY
+once its person's token, session or account is deleted or their role no longer
+allows a shell.
 The queen relays ``debug:*`` messages (apiary.core.protocol) to the job's
 drone, acking output only while the person's connection has room
 (ROOM bytes waiting at most), so a shell that prints without end is slowed at
@@ -50,6 +54,7 @@ log = logging.getLogger(__name__)
 OPEN_TIMEOUT = 15.0  # seconds a drone has to answer debug:open
 ROOM = 1 * 2**20  # bytes of output waiting for one connection before the drone is held back
 CHECK_EVERY = 1.0  # seconds between checks of sessions' drones and limits
+RECHECK_EVERY = 5.0  # seconds between looking up again who holds open shells (auth caches a token 30 s; a delete clears it)
 GRACE = 10.0  # seconds past a session's limits before the queen ends it itself (the drone ends it first)
 PER_CONNECTION = 4  # shells one WebSocket connection may have open at once
 
@@ -76,6 +81,7 @@ class DebugShells:
         self.sessions: dict[str, _Session] = {}
         self._task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._checked = 0.0  # monotonic: when open sessions' people were last looked up again
 
     @property
     def hive(self) -> Any:
@@ -150,7 +156,7 @@ class DebugShells:
             rows, cols = debug.size(cmd.get("rows", 24), cmd.get("cols", 80))
         except InputError as exc:
             return refuse(str(exc))
-        user, role = who(conn.request)
+        user, role = await current(conn.request)
         config = self.app[keys.CONFIG]
         store = self.app[keys.STORE]
         job = await store.jobs.find_one({"_id": job_id}, {"status": 1, "drone": 1, "finished": 1, "pipeline": 1,
@@ -228,10 +234,25 @@ class DebugShells:
                 f"debug_sessions.{session.id}": debug.ended(entry, time.time(), how, detail)}})
         log.info("job %s: debug shell %s ended (%s) %s", session.job, session.id, how, detail)
 
+    async def _recheck(self) -> None:
+        """End the shells of people whose token, session or account went, or whose role no longer allows one."""
+        needed = self.app[keys.CONFIG].debug_role
+        owners = {id(s.owner): s.owner for s in self.sessions.values()}
+        for owner in owners.values():
+            user, role = await current(owner.request)
+            if not debug.role_allows(role, needed):
+                for session in [s for s in self.sessions.values() if s.owner is owner]:
+                    await self._end(session, "closed", f"{session.user} may no longer open debug shells (token, "
+                                                       "session or account gone, or role changed)", True)
+
     async def _watch(self) -> None:
         while True:
             await asyncio.sleep(CHECK_EVERY)
             now = time.monotonic()
+            if self.sessions and now - self._checked >= RECHECK_EVERY:
+                self._checked = now
+                with contextlib.suppress(Exception):  # the store away a moment: checked again next time
+                    await self._recheck()
             for session in list(self.sessions.values()):
                 drone = self.hive.pool.get(session.drone)
                 if drone is None or drone.route is None:
@@ -255,6 +276,18 @@ def who(request: web.Request) -> tuple[str, str | None]:
     if not request.app[keys.GATE].users_exist:
         return "(no users yet)", "admin"
     return "(not signed in)", None
+
+
+async def current(request: web.Request) -> tuple[str, str | None]:
+    """(user name, role) of a WebSocket's upgrade request now, from the store: its token, session or user may have
+    been deleted, or its role changed, since the connection opened (what `who` says is from then)."""
+    gate = request.app[keys.GATE]
+    if not gate.users_exist:
+        return who(request)
+    identity = await gate.identity(request)
+    if identity is None:
+        return "(not signed in)", None
+    return identity["user"], identity["role"].value
 
 
 DEBUG: web.AppKey[DebugShells] = web.AppKey("debug_shells", DebugShells)

@@ -295,3 +295,15 @@ async def test_only_the_configured_role_opens_a_shell(queen: Cluster) -> None:
         await until(ws, lambda m: m.get("type") == "debug:closed", "the end", seen)
     status, state = await bob.call("GET", f"/jobs/{job['id']}/debug")
     assert [(s["user"], s["how"]) for s in state["sessions"]] == [("ada", "closed")], state
+    # A token deleted while its connection stays open: the shell open on it ends, and no new one opens there.
+    status, made = await admin.call("POST", "/tokens", {"name": "debugging"})
+    assert status == 201, made
+    async with admin.http.ws_connect(ws_url(queen), headers={"Authorization": f"Bearer {made['token']}"}) as ws:
+        await ws.send_json({"op": "debug", "action": "open", "job": job["id"], "rows": 24, "cols": 80})
+        opened = await until(ws, lambda m: m.get("type") == "debug:opened", "the shell", seen)
+        assert (await admin.call("DELETE", f"/tokens/{made['id']}"))[0] == 200
+        closed = await until(ws, lambda m: m.get("type") == "debug:closed", "the shell's end", seen)
+        assert closed["session"] == opened["session"] and "may no longer" in closed["detail"], closed
+        await ws.send_json({"op": "debug", "action": "open", "job": job["id"], "rows": 24, "cols": 80})
+        refused = await until(ws, lambda m: m.get("type") == "debug:refused", "a refusal", seen)
+        assert "someone not signed in may not open one" in refused["error"], refused
