@@ -89,6 +89,7 @@ class Agent:
             job_user=config.job_user, pass_env=config.pass_env_names,
             shown=(config.work_path / "plugins", *config.shown_paths))
         # One ready for the next job: its folders, its network and its first command's sandbox.
+        self.workspaces.seal(passable=self.sandbox.bwrap is None and self.sandbox.job_user is not None)
         self.kits = JobKits(self.sandbox, self.workspaces)
         # Failed jobs' workspaces kept for debug shells, and the shells (debugshell.py)
         self.debug = DebugShells(self.sandbox, config.work_path, self.conn.send)

@@ -23,6 +23,18 @@ class Workspaces:
         self.keep = keep
         self._kept: deque[tuple[Path, Path | None]] = deque()  # (workspace, its job's link)
 
+    def seal(self, passable: bool) -> None:
+        """Make the folders that hold jobs' workspaces and /tmps (``workspaces``, ``tmp``, ``private``) closed to
+        other users, so that another drone's jobs on the machine (the same job user, often) cannot list or read
+        them: 0700, or 0711 (entered, not listed: a workspace's name is random) when `passable`, a job that
+        runs as its own user without bubblewrap reaching its workspace through them. A sandbox binds the
+        workspace itself, so its job needs nothing of these folders' modes."""
+        for folder, mode in ((self.root, 0o711 if passable else 0o700),
+                             (self.root.parent / "tmp", 0o711 if passable else 0o700),
+                             (self.root.parent / "private", 0o700)):
+            folder.mkdir(parents=True, exist_ok=True)
+            os.chmod(folder, mode)
+
     def create(self, job_id: str) -> Path:
         path = self.root / job_id
         if path.exists():  # a previous attempt of the same job on this drone

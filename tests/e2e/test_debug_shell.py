@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
+import tempfile
+import pwd
 import signal
 import subprocess
 import sys
@@ -17,7 +20,7 @@ import aiohttp
 from playwright.async_api import Page, expect
 
 from tests.browser import browser, page, shot  # noqa: F401  (fixtures)
-from tests.cluster import Cluster
+from tests.cluster import Cluster, Proc, _env, output_lines
 from tests.e2e.test_users import Caller, _close_callers, first_admin  # noqa: F401  (fixture)
 
 SECRET = "s3cr3t-value-42"
@@ -262,6 +265,50 @@ async def test_the_shell_is_in_the_jobs_sandbox(queen: Cluster) -> None:
         assert "not kept on this drone" in refused["error"], refused
     state = await queen.get(f"/jobs/{failed['id']}/debug")
     assert [s["how"] for s in state["sessions"]] == ["exited", "refused"], state
+
+
+async def test_a_drones_jobs_cannot_read_another_drones_workspaces_on_the_same_host(queen: Cluster) -> None:
+    sandboxed = {"APIARY_DRONE_SANDBOX": "bwrap", "APIARY_DRONE_JOB_USER": "nobody"}
+    # d2's work dir outside d1's hidden paths and outside /tmp (a job has its own /tmp), as an operator's would be.
+    work = Path(tempfile.mkdtemp(prefix="apiary-test-d2-", dir="/var/lib"))
+    work.chmod(0o755)  # as `mkdir` makes it
+    other = Proc("drone-d2", ["drone", "--queen", queen.endpoint, "--id", "d2", "--work-dir", str(work)],
+                 queen.tmp / "logs", _env(sandboxed))
+    queen.drones["d2"] = other
+    try:
+        await other.start()
+        await queen.wait_for(lambda: _is_dir(work / "tmp"), bool, "d2's folders")
+        await _peek_at(queen, other, work, sandboxed)
+    finally:
+        await other.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+async def _peek_at(queen: Cluster, other: Proc, work: Path, sandboxed: dict[str, str]) -> None:
+    # What a job running on d2 leaves there: its workspace and its /tmp, owned by the job user, as jobs make them.
+    nobody = pwd.getpwnam("nobody")
+    for top, name in ((work / "workspaces" / "k-0123456789abcdef", "private.txt"),
+                      (work / "tmp" / "k-0123456789abcdef", "home/notes.txt")):
+        (top / name).parent.mkdir(parents=True, mode=0o755)
+        (top / name).write_text("d2-private-data\n")
+        for path in (top, *(top / name).parents, top / name):
+            if path.is_relative_to(top):
+                os.chown(path, nobody.pw_uid, nobody.pw_gid)
+    await other.stop()
+    await queen.add_drone("d1", env=sandboxed)
+    await queen.create_pipeline_repo("peek", "stages: [{name: s, steps: ['" + "; ".join(
+        f"ls {work}/{f}; cat {work}/{f}/*/private.txt {work}/{f}/k-0123456789abcdef/home/notes.txt"
+        for f in ("workspaces", "tmp")) + "; true']}]")
+    job = await queen.wait_job((await queen.trigger("peek"))["id"])
+    assert job["status"] == "passed" and job["drone"] == "d1", job
+    events = await queen.events(job["id"])
+    shown = output_lines(events, "job:cmd:stdout") + output_lines(events, "job:cmd:stderr")
+    assert not any("d2-private-data" in line or "k-0123456789abcdef" in line.split("/")[-1] for line in shown), shown
+    assert any("Permission denied" in line for line in shown), shown
+
+
+async def _is_dir(path: Path) -> bool:
+    return path.is_dir()
 
 
 async def _kept(workspaces: Path) -> bool:
