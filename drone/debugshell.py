@@ -56,6 +56,7 @@ LOW_DISK_BYTES = 1 * 2**30
 LOW_DISK_SHARE = 0.05
 CHECK_EVERY = 5.0  # seconds between checks of kept workspaces' windows and of the disk
 KILL_GRACE = 2.0
+MAX_INPUT_WAITING = 4 * 2**20  # bytes of input a shell may have waiting for its PTY (a big paste into a slow reader)
 
 Send = Callable[[Msg, dict[str, Any]], bool]
 
@@ -87,6 +88,8 @@ class Shell:
         self.opened = self.active = time.monotonic()
         self.in_flight = 0  # bytes of output sent and not acked
         self.reading = False
+        self.waiting = bytearray()  # input the PTY has not taken yet
+        self.writing = False
         self.ended = False
         self._hold: asyncio.TimerHandle | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -142,9 +145,34 @@ class Shell:
     # -- input ----------------------------------------------------------------------
 
     def write(self, data: bytes) -> None:
+        """Input for the shell: written as the PTY takes it, the rest kept in order (at most MAX_INPUT_WAITING
+        bytes; past that the shell ends, saying so, rather than lose keystrokes)."""
         self.active = time.monotonic()
-        with contextlib.suppress(OSError):  # a full PTY drops what the person typed past it, as a slow line would
-            os.write(self.master, data[:debug.MAX_CHUNK])
+        if self.ended:
+            return
+        self.waiting += data[:debug.MAX_CHUNK]
+        if len(self.waiting) > MAX_INPUT_WAITING:
+            self.end("error", f"input came faster than the shell read it: over {MAX_INPUT_WAITING // 1024} KiB "
+                              "waiting; the shell ended rather than drop what was typed")
+            return
+        self._writable()
+
+    def _writable(self) -> None:
+        while self.waiting and not self.ended:
+            try:
+                written = os.write(self.master, self.waiting[:debug.MAX_CHUNK])
+            except BlockingIOError:
+                break
+            except OSError:  # the shell ended: its end comes from the reader
+                self.waiting.clear()
+                break
+            del self.waiting[:written]
+        want = bool(self.waiting) and not self.ended
+        if want and not self.writing:
+            self.loop.add_writer(self.master, self._writable)
+        elif not want and self.writing:
+            self.loop.remove_writer(self.master)
+        self.writing = want
 
     def resize(self, rows: int, cols: int) -> None:
         with contextlib.suppress(OSError):
@@ -171,6 +199,9 @@ class Shell:
             return
         self.ended = True
         self._read_off()
+        if self.writing:
+            self.loop.remove_writer(self.master)
+            self.writing = False
         for timer in (self._hold, self._timer):
             if timer is not None:
                 timer.cancel()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import codecs
 import contextlib
 import json
 import os
@@ -49,6 +50,7 @@ async def debug(client: Client, args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     session: list[str] = []
     typed: asyncio.Queue[bytes] = asyncio.Queue()
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
 
     async def send(message: dict[str, Any]) -> None:
         await ws.send_str(json.dumps({"op": "debug", **message}))
@@ -75,7 +77,8 @@ async def debug(client: Client, args: argparse.Namespace) -> int:
             if not data:  # end of input (a pipe): the shell gets its end too
                 await send({"action": "input", "session": session[0], "data": "\x04"})
                 return
-            await send({"action": "input", "session": session[0], "data": data.decode("utf-8", "replace")})
+            # Decoded across reads: a character cut between two reads is not turned into two replacements.
+            await send({"action": "input", "session": session[0], "data": decoder.decode(data)})
 
     pumping: asyncio.Task[None] | None = None
     try:

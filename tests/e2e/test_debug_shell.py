@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import shutil
@@ -98,6 +99,21 @@ async def test_a_shell_in_a_failed_job(queen: Cluster) -> None:
                             "data": "echo \"[$GREETING] [$SOME_ENV]\"\r"})
         await until(ws, lambda m: "[hello] [********]" in output(seen), "the masked secret", seen)
         assert SECRET not in output(seen)
+        # 200 KB sent as fast as the socket takes it, in messages of at most 32 K characters: every byte arrives,
+        # in order (the PTY takes 4 KiB lines at most in cooked mode: lines of 1000).
+        await ws.send_json({"op": "debug", "action": "input", "session": session,
+                            "data": "stty -echo; cat > in.txt\r"})
+        await asyncio.sleep(0.3)
+        lines = "".join(f"{i:05d} {'x' * 993}\n" for i in range(200))
+        started = time.monotonic()
+        for start in range(0, len(lines), 30_000):
+            await ws.send_json({"op": "debug", "action": "input", "session": session,
+                                "data": lines[start:start + 30_000]})
+        await ws.send_json({"op": "debug", "action": "input", "session": session,
+                            "data": "\x04stty echo; wc -c < in.txt; sha256sum in.txt\r"})
+        want = hashlib.sha256(lines.encode()).hexdigest()
+        await until(ws, lambda m: want in output(seen), "every byte of the input", seen)
+        print(f"200 KB of input into the shell in {time.monotonic() - started:.2f} s")
         # Nothing more typed: it idles out after 3 s.
         closed = await until(ws, lambda m: m.get("type") == "debug:closed", "the idle end", seen)
         assert closed["how"] == "idle", closed

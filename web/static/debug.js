@@ -96,6 +96,8 @@
     } catch (e) { /* the page goes on without the panel */ }
   }
 
+  const INPUT_PIECE = 8192; // characters of input a message (4 bytes each at most: well under the socket's 64 KiB)
+
   function send(message) {
     if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ op: "debug", ...message }));
   }
@@ -140,7 +142,13 @@
       fit = new window.FitAddon.FitAddon();
       term.loadAddon(fit);
       term.open(termBox);
-      term.onData((data) => { if (session) send({ action: "input", session, data }); });
+      // A paste arrives as one string: sent in pieces the queen takes (at most 32768 characters a message;
+      // the socket's frames are at most 64 KiB), split between code points. The drone keeps their order.
+      term.onData((data) => {
+        if (!session) return;
+        const chars = Array.from(data);
+        for (let i = 0; i < chars.length; i += INPUT_PIECE) send({ action: "input", session, data: chars.slice(i, i + INPUT_PIECE).join("") });
+      });
       term.onResize(({ rows: r, cols: c }) => { if (session) send({ action: "resize", session, rows: r, cols: c }); });
       window.addEventListener("resize", () => fit.fit());
     }
