@@ -305,6 +305,7 @@ async def test_a_comment_by_someone_else_appears_live_on_an_open_job_page_render
     await expect(page.locator("#comment-list li.comment")).to_have_count(50)
     await expect(page.locator("#comment-list li.comment").first).to_contain_text("n5")
     await expect(page.locator("#comment-count")).to_have_text("55")
+    await page.locator("#comment-older-p").screenshot(path="/tmp/shots/comments-show-older.png")
     await page.locator("#comment-older").click()
     await expect(page.locator("#comment-list li.comment")).to_have_count(55)
     await expect(page.locator("#comment-list li.comment").first).to_contain_text("n0")
