@@ -92,7 +92,9 @@ class Agent:
         self.workspaces.seal(passable=self.sandbox.bwrap is None and self.sandbox.job_user is not None)
         self.kits = JobKits(self.sandbox, self.workspaces)
         # Failed jobs' workspaces kept for debug shells, and the shells (debugshell.py)
-        self.debug = DebugShells(self.sandbox, config.work_path, self.conn.send)
+        self.debug = DebugShells(self.sandbox, config.work_path, self.conn.send,
+                                 queen_lost=lambda: not self.conn.reachable,
+                                 lost_after=config.heartbeat_interval * config.heartbeat_liveness)
 
     async def __aenter__(self) -> Agent:
         self._refused = asyncio.get_running_loop().create_future()

@@ -216,7 +216,11 @@ class DebugShells:
     """A drone's kept workspaces and the shells open in them."""
 
     def __init__(self, sandbox: Sandbox, work: Path, send: Send,
-                 remove: Callable[[Path], Any] | None = None) -> None:
+                 remove: Callable[[Path], Any] | None = None, queen_lost: Callable[[], bool] = lambda: False,
+                 lost_after: float = 30.0) -> None:
+        """`queen_lost`: whether the link to the queen is down now; `lost_after`: seconds of silence after which
+        the queen counts this drone gone (and its shells ended)."""
+        self.queen_lost, self.lost_after = queen_lost, lost_after
         self.sandbox = sandbox
         self.notes = work / "debug"
         self.work = work
@@ -274,9 +278,17 @@ class DebugShells:
                  settings["total"])
 
     async def _watch(self) -> None:
+        last = time.monotonic()
         while True:
             await asyncio.sleep(CHECK_EVERY)
             now = time.monotonic()
+            # The queen ends a session whose drone it lost, and hears no more of it: the shell must not run on
+            # unseen (and past the job's cap). Lost: the link is down, or this drone was paused (stopped, its
+            # machine asleep) longer than the queen waits for it.
+            stalled, last = now - last > CHECK_EVERY + self.lost_after, now
+            if self.shells and (stalled or self.queen_lost()):
+                for shell in list(self.shells.values()):
+                    shell.end("drone gone", "the drone lost its queen (or was paused): the queen ended the shell")
             for job, kept in list(self.kept.items()):
                 if kept.shells == 0 and now >= kept.until:
                     log.info("job %s: its debug window ended; deleting its kept workspace", job)

@@ -55,6 +55,7 @@ OPEN_TIMEOUT = 15.0  # seconds a drone has to answer debug:open
 ROOM = 1 * 2**20  # bytes of output waiting for one connection before the drone is held back
 CHECK_EVERY = 1.0  # seconds between checks of sessions' drones and limits
 RECHECK_EVERY = 5.0  # seconds between looking up again who holds open shells (auth caches a token 30 s; a delete clears it)
+ORPHAN_WAIT = 8 * 3600.0  # seconds a lost drone's sessions are remembered, to close them when it is back
 GRACE = 10.0  # seconds past a session's limits before the queen ends it itself (the drone ends it first)
 PER_CONNECTION = 4  # shells one WebSocket connection may have open at once
 
@@ -82,6 +83,9 @@ class DebugShells:
         self._task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._checked = 0.0  # monotonic: when open sessions' people were last looked up again
+        # Sessions ended because their drone was lost: (drone, session) -> when. Told to close when the drone is
+        # back (paused, its link down a while), so that the shell does not run on there unseen, past the cap.
+        self._orphans: dict[tuple[str, str], float] = {}
 
     @property
     def hive(self) -> Any:
@@ -192,6 +196,10 @@ class DebugShells:
         """A ``debug:*`` message from drone `drone_id` (queen/hive.py); only about a session on that drone."""
         session = self.sessions.get(str(body.get("session")))
         if session is None or session.drone != drone_id or session.ended:
+            if msg in (Msg.DEBUG_OPENED, Msg.DEBUG_OUTPUT) and isinstance(body.get("session"), str):
+                # A shell the queen does not hold open (ended here while the drone was away or paused): it must
+                # not run on unseen, past the job's cap. The drone ignores a close for a shell it no longer has.
+                self.hive.send(drone_id, Msg.DEBUG_CLOSE, {"session": body["session"]})
             return
         sub = session.owner.sub
         if msg is Msg.DEBUG_OPENED:
@@ -249,6 +257,12 @@ class DebugShells:
         while True:
             await asyncio.sleep(CHECK_EVERY)
             now = time.monotonic()
+            for (drone_id, sid), since in list(self._orphans.items()):
+                back = self.hive.pool.get(drone_id)
+                if back is not None and back.route is not None:
+                    self.hive.send(drone_id, Msg.DEBUG_CLOSE, {"session": sid})
+                if (back is not None and back.route is not None) or now - since > ORPHAN_WAIT:
+                    del self._orphans[(drone_id, sid)]  # a drone away longer has ended its shells itself
             if self.sessions and now - self._checked >= RECHECK_EVERY:
                 self._checked = now
                 with contextlib.suppress(Exception):  # the store away a moment: checked again next time
@@ -256,6 +270,7 @@ class DebugShells:
             for session in list(self.sessions.values()):
                 drone = self.hive.pool.get(session.drone)
                 if drone is None or drone.route is None:
+                    self._orphans[(session.drone, session.id)] = now
                     await self._end(session, "drone gone", f"drone {session.drone} left or was lost", False)
                 elif not session.answered and now - session.started > OPEN_TIMEOUT:
                     await self._end(session, "refused", f"drone {session.drone} did not answer (an older Apiary "

@@ -9,6 +9,7 @@ import os
 import shutil
 import tempfile
 import pwd
+import re
 import signal
 import subprocess
 import sys
@@ -325,6 +326,35 @@ async def _peek_at(queen: Cluster, other: Proc, work: Path, sandboxed: dict[str,
 
 async def _is_dir(path: Path) -> bool:
     return path.is_dir()
+
+
+async def test_a_shell_ends_on_the_drone_when_the_queen_lost_the_drone(queen: Cluster) -> None:
+    drone = await queen.add_drone("d1")
+    await queen.create_pipeline_repo("app", PIPELINE.replace("idle: 3s", "idle: 60s"))
+    failed = await queen.wait_job((await queen.trigger("app"))["id"])
+    seen: list[dict[str, Any]] = []
+    async with queen.http.ws_connect(ws_url(queen)) as ws:
+        await ws.send_json({"op": "debug", "action": "open", "job": failed["id"], "rows": 24, "cols": 80})
+        session = (await until(ws, lambda m: m.get("type") == "debug:opened", "the shell", seen))["session"]
+        await ws.send_json({"op": "debug", "action": "input", "session": session, "data": "echo pid=$$.\r"})
+        await until(ws, lambda m: re.search(r"pid=(\d+)\.", output(seen)) is not None, "the shell's pid", seen)
+        pid = int(re.search(r"pid=(\d+)\.", output(seen)).group(1))  # type: ignore[union-attr]
+        assert drone.proc is not None
+        os.kill(drone.proc.pid, signal.SIGSTOP)  # paused longer than the queen waits for a drone
+        try:
+            closed = await until(ws, lambda m: m.get("type") == "debug:closed", "the queen to end it", seen, 40)
+            assert closed["how"] == "drone gone", closed
+        finally:
+            os.kill(drone.proc.pid, signal.SIGCONT)
+    await queen.wait_for(lambda: _alive(pid), lambda alive: not alive, "the orphaned shell to end on the drone", 30)
+
+
+async def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return not Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("Z")
 
 
 async def _kept(workspaces: Path) -> bool:
