@@ -227,6 +227,9 @@ class DebugShells:
         self.send = send
         self.kept: dict[str, Kept] = {}
         self.shells: dict[str, Shell] = {}
+        # Every shell started whose processes may live on (ended ones included until their group is gone): the
+        # drone's stop kills them all, timers of `_stop`'s pending or not.
+        self.started: list[subprocess.Popen[bytes]] = []
         self._task: asyncio.Task[None] | None = None
 
     # -- lifecycle ------------------------------------------------------------------
@@ -245,8 +248,15 @@ class DebugShells:
         self._task = asyncio.get_running_loop().create_task(self._watch())
 
     async def close(self) -> None:
+        """End every shell and kill what it started (the drone stops: no timer of `_stop`'s would fire)."""
+        procs = self.started
         for shell in list(self.shells.values()):
             shell.end("drone gone", "the drone is stopping")
+        deadline = time.monotonic() + KILL_GRACE
+        while any(p.poll() is None for p in procs) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        for proc in procs:
+            _kill(proc)
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -356,6 +366,7 @@ class DebugShells:
             log.warning("job %s: could not start a debug shell: %s", job, exc)
             return refuse(f"the drone could not start a shell: {exc}")
         kept.shells += 1
+        self.started = [p for p in self.started if _group_lives(p)] + [proc]
         self.shells[session] = Shell(session, kept, proc, master, kept.masker, self.send, self._ended)
         log.info("job %s: debug shell %s opened", job, session)
         self.send(Msg.DEBUG_OPENED, {"session": session, "sandboxed": self.sandbox.isolated})
@@ -400,19 +411,41 @@ class DebugShells:
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
     """Hang up the shell's session (as a closed terminal does), then kill what stays."""
-    if proc.poll() is not None:
-        return
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGHUP)
     loop = asyncio.get_running_loop()
 
     def kill() -> None:
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            loop.call_later(0.5, proc.poll)
+        _kill(proc, wait=False)
+        loop.call_later(0.5, proc.poll)
 
     loop.call_later(KILL_GRACE, kill)
+
+
+def _kill(proc: subprocess.Popen[bytes], wait: bool = True) -> None:
+    """Kill the shell's process group, even when its leader ended: bubblewrap's inner process, init of the
+    sandbox's pid namespace, ignores SIGHUP and SIGTERM from outside and may outlive the outer one that
+    Popen started; SIGKILL ends it and, with it, everything in the sandbox. Then reap the leader."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        proc.kill()
+    if wait:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(1.0)
+
+
+def _group_lives(proc: subprocess.Popen[bytes]) -> bool:
+    """Whether the shell or anything in its process group still runs."""
+    if proc.poll() is None:
+        return True
+    try:
+        os.killpg(proc.pid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
 
 
 def _disk_short(path: Path) -> bool:

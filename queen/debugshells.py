@@ -38,6 +38,7 @@ import contextlib
 import logging
 import secrets
 import time
+import weakref
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -82,6 +83,7 @@ class DebugShells:
         self.sessions: dict[str, _Session] = {}
         self._task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._left: weakref.WeakSet[Any] = weakref.WeakSet()  # connections that closed
         self._checked = 0.0  # monotonic: when open sessions' people were last looked up again
         # Sessions ended because their drone was lost: (drone, session) -> when. Told to close when the drone is
         # back (paused, its link down a while), so that the shell does not run on there unseen, past the cap.
@@ -143,7 +145,8 @@ class DebugShells:
             conn.sub.put({"type": "error", "error": "action: must be open, input, resize or close"})
 
     def left(self, conn: Any) -> None:
-        """The connection closed: its sessions end."""
+        """The connection closed: its sessions end (and one still opening ends once it is: `_open`)."""
+        self._left.add(conn)
         for session in [s for s in self.sessions.values() if s.owner is conn]:
             self.spawn(self._end(session, "closed", "the person's connection closed", tell_drone=True))
 
@@ -189,6 +192,9 @@ class DebugShells:
         await store.jobs.update_one({"_id": job_id}, {"$set": {f"debug_sessions.{sid}": debug.record(
             sid, user, session.opened, session.drone)}})
         log.info("job %s: %s opens debug shell %s on drone %s", job_id, user, sid, session.drone)
+        if conn in self._left or session.ended:
+            # The connection closed while this shell was opening: nobody will close it, so end it now.
+            await self._end(session, "closed", "the person's connection closed", tell_drone=True)
 
     # -- from the drone ---------------------------------------------------------------------
 

@@ -357,6 +357,43 @@ async def _alive(pid: int) -> bool:
     return not Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("Z")
 
 
+async def test_quick_opens_and_closes_then_a_stopped_drone_leave_no_shell_processes(queen: Cluster) -> None:
+    drone = await queen.add_drone("d1", env={"APIARY_DRONE_SANDBOX": "bwrap", "APIARY_DRONE_JOB_USER": "nobody"})
+    await queen.create_pipeline_repo("app", PIPELINE.replace("idle: 3s", "idle: 60s"))
+    failed = await queen.wait_job((await queen.trigger("app"))["id"])
+    work = str(queen.tmp / "drones" / "d1")
+    seen: list[dict[str, Any]] = []
+    async with queen.http.ws_connect(ws_url(queen)) as ws:
+        for _ in range(15):  # closed right after it is asked for, opened or not
+            await ws.send_json({"op": "debug", "action": "open", "job": failed["id"], "rows": 24, "cols": 80})
+            item = await until(ws, lambda m: m.get("type") in ("debug:opened", "debug:refused"), "an answer", seen)
+            if item["type"] == "debug:opened":
+                await ws.send_json({"op": "debug", "action": "close", "session": item["session"]})
+                await until(ws, lambda m: m.get("type") == "debug:closed", "the end", seen)
+        await ws.send_json({"op": "debug", "action": "open", "job": failed["id"], "rows": 24, "cols": 80})
+        await until(ws, lambda m: m.get("type") == "debug:opened", "a shell left open", seen)
+        assert _shells_of(work), "the open shell's processes"
+        await drone.stop()  # with a shell open
+    await queen.wait_for(lambda: _async(_shells_of(work)), lambda left: not left, "no shell processes", 15)
+
+
+async def _async(value: Any) -> Any:
+    return value
+
+
+def _shells_of(work: str) -> list[int]:
+    """Processes running in a kept workspace of the drone whose work dir is `work` (bwrap's and the shell)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if work.encode() in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return [p for p in found if p != os.getpid()]
+
+
 async def _kept(workspaces: Path) -> bool:
     return any((w / "made.txt").exists() for w in workspaces.iterdir()) if workspaces.is_dir() else False
 
