@@ -176,8 +176,6 @@ class DebugShells:
                             drone is not None and drone.route is not None, time.time())
         if why is None and sum(1 for s in self.sessions.values() if s.owner is conn) >= PER_CONNECTION:
             why = f"{PER_CONNECTION} debug shells are open on this connection already, the most one may have"
-        if why is None and len(job.get("debug_sessions") or {}) >= debug.MAX_RECORDED:
-            why = f"this job has had {debug.MAX_RECORDED} debug shells, the most one job may have"
         if why is not None:
             return refuse(why)
         settings = debug.settings_of(job)
@@ -360,7 +358,7 @@ async def state(request: web.Request, job_id: str) -> dict[str, Any] | None:
     open_here = sum(1 for s in shells.sessions.values() if s.job == job_id) if shells else 0
     hive = request.app.get(keys.HIVE)
     drone = hive.pool.get(job.get("drone") or "") if hive is not None else None
-    _, role = who(request)
+    _, role = await current(request)
     settings = debug.settings_of(job)
     why = debug.refusal(job, role, config.debug_role, open_here, config.debug_max_sessions,
                         drone is not None and drone.route is not None, time.time())

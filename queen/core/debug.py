@@ -112,7 +112,8 @@ def kept_until(ended_at: float | None, total: float) -> float | None:
 
 def refusal(job: Mapping[str, Any], role: str | None, needed: str, open_sessions: int, cap: int,
             drone_connected: bool, now: float) -> str | None:
-    """Why `role` may not open a shell in `job` now, as the person is told; None: they may.
+    """Why `role` may not open a shell in `job` now, as the person is told; None: they may. The queen's
+    `GET /jobs/ID/debug` and its open both ask this (the job's recorded shells count: MAX_RECORDED at most).
 
     Checked in the order a person can act on: who they are, then the job, then the drone, then the cap."""
     if not role_allows(role, needed):
@@ -134,6 +135,8 @@ def refusal(job: Mapping[str, Any], role: str | None, needed: str, open_sessions
         return f"drone {job.get('drone')} is gone (not connected to this queen): its kept workspace is out of reach"
     if open_sessions >= cap:
         return f"{open_sessions} debug shell{'s' if open_sessions != 1 else ''} already open in this job (at most {cap})"
+    if len(job.get("debug_sessions") or {}) >= MAX_RECORDED:
+        return f"this job has had {MAX_RECORDED} debug shells, the most one job may have"
     return None
 
 

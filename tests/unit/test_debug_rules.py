@@ -67,6 +67,8 @@ FAILED = {"_id": "J1", "status": "failed", "drone": "d1", "finished": NOW - 60,
     ({}, "admin", 0, False, "drone d1 is gone"),
     ({"drone": None}, "admin", 0, True, "this job ran on no drone"),
     ({}, "admin", 1, True, "1 debug shell already open in this job (at most 1)"),
+    ({"debug_sessions": {str(i): {} for i in range(100)}}, "admin", 0, True, "this job has had 100 debug shells"),
+    ({"debug_sessions": {str(i): {} for i in range(99)}}, "admin", 0, True, None),
 ])
 def test_refusals(change: dict, role: str | None, open_: int, connected: bool, why: str | None) -> None:
     found = debug.refusal({**FAILED, **change}, role, "admin", open_, 1, connected, NOW)
