@@ -279,8 +279,9 @@ class Spreader:
         the same name and bytes as an earlier job's, counts once), past MAX_RESTORE_BYTES."""
         seen: dict[str, tuple[str, int]] = {}  # name -> (the job whose copy is counted, its size)
         total, left = 0, []
+        listed = await self.store.list_artifacts_of(chain)  # one query for them all (hundreds of children)
         for job_id in chain:
-            for info in await self.store.list_artifacts(job_id):
+            for info in listed[job_id]:
                 earlier = seen.get(info["name"])
                 if earlier is not None and earlier[1] == info["size"] and await self._same(
                         earlier[0], job_id, info["name"], info["parts"]):
