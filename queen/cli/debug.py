@@ -4,9 +4,11 @@ The terminal goes raw (what is typed goes to the shell as it is typed: Ctrl-C
 reaches the shell, not this command) and is restored however the command
 ends: the shell exits or idles out, the queen refuses, the connection drops,
 or an error. A resize of this terminal (SIGWINCH) resizes the shell's.
-Without a terminal (input from a pipe) the input is sent as it comes and
-nothing is made raw. Exit status: 0 when the shell ended, 1 when no shell
-opened (the queen's reason printed), as other client commands do.
+Without a terminal (input from a pipe, a file, /dev/null) it refuses before
+opening anything: "needs a terminal", exit status 2. Exit status: 0 when the
+shell exited (the person's `exit`), 1 when it ended otherwise (idle, total,
+its drone gone, closed by the queen) or no shell opened (the queen's reason
+printed), as other client commands do.
 """
 
 from __future__ import annotations
@@ -37,9 +39,14 @@ READ = 4096  # bytes of typed input read at once
 async def debug(client: Client, args: argparse.Namespace) -> int:
     from apiary.cli.remote import job_id
 
-    job = await job_id(client, args.job)
     stdin, stdout = sys.stdin.fileno(), sys.stdout.fileno()
     tty_in = os.isatty(stdin)
+    if not tty_in:
+        # A shell fed from a pipe would not know where its input ends (the PTY's end of file is a line of its
+        # own), and a file or /dev/null cannot be watched for input: refused before a shell opens (and is recorded).
+        _say("apiary: error: apiary debug needs a terminal: its input is not one (a pipe, a file or /dev/null)\n")
+        return 2
+    job = await job_id(client, args.job)
     cols, rows = shutil.get_terminal_size((80, 24))
     try:
         ws = await client.session.ws_connect(f"{client.url}/ws", heartbeat=20,
@@ -103,7 +110,7 @@ async def debug(client: Client, args: argparse.Namespace) -> int:
                 detail = f" ({item['detail']})" if item.get("detail") else ""
                 _restore(stdin, saved)
                 _say(f"\r\napiary: the shell ended: {item['how']}{detail}\n")
-                return 0
+                return 0 if item["how"] == "exited" else 1  # ended by anything but the person's own exit: a failure
             elif kind == "debug:refused":
                 raise ClientError(f"no debug shell: {item.get('error')}")
             elif kind == "error":

@@ -175,7 +175,7 @@ async def test_apiary_debug_in_a_terminal(queen: Cluster) -> None:
     await queen.add_drone("d1")
     await queen.create_pipeline_repo("app", PIPELINE)
     await queen.request("PUT", "/repos/app/secrets/SOME_ENV", {"value": SECRET}, expect=200)
-    await queen.wait_job((await queen.trigger("app"))["id"])
+    queen_job = (await queen.wait_job((await queen.trigger("app"))["id"]))["id"]
     master, slave = os.openpty()
     before = termios.tcgetattr(slave)
     env = {k: v for k, v in os.environ.items() if not k.startswith("APIARY_")}
@@ -203,6 +203,15 @@ async def test_apiary_debug_in_a_terminal(queen: Cluster) -> None:
         assert refused.stderr.strip().startswith("apiary: error: no debug shell: job ") and \
             "only in a failed job" in refused.stderr and "Traceback" not in refused.stderr, refused.stderr
         assert termios.tcgetattr(slave) == before
+        # Input that is no terminal: refused before a shell opens, exit 2.
+        sessions = len((await queen.get(f"/jobs/{queen_job}/debug"))["sessions"])
+        for given in (subprocess.DEVNULL, None):
+            piped = await asyncio.to_thread(
+                subprocess.run, [sys.executable, "-m", "apiary.cli", "debug", "app#1", "--url", queen.api],
+                stdin=given, input="id\n" if given is None else None, capture_output=True, text=True, env=env,
+                timeout=30, check=False)
+            assert piped.returncode == 2 and "needs a terminal" in piped.stderr, piped
+        assert len((await queen.get(f"/jobs/{queen_job}/debug"))["sessions"]) == sessions
     finally:
         if cli.poll() is None:
             cli.kill()
