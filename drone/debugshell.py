@@ -74,6 +74,7 @@ class Kept:
     until: float  # monotonic: when it goes, with no shell open
     kept_at: float = dataclasses.field(default_factory=time.monotonic)
     shells: int = 0
+    label: str = ""  # what the prompt names: repo#N (the job's id without them)
 
 
 class Shell:
@@ -277,7 +278,7 @@ class DebugShells:
         if old is not None:
             self._remove(old)
         self.kept[job_id] = Kept(job_id, paths, dict(env), masker, settings["idle"], settings["total"],
-                                 until=time.monotonic() + settings["total"])
+                                 until=time.monotonic() + settings["total"], label=prompt_label(job))
         try:
             self.notes.mkdir(parents=True, exist_ok=True, mode=0o700)
             (self.notes / f"{job_id}.json").write_text(json.dumps({"workspace": str(paths.workspace),
@@ -382,7 +383,9 @@ class DebugShells:
     def _spawn(self, kept: Kept, rows: int, cols: int) -> tuple[subprocess.Popen[bytes], int]:
         """The shell on a new PTY, as the job's commands ran (sandbox.py); (process, the PTY's master fd)."""
         shell = ["/bin/bash", "--noprofile", "--norc", "-i"] if os.access("/bin/bash", os.X_OK) else ["/bin/sh", "-i"]
-        env = {**kept.env, "TERM": "xterm-256color", "PS1": r"debug:\W\$ ", "APIARY_DEBUG": "1"}
+        # The prompt names the job: its workspace's name (k-HEX, what \W showed) says nothing to a person.
+        env = {**kept.env, "TERM": "xterm-256color", "PS1": f"debug:{kept.label or kept.job}\\$ ",
+               "APIARY_DEBUG": "1"}
         paths = kept.paths
         if not paths.workspace.is_dir():
             raise OSError("the kept workspace is gone")
@@ -435,6 +438,17 @@ def _kill(proc: subprocess.Popen[bytes], wait: bool = True) -> None:
     if wait:
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(1.0)
+
+
+def prompt_label(job: Mapping[str, Any]) -> str:
+    """``repo#N`` for the shell's prompt, only of characters a prompt shows as they are (a repository's name is
+    the pusher's: no escapes, no ``$(…)`` for bash to run); "" when the job has no repository or number."""
+    repo = str((job.get("repo") or {}).get("name") or "")
+    number = job.get("number")
+    if not repo or isinstance(number, bool) or not isinstance(number, int) or number <= 0:
+        return ""
+    safe = "".join(c for c in repo if c.isascii() and (c.isalnum() or c in "-_."))[:60]
+    return f"{safe}#{number}" if safe else ""
 
 
 def _group_lives(proc: subprocess.Popen[bytes]) -> bool:

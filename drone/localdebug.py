@@ -22,13 +22,47 @@ import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from apiary.core.protocol import Msg
+
 from .executor import JobRun
 
 
+HELD_TEXT = 8 * 2**20  # bytes of other stages' output held while the shell is open; past that it is counted, not shown
+
+
 class DebugRun(JobRun):
-    """A local JobRun that opens a shell after its first failing step."""
+    """A local JobRun that opens a shell after its first failing step. While the shell is open, what the job's
+    other stages print (``parallel:``) is held and shown when it ends, not written over the person's shell."""
 
     debugged = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._show = self.emit
+        self._held: list[tuple[Msg, dict[str, Any]]] | None = None
+        self._held_text = self._dropped = 0
+        self.emit = self._emit_or_hold
+
+    def _emit_or_hold(self, msg: Msg, body: dict[str, Any]) -> None:
+        if self._held is None:
+            self._show(msg, body)
+            return
+        text = body.get("text")
+        if isinstance(text, str):
+            if self._held_text + len(text) > HELD_TEXT:
+                self._dropped += len(text)
+                return
+            self._held_text += len(text)
+        self._held.append((msg, dict(body)))  # every other event is kept: the summary needs them
+
+    def _replay(self) -> None:
+        held, self._held = self._held or [], None
+        for msg, body in held:
+            self._show(msg, body)
+        if self._dropped:
+            sys.stderr.write(f"apiary: {self._dropped:,} bytes of other stages' output printed while the shell was "
+                             "open are not shown (more than 8 MiB)\n")
+        self._held_text = self._dropped = 0
 
     async def _step(self, step: Mapping[str, Any], env: dict[str, str], phase: str, stage: str | None,
                     hook: str | None = None) -> int:
@@ -41,6 +75,7 @@ class DebugRun(JobRun):
 
     async def _shell(self, step: Mapping[str, Any], env: dict[str, str], code: int, stage: str | None) -> None:
         shell = os.environ.get("SHELL") or "/bin/sh"
+        self._held = []  # from now on other stages' output waits for the shell's end
         where = f"stage {stage}" if stage else "its phase"
         sys.stdout.flush()
         sys.stderr.write(f"\napiary: {step.get('title') or step['run']!r} failed (exit {code}) in {where}: a shell in "
@@ -56,8 +91,9 @@ class DebugRun(JobRun):
             paused = time.monotonic() - started
             self._deadline = deadline + paused if deadline is not None else None
             self.steps.last_output = time.monotonic()  # nor is the shell's time silence
-        sys.stderr.write("apiary: the shell ended; the job goes on\n")
-        sys.stderr.flush()
+            sys.stderr.write("apiary: the shell ended; the job goes on\n")
+            sys.stderr.flush()
+            self._replay()
 
 
 @contextlib.contextmanager

@@ -251,6 +251,38 @@ stages:
         os.close(slave)
 
 
+async def test_apiary_run_debug_holds_the_other_stages_output_while_the_shell_is_open(tmp_path: Path) -> None:
+    (tmp_path / ".apiary.yml").write_text("""
+parallel: 2
+stages:
+  - name: breaks
+    steps: ["exit 3"]
+  - name: talks
+    steps: ["sleep 1; echo other-stage-said-this"]
+""")
+    master, slave = os.openpty()
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("APIARY_")}, "SHELL": "/bin/sh"}
+    run = subprocess.Popen([sys.executable, "-m", "apiary.cli", "run", "--debug", str(tmp_path)],  # noqa: ASYNC220
+                           stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True)
+    seen = bytearray()
+    try:
+        await asyncio.to_thread(read_until, master, "exit to go on", seen)
+        await asyncio.sleep(2)  # the other stage has printed by now
+        os.write(master, b"echo shell-still-here\n")
+        shown = await asyncio.to_thread(read_until, master, "shell-still-here\r\n", seen)
+        assert "other-stage-said-this" not in shown.split("exit to go on", 1)[1], shown
+        os.write(master, b"exit\n")
+        shown = await asyncio.to_thread(read_until, master, "other-stage-said-this\r\n", seen)
+        assert shown.index("the shell ended") < shown.rindex("other-stage-said-this")
+        assert await asyncio.to_thread(run.wait, 30) == 1
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+        os.close(master)
+        os.close(slave)
+
+
 async def test_the_shell_is_in_the_jobs_sandbox(queen: Cluster) -> None:
     await queen.add_drone("d1", env={"APIARY_DRONE_SANDBOX": "bwrap", "APIARY_DRONE_JOB_USER": "nobody"})
     await queen.create_pipeline_repo("app", PIPELINE)

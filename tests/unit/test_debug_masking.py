@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from apiary.drone.debugshell import HOLD
+from apiary.drone.debugshell import HOLD, prompt_label
 from apiary.drone.masking import Masker
 
 SECRET = "s3cr3tV4lue-XYZ"
@@ -52,3 +52,13 @@ def test_a_typed_start_of_a_secret_that_goes_elsewhere_shows_what_follows() -> N
 def test_the_hold_delay_is_short_for_interactive_echo() -> None:
     print(f"debug shell: a possible secret's start is held {HOLD * 1000:g} ms before it is released")
     assert 0 < HOLD <= 0.2
+
+
+@pytest.mark.parametrize(("job", "label"), [
+    ({"repo": {"name": "app"}, "number": 7}, "app#7"),
+    ({"repo": {"name": "we$(rm -rf ~)b\\n"}, "number": 2}, "werm-rfbn#2"),  # a pusher's name: nothing for bash
+    ({"repo": {"name": "app"}, "number": None}, ""),
+    ({"number": 3}, ""),
+])
+def test_the_prompt_names_the_job(job: dict, label: str) -> None:
+    assert prompt_label(job) == label
