@@ -84,6 +84,9 @@ class DebugShells:
         self._task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._left: weakref.WeakSet[Any] = weakref.WeakSet()  # connections that closed
+        # job -> (drone, its process's session, the drone's words): the drone said it does not keep the job's
+        # workspace (it restarted since); true for as long as that drone process runs.
+        self.not_kept: dict[str, tuple[str, str, str]] = {}
         self._checked = 0.0  # monotonic: when open sessions' people were last looked up again
         # Sessions ended because their drone was lost: (drone, session) -> when. Told to close when the drone is
         # back (paused, its link down a while), so that the shell does not run on there unseen, past the cap.
@@ -173,7 +176,7 @@ class DebugShells:
         open_here = sum(1 for s in self.sessions.values() if s.job == job_id)
         drone = self.hive.pool.get(job.get("drone") or "")
         why = debug.refusal(job, role, config.debug_role, open_here, config.debug_max_sessions,
-                            drone is not None and drone.route is not None, time.time())
+                            drone is not None and drone.route is not None, time.time()) or self.gone(job_id, drone)
         if why is None and sum(1 for s in self.sessions.values() if s.owner is conn) >= PER_CONNECTION:
             why = f"{PER_CONNECTION} debug shells are open on this connection already, the most one may have"
         if why is not None:
@@ -219,7 +222,20 @@ class DebugShells:
             self._ack(session)
         elif msg is Msg.DEBUG_CLOSED:
             how = str(body.get("how")) if body.get("how") in debug.ENDINGS else "error"  # a drone's word, checked
+            drone = self.hive.pool.get(drone_id)
+            if how == "refused" and not session.answered and drone is not None and \
+                    "not kept on this drone" in str(body.get("detail")):
+                if len(self.not_kept) > 10_000:
+                    self.not_kept.clear()
+                self.not_kept[session.job] = (drone_id, drone.session, str(body.get("detail"))[:300])
             self.spawn(self._end(session, how, str(body.get("detail") or "")[:300], tell_drone=False))
+
+    def gone(self, job_id: str, drone: Any) -> str | None:
+        """The drone's own word that it no longer keeps the job's workspace, while that drone process runs."""
+        known = self.not_kept.get(job_id)
+        if known is None or drone is None or (known[0], known[1]) != (drone.id, drone.session):
+            return None
+        return f"drone {drone.id}: {known[2]}"
 
     def _ack(self, session: _Session) -> None:
         """Ack what the person's connection has room for; the watcher acks the rest once it has."""
@@ -362,6 +378,8 @@ async def state(request: web.Request, job_id: str) -> dict[str, Any] | None:
     settings = debug.settings_of(job)
     why = debug.refusal(job, role, config.debug_role, open_here, config.debug_max_sessions,
                         drone is not None and drone.route is not None, time.time())
+    if why is None and shells is not None:
+        why = shells.gone(job_id, drone)
     until = debug.kept_until(job.get("finished"), settings["total"]) if settings["keep"] and \
         job.get("status") == "failed" else None
     return {"job": job_id, "available": why is None, "why": why, "role": config.debug_role, "drone": job.get("drone"),

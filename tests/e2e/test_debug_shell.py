@@ -321,6 +321,9 @@ async def test_the_shell_is_in_the_jobs_sandbox(queen: Cluster) -> None:
                 break
             await asyncio.sleep(0.2)
         assert "not kept on this drone" in refused["error"], refused
+    # The drone said so: the API (and the page's button) say it too, until that drone process goes.
+    state = await queen.get(f"/jobs/{failed['id']}/debug")
+    assert state["available"] is False and "not kept on this drone" in state["why"], state
     state = await queen.get(f"/jobs/{failed['id']}/debug")
     assert [s["how"] for s in state["sessions"]] == ["exited", "refused"], state
 
