@@ -384,7 +384,7 @@ class DebugShells:
         """The shell on a new PTY, as the job's commands ran (sandbox.py); (process, the PTY's master fd)."""
         shell = ["/bin/bash", "--noprofile", "--norc", "-i"] if os.access("/bin/bash", os.X_OK) else ["/bin/sh", "-i"]
         # The prompt names the job: its workspace's name (k-HEX, what \W showed) says nothing to a person.
-        env = {**kept.env, "TERM": "xterm-256color", "PS1": f"debug:{kept.label or kept.job}\\$ ",
+        env = {**kept.env, "TERM": "xterm-256color", "PS1": f"debug:{kept.label or kept.job} \\$ ",
                "APIARY_DEBUG": "1"}
         paths = kept.paths
         if not paths.workspace.is_dir():
