@@ -174,14 +174,14 @@ async def test_a_bisect_goes_on_after_a_queen_restart_one_runs_at_a_time_and_can
     second = (await queen.request("POST", "/repos/proj/bisects", {"good": good, "bad": shas[-1]}, expect=201))[1]
     running = [t["job"] for t in second["tries"] if t["verdict"] is None]
     assert running, second
-    asked = time.time()
     cancelled = (await queen.request("POST", f"/bisects/{second['id']}/cancel", {}, expect=200))[1]
+    answered = time.time()
     assert cancelled["status"] == "cancelled"
-    # A job that ended before the cancel was asked for (the bad end can fail in a moment) stays as it ended;
-    # every other job of the bisect is stopped.
+    # A job that ended by itself before the cancel was answered (the bad end can fail in a moment) stays as it
+    # ended; every other job of the bisect is stopped.
     ends = [await queen.wait_job(job_id) for job_id in running]
-    stopped = [j for j in ends if (j.get("finished") or asked) >= asked]
-    assert stopped and all(j["status"] == "cancelled" for j in stopped), ends
+    assert any(j["status"] == "cancelled" for j in ends), ends
+    assert all(j["status"] == "cancelled" or j["finished"] <= answered for j in ends), ends
     ended = await queen.get(f"/bisects/{second['id']}")
     assert {t["verdict"] for t in ended["tries"] if t.get("job") in running} == {"cancelled"}, ended["tries"]
     assert (await queen.request("POST", f"/bisects/{second['id']}/cancel", {}))[0] == 409
