@@ -27,7 +27,7 @@ from tests.unit.test_openapi import _routes
 
 # Examples per operation and generation mode (positive, negative), with generated path
 # parameters and again with existing ones: about 1000 requests, some 25 s.
-EXAMPLES = 25
+EXAMPLES = 15
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 PIPELINE = {"stages": [{"name": "test", "steps": ["true"]}]}
 FEWER = {("POST", "/api/v1/users"): 5}  # each user costs an argon2 hash, a third of a second
