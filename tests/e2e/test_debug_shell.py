@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 import pwd
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import termios
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -220,6 +222,24 @@ async def test_apiary_debug_in_a_terminal(queen: Cluster) -> None:
         os.close(slave)
 
 
+@contextlib.contextmanager
+def run_debug(folder: Path) -> Iterator[tuple[subprocess.Popen[bytes], int, bytearray]]:
+    """`apiary run --debug FOLDER` on a terminal of its own: (the process, the terminal's master end, what was
+    read from it so far). The process is killed and the terminal closed afterwards."""
+    master, slave = os.openpty()
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("APIARY_")}, "SHELL": "/bin/sh"}
+    run = subprocess.Popen([sys.executable, "-m", "apiary.cli", "run", "--debug", str(folder)],
+                           stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True)
+    try:
+        yield run, master, bytearray()
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+        os.close(master)
+        os.close(slave)
+
+
 async def test_apiary_run_debug_opens_a_shell_after_the_failing_step(tmp_path: Path) -> None:
     (tmp_path / ".apiary.yml").write_text("""
 env: {GREETING: hello}
@@ -228,12 +248,7 @@ stages:
     steps: ["echo made-by-the-job > made.txt", "exit 3", "echo never"]
     on_failure: ["echo on_failure ran after the shell"]
 """)
-    master, slave = os.openpty()
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("APIARY_")}, "SHELL": "/bin/sh"}
-    run = subprocess.Popen([sys.executable, "-m", "apiary.cli", "run", "--debug", str(tmp_path)],  # noqa: ASYNC220
-                           stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True)
-    seen = bytearray()
-    try:
+    with run_debug(tmp_path) as (run, master, seen):
         shown = await asyncio.to_thread(read_until, master, "exit to go on", seen)
         assert "on_failure ran" not in shown  # the shell comes right after the failing step
         os.write(master, b"cat made.txt; echo \"[$GREETING] [$APIARY_DEBUG]\"\n")
@@ -243,12 +258,6 @@ stages:
         shown = await asyncio.to_thread(read_until, master, "on_failure ran after the shell", seen)
         assert await asyncio.to_thread(run.wait, 30) == 1  # the job's result: failed
         assert "never" not in shown.split("exit to go on", 1)[1].replace("echo never", "")
-    finally:
-        if run.poll() is None:
-            run.kill()
-            run.wait()
-        os.close(master)
-        os.close(slave)
 
 
 async def test_apiary_run_debug_holds_the_other_stages_output_while_the_shell_is_open(tmp_path: Path) -> None:
@@ -260,12 +269,7 @@ stages:
   - name: talks
     steps: ["sleep 1; echo other-stage-said-this"]
 """)
-    master, slave = os.openpty()
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("APIARY_")}, "SHELL": "/bin/sh"}
-    run = subprocess.Popen([sys.executable, "-m", "apiary.cli", "run", "--debug", str(tmp_path)],  # noqa: ASYNC220
-                           stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True)
-    seen = bytearray()
-    try:
+    with run_debug(tmp_path) as (run, master, seen):
         await asyncio.to_thread(read_until, master, "exit to go on", seen)
         await asyncio.sleep(2)  # the other stage has printed by now
         os.write(master, b"echo shell-still-here\n")
@@ -275,12 +279,6 @@ stages:
         shown = await asyncio.to_thread(read_until, master, "other-stage-said-this\r\n", seen)
         assert shown.index("the shell ended") < shown.rindex("other-stage-said-this")
         assert await asyncio.to_thread(run.wait, 30) == 1
-    finally:
-        if run.poll() is None:
-            run.kill()
-            run.wait()
-        os.close(master)
-        os.close(slave)
 
 
 async def test_the_shell_is_in_the_jobs_sandbox(queen: Cluster) -> None:
