@@ -1,14 +1,22 @@
 """Real queens and drones as child processes on ports the OS gives, for end-to-end tests.
 
 Each process is ``sys.executable -m apiary.cli …`` with its own data directory
-(so its own embedded store) under the test's tmp_path; its stdout and stderr
-go to files there, which a failing test prints. Heartbeats are fast so that
-joins, leaves and restarts show within a second.
+under the test's tmp_path; its stdout and stderr go to files there, which a
+failing test prints. Heartbeats are fast so that joins, leaves and restarts
+show within a second.
+
+A queen stores in a database of its own (named after its cluster) on the test
+worker's one embedded store (nx-27017, `shared_store` in tests/conftest.py),
+as several queens share one MongoDB in production: starting a store for every
+test cost about a second of each. A cluster made with ``store_url=None`` runs
+the queen's own embedded store instead, for the tests about that store.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
 import json
 import os
 import re
@@ -16,10 +24,13 @@ import resource
 import signal
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+from pymongo import MongoClient
+from pymongo.database import Database
 
 FAST = {
     # Jobs here run as plain processes of the drone (as root in CI), so that tests can look at what they do on
@@ -110,8 +121,11 @@ class Proc:
 class Cluster:
     """A queen, any number of drones, and an HTTP session for the queen's API."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, store_url: str | None = None) -> None:
         self.tmp = tmp
+        self.store_url = store_url  # a shared store's mongodb:// URL; None: the queen runs its embedded one
+        # A database of its own on the shared store (a plain name, as the queen's config requires).
+        self.database = "t_" + hashlib.sha1(str(tmp).encode()).hexdigest()[:20] if store_url else "apiary"
         self.queen: Proc | None = None
         self.drones: dict[str, Proc] = {}
         self.http: aiohttp.ClientSession | None = None
@@ -123,7 +137,9 @@ class Cluster:
         if self.queen is None:
             args = ["queen", "--data-dir", str(self.tmp / "queen"), "--http-port", "0",
                     "--drone-bind", "tcp://127.0.0.1:*"]
-            self.queen = Proc("queen", args, self.tmp / "logs", _env(env), file_limit)
+            store = ({"APIARY_QUEEN_MONGODB_URL": self.store_url, "APIARY_QUEEN_DATABASE": self.database}
+                     if self.store_url else {})
+            self.queen = Proc("queen", args, self.tmp / "logs", _env({**store, **(env or {})}), file_limit)
         else:
             port = self.api.rsplit(":", 1)[1].split("/")[0]
             self.queen.args = ["queen", "--data-dir", str(self.tmp / "queen"), "--http-port", port,
@@ -145,6 +161,22 @@ class Cluster:
         if wait:
             await self.wait_for(lambda: self.drone_ids(), lambda ids: name in ids, f"drone {name} to join")
         return drone
+
+    @property
+    def store_port(self) -> int:
+        """The loopback port of the store the queen uses (the shared one, or its own embedded one)."""
+        if self.store_url is not None:
+            return int(self.store_url.split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)[1])
+        assert self.queen is not None
+        port = re.search(r"embedded store \(nx-27017\) pid \d+ on port (\d+)", self.queen.logs())
+        assert port, self.queen.logs()  # the queen's own embedded store: its port is in the queen's log
+        return int(port[1])
+
+    @contextlib.contextmanager
+    def raw_store(self) -> Iterator[Database[dict[str, Any]]]:
+        """The queen's database through a plain PyMongo client, to look at (or age) what it stored."""
+        with MongoClient(f"mongodb://127.0.0.1:{self.store_port}/?directConnection=true") as client:
+            yield client[self.database]
 
     async def drone_ids(self) -> set[str]:
         return {d["id"] for d in (await self.get("/drones"))["drones"]}

@@ -7,13 +7,24 @@ from pathlib import Path
 
 import pytest
 
+from apiary.queen.embedded import embedded_store
 from tests.cluster import Cluster
 
 
+@pytest.fixture(scope="session")
+async def shared_store(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
+    """One embedded store (nx-27017) for every cluster of this test process; each queen has a database on it."""
+    async with embedded_store(tmp_path_factory.mktemp("shared-store")) as url:
+        yield url
+
+
 @pytest.fixture
-async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
-    """A cluster with nothing started yet; everything it starts is stopped afterwards."""
-    c = Cluster(tmp_path)
+async def cluster(request: pytest.FixtureRequest, tmp_path: Path, shared_store: str) -> AsyncIterator[Cluster]:
+    """A cluster with nothing started yet; everything it starts is stopped afterwards.
+
+    Its queen stores on the shared store, or (a test marked `own_store`) on an embedded store of its own."""
+    own = request.node.get_closest_marker("own_store") is not None
+    c = Cluster(tmp_path, None if own else shared_store)
     try:
         yield c
     finally:

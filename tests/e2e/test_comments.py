@@ -10,7 +10,6 @@ import time
 
 import ulid
 from playwright.async_api import Page, expect
-from pymongo import MongoClient
 
 from apiary.queen.comment_rules import MAX_PER_JOB, MAX_TEXT, RATE_LIMIT
 from tests.browser import browser, page, shot  # noqa: F401  (fixtures)
@@ -113,17 +112,15 @@ async def test_two_people_comment_edit_and_delete_their_own_and_an_admin_deletes
 
     # At most MAX_PER_JOB on a job: the rest are stored as the queen stores them, then one more is refused.
     assert queen.queen is not None
-    port = re.search(r"on port (\d+)", queen.queen.logs())
-    assert port
-    with MongoClient(f"mongodb://127.0.0.1:{port[1]}/?directConnection=true") as raw:
-        have = raw.apiary.comments.count_documents({"job": job["id"]})
-        raw.apiary.comments.insert_many([{"_id": str(ulid.ULID()), "job": job["id"], "author": "ada", "text": "x",
+    with queen.raw_store() as raw:
+        have = raw.comments.count_documents({"job": job["id"]})
+        raw.comments.insert_many([{"_id": str(ulid.ULID()), "job": job["id"], "author": "ada", "text": "x",
                                           "html": "<p>x</p>\n", "renderer": 1, "created": time.time(), "edited": None}
                                          for _ in range(MAX_PER_JOB - have)])
-        raw.apiary.comment_counts.delete_one({"_id": job["id"]})  # counted again from the comments stored
+        raw.comment_counts.delete_one({"_id": job["id"]})  # counted again from the comments stored
         # Another job three short of the cap, and eight posts at once by two people: exactly three are taken.
         job3 = await _job(admin, "race")
-        raw.apiary.comments.insert_many([{"_id": str(ulid.ULID()), "job": job3["id"], "author": "ada", "text": "x",
+        raw.comments.insert_many([{"_id": str(ulid.ULID()), "job": job3["id"], "author": "ada", "text": "x",
                                           "html": "<p>x</p>\n", "renderer": 1, "created": time.time(),
                                           "edited": None} for _ in range(MAX_PER_JOB - 3)])
     status, body = await admin.call("POST", path, {"text": "one too many"})
@@ -174,11 +171,9 @@ async def test_a_name_taken_again_owns_nothing_names_are_one_whatever_their_case
     assert status == 201 and said["author"] == "bob" and said["author_id"]
     # Users and comments from before ids: each user gets one when the queen starts, and their comments too.
     assert queen.queen is not None
-    port = re.search(r"on port (\d+)", queen.queen.logs())
-    assert port
-    with MongoClient(f"mongodb://127.0.0.1:{port[1]}/?directConnection=true") as raw:
-        raw.apiary.users.update_many({}, {"$unset": {"uid": "", "key": ""}})
-        raw.apiary.comments.update_many({}, {"$unset": {"author_id": ""}})
+    with queen.raw_store() as raw:
+        raw.users.update_many({}, {"$unset": {"uid": "", "key": ""}})
+        raw.comments.update_many({}, {"$unset": {"author_id": ""}})
     await queen.queen.stop()
     await queen.start_queen()
     status, body = await bob.call("PATCH", f"{path}/{said['id']}", {"text": "bob's words"})
@@ -295,10 +290,8 @@ async def test_a_comment_by_someone_else_appears_live_on_an_open_job_page_render
     # A job with many comments: the page shows the newest 50, and the older ones on asking.
     many = await _job(admin, "many")
     assert queen.queen is not None
-    port = re.search(r"on port (\d+)", queen.queen.logs())
-    assert port
-    with MongoClient(f"mongodb://127.0.0.1:{port[1]}/?directConnection=true") as raw:
-        raw.apiary.comments.insert_many([{"_id": str(ulid.ULID()), "job": many["id"], "author": "ada", "text": f"n{n}",
+    with queen.raw_store() as raw:
+        raw.comments.insert_many([{"_id": str(ulid.ULID()), "job": many["id"], "author": "ada", "text": f"n{n}",
                                           "html": f"<p>n{n}</p>\n", "renderer": 2, "created": time.time(),
                                           "edited": None} for n in range(55)])
     await page.goto(f"/jobs/{many['id']}")

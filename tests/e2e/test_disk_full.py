@@ -11,6 +11,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.cluster import Cluster, output_lines
 
 LINES = 3000
@@ -28,6 +30,7 @@ def fill(folder: Path, leave: int) -> Path:
     return ballast
 
 
+@pytest.mark.own_store  # the store's files are on the queen's small disk
 async def test_a_full_disk_loses_no_line_and_the_queen_recovers_when_space_returns(cluster: Cluster) -> None:
     data = cluster.tmp / "queen"
     data.mkdir(parents=True)

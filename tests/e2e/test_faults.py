@@ -8,6 +8,7 @@ import signal
 from pathlib import Path
 
 import aiohttp
+import pytest
 from playwright.async_api import Page, expect
 
 from tests.browser import browser, page  # noqa: F401  (fixtures)
@@ -103,6 +104,7 @@ async def test_a_paused_drone_coming_back_cannot_run_the_same_job_twice(queen: C
     print("\npaused a drone past the timeout; its copy was cancelled, the job ran once more and passed")
 
 
+@pytest.mark.own_store  # the queen's embedded store is killed
 async def test_store_killed_and_restarted_mid_job_loses_and_doubles_nothing(queen: Cluster) -> None:
     await queen.add_drone("d1")
     lines = 400

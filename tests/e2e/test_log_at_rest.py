@@ -9,7 +9,6 @@ import gzip
 import re
 
 import aiohttp
-from pymongo import MongoClient
 
 from apiary.queen.store.chunks import MIN_BYTES, zstd
 from tests.cluster import Cluster, all_events
@@ -60,10 +59,8 @@ async def test_output_is_compressed_at_rest_and_reads_back_the_same_every_way(qu
 
     # At rest: output as zstd frames with their size, no text.
     assert queen.queen is not None
-    port = re.search(r"embedded store \(nx-27017\) pid \d+ on port (\d+)", queen.queen.logs())
-    assert port, queen.queen.logs()
-    with MongoClient(f"mongodb://127.0.0.1:{port[1]}/?directConnection=true") as raw:
-        stored = list(raw.apiary.events.find({"job": job["id"], "type": "job:cmd:stdout"}))
+    with queen.raw_store() as raw:
+        stored = list(raw.events.find({"job": job["id"], "type": "job:cmd:stdout"}))
     compressed = [d for d in stored if "z" in d]
     assert compressed and all("text" not in d and isinstance(d["z"], bytes) for d in compressed)
     assert all(len(d["text"]) < MIN_BYTES for d in stored if "z" not in d)  # a frame would not pay for itself

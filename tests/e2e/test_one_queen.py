@@ -9,9 +9,12 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from pymongo import MongoClient
 
 from tests.cluster import Cluster
+
+pytestmark = pytest.mark.own_store  # about the queen's embedded store and its data dir
 
 
 def running(pid: int) -> bool:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -86,7 +85,7 @@ async def test_a_jobs_network_keeps_the_machines_loopback_out_of_reach(queen: Cl
     """On one machine the queen's store and API listen on 127.0.0.1: a job cannot connect to either, or read
     the queen's data dir, while it still has a network of its own."""
     assert queen.queen is not None
-    store_port = int(re.search(r"on port (\d+)", queen.queen.logs())[1])  # type: ignore[index]
+    store_port = queen.store_port
     api_port = int(queen.api.split(":")[-1].split("/")[0])
     data = queen.tmp / "queen"
     await queen.add_drone("d1", env={**SANDBOXED, "APIARY_DRONE_SANDBOX_HIDE": str(data)})

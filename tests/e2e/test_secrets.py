@@ -5,14 +5,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import re
 import signal
 import stat
 import sys
 import urllib.parse
 
 from cryptography.fernet import Fernet
-from pymongo import MongoClient
 
 from tests.cluster import Cluster
 
@@ -72,10 +70,8 @@ async def test_secrets_are_sealed_at_rest_and_another_key_is_refused_at_start(qu
     assert (await queen.wait_job((await queen.trigger("app"))["id"]))["status"] == "passed"
 
     assert queen.queen is not None
-    port = re.search(r"embedded store \(nx-27017\) pid \d+ on port (\d+)", queen.queen.logs())
-    assert port, queen.queen.logs()
-    with MongoClient(f"mongodb://127.0.0.1:{port[1]}/?directConnection=true") as raw:
-        stored = raw.apiary.secrets.find_one({"name": "TOKEN"})
+    with queen.raw_store() as raw:
+        stored = raw.secrets.find_one({"name": "TOKEN"})
     assert stored["value"].startswith("fernet:") and "s3cr3t-at-rest" not in str(stored)
     key_file = queen.tmp / "queen" / "secrets.key"
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
@@ -84,7 +80,8 @@ async def test_secrets_are_sealed_at_rest_and_another_key_is_refused_at_start(qu
     key_file.write_bytes(Fernet.generate_key())  # not the key that sealed them
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "apiary.cli", "queen", "--data-dir", str(queen.tmp / "queen"), "--http-port", "0",
-        "--drone-bind", "tcp://127.0.0.1:*", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        "--drone-bind", "tcp://127.0.0.1:*", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env=queen.queen.env)  # the same store and database
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 2
     assert "[queen] secrets_key_file: the stored secrets were sealed with another key" in err.decode()

@@ -8,7 +8,6 @@ from typing import Any
 import aiohttp
 import pytest
 from playwright.async_api import Browser, Page, expect
-from pymongo import MongoClient
 
 from tests.browser import base_url, browser, page, shot  # noqa: F401  (fixtures)
 from tests.cluster import Cluster
@@ -119,10 +118,8 @@ async def test_roles_tokens_and_csrf(queen: Cluster) -> None:
 
     # Passwords are stored as argon2id hashes, tokens as SHA-256 of their secret part.
     assert queen.queen is not None
-    port = re.search(r"on port (\d+)", queen.queen.logs())
-    assert port
-    with MongoClient(f"mongodb://127.0.0.1:{port[1]}/?directConnection=true") as raw:
-        assert raw.apiary.users.find_one({"_id": "bob"})["password"].startswith("$argon2id$")
+    with queen.raw_store() as raw:
+        assert raw.users.find_one({"_id": "bob"})["password"].startswith("$argon2id$")
 
 
 async def test_anonymous_reading_is_off_unless_enabled(cluster: Cluster) -> None:
@@ -276,12 +273,10 @@ async def test_until_an_admin_exists_only_the_owners_setup_token_makes_users(que
 async def test_a_queen_left_without_an_admin_gets_one_from_its_machine(queen: Cluster) -> None:
     """A queen whose only user is a member (left so by an older version) is given an admin with the setup token."""
     assert queen.queen is not None
-    port = re.search(r"on port (\d+)", queen.queen.logs())
-    assert port
     member = await first_admin(queen)
     await member.close()
-    with MongoClient(f"mongodb://127.0.0.1:{port[1]}/?directConnection=true") as raw:
-        raw.apiary.users.update_one({"_id": "ada"}, {"$set": {"role": "member"}})
+    with queen.raw_store() as raw:
+        raw.users.update_one({"_id": "ada"}, {"$set": {"role": "member"}})
     await queen.queen.stop()
     await queen.start_queen()
     await queen.queen.wait_output(r"API:")
