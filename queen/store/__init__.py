@@ -62,7 +62,8 @@ class Store(RepoQueries, JobQueries, EventQueries, SecretQueries, PeopleQueries,
         self.cache_docs = self.db.caches  # pipeline caches (caches.py)
         self.cache_part_files = self.db["cacheparts.files"]
         self.cache_parts = AsyncGridFSBucket(self.db, bucket_name="cacheparts")
-        self._numbers: dict[str, int] = {}
+        self.job_numbers = self.db.job_numbers  # a counter per repository: {_id: repo, n: last number given}
+        self._numbers_seeded: set[str] = set()
         self._repos: dict[str, Repository] = {}
         self._repos_listed = False
         self._secrets: dict[str, dict[str, tuple[str, tuple[str, ...]]]] = {}

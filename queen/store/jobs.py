@@ -31,23 +31,28 @@ class JobQueries:
 
     jobs: AsyncCollection
     events: AsyncCollection
-    _numbers: dict[str, int]
+    job_numbers: AsyncCollection
+    _numbers_seeded: set[str]  # repositories whose counter this queen has raised to the stored jobs' numbers
     _numbers_lock: asyncio.Lock
 
     async def next_job_number(self, repo: str) -> int:
-        """The repository's next job number (1, 2, 3…).
+        """The repository's next job number (1, 2, 3…), unique across every queen on this store.
 
-        Counted in memory, seeded once per repository from the highest number
-        stored: one queen owns the jobs, and this keeps a store round trip off
-        every trigger.
+        An atomic ``$inc`` on the repository's document in ``job_numbers`` (one store round trip per
+        trigger). The first time a repository counts there (a store from before the counter, or a
+        repository whose jobs were imported), the counter is raised to the highest stored number first;
+        ``$max`` makes that harmless when several queens do it at once.
         """
-        if repo not in self._numbers:
+        if repo not in self._numbers_seeded:
             async with self._numbers_lock:
-                if repo not in self._numbers:
+                if repo not in self._numbers_seeded:
                     last = await self.jobs.find_one({"repo": repo}, {"number": 1}, sort=[("number", DESCENDING)])
-                    self._numbers[repo] = int(last["number"]) if last and last.get("number") else 0
-        self._numbers[repo] += 1
-        return self._numbers[repo]
+                    highest = int(last["number"]) if last and last.get("number") else 0
+                    await self.job_numbers.update_one({"_id": repo}, {"$max": {"n": highest}}, upsert=True)
+                    self._numbers_seeded.add(repo)
+        doc = await self.job_numbers.find_one_and_update({"_id": repo}, {"$inc": {"n": 1}}, upsert=True,
+                                                         return_document=ReturnDocument.AFTER)
+        return int(doc["n"])
 
     async def insert_job(self, job: Job) -> None:
         """Store a new job; Conflict (field ``delivery``) if a job of the same webhook delivery is stored.
@@ -123,10 +128,10 @@ class JobQueries:
 
     async def last_passed_job(self, repo: str, branch: str) -> Job | None:
         """The newest passed job of `repo`'s `branch` that knows its commit (number, ref), or None:
-        the base `when.changed` compares with (apiary.queen.changes). Not a bisect's job: its commit is an older
-        one it tried, not the branch's state."""
+        the base `when.changed` compares with (apiary.queen.changes). Only a job that speaks for its branch
+        (apiary.core.branchjobs): not a bisect's (an older commit it tried), nor a child job (one part of a run)."""
         query = {"repo": repo, "ref.branch": branch, "status": JobStatus.PASSED.value, "ref.id": {"$exists": True},
-                 "triggered_by.kind": {"$ne": "bisect"}}
+                 **SPEAKS_FOR_BRANCH}
         return await self.jobs.find_one(query, {"ref": 1, "number": 1}, sort=[("number", DESCENDING)])
 
     async def change_job(self, job_id: str, expect: dict[str, Any], fields: dict[str, Any]) -> bool:
