@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from html import escape
 
+from apiary.core.branchjobs import speaks_for_branch
 from apiary.core.models import Job
 from apiary.core.protocol import JobStatus
 from apiary.queen.store import Store
@@ -74,8 +75,9 @@ def badge_branch(default_branch: str, asked: str | None) -> str:
 
 def built_from(job: Job, branch: str) -> bool:
     """Whether `job` built `branch` itself: a pull request into it (or from it) is not the branch's state,
-    nor a bisect's job (an older commit it tried)."""
-    return (job.get("ref") or {}).get("branch") == branch and (job.get("triggered_by") or {}).get("kind") != "bisect"
+    nor a job that does not speak for its branch (apiary.core.branchjobs: a bisect's, a spread cell's or a
+    shard's child job; its parent says how the run ended)."""
+    return (job.get("ref") or {}).get("branch") == branch and speaks_for_branch(job)
 
 
 async def last_finished(store: Store, repo: str, branch: str) -> Job | None:

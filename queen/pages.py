@@ -31,7 +31,7 @@ from apiary.core.protocol import JobStatus
 from apiary.queen import estimate
 from apiary.queen.api import load_job, load_repo, outcome_of, public_job
 from apiary.queen.approvals import gates_view
-from apiary.queen.badges import NO_JOBS, badge_branch, badge_for, badge_svg, last_finished
+from apiary.queen.badges import NO_JOBS, badge_branch, badge_for, badge_svg, built_from, last_finished
 from apiary.queen.comments import page_context as comment_context
 from apiary.queen.repos import REPO_NAME, stored_pipeline
 from apiary.queen.store import chunks
@@ -238,8 +238,8 @@ async def repo_page(request: web.Request) -> web.Response:
     if parameters is None:
         # Read from the repository at each job's commit: the fields its newest job of the default branch was
         # given (the commit's pipeline still decides; a parameter it no longer declares is refused, by name).
-        latest = next((j for j in seen if (j.get("ref") or {}).get("branch") == repo["default_branch"]
-                       and (j.get("triggered_by") or {}).get("kind") != "bisect"), None)  # not an old commit's
+        # (One that speaks for the branch: not a bisect's old commit, nor a child job's part of a pipeline.)
+        latest = next((j for j in seen if built_from(j, repo["default_branch"])), None)
         job = await request.app[keys.STORE].get_job(latest["_id"]) if latest else None
         declared = ((job or {}).get("pipeline") or {}).get("parameters")
         if isinstance(declared, dict) and declared:

@@ -3,8 +3,13 @@
 `select_prunable` is pure: given a repository's jobs (newest first), its
 policy ``{"keep_jobs": N, "keep_days": D}`` and the time, it names the jobs to
 delete. A job is kept when it is among the newest N, or younger than D days,
-or the last passing job of its branch (not a bisect's), or not finished yet. With no policy,
-nothing is deleted. `prune` applies it to every repository; the queen runs it
+or the last passing job of its branch, or not finished yet. With no policy, nothing is deleted.
+
+Only jobs that speak for their branch (apiary.core.branchjobs) can be its last pass: not a bisect's,
+nor a child job. A child job (a spread cell's, a shard's) is not counted among the N at all: it is one
+part of its parent's run, kept exactly as long as its parent and deleted with it (with its events and
+artifacts), never on its own; one whose parent is already gone (pruned before children followed their
+parent) goes once it has ended. `prune` applies it to every repository; the queen runs it
 daily and `apiary prune` (POST /api/v1/prune) on demand.
 """
 
@@ -16,6 +21,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from apiary.core.branchjobs import is_child, speaks_for_branch
 from apiary.core.models import Retention
 from apiary.core.protocol import JobStatus
 from apiary.queen.store import Store
@@ -26,29 +32,51 @@ DAY = 86400.0
 
 
 def select_prunable(jobs: Iterable[dict[str, Any]], policy: Retention, now: float) -> list[str]:
+    """The ids of `jobs` to delete (each ``{_id, status, created: seconds, ref, triggered_by, parent}``, newest
+    first) under `policy` at `now` (seconds): parents before their child jobs."""
     keep_jobs = policy.get("keep_jobs")
     keep_days = policy.get("keep_days")
     if keep_jobs is None and keep_days is None:
         return []
-    last_pass: set[str] = set()
+    jobs = list(jobs)
+    finals = {s.value for s in JobStatus if s.final}
     branches_seen: set[str] = set()
-    doomed = []
-    for index, job in enumerate(jobs):  # newest first
+    doomed: list[str] = []
+    index = 0  # among the jobs that are not child jobs, newest first
+    for job in jobs:  # newest first
+        if is_child(job):
+            continue  # follows its parent, below
         branch = (job.get("ref") or {}).get("branch") or (job.get("ref") or {}).get("fetch") or ""
         status = job.get("status")
-        bisect = (job.get("triggered_by") or {}).get("kind") == "bisect"  # an old commit's: not the branch's state
-        if status == JobStatus.PASSED.value and branch not in branches_seen and not bisect:
+        index += 1
+        if status == JobStatus.PASSED.value and branch not in branches_seen and speaks_for_branch(job):
             branches_seen.add(branch)
-            last_pass.add(job["_id"])
             continue
-        if status not in {s.value for s in JobStatus if s.final}:
+        if status not in finals:
             continue
         young = keep_days is not None and now - job.get("created", now) < keep_days * DAY
-        recent = keep_jobs is not None and index < keep_jobs
+        recent = keep_jobs is not None and index <= keep_jobs
         if young or recent:
             continue
         doomed.append(job["_id"])
+    parents = {job["_id"] for job in jobs if not is_child(job)}
+    children: dict[Any, list[dict[str, Any]]] = {}
+    for job in jobs:
+        if is_child(job):
+            children.setdefault(_parent_of(job), []).append(job)
+    # A parent one of whose children has not ended yet stays, children and all, till the next prune.
+    doomed = [p for p in doomed if all(c.get("status") in finals for c in children.get(p, []))]
+    gone = set(doomed)
+    for parent, kids in children.items():
+        orphans = parent not in parents
+        if parent in gone or orphans:
+            doomed += [c["_id"] for c in kids if not orphans or c.get("status") in finals]
     return doomed
+
+
+def _parent_of(child: dict[str, Any]) -> Any:
+    parent = child.get("parent")
+    return parent.get("id") if isinstance(parent, dict) else None
 
 
 async def prune(store: Store, now: float | None = None) -> dict[str, int]:

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 
+from apiary.core.branchjobs import SPEAKS_FOR_BRANCH
+
 if TYPE_CHECKING:
     from apiary.queen.store import Store
 
@@ -77,9 +79,10 @@ async def save(store: Store, doc: dict[str, Any], fields: dict[str, Any]) -> boo
 
 async def passed_commits(store: Store, repo: str, branch: str, limit: int = 50) -> list[str]:
     """The commits of `repo`'s `branch` its newest passed jobs ran (up to `limit`, newest job first, each
-    once), not a bisect's own (its commit is one a bisect tried, not the branch's last good state)."""
+    once), of jobs that speak for the branch (apiary.core.branchjobs): not a bisect's own (its commit is one
+    a bisect tried, not the branch's last good state), nor a child job (a passed cell of a failed run)."""
     query = {"repo": repo, "ref.branch": branch, "status": "passed", "ref.id": {"$exists": True},
-             "triggered_by.kind": {"$ne": "bisect"}}
+             **SPEAKS_FOR_BRANCH}
     cursor = store.jobs.find(query, {"ref": 1}, sort=[("number", DESCENDING)], limit=limit * 4)
     out: list[str] = []
     async for job in cursor:

@@ -18,6 +18,7 @@ from typing import Any
 from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 
+from apiary.core.branchjobs import SPEAKS_FOR_BRANCH
 from apiary.core.protocol import JobStatus
 
 SHAPES_KEPT = 20_000
@@ -75,9 +76,9 @@ class EstimateQueries:
             return kept[repo][1]
         if len(kept) > 1000:
             kept.clear()
-        # Not a bisect's jobs: older commits, whose durations are not the branch's now.
-        cursor = self.jobs.find({"repo": repo, "status": JobStatus.PASSED.value,
-                                 "triggered_by.kind": {"$ne": "bisect"}}, _FIELDS)
+        # Jobs that speak for their branch (apiary.core.branchjobs): not a bisect's (older commits, whose
+        # durations are not the branch's now), nor a child job (one part of a run, shorter than the run).
+        cursor = self.jobs.find({"repo": repo, "status": JobStatus.PASSED.value, **SPEAKS_FOR_BRANCH}, _FIELDS)
         docs = await self._shaped(await cursor.sort("number", DESCENDING).limit(limit).to_list(None), shape)
         passes = [{"branch": (d.get("ref") or {}).get("branch"), "shape": d["shape"],
                    "duration": float(d["finished"]) - float(d["started"])} for d in docs

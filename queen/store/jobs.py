@@ -16,6 +16,7 @@ from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
+from apiary.core.branchjobs import SPEAKS_FOR_BRANCH
 from apiary.core.concurrency import holds_group
 from apiary.core.errors import Conflict
 from apiary.core.models import Job
@@ -177,7 +178,7 @@ class JobQueries:
 
     async def jobs_for_retention(self, repo: str) -> list[dict[str, Any]]:
         cursor = self.jobs.find({"repo": repo}, {"_id": 1, "status": 1, "created": 1, "ref": 1, "number": 1,
-                                                 "triggered_by": 1})
+                                                 "triggered_by": 1, "parent": 1})
         return await cursor.sort("_id", DESCENDING).batch_size(READ_BATCH).to_list(None)
 
     async def delete_jobs(self, job_ids: list[str]) -> None:

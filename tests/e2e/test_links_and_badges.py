@@ -64,3 +64,12 @@ async def test_the_badge_follows_the_default_branch(queen: Cluster) -> None:
     assert ">failed<" in await badge("/badge/b/feature/x.svg")
     assert ">passed<" in await badge("/badge/b/trunk.svg")
     assert ">no jobs<" in await badge("/badge/b.svg?branch=other")
+    # A spread stage's child jobs are parts of their parent's run: the newest job (cell N=2, passed) is not the
+    # branch's state, the failed parent is.
+    await queen.create_pipeline_repo("bs", """stages: [{name: test, matrix: {N: ["1", "2"], spread: true},
+                                                     steps: ['[ "$N" = 2 ]']}]""")
+    parent = await queen.wait_job((await queen.trigger("bs"))["id"])
+    assert parent["status"] == "failed"
+    newest = (await queen.get("/repos/bs/jobs"))["jobs"][0]
+    assert newest["parent"]["id"] == parent["id"] and newest["status"] == "passed"
+    assert ">failed<" in await badge("/badge/bs.svg")

@@ -37,3 +37,13 @@ def test_badge_branch(default: str, asked: str | None, branch: str) -> None:
 ])
 def test_badge_counts_jobs_built_from_the_branch(ref: dict, trigger: dict, counts: bool) -> None:
     assert built_from({"ref": ref, "trigger": trigger}, "main") is counts  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("extra", "counts"), [
+    ({}, True),
+    ({"triggered_by": {"kind": "user", "name": "ada"}}, True),
+    ({"triggered_by": {"kind": "bisect", "bisect": "b1"}}, False),  # an older commit a bisect tried
+    ({"parent": {"id": "p1", "number": 90, "unit": "N=2", "wave": 1}}, False),  # a spread cell's or a shard's job
+])
+def test_badge_counts_only_jobs_that_speak_for_the_branch(extra: dict, counts: bool) -> None:
+    assert built_from({"ref": {"branch": "main"}, **extra}, "main") is counts  # type: ignore[arg-type]
