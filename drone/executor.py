@@ -423,9 +423,12 @@ class JobRun:
         """Write the artifacts a partial run restores (apiary.core.partial) into the workspace, saying so."""
         user = self.sandbox.job_user if self.sandbox is not None else None
         files = (self.job.get("resume") or {}).get("files") or []
+        refused: list[str] = []
         for line in await asyncio.to_thread(restore, self.workspace, files,
-                                            (user.pw_uid, user.pw_gid) if user is not None else None):
+                                            (user.pw_uid, user.pw_gid) if user is not None else None, refused):
             self.emit(Msg.JOB_STDOUT, {"text": line})
+        if refused:  # a shard's list the checkout stood in the way of: never run the checkout's instead
+            raise ArtifactError(refused[0])
 
     async def _cleanup(self, env: dict[str, str]) -> None:
         steps = self._plain("cleanup")

@@ -5,6 +5,11 @@ by apiary.queen.resume.MAX_RESTORE_BYTES). A name is a workspace-relative POSIX 
 artifact was collected; it is written only inside the workspace: an absolute name, a ``..``, a
 folder on the way that is a symlink, or a file that is one (a checkout may hold such links) is
 refused and said, never followed. A file the checkout has already is left as the checkout made it.
+
+A file marked ``given`` is the queen's own for this job (a test shard's list, apiary.queen.shards): it
+replaces whatever the checkout holds at its name (a committed file or link there is removed, never
+followed), since a repository must not choose what a shard runs; one that cannot be written is in
+`refused` (the job fails rather than run with the checkout's).
 """
 
 from __future__ import annotations
@@ -19,26 +24,34 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 
-def restore(workspace: Path, files: Sequence[Mapping[str, Any]], owner: tuple[int, int] | None = None) -> list[str]:
+def restore(workspace: Path, files: Sequence[Mapping[str, Any]], owner: tuple[int, int] | None = None,
+            refused: list[str] | None = None) -> list[str]:
     """Write `files` under `workspace` (owned by `owner` (uid, gid) when given); return a line per file
-    saying what was done with it."""
+    saying what was done with it. `refused` gains each ``given`` file that could not be written, saying why."""
     root = workspace.resolve()
     lines = []
     for f in files:
-        name, data = str(f.get("name") or ""), f.get("data")
+        name, data, given = str(f.get("name") or ""), f.get("data"), f.get("given") is True
         if not isinstance(data, bytes):
             continue
         try:
-            why = _write(root, name, data, owner)
+            why = _write(root, name, data, owner, given)
         except OSError as exc:
             why = f"not restored: {exc.strerror or exc}"
         except ValueError as exc:  # a NUL in the name ("embedded null byte"): the name is the job's
             why = f"not restored: {exc}"
-        lines.append(f"artifacts: {name} ({len(data):,} bytes) from job {f.get('job', '?')}: {why}\n")
+        if given:
+            why = why.replace("not restored", "not written")
+            lines.append(f"apiary: {name} ({len(data):,} bytes), this job's file from the queen: {why}\n")
+            if why.startswith("not written") and refused is not None:
+                refused.append(f"could not write {name}, this job's file from the queen: "
+                               f"{why.removeprefix('not written: ')}")
+        else:
+            lines.append(f"artifacts: {name} ({len(data):,} bytes) from job {f.get('job', '?')}: {why}\n")
     return lines
 
 
-def _write(root: Path, name: str, data: bytes, owner: tuple[int, int] | None) -> str:
+def _write(root: Path, name: str, data: bytes, owner: tuple[int, int] | None, given: bool = False) -> str:
     rel = PurePosixPath(name)
     if not name or rel.is_absolute() or ".." in rel.parts or any(p in ("", ".") for p in rel.parts):
         return "not restored: names stay inside the workspace"
@@ -55,6 +68,17 @@ def _write(root: Path, name: str, data: bytes, owner: tuple[int, int] | None) ->
         if not stat.S_ISDIR(st.st_mode):  # a link (or a file) where a folder goes: never followed
             return f"not restored: {folder.relative_to(root)} is not a folder"
     target = folder / rel.name
+    replaced = False
+    if given:  # the queen's file wins over the checkout's (a file or a link: removed, never followed)
+        try:
+            st = os.lstat(target)
+        except FileNotFoundError:
+            pass
+        else:
+            if stat.S_ISDIR(st.st_mode):
+                return f"not restored: the checkout has a folder {name}"
+            os.unlink(target)
+            replaced = True
     try:
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
     except FileExistsError:
@@ -63,4 +87,4 @@ def _write(root: Path, name: str, data: bytes, owner: tuple[int, int] | None) ->
         if owner is not None:
             os.fchown(out.fileno(), *owner)
         out.write(data)
-    return "restored"
+    return "written (the checkout's copy replaced)" if replaced else ("written" if given else "restored")

@@ -49,7 +49,8 @@ async def from_failed(store: Store, old: Mapping[str, Any], outcome: Mapping[str
 
 
 async def resume_message(store: Store, resume: Mapping[str, Any]) -> dict[str, Any]:
-    """The ``resume`` of a partial run's ``queue:new``: its stages and ``files`` ([{name, data, job}]) to restore.
+    """The ``resume`` of a partial run's ``queue:new``: its stages and ``files`` ([{name, data, job, given?}]) to
+    restore (``given``: the queen's own file for this job, a child's, not an artifact).
     An artifact named by more than one job comes from the last of ``artifacts_of``."""
     files: dict[str, dict[str, Any]] = {}
     total = 0
@@ -70,7 +71,10 @@ async def resume_message(store: Store, resume: Mapping[str, Any]) -> dict[str, A
                              for part in range(info["parts"])])
             files[info["name"]] = {"name": info["name"], "data": data, "job": job_id}
     for given in resume.get("given") or []:  # a child job's own files from the queen (apiary.core.spread)
-        files[given["name"]] = {"name": given["name"], "data": given["text"].encode(), "job": resume.get("from_job")}
+        # Marked given: it replaces what the checkout has there (apiary.drone.restore), so a committed file at
+        # its name cannot stand in for the queen's (a shard's list).
+        files[given["name"]] = {"name": given["name"], "data": given["text"].encode(), "job": resume.get("from_job"),
+                                "given": True}
     return {"from_job": resume.get("from_job"), "stages": dict(resume.get("stages") or {}),
             "approved": list(resume.get("approved") or []),  # gates approved (apiary.core.approvals)
             **({"unit": resume["unit"]} if resume.get("unit") else {}),  # a child job's (apiary.core.spread)

@@ -260,14 +260,17 @@ class Spreader:
 
     async def _keep_reports(self, parent: Mapping[str, Any], kids: list[dict[str, Any]]) -> None:
         """Keep the test reports of the parent's children on it (``family_reports``, every wave's) before its fold:
-        its report adds them up (apiary.core.spread.family_report)."""
+        its report adds them up (apiary.core.spread.family_report). A re-run from the failed stage reuses the
+        shards (cells) that passed: the earlier job's children that ran them count too, first."""
         docs = {k["_id"]: k for k in kids}
         family = []
-        for entry in parent.get("children") or []:
-            kid = docs.get(entry.get("job")) or await self.store.get_job(str(entry.get("job")))
+        own = [(e.get("unit"), e.get("job")) for e in parent.get("children") or []]
+        for unit, job_id in [*spread.reused_children(parent), *own]:
+            if any(f["job"] == job_id for f in family):
+                continue
+            kid = docs.get(job_id) or await self.store.get_job(str(job_id))
             if kid is not None and isinstance(kid.get("report"), Mapping):
-                family.append({"job": kid["_id"], "number": kid.get("number"), "unit": entry.get("unit"),
-                               "report": kid["report"]})
+                family.append({"job": kid["_id"], "number": kid.get("number"), "unit": unit, "report": kid["report"]})
         if family:
             await self.store.change_job(parent["_id"], {"status": JobStatus.WAITING.value,
                                                         "attempts": parent.get("attempts")},

@@ -69,7 +69,7 @@ class QueueNew(TypedDict):
     plugins: NotRequired[list]
     first_seq: NotRequired[int]  # a retry numbers its events on from here
     first_cmd: NotRequired[int]  # ... and its commands from here
-    resume: NotRequired[dict]  # a partial run: {from_job, stages, files: [{name, data, job}]} (apiary.core.partial)
+    resume: NotRequired[dict]  # a partial run: {from_job, stages, files: [{name, data, job, given?}]} (apiary.core.partial)
     conditions: NotRequired[list]  # `when:` verdicts: [{stage, step, run, reason}] (apiary.core.conditions)
 
 

@@ -451,6 +451,22 @@ def family_report(own: Mapping[str, Any] | None, kids: Sequence[Mapping[str, Any
     return out
 
 
+def reused_children(job: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(unit, child job id) of each remote unit `job` reuses as passed in another job's child (a re-run from the
+    failed stage reuses the shards that passed, apiary.core.partial): their tests count on it too. Its own
+    children left out; each child once, in pipeline order."""
+    given = (job.get("resume") or {}).get("stages") or {}
+    own = {c.get("job") for c in job.get("children") or [] if isinstance(c, Mapping)}
+    out: list[tuple[str, str]] = []
+    for unit, names in units((job.get("pipeline") or {}).get("stages") or []).items():
+        for name in names:
+            entry = given.get(name)
+            ran = entry.get("job") if isinstance(entry, Mapping) and entry.get("status") == "passed" else None
+            if isinstance(ran, str) and ran not in own and ran != job.get("_id") and all(ran != j for _, j in out):
+                out.append((unit, ran))
+    return out
+
+
 # -- what the outcome shows -----------------------------------------------------------------------------
 
 

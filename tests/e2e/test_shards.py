@@ -58,8 +58,9 @@ def _repo(root: Path) -> str:
     work = root / "work"
     work.mkdir(parents=True)
     git(work, "init", "-q", "-b", "main")
+    # A committed file where the shards' lists go changes nothing: each shard runs the list the queen gave it.
     commit(work, {".apiary.yml": PIPELINE, "pytest.ini": "[pytest]\n", "tests/test_quick.py": QUICK,
-                  "tests/test_slow.py": SLOW}, "a small suite")
+                  "tests/test_slow.py": SLOW, ".apiary/shard-tests.txt": "tests/test_quick.py\n"}, "a small suite")
     bare = root / "suite.git"
     git(root, "init", "-q", "--bare", str(bare))
     git(work, "push", "-q", str(bare), "main")
@@ -84,7 +85,9 @@ async def test_shards_on_two_drones_levelled_by_past_durations(queen: Cluster, p
     # Each shard ran its own part of the list, given as a file, and nothing else.
     ran = [_printed(await queen.events(k["id"])) for k in kids]
     assert all("shard " in text and " of 2: " in text for text in ran), ran
-    assert sum(k["report"]["tests"] for k in kids) == 8 and all(k["report"]["tests"] > 0 for k in kids)
+    assert sum(k["report"]["tests"] for k in kids) == 8 and all(k["report"]["tests"] > 0 for k in kids), ran
+    said = ["".join(e.get("text", "") for e in await queen.events(k["id"]) if e["type"] == "job:stdout") for k in kids]
+    assert all("this job's file from the queen: written (the checkout's copy replaced)" in t for t in said), said
     assert "every shard passed" in _printed(await queen.events(first["id"]))
     plan = (await queen.get(f"/jobs/{first['id']}/shards"))["stages"]
     assert [(p["stage"], p["count"], p["tests"], p["known"]) for p in plan] == [("test", 2, 8, 0)]
@@ -128,6 +131,8 @@ async def test_shards_on_two_drones_levelled_by_past_durations(queen: Cluster, p
     assert sorted(s["status"] for s in shown) == ["failed", "reused"], shown
     reused = next(s for s in shown if s["status"] == "reused")  # with the job that ran it, not "not made"
     assert reused["number"] == next(c["number"] for c in broken["children"] if c["status"] == "passed"), shown
+    counted = (await queen.get(f"/jobs/{again['id']}/tests"))["report"]  # the reused shard's tests count too
+    assert counted["tests"] == 8 and counted["failed"] == 1, counted
 
     nothing = await queen.wait_job(nothing["id"], timeout=120)
     assert nothing["status"] == "failed" and not nothing.get("children"), nothing

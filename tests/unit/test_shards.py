@@ -279,8 +279,8 @@ _SHARD = {"name": "test (shard 2 of 4)", "shards": {"of": "test", "index": 2, "c
      "app#8 is shard 2 of 4 of job #7 (test)"),
     ({"status": "failed", "error": "its shard child jobs could not be made: stage test: the tests command listed no "
       "tests", "pipeline": {"stages": [{"name": "test · list", "shards": {"lists": "test"}}]}},
-     "app#8 failed and ran no shards: its shard child jobs could not be made: stage test: the tests command listed "
-     "no tests"),
+     ("app#8 failed and ran no shards: its shard child jobs could not be made: stage test: the tests command listed "
+      "no tests")),
     ({"status": "cancelled", "pipeline": {"stages": [{"name": "test · list", "shards": {"lists": "test"}}]}},
      "app#8 cancelled and ran no shards"),
     ({"status": "running", "pipeline": {"stages": [{"name": "build"}]}}, "app#8 has no sharded stage"),
@@ -290,3 +290,29 @@ _SHARD = {"name": "test (shard 2 of 4)", "shards": {"of": "test", "index": 2, "c
 def test_apiary_shards_says_why_a_job_has_none(job, said):
     from apiary.cli.shards import no_plans
     assert no_plans("app#8", job) == said
+
+
+def test_a_shards_list_from_the_queen_replaces_what_the_checkout_has(tmp_path) -> None:
+    """A repository that commits a file (or a link) at the shard list's name does not choose what a shard runs:
+    the queen's list (marked given) replaces it; where it cannot be written the job is told (it fails)."""
+    from apiary.drone.restore import restore
+
+    ws = tmp_path / "ws"
+    (ws / ".apiary").mkdir(parents=True)
+    (ws / ".apiary/shard-tests.txt").write_text("tests/test_f02.py\n")  # committed
+    (tmp_path / "secret").write_text("kept")
+    (ws / "linked.txt").symlink_to(tmp_path / "secret")
+    (ws / "dir").mkdir()
+    (ws / "plain").write_text("a file where a folder goes")
+    given = [{"name": n, "data": b"tests/test_calc.py::test_add\n", "job": "P", "given": True}
+             for n in (".apiary/shard-tests.txt", "linked.txt", "dir", "plain/list.txt")]
+    refused: list[str] = []
+    lines = restore(ws, [*given, {"name": "artifact.txt", "data": b"x", "job": "P"}], None, refused)
+    assert [line.split(": ", 2)[-1].strip() for line in lines] == [
+        "written (the checkout's copy replaced)", "written (the checkout's copy replaced)",
+        "not written: the checkout has a folder dir", "not written: plain is not a folder", "restored"]
+    assert (ws / ".apiary/shard-tests.txt").read_text() == "tests/test_calc.py::test_add\n"
+    assert (tmp_path / "secret").read_text() == "kept" and not (ws / "linked.txt").is_symlink()
+    assert refused == ["could not write dir, this job's file from the queen: the checkout has a folder dir",
+                       "could not write plain/list.txt, this job's file from the queen: plain is not a folder"]
+    assert lines[0].startswith("apiary: .apiary/shard-tests.txt (29 bytes), this job's file from the queen: ")

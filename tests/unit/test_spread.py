@@ -381,3 +381,18 @@ def test_a_parents_test_report_adds_up_its_childrens() -> None:
     assert spread.family_report(report(2, 0, 1.0), kids)["tests"] == 10  # type: ignore[index]
     assert spread.family_report(report(2, 0, 1.0), []) == report(2, 0, 1.0)
     assert spread.family_report(None, kids[2:]) is None
+
+
+@pytest.mark.parametrize(("resume", "children", "reused"), [
+    # a re-run from the failed stage: 3.11 passed in the earlier job's child K8 (reused), 3.12 runs again here
+    ({"stages": {"build": {"status": "passed", "job": "OLD"}, "test (3.11)": {"status": "passed", "job": "K8"}}},
+     [{"unit": "test (3.12)", "job": "K20", "wave": 1}], [("test (3.11)", "K8")]),
+    # a continuation names its own children as where its cells passed: they are its children, counted once
+    ({"stages": {"test (3.11)": {"status": "passed", "job": "K8"}, "test (3.12)": {"status": "passed", "job": "K9"}}},
+     [{"unit": "test (3.11)", "job": "K8"}, {"unit": "test (3.12)", "job": "K9"}], []),
+    ({"stages": {"test (3.11)": {"status": "failed", "job": "K8"}}}, [], []),  # only what passed is reused
+    (None, [], []),
+])
+def test_a_reruns_reused_cells_count_their_childrens_tests(resume: Any, children: list[Any],
+                                                           reused: list[Any]) -> None:
+    assert spread.reused_children(_parent(resume=resume, children=children)) == reused
