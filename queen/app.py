@@ -27,7 +27,7 @@ from pymongo.errors import PyMongoError
 from apiary.core import __version__
 from apiary.core.config import QueenConfig
 from apiary.core.errors import ApiaryError, InputError
-from apiary.queen import bisects, comments, debugshells, shards
+from apiary.queen import bisects, comments, debugshells, metrics, shards
 from apiary.queen.accounts import routes as account_routes
 from apiary.queen.api import routes as api_routes
 from apiary.queen.approvals import routes as approval_routes, watch_timeouts
@@ -185,6 +185,7 @@ def init_app(config: QueenConfig, connection_cap: int = MAX_CONNECTIONS) -> web.
     debugshells.setup(app)  # debug shells in failed jobs: the API and the relay to drones
     bisects.setup(app)  # bisect across drones: the API, the page, the driver
     shards.setup(app)  # test shards: their lists split by past durations (after the spreader's context)
+    metrics.setup(app)  # /metrics for Prometheus (admins; or alone on metrics_bind)
     app.router.add_get(openapi.PATH, openapi.serve)
     app.router.add_get("/ws", websocket)
     web_dir = _web_dir()
@@ -223,6 +224,20 @@ def _listen(host: str, port: int) -> socket.socket:
     return sock
 
 
+async def _serve_metrics(app: web.Application, bind: str) -> web.AppRunner:
+    """GET /metrics alone on `bind` (HOST:PORT, metrics_bind); ApiaryError naming the setting if it cannot listen."""
+    host, _, port = bind.rpartition(":")
+    runner = web.AppRunner(metrics.listener_app(app), access_log=None, handle_signals=False, shutdown_timeout=1.0)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host.strip("[]"), int(port)).start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise ApiaryError(f"cannot listen on {bind} (metrics_bind): {exc.strerror}") from None
+    log.info("metrics: http://%s/metrics", bind)
+    return runner
+
+
 URL_FILE = "queen.url"  # in the data dir: the address this queen answers on, for commands on its machine
 ENDPOINT_FILE = "queen.endpoint"  # beside it: where drones on its machine connect (apiary drone without --queen)
 
@@ -258,6 +273,7 @@ async def _serving(config: QueenConfig) -> AsyncIterator[Addresses]:
         raise
     connections = app[keys.CONNECTIONS]
     server = sweeper = None
+    metrics_runner: web.AppRunner | None = None
     try:
         # Our own listening server rather than a SockSite: each connection passes through the guard's factory.
         server = await asyncio.get_running_loop().create_server(connections.factory(runner.server), sock=sock,
@@ -272,8 +288,12 @@ async def _serving(config: QueenConfig) -> AsyncIterator[Addresses]:
         (config.data_path / URL_FILE).write_text(f"http://{local}:{port}\n")
         drones = re.sub(r"^tcp://(0\.0\.0\.0|\*):", "tcp://127.0.0.1:", app[keys.HIVE].endpoint)
         (config.data_path / ENDPOINT_FILE).write_text(re.sub(r"^tcp://(\[::\]|::):", "tcp://[::1]:", drones) + "\n")
+        if config.metrics_bind:
+            metrics_runner = await _serve_metrics(app, config.metrics_bind)
         yield Addresses(http=http, drones=app[keys.HIVE].endpoint)
     finally:
+        if metrics_runner is not None:
+            await metrics_runner.cleanup()
         if sweeper is not None:
             sweeper.cancel()
         if server is not None:

@@ -197,7 +197,7 @@ class Gate:
 
 
 def _wants_html(request: web.Request) -> bool:
-    return not request.path.startswith(("/api/", "/parts/", "/ws")) and request.method in SAFE
+    return not request.path.startswith(("/api/", "/parts/", "/ws", "/metrics")) and request.method in SAFE
 
 
 @web.middleware

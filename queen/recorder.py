@@ -103,7 +103,9 @@ class Recorder:
         self._wake = asyncio.Event()
         self._tracks: dict[str, _Track] = {}
         self._unknown: set[str] = set()
-        self.stored = 0
+        self.stored = 0  # events stored since the queen started (apiary.queen.metrics reads these three)
+        self.stored_bytes = 0  # their output text and artifact bytes (about: `_size`)
+        self.store_errors = 0  # writes the store refused or did not answer (each retried)
 
     def track(self, job_id: str, state: JobState, first_seq: int = 1) -> None:
         """Note a job this queen just dispatched (`state`): its events start at `first_seq`."""
@@ -192,6 +194,7 @@ class Recorder:
             except (PyMongoError, ConnectionError, TimeoutError) as exc:
                 # Nothing was acked: put the batch back in front and try again.
                 self.problem = store_problem(exc)
+                self.store_errors += 1
                 log.warning("store write failed (%s); %d events wait, retrying in %.1fs", self.problem,
                             len(batch) + len(self._pending), backoff)
                 self._pending[:0] = batch
@@ -247,6 +250,7 @@ class Recorder:
         carried: dict[str, list[Effect]] = {}
         stale: dict[tuple[str, str], int] = {}  # (drone, job) -> the attempt whose copy must stop
         changes: list[tuple[str, dict[str, Any]]] = []
+        batch_bytes = 0
         for drone_id, msg, body in batch:
             job_id, seq, attempt = body["id"], body["seq"], body.get("attempt", 1)
             track = self._tracks.get(job_id)
@@ -303,6 +307,7 @@ class Recorder:
             # repeated (job, seq) collides on _id as on the unique index.
             doc.update(_id=f"{job_id}:{seq}", job=job_id, type=msg.value, at=now)
             docs.append(doc)
+            batch_bytes += _size(body)
             next_seq[job_id] = seq + 1
             acks[(drone_id, job_id, attempt)] = seq
             if verdict == "late":
@@ -346,6 +351,7 @@ class Recorder:
         else:
             written, _ = await asyncio.gather(self._update_jobs(updates, before), self.store.insert_events(docs))
         self.stored += len(docs)
+        self.stored_bytes += batch_bytes
         for job_id, seq in next_seq.items():
             # Only the track this batch read: a re-dispatch may have replaced it meanwhile.
             if self._tracks.get(job_id) is tracks[job_id]:

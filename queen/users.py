@@ -59,7 +59,7 @@ def may(role: Role | None, method: str, path: str, anonymous_read: bool = False)
     if is_public(path):
         return True
     if method in SAFE:
-        if path.startswith("/api/v1/users"):
+        if path.startswith("/api/v1/users") or path == "/metrics":
             return role is Role.ADMIN
         return role is not None or anonymous_read
     if role is None:

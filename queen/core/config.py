@@ -25,6 +25,7 @@ from .errors import ConfigError
 from .protocol import DRONE_ID, MAX_CAPACITY, MAX_SPEED
 from .refs import display_url
 
+_HOST = re.compile(r"^([A-Za-z0-9.\-]+|\[[0-9a-fA-F:]+\])$")
 _ENDPOINT = re.compile(r"^tcp://(\*|[A-Za-z0-9.\-]+|\[[0-9a-fA-F:]+\]):(\*|\d{1,5})$")
 
 
@@ -51,6 +52,9 @@ class QueenConfig:
     cache_max_bytes: int = 2 * 2**30  # a repository's pipeline caches together (tar.zst); 0: no cap
     debug_role: str = "admin"  # who may open a debug shell in a failed job: admin, or member (apiary.core.debug)
     debug_max_sessions: int = 1  # debug shells open at once in one job
+    # HOST:PORT of a listener serving GET /metrics alone, to whoever reaches it (a Prometheus on this machine
+    # or a private network); "": /metrics only on the API port, to admins (apiary.queen.metrics)
+    metrics_bind: str = ""
 
     def check(self) -> None:
         _port("http_port", self.http_port)
@@ -63,6 +67,11 @@ class QueenConfig:
         if self.max_attempts < 1:
             raise _fault("max_attempts", f"must be 1 or more, got {self.max_attempts}")
         _endpoint("drone_bind", self.drone_bind)
+        if self.metrics_bind:
+            host, _, port = self.metrics_bind.rpartition(":")
+            if not (_HOST.match(host) and port.isdigit() and 0 <= int(port) <= 65535):
+                raise _fault("metrics_bind", f"must look like HOST:PORT (e.g. 127.0.0.1:9464) or be empty, "
+                                             f"got {self.metrics_bind!r}")
         if not (self.mongodb_url == "embedded" or self.mongodb_url.startswith(("mongodb://", "mongodb+srv://"))):
             shown = display_url(self.mongodb_url)
             raise _fault("mongodb_url", f'must be "embedded" or a mongodb:// URL, got {shown!r}')

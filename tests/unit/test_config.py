@@ -40,6 +40,8 @@ def test_the_example_config_is_valid_and_documents_every_setting() -> None:
     ("[queen\nhttp_port = 1\n", {}, "not valid TOML"),
     ('[queen]\nmongodb_url = "postgres://x"\n', {}, "[queen] mongodb_url: must be"),
     ('[drone]\nqueen = "localhost:8421"\n', {}, "[drone] queen: must look like tcp://HOST:PORT"),
+    ('[queen]\nmetrics_bind = "9464"\n', {}, "[queen] metrics_bind: must look like HOST:PORT"),
+    ("", {"APIARY_QUEEN_METRICS_BIND": "127.0.0.1:99999"}, "[queen] metrics_bind: must look like HOST:PORT"),
     ("", {"APIARY_DRONE_CAPACITY": "many"}, "APIARY_DRONE_CAPACITY: [drone] capacity: expected int"),
     ("", {"APIARY_QUEEN_COLOUR": "red"}, "APIARY_QUEEN_COLOUR: unknown setting"),
 ])

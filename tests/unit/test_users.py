@@ -24,6 +24,9 @@ from apiary.queen.users import Role, may, name_key
     (Role.MEMBER, "POST", "/api/v1/tokens", True),
     (Role.ADMIN, "PUT", "/api/v1/repos/app/secrets/TOKEN", True),
     (Role.ADMIN, "POST", "/api/v1/users", True),
+    (None, "GET", "/metrics", False),
+    (Role.MEMBER, "GET", "/metrics", False),
+    (Role.ADMIN, "GET", "/metrics", True),
 ])
 def test_who_may_do_what(role: Role | None, method: str, path: str, allowed: bool) -> None:
     assert may(role, method, path) is allowed
@@ -33,6 +36,7 @@ def test_anonymous_reading_when_enabled_reads_and_never_writes() -> None:
     assert may(None, "GET", "/api/v1/jobs", anonymous_read=True)
     assert not may(None, "POST", "/api/v1/repos/app/jobs", anonymous_read=True)
     assert not may(None, "GET", "/api/v1/users", anonymous_read=True)
+    assert not may(None, "GET", "/metrics", anonymous_read=True)
 
 
 @pytest.mark.parametrize(("a", "b", "same"), [
