@@ -82,8 +82,19 @@ def public(doc: dict[str, Any]) -> dict[str, Any]:
     return {"id": doc["_id"], **out}
 
 
+def _evidence(tries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The tries as the search reads them: one cancelled as unneeded is neither good nor bad, even if its
+    job ended all the same (it keeps its own word on the page, flagged unneeded)."""
+    return [{**t, "verdict": decide_.UNNEEDED} if t.get("unneeded") else t for t in tries]
+
+
+def _settling(t: dict[str, Any]) -> bool:
+    """A try cancelled as unneeded whose job's end is not known yet."""
+    return bool(t.get("unneeded")) and t["verdict"] == decide_.UNNEEDED and not t.get("status")
+
+
 def _range(doc: dict[str, Any]) -> tuple[int, int]:
-    verdicts = {t["index"]: t["verdict"] for t in doc.get("tries") or [] if t.get("verdict")}
+    verdicts = {t["index"]: t["verdict"] for t in doc.get("tries") or [] if t.get("verdict") and not t.get("unneeded")}
     return decide_._range(len(doc.get("commits") or []), verdicts)
 
 
@@ -151,6 +162,13 @@ class Bisector:
         """Free slots in the pool now: a round's k (apiary.core.bisect clamps it to 1..MAX_SLOTS)."""
         return sum(max(0, v.capacity - v.running) for v in self.app[keys.HIVE].pool.views())
 
+    async def _slots(self, tries: list[dict[str, Any]]) -> int:
+        """A round's k: the free slots, and those the bisect's own jobs cancelled as unneeded still hold
+        (they are being stopped; counting them busy would run a round of one job beside idle slots)."""
+        stopping = [t["job"] for t in tries if _settling(t) and t.get("job")]
+        held = sum(j.get("status") == "running" for j in await self.store.job_states(stopping)) if stopping else 0
+        return self.free_slots() + held
+
     # -- advancing ---------------------------------------------------------------------
 
     async def advance(self, bisect_id: str) -> None:
@@ -167,6 +185,9 @@ class Bisector:
         async with lock:
             doc = await stored.get(self.store, bisect_id)
             if doc is None or doc.get("status") != stored.RUNNING:
+                tries = [dict(t) for t in (doc or {}).get("tries") or []]
+                if doc is not None and any(_settling(t) for t in tries) and await self._verdicts(doc, tries):
+                    await self._save(doc, {"tries": tries})  # an unneeded job's own end, known after the bisect's
                 self._locks.pop(bisect_id, None)
                 return
             if doc.get("reading"):
@@ -195,11 +216,15 @@ class Bisector:
         changed = await self._verdicts(doc, tries)
         n = len(doc["commits"])
         while True:  # a round whose every commit is skipped at once is followed by the next (each tries new ones)
-            step = decide_.decide(n, tries, self.free_slots())
+            step = decide_.decide(n, _evidence(tries), await self._slots(tries))
             ended = step.done and not (step.result or {}).get("reproduced")
+            dropped = False
             for index in step.cancel:
-                changed |= await self._drop(tries, index, "no longer needed (the bad commit did not fail as asked): "
-                                                          "cancelled" if ended else None)
+                dropped |= await self._drop(doc, tries, index, "no longer needed (the bad commit did not fail as asked): "
+                                                           "cancelled" if ended else None)
+            changed |= dropped
+            if dropped and step.run:  # the slots of the jobs just cancelled are this round's too
+                step = decide_.decide(n, _evidence(tries), await self._slots(tries))
             if step.done:
                 await self._finish(doc, tries, step.result or {}, repo)
                 return
@@ -215,7 +240,7 @@ class Bisector:
         if changed:
             await self._save(doc, {"tries": tries})
         for t in tries:
-            if t["verdict"] is None and t.get("job"):
+            if (t["verdict"] is None or _settling(t)) and t.get("job"):
                 self._watch[t["job"]] = bisect_id
         # A job that ended between its creation and the watch above is read now.
         ended = [t for t in tries if t["verdict"] is None and t.get("job") and
@@ -224,34 +249,50 @@ class Bisector:
             self.spawn(self.advance(bisect_id))
 
     async def _verdicts(self, doc: dict[str, Any], tries: list[dict[str, Any]]) -> bool:
-        """Fill in the verdicts of tries whose jobs have ended; whether any was."""
-        from apiary.queen.api import outcome_of  # the API's own outcome of a job
-
+        """Fill in the verdicts of tries whose jobs have ended; whether any was. A try cancelled as unneeded
+        whose job ended by itself all the same (it failed or passed before the cancel reached it) says what
+        its job said, flagged ``unneeded`` (the search ignores it)."""
         changed = False
         for t in tries:
-            if t["verdict"] is not None:
+            if t["verdict"] is not None and not _settling(t):
                 continue
             job = await self.store.get_job(t["job"]) if t.get("job") else None
             if job is None:
-                t["verdict"], t["reason"] = decide_.SKIP, "its job no longer exists (pruned)"
+                if t["verdict"] is None:
+                    t["verdict"], t["reason"] = decide_.SKIP, "its job no longer exists (pruned)"
+                else:
+                    t["status"] = "pruned"
             elif job["status"] in FINAL:
-                stages = (await outcome_of(self.store, job))["stages"] if doc.get("stage") else []
-                t["verdict"], t["reason"] = decide_.verdict(job, doc.get("stage"), stages)
-                t["status"] = job["status"]
+                await self._read_verdict(doc, t, job)
             else:
                 continue
             changed = True
         return changed
 
-    async def _drop(self, tries: list[dict[str, Any]], index: int, reason: str | None = None) -> bool:
-        """A running try outside the range: its job is cancelled, its commit no longer matters."""
+    async def _read_verdict(self, doc: dict[str, Any], t: dict[str, Any], job: dict[str, Any]) -> None:
+        """`t`'s verdict from its ended `job` (an unneeded try's only when its job ran to an end)."""
+        from apiary.queen.api import outcome_of  # the API's own outcome of a job
+
+        t["status"] = job["status"]
+        if t["verdict"] == decide_.UNNEEDED and job["status"] not in ("passed", "failed"):
+            return  # cancelled as asked: it said nothing
+        stages = (await outcome_of(self.store, job))["stages"] if doc.get("stage") else []
+        t["verdict"], t["reason"] = decide_.verdict(job, doc.get("stage"), stages)
+        if t.get("unneeded"):
+            t["reason"] += "; no longer needed by then, so it did not change the answer"
+
+    async def _drop(self, doc: dict[str, Any], tries: list[dict[str, Any]], index: int,
+                    reason: str | None = None) -> bool:
+        """A running try outside the range: its job is cancelled, its commit no longer matters (``unneeded``;
+        a job that has ended already keeps its verdict, flagged unneeded)."""
         for t in tries:
             if t["index"] == index and t["verdict"] is None:
-                t["verdict"] = decide_.SKIP
+                t["verdict"], t["unneeded"] = decide_.UNNEEDED, True
                 t["reason"] = reason or "no longer needed (outside the range): cancelled"
                 job = await self.store.get_job(t["job"]) if t.get("job") else None
-                self._watch.pop(t.get("job") or "", None)
-                if job is not None and job["status"] not in FINAL:
+                if job is not None and job["status"] in FINAL:
+                    await self._read_verdict(doc, t, job)
+                elif job is not None:
                     await self.app[keys.HIVE].cancel(job, "its bisect no longer needs it")
                 return True
         return False
@@ -271,7 +312,8 @@ class Bisector:
             asked = job_request(repo, {"branch": doc["branch"], "commit": sha, "trigger": trigger,
                                        "parameters": doc.get("parameters") or {}}, time.time())
             job = await create_job(self.store, app[keys.HIVE].dispatcher, app[keys.CONFIG].data_path / "git", repo,
-                                   asked, plugins=app[keys.PLUGINS], by=by)  # type: ignore[arg-type]
+                                   asked, plugins=app[keys.PLUGINS], by=by,  # type: ignore[arg-type]
+                                   shape=decide_.bisect_pipeline)  # type: ignore[arg-type]
         except InputError as exc:  # no pipeline there, or one that does not validate: cannot be built
             entry["verdict"], entry["reason"] = decide_.SKIP, f"cannot be built: {str(exc)[:500]}"
             return entry
@@ -310,20 +352,31 @@ class Bisector:
             raise RuntimeError(f"bisect {doc['_id']} changed under its lock")
         self._publish(doc)
 
-    async def cancel(self, bisect_id: str) -> dict[str, Any]:
+    async def cancel(self, bisect_id: str, identity: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Cancel a running bisect and its jobs that have not ended; ``cancelled_by`` records who
+        (apiary.core.context.triggered_by of `identity`)."""
+        from apiary.core.context import triggered_by
+
         lock = self._locks.setdefault(bisect_id, asyncio.Lock())
         async with lock:
             doc = await stored.get(self.store, bisect_id, commits=False)
             if doc is None:
                 raise NotFound(f"no bisect {bisect_id!r}")
             if doc.get("status") != stored.RUNNING:
-                raise Conflict(f"bisect {bisect_id} has already ended ({doc.get('status')})", field="status")
+                raise Conflict(f"bisect #{doc.get('number')} of {doc.get('repo')} has already ended "
+                               f"({doc.get('status')})", field="status")
             tries = [dict(t) for t in doc.get("tries") or []]
             for t in tries:
                 if t["verdict"] is None:
-                    await self._drop(tries, t["index"])
+                    job = await self.store.get_job(t["job"]) if t.get("job") else None
+                    self._watch.pop(t.get("job") or "", None)
+                    if job is not None and job["status"] in FINAL:  # it ended first: what it said stands
+                        await self._read_verdict(doc, t, job)
+                        continue
+                    if job is not None:
+                        await self.app[keys.HIVE].cancel(job, "its bisect no longer needs it")
                     t["verdict"], t["reason"] = "cancelled", "cancelled with its bisect"
-            await self._end(doc, "cancelled", tries=tries)
+            await self._end(doc, "cancelled", tries=tries, cancelled_by=triggered_by(identity))
             return doc
 
     # -- starting ----------------------------------------------------------------------
@@ -350,6 +403,10 @@ class Bisector:
             if await stored.count_running(self.store, repo["_id"]) >= MAX_RUNNING:
                 busy = await self.store.db.bisects.find_one({"repo": repo["_id"], "status": stored.RUNNING},
                                                             {"number": 1})
+                if busy and busy.get("number") is None:  # still reading its history: not numbered yet
+                    raise Conflict(f"another bisect of {repo['_id']} is being started (/bisects/{busy['_id']}); "
+                                   f"wait for it or cancel it (at most {MAX_RUNNING} at once per repository)",
+                                   field="repo")
                 named = f" (#{busy.get('number')}: /bisects/{busy['_id']})" if busy else ""
                 raise Conflict(f"a bisect of {repo['_id']} is running already{named}; wait for it or cancel it "
                                f"(at most {MAX_RUNNING} at once per repository)", field="repo")
@@ -406,8 +463,7 @@ class Bisector:
                                                                good_among=doc.get("good_among") or ())
             except GitError as exc:
                 raise BadRequest(f"url: {exc}", field="url") from None
-            if doc.get("stage") is not None:
-                await self._check_stage(repo, doc["branch"], bad, doc["stage"])
+            await self._check_pipeline(repo, doc["branch"], bad, doc.get("stage"), doc.get("parameters") or {})
         except InputError as exc:
             if asking["answering"]:
                 await stored.delete(self.store, bisect_id)
@@ -429,9 +485,12 @@ class Bisector:
                  len(commits), good[:12], bad[:12])
         await self.advance(bisect_id)
 
-    async def _check_stage(self, repo: dict[str, Any], branch: str, bad: str, stage: str) -> None:
-        """A stage the pipeline at the bad commit has (else every commit would be skipped)."""
-        from apiary.core.stages import runnable_stages
+    async def _check_pipeline(self, repo: dict[str, Any], branch: str, bad: str, stage: str | None,
+                              parameters: dict[str, str]) -> None:
+        """What the bad commit's pipeline says of the request, before anything runs: a stage a bisect's jobs
+        run (else every commit would be skipped: not a deploy stage, not behind an approval gate), some
+        stage at all, and parameters it declares (BadRequest naming ``stage``, ``bad``, ``parameters.P``)."""
+        from apiary.core.stages import resolve_parameters
         from apiary.queen.jobs import resolve_pipeline
 
         try:
@@ -439,9 +498,18 @@ class Bisector:
                                                  {"branch": branch, "id": bad})
         except InputError as exc:
             raise BadRequest(f"bad: the pipeline at {bad[:12]} cannot be read: {exc}", field="bad") from None
-        problem = decide_.stage_problem(pipeline.get("stages") or [], runnable_stages(pipeline, JOB_TYPE), stage)
-        if problem:
+        stages = pipeline.get("stages") or []
+        if stage is not None and (problem := decide_.stage_problem(stages, stage)):
             raise BadRequest(f"stage: {problem} (the pipeline at {bad[:12]})", field="stage")
+        try:
+            decide_.bisect_pipeline(pipeline)
+        except BadRequest as exc:
+            raise BadRequest(f"bad: the pipeline at {bad[:12]} has {str(exc).removeprefix('stages: ')}",
+                             field="bad") from None
+        try:
+            resolve_parameters(pipeline, parameters)
+        except InputError as exc:
+            raise BadRequest(f"{exc} (the pipeline at {bad[:12]})", field=exc.field) from None
 
     async def _from_job(self, repo: dict[str, Any], job_id: str,
                         body: dict[str, Any]) -> tuple[list[str], str, str, dict[str, str]]:
@@ -526,7 +594,7 @@ async def get_bisect(request: web.Request) -> web.Response:
 
 @routes.post("/api/v1/bisects/{bisect}/cancel")
 async def cancel_bisect(request: web.Request) -> web.Response:
-    doc = await request.app[BISECT].cancel(_ids(request))
+    doc = await request.app[BISECT].cancel(_ids(request), request.get("identity"))
     return json_response({"id": doc["_id"], "status": doc["status"]})
 
 

@@ -63,7 +63,8 @@ async def resolve_pipeline(store: Store, git_cache: Path, repo: Repository, ref:
 async def create_job(store: Store, dispatcher: Dispatcher, git_cache: Path, repo: Repository, asked: JobRequest, *,
                      plugins: Plugins, by: TriggeredBy, rerun_of: str | None = None, kind: str | None = None,
                      delivery: str | None = None,
-                     resume: Callable[[Pipeline], dict[str, Any]] | None = None) -> Job:
+                     resume: Callable[[Pipeline], dict[str, Any]] | None = None,
+                     shape: Callable[[Pipeline], Pipeline] | None = None) -> Job:
     """Store and queue the job `asked` for (apiary.core.jobrequest made the request); `kind` (queen/trust.py)
     is its trigger's unless given (a re-run keeps its job's). `by`: who or what asked, as the queen knows
     it (apiary.core.context.triggered_by). `delivery`: the webhook delivery's key (plugin/repository/id),
@@ -72,8 +73,12 @@ async def create_job(store: Store, dispatcher: Dispatcher, git_cache: Path, repo
     The job records its commit's message and author (``commit``) from a forge's push payload, else from
     the commit object when the queen read the pipeline at it (its git cache has it); otherwise the
     drone's checkout may report them later (apiary.queen.lifecycle). `resume`: given the pipeline, the
-    partial run's ``resume`` (apiary.queen.resume; it may refuse with an InputError)."""
+    partial run's ``resume`` (apiary.queen.resume; it may refuse with an InputError). `shape`: given the
+    pipeline, the one the job runs (a bisect's: without deploy stages and approval gates; it may refuse
+    with an InputError)."""
     pipeline, ref = await resolve_pipeline(store, git_cache, repo, asked["ref"])
+    if shape is not None:
+        pipeline = shape(pipeline)
     debug.with_repository(pipeline, repo)  # the repository's debug_keep setting, into the job's pipeline
     facts = commit_facts(asked["trigger"])
     if facts is None and ref.get("id") and repo.get("url"):

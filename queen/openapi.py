@@ -373,7 +373,10 @@ SCHEMAS: dict[str, Any] = {
         "index": {"type": "integer"}, "commit": _STRING, "round": {"type": "integer"},
         "job": {"type": "string", "description": "absent when no job could be made (skipped)"},
         "number": {"type": "integer"}, "status": {"type": "string", "description": "its job's status now"},
-        "verdict": {"enum": ["good", "bad", "skip", "cancelled", None]}, "reason": {"type": ["string", "null"]},
+        "verdict": {"enum": ["good", "bad", "skip", "unneeded", "cancelled", None],
+                    "description": "skip: the commit could not be tested; unneeded: cancelled once its commit left "
+                                   "the range (good or bad with unneeded true: it ended all the same; not counted)"},
+        "unneeded": {"type": "boolean"}, "reason": {"type": ["string", "null"]},
         "subject": {"type": "string"}}, ("index", "commit", "verdict")),
     "Bisect": _object({
         "id": _STRING, "repo": _STRING, "number": {"type": ["integer", "null"], "description": "null while reading"},
@@ -385,6 +388,7 @@ SCHEMAS: dict[str, Any] = {
         "parameters": {"type": "object", "additionalProperties": _STRING},
         "error": {"type": ["string", "null"]}, "created": _NUMBER, "finished": {"type": ["number", "null"]},
         "by": {"type": "object"}, "from_job": {"type": ["string", "null"]},
+        "cancelled_by": {"type": "object", "description": "who cancelled it (as by)"},
         "commits": {"type": "integer", "description": "commits searched (first-parent history after good, to bad)"},
         "left": {"type": "integer", "description": "commits the first bad one may still be among"},
         "tries": {"type": "array", "items": _ref("BisectTry")}, "rounds": {"type": "integer"},

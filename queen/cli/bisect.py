@@ -28,6 +28,26 @@ POLL = 1.0  # seconds between looks at a followed bisect
 EXIT_CODES = {"found": 0, "range": 1, "failed": 1, "unreproduced": 4, "cancelled": 130}
 
 
+def _count(n: Any, word: str) -> str:
+    """``1 commit``, ``12 commits``."""
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _number(value: str) -> int:
+    """--follow and --cancel's N: a bisect's number (its page and --list show it)."""
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if not 1 <= number <= 2**53:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a bisect number: a bisect number is 1 or more "
+                                         "(apiary bisect REPO --list shows them)")
+    return number
+
+
+START_FLAGS = ("good", "bad", "stage", "branch", "param", "no_follow")  # what only starting a bisect takes
+
+
 def _text(value: Any, limit: int = 200) -> str:
     """A string from the queen (a commit's subject, an author) as one safe line on a terminal."""
     return visible(str(value or ""), colours=False).replace("\n", " ")[:limit]
@@ -37,11 +57,20 @@ async def bisect(client: Client, args: argparse.Namespace) -> int:
     from apiary.cli.client import q
 
     repo = args.repo
+    mode = "--list" if args.list else "--follow" if args.follow is not None else \
+        "--cancel" if args.cancel is not None else None
+    given = [f"--{name.replace('_', '-')}" for name in START_FLAGS if getattr(args, name)]
+    if mode and given:
+        from apiary.cli.client import ApiError
+
+        raise ApiError(f"{mode} takes no {', '.join(given)}: those start a bisect (apiary bisect REPO --good SHA "
+                       "--bad SHA ...)", 400)
     if args.list:
         found = await client.request("GET", f"/repos/{q(repo)}/bisects?limit=20")
         for b in found["bisects"]:
             first = (b.get("result") or {}).get("first_bad") or {}
-            say(f"#{b['number']}  {b['status']:<9}  {b['good'][:10]}..{b['bad'][:10]}  {b['commits']} commits"
+            say(f"#{b['number']:<3} {b['status']:<12}  {b['good'][:10]}..{b['bad'][:10]}  "
+                f"{_count(b['commits'], 'commit'):<13}"
                 + (f"  first bad: {first['commit'][:10]} {_text(first.get('subject'), 80)}" if first else ""))
         if not found["bisects"]:
             say(f"no bisects of {repo} yet")
@@ -73,7 +102,7 @@ async def bisect(client: Client, args: argparse.Namespace) -> int:
 
         body["parameters"] = parse_params(args.param)
     doc = await client.request("POST", f"/repos/{q(repo)}/bisects", body)
-    size = "reading the history" if doc.get("reading") else f"{doc['commits']} commits"
+    size = "reading the history" if doc.get("reading") else _count(doc["commits"], "commit")
     say(f"bisect #{doc['number']} of {repo}: {size} after {doc['good'][:10]} up to "
         f"{doc['bad'][:10]} on {doc['branch']}" + (f", bad when stage {doc['stage']} fails" if doc.get("stage") else ""))
     say(f"  {client.url}{doc['url']}")
@@ -100,7 +129,7 @@ async def follow(client: Client, doc: dict[str, Any]) -> int:
                 job = f"#{t['number']}" if t.get("number") else "no job"
                 what = verdict or "running"
                 why = f" ({_text(t.get('reason'), 160)})" if verdict and t.get("reason") else ""
-                say(f"  round {t.get('round')}: {t['commit'][:10]} {what:<7} {job}{why}  {_text(t.get('subject'), 72)}")
+                say(f"  round {t.get('round')}: {t['commit'][:10]} {what:<9} {job}{why}  {_text(t.get('subject'), 72)}")
             if doc["status"] != "running":
                 break
             await asyncio.sleep(POLL)
@@ -162,15 +191,16 @@ def _answer(client: Client, doc: dict[str, Any]) -> int:
         say(f"bisect #{doc['number']} {_text(doc.get('error'), 400)}: the bad commit did not fail as asked with "
             "this bisect's settings (its parameters, stage and branch), so no commit is blamed")
     elif status == "cancelled":
-        say(f"bisect #{doc['number']} was cancelled")
+        who = (doc.get("cancelled_by") or {}).get("name")
+        say(f"bisect #{doc['number']} was cancelled" + (f" by {_text(who, 100)}" if who else ""))
     else:
         say(f"bisect #{doc['number']} {status}: {_text(doc.get('error'), 400)}")
     tries = sorted(doc.get("tries") or [], key=lambda t: t["index"])
     if tries:
-        say(f"jobs it ran ({len([t for t in tries if t.get('job')])}, in {doc.get('rounds')} rounds):")
+        say(f"jobs it ran ({len([t for t in tries if t.get('job')])}, in {_count(doc.get('rounds') or 0, 'round')}):")
         for t in tries:
             job = client.page(t["job"]) if t.get("job") else "no job"
-            say(f"  {t['commit'][:10]} {t.get('verdict') or 'running':<7} {job}  {_text(t.get('subject'), 72)}")
+            say(f"  {t['commit'][:10]} {t.get('verdict') or 'running':<9} {job}  {_text(t.get('subject'), 72)}")
     return EXIT_CODES.get(status, 1)
 
 
@@ -191,6 +221,7 @@ apiary bisect app --follow 3                              # bisect #3 (--cancel 
     parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                         help="a parameter of its jobs (repeatable; default: the pipeline's defaults)")
     parser.add_argument("--no-follow", action="store_true", help="start it and print its page; do not follow")
-    parser.add_argument("--follow", type=int, metavar="N", help="follow bisect #N of REPO")
-    parser.add_argument("--cancel", type=int, metavar="N", help="cancel bisect #N of REPO")
-    parser.add_argument("--list", action="store_true", help="REPO's last bisects")
+    which = parser.add_mutually_exclusive_group()  # one of them, or starting one (bisect() refuses a mix)
+    which.add_argument("--follow", type=_number, metavar="N", help="follow bisect #N of REPO")
+    which.add_argument("--cancel", type=_number, metavar="N", help="cancel bisect #N of REPO")
+    which.add_argument("--list", action="store_true", help="REPO's last bisects")

@@ -29,7 +29,14 @@ A search is its tries: ``[{"index": i, "verdict": None (running) | "good" | "bad
 
 `verdict(job, stage, stages)` reads a finished job: bad when it failed (with a stage: when that stage
 failed), good when it passed (that stage passed), skip when it could not tell (errored, cancelled, the
-stage did not run or does not exist at that commit).
+stage did not run or does not exist at that commit). A try whose commit fell out of the range before its
+job ended is ``unneeded`` (cancelled: not a skip, which says the commit could not be tested); one whose
+job ended by itself all the same keeps what it said, flagged ``unneeded``, and the search ignores it.
+
+`left_out(stages)` is the one rule for the stages a bisect's jobs never run: deploy stages (an old
+commit deployed is harm, not evidence), stages behind an approval gate (nobody should be asked to
+release an old commit, and a gate would hold every job of the bisect), and every stage that needs one
+of them, however far down; `bisect_pipeline` is a commit's pipeline without them.
 """
 
 from __future__ import annotations
@@ -45,6 +52,7 @@ MAX_SLOTS = 8  # cut points a round runs at once, at most, however many drone sl
 STAGE_MAX = 128  # characters of a stage name
 
 GOOD, BAD, SKIP = "good", "bad", "skip"
+UNNEEDED = "unneeded"  # its commit fell out of the range while its job ran: cancelled, says nothing of the commit
 
 
 @dataclass(frozen=True)
@@ -129,21 +137,67 @@ def result(lo: int, hi: int) -> dict[str, Any]:
             "last_good": lo}
 
 
+def written(stage: Mapping[str, Any]) -> str:
+    """The name a user wrote for a compiled stage: a matrix cell's group, a shard's or a test listing's
+    stage (apiary.core.shards), else its own name."""
+    group = (stage.get("matrix") or {}).get("group")
+    shards = stage.get("shards") or {}
+    return str(group or shards.get("of") or shards.get("lists") or stage.get("name"))
+
+
 def stage_named(stages: Sequence[Mapping[str, Any]], name: str) -> list[Mapping[str, Any]]:
-    """The stages called `name`: the stage itself, or a matrix's cells of that name."""
-    return [s for s in stages if s.get("name") == name or (s.get("matrix") or {}).get("group") == name]
+    """The stages called `name`: the stage itself, a matrix's cells, or a sharded stage's listing and shards."""
+    return [s for s in stages if s.get("name") == name or written(s) == name]
 
 
-def stage_problem(stages: Sequence[Mapping[str, Any]], runnable: Sequence[Mapping[str, Any]], name: str) -> str | None:
-    """Why `name` cannot be a bisect's stage (None: it can): `stages` the pipeline's, `runnable` those its
-    jobs run (apiary.core.stages.runnable_stages for the bisect's job type). A stage its jobs never run
-    would make every commit a skip."""
-    if stage_named(runnable, name):
+def left_out(stages: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    """The stages (compiled names) a bisect's jobs never run, each with why (module docstring). A stage as
+    written goes as one: all its cells, or its listing and all its shards."""
+    why: dict[str, str] = {}  # written name -> why
+    for s in stages:
+        if s.get("deploy"):
+            why.setdefault(written(s), "a deploy stage (deploy: true), which a bisect's jobs never run: an old "
+                                       "commit deployed is harm, not evidence")
+        elif s.get("approval"):
+            why.setdefault(written(s), "behind an approval gate, which a bisect's jobs never run: nobody should be "
+                                       "asked to release an old commit, and the gate would hold every job")
+    of = {str(s.get("name")): written(s) for s in stages}
+    for _ in stages:  # one step further down every chain a pass; needs may point forward
+        grown = False
+        for s in stages:
+            name = written(s)
+            gone = next((of.get(n, n) for n in s.get("needs") or [] if of.get(n, n) in why), None)
+            if name not in why and gone is not None:
+                why[name] = f"needs {gone}, which a bisect's jobs never run"
+                grown = True
+        if not grown:
+            break
+    return {str(s.get("name")): why[written(s)] for s in stages if written(s) in why}
+
+
+def bisect_pipeline(pipeline: Mapping[str, Any]) -> dict[str, Any]:
+    """`pipeline` (compiled) as a bisect's job runs it: without the stages `left_out` names. BadRequest
+    (field ``stages``) when no stage is left."""
+    stages = list(pipeline.get("stages") or [])
+    out = left_out(stages)
+    kept = [s for s in stages if s.get("name") not in out]
+    if not kept:
+        raise BadRequest("stages: no stage a bisect may run: each is a deploy stage, behind an approval gate, "
+                         "or needs one", field="stages")
+    return {**pipeline, "stages": kept}
+
+
+def stage_problem(stages: Sequence[Mapping[str, Any]], name: str) -> str | None:
+    """Why `name` cannot be a bisect's stage (None: it can): `stages` the pipeline's (compiled). A stage
+    its jobs never run (`left_out`) would make every commit a skip."""
+    out = left_out(stages)
+    named = stage_named(stages, name)
+    if named and not any(s.get("name") in out for s in named):
         return None
-    if stage_named(stages, name):
-        return (f"{name} is a deploy stage (deploy: true), which a bisect's jobs (TEST) never run; "
-                "bisect a test stage")
-    names = sorted({str((s.get("matrix") or {}).get("group") or s.get("name")) for s in runnable})
+    if named:
+        why = out[str(named[0].get("name"))]
+        return f"{name} {'' if why.startswith('needs') else 'is '}{why}; bisect a test stage before it"
+    names = list(dict.fromkeys(written(s) for s in stages if s.get("name") not in out))
     return f"no stage {name!r} in the pipeline (its stages: {', '.join(names)[:500]})"
 
 
@@ -158,7 +212,9 @@ def verdict(job: Mapping[str, Any], stage: str | None, stages: Sequence[Mapping[
         return SKIP, f"the job ended {status or 'unknown'}"
     if stage is None:
         return (GOOD, "the job passed") if status == "passed" else (BAD, "the job failed")
-    named = stage_named(stages, stage)
+    # The outcome's stages are compiled names: a sharded stage's are its listing's and its shards'.
+    names = {str(s.get("name")) for s in stage_named((job.get("pipeline") or {}).get("stages") or [], stage)}
+    named = [s for s in stages if s.get("name") in names or stage_named([s], stage)]
     if not named:
         return SKIP, f"no stage {stage!r} in the pipeline at this commit"
     if any(s.get("status") == "failed" for s in named):

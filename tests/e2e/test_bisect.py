@@ -98,7 +98,7 @@ async def test_the_cli_finds_the_commit_that_broke_the_pipeline_on_two_drones(qu
     verdicts = {t["commit"]: t["verdict"] for t in found["tries"]}
     assert verdicts[first_bad] == "bad" and verdicts.get(shas[BROKEN_AT - 2]) == "good", found["tries"]
     assert all(v == ("bad" if shas.index(c) >= BROKEN_AT - 1 else "good") for c, v in verdicts.items()
-               if v != "skip"), found["tries"]
+               if v in ("good", "bad")), found["tries"]  # not skip (untestable), nor unneeded (cancelled)
     rounds = found["rounds"]
     print(f"bisect of 12 commits on 2 drones: {len(found['tries'])} tries in {rounds} rounds")
     assert f"in {rounds} rounds" in out
@@ -228,10 +228,11 @@ async def test_a_bisect_reproduces_the_bad_end_with_its_own_settings_and_stays_o
     await queen.request("POST", "/repos", {"name": "proj", "url": str(bare)}, expect=201)
 
     # Refused at the start, naming the field: a branch the repository does not have, one the bad commit
-    # is not on, a stage its (TEST) jobs never run.
+    # is not on, a stage its (TEST) jobs never run, a parameter the pipeline does not declare.
     for body, field, words in [({"branch": "nosuch"}, "branch", "no branch 'nosuch'"),
                                ({"branch": "old"}, "branch", "is not on branch old"),
-                               ({"stage": "ship"}, "stage", "ship is a deploy stage")]:
+                               ({"stage": "ship"}, "stage", "ship is a deploy stage"),
+                               ({"parameters": {"X": "1"}}, "parameters.X", "not declared by the pipeline")]:
         status, answer = await queen.request("POST", "/repos/proj/bisects", {"good": good, "bad": shas[-1], **body})
         assert (status, answer.get("field")) == (400, field) and words in answer["error"], answer
     assert (await queen.get("/repos/proj/bisects"))["bisects"] == []
@@ -281,6 +282,46 @@ async def test_a_bisect_reproduces_the_bad_end_with_its_own_settings_and_stays_o
     assert history["flaky"] is False and len(history["runs"]) == 3, history
     code, out = await cli(queen, "ls", "proj")
     assert code == 0 and "bisect #2" in out, out
+
+
+GATED_PIPELINE = """stages:
+  - {name: test, steps: ["test ! -f broken"]}
+  - {name: release, needs: [test], approval: {role: admin, timeout: 20s}, steps: ["echo RELEASING an old commit"]}
+  - {name: announce, needs: [release], steps: ["true"]}
+"""
+
+
+async def test_a_bisect_never_runs_nor_waits_at_an_approval_gate(queen: Cluster, tmp_path: Path) -> None:
+    """A pipeline whose release waits for an admin: a bisect's jobs run the test only (a job at a good
+    commit would otherwise wait at the gate, and fail when nobody approved: blamed on the wrong commit)."""
+    work = tmp_path / "work"
+    work.mkdir()
+    git(work, "init", "-q", "-b", "main")
+    good = commit(work, {".apiary.yml": GATED_PIPELINE, "app.txt": "0\n"}, "a good start")
+    shas = [commit(work, {"app.txt": f"{i}\n", **({"broken": "yes\n"} if i == 3 else {})}, f"change {i}")
+            for i in range(1, 5)]
+    git(work, "checkout", "-q", "-b", "gated")  # a later pipeline with nothing a bisect may run
+    only_gated = commit(work, {".apiary.yml": "stages:\n  - {name: release, approval: true, steps: ['true']}\n"},
+                        "release only")
+    bare = tmp_path / "gate.git"
+    git(tmp_path, "init", "-q", "--bare", str(bare))
+    git(work, "push", "-q", str(bare), "main:refs/heads/main", "gated:refs/heads/gated")
+    await queen.add_drone("d1", capacity=2)
+    await queen.request("POST", "/repos", {"name": "gate", "url": str(bare)}, expect=201)
+
+    for body, field, words in [({"stage": "release"}, "stage", "release is behind an approval gate"),
+                               ({"stage": "announce"}, "stage", "announce needs release"),
+                               ({"bad": only_gated, "branch": "gated"}, "bad", "no stage a bisect may run")]:
+        status, answer = await queen.request("POST", "/repos/gate/bisects", {"good": good, "bad": shas[-1], **body})
+        assert (status, answer.get("field")) == (400, field) and words in answer["error"], answer
+
+    code, out = await cli(queen, "bisect", "gate", "--good", good, "--bad", shas[-1])
+    assert code == 0 and f"first bad commit: {shas[2]}" in out, out
+    found = (await queen.get("/repos/gate/bisects"))["bisects"][0]
+    for t in found["tries"]:
+        job = await queen.job(t["job"])
+        assert [s["name"] for s in job["pipeline"]["stages"]] == ["test"], job["pipeline"]
+        assert job["status"] in ("passed", "failed") and not job.get("approvals"), job
 
 
 async def test_a_short_sha_that_names_several_commits_is_refused_naming_a_few(tmp_path: Path) -> None:

@@ -147,6 +147,20 @@ def test_the_line_is_oldest_first_and_ends_with_bad() -> None:
     assert commit_line(["c3", "c2", "c1"], "g", "c3", ancestor=True) == ["c1", "c2", "c3"]
 
 
+BUILD = {"name": "build", "deploy": False}
+TEST = {"name": "test (py 3.12)", "deploy": False, "matrix": {"group": "test"}}
+SHIP = {"name": "ship", "deploy": True}
+# A sharded stage as compiled (apiary.core.shards.expand): its listing, then its shards.
+LISTING = {"name": "unit · list", "needs": ["build"], "deploy": False, "shards": {"lists": "unit"}}
+SHARDS = [{"name": f"unit (shard {i} of 2)", "needs": ["build", "unit · list"], "deploy": False,
+           "shards": {"of": "unit", "index": i, "count": 2}} for i in (1, 2)]
+GATE = {"role": "admin", "timeout": 20.0}
+RELEASE = {"name": "release", "needs": ["test (py 3.12)"], "deploy": False, "approval": GATE}
+AFTER = {"name": "announce", "needs": ["release"], "deploy": False}  # behind the gate, one step down
+LAST = {"name": "report", "needs": ["announce"], "deploy": False}  # two steps down
+STAGES = [BUILD, TEST, SHIP, LISTING, *SHARDS, RELEASE, AFTER, LAST]
+
+
 @pytest.mark.parametrize(("job", "stage", "stages", "expected"), [
     ({"status": "passed"}, None, [], GOOD),
     ({"status": "failed"}, None, [], BAD),
@@ -163,6 +177,17 @@ def test_the_line_is_oldest_first_and_ends_with_bad() -> None:
     # A matrix's cells: bad when any cell failed.
     ({"status": "failed"}, "test", [{"name": "test (py 3.11)", "status": "passed", "matrix": {"group": "test"}},
                                     {"name": "test (py 3.12)", "status": "failed", "matrix": {"group": "test"}}], BAD),
+    # A sharded stage: its listing and shards (named in the job's pipeline; the outcome has their names).
+    ({"status": "failed", "pipeline": {"stages": [BUILD, LISTING, *SHARDS]}}, "unit",
+     [{"name": "build", "status": "passed"}, {"name": "unit · list", "status": "passed"},
+      {"name": "unit (shard 1 of 2)", "status": "passed"}, {"name": "unit (shard 2 of 2)", "status": "failed"}], BAD),
+    ({"status": "passed", "pipeline": {"stages": [BUILD, LISTING, *SHARDS]}}, "unit",
+     [{"name": "build", "status": "passed"}, {"name": "unit · list", "status": "passed"},
+      {"name": "unit (shard 1 of 2)", "status": "passed"}, {"name": "unit (shard 2 of 2)", "status": "passed"}], GOOD),
+    ({"status": "failed", "pipeline": {"stages": [BUILD, LISTING, *SHARDS]}}, "unit",
+     [{"name": "build", "status": "failed"}, {"name": "unit · list", "status": "not_run"},
+      {"name": "unit (shard 1 of 2)", "status": "not_run"}, {"name": "unit (shard 2 of 2)", "status": "not_run"}],
+     SKIP),
 ])
 def test_a_finished_job_says_good_bad_or_skip(job: dict, stage: str | None, stages: list[dict], expected: str) -> None:
     assert verdict(job, stage, stages)[0] == expected
@@ -190,22 +215,47 @@ def test_members_start_and_cancel_bisects_visitors_do_not(role: str | None, meth
     assert may(Role(role) if role else None, method, path) is allowed
 
 
-BUILD = {"name": "build", "deploy": False}
-TEST = {"name": "test (py 3.12)", "deploy": False, "matrix": {"group": "test"}}
-SHIP = {"name": "ship", "deploy": True}
 
 
 @pytest.mark.parametrize(("name", "problem"), [
     ("build", None),
     ("test", None),  # a matrix's name: its cells
+    ("unit", None),  # a sharded stage's name: its listing and shards
     ("ship", "ship is a deploy stage"),  # a TEST job never runs it: every commit would be a skip
-    ("lint", "no stage 'lint' in the pipeline (its stages: build, test)"),
+    ("release", "release is behind an approval gate"),  # nobody should release an old commit
+    ("report", "report needs announce, which a bisect's jobs never run"),  # behind the gate, two steps down
+    # The names a user wrote, not compiled ones (no cell, no shard, no listing), in pipeline order.
+    ("lint", "no stage 'lint' in the pipeline (its stages: build, test, unit)"),
 ])
 def test_a_bisect_stage_must_be_one_its_jobs_run(name: str, problem: str | None) -> None:
     from apiary.core.bisect import stage_problem
 
-    found = stage_problem([BUILD, TEST, SHIP], [BUILD, TEST], name)
+    found = stage_problem(STAGES, name)
     assert found == problem if problem is None else problem in (found or "")
+
+
+@pytest.mark.parametrize(("stages", "kept"), [
+    (STAGES, ["build", "test (py 3.12)", "unit · list", "unit (shard 1 of 2)", "unit (shard 2 of 2)"]),
+    ([BUILD, RELEASE | {"needs": ["build"]}], ["build"]),
+    # A stage that needs a gated one is left out even when it comes first (needs may point forward).
+    ([AFTER | {"needs": ["release"]}, BUILD, RELEASE | {"needs": ["build"]}], ["build"]),
+    # A gated matrix cell takes its whole matrix out, and what needs any cell of it.
+    ([BUILD, TEST | {"approval": GATE}, {**TEST, "name": "test (py 3.11)"},
+      {"name": "pack", "needs": ["test (py 3.11)"], "deploy": False}], ["build"]),
+])
+def test_a_bisects_jobs_run_no_deploy_stage_nor_what_an_approval_gate_holds(stages: list[dict], kept: list[str]) -> None:
+    from apiary.core.bisect import bisect_pipeline
+
+    shaped = bisect_pipeline({"stages": stages, "env": {"A": "1"}})
+    assert [s["name"] for s in shaped["stages"]] == kept and shaped["env"] == {"A": "1"}
+
+
+def test_a_pipeline_with_no_stage_a_bisect_may_run_is_refused() -> None:
+    from apiary.core.bisect import bisect_pipeline
+
+    with pytest.raises(BadRequest, match="no stage a bisect may run") as caught:
+        bisect_pipeline({"stages": [SHIP, RELEASE | {"needs": []}, AFTER]})
+    assert caught.value.field == "stages"
 
 
 def test_a_bisects_job_says_so_in_apiary_ls_and_the_history() -> None:
@@ -231,3 +281,26 @@ def test_retention_keeps_the_branchs_last_passing_job_not_a_bisects() -> None:
         {"_id": "older", "status": "passed", "created": old, "ref": {"branch": "main"}},
     ]
     assert select_prunable(jobs, {"keep_jobs": 0}, 10 * 86400.0) == ["bisect", "older"]
+
+
+@pytest.mark.parametrize(("argv", "words"), [
+    (["--follow", "1", "--cancel", "2"], "not allowed with argument --follow"),  # not a silent cancel of #2
+    (["--list", "--good", "abc"], "--list takes no --good"),
+    (["--cancel", "1", "--bad", "abc", "--no-follow"], "--cancel takes no --bad, --no-follow"),
+    (["--follow", "0"], "a bisect number is 1 or more"),
+    (["--cancel", "two"], "a bisect number is 1 or more"),
+])
+def test_the_cli_refuses_flags_that_do_not_go_together_before_asking_the_queen(
+        argv: list[str], words: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from apiary.cli import main
+
+    with pytest.raises(SystemExit) as ended:
+        main(["bisect", "app", *argv, "--url", "http://127.0.0.1:9"])  # nothing listens there: never asked
+    assert ended.value.code == 2 and words in capsys.readouterr().err
+
+
+def test_the_cli_counts_in_words() -> None:
+    from apiary.cli.bisect import _count
+
+    assert (_count(1, "commit"), _count(12, "commit"), _count(1, "round"), _count(0, "round")) == \
+        ("1 commit", "12 commits", "1 round", "0 rounds")
