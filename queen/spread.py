@@ -337,7 +337,7 @@ class Spreader:
         for entry in parent.get("children") or []:
             kid = await self.store.get_job(entry.get("job"))
             if kid is not None and kid.get("status") in UNDERWAY:
-                await self.hive.cancel(kid, f"its parent job #{parent.get('number')} {parent.get('status')}")
+                await self.hive.cancel(kid, spread.parent_ended(parent))
 
     # -- the sweep -----------------------------------------------------------------------------------
 

@@ -40,6 +40,11 @@ MAX_ENV_VALUE = 4096  # characters of one of them
 MAX_GIVEN_FILES = 16  # files the queen gives one child
 MAX_GIVEN_BYTES = 1024 * 1024  # bytes of them, together (they travel in its queue:new)
 FINAL = ("passed", "failed", "errored", "cancelled")
+# Seconds a child's own timeout runs past its parent's: the parent's timeout (the queen's timer, or its sweep
+# every few seconds) ends the family first and cancels the children saying so; theirs is the backstop for
+# a queen that cannot act. With the same timeout, a child that started at once would time out on its own
+# a few milliseconds before its parent did, and say so as if it were its own fault.
+CHILD_TIMEOUT_GRACE = 30.0
 _VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _REMOTE_KEYS = {"kind", "unit"}
 
@@ -222,6 +227,9 @@ def child_pipeline(pipeline: Mapping[str, Any], job_type: str, unit: str,
         own["env"] = {**(stage.get("env") or {}), **dict(env or {})}
         stages.append(own)
     out = {k: v for k, v in pipeline.items() if k not in ("stages", "hooks", "concurrency")}
+    timeout = out.get("timeout")
+    if isinstance(timeout, (int, float)) and not isinstance(timeout, bool) and timeout > 0:
+        out["timeout"] = float(timeout) + CHILD_TIMEOUT_GRACE  # the parent's counts (`overdue`)
     out["hooks"] = {"on_start": [], "on_success": [], "on_failure": []}
     out["stages"] = stages
     return out
@@ -360,8 +368,21 @@ def overdue(job: Mapping[str, Any], now: float) -> str | None:
     start = first_start(job)
     if not isinstance(timeout, (int, float)) or not timeout or start is None or now - start <= timeout:
         return None
-    shown = f"{int(timeout // 60)} min" if timeout >= 60 and timeout % 60 == 0 else f"{timeout:g} s"
-    return f"the job timed out after {shown} (its child jobs' time counts: they were cancelled)"
+    return f"the job timed out after {_shown(timeout)} (its child jobs' time counts: they were cancelled)"
+
+
+def _shown(timeout: float) -> str:
+    return f"{int(timeout // 60)} min" if timeout >= 60 and timeout % 60 == 0 else f"{timeout:g} s"
+
+
+def parent_ended(parent: Mapping[str, Any]) -> str:
+    """Why a child of `parent` (ended, not passed) is cancelled: ``its parent job #7 failed``, or when the
+    parent's timeout ended it, ``its parent job #7 timed out after 10 s`` (the parent's words)."""
+    timeout = (parent.get("pipeline") or {}).get("timeout")
+    if (parent.get("status") == "failed" and str(parent.get("error") or "").startswith("the job timed out")
+            and isinstance(timeout, (int, float)) and timeout > 0):
+        return f"its parent job #{parent.get('number')} timed out after {_shown(timeout)}"
+    return f"its parent job #{parent.get('number')} {parent.get('status')}"
 
 
 def continued(job: Mapping[str, Any], now: float) -> Any:

@@ -154,12 +154,14 @@ async def test_a_family_holds_its_group_keeps_its_timeout_and_stops_with_its_fir
     kid = await queen.job(first["children"][0]["job"])
     assert not kid.get("concurrency")  # a child is in no group: it never waits behind its own parent
 
-    # The job's timeout counts from its start across its wait: 3 cells of 3 s on 2 slots pass 4 s.
-    await queen.create_pipeline_repo("slow", FAMILY.format(top="timeout: 4s", cells="'1', '2', '3'", step="sleep 3"))
+    # The job's timeout counts from its start across its wait: 3 cells of 3 s on 2 slots pass 4 s. The cells it
+    # stopped are cancelled for it, saying so (not timed out on their own: a child has what is left of it).
+    await queen.create_pipeline_repo("slow", FAMILY.format(top="timeout: 4s", cells="'1', '2', '3'", step="sleep 30"))
     slow = await queen.wait_job((await queen.trigger("slow"))["id"])
     assert slow["status"] == "failed" and slow["error"].startswith("the job timed out after 4 s"), slow.get("error")
     kids = [await queen.wait_job(c["job"]) for c in slow["children"]]
-    assert "cancelled" in {k["status"] for k in kids}, [(k["status"], k.get("error")) for k in kids]
+    assert [(k["status"], k.get("error")) for k in kids] == [
+        ("cancelled", f"cancelled: its parent job #{slow['number']} timed out after 4 s")] * len(kids), kids
 
     # Once a cell fails no new cell starts: the third waits for a slot, and is cancelled instead.
     await queen.create_pipeline_repo("stop", FAMILY.format(top="", cells="a, b, c",

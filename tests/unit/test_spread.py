@@ -396,3 +396,24 @@ def test_a_parents_test_report_adds_up_its_childrens() -> None:
 def test_a_reruns_reused_cells_count_their_childrens_tests(resume: Any, children: list[Any],
                                                            reused: list[Any]) -> None:
     assert spread.reused_children(_parent(resume=resume, children=children)) == reused
+
+
+@pytest.mark.parametrize(("fields", "said"), [
+    ({"status": "failed", "error": "the job timed out after 10 s (its child jobs' time counts: they were cancelled)",
+      "pipeline": {"timeout": 10.0}}, "its parent job #7 timed out after 10 s"),
+    ({"status": "failed", "error": "the job timed out after 2 min", "pipeline": {"timeout": 120.0}},
+     "its parent job #7 timed out after 2 min"),  # its continuation's drone said so
+    ({"status": "failed", "error": "test (3.11) failed in job #8"}, "its parent job #7 failed"),
+    ({"status": "cancelled", "error": "cancelled"}, "its parent job #7 cancelled"),
+])
+def test_a_child_cancelled_for_its_parent_says_why_in_the_parents_words(fields: dict[str, Any], said: str) -> None:
+    assert spread.parent_ended(_parent(**fields)) == said
+
+
+def test_a_childs_own_timeout_is_a_backstop_past_its_parents() -> None:
+    """The parent's timeout counts from its first start and cancels its children; a child that started at once
+    must not time out on its own a moment before, as if it were its own fault."""
+    pipeline = {**_pipeline(), "timeout": 10.0}
+    child = spread.child_job(_parent(pipeline), "test (3.11)", {}, [], "K8", 8, 100.0)
+    assert child["pipeline"]["timeout"] == 10.0 + spread.CHILD_TIMEOUT_GRACE
+    assert spread.child_job(_parent(), "test (3.11)", {}, [], "K8", 8, 100.0)["pipeline"]["timeout"] is None
