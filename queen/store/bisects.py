@@ -10,10 +10,14 @@ A bisect's document::
      "status": running | found | range | unreproduced (the bad end did not fail as asked) | failed | cancelled,
      "error": why it failed or was not reproduced | None,
      "created", "finished": seconds since 1970 | None, "by": who asked (apiary.core.context.TriggeredBy),
-     "from_job": the failed job it was asked from | None, "commits": [shas, oldest first, ending with bad],
+     "from_job": the failed job it was asked from | None, "cancelled_by": who cancelled it (as "by"; absent
+     unless cancelled), "commits": [shas, oldest first, ending with bad],
      "size": how many commits, "reading": true while its history is being read (commits still []),
-     "tries": [{"index", "commit", "job", "number", "round", "verdict": None | good | bad | skip, "reason",
-                "subject"}], "rounds": int, "result": {...} | None, "version": int (one more each write)}
+     "tries": [{"index", "commit", "job", "number", "round", "verdict": None | good | bad | skip (untestable) |
+                unneeded (cancelled: its commit left the range) | cancelled (with the bisect), "unneeded": true
+                when it was cancelled as unneeded (a good or bad then is its job's own end, not counted),
+                "status": its job's end, "reason", "subject"}], "rounds": int, "result": {...} | None,
+     "version": int (one more each write)}
 """
 
 from __future__ import annotations

@@ -138,7 +138,7 @@ async def test_a_failed_jobs_page_starts_a_bisect_whose_page_shows_progress_and_
 
 
 async def test_a_bisect_goes_on_after_a_queen_restart_one_runs_at_a_time_and_cancel_stops_it(
-        queen: Cluster, tmp_path: Path) -> None:
+        queen: Cluster, page: Page, tmp_path: Path) -> None:  # noqa: F811  (the fixture)
     bare, good, shas = make_history(tmp_path / "git", pause=1.5)
     await queen.add_drone("d1", capacity=2)
     await queen.request("POST", "/repos", {"name": "proj", "url": bare.as_uri()}, expect=201)
@@ -177,13 +177,26 @@ async def test_a_bisect_goes_on_after_a_queen_restart_one_runs_at_a_time_and_can
                                   expect=201))[1]
     running = [t["job"] for t in second["tries"] if t["verdict"] is None]
     assert running, second
-    cancelled = (await queen.request("POST", f"/bisects/{second['id']}/cancel", {}, expect=200))[1]
-    assert cancelled["status"] == "cancelled"
+    # Its page's Cancel asks to be pressed again (no dialog), then cancels and says who did.
+    await page.goto(second["url"])
+    button = page.locator("#bisect-cancel")
+    await button.click()
+    await expect(button).to_have_text("Press again to cancel the bisect")
+    await expect(page.locator("#bisect-status")).to_have_text("running")
+    await shot(page, "bisect-cancel-armed")
+    await button.click()
+    await expect(page.locator("#bisect-status")).to_have_text("cancelled")
+    await expect(page.locator("#cancelled-by")).to_have_text("nobody signed in")  # an open queen on loopback
+    await expect(button).to_be_disabled()
+    await shot(page, "bisect-cancelled")
+    cancelled = await queen.get(f"/bisects/{second['id']}")
+    assert cancelled["status"] == "cancelled" and cancelled["cancelled_by"]["kind"] == "setup", cancelled
     ends = [await queen.wait_job(job_id) for job_id in running]
     assert all(j["status"] == "cancelled" for j in ends), ends
     ended = await queen.get(f"/bisects/{second['id']}")
     assert {t["verdict"] for t in ended["tries"] if t.get("job") in running} == {"cancelled"}, ended["tries"]
-    assert (await queen.request("POST", f"/bisects/{second['id']}/cancel", {}))[0] == 409
+    status, body = await queen.request("POST", f"/bisects/{second['id']}/cancel", {})
+    assert status == 409 and f"bisect #{second['number']} of slow has already ended (cancelled)" in body["error"], body
     assert (await queen.request("GET", "/bisects/nosuchbisect"))[0] == 404
 
 

@@ -55,6 +55,14 @@
   connect();
 
   if (cancel) cancel.addEventListener("click", async () => {
+    if (!cancel.dataset.armed) { // a second press cancels: no accident, no modal dialog (as Delete elsewhere)
+      cancel.dataset.armed = "1";
+      cancel.textContent = "Press again to cancel the bisect";
+      cancel.addEventListener("blur", () => { delete cancel.dataset.armed; cancel.textContent = "Cancel"; }, { once: true });
+      return;
+    }
+    delete cancel.dataset.armed;
+    cancel.textContent = "Cancel";
     cancel.disabled = true;
     error.hidden = true;
     const csrf = document.querySelector("meta[name=csrf-token]");
