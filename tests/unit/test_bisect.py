@@ -304,3 +304,19 @@ def test_the_cli_counts_in_words() -> None:
 
     assert (_count(1, "commit"), _count(12, "commit"), _count(1, "round"), _count(0, "round")) == \
         ("1 commit", "12 commits", "1 round", "0 rounds")
+
+
+@pytest.mark.parametrize(("tries", "expected"), [
+    # A job cancelled as unneeded that failed all the same (before the cancel reached it) at a commit
+    # below the last good one: its word stays on the page, the search does not read it (no new range).
+    ([{"index": 9, "verdict": BAD}, {"index": 4, "verdict": GOOD}, {"index": 2, "verdict": BAD, "unneeded": True}],
+     Step(run=(6,))),
+    ([{"index": 9, "verdict": BAD}, {"index": 4, "verdict": GOOD}, {"index": 2, "verdict": "unneeded", "unneeded": True}],
+     Step(run=(6,))),
+    # Read as a verdict, the same try would move the range below the good commit.
+    ([{"index": 9, "verdict": BAD}, {"index": 4, "verdict": GOOD}, {"index": 2, "verdict": BAD}], Step(run=(0,))),
+])
+def test_a_try_cancelled_as_unneeded_keeps_its_word_but_is_not_evidence(tries: list[dict], expected: Step) -> None:
+    from apiary.queen.bisects import _evidence
+
+    assert decide(10, _evidence(tries), 1) == expected
