@@ -70,7 +70,10 @@ class Agent:
         self._refused: asyncio.Future[str] | None = None
         self._refusal_said = float("-inf")
         self._stopped = False
-        self._reported: set[str] = set()  # jobs whose job:done is sent
+        self._reported: set[str] = set()  # jobs whose job:done is said (sent, or held in `_done`)
+        # A job's job:done, held until its slot is free (its workspace, network and sandbox gone): the queen
+        # frees the slot when it hears job:done, and sends the next job into it at once.
+        self._done: dict[str, dict[str, Any]] = {}
         self._started: set[str] = set()  # jobs whose job:started is sent
         self._cancel_first: dict[str, int] = {}  # cancels that came before their job: job -> up to which attempt
         self._attempts: dict[str, int] = {}  # running job -> its attempt number
@@ -175,8 +178,8 @@ class Agent:
             del self._next[job_id]
         task = self.jobs.get(job_id)
         if task is not None and self._attempts.get(job_id, 1) <= attempt:
-            if task in self._cancelled and not force:
-                return
+            if (task in self._cancelled or job_id in self._done) and not force:
+                return  # told to stop already, or ended and cleaning up: nothing to stop
             log.info("job %s: cancel of attempt %d requested%s", job_id, attempt,
                      " again: its cleanup too" if force else "")
             self._cancelled.add(task)
@@ -237,6 +240,9 @@ class Agent:
     def _job_over(self, job_id: str, task: asyncio.Task[None]) -> None:
         if self.jobs.get(job_id) is task:
             del self.jobs[job_id]
+        done = self._done.pop(job_id, None)
+        if done is not None:  # its slot is free now: the queen may send the next job into it
+            self._emit(job_id, Msg.JOB_DONE, done)
         if job_id not in self._reported:  # cancelled before it could report its end: say so
             now = time.time()
             if job_id not in self._started:
@@ -256,6 +262,8 @@ class Agent:
         def emit(msg: Msg, fields: dict[str, Any]) -> None:
             if msg is Msg.JOB_DONE:
                 self._reported.add(job_id)
+                self._done[job_id] = fields  # sent once the slot is free (_job_over)
+                return
             elif msg is Msg.JOB_STARTED:
                 self._started.add(job_id)
             self._emit(job_id, msg, fields)

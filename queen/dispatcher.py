@@ -22,7 +22,7 @@ from apiary.core.concurrency import may_dispatch
 from apiary.core.errors import BadRequest
 from apiary.core.jobstate import Dispatched, JobState, NotDelivered, Policy, Write, transition
 from apiary.core.models import Job
-from apiary.core.protocol import Msg
+from apiary.core.protocol import JobStatus, Msg
 from apiary.core.spread import continued
 from apiary.queen.hub import Hub
 from apiary.queen.pool import Pool
@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 # or CLAIM_WINDOW when none of those could go.
 CLAIM_WINDOW = 32
 CLAIM_EXTRA = 3
+STOPPED_KEPT = 4096  # parents remembered as stopped (`stop_children`); older ones are read from the store
 
 SendFn = Callable[[str, Msg, dict[str, Any]], bool]
 
@@ -86,12 +87,36 @@ class Dispatcher:
         # True once a claim found nothing and nothing was queued since; until
         # then new jobs go through the store's queue, oldest first.
         self.queue_empty = False
+        # Parents being cancelled (or cancelled): their queued child jobs never go out. Filled before the
+        # cancel's first await, checked after the dispatch's last await before its claim: no child is claimed
+        # once its parent's cancel has begun, even while the cancel's writes are in flight.
+        self._stopped: dict[str, None] = {}
 
     def wake(self) -> None:
         """A job may have been queued (or queued again): the queue is no longer known empty."""
         self._generation += 1
         self.queue_empty = False
         self._wake.set()
+
+    def stop_children(self, parent_id: str) -> None:
+        """`parent_id` is being cancelled: none of its queued child jobs may be claimed from now on (the
+        cancel marks them cancelled; a child made meanwhile is cancelled by apiary.queen.spread)."""
+        self._stopped[parent_id] = None
+        if len(self._stopped) > STOPPED_KEPT:
+            del self._stopped[next(iter(self._stopped))]
+
+    async def _parent_ended(self, queued: Mapping[str, Any]) -> bool:
+        """Whether `queued` is a child job whose parent has ended or is being cancelled: it must not start
+        (apiary.queen.spread cancels it). One read of the parent's state per child claimed."""
+        parent = queued.get("parent")
+        if not isinstance(parent, Mapping):
+            return False
+        parent_id = parent.get("id")
+        if not isinstance(parent_id, str):
+            return False
+        states = [] if parent_id in self._stopped else await self.store.job_states([parent_id])
+        # After the read's await: a cancel begun meanwhile is in `_stopped` now.
+        return parent_id in self._stopped or not states or JobStatus(states[0]["status"]).final
 
     def room(self) -> None:
         """A slot freed or a drone joined: dispatch what waits. Nothing was queued by it, so a queue known
@@ -106,8 +131,10 @@ class Dispatcher:
         The shortcut skips the claim query on the way to the drone; the job is
         still stored (as dispatched) before ``queue:new`` leaves.
         """
-        # A job of a concurrency group goes through the queue, where its group is checked.
-        straight = self.queue_empty and not job.get("concurrency")
+        # A job of a concurrency group goes through the queue, where its group is checked; so does a child
+        # job of a parent being cancelled (where it is not claimed).
+        straight = self.queue_empty and not job.get("concurrency") and \
+            (job.get("parent") or {}).get("id") not in self._stopped
         drone_id = pick_drone(self.pool.views(), job.get("plugin_keys", ())) if straight else None
         if drone_id is None:
             await self.store.insert_job(job)
@@ -176,6 +203,8 @@ class Dispatcher:
                 group = (queued.get("concurrency") or {}).get("key")
                 if not may_dispatch(group, busy):
                     continue  # another job of its group is on a drone: it waits for that one to end
+                if await self._parent_ended(queued):
+                    continue  # its parent was cancelled (or ended): its cancel is on the way
                 drone_id = pick_drone(self.pool.views(), queued.get("plugin_keys") or ())
                 if drone_id is None:
                     continue

@@ -294,8 +294,12 @@ class Hive:
 
         Returns "cancelled" when the job has ended here, "cancelling" when its
         drone was asked to kill it (the job ends when the drone reports it).
+
+        A parent's queued child jobs are never dispatched from here on (Dispatcher.stop_children, before
+        the first await); apiary.queen.spread cancels them once the parent has ended.
         """
         job_id = job["_id"]
+        self.dispatcher.stop_children(job_id)
         for _ in range(5):  # the job may move on between the read and the write (dispatched, started)
             fresh = await self.store.get_job(job_id)
             if fresh is None or JobStatus(fresh["status"]).final:

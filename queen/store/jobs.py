@@ -98,7 +98,8 @@ class JobQueries:
 
     async def queued(self, limit: int) -> list[dict[str, Any]]:
         """The oldest queued jobs (what dispatch needs: plugin keys and the state), oldest first."""
-        fields = {"plugin_keys": 1, "status": 1, "attempts": 1, "drone": 1, "history": 1, "concurrency": 1}
+        fields = {"plugin_keys": 1, "status": 1, "attempts": 1, "drone": 1, "history": 1, "concurrency": 1,
+                  "parent": 1}  # a child job: its parent must not have ended (Dispatcher._parent_ended)
         cursor = self.jobs.find({"status": JobStatus.QUEUED.value}, fields).sort("_id", ASCENDING)
         return await cursor.limit(limit).to_list(None)
 
