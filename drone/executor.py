@@ -151,8 +151,9 @@ class JobRun:
             # always; a timeout leaves them CLEANUP_GRACE seconds.
             if status is not JobStatus.CANCELLED:
                 # The test reports, passed or failed (a failure is when they matter): apiary.drone.testreports
+                parent = any(s.get("remote") for s in self.pipeline.get("stages") or [])
                 stopped = await self._guarded(send_reports(self.workspace, self.pipeline, self.plugins.reports,
-                                                           self.emit, self.masker.mask))
+                                                           self.emit, self.masker.mask, parent))
                 if stopped is not None:
                     status, error = stopped
             if status is not JobStatus.CANCELLED:
@@ -390,7 +391,7 @@ class JobRun:
             if running:
                 await asyncio.gather(*running, return_exceptions=True)
         if hold and all(done.values()):  # all it may run passed: the rest waits for an approval
-            for line in approvals.waiting_lines(stages, hold) + spread.waiting_lines(stages, hold):
+            for line in approvals.waiting_lines(stages, hold) + spread.waiting_lines(stages, hold, self.job.get("resume")):
                 self._say(line + "\n")
             self._waiting = True
             self.emit(Msg.JOB_PHASE, {"phase": phase, "state": "waiting"})

@@ -50,11 +50,14 @@ class _Read:
 
 
 async def send_reports(workspace: Path, pipeline: Mapping[str, Any], plugin_globs: Mapping[str, list[str]],
-                       emit: EmitFn, mask: Callable[[str], str]) -> None:
+                       emit: EmitFn, mask: Callable[[str], str], parent: bool = False) -> None:
     """Read the reports the pipeline (``reports.junit``) and the plugins name; emit ``job:report`` parts,
-    each plugin's figures, and a line per file. Never raises but for a cancel."""
+    each plugin's figures, and a line per file. Never raises but for a cancel. `parent`: the job runs stages
+    as child jobs (apiary.core.spread), where its tests (a sharded stage's) mostly run and report."""
     globs = list((pipeline.get("reports") or {}).get("junit") or [])
-    told = set(globs)  # a glob of the pipeline's that matches nothing is said; a plugin's report may not be there
+    # A glob of the pipeline's that matches nothing is said (not in a parent: its tests report in its children);
+    # a plugin's report may not be there.
+    told = set() if parent else set(globs)
     for own in plugin_globs.values():
         globs.extend(g for g in own if g not in globs)
     if not globs:

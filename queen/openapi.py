@@ -609,7 +609,10 @@ PATHS: dict[str, Any] = {
     },
     "/api/v1/jobs/{job}/shards": {
         "get": _op("The job's test shards: each sharded stage's plan, each shard's planned and real seconds", {
-            "200": _json(_object({"job": _STRING, "stages": {"type": "array", "items": _ref("ShardPlan")}},
+            "200": _json(_object({"job": _STRING, "stages": {"type": "array", "items": _ref("ShardPlan")},
+                                  "shard_of": _object({  # a shard's own job: whose shard it is
+                                      "job": _STRING, "number": {"type": "integer"}, "stage": _STRING,
+                                      "shard": {"type": "integer"}, "count": {"type": "integer"}})},
                                  ("job", "stages")), "its shards (none: an empty list)"),
             "404": _MISSING}, parameters=[_JOB]),
     },

@@ -23,7 +23,8 @@ stage test: the tests command listed no tests``). The plan kept on the job (a fe
     GET /api/v1/jobs/{job}/shards
         {job, stages: [plan + shards[i].{job, number, status, real (s, the shard's stage in its child job,
          its first command's start to its last one's end; null until it ended), job_seconds (s, the child
-         job's whole run: checkout and setup too)}]}: the planned and real time of each shard.
+         job's whole run: checkout and setup too)}], shard_of?: {job, number, stage, shard, count} (a shard's
+         own job: its parent and which shard it is)}: the planned and real time of each shard.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ from apiary.core.shards import (
     plan,
     shard_env,
     shard_file,
+    shard_of,
 )
 from apiary.queen.store import Store
 from apiary.queen.strict_json import json_response
@@ -265,7 +267,8 @@ async def job_shards(request: web.Request) -> web.Response:
     job = await store.get_job(job_id)
     if job is None:
         raise NotFound(f"no job {job_id!r}; it may have been pruned")
-    return json_response({"job": job_id, "stages": await shards_of(store, job)})
+    mine = shard_of(job)  # a shard's own job says whose shard it is (what `apiary shards` says of it)
+    return json_response({"job": job_id, "stages": await shards_of(store, job), **({"shard_of": mine} if mine else {})})
 
 
 @routes.get("/parts/jobs/{job}/shards")

@@ -73,6 +73,14 @@ def table(headers: list[str], rows: list[list[str]], paint: Callable[[int, str, 
     return "\n".join(lines)
 
 
+def shown_attempt(attempt: int, job: dict[str, Any]) -> int:
+    """Attempt `attempt` of `job` as people count them (against ``max_attempts``): a parent going on after its
+    child jobs (a ``children`` record of its history) goes on with the same attempt."""
+    waits = [r for r in (job.get("history") or {}).values() if isinstance(r, dict) and r.get("children")
+             and isinstance(r.get("attempt"), int) and r["attempt"] < attempt]
+    return attempt - len(waits)
+
+
 def paint(text: str, code: str, on: bool) -> str:
     return f"\x1b[{code}m{text}\x1b[0m" if on else text
 
@@ -396,9 +404,10 @@ class Follower:
             self.renderer.between(f"stage {decided.get('stage')} approved by {decided.get('by')}: the job goes on "
                                   f"(attempt {attempt + 1})")
         elif isinstance(record, dict) and record.get("children"):  # its child jobs ended: it goes on from them
-            self.renderer.between(f"its child jobs ended: the job goes on (attempt {attempt + 1})", same_run=True)
+            self.renderer.between("its child jobs ended: the job goes on", same_run=True)  # the same attempt to people
         else:
-            self.renderer.between(f"attempt {attempt} ended: {reason}; the queen runs it again (attempt {attempt + 1})")
+            n = shown_attempt(attempt, job)
+            self.renderer.between(f"attempt {n} ended: {reason}; the queen runs it again (attempt {n + 1})")
         self.over.add(attempt)
         self.held = None
 
@@ -409,6 +418,8 @@ class Follower:
             took: float | None = held["timestamp"] - self.renderer.started
         else:
             took = job["finished"] - job["started"] if job.get("started") and job.get("finished") else None
+        if job.get("children") and isinstance(job.get("duration"), (int, float)):
+            took = job["duration"]  # a parent's time runs from its first start, its wait for its children included
         error = job.get("error") or (held or {}).get("error")
         self.renderer.ended(job["status"], error, took)
         self.held = None

@@ -11,6 +11,7 @@ import argparse
 from typing import TYPE_CHECKING, Any
 
 from apiary.cli.console import say
+from apiary.core.shards import shard_of
 
 if TYPE_CHECKING:
     from apiary.cli.client import Client
@@ -37,11 +38,10 @@ def no_plans(name: str, job: dict[str, Any]) -> str:
     """What `apiary shards` says of job `name` (the API's job) that has no shard plans: a shard's child job
     which shard it is, an ended job that it ran none (and why, when it failed or was cancelled), a job without
     a sharded stage that it has none; else that they are planned once its tests are listed."""
-    parent = job.get("parent") or {}
     stages = (job.get("pipeline") or {}).get("stages") or []
-    mine = next((s["shards"] for s in stages if isinstance(s.get("shards"), dict) and "index" in s["shards"]), None)
-    if parent and mine:
-        return f"{name} is shard {mine['index']} of {mine['count']} of job #{parent.get('number')} ({mine['of']})"
+    mine = shard_of(job)
+    if mine:
+        return f"{name} is shard {mine['shard']} of {mine['count']} of job #{mine['number']} ({mine['stage']})"
     if job.get("status") in ("passed", "failed", "errored", "cancelled"):
         why = f": {job['error']}" if job.get("error") else ""
         return f"{name} {job['status']} and ran no shards{why}"

@@ -40,6 +40,11 @@ from typing import Any
 
 from .errors import InputError
 
+# What a value that names a cell must not hold: control characters (C0, DEL, C1) and format characters that
+# hide or reorder what is shown (bidirectional overrides and isolates, zero-width ones, the BOM, soft hyphen).
+_BIDI = set("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+_UNSHOWN = re.compile("[\x00-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff]")
+
 MAX_CELLS = 256
 MAX_VALUE = 64  # characters of one value (it is part of the cell's stage name)
 # Characters (as repr() writes them) the stages may come to once expanded: each cell copies its stage, and the
@@ -213,8 +218,17 @@ def _value(value: Any, path: str) -> str:
     else:
         raise MatrixError(path, "must be one value (text, a number, true/false), not a list or mapping"
                           if value is not None else "has no value: write '' for an empty one")
-    if len(text) > MAX_VALUE or any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
-        raise MatrixError(path, f"must be one line of at most {MAX_VALUE} characters (it names the cell)")
+    if len(text) > MAX_VALUE:
+        raise MatrixError(path, f"must be at most {MAX_VALUE} characters (it names the cell), got {len(text)}")
+    if any(ch in "\n\r\u2028\u2029" for ch in text):
+        raise MatrixError(path, "must be one line (it names the cell)")
+    if bad := _UNSHOWN.search(text):
+        code = ord(bad.group())
+        if code < 0xa0:
+            raise MatrixError(path, f"has a control character (U+{code:04X}): it names the cell")
+        what = "a bidirectional control" if bad.group() in _BIDI else "an invisible formatting character"
+        raise MatrixError(path, f"has {what} (U+{code:04X}): it names the cell, and would show reordered or "
+                                "hidden text in job lists and pages")
     return text
 
 

@@ -84,9 +84,10 @@ def compile_shards(value: Any, at: str) -> dict[str, Any] | None:
             raise ShardsError(f"{at}.{key}", f"unknown key {key!r} (allowed: {', '.join(sorted(_KEYS))})")
     count = value.get("count")
     if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_SHARDS:
-        raise ShardsError(f"{at}.count", f"must be a whole number from 1 to {MAX_SHARDS}, got {count!r}"
-                          if isinstance(count, (int, float)) else
-                          f"must be a whole number from 1 to {MAX_SHARDS}, got {kind_of(count)}")
+        got = (repr(count) if isinstance(count, (int, float)) else  # the value named: "got 'three'"
+               f"{kind_of(count)} {count[:40]!r}{'…' if len(count) > 40 else ''}" if isinstance(count, str) else
+               kind_of(count))
+        raise ShardsError(f"{at}.count", f"must be a whole number from 1 to {MAX_SHARDS}, got {got}")
     tests = value.get("tests")
     if isinstance(tests, str) and not tests.strip():
         raise ShardsError(f"{at}.tests", "is empty: give the command that lists the tests, one a line "
@@ -360,3 +361,18 @@ def shard_env(index: int, count: int, path: str, tests: int) -> dict[str, str]:
 def shard_file(tests: list[str]) -> bytes:
     """A shard's list as the file it gets: one name a line."""
     return "".join(f"{name}\n" for name in tests).encode()
+
+
+def shard_of(job: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Which shard `job` is, when it is a shard's child job: ``{job (its parent's id), number (its parent's),
+    stage (the sharded stage), shard (from 1), count}``; else None. What GET /jobs/{id}/shards and `apiary
+    shards` say of a shard's own job."""
+    parent = job.get("parent")
+    if not isinstance(parent, Mapping):
+        return None
+    for stage in (job.get("pipeline") or {}).get("stages") or []:
+        spec = stage.get("shards") if isinstance(stage, Mapping) else None
+        if isinstance(spec, Mapping) and isinstance(spec.get("index"), int):
+            return {"job": parent.get("id"), "number": parent.get("number"), "stage": spec.get("of"),
+                    "shard": spec["index"], "count": spec.get("count")}
+    return None

@@ -145,13 +145,25 @@ def held(stages: Sequence[Mapping[str, Any]], resume: Mapping[str, Any] | None,
     return out
 
 
-def waiting_lines(stages: Sequence[Mapping[str, Any]], hold: set[str]) -> list[str]:
+def waiting_lines(stages: Sequence[Mapping[str, Any]], hold: set[str],
+                  resume: Mapping[str, Any] | None = None) -> list[str]:
     """The drone's lines for the remote stages it leaves to child jobs: ``apiary: stage NAME runs as a job of
-    its own`` (only those whose needs are all met here: the others wait for them)."""
-    return [f"apiary: stage {s['name']} runs as a job of its own ({s['remote']['kind']})"
-            if s["remote"]["kind"] != "shard" else  # its list may yet be refused: said as what is to come
-            f"apiary: stage {s['name']} is to run as a job of its own (shard) once the queen has split the test list"
-            for s in stages
+    its own`` (only those whose needs are all met here: the others wait for them). A re-run from the failed
+    stage (`resume`) that reuses a shard's listing runs the shard again with the list it had, not a new split."""
+    from .shards import listing_name
+
+    given = (resume or {}).get("stages") or {}
+
+    def line(s: Mapping[str, Any]) -> str:
+        if s["remote"]["kind"] != "shard":
+            return f"apiary: stage {s['name']} runs as a job of its own ({s['remote']['kind']})"
+        kept = given.get(listing_name(str((s.get("shards") or {}).get("of"))))
+        if isinstance(kept, Mapping) and kept.get("status") == "passed":
+            return (f"apiary: stage {s['name']} is to run again as a job of its own (shard), with the list it had "
+                    f"in job #{kept.get('number')}")
+        # its list may yet be refused: said as what is to come
+        return f"apiary: stage {s['name']} is to run as a job of its own (shard) once the queen has split the test list"
+    return [line(s) for s in stages
             if s.get("remote") and s["name"] in hold and not any(n in hold for n in s.get("needs") or [])]
 
 

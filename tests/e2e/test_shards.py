@@ -159,6 +159,9 @@ async def test_shards_on_two_drones_levelled_by_past_durations(queen: Cluster, p
     kid = broken["children"][0]
     none = await apiary(tmp_path, "shards", kid["job"], *url(queen))
     assert none.code == 0 and f"is shard {kid['unit'].split()[2]} of 2 of job #{broken['number']} (test)" in none.out, none
+    assert (await queen.get(f"/jobs/{kid['job']}/shards"))["shard_of"] == {  # the API says so too
+        "job": broken["id"], "number": broken["number"], "stage": "test", "shard": int(kid["unit"].split()[2]),
+        "count": 2}
     none = await apiary(tmp_path, "shards", nothing["id"], *url(queen))
     assert none.code == 0 and "failed and ran no shards: " in none.out and "listed no tests" in none.out, none
 

@@ -59,7 +59,14 @@ def test_cells(spec: dict, expected: list[str]) -> None:
     ({"py": [str(i) for i in range(100_000)] + ["0"]}, "matrix.py[100000]", "listed twice"),  # at once, not minutes
     ({"py": ["1", "2"], "exclude": [{"py": "1"}] * 257}, "matrix.exclude", "at most 256 entries"),
     ({"py": ["a\nb"]}, "matrix.py[0]", "one line"),
-    ({"py": ["x" * 65]}, "matrix.py[0]", "at most 64"),
+    ({"py": ["x" * 65]}, "matrix.py[0]", "at most 64 characters (it names the cell), got 65"),
+    ({"py": ["a\u2028b"]}, "matrix.py[0]", "one line"),
+    ({"py": ["a\x07b"]}, "matrix.py[0]", "has a control character (U+0007)"),
+    ({"py": ["a\x9bb"]}, "matrix.py[0]", "has a control character (U+009B)"),  # C1 CSI
+    # what would make `apiary ls` and the pages show the cell's name reversed or hidden ("Trojan Source")
+    ({"py": ["abc\u202edcba"]}, "matrix.py[0]", "has a bidirectional control (U+202E)"),
+    ({"py": ["1"], "include": [{"py": "\u2067x"}]}, "matrix.include[0].py", "has a bidirectional control (U+2067)"),
+    ({"py": ["a\u200bb"]}, "matrix.py[0]", "has an invisible formatting character (U+200B)"),
     ({"2py": ["1"]}, "matrix.2py", "environment variable's name"),
     ({"py": ["1"], "exclude": [{"pyhton": "1"}]}, "matrix.exclude[0].pyhton", "unknown matrix variable 'pyhton'"),
     ({"py": ["1"], "exclude": {"py": "1"}}, "matrix.exclude", "non-empty list"),

@@ -46,7 +46,9 @@ def test_the_key_compiles(value, compiled):
     ({"count": 65, "tests": "x"}, f"{AT}.count", "from 1 to 64, got 65"),
     ({"count": True, "tests": "x"}, f"{AT}.count", "from 1 to 64"),
     ({"count": 2.5, "tests": "x"}, f"{AT}.count", "got 2.5"),
-    ({"count": "4", "tests": "x"}, f"{AT}.count", "got a string"),
+    ({"count": "4", "tests": "x"}, f"{AT}.count", "got a string '4'"),
+    ({"count": "three", "tests": "x"}, f"{AT}.count", "from 1 to 64, got a string 'three'"),  # the value named
+    ({"count": "x" * 100, "tests": "x"}, f"{AT}.count", f"got a string '{'x' * 40}'…"),
     ({"tests": "x"}, f"{AT}.count", "from 1 to 64"),
     ({"count": 2}, f"{AT}.tests", "must be a command that lists the tests"),
     ({"count": 2, "tests": "  "}, f"{AT}.tests", "is empty: give the command that lists the tests"),
@@ -316,3 +318,25 @@ def test_a_shards_list_from_the_queen_replaces_what_the_checkout_has(tmp_path) -
     assert refused == ["could not write dir, this job's file from the queen: the checkout has a folder dir",
                        "could not write plain/list.txt, this job's file from the queen: plain is not a folder"]
     assert lines[0].startswith("apiary: .apiary/shard-tests.txt (29 bytes), this job's file from the queen: ")
+
+
+@pytest.mark.parametrize(("parent", "said"), [(False, ["reports: no file matches junit.xml\n"]), (True, [])])
+def test_a_parent_whose_tests_ran_in_its_shards_does_not_say_it_found_no_report(tmp_path, parent: bool,
+                                                                                 said: list[str]) -> None:
+    import asyncio
+
+    from apiary.drone.testreports import send_reports
+
+    sent: list[tuple[object, dict]] = []
+    asyncio.run(send_reports(tmp_path, {"reports": {"junit": ["junit.xml"]}}, {}, lambda m, b: sent.append((m, b)),
+                             str, parent))
+    assert [b["text"] for _, b in sent] == said
+
+
+def test_a_shards_own_job_says_whose_shard_it_is() -> None:
+    from apiary.core.shards import shard_of
+
+    kid = {"parent": {"id": "P", "number": 40, "unit": "test (shard 2 of 4)"}, "pipeline": {"stages": [_SHARD]}}
+    assert shard_of(kid) == {"job": "P", "number": 40, "stage": "test", "shard": 2, "count": 4}
+    assert shard_of({**kid, "parent": None}) is None  # the sharded job itself
+    assert shard_of({"parent": {"id": "P"}, "pipeline": {"stages": [{"name": "test (3.11)"}]}}) is None  # a cell

@@ -107,6 +107,11 @@ def test_the_drone_says_which_cells_run_elsewhere() -> None:
     assert spread.waiting_lines(sharded, spread.held(sharded, None)) == [  # the list may yet be refused
         f"apiary: stage test (shard {i} of 2) is to run as a job of its own (shard) once the queen has split the "
         "test list" for i in (1, 2)]
+    # a re-run from the failed stage: the listing reused, the failed shard runs with the list it had
+    rerun = {"stages": {"test · list": {"status": "passed", "job": "J40", "number": 40},
+                        "test (shard 1 of 2)": {"status": "passed", "job": "J41", "number": 41}}}
+    assert spread.waiting_lines(sharded, spread.held(sharded, rerun), rerun) == [
+        "apiary: stage test (shard 2 of 2) is to run again as a job of its own (shard), with the list it had in job #40"]
 
 
 @pytest.mark.parametrize(("fields", "waits"), [
@@ -417,3 +422,25 @@ def test_a_childs_own_timeout_is_a_backstop_past_its_parents() -> None:
     child = spread.child_job(_parent(pipeline), "test (3.11)", {}, [], "K8", 8, 100.0)
     assert child["pipeline"]["timeout"] == 10.0 + spread.CHILD_TIMEOUT_GRACE
     assert spread.child_job(_parent(), "test (3.11)", {}, [], "K8", 8, 100.0)["pipeline"]["timeout"] is None
+
+
+def test_following_a_parent_says_its_whole_time_and_counts_its_attempts_as_people_do() -> None:
+    import io
+
+    from apiary.cli.follow import Follower, shown_attempt
+    waited = {"1": {"attempt": 1, "started": 100.0, "children": True, "counted": False}}
+    # it goes on after its children with the same attempt; a retry of its continuation is its second
+    assert [shown_attempt(n, {"history": waited}) for n in (1, 2, 3)] == [1, 1, 2]
+    assert shown_attempt(2, {"history": {"1": {"attempt": 1, "reason": "drone lost"}}}) == 2
+    out = io.StringIO()
+    follower = Follower(None, {"id": "P"}, out, io.StringIO())  # type: ignore[arg-type]
+    follower.attempt_over(1, {"history": waited})
+    follower.attempt_over(2, {"history": {**waited, "2": {"attempt": 2, "reason": "drone d1 was lost"}}})
+    follower.held = {"type": "job:done", "attempt": 1, "timestamp": 100.03, "result": "waiting"}
+    follower.renderer.started = 100.0
+    follower.finish({"status": "failed", "error": "test (shard 1 of 2) failed in job #5", "attempts": 1,
+                     "children": [{"job": "K5"}], "started": 100.0, "finished": 115.3, "duration": 15.3})
+    text = out.getvalue()
+    assert text.startswith("its child jobs ended: the job goes on\n"), text
+    assert "attempt 1 ended: drone d1 was lost; the queen runs it again (attempt 2)" in text, text
+    assert "in 15.30s" in text, text  # its whole time, not its first part's 0.03 s
