@@ -173,8 +173,13 @@ async def test_a_bisect_goes_on_after_a_queen_restart_one_runs_at_a_time_and_can
     # A history whose jobs take a minute, so that none ends by itself before the cancel reaches its drone.
     slow, slow_good, slow_shas = make_history(tmp_path / "slow", pause=60)
     await queen.request("POST", "/repos", {"name": "slow", "url": slow.as_uri()}, expect=201)
-    second = (await queen.request("POST", "/repos/slow/bisects", {"good": slow_good, "bad": slow_shas[-1]},
-                                  expect=201))[1]
+    # Two at once: one starts; the other is told another is being started (not yet numbered: not "#None").
+    both = await asyncio.gather(*(queen.request("POST", "/repos/slow/bisects", {"good": slow_good, "bad": slow_shas[-1]})
+                                  for _ in range(2)))
+    assert sorted(status for status, _ in both) == [201, 409], both
+    second, refused = (both[0][1], both[1][1]) if both[0][0] == 201 else (both[1][1], both[0][1])
+    assert refused["field"] == "repo" and "None" not in refused["error"], refused
+    assert "is being started" in refused["error"] or f"(#{second['number']}: " in refused["error"], refused
     running = [t["job"] for t in second["tries"] if t["verdict"] is None]
     assert running, second
     # Its page's Cancel asks to be pressed again (no dialog), then cancels and says who did.
