@@ -463,7 +463,8 @@ class Bisector:
                                                                good_among=doc.get("good_among") or ())
             except GitError as exc:
                 raise BadRequest(f"url: {exc}", field="url") from None
-            await self._check_pipeline(repo, doc["branch"], bad, doc.get("stage"), doc.get("parameters") or {})
+            left_out = await self._check_pipeline(repo, doc["branch"], bad, doc.get("stage"),
+                                                  doc.get("parameters") or {})
         except InputError as exc:
             if asking["answering"]:
                 await stored.delete(self.store, bisect_id)
@@ -480,16 +481,17 @@ class Bisector:
                 return  # cancelled while it read
             number = fresh.get("number") or await stored.next_number(self.store, repo["_id"])
             await self._save(fresh, {"good": good, "bad": bad, "commits": commits, "size": len(commits),
-                                     "reading": False, "number": number})
+                                     "reading": False, "number": number, "left_out": left_out})
         log.info("bisect %s (%s #%s): %d commits between %s and %s", bisect_id, repo["_id"], number,
                  len(commits), good[:12], bad[:12])
         await self.advance(bisect_id)
 
     async def _check_pipeline(self, repo: dict[str, Any], branch: str, bad: str, stage: str | None,
-                              parameters: dict[str, str]) -> None:
+                              parameters: dict[str, str]) -> list[dict[str, str]]:
         """What the bad commit's pipeline says of the request, before anything runs: a stage a bisect's jobs
         run (else every commit would be skipped: not a deploy stage, not behind an approval gate), some
-        stage at all, and parameters it declares (BadRequest naming ``stage``, ``bad``, ``parameters.P``)."""
+        stage at all, and parameters it declares (BadRequest naming ``stage``, ``bad``, ``parameters.P``).
+        The stages its jobs leave out there, as written: ``[{"stage", "why"}]`` (its page says so)."""
         from apiary.core.stages import resolve_parameters
         from apiary.queen.jobs import resolve_pipeline
 
@@ -510,6 +512,9 @@ class Bisector:
             resolve_parameters(pipeline, parameters)
         except InputError as exc:
             raise BadRequest(f"{exc} (the pipeline at {bad[:12]})", field=exc.field) from None
+        out = decide_.left_out(stages)
+        left = {decide_.written(s): out[s["name"]] for s in stages if s["name"] in out}
+        return [{"stage": name, "why": why} for name, why in left.items()]
 
     async def _from_job(self, repo: dict[str, Any], job_id: str,
                         body: dict[str, Any]) -> tuple[list[str], str, str, dict[str, str]]:

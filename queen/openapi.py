@@ -389,6 +389,9 @@ SCHEMAS: dict[str, Any] = {
         "error": {"type": ["string", "null"]}, "created": _NUMBER, "finished": {"type": ["number", "null"]},
         "by": {"type": "object"}, "from_job": {"type": ["string", "null"]},
         "cancelled_by": {"type": "object", "description": "who cancelled it (as by)"},
+        "left_out": {"type": "array", "items": {"type": "object"},
+                     "description": "[{stage, why}]: the stages its jobs never run (deploy stages, approval gates "
+                                    "and what needs them), as the pipeline at bad has them"},
         "commits": {"type": "integer", "description": "commits searched (first-parent history after good, to bad)"},
         "left": {"type": "integer", "description": "commits the first bad one may still be among"},
         "tries": {"type": "array", "items": _ref("BisectTry")}, "rounds": {"type": "integer"},

@@ -156,8 +156,8 @@ def left_out(stages: Sequence[Mapping[str, Any]]) -> dict[str, str]:
     why: dict[str, str] = {}  # written name -> why
     for s in stages:
         if s.get("deploy"):
-            why.setdefault(written(s), "a deploy stage (deploy: true), which a bisect's jobs never run: an old "
-                                       "commit deployed is harm, not evidence")
+            why.setdefault(written(s), "a deploy stage, which a bisect's jobs never run: an old commit deployed "
+                                       "is harm, not evidence")
         elif s.get("approval"):
             why.setdefault(written(s), "behind an approval gate, which a bisect's jobs never run: nobody should be "
                                        "asked to release an old commit, and the gate would hold every job")

@@ -13,6 +13,7 @@ A bisect's document::
      "from_job": the failed job it was asked from | None, "cancelled_by": who cancelled it (as "by"; absent
      unless cancelled), "commits": [shas, oldest first, ending with bad],
      "size": how many commits, "reading": true while its history is being read (commits still []),
+     "left_out": [{"stage", "why"}] the stages its jobs never run (apiary.core.bisect.left_out) at bad,
      "tries": [{"index", "commit", "job", "number", "round", "verdict": None | good | bad | skip (untestable) |
                 unneeded (cancelled: its commit left the range) | cancelled (with the bisect), "unneeded": true
                 when it was cancelled as unneeded (a good or bad then is its job's own end, not counted),

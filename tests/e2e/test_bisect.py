@@ -309,7 +309,8 @@ GATED_PIPELINE = """stages:
 """
 
 
-async def test_a_bisect_never_runs_nor_waits_at_an_approval_gate(queen: Cluster, tmp_path: Path) -> None:
+async def test_a_bisect_never_runs_nor_waits_at_an_approval_gate(queen: Cluster, page: Page,  # noqa: F811
+                                                                 tmp_path: Path) -> None:
     """A pipeline whose release waits for an admin: a bisect's jobs run the test only (a job at a good
     commit would otherwise wait at the gate, and fail when nobody approved: blamed on the wrong commit)."""
     work = tmp_path / "work"
@@ -340,6 +341,11 @@ async def test_a_bisect_never_runs_nor_waits_at_an_approval_gate(queen: Cluster,
         job = await queen.job(t["job"])
         assert [s["name"] for s in job["pipeline"]["stages"]] == ["test"], job["pipeline"]
         assert job["status"] in ("passed", "failed") and not job.get("approvals"), job
+    assert [s["stage"] for s in found["left_out"]] == ["release", "announce"], found  # its page says so
+    await page.goto(found["url"])
+    await expect(page.locator("#left-out")).to_have_text("release (behind an approval gate), "
+                                                         "announce (needs release)")
+    await shot(page, "bisect-left-out")
 
 
 async def test_a_short_sha_that_names_several_commits_is_refused_naming_a_few(tmp_path: Path) -> None:
