@@ -14,8 +14,13 @@ A secret leaks in more shapes than its plain value, so a `Masker` also masks its
   every character as ``\\uXXXX`` too, and JSON inside JSON;
 - for a multi-line value, each line on its own and the value with ``\\r\\n``.
 
+Forms are matched in what a terminal shows (`project`): escape sequences, controls it does
+not show and characters written over after a backspace between a secret's characters are
+skipped; the mask replaces the characters and keeps the sequences.
+
 What cannot be masked: a secret printed reversed, hashed, encrypted, split
-over several lines or with characters between its characters; compressed;
+over several lines or with visible characters between its characters; put together on
+screen with cursor movements or a ``\r`` rewriting the start of a line; compressed;
 encoded in a way not listed. Where occurrences overlap (one secret inside
 another, or two sharing chars), the whole overlapping run becomes one mask, so
 no part of a secret is ever left showing.
@@ -32,8 +37,86 @@ from __future__ import annotations
 import base64
 import json
 import re
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable
+
+# What a terminal does not show between a secret's characters: escape sequences (CSI, OSC/DCS/PM/APC to their
+# end, other ESC sequences, their 8-bit C1 forms) and control characters other than \b \t \n \v \f \r.
+_SEQUENCE = re.compile(
+    r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]"
+    r"|(?:\x1b[\]P^_X]|[\x90\x98\x9d\x9e\x9f])[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)"
+    r"|\x1b[ -/]*[0-~]"
+    r"|[\x00-\x07\x0e-\x1f\x7f-\x9f]")
+_UNFINISHED = re.compile(
+    r"(?:(?:\x1b\[|\x9b)[0-?]*[ -/]*|(?:\x1b[\]P^_X]|[\x90\x98\x9d\x9e\x9f])[^\x07\x1b\x9c]*\x1b?|\x1b[ -/]*)\Z")
+_SPECIAL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f]")  # where the text differs from what it shows
+MAX_UNFINISHED = 512  # an escape sequence still open at a chunk's end is held back up to this many chars
+
+
+def project(raw: str, final: bool = True) -> tuple[str, list[int] | None, int]:
+    """What a terminal shows of `raw`, for matching secrets: ``(visible, where, hold)``.
+
+    `visible` is `raw` without escape sequences and controls a terminal does not show, and with the characters a
+    backspace steps back over replaced by what is written over them (``s \\b3`` shows ``s3``, ``x\\bx`` shows
+    ``x``); `where[i]` is the index in `raw` of ``visible[i]`` (None: nothing differs, `raw` is shown as it is).
+    Unless `final` (more text may follow), an escape sequence still open at the end, and characters that trailing
+    backspaces step back over (the next text writes over them), are left out: `hold` is where they start
+    (``len(raw)`` when nothing is left out). What this cannot follow: cursor movements, and a ``\\r`` or
+    backspaces rewriting only the start of what a line shows (the two parts are matched as written, one after
+    the other).
+    """
+    if not _SPECIAL.search(raw):
+        return raw, None, len(raw)
+    chars: list[str] = []
+    where: list[int] = []
+    line = 0  # where the current line starts in `chars`: a backspace does not go back past it
+    back = 0  # backspaces waiting for text to write over the characters they stepped back over
+    hold = n = len(raw)
+    i = 0
+
+    def text(a: int, b: int) -> None:
+        nonlocal back, line
+        if a == b:
+            return
+        if back:
+            del chars[len(chars) - back:], where[len(where) - back:]
+            back = 0
+        piece = raw[a:b]
+        chars.extend(piece)
+        where.extend(range(a, b))
+        last = max(piece.rfind(c) for c in "\n\r\v\f")
+        if last >= 0:
+            line = len(chars) - len(piece) + last + 1
+
+    while i < n:
+        m = _SPECIAL.search(raw, i)
+        if m is None:
+            text(i, n)
+            break
+        j = m.start()
+        text(i, j)
+        if raw[j] == "\b":
+            back = min(back + 1, len(chars) - line)
+            i = j + 1
+            continue
+        if not final and n - j <= MAX_UNFINISHED and _UNFINISHED.match(raw, j):
+            hold = j
+            break
+        seq = _SEQUENCE.match(raw, j)
+        i = seq.end() if seq is not None else j + 1
+    if back and not final:
+        hold = min(hold, where[len(where) - back])
+        del chars[len(chars) - back:], where[len(where) - back:]
+    return "".join(chars), where, hold
+
+
+_ESCAPES = re.compile(_SEQUENCE.pattern.rsplit("|", 1)[0])  # the sequences alone, not the single controls
+
+
+def _sequences(raw: str) -> str:
+    """The escape sequences in `raw`, in order: what stays of a masked run besides its mask (colours go on)."""
+    return "".join(_ESCAPES.findall(raw)) if "\x1b" in raw or _SPECIAL.search(raw) else ""
+
 
 MIN_VALUE = 3  # shorter values are ignored: masking "a" everywhere would destroy the log
 MIN_LINE = 4   # a line of a multi-line value is masked on its own only from this length (stripped)
@@ -216,7 +299,9 @@ class Masker:
         """`text` with every form of every secret masked (commands shown, error messages)."""
         if self._rx is None:
             return text
-        return self._scan(text, len(text), 0)[0]
+        visible, where, _ = project(text)
+        ranges, skip, _ = self._scan(visible, len(visible), 0)
+        return self._build(text, where, 0, len(text), skip, ranges, len(visible))
 
     def stream(self) -> MaskingStream:
         """A new incremental masker for one output stream."""
@@ -251,31 +336,64 @@ class Masker:
             p += 1
         return end
 
-    def _scan(self, buf: str, k: int, covered: int) -> tuple[str, int]:
-        """Mask ``buf[:k]``, the part no later text can change.
+    def _scan(self, buf: str, k: int, covered: int) -> tuple[list[tuple[int, int]], int, int]:
+        """The masked runs of ``buf[:k]``, the part no later text can change: ``(runs, skip, over)``.
 
-        `covered`: the first chars of `buf` belong to a masked run already emitted.
-        Returns the masked text and how far past `k` the last masked run reaches (its mask is
-        emitted now; the caller passes that back as `covered` with the text from `k` on).
+        `covered`: the first chars of `buf` belong to a masked run already emitted; `skip`: where that run really
+        ends (its chars are masked, with no mask of their own). `runs`: ``(start, end)`` of each run starting
+        before `k`, one mask each, `end` at most `k`. `over`: how far past `k` the last run (or the covered one)
+        reaches (its mask is emitted now; the caller passes that back as `covered` with the text from `k` on).
         """
         search = self._rx_for(buf).search
-        out: list[str] = []
+        runs: list[tuple[int, int]] = []
         pos = 0
         if covered:
             pos = self._extend(buf, 0, covered)
             if pos > k:
-                return "", pos - k
+                return runs, k, pos - k
+        skip = pos
         while True:
             m = search(buf, pos)
             if m is None or m.start() >= k:
-                out.append(buf[pos:k])
-                return "".join(out), 0
+                return runs, skip, 0
             end = self._extend(buf, m.start() + 1, m.end())
-            out.append(buf[pos:m.start()])
-            out.append(self.mask_text)
+            runs.append((m.start(), min(end, k)))
             if end > k:
-                return "".join(out), end - k
+                return runs, skip, end - k
             pos = end
+
+    def _build(self, raw: str, where: list[int] | None, lo: int, hi: int, skip: int, runs: list[tuple[int, int]],
+               cut: int) -> str:
+        """``raw[lo:hi]`` with the masked `runs` (and the covered start up to `skip`) of its visible text (`project`)
+        replaced: a run by the mask and the escape sequences among its characters (colours set or reset there
+        still apply), the covered start by its escape sequences alone. `cut`: the visible index at `hi` (a run
+        ending there takes everything up to `hi`)."""
+        if where is None:
+            pos = max(lo, skip)
+            out = []
+            for start, end in runs:
+                out.append(raw[pos:start])
+                out.append(self.mask_text)
+                pos = end
+            out.append(raw[pos:hi])
+            return "".join(out)
+
+        def raw_end(v: int) -> int:  # just past the visible char before index v
+            return hi if v >= cut else min(hi, where[v - 1] + 1) if v else lo
+
+        out = []
+        pos = lo
+        if skip:
+            end = max(lo, raw_end(skip))
+            out.append(_sequences(raw[pos:end]))
+            pos = end
+        for start, end in runs:
+            first = max(pos, where[start])
+            out.extend((raw[pos:first], self.mask_text))
+            pos = max(first, raw_end(end))
+            out.append(_sequences(raw[first:pos]))
+        out.append(raw[pos:hi])
+        return "".join(out)
 
 
 class MaskingStream:
@@ -295,6 +413,11 @@ class MaskingStream:
         # they were (released short); they stay as context, so a form they begin is still found.
         self._done = 0
         self._masked = False
+        # The end of the line emitted before _held, as it was written: a backspace in the next chunk may step
+        # back into it (``s3cr3X`` out, then ``\b3``).
+        self._context = ""
+        self._overwrites = False  # a backspace was seen: the stream may rewrite what it wrote
+        self._context_size = 2 * masker.longest + 64
 
     @property
     def pending(self) -> int:
@@ -307,7 +430,25 @@ class MaskingStream:
         if masker._rx is None:
             return text
         buf = self._held + text if self._held else text
-        return self._emit(buf, masker._pending_start(buf))
+        if "\b" in text and self._context:
+            # A backspace may step back into what went out already: match it with what it writes over.
+            buf = self._context + buf
+            self._masked = self._masked and self._done > 0
+            self._done += len(self._context)
+            self._context = ""  # in buf now
+        view = project(buf, final=False)
+        visible, where, hold = view
+        start = masker._pending_start(visible)
+        if "\b" in text:
+            self._overwrites = True
+        if self._overwrites and visible and visible[-1] not in "\r\n":
+            # A stream that steps back may write over its last char next (``s3c `` then ``\b r``): the start
+            # of a form followed by one more char is held too.
+            before = masker._pending_start(visible[:-1])
+            start = min(start, before) if before < len(visible) - 1 else start
+        if where is not None:
+            start = where[start] if start < len(visible) else len(buf)
+        return self._emit(buf, min(start, hold), view)
 
     def release(self, paced: bool = False) -> str:
         """What is held back, to emit now although the stream goes on (the other stream has spoken, or
@@ -319,36 +460,75 @@ class MaskingStream:
         other stream shows at most 3 chars). `paced` counts what of the tail went out already too (a
         secret printed a character at a time is released a character at a time) and masks from
         MIN_VALUE chars on: whatever the pacing, at most the first 2 chars of a form ever show.
+        Chars count as a terminal shows them (`project`): escape sequences and overwritten chars do not.
+        An escape sequence still open, or chars a trailing backspace steps back over, stay held.
         """
         buf = self._held
         if self.masker._rx is None or len(buf) == self._done:
             return ""
-        if len(buf) - self._done >= MIN_CORE or (paced and len(buf) >= MIN_VALUE):
+        view = project(buf, final=False)
+        visible, where, hold = view
+        if hold <= self._done:
+            return ""
+        shown = len(visible)
+        done = self._done if where is None else bisect_left(where, self._done)
+        if shown - done >= MIN_CORE or (paced and shown >= MIN_VALUE):
             out = "" if self._done and self._masked else self.masker.mask_text
-            self._done, self._masked = len(buf), True
+            out += _sequences(buf[self._done:hold])
+            self._done, self._masked = hold, True
             return out
-        out = self._emit(buf, len(buf))
-        self._held, self._done, self._masked = buf, len(buf), out.endswith(self.masker.mask_text)
+        context = self._context
+        out = self._emit(buf, hold, view)
+        self._held, self._done, self._masked = buf, hold, out.endswith(self.masker.mask_text)
+        self._context = context  # still what went before _held
         return out
 
     def flush(self) -> str:
         """Everything held back, masked: the stream has ended."""
-        out = self._emit(self._held, len(self._held)) if self._held else ""
-        self._held, self._done, self._masked = "", 0, False
+        out = self._emit(self._held, len(self._held), project(self._held)) if self._held else ""
+        self._held, self._done, self._masked, self._context = "", 0, False, ""
         return out
 
-    def _emit(self, buf: str, k: int) -> str:
-        """The masked text of ``buf[:k]`` not emitted yet; ``buf[k:]`` is held from now on."""
+    def _emit(self, buf: str, k: int, view: tuple[str, list[int] | None, int]) -> str:
+        """The masked text of ``buf[:k]`` not emitted yet; ``buf[k:]`` is held from now on. `view`: `project`
+        of `buf`; the masker matches what it shows, and positions in it (visible chars) are turned back into
+        positions in `buf`."""
         masker = self.masker
+        visible, where, _ = view
+        if where is None:
+            def at(i: int) -> int:  # visible chars before buf[i]
+                return i
+
+            def after(v: int) -> int:  # where in buf the visible chars before index v end
+                return v
+        else:
+            def at(i: int) -> int:
+                return bisect_left(where, i)
+
+            def after(v: int) -> int:
+                return where[v - 1] + 1 if v else 0
         done = self._done
+        vdone, vk = at(done), at(k)
         out = ""
-        reach = masker._extend(buf, 0, done) if done else 0  # a form begun in what was emitted
-        if reach > done and not self._masked:
+        reach = masker._extend(visible, 0, vdone) if vdone else 0  # a form begun in what was emitted
+        if reach > vdone and not self._masked:
             out = masker.mask_text  # its start was shown as it was: its rest is masked
-        masked = self._masked if reach == done else True
-        if k <= reach:
-            self._held, self._done, self._masked = buf[k:], reach - k, masked
+        masked = self._masked if reach == vdone else True
+        reach_raw = max(done, after(reach)) if reach > vdone else done
+        if k <= reach_raw:
+            out += _sequences(buf[done:reach_raw])
+            self._keep(buf, k, reach_raw - k, masked)
             return out
-        text, over = masker._scan(buf, k, reach)
-        self._held, self._done, self._masked = buf[k:], over, over > 0
-        return out + text
+        runs, skip, over = masker._scan(visible, vk, reach)
+        out += masker._build(buf, where, done, k, skip, runs, vk)
+        end = max(k, after(vk + over)) if over else k
+        out += _sequences(buf[k:end])
+        self._keep(buf, k, end - k, over > 0)
+        return out
+
+    def _keep(self, buf: str, k: int, done: int, masked: bool) -> None:
+        """Hold ``buf[k:]`` (its first `done` chars emitted already); what went out before stays as context."""
+        self._held, self._done, self._masked = buf[k:], done, masked
+        if k:
+            context = (self._context + buf[:k])[-self._context_size:]
+            self._context = context[max(context.rfind("\n"), context.rfind("\r")) + 1:]

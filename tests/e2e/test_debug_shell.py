@@ -26,6 +26,7 @@ from playwright.async_api import Page, expect
 from tests.browser import browser, page, shot  # noqa: F401  (fixtures)
 from tests.cluster import Cluster, Proc, _env, output_lines
 from tests.e2e.test_users import Caller, _close_callers, first_admin  # noqa: F401  (fixture)
+from tests.unit.test_debug_masking import screen
 
 SECRET = "s3cr3t-value-42"
 PIPELINE = """
@@ -102,6 +103,16 @@ async def test_a_shell_in_a_failed_job(queen: Cluster) -> None:
                             "data": "echo \"[$GREETING] [$SOME_ENV]\"\r"})
         await until(ws, lambda m: "[hello] [********]" in output(seen), "the masked secret", seen)
         assert SECRET not in output(seen)
+        # What the terminal shows is masked, whatever sits between the secret's characters: a " \b" after each
+        # (written one at a time, with pauses), a colour reset in the middle.
+        mark = len(output(seen))
+        await ws.send_json({"op": "debug", "action": "input", "session": session, "data":
+                            "T=$SOME_ENV; for i in $(seq 0 14); do printf %s \"${T:$i:1}\"; sleep 0.05; "
+                            "printf ' \\b'; done; echo; printf '%s\\e[m%s\\n' \"${T:0:7}\" \"${T:7}\"; "
+                            "echo fin$((6*7))\r"})
+        await until(ws, lambda m: "fin42" in output(seen)[mark:], "the printed secret", seen)
+        shown = [screen(line) for line in output(seen)[mark:].split("\n")]
+        assert not [line for line in shown if any(SECRET[i:i + 3] in line for i in range(len(SECRET) - 2))], shown
         # 200 KB sent as fast as the socket takes it, in messages of at most 32 K characters: every byte arrives,
         # in order (the PTY takes 4 KiB lines at most in cooked mode: lines of 1000).
         await ws.send_json({"op": "debug", "action": "input", "session": session,

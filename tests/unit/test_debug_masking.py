@@ -62,3 +62,75 @@ def test_the_hold_delay_is_short_for_interactive_echo() -> None:
 ])
 def test_the_prompt_names_the_job(job: dict, label: str) -> None:
     assert prompt_label(job) == label
+
+
+# What a terminal shows, not what was written: escape sequences and overwrites between a secret's characters hide
+# nothing from a person, so the masker matches the characters as they show (drone/masking.py `project`).
+TOKEN = "s3cr3t-Tok3n-XYZ-998877"
+
+
+def shell(chunks: list[str], pause: bool = True) -> str:
+    stream = Masker([TOKEN]).stream()
+    out = []
+    for chunk in chunks:
+        out.append(stream.feed(chunk))
+        if pause:
+            out.append(stream.release(paced=True))
+    out.append(stream.flush())
+    return "".join(out)
+
+
+def screen(raw: str) -> str:
+    """What a terminal shows of one line of `raw`: escape sequences dropped, backspace steps back, \\r to column 0."""
+    import re
+    raw = re.sub(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[ -/]*[0-~]", "", raw)
+    cells: list[str] = []
+    col = 0
+    for c in raw:
+        if c == "\b":
+            col = max(0, col - 1)
+        elif c == "\r":
+            col = 0
+        elif c == "\n":
+            break
+        else:
+            cells[col:col + 1] = [c]
+            col += 1
+    return "".join(cells).rstrip()
+
+
+def each(text: str, between: str = "") -> list[str]:
+    return [c + between for c in text]
+
+
+@pytest.mark.parametrize(("name", "chunks", "pause"), [
+    ("plain", [TOKEN + "\n"], False),
+    ("SGR in the middle, one write", ["\x1b[m".join((TOKEN[:11], TOKEN[11:])) + "\n"], False),
+    ("SGR between every char", ["".join(c + "\x1b[0m" for c in TOKEN) + "\n"], False),
+    ("colour set and reset around each char", ["".join(f"\x1b[3{i % 8}m{c}\x1b[39m" for i, c in enumerate(TOKEN))
+                                               + "\n"], False),
+    ("OSC between chars", ["\x1b]0;x\x07".join((TOKEN[:5], TOKEN[5:])) + "\n"], False),
+    ("other ESC and controls between chars", ["\x1b7\x07\x00".join((TOKEN[:5], TOKEN[5:])) + "\n"], False),
+    ("space-backspace between chars, one write", ["".join(each(TOKEN, " \b")) + "\n"], False),
+    ("space-backspace, one char a write, pauses", each(TOKEN, " \b") + ["\n"], True),
+    ("char then space-backspace as two writes, pauses", [p for c in TOKEN for p in (c, " \b")] + ["\n"], True),
+    ("SGR, one char a write, pauses", each(TOKEN, "\x1b[m") + ["\n"], True),
+    ("escape sequence split over writes", [TOKEN[:11] + "\x1b", "[", "m" + TOKEN[11:] + "\n"], True),
+    ("overstrike x-backspace-x", ["".join(c + "\b" + c for c in TOKEN) + "\n"], False),
+    ("a wrong char overwritten", [TOKEN[:-1] + "X\b" + TOKEN[-1] + "\n"], False),
+    ("a wrong char overwritten later", [TOKEN[:-1] + "X\b", TOKEN[-1] + "\n"], True),
+    ("CR rewrite of the whole line", ["s3c\r" + TOKEN + "\n"], False),
+    ("CR rewrite, paced", ["xxxxx\r"] + each(TOKEN) + ["\n"], True),
+])
+def test_a_secret_never_shows_however_escapes_and_overwrites_arrange_it(name: str, chunks: list[str],
+                                                                         pause: bool) -> None:
+    raw = shell(chunks, pause)
+    shown = screen(raw)
+    assert TOKEN[:3] not in shown and TOKEN[-3:] not in shown, (name, raw, shown)
+    assert "********" in raw
+
+
+def test_escape_sequences_in_a_masked_secret_are_kept() -> None:
+    # The colour a program set or reset inside the secret still applies after it.
+    assert Masker([TOKEN]).mask(f"x \x1b[1m{TOKEN[:4]}\x1b[31m{TOKEN[4:]}\x1b[0m y") == "x \x1b[1m********\x1b[31m\x1b[0m y"
+    assert Masker([TOKEN]).mask("plain \x1b[32mgreen\x1b[0m") == "plain \x1b[32mgreen\x1b[0m"
