@@ -5,7 +5,8 @@
          total, offset, limit, tests: [{test, name, classname, suite, status, seconds, message?, text?,
          history: {passed, failed, skipped, flips, flaky, why}}]}
         failed and errored tests first, then skipped, then passed; history over the branch's last
-        WINDOW jobs with a report, up to this one.
+        WINDOW jobs with test results up to this one: jobs that speak for the branch (no bisect's; a
+        child job's results count with its parent's, apiary.core.branchjobs).
     GET /api/v1/repos/{repo}/tests/history?test=NAME&branch=B
         {repo, branch, test, window, runs: [{job, number, commit, status, seconds, message?}] newest first,
          passed, failed, skipped, flips, flaky, why}; branch defaults to the repository's default branch.
@@ -21,7 +22,7 @@ from aiohttp import web
 from apiary.core.errors import BadRequest, NotFound
 from apiary.core.junit import MAX_NAME, STATUSES
 from apiary.core.spread import family_report
-from apiary.core.testhistory import WINDOW, history
+from apiary.core.testhistory import WINDOW, counted_for, history
 from apiary.queen.store import Store
 from apiary.queen.strict_json import json_response
 from apiary.queen.validate import query_int
@@ -79,25 +80,22 @@ async def test_history(request: web.Request) -> web.Response:
     if not test or len(test) > 2 * MAX_NAME + 1:
         raise BadRequest("test: give a test as the job's tests name it (classname.name)", field="test")
     branch = request.query.get("branch") or repo.get("default_branch") or None
-    jobs = await store.reported_jobs(name, branch, None, WINDOW)
-    found = {r["job"]: r for r in await store.test_runs(name, [test], [j["_id"] for j in jobs])}
-    runs = []
-    for job in jobs:
-        run = found.get(job["_id"])
-        if run is not None:
-            runs.append({"job": job["_id"], "number": job.get("number"), "commit": run.get("commit"),
-                         "status": run.get("status"), "seconds": run.get("seconds"),
-                         **({"message": run["message"]} if run.get("message") else {})})
+    order = counted_for(await store.history_jobs(name, branch, None, WINDOW))
+    found = await store.test_runs(name, [test], list(order))
+    # Newest run first; a run's child jobs (cells, shards) in their order. Each row names the job that holds it.
+    runs = [{"job": run["job"], "number": run.get("number"), "commit": run.get("commit"), "status": run.get("status"),
+             "seconds": run.get("seconds"), **({"message": run["message"]} if run.get("message") else {})}
+            for run in sorted(found, key=lambda r: (order.get(r["job"], 0), r.get("number") or 0))]
     return json_response({"repo": name, "branch": branch, "test": test, "window": WINDOW, "runs": runs,
                           **history(runs)})
 
 
 async def histories(store: Store, repo: str, branch: str | None, number: int | None,
                     tests: list[str]) -> dict[str, dict[str, Any]]:
-    """Each of `tests`' history (apiary.core.testhistory) over the branch's last WINDOW reported jobs up to
-    job `number`: two queries for a whole page of tests."""
-    jobs = await store.reported_jobs(repo, branch, number, WINDOW)
-    order = {j["_id"]: i for i, j in enumerate(jobs)}
+    """Each of `tests`' history (apiary.core.testhistory) over the branch's last WINDOW jobs with test results
+    up to job `number` (jobs that speak for the branch, with their child jobs' results): three queries for a
+    whole page of tests."""
+    order = counted_for(await store.history_jobs(repo, branch, number, WINDOW))
     runs: dict[str, list[dict[str, Any]]] = {}
     for run in await store.test_runs(repo, tests, list(order)):
         runs.setdefault(run["test"], []).append(run)

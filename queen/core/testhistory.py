@@ -24,6 +24,18 @@ FLIPS = 3  # pass <-> fail changes in the window that make a test flaky
 _FAILED = ("failed", "error")
 
 
+def counted_for(jobs: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+    """Each job id whose test results count in a window of `jobs` (newest first, each ``{_id, family: [child
+    job ids]}``) -> the place of the job they count for: a job's own results and its child jobs' (a spread
+    cell's, a shard's: one run of the branch). A child an older job made and a re-run reused counts once,
+    for the newest."""
+    owner: dict[str, int] = {}
+    for place, job in enumerate(jobs):
+        for job_id in [job["_id"], *(job.get("family") or [])]:
+            owner.setdefault(job_id, place)
+    return owner
+
+
 def history(runs: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     """``{passed, failed, skipped, flips, flaky, why}`` of one test's `runs` (newest first); `why` is a
     sentence for people when flaky, else ''."""

@@ -20,6 +20,7 @@ from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError
 
+from apiary.core.branchjobs import SPEAKS_FOR_BRANCH
 from apiary.core.junit import MAX_TESTS
 
 log = logging.getLogger(__name__)
@@ -96,6 +97,26 @@ class TestQueries:
             query["number"] = {"$lte": up_to}
         cursor = self.jobs.find(query, {"_id": 1, "number": 1, "ref": 1, "status": 1})
         return await cursor.sort("number", DESCENDING).limit(limit).to_list(None)
+
+    async def history_jobs(self, repo: str, branch: str | None, up_to: int | None,
+                           limit: int) -> list[dict[str, Any]]:
+        """A test history's window: the repository's last `limit` jobs (of `branch`, numbered `up_to` at most)
+        that speak for their branch (apiary.core.branchjobs: no bisect's, no child job) and have test
+        results, their own or their child jobs' (a sharded stage's tests ran in its shards), newest first:
+        [{_id, number, ref, status, family: [the child jobs' ids whose reports the job keeps]}]."""
+        query: dict[str, Any] = {"repo": repo, "$or": [{"report": {"$exists": True}},
+                                                       {"family_reports": {"$exists": True}}], **SPEAKS_FOR_BRANCH}
+        if branch:
+            query["ref.branch"] = branch
+        if up_to is not None:
+            query["number"] = {"$lte": up_to}
+        cursor = self.jobs.find(query, {"_id": 1, "number": 1, "ref": 1, "status": 1, "family_reports": 1})
+        jobs = await cursor.sort("number", DESCENDING).limit(limit).to_list(None)
+        for job in jobs:
+            family = job.pop("family_reports", None)
+            job["family"] = [f["job"] for f in family if isinstance(f, dict) and isinstance(f.get("job"), str)] \
+                if isinstance(family, list) else []
+        return jobs
 
     async def test_runs(self, repo: str, tests: list[str], job_ids: list[str]) -> list[dict[str, Any]]:
         """The results of `tests` in jobs `job_ids`: [{job, number, commit, test, status, seconds}]."""

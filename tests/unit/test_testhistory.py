@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from apiary.core.testhistory import history
+from apiary.core.testhistory import counted_for, history
 
 
 def _runs(spec: str) -> list[dict[str, str]]:
@@ -40,3 +40,10 @@ def test_history_counts_and_the_flaky_decision(spec: str, counts: tuple[int, int
 def test_a_long_commit_is_named_by_its_first_twelve_characters() -> None:
     runs = [{"status": "passed", "commit": "ab" * 20}, {"status": "failed", "commit": "ab" * 20}]
     assert history(runs)["why"] == "passed and failed on the same commit abababababab"
+
+
+def test_a_jobs_child_jobs_results_count_for_it_once() -> None:
+    # Newest first: a re-run (j3) reusing a shard of j2 (s1); j2's own results and its shards'; a plain job.
+    jobs = [{"_id": "j3", "family": ["s1", "s3"]}, {"_id": "j2", "family": ["s1", "s2"]}, {"_id": "j1"}]
+    assert counted_for(jobs) == {"j3": 0, "s1": 0, "s3": 0, "j2": 1, "s2": 1, "j1": 2}
+    assert counted_for([]) == {}
