@@ -8,8 +8,9 @@ first round, which runs the bad commit too: a bisect whose bad commit does not f
 ``unreproduced`` (apiary.core.bisect.decide), blaming nothing. ``GET /api/v1/bisects/{id}``, ``GET /api/v1/repos/{repo}/bisects``,
 ``POST /api/v1/bisects/{id}/cancel``. What to run next is apiary.core.bisect's to decide; this module
 carries it out: the jobs are made the normal way (apiary.queen.jobs.create_job: the repository's
-pipeline source, read at the commit, its when: and concurrency) pinned to the commit, with
-``triggered_by`` ``{"kind": "bisect", "name": "#N", "bisect": id}``; a commit whose job cannot be made
+pipeline source, read at the commit, its when: and concurrency) pinned to the commit, without the
+stages a bisect never runs (apiary.core.bisect.left_out: deploy stages, approval gates and what needs
+them), with ``triggered_by`` ``{"kind": "bisect", "name": "#N", "bisect": id}``; a commit whose job cannot be made
 (no pipeline there, or one that does not validate) is skipped with the reason.
 
 The driver (`Bisector`) hears jobs end through `Hub.listen_jobs` (as plugins' reactions do) and
@@ -166,7 +167,8 @@ class Bisector:
         """A round's k: the free slots, and those the bisect's own jobs cancelled as unneeded still hold
         (they are being stopped; counting them busy would run a round of one job beside idle slots)."""
         stopping = [t["job"] for t in tries if _settling(t) and t.get("job")]
-        held = sum(j.get("status") == "running" for j in await self.store.job_states(stopping)) if stopping else 0
+        states = await self.store.job_states(stopping) if stopping else []
+        held = sum(j.get("status") in ("dispatched", "running") for j in states)  # a slot each until it stops
         return self.free_slots() + held
 
     # -- advancing ---------------------------------------------------------------------
