@@ -124,6 +124,19 @@ MIN_CORE = 4   # the shortest run of base64 a secret decides alone that is maske
 _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 
 
+def unmaskable(value: str) -> str | None:
+    """Why `value` cannot be a secret, as a person reads it (the queen refuses to store it), or None.
+
+    A `Masker` ignores values shorter than MIN_VALUE characters and whitespace alone: masking ``xq`` everywhere
+    would hide ordinary output, so such a value would reach every log and shell in clear."""
+    if len(value) < MIN_VALUE:
+        return (f"at least {MIN_VALUE} characters (got {len(value)}): a shorter value cannot be masked in logs and "
+                "shells without hiding ordinary output, so it would show in clear")
+    if not value.strip():
+        return "not only whitespace: such a value cannot be masked in logs and shells, so it would show in clear"
+    return None
+
+
 def secret_forms(value: str) -> set[str]:
     """Every shape in which `value` may show up in a log (the value itself included)."""
     forms = {value}

@@ -21,6 +21,7 @@ from apiary.core.models import Job, JobRequest, Repository
 from apiary.core.outcome import job_outcome, last_lines
 from apiary.core.protocol import JobStatus
 from apiary.core.spread import family_report, first_start
+from apiary.drone.masking import unmaskable
 from apiary.queen import estimate
 from apiary.queen.jobs import create_job
 from apiary.queen.logsearch import DEFAULT_MATCHES, MAX_MATCHES, search_output, search_query
@@ -105,6 +106,8 @@ async def put_secret(request: web.Request) -> web.Response:
     kinds = _kinds(body.get("kinds"))
     if value is None and kinds is None:
         raise BadRequest("value: required (or kinds, to change only which jobs get it)", field="value")
+    if value is not None and (problem := unmaskable(value)) is not None:
+        raise BadRequest(f"value: {problem}", field="value")
     store = request.app[keys.STORE]
     if not await store.set_secret(repo["_id"], name, value, kinds):
         raise NotFound(f"repository {repo['_id']!r} has no secret {name!r}; give its value", field="value")

@@ -146,12 +146,12 @@ async def test_what_the_store_cannot_keep_is_refused_naming_the_field(queen: Clu
 async def test_a_signed_webhook_the_store_cannot_keep_is_a_400(queen: Cluster) -> None:
     await queen.request("POST", "/repos", {"name": "gh", "url": "https://github.com/a/b.git", "pipeline": PIPELINE,
                                            "plugins": [{"name": "github"}]}, expect=201)
-    await queen.request("PUT", "/repos/gh/secrets/WEBHOOK_SECRET", {"value": "s"}, expect=200)
+    await queen.request("PUT", "/repos/gh/secrets/WEBHOOK_SECRET", {"value": "hook-s3cret"}, expect=200)
     push = '{"ref": "refs/heads/main", "after": "%s", "head_commit": {"author": {"name": "\\ud800"}}}' % ("1" * 40)
     assert queen.http is not None
     for body, headers in [(push, {}), ("[" * 100_000, {}), ("xx", {"Content-Encoding": "gzip"})]:
         data = body.encode()
-        signature = "sha256=" + hmac.new(b"s", data, hashlib.sha256).hexdigest()
+        signature = "sha256=" + hmac.new(b"hook-s3cret", data, hashlib.sha256).hexdigest()
         async with queen.http.post(queen.api.removesuffix("/api/v1") + "/hooks/github/gh", data=data, headers={
                 "X-GitHub-Event": "push", "X-Hub-Signature-256": signature, **headers}) as resp:
             text = await resp.text()

@@ -59,6 +59,10 @@ async def test_secret_names_are_checked_and_deleting_an_unknown_one_is_404(queen
     assert status == 400 and answer["field"] == "name"
     status, answer = await queen.request("PUT", "/repos/app/secrets/OK", {"valeu": "x"})
     assert status == 400 and answer["field"] == "valeu"
+    # Too short to be masked: refused, saying why, and nothing stored.
+    status, answer = await queen.request("PUT", "/repos/app/secrets/SHORT", {"value": "xq"})
+    assert status == 400 and answer["field"] == "value" and "at least 3 characters" in answer["error"], answer
+    assert (await queen.get("/repos/app/secrets"))["secrets"] == []
     status, _ = await queen.request("DELETE", "/repos/app/secrets/NOPE")
     assert status == 404
 

@@ -9,7 +9,7 @@ from urllib.parse import quote, quote_plus, unquote, unquote_plus
 
 import pytest
 
-from apiary.drone.masking import Masker
+from apiary.drone.masking import Masker, unmaskable
 
 M = "********"
 TOKEN = "ghp_9f8e7d6c5b4a"
@@ -284,3 +284,16 @@ def test_the_check_finds_what_an_older_masker_let_through() -> None:
 def test_what_cannot_be_masked_is_documented_not_pretended() -> None:
     masker = Masker(["hunter2-correct-horse"])
     assert masker.mask("esroh-tcerroc-2retnuh") == "esroh-tcerroc-2retnuh"  # reversed: a known limit
+
+
+@pytest.mark.parametrize(("value", "refused"), [
+    ("xq", "at least 3 characters"), ("", "at least 3 characters"), ("   ", "not only whitespace"),
+    ("\n\t ", "not only whitespace"), ("abc", None), (" a ", None),
+])
+def test_a_value_the_masker_would_ignore_cannot_be_a_secret(value: str, refused: str | None) -> None:
+    problem = unmaskable(value)
+    assert (problem is None) if refused is None else (refused in problem)
+    if refused is None:
+        assert Masker([value]).mask(f"[{value}]") == "[********]"
+    else:
+        assert Masker([value]).mask(f"[{value}]") == f"[{value}]"  # why it is refused: it would show
