@@ -211,7 +211,12 @@ async def report(job: dict[str, Any], ctx: PluginContext, schema: dict[str, Any]
                  build: Callable[..., tuple[str, dict[str, Any], dict[str, str]] | None]) -> None:
     """POST the job's commit status, as JSON, if its repository uses this plugin, its ref names a
     commit and the token secret is set; `build(job, ctx, repo, config, state, token)` gives the URL,
-    body and headers. Failures are logged, never raised."""
+    body and headers. Failures are logged, never raised.
+
+    A child job (a spread cell's, a shard's: it has a ``parent``) posts none: its job's status is the
+    commit's, and a cell that passed after another failed would turn the commit green while its job ran."""
+    if job.get("parent"):
+        return
     repo = await ctx.repo(job["repo"]) if field(job, "ref", "id") else None
     config = None if repo is None else ctx.config_of(repo)
     if repo is None or config is None:

@@ -362,8 +362,11 @@ async def test_gitlab_tags_merge_requests_and_what_is_ignored(queen: Cluster) ->
 
 
 async def test_gitlab_commit_statuses_report_a_failure(queen: Cluster) -> None:
+    # Spread cells: their child jobs post no status of their own (cell 2 passes after cell 1 failed: the
+    # commit would read passed while its job had not ended); the job's is the commit's.
+    cells = """stages: [{name: test, matrix: {N: ["1", "2"], spread: true}, steps: ['echo broken; [ "$N" = 2 ]']}]"""
     async with FakeForge() as forge:
-        await add_repo(queen, "gitlab", pipeline=FAILING, config={"api": f"{forge.url}/api/v4"},
+        await add_repo(queen, "gitlab", pipeline=cells, config={"api": f"{forge.url}/api/v4"},
                        secrets={"GITLAB_TOKEN": "glpat-x1y2z3"})
         await queen.add_drone("d1")
         job = await queued_job(queen, *await gitlab_hook(queen, "Push Hook", gl_push()))
