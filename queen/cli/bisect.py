@@ -69,9 +69,10 @@ async def bisect(client: Client, args: argparse.Namespace) -> int:
         found = await client.request("GET", f"/repos/{q(repo)}/bisects?limit=20")
         for b in found["bisects"]:
             first = (b.get("result") or {}).get("first_bad") or {}
-            say(f"#{b['number']:<3} {b['status']:<12}  {b['good'][:10]}..{b['bad'][:10]}  "
-                f"{_count(b['commits'], 'commit'):<13}"
-                + (f"  first bad: {first['commit'][:10]} {_text(first.get('subject'), 80)}" if first else ""))
+            line = f"#{b['number']:<3} {b['status']:<12}  {b['good'][:10]}..{b['bad'][:10]}  " \
+                   f"{_count(b['commits'], 'commit'):<13}"
+            say((line + (f"  first bad: {first['commit'][:10]} {_text(first.get('subject'), 80)}" if first else ""))
+                .rstrip())
         if not found["bisects"]:
             say(f"no bisects of {repo} yet")
         return 0

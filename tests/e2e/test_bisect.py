@@ -102,6 +102,8 @@ async def test_the_cli_finds_the_commit_that_broke_the_pipeline_on_two_drones(qu
     rounds = found["rounds"]
     print(f"bisect of 12 commits on 2 drones: {len(found['tries'])} tries in {rounds} rounds")
     assert f"in {rounds} rounds" in out
+    code, out = await cli(queen, "bisect", "proj", "--list")
+    assert code == 0 and f"#1   found         {good[:10]}..{shas[-1][:10]}  12 commits" in out, out
 
 
 async def test_a_failed_jobs_page_starts_a_bisect_whose_page_shows_progress_and_the_answer(
