@@ -32,6 +32,7 @@ from typing import Any, NamedTuple, TypedDict
 from aiohttp import web
 
 from apiary.core.protocol import JobStatus
+from apiary.core.spread import first_start
 
 from . import keys
 
@@ -179,19 +180,22 @@ async def estimates(store: Any, slots: int | None, jobs: Sequence[Mapping[str, A
     if slots and any(j["status"] == _WAITING for j in underway):
         in_flight = await store.estimate_in_flight(shape)
         queue = await store.estimate_queue(MAX_AHEAD + 1, shape)
-    past: dict[str, list[Past]] = {}
-    for repo in sorted({str(j.get("repo")) for j in [*underway, *in_flight, *queue]}):
-        past[repo] = [Past(p["branch"], p["shape"], p["duration"])
-                      for p in await store.recent_passes(repo, LOOKED_AT, shape)]
+    # A job's durations are its repository's passed jobs' (jobs that speak for their branch); a child job's
+    # (a spread cell, a shard: one part of a run) its repository's passed child jobs'.
+    past: dict[tuple[str, bool], list[Past]] = {}
+    for repo, child in sorted({(str(j.get("repo")), bool(j.get("parent"))) for j in [*underway, *in_flight, *queue]}):
+        past[repo, child] = [Past(p["branch"], p["shape"], p["duration"])
+                             for p in await store.recent_passes(repo, LOOKED_AT, shape, children=child)]
 
     def durations(job: Mapping[str, Any]) -> tuple[list[float], str]:
-        return durations_for(past.get(str(job.get("repo")), []), (job.get("ref") or {}).get("branch"), job["shape"])
+        return durations_for(past.get((str(job.get("repo")), bool(job.get("parent"))), []),
+                             (job.get("ref") or {}).get("branch"), job["shape"])
 
     def left(job: Mapping[str, Any]) -> float | None:  # a job on a drone: its time left, if known
         found, _ = durations(job)
         if not found:
             return None
-        ran = now - float(job["started"]) if job.get("status") == JobStatus.RUNNING.value and job.get("started") \
+        ran = now - _started(job) if job.get("status") == JobStatus.RUNNING.value and job.get("started") \
             else 0.0
         return max(0.0, statistics.median(found) - ran)
 
@@ -206,7 +210,7 @@ async def estimates(store: Any, slots: int | None, jobs: Sequence[Mapping[str, A
     for job in underway:
         found, basis = durations(job)
         if job["status"] == JobStatus.RUNNING.value and job.get("started"):
-            est = estimate(found, now - float(job["started"]))
+            est = estimate(found, now - _started(job))
             if est is not None:
                 est["basis"] = basis
         else:
@@ -216,6 +220,11 @@ async def estimates(store: Any, slots: int | None, jobs: Sequence[Mapping[str, A
         if est is not None:
             out[str(job["_id"])] = est
     return out
+
+
+def _started(job: Mapping[str, Any]) -> float:
+    """When a running `job` first started: a spread or sharded job's continuation counts from its first part."""
+    return first_start(job) or float(job["started"])
 
 
 def pool_slots(hive: Any) -> int:

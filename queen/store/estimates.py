@@ -20,10 +20,12 @@ from pymongo.asynchronous.collection import AsyncCollection
 
 from apiary.core.branchjobs import SPEAKS_FOR_BRANCH
 from apiary.core.protocol import JobStatus
+from apiary.core.spread import first_start
 
 SHAPES_KEPT = 20_000
 # What an estimate reads of a job besides its shape: its ref (branch), when it started and ended.
-_FIELDS = {"repo": 1, "status": 1, "ref": 1, "type": 1, "started": 1, "finished": 1}
+# (A spread or sharded job's duration counts from its first start: its ``history``, apiary.core.spread.first_start.)
+_FIELDS = {"repo": 1, "status": 1, "ref": 1, "type": 1, "started": 1, "finished": 1, "parent": 1, "history": 1}
 # What its shape is made of.
 _SHAPE_FIELDS = {"type": 1, "pipeline.stages": 1, "resume.stages": 1}
 
@@ -64,27 +66,33 @@ class EstimateQueries:
             d["shape"] = shapes.get(d["_id"])
         return [_nested(d) for d in docs]
 
-    async def recent_passes(self, repo: str, limit: int, shape: ShapeOf) -> list[dict[str, Any]]:
-        """`repo`'s last `limit` passed jobs, newest first: {"branch", "shape", "duration": seconds}. Read again
-        only when a job of the repository passed since (one job's number read to tell). Index (repo, status,
-        number)."""
-        kept: dict[str, tuple[Any, list[dict[str, Any]]]] = self.__dict__.setdefault("_estimate_passes", {})
+    async def recent_passes(self, repo: str, limit: int, shape: ShapeOf,
+                            children: bool = False) -> list[dict[str, Any]]:
+        """`repo`'s last `limit` passed jobs, newest first: {"branch", "shape", "duration": seconds}; with
+        `children`, its last passed child jobs instead (a running child's estimate: one cell, one shard). Read
+        again only when a job of the repository passed since (one job's number read to tell). Index (repo,
+        status, number)."""
+        kept: dict[tuple[str, bool], tuple[Any, list[dict[str, Any]]]] = \
+            self.__dict__.setdefault("_estimate_passes", {})
         newest = await self.jobs.find_one({"repo": repo, "status": JobStatus.PASSED.value}, {"number": 1},
                                           sort=[("number", DESCENDING)])
-        mark = (newest or {}).get("number"), limit
-        if repo in kept and kept[repo][0] == mark:
-            return kept[repo][1]
+        # Another queen's pass shows in the newest number; this queen's also when jobs pass out of order.
+        mark = (newest or {}).get("number"), limit, self.__dict__.get("passes_written", 0)
+        if (repo, children) in kept and kept[repo, children][0] == mark:
+            return kept[repo, children][1]
         if len(kept) > 1000:
             kept.clear()
         # Jobs that speak for their branch (apiary.core.branchjobs): not a bisect's (older commits, whose
-        # durations are not the branch's now), nor a child job (one part of a run, shorter than the run).
-        cursor = self.jobs.find({"repo": repo, "status": JobStatus.PASSED.value, **SPEAKS_FOR_BRANCH}, _FIELDS)
+        # durations are not the branch's now), nor a child job (one part of a run, shorter than the run);
+        # or, for children, child jobs (not a bisect's either).
+        which = SPEAKS_FOR_BRANCH if not children else {**SPEAKS_FOR_BRANCH, "parent": {"$exists": True}}
+        cursor = self.jobs.find({"repo": repo, "status": JobStatus.PASSED.value, **which}, _FIELDS)
         docs = await self._shaped(await cursor.sort("number", DESCENDING).limit(limit).to_list(None), shape)
         passes = [{"branch": (d.get("ref") or {}).get("branch"), "shape": d["shape"],
-                   "duration": float(d["finished"]) - float(d["started"])} for d in docs
+                   "duration": float(d["finished"]) - (first_start(d) or float(d["started"]))} for d in docs
                   if isinstance(d.get("started"), (int, float)) and isinstance(d.get("finished"), (int, float))
                   and d["finished"] >= d["started"]]
-        kept[repo] = (mark, passes)
+        kept[repo, children] = (mark, passes)
         return passes
 
     async def estimate_in_flight(self, shape: ShapeOf) -> list[dict[str, Any]]:

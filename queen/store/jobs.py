@@ -143,13 +143,22 @@ class JobQueries:
         a decision taken on a state that changed meanwhile lands nowhere.
         """
         result = await self.jobs.update_one({"_id": job_id, **_matching(expect)}, {"$set": fields})
+        self._passed(fields, result.matched_count == 1)
         return result.matched_count == 1
+
+    def _passed(self, fields: dict[str, Any], changed: bool) -> None:
+        """Count the jobs this queen wrote passed: estimates read a repository's passes again after one
+        (apiary.queen.store.estimates; jobs, cells above all, pass out of their numbers' order)."""
+        if changed and fields.get("status") == JobStatus.PASSED.value:
+            self.__dict__["passes_written"] = self.__dict__.get("passes_written", 0) + 1
 
     async def change_and_get_job(self, job_id: str, expect: dict[str, Any],
                                  fields: dict[str, Any]) -> Job | None:
         """`change_job` in one round trip with the job as it is after the change; None if it did not match."""
-        return await self.jobs.find_one_and_update({"_id": job_id, **_matching(expect)}, {"$set": fields},
-                                                   return_document=ReturnDocument.AFTER)
+        job = await self.jobs.find_one_and_update({"_id": job_id, **_matching(expect)}, {"$set": fields},
+                                                  return_document=ReturnDocument.AFTER)
+        self._passed(fields, job is not None)
+        return job
 
     async def resume_point(self, job_id: str) -> tuple[int, int]:
         """Where a retried job's numbering goes on: (next event seq, next command number)."""

@@ -64,3 +64,33 @@ async def test_ls_the_api_and_the_dashboard_show_a_running_and_a_queued_jobs_est
     await page.locator("#summary").screenshot(path=SHOTS / "estimates-queued-job.png")
     for job in [*running, queued]:
         await queen.request("POST", f"/jobs/{job['id']}/cancel", expect=202)
+
+
+async def test_a_child_jobs_estimate_comes_from_child_jobs_a_jobs_from_jobs(queen: Cluster) -> None:
+    """Spread cells' child jobs run one cell: their durations are not their job's (which waits for them all),
+    nor the other way round (apiary.core.branchjobs); and many cells do not push a repository's jobs out of
+    the passes an estimate reads."""
+    await queen.add_drone("d1", capacity=3)
+    await queen.create_pipeline_repo("cells", "parameters: {NAP: {default: '0.2'}}\n"
+                                              "stages: [{name: s, matrix: {N: [CELLS], spread: true}, "
+                                              "steps: ['sleep $NAP']}]".replace("CELLS", ", ".join(
+                                                  f"'{i}'" for i in range(1, 23))))
+    first = await queen.wait_job((await queen.trigger("cells"))["id"], timeout=60)
+    assert first["status"] == "passed"
+    cell = {c["unit"]: (await queen.job(c["job"]))["duration"] for c in first["children"]}
+
+    slow = await queen.trigger("cells", parameters={"NAP": "60"})
+    parent = await queen.wait_for(lambda: queen.job(slow["id"]), lambda j: len(j.get("children") or []) == 22,
+                                  "the child jobs")
+    child = parent["children"][-1]  # the newest cell (queued behind 3): among the last 20 passed child jobs
+    queued = await queen.trigger("cells")  # behind the slow job's cells
+    listed = {j["id"]: j for j in (await queen.get("/jobs?limit=100"))["jobs"]}
+    est, job_est = listed[child["job"]]["estimate"], listed[queued["id"]]["estimate"]
+    print(f"child's estimate {est}; the cell's earlier run {cell[child['unit']]} s; queued job's {job_est}, "
+          f"the earlier job {first['duration']} s")
+    assert est["based_on"] == 1 and abs(est["expected_s"] - cell[child["unit"]]) < 0.01  # the same cell's
+    # The earlier job, though its 22 cells passed after it (more than the passes an estimate reads).
+    assert listed[queued["id"]]["status"] == "queued"
+    assert job_est["based_on"] == 1 and abs(job_est["expected_s"] - first["duration"]) < 0.01
+    for job in (slow, queued):
+        await queen.request("POST", f"/jobs/{job['id']}/cancel", expect=202)
