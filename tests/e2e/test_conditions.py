@@ -172,6 +172,16 @@ async def test_changed_paths_compare_with_the_last_passed_job_of_the_branch(quee
     assert job3["conditions"][0]["reason"] == \
         f"when.changed: migrations/0002.sql changed since {second[:12]} (job app#{job2['number']})"
 
+    # A failed job whose spread cell passed is no base: the cell's child job is one part of a failed run.
+    cells = CHANGED + """  - {name: cells, matrix: {N: ["1", "2"], spread: true}, steps: ['[ "$N" = 1 ]']}\n"""
+    fourth = push(work, bare, {".apiary.yml": cells, "migrations/0003.sql": "alter\n"}, "cells")
+    job4 = await queen.wait_job((await queued_job(queen, *await github_hook(queen, "push", gh_push(after=fourth))))["id"])
+    assert job4["status"] == "failed" and job4["children"][0]["status"] == "passed"  # one slot: cell 1 first
+    fifth = push(work, bare, {".apiary.yml": CHANGED}, "no cells")
+    job5, stages = await pushed(fifth)
+    assert job5["changes_base"]["commit"] == third and job5["changes_base"]["job"] == job3["id"]
+    assert stages["migrate"]["status"] == "passed"
+
     return job2, first
 
 
