@@ -105,18 +105,21 @@ class Dispatcher:
         if len(self._stopped) > STOPPED_KEPT:
             del self._stopped[next(iter(self._stopped))]
 
-    async def _parent_ended(self, queued: Mapping[str, Any]) -> bool:
+    async def _parent_ended(self, queued: Mapping[str, Any], ended: dict[str, bool]) -> bool:
         """Whether `queued` is a child job whose parent has ended or is being cancelled: it must not start
-        (apiary.queen.spread cancels it). One read of the parent's state per child claimed."""
+        (apiary.queen.spread cancels it). One read of a parent's state per dispatch round (`ended`: the
+        round's reads, parent id -> ended)."""
         parent = queued.get("parent")
         if not isinstance(parent, Mapping):
             return False
         parent_id = parent.get("id")
         if not isinstance(parent_id, str):
             return False
-        states = [] if parent_id in self._stopped else await self.store.job_states([parent_id])
+        if parent_id not in self._stopped and parent_id not in ended:
+            states = await self.store.job_states([parent_id])
+            ended[parent_id] = not states or JobStatus(states[0]["status"]).final
         # After the read's await: a cancel begun meanwhile is in `_stopped` now.
-        return parent_id in self._stopped or not states or JobStatus(states[0]["status"]).final
+        return parent_id in self._stopped or ended[parent_id]
 
     def room(self) -> None:
         """A slot freed or a drone joined: dispatch what waits. Nothing was queued by it, so a queue known
@@ -181,6 +184,7 @@ class Dispatcher:
         """
         sent = 0
         window = 0
+        ended: dict[str, bool] = {}  # child jobs' parents read this round: ended?
         while True:
             spare = self._spare()
             if not spare:
@@ -203,7 +207,7 @@ class Dispatcher:
                 group = (queued.get("concurrency") or {}).get("key")
                 if not may_dispatch(group, busy):
                     continue  # another job of its group is on a drone: it waits for that one to end
-                if await self._parent_ended(queued):
+                if await self._parent_ended(queued, ended):
                     continue  # its parent was cancelled (or ended): its cancel is on the way
                 drone_id = pick_drone(self.pool.views(), queued.get("plugin_keys") or ())
                 if drone_id is None:
