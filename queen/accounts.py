@@ -18,7 +18,7 @@ from apiary.queen.auth import COOKIE, SESSION_SECONDS, Busy
 from apiary.queen.pages import render
 from apiary.queen.strict_json import json_response
 from apiary.queen.throttle import retry_after
-from apiary.queen.users import Role, check_password, check_username, new_secret, new_token, same
+from apiary.queen.users import Role, check_password, check_username, name_key, new_secret, new_token, same
 from apiary.queen.validate import read_json
 
 from . import keys
@@ -100,7 +100,10 @@ async def sign_in(request: web.Request) -> web.Response:
     body = await read_json(request)
     no_unknown(body, {"username", "password"})
     name, password = get_str(body, "username", "") or "", get_str(body, "password", "") or ""
-    throttled = [(gate.by_address, f"addr:{request.remote}")] + ([(gate.by_user, f"user:{name}")] if name else [])
+    # A typed name is the user whose name is the same but for case and form (users.name_key: what is unique);
+    # its failures count against that key, so "ADA" and "ada" share one budget.
+    key = f"user:{name_key(name)}"
+    throttled = [(gate.by_address, f"addr:{request.remote}")] + ([(gate.by_user, key)] if name else [])
     wait = max(throttle.wait(key, time.monotonic()) for throttle, key in throttled)
     if wait:
         return _too_many(wait, "password")
@@ -108,7 +111,9 @@ async def sign_in(request: web.Request) -> web.Response:
     # others are being checked cannot slip past the limit.
     for throttle, key in throttled:
         throttle.failed(key, time.monotonic())
-    user = await request.app[keys.STORE].get_user(name) if name else None
+    store = request.app[keys.STORE]
+    like = await store.user_like(name) if name else None
+    user = await store.get_user(like["_id"]) if like else None
     try:
         right = await gate.passwords.verify(user["password"] if user else None, password)
     except Busy:  # not checked: not a failure
@@ -119,9 +124,9 @@ async def sign_in(request: web.Request) -> web.Response:
     if user is None or not right:
         return json_response({"error": "wrong username or password", "field": "password"}, status=401)
     # The user's count starts again; the address's does not (one success must not buy another ten guesses).
-    gate.by_user.succeeded(f"user:{name}")
+    gate.by_user.succeeded(key)
     gate.by_address.undo(f"addr:{request.remote}")
-    return await _start_session(request, name, user["role"])
+    return await _start_session(request, user["_id"], user["role"])  # the name as stored, as shown everywhere
 
 
 @routes.delete("/api/v1/session")
@@ -170,6 +175,8 @@ async def add_user(request: web.Request) -> web.Response:
 @routes.delete("/api/v1/users/{name}")
 async def delete_user(request: web.Request) -> web.Response:
     name = request.match_info["name"]
+    like = await request.app[keys.STORE].user_like(name)  # as typed: "erin" is Erin
+    name = like["_id"] if like else name
     if name == _identity(request)["user"]:
         raise Conflict("you cannot delete yourself; another admin can", field="name")
     if not await request.app[keys.STORE].delete_user(name):
@@ -193,7 +200,7 @@ async def create_token(request: web.Request) -> web.Response:
     # A request names whose token it wants; one signed in as someone else (a bearer token sent along with
     # another's session: the token wins) is refused rather than given a token of the wrong person.
     named = get_str(body, "user", None)
-    if named is not None and named != user:
+    if named is not None and name_key(named) != name_key(user):
         raise Forbidden(f"user: this request is signed in as {user!r}, not {named!r}: sign in as {named!r} "
                         "(and send no other API token) to make a token of theirs", field="user")
     name = get_str(body, "name", "") or "token"

@@ -100,6 +100,20 @@ async def test_roles_tokens_and_csrf(queen: Cluster) -> None:
         assert status == 201 and made["token"].startswith("apiary_")
         await bob.close()
 
+        # A name is the same person's whatever its case or form (as for uniqueness): Erin signs in as "erin",
+        # is shown as "Erin", asks a token for "ERIN"; an admin deletes "erin".
+        assert (await admin.call("POST", "/users", {"username": "Erin", "password": "erin's long pw"}))[0] == 201
+        erin = Caller(queen)
+        try:
+            status, body = await erin.call("POST", "/session", {"username": "ｅrin", "password": "erin's long pw"})
+            assert status == 200 and body["user"] == "Erin", body
+            erin.csrf = body["csrf"]
+            assert (await erin.call("POST", "/tokens", {"name": "t", "user": "ERIN"}))[0] == 201
+        finally:
+            await erin.close()
+        status, body = await admin.call("DELETE", "/users/erin")
+        assert status == 200 and body["name"] == "Erin", body
+
         # The token works without cookies or CSRF (the CLI's way), as a member.
         cli = Caller(queen, token=made["token"])
         try:
