@@ -102,6 +102,7 @@ class Agent:
     async def __aenter__(self) -> Agent:
         self._refused = asyncio.get_running_loop().create_future()
         self.conn.start()
+        self.workspaces.sweep()  # what a killed run left: before any kit or job of this one
         self.kits.start()
         self.debug.start()
         log.info("drone %s: capacity %d, speed %s, connecting to %s", self.id, self.capacity,
