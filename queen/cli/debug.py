@@ -140,7 +140,7 @@ def _say(text: str) -> None:
 
 def add_parser(sub: Any, command: Any, parents: list[argparse.ArgumentParser], job_help: str) -> None:
     """`apiary debug JOB`."""
-    shell = command(sub, "debug", "a shell in a failed job's workspace, on its drone (the pipeline keeps it with "
-                                  "debug: {keep: true})", """
+    shell = command(sub, "debug", "a shell in a failed job's workspace, on its drone (kept when the repository's "
+                                  "debug_keep setting is on or the pipeline says debug: {keep: true})", """
 apiary debug app#7                      # exit (or Ctrl-D) leaves; the terminal is restored""", parents)
     shell.add_argument("job", help=job_help)

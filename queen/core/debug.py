@@ -124,8 +124,9 @@ def refusal(job: Mapping[str, Any], role: str | None, needed: str, open_sessions
         return f"job {job.get('_id')} is {status}: a debug shell opens only in a failed job"
     settings = settings_of(job)
     if not settings["keep"]:
-        return ("this job's workspace was not kept: set `debug: {keep: true}` in the pipeline, and a failed "
-                "job's workspace stays on its drone for a debug shell")
+        return ("this job's workspace was not kept: an admin turns on the repository's `debug_keep` setting (the "
+                "settings page, or PUT /repos/NAME with all its settings: docs/debug.md), or the pipeline says "
+                "`debug: {keep: true}`; then a failed job's workspace stays on its drone for a debug shell")
     until = kept_until(job.get("finished"), settings["total"])
     if until is not None and now > until and open_sessions == 0:
         return f"this job's workspace is no longer kept: it went {_ago(now - until)} ago"
