@@ -5,7 +5,9 @@ users on loopback, as `apiary up` is) the queen's owner, stored as author None. 
 apiary.queen.comments:
 
 * text: a string of 1 to MAX_TEXT characters once stripped, no control characters but tab and newline,
-  no bidirectional overrides (`check_text`; carriage returns become newlines);
+  no bidirectional overrides, no invisible characters (zero-width, tags, direction marks, separators; a
+  zero-width joiner or non-joiner only between two non-ASCII characters) (`check_text`; carriage returns
+  become newlines);
 * at most MAX_PER_JOB comments on one job (409), and each author writes (posts or edits) at most
   RATE_LIMIT times per RATE_WINDOW seconds (429 with Retry-After; apiary.queen.throttle counts);
 * who may (`may_change`): the author edits and deletes their own; an admin deletes anyone's (and edits
@@ -16,6 +18,7 @@ apiary.queen.comments:
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Literal
 
 from apiary.core.errors import BadRequest
@@ -30,7 +33,28 @@ OWNER = "the queen's owner"  # how an author None (a queen without users) is sho
 # bidirectional overrides and isolates that make text read otherwise than it is ("Trojan Source").
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
+# Characters that show nothing (or only break a line where none shows) and so make text read otherwise than it
+# is, or hide in a word ("ad<U+200B>min"): zero-width space and joiners, word joiner and invisible operators, the
+# deprecated format characters, the byte order mark, line and paragraph separators, direction marks, the
+# Mongolian vowel separator and the tag characters (U+E0000-E007F, invisible letters).
+_INVISIBLE = re.compile("[\u200b-\u200f\u2028\u2029\u2060-\u2064\u206a-\u206f\ufeff\u061c\u180e"
+                        "\U000e0000-\U000e007f]")
+# Zero-width joiner and non-joiner are part of writing between two non-ASCII characters: emoji sequences
+# (👩‍💻), Persian and Indic words. Between ASCII characters, or at either end, they only hide.
+_JOINERS = "\u200c\u200d"
+
 Action = Literal["edit", "delete"]
+
+
+def _invisible(text: str) -> re.Match[str] | None:
+    """The first invisible character `text` may not hold (see _INVISIBLE, _JOINERS), or None."""
+    for found in _INVISIBLE.finditer(text):
+        i = found.start()
+        if (found.group() in _JOINERS and 0 < i < len(text) - 1 and not text[i - 1].isascii()
+                and not text[i + 1].isascii()):
+            continue
+        return found
+    return None
 
 
 def check_text(value: object, field: str = "text") -> str:
@@ -48,6 +72,13 @@ def check_text(value: object, field: str = "text") -> str:
     if bad is not None:
         raise BadRequest(f"{field}: holds the control character U+{ord(bad.group()):04X} at {bad.start()}; "
                          "only tabs and newlines, and no direction overrides", field=field)
+    hidden = _invisible(text)
+    if hidden is not None:
+        char = hidden.group()
+        name = unicodedata.name(char, "").lower() or "a tag character"
+        raise BadRequest(f"{field}: holds the invisible character U+{ord(char):04X} ({name}) at {hidden.start()}; "
+                         "characters that show nothing can make text read otherwise than it is: remove it",
+                         field=field)
     return text
 
 

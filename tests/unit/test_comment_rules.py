@@ -14,6 +14,8 @@ from apiary.queen.comment_rules import MAX_TEXT, OWNER, author_of, check_text, m
     ("tab\there", "tab\there"),
     ("naïve café, 日本語, emoji 🐝, right-to-left עברית", "naïve café, 日本語, emoji 🐝, right-to-left עברית"),
     ("x" * MAX_TEXT, "x" * MAX_TEXT),
+    ("family 👩\u200d👩\u200d👧, coder 👩\u200d💻", "family 👩\u200d👩\u200d👧, coder 👩\u200d💻"),  # emoji sequences
+    ("می\u200cخواهم", "می\u200cخواهم"),  # Persian: a non-joiner inside a word is spelling
 ])
 def test_text_kept(given: str, kept: str) -> None:
     assert check_text(given) == kept
@@ -30,6 +32,19 @@ def test_text_kept(given: str, kept: str) -> None:
     ("a\x9b31mred", "text: holds the control character U+009B at 1"),  # C1 CSI
     ("abc\u202edcba", "text: holds the control character U+202E at 3"),  # right-to-left override
     ("\u2066x", "text: holds the control character U+2066 at 0"),
+    ("ad\u200bmin", "text: holds the invisible character U+200B (zero width space) at 2"),
+    ("ad\u200cmin", "text: holds the invisible character U+200C (zero width non-joiner) at 2"),  # in ASCII
+    ("ad\u200dmin", "text: holds the invisible character U+200D (zero width joiner) at 2"),
+    ("🐝\u200d", "text: holds the invisible character U+200D (zero width joiner) at 1"),  # at the end
+    ("a\u2060b", "text: holds the invisible character U+2060 (word joiner) at 1"),
+    ("\ufeffhi", "text: holds the invisible character U+FEFF (zero width no-break space) at 0"),
+    ("one\u2028two", "text: holds the invisible character U+2028 (line separator) at 3"),
+    ("one\u2029two", "text: holds the invisible character U+2029 (paragraph separator) at 3"),
+    ("abc\u200e", "text: holds the invisible character U+200E (left-to-right mark) at 3"),
+    ("a\u200fb", "text: holds the invisible character U+200F (right-to-left mark) at 1"),
+    ("a\u061cb", "text: holds the invisible character U+061C (arabic letter mark) at 1"),
+    ("ok\U000e0041\U000e0042", "text: holds the invisible character U+E0041 (tag latin capital letter a) at 2"),
+    ("ok\U000e007f", "text: holds the invisible character U+E007F (cancel tag) at 2"),
 ])
 def test_text_refused(given: object, says: str) -> None:
     with pytest.raises(BadRequest) as refused:
