@@ -76,7 +76,8 @@ class Terminal:
             self.result = dict(body)
         self.out.flush()
 
-    def summary(self, elapsed: float) -> None:
+    def summary(self, elapsed: float, in_shell: float = 0.0) -> None:
+        """`elapsed`: seconds the job took, a debug shell's `in_shell` seconds not included (said apart)."""
         self.out.write("\n" + self._paint("Summary", "1") + "\n")
         for num, c in sorted(self.commands.items()):
             code = c.get("exitCode")
@@ -86,7 +87,8 @@ class Terminal:
         result = self.result.get("result", "errored")
         paint = "1;32" if result == JobStatus.PASSED.value else "1;31"
         why = f" ({self.result['error']})" if self.result.get("error") else ""
-        self.out.write(self._paint(f"Job {result}{why} in {elapsed:.2f}s", paint) + "\n")
+        shell = f" (and {in_shell:.2f}s in the debug shell)" if in_shell else ""
+        self.out.write(self._paint(f"Job {result}{why} in {elapsed:.2f}s", paint) + shell + "\n")
         self.out.flush()
 
 
@@ -147,7 +149,8 @@ async def run_local(path: Path, job_type: str, params: dict[str, str], pipeline_
                      private_dir=Path(private), collect=collect, plugins=PluginManager(drone or DroneConfig()))
         # A Ctrl-C cancels run(), which kills the running commands and returns "cancelled".
         result = await run.run()
-    terminal.summary(time.monotonic() - started)
+    in_shell = getattr(run, "in_shell", 0.0)
+    terminal.summary(time.monotonic() - started - in_shell, in_shell)
     if result == JobStatus.CANCELLED.value:
         return 130  # as a shell reports an interrupted command
     return 0 if result == JobStatus.PASSED.value else 1

@@ -35,6 +35,7 @@ class DebugRun(JobRun):
     other stages print (``parallel:``) is held and shown when it ends, not written over the person's shell."""
 
     debugged = False
+    in_shell = 0.0  # seconds the person spent in the shell: not the job's time (the summary leaves it out)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -89,6 +90,7 @@ class DebugRun(JobRun):
                                         env={**env, "APIARY_DEBUG": "1"}, check=False)
         finally:
             paused = time.monotonic() - started
+            self.in_shell += paused
             self._deadline = deadline + paused if deadline is not None else None
             self.steps.last_output = time.monotonic()  # nor is the shell's time silence
             sys.stderr.write("apiary: the shell ended; the job goes on\n")

@@ -265,10 +265,14 @@ stages:
         os.write(master, b"cat made.txt; echo \"[$GREETING] [$APIARY_DEBUG]\"\n")
         await asyncio.to_thread(read_until, master, "[hello] [1]", seen)
         assert "made-by-the-job" in bytes(seen).decode()
-        os.write(master, b"exit\n")
+        os.write(master, b"sleep 1.5; exit\n")
         shown = await asyncio.to_thread(read_until, master, "on_failure ran after the shell", seen)
         assert await asyncio.to_thread(run.wait, 30) == 1  # the job's result: failed
         assert "never" not in shown.split("exit to go on", 1)[1].replace("echo never", "")
+        # The summary gives the job's time, the person's time in the shell apart.
+        summary = await asyncio.to_thread(read_until, master, "in the debug shell)", seen)
+        job, shell = re.search(r"Job failed in ([0-9.]+)s\S* \(and ([0-9.]+)s in the debug shell\)", summary).groups()
+        assert float(shell) >= 1.5 > float(job), summary
 
 
 async def test_apiary_run_debug_holds_the_other_stages_output_while_the_shell_is_open(tmp_path: Path) -> None:
