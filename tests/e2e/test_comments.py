@@ -283,6 +283,9 @@ async def test_a_comment_by_someone_else_appears_live_on_an_open_job_page_render
     await expect(mine.locator(".comment-editor .error")).to_contain_text("deleted while you edited it")
     await expect(mine.locator(".comment-editor textarea")).to_have_value("my unsaved words")
     await expect(mine.locator(".comment-editor button[type=submit]")).to_be_disabled()
+    await expect(mine.locator(".comment-edit")).to_be_disabled()  # nothing left to edit or delete
+    await expect(mine.locator(".comment-delete")).to_be_disabled()
+    await expect(mine.locator(".comment-head .comment-gone")).to_have_text("· deleted")
     await page.locator("#comments").screenshot(path="/tmp/shots/comments-deleted-while-editing.png")
     await mine.locator(".comment-editor button.secondary").click()
     await expect(mine).to_have_count(0)

@@ -124,6 +124,19 @@
       "your text is still here to copy; Cancel closes it.";
     err.hidden = false;
     editor.querySelector("button[type=submit]").disabled = true;
+    // Nothing left to edit or delete: its Edit and Delete are off, and its head says it is gone.
+    for (const b of li.querySelectorAll(".comment-edit, .comment-delete")) {
+      b.disabled = true;
+      b.title = "This comment was deleted";
+    }
+    const head = li.querySelector(".comment-head");
+    if (head && !head.querySelector(".comment-gone")) {
+      const gone = document.createElement("span");
+      gone.className = "muted comment-gone";
+      gone.textContent = "· deleted";
+      const actions = head.querySelector(".comment-actions");
+      if (actions) actions.before(gone); else head.append(gone);
+    }
     li.dataset.gone = "1";
     return true;
   }
