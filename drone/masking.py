@@ -41,15 +41,17 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Iterable
 
 # What a terminal does not show between a secret's characters: escape sequences (CSI, OSC/DCS/PM/APC to their
-# end, other ESC sequences, their 8-bit C1 forms) and control characters other than \b \t \n \v \f \r.
+# end, other ESC sequences, their 8-bit C1 forms), control characters other than \b \t \n \v \f \r, and the
+# zero-width characters a terminal draws as nothing (zero-width space and joiners, direction marks, word joiner,
+# BOM).
 _SEQUENCE = re.compile(
     r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]"
     r"|(?:\x1b[\]P^_X]|[\x90\x98\x9d\x9e\x9f])[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)"
     r"|\x1b[ -/]*[0-~]"
-    r"|[\x00-\x07\x0e-\x1f\x7f-\x9f]")
+    r"|[\x00-\x07\x0e-\x1f\x7f-\x9f\u200b-\u200f\u2060-\u2064\ufeff]")
 _UNFINISHED = re.compile(
     r"(?:(?:\x1b\[|\x9b)[0-?]*[ -/]*|(?:\x1b[\]P^_X]|[\x90\x98\x9d\x9e\x9f])[^\x07\x1b\x9c]*\x1b?|\x1b[ -/]*)\Z")
-_SPECIAL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f]")  # where the text differs from what it shows
+_SPECIAL = re.compile("[\x00-\x08\x0e-\x1f\x7f-\x9f\u200b-\u200f\u2060-\u2064\ufeff]")  # where it differs from what shows
 MAX_UNFINISHED = 512  # an escape sequence still open at a chunk's end is held back up to this many chars
 
 
@@ -293,6 +295,9 @@ class Masker:
                 units = percent_units(value)
                 if units is not None and units not in self._percent:
                     self._percent.append(units)
+        # Matched in what a terminal shows (`project`): a value holding what shows nothing is matched as it shows.
+        forms.update(shown for shown in (project(f)[0] for f in list(forms) if _SPECIAL.search(f))
+                     if len(shown) >= MIN_VALUE)
         self.forms: tuple[str, ...] = tuple(sorted(forms, key=lambda f: (-len(f), f)))  # longest first
         spelt = [sum(max(len(a) for a in alternatives) for alternatives in units) for units in self._percent]
         self.longest = max([len(self.forms[0]) if self.forms else 0, *spelt])

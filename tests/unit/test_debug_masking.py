@@ -83,7 +83,8 @@ def shell(chunks: list[str], pause: bool = True) -> str:
 def screen(raw: str) -> str:
     """What a terminal shows of one line of `raw`: escape sequences dropped, backspace steps back, \\r to column 0."""
     import re
-    raw = re.sub(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[ -/]*[0-~]", "", raw)
+    raw = re.sub(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[ -/]*[0-~]"
+                 "|[\x00-\x07\x0e-\x1f\u200b-\u200f\u2060-\u2064\ufeff]", "", raw)  # what shows nothing
     cells: list[str] = []
     col = 0
     for c in raw:
@@ -111,6 +112,7 @@ def each(text: str, between: str = "") -> list[str]:
                                                + "\n"], False),
     ("OSC between chars", ["\x1b]0;x\x07".join((TOKEN[:5], TOKEN[5:])) + "\n"], False),
     ("other ESC and controls between chars", ["\x1b7\x07\x00".join((TOKEN[:5], TOKEN[5:])) + "\n"], False),
+    ("zero-width chars between chars", ["\u200b\u2060\ufeff".join(TOKEN) + "\n"], False),
     ("space-backspace between chars, one write", ["".join(each(TOKEN, " \b")) + "\n"], False),
     ("space-backspace, one char a write, pauses", each(TOKEN, " \b") + ["\n"], True),
     ("char then space-backspace as two writes, pauses", [p for c in TOKEN for p in (c, " \b")] + ["\n"], True),
@@ -134,3 +136,8 @@ def test_escape_sequences_in_a_masked_secret_are_kept() -> None:
     # The colour a program set or reset inside the secret still applies after it.
     assert Masker([TOKEN]).mask(f"x \x1b[1m{TOKEN[:4]}\x1b[31m{TOKEN[4:]}\x1b[0m y") == "x \x1b[1m********\x1b[31m\x1b[0m y"
     assert Masker([TOKEN]).mask("plain \x1b[32mgreen\x1b[0m") == "plain \x1b[32mgreen\x1b[0m"
+
+
+def test_a_secret_holding_what_shows_nothing_is_masked_as_it_shows() -> None:
+    value = "pass\u200bword\x07x"
+    assert Masker([value]).mask(f"[{value}]") == "[********]"
