@@ -46,7 +46,7 @@ async def test_webhook_only_for_providers_with_a_plugin(queen: Cluster, page: Pa
 
 
 async def test_the_badge_follows_the_default_branch(queen: Cluster) -> None:
-    await queen.add_drone("d1")
+    await queen.add_drone("d1", capacity=2)
     await queen.create_pipeline_repo("b", 'stages: [{name: t, steps: [test "$APIARY_BRANCH" = trunk]}]',
                                      default_branch="trunk")
     assert queen.http is not None
@@ -64,10 +64,10 @@ async def test_the_badge_follows_the_default_branch(queen: Cluster) -> None:
     assert ">failed<" in await badge("/badge/b/feature/x.svg")
     assert ">passed<" in await badge("/badge/b/trunk.svg")
     assert ">no jobs<" in await badge("/badge/b.svg?branch=other")
-    # A spread stage's child jobs are parts of their parent's run: the newest job (cell N=2, passed) is not the
-    # branch's state, the failed parent is.
+    # A spread stage's child jobs are parts of their parent's run: the newest job (cell N=2, passed while cell 1
+    # ran on to fail) is not the branch's state, the failed parent is.
     await queen.create_pipeline_repo("bs", """stages: [{name: test, matrix: {N: ["1", "2"], spread: true},
-                                                     steps: ['[ "$N" = 2 ]']}]""")
+                                                     steps: ['[ "$N" = 2 ] || { sleep 1; exit 1; }']}]""")
     parent = await queen.wait_job((await queen.trigger("bs"))["id"])
     assert parent["status"] == "failed"
     newest = (await queen.get("/repos/bs/jobs"))["jobs"][0]
