@@ -13,9 +13,9 @@ from apiary.drone.masking import Masker
 SECRET = "s3cr3tV4lue-XYZ"
 
 
-def paced(chunks: list[str], pause: bool = True) -> str:
+def paced(chunks: list[str], pause: bool = True, secret: str = SECRET) -> str:
     """What a person sees: each chunk fed, then (the pause) the hold timer's release; the stream's end."""
-    stream = Masker([SECRET]).stream()
+    stream = Masker([secret]).stream()
     out = []
     for chunk in chunks:
         out.append(stream.feed(chunk))
@@ -70,14 +70,7 @@ TOKEN = "s3cr3t-Tok3n-XYZ-998877"
 
 
 def shell(chunks: list[str], pause: bool = True) -> str:
-    stream = Masker([TOKEN]).stream()
-    out = []
-    for chunk in chunks:
-        out.append(stream.feed(chunk))
-        if pause:
-            out.append(stream.release(paced=True))
-    out.append(stream.flush())
-    return "".join(out)
+    return paced(chunks, pause, TOKEN)
 
 
 def screen(raw: str) -> str:
