@@ -48,7 +48,7 @@ from .jobplugins import JobPlugins
 from .limits import JobLimits, LogCap, WorkspaceGuard
 from .masking import Masker
 from .plugins import PluginError, PluginManager
-from .restore import restore
+from .restore import GivenFileError, restore
 from .sandbox import JobPaths, Sandbox
 from .warmbox import WarmBox
 from .step import EmitFn, StepRunner
@@ -216,7 +216,7 @@ class JobRun:
             self._say(f"apiary: {reason}; stopped\n")
             return JobStatus.FAILED, reason
         except ArtifactError as exc:
-            error = self.masker.mask(f"artifacts: {exc}")
+            error = self.masker.mask(str(exc) if isinstance(exc, GivenFileError) else f"artifacts: {exc}")
             self._say(f"apiary: {error}\n")
             return JobStatus.FAILED, error
         except Exception as exc:  # a broken job must not take the drone down
@@ -429,7 +429,7 @@ class JobRun:
                                             (user.pw_uid, user.pw_gid) if user is not None else None, refused):
             self.emit(Msg.JOB_STDOUT, {"text": line})
         if refused:  # a shard's list the checkout stood in the way of: never run the checkout's instead
-            raise ArtifactError(refused[0])
+            raise GivenFileError(refused[0])
 
     async def _cleanup(self, env: dict[str, str]) -> None:
         steps = self._plain("cleanup")

@@ -21,7 +21,15 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from .artifacts import ArtifactError
+
 log = logging.getLogger(__name__)
+
+SHARD_LIST = ".apiary/shard-tests.txt"  # a shard's list (apiary.queen.shards.SHARD_FILE): said as such
+
+
+class GivenFileError(ArtifactError):
+    """A ``given`` file could not be written (`refused`'s first): the job fails saying so, in these words."""
 
 
 def restore(workspace: Path, files: Sequence[Mapping[str, Any]], owner: tuple[int, int] | None = None,
@@ -44,8 +52,8 @@ def restore(workspace: Path, files: Sequence[Mapping[str, Any]], owner: tuple[in
             why = why.replace("not restored", "not written")
             lines.append(f"apiary: {name} ({len(data):,} bytes), this job's file from the queen: {why}\n")
             if why.startswith("not written") and refused is not None:
-                refused.append(f"could not write {name}, this job's file from the queen: "
-                               f"{why.removeprefix('not written: ')}")
+                refused.append(f"{'shard list' if name == SHARD_LIST else 'given file'}: could not write {name}, "
+                               f"this job's file from the queen: {why.removeprefix('not written: ')}")
         else:
             lines.append(f"artifacts: {name} ({len(data):,} bytes) from job {f.get('job', '?')}: {why}\n")
     return lines

@@ -315,9 +315,17 @@ def test_a_shards_list_from_the_queen_replaces_what_the_checkout_has(tmp_path) -
         "not written: the checkout has a folder dir", "not written: plain is not a folder", "restored"]
     assert (ws / ".apiary/shard-tests.txt").read_text() == "tests/test_calc.py::test_add\n"
     assert (tmp_path / "secret").read_text() == "kept" and not (ws / "linked.txt").is_symlink()
-    assert refused == ["could not write dir, this job's file from the queen: the checkout has a folder dir",
-                       "could not write plain/list.txt, this job's file from the queen: plain is not a folder"]
+    assert refused == ["given file: could not write dir, this job's file from the queen: the checkout has a folder dir",
+                       ("given file: could not write plain/list.txt, this job's file from the queen: plain is not a "
+                        "folder")]
     assert lines[0].startswith("apiary: .apiary/shard-tests.txt (29 bytes), this job's file from the queen: ")
+    # A checkout whose .apiary is a file: the job fails saying the shard list could not be written (not "artifacts").
+    (other := tmp_path / "other").mkdir()
+    (other / ".apiary").write_text("a file")
+    refused = []
+    restore(other, given[:1], None, refused)
+    assert refused == [("shard list: could not write .apiary/shard-tests.txt, this job's file from the queen: "
+                        ".apiary is not a folder")]
 
 
 @pytest.mark.parametrize(("parent", "said"), [(False, ["reports: no file matches junit.xml\n"]), (True, [])])
