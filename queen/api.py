@@ -171,10 +171,16 @@ async def rerun_job(request: web.Request) -> web.Response:
     asked = job_request(repo, {**given, "type": old["type"], "parameters": dict(old.get("parameters") or {}),
                                "trigger": body.get("trigger")}, time.time())
     asked["trigger"]["type"] = "rerun"
+    by = triggered_by(request.get("identity"), rerun_of=old["_id"])
+    shape = None
+    if (old.get("triggered_by") or {}).get("kind") == "bisect":  # stays a bisect's kind (apiary.core.bisect)
+        from apiary.core.bisect import bisect_pipeline, rerun_by
+
+        by, shape = rerun_by(old["triggered_by"], by), bisect_pipeline
     # The re-run is trusted as the job it repeats: a fork's pull request stays one.
     return await _create(request, repo, asked, rerun_of=old["_id"],
                          kind=old.get("kind") or job_kind(old.get("trigger") or {}),
-                         by=triggered_by(request.get("identity"), rerun_of=old["_id"]), resume=resume)
+                         by=by, resume=resume, shape=shape)
 
 
 @routes.post("/api/v1/jobs/{job}/cancel")

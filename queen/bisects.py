@@ -529,6 +529,13 @@ class Bisector:
         job = await self.store.get_job(job_id)
         if job is None or job.get("repo") != repo["_id"]:
             raise NotFound(f"from_job: no job {job_id[:64]!r} of {repo['_id']}", field="from_job")
+        if isinstance(job.get("parent"), dict):  # a shard's or a spread cell's job: its parent ran the commit
+            parent = await self.store.get_job(str(job["parent"].get("id")))
+            if parent is None:
+                raise BadRequest(f"from_job: job {repo['_id']}#{job.get('number')} is a child job of job "
+                                 f"#{job['parent'].get('number')}, which is gone: give good and bad",
+                                 field="from_job")
+            job = parent
         if job.get("status") != "failed":
             raise BadRequest(f"from_job: job {repo['_id']}#{job.get('number')} did not fail ({job.get('status')})",
                              field="from_job")
@@ -612,9 +619,16 @@ async def page_view(app: web.Application, bisect_id: str) -> dict[str, Any] | No
     if doc is None:
         return None
     view = public(doc)
-    states = {j["_id"]: j["status"] for j in await store.job_states([t["job"] for t in doc["tries"] if t.get("job")])}
-    for t in view["tries"]:
-        t["status"] = states.get(t.get("job") or "", t.get("status") or "")
+    found = view.get("result") or {}
+    cited = [c for c in [*(found.get("candidates") or []), found.get("first_bad"), found.get("try")]
+             if isinstance(c, dict) and c.get("job")]
+    states = {j["_id"]: j["status"] for j in await store.job_states(
+        list({*(t["job"] for t in doc["tries"] if t.get("job")), *(c["job"] for c in cited)}))}
+    for t in [*view["tries"], *cited]:  # a job retention deleted is said so, not linked to a 404
+        if t.get("job") and t["job"] not in states:
+            t["status"], t["pruned"] = "pruned", True
+        elif "index" in t:
+            t["status"] = states.get(t.get("job") or "", t.get("status") or "")
     if doc["status"] == stored.RUNNING and doc.get("commits"):
         lo, hi = _range(doc)
         commits = doc["commits"]

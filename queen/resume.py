@@ -38,6 +38,14 @@ async def from_failed(store: Store, old: Mapping[str, Any], outcome: Mapping[str
     if old.get("status") != "failed":  # said before the pipeline is read (a Git fetch)
         raise Conflict(f"job #{old.get('number')} {old.get('status')}: only a failed job can be re-run from its "
                        "failed stage (re-run it whole instead)", field="from_failed")
+    # A stage it reused from an earlier job: that job must still be there (its shard's list, its results).
+    earlier = {str(e["job"]): (name, e.get("number")) for name, e in
+               (((old.get("resume") or {}).get("stages")) or {}).items() if isinstance(e, Mapping) and e.get("job")}
+    there = {j["_id"] for j in await store.job_states(list(earlier))} if earlier else set()
+    for job_id, (name, number) in earlier.items():
+        if job_id not in there:
+            raise Conflict(f"stage {name} of job #{old.get('number')} was reused from job #{number}, which is gone "
+                           "(pruned): re-run the whole job", field="from_failed")
     # A spread parent's cells passed in its child jobs: their artifacts are restored after its own.
     kids = [c["job"] for c in old.get("children") or [] if c.get("status") == "passed" and c.get("job")]
     size = await artifact_bytes(store, [old["_id"], *kids])

@@ -178,13 +178,22 @@ class Sharder:
             dict[str, Any], list[dict[str, Any]]]:
         """A re-run's failed `shards` of `stage`, each with the list it had in the job the re-run reuses the
         others from (its child job keeps it): with a new split, a test could run twice or not at all."""
-        earlier = await self.store.get_job(_decided(job).get(listing_name(stage), ""))
-        kept = next((p for p in (earlier or {}).get("shard_plans") or [] if p.get("stage") == stage), None)
-        made = {c.get("unit"): c for c in (earlier or {}).get("children") or [] if isinstance(c, Mapping)}
+        # The nearest job that has them: the job re-run (its own shard jobs ran the failed shards), then the
+        # one whose listing it reused (a re-run of a re-run whose first job is gone still has its lists).
+        ids = list(dict.fromkeys(i for i in [str((job.get("resume") or {}).get("from_job") or ""),
+                                             _decided(job).get(listing_name(stage), "")] if i))
+        jobs = [j for j in [await self.store.get_job(i) for i in ids] if j is not None]
+        kept = next((p for j in jobs for p in j.get("shard_plans") or [] if p.get("stage") == stage), None)
         out = []
         for shard in shards:
-            child = await self.store.get_job(str((made.get(shard["name"]) or {}).get("job")))
-            given = [f for f in ((child or {}).get("resume") or {}).get("given") or [] if f.get("name") == SHARD_FILE]
+            given = []
+            for earlier in jobs:
+                made = {c.get("unit"): c for c in earlier.get("children") or [] if isinstance(c, Mapping)}
+                child = await self.store.get_job(str((made.get(shard["name"]) or {}).get("job")))
+                given = [f for f in ((child or {}).get("resume") or {}).get("given") or []
+                         if f.get("name") == SHARD_FILE]
+                if given:
+                    break
             if kept is None or not given:
                 raise spread.SpreadError(f"stage {stage}", f"{shard['name']}'s list in the job re-run is gone "
                                                            "(pruned): re-run the whole job")

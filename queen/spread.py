@@ -253,7 +253,8 @@ class Spreader:
         status = {k["_id"]: k.get("status") for k in kids}
         children = [{**c, "status": status.get(c.get("job"), c.get("status"))} for c in parent.get("children") or []]
         await self._keep_reports(parent, kids)
-        changed = await self.hive.change(parent["_id"], Folded(time.time(), children, fold.resume, fold.error))
+        changed = await self.hive.change(parent["_id"], Folded(time.time(), children, fold.resume, fold.error,
+                                                               fold.child))
         if changed is not None and fold.resume is not None:
             self.hive.dispatcher.wake()  # its continuation is queued
         log.info("job %s: child jobs ended: %s", parent["_id"], fold.error or "all passed, going on")

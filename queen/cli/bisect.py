@@ -70,7 +70,8 @@ async def bisect(client: Client, args: argparse.Namespace) -> int:
         for b in found["bisects"]:
             first = (b.get("result") or {}).get("first_bad") or {}
             line = f"#{b['number']:<3} {b['status']:<12}  {b['good'][:10]}..{b['bad'][:10]}  " \
-                   f"{_count(b['commits'], 'commit'):<13}"
+                   f"{_count(b['commits'], 'commit'):<13}  " \
+                   f"{'stage ' + _text(b['stage'], 40) if b.get('stage') else 'the job':<16}"
             say((line + (f"  first bad: {first['commit'][:10]} {_text(first.get('subject'), 80)}" if first else ""))
                 .rstrip())
         if not found["bisects"]:

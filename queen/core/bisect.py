@@ -28,8 +28,9 @@ A search is its tries: ``[{"index": i, "verdict": None (running) | "good" | "bad
   too: one job more than the free slots; it is not inside the range, so no round waits for it).
 
 `verdict(job, stage, stages)` reads a finished job: bad when it failed (with a stage: when that stage
-failed), good when it passed (that stage passed), skip when it could not tell (errored, cancelled, the
-stage did not run or does not exist at that commit). A try whose commit fell out of the range before its
+failed), good when it passed (that stage passed), skip when it could not tell (errored, cancelled, failed
+only because a child job of it, a shard or a spread cell, was cancelled or errored: `untold`; the stage
+did not run or does not exist at that commit). A try whose commit fell out of the range before its
 job ended is ``unneeded`` (cancelled: not a skip, which says the commit could not be tested); one whose
 job ended by itself all the same keeps what it said, flagged ``unneeded``, and the search ignores it.
 
@@ -50,6 +51,7 @@ from .errors import BadRequest
 MAX_COMMITS = 10_000  # commits between good and bad a bisect may cover
 MAX_SLOTS = 8  # cut points a round runs at once, at most, however many drone slots are free (+ the bad end)
 STAGE_MAX = 128  # characters of a stage name
+MAX_CITED = 50  # candidates an answer cites with their jobs (apiary.queen.bisects shows at most 50)
 
 GOOD, BAD, SKIP = "good", "bad", "skip"
 UNNEEDED = "unneeded"  # its commit fell out of the range while its job ran: cancelled, says nothing of the commit
@@ -192,6 +194,10 @@ def stage_problem(stages: Sequence[Mapping[str, Any]], name: str) -> str | None:
     its jobs never run (`left_out`) would make every commit a skip."""
     out = left_out(stages)
     named = stage_named(stages, name)
+    shard = next((s for s in named if s.get("name") == name and s.get("shards") and written(s) != name), None)
+    if shard is not None:  # "test (shard 1 of 2)", "test · list": copied from a failure's words
+        return (f"{name} is a part of stage {written(shard)}: bisect the stage {written(shard)} (the name written "
+                "in the pipeline); a shard's split changes from commit to commit, so a shard cannot be bisected alone")
     if named and not any(s.get("name") in out for s in named):
         return None
     if named:
@@ -210,6 +216,9 @@ def verdict(job: Mapping[str, Any], stage: str | None, stages: Sequence[Mapping[
         return SKIP, f"the job {status}" + (f": {error}" if error else "")
     if status not in ("passed", "failed"):
         return SKIP, f"the job ended {status or 'unknown'}"
+    child = untold(job, stage)
+    if child is not None:
+        return SKIP, child
     if stage is None:
         return (GOOD, "the job passed") if status == "passed" else (BAD, "the job failed")
     # The outcome's stages are compiled names: a sharded stage's are its listing's and its shards'.
@@ -223,6 +232,52 @@ def verdict(job: Mapping[str, Any], stage: str | None, stages: Sequence[Mapping[
         return GOOD, f"stage {stage} passed"
     shown = sorted({str(s.get("status")) for s in named if s.get("status") not in ("passed", "reused")})
     return SKIP, f"stage {stage} did not run to an end ({', '.join(shown)})"
+
+
+def untold(job: Mapping[str, Any], stage: str | None) -> str | None:
+    """Why a failed `job` says nothing of its commit (None: it does): it failed only because one of its child
+    jobs (a shard, a spread cell: ``failed_child``, apiary.core.spread.fold) was cancelled or errored, not
+    failed, so the job is as untested as a cancelled one. With a `stage`, only a child running that stage."""
+    child = job.get("failed_child") if job.get("status") == "failed" else None
+    if not isinstance(child, Mapping) or child.get("status") not in ("cancelled", "errored"):
+        return None
+    if stage is not None:
+        ran = {str(s.get("name")) for s in (job.get("pipeline") or {}).get("stages") or []
+               if isinstance(s.get("remote"), Mapping) and s["remote"].get("unit") == child.get("unit")}
+        names = {str(s.get("name")) for s in stage_named((job.get("pipeline") or {}).get("stages") or [], stage)}
+        if not ran & names:
+            return None
+    how = "was cancelled" if child.get("status") == "cancelled" else "errored"
+    return f"its child job #{child.get('number')} ({child.get('unit')}) {how}, so the job could not tell"
+
+
+def kept_jobs(doc: Mapping[str, Any]) -> set[str]:
+    """The job ids retention keeps for bisect `doc` (apiary.queen.retention): every try's while it runs (its
+    rounds and the bad end's reproduction are its evidence); once ended, the jobs its answer cites, at most
+    MAX_CITED + 2: the candidates' (the first bad commit's), the last good commit's and the bad end's, or
+    an unreproduced one's try. The other tries of an ended bisect may go (its page says ``pruned``)."""
+    tries = [t for t in doc.get("tries") or [] if isinstance(t, Mapping) and isinstance(t.get("job"), str)]
+    if doc.get("status") == "running":
+        return {t["job"] for t in tries}
+    found = doc.get("result") or {}
+    cited = [c for c in (found.get("candidates") or [])[:MAX_CITED] if isinstance(c, Mapping)]
+    cited += [found.get("first_bad") or {}, found.get("try") or {}]
+    out = {str(c["job"]) for c in cited if isinstance(c, Mapping) and isinstance(c.get("job"), str)}
+    end = int(doc.get("size") or 0) - 1
+    out |= {t["job"] for t in tries if t.get("index") == end or
+            (t.get("commit") == found.get("last_good") and t.get("verdict") == GOOD)}
+    return out
+
+
+def rerun_by(bisect_by: Mapping[str, Any], rerun: Mapping[str, Any]) -> dict[str, Any]:
+    """``triggered_by`` of a re-run of a bisect's job (`bisect_by`, its own; `rerun`, a re-run's as
+    apiary.core.context.triggered_by gives it): still the bisect's kind, so it runs the same trimmed
+    pipeline (`bisect_pipeline`: no deploy stage, no gate at an old commit) and does not speak for its
+    branch (apiary.core.branchjobs: no badge, history or estimate), with who re-ran which job. It is not
+    one of the bisect's tries: its verdict changes nothing."""
+    return {**{k: bisect_by[k] for k in ("kind", "name", "bisect") if k in bisect_by},
+            **{k: v for k, v in rerun.items() if k != "kind"}, "name": bisect_by.get("name"),
+            "user": rerun.get("name")}
 
 
 def check_stage(value: Any) -> str | None:

@@ -205,6 +205,7 @@ class Folded:
     children: list[dict[str, Any]]
     resume: dict[str, Any] | None = None
     error: str | None = None
+    failed_child: dict[str, Any] | None = None  # the child `error` names (apiary.core.spread.Fold.child)
 
 
 Event = Dispatched | NotDelivered | Started | Finished | DroneGone | CancelAsked | Decided | GateTimedOut | Folded
@@ -298,7 +299,8 @@ def transition(state: JobState, event: Event, policy: Policy) -> tuple[JobState,
         case Folded(now=now) if state.status is JobStatus.WAITING:
             new = dataclasses.replace(state, status=JobStatus.FAILED)
             return new, [_write(state, new, children=event.children, finished=now,
-                                error=event.error or "a child job did not pass")]
+                                error=event.error or "a child job did not pass",
+                                **({"failed_child": event.failed_child} if event.failed_child else {}))]
         case CancelAsked(now=now) if state.status is JobStatus.WAITING:
             new = dataclasses.replace(state, status=JobStatus.CANCELLED)
             return new, [_write(state, new, finished=now, error=_cancelled(event.reason) if event.reason

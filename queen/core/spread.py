@@ -325,6 +325,8 @@ class Fold:
 
     resume: dict[str, Any] | None = None
     error: str | None = None
+    # The child the error names: {unit, job, number, status} (a bisect reads a cancelled one as no verdict).
+    child: dict[str, Any] | None = None
 
 
 def wave(job: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -342,7 +344,9 @@ def fold(job: Mapping[str, Any], outcome: Mapping[str, Any], children: Sequence[
         unit = (child.get("parent") or {}).get("unit")
         how = {"failed": "failed", "cancelled": "was cancelled", "errored": "errored"}[child["status"]]
         return Fold(error=f"{unit} {how} in job #{child.get('number')}"
-                          + (f": {child['error']}" if child.get("error") and child["status"] != "failed" else ""))
+                          + (f": {child['error']}" if child.get("error") and child["status"] != "failed" else ""),
+                    child={"unit": unit, "job": child.get("_id"), "number": child.get("number"),
+                           "status": child["status"]})
     earlier = ((job.get("resume") or {}).get("stages")) or {}
     job_id = job.get("_id") or job.get("id")
     stages: dict[str, dict[str, Any]] = {}

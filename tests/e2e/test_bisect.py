@@ -104,6 +104,7 @@ async def test_the_cli_finds_the_commit_that_broke_the_pipeline_on_two_drones(qu
     assert f"in {rounds} rounds" in out
     code, out = await cli(queen, "bisect", "proj", "--list")
     assert code == 0 and f"#1   found         {good[:10]}..{shas[-1][:10]}  12 commits" in out, out
+    assert "12 commits     stage test  " in out, out  # what bad meant: that stage (or the job)
 
 
 async def test_a_failed_jobs_page_starts_a_bisect_whose_page_shows_progress_and_the_answer(
@@ -305,7 +306,8 @@ async def test_a_bisect_reproduces_the_bad_end_with_its_own_settings_and_stays_o
 
 
 GATED_PIPELINE = """stages:
-  - {name: test, steps: ["test ! -f broken"]}
+  - {name: build, steps: ["true"]}
+  - {name: test, needs: [build], steps: ["test ! -f broken"]}
   - {name: release, needs: [test], approval: {role: admin, timeout: 20s}, steps: ["echo RELEASING an old commit"]}
   - {name: announce, needs: [release], steps: ["true"]}
 """
@@ -328,7 +330,8 @@ async def test_a_bisect_never_runs_nor_waits_at_an_approval_gate(queen: Cluster,
     git(tmp_path, "init", "-q", "--bare", str(bare))
     git(work, "push", "-q", str(bare), "main:refs/heads/main", "gated:refs/heads/gated")
     await queen.add_drone("d1", capacity=2)
-    await queen.request("POST", "/repos", {"name": "gate", "url": str(bare)}, expect=201)
+    await queen.request("POST", "/repos", {"name": "gate", "url": str(bare), "retention": {"keep_jobs": 1}},
+                        expect=201)
 
     for body, field, words in [({"stage": "release"}, "stage", "release is behind an approval gate"),
                                ({"stage": "announce"}, "stage", "announce needs release"),
@@ -341,13 +344,41 @@ async def test_a_bisect_never_runs_nor_waits_at_an_approval_gate(queen: Cluster,
     found = (await queen.get("/repos/gate/bisects"))["bisects"][0]
     for t in found["tries"]:
         job = await queen.job(t["job"])
-        assert [s["name"] for s in job["pipeline"]["stages"]] == ["test"], job["pipeline"]
+        assert [s["name"] for s in job["pipeline"]["stages"]] == ["build", "test"], job["pipeline"]
         assert job["status"] in ("passed", "failed") and not job.get("approvals"), job
     assert [s["stage"] for s in found["left_out"]] == ["release", "announce"], found  # its page says so
     await page.goto(found["url"])
     await expect(page.locator("#left-out")).to_have_text("release (behind an approval gate), "
                                                          "announce (needs release)")
     await shot(page, "bisect-left-out")
+
+    # A re-run of a bisect's job stays a bisect's: the same trimmed pipeline (no gate waiting to release an
+    # old commit), and it does not speak for the branch.
+    first_bad = found["result"]["first_bad"]
+    _, again = await queen.request("POST", f"/jobs/{first_bad['job']}/rerun", {}, expect=201)
+    again = await queen.wait_job(again["id"])
+    assert [s["name"] for s in again["pipeline"]["stages"]] == ["build", "test"] and again["status"] == "failed", \
+        again
+    assert (again["triggered_by"]["kind"], again["triggered_by"]["bisect"]) == ("bisect", found["id"]), again
+    # From its failed stage too: compared with the trimmed pipeline it ran (it said "the pipeline changed").
+    _, partial = await queen.request("POST", f"/jobs/{first_bad['job']}/rerun", {"from_failed": True}, expect=201)
+    partial = await queen.wait_job(partial["id"])
+    assert partial["status"] == "failed" and list(partial["resume"]["stages"]) == ["build"], partial
+    assert partial["triggered_by"]["kind"] == "bisect", partial
+    # Retention (keep 1 job) keeps the jobs the answer cites: the first bad commit's, the last good one's and
+    # the bad end's; the others go, and the bisect says "pruned" rather than link to a job that is gone.
+    await queen.request("POST", "/prune", {}, expect=200)
+    view = await queen.get(f"/bisects/{found['id']}")
+    cited = {first_bad["job"]} | {t["job"] for t in view["tries"]
+                                  if t["index"] == view["commits"] - 1 or t["commit"] == view["result"]["last_good"]}
+    for t in (t for t in view["tries"] if t.get("job")):
+        status, _ = await queen.request("GET", f"/jobs/{t['job']}")
+        assert (status, t["status"] == "pruned") == ((200, False) if t["job"] in cited else (404, True)), (t, cited)
+    assert view["result"]["first_bad"].get("pruned") is None
+    if any(t["status"] == "pruned" for t in view["tries"]):
+        await page.goto(found["url"])
+        assert "pruned" in await page.locator("#bisect-tries").inner_text()
+        await shot(page, "bisect-pruned")
 
 
 async def test_a_short_sha_that_names_several_commits_is_refused_naming_a_few(tmp_path: Path) -> None:

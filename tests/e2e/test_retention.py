@@ -29,6 +29,11 @@ stages: [{name: t, matrix: {N: ["1", "2"], spread: true}, steps: ['echo $N > c.t
     for code in ("0", "1", "1"):
         parents.append(await queen.wait_job((await queen.trigger("sp", parameters={"CODE": code}))["id"]))
     kids = [[c["job"] for c in p["children"]] for p in parents]
+    # A re-run from the failed stage reuses the passed cell from the last parent's child: that parent stays
+    # (with its children) as long as the re-run does, though it is no longer among the newest.
+    _, again = await queen.request("POST", f"/jobs/{parents[2]['id']}/rerun", {"from_failed": True}, expect=201)
+    again = await queen.wait_job(again["id"])
+    assert again["status"] == "failed" and len(again["children"]) == 1, again
 
     result = subprocess.run([sys.executable, "-m", "apiary.cli", "prune", "--url", queen.api.rsplit("/api", 1)[0]],
                             capture_output=True, text=True, timeout=60)
@@ -44,7 +49,8 @@ stages: [{name: t, matrix: {N: ["1", "2"], spread: true}, steps: ['echo $N > c.t
     assert (await queen.get(f"/jobs/{ids[0]}/artifacts"))["artifacts"][0]["name"] == "a.txt"
 
     left = [j["id"] for j in (await queen.get("/repos/sp/jobs"))["jobs"]]
-    assert sorted(left) == sorted([parents[2]["id"], *kids[2], parents[0]["id"], *kids[0]])
+    assert sorted(left) == sorted([again["id"], again["children"][0]["job"], parents[2]["id"], *kids[2],
+                                   parents[0]["id"], *kids[0]])
     for gone in (parents[1]["id"], *kids[1]):
         status, _ = await queen.request("GET", f"/jobs/{gone}")
         assert status == 404

@@ -157,6 +157,11 @@ async def test_shards_on_two_drones_levelled_by_past_durations(queen: Cluster, p
     assert await ran.first.inner_text() == f"job #{bad[0]['number']}"
     await shot(page, "shards-parent-tests")
     kid = broken["children"][0]
+    # "Find the commit that broke this" from a shard's job bisects its parent job (a shard alone cannot be):
+    # here it has no passed job at an earlier commit, and says so of the parent.
+    status, refused = await queen.request("POST", "/repos/suite/bisects", {"from_job": bad[0]["job"]})
+    assert (status, refused["field"]) == (400, "from_job") and f"suite#{broken['number']}:" in refused["error"], \
+        refused
     none = await apiary(tmp_path, "shards", kid["job"], *url(queen))
     assert none.code == 0 and f"is shard {kid['unit'].split()[2]} of 2 of job #{broken['number']} (test)" in none.out, none
     assert (await queen.get(f"/jobs/{kid['job']}/shards"))["shard_of"] == {  # the API says so too

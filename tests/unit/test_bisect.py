@@ -188,6 +188,22 @@ STAGES = [BUILD, TEST, SHIP, LISTING, *SHARDS, RELEASE, AFTER, LAST]
      [{"name": "build", "status": "failed"}, {"name": "unit · list", "status": "not_run"},
       {"name": "unit (shard 1 of 2)", "status": "not_run"}, {"name": "unit (shard 2 of 2)", "status": "not_run"}],
      SKIP),
+    # It failed only because a shard's child job was cancelled (by somebody else) or errored: untested, a skip.
+    ({"status": "failed", "failed_child": {"unit": "unit (shard 1 of 2)", "number": 174, "status": "cancelled"}},
+     None, [], SKIP),
+    ({"status": "failed", "failed_child": {"unit": "unit (shard 1 of 2)", "number": 174, "status": "errored"}},
+     None, [], SKIP),
+    ({"status": "failed", "failed_child": {"unit": "unit (shard 1 of 2)", "number": 174, "status": "failed"}},
+     None, [], BAD),
+    # With a stage: a cancelled child of that stage is a skip; of another stage, the stage asked about speaks.
+    ({"status": "failed", "failed_child": {"unit": "unit (shard 1 of 2)", "status": "cancelled"},
+      "pipeline": {"stages": [BUILD, LISTING, *[s | {"remote": {"unit": s["name"]}} for s in SHARDS]]}}, "unit",
+     [{"name": "build", "status": "passed"}, {"name": "unit · list", "status": "passed"},
+      {"name": "unit (shard 1 of 2)", "status": "failed"}, {"name": "unit (shard 2 of 2)", "status": "passed"}], SKIP),
+    ({"status": "failed", "failed_child": {"unit": "unit (shard 1 of 2)", "status": "cancelled"},
+      "pipeline": {"stages": [BUILD, LISTING, *[s | {"remote": {"unit": s["name"]}} for s in SHARDS]]}}, "build",
+     [{"name": "build", "status": "passed"}, {"name": "unit · list", "status": "passed"},
+      {"name": "unit (shard 1 of 2)", "status": "failed"}, {"name": "unit (shard 2 of 2)", "status": "passed"}], GOOD),
 ])
 def test_a_finished_job_says_good_bad_or_skip(job: dict, stage: str | None, stages: list[dict], expected: str) -> None:
     assert verdict(job, stage, stages)[0] == expected
@@ -226,6 +242,9 @@ def test_members_start_and_cancel_bisects_visitors_do_not(role: str | None, meth
     ("report", "report needs announce, which a bisect's jobs never run"),  # behind the gate, two steps down
     # The names a user wrote, not compiled ones (no cell, no shard, no listing), in pipeline order.
     ("lint", "no stage 'lint' in the pipeline (its stages: build, test, unit)"),
+    # A shard or a listing, as a failure names it: the stage as written is bisected, never a shard alone.
+    ("unit (shard 1 of 2)", "bisect the stage unit (the name written in the pipeline); a shard's split changes"),
+    ("unit · list", "bisect the stage unit (the name written in the pipeline)"),
 ])
 def test_a_bisect_stage_must_be_one_its_jobs_run(name: str, problem: str | None) -> None:
     from apiary.core.bisect import stage_problem
@@ -320,3 +339,12 @@ def test_a_try_cancelled_as_unneeded_keeps_its_word_but_is_not_evidence(tries: l
     from apiary.queen.bisects import _evidence
 
     assert decide(10, _evidence(tries), 1) == expected
+
+
+def test_a_rerun_of_a_bisects_job_stays_a_bisects_and_says_who_reran_it() -> None:
+    from apiary.core.bisect import rerun_by
+    from apiary.core.branchjobs import speaks_for_branch
+
+    by = rerun_by({"kind": "bisect", "name": "#3", "bisect": "B1"}, {"kind": "rerun", "name": "ann", "job": "J9"})
+    assert by == {"kind": "bisect", "name": "#3", "bisect": "B1", "job": "J9", "user": "ann"}
+    assert not speaks_for_branch({"triggered_by": by})  # no badge, history, estimate

@@ -46,3 +46,52 @@ def child(i: int, status: str, parent: int, branch: str = "main") -> dict:
 ])
 def test_child_jobs_follow_their_parent(jobs: list[dict], doomed: list[str]) -> None:
     assert select_prunable(jobs, {"keep_jobs": 2}, now=1000 * DAY) == doomed
+
+
+def rerun(i: int, status: str, reuses: dict[str, int]) -> dict:
+    """A re-run from the failed stage: its ``resume.stages`` say where each reused stage passed."""
+    return {**job(i, status), "resume": {"stages": {name: {"status": "passed", "job": f"j{at}", "number": at}
+                                                    for name, at in reuses.items()}}}
+
+
+@pytest.mark.parametrize(("jobs", "keep", "doomed"), [
+    # #9 (kept) reuses shard 2 from #6's child #5: #6 stays, with its children (its plan and lists).
+    ([rerun(9, "failed", {"test (shard 2 of 2)": 5}), child(8, "failed", 9), job(7, "failed"), job(6, "failed"),
+      child(5, "passed", 6), job(4, "failed")], set(), ["j7", "j4"]),
+    # ... and down the chain: #9 reuses from #7, which reused from #4.
+    ([rerun(9, "failed", {"build": 7}), rerun(7, "failed", {"lint": 4}), job(6, "failed"), job(4, "failed")],
+     set(), ["j6"]),
+    # The store may give the projected field by its dotted name.
+    ([{**job(9, "failed"), "resume.stages": {"t": {"status": "passed", "job": "j6"}}}, job(7, "failed"),
+      job(6, "failed")], set(), ["j7"]),
+    # A job nobody kept reuses from is not kept for it: both go.
+    ([job(9, "failed"), rerun(7, "failed", {"build": 4}), job(4, "failed")], set(), ["j7", "j4"]),
+    # A bisect's jobs (apiary.core.bisect.kept_jobs): kept whatever the policy, a child keeps its family.
+    ([job(9, "failed"), job(8, "failed"), job(7, "failed"), job(6, "failed"), child(5, "failed", 4),
+      job(4, "failed")], {"j7", "j5"}, ["j8", "j6"]),
+])
+def test_what_a_kept_job_reuses_and_a_bisects_jobs_are_kept(jobs: list[dict], keep: set[str],
+                                                            doomed: list[str]) -> None:
+    assert select_prunable(jobs, {"keep_jobs": 1}, now=1000 * DAY, keep=keep) == doomed
+
+
+@pytest.mark.parametrize(("bisect", "kept"), [
+    # Running: every try, the bad end's reproduction too.
+    ({"status": "running", "size": 8, "tries": [{"index": 7, "job": "A"}, {"index": 3, "job": "B"},
+                                                 {"index": 5, "verdict": "skip"}]}, {"A", "B"}),
+    # Found: the first bad's, the last good's and the bad end's jobs; not the other tries'.
+    ({"status": "found", "size": 8, "tries": [{"index": 7, "job": "A", "commit": "c7", "verdict": "bad"},
+                                               {"index": 3, "job": "B", "commit": "c3", "verdict": "good"},
+                                               {"index": 5, "job": "C", "commit": "c5", "verdict": "bad"},
+                                               {"index": 4, "job": "D", "commit": "c4", "verdict": "bad"},
+                                               {"index": 1, "job": "E", "commit": "c1", "verdict": "good"}],
+      "result": {"first_bad": {"commit": "c4", "job": "D"}, "candidates": [{"commit": "c4", "job": "D"}],
+                 "last_good": "c3"}}, {"A", "B", "D"}),
+    # Unreproduced: its try.
+    ({"status": "unreproduced", "size": 8, "tries": [{"index": 7, "job": "A"}, {"index": 3, "job": "B"}],
+      "result": {"reproduced": False, "try": {"index": 7, "job": "A"}}}, {"A"}),
+])
+def test_a_bisect_keeps_its_jobs_while_it_runs_and_those_its_answer_cites(bisect: dict, kept: set[str]) -> None:
+    from apiary.core.bisect import kept_jobs
+
+    assert kept_jobs(bisect) == kept

@@ -211,6 +211,8 @@ def test_the_fold_waits_for_every_child_then_goes_on_from_them() -> None:
 @pytest.mark.parametrize(("fold", "status", "fields"), [
     (Folded(5.0, [{"unit": "u"}], resume={"stages": {}}), JobStatus.QUEUED, {"resume", "children"}),
     (Folded(5.0, [], error="test (2) failed in job #9"), JobStatus.FAILED, {"finished", "error", "children"}),
+    (Folded(5.0, [], error="test (2) was cancelled in job #9", failed_child={"unit": "test (2)", "status": "cancelled"}),
+     JobStatus.FAILED, {"finished", "error", "children", "failed_child"}),
 ])
 def test_the_state_machine_folds_a_waiting_parent(fold: Folded, status: JobStatus, fields: set[str]) -> None:
     state = JobState(JobStatus.WAITING, 1, None)
@@ -308,6 +310,11 @@ def test_the_fold_names_the_cell_that_failed_not_a_sibling_stopped_for_it() -> N
                                                   "starts once one failed")
     fold = spread.fold(_parent(), OUT, [stopped, _kid("test (3.12)", "failed", 9)])
     assert fold is not None and fold.error == "test (3.12) failed in job #9"
+    # The child it names, as a field (a bisect reads a cancelled one as no verdict, a failed one as bad).
+    assert fold.child == {"unit": "test (3.12)", "job": "K9", "number": 9, "status": "failed"}
+    fold = spread.fold(_parent(), OUT, [_kid("test (3.11)", "cancelled", 8, "cancelled: by ann"),
+                                        _kid("test (3.12)", "passed", 9)])
+    assert fold is not None and (fold.child or {}).get("status") == "cancelled"
 
 
 @pytest.mark.parametrize(("fields", "now", "error"), [
