@@ -339,8 +339,10 @@ def fold(job: Mapping[str, Any], outcome: Mapping[str, Any], children: Sequence[
     while one has not. `outcome`: the parent's (its stages that passed are reused by the continuation)."""
     if any(c.get("status") not in FINAL for c in children):
         return None
-    # The cell that failed is named, not a sibling stopped for it (`stopped`).
-    for child in sorted((c for c in children if c.get("status") != "passed"), key=_stopped_for_another):
+    # The cell that failed is named, not a sibling stopped for it (`stopped`), nor one cancelled beside it (a
+    # bisect reads a job whose named child was cancelled, not failed, as untested).
+    for child in sorted((c for c in children if c.get("status") != "passed"),
+                        key=lambda c: (c.get("status") != "failed", _stopped_for_another(c))):
         unit = (child.get("parent") or {}).get("unit")
         how = {"failed": "failed", "cancelled": "was cancelled", "errored": "errored"}[child["status"]]
         return Fold(error=f"{unit} {how} in job #{child.get('number')}"

@@ -150,3 +150,44 @@ stages:
     assert queen.http is not None
     async with queen.http.get(queen.api + f"/jobs/{job['id']}/artifacts/out/deep/app.txt") as resp:
         assert await resp.read() == b"tested\n"
+
+
+async def test_a_rerun_whose_reused_job_is_gone_is_refused_and_a_shards_list_comes_from_the_nearest_job(
+        shared_store: str) -> None:
+    """Over the real store (jobs pruned before retention kept what re-runs reuse): a re-run from the failed
+    stage of a job whose reused stage's job is gone is refused up front (409) rather than made to fail; a
+    re-run of a re-run takes the failed shard's list from the job re-run's own shard job, though the job
+    whose listing it reused is gone."""
+    import ulid
+    from cryptography.fernet import Fernet
+
+    from apiary.core.errors import Conflict
+    from apiary.queen.resume import from_failed
+    from apiary.queen.sealing import Sealer
+    from apiary.queen.shards import SHARD_FILE, Sharder
+    from apiary.queen.store import Store
+
+    store = await Store.connect(shared_store, f"partial-{ulid.ULID()}", Sealer(Fernet.generate_key()))
+    try:
+        old = {"_id": "R1", "number": 207, "status": "failed", "children": [
+            {"unit": "test (shard 1 of 2)", "job": "K208", "number": 208, "status": "failed"}],
+            "shard_plans": [{"stage": "test", "count": 2, "shards": [{"index": 1}, {"index": 2}]}],
+            "resume": {"from_job": "P204", "stages": {
+                "test · list": {"status": "passed", "job": "P204", "number": 204},
+                "test (shard 2 of 2)": {"status": "passed", "job": "K205", "number": 205}}}}
+        for doc in (old, {"_id": "K208", "number": 208, "status": "failed", "parent": {"id": "R1"},
+                          "resume": {"given": [{"name": SHARD_FILE, "text": "tests/a.py\ntests/b.py\n"}]}}):
+            await store.jobs.insert_one(doc)
+        try:
+            await from_failed(store, old, {"stages": []})
+            raise AssertionError("a re-run reusing a job that is gone was made")
+        except Conflict as refused:
+            assert "was reused from job #204, which is gone (pruned): re-run the whole job" in str(refused), refused
+        again = {"_id": "R2", "status": "waiting", "resume": {"from_job": "R1", "stages": old["resume"]["stages"]}}
+        shard = {"name": "test (shard 1 of 2)", "remote": {"kind": "shard", "unit": "test (shard 1 of 2)"},
+                 "shards": {"of": "test", "index": 1, "count": 2}}
+        kept, made = await Sharder(store)._again(again, "test", [shard])
+        assert kept["stage"] == "test" and made[0]["files"][0]["text"] == "tests/a.py\ntests/b.py\n", made
+    finally:
+        await store.client.drop_database(store.db.name)
+        await store.close()

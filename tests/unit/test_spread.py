@@ -315,6 +315,10 @@ def test_the_fold_names_the_cell_that_failed_not_a_sibling_stopped_for_it() -> N
     fold = spread.fold(_parent(), OUT, [_kid("test (3.11)", "cancelled", 8, "cancelled: by ann"),
                                         _kid("test (3.12)", "passed", 9)])
     assert fold is not None and (fold.child or {}).get("status") == "cancelled"
+    # One cancelled by somebody and another that failed: the failure is named (the job says something).
+    fold = spread.fold(_parent(), OUT, [_kid("test (3.11)", "cancelled", 8, "cancelled: by ann"),
+                                        _kid("test (3.12)", "failed", 9)])
+    assert fold is not None and fold.error == "test (3.12) failed in job #9", fold
 
 
 @pytest.mark.parametrize(("fields", "now", "error"), [
