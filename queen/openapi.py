@@ -205,6 +205,8 @@ SCHEMAS: dict[str, Any] = {
                      "items": _object({"unit": _STRING, "job": _STRING, "number": {"type": "integer"},
                                        "status": {"enum": [s.value for s in JobStatus]},
                                        "wave": {"type": "integer"}}, ("unit", "job", "number", "status"))},
+        "failed_child": _object({"unit": _STRING, "job": _STRING, "number": {"type": "integer"},
+                                 "status": {"enum": ["failed", "cancelled", "errored"]}}, ("unit", "status")),
         "caches": {"type": "object", "description": "by the entry's index in `cache:` (apiary.core.caches.job_fields)",
                    "additionalProperties": _object({
                        "key": _STRING, "restore": {"enum": ["hit", "miss", "refused", "skipped"]},

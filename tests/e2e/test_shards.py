@@ -116,6 +116,9 @@ async def test_shards_on_two_drones_levelled_by_past_durations(queen: Cluster, p
     assert len(bad) == 1 and broken["error"].startswith(f"{bad[0]['unit']} failed in job #{bad[0]['number']}"), \
         broken["error"]
     assert "broken on purpose" in _printed(await queen.events(bad[0]["job"]))
+    # The child that failed it, as a field (a bisect reads a cancelled one as untested, a failed one as bad).
+    assert broken["failed_child"] == {"unit": bad[0]["unit"], "job": bad[0]["job"], "number": bad[0]["number"],
+                                      "status": "failed"}, broken
     # The shards' test reports add up on the job, each test with the shard job it ran in.
     tests = await queen.get(f"/jobs/{broken['id']}/tests")
     assert tests["report"]["tests"] == 8 and tests["report"]["failed"] == 1 and tests["total"] == 8, tests["report"]
