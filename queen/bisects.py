@@ -390,7 +390,7 @@ class Bisector:
         from_job = get_str(body, "from_job")
         good_among: list[str] = []
         if from_job:
-            good_among, bad, branch, parameters = await self._from_job(repo, from_job, body)
+            good_among, bad, branch, parameters, from_job = await self._from_job(repo, from_job, body)
             good = good_among[0]
         else:
             good = bisectgit.check_sha(body.get("good"), "good")
@@ -519,9 +519,10 @@ class Bisector:
         return [{"stage": name, "why": why} for name, why in left.items()]
 
     async def _from_job(self, repo: dict[str, Any], job_id: str,
-                        body: dict[str, Any]) -> tuple[list[str], str, str, dict[str, str]]:
-        """(the commits good may be, best first; bad; branch; parameters) of the failed job `job_id` ("find
-        the commit that broke this"): bad is its commit, its jobs get its parameters (a failure a
+                        body: dict[str, Any]) -> tuple[list[str], str, str, dict[str, str], str]:
+        """(the commits good may be, best first; bad; branch; parameters; the job's id) of the failed job
+        `job_id` ("find the commit that broke this"; a shard's or a spread cell's job: its parent, which ran
+        the commit as a whole): bad is its commit, its jobs get its parameters (a failure a
         parameter caused is one the defaults may not show), good is the newest of its branch's passed
         jobs whose commit is an ancestor of bad (apiary.queen.bisectgit.read_line picks it)."""
         if body.get("good") or body.get("bad") or body.get("branch") or body.get("parameters"):
@@ -552,7 +553,7 @@ class Bisector:
         declared = (job.get("pipeline") or {}).get("parameters") or {}
         parameters = {str(k): str(v) for k, v in (job.get("parameters") or {}).items()
                       if v != (declared.get(k) or {}).get("default")}
-        return passed, bad, branch, parameters
+        return passed, bad, branch, parameters, str(job["_id"])
 
 
 async def bisects_ctx(app: web.Application) -> AsyncIterator[None]:
