@@ -40,6 +40,8 @@ import re
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable
 
+from apiary.core.secretvalue import MIN_VALUE
+
 # What a terminal does not show between a secret's characters: escape sequences (CSI, OSC/DCS/PM/APC to their
 # end, other ESC sequences, their 8-bit C1 forms), control characters other than \b \t \n \v \f \r, and the
 # zero-width characters a terminal draws as nothing (zero-width space and joiners, direction marks, word joiner,
@@ -120,23 +122,9 @@ def _sequences(raw: str) -> str:
     return "".join(_ESCAPES.findall(raw)) if "\x1b" in raw or _SPECIAL.search(raw) else ""
 
 
-MIN_VALUE = 3  # shorter values are ignored: masking "a" everywhere would destroy the log
 MIN_LINE = 4   # a line of a multi-line value is masked on its own only from this length (stripped)
 MIN_CORE = 4   # the shortest run of base64 a secret decides alone that is masked (shorter ones say little)
 _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
-
-
-def unmaskable(value: str) -> str | None:
-    """Why `value` cannot be a secret, as a person reads it (the queen refuses to store it), or None.
-
-    A `Masker` ignores values shorter than MIN_VALUE characters and whitespace alone: masking ``xq`` everywhere
-    would hide ordinary output, so such a value would reach every log and shell in clear."""
-    if len(value) < MIN_VALUE:
-        return (f"at least {MIN_VALUE} characters (got {len(value)}): a shorter value cannot be masked in logs and "
-                "shells without hiding ordinary output, so it would show in clear")
-    if not value.strip():
-        return "not only whitespace: such a value cannot be masked in logs and shells, so it would show in clear"
-    return None
 
 
 def secret_forms(value: str) -> set[str]:

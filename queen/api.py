@@ -13,6 +13,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
+from apiary.core.bisect import bisect_pipeline, rerun_by
 from apiary.core.context import links, triggered_by
 from apiary.core.errors import BadRequest, Conflict, NotFound
 from apiary.core.fields import ENV_NAME, get_str, no_unknown
@@ -20,8 +21,8 @@ from apiary.core.jobrequest import job_request
 from apiary.core.models import Job, JobRequest, Repository
 from apiary.core.outcome import job_outcome, last_lines
 from apiary.core.protocol import JobStatus
+from apiary.core.secretvalue import unmaskable
 from apiary.core.spread import family_report, first_start
-from apiary.drone.masking import unmaskable
 from apiary.queen import estimate
 from apiary.queen.jobs import create_job
 from apiary.queen.logsearch import DEFAULT_MATCHES, MAX_MATCHES, search_output, search_query
@@ -174,8 +175,6 @@ async def rerun_job(request: web.Request) -> web.Response:
     by = triggered_by(request.get("identity"), rerun_of=old["_id"])
     shape = None
     if (old.get("triggered_by") or {}).get("kind") == "bisect":  # stays a bisect's kind (apiary.core.bisect)
-        from apiary.core.bisect import bisect_pipeline, rerun_by
-
         by, shape = rerun_by(old["triggered_by"], by), bisect_pipeline
     # The re-run is trusted as the job it repeats: a fork's pull request stays one.
     return await _create(request, repo, asked, rerun_of=old["_id"],

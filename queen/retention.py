@@ -24,6 +24,7 @@ import time
 from collections.abc import Collection, Iterable
 from typing import Any
 
+from apiary.core.bisect import kept_jobs
 from apiary.core.branchjobs import is_child, speaks_for_branch
 from apiary.core.models import Retention
 from apiary.core.protocol import JobStatus
@@ -86,8 +87,7 @@ def select_prunable(jobs: Iterable[dict[str, Any]], policy: Retention, now: floa
 
 def _reuses(job: dict[str, Any]) -> set[str]:
     """The jobs `job` reuses stages from (its ``resume.stages``' jobs)."""
-    # The store may give the projected field by its dotted name (nx-27017) rather than nested.
-    stages = ((job.get("resume") or {}).get("stages")) or job.get("resume.stages") or {}
+    stages = (job.get("resume") or {}).get("stages") or {}
     return {str(e["job"]) for e in stages.values() if isinstance(e, dict) and isinstance(e.get("job"), str)} \
         if isinstance(stages, dict) else set()
 
@@ -130,8 +130,6 @@ async def prune(store: Store, now: float | None = None) -> dict[str, int]:
 async def bisects_keep(store: Store, repo: str) -> set[str]:
     """The jobs the bisects of `repo` keep (apiary.core.bisect.kept_jobs): every running one's, and what the
     newest KEPT_BISECTS ended ones cite."""
-    from apiary.core.bisect import kept_jobs
-
     keep: set[str] = set()
     fields = {"status": 1, "result": 1, "size": 1, "tries": 1}
     async for doc in store.db.bisects.find({"repo": repo, "status": "running"}, fields):

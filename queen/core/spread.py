@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import InputError
+from .matrix import is_cell
+from .shards import is_shard, listing_name
 
 KINDS = ("spread", "shard")
 MAX_CHILDREN = 256  # children one parent may have over its whole life (a matrix has at most 256 cells)
@@ -83,8 +85,6 @@ def compile_remote(value: Any, at: str, stage: Mapping[str, Any] | None = None) 
 def made(stage: Mapping[str, Any]) -> bool:
     """Whether `stage`'s ``remote`` is the one the compiler writes: a matrix cell's ``{kind: spread, unit: its
     name}`` (a job-level matrix's: its values, joined by ', '), a shard's ``{kind: shard, unit: its name}``."""
-    from .matrix import is_cell  # (the shards import the matrix; only needed here)
-    from .shards import is_shard
     remote = stage.get("remote")
     if not isinstance(remote, Mapping):
         return False
@@ -98,7 +98,6 @@ def check(stages: Sequence[Mapping[str, Any]]) -> None:
     ``waiting`` state, with different ways out of it). Raises SpreadError naming the gate's stage."""
     if not any(s.get("remote") for s in stages):
         return
-    from .shards import listing_name
     names = {s.get("name"): s for s in stages}
     for i, stage in enumerate(stages):
         remote = stage.get("remote") or {}
@@ -150,8 +149,6 @@ def waiting_lines(stages: Sequence[Mapping[str, Any]], hold: set[str],
     """The drone's lines for the remote stages it leaves to child jobs: ``apiary: stage NAME runs as a job of
     its own`` (only those whose needs are all met here: the others wait for them). A re-run from the failed
     stage (`resume`) that reuses a shard's listing runs the shard again with the list it had, not a new split."""
-    from .shards import listing_name
-
     given = (resume or {}).get("stages") or {}
 
     def line(s: Mapping[str, Any]) -> str:
@@ -527,7 +524,8 @@ def mark(job: Mapping[str, Any], entries: list[dict[str, Any]], ended: dict[str,
         family = latest.get(unit_of.get(entry["name"], ""))
         if not family:
             continue
-        entry["children"] = [{"job": c.get("job"), "number": c.get("number"), "status": str(c.get("status") or "queued")}
+        entry["children"] = [{"job": c.get("job"), "number": c.get("number"),
+                              "status": str(c.get("status") or "queued")}
                              for c in family]
         # What the stage shows: its first child that did not pass, else its first.
         child = next((c for c in family if c.get("status") != "passed"), family[0])

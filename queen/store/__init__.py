@@ -64,6 +64,7 @@ class Store(RepoQueries, JobQueries, EventQueries, SecretQueries, PeopleQueries,
         self.cache_parts = AsyncGridFSBucket(self.db, bucket_name="cacheparts")
         self.job_numbers = self.db.job_numbers  # a counter per repository: {_id: repo, n: last number given}
         self._numbers_seeded: set[str] = set()
+        self.passes_written = 0
         self._repos: dict[str, Repository] = {}
         self._repos_listed = False
         self._secrets: dict[str, dict[str, tuple[str, tuple[str, ...]]]] = {}

@@ -6,7 +6,7 @@ it is worked out once per job from its stages and kept in memory (at most SHAPES
 last passed jobs are kept until another of its jobs passes: the embedded store decodes every document it
 returns (about 1 ms a job here), and the dashboard asks for a row's estimate at each of its job's changes. nx-27017 returns a dotted projection
 under its dotted name ("pipeline.stages") and nothing for a path into an array's documents
-(pipeline.stages.name), so the stages are read whole and `_nested` puts dotted keys back where MongoDB puts
+(pipeline.stages.name), so the stages are read whole and `nested` (queen/store/documents.py) puts dotted keys back where MongoDB puts
 them.
 """
 
@@ -22,26 +22,16 @@ from apiary.core.branchjobs import SPEAKS_FOR_BRANCH
 from apiary.core.protocol import JobStatus
 from apiary.core.spread import first_start
 
+from .documents import nested
+
 SHAPES_KEPT = 20_000
 # What an estimate reads of a job besides its shape: its ref (branch), when it started and ended.
 # (A spread or sharded job's duration counts from its first start: its ``history``, apiary.core.spread.first_start.)
 _FIELDS = {"repo": 1, "status": 1, "ref": 1, "type": 1, "started": 1, "finished": 1, "parent": 1, "history": 1}
 # What its shape is made of.
-_SHAPE_FIELDS = {"type": 1, "pipeline.stages": 1, "resume.stages": 1}
+_SHAPE_FIELDS = {"type": 1, "pipeline.stages": 1, "resume.stages": 1, "children": 1}  # children: whose stages
 
 ShapeOf = Callable[[Any], Any]
-
-
-def _nested(doc: dict[str, Any]) -> dict[str, Any]:
-    """`doc` with its dotted keys ("pipeline.stages": [...]) as nested documents, as MongoDB returns them."""
-    for key in [k for k in doc if "." in k]:
-        value = doc.pop(key)
-        *parents, last = key.split(".")
-        at = doc
-        for name in parents:
-            at = at.setdefault(name, {}) if isinstance(at.get(name, {}), dict) else {}
-        at[last] = value
-    return doc
 
 
 class EstimateQueries:
@@ -61,10 +51,10 @@ class EstimateQueries:
             if len(shapes) + len(missing) > SHAPES_KEPT:
                 shapes.clear()
             for d in await self.jobs.find({"_id": {"$in": missing}}, _SHAPE_FIELDS).to_list(None):
-                shapes[d["_id"]] = shape(_nested(d))
+                shapes[d["_id"]] = shape(nested(d))
         for d in docs:
             d["shape"] = shapes.get(d["_id"])
-        return [_nested(d) for d in docs]
+        return [nested(d) for d in docs]
 
     async def recent_passes(self, repo: str, limit: int, shape: ShapeOf,
                             children: bool = False) -> list[dict[str, Any]]:
@@ -77,7 +67,7 @@ class EstimateQueries:
         newest = await self.jobs.find_one({"repo": repo, "status": JobStatus.PASSED.value}, {"number": 1},
                                           sort=[("number", DESCENDING)])
         # Another queen's pass shows in the newest number; this queen's also when jobs pass out of order.
-        mark = (newest or {}).get("number"), limit, self.__dict__.get("passes_written", 0)
+        mark = (newest or {}).get("number"), limit, self.passes_written
         if (repo, children) in kept and kept[repo, children][0] == mark:
             return kept[repo, children][1]
         if len(kept) > 1000:

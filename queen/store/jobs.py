@@ -22,6 +22,7 @@ from apiary.core.errors import Conflict
 from apiary.core.models import Job
 from apiary.core.protocol import UNDERWAY, JobStatus
 
+from .documents import nested
 from .events import READ_BATCH
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ class JobQueries:
     job_numbers: AsyncCollection
     _numbers_seeded: set[str]  # repositories whose counter this queen has raised to the stored jobs' numbers
     _numbers_lock: asyncio.Lock
+    passes_written: int  # jobs this queen wrote passed (`_passed`)
 
     async def next_job_number(self, repo: str) -> int:
         """The repository's next job number (1, 2, 3…), unique across every queen on this store.
@@ -150,7 +152,7 @@ class JobQueries:
         """Count the jobs this queen wrote passed: estimates read a repository's passes again after one
         (apiary.queen.store.estimates; jobs, cells above all, pass out of their numbers' order)."""
         if changed and fields.get("status") == JobStatus.PASSED.value:
-            self.__dict__["passes_written"] = self.__dict__.get("passes_written", 0) + 1
+            self.passes_written += 1
 
     async def change_and_get_job(self, job_id: str, expect: dict[str, Any],
                                  fields: dict[str, Any]) -> Job | None:
@@ -190,7 +192,7 @@ class JobQueries:
         cursor = self.jobs.find({"repo": repo}, {"_id": 1, "status": 1, "created": 1, "ref": 1, "number": 1,
                                                  "triggered_by": 1, "parent": 1,
                                                  "resume.stages": 1})  # what it reuses (retention keeps it)
-        return await cursor.sort("_id", DESCENDING).batch_size(READ_BATCH).to_list(None)
+        return [nested(job) for job in await cursor.sort("_id", DESCENDING).batch_size(READ_BATCH).to_list(None)]
 
     async def delete_jobs(self, job_ids: list[str]) -> None:
         """Delete jobs with their events, artifacts and test results."""

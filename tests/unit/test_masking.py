@@ -9,7 +9,8 @@ from urllib.parse import quote, quote_plus, unquote, unquote_plus
 
 import pytest
 
-from apiary.drone.masking import Masker, unmaskable
+from apiary.core.secretvalue import unmaskable
+from apiary.drone.masking import Masker
 
 M = "********"
 TOKEN = "ghp_9f8e7d6c5b4a"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from apiary.queen.retention import DAY, select_prunable
+from apiary.queen.store.documents import nested
 
 
 def job(i: int, status: str, branch: str = "main", age_days: float = 0) -> dict:
@@ -61,9 +62,6 @@ def rerun(i: int, status: str, reuses: dict[str, int]) -> dict:
     # ... and down the chain: #9 reuses from #7, which reused from #4.
     ([rerun(9, "failed", {"build": 7}), rerun(7, "failed", {"lint": 4}), job(6, "failed"), job(4, "failed")],
      set(), ["j6"]),
-    # The store may give the projected field by its dotted name.
-    ([{**job(9, "failed"), "resume.stages": {"t": {"status": "passed", "job": "j6"}}}, job(7, "failed"),
-      job(6, "failed")], set(), ["j7"]),
     # A job nobody kept reuses from is not kept for it: both go.
     ([job(9, "failed"), rerun(7, "failed", {"build": 4}), job(4, "failed")], set(), ["j7", "j4"]),
     # A bisect's jobs (apiary.core.bisect.kept_jobs): kept whatever the policy, a child keeps its family.
@@ -95,3 +93,12 @@ def test_a_bisect_keeps_its_jobs_while_it_runs_and_those_its_answer_cites(bisect
     from apiary.core.bisect import kept_jobs
 
     assert kept_jobs(bisect) == kept
+
+
+def test_a_dotted_projection_is_read_as_mongodb_nests_it() -> None:
+    # nx-27017 gives a projected field by its dotted name; the store's reads nest it (queen/store/documents.py),
+    # so the rule above sees what it reuses.
+    stored = {**job(9, "failed"), "resume.stages": {"t": {"status": "passed", "job": "j6"}}}
+    read = nested(dict(stored))
+    assert read["resume"] == {"stages": {"t": {"status": "passed", "job": "j6"}}} and "resume.stages" not in read
+    assert select_prunable([read, job(7, "failed"), job(6, "failed")], {"keep_jobs": 1}, now=1000 * DAY) == ["j7"]
