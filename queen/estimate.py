@@ -83,10 +83,15 @@ def shape(job: Mapping[str, Any]) -> Shape | None:
     if not isinstance(stages, list):
         return None
     kind = job.get("type") or "TEST"
-    reused = ((job.get("resume") or {}).get("stages")) or {}
+    # Reused: a stage another job ran. A spread or sharded job's continuation records the stages its first part
+    # and its own child jobs ran in its ``resume`` too; those are its own (its shape does not change when its
+    # children end, and a fresh job of the pipeline has the same).
+    own = {job.get("_id"), *(c.get("job") for c in job.get("children") or [] if isinstance(c, Mapping))}
+    given = ((job.get("resume") or {}).get("stages")) or {}
+    reused = {name for name, e in given.items() if not (isinstance(e, Mapping) and e.get("job") in own - {None})}
     names = {str(s.get("name")) for s in stages if isinstance(s, dict)
              and (kind == "TEST_DEPLOY" or bool(s.get("deploy")) == (kind == "DEPLOY"))}
-    return tuple(sorted(names - set(reused)))
+    return tuple(sorted(names - reused))
 
 
 def durations_for(past: Iterable[Past], branch: str | None, wanted: Shape | None) -> tuple[list[float], str]:

@@ -49,6 +49,16 @@ TESTS = ("lint", "unit")
     # A re-run from the failed stage runs only what it does not reuse.
     ({"type": "TEST", "pipeline": {"stages": [{"name": "lint"}, {"name": "unit"}]},
       "resume": {"stages": {"lint": {"job": "J1"}}}}, ("unit",)),
+    # A spread job's continuation: the stages its own children and its first part ran are its own, so its
+    # shape is the same before and after its children end (and a fresh job of the pipeline matches it).
+    ({"_id": "J2", "type": "TEST", "pipeline": {"stages": [{"name": "s (a)"}, {"name": "s (b)"}, {"name": "lint"}]},
+      "children": [{"job": "C1"}, {"job": "C2"}],
+      "resume": {"stages": {"s (a)": {"job": "C1"}, "s (b)": {"job": "C2"}, "lint": {"job": "J2"}}}},
+     ("lint", "s (a)", "s (b)")),
+    # ... but a re-run reusing another job's child's cell does not run it.
+    ({"_id": "J3", "type": "TEST", "pipeline": {"stages": [{"name": "s (a)"}, {"name": "s (b)"}]},
+      "children": [{"job": "C3"}], "resume": {"stages": {"s (a)": {"job": "C1"}, "s (b)": {"job": "C3"}}}},
+     ("s (b)",)),
     ({"type": "TEST"}, None),  # listed without its pipeline
 ])
 def test_shape(job: dict, expected: tuple[str, ...] | None) -> None:
